@@ -1,0 +1,1 @@
+"""The Kudos domain: events, scoring rules (pure), ranking, and the one module that owns Redis."""

@@ -1,0 +1,42 @@
+"""The one exception tree of Kudos.
+
+::
+
+    KudosError
+    ├── ConfigError(ValueError)          a setting or scoring.toml value is wrong; names the setting
+    ├── InvalidEvent(ValueError)         an event breaks the schema; ``reason`` is a short code
+    ├── UnknownBoard(LookupError)        a board id that is not a valid board name
+    ├── StoreConflict                    another writer moved a partition fence or the decay landmark
+    └── StackError(RuntimeError)         the embedded stack cannot start or stop (port taken, binary missing)
+"""
+
+from __future__ import annotations
+
+
+class KudosError(Exception):
+    """Root of every error Kudos raises on purpose."""
+
+
+class ConfigError(KudosError, ValueError):
+    """A setting or a scoring.toml value is invalid. The message names the setting and the fix."""
+
+
+class InvalidEvent(KudosError, ValueError):
+    """An event breaks the schema. ``reason`` is a stable short code, ``detail`` is for humans."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+class UnknownBoard(KudosError, LookupError):
+    """A board id that cannot exist (bad base board or bad community tag)."""
+
+
+class StoreConflict(KudosError):
+    """A batch was planned against state that another writer has since changed; re-plan and retry."""
+
+
+class StackError(KudosError, RuntimeError):
+    """The embedded stack cannot start or stop; the message says what to do next."""

@@ -1,0 +1,186 @@
+"""The interaction event: schema, validation and message decoding (pure, no I/O).
+
+A Kafka message value is one JSON object or a JSON array of them (an *envelope*). Decoding never
+raises for bad input: each element becomes either an :class:`Event` or a :class:`Rejected` carrying
+the raw bytes and the reason, so one bad element never blocks the good ones of its envelope.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+from leaderboard.errors import InvalidEvent
+
+MAX_ID = 128
+MAX_TEXT = 2000
+MAX_COMMUNITIES = 8
+MAX_COMMUNITY = 64
+#: Largest accepted event time (unix seconds, year 2200); a far-future ts would move the global
+#: watermark and expire every window, so it is refused rather than trusted.
+MAX_TS = 7_258_118_400.0
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]")
+_COMMUNITY = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One validated interaction. ``ts`` is event time in unix seconds."""
+
+    id: str
+    ts: float
+    kind: str
+    actor: str
+    target: str
+    post: str | None = None
+    text: str | None = None
+    communities: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "id": self.id,
+            "ts": self.ts,
+            "kind": self.kind,
+            "actor": self.actor,
+            "target": self.target,
+        }
+        if self.post is not None:
+            out["post"] = self.post
+        if self.text is not None:
+            out["text"] = self.text
+        if self.communities:
+            out["communities"] = list(self.communities)
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """An element that failed validation: its raw bytes, the reason code and a readable detail.
+
+    ``index`` is its position in the envelope, or None when the whole message was unusable.
+    """
+
+    index: int | None
+    raw: bytes
+    reason: str
+    detail: str
+
+
+def _ident(obj: dict[str, Any], name: str, required: bool = True) -> str | None:
+    value = obj.get(name)
+    if value is None:
+        if required:
+            raise InvalidEvent("missing_field", f"{name!r} is required")
+        return None
+    if not isinstance(value, str):
+        raise InvalidEvent("bad_type", f"{name!r} must be a string, got {type(value).__name__}")
+    if not 1 <= len(value) <= MAX_ID:
+        raise InvalidEvent("bad_length", f"{name!r} must be 1-{MAX_ID} characters, got {len(value)}")
+    if _CONTROL.search(value):
+        raise InvalidEvent("control_chars", f"{name!r} contains control characters")
+    return value
+
+
+def parse_ts(value: Any) -> float:
+    """Event time as unix seconds from a number or an RFC 3339 string.
+
+    Raises:
+        InvalidEvent: not a finite number in range, or a string without a UTC offset.
+    """
+    if isinstance(value, bool):
+        raise InvalidEvent("bad_ts", "'ts' must be a number or an RFC 3339 string, got a boolean")
+    if isinstance(value, int | float):
+        ts = float(value)
+    elif isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError as exc:
+            raise InvalidEvent("bad_ts", f"'ts' {value[:40]!r} is not RFC 3339") from exc
+        if parsed.tzinfo is None:
+            raise InvalidEvent("bad_ts", f"'ts' {value[:40]!r} has no UTC offset (RFC 3339 needs one)")
+        ts = parsed.timestamp()
+    elif value is None:
+        raise InvalidEvent("missing_field", "'ts' is required")
+    else:
+        raise InvalidEvent("bad_ts", f"'ts' must be a number or a string, got {type(value).__name__}")
+    if not math.isfinite(ts) or not 0 <= ts <= MAX_TS:
+        raise InvalidEvent("bad_ts", f"'ts' {ts!r} is outside 0..{MAX_TS:.0f}")
+    return ts
+
+
+def parse_event(obj: Any, kinds: frozenset[str] | dict[str, int]) -> Event:
+    """Validate one decoded JSON value against the schema.
+
+    Raises:
+        InvalidEvent: with a stable ``reason`` code (missing_field, bad_type, bad_length,
+            control_chars, unknown_kind, bad_ts, bad_communities, not_object).
+    """
+    if not isinstance(obj, dict):
+        raise InvalidEvent("not_object", f"an event must be a JSON object, got {type(obj).__name__}")
+    event_id = _ident(obj, "id")
+    kind = obj.get("kind")
+    if kind is None:
+        raise InvalidEvent("missing_field", "'kind' is required")
+    if not isinstance(kind, str) or kind not in kinds:
+        raise InvalidEvent("unknown_kind", f"'kind' {str(kind)[:40]!r} is not one of {', '.join(sorted(kinds))}")
+    actor = _ident(obj, "actor")
+    target = _ident(obj, "target")
+    ts = parse_ts(obj.get("ts"))
+    post = _ident(obj, "post", required=False)
+    text = obj.get("text")
+    if text is not None:
+        if not isinstance(text, str):
+            raise InvalidEvent("bad_type", "'text' must be a string")
+        if len(text) > MAX_TEXT:
+            raise InvalidEvent("bad_length", f"'text' is {len(text)} characters, at most {MAX_TEXT}")
+    communities: tuple[str, ...] = ()
+    raw_communities = obj.get("communities")
+    if raw_communities is not None:
+        if not isinstance(raw_communities, list) or len(raw_communities) > MAX_COMMUNITIES:
+            raise InvalidEvent("bad_communities", f"'communities' must be a list of at most {MAX_COMMUNITIES}")
+        for c in raw_communities:
+            if not isinstance(c, str) or not _COMMUNITY.match(c):
+                raise InvalidEvent(
+                    "bad_communities",
+                    f"community {str(c)[:70]!r} must be 1-{MAX_COMMUNITY} of A-Z a-z 0-9 _ . -",
+                )
+        # duplicates would double-count the same board; order kept for display
+        communities = tuple(dict.fromkeys(raw_communities))
+    assert event_id is not None and actor is not None and target is not None
+    if kind == "post" and actor != target:
+        raise InvalidEvent("bad_post", "a 'post' event announces a post by its target: actor must equal target")
+    return Event(event_id, ts, kind, actor, target, post, text, communities)
+
+
+def decode_message(raw: bytes | None, kinds: frozenset[str] | dict[str, int]) -> list[Event | Rejected]:
+    """Decode one Kafka message value into events and rejections, in envelope order."""
+    if raw is None:
+        return [Rejected(None, b"", "tombstone", "message has no value")]
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        return [Rejected(None, raw, "bad_json", str(exc))]
+    if isinstance(value, list):
+        if not value:
+            return [Rejected(None, raw, "empty_envelope", "an envelope must hold at least one event")]
+        return [_one(i, item, kinds) for i, item in enumerate(value)]
+    return [_one(None, value, kinds, raw)]
+
+
+def _one(index: int | None, value: Any, kinds: frozenset[str] | dict[str, int], raw: bytes | None = None) -> Event | Rejected:
+    try:
+        return parse_event(value, kinds)
+    except InvalidEvent as exc:
+        return Rejected(index, raw if raw is not None else orjson.dumps(value), exc.reason, exc.detail)
+
+
+def encode_events(events: Iterable[Event]) -> bytes:
+    """One envelope holding ``events``."""
+    return orjson.dumps([e.to_json() for e in events])

@@ -1,0 +1,154 @@
+-- Apply one batch plan atomically (see leaderboard/plan.py and leaderboard/store.py).
+-- Everything the batch writes, its partition fences and the global watermark change together, or
+-- nothing does: a fence that moved since planning (another worker, a redelivery) aborts the call.
+-- ARGV is a flat list of sections, each "count, then count records"; store.py builds it.
+local prefix = ARGV[1]
+local i = 2
+local function nxt() local v = ARGV[i]; i = i + 1; return v end
+
+local K_FENCE = prefix .. ':fence'
+local K_PWM = prefix .. ':pwm'
+local K_WM = prefix .. ':wm'
+local K_LANDMARK = prefix .. ':landmark'
+
+-- 1. guards: partition fences and the decay landmark must be what the plan was built against
+local np = tonumber(nxt())
+local parts = {}
+for j = 1, np do
+  local p, expected, fence, pwm, seen_cut, dr_cut = nxt(), nxt(), nxt(), nxt(), nxt(), nxt()
+  local cur = redis.call('HGET', K_FENCE, p) or '-1'
+  if cur ~= expected then return {'conflict', 'fence', p, cur} end
+  parts[j] = {p, fence, pwm, seen_cut, dr_cut}
+end
+local expected_landmark, landmark, factor = nxt(), nxt(), nxt()
+local cur_landmark = redis.call('GET', K_LANDMARK) or ''
+if cur_landmark ~= expected_landmark then return {'conflict', 'landmark', cur_landmark} end
+
+-- 2. watermark W = the largest event time applied so far, across partitions and workers
+local max_ts = nxt()
+local wm = redis.call('GET', K_WM)
+if max_ts ~= '' and (wm == false or tonumber(max_ts) > tonumber(wm)) then
+  redis.call('SET', K_WM, max_ts)
+  wm = max_ts
+end
+local W = wm and tonumber(wm) or nil
+
+-- 3. move the decay landmark: rescale every decayed board once, prune what fell below 1e-6 points
+local prune_below = nxt()
+if landmark ~= '' and landmark ~= cur_landmark then
+  if cur_landmark ~= '' then
+    for _, key in ipairs(redis.call('SMEMBERS', prefix .. ':decayed_boards')) do
+      redis.call('ZUNIONSTORE', key, 1, key, 'WEIGHTS', factor)
+      redis.call('ZREMRANGEBYSCORE', key, '-inf', '(' .. prune_below)
+    end
+  end
+  redis.call('SET', K_LANDMARK, landmark)
+end
+
+-- 4. windows: expire buckets that left the window, subtracting their exact contributions
+local nw = tonumber(nxt())
+local windows = {}
+for j = 1, nw do
+  local name, size, count = nxt(), tonumber(nxt()), tonumber(nxt())
+  local cutoff = nil
+  if W then cutoff = math.floor(W / size) - count end
+  windows[j] = {name, cutoff}
+  if cutoff then
+    local index_key = prefix .. ':buckets:' .. name
+    local expired = redis.call('ZRANGEBYSCORE', index_key, '-inf', cutoff)
+    for _, entry in ipairs(expired) do
+      local sep = string.find(entry, '|', 1, true)
+      local board = string.sub(entry, 1, sep - 1)
+      local bkey = prefix .. ':bucket:' .. entry
+      local bkey_board = prefix .. ':board:' .. board
+      local rows = redis.call('ZRANGE', bkey, 0, -1, 'WITHSCORES')
+      for r = 1, #rows, 2 do
+        local left = tonumber(redis.call('ZINCRBY', bkey_board, '-' .. rows[r + 1], rows[r]))
+        if left <= 0 then redis.call('ZREM', bkey_board, rows[r]) end
+      end
+      redis.call('DEL', bkey)
+    end
+    if #expired > 0 then redis.call('ZREMRANGEBYSCORE', index_key, '-inf', cutoff) end
+  end
+end
+
+-- 5. all-time boards
+local n = tonumber(nxt())
+for _ = 1, n do
+  local board, member, delta = nxt(), nxt(), nxt()
+  redis.call('ZINCRBY', prefix .. ':board:' .. board, delta, member)
+end
+
+-- 6. window boards: add to the bucket and the board while the bucket is inside the window
+n = tonumber(nxt())
+local registered = {}
+for _ = 1, n do
+  local wi, idx, board, member, delta = tonumber(nxt()), nxt(), nxt(), nxt(), nxt()
+  local cutoff = windows[wi + 1][2]
+  if cutoff == nil or tonumber(idx) > cutoff then
+    local entry = board .. '|' .. idx
+    redis.call('ZINCRBY', prefix .. ':bucket:' .. entry, delta, member)
+    redis.call('ZINCRBY', prefix .. ':board:' .. board, delta, member)
+    if not registered[entry] then
+      registered[entry] = true
+      redis.call('ZADD', prefix .. ':buckets:' .. windows[wi + 1][1], idx, entry)
+    end
+  end
+end
+
+-- 7. decayed boards (forward decay: values are stored against the landmark)
+n = tonumber(nxt())
+for _ = 1, n do
+  local board, member, delta = nxt(), nxt(), nxt()
+  redis.call('ZINCRBY', prefix .. ':board:' .. board, delta, member)
+end
+n = tonumber(nxt())
+for _ = 1, n do
+  local board = nxt()
+  redis.call('SADD', prefix .. ':boards', board)
+  if string.sub(board, 1, 7) == 'decayed' then
+    redis.call('SADD', prefix .. ':decayed_boards', prefix .. ':board:' .. board)
+  end
+end
+
+-- 8. de-duplication ids and diminishing-returns counters (per partition, pruned by its watermark)
+n = tonumber(nxt())
+for _ = 1, n do
+  local p, ts, id = nxt(), nxt(), nxt()
+  redis.call('ZADD', prefix .. ':seen:' .. p, ts, id)
+end
+n = tonumber(nxt())
+for _ = 1, n do
+  local p, day, f, k = nxt(), nxt(), nxt(), nxt()
+  redis.call('HSET', prefix .. ':dr:' .. p .. ':' .. day, f, k)
+  redis.call('ZADD', prefix .. ':drdays:' .. p, day, day)
+end
+
+-- 9. explain counters and pipeline stats
+n = tonumber(nxt())
+for _ = 1, n do
+  local member, f, delta = nxt(), nxt(), nxt()
+  redis.call('HINCRBY', prefix .. ':explain:' .. member, f, delta)
+end
+n = tonumber(nxt())
+for _ = 1, n do
+  local f, delta = nxt(), nxt()
+  redis.call('HINCRBY', prefix .. ':stats', f, delta)
+end
+
+-- 10. advance fences last (same atomic call), prune what fell behind the dedupe horizon
+for _, part in ipairs(parts) do
+  local p, fence, pwm, seen_cut, dr_cut = part[1], part[2], part[3], part[4], part[5]
+  redis.call('HSET', K_FENCE, p, fence)
+  if pwm ~= '' then redis.call('HSET', K_PWM, p, pwm) end
+  if seen_cut ~= '' then
+    redis.call('ZREMRANGEBYSCORE', prefix .. ':seen:' .. p, '-inf', '(' .. seen_cut)
+  end
+  if dr_cut ~= '' then
+    local days_key = prefix .. ':drdays:' .. p
+    local old = redis.call('ZRANGEBYSCORE', days_key, '-inf', '(' .. dr_cut)
+    for _, day in ipairs(old) do redis.call('DEL', prefix .. ':dr:' .. p .. ':' .. day) end
+    if #old > 0 then redis.call('ZREMRANGEBYSCORE', days_key, '-inf', '(' .. dr_cut) end
+  end
+end
+return {'ok', wm or ''}

@@ -1,0 +1,269 @@
+"""Turn a batch of decoded Kafka messages into one atomic write plan (pure, no I/O).
+
+The worker reads the little state a batch needs (:class:`StoreState`: partition fences, which of the
+batch's ids were seen, diminishing-returns counters, the decay landmark), calls :func:`build_plan`,
+and the store applies the plan in one Lua call that first checks the fences it was planned against.
+All scoring decisions happen here, in processing order, so they are the same whatever the batch
+boundaries: a batch only aggregates what a one-event-at-a-time run would have written.
+
+Per-partition rules (deterministic because a partition's content and order are):
+- a message at an offset ≤ the partition fence was applied before and is skipped whole;
+- an id seen before (within the dedupe horizon) is a duplicate and changes nothing;
+- an event older than the partition's newest event time minus the horizon is *late*: it cannot be
+  checked against pruned ids, so it is dead-lettered rather than risk a double count.
+Window membership uses the global watermark (the store enforces it again at apply time).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import orjson
+
+from leaderboard.events import Event, Rejected
+from leaderboard.scoring import ALL, DECAYED, ScoringRules
+
+#: Separator of actor and target in a diminishing-returns counter field; ids never hold control chars.
+SEP = "\x1f"
+#: Decayed members below this many milli-points (1e-6 points) are pruned when the landmark moves.
+DECAY_PRUNE_MP = 1e-3
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One consumed Kafka message, decoded."""
+
+    partition: int
+    offset: int
+    items: Sequence[Event | Rejected]
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionState:
+    fence: int = -1
+    watermark: float | None = None
+    seen: frozenset[str] = frozenset()
+    dr: Mapping[tuple[int, str], int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class StoreState:
+    partitions: Mapping[int, PartitionState]
+    watermark: float | None = None
+    landmark: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Wanted:
+    """What to read for one partition before planning."""
+
+    ids: list[str]
+    dr_keys: list[tuple[int, str]]
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    partition: int
+    offset: int
+    index: int | None
+    raw: bytes
+    reason: str
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionUpdate:
+    partition: int
+    expected_fence: int
+    fence: int
+    watermark: float | None
+    seen_cutoff: float | None
+    dr_cutoff_day: int | None
+
+
+@dataclass
+class Plan:
+    partitions: list[PartitionUpdate] = field(default_factory=list)
+    expected_landmark: int | None = None
+    landmark: int | None = None
+    rebase_factor: float = 1.0
+    max_ts: float | None = None
+    #: (board, member) → milli-points, for boards without windows (all, all:<c>)
+    totals: dict[tuple[str, str], int] = field(default_factory=lambda: defaultdict(int))
+    #: (window index, bucket index, board, member) → milli-points
+    buckets: dict[tuple[int, int, str, str], int] = field(default_factory=lambda: defaultdict(int))
+    #: (board, member) → forward-decayed milli-points relative to ``landmark``
+    decayed: dict[tuple[str, str], float] = field(default_factory=lambda: defaultdict(float))
+    seen: list[tuple[int, float, str]] = field(default_factory=list)
+    dr: dict[tuple[int, int, str], int] = field(default_factory=dict)
+    explain: dict[tuple[str, str], int] = field(default_factory=lambda: defaultdict(int))
+    stats: Counter[str] = field(default_factory=Counter)
+    boards: set[str] = field(default_factory=set)
+    dead: list[DeadLetter] = field(default_factory=list)
+
+    @property
+    def empty(self) -> bool:
+        return not self.partitions
+
+
+def wanted(messages: Iterable[Message], rules: ScoringRules) -> dict[int, Wanted]:
+    """The ids and diminishing-returns counters the batch needs, per partition."""
+    out: dict[int, Wanted] = {}
+    weights = rules.weights_mp
+    period = rules.dr_period_s
+    for m in messages:
+        w = out.get(m.partition)
+        if w is None:
+            w = out[m.partition] = Wanted([], [])
+        for item in m.items:
+            if isinstance(item, Event):
+                w.ids.append(item.id)
+                if item.actor != item.target and weights[item.kind]:
+                    w.dr_keys.append((math.floor(item.ts / period), item.actor + SEP + item.target))
+    return out
+
+
+def choose_landmark(current: int | None, newest_ts: float | None, rebase_after_s: int) -> int | None:
+    """The decay landmark for a batch: kept, set on first use, or moved forward before overflow.
+
+    Landmarks are whole days so they print and compare exactly.
+    """
+    if newest_ts is None:
+        return current
+    if current is None or newest_ts - current > rebase_after_s:
+        return math.floor(newest_ts / 86400) * 86400
+    return current
+
+
+def build_plan(
+    messages: Sequence[Message],
+    state: StoreState,
+    rules: ScoringRules,
+    *,
+    dedupe_horizon_s: int,
+    rebase_after_s: int,
+) -> Plan:
+    """Score a batch against ``state`` and aggregate everything it writes into one :class:`Plan`."""
+    plan = Plan()
+    weights = rules.weights_mp
+    period = rules.dr_period_s
+    half_life = rules.half_life_s
+    windows = rules.windows
+    watermark = state.watermark
+    cutoffs = [w.cutoff(watermark) if watermark is not None else None for w in windows]
+    totals, buckets, decayed, explain, stats = (
+        plan.totals, plan.buckets, plan.decayed, plan.explain, plan.stats,
+    )
+
+    newest = max(
+        (i.ts for m in messages for i in m.items if isinstance(i, Event)), default=None
+    )
+    landmark = choose_landmark(state.landmark, newest, rebase_after_s)
+    plan.expected_landmark = state.landmark
+    plan.landmark = landmark
+    if state.landmark is not None and landmark is not None and landmark != state.landmark:
+        plan.rebase_factor = 2.0 ** (-(landmark - state.landmark) / half_life)
+
+    by_partition: dict[int, list[Message]] = defaultdict(list)
+    for m in messages:
+        by_partition[m.partition].append(m)
+
+    max_ts: float | None = None
+    for p in sorted(by_partition):
+        pstate = state.partitions.get(p, PartitionState())
+        fence = pstate.fence
+        pwm = pstate.watermark
+        seen_before = pstate.seen
+        dr_before = pstate.dr
+        dr_now: dict[tuple[int, str], int] = {}
+        batch_ids: set[str] = set()
+        new_fence = fence
+        for m in sorted(by_partition[p], key=lambda m: m.offset):
+            if m.offset <= new_fence:
+                continue  # applied before (redelivery after a crash or rebalance)
+            new_fence = m.offset
+            for pos, item in enumerate(m.items):
+                if isinstance(item, Rejected):
+                    stats["invalid"] += 1
+                    plan.dead.append(DeadLetter(p, m.offset, item.index, item.raw, item.reason, item.detail))
+                    continue
+                ev = item
+                ts = ev.ts
+                if pwm is not None and ts < pwm - dedupe_horizon_s:
+                    stats["late"] += 1
+                    plan.dead.append(DeadLetter(
+                        p, m.offset, pos,
+                        _raw(ev), "late",
+                        f"ts {ts:.0f} is more than {dedupe_horizon_s} s older than this partition's "
+                        f"newest event ({pwm:.0f}); it cannot be de-duplicated any more",
+                    ))
+                    continue
+                if ev.id in seen_before or ev.id in batch_ids:
+                    stats["duplicate"] += 1
+                    continue
+                batch_ids.add(ev.id)
+                plan.seen.append((p, ts, ev.id))
+                if pwm is None or ts > pwm:
+                    pwm = ts
+                if max_ts is None or ts > max_ts:
+                    max_ts = ts
+                target = ev.target
+                kind = ev.kind
+                explain[(target, "n:" + kind)] += 1
+                weight = weights[kind]
+                if ev.actor == target or weight == 0:
+                    stats["ignored"] += 1
+                    if ev.actor == target:
+                        explain[(target, "self")] += 1
+                    continue
+                day = math.floor(ts / period)
+                key = (day, ev.actor + SEP + target)
+                k = dr_now.get(key)
+                if k is None:
+                    k = dr_before.get(key, 0)
+                k += 1
+                dr_now[key] = k
+                points = weight // k
+                stats["applied"] += 1
+                explain[(target, "full:" + kind)] += weight
+                if points == 0:
+                    continue
+                explain[(target, "mp:" + kind)] += points
+                suffixes = ("",) + tuple(":" + c for c in ev.communities)
+                for s in suffixes:
+                    totals[(ALL + s, target)] += points
+                for wi, w in enumerate(windows):
+                    idx = math.floor(ts / w.bucket_s)
+                    cut = cutoffs[wi]
+                    if cut is not None and idx <= cut:
+                        continue  # its bucket already left the window
+                    for s in suffixes:
+                        buckets[(wi, idx, w.name + s, target)] += points
+                assert landmark is not None
+                value = points * 2.0 ** ((ts - landmark) / half_life)
+                if value > 0.0:
+                    for s in suffixes:
+                        decayed[(DECAYED + s, target)] += value
+        if new_fence == fence:
+            continue
+        for (day, f), k in dr_now.items():
+            plan.dr[(p, day, f)] = k
+        seen_cutoff = None if pwm is None else pwm - dedupe_horizon_s
+        plan.partitions.append(PartitionUpdate(
+            partition=p,
+            expected_fence=fence,
+            fence=new_fence,
+            watermark=pwm,
+            seen_cutoff=seen_cutoff,
+            dr_cutoff_day=None if seen_cutoff is None else math.floor(seen_cutoff / period),
+        ))
+    plan.max_ts = max_ts
+    plan.boards = {b for b, _ in totals} | {b for b, _ in decayed} | {k[2] for k in buckets}
+    return plan
+
+
+def _raw(ev: Event) -> bytes:
+    return orjson.dumps(ev.to_json())

@@ -1,0 +1,227 @@
+"""Typed settings, read once from the environment and an optional TOML file, then passed explicitly.
+
+Every field of every section can be set as ``KUDOS_<SECTION>_<NAME>`` (which wins) or in the config
+file (``KUDOS_CONFIG``, default ``kudos.toml`` in the working directory when it exists) as
+``[section] name = value``. ``KUDOS_HOME`` is the one section-less variable.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, get_type_hints
+from urllib.parse import urlsplit
+
+from leaderboard.errors import ConfigError
+
+
+@dataclass(frozen=True, kw_only=True)
+class RedisSettings:
+    url: str = "redis://127.0.0.1:6379/0"
+    #: Every key Kudos writes starts with this; two deployments can share one Redis.
+    prefix: str = "kudos"
+
+
+@dataclass(frozen=True, kw_only=True)
+class BrokerSettings:
+    url: str = "kafka://127.0.0.1:9092"
+    topic: str = "interactions"
+    dlq_topic: str = "interactions.dlq"
+    #: Partition count used when Kudos creates the topic. Changing it on a live topic moves targets
+    #: between partitions, which breaks per-partition de-duplication (as in Kafka Streams).
+    partitions: int = 4
+    #: Idempotent producer; Tansu (the embedded broker) does not answer InitProducerId, so it is off
+    #: by default and the compose stack (Apache Kafka) turns it on.
+    idempotent_producer: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class WorkerSettings:
+    #: Faust application id, also the consumer group.
+    app_id: str = "kudos"
+    #: Messages taken from the stream per batch, and how long to wait to fill a batch.
+    batch_messages: int = 2000
+    batch_within_s: float = 0.02
+    #: Upper bound of events per Redis apply call; keeps each Lua call short so reads stay fast.
+    max_events_per_apply: int = 5000
+    #: How far behind its partition's newest event time an event may arrive and still be scored;
+    #: ids are de-duplicated for this long (event time). Older events are dead-lettered as late.
+    dedupe_horizon_s: int = 7 * 86400
+    #: Move the forward-decay landmark after this much event time (2^(t/half-life) must not overflow).
+    decay_rebase_after_s: int = 120 * 86400
+    #: Consumer-group timeouts. Tansu holds a JoinGroup for the whole rebalance timeout, so a short
+    #: one makes start-up and fail-over fast; a batch never takes near this long.
+    rebalance_timeout_s: float = 5.0
+    #: A killed worker's partitions move to the others after this long without heartbeats.
+    session_timeout_s: float = 10.0
+    #: Faust's own HTTP server (off: the web process serves Kudos's API). 0 = off.
+    faust_web_port: int = 0
+
+
+@dataclass(frozen=True, kw_only=True)
+class WebSettings:
+    host: str = "127.0.0.1"
+    port: int = 8000
+
+
+@dataclass(frozen=True, kw_only=True)
+class ScoringSettings:
+    #: A scoring.toml; empty means the packaged default.
+    path: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class BaitSettings:
+    enabled: bool = True
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    home: Path = Path(".kudos")
+    redis: RedisSettings = field(default_factory=RedisSettings)
+    broker: BrokerSettings = field(default_factory=BrokerSettings)
+    worker: WorkerSettings = field(default_factory=WorkerSettings)
+    web: WebSettings = field(default_factory=WebSettings)
+    scoring: ScoringSettings = field(default_factory=ScoringSettings)
+    bait: BaitSettings = field(default_factory=BaitSettings)
+
+    @property
+    def broker_host_port(self) -> tuple[str, int]:
+        return host_port(self.broker.url, "KUDOS_BROKER_URL", 9092)
+
+    @property
+    def redis_host_port(self) -> tuple[str, int]:
+        return host_port(self.redis.url, "KUDOS_REDIS_URL", 6379)
+
+
+def host_port(url: str, name: str, default_port: int) -> tuple[str, int]:
+    """Split ``scheme://host:port/...`` into (host, port), or raise ConfigError naming ``name``."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port or default_port
+    except ValueError as exc:
+        raise ConfigError(f"{name}={url!r} is not a valid URL: {exc}") from exc
+    if not parts.hostname:
+        raise ConfigError(f"{name}={url!r} has no host; expected e.g. scheme://127.0.0.1:{default_port}")
+    return parts.hostname, port
+
+
+_SECTIONS = ("redis", "broker", "worker", "web", "scoring", "bait")
+
+
+def _coerce(raw: Any, typ: Any, name: str) -> Any:
+    try:
+        if typ is bool:
+            if isinstance(raw, bool):
+                return raw
+            text = str(raw).strip().lower()
+            if text in ("1", "true", "yes", "on"):
+                return True
+            if text in ("0", "false", "no", "off"):
+                return False
+            raise ValueError("expected true or false")
+        if typ is int:
+            if isinstance(raw, bool):
+                raise ValueError("expected an integer")
+            return int(raw)
+        if typ is float:
+            return float(raw)
+        if typ is str:
+            return str(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name}={raw!r}: {exc}") from exc
+    raise ConfigError(f"{name}: unsupported setting type {typ!r}")  # pragma: no cover
+
+
+def _section(cls: type[Any], name: str, file_values: Mapping[str, Any], env: Mapping[str, str]) -> Any:
+    hints = get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(file_values) - known
+    if unknown:
+        raise ConfigError(
+            f"unknown setting(s) in [{name}]: {', '.join(sorted(unknown))}; known: {', '.join(sorted(known))}"
+        )
+    values: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        env_name = f"KUDOS_{name.upper()}_{f.name.upper()}"
+        if env_name in env:
+            values[f.name] = _coerce(env[env_name], hints[f.name], env_name)
+        elif f.name in file_values:
+            values[f.name] = _coerce(file_values[f.name], hints[f.name], f"[{name}] {f.name}")
+    obj = cls(**values)
+    _validate(obj, name)
+    return obj
+
+
+def _validate(obj: Any, name: str) -> None:
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if isinstance(value, int | float) and not isinstance(value, bool) and value < 0:
+            raise ConfigError(f"KUDOS_{name.upper()}_{f.name.upper()}={value}: must not be negative")
+    if isinstance(obj, BrokerSettings) and obj.partitions < 1:
+        raise ConfigError("KUDOS_BROKER_PARTITIONS must be at least 1")
+    if isinstance(obj, WorkerSettings):
+        if obj.batch_messages < 1 or obj.max_events_per_apply < 1:
+            raise ConfigError("KUDOS_WORKER_BATCH_MESSAGES and KUDOS_WORKER_MAX_EVENTS_PER_APPLY must be ≥ 1")
+        if obj.dedupe_horizon_s < 86400:
+            raise ConfigError("KUDOS_WORKER_DEDUPE_HORIZON_S must be at least 86400 (24 h of event time)")
+    if isinstance(obj, WebSettings) and not 0 <= obj.port <= 65535:
+        raise ConfigError(f"KUDOS_WEB_PORT={obj.port}: not a TCP port")
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Read settings from ``env`` (default: ``os.environ``) and the optional config file.
+
+    Raises:
+        ConfigError: a value does not parse or is out of range; the message names the variable.
+    """
+    env = os.environ if env is None else env
+    config_path = env.get("KUDOS_CONFIG")
+    data: dict[str, Any] = {}
+    path = Path(config_path) if config_path else Path("kudos.toml")
+    if config_path and not path.is_file():
+        raise ConfigError(f"KUDOS_CONFIG={config_path!r}: no such file")
+    if path.is_file():
+        try:
+            data = tomllib.loads(path.read_text())
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    unknown = set(data) - set(_SECTIONS)
+    if unknown:
+        raise ConfigError(f"{path}: unknown section(s) {', '.join(sorted(unknown))}")
+    hints = get_type_hints(Settings)
+    sections = {
+        name: _section(hints[name], name, data.get(name, {}), env) for name in _SECTIONS
+    }
+    home = Path(env.get("KUDOS_HOME", ".kudos"))
+    return Settings(home=home, **sections)
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The environment variables that reproduce ``settings`` in a child process."""
+    out = {"KUDOS_HOME": str(settings.home)}
+    for name in _SECTIONS:
+        section = getattr(settings, name)
+        for f in dataclasses.fields(section):
+            value = getattr(section, f.name)
+            out[f"KUDOS_{name.upper()}_{f.name.upper()}"] = (
+                str(value).lower() if isinstance(value, bool) else str(value)
+            )
+    return out
+
+
+__all__ = [
+    "BaitSettings",
+    "BrokerSettings",
+    "RedisSettings",
+    "ScoringSettings",
+    "Settings",
+    "WebSettings",
+    "WorkerSettings",
+    "load_settings",
+    "settings_env",
+]

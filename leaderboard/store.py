@@ -1,0 +1,316 @@
+"""The one module that talks to Redis: key names, the apply script, state reads and board reads.
+
+Keys (all under ``<prefix>:``; nothing else in Kudos builds a key string):
+
+====================  ======  ===========================================================
+``fence``             hash    partition → last applied offset (the exactly-once fence)
+``pwm``               hash    partition → newest event time applied in that partition
+``wm``                string  global watermark W (largest event time applied)
+``landmark``          string  forward-decay landmark L (unix seconds, whole days)
+``board:<id>``        zset    member → score (milli-points; decayed: stored against L)
+``bucket:<id>|<i>``   zset    member → milli-points of window board <id> in bucket i
+``buckets:<window>``  zset    "<board>|<i>" → i, the live buckets of one window (for expiry)
+``boards``            set     every board id that has ever had a member
+``decayed_boards``    set     keys of the decayed boards (rescaled when L moves)
+``seen:<p>``          zset    event id → ts; pruned at partition watermark − dedupe horizon
+``dr:<p>:<day>``      hash    "actor␟target" → scored events that day (diminishing returns)
+``drdays:<p>``        zset    days that have a ``dr`` hash (for pruning)
+``explain:<member>``  hash    n:<kind>, full:<kind>, mp:<kind>, self
+``stats``             hash    applied / ignored / duplicate / invalid / late event counts
+``meta``              hash    scoring version and other facts about this namespace
+====================  ======  ===========================================================
+
+No key has a TTL: everything is pruned by event time, never by wall-clock, so a replay of old data
+behaves exactly like live traffic.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from leaderboard.errors import StoreConflict
+from leaderboard.plan import DECAY_PRUNE_MP, PartitionState, Plan, StoreState, Wanted
+from leaderboard.ranking import Entry, competition_ranks, percentile
+from leaderboard.scoring import DECAYED, ScoringRules, decayed_value, format_mp
+
+STAT_FIELDS = ("applied", "ignored", "duplicate", "invalid", "late")
+
+_APPLY_LUA = resources.files("leaderboard").joinpath("lua/apply.lua").read_text()
+
+
+def _num(x: float | None) -> str:
+    if x is None:
+        return ""
+    if x == int(x):
+        return str(int(x))
+    return repr(x)
+
+
+@dataclass(frozen=True, slots=True)
+class Standing:
+    """A member's place on one board."""
+
+    board: str
+    member: str
+    rank: int
+    score: float
+    members: int
+    percentile: float
+    around: list[Entry]
+
+
+class Store:
+    """Kudos state in Redis. Create with :meth:`connect`; close with :meth:`close`."""
+
+    def __init__(self, client: aioredis.Redis, prefix: str, rules: ScoringRules) -> None:
+        self.client = client
+        self.prefix = prefix
+        self.rules = rules
+        self._apply = client.register_script(_APPLY_LUA)
+
+    @classmethod
+    def connect(cls, url: str, prefix: str, rules: ScoringRules) -> Store:
+        client = aioredis.Redis.from_url(url, decode_responses=True)
+        return cls(client, prefix, rules)
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+    def key(self, *parts: object) -> str:
+        return ":".join((self.prefix, *map(str, parts)))
+
+    # -- the write path --------------------------------------------------------------------
+
+    async def read_state(self, wanted: dict[int, Wanted]) -> StoreState:
+        """Fences, partition watermarks, which wanted ids were seen, and the wanted DR counters."""
+        parts = sorted(wanted)
+        pipe = self.client.pipeline(transaction=False)
+        pipe.hmget(self.key("fence"), parts)
+        pipe.hmget(self.key("pwm"), parts)
+        pipe.get(self.key("wm"))
+        pipe.get(self.key("landmark"))
+        # queued in this order, parsed in the same order below: (kind, partition, day, fields)
+        queued: list[tuple[str, int, int, list[str]]] = []
+        for p in parts:
+            ids = wanted[p].ids
+            if ids:
+                pipe.zmscore(self.key("seen", p), ids)
+                queued.append(("seen", p, 0, ids))
+            by_day: dict[int, list[str]] = {}
+            for day, f in wanted[p].dr_keys:
+                by_day.setdefault(day, []).append(f)
+            for day, fields in by_day.items():
+                pipe.hmget(self.key("dr", p, day), fields)
+                queued.append(("dr", p, day, fields))
+        res = await pipe.execute()
+        fences, pwms, wm, landmark = res[0], res[1], res[2], res[3]
+        seen: dict[int, frozenset[str]] = {}
+        dr: dict[int, dict[tuple[int, str], int]] = {p: {} for p in parts}
+        for (what, p, day, names), values in zip(queued, res[4:], strict=True):
+            if what == "seen":
+                seen[p] = frozenset(i for i, v in zip(names, values, strict=True) if v is not None)
+            else:
+                for f, v in zip(names, values, strict=True):
+                    if v is not None:
+                        dr[p][(day, f)] = int(v)
+        partitions = {
+            p: PartitionState(
+                fence=int(fences[j]) if fences[j] is not None else -1,
+                watermark=float(pwms[j]) if pwms[j] is not None else None,
+                seen=seen.get(p, frozenset()),
+                dr=dr[p],
+            )
+            for j, p in enumerate(parts)
+        }
+        return StoreState(
+            partitions,
+            watermark=float(wm) if wm is not None else None,
+            landmark=int(landmark) if landmark is not None else None,
+        )
+
+    def _argv(self, plan: Plan) -> list[str]:
+        argv: list[str] = [self.prefix, str(len(plan.partitions))]
+        add = argv.append
+        ext = argv.extend
+        for u in plan.partitions:
+            ext((str(u.partition), str(u.expected_fence), str(u.fence), _num(u.watermark),
+                 _num(u.seen_cutoff), _num(u.dr_cutoff_day)))
+        ext((_num(plan.expected_landmark), _num(plan.landmark), repr(plan.rebase_factor)))
+        ext((_num(plan.max_ts), repr(DECAY_PRUNE_MP)))
+        windows = self.rules.windows
+        add(str(len(windows)))
+        for w in windows:
+            ext((w.name, str(w.bucket_s), str(w.buckets)))
+        totals = [(b, m, v) for (b, m), v in plan.totals.items() if v]
+        add(str(len(totals)))
+        for b, m, v in totals:
+            ext((b, m, str(v)))
+        buckets = [(k, v) for k, v in plan.buckets.items() if v]
+        add(str(len(buckets)))
+        for (wi, idx, b, m), v in buckets:
+            ext((str(wi), str(idx), b, m, str(v)))
+        decayed = [(k, v) for k, v in plan.decayed.items() if v > 0.0]
+        add(str(len(decayed)))
+        for (b, m), v in decayed:
+            ext((b, m, repr(v)))
+        add(str(len(plan.boards)))
+        ext(sorted(plan.boards))
+        add(str(len(plan.seen)))
+        for p, ts, i in plan.seen:
+            ext((str(p), _num(ts), i))
+        add(str(len(plan.dr)))
+        for (p, day, f), k in plan.dr.items():
+            ext((str(p), str(day), f, str(k)))
+        explain = [(k, v) for k, v in plan.explain.items() if v]
+        add(str(len(explain)))
+        for (m, f), v in explain:
+            ext((m, f, str(v)))
+        stats = [(k, v) for k, v in plan.stats.items() if v]
+        add(str(len(stats)))
+        for f, v in stats:
+            ext((f, str(v)))
+        return argv
+
+    async def apply(self, plan: Plan) -> float | None:
+        """Apply ``plan`` atomically; return the watermark after it.
+
+        Raises:
+            StoreConflict: a fence or the landmark moved since the plan's state was read.
+        """
+        if plan.empty:
+            return None
+        res: list[Any] = await self._apply(keys=[self.key("fence")], args=self._argv(plan))
+        if res[0] != "ok":
+            raise StoreConflict(f"state moved since planning: {res[1:]}")
+        return float(res[1]) if res[1] else None
+
+    # -- reads -----------------------------------------------------------------------------
+
+    async def boards(self) -> list[str]:
+        names: set[str] = await self.client.smembers(self.key("boards"))  # type: ignore[misc]
+        base = {b: i for i, b in enumerate(self.rules.base_boards)}
+        names |= set(self.rules.base_boards)
+        return sorted(names, key=lambda b: (":" in b, b.partition(":")[2], base.get(b.partition(":")[0], 99)))
+
+    async def clock(self) -> tuple[float | None, int | None]:
+        """(watermark, landmark)."""
+        wm, lm = await self.client.mget(self.key("wm"), self.key("landmark"))
+        return (float(wm) if wm is not None else None, int(lm) if lm is not None else None)
+
+    def _to_points(self, board: str, stored: float, clock: tuple[float | None, int | None]) -> float:
+        if board.partition(":")[0] == DECAYED:
+            wm, lm = clock
+            if wm is None or lm is None:
+                return 0.0
+            return decayed_value(stored, wm, lm, self.rules.half_life_s) / 1000.0
+        return stored / 1000.0
+
+    async def count(self, board: str) -> int:
+        self.rules.check_board(board)
+        return int(await self.client.zcard(self.key("board", board)))
+
+    async def page(self, board: str, limit: int = 10, offset: int = 0) -> tuple[list[Entry], int]:
+        """One page of a board, best first, with competition ranks; and the board's size.
+
+        Raises:
+            UnknownBoard: ``board`` is not a valid board id.
+        """
+        self.rules.check_board(board)
+        key = self.key("board", board)
+        pipe = self.client.pipeline(transaction=False)
+        pipe.zrevrange(key, offset, offset + limit - 1, withscores=True)
+        pipe.zcard(key)
+        pipe.mget(self.key("wm"), self.key("landmark"))
+        rows, size, (wm, lm) = await pipe.execute()
+        if not rows:
+            return [], int(size)
+        first_rank = 1 + int(await self.client.zcount(key, f"({_score_arg(rows[0][1])}", "+inf"))
+        scores = [s for _, s in rows]
+        ranks = competition_ranks(scores, first_rank, offset)
+        clock = (float(wm) if wm else None, int(lm) if lm else None)
+        return [
+            Entry(r, m, self._to_points(board, s, clock)) for r, (m, s) in zip(ranks, rows, strict=True)
+        ], int(size)
+
+    async def standing(self, board: str, member: str, around: int = 2) -> Standing | None:
+        """Rank, score, percentile and the ``around`` members above and below; None if absent."""
+        self.rules.check_board(board)
+        key = self.key("board", board)
+        pipe = self.client.pipeline(transaction=False)
+        pipe.zscore(key, member)
+        pipe.zrevrank(key, member)
+        pipe.zcard(key)
+        pipe.mget(self.key("wm"), self.key("landmark"))
+        score, pos, size, (wm, lm) = await pipe.execute()
+        if score is None or pos is None:
+            return None
+        pipe = self.client.pipeline(transaction=False)
+        pipe.zcount(key, f"({_score_arg(score)}", "+inf")
+        start = max(0, pos - around)
+        pipe.zrevrange(key, start, pos + around, withscores=True)
+        higher, rows = await pipe.execute()
+        rank = 1 + int(higher)
+        clock = (float(wm) if wm else None, int(lm) if lm else None)
+        # rank of the first neighbour row: count strictly higher than it
+        first_rank = 1 + int(await self.client.zcount(key, f"({_score_arg(rows[0][1])}", "+inf"))
+        ranks = competition_ranks([s for _, s in rows], first_rank, start)
+        neighbours = [
+            Entry(r, m, self._to_points(board, s, clock)) for r, (m, s) in zip(ranks, rows, strict=True)
+        ]
+        return Standing(board, member, rank, self._to_points(board, score, clock), int(size),
+                        percentile(rank, int(size)), neighbours)
+
+    async def export(self, board: str, chunk: int = 10_000) -> AsyncIterator[tuple[int, str, str]]:
+        """The whole board as (rank, member, score text), best first.
+
+        Milli-point boards print exact decimals; ``decayed`` prints the float in points.
+        """
+        self.rules.check_board(board)
+        key = self.key("board", board)
+        is_decayed = board.partition(":")[0] == DECAYED
+        clock = await self.clock()
+        offset = 0
+        prev_score: float | None = None
+        rank = 0
+        while True:
+            rows = await self.client.zrevrange(key, offset, offset + chunk - 1, withscores=True)
+            if not rows:
+                return
+            for j, (m, s) in enumerate(rows):
+                if s != prev_score:
+                    rank = offset + j + 1
+                    prev_score = s
+                text = repr(self._to_points(board, s, clock)) if is_decayed else format_mp(int(s))
+                yield rank, m, text
+            offset += len(rows)
+
+    async def stats(self) -> dict[str, int]:
+        raw: dict[str, str] = await self.client.hgetall(self.key("stats"))  # type: ignore[misc]
+        out = {f: int(raw.get(f, 0)) for f in STAT_FIELDS}
+        out["dead_lettered"] = out["invalid"] + out["late"]
+        out["total"] = sum(out[f] for f in STAT_FIELDS)
+        return out
+
+    async def fences(self) -> dict[int, int]:
+        raw: dict[str, str] = await self.client.hgetall(self.key("fence"))  # type: ignore[misc]
+        return {int(p): int(o) for p, o in raw.items()}
+
+    async def explain(self, member: str) -> dict[str, int]:
+        raw: dict[str, str] = await self.client.hgetall(self.key("explain", member))  # type: ignore[misc]
+        return {k: int(v) for k, v in raw.items()}
+
+    async def ping(self) -> bool:
+        return bool(await self.client.ping())
+
+
+def _score_arg(score: float) -> str:
+    """A score as Redis reads it back exactly (repr round-trips a double)."""
+    if math.isinf(score):
+        return "+inf" if score > 0 else "-inf"
+    return repr(float(score))

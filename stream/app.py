@@ -1,0 +1,108 @@
+"""The Faust application.
+
+``create_app(settings)`` builds it explicitly (``kudos worker`` does). For the stock Faust CLI,
+``faust -A stream.app worker`` resolves the module attribute ``app`` lazily from the environment, so
+importing this module creates nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import faust
+from aiokafka.errors import KafkaError
+from redis.exceptions import RedisError
+
+from leaderboard.plan import DeadLetter
+from leaderboard.scoring import ScoringRules
+from leaderboard.settings import Settings, load_settings
+from leaderboard.store import Store
+from stream.processor import Processor, Raw
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings) -> faust.App:
+    """Build the Kudos Faust app: one agent on the interactions topic that applies batches."""
+    rules = ScoringRules.load(settings.scoring.path or None)
+    ws = settings.worker
+    app = faust.App(
+        ws.app_id,
+        broker=settings.broker.url,
+        store="memory://",
+        datadir=str(settings.home / "faust"),
+        value_serializer="raw",
+        key_serializer="raw",
+        consumer_auto_offset_reset="earliest",
+        topic_partitions=settings.broker.partitions,
+        topic_disable_leader=True,
+        web_enabled=ws.faust_web_port > 0,
+        web_port=ws.faust_web_port or 6066,
+        broker_commit_every=10_000,
+        broker_commit_interval=1.0,
+        stream_buffer_maxsize=max(4096, ws.batch_messages * 2),
+        producer_acks=-1,
+        broker_rebalance_timeout=ws.rebalance_timeout_s,
+        broker_session_timeout=ws.session_timeout_s,
+        broker_heartbeat_interval=min(3.0, ws.session_timeout_s / 4),
+    )
+    topic = app.topic(settings.broker.topic, value_type=bytes, key_type=bytes,
+                      partitions=settings.broker.partitions, internal=False)
+    dlq = app.topic(settings.broker.dlq_topic, value_type=bytes, key_type=bytes, internal=False)
+    async def send_dead_letters(letters: Sequence[DeadLetter]) -> None:
+        for d in letters:
+            await dlq.send(key=f"{d.partition}:{d.offset}".encode(), value=d.raw,
+                           headers=dead_letter_headers(d, settings.broker.topic))
+        await app.producer.flush()
+
+    @app.agent(topic)
+    async def score(stream: faust.StreamT[bytes]) -> None:
+        store = Store.connect(settings.redis.url, settings.redis.prefix, rules)
+        processor = Processor(store, rules, ws, send_dead_letters)
+        await store.client.hset(store.key("meta"), mapping={"scoring_version": rules.version})
+        async for events in stream.take_events(ws.batch_messages, within=ws.batch_within_s):
+            raws = [Raw(e.message.partition, e.message.offset, e.message.value) for e in events]
+            # Events are acked only after this body returns, so retrying here keeps at-least-once
+            # delivery; the fences turn it into an exactly-once effect.
+            delay = 0.1
+            while True:
+                try:
+                    await processor.process(raws)
+                    break
+                except (RedisError, OSError, KafkaError) as exc:
+                    log.error("batch not applied (%s); retrying in %.1f s", exc, delay)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 5.0)
+                except Exception:
+                    # A bug, not bad input (bad input is dead-lettered). Faust would ack the batch
+                    # and keep a dead agent around; exit instead so the supervisor restarts the
+                    # worker, which resumes from the Redis fences without losing the batch.
+                    log.critical("unexpected error applying a batch; exiting", exc_info=True)
+                    logging.shutdown()
+                    os._exit(70)
+
+    return app
+
+
+def dead_letter_headers(d: DeadLetter, source_topic: str) -> dict[str, bytes]:
+    """Kafka headers of a dead letter; the record value is the rejected raw bytes, unchanged."""
+    return {
+        "kudos-error": d.reason.encode(),
+        "kudos-error-detail": d.detail.encode()[:1000],
+        "kudos-source-topic": source_topic.encode(),
+        "kudos-source-partition": str(d.partition).encode(),
+        "kudos-source-offset": str(d.offset).encode(),
+        "kudos-envelope-index": b"" if d.index is None else str(d.index).encode(),
+    }
+
+
+def __getattr__(name: str) -> Any:
+    if name == "app":
+        return create_app(load_settings())
+    raise AttributeError(name)
+
+

@@ -1,0 +1,50 @@
+"""Create the Kudos topics with an explicit partition count (never rely on auto-creation)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
+
+from leaderboard.errors import StackError
+from leaderboard.settings import Settings
+
+
+def bootstrap(settings: Settings) -> str:
+    host, port = settings.broker_host_port
+    return f"{host}:{port}"
+
+
+async def ensure_topics(settings: Settings, timeout: float = 30.0) -> None:
+    """Create ``interactions`` and ``interactions.dlq`` if missing.
+
+    Raises:
+        StackError: the broker cannot be reached within ``timeout``.
+    """
+    names = (settings.broker.topic, settings.broker.dlq_topic)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap(settings), request_timeout_ms=10_000)
+        try:
+            await admin.start()
+            existing = set(await admin.list_topics())
+            missing = [n for n in names if n not in existing]
+            if missing:
+                try:
+                    await admin.create_topics(
+                        [NewTopic(n, settings.broker.partitions, 1) for n in missing]
+                    )
+                except TopicAlreadyExistsError:
+                    pass
+            return
+        except KafkaConnectionError as exc:
+            if loop.time() > deadline:
+                raise StackError(
+                    f"cannot reach the broker at {settings.broker.url} ({exc}); is it running? "
+                    "(`kudos up`, or set KUDOS_BROKER_URL)"
+                ) from exc
+            await asyncio.sleep(0.5)
+        finally:
+            await admin.close()
