@@ -19,8 +19,9 @@ from leaderboard.store import Store
 
 
 def _store(settings: Settings) -> Store:
-    return Store.connect(settings.redis.url, settings.redis.prefix,
-                         ScoringRules.load(settings.scoring.path or None))
+    return Store.connect(
+        settings.redis.url, settings.redis.prefix, ScoringRules.load(settings.scoring.path or None)
+    )
 
 
 async def _with_store(settings: Settings, fn: Callable[[Store], Awaitable[int]]) -> int:
@@ -81,20 +82,33 @@ def cmd_replay(settings: Settings, args: argparse.Namespace) -> int:
         tty = sys.stderr.isatty() or args.progress
         bar = Progress("produced", total, tty)
         with open_input(args.path) as f:
-            out = await produce(settings, read_items(f, args.format), envelope=args.envelope,
-                                rate=args.rate, on_progress=bar.update)
+            out = await produce(
+                settings,
+                read_items(f, args.format),
+                envelope=args.envelope,
+                rate=args.rate,
+                on_progress=bar.update,
+            )
         bar.close(out.events)
-        print(f"produced {out.events:,} events in {out.messages:,} messages to "
-              f"{settings.broker.topic}", file=sys.stderr)
+        print(
+            f"produced {out.events:,} events in {out.messages:,} messages to "
+            f"{settings.broker.topic}",
+            file=sys.stderr,
+        )
         if args.wait:
             abar = Progress("applied ", None, tty)
 
             async def waiting(store: Store) -> int:
-                await wait_applied(store, out.end_offsets,
-                                   on_progress=lambda d, t: (setattr(abar, "total", t), abar.update(d)))
+                await wait_applied(
+                    store,
+                    out.end_offsets,
+                    on_progress=abar.update_with_total,
+                )
                 abar.close(sum(o + 1 for o in out.end_offsets.values()))
                 stats = await store.stats()
-                print("applied: " + ", ".join(f"{k} {v:,}" for k, v in stats.items()), file=sys.stderr)
+                print(
+                    "applied: " + ", ".join(f"{k} {v:,}" for k, v in stats.items()), file=sys.stderr
+                )
                 return 0
 
             return await _with_store(settings, waiting)
@@ -108,10 +122,19 @@ def cmd_board(settings: Settings, args: argparse.Namespace) -> int:
         entries, size = await store.page(args.board, args.limit, args.offset)
         wm, _ = await store.clock()
         if args.json:
-            sys.stdout.buffer.write(orjson.dumps({
-                "board": args.board, "members": size, "as_of": wm,
-                "entries": [{"rank": e.rank, "member": e.member, "score": e.score} for e in entries],
-            }) + b"\n")
+            sys.stdout.buffer.write(
+                orjson.dumps(
+                    {
+                        "board": args.board,
+                        "members": size,
+                        "as_of": wm,
+                        "entries": [
+                            {"rank": e.rank, "member": e.member, "score": e.score} for e in entries
+                        ],
+                    }
+                )
+                + b"\n"
+            )
             return 0
         print(f"{args.board}: {size:,} members" + (f", as of event time {wm:.0f}" if wm else ""))
         for e in entries:
@@ -139,20 +162,30 @@ def cmd_member(settings: Settings, args: argparse.Namespace) -> int:
         for b in boards:
             st = await store.standing(b, args.id, around=0)
             if st is not None:
-                rows.append({"board": b, "rank": st.rank, "score": st.score, "members": st.members,
-                             "percentile": st.percentile})
+                rows.append(
+                    {
+                        "board": b,
+                        "rank": st.rank,
+                        "score": st.score,
+                        "members": st.members,
+                        "percentile": st.percentile,
+                    }
+                )
         explain = await store.explain(args.id)
         if args.json:
-            sys.stdout.buffer.write(orjson.dumps({"member": args.id, "boards": rows,
-                                                  "explain": explain}) + b"\n")
+            sys.stdout.buffer.write(
+                orjson.dumps({"member": args.id, "boards": rows, "explain": explain}) + b"\n"
+            )
             return 0
         if not rows and not explain:
             print(f"{args.id}: not on any board yet")
             return 1
         print(f"{args.id}")
         for r in rows:
-            print(f"  {r['board']:<20} rank {r['rank']:>7,} of {r['members']:<9,} "
-                  f"score {r['score']:>12.3f}  top {100 - r['percentile'] + 100 / max(r['members'], 1):.2f}%")
+            print(
+                f"  {r['board']:<20} rank {r['rank']:>7,} of {r['members']:<9,} "
+                f"score {r['score']:>12.3f}  top {100 - r['percentile'] + 100 / max(r['members'], 1):.2f}%"
+            )
         kinds = sorted({k.split(":", 1)[1] for k in explain if ":" in k})
         if kinds:
             print("  why:")
@@ -160,8 +193,10 @@ def cmd_member(settings: Settings, args: argparse.Namespace) -> int:
                 n = explain.get(f"n:{k}", 0)
                 mp = explain.get(f"mp:{k}", 0)
                 full = explain.get(f"full:{k}", 0)
-                print(f"    {k:<11} {n:>7,} events  {mp / 1000:>12.3f} points"
-                      f"  ({(full - mp) / 1000:.3f} discounted by diminishing returns)")
+                print(
+                    f"    {k:<11} {n:>7,} events  {mp / 1000:>12.3f} points"
+                    f"  ({(full - mp) / 1000:.3f} discounted by diminishing returns)"
+                )
             if explain.get("self"):
                 print(f"    self-interactions ignored: {explain['self']:,}")
         return 0
@@ -193,11 +228,17 @@ def parser() -> argparse.ArgumentParser:
     s = sub.add_parser("replay", help="produce a log of interactions")
     s.add_argument("path", help="a file (plain or .gz) or - for standard input")
     s.add_argument("--format", choices=("jsonl", "higgs", "sx"), default="jsonl")
-    s.add_argument("--rate", type=float, default=None, help="events per second (default: as fast as possible)")
+    s.add_argument(
+        "--rate", type=float, default=None, help="events per second (default: as fast as possible)"
+    )
     s.add_argument("--envelope", type=int, default=1, help="events per message (default 1)")
     s.add_argument("--wait", action="store_true", help="return only when every event is applied")
-    s.add_argument("--progress", action="store_true", help="show progress even when not on a terminal")
-    s.add_argument("--no-count", action="store_true", help="do not count lines first (no percentage)")
+    s.add_argument(
+        "--progress", action="store_true", help="show progress even when not on a terminal"
+    )
+    s.add_argument(
+        "--no-count", action="store_true", help="do not count lines first (no percentage)"
+    )
     s.set_defaults(fn=cmd_replay)
     s = sub.add_parser("board", help="show a page of a board")
     s.add_argument("board")
@@ -212,7 +253,9 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("id")
     s.add_argument("--json", action="store_true")
     s.set_defaults(fn=cmd_member)
-    sub.add_parser("stats", help="pipeline counters (applied, duplicate, ...) as JSON").set_defaults(fn=cmd_stats)
+    sub.add_parser(
+        "stats", help="pipeline counters (applied, duplicate, ...) as JSON"
+    ).set_defaults(fn=cmd_stats)
     return p
 
 

@@ -88,22 +88,29 @@ def ensure_port_free(name: str, host: str, port: int, variable: str) -> None:
         )
 
 
-def spawn(argv: Sequence[str], log: Path, env: dict[str, str] | None = None,
-          cwd: Path | None = None) -> subprocess.Popen[bytes]:
+def spawn(
+    argv: Sequence[str], log: Path, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> subprocess.Popen[bytes]:
     """Start a child process with its output in ``log``; it dies with its parent."""
     log.parent.mkdir(parents=True, exist_ok=True)
     out = open(log, "ab")  # noqa: SIM115 - the child owns it
     try:
         return subprocess.Popen(
-            list(argv), stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            env=env, cwd=cwd, preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+            list(argv),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            cwd=cwd,
+            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
         )
     finally:
         out.close()
 
 
-def wait_port(name: str, host: str, port: int, proc: subprocess.Popen[bytes], log: Path,
-              timeout: float = 30.0) -> None:
+def wait_port(
+    name: str, host: str, port: int, proc: subprocess.Popen[bytes], log: Path, timeout: float = 30.0
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -127,8 +134,21 @@ def start_redis(port: int, workdir: Path, host: str = "127.0.0.1") -> subprocess
     longer exist)."""
     workdir.mkdir(parents=True, exist_ok=True)
     log = workdir / "redis.log"
-    argv = [redis_binary(), "--port", str(port), "--bind", host, "--save", "", "--appendonly", "no",
-            "--dir", str(workdir.resolve()), "--protected-mode", "no"]
+    argv = [
+        redis_binary(),
+        "--port",
+        str(port),
+        "--bind",
+        host,
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--dir",
+        str(workdir.resolve()),
+        "--protected-mode",
+        "no",
+    ]
     proc = spawn(argv, log)
     wait_port("redis", host, port, proc, log)
     return proc
@@ -139,8 +159,16 @@ def start_broker(port: int, workdir: Path, host: str = "127.0.0.1") -> subproces
     workdir.mkdir(parents=True, exist_ok=True)
     log = workdir / "broker.log"
     url = f"tcp://{host}:{port}"
-    argv = [broker_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url,
-            "--storage-engine", "memory://tansu/"]
+    argv = [
+        broker_binary(),
+        "broker",
+        "--listener-url",
+        url,
+        "--advertised-listener-url",
+        url,
+        "--storage-engine",
+        "memory://tansu/",
+    ]
     env = dict(os.environ)
     env.setdefault("RUST_LOG", "warn")
     proc = spawn(argv, log, env=env)

@@ -10,6 +10,7 @@ and one log per process under ``logs/``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -78,17 +79,24 @@ def _up_background(settings: Settings) -> int:
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "kudos", "up"], stdout=out, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, start_new_session=True,
+            [sys.executable, "-m", "kudos", "up"],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
             env={**os.environ, **settings_env(settings)},
         )
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise StackError(f"the stack failed to start (exit {proc.returncode}):\n{servers.tail(log)}")
+            raise StackError(
+                f"the stack failed to start (exit {proc.returncode}):\n{servers.tail(log)}"
+            )
         if _healthy(settings) and (settings.home / "stack.json").exists():
-            print(f"Kudos is up: http://127.0.0.1:{settings.web.port}/  (logs in {settings.home / 'logs'};"
-                  " `kudos down` stops it)")
+            print(
+                f"Kudos is up: http://127.0.0.1:{settings.web.port}/  (logs in {settings.home / 'logs'};"
+                " `kudos down` stops it)"
+            )
             return 0
         time.sleep(0.2)
     raise StackError(f"the stack did not become healthy within 120 s; see {log}")
@@ -119,10 +127,8 @@ def _kill_leftovers(settings: Settings) -> None:
         return
     for pid in info.get("pids", {}).values():
         if isinstance(pid, int) and _alive(pid):
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
     (settings.home / "stack.json").unlink(missing_ok=True)
 
 
@@ -148,7 +154,9 @@ class _Supervisor:
 
     def _child(self, name: str) -> subprocess.Popen[bytes]:
         env = {**os.environ, **settings_env(self.settings)}
-        return servers.spawn([sys.executable, "-m", "kudos", name], self.logs / f"{name}.log", env=env)
+        return servers.spawn(
+            [sys.executable, "-m", "kudos", name], self.logs / f"{name}.log", env=env
+        )
 
     def _write_state(self) -> None:
         info = {"pids": {n: p.pid for n, p in self.procs.items()}, "supervisor": os.getpid()}
@@ -184,7 +192,10 @@ class _Supervisor:
                         raise StackError(f"{name} exited ({proc.returncode}); see {self.logs}")
                     # a worker resumes from the Redis fences, so a restart loses nothing
                     wait = 1.0 if time.monotonic() - restarts.get(name, 0) > 30 else 5.0
-                    print(f"{name} exited with {proc.returncode}; restarting in {wait:.0f} s", flush=True)
+                    print(
+                        f"{name} exited with {proc.returncode}; restarting in {wait:.0f} s",
+                        flush=True,
+                    )
                     time.sleep(wait)
                     restarts[name] = time.monotonic()
                     self.procs[name] = self._child(name)
@@ -193,9 +204,9 @@ class _Supervisor:
             return 0
         finally:
             for name in ("web", "worker", "broker", "redis"):
-                proc = self.procs.get(name)
-                if proc is not None:
-                    servers.stop(proc)
+                child = self.procs.get(name)
+                if child is not None:
+                    servers.stop(child)
             (s.home / "stack.json").unlink(missing_ok=True)
             _pidfile(s).unlink(missing_ok=True)
             print("Kudos stopped.", flush=True)

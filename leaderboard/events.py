@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -82,7 +82,9 @@ def _ident(obj: dict[str, Any], name: str, required: bool = True) -> str | None:
     if not isinstance(value, str):
         raise InvalidEvent("bad_type", f"{name!r} must be a string, got {type(value).__name__}")
     if not 1 <= len(value) <= MAX_ID:
-        raise InvalidEvent("bad_length", f"{name!r} must be 1-{MAX_ID} characters, got {len(value)}")
+        raise InvalidEvent(
+            "bad_length", f"{name!r} must be 1-{MAX_ID} characters, got {len(value)}"
+        )
     if _CONTROL.search(value):
         raise InvalidEvent("control_chars", f"{name!r} contains control characters")
     return value
@@ -104,18 +106,22 @@ def parse_ts(value: Any) -> float:
         except ValueError as exc:
             raise InvalidEvent("bad_ts", f"'ts' {value[:40]!r} is not RFC 3339") from exc
         if parsed.tzinfo is None:
-            raise InvalidEvent("bad_ts", f"'ts' {value[:40]!r} has no UTC offset (RFC 3339 needs one)")
+            raise InvalidEvent(
+                "bad_ts", f"'ts' {value[:40]!r} has no UTC offset (RFC 3339 needs one)"
+            )
         ts = parsed.timestamp()
     elif value is None:
         raise InvalidEvent("missing_field", "'ts' is required")
     else:
-        raise InvalidEvent("bad_ts", f"'ts' must be a number or a string, got {type(value).__name__}")
+        raise InvalidEvent(
+            "bad_ts", f"'ts' must be a number or a string, got {type(value).__name__}"
+        )
     if not math.isfinite(ts) or not 0 <= ts <= MAX_TS:
         raise InvalidEvent("bad_ts", f"'ts' {ts!r} is outside 0..{MAX_TS:.0f}")
     return ts
 
 
-def parse_event(obj: Any, kinds: frozenset[str] | dict[str, int]) -> Event:
+def parse_event(obj: Any, kinds: Collection[str]) -> Event:
     """Validate one decoded JSON value against the schema.
 
     Raises:
@@ -123,13 +129,17 @@ def parse_event(obj: Any, kinds: frozenset[str] | dict[str, int]) -> Event:
             control_chars, unknown_kind, bad_ts, bad_communities, not_object).
     """
     if not isinstance(obj, dict):
-        raise InvalidEvent("not_object", f"an event must be a JSON object, got {type(obj).__name__}")
+        raise InvalidEvent(
+            "not_object", f"an event must be a JSON object, got {type(obj).__name__}"
+        )
     event_id = _ident(obj, "id")
     kind = obj.get("kind")
     if kind is None:
         raise InvalidEvent("missing_field", "'kind' is required")
     if not isinstance(kind, str) or kind not in kinds:
-        raise InvalidEvent("unknown_kind", f"'kind' {str(kind)[:40]!r} is not one of {', '.join(sorted(kinds))}")
+        raise InvalidEvent(
+            "unknown_kind", f"'kind' {str(kind)[:40]!r} is not one of {', '.join(sorted(kinds))}"
+        )
     actor = _ident(obj, "actor")
     target = _ident(obj, "target")
     ts = parse_ts(obj.get("ts"))
@@ -139,12 +149,16 @@ def parse_event(obj: Any, kinds: frozenset[str] | dict[str, int]) -> Event:
         if not isinstance(text, str):
             raise InvalidEvent("bad_type", "'text' must be a string")
         if len(text) > MAX_TEXT:
-            raise InvalidEvent("bad_length", f"'text' is {len(text)} characters, at most {MAX_TEXT}")
+            raise InvalidEvent(
+                "bad_length", f"'text' is {len(text)} characters, at most {MAX_TEXT}"
+            )
     communities: tuple[str, ...] = ()
     raw_communities = obj.get("communities")
     if raw_communities is not None:
         if not isinstance(raw_communities, list) or len(raw_communities) > MAX_COMMUNITIES:
-            raise InvalidEvent("bad_communities", f"'communities' must be a list of at most {MAX_COMMUNITIES}")
+            raise InvalidEvent(
+                "bad_communities", f"'communities' must be a list of at most {MAX_COMMUNITIES}"
+            )
         for c in raw_communities:
             if not isinstance(c, str) or not _COMMUNITY.match(c):
                 raise InvalidEvent(
@@ -155,11 +169,13 @@ def parse_event(obj: Any, kinds: frozenset[str] | dict[str, int]) -> Event:
         communities = tuple(dict.fromkeys(raw_communities))
     assert event_id is not None and actor is not None and target is not None
     if kind == "post" and actor != target:
-        raise InvalidEvent("bad_post", "a 'post' event announces a post by its target: actor must equal target")
+        raise InvalidEvent(
+            "bad_post", "a 'post' event announces a post by its target: actor must equal target"
+        )
     return Event(event_id, ts, kind, actor, target, post, text, communities)
 
 
-def decode_message(raw: bytes | None, kinds: frozenset[str] | dict[str, int]) -> list[Event | Rejected]:
+def decode_message(raw: bytes | None, kinds: Collection[str]) -> list[Event | Rejected]:
     """Decode one Kafka message value into events and rejections, in envelope order."""
     if raw is None:
         return [Rejected(None, b"", "tombstone", "message has no value")]
@@ -169,16 +185,22 @@ def decode_message(raw: bytes | None, kinds: frozenset[str] | dict[str, int]) ->
         return [Rejected(None, raw, "bad_json", str(exc))]
     if isinstance(value, list):
         if not value:
-            return [Rejected(None, raw, "empty_envelope", "an envelope must hold at least one event")]
+            return [
+                Rejected(None, raw, "empty_envelope", "an envelope must hold at least one event")
+            ]
         return [_one(i, item, kinds) for i, item in enumerate(value)]
     return [_one(None, value, kinds, raw)]
 
 
-def _one(index: int | None, value: Any, kinds: frozenset[str] | dict[str, int], raw: bytes | None = None) -> Event | Rejected:
+def _one(
+    index: int | None, value: Any, kinds: Collection[str], raw: bytes | None = None
+) -> Event | Rejected:
     try:
         return parse_event(value, kinds)
     except InvalidEvent as exc:
-        return Rejected(index, raw if raw is not None else orjson.dumps(value), exc.reason, exc.detail)
+        return Rejected(
+            index, raw if raw is not None else orjson.dumps(value), exc.reason, exc.detail
+        )
 
 
 def encode_events(events: Iterable[Event]) -> bytes:

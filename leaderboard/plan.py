@@ -126,7 +126,9 @@ def wanted(messages: Iterable[Message], rules: ScoringRules) -> dict[int, Wanted
     return out
 
 
-def choose_landmark(current: int | None, newest_ts: float | None, rebase_after_s: int) -> int | None:
+def choose_landmark(
+    current: int | None, newest_ts: float | None, rebase_after_s: int
+) -> int | None:
     """The decay landmark for a batch: kept, set on first use, or moved forward before overflow.
 
     Landmarks are whole days so they print and compare exactly.
@@ -155,12 +157,14 @@ def build_plan(
     watermark = state.watermark
     cutoffs = [w.cutoff(watermark) if watermark is not None else None for w in windows]
     totals, buckets, decayed, explain, stats = (
-        plan.totals, plan.buckets, plan.decayed, plan.explain, plan.stats,
+        plan.totals,
+        plan.buckets,
+        plan.decayed,
+        plan.explain,
+        plan.stats,
     )
 
-    newest = max(
-        (i.ts for m in messages for i in m.items if isinstance(i, Event)), default=None
-    )
+    newest = max((i.ts for m in messages for i in m.items if isinstance(i, Event)), default=None)
     landmark = choose_landmark(state.landmark, newest, rebase_after_s)
     plan.expected_landmark = state.landmark
     plan.landmark = landmark
@@ -188,18 +192,25 @@ def build_plan(
             for pos, item in enumerate(m.items):
                 if isinstance(item, Rejected):
                     stats["invalid"] += 1
-                    plan.dead.append(DeadLetter(p, m.offset, item.index, item.raw, item.reason, item.detail))
+                    plan.dead.append(
+                        DeadLetter(p, m.offset, item.index, item.raw, item.reason, item.detail)
+                    )
                     continue
                 ev = item
                 ts = ev.ts
                 if pwm is not None and ts < pwm - dedupe_horizon_s:
                     stats["late"] += 1
-                    plan.dead.append(DeadLetter(
-                        p, m.offset, pos,
-                        _raw(ev), "late",
-                        f"ts {ts:.0f} is more than {dedupe_horizon_s} s older than this partition's "
-                        f"newest event ({pwm:.0f}); it cannot be de-duplicated any more",
-                    ))
+                    plan.dead.append(
+                        DeadLetter(
+                            p,
+                            m.offset,
+                            pos,
+                            _raw(ev),
+                            "late",
+                            f"ts {ts:.0f} is more than {dedupe_horizon_s} s older than this partition's "
+                            f"newest event ({pwm:.0f}); it cannot be de-duplicated any more",
+                        )
+                    )
                     continue
                 if ev.id in seen_before or ev.id in batch_ids:
                     stats["duplicate"] += 1
@@ -232,7 +243,7 @@ def build_plan(
                 if points == 0:
                     continue
                 explain[(target, "mp:" + kind)] += points
-                suffixes = ("",) + tuple(":" + c for c in ev.communities)
+                suffixes = ("", *(":" + c for c in ev.communities))
                 for s in suffixes:
                     totals[(ALL + s, target)] += points
                 for wi, w in enumerate(windows):
@@ -252,14 +263,16 @@ def build_plan(
         for (day, f), k in dr_now.items():
             plan.dr[(p, day, f)] = k
         seen_cutoff = None if pwm is None else pwm - dedupe_horizon_s
-        plan.partitions.append(PartitionUpdate(
-            partition=p,
-            expected_fence=fence,
-            fence=new_fence,
-            watermark=pwm,
-            seen_cutoff=seen_cutoff,
-            dr_cutoff_day=None if seen_cutoff is None else math.floor(seen_cutoff / period),
-        ))
+        plan.partitions.append(
+            PartitionUpdate(
+                partition=p,
+                expected_fence=fence,
+                fence=new_fence,
+                watermark=pwm,
+                seen_cutoff=seen_cutoff,
+                dr_cutoff_day=None if seen_cutoff is None else math.floor(seen_cutoff / period),
+            )
+        )
     plan.max_ts = max_ts
     plan.boards = {b for b, _ in totals} | {b for b, _ in decayed} | {k[2] for k in buckets}
     return plan

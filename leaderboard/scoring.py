@@ -96,7 +96,12 @@ class ScoringRules:
             raise ConfigError(f"{source}: [weights] must map each kind to its points")
         weights_mp: dict[str, int] = {}
         for kind, w in weights.items():
-            if isinstance(w, bool) or not isinstance(w, int | float) or w < 0 or not math.isfinite(w):
+            if (
+                isinstance(w, bool)
+                or not isinstance(w, int | float)
+                or w < 0
+                or not math.isfinite(w)
+            ):
                 raise ConfigError(f"{source}: weights.{kind} = {w!r} must be a non-negative number")
             weights_mp[kind] = round(w * 1000)
         windows: list[Window] = []
@@ -105,7 +110,9 @@ class ScoringRules:
                 raise ConfigError(f"{source}: windows.{name} must be a table")
             b, n = spec.get("bucket_seconds"), spec.get("buckets")
             if not (isinstance(b, int) and isinstance(n, int) and b > 0 and n > 0):
-                raise ConfigError(f"{source}: windows.{name} needs positive integer bucket_seconds and buckets")
+                raise ConfigError(
+                    f"{source}: windows.{name} needs positive integer bucket_seconds and buckets"
+                )
             if not _valid_community(name) or name in (ALL, DECAYED):
                 raise ConfigError(f"{source}: window name {name!r} is reserved or malformed")
             windows.append(Window(name, b, n))
@@ -114,7 +121,9 @@ class ScoringRules:
         if not isinstance(half_life, int | float) or half_life <= 0:
             raise ConfigError(f"{source}: decay.half_life_seconds must be positive")
         if not isinstance(period, int) or period <= 0:
-            raise ConfigError(f"{source}: diminishing_returns.period_seconds must be a positive integer")
+            raise ConfigError(
+                f"{source}: diminishing_returns.period_seconds must be a positive integer"
+            )
         return cls(version, weights_mp, tuple(windows), float(half_life), period)
 
     @classmethod
@@ -147,12 +156,12 @@ def contribution(weight_mp: int, k: int) -> int:
 
 def decay_exponent(ts: float, landmark: float, half_life_s: float) -> float:
     """Forward-decay weight 2^((ts − L)/h): stored values keep the decayed order without rescoring."""
-    return 2.0 ** ((ts - landmark) / half_life_s)
+    return float(2.0 ** ((ts - landmark) / half_life_s))
 
 
 def decayed_value(stored: float, watermark: float, landmark: float, half_life_s: float) -> float:
     """The decayed score at ``watermark`` of a value stored against ``landmark``."""
-    return stored * 2.0 ** (-(watermark - landmark) / half_life_s)
+    return float(stored * 2.0 ** (-(watermark - landmark) / half_life_s))
 
 
 def format_mp(mp: int) -> str:

@@ -106,7 +106,9 @@ def host_port(url: str, name: str, default_port: int) -> tuple[str, int]:
     except ValueError as exc:
         raise ConfigError(f"{name}={url!r} is not a valid URL: {exc}") from exc
     if not parts.hostname:
-        raise ConfigError(f"{name}={url!r} has no host; expected e.g. scheme://127.0.0.1:{default_port}")
+        raise ConfigError(
+            f"{name}={url!r} has no host; expected e.g. scheme://127.0.0.1:{default_port}"
+        )
     return parts.hostname, port
 
 
@@ -137,7 +139,9 @@ def _coerce(raw: Any, typ: Any, name: str) -> Any:
     raise ConfigError(f"{name}: unsupported setting type {typ!r}")  # pragma: no cover
 
 
-def _section(cls: type[Any], name: str, file_values: Mapping[str, Any], env: Mapping[str, str]) -> Any:
+def _section(
+    cls: type[Any], name: str, file_values: Mapping[str, Any], env: Mapping[str, str]
+) -> Any:
     hints = get_type_hints(cls)
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = set(file_values) - known
@@ -161,14 +165,20 @@ def _validate(obj: Any, name: str) -> None:
     for f in dataclasses.fields(obj):
         value = getattr(obj, f.name)
         if isinstance(value, int | float) and not isinstance(value, bool) and value < 0:
-            raise ConfigError(f"KUDOS_{name.upper()}_{f.name.upper()}={value}: must not be negative")
+            raise ConfigError(
+                f"KUDOS_{name.upper()}_{f.name.upper()}={value}: must not be negative"
+            )
     if isinstance(obj, BrokerSettings) and obj.partitions < 1:
         raise ConfigError("KUDOS_BROKER_PARTITIONS must be at least 1")
     if isinstance(obj, WorkerSettings):
         if obj.batch_messages < 1 or obj.max_events_per_apply < 1:
-            raise ConfigError("KUDOS_WORKER_BATCH_MESSAGES and KUDOS_WORKER_MAX_EVENTS_PER_APPLY must be ≥ 1")
+            raise ConfigError(
+                "KUDOS_WORKER_BATCH_MESSAGES and KUDOS_WORKER_MAX_EVENTS_PER_APPLY must be ≥ 1"
+            )
         if obj.dedupe_horizon_s < 86400:
-            raise ConfigError("KUDOS_WORKER_DEDUPE_HORIZON_S must be at least 86400 (24 h of event time)")
+            raise ConfigError(
+                "KUDOS_WORKER_DEDUPE_HORIZON_S must be at least 86400 (24 h of event time)"
+            )
     if isinstance(obj, WebSettings) and not 0 <= obj.port <= 65535:
         raise ConfigError(f"KUDOS_WEB_PORT={obj.port}: not a TCP port")
 
@@ -193,10 +203,18 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     unknown = set(data) - set(_SECTIONS)
     if unknown:
         raise ConfigError(f"{path}: unknown section(s) {', '.join(sorted(unknown))}")
-    hints = get_type_hints(Settings)
-    sections = {
-        name: _section(hints[name], name, data.get(name, {}), env) for name in _SECTIONS
+    known = {"KUDOS_HOME", "KUDOS_CONFIG"} | {
+        f"KUDOS_{name.upper()}_{f.name.upper()}"
+        for name in _SECTIONS
+        for f in dataclasses.fields(get_type_hints(Settings)[name])
     }
+    typos = sorted(k for k in env if k.startswith("KUDOS_") and k not in known)
+    if typos:
+        raise ConfigError(
+            f"unknown setting(s) {', '.join(typos)}; see docs/configuration.md for the known ones"
+        )
+    hints = get_type_hints(Settings)
+    sections = {name: _section(hints[name], name, data.get(name, {}), env) for name in _SECTIONS}
     home = Path(env.get("KUDOS_HOME", ".kudos"))
     return Settings(home=home, **sections)
 

@@ -30,7 +30,7 @@ import math
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any
+from typing import Any, cast
 
 import redis.asyncio as aioredis
 
@@ -139,8 +139,16 @@ class Store:
         add = argv.append
         ext = argv.extend
         for u in plan.partitions:
-            ext((str(u.partition), str(u.expected_fence), str(u.fence), _num(u.watermark),
-                 _num(u.seen_cutoff), _num(u.dr_cutoff_day)))
+            ext(
+                (
+                    str(u.partition),
+                    str(u.expected_fence),
+                    str(u.fence),
+                    _num(u.watermark),
+                    _num(u.seen_cutoff),
+                    _num(u.dr_cutoff_day),
+                )
+            )
         ext((_num(plan.expected_landmark), _num(plan.landmark), repr(plan.rebase_factor)))
         ext((_num(plan.max_ts), repr(DECAY_PRUNE_MP)))
         windows = self.rules.windows
@@ -155,10 +163,10 @@ class Store:
         add(str(len(buckets)))
         for (wi, idx, b, m), v in buckets:
             ext((str(wi), str(idx), b, m, str(v)))
-        decayed = [(k, v) for k, v in plan.decayed.items() if v > 0.0]
+        decayed = [(k, dv) for k, dv in plan.decayed.items() if dv > 0.0]
         add(str(len(decayed)))
-        for (b, m), v in decayed:
-            ext((b, m, repr(v)))
+        for (b, m), dv in decayed:
+            ext((b, m, repr(dv)))
         add(str(len(plan.boards)))
         ext(sorted(plan.boards))
         add(str(len(plan.seen)))
@@ -193,17 +201,21 @@ class Store:
     # -- reads -----------------------------------------------------------------------------
 
     async def boards(self) -> list[str]:
-        names: set[str] = await self.client.smembers(self.key("boards"))  # type: ignore[misc]
+        names = cast("set[str]", await self.client.smembers(self.key("boards")))
         base = {b: i for i, b in enumerate(self.rules.base_boards)}
         names |= set(self.rules.base_boards)
-        return sorted(names, key=lambda b: (":" in b, b.partition(":")[2], base.get(b.partition(":")[0], 99)))
+        return sorted(
+            names, key=lambda b: (":" in b, b.partition(":")[2], base.get(b.partition(":")[0], 99))
+        )
 
     async def clock(self) -> tuple[float | None, int | None]:
         """(watermark, landmark)."""
         wm, lm = await self.client.mget(self.key("wm"), self.key("landmark"))
         return (float(wm) if wm is not None else None, int(lm) if lm is not None else None)
 
-    def _to_points(self, board: str, stored: float, clock: tuple[float | None, int | None]) -> float:
+    def _to_points(
+        self, board: str, stored: float, clock: tuple[float | None, int | None]
+    ) -> float:
         if board.partition(":")[0] == DECAYED:
             wm, lm = clock
             if wm is None or lm is None:
@@ -235,7 +247,8 @@ class Store:
         ranks = competition_ranks(scores, first_rank, offset)
         clock = (float(wm) if wm else None, int(lm) if lm else None)
         return [
-            Entry(r, m, self._to_points(board, s, clock)) for r, (m, s) in zip(ranks, rows, strict=True)
+            Entry(r, m, self._to_points(board, s, clock))
+            for r, (m, s) in zip(ranks, rows, strict=True)
         ], int(size)
 
     async def standing(self, board: str, member: str, around: int = 2) -> Standing | None:
@@ -261,10 +274,18 @@ class Store:
         first_rank = 1 + int(await self.client.zcount(key, f"({_score_arg(rows[0][1])}", "+inf"))
         ranks = competition_ranks([s for _, s in rows], first_rank, start)
         neighbours = [
-            Entry(r, m, self._to_points(board, s, clock)) for r, (m, s) in zip(ranks, rows, strict=True)
+            Entry(r, m, self._to_points(board, s, clock))
+            for r, (m, s) in zip(ranks, rows, strict=True)
         ]
-        return Standing(board, member, rank, self._to_points(board, score, clock), int(size),
-                        percentile(rank, int(size)), neighbours)
+        return Standing(
+            board,
+            member,
+            rank,
+            self._to_points(board, score, clock),
+            int(size),
+            percentile(rank, int(size)),
+            neighbours,
+        )
 
     async def export(self, board: str, chunk: int = 10_000) -> AsyncIterator[tuple[int, str, str]]:
         """The whole board as (rank, member, score text), best first.
@@ -279,7 +300,10 @@ class Store:
         prev_score: float | None = None
         rank = 0
         while True:
-            rows = await self.client.zrevrange(key, offset, offset + chunk - 1, withscores=True)
+            rows = cast(
+                list[tuple[str, float]],
+                await self.client.zrevrange(key, offset, offset + chunk - 1, withscores=True),
+            )
             if not rows:
                 return
             for j, (m, s) in enumerate(rows):
@@ -291,18 +315,18 @@ class Store:
             offset += len(rows)
 
     async def stats(self) -> dict[str, int]:
-        raw: dict[str, str] = await self.client.hgetall(self.key("stats"))  # type: ignore[misc]
+        raw = cast("dict[str, str]", await self.client.hgetall(self.key("stats")))
         out = {f: int(raw.get(f, 0)) for f in STAT_FIELDS}
         out["dead_lettered"] = out["invalid"] + out["late"]
         out["total"] = sum(out[f] for f in STAT_FIELDS)
         return out
 
     async def fences(self) -> dict[int, int]:
-        raw: dict[str, str] = await self.client.hgetall(self.key("fence"))  # type: ignore[misc]
+        raw = cast("dict[str, str]", await self.client.hgetall(self.key("fence")))
         return {int(p): int(o) for p, o in raw.items()}
 
     async def explain(self, member: str) -> dict[str, int]:
-        raw: dict[str, str] = await self.client.hgetall(self.key("explain", member))  # type: ignore[misc]
+        raw = cast("dict[str, str]", await self.client.hgetall(self.key("explain", member)))
         return {k: int(v) for k, v in raw.items()}
 
     async def ping(self) -> bool:

@@ -50,13 +50,22 @@ def create_app(settings: Settings) -> faust.App:
         broker_session_timeout=ws.session_timeout_s,
         broker_heartbeat_interval=min(3.0, ws.session_timeout_s / 4),
     )
-    topic = app.topic(settings.broker.topic, value_type=bytes, key_type=bytes,
-                      partitions=settings.broker.partitions, internal=False)
+    topic = app.topic(
+        settings.broker.topic,
+        value_type=bytes,
+        key_type=bytes,
+        partitions=settings.broker.partitions,
+        internal=False,
+    )
     dlq = app.topic(settings.broker.dlq_topic, value_type=bytes, key_type=bytes, internal=False)
+
     async def send_dead_letters(letters: Sequence[DeadLetter]) -> None:
         for d in letters:
-            await dlq.send(key=f"{d.partition}:{d.offset}".encode(), value=d.raw,
-                           headers=dead_letter_headers(d, settings.broker.topic))
+            await dlq.send(
+                key=f"{d.partition}:{d.offset}".encode(),
+                value=d.raw,
+                headers=dead_letter_headers(d, settings.broker.topic),
+            )
         await app.producer.flush()
 
     @app.agent(topic)
@@ -64,7 +73,9 @@ def create_app(settings: Settings) -> faust.App:
         store = Store.connect(settings.redis.url, settings.redis.prefix, rules)
         processor = Processor(store, rules, ws, send_dead_letters)
         await store.client.hset(store.key("meta"), mapping={"scoring_version": rules.version})
-        async for events in stream.take_events(ws.batch_messages, within=ws.batch_within_s):
+        async for events in stream.take_events(  # type: ignore[attr-defined]
+            ws.batch_messages, within=ws.batch_within_s
+        ):
             raws = [Raw(e.message.partition, e.message.offset, e.message.value) for e in events]
             # Events are acked only after this body returns, so retrying here keeps at-least-once
             # delivery; the fences turn it into an exactly-once effect.
@@ -104,5 +115,3 @@ def __getattr__(name: str) -> Any:
     if name == "app":
         return create_app(load_settings())
     raise AttributeError(name)
-
-

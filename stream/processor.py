@@ -37,13 +37,18 @@ class DeadLetterSink(Protocol):
 class Processor:
     """Applies batches of raw messages exactly once (per partition fence) to the store."""
 
-    def __init__(self, store: Store, rules: ScoringRules, settings: WorkerSettings,
-                 dead_letters: DeadLetterSink) -> None:
+    def __init__(
+        self,
+        store: Store,
+        rules: ScoringRules,
+        settings: WorkerSettings,
+        dead_letters: DeadLetterSink,
+    ) -> None:
         self.store = store
         self.rules = rules
         self.settings = settings
         self.dead_letters = dead_letters
-        self._kinds = rules.weights_mp
+        self._kinds = rules.kinds
 
     async def process(self, raws: Sequence[Raw]) -> None:
         """Apply ``raws`` (any partitions, offsets ascending per partition) in chunks of whole
@@ -66,7 +71,9 @@ class Processor:
         for attempt in range(50):
             state = await self.store.read_state(need)
             plan = build_plan(
-                messages, state, self.rules,
+                messages,
+                state,
+                self.rules,
                 dedupe_horizon_s=self.settings.dedupe_horizon_s,
                 rebase_after_s=self.settings.decay_rebase_after_s,
             )

@@ -21,7 +21,7 @@ from stream.topics import bootstrap, ensure_topics
 
 def partition_for(key: bytes, partitions: int) -> int:
     """Kafka's default partitioner (murmur2), so envelopes and keyed single events agree."""
-    return (murmur2(key) & 0x7FFFFFFF) % partitions
+    return int((murmur2(key) & 0x7FFFFFFF) % partitions)
 
 
 @dataclass
@@ -54,6 +54,10 @@ class Progress:
             text = f"\r{self.label} {done:,} {rate:,.0f}/s"
         sys.stderr.write(text)
         sys.stderr.flush()
+
+    def update_with_total(self, done: int, total: int) -> None:
+        self.total = total
+        self.update(done)
 
     def close(self, done: int) -> None:
         self.update(done, force=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
@@ -26,18 +27,18 @@ async def ensure_topics(settings: Settings, timeout: float = 30.0) -> None:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while True:
-        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap(settings), request_timeout_ms=10_000)
+        admin = AIOKafkaAdminClient(
+            bootstrap_servers=bootstrap(settings), request_timeout_ms=10_000
+        )
         try:
             await admin.start()
             existing = set(await admin.list_topics())
             missing = [n for n in names if n not in existing]
             if missing:
-                try:
+                with contextlib.suppress(TopicAlreadyExistsError):
                     await admin.create_topics(
                         [NewTopic(n, settings.broker.partitions, 1) for n in missing]
                     )
-                except TopicAlreadyExistsError:
-                    pass
             return
         except KafkaConnectionError as exc:
             if loop.time() > deadline:

@@ -66,20 +66,33 @@ async def handle(store: Store, method: str, target: str) -> tuple[int, bytes]:
                 return _error(400, str(exc))
             entries, size = await store.page(board, limit, offset)
             wm, _ = await store.clock()
-            return 200, orjson.dumps({
-                "board": board, "members": size, "as_of": wm, "limit": limit, "offset": offset,
-                "entries": [_entry(e) for e in entries],
-            })
+            return 200, orjson.dumps(
+                {
+                    "board": board,
+                    "members": size,
+                    "as_of": wm,
+                    "limit": limit,
+                    "offset": offset,
+                    "entries": [_entry(e) for e in entries],
+                }
+            )
         if len(parts) == 5 and parts[3] == "members":
             st = await store.standing(board, parts[4])
             if st is None:
                 return _error(404, f"{parts[4]!r} is not on board {board!r}")
             wm, _ = await store.clock()
-            return 200, orjson.dumps({
-                "board": board, "member": st.member, "rank": st.rank, "score": st.score,
-                "members": st.members, "percentile": st.percentile, "as_of": wm,
-                "around": [_entry(e) for e in st.around],
-            })
+            return 200, orjson.dumps(
+                {
+                    "board": board,
+                    "member": st.member,
+                    "rank": st.rank,
+                    "score": st.score,
+                    "members": st.members,
+                    "percentile": st.percentile,
+                    "as_of": wm,
+                    "around": [_entry(e) for e in st.around],
+                }
+            )
         return _error(404, f"no such path {url.path!r}")
     except UnknownBoard as exc:
         return _error(404, str(exc))

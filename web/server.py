@@ -15,8 +15,13 @@ from leaderboard.settings import Settings
 from leaderboard.store import Store
 from web import api
 
-_REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
-            503: "Service Unavailable"}
+_REASONS = {
+    200: "OK",
+    400: "Bad Request",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    503: "Service Unavailable",
+}
 
 
 def _static(name: str) -> bytes:
@@ -24,8 +29,13 @@ def _static(name: str) -> bytes:
 
 
 def _response(status: int, body: bytes, content_type: str) -> Response:
-    headers = Headers([("Content-Type", content_type), ("Content-Length", str(len(body))),
-                       ("Cache-Control", "no-store")])
+    headers = Headers(
+        [
+            ("Content-Type", content_type),
+            ("Content-Length", str(len(body))),
+            ("Cache-Control", "no-store"),
+        ]
+    )
     return Response(status, _REASONS.get(status, "Error"), headers, body)
 
 
@@ -51,8 +61,13 @@ async def run(settings: Settings, ready: asyncio.Event | None = None) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         asyncio.get_running_loop().add_signal_handler(sig, stop.set_result, None)
     try:
-        async with serve(_no_push, settings.web.host, settings.web.port,
-                         process_request=make_process_request(store), compression=None):
+        async with serve(
+            _no_push,
+            settings.web.host,
+            settings.web.port,
+            process_request=make_process_request(store),
+            compression=None,
+        ):
             if ready is not None:
                 ready.set()
             await stop

@@ -1,0 +1,54 @@
+# Kudos: `make demo` runs the product on the embedded stack, `make test` runs the whole suite.
+# Both set everything up from a fresh clone (virtualenv, packages); nothing is installed by hand.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+KUDOS := $(VENV)/bin/kudos
+DATA := ../shared/data
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | md5sum | cut -c1-8)
+
+.PHONY: install demo up down test check bench verify clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	rm -f $(VENV)/.installed-* && touch $@
+
+# Start broker, Redis, a worker and the web process in the background, then play the real Higgs
+# stream (July 2012) at a pace that keeps the page moving. `make down` stops everything.
+demo: install
+	$(KUDOS) up --background
+	@echo "Open http://127.0.0.1:$${KUDOS_WEB_PORT:-8000}/ and watch it move; Ctrl-C stops the replay (the stack keeps running)."
+	$(KUDOS) replay $(DATA)/higgs/higgs-activity_time.txt.gz --format higgs --envelope 100 --rate $${DEMO_RATE:-4000} --wait --progress
+	$(KUDOS) board all --limit 10
+	@echo "The stack is still running at http://127.0.0.1:$${KUDOS_WEB_PORT:-8000}/ ; 'make down' stops it."
+
+up: install
+	$(KUDOS) up --background
+
+down:
+	$(KUDOS) down
+
+test: install
+	$(PY) -m pytest -q
+
+check: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+bench: install
+	$(PY) -m bench.run
+
+# Full-data correctness runs (tens of minutes): every board of the whole Higgs and MathOverflow logs
+# against the independent oracle, in several delivery modes, with worker kills.
+verify: install
+	$(PY) -m tests.verify_full
+
+clean:
+	-$(KUDOS) down
+	rm -rf $(VENV) .kudos .pytest_cache .mypy_cache .ruff_cache *.egg-info

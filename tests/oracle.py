@@ -1,0 +1,120 @@
+"""An independent, straightforward computation of the scoring contract, for checking the pipeline.
+
+Written from docs/DESIGN.md alone; it imports nothing from the production scoring code. It walks the
+events in log order with plain dictionaries.
+"""
+
+from __future__ import annotations
+
+import gzip
+import itertools
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+WEIGHTS = {
+    "post": 0,
+    "like": 1,
+    "click": 1,
+    "comment": 2,
+    "reply": 2,
+    "mention": 2,
+    "share": 4,
+    "follow": 3,
+    "conversion": 10,
+}
+WINDOWS = {"1h": (60, 60), "24h": (900, 96), "7d": (3600, 168)}
+HALF_LIFE = 86400.0
+HIGGS = {"RT": "share", "MT": "mention", "RE": "reply"}
+SX = {"a2q": "reply", "c2q": "comment", "c2a": "comment"}
+
+
+def read_edges(path: Path, fmt: str, limit: int) -> list[dict[str, Any]]:
+    """The first ``limit`` lines of a SNAP file as event dicts (ids as the replay CLI makes them)."""
+    kinds = HIGGS if fmt == "higgs" else SX
+    out = []
+    with gzip.open(path, "rt") as f:
+        for n, line in enumerate(itertools.islice(f, limit), start=1):
+            a, b, ts, code = line.split()
+            out.append(
+                {"id": f"{fmt}-{n}", "ts": int(ts), "kind": kinds[code], "actor": a, "target": b}
+            )
+    return out
+
+
+def compute(events: Iterable[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Board → member → score. Milli-point boards hold ints (milli-points); decayed holds points."""
+    seen: set[str] = set()
+    counts: dict[tuple[str, str, int], int] = defaultdict(int)
+    scored: list[tuple[float, str, int, tuple[str, ...]]] = []  # (ts, target, mp, communities)
+    for e in events:
+        if e["id"] in seen:
+            continue
+        seen.add(e["id"])
+        w = WEIGHTS[e["kind"]] * 1000
+        if e["actor"] == e["target"] or w == 0:
+            continue
+        key = (e["actor"], e["target"], math.floor(e["ts"] / 86400))
+        counts[key] += 1
+        scored.append(
+            (float(e["ts"]), e["target"], w // counts[key], tuple(e.get("communities", ())))
+        )
+    boards: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(int))
+    if not scored:
+        return {}
+    wm = max(ts for ts, *_ in scored)
+    for ts, target, mp, communities in scored:
+        if mp == 0:
+            continue
+        for suffix in ("", *(":" + c for c in communities)):
+            boards["all" + suffix][target] += mp
+            for name, (b, n) in WINDOWS.items():
+                if math.floor(ts / b) > math.floor(wm / b) - n:
+                    boards[name + suffix][target] += mp
+            boards["decayed" + suffix][target] += mp / 1000 * 2 ** (-(wm - ts) / HALF_LIFE)
+    return {b: {m: s for m, s in members.items() if s > 0} for b, members in boards.items()}
+
+
+def parse_export(
+    rows: Iterator[tuple[int, str, str]] | list[tuple[int, str, str]], decayed: bool
+) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for _, member, score in rows:
+        out[member] = float(score) if decayed else int(Decimal(score) * 1000)
+    return out
+
+
+def assert_board_equal(
+    board: str, exported: list[tuple[int, str, str]], expected: dict[str, float]
+) -> None:
+    """Exact for milli-point boards; relative error ≤ 1e-6 for decayed (members ≥ 1e-6 points)."""
+    decayed = board.startswith("decayed")
+    got = parse_export(exported, decayed)
+    # competition ranks: 1 + number of strictly higher scores
+    scores = [float(s) for _, _, s in exported]
+    for (rank, member, _), s in zip(exported, scores, strict=True):
+        higher = sum(1 for x in scores if x > s)
+        assert rank == higher + 1, f"{board}: {member} has rank {rank}, expected {higher + 1}"
+    if not decayed:
+        missing = set(expected) - set(got)
+        extra = set(got) - set(expected)
+        wrong = {
+            m: (got[m], expected[m]) for m in set(got) & set(expected) if got[m] != expected[m]
+        }
+        assert not (missing or extra or wrong), (
+            f"{board}: {len(missing)} missing e.g. {sorted(missing)[:3]}, {len(extra)} extra "
+            f"e.g. {sorted(extra)[:3]}, {len(wrong)} wrong e.g. {list(wrong.items())[:3]}"
+        )
+        return
+    significant = {m: v for m, v in expected.items() if v >= 1e-6}
+    for m, v in significant.items():
+        assert m in got, f"{board}: {m} ({v}) missing"
+        assert abs(got[m] - v) <= 1e-6 * v, f"{board}: {m} = {got[m]}, expected {v}"
+    for m, v in got.items():
+        if m not in significant:
+            assert v < 1e-6 * 1.000001, (
+                f"{board}: {m} = {v} not expected (oracle {expected.get(m)})"
+            )

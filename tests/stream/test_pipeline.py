@@ -1,0 +1,107 @@
+"""The whole pipeline on real servers: replay → Tansu → Faust worker(s) → Redis, checked against the
+independent oracle on slices of the real data. The full-data runs are `make verify`."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import random
+
+import pytest
+
+from tests.conftest import DATA, Namespace, configure
+from tests.oracle import assert_board_equal, compute, read_edges
+
+pytestmark = pytest.mark.integration
+
+BOARDS = ("all", "1h", "24h", "7d", "decayed")
+HIGGS = DATA / "higgs" / "higgs-activity_time.txt.gz"
+SX = DATA / "mathoverflow" / "sx-mathoverflow-typed.DERIVED.txt.gz"
+
+
+async def check_boards(
+    ns: Namespace, events: list[dict[str, object]], boards: tuple[str, ...] = BOARDS
+) -> None:
+    expected = compute(events)
+    for board in boards:
+        assert_board_equal(board, await ns.export(board), expected.get(board, {}))
+
+
+async def test_higgs_envelopes_match_the_contract(namespace: Namespace) -> None:
+    events = read_edges(
+        HIGGS, "higgs", 20_000
+    )  # 47 h of the real stream: 1h and 24h windows expire
+    namespace.start_worker()
+    produced = await namespace.replay(events, envelope=500)
+    await namespace.wait(produced)
+    await check_boards(namespace, events)
+    stats = await namespace.store.stats()  # type: ignore[union-attr]
+    assert stats["total"] == len(events)
+    assert stats["applied"] + stats["ignored"] == len(events)
+    assert stats["ignored"] == sum(1 for e in events if e["actor"] == e["target"])
+
+
+async def test_higgs_single_event_messages_match_the_contract(namespace: Namespace) -> None:
+    events = read_edges(HIGGS, "higgs", 6_000)
+    namespace.start_worker()
+    produced = await namespace.replay(events, envelope=1)
+    assert produced.messages == len(events)
+    await namespace.wait(produced)
+    await check_boards(namespace, events)
+
+
+async def test_mathoverflow_two_workers_four_partitions_with_landmark_moves(
+    namespace: Namespace,
+) -> None:
+    # 99 days of MathOverflow; a 20-day rebase threshold moves the decay landmark several times
+    configure(
+        namespace,
+        worker=dataclasses.replace(namespace.settings.worker, decay_rebase_after_s=20 * 86400),
+    )
+    events = read_edges(SX, "sx", 20_000)
+    namespace.start_worker()
+    namespace.start_worker()
+    produced = await namespace.replay(events, envelope=200)
+    await namespace.wait(produced)
+    await check_boards(namespace, events)
+    fences = await namespace.store.fences()  # type: ignore[union-attr]
+    assert sorted(fences) == [0, 1, 2, 3]
+    _, landmark = await namespace.store.clock()  # type: ignore[union-attr]
+    assert landmark is not None and landmark > int(events[0]["ts"]) + 20 * 86400  # type: ignore[call-overload]
+
+
+async def test_sigkill_three_times_changes_no_score(namespace: Namespace) -> None:
+    events = read_edges(HIGGS, "higgs", 12_000)
+    # small batches so the worker is mid-apply most of the time when it is killed
+    configure(namespace, worker=dataclasses.replace(namespace.settings.worker, batch_messages=5))
+    worker = namespace.start_worker()
+    producing = asyncio.create_task(namespace.replay(events, envelope=4, rate=1500))
+    rng = random.Random(7)
+    kills = 0
+    fences_at_kill = []
+    while kills < 3:
+        await asyncio.sleep(rng.uniform(1.5, 3.0))
+        fences_at_kill.append(sum((await namespace.store.fences()).values()))  # type: ignore[union-attr]
+        namespace.kill_worker(worker)
+        kills += 1
+        worker = namespace.start_worker()
+    produced = await producing
+    await namespace.wait(produced)
+    # the kills happened while work was in flight, not before or after it
+    assert fences_at_kill[-1] < sum(o for o in produced.end_offsets.values())
+    await check_boards(namespace, events)
+    stats = await namespace.store.stats()  # type: ignore[union-attr]
+    assert stats["total"] == len(events), stats
+
+
+async def test_resending_every_event_changes_nothing(namespace: Namespace) -> None:
+    events = read_edges(HIGGS, "higgs", 5_000)
+    namespace.start_worker()
+    await namespace.wait(await namespace.replay(events, envelope=100))
+    before = {b: await namespace.export(b) for b in BOARDS}
+    await namespace.wait(await namespace.replay(events, envelope=37))
+    after = {b: await namespace.export(b) for b in BOARDS}
+    assert after == before
+    stats = await namespace.store.stats()  # type: ignore[union-attr]
+    assert stats["duplicate"] == len(events)
+    assert stats["total"] == 2 * len(events)

@@ -1,0 +1,157 @@
+"""The HTTP read API served by a real `kudos web` process over a real pipeline."""
+
+from __future__ import annotations
+
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from kudos import servers
+from tests.conftest import Namespace
+
+pytestmark = pytest.mark.integration
+
+
+def get(port: int, path: str) -> tuple[int, Any]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as r:
+            body = r.read()
+            return r.status, (
+                orjson.loads(body) if r.headers["Content-Type"] == "application/json" else body
+            )
+    except urllib.error.HTTPError as e:
+        return e.code, orjson.loads(e.read())
+
+
+async def test_read_api(namespace: Namespace) -> None:
+    t = 1_600_000_000
+    # 12 members: m0 gets 12 shares from distinct actors, m1 11, ... ; m10 and m11 tie
+    events = []
+    for m in range(12):
+        for a in range(max(12 - m, 2)):
+            events.append(
+                {
+                    "id": f"{m}-{a}",
+                    "ts": t + len(events),
+                    "kind": "share",
+                    "actor": f"a{a}",
+                    "target": f"m{m}",
+                    "communities": ["math"],
+                }
+            )
+    namespace.start_worker()
+    await namespace.wait(await namespace.replay(events, envelope=25))
+    port = namespace.settings.web.port
+    web = servers.spawn(
+        [sys.executable, "-m", "kudos", "web"], namespace.home / "web.log", env=namespace.env()
+    )
+    try:
+        servers.wait_port("web", "127.0.0.1", port, web, namespace.home / "web.log")
+        status, health = get(port, "/healthz")
+        assert status == 200 and health["status"] == "ok" and health["as_of"] == events[-1]["ts"]
+
+        status, boards = get(port, "/api/boards")
+        ids = [b["id"] for b in boards["boards"]]
+        assert ids[:5] == ["all", "1h", "24h", "7d", "decayed"]
+        assert "7d:math" in ids
+        assert next(b for b in boards["boards"] if b["id"] == "all")["members"] == 12
+
+        status, page = get(port, "/api/boards/all?limit=3&offset=1")
+        assert status == 200
+        assert [(e["rank"], e["member"], e["score"]) for e in page["entries"]] == [
+            (2, "m1", 44.0),
+            (3, "m2", 40.0),
+            (4, "m3", 36.0),
+        ]
+        status, page = get(port, "/api/boards/all?limit=5&offset=9")
+        assert [(e["rank"], e["member"]) for e in page["entries"]][-2:] in (
+            [(11, "m10"), (11, "m11")],
+            [(11, "m11"), (11, "m10")],
+        )  # tie: competition rank
+
+        status, me = get(port, "/api/boards/7d:math/members/m5")
+        assert status == 200
+        assert (me["rank"], me["score"], me["members"]) == (6, 28.0, 12)
+        assert me["percentile"] == pytest.approx(100 * 7 / 12, abs=1e-3)
+        assert [e["member"] for e in me["around"]] == ["m3", "m4", "m5", "m6", "m7"]
+
+        assert get(port, "/api/boards/all/members/nobody")[0] == 404
+        status, err = get(port, "/api/boards/monthly")
+        assert status == 404 and "unknown board" in err["error"]
+        status, err = get(port, "/api/boards/all?limit=5000")
+        assert status == 400 and "limit" in err["error"]
+        status, err = get(port, "/api/boards/all?offset=x")
+        assert status == 400
+        assert get(port, "/nope")[0] == 404
+        status, html = get(port, "/")
+        assert status == 200 and b"<title>Kudos" in html
+    finally:
+        servers.stop(web)
+
+
+def test_stack_up_down(real_servers: object, tmp_path: Any) -> None:
+    """`kudos up --background` starts its own broker, Redis, worker and web; `down` leaves nothing."""
+    import os
+    import subprocess
+
+    ports = {
+        "KUDOS_REDIS_URL": f"redis://127.0.0.1:{servers.free_port()}/0",
+        "KUDOS_BROKER_URL": f"kafka://127.0.0.1:{servers.free_port()}",
+        "KUDOS_WEB_PORT": str(servers.free_port()),
+    }
+    env = {**os.environ, "KUDOS_HOME": str(tmp_path / "home"), **ports}
+
+    def run(*a: str) -> subprocess.CompletedProcess[str]:
+        cmd = [sys.executable, "-m", "kudos", *a]
+        return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
+
+    up = run("up", "--background")
+    assert up.returncode == 0, up.stdout + up.stderr
+    try:
+        status, _ = get(int(ports["KUDOS_WEB_PORT"]), "/healthz")
+        assert status == 200
+        again = run("up", "--background")
+        assert again.returncode == 2 and "already running" in again.stderr
+        pids = orjson.loads((tmp_path / "home" / "stack.json").read_text())["pids"]
+        assert set(pids) == {"redis", "broker", "worker", "web"}
+    finally:
+        down = run("down")
+    assert down.returncode == 0
+    time.sleep(0.5)
+    for name, pid in pids.items():
+        status_file = Path(f"/proc/{pid}/status")
+        assert not status_file.exists() or "zombie" in status_file.read_text().lower(), name
+    assert not servers.port_open("127.0.0.1", int(ports["KUDOS_WEB_PORT"]))
+
+
+def test_stack_refuses_a_taken_port(tmp_path: Any) -> None:
+    import os
+    import socket
+    import subprocess
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        taken = s.getsockname()[1]
+        env = {
+            **os.environ,
+            "KUDOS_HOME": str(tmp_path / "home"),
+            "KUDOS_WEB_PORT": str(taken),
+            "KUDOS_REDIS_URL": f"redis://127.0.0.1:{servers.free_port()}/0",
+            "KUDOS_BROKER_URL": f"kafka://127.0.0.1:{servers.free_port()}",
+        }
+        out = subprocess.run(
+            [sys.executable, "-m", "kudos", "up"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert out.returncode == 2
+    assert f"port {taken}" in out.stderr and "KUDOS_WEB_PORT" in out.stderr
