@@ -27,7 +27,8 @@ MAX_COMMUNITY = 64
 MAX_TS = 7_258_118_400.0
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]")
-_COMMUNITY = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
+_COMMUNITY = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
+_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})")
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,17 +100,22 @@ def parse_ts(value: Any) -> float:
     if isinstance(value, bool):
         raise InvalidEvent("bad_ts", "'ts' must be a number or an RFC 3339 string, got a boolean")
     if isinstance(value, int | float):
-        ts = float(value)
-    elif isinstance(value, str):
         try:
-            parsed = datetime.fromisoformat(value)
-        except ValueError as exc:
-            raise InvalidEvent("bad_ts", f"'ts' {value[:40]!r} is not RFC 3339") from exc
-        if parsed.tzinfo is None:
+            ts = float(value)
+        except OverflowError:
+            raise InvalidEvent("bad_ts", f"'ts' {str(value)[:40]} is out of range") from None
+    elif isinstance(value, str):
+        if not _RFC3339.fullmatch(value):
             raise InvalidEvent(
-                "bad_ts", f"'ts' {value[:40]!r} has no UTC offset (RFC 3339 needs one)"
+                "bad_ts",
+                f"'ts' {value[:40]!r} is not RFC 3339 (e.g. 2012-07-04T07:00:00Z; an offset is required)",
             )
-        ts = parsed.timestamp()
+        try:
+            ts = datetime.fromisoformat(value.upper().replace(" ", "T")).timestamp()
+        except ValueError as exc:
+            raise InvalidEvent(
+                "bad_ts", f"'ts' {value[:40]!r} is not a valid date: {exc}"
+            ) from None
     elif value is None:
         raise InvalidEvent("missing_field", "'ts' is required")
     else:
@@ -160,7 +166,7 @@ def parse_event(obj: Any, kinds: Collection[str]) -> Event:
                 "bad_communities", f"'communities' must be a list of at most {MAX_COMMUNITIES}"
             )
         for c in raw_communities:
-            if not isinstance(c, str) or not _COMMUNITY.match(c):
+            if not isinstance(c, str) or not _COMMUNITY.fullmatch(c):
                 raise InvalidEvent(
                     "bad_communities",
                     f"community {str(c)[:70]!r} must be 1-{MAX_COMMUNITY} of A-Z a-z 0-9 _ . -",

@@ -8,7 +8,8 @@ boundaries: a batch only aggregates what a one-event-at-a-time run would have wr
 
 Per-partition rules (deterministic because a partition's content and order are):
 - a message at an offset ≤ the partition fence was applied before and is skipped whole;
-- an id seen before (within the dedupe horizon) is a duplicate and changes nothing;
+- an id seen before is a duplicate and changes nothing, while that earlier occurrence is within the
+  dedupe horizon of the partition's newest event time (the rule the store prunes by);
 - an event older than the partition's newest event time minus the horizon is *late*: it cannot be
   checked against pruned ids, so it is dead-lettered rather than risk a double count.
 Window membership uses the global watermark (the store enforces it again at apply time).
@@ -28,8 +29,10 @@ from leaderboard.scoring import ALL, DECAYED, ScoringRules
 
 #: Separator of actor and target in a diminishing-returns counter field; ids never hold control chars.
 SEP = "\x1f"
-#: Decayed members below this many milli-points (1e-6 points) are pruned when the landmark moves.
-DECAY_PRUNE_MP = 1e-3
+#: Decayed members below this many milli-points (1e-12 points) are pruned when the landmark moves.
+#: The contract allows pruning below 1e-6 points, but what is pruned is lost if the member scores
+#: again; this low keeps the relative error of any member ≥ 1e-6 points under 1e-6.
+DECAY_PRUNE_MP = 1e-9
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +48,8 @@ class Message:
 class PartitionState:
     fence: int = -1
     watermark: float | None = None
-    seen: frozenset[str] = frozenset()
+    #: id → event time, for the batch's ids that were applied before
+    seen: Mapping[str, float] = field(default_factory=dict)
     dr: Mapping[tuple[int, str], int] = field(default_factory=dict)
 
 
@@ -183,7 +187,7 @@ def build_plan(
         seen_before = pstate.seen
         dr_before = pstate.dr
         dr_now: dict[tuple[int, str], int] = {}
-        batch_ids: set[str] = set()
+        batch_ids: dict[str, float] = {}
         new_fence = fence
         for m in sorted(by_partition[p], key=lambda m: m.offset):
             if m.offset <= new_fence:
@@ -212,10 +216,15 @@ def build_plan(
                         )
                     )
                     continue
-                if ev.id in seen_before or ev.id in batch_ids:
+                # a duplicate of an occurrence still inside the horizon of the running partition
+                # watermark; the store prunes by the same rule, so batch boundaries do not matter
+                first = batch_ids.get(ev.id)
+                if first is None:
+                    first = seen_before.get(ev.id)
+                if first is not None and (pwm is None or first >= pwm - dedupe_horizon_s):
                     stats["duplicate"] += 1
                     continue
-                batch_ids.add(ev.id)
+                batch_ids[ev.id] = ts
                 plan.seen.append((p, ts, ev.id))
                 if pwm is None or ts > pwm:
                     pwm = ts

@@ -109,7 +109,10 @@ class ScoringRules:
             if not isinstance(spec, dict):
                 raise ConfigError(f"{source}: windows.{name} must be a table")
             b, n = spec.get("bucket_seconds"), spec.get("buckets")
-            if not (isinstance(b, int) and isinstance(n, int) and b > 0 and n > 0):
+            if (
+                not (isinstance(b, int) and isinstance(n, int) and _is_int(b) and _is_int(n))
+                or min(b, n) <= 0
+            ):
                 raise ConfigError(
                     f"{source}: windows.{name} needs positive integer bucket_seconds and buckets"
                 )
@@ -118,9 +121,14 @@ class ScoringRules:
             windows.append(Window(name, b, n))
         half_life = _table(data, "decay", source).get("half_life_seconds", 86400)
         period = _table(data, "diminishing_returns", source).get("period_seconds", 86400)
-        if not isinstance(half_life, int | float) or half_life <= 0:
+        if (
+            isinstance(half_life, bool)
+            or not isinstance(half_life, int | float)
+            or not math.isfinite(half_life)
+            or half_life <= 0
+        ):
             raise ConfigError(f"{source}: decay.half_life_seconds must be positive")
-        if not isinstance(period, int) or period <= 0:
+        if not _is_int(period) or period <= 0:
             raise ConfigError(
                 f"{source}: diminishing_returns.period_seconds must be a positive integer"
             )
@@ -136,6 +144,10 @@ class ScoringRules:
             return cls.from_toml(p.read_text(), str(p))
         text = resources.files("leaderboard").joinpath("scoring.toml").read_text()
         return cls.from_toml(text, "leaderboard/scoring.toml")
+
+
+def _is_int(x: object) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
 
 
 def _table(data: dict[str, Any], name: str, source: str) -> dict[str, Any]:

@@ -8,6 +8,7 @@ file (``KUDOS_CONFIG``, default ``kudos.toml`` in the working directory when it 
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import tomllib
 from collections.abc import Mapping
@@ -127,11 +128,14 @@ def _coerce(raw: Any, typ: Any, name: str) -> Any:
                 return False
             raise ValueError("expected true or false")
         if typ is int:
-            if isinstance(raw, bool):
+            if isinstance(raw, bool) or (isinstance(raw, float) and not raw.is_integer()):
                 raise ValueError("expected an integer")
             return int(raw)
         if typ is float:
-            return float(raw)
+            value = float(raw)
+            if not math.isfinite(value):
+                raise ValueError("expected a finite number")
+            return value
         if typ is str:
             return str(raw)
     except ValueError as exc:

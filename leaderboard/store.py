@@ -33,6 +33,7 @@ from importlib import resources
 from typing import Any, cast
 
 import redis.asyncio as aioredis
+from redis.connection import HiredisRespSerializer
 
 from leaderboard.errors import StoreConflict
 from leaderboard.plan import DECAY_PRUNE_MP, PartitionState, Plan, StoreState, Wanted
@@ -42,6 +43,19 @@ from leaderboard.scoring import DECAYED, ScoringRules, decayed_value, format_mp
 STAT_FIELDS = ("applied", "ignored", "duplicate", "invalid", "late")
 
 _APPLY_LUA = resources.files("leaderboard").joinpath("lua/apply.lua").read_text()
+
+
+class _HiredisPackConnection(aioredis.Connection):
+    """redis-py's asyncio client packs commands in pure Python (its sync client uses hiredis).
+
+    One apply call carries ~85k arguments per 5,000 events: measured 43 ms to pack in Python,
+    6 ms with hiredis. Same wire bytes either way.
+    """
+
+    _packer = HiredisRespSerializer()
+
+    def pack_command(self, *args: Any) -> list[bytes]:
+        return self._packer.pack(*args)  # type: ignore[no-any-return]
 
 
 def _num(x: float | None) -> str:
@@ -76,8 +90,11 @@ class Store:
 
     @classmethod
     def connect(cls, url: str, prefix: str, rules: ScoringRules) -> Store:
-        client = aioredis.Redis.from_url(url, decode_responses=True)
-        return cls(client, prefix, rules)
+        kwargs: dict[str, Any] = {"decode_responses": True}
+        if url.startswith("redis://"):
+            kwargs["connection_class"] = _HiredisPackConnection
+        pool = aioredis.ConnectionPool.from_url(url, **kwargs)
+        return cls(aioredis.Redis.from_pool(pool), prefix, rules)
 
     async def close(self) -> None:
         await self.client.aclose()
@@ -110,11 +127,11 @@ class Store:
                 queued.append(("dr", p, day, fields))
         res = await pipe.execute()
         fences, pwms, wm, landmark = res[0], res[1], res[2], res[3]
-        seen: dict[int, frozenset[str]] = {}
+        seen: dict[int, dict[str, float]] = {}
         dr: dict[int, dict[tuple[int, str], int]] = {p: {} for p in parts}
         for (what, p, day, names), values in zip(queued, res[4:], strict=True):
             if what == "seen":
-                seen[p] = frozenset(i for i, v in zip(names, values, strict=True) if v is not None)
+                seen[p] = {i: float(v) for i, v in zip(names, values, strict=True) if v is not None}
             else:
                 for f, v in zip(names, values, strict=True):
                     if v is not None:
@@ -123,7 +140,7 @@ class Store:
             p: PartitionState(
                 fence=int(fences[j]) if fences[j] is not None else -1,
                 watermark=float(pwms[j]) if pwms[j] is not None else None,
-                seen=seen.get(p, frozenset()),
+                seen=seen.get(p, {}),
                 dr=dr[p],
             )
             for j, p in enumerate(parts)

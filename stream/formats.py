@@ -67,7 +67,7 @@ def _edge(line: bytes, lineno: int, fmt: str) -> Item:
         return line
     a, b, ts, code = (p.decode("utf-8", "replace") for p in parts)
     kind = kinds.get(code)
-    if kind is None or not ts.isdigit():
+    if kind is None or not (ts.isascii() and ts.isdigit()):
         return line
     return {"id": f"{fmt}-{lineno}", "ts": int(ts), "kind": kind, "actor": a, "target": b}
 

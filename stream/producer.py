@@ -75,9 +75,8 @@ async def produce(
 ) -> Produced:
     """Produce ``items`` to the interactions topic.
 
-    ``envelope > 1`` groups up to that many consecutive events of the same partition into one JSON
-    array; a chunk of ``envelope`` events is read, grouped by partition and sent together, so every
-    partition advances through event time at the same pace. Unreadable lines go alone, as they are.
+    ``envelope > 1`` groups up to that many events of the same partition, in log order, into one
+    JSON array. Unreadable lines go alone, as they are.
     """
     await ensure_topics(settings)
     n_parts = settings.broker.partitions
@@ -120,33 +119,37 @@ async def produce(
             await drain(5_000)
 
     try:
-        chunk: list[Item] = []
+        # envelope > 1: one buffer per partition, sent when it holds ``envelope`` events; every
+        # ``envelope × partitions`` lines all buffers are sent, so a quiet partition is not held back
+        buffers: dict[int, list[Item]] = {}
+        keys: dict[int, bytes] = {}
+        since_flush = 0
 
-        async def flush_chunk() -> None:
-            groups: dict[int, list[dict[str, object]]] = {}
-            keys: dict[int, bytes] = {}
-            for it in chunk:
-                key = partition_key(it)
-                if isinstance(it, bytes):
-                    await send(it, key, 1)
-                    continue
-                p = partition_for(key, n_parts)
-                groups.setdefault(p, []).append(it)
-                keys.setdefault(p, key)
-            for p, events in groups.items():
-                await send(orjson.dumps(events), keys[p], len(events))
-            chunk.clear()
+        async def flush(p: int) -> None:
+            events = buffers.pop(p, None)
+            if events:
+                await send(orjson.dumps(events), keys.pop(p), len(events))
 
         for item in items:
-            if envelope <= 1:
+            key = partition_key(item)
+            if envelope <= 1 or isinstance(item, bytes):
+                # unreadable lines go alone, as they are, so the worker dead-letters just them
                 body = item if isinstance(item, bytes) else orjson.dumps(item)
-                await send(body, partition_key(item), 1)
-            else:
-                chunk.append(item)
-                if len(chunk) >= envelope:
-                    await flush_chunk()
-        if chunk:
-            await flush_chunk()
+                await send(body, key, 1)
+                continue
+            p = partition_for(key, n_parts)
+            buf = buffers.setdefault(p, [])
+            buf.append(item)
+            keys.setdefault(p, key)
+            if len(buf) >= envelope:
+                await flush(p)
+            since_flush += 1
+            if since_flush >= envelope * n_parts:
+                for q in list(buffers):
+                    await flush(q)
+                since_flush = 0
+        for q in list(buffers):
+            await flush(q)
         await drain(0)
     finally:
         await producer.stop()

@@ -6,6 +6,20 @@ local prefix = ARGV[1]
 local i = 2
 local function nxt() local v = ARGV[i]; i = i + 1; return v end
 
+-- one call per key with many field/value pairs, chunked below Lua's unpack limit
+local function bulk(cmd, key, vals)
+  local n = #vals
+  for s = 1, n, 4000 do
+    redis.call(cmd, key, unpack(vals, s, math.min(s + 3999, n)))
+  end
+end
+local function push(groups, key, a, b)
+  local g = groups[key]
+  if not g then g = {}; groups[key] = g end
+  g[#g + 1] = a
+  g[#g + 1] = b
+end
+
 local K_FENCE = prefix .. ':fence'
 local K_PWM = prefix .. ':pwm'
 local K_WM = prefix .. ':wm'
@@ -79,21 +93,37 @@ for _ = 1, n do
   redis.call('ZINCRBY', prefix .. ':board:' .. board, delta, member)
 end
 
--- 6. window boards: add to the bucket and the board while the bucket is inside the window
+-- 6. window boards: add to the bucket while it is inside the window, and the sum of a batch's
+--    live buckets to the board once per (board, member). Deltas are integer milli-points, exact
+--    in a double, so summing them here loses nothing.
 n = tonumber(nxt())
 local registered = {}
+local board_sum = {}
+local board_order = {}
 for _ = 1, n do
   local wi, idx, board, member, delta = tonumber(nxt()), nxt(), nxt(), nxt(), nxt()
   local cutoff = windows[wi + 1][2]
   if cutoff == nil or tonumber(idx) > cutoff then
     local entry = board .. '|' .. idx
     redis.call('ZINCRBY', prefix .. ':bucket:' .. entry, delta, member)
-    redis.call('ZINCRBY', prefix .. ':board:' .. board, delta, member)
+    local bm = board .. '\0' .. member
+    local prev = board_sum[bm]
+    if prev == nil then
+      board_order[#board_order + 1] = {board, member}
+      board_sum[bm] = tonumber(delta)
+    else
+      board_sum[bm] = prev + tonumber(delta)
+    end
     if not registered[entry] then
       registered[entry] = true
       redis.call('ZADD', prefix .. ':buckets:' .. windows[wi + 1][1], idx, entry)
     end
   end
+end
+for _, bm in ipairs(board_order) do
+  -- %d: integer milli-points print exactly (Lua's default number format keeps only 14 digits)
+  redis.call('ZINCRBY', prefix .. ':board:' .. bm[1],
+             string.format('%d', board_sum[bm[1] .. '\0' .. bm[2]]), bm[2])
 end
 
 -- 7. decayed boards (forward decay: values are stored against the landmark)
@@ -113,16 +143,23 @@ end
 
 -- 8. de-duplication ids and diminishing-returns counters (per partition, pruned by its watermark)
 n = tonumber(nxt())
+local groups = {}
 for _ = 1, n do
   local p, ts, id = nxt(), nxt(), nxt()
-  redis.call('ZADD', prefix .. ':seen:' .. p, ts, id)
+  push(groups, prefix .. ':seen:' .. p, ts, id)
 end
+for key, vals in pairs(groups) do bulk('ZADD', key, vals) end
 n = tonumber(nxt())
+groups = {}
+local days = {}
 for _ = 1, n do
   local p, day, f, k = nxt(), nxt(), nxt(), nxt()
-  redis.call('HSET', prefix .. ':dr:' .. p .. ':' .. day, f, k)
-  redis.call('ZADD', prefix .. ':drdays:' .. p, day, day)
+  local key = prefix .. ':dr:' .. p .. ':' .. day
+  if not groups[key] then push(days, prefix .. ':drdays:' .. p, day, day) end
+  push(groups, key, f, k)
 end
+for key, vals in pairs(groups) do bulk('HSET', key, vals) end
+for key, vals in pairs(days) do bulk('ZADD', key, vals) end
 
 -- 9. explain counters and pipeline stats
 n = tonumber(nxt())

