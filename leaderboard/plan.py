@@ -1,8 +1,9 @@
 """Turn a batch of decoded Kafka messages into one atomic write plan (pure, no I/O).
 
-The worker reads the little state a batch needs (:class:`StoreState`: partition fences, which of the
-batch's ids were seen, diminishing-returns counters, the decay landmark), calls :func:`build_plan`,
-and the store applies the plan in one Lua call that first checks the fences it was planned against.
+The worker holds the state a batch needs (:class:`StoreState`: partition fences, the ids seen within
+the dedupe horizon, diminishing-returns counters, the decay landmark; see ``leaderboard.owned``),
+calls :func:`build_plan`, and the store applies the plan in one Lua call that first checks the
+fences it was planned against.
 All scoring decisions happen here, in processing order, so they are the same whatever the batch
 boundaries: a batch only aggregates what a one-event-at-a-time run would have written.
 
@@ -19,7 +20,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import orjson
@@ -58,14 +59,6 @@ class StoreState:
     partitions: Mapping[int, PartitionState]
     watermark: float | None = None
     landmark: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Wanted:
-    """What to read for one partition before planning."""
-
-    ids: list[str]
-    dr_keys: list[tuple[int, str]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,23 +104,6 @@ class Plan:
     @property
     def empty(self) -> bool:
         return not self.partitions
-
-
-def wanted(messages: Iterable[Message], rules: ScoringRules) -> dict[int, Wanted]:
-    """The ids and diminishing-returns counters the batch needs, per partition."""
-    out: dict[int, Wanted] = {}
-    weights = rules.weights_mp
-    period = rules.dr_period_s
-    for m in messages:
-        w = out.get(m.partition)
-        if w is None:
-            w = out[m.partition] = Wanted([], [])
-        for item in m.items:
-            if isinstance(item, Event):
-                w.ids.append(item.id)
-                if item.actor != item.target and weights[item.kind]:
-                    w.dr_keys.append((math.floor(item.ts / period), item.actor + SEP + item.target))
-    return out
 
 
 def choose_landmark(

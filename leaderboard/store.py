@@ -36,7 +36,8 @@ import redis.asyncio as aioredis
 from redis.connection import HiredisRespSerializer
 
 from leaderboard.errors import StoreConflict
-from leaderboard.plan import DECAY_PRUNE_MP, PartitionState, Plan, StoreState, Wanted
+from leaderboard.owned import OwnedPartition, OwnedState
+from leaderboard.plan import DECAY_PRUNE_MP, Plan
 from leaderboard.ranking import Entry, competition_ranks, percentile
 from leaderboard.scoring import DECAYED, ScoringRules, decayed_value, format_mp
 
@@ -104,52 +105,40 @@ class Store:
 
     # -- the write path --------------------------------------------------------------------
 
-    async def read_state(self, wanted: dict[int, Wanted]) -> StoreState:
-        """Fences, partition watermarks, which wanted ids were seen, and the wanted DR counters."""
-        parts = sorted(wanted)
+    async def load_partitions(self, parts: list[int], owned: OwnedState) -> None:
+        """Load the fences, dedupe ids and diminishing-returns counters of ``parts`` into
+        ``owned``, and refresh its watermark and landmark."""
         pipe = self.client.pipeline(transaction=False)
         pipe.hmget(self.key("fence"), parts)
         pipe.hmget(self.key("pwm"), parts)
-        pipe.get(self.key("wm"))
-        pipe.get(self.key("landmark"))
-        # queued in this order, parsed in the same order below: (kind, partition, day, fields)
-        queued: list[tuple[str, int, int, list[str]]] = []
+        pipe.mget(self.key("wm"), self.key("landmark"))
         for p in parts:
-            ids = wanted[p].ids
-            if ids:
-                pipe.zmscore(self.key("seen", p), ids)
-                queued.append(("seen", p, 0, ids))
-            by_day: dict[int, list[str]] = {}
-            for day, f in wanted[p].dr_keys:
-                by_day.setdefault(day, []).append(f)
-            for day, fields in by_day.items():
-                pipe.hmget(self.key("dr", p, day), fields)
-                queued.append(("dr", p, day, fields))
+            pipe.zrange(self.key("seen", p), 0, -1, withscores=True)
+            pipe.zrange(self.key("drdays", p), 0, -1)
         res = await pipe.execute()
-        fences, pwms, wm, landmark = res[0], res[1], res[2], res[3]
-        seen: dict[int, dict[str, float]] = {}
-        dr: dict[int, dict[tuple[int, str], int]] = {p: {} for p in parts}
-        for (what, p, day, names), values in zip(queued, res[4:], strict=True):
-            if what == "seen":
-                seen[p] = {i: float(v) for i, v in zip(names, values, strict=True) if v is not None}
-            else:
-                for f, v in zip(names, values, strict=True):
-                    if v is not None:
-                        dr[p][(day, f)] = int(v)
-        partitions = {
-            p: PartitionState(
+        fences, pwms, (wm, landmark) = res[0], res[1], res[2]
+        owned.watermark = float(wm) if wm is not None else None
+        owned.landmark = int(landmark) if landmark is not None else None
+        day_lists: list[tuple[int, list[str]]] = []
+        for j, p in enumerate(parts):
+            o = OwnedPartition(
                 fence=int(fences[j]) if fences[j] is not None else -1,
                 watermark=float(pwms[j]) if pwms[j] is not None else None,
-                seen=seen.get(p, {}),
-                dr=dr[p],
             )
-            for j, p in enumerate(parts)
-        }
-        return StoreState(
-            partitions,
-            watermark=float(wm) if wm is not None else None,
-            landmark=int(landmark) if landmark is not None else None,
-        )
+            for event_id, ts in res[3 + 2 * j]:
+                o.add_seen(event_id, ts)
+            owned.partitions[p] = o
+            day_lists.append((p, res[4 + 2 * j]))
+        pipe = self.client.pipeline(transaction=False)
+        queued: list[tuple[int, int]] = []
+        for p, days in day_lists:
+            for day_text in days:
+                pipe.hgetall(self.key("dr", p, day_text))
+                queued.append((p, int(day_text)))
+        for (p, day), counters in zip(queued, await pipe.execute(), strict=True):
+            o = owned.partitions[p]
+            for f, k in counters.items():
+                o.set_dr(day, f, int(k))
 
     def _argv(self, plan: Plan) -> list[str]:
         argv: list[str] = [self.prefix, str(len(plan.partitions))]

@@ -1,4 +1,5 @@
-"""Apply consumed messages to Redis: decode → read state → plan → one atomic apply.
+"""Apply consumed messages to Redis: decode → plan against the worker's own partition state → one
+atomic, fence-guarded apply per chunk, with the next chunk planned while Redis applies this one.
 
 Independent of Faust so that the same code runs in the worker, the benchmark and the tests. The
 dead-letter sink is a typed seam: the worker passes a Kafka producer, tests may pass a list.
@@ -6,6 +7,7 @@ dead-letter sink is a typed seam: the worker passes a Kafka producer, tests may 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -13,7 +15,8 @@ from typing import Protocol
 
 from leaderboard.errors import StoreConflict
 from leaderboard.events import decode_message
-from leaderboard.plan import DeadLetter, Message, build_plan, wanted
+from leaderboard.owned import OwnedState
+from leaderboard.plan import DeadLetter, Message, build_plan
 from leaderboard.scoring import ScoringRules
 from leaderboard.settings import WorkerSettings
 from leaderboard.store import Store
@@ -49,45 +52,87 @@ class Processor:
         self.settings = settings
         self.dead_letters = dead_letters
         self._kinds = rules.kinds
+        self.owned = OwnedState()
 
     async def process(self, raws: Sequence[Raw]) -> None:
         """Apply ``raws`` (any partitions, offsets ascending per partition) in chunks of whole
-        messages of at most ``max_events_per_apply`` events."""
+        messages of at most ``max_events_per_apply`` events; return when all are applied."""
+        chunks = self._chunks(raws)
+        start = 0
+        for attempt in range(50):
+            try:
+                await self._run(chunks[start:])
+                return
+            except _Conflict as c:
+                # Someone else wrote one of our partitions (rebalance overlap, a restarted copy of
+                # this worker) or moved the decay landmark: forget our copy, reload, re-plan from
+                # the first chunk not applied. Messages now behind the fence are skipped.
+                log.info("re-planning after conflict (attempt %d): %s", attempt + 1, c.reason)
+                start += c.applied
+                self.owned.forget()
+        raise StoreConflict("could not apply a batch after 50 conflicting attempts")
+
+    def _chunks(self, raws: Sequence[Raw]) -> list[list[Message]]:
+        chunks: list[list[Message]] = []
         chunk: list[Message] = []
         size = 0
         limit = self.settings.max_events_per_apply
         for r in raws:
             m = Message(r.partition, r.offset, decode_message(r.value, self._kinds))
             if chunk and size + len(m.items) > limit:
-                await self._apply(chunk)
+                chunks.append(chunk)
                 chunk, size = [], 0
             chunk.append(m)
             size += len(m.items)
         if chunk:
-            await self._apply(chunk)
+            chunks.append(chunk)
+        return chunks
 
-    async def _apply(self, messages: list[Message]) -> None:
-        need = wanted(messages, self.rules)
-        for attempt in range(50):
-            state = await self.store.read_state(need)
+    async def _run(self, chunks: list[list[Message]]) -> None:
+        """Plan chunk i+1 while Redis applies chunk i (one apply in flight, sent in order)."""
+        inflight: asyncio.Task[float | None] | None = None
+        done = 0
+        for chunk in chunks:
+            missing = self.owned.missing(m.partition for m in chunk)
+            if missing:
+                await self.store.load_partitions(missing, self.owned)
             plan = build_plan(
-                messages,
-                state,
+                chunk,
+                self.owned.store_state(),
                 self.rules,
                 dedupe_horizon_s=self.settings.dedupe_horizon_s,
                 rebase_after_s=self.settings.decay_rebase_after_s,
             )
+            if inflight is not None:
+                await self._settle(inflight, done)
+                done += 1
+                inflight = None
             if plan.empty:
-                return
+                done += 1
+                continue
             # Dead letters go out before the fence moves: a crash in between re-sends them (the
-            # record names its partition/offset, so a reader can drop the repeat) but never loses one.
+            # record names its partition/offset, so a reader can drop the repeat), never loses one.
             if plan.dead:
                 await self.dead_letters(plan.dead)
-            try:
-                await self.store.apply(plan)
-                return
-            except StoreConflict as exc:
-                # Another worker moved a fence (rebalance overlap) or the decay landmark: re-read and
-                # re-plan; messages now behind the fence are skipped.
-                log.info("re-planning batch after conflict (attempt %d): %s", attempt + 1, exc)
-        raise StoreConflict("could not apply a batch after 50 conflicting attempts")
+            self.owned.absorb(plan)
+            inflight = asyncio.ensure_future(self.store.apply(plan))
+        if inflight is not None:
+            await self._settle(inflight, done)
+
+    async def _settle(self, inflight: asyncio.Task[float | None], done: int) -> None:
+        try:
+            wm = await inflight
+        except StoreConflict as exc:
+            raise _Conflict(done, str(exc)) from exc
+        except BaseException:
+            self.owned.forget()  # unknown outcome (connection lost mid-call): reload next time
+            raise
+        if wm is not None and (self.owned.watermark is None or wm > self.owned.watermark):
+            self.owned.watermark = wm
+
+
+class _Conflict(Exception):
+    def __init__(self, applied: int, reason: str) -> None:
+        super().__init__(reason)
+        self.applied = applied
+        self.reason = reason

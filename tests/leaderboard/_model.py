@@ -3,8 +3,8 @@
 It exists so the plan's batch properties (batch-boundary independence, idempotence) can be tested
 without Redis. It follows the Lua script step by step: fence and landmark guards, the global
 watermark, landmark rescaling, window expiry, adds, seen ids and diminishing-returns counters, then
-fences and pruning by the partition watermark. The state a worker reads before planning is built the
-same way the store does it: only what :func:`leaderboard.plan.wanted` asks for.
+fences and pruning by the partition watermark. The state a worker plans against is the whole partition
+state, as a worker's own copy (``leaderboard.owned``) holds it.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ from leaderboard.plan import (
     PartitionState,
     Plan,
     StoreState,
-    wanted,
 )
 from leaderboard.scoring import ScoringRules, decayed_value
 
@@ -45,17 +44,14 @@ class Model:
     applied_plans: int = 0
 
     def state(self, messages: Sequence[Message]) -> StoreState:
-        """What ``Store.read_state(wanted(messages))`` would return."""
-        want = wanted(messages, self.rules)
+        """The state a worker that owns the messages' partitions plans against."""
         parts: dict[int, PartitionState] = {}
-        for p, w in want.items():
-            seen = self.seen.get(p, {})
-            dr = self.dr.get(p, {})
+        for p in {m.partition for m in messages}:
             parts[p] = PartitionState(
                 fence=self.fences.get(p, -1),
                 watermark=self.pwm.get(p),
-                seen={i: seen[i] for i in w.ids if i in seen},
-                dr={k: dr[k] for k in w.dr_keys if k in dr},
+                seen=dict(self.seen.get(p, {})),
+                dr=dict(self.dr.get(p, {})),
             )
         return StoreState(parts, watermark=self.wm, landmark=self.landmark)
 

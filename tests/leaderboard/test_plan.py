@@ -24,7 +24,6 @@ from leaderboard.plan import (
     StoreState,
     build_plan,
     choose_landmark,
-    wanted,
 )
 from leaderboard.scoring import ScoringRules
 from tests.leaderboard._model import Model, run
@@ -206,7 +205,7 @@ def test_zero_weight_kinds_score_nothing_but_are_counted() -> None:
     assert plan.explain[("tom", "n:like")] == 1
     assert ("tom", "self") not in plan.explain
     assert ("tom", "full:like") not in plan.explain
-    assert wanted([msg(0, 0, ev("1", "like", "ann", "tom", T0))], rules)[0].dr_keys == []
+    assert plan.dr == {(0, D0, "ann" + SEP + "tom"): 1}  # the zero-weight like took no slot
 
 
 # ---------------------------------------------------------------------------------------------
@@ -444,18 +443,6 @@ def test_rejected_items_become_dead_letters_with_their_reason() -> None:
     only_bad = plan_of([Message(3, 0, decode_message(b"[]", kinds))])
     assert only_bad.partitions == [PartitionUpdate(3, -1, 0, None, None, None)]
     assert only_bad.stats == Counter(invalid=1)
-
-
-def test_wanted_lists_ids_and_counter_keys_per_partition() -> None:
-    messages = [
-        msg(0, 0, ev("a", "share", "ann", "tom", T0), ev("b", "share", "tom", "tom", T0)),
-        msg(1, 0, ev("c", "like", "bob", "sue", T0 + DAY), Rejected(1, b"x", "bad_json", "")),
-    ]
-    w = wanted(messages, RULES)
-    assert w[0].ids == ["a", "b"]
-    assert w[0].dr_keys == [(D0, "ann" + SEP + "tom")]
-    assert w[1].ids == ["c"]
-    assert w[1].dr_keys == [(D0 + 1, "bob" + SEP + "sue")]
 
 
 # ---------------------------------------------------------------------------------------------
