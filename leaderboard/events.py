@@ -138,7 +138,20 @@ def parse_event(obj: Any, kinds: Collection[str]) -> Event:
         raise InvalidEvent(
             "not_object", f"an event must be a JSON object, got {type(obj).__name__}"
         )
-    event_id = _ident(obj, "id")
+    # fast path for the common, valid case: one regex pass over the three required ids; anything
+    # unusual falls back to the field-by-field checks, which name the field that is wrong
+    event_id, actor, target = obj.get("id"), obj.get("actor"), obj.get("target")
+    fast = (
+        type(event_id) is str
+        and type(actor) is str
+        and type(target) is str
+        and 0 < len(event_id) <= MAX_ID
+        and 0 < len(actor) <= MAX_ID
+        and 0 < len(target) <= MAX_ID
+        and _CONTROL.search(event_id + actor + target) is None
+    )
+    if not fast:
+        event_id = _ident(obj, "id")
     kind = obj.get("kind")
     if kind is None:
         raise InvalidEvent("missing_field", "'kind' is required")
@@ -146,8 +159,9 @@ def parse_event(obj: Any, kinds: Collection[str]) -> Event:
         raise InvalidEvent(
             "unknown_kind", f"'kind' {str(kind)[:40]!r} is not one of {', '.join(sorted(kinds))}"
         )
-    actor = _ident(obj, "actor")
-    target = _ident(obj, "target")
+    if not fast:
+        actor = _ident(obj, "actor")
+        target = _ident(obj, "target")
     ts = parse_ts(obj.get("ts"))
     post = _ident(obj, "post", required=False)
     text = obj.get("text")

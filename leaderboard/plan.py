@@ -135,7 +135,15 @@ def build_plan(
     half_life = rules.half_life_s
     windows = rules.windows
     watermark = state.watermark
-    cutoffs = [w.cutoff(watermark) if watermark is not None else None for w in windows]
+    # hot loop below: everything it looks up per event is prepared here once
+    wins = [
+        (wi, w.bucket_s, w.name, w.cutoff(watermark) if watermark is not None else None)
+        for wi, w in enumerate(windows)
+    ]
+    fields = {k: ("n:" + k, "full:" + k, "mp:" + k) for k in weights}
+    floor = math.floor
+    no_communities = ("",)
+    n_invalid = n_late = n_duplicate = n_ignored = n_applied = 0
     totals, buckets, decayed, explain, stats = (
         plan.totals,
         plan.buckets,
@@ -171,7 +179,7 @@ def build_plan(
             new_fence = m.offset
             for pos, item in enumerate(m.items):
                 if isinstance(item, Rejected):
-                    stats["invalid"] += 1
+                    n_invalid += 1
                     plan.dead.append(
                         DeadLetter(p, m.offset, item.index, item.raw, item.reason, item.detail)
                     )
@@ -179,7 +187,7 @@ def build_plan(
                 ev = item
                 ts = ev.ts
                 if pwm is not None and ts < pwm - dedupe_horizon_s:
-                    stats["late"] += 1
+                    n_late += 1
                     plan.dead.append(
                         DeadLetter(
                             p,
@@ -198,7 +206,7 @@ def build_plan(
                 if first is None:
                     first = seen_before.get(ev.id)
                 if first is not None and (pwm is None or first >= pwm - dedupe_horizon_s):
-                    stats["duplicate"] += 1
+                    n_duplicate += 1
                     continue
                 batch_ids[ev.id] = ts
                 plan.seen.append((p, ts, ev.id))
@@ -208,36 +216,39 @@ def build_plan(
                     max_ts = ts
                 target = ev.target
                 kind = ev.kind
-                explain[(target, "n:" + kind)] += 1
+                f_n, f_full, f_mp = fields[kind]
+                explain[(target, f_n)] += 1
                 weight = weights[kind]
                 if ev.actor == target or weight == 0:
-                    stats["ignored"] += 1
+                    n_ignored += 1
                     if ev.actor == target:
                         explain[(target, "self")] += 1
                     continue
-                day = math.floor(ts / period)
-                key = (day, ev.actor + SEP + target)
+                key = (floor(ts / period), ev.actor + SEP + target)
                 k = dr_now.get(key)
                 if k is None:
                     k = dr_before.get(key, 0)
                 k += 1
                 dr_now[key] = k
                 points = weight // k
-                stats["applied"] += 1
-                explain[(target, "full:" + kind)] += weight
+                n_applied += 1
+                explain[(target, f_full)] += weight
                 if points == 0:
                     continue
-                explain[(target, "mp:" + kind)] += points
-                suffixes = ("", *(":" + c for c in ev.communities))
-                for s in suffixes:
-                    totals[(ALL + s, target)] += points
-                for wi, w in enumerate(windows):
-                    idx = math.floor(ts / w.bucket_s)
-                    cut = cutoffs[wi]
+                explain[(target, f_mp)] += points
+                if ev.communities:
+                    suffixes: tuple[str, ...] = ("", *(":" + c for c in ev.communities))
+                    for s in suffixes:
+                        totals[(ALL + s, target)] += points
+                else:
+                    suffixes = no_communities
+                    totals[(ALL, target)] += points
+                for wi, bucket_s, name, cut in wins:
+                    idx = floor(ts / bucket_s)
                     if cut is not None and idx <= cut:
                         continue  # its bucket already left the window
                     for s in suffixes:
-                        buckets[(wi, idx, w.name + s, target)] += points
+                        buckets[(wi, idx, name + s, target)] += points
                 assert landmark is not None
                 value = points * 2.0 ** ((ts - landmark) / half_life)
                 if value > 0.0:
@@ -259,6 +270,15 @@ def build_plan(
             )
         )
     plan.max_ts = max_ts
+    for name, n in (
+        ("applied", n_applied),
+        ("ignored", n_ignored),
+        ("duplicate", n_duplicate),
+        ("invalid", n_invalid),
+        ("late", n_late),
+    ):
+        if n:
+            stats[name] = n
     plan.boards = {b for b, _ in totals} | {b for b, _ in decayed} | {k[2] for k in buckets}
     return plan
 
