@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -57,42 +57,42 @@ class Processor:
     async def process(self, raws: Sequence[Raw]) -> None:
         """Apply ``raws`` (any partitions, offsets ascending per partition) in chunks of whole
         messages of at most ``max_events_per_apply`` events; return when all are applied."""
-        chunks = self._chunks(raws)
         start = 0
         for attempt in range(50):
             try:
-                await self._run(chunks[start:])
+                await self._run(raws, start)
                 return
             except _Conflict as c:
                 # Someone else wrote one of our partitions (rebalance overlap, a restarted copy of
                 # this worker) or moved the decay landmark: forget our copy, reload, re-plan from
                 # the first chunk not applied. Messages now behind the fence are skipped.
                 log.info("re-planning after conflict (attempt %d): %s", attempt + 1, c.reason)
-                start += c.applied
+                start = c.resume_at
                 self.owned.forget()
         raise StoreConflict("could not apply a batch after 50 conflicting attempts")
 
-    def _chunks(self, raws: Sequence[Raw]) -> list[list[Message]]:
-        chunks: list[list[Message]] = []
+    def _chunks(self, raws: Sequence[Raw], start: int) -> Iterator[tuple[int, list[Message]]]:
+        """Decoded chunks, lazily (a batch of envelopes can hold a million events), each with the
+        index in ``raws`` of its first message."""
         chunk: list[Message] = []
+        first = start
         size = 0
         limit = self.settings.max_events_per_apply
-        for r in raws:
+        for i in range(start, len(raws)):
+            r = raws[i]
             m = Message(r.partition, r.offset, decode_message(r.value, self._kinds))
             if chunk and size + len(m.items) > limit:
-                chunks.append(chunk)
-                chunk, size = [], 0
+                yield first, chunk
+                chunk, size, first = [], 0, i
             chunk.append(m)
             size += len(m.items)
         if chunk:
-            chunks.append(chunk)
-        return chunks
+            yield first, chunk
 
-    async def _run(self, chunks: list[list[Message]]) -> None:
+    async def _run(self, raws: Sequence[Raw], start: int) -> None:
         """Plan chunk i+1 while Redis applies chunk i (one apply in flight, sent in order)."""
-        inflight: asyncio.Task[float | None] | None = None
-        done = 0
-        for chunk in chunks:
+        inflight: tuple[asyncio.Future[float | None], int] | None = None
+        for first, chunk in self._chunks(raws, start):
             missing = self.owned.missing(m.partition for m in chunk)
             if missing:
                 await self.store.load_partitions(missing, self.owned)
@@ -104,26 +104,24 @@ class Processor:
                 rebase_after_s=self.settings.decay_rebase_after_s,
             )
             if inflight is not None:
-                await self._settle(inflight, done)
-                done += 1
+                await self._settle(*inflight)
                 inflight = None
             if plan.empty:
-                done += 1
                 continue
             # Dead letters go out before the fence moves: a crash in between re-sends them (the
             # record names its partition/offset, so a reader can drop the repeat), never loses one.
             if plan.dead:
                 await self.dead_letters(plan.dead)
             self.owned.absorb(plan)
-            inflight = asyncio.ensure_future(self.store.apply(plan))
+            inflight = (asyncio.ensure_future(self.store.apply(plan)), first)
         if inflight is not None:
-            await self._settle(inflight, done)
+            await self._settle(*inflight)
 
-    async def _settle(self, inflight: asyncio.Task[float | None], done: int) -> None:
+    async def _settle(self, inflight: asyncio.Future[float | None], first: int) -> None:
         try:
             wm = await inflight
         except StoreConflict as exc:
-            raise _Conflict(done, str(exc)) from exc
+            raise _Conflict(first, str(exc)) from exc
         except BaseException:
             self.owned.forget()  # unknown outcome (connection lost mid-call): reload next time
             raise
@@ -132,7 +130,7 @@ class Processor:
 
 
 class _Conflict(Exception):
-    def __init__(self, applied: int, reason: str) -> None:
+    def __init__(self, resume_at: int, reason: str) -> None:
         super().__init__(reason)
-        self.applied = applied
+        self.resume_at = resume_at
         self.reason = reason
