@@ -102,6 +102,9 @@ def spawn(
             stdin=subprocess.DEVNULL,
             env=env,
             cwd=cwd,
+            # own process group: a Ctrl-C at the terminal reaches only the supervisor, which then
+            # stops the children in order (web, worker, broker, Redis)
+            start_new_session=True,
             preexec_fn=_die_with_parent if sys.platform == "linux" else None,
         )
     finally:

@@ -102,7 +102,7 @@ def _up_background(settings: Settings) -> int:
     raise StackError(f"the stack did not become healthy within 120 s; see {log}")
 
 
-def down(settings: Settings, timeout: float = 30.0) -> int:
+def down(settings: Settings, timeout: float = 60.0) -> int:
     """Stop a running stack; returns 0 also when nothing was running."""
     pid = running_pid(settings)
     if pid is None:
@@ -116,6 +116,7 @@ def down(settings: Settings, timeout: float = 30.0) -> int:
     if _alive(pid):
         os.kill(pid, signal.SIGKILL)
     _kill_leftovers(settings)
+    _pidfile(settings).unlink(missing_ok=True)
     print("Kudos stopped.")
     return 0
 
@@ -164,9 +165,18 @@ class _Supervisor:
 
     def run(self) -> int:
         s = self.settings
-        _pidfile(s).write_text(str(os.getpid()))
+        try:  # exclusive: two `kudos up` in one KUDOS_HOME cannot both own it
+            fd = os.open(_pidfile(s), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            if running_pid(s) is not None:
+                raise StackError("the stack is already running; `kudos down` stops it") from None
+            _pidfile(s).unlink(missing_ok=True)  # stale, from a killed supervisor
+            fd = os.open(_pidfile(s), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        os.write(fd, str(os.getpid()).encode())
+        os.close(fd)
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
+        signal.signal(signal.SIGHUP, self._on_signal)
         try:
             self._check_ports()
             rhost, rport = s.redis_host_port
@@ -208,5 +218,6 @@ class _Supervisor:
                 if child is not None:
                     servers.stop(child)
             (s.home / "stack.json").unlink(missing_ok=True)
-            _pidfile(s).unlink(missing_ok=True)
+            if running_pid(s) == os.getpid():
+                _pidfile(s).unlink(missing_ok=True)
             print("Kudos stopped.", flush=True)

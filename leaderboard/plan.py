@@ -152,12 +152,13 @@ def build_plan(
         plan.stats,
     )
 
-    newest = max((i.ts for m in messages for i in m.items if isinstance(i, Event)), default=None)
-    landmark = choose_landmark(state.landmark, newest, rebase_after_s)
+    # 2^((ts − L)/h) must stay far from overflow whatever the half-life: at most 2^500
+    rebase_after_s = min(rebase_after_s, int(500 * half_life))
+    # The landmark moves only for events that are applied (never for a duplicate or a dead letter
+    # with a bogus time), and before the event whose value would otherwise grow too large; values
+    # already aggregated in this plan are rescaled with it.
+    landmark = state.landmark
     plan.expected_landmark = state.landmark
-    plan.landmark = landmark
-    if state.landmark is not None and landmark is not None and landmark != state.landmark:
-        plan.rebase_factor = 2.0 ** (-(landmark - state.landmark) / half_life)
 
     by_partition: dict[int, list[Message]] = defaultdict(list)
     for m in messages:
@@ -212,8 +213,6 @@ def build_plan(
                 plan.seen.append((p, ts, ev.id))
                 if pwm is None or ts > pwm:
                     pwm = ts
-                if max_ts is None or ts > max_ts:
-                    max_ts = ts
                 target = ev.target
                 kind = ev.kind
                 f_n, f_full, f_mp = fields[kind]
@@ -232,6 +231,9 @@ def build_plan(
                 dr_now[key] = k
                 points = weight // k
                 n_applied += 1
+                # W advances with applied events (the contract's word; self/zero-weight are not)
+                if max_ts is None or ts > max_ts:
+                    max_ts = ts
                 explain[(target, f_full)] += weight
                 if points == 0:
                     continue
@@ -249,6 +251,14 @@ def build_plan(
                         continue  # its bucket already left the window
                     for s in suffixes:
                         buckets[(wi, idx, name + s, target)] += points
+                moved = choose_landmark(landmark, ts, rebase_after_s)
+                if moved != landmark:
+                    if landmark is not None:
+                        assert moved is not None
+                        f = 2.0 ** (-(moved - landmark) / half_life)
+                        for dkey in decayed:
+                            decayed[dkey] *= f
+                    landmark = moved
                 assert landmark is not None
                 value = points * 2.0 ** ((ts - landmark) / half_life)
                 if value > 0.0:
@@ -270,6 +280,9 @@ def build_plan(
             )
         )
     plan.max_ts = max_ts
+    plan.landmark = landmark
+    if state.landmark is not None and landmark is not None and landmark != state.landmark:
+        plan.rebase_factor = 2.0 ** (-(landmark - state.landmark) / half_life)
     for name, n in (
         ("applied", n_applied),
         ("ignored", n_ignored),

@@ -274,6 +274,8 @@ class Store:
         start = max(0, pos - around)
         pipe.zrevrange(key, start, pos + around, withscores=True)
         higher, rows = await pipe.execute()
+        if not rows:
+            return None  # it left the board (window expiry) between the two round trips
         rank = 1 + int(higher)
         clock = (float(wm) if wm else None, int(lm) if lm else None)
         # rank of the first neighbour row: count strictly higher than it
@@ -316,6 +318,7 @@ class Store:
                 if s != prev_score:
                     rank = offset + j + 1
                     prev_score = s
+                # decayed: the exact double (ranks come from it); batching can change the last bits
                 text = repr(self._to_points(board, s, clock)) if is_decayed else format_mp(int(s))
                 yield rank, m, text
             offset += len(rows)

@@ -15,6 +15,7 @@ from typing import Any
 
 import faust
 from aiokafka.errors import KafkaError
+from faust.exceptions import ProducerSendError
 from redis.exceptions import RedisError
 
 from leaderboard.plan import DeadLetter
@@ -24,6 +25,10 @@ from leaderboard.store import Store
 from stream.processor import Processor, Raw
 
 log = logging.getLogger(__name__)
+
+
+#: Dead letters above this are truncated: Faust's producer refuses requests over 1 MB.
+MAX_DEAD_LETTER_BYTES = 900_000
 
 
 def create_app(settings: Settings) -> faust.App:
@@ -60,13 +65,21 @@ def create_app(settings: Settings) -> faust.App:
     dlq = app.topic(settings.broker.dlq_topic, value_type=bytes, key_type=bytes, internal=False)
 
     async def send_dead_letters(letters: Sequence[DeadLetter]) -> None:
+        # Await every delivery: a dead letter that did not reach the topic must stop the fence
+        # from moving (the batch is retried), or it would be lost silently.
+        pending = []
         for d in letters:
-            await dlq.send(
-                key=f"{d.partition}:{d.offset}".encode(),
-                value=d.raw,
-                headers=dead_letter_headers(d, settings.broker.topic),
+            value, headers = d.raw, dead_letter_headers(d, settings.broker.topic)
+            if len(value) > MAX_DEAD_LETTER_BYTES:
+                # a whole oversized message is kept as its head; the headers say how long it was
+                headers["kudos-truncated-from"] = str(len(value)).encode()
+                value = value[:MAX_DEAD_LETTER_BYTES]
+            pending.append(
+                await dlq.send(
+                    key=f"{d.partition}:{d.offset}".encode(), value=value, headers=headers
+                )
             )
-        await app.producer.flush()
+        await asyncio.gather(*pending)
 
     @app.agent(topic)
     async def score(stream: faust.StreamT[bytes]) -> None:
@@ -84,7 +97,7 @@ def create_app(settings: Settings) -> faust.App:
                 try:
                     await processor.process(raws)
                     break
-                except (RedisError, OSError, KafkaError) as exc:
+                except (RedisError, OSError, KafkaError, ProducerSendError) as exc:
                     log.error("batch not applied (%s); retrying in %.1f s", exc, delay)
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, 5.0)

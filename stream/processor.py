@@ -69,6 +69,12 @@ class Processor:
                 log.info("re-planning after conflict (attempt %d): %s", attempt + 1, c.reason)
                 start = c.resume_at
                 self.owned.forget()
+            except BaseException:
+                # Anything else (Redis down, a dead-letter send failing, cancellation) may leave an
+                # apply whose outcome is unknown while our copy already holds its effects: forget
+                # the copy so the retry reloads what Redis really has.
+                self.owned.forget()
+                raise
         raise StoreConflict("could not apply a batch after 50 conflicting attempts")
 
     def _chunks(self, raws: Sequence[Raw], start: int) -> Iterator[tuple[int, list[Message]]]:

@@ -670,3 +670,52 @@ def test_distinct_pairs_score_full_weight_in_any_order(
     # one event per (actor, target, day): no diminishing returns, exactly weight x count
     expected = {("all", m): v for m, v in weight_bound(events).items() if v}
     assert dict(a.totals) == expected
+
+
+# ---------------------------------------------------------------------------------------------
+# the watermark and the decay landmark move only with applied events
+
+
+def test_self_interactions_and_zero_weight_events_do_not_move_the_watermark() -> None:
+    plan = plan_of(
+        [
+            msg(
+                0,
+                0,
+                ev("a", "share", "ann", "tom", T0),
+                ev("b", "like", "tom", "tom", T0 + 5 * DAY),  # self
+                ev("c", "post", "tom", "tom", T0 + 6 * DAY),  # zero weight
+            )
+        ]
+    )
+    assert plan.max_ts == float(T0)
+    assert plan.partitions[0].watermark == float(T0 + 6 * DAY)  # the dedupe horizon still moves
+
+
+def test_a_duplicate_with_a_future_time_cannot_move_the_landmark() -> None:
+    state = StoreState(
+        {0: PartitionState(fence=0, watermark=T0, seen={"x": T0})}, watermark=T0, landmark=T0
+    )
+    plan = plan_of([msg(0, 1, ev("x", "share", "ann", "tom", T0 + 400 * DAY))], state)
+    assert plan.stats == Counter(duplicate=1)
+    assert plan.landmark == T0 and plan.rebase_factor == 1.0
+
+
+def test_the_landmark_moves_mid_batch_and_earlier_values_are_rescaled() -> None:
+    messages = [
+        msg(0, 0, ev("a", "share", "ann", "tom", T0)),
+        msg(0, 1, ev("b", "share", "bob", "tom", T0 + 10 * DAY)),
+    ]
+    plan = plan_of(messages, rebase=5 * DAY)
+    assert plan.landmark == T0 + 10 * DAY
+    expected = 4000 * 2.0**-10 + 4000  # both relative to the new landmark, in milli-points
+    assert plan.decayed[("decayed", "tom")] == pytest.approx(expected, rel=1e-12)
+
+
+def test_a_short_half_life_never_overflows() -> None:
+    rules = ScoringRules.from_toml(
+        """version = "t"\n[weights]\nshare = 4\n[decay]\nhalf_life_seconds = 60\n"""
+    )
+    messages = [msg(0, i, ev(str(i), "share", f"u{i}", "tom", T0 + i * 30 * DAY)) for i in range(5)]
+    plan = plan_of(messages, rules=rules)
+    assert plan.decayed[("decayed", "tom")] == pytest.approx(4000.0)  # older ones decayed to ~0
