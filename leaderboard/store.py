@@ -315,11 +315,14 @@ class Store:
             if not rows:
                 return
             for j, (m, s) in enumerate(rows):
-                if s != prev_score:
+                # ranks follow the printed value: far down a decayed board two stored values can
+                # become the same (subnormal) number of points, and equal scores share a rank
+                pts = self._to_points(board, s, clock)
+                if pts != prev_score:
                     rank = offset + j + 1
-                    prev_score = s
-                # decayed: the exact double (ranks come from it); batching can change the last bits
-                text = repr(self._to_points(board, s, clock)) if is_decayed else format_mp(int(s))
+                    prev_score = pts
+                # decayed: the exact double; batching can change its last bits
+                text = repr(pts) if is_decayed else format_mp(int(s))
                 yield rank, m, text
             offset += len(rows)
 
