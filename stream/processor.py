@@ -7,9 +7,9 @@ dead-letter sink is a typed seam: the worker passes a Kafka producer, tests may 
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Awaitable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -97,33 +97,42 @@ class Processor:
 
     async def _run(self, raws: Sequence[Raw], start: int) -> None:
         """Plan chunk i+1 while Redis applies chunk i (one apply in flight, sent in order)."""
-        inflight: tuple[asyncio.Future[float | None], int] | None = None
-        for first, chunk in self._chunks(raws, start):
-            missing = self.owned.missing(m.partition for m in chunk)
-            if missing:
-                await self.store.load_partitions(missing, self.owned)
-            plan = build_plan(
-                chunk,
-                self.owned.store_state(),
-                self.rules,
-                dedupe_horizon_s=self.settings.dedupe_horizon_s,
-                rebase_after_s=self.settings.decay_rebase_after_s,
-            )
+        inflight: tuple[Awaitable[float | None], int] | None = None
+        try:
+            for first, chunk in self._chunks(raws, start):
+                missing = self.owned.missing(m.partition for m in chunk)
+                if missing:
+                    await self.store.load_partitions(missing, self.owned)
+                plan = build_plan(
+                    chunk,
+                    self.owned.store_state(),
+                    self.rules,
+                    dedupe_horizon_s=self.settings.dedupe_horizon_s,
+                    rebase_after_s=self.settings.decay_rebase_after_s,
+                )
+                if inflight is not None:
+                    pending, inflight = inflight, None
+                    await self._settle(*pending)
+                if plan.empty:
+                    continue
+                # Dead letters go out before the fence moves: a crash in between re-sends them
+                # (the record names its partition/offset, so a reader can drop the repeat).
+                if plan.dead:
+                    await self.dead_letters(plan.dead)
+                self.owned.absorb(plan)
+                # returns once the call is on the wire: Redis runs it while we plan the next chunk
+                inflight = (await self.store.send_apply(plan), first)
             if inflight is not None:
-                await self._settle(*inflight)
-                inflight = None
-            if plan.empty:
-                continue
-            # Dead letters go out before the fence moves: a crash in between re-sends them (the
-            # record names its partition/offset, so a reader can drop the repeat), never loses one.
-            if plan.dead:
-                await self.dead_letters(plan.dead)
-            self.owned.absorb(plan)
-            inflight = (asyncio.ensure_future(self.store.apply(plan)), first)
-        if inflight is not None:
-            await self._settle(*inflight)
+                pending, inflight = inflight, None
+                await self._settle(*pending)
+        finally:
+            if inflight is not None:
+                # failing with a call in flight: wait for it so its connection goes back to the
+                # pool; its outcome does not matter, the caller forgets our copy and reloads
+                with contextlib.suppress(Exception):
+                    await inflight[0]
 
-    async def _settle(self, inflight: asyncio.Future[float | None], first: int) -> None:
+    async def _settle(self, inflight: Awaitable[float | None], first: int) -> None:
         try:
             wm = await inflight
         except StoreConflict as exc:
