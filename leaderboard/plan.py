@@ -141,8 +141,12 @@ def build_plan(
         for wi, w in enumerate(windows)
     ]
     fields = {k: ("n:" + k, "full:" + k, "mp:" + k) for k in weights}
+    # Window buckets nest: with b a multiple of the base size and an integral ts,
+    # floor(ts / b) == floor(ts / base) // (b / base) exactly, so one aggregate serves every window.
+    base = math.gcd(*(w.bucket_s for w in windows)) if windows else 1
+    agg: dict[tuple[str, tuple[str, ...], int], int] = {}
+    ex: dict[tuple[str, str], list[int]] = {}
     floor = math.floor
-    no_communities = ("",)
     n_invalid = n_late = n_duplicate = n_ignored = n_applied = 0
     totals, buckets, decayed, explain, stats = (
         plan.totals,
@@ -215,8 +219,10 @@ def build_plan(
                     pwm = ts
                 target = ev.target
                 kind = ev.kind
-                f_n, f_full, f_mp = fields[kind]
-                explain[(target, f_n)] += 1
+                row = ex.get((target, kind))
+                if row is None:
+                    row = ex[(target, kind)] = [0, 0, 0]  # n, full, mp
+                row[0] += 1
                 weight = weights[kind]
                 if ev.actor == target or weight == 0:
                     n_ignored += 1
@@ -234,36 +240,31 @@ def build_plan(
                 # W advances with applied events (the contract's word; self/zero-weight are not)
                 if max_ts is None or ts > max_ts:
                     max_ts = ts
-                explain[(target, f_full)] += weight
+                row[1] += weight
                 if points == 0:
                     continue
-                explain[(target, f_mp)] += points
-                if ev.communities:
-                    suffixes: tuple[str, ...] = ("", *(":" + c for c in ev.communities))
-                    for s in suffixes:
-                        totals[(ALL + s, target)] += points
+                row[2] += points
+                communities = ev.communities
+                if ts == floor(ts):
+                    # one aggregate per (target, communities, base bucket); the all-time and
+                    # window boards are expanded from it once per key after the loop
+                    akey = (target, communities, floor(ts / base))
+                    agg[akey] = agg.get(akey, 0) + points
                 else:
-                    suffixes = no_communities
-                    totals[(ALL, target)] += points
-                for wi, bucket_s, name, cut in wins:
-                    idx = floor(ts / bucket_s)
-                    if cut is not None and idx <= cut:
-                        continue  # its bucket already left the window
-                    for s in suffixes:
-                        buckets[(wi, idx, name + s, target)] += points
-                moved = choose_landmark(landmark, ts, rebase_after_s)
-                if moved != landmark:
+                    _add_direct(totals, buckets, wins, target, communities, ts, points)
+                if landmark is None or ts - landmark > rebase_after_s:
+                    moved = choose_landmark(landmark, ts, rebase_after_s)
+                    assert moved is not None
                     if landmark is not None:
-                        assert moved is not None
                         f = 2.0 ** (-(moved - landmark) / half_life)
                         for dkey in decayed:
                             decayed[dkey] *= f
                     landmark = moved
-                assert landmark is not None
                 value = points * 2.0 ** ((ts - landmark) / half_life)
                 if value > 0.0:
-                    for s in suffixes:
-                        decayed[(DECAYED + s, target)] += value
+                    decayed[(DECAYED, target)] += value
+                    for c in communities:
+                        decayed[(DECAYED + ":" + c, target)] += value
         if new_fence == fence:
             continue
         for (day, f), k in dr_now.items():
@@ -280,6 +281,24 @@ def build_plan(
             )
         )
     plan.max_ts = max_ts
+    nested = [(wi, bucket_s // base, name, cut) for wi, bucket_s, name, cut in wins]
+    for (target, communities, bidx), pts in agg.items():
+        suffixes = ("", *(":" + c for c in communities)) if communities else ("",)
+        for s in suffixes:
+            totals[(ALL + s, target)] += pts
+        for wi, ratio, name, cut in nested:
+            idx = bidx // ratio
+            if cut is not None and idx <= cut:
+                continue  # its bucket already left the window
+            for s in suffixes:
+                buckets[(wi, idx, name + s, target)] += pts
+    for (target, kind), (n, full, mp) in ex.items():
+        f_n, f_full, f_mp = fields[kind]
+        explain[(target, f_n)] += n
+        if full:
+            explain[(target, f_full)] += full
+        if mp:
+            explain[(target, f_mp)] += mp
     plan.landmark = landmark
     if state.landmark is not None and landmark is not None and landmark != state.landmark:
         plan.rebase_factor = 2.0 ** (-(landmark - state.landmark) / half_life)
@@ -294,6 +313,28 @@ def build_plan(
             stats[name] = n
     plan.boards = {b for b, _ in totals} | {b for b, _ in decayed} | {k[2] for k in buckets}
     return plan
+
+
+def _add_direct(
+    totals: dict[tuple[str, str], int],
+    buckets: dict[tuple[int, int, str, str], int],
+    wins: list[tuple[int, int, str, int | None]],
+    target: str,
+    communities: tuple[str, ...],
+    ts: float,
+    points: int,
+) -> None:
+    """The all-time and window contributions of one event with a fractional ts (bucket indices
+    computed straight from the contract's floor(ts / b))."""
+    suffixes = ("", *(":" + c for c in communities))
+    for s in suffixes:
+        totals[(ALL + s, target)] += points
+    for wi, bucket_s, name, cut in wins:
+        idx = math.floor(ts / bucket_s)
+        if cut is not None and idx <= cut:
+            continue
+        for s in suffixes:
+            buckets[(wi, idx, name + s, target)] += points
 
 
 def _raw(ev: Event) -> bytes:

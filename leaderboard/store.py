@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any, cast
 
+import hiredis
 import redis.asyncio as aioredis
 from redis.connection import HiredisRespSerializer
 from redis.exceptions import NoScriptError
@@ -60,6 +61,9 @@ class _HiredisPackConnection(aioredis.Connection):
     _packer = HiredisRespSerializer()
 
     def pack_command(self, *args: Any) -> list[bytes]:
+        if args and args[0] == "EVALSHA":
+            # the apply call: all str arguments, nothing for redis-py's wrapper to convert
+            return [hiredis.pack_command(args)]
         return self._packer.pack(*args)  # type: ignore[no-any-return]
 
     async def on_connect(self) -> None:
