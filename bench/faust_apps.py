@@ -26,6 +26,7 @@ import redis.asyncio as aioredis
 
 from leaderboard.scoring import ScoringRules
 from leaderboard.settings import Settings, load_settings
+from stream.app import faust_app
 
 MODES = ("bare", "naive")
 
@@ -51,34 +52,7 @@ class _Progress:
 def create_app(mode: str, settings: Settings) -> faust.App:
     if mode not in MODES:
         raise SystemExit(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
-    ws = settings.worker
-    # Same broker-facing configuration as stream.app.create_app.
-    app = faust.App(
-        ws.app_id,
-        broker=settings.broker.url,
-        store="memory://",
-        datadir=str(settings.home / "faust"),
-        value_serializer="raw",
-        key_serializer="raw",
-        consumer_auto_offset_reset="earliest",
-        topic_partitions=settings.broker.partitions,
-        topic_disable_leader=True,
-        web_enabled=False,
-        broker_commit_every=10_000,
-        broker_commit_interval=1.0,
-        stream_buffer_maxsize=max(4096, ws.batch_messages * 2),
-        producer_acks=-1,
-        broker_rebalance_timeout=ws.rebalance_timeout_s,
-        broker_session_timeout=ws.session_timeout_s,
-        broker_heartbeat_interval=min(3.0, ws.session_timeout_s / 4),
-    )
-    topic = app.topic(
-        settings.broker.topic,
-        value_type=bytes,
-        key_type=bytes,
-        partitions=settings.broker.partitions,
-        internal=False,
-    )
+    app, topic = faust_app(settings)  # the worker's own broker-facing configuration
     # Connections are made lazily, on the worker's event loop.
     redis: aioredis.Redis = aioredis.Redis.from_url(settings.redis.url, decode_responses=True)
     progress = _Progress()

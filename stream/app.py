@@ -31,9 +31,12 @@ log = logging.getLogger(__name__)
 MAX_DEAD_LETTER_BYTES = 900_000
 
 
-def create_app(settings: Settings) -> faust.App:
-    """Build the Kudos Faust app: one agent on the interactions topic that applies batches."""
-    rules = ScoringRules.load(settings.scoring.path or None)
+def faust_app(settings: Settings) -> tuple[faust.App, faust.TopicT]:
+    """A Faust app with Kudos's broker-facing configuration and its interactions topic.
+
+    The benchmark's baseline apps use this too, so they differ from the worker only in what their
+    agent does with a message.
+    """
     ws = settings.worker
     app = faust.App(
         ws.app_id,
@@ -62,6 +65,14 @@ def create_app(settings: Settings) -> faust.App:
         partitions=settings.broker.partitions,
         internal=False,
     )
+    return app, topic
+
+
+def create_app(settings: Settings) -> faust.App:
+    """Build the Kudos Faust app: one agent on the interactions topic that applies batches."""
+    rules = ScoringRules.load(settings.scoring.path or None)
+    ws = settings.worker
+    app, topic = faust_app(settings)
     dlq = app.topic(settings.broker.dlq_topic, value_type=bytes, key_type=bytes, internal=False)
 
     async def send_dead_letters(letters: Sequence[DeadLetter]) -> None:
