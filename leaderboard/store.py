@@ -26,7 +26,6 @@ behaves exactly like live traffic.
 
 from __future__ import annotations
 
-import math
 from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
 from importlib import resources
@@ -46,6 +45,7 @@ from leaderboard.scoring import DECAYED, ScoringRules, decayed_value, format_mp
 STAT_FIELDS = ("applied", "ignored", "duplicate", "invalid", "late")
 
 _APPLY_LUA = resources.files("leaderboard").joinpath("lua/apply.lua").read_text()
+_READ_LUA = resources.files("leaderboard").joinpath("lua/read.lua").read_text()
 
 
 class _HiredisPackConnection(aioredis.Connection):
@@ -71,6 +71,10 @@ class _HiredisPackConnection(aioredis.Connection):
         writer = getattr(self, "_writer", None)
         if writer is not None:
             writer.transport.set_write_buffer_limits(high=0)
+
+
+def _clock(wm: str, landmark: str) -> tuple[float | None, int | None]:
+    return (float(wm) if wm else None, int(landmark) if landmark else None)
 
 
 async def _done(value: float | None) -> float | None:
@@ -106,6 +110,7 @@ class Store:
         self.prefix = prefix
         self.rules = rules
         self._apply = client.register_script(_APPLY_LUA)
+        self._read_script = client.register_script(_READ_LUA)
         self._sha: str | None = None
 
     @classmethod
@@ -282,67 +287,39 @@ class Store:
         self.rules.check_board(board)
         return int(await self.client.zcard(self.key("board", board)))
 
+    async def _read(self, board: str, *args: str | int) -> list[Any] | None:
+        self.rules.check_board(board)
+        keys = [self.key("board", board), self.key("wm"), self.key("landmark")]
+        return await self._read_script(keys=keys, args=list(args))  # type: ignore[no-any-return]
+
+    def _entries(self, board: str, res: list[Any], first_position: int) -> list[Entry]:
+        flat, first_rank, clock = res[0], int(res[1]), _clock(res[3], res[4])
+        members, scores = flat[0::2], [float(x) for x in flat[1::2]]
+        ranks = competition_ranks(scores, first_rank, first_position)
+        return [
+            Entry(r, m, self._to_points(board, s, clock))
+            for r, m, s in zip(ranks, members, scores, strict=True)
+        ]
+
     async def page(self, board: str, limit: int = 10, offset: int = 0) -> tuple[list[Entry], int]:
         """One page of a board, best first, with competition ranks; and the board's size.
 
         Raises:
             UnknownBoard: ``board`` is not a valid board id.
         """
-        self.rules.check_board(board)
-        key = self.key("board", board)
-        pipe = self.client.pipeline(transaction=False)
-        pipe.zrevrange(key, offset, offset + limit - 1, withscores=True)
-        pipe.zcard(key)
-        pipe.mget(self.key("wm"), self.key("landmark"))
-        rows, size, (wm, lm) = await pipe.execute()
-        if not rows:
-            return [], int(size)
-        first_rank = 1 + int(await self.client.zcount(key, f"({_score_arg(rows[0][1])}", "+inf"))
-        scores = [s for _, s in rows]
-        ranks = competition_ranks(scores, first_rank, offset)
-        clock = (float(wm) if wm else None, int(lm) if lm else None)
-        return [
-            Entry(r, m, self._to_points(board, s, clock))
-            for r, (m, s) in zip(ranks, rows, strict=True)
-        ], int(size)
+        res = await self._read(board, "page", offset, offset + limit - 1)
+        assert res is not None
+        return self._entries(board, res, offset), int(res[2])
 
     async def standing(self, board: str, member: str, around: int = 2) -> Standing | None:
         """Rank, score, percentile and the ``around`` members above and below; None if absent."""
-        self.rules.check_board(board)
-        key = self.key("board", board)
-        pipe = self.client.pipeline(transaction=False)
-        pipe.zscore(key, member)
-        pipe.zrevrank(key, member)
-        pipe.zcard(key)
-        pipe.mget(self.key("wm"), self.key("landmark"))
-        score, pos, size, (wm, lm) = await pipe.execute()
-        if score is None or pos is None:
+        res = await self._read(board, "member", member, around)
+        if res is None:
             return None
-        pipe = self.client.pipeline(transaction=False)
-        pipe.zcount(key, f"({_score_arg(score)}", "+inf")
-        start = max(0, pos - around)
-        pipe.zrevrange(key, start, pos + around, withscores=True)
-        higher, rows = await pipe.execute()
-        if not rows:
-            return None  # it left the board (window expiry) between the two round trips
-        rank = 1 + int(higher)
-        clock = (float(wm) if wm else None, int(lm) if lm else None)
-        # rank of the first neighbour row: count strictly higher than it
-        first_rank = 1 + int(await self.client.zcount(key, f"({_score_arg(rows[0][1])}", "+inf"))
-        ranks = competition_ranks([s for _, s in rows], first_rank, start)
-        neighbours = [
-            Entry(r, m, self._to_points(board, s, clock))
-            for r, (m, s) in zip(ranks, rows, strict=True)
-        ]
-        return Standing(
-            board,
-            member,
-            rank,
-            self._to_points(board, score, clock),
-            int(size),
-            percentile(rank, int(size)),
-            neighbours,
-        )
+        size, rank = int(res[2]), int(res[6])
+        score = self._to_points(board, float(res[5]), _clock(res[3], res[4]))
+        neighbours = self._entries(board, res, int(res[7]))
+        return Standing(board, member, rank, score, size, percentile(rank, size), neighbours)
 
     async def export(self, board: str, chunk: int = 10_000) -> AsyncIterator[tuple[int, str, str]]:
         """The whole board as (rank, member, score text), best first.
@@ -392,10 +369,3 @@ class Store:
 
     async def ping(self) -> bool:
         return bool(await self.client.ping())
-
-
-def _score_arg(score: float) -> str:
-    """A score as Redis reads it back exactly (repr round-trips a double)."""
-    if math.isinf(score):
-        return "+inf" if score > 0 else "-inf"
-    return repr(float(score))

@@ -75,6 +75,9 @@ async def test_read_api(namespace: Namespace) -> None:
             [(11, "m11"), (11, "m10")],
         )  # tie: competition rank
 
+        status, page = get(port, "/api/boards/all?limit=1&offset=11")  # starts mid-tie
+        assert [e["rank"] for e in page["entries"]] == [11]
+
         status, me = get(port, "/api/boards/7d:math/members/m5")
         assert status == 200
         assert (me["rank"], me["score"], me["members"]) == (6, 28.0, 12)

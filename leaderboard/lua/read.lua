@@ -1,0 +1,25 @@
+-- Read a slice of a board atomically (no writes): the rows, the competition rank of the first row,
+-- the board size and the clock (W, L), all from one moment, so a concurrent apply or landmark move
+-- can never mix two states in one answer.
+-- KEYS: board, watermark, landmark.  ARGV: 'page', start, stop  |  'member', member, around
+local key = KEYS[1]
+local start, stop
+local member_score, member_rank = '', 0
+if ARGV[1] == 'member' then
+  local pos = redis.call('ZREVRANK', key, ARGV[2])
+  if not pos then return false end
+  member_score = redis.call('ZSCORE', key, ARGV[2])
+  member_rank = redis.call('ZCOUNT', key, '(' .. member_score, '+inf') + 1
+  local around = tonumber(ARGV[3])
+  start = pos - around
+  if start < 0 then start = 0 end
+  stop = pos + around
+else
+  start, stop = tonumber(ARGV[2]), tonumber(ARGV[3])
+end
+local rows = redis.call('ZREVRANGE', key, start, stop, 'WITHSCORES')
+local first_rank = 0
+-- scores come back from Redis as exact strings, so '(' .. score is an exact exclusive bound
+if #rows > 0 then first_rank = redis.call('ZCOUNT', key, '(' .. rows[2], '+inf') + 1 end
+return {rows, first_rank, redis.call('ZCARD', key), redis.call('GET', KEYS[2]) or '',
+        redis.call('GET', KEYS[3]) or '', member_score, member_rank, start}
