@@ -166,11 +166,6 @@ def contribution(weight_mp: int, k: int) -> int:
     return weight_mp // k
 
 
-def decay_exponent(ts: float, landmark: float, half_life_s: float) -> float:
-    """Forward-decay weight 2^((ts − L)/h): stored values keep the decayed order without rescoring."""
-    return float(2.0 ** ((ts - landmark) / half_life_s))
-
-
 def decayed_value(stored: float, watermark: float, landmark: float, half_life_s: float) -> float:
     """The decayed score at ``watermark`` of a value stored against ``landmark``."""
     return float(stored * 2.0 ** (-(watermark - landmark) / half_life_s))

@@ -215,17 +215,10 @@ class Store:
             ext((f, str(v)))
         return argv
 
-    async def apply(self, plan: Plan) -> float | None:
-        """Apply ``plan`` atomically; return the watermark after it.
-
-        Raises:
-            StoreConflict: a fence or the landmark moved since the plan's state was read.
-        """
-        return await (await self.send_apply(plan))
-
     async def send_apply(self, plan: Plan) -> Awaitable[float | None]:
         """Send ``plan``'s apply call and return once it is on the wire, with an awaitable for
-        its outcome (the watermark after it; raises StoreConflict like :meth:`apply`).
+        its outcome: the watermark after it, or StoreConflict if a fence or the landmark moved
+        since the plan's state was read (nothing was written then).
 
         The worker plans the next chunk while Redis runs this one. Calls are sent in order on
         one connection each, and the fence check makes any reordering harmless anyway.
