@@ -43,12 +43,37 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def _started(pid: int) -> str:
+    """The process's start time in clock ticks since boot (``/proc/PID/stat`` field 22); with
+    the pid it names one process, so a stale file can never make us signal a recycled pid."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return ""
+    return stat.rsplit(")", 1)[1].split()[19]
+
+
+def _stamp(pid: int) -> str:
+    return f"{pid} {_started(pid)}"
+
+
+def _is_stamped(stamp: str) -> int | None:
+    """The pid of ``stamp`` ("pid start") if that very process is still running."""
+    try:
+        pid_text, _, started = stamp.strip().partition(" ")
+        pid = int(pid_text)
+    except ValueError:
+        return None
+    if not _alive(pid) or (started and _started(pid) != started):
+        return None
+    return pid
+
+
 def running_pid(settings: Settings) -> int | None:
     try:
-        pid = int(_pidfile(settings).read_text().strip())
-    except (OSError, ValueError):
+        return _is_stamped(_pidfile(settings).read_text())
+    except OSError:
         return None
-    return pid if _alive(pid) else None
 
 
 def _healthy(settings: Settings) -> bool:
@@ -126,8 +151,9 @@ def _kill_leftovers(settings: Settings) -> None:
         info = json.loads((settings.home / "stack.json").read_text())
     except (OSError, ValueError):
         return
-    for pid in info.get("pids", {}).values():
-        if isinstance(pid, int) and _alive(pid):
+    for stamp in info.get("pids", {}).values():
+        pid = _is_stamped(str(stamp))
+        if pid is not None:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
     (settings.home / "stack.json").unlink(missing_ok=True)
@@ -160,7 +186,10 @@ class _Supervisor:
         )
 
     def _write_state(self) -> None:
-        info = {"pids": {n: p.pid for n, p in self.procs.items()}, "supervisor": os.getpid()}
+        info = {
+            "pids": {n: _stamp(p.pid) for n, p in self.procs.items()},
+            "supervisor": _stamp(os.getpid()),
+        }
         (self.settings.home / "stack.json").write_text(json.dumps(info))
 
     def run(self) -> int:
@@ -172,7 +201,7 @@ class _Supervisor:
                 raise StackError("the stack is already running; `kudos down` stops it") from None
             _pidfile(s).unlink(missing_ok=True)  # stale, from a killed supervisor
             fd = os.open(_pidfile(s), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        os.write(fd, str(os.getpid()).encode())
+        os.write(fd, _stamp(os.getpid()).encode())
         os.close(fd)
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)

@@ -100,6 +100,9 @@ def parse_ts(value: Any) -> float:
     Raises:
         InvalidEvent: not a finite number in range, or a string without a UTC offset.
     """
+    t = type(value)
+    if (t is int or t is float) and 0 <= value <= MAX_TS:
+        return float(value)  # the common case; NaN fails the range test and takes the long path
     if isinstance(value, bool):
         raise InvalidEvent("bad_ts", "'ts' must be a number or an RFC 3339 string, got a boolean")
     if isinstance(value, int | float):

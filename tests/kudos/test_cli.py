@@ -91,3 +91,21 @@ async def test_unknown_board_and_unreachable_redis_give_clear_errors(namespace: 
     )
     assert out.returncode == 2
     assert "cannot reach Redis" in out.stderr and "kudos up" in out.stderr
+
+
+def test_a_stale_pidfile_naming_a_recycled_pid_is_not_trusted(tmp_path: object) -> None:
+    """A pidfile left by a killed supervisor must not make `kudos down` signal whatever process
+    now has that pid: the start time recorded beside the pid no longer matches."""
+    import os
+    from pathlib import Path
+
+    from kudos.stack import running_pid
+    from leaderboard.settings import load_settings
+
+    home = Path(str(tmp_path))
+    settings = load_settings({"KUDOS_HOME": str(home)})
+    (home / "up.pid").write_text(f"{os.getpid()} 1")  # our pid, someone else's start time
+    assert running_pid(settings) is None
+    started = Path(f"/proc/{os.getpid()}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    (home / "up.pid").write_text(f"{os.getpid()} {started}")
+    assert running_pid(settings) == os.getpid()

@@ -127,8 +127,9 @@ def test_stack_up_down(real_servers: object, tmp_path: Any) -> None:
         down = run("down")
     assert down.returncode == 0
     time.sleep(0.5)
-    for name, pid in pids.items():
-        status_file = Path(f"/proc/{pid}/status")
+    assert not (tmp_path / "home" / "up.pid").exists()
+    for name, stamp in pids.items():  # "pid start-time"
+        status_file = Path(f"/proc/{stamp.split()[0]}/status")
         assert not status_file.exists() or "zombie" in status_file.read_text().lower(), name
     assert not servers.port_open("127.0.0.1", int(ports["KUDOS_WEB_PORT"]))
 
