@@ -346,7 +346,10 @@ class Bench:
                 next_note = now + 5.0
             await asyncio.sleep(POLL_S)
 
-    async def ingest_worker(self, name: str, n_events: int, envelope: int) -> dict[str, Any]:
+    async def prepared(
+        self, name: str, n_events: int, envelope: int
+    ) -> tuple[Settings, dict[str, str], Any, Store]:
+        """A fresh namespace with ``n_events`` already produced, and a store to watch it."""
         settings, env = self.settings(name)
         await self.fresh_db(settings)
         out = await self.produce(settings, n_events, envelope)
@@ -355,6 +358,10 @@ class Bench:
             settings.redis.prefix,
             ScoringRules.load(settings.scoring.path or None),
         )
+        return settings, env, out, store
+
+    async def ingest_worker(self, name: str, n_events: int, envelope: int) -> dict[str, Any]:
+        settings, env, out, store = await self.prepared(name, n_events, envelope)
         started = time.perf_counter()
         proc = self.spawn(name, [sys.executable, "-m", "kudos", "worker"], env)
         try:
@@ -586,14 +593,7 @@ class Bench:
         )
         # enough events to keep the worker busy for the whole sampling window and a bit more
         n_events = int(min(max(rate * (self.profile_s + 8), 200_000), 3_000_000))
-        settings, env = self.settings(name)
-        await self.fresh_db(settings)
-        out = await self.produce(settings, n_events, envelope)
-        store = Store.connect(
-            settings.redis.url,
-            settings.redis.prefix,
-            ScoringRules.load(settings.scoring.path or None),
-        )
+        _, env, out, store = await self.prepared(name, n_events, envelope)
         proc = self.spawn(name, [sys.executable, "-m", "kudos", "worker"], env)
         raw_out = RESULTS / f"{phase}-profile.raw.txt"
         svg_out = RESULTS / f"{phase}-profile.svg"
