@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Collection, Iterable
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple
@@ -227,8 +227,3 @@ def _one(
         return Rejected(
             index, raw if raw is not None else orjson.dumps(value), exc.reason, exc.detail
         )
-
-
-def encode_events(events: Iterable[Event]) -> bytes:
-    """One envelope holding ``events``."""
-    return orjson.dumps([e.to_json() for e in events])

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 import orjson
 
 from leaderboard.events import Event, Rejected
-from leaderboard.scoring import ALL, DECAYED, ScoringRules
+from leaderboard.scoring import ALL, DECAYED, ScoringRules, contribution
 
 #: Separator of actor and target in a diminishing-returns counter field; ids never hold control chars.
 SEP = "\x1f"
@@ -235,7 +235,7 @@ def build_plan(
                     k = dr_before.get(key, 0)
                 k += 1
                 dr_now[key] = k
-                points = weight // k
+                points = contribution(weight, k)
                 n_applied += 1
                 # W advances with applied events (the contract's word; self/zero-weight are not)
                 if max_ts is None or ts > max_ts:
