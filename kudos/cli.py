@@ -5,14 +5,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import csv
+import logging
+import math
 import sys
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, TextIO
 
 import orjson
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from leaderboard.errors import KudosError
+from leaderboard.explain import not_seen
 from leaderboard.scoring import ScoringRules
 from leaderboard.settings import Settings, load_settings
 from leaderboard.store import Store
@@ -66,6 +70,10 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_web(settings: Settings, args: argparse.Namespace) -> int:
     from web.server import run
 
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    logging.getLogger("websockets").setLevel(logging.WARNING)
     asyncio.run(run(settings))
     return 0
 
@@ -155,50 +163,95 @@ def cmd_export(settings: Settings, args: argparse.Namespace) -> int:
     return asyncio.run(_with_store(settings, go))
 
 
+#: Eight levels of a sparkline; the lowest is also what an empty slot shows.
+BLOCKS = "▁▂▃▄▅▆▇█"
+
+
+def sparkline(values: Sequence[float], per: int = 1) -> str:
+    """One block per ``per`` consecutive values (summed), scaled to the largest slot.
+
+    An empty slot shows the lowest block and any non-empty one at least the second lowest, so a
+    small amount never looks like nothing.
+    """
+    slots = [sum(values[i : i + per]) for i in range(0, len(values), per)]
+    top = max(slots, default=0.0)
+    out = []
+    for v in slots:
+        if v <= 0 or top <= 0:
+            out.append(BLOCKS[0])
+        else:
+            out.append(BLOCKS[max(1, math.ceil(v / top * (len(BLOCKS) - 1)))])
+    return "".join(out)
+
+
+def _utc(ts: float, fmt: str = "%Y-%m-%d %H:%M") -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime(fmt)
+
+
+def print_explanation(body: dict[str, Any], out: TextIO) -> None:
+    """The human form of an explain body (``Explanation.to_json()``)."""
+    as_of = body["as_of"]
+    when = ""
+    if as_of is not None:
+        when = f"; as of event time {as_of:.0f} = {_utc(as_of, '%Y-%m-%d %H:%M:%S')} UTC"
+    print(f"{body['member']}  (scoring {body['scoring_version']}{when})", file=out)
+    for b, pl in body["boards"].items():
+        top = 100 - pl["percentile"] + 100 / max(pl["members"], 1)
+        print(
+            f"  {b:<10} rank {pl['rank']:>7,} of {pl['members']:<9,} "
+            f"score {pl['score']:>12.3f}  percentile {pl['percentile']:>6.2f} (top {top:.2f}%)",
+            file=out,
+        )
+    if body["kinds"]:
+        print("  why:", file=out)
+        print(
+            f"    {'kind':<11} {'count':>7} {'points':>12} {'discounted':>12} {'withheld':>12}",
+            file=out,
+        )
+        rows = [*body["kinds"].items(), ("total", body["totals"])]
+        for kind, k in rows:
+            print(
+                f"    {kind:<11} {k['count']:>7,} {k['points']:>12.3f} "
+                f"{k['discounted']:>12.3f} {k['withheld']:>12.3f}",
+                file=out,
+            )
+        print(
+            "    (discounted: lost to diminishing returns; withheld: by the comment-bait throttle)",
+            file=out,
+        )
+    print(f"  self-interactions ignored: {body['self_ignored']:,}", file=out)
+    if body["top_posts"]:
+        print("  top posts:", file=out)
+        for p in body["top_posts"]:
+            print(f"    {p['points']:>12.3f}  {p['post']}", file=out)
+    trend = body["trend"]
+    rank = f"#{trend['rank']:,}" if trend["rank"] is not None else "-"
+    print(f"  trend: 24h {trend['24h']:.3f}  7d {trend['7d']:.3f}  rank on all {rank}", file=out)
+    hourly = trend["hourly"]
+    if hourly:
+        per = 6 if len(hourly) > 48 else 1
+        line = sparkline([h["points"] for h in hourly], per)
+        print(
+            f"  hourly ({per} h a block): {_utc(hourly[0]['hour'])} {line} "
+            f"{_utc(hourly[-1]['hour'] + 3600)} UTC",
+            file=out,
+        )
+
+
 def cmd_member(settings: Settings, args: argparse.Namespace) -> int:
     async def go(store: Store) -> int:
-        boards = await store.boards()
-        rows: list[dict[str, Any]] = []
-        for b in boards:
-            st = await store.standing(b, args.id, around=0)
-            if st is not None:
-                rows.append(
-                    {
-                        "board": b,
-                        "rank": st.rank,
-                        "score": st.score,
-                        "members": st.members,
-                        "percentile": st.percentile,
-                    }
-                )
-        explain = await store.explain(args.id)
-        if args.json:
-            sys.stdout.buffer.write(
-                orjson.dumps({"member": args.id, "boards": rows, "explain": explain}) + b"\n"
-            )
-            return 0
-        if not rows and not explain:
-            print(f"{args.id}: not on any board yet")
+        explanation = await store.explanation(args.id)
+        if explanation is None:
+            if args.json:
+                sys.stdout.buffer.write(orjson.dumps({"error": not_seen(args.id)}) + b"\n")
+            else:
+                print(f"{args.id}: {not_seen(args.id)}", file=sys.stderr)
             return 1
-        print(f"{args.id}")
-        for r in rows:
-            print(
-                f"  {r['board']:<20} rank {r['rank']:>7,} of {r['members']:<9,} "
-                f"score {r['score']:>12.3f}  top {100 - r['percentile'] + 100 / max(r['members'], 1):.2f}%"
-            )
-        kinds = sorted({k.split(":", 1)[1] for k in explain if ":" in k})
-        if kinds:
-            print("  why:")
-            for k in kinds:
-                n = explain.get(f"n:{k}", 0)
-                mp = explain.get(f"mp:{k}", 0)
-                full = explain.get(f"full:{k}", 0)
-                print(
-                    f"    {k:<11} {n:>7,} events  {mp / 1000:>12.3f} points"
-                    f"  ({(full - mp) / 1000:.3f} discounted by diminishing returns)"
-                )
-            if explain.get("self"):
-                print(f"    self-interactions ignored: {explain['self']:,}")
+        body = explanation.to_json()
+        if args.json:
+            sys.stdout.buffer.write(orjson.dumps(body) + b"\n")
+        else:
+            print_explanation(body, sys.stdout)
         return 0
 
     return asyncio.run(_with_store(settings, go))

@@ -97,6 +97,8 @@ class Plan:
     seen: list[tuple[int, float, str]] = field(default_factory=list)
     dr: dict[tuple[int, int, str], int] = field(default_factory=dict)
     explain: dict[tuple[str, str], int] = field(default_factory=lambda: defaultdict(int))
+    #: (member, post) → milli-points of the applied scored events that name a post (top posts)
+    posts: dict[tuple[str, str], int] = field(default_factory=dict)
     stats: Counter[str] = field(default_factory=Counter)
     boards: set[str] = field(default_factory=set)
     dead: list[DeadLetter] = field(default_factory=list)
@@ -148,11 +150,12 @@ def build_plan(
     ex: dict[tuple[str, str], list[int]] = {}
     floor = math.floor
     n_invalid = n_late = n_duplicate = n_ignored = n_applied = 0
-    totals, buckets, decayed, explain, stats = (
+    totals, buckets, decayed, explain, posts, stats = (
         plan.totals,
         plan.buckets,
         plan.decayed,
         plan.explain,
+        plan.posts,
         plan.stats,
     )
 
@@ -244,6 +247,10 @@ def build_plan(
                 if points == 0:
                     continue
                 row[2] += points
+                post = ev.post
+                if post is not None:
+                    pkey = (target, post)
+                    posts[pkey] = posts.get(pkey, 0) + points
                 communities = ev.communities
                 if ts == floor(ts):
                     # one aggregate per (target, communities, base bucket); the all-time and

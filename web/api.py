@@ -12,6 +12,7 @@ import orjson
 from redis.exceptions import RedisError
 
 from leaderboard.errors import UnknownBoard
+from leaderboard.explain import not_seen
 from leaderboard.ranking import Entry
 from leaderboard.store import Store
 
@@ -49,6 +50,11 @@ async def handle(store: Store, method: str, target: str) -> tuple[int, bytes]:
             await store.ping()
             wm, _ = await store.clock()
             return 200, orjson.dumps({"status": "ok", "as_of": wm})
+        if len(parts) == 4 and parts[:2] == ["api", "members"] and parts[3] == "explain":
+            explanation = await store.explanation(parts[2])
+            if explanation is None:
+                return _error(404, not_seen(parts[2]))
+            return 200, orjson.dumps(explanation.to_json())
         if parts[:2] != ["api", "boards"]:
             return _error(404, f"no such path {url.path!r}; see /api/boards")
         if len(parts) == 2:

@@ -10,6 +10,8 @@ import sys
 import orjson
 import pytest
 
+from kudos.cli import BLOCKS, print_explanation, sparkline
+from tests import explain_log
 from tests.conftest import Namespace
 
 pytestmark = pytest.mark.integration
@@ -64,10 +66,10 @@ async def test_export_board_member_and_stats(namespace: Namespace) -> None:
 
     out = kudos(namespace, "member", "alice", "--json")
     member = orjson.loads(out.stdout)
-    on_all = next(b for b in member["boards"] if b["board"] == "all")
+    on_all = member["boards"]["all"]
     assert (on_all["rank"], on_all["score"]) == (2, 6.0)
-    assert member["explain"]["n:share"] == 2
-    assert member["explain"]["full:share"] - member["explain"]["mp:share"] == 2000  # DR discount
+    assert member["kinds"]["share"]["count"] == 2
+    assert member["kinds"]["share"]["discounted"] == 2.0  # diminishing returns
 
     out = kudos(namespace, "member", "carol")
     assert "self-interactions ignored: 1" in out.stdout
@@ -109,3 +111,82 @@ def test_a_stale_pidfile_naming_a_recycled_pid_is_not_trusted(tmp_path: object) 
     started = Path(f"/proc/{os.getpid()}/stat").read_text().rsplit(")", 1)[1].split()[19]
     (home / "up.pid").write_text(f"{os.getpid()} {started}")
     assert running_pid(settings) == os.getpid()
+
+
+async def test_member_explains_scores_and_trend(namespace: Namespace, tmp_path: object) -> None:
+    """`kudos member` on a hand-made jsonl log: `--json` is the API's explain body, and the text
+    form shows the same numbers."""
+    from pathlib import Path
+
+    log = Path(str(tmp_path)) / "explain.jsonl"
+    log.write_bytes(explain_log.jsonl())
+    namespace.start_worker()
+    out = kudos(namespace, "replay", str(log), "--format", "jsonl", "--wait")
+    assert out.returncode == 0, out.stderr + namespace.worker_logs()
+
+    out = kudos(namespace, "member", "alice", "--json")
+    assert out.returncode == 0, out.stderr
+    explain_log.assert_explains(orjson.loads(out.stdout), explain_log.ALICE)
+
+    out = kudos(namespace, "member", "alice")
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0] == (
+        "alice  (scoring 2026-11-21.1; as of event time 1599973240 = 2020-09-13 05:00:40 UTC)"
+    )
+    assert any(line.split()[:6] == ["1h", "rank", "2", "of", "2", "score"] for line in lines)
+    assert "    share             3       10.000        2.000        0.000" in lines
+    assert "    like              2        0.333        0.667        0.000" in lines
+    assert "    total             8       24.333        2.667        0.000" in lines
+    assert "  self-interactions ignored: 1" in lines
+    posts = lines.index("  top posts:")
+    assert [line.split()[::-1] for line in lines[posts + 1 : posts + 4]] == [
+        ["p3", "10.000"],
+        ["p1", "6.000"],
+        ["p2", "2.333"],
+    ]
+    assert "  trend: 24h 20.333  7d 24.333  rank on all #1" in lines
+    spark = next(line for line in lines if line.startswith("  hourly (6 h a block):"))
+    # 28 blocks of 6 hours; the conversion's block (T0 + 0..5 h, with 20.333 points) is the top
+    assert spark.split()[-4][-1] == "█" and len(spark.split()[-4]) == 28
+
+    out = kudos(namespace, "member", "nobody", "--json")
+    assert out.returncode == 1
+    assert "'nobody' has never been seen" in orjson.loads(out.stdout)["error"]
+    out = kudos(namespace, "member", "nobody")
+    assert out.returncode == 1 and "never been seen" in out.stderr
+
+
+@pytest.mark.parametrize(
+    ("values", "per", "expected"),
+    [
+        ([], 1, ""),
+        ([0, 0, 0], 1, "▁▁▁"),
+        ([0, 1, 2, 4, 8], 1, "▁▂▃▅█"),
+        ([0.001, 1000], 1, "▂█"),  # a little is never drawn as nothing
+        ([1, 1, 0, 0, 3, 3], 2, "▄▁█"),  # summed per slot
+        ([1, 1, 1], 2, "█▅"),  # a short last slot
+    ],
+)
+def test_sparkline(values: list[float], per: int, expected: str) -> None:
+    assert sparkline(values, per) == expected
+
+
+def test_sparkline_uses_every_level() -> None:
+    assert sparkline(list(range(8))) == BLOCKS
+
+
+def test_member_text_of_a_member_on_no_board() -> None:
+    body = {**explain_log.ZED, "trend": {**explain_log.ZED["trend"], "hourly": []}}
+    out = io.StringIO()
+    print_explanation(body, out)
+    lines = out.getvalue().splitlines()
+    assert (
+        lines[0]
+        == "zed  (scoring 2026-11-21.1; as of event time 1599973240 = 2020-09-13 05:00:40 UTC)"
+    )
+    assert "    like              1        0.000        0.000        0.000" in lines
+    assert "  self-interactions ignored: 1" in lines
+    assert "  trend: 24h 0.000  7d 0.000  rank on all -" in lines
+    assert not any("rank " in line and " of " in line for line in lines)  # no board lines
+    assert not any("top posts" in line or "hourly" in line for line in lines)

@@ -2,9 +2,10 @@
 
 It exists so the plan's batch properties (batch-boundary independence, idempotence) can be tested
 without Redis. It follows the Lua script step by step: fence and landmark guards, the global
-watermark, landmark rescaling, window expiry, adds, seen ids and diminishing-returns counters, then
-fences and pruning by the partition watermark. The state a worker plans against is the whole partition
-state, as a worker's own copy (``leaderboard.owned``) holds it.
+watermark, landmark rescaling, window expiry, adds, seen ids and diminishing-returns counters,
+explain counters and points per post, then fences and pruning by the partition watermark. The state
+a worker plans against is the whole partition state, as a worker's own copy
+(``leaderboard.owned``) holds it.
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ class Model:
     #: (board, member) → value stored against ``landmark``
     decayed: dict[tuple[str, str], float] = field(default_factory=lambda: defaultdict(float))
     explain: Counter[tuple[str, str]] = field(default_factory=Counter)
+    #: (member, post) → milli-points (the ``posts:<member>`` zsets)
+    posts: Counter[tuple[str, str]] = field(default_factory=Counter)
     stats: Counter[str] = field(default_factory=Counter)
     dead: list[DeadLetter] = field(default_factory=list)
     applied_plans: int = 0
@@ -91,6 +94,7 @@ class Model:
         for (p, day, f), k in plan.dr.items():
             self.dr[p][(day, f)] = k
         self.explain.update({k: v for k, v in plan.explain.items() if v})
+        self.posts.update(plan.posts)
         self.stats.update({k: v for k, v in plan.stats.items() if v})
         self.dead.extend(plan.dead)
         for u in plan.partitions:

@@ -37,9 +37,15 @@ NO_STATE = StoreState({})
 
 
 def ev(
-    id: str, kind: str, actor: str, target: str, ts: float, communities: tuple[str, ...] = ()
+    id: str,
+    kind: str,
+    actor: str,
+    target: str,
+    ts: float,
+    communities: tuple[str, ...] = (),
+    post: str | None = None,
 ) -> Event:
-    return Event(id, float(ts), kind, actor, target, communities=communities)
+    return Event(id, float(ts), kind, actor, target, post=post, communities=communities)
 
 
 def msg(partition: int, offset: int, *items: Event | Rejected) -> Message:
@@ -413,6 +419,54 @@ def test_choose_landmark(current: int | None, newest: float | None, expected: in
 
 
 # ---------------------------------------------------------------------------------------------
+# points per post (top posts)
+
+
+def test_points_per_post_are_what_counted_after_diminishing_returns() -> None:
+    plan = plan_of(
+        [
+            msg(
+                0,
+                0,
+                ev("0", "post", "tom", "tom", T0, post="p1"),  # announces p1: zero weight
+                ev("1", "share", "ann", "tom", T0 + 1, post="p1"),  # 4000
+                ev("2", "share", "ann", "tom", T0 + 2, post="p2"),  # k=2: 2000
+                ev("3", "comment", "bob", "tom", T0 + 3, post="p1"),  # 2000
+                ev("4", "like", "tom", "tom", T0 + 4, post="p1"),  # self: nothing
+                ev("5", "like", "cy", "tom", T0 + 5),  # no post: on the boards only
+            ),
+            msg(
+                1,
+                0,
+                ev("6", "share", "ann", "sue", T0 + 6, post="p1"),  # same post id, other member
+                ev("7", "like", "ann", "sue", T0 + 7, post="p1"),  # k=2: 500
+            ),
+        ]
+    )
+    assert plan.posts == {("tom", "p1"): 6000, ("tom", "p2"): 2000, ("sue", "p1"): 4500}
+    assert all_scores(plan) == {"tom": 9000, "sue": 4500}
+
+
+def test_events_without_a_post_plan_no_post_points() -> None:
+    plan = plan_of(
+        [msg(0, 0, ev("1", "share", "ann", "tom", T0), ev("2", "like", "bob", "tom", T0))]
+    )
+    assert plan.posts == {}
+
+
+def test_a_duplicate_or_redelivered_event_adds_no_post_points() -> None:
+    state = StoreState({0: PartitionState(fence=0, watermark=T0, seen={"1": T0})}, watermark=T0)
+    plan = plan_of(
+        [
+            msg(0, 0, ev("9", "share", "bob", "tom", T0, post="p1")),  # behind the fence
+            msg(0, 1, ev("1", "share", "ann", "tom", T0, post="p1")),  # duplicate id
+        ],
+        state,
+    )
+    assert plan.posts == {}
+
+
+# ---------------------------------------------------------------------------------------------
 # dead letters and what to read
 
 
@@ -497,6 +551,7 @@ def logs(draw: st.DrawFn, max_messages: int = 14) -> list[Message]:
                     target,
                     draw(grid_ts()),
                     communities,
+                    draw(st.sampled_from((None, None, "p1", "p2"))),
                 )
                 events[p].append(e)
                 items.append(e)
@@ -516,6 +571,7 @@ def assert_same_boards(a: Model, b: Model) -> None:
     assert a.board_totals() == b.board_totals()
     assert a.stats == b.stats
     assert a.explain == b.explain
+    assert a.posts == b.posts
     assert sorted(a.dead, key=repr) == sorted(b.dead, key=repr)
     assert a.fences == b.fences
     assert a.pwm == b.pwm
@@ -575,6 +631,7 @@ def test_replanning_after_apply_is_an_empty_plan(messages: list[Message], start:
         assert not plan.dead
         assert not plan.seen
         assert not plan.dr
+        assert not plan.posts
         model.apply(plan)
     assert (Counter(model.totals), model.board_totals(), Counter(model.stats)) == before
 
@@ -600,7 +657,9 @@ def per_target_sequences(draw: st.DrawFn) -> dict[str, list[Event]]:
         for _ in range(draw(st.integers(0, 6))):
             kind = draw(st.sampled_from(KINDS))
             actor = target if kind == "post" else draw(st.sampled_from(ACTORS))
-            seq.append(ev(f"i{n}", kind, actor, target, T0 + draw(st.integers(0, 2 * DAY))))
+            ts = T0 + draw(st.integers(0, 2 * DAY))
+            post = draw(st.sampled_from((None, "p1", "p2")))
+            seq.append(ev(f"i{n}", kind, actor, target, ts, post=post))
             n += 1
         out[target] = seq
     return out
@@ -635,6 +694,7 @@ def test_interleaving_targets_within_a_partition_does_not_change_totals(
     assert dict(a.buckets) == dict(b.buckets)
     assert a.stats == b.stats
     assert dict(a.explain) == dict(b.explain)
+    assert a.posts == b.posts
     assert a.dr == b.dr
     bound = weight_bound(a_events)
     for (board, member), v in a.totals.items():

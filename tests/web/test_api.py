@@ -13,6 +13,7 @@ import orjson
 import pytest
 
 from kudos import servers
+from tests import explain_log
 from tests.conftest import Namespace
 
 pytestmark = pytest.mark.integration
@@ -159,3 +160,44 @@ def test_stack_refuses_a_taken_port(tmp_path: Any) -> None:
         )
     assert out.returncode == 2
     assert f"port {taken}" in out.stderr and "KUDOS_WEB_PORT" in out.stderr
+
+
+async def test_member_explain(namespace: Namespace) -> None:
+    """The explanation of a hand-made log: per kind, self-interactions, top posts, every board and
+    the hourly trend, against numbers worked out by hand (tests/explain_log.py)."""
+    namespace.start_worker()
+    await namespace.wait(await namespace.replay(explain_log.EVENTS, envelope=4))
+    port = namespace.settings.web.port
+    web = servers.spawn(
+        [sys.executable, "-m", "kudos", "web"], namespace.home / "web.log", env=namespace.env()
+    )
+    try:
+        servers.wait_port("web", "127.0.0.1", port, web, namespace.home / "web.log")
+        status, alice = get(port, "/api/members/alice/explain")
+        assert status == 200
+        explain_log.assert_explains(alice, explain_log.ALICE)
+        hourly = alice["trend"]["hourly"]
+        assert len(hourly) == 168
+        assert hourly[-1]["hour"] == explain_log.W // 3600 * 3600  # the hour holding W
+        assert {h["hour"]: h["points"] for h in hourly if h["points"]} == {
+            explain_log.T0 - 30 * 3600: 4.0,
+            explain_log.T0: 6.0,
+            explain_log.T0 + 3600: 2.333,
+            explain_log.T0 + 3 * 3600: 10.0,
+            explain_log.T0 + 5 * 3600: 2.0,
+        }
+
+        status, zed = get(port, "/api/members/zed/explain")  # seen, but on no board
+        assert status == 200
+        explain_log.assert_explains(zed, explain_log.ZED)
+
+        status, bob = get(port, "/api/members/bob/explain")
+        assert status == 200
+        assert bob["top_posts"] == [{"post": "q1", "points": 4.0}]
+        assert bob["boards"]["1h"]["rank"] == 1 and bob["trend"]["rank"] == 2
+
+        status, err = get(port, "/api/members/nobody/explain")
+        assert status == 404 and "'nobody' has never been seen" in err["error"]
+        assert get(port, "/api/members/alice")[0] == 404
+    finally:
+        servers.stop(web)

@@ -1,0 +1,168 @@
+"""Why a member has their score, and where it is heading (pure, no I/O).
+
+``leaderboard.store`` reads the raw numbers in one atomic script; this module turns them into an
+:class:`Explanation`, whose :meth:`~Explanation.to_json` is the body of
+``GET /api/members/{id}/explain`` and of ``kudos member ID --json``.
+
+All amounts are kept as integer milli-points here and printed as points only in the JSON.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from leaderboard.scoring import ALL, ScoringRules, Window
+
+#: Seconds per bucket of the window whose buckets give the hourly trend.
+HOUR = 3600
+#: How many of the member's best posts an explanation lists.
+TOP_POSTS = 10
+#: Prefixes of the per-kind fields of the ``explain:<member>`` hash (see ``leaderboard.store``):
+#: events received, full weight of the scored ones, points counted, points withheld by the
+#: comment-bait throttle (not written yet: a later issue adds it; read as 0 until then).
+KIND_FIELDS = ("n", "full", "mp", "wh")
+SELF_FIELD = "self"
+
+
+@dataclass(frozen=True, slots=True)
+class KindLine:
+    """One kind of interaction in a member's explanation.
+
+    ``count`` is every event of this kind received for the member, scored or not (a
+    self-interaction is counted here and again in :attr:`Explanation.self_ignored`).
+    """
+
+    count: int = 0
+    points_mp: int = 0
+    full_mp: int = 0
+    withheld_mp: int = 0
+
+    @property
+    def discounted_mp(self) -> int:
+        """Milli-points lost to diminishing returns: full weight minus what counted."""
+        return self.full_mp - self.points_mp
+
+
+@dataclass(frozen=True, slots=True)
+class Place:
+    """A member's place on one board (score in points)."""
+
+    rank: int
+    score: float
+    members: int
+    percentile: float
+
+
+@dataclass(frozen=True, slots=True)
+class Explanation:
+    member: str
+    scoring_version: str
+    #: the watermark W (event time) the numbers are as of
+    as_of: float | None
+    kinds: Mapping[str, KindLine]
+    self_ignored: int
+    #: (post, milli-points), best first
+    top_posts: list[tuple[str, int]]
+    #: base board → place, only the boards the member is on, in board order
+    boards: Mapping[str, Place]
+    #: (unix seconds of the hour's start, milli-points earned in it), oldest first
+    hourly: list[tuple[int, int]]
+
+    def to_json(self) -> dict[str, Any]:
+        totals = KindLine(
+            sum(k.count for k in self.kinds.values()),
+            sum(k.points_mp for k in self.kinds.values()),
+            sum(k.full_mp for k in self.kinds.values()),
+            sum(k.withheld_mp for k in self.kinds.values()),
+        )
+        on_all = self.boards.get(ALL)
+        return {
+            "member": self.member,
+            "scoring_version": self.scoring_version,
+            "as_of": self.as_of,
+            "kinds": {
+                kind: {
+                    "count": k.count,
+                    "points": k.points_mp / 1000,
+                    "full_points": k.full_mp / 1000,
+                    "discounted": k.discounted_mp / 1000,
+                    "withheld": k.withheld_mp / 1000,
+                }
+                for kind, k in self.kinds.items()
+            },
+            "self_ignored": self.self_ignored,
+            "totals": {
+                "count": totals.count,
+                "points": totals.points_mp / 1000,
+                "discounted": totals.discounted_mp / 1000,
+                "withheld": totals.withheld_mp / 1000,
+            },
+            "top_posts": [{"post": p, "points": mp / 1000} for p, mp in self.top_posts],
+            "boards": {
+                b: {
+                    "rank": pl.rank,
+                    "score": pl.score,
+                    "members": pl.members,
+                    "percentile": pl.percentile,
+                }
+                for b, pl in self.boards.items()
+            },
+            "trend": {
+                "24h": self.boards["24h"].score if "24h" in self.boards else 0,
+                "7d": self.boards["7d"].score if "7d" in self.boards else 0,
+                "rank": on_all.rank if on_all is not None else None,
+                "hourly": [{"hour": h, "points": mp / 1000} for h, mp in self.hourly],
+            },
+        }
+
+
+def kind_lines(fields: Mapping[str, int], order: Iterable[str] = ()) -> dict[str, KindLine]:
+    """The per-kind lines of an ``explain:<member>`` hash, kinds in ``order`` first (the scoring
+    rules' order), then any other kind found (e.g. one a later scoring version dropped)."""
+    values: dict[str, dict[str, int]] = {}
+    for name, v in fields.items():
+        prefix, sep, kind = name.partition(":")
+        if sep and prefix in KIND_FIELDS:
+            values.setdefault(kind, {})[prefix] = v
+    ordered = [k for k in order if k in values]
+    ordered += sorted(k for k in values if k not in ordered)
+    return {
+        k: KindLine(
+            values[k].get("n", 0),
+            values[k].get("mp", 0),
+            values[k].get("full", 0),
+            values[k].get("wh", 0),
+        )
+        for k in ordered
+    }
+
+
+def hourly_window(rules: ScoringRules) -> Window | None:
+    """The window whose buckets are hours (the longest if several), or None: no hourly trend."""
+    hourly = [w for w in rules.windows if w.bucket_s == HOUR]
+    return max(hourly, key=lambda w: w.buckets) if hourly else None
+
+
+def hourly_series(
+    window: Window | None, watermark: float | None, points_mp: list[int]
+) -> list[tuple[int, int]]:
+    """Pair the window's live buckets (oldest first, ending at the one holding ``watermark``)
+    with their hour start times.
+
+    Raises:
+        ValueError: ``points_mp`` does not hold one value per bucket of ``window``.
+    """
+    if window is None or watermark is None:
+        return []
+    last = window.bucket(watermark)
+    first = last - window.buckets + 1
+    if len(points_mp) != window.buckets:
+        raise ValueError(f"{len(points_mp)} hourly values for a window of {window.buckets}")
+    return [((first + j) * window.bucket_s, mp) for j, mp in enumerate(points_mp)]
+
+
+def not_seen(member: str) -> str:
+    """The error for a member with no explain data on no board."""
+    return f"member {member!r} has never been seen: no interactions and on no board"

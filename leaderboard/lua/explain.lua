@@ -1,0 +1,33 @@
+-- Read everything a member's explanation shows atomically (no writes): the explain hash, the best
+-- posts, the member's place on each base board, the clock (W, L) and the member's points in each
+-- live bucket of the hourly window, all from one moment.
+-- KEYS: explain hash, posts zset, watermark, landmark, then one board key per base board.
+-- ARGV: member, top posts, hourly bucket key prefix ('' for none: "<prefix>:bucket:<window>|"),
+--       bucket seconds, bucket count.
+local member = ARGV[1]
+local explain = redis.call('HGETALL', KEYS[1])
+local posts = redis.call('ZREVRANGE', KEYS[2], 0, tonumber(ARGV[2]) - 1, 'WITHSCORES')
+local wm = redis.call('GET', KEYS[3]) or ''
+local lm = redis.call('GET', KEYS[4]) or ''
+local boards = {}
+for j = 5, #KEYS do
+  local score = redis.call('ZSCORE', KEYS[j], member)
+  if score then
+    -- competition rank: 1 + members with a strictly higher score (scores are exact strings)
+    local rank = redis.call('ZCOUNT', KEYS[j], '(' .. score, '+inf') + 1
+    boards[#boards + 1] = {score, rank, redis.call('ZCARD', KEYS[j])}
+  else
+    boards[#boards + 1] = ''
+  end
+end
+-- the live buckets are exactly those with i > floor(W / b) - n (apply.lua expires the rest)
+local hourly = {}
+local bucket_prefix = ARGV[3]
+if bucket_prefix ~= '' and wm ~= '' then
+  local size, count = tonumber(ARGV[4]), tonumber(ARGV[5])
+  local last = math.floor(tonumber(wm) / size)
+  for i = last - count + 1, last do
+    hourly[#hourly + 1] = redis.call('ZSCORE', bucket_prefix .. string.format('%d', i), member) or '0'
+  end
+end
+return {explain, posts, wm, lm, boards, hourly}
