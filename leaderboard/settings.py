@@ -67,6 +67,27 @@ class WorkerSettings:
 class WebSettings:
     host: str = "127.0.0.1"
     port: int = 8000
+    #: How often the live feed looks for changed boards (seconds; frames are coalesced per tick).
+    tick_s: float = 0.05
+    #: When set, websocket clients must send {"op": "auth", "token": ...} first.
+    token: str = ""
+    #: Comma-separated browser origins allowed to open the websocket besides the page's own host
+    #: ("*" allows any). Clients that send no Origin (bots, services) are always allowed.
+    allowed_origins: str = ""
+    #: Largest client message (bytes); bigger closes the connection with 1009.
+    max_message_bytes: int = 4096
+    #: Channels one connection may follow at once.
+    max_subscriptions: int = 50
+    #: Client messages per second (burst: twice this); faster closes with 1008.
+    max_messages_per_s: float = 20.0
+    #: Websocket connections per web process; more are refused with HTTP 503.
+    max_connections: int = 20000
+    #: Unsent bytes queued for one client before it is treated as slow (frames are conflated).
+    slow_client_bytes: int = 1 << 20
+    #: A client slow for this long is closed with 1013 (it can reconnect and resume).
+    slow_client_timeout_s: float = 10.0
+    #: Frames each board channel keeps for resuming clients (member channels keep a fifth).
+    feed_retention: int = 2000
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -183,8 +204,18 @@ def _validate(obj: Any, name: str) -> None:
             raise ConfigError(
                 "KUDOS_WORKER_DEDUPE_HORIZON_S must be at least 86400 (24 h of event time)"
             )
-    if isinstance(obj, WebSettings) and not 0 <= obj.port <= 65535:
-        raise ConfigError(f"KUDOS_WEB_PORT={obj.port}: not a TCP port")
+    if isinstance(obj, WebSettings):
+        if not 0 <= obj.port <= 65535:
+            raise ConfigError(f"KUDOS_WEB_PORT={obj.port}: not a TCP port")
+        if not 0 < obj.tick_s <= 1:
+            raise ConfigError(f"KUDOS_WEB_TICK_S={obj.tick_s}: must be in (0, 1] seconds")
+        if obj.max_message_bytes < 256:
+            raise ConfigError("KUDOS_WEB_MAX_MESSAGE_BYTES must be at least 256")
+        if obj.max_subscriptions < 1 or obj.max_messages_per_s <= 0 or obj.feed_retention < 10:
+            raise ConfigError(
+                "KUDOS_WEB_MAX_SUBSCRIPTIONS and KUDOS_WEB_MAX_MESSAGES_PER_S must be positive, "
+                "KUDOS_WEB_FEED_RETENTION at least 10"
+            )
 
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:

@@ -15,8 +15,13 @@ Keys (all under ``<prefix>:``; nothing else in Kudos builds a key string):
 ``seen:<p>``          zset    event id → ts; pruned at partition watermark − dedupe horizon
 ``dr:<p>:<day>``      hash    "actor␟target" → scored events that day (diminishing returns)
 ``drdays:<p>``        zset    days that have a ``dr`` hash (for pruning)
-``explain:<member>``  hash    n:<kind>, full:<kind>, mp:<kind>, self
+``explain:<member>``  hash    n:<kind>, full:<kind>, mp:<kind>, self (read also: wh:<kind>)
+``posts:<member>``    zset    post → milli-points the member earned on it (events naming a post)
 ``stats``             hash    applied / ignored / duplicate / invalid / late event counts
+``changes``           hash    board → change counter, bumped by every apply that touches it (live feed)
+``feedepoch``         string  the live feed's epoch; a new one means the feed history is gone
+``feed:<channel>``    hash    seq, src (change counter at the last publish), snap (published state)
+``feedlog:<channel>`` stream  entry ``<seq>-1`` → r: the frame record (capped; resume replays it)
 ``meta``              hash    scoring version and other facts about this namespace
 ====================  ======  ===========================================================
 
@@ -26,6 +31,7 @@ behaves exactly like live traffic.
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
 from importlib import resources
@@ -37,6 +43,15 @@ from redis.connection import HiredisRespSerializer
 from redis.exceptions import NoScriptError
 
 from leaderboard.errors import StoreConflict
+from leaderboard.explain import (
+    SELF_FIELD,
+    TOP_POSTS,
+    Explanation,
+    Place,
+    hourly_series,
+    hourly_window,
+    kind_lines,
+)
 from leaderboard.owned import OwnedPartition, OwnedState
 from leaderboard.plan import DECAY_PRUNE_MP, Plan
 from leaderboard.ranking import Entry, competition_ranks, percentile
@@ -46,6 +61,9 @@ STAT_FIELDS = ("applied", "ignored", "duplicate", "invalid", "late")
 
 _APPLY_LUA = resources.files("leaderboard").joinpath("lua/apply.lua").read_text()
 _READ_LUA = resources.files("leaderboard").joinpath("lua/read.lua").read_text()
+_FEED_POLL_LUA = resources.files("leaderboard").joinpath("lua/feed_poll.lua").read_text()
+_FEED_PUBLISH_LUA = resources.files("leaderboard").joinpath("lua/feed_publish.lua").read_text()
+_EXPLAIN_LUA = resources.files("leaderboard").joinpath("lua/explain.lua").read_text()
 
 
 class _HiredisPackConnection(aioredis.Connection):
@@ -89,6 +107,45 @@ def _num(x: float | None) -> str:
     return repr(x)
 
 
+def _log_entries(raw: list[Any]) -> list[tuple[int, str]]:
+    """XRANGE rows ``[id, [field, value]]`` of a feed log as (seq, record)."""
+    return [(int(entry_id.partition("-")[0]), fields[1]) for entry_id, fields in raw]
+
+
+def _first_seq(entry_id: str) -> int | None:
+    return int(entry_id.partition("-")[0]) if entry_id else None
+
+
+@dataclass(frozen=True, slots=True)
+class BoardPoll:
+    """One board channel's shared feed state, read atomically (see ``lua/feed_poll.lua``)."""
+
+    epoch: str
+    seq: int
+    #: the board's change mark now; ``changed`` when it differs from the last published one
+    src: str
+    changed: bool
+    #: the published snapshot (only when asked for or when changed), encoded by web.feed
+    snap: str
+    #: (seq, record) after the caller's seq
+    frames: list[tuple[int, str]]
+    #: when changed: the current top rows as (member, points), best first, and the board size
+    rows: list[tuple[str, float]]
+    members: int
+    as_of: float | None
+    first_retained: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class MemberPoll:
+    seq: int
+    snap: str
+    frames: list[tuple[int, str]]
+    #: board → (rank, stored score, points) or None, when standing was asked for; else empty
+    standing: dict[str, tuple[int, float, float] | None]
+    first_retained: int | None
+
+
 @dataclass(frozen=True, slots=True)
 class Standing:
     """A member's place on one board."""
@@ -111,6 +168,9 @@ class Store:
         self.rules = rules
         self._apply = client.register_script(_APPLY_LUA)
         self._read_script = client.register_script(_READ_LUA)
+        self._feed_poll = client.register_script(_FEED_POLL_LUA)
+        self._feed_publish = client.register_script(_FEED_PUBLISH_LUA)
+        self._explain_script = client.register_script(_EXPLAIN_LUA)
         self._sha: str | None = None
 
     @classmethod
@@ -209,6 +269,9 @@ class Store:
         add(str(len(explain)))
         for (m, f), v in explain:
             ext((m, f, str(v)))
+        add(str(len(plan.posts)))
+        for (m, post), v in plan.posts.items():
+            ext((m, post, str(v)))
         stats = [(k, v) for k, v in plan.stats.items() if v]
         add(str(len(stats)))
         for f, v in stats:
@@ -362,3 +425,147 @@ class Store:
 
     async def ping(self) -> bool:
         return bool(await self.client.ping())
+
+    # -- explain and trend -----------------------------------------------------------------
+
+    async def explanation(self, member: str, top_posts: int = TOP_POSTS) -> Explanation | None:
+        """Why ``member`` has their scores and where they are heading, read in one atomic
+        script; None if the member was never seen (no explain data and on no board).
+
+        The hourly trend is the member's points in each live bucket of the window with hour
+        buckets (``7d`` by default), so it needs no data of its own; without such a window it
+        is empty.
+        """
+        rules = self.rules
+        base = rules.base_boards
+        window = hourly_window(rules)
+        keys = [
+            self.key("explain", member),
+            self.key("posts", member),
+            self.key("wm"),
+            self.key("landmark"),
+            *(self.key("board", b) for b in base),
+        ]
+        hourly_args: list[str | int] = ["", 0, 0]
+        if window is not None:
+            hourly_args = [self.key("bucket", window.name) + "|", window.bucket_s, window.buckets]
+        res: list[Any] = await self._explain_script(
+            keys=keys, args=[member, top_posts, *hourly_args]
+        )
+        raw_explain, raw_posts, wm_text, lm_text, raw_boards, raw_hourly = res
+        fields = dict(zip(raw_explain[0::2], map(int, raw_explain[1::2]), strict=True))
+        clock = _clock(wm_text, lm_text)
+        boards: dict[str, Place] = {}
+        for b, row in zip(base, raw_boards, strict=True):
+            if row == "":
+                continue
+            score, rank, size = float(row[0]), int(row[1]), int(row[2])
+            points = self._to_points(b, score, clock)
+            boards[b] = Place(rank, points, size, percentile(rank, size))
+        if not fields and not boards:
+            return None
+        posts = [
+            (p, round(float(mp))) for p, mp in zip(raw_posts[0::2], raw_posts[1::2], strict=True)
+        ]
+        hourly = [round(float(x)) for x in raw_hourly]
+        return Explanation(
+            member=member,
+            scoring_version=rules.version,
+            as_of=clock[0],
+            kinds=kind_lines(fields, rules.weights_mp),
+            self_ignored=fields.get(SELF_FIELD, 0),
+            top_posts=posts,
+            boards=boards,
+            hourly=hourly_series(window, clock[0], hourly),
+        )
+
+    # -- live feed -------------------------------------------------------------------------
+
+    async def feed_epoch(self) -> str:
+        """The feed's epoch, created on first use (and again after Redis lost it)."""
+        key = self.key("feedepoch")
+        await self.client.set(key, os.urandom(6).hex(), nx=True)
+        return cast(str, await self.client.get(key))
+
+    async def feed_board(
+        self, board: str, after_seq: int, depth: int, max_frames: int
+    ) -> BoardPoll:
+        """A board channel's state; ``after_seq`` < 0 also returns the published snapshot."""
+        self.rules.check_board(board)
+        res: list[Any] = await self._feed_poll(
+            args=[self.prefix, "board", max_frames, board, depth, after_seq]
+        )
+        epoch, wm, lm, seq, src, changed, snap, frames, flat, size, first = res
+        clock = _clock(wm, lm)
+        rows = [
+            (m, self._to_points(board, float(v), clock))
+            for m, v in zip(flat[0::2], flat[1::2], strict=True)
+        ]
+        return BoardPoll(
+            epoch,
+            int(seq),
+            src,
+            bool(changed),
+            snap,
+            _log_entries(frames),
+            rows,
+            int(size),
+            clock[0],
+            _first_seq(first),
+        )
+
+    async def feed_members(
+        self, members: list[tuple[str, int]], want_standing: bool, max_frames: int
+    ) -> tuple[str, float | None, dict[str, MemberPoll]]:
+        """(epoch, as_of, member → state) of member channels, with their standing on the base
+        boards when ``want_standing``."""
+        boards = self.rules.base_boards
+        args: list[Any] = [self.prefix, "members", max_frames, len(boards), *boards]
+        args += ["1" if want_standing else "0", len(members)]
+        for m, after in members:
+            args += [m, after]
+        res: list[Any] = await self._feed_poll(args=args)
+        epoch, wm, lm = res[0], res[1], res[2]
+        clock = _clock(wm, lm)
+        out: dict[str, MemberPoll] = {}
+        for (m, _), (seq, snap, frames, flat, first) in zip(members, res[3:], strict=True):
+            standing: dict[str, tuple[int, float, float] | None] = {}
+            for b, rank, score in zip(boards, flat[0::2], flat[1::2], strict=False):
+                standing[b] = (
+                    None
+                    if score == ""
+                    else (int(rank), float(score), self._to_points(b, float(score), clock))
+                )
+            out[m] = MemberPoll(int(seq), snap, _log_entries(frames), standing, _first_seq(first))
+        return epoch, clock[0], out
+
+    async def feed_publish(
+        self,
+        channel: str,
+        expected_seq: int,
+        src: str,
+        snap: bytes,
+        record: bytes | None,
+        member_records: list[tuple[str, bytes]],
+        maxlen: int,
+        member_maxlen: int,
+    ) -> int | None:
+        """Append ``record`` as the channel's next frame if its seq is still ``expected_seq``,
+        and each member record to that member's channel; the new seq, or None if another web
+        process published first (nothing was written then)."""
+        args: list[Any] = [self.prefix, channel, expected_seq, src, snap, record or b""]
+        args += [maxlen, member_maxlen, len(member_records)]
+        for m, rec in member_records:
+            args += [m, rec]
+        res: list[Any] = await self._feed_publish(args=args)
+        return int(res[1]) if res[0] == "ok" else None
+
+    async def feed_log(self, channel: str, after_seq: int, limit: int) -> list[tuple[int, str]]:
+        """Retained frames of a channel after ``after_seq`` (for a resuming client)."""
+        raw = cast(
+            list[Any],
+            await self.client.xrange(
+                self.key("feedlog", channel), f"{after_seq + 1}-0", "+", count=limit
+            ),
+        )
+        return [(int(i.partition("-")[0]), f["r"]) for i, f in raw]

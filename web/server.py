@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import signal
 from importlib import resources
+from urllib.parse import urlsplit
 
+import orjson
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
@@ -14,13 +16,25 @@ from leaderboard.scoring import ScoringRules
 from leaderboard.settings import Settings
 from leaderboard.store import Store
 from web import api
+from web.push import Hub
+
+#: The websocket endpoint (docs/protocol.md); every other path is plain HTTP.
+WS_PATH = "/ws"
 
 _REASONS = {
     200: "OK",
+    403: "Forbidden",
     400: "Bad Request",
     404: "Not Found",
     405: "Method Not Allowed",
     503: "Service Unavailable",
+}
+
+
+#: The page's own files: a fixed list, so no part of a request path ever reaches the file system.
+_ASSETS = {
+    "/static/app.js": ("app.js", "text/javascript; charset=utf-8"),
+    "/static/app.css": ("app.css", "text/css; charset=utf-8"),
 }
 
 
@@ -39,37 +53,73 @@ def _response(status: int, body: bytes, content_type: str) -> Response:
     return Response(status, _REASONS.get(status, "Error"), headers, body)
 
 
-def make_process_request(store: Store):  # type: ignore[no-untyped-def]
+def origin_allowed(origin: str | None, host: str | None, allowed: str) -> bool:
+    """Browsers send Origin; the page's own host is always allowed, others only when listed.
+    Clients without an Origin (bots, services) are not browsers and are allowed."""
+    if origin is None:
+        return True
+    listed = {o.strip().rstrip("/") for o in allowed.split(",") if o.strip()}
+    if "*" in listed or origin.rstrip("/") in listed:
+        return True
+    return host is not None and urlsplit(origin).netloc == host
+
+
+def make_process_request(store: Store, hub: Hub | None = None):  # type: ignore[no-untyped-def]
     async def process_request(connection: ServerConnection, request: Request) -> Response | None:
+        if request.path.partition("?")[0] == WS_PATH and hub is not None:
+            web = hub.settings
+            if not origin_allowed(
+                request.headers.get("Origin"), request.headers.get("Host"), web.allowed_origins
+            ):
+                return _response(
+                    403,
+                    orjson.dumps(
+                        {
+                            "error": "this Origin may not open the websocket; see KUDOS_WEB_ALLOWED_ORIGINS"
+                        }
+                    ),
+                    api.JSON,
+                )
+            if len(hub.clients) >= web.max_connections:
+                return _response(
+                    503,
+                    orjson.dumps({"error": "too many connections; retry with backoff"}),
+                    api.JSON,
+                )
+            return None  # go on with the websocket handshake
         if request.path in ("/", "/index.html"):
             return _response(200, _static("index.html"), "text/html; charset=utf-8")
+        if (asset := _ASSETS.get(request.path.partition("?")[0])) is not None:
+            return _response(200, _static(asset[0]), asset[1])
         status, body = await api.handle(store, "GET", request.path)
         return _response(status, body, api.JSON)
 
     return process_request
 
 
-async def _no_push(connection: ServerConnection) -> None:  # pragma: no cover - unreachable
-    await connection.close(1008, "no websocket endpoint here")
-
-
 async def run(settings: Settings, ready: asyncio.Event | None = None) -> None:
     """Serve until SIGTERM/SIGINT."""
     rules = ScoringRules.load(settings.scoring.path or None)
     store = Store.connect(settings.redis.url, settings.redis.prefix, rules)
+    hub = Hub(store, settings.web)
     stop = asyncio.get_running_loop().create_future()
     for sig in (signal.SIGTERM, signal.SIGINT):
         asyncio.get_running_loop().add_signal_handler(sig, stop.set_result, None)
+    ticker = asyncio.create_task(hub.run())
     try:
         async with serve(
-            _no_push,
+            hub.serve,
             settings.web.host,
             settings.web.port,
-            process_request=make_process_request(store),
+            process_request=make_process_request(store, hub),
             compression=None,
+            max_size=settings.web.max_message_bytes,
+            max_queue=4,
         ):
             if ready is not None:
                 ready.set()
             await stop
     finally:
+        ticker.cancel()
+        await asyncio.gather(ticker, return_exceptions=True)
         await store.close()

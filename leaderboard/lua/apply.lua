@@ -75,6 +75,7 @@ for j = 1, nw do
       local board = string.sub(entry, 1, sep - 1)
       local bkey = prefix .. ':bucket:' .. entry
       local bkey_board = prefix .. ':board:' .. board
+      redis.call('HINCRBY', prefix .. ':changes', board, 1)
       local rows = redis.call('ZRANGE', bkey, 0, -1, 'WITHSCORES')
       for r = 1, #rows, 2 do
         local left = tonumber(redis.call('ZINCRBY', bkey_board, '-' .. rows[r + 1], rows[r]))
@@ -136,6 +137,8 @@ n = tonumber(nxt())
 for _ = 1, n do
   local board = nxt()
   redis.call('SADD', prefix .. ':boards', board)
+  -- the live feed's change marks: web processes diff a board only when its counter moved
+  redis.call('HINCRBY', prefix .. ':changes', board, 1)
   if string.sub(board, 1, 7) == 'decayed' then
     redis.call('SADD', prefix .. ':decayed_boards', prefix .. ':board:' .. board)
   end
@@ -161,11 +164,16 @@ end
 for key, vals in pairs(groups) do bulk('HSET', key, vals) end
 for key, vals in pairs(days) do bulk('ZADD', key, vals) end
 
--- 9. explain counters and pipeline stats
+-- 9. explain counters, points per post (top posts; only events that name a post) and pipeline stats
 n = tonumber(nxt())
 for _ = 1, n do
   local member, f, delta = nxt(), nxt(), nxt()
   redis.call('HINCRBY', prefix .. ':explain:' .. member, f, delta)
+end
+n = tonumber(nxt())
+for _ = 1, n do
+  local member, post, delta = nxt(), nxt(), nxt()
+  redis.call('ZINCRBY', prefix .. ':posts:' .. member, delta, post)
 end
 n = tonumber(nxt())
 for _ = 1, n do

@@ -1,0 +1,138 @@
+"""Test helpers for the live push protocol: start `kudos web` processes and a client that keeps the
+state the protocol promises (docs/protocol.md), checking every frame's sequence number."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from websockets.asyncio.client import ClientConnection, connect
+
+from kudos import servers
+from tests.conftest import Namespace
+
+
+def start_web(ns: Namespace, port: int, name: str = "web", **env: str) -> subprocess.Popen[bytes]:
+    log = ns.home / f"{name}.log"
+    proc = servers.spawn(
+        [sys.executable, "-m", "kudos", "web"],
+        log,
+        env={**ns.env(), "KUDOS_WEB_PORT": str(port), **env},
+    )
+    servers.wait_port(name, "127.0.0.1", port, proc, log)
+    return proc
+
+
+def api_top(port: int, board: str, n: int) -> dict[str, tuple[int, float]]:
+    url = f"http://127.0.0.1:{port}/api/boards/{board}?limit={n}"
+    with urllib.request.urlopen(url, timeout=5) as r:
+        page = orjson.loads(r.read())
+    return {e["member"]: (e["rank"], round(e["score"], 3)) for e in page["entries"]}
+
+
+@dataclass
+class LiveClient:
+    """Holds each channel's state exactly as docs/protocol.md says a client should."""
+
+    ws: ClientConnection
+    hello: dict[str, Any]
+    tops: dict[str, dict[str, tuple[int, float]]] = field(default_factory=dict)
+    standing: dict[str, dict[str, Any]] = field(default_factory=dict)
+    position: dict[str, tuple[str, int]] = field(default_factory=dict)
+    #: every frame received, in order
+    frames: list[dict[str, Any]] = field(default_factory=list)
+    events: list[dict[str, Any]] = field(default_factory=list)
+
+    @classmethod
+    async def open(cls, port: int, **kwargs: Any) -> LiveClient:
+        ws = await connect(f"ws://127.0.0.1:{port}/ws", **kwargs)
+        hello = orjson.loads(await ws.recv())
+        assert hello["type"] == "hello" and hello["protocol"] == 1
+        return cls(ws, hello)
+
+    async def send(self, msg: dict[str, Any]) -> None:
+        await self.ws.send(orjson.dumps(msg).decode())
+
+    async def recv(self, timeout: float = 10.0) -> dict[str, Any]:
+        frame: dict[str, Any] = orjson.loads(await asyncio.wait_for(self.ws.recv(), timeout))
+        self.frames.append(frame)
+        self._apply(frame)
+        return frame
+
+    async def request(self, msg: dict[str, Any], timeout: float = 10.0) -> dict[str, Any]:
+        """Send and return the reply (the first non-feed frame)."""
+        await self.send(msg)
+        while True:
+            frame = await self.recv(timeout)
+            if frame["type"] not in ("snapshot", "delta", "event"):
+                return frame
+
+    async def subscribe(self, channel: str, **extra: Any) -> dict[str, Any]:
+        reply = await self.request({"op": "subscribe", "channel": channel, **extra})
+        assert reply["type"] == "subscribed", reply
+        if not reply["recovered"]:
+            snap = await self.recv()
+            assert snap["type"] == "snapshot" and snap["channel"] == channel, snap
+        return reply
+
+    async def until(self, check: Callable[[], bool], timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not check():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"condition not reached; last frames: {self.frames[-3:]}")
+            try:
+                await self.recv(left)
+            except TimeoutError:
+                continue
+
+    def _apply(self, f: dict[str, Any]) -> None:
+        kind, ch = f["type"], f.get("channel")
+        if kind == "snapshot":
+            self.position[ch] = (f["epoch"], f["seq"])
+            if "entries" in f:
+                self.tops[ch] = {e["member"]: (e["rank"], e["score"]) for e in f["entries"]}
+            else:
+                self.standing[ch] = dict(f["boards"])
+        elif kind in ("delta", "event"):
+            epoch, seq = self.position[ch]
+            assert (f["epoch"], f["seq"]) == (epoch, seq + 1), f"gap on {ch}: {seq} → {f}"
+            self.position[ch] = (epoch, f["seq"])
+            if kind == "event":
+                self.events.append(f)
+            elif "boards" in f:
+                self.standing[ch].update(f["boards"])
+            else:
+                top = self.tops[ch]
+                for e in f["left"]:
+                    del top[e["member"]]
+                for e in f["entered"]:
+                    top[e["member"]] = (e["rank"], e["score"])
+                for e in f["moved"]:
+                    assert top[e["member"]][0] == e["from"]
+                    top[e["member"]] = (e["to"], e["score"])
+                for e in f["score"]:
+                    top[e["member"]] = (e["rank"], e["score"])
+                self.events.extend(f.get("events", []))
+        elif kind == "subscribed" and f["recovered"]:
+            self.position[ch] = (f["epoch"], self.position.get(ch, (f["epoch"], f["seq"]))[1])
+
+    async def close(self) -> None:
+        await self.ws.close()
+
+
+def tiny_receive_buffer_socket(port: int) -> socket.socket:
+    """A connected socket with a small receive buffer, so a client that stops reading pushes back
+    on the server within a few frames."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", port))
+    return sock
