@@ -8,9 +8,20 @@ KUDOS := $(VENV)/bin/kudos
 DATA := ../shared/data
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | md5sum | cut -c1-8)
 
-.PHONY: install demo up down test check bench verify clean
+.PHONY: install browser demo up down test check bench verify clean
 
 install: $(STAMP)
+
+# The browser tests drive Debian's chromium through playwright (never `playwright install`, which
+# downloads a browser of its own). Installed with apt-get only when it is missing.
+CHROMIUM := /usr/bin/chromium
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+
+browser: $(CHROMIUM)
+
+$(CHROMIUM):
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -33,7 +44,7 @@ up: install
 down:
 	$(KUDOS) down
 
-test: install
+test: install browser
 	$(PY) -m pytest -q
 
 check: install

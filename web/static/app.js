@@ -1,0 +1,846 @@
+// Kudos live leaderboard: plain JS, no dependencies, no network access except this server.
+// Speaks the websocket protocol of docs/protocol.md (version 1) on /ws and reads the JSON API.
+"use strict";
+(() => {
+  const BASES = ["all", "1h", "24h", "7d", "decayed"];
+  const LABEL = { all: "All time", "1h": "Last hour", "24h": "Last 24 hours", "7d": "Last 7 days", decayed: "Decayed" };
+  const SHORT = { all: "All time", "1h": "1h", "24h": "24h", "7d": "7d", decayed: "Decayed" };
+  const LIMIT = 20; // rows of the board shown
+  const MAX_COMMUNITY_LOOKUPS = 24; // community boards asked about when a member card opens
+  const TOAST_TIERS = 10; // board events: toast entering the top 1, 3 and 10 (not 100)
+  const TOKEN = new URLSearchParams(location.search).get("token");
+
+  // ---- small helpers ------------------------------------------------------------------------
+  const $ = (id) => document.getElementById(id);
+  function h(tag, attrs, ...children) {
+    const el = document.createElement(tag);
+    setAttrs(el, attrs);
+    for (const c of children.flat()) if (c != null && c !== false) el.append(c instanceof Node ? c : String(c));
+    return el;
+  }
+  const SVGNS = "http://www.w3.org/2000/svg";
+  function s(tag, attrs, ...children) {
+    const el = document.createElementNS(SVGNS, tag);
+    setAttrs(el, attrs);
+    for (const c of children.flat()) if (c != null && c !== false) el.append(c instanceof Node ? c : String(c));
+    return el;
+  }
+  function setAttrs(el, attrs) {
+    if (!attrs) return;
+    for (const [k, v] of Object.entries(attrs)) {
+      if (v == null || v === false) continue;
+      if (k === "text") el.textContent = v;
+      else if (k === "style" && typeof v === "object") Object.assign(el.style, v);
+      else if (k.startsWith("on") && typeof v === "function") el.addEventListener(k.slice(2), v);
+      else el.setAttribute(k, v === true ? "" : String(v));
+    }
+  }
+  const nf0 = new Intl.NumberFormat("en-US");
+  const nf1 = new Intl.NumberFormat("en-US", { minimumFractionDigits: 1, maximumFractionDigits: 1 });
+  const nf3 = new Intl.NumberFormat("en-US", { maximumFractionDigits: 3 });
+  const pts = (v) => nf1.format(v);
+  const dtf = new Intl.DateTimeFormat("en-GB", {
+    timeZone: "UTC", weekday: "short", day: "numeric", month: "short", year: "numeric",
+    hour: "2-digit", minute: "2-digit", second: "2-digit", hourCycle: "h23",
+  });
+  const hourFmt = new Intl.DateTimeFormat("en-GB", {
+    timeZone: "UTC", weekday: "short", day: "numeric", month: "short", hour: "2-digit", minute: "2-digit", hourCycle: "h23",
+  });
+  const dayFmt = new Intl.DateTimeFormat("en-GB", { timeZone: "UTC", weekday: "short", day: "numeric" });
+  const utc = (ts) => dtf.format(new Date(ts * 1000)).replace(/,/, "").replace(/,(?=[^,]*$)/, " ·") + " UTC";
+  function hue(id) {
+    let x = 2166136261;
+    for (let i = 0; i < id.length; i++) x = Math.imul(x ^ id.charCodeAt(i), 16777619);
+    return (x >>> 0) % 360;
+  }
+  function avatar(id) {
+    const letters = id.replace(/[^\p{L}\p{N}]/gu, "").slice(0, 2) || "?";
+    return h("span", { class: "avatar", "aria-hidden": "true", style: { background: `hsl(${hue(id)} 52% 46%)` }, text: letters });
+  }
+  const boardLabel = (b) => {
+    const i = b.indexOf(":");
+    return i < 0 ? LABEL[b] || b : `${SHORT[b.slice(0, i)] || b.slice(0, i)} · ${b.slice(i + 1)}`;
+  };
+  async function getJSON(path) {
+    const r = await fetch(path, { headers: { Accept: "application/json" }, cache: "no-store" });
+    let body = null;
+    try { body = await r.json(); } catch { /* not JSON */ }
+    return { status: r.status, body };
+  }
+  const enc = encodeURIComponent;
+  const narrow = matchMedia("(max-width: 600px)");
+  const pct = (p) => nf1.format(Math.floor(p * 10 + 1e-6) / 10); // 99.96 is not yet 100.0
+
+  // ---- websocket feed: subscriptions, (epoch, seq) bookkeeping, resume, reconnect ------------
+  class Feed {
+    constructor(handlers) {
+      this.h = handlers;
+      this.want = new Map(); // channel -> {limit}
+      this.pos = new Map(); // channel -> {epoch, seq} of the last frame applied
+      this.ready = new Set(); // channels whose state is current (snapshot, or resumed)
+      this.resyncing = new Set();
+      this.reqs = new Map(); // request id -> channel
+      this.nextId = 1;
+      this.attempt = 0;
+      this.ws = null;
+      this.open = false;
+      this.everOpen = false;
+      this.retryAt = 0;
+      this.timer = 0;
+    }
+    connect() {
+      clearTimeout(this.timer);
+      this.status();
+      const url = `${location.protocol === "https:" ? "wss:" : "ws:"}//${location.host}/ws`;
+      let ws;
+      try { ws = new WebSocket(url); } catch { this.retry(); return; }
+      this.ws = ws;
+      let helloTimer = 0;
+      ws.onopen = () => {
+        if (TOKEN) ws.send(JSON.stringify({ op: "auth", token: TOKEN }));
+        helloTimer = setTimeout(() => this.start(ws), 1500); // a server that sends no hello
+      };
+      ws.onmessage = (ev) => {
+        let msg;
+        try { msg = JSON.parse(ev.data); } catch { return; }
+        if (this.ws !== ws) return;
+        if (msg.type === "hello") { clearTimeout(helloTimer); this.hello = msg; this.start(ws); return; }
+        this.handle(msg);
+      };
+      ws.onclose = (ev) => {
+        clearTimeout(helloTimer);
+        if (this.ws !== ws) return;
+        this.ws = null;
+        this.open = false;
+        this.ready.clear();
+        this.resyncing.clear();
+        this.reqs.clear();
+        this.h.onClose?.(ev.code, ev.reason);
+        this.retry();
+      };
+    }
+    start(ws) {
+      if (this.ws !== ws || this.open) return;
+      this.open = true;
+      this.everOpen = true;
+      this.attempt = 0;
+      for (const ch of this.want.keys()) this.sendSub(ch, true);
+      this.status();
+    }
+    retry() {
+      const base = Math.min(10000, 500 * 2 ** this.attempt);
+      this.attempt += 1;
+      const delay = Math.round(base * (0.6 + 0.4 * Math.random()));
+      this.retryAt = Date.now() + delay;
+      clearTimeout(this.timer);
+      this.timer = setTimeout(() => this.connect(), delay);
+      this.status();
+      this.h.onDown?.();
+    }
+    reconnectNow() {
+      if (!this.ws && !this.open) this.connect();
+    }
+    send(obj) {
+      if (this.ws && this.ws.readyState === WebSocket.OPEN) this.ws.send(JSON.stringify(obj));
+    }
+    sendSub(ch, resume) {
+      const w = this.want.get(ch);
+      if (!w) return;
+      const id = this.nextId++;
+      const msg = { op: "subscribe", channel: ch, id };
+      if (w.limit) msg.limit = w.limit;
+      const p = this.pos.get(ch);
+      if (resume && p) msg.resume = { epoch: p.epoch, seq: p.seq };
+      this.reqs.set(id, ch);
+      this.send(msg);
+    }
+    subscribe(ch, limit) {
+      this.want.set(ch, { limit });
+      this.pos.delete(ch);
+      this.ready.delete(ch);
+      this.resyncing.delete(ch);
+      if (this.open) this.sendSub(ch, false);
+      this.status();
+    }
+    unsubscribe(ch) {
+      if (!this.want.delete(ch)) return;
+      this.pos.delete(ch);
+      this.ready.delete(ch);
+      this.resyncing.delete(ch);
+      if (this.open) this.send({ op: "unsubscribe", channel: ch });
+      this.status();
+    }
+    markReady(ch) { // e.g. an unknown board: nothing to wait for
+      this.ready.add(ch);
+      this.status();
+    }
+    resync(ch, resume) {
+      if (this.resyncing.has(ch)) return;
+      this.resyncing.add(ch);
+      if (!resume) this.pos.delete(ch);
+      this.sendSub(ch, resume);
+    }
+    handle(msg) {
+      const ch = msg.channel;
+      switch (msg.type) {
+        case "subscribed":
+          if (!this.want.has(ch)) return;
+          this.resyncing.delete(ch);
+          if (msg.recovered && this.pos.has(ch)) this.ready.add(ch); // missed frames follow
+          else this.pos.delete(ch); // a snapshot follows
+          this.status();
+          return;
+        case "snapshot":
+          if (!this.want.has(ch)) return;
+          this.pos.set(ch, { epoch: msg.epoch, seq: msg.seq });
+          this.resyncing.delete(ch);
+          this.ready.add(ch);
+          this.h.onFrame(msg);
+          this.status();
+          return;
+        case "delta":
+        case "event": {
+          if (!this.want.has(ch)) return;
+          const p = this.pos.get(ch);
+          if (!p) return; // before the snapshot: the snapshot will include it
+          if (msg.epoch !== p.epoch) { this.resync(ch, false); return; }
+          if (msg.seq <= p.seq) return; // already applied (a replay overlapping live frames)
+          if (msg.seq !== p.seq + 1) { this.resync(ch, true); return; } // a gap: resume from p.seq
+          p.seq = msg.seq;
+          this.h.onFrame(msg);
+          return;
+        }
+        case "error": {
+          const sub = msg.id != null ? this.reqs.get(msg.id) : undefined;
+          if (sub && msg.code === "unavailable") {
+            setTimeout(() => { if (this.open && this.want.has(sub)) this.sendSub(sub, true); }, 2000);
+          }
+          this.h.onError(msg, sub);
+          return;
+        }
+        default: // unsubscribed, pong, anything newer
+      }
+    }
+    state() {
+      if (!this.open) return this.everOpen || this.attempt > 0 ? "reconnecting" : "connecting";
+      for (const ch of this.want.keys()) if (!this.ready.has(ch)) return "syncing";
+      return "live";
+    }
+    status() { this.h.onStatus(this.state()); }
+  }
+
+  // ---- page state ---------------------------------------------------------------------------
+  const state = {
+    base: "all",
+    community: "",
+    rows: new Map(), // member -> {rank, score}
+    members: null,
+    asOf: null,
+    boardMissing: false,
+    boardFromHttp: false,
+    quiet: true, // next render: no "entered" animations (a fresh board)
+    communities: [], // names
+    boardIds: new Set(),
+    card: null, // {member, standings: Map, explain, explainStatus, gen}
+  };
+  const boardId = () => (state.community ? `${state.base}:${state.community}` : state.base);
+  const boardChannel = () => `board:${boardId()}`;
+
+  // ---- status and as-of -----------------------------------------------------------------------
+  const statusEl = $("status");
+  let statusTick = 0;
+  function showStatus(kind) {
+    clearInterval(statusTick);
+    const text = statusEl.querySelector(".status-text");
+    const paint = () => {
+      let t = { live: "live", connecting: "connecting…", syncing: "syncing…" }[kind];
+      if (kind === "reconnecting") {
+        const secs = Math.ceil((feed.retryAt - Date.now()) / 1000);
+        t = secs > 0 && !feed.ws ? `reconnecting in ${secs}s…` : "reconnecting…";
+      }
+      text.textContent = t;
+    };
+    statusEl.dataset.state = kind;
+    statusEl.title = kind === "live" ? "Connected: updates arrive as they happen" : "Not connected to live updates";
+    paint();
+    if (kind === "reconnecting") statusTick = setInterval(paint, 500);
+  }
+  function setAsOf(asOf) {
+    if (asOf === undefined) return;
+    state.asOf = asOf;
+    const el = $("asof");
+    if (asOf == null) { el.textContent = "Waiting for the first interaction…"; return; }
+    el.replaceChildren("As of ", h("strong", { class: "num", text: utc(asOf) }), " (event time)");
+    el.title = `Event time of the latest interaction applied: ${asOf}`;
+  }
+
+  // ---- the board --------------------------------------------------------------------------------
+  const rowsEl = $("rows");
+  const nodes = new Map(); // member -> <li>
+  let renderQueued = false;
+  function scheduleRender() {
+    if (renderQueued) return;
+    renderQueued = true;
+    requestAnimationFrame(render);
+  }
+  function makeRow(member) {
+    const li = h("li", { class: "row", "data-testid": "row", "data-member": member, tabindex: "0", role: "button" },
+      h("span", { class: "rank num" }),
+      h("span", { class: "who" }, avatar(member),
+        h("span", { class: "name" }, h("span", { class: "id", text: member, title: member }), h("span", { class: "bar" }, h("i")))),
+      h("span", { class: "right" }, h("span", { class: "move num" }), h("span", { class: "score num" })));
+    li.addEventListener("click", () => openMember(member));
+    li.addEventListener("keydown", (ev) => {
+      if (ev.key === "Enter" || ev.key === " ") { ev.preventDefault(); openMember(member); }
+    });
+    return li;
+  }
+  function restartClass(el, cls) {
+    el.classList.remove(cls);
+    void el.offsetWidth; // restart the CSS animation
+    el.classList.add(cls);
+  }
+  function updateRow(li, e, top, isNew, quiet) {
+    const prevRank = li._rank, prevScore = li._score;
+    li._rank = e.rank;
+    li._score = e.score;
+    li.dataset.rank = String(e.rank);
+    li.setAttribute("aria-label", `Rank ${e.rank}: ${e.member}, ${pts(e.score)} points`);
+    li.classList.toggle("selected", state.card?.member === e.member);
+    li.querySelector(".rank").textContent = String(e.rank);
+    const sc = li.querySelector(".score");
+    sc.textContent = pts(e.score);
+    sc.title = `${nf3.format(e.score)} points`;
+    li.querySelector(".bar i").style.width = `${top > 0 ? Math.max(2, (100 * e.score) / top) : 0}%`;
+    const move = li.querySelector(".move");
+    if (isNew) {
+      if (!quiet) { restartClass(li, "entered"); flag(move, "new", "new"); }
+      return;
+    }
+    if (prevScore !== e.score) restartClass(sc, "flash");
+    if (prevRank !== e.rank) {
+      const up = e.rank < prevRank;
+      restartClass(li, up ? "rose" : "fell");
+      li.classList.remove(up ? "fell" : "rose");
+      flag(move, up ? "up" : "down", `${up ? "▲" : "▼"}${Math.abs(prevRank - e.rank)}`);
+    }
+  }
+  function flag(el, cls, text) {
+    el.className = `move num show ${cls}`;
+    el.textContent = text;
+    clearTimeout(el._t);
+    el._t = setTimeout(() => el.classList.remove("show"), 2600);
+  }
+  function render() {
+    renderQueued = false;
+    const entries = [...state.rows].map(([member, r]) => ({ member, rank: r.rank, score: r.score }));
+    entries.sort((a, b) => a.rank - b.rank || b.score - a.score || (a.member < b.member ? -1 : a.member > b.member ? 1 : 0));
+    const top = entries.reduce((m, e) => Math.max(m, e.score), 0);
+    const quiet = state.quiet;
+    if (entries.length) state.quiet = false; // the first rows of a board appear without fanfare
+    // FLIP, First: where every row is now (mid-animation rows included)
+    const first = new Map();
+    for (const li of rowsEl.children) first.set(li.dataset.member, li.getBoundingClientRect().top);
+    for (const [member, li] of nodes) {
+      if (!state.rows.has(member)) { li.remove(); nodes.delete(member); }
+    }
+    entries.forEach((e, i) => {
+      let li = nodes.get(e.member);
+      const isNew = !li;
+      if (isNew) { li = makeRow(e.member); nodes.set(e.member, li); }
+      updateRow(li, e, top, isNew, quiet);
+      if (rowsEl.children[i] !== li) rowsEl.insertBefore(li, rowsEl.children[i] || null);
+    });
+    // Last, Invert, Play
+    const moving = [];
+    for (const li of rowsEl.children) {
+      const f = first.get(li.dataset.member);
+      if (f === undefined) continue;
+      const dy = f - li.getBoundingClientRect().top;
+      if (Math.abs(dy) < 0.5) continue;
+      li.style.transition = "none";
+      li.style.transform = `translateY(${dy}px)`;
+      li.style.zIndex = dy > 0 ? "2" : "1"; // risers pass over the rows they overtake
+      moving.push(li);
+    }
+    if (moving.length) {
+      void rowsEl.offsetHeight;
+      for (const li of moving) {
+        li.style.transition = "transform 650ms cubic-bezier(0.2, 0.8, 0.2, 1)";
+        li.style.transform = "";
+        clearTimeout(li._z);
+        li._z = setTimeout(() => { li.style.zIndex = ""; }, 700);
+      }
+    }
+    const empty = $("empty");
+    if (entries.length === 0) {
+      empty.hidden = false;
+      empty.replaceChildren(
+        h("strong", { text: state.boardMissing ? `No one is on ${boardLabel(boardId())} yet` : "No points on this board yet" }),
+        state.boardMissing ? "This board appears with its first interaction." : "Scores appear here the moment interactions arrive.");
+    } else {
+      empty.hidden = true;
+    }
+    $("count").textContent = state.members == null ? "" : `${nf0.format(state.members)} ${state.members === 1 ? "member" : "members"}`;
+  }
+  function boardFrame(msg) {
+    setAsOf(msg.as_of);
+    if (msg.members !== undefined) state.members = msg.members;
+    state.boardMissing = false;
+    state.boardFromHttp = false;
+    if (msg.type === "snapshot") {
+      state.rows = new Map((msg.entries || []).map((e) => [e.member, { rank: e.rank, score: e.score }]));
+    } else if (msg.type === "delta") {
+      for (const e of msg.left || []) state.rows.delete(e.member);
+      for (const e of msg.entered || []) state.rows.set(e.member, { rank: e.rank, score: e.score });
+      for (const e of msg.moved || []) state.rows.set(e.member, { rank: e.to, score: e.score });
+      for (const e of msg.score || []) state.rows.set(e.member, { rank: e.rank, score: e.score });
+      for (const ev of msg.events || []) {
+        if (ev.event === "entered_top" && (ev.top ?? 1) <= TOAST_TIERS) eventToast(ev);
+      }
+    } else if (msg.type === "event") {
+      eventToast(msg);
+    }
+    scheduleRender();
+  }
+  async function httpSnapshot() { // only while the websocket has never delivered this board
+    const ch = boardChannel();
+    if (feed.pos.has(ch) || feed.open) return;
+    const { status, body } = await getJSON(`/api/boards/${enc(boardId())}?limit=${LIMIT}`).catch(() => ({}));
+    if (ch !== boardChannel() || feed.pos.has(ch) || status !== 200 || !body) return;
+    state.rows = new Map(body.entries.map((e) => [e.member, { rank: e.rank, score: e.score }]));
+    state.members = body.members;
+    state.boardFromHttp = true;
+    setAsOf(body.as_of);
+    scheduleRender();
+  }
+
+  // ---- board switcher -------------------------------------------------------------------------
+  const basesEl = $("bases");
+  for (const b of BASES) {
+    basesEl.append(h("button", { type: "button", "data-board": b, "aria-pressed": "false", title: LABEL[b], text: SHORT[b], onclick: () => selectBoard(b, state.community) }));
+  }
+  const communityEl = $("community");
+  communityEl.addEventListener("change", () => selectBoard(state.base, communityEl.value));
+  function selectBoard(base, community, force = false) {
+    if (!BASES.includes(base)) base = "all";
+    if (!force && base === state.base && community === state.community) return;
+    feed.unsubscribe(boardChannel());
+    state.base = base;
+    state.community = community || "";
+    state.rows = new Map();
+    state.members = null;
+    state.boardMissing = false;
+    state.quiet = true;
+    for (const btn of basesEl.children) btn.setAttribute("aria-pressed", String(btn.dataset.board === state.base));
+    syncCommunityOptions();
+    $("board-title").textContent = state.community ? `${LABEL[state.base]} · ${state.community}` : LABEL[state.base];
+    feed.subscribe(boardChannel(), LIMIT);
+    writeHash();
+    scheduleRender();
+    if (!feed.open) httpSnapshot();
+    if (state.card) renderCard();
+  }
+  function syncCommunityOptions() {
+    const names = [...state.communities];
+    if (state.community && !names.includes(state.community)) names.push(state.community);
+    const opts = [h("option", { value: "", text: "All communities" })];
+    for (const c of names) {
+      const id = `${state.base}:${c}`;
+      const n = state.boardSizes?.get(id);
+      opts.push(h("option", { value: c, text: n ? `${c} (${nf0.format(n)})` : c }));
+    }
+    communityEl.replaceChildren(...opts);
+    communityEl.value = state.community;
+    communityEl.parentElement.hidden = names.length === 0;
+  }
+  async function loadBoards() {
+    const { status, body } = await getJSON("/api/boards").catch(() => ({}));
+    if (status !== 200 || !body) return;
+    const names = new Set();
+    state.boardSizes = new Map();
+    state.boardIds = new Set();
+    for (const b of body.boards) {
+      state.boardIds.add(b.id);
+      state.boardSizes.set(b.id, b.members);
+      const i = b.id.indexOf(":");
+      if (i > 0 && BASES.includes(b.id.slice(0, i))) names.add(b.id.slice(i + 1));
+    }
+    state.communities = [...names].sort((a, b) => a.localeCompare(b));
+    if (document.activeElement !== communityEl) syncCommunityOptions();
+  }
+
+  // ---- toasts ---------------------------------------------------------------------------------
+  // Events can come in bursts (a surge overtakes many people on several boards at once): toasts
+  // are queued and shown one at a time, the same news on several boards becomes one toast, and
+  // the queue keeps only the newest few. Perks, bait alerts and errors are never dropped.
+  const toastsEl = $("toasts");
+  const recent = new Map(); // de-duplicates an event seen on both a board and a member channel
+  const queue = [];
+  let pumping = 0;
+  const ICON = { entered_top: "★", perk: "◆", bait: "!", error: "!", info: "•" };
+  const KEEP = new Set(["perk", "bait", "error"]);
+  function toast(kind, title, body, extra = "") {
+    enqueue({ kind, extra, text: () => [title, body] });
+  }
+  function enqueue(item) {
+    if (item.merge) {
+      const twin = queue.find((q) => q.merge === item.merge);
+      if (twin) { for (const b of item.boards) if (!twin.boards.includes(b)) twin.boards.push(b); return; }
+    }
+    queue.push(item);
+    while (queue.length > 4) {
+      const drop = queue.findIndex((q) => !KEEP.has(q.kind));
+      if (drop < 0) break;
+      queue.splice(drop, 1);
+    }
+    pump();
+  }
+  function pump() {
+    if (pumping || !queue.length) return;
+    show(queue.shift());
+    pumping = setTimeout(() => { pumping = 0; pump(); }, 900);
+  }
+  function show(item) {
+    const [title, body] = item.text(item.boards);
+    const el = h("div", { class: `toast ${item.kind} ${item.extra || ""}`.trim(), "data-testid": "toast", "data-kind": item.kind, role: "status" },
+      h("span", { class: "ico", "aria-hidden": "true", text: item.kind === "overtaken" ? (item.extra === "lost" ? "↓" : "↑") : ICON[item.kind] || "•" }),
+      h("strong", { text: title }), body ? h("span", { text: body }) : null);
+    toastsEl.prepend(el);
+    const max = narrow.matches ? 2 : 3;
+    while (toastsEl.children.length > max) toastsEl.lastElementChild.remove();
+    const dismiss = () => { el.classList.add("out"); setTimeout(() => el.remove(), 320); };
+    el.addEventListener("click", dismiss);
+    setTimeout(dismiss, KEEP.has(item.kind) ? 8000 : 5000);
+  }
+  const onBoards = (boards) => (boards.length ? ` on ${boards.map(boardLabel).join(", ")}` : "");
+  function eventToast(ev) {
+    const key = JSON.stringify([ev.event, ev.board, ev.member, ev.top, ev.overtaker, ev.overtaken, ev.as_of]);
+    const now = Date.now();
+    for (const [k, t] of recent) if (now - t > 15000) recent.delete(k);
+    if (recent.has(key)) return;
+    recent.set(key, now);
+    const boards = ev.board ? [ev.board] : [];
+    const me = state.card?.member;
+    switch (ev.event) {
+      case "entered_top":
+        enqueue({ kind: "entered_top", merge: `top|${ev.member}|${ev.top}`, boards,
+          text: (bs) => [`${ev.member} entered the top ${ev.top}`, `#${ev.rank}${onBoards(bs)}`] });
+        break;
+      case "overtaken": {
+        const ranks = ev.ranks || {};
+        const lost = me && ev.overtaken === me;
+        enqueue({ kind: "overtaken", extra: lost ? "lost" : "", merge: `over|${ev.overtaker}|${ev.overtaken}`, boards,
+          text: (bs) => lost
+            ? [`${ev.overtaker} overtook ${me}`, `${me} is now #${ranks[me] ?? "?"}${onBoards(bs)}`]
+            : [`${ev.overtaker} overtook ${ev.overtaken}`, `now #${ranks[ev.overtaker] ?? "?"}${onBoards(bs)}`] });
+        break;
+      }
+      case "perk": {
+        const who = ev.member || me || "";
+        const what = ev.perk || ev.rule || ev.name || "a perk";
+        toast("perk", `${who} unlocked ${what}`, [ev.condition, onBoards(boards).trim()].filter(Boolean).join(" · "));
+        break;
+      }
+      case "bait": {
+        const mult = ev.multiplier != null ? `comments count ×${nf3.format(ev.multiplier)}` : "";
+        const reasons = Array.isArray(ev.reasons) ? ev.reasons.join(", ") : ev.reasons || "";
+        toast("bait", `Comment-bait throttled${ev.post ? ` on ${ev.post}` : ""}`, [mult, reasons].filter(Boolean).join(" · "));
+        break;
+      }
+      default:
+        if (ev.event) toast("info", `${ev.event}${ev.member ? `: ${ev.member}` : ""}`, onBoards(boards).trim());
+    }
+  }
+
+  // ---- member card ----------------------------------------------------------------------------
+  const cardEl = $("card");
+  const scrim = $("scrim");
+  let cardGen = 0;
+  let refreshTimer = 0;
+  let lastRefresh = 0;
+  const KIND_COLORS = {
+    share: "#3b4fd8", conversion: "#0f8a5f", comment: "#d97706", reply: "#eab308", mention: "#8b5cf6",
+    follow: "#0ea5e9", like: "#ec4899", click: "#64748b", post: "#94a3b8",
+  };
+  const kindColor = (k) => KIND_COLORS[k] || `hsl(${hue(k)} 55% 50%)`;
+
+  function openMember(member) {
+    member = member.trim();
+    if (!member) return;
+    if (state.card?.member !== member) {
+      if (state.card) feed.unsubscribe(`member:${state.card.member}`);
+      state.card = { member, standings: new Map(), explain: undefined, explainStatus: 0, gen: ++cardGen, loading: true };
+      feed.subscribe(`member:${member}`);
+    }
+    cardEl.hidden = false;
+    scrim.hidden = false;
+    $("layout").classList.add("with-card");
+    for (const [m, li] of nodes) li.classList.toggle("selected", m === member);
+    writeHash();
+    renderCard();
+    refreshCard();
+  }
+  function closeMember() {
+    if (!state.card) return;
+    feed.unsubscribe(`member:${state.card.member}`);
+    state.card = null;
+    cardEl.hidden = true;
+    scrim.hidden = true;
+    $("layout").classList.remove("with-card");
+    for (const li of nodes.values()) li.classList.remove("selected");
+    writeHash();
+  }
+  scrim.addEventListener("click", closeMember);
+  document.addEventListener("keydown", (ev) => { if (ev.key === "Escape" && state.card) closeMember(); });
+
+  function scheduleCardRefresh() {
+    if (!state.card || refreshTimer) return;
+    const wait = Math.max(0, 3000 - (Date.now() - lastRefresh));
+    refreshTimer = setTimeout(() => { refreshTimer = 0; refreshCard(); }, wait);
+  }
+  async function refreshCard() {
+    const card = state.card;
+    if (!card) return;
+    lastRefresh = Date.now();
+    const gen = card.gen;
+    const communities = state.communities.length <= MAX_COMMUNITY_LOOKUPS
+      ? state.communities.flatMap((c) => BASES.map((b) => `${b}:${c}`)).filter((b) => state.boardIds.has(b))
+      : [];
+    if (state.community && !communities.includes(boardId())) communities.push(boardId());
+    const boards = [...BASES, ...communities.slice(0, MAX_COMMUNITY_LOOKUPS * 5)];
+    const id = enc(card.member);
+    const [standings, explain] = await Promise.all([
+      Promise.all(boards.map((b) => getJSON(`/api/boards/${enc(b)}/members/${id}`)
+        .then((r) => [b, r.status === 200 ? r.body : null, r.status]).catch(() => [b, undefined, 0]))),
+      getJSON(`/api/members/${id}/explain`).catch(() => ({ status: 0, body: null })),
+    ]);
+    if (state.card?.gen !== gen) return;
+    for (const [b, body, status] of standings) {
+      if (status === 200 || status === 404) card.standings.set(b, body && { rank: body.rank, score: body.score, members: body.members, percentile: body.percentile });
+    }
+    card.explainStatus = explain.status;
+    if (explain.status === 200) card.explain = explain.body;
+    else if (card.explain === undefined) card.explain = null;
+    card.explainError = explain.body?.error;
+    card.loading = false;
+    renderCard();
+  }
+  function memberFrame(msg) {
+    const card = state.card;
+    if (!card) return;
+    if (msg.type === "event") { eventToast(msg); scheduleCardRefresh(); return; }
+    const boards = msg.boards || {};
+    for (const [b, v] of Object.entries(boards)) {
+      if (!v) { card.standings.set(b, null); continue; }
+      const prev = card.standings.get(b);
+      const members = (b === boardId() && state.members) || prev?.members; // the live count when shown
+      card.standings.set(b, {
+        rank: v.rank, score: v.score, members,
+        percentile: members ? Math.round((1000 * 100 * (members - v.rank + 1)) / members) / 1000 : prev?.percentile,
+      });
+    }
+    for (const ev of msg.events || []) eventToast(ev);
+    if (!card.loading) renderCard();
+    if (msg.type === "delta") scheduleCardRefresh();
+  }
+
+  function renderCard() {
+    const card = state.card;
+    if (!card) return;
+    const m = card.member;
+    const here = boardId();
+    const focusBoard = card.standings.get(here) ? here : card.standings.get("all") ? "all" : BASES.find((b) => card.standings.get(b)) || here;
+    const place = card.standings.get(focusBoard);
+    const ex = card.explain;
+    const seen = [...card.standings.values()].some(Boolean) || (ex && ex.totals && ex.totals.count > 0);
+    let sub;
+    if (card.loading) sub = "Loading…";
+    else if (!seen) sub = "Not on any board";
+    else if (place) sub = `#${nf0.format(place.rank)}${place.members ? ` of ${nf0.format(place.members)}` : ""} · ${boardLabel(focusBoard)}`;
+    else sub = `Not on ${boardLabel(focusBoard)}`;
+    const closeBtn = h("button", { class: "icon-btn", type: "button", "aria-label": "Close", title: "Close (Esc)", onclick: closeMember },
+      s("svg", { width: 14, height: 14, viewBox: "0 0 14 14", "aria-hidden": "true" }, s("path", { d: "M2 2l10 10M12 2L2 12", stroke: "currentColor", "stroke-width": 1.8, "stroke-linecap": "round" })));
+    const parts = [
+      h("div", { class: "mc-head" }, avatar(m),
+        h("div", { class: "mc-title" }, h("h2", { text: m, title: m, "data-testid": "member-name" }), h("p", { text: sub, "data-testid": "member-sub" })),
+        closeBtn),
+    ];
+    if (card.loading) {
+      parts.push(h("div", { class: "mc-section" }, h("div", { class: "skeleton" }), h("div", { class: "skeleton", style: { width: "70%" } }), h("div", { class: "skeleton", style: { width: "85%" } })));
+      cardEl.replaceChildren(...parts);
+      return;
+    }
+    if (!seen && !ex) {
+      parts.push(h("p", { class: "note", text: `Nobody called “${m}” has earned points yet. Ids are exact, e.g. a user id from the board.` }));
+      cardEl.replaceChildren(...parts);
+      return;
+    }
+    const trend = ex?.trend;
+    parts.push(h("div", { class: "kpis" },
+      kpi("Rank", place ? `#${nf0.format(place.rank)}` : "—", boardLabel(focusBoard), "kpi-rank"),
+      kpi("Points", place ? pts(place.score) : "—", boardLabel(focusBoard), "kpi-points"),
+      kpi("Percentile", place && place.percentile != null ? pct(place.percentile) : "—", "share of the board at or below", "kpi-pct")));
+    parts.push(boardsTable(card, here, BASES, "Standing on every board"));
+    parts.push(trendSection(trend));
+    parts.push(explainSection(card));
+    const communities = [...card.standings.keys()].filter((b) => !BASES.includes(b) && card.standings.get(b));
+    if (communities.length) parts.push(boardsTable(card, here, communities, "Communities"));
+    cardEl.replaceChildren(...parts);
+  }
+  function kpi(k, v, hint, testid) {
+    return h("div", { class: "kpi", title: hint, "data-testid": testid }, h("div", { class: "k", text: k }), h("div", { class: "v", text: v }));
+  }
+  function boardsTable(card, here, ids, title) {
+    const rows = [];
+    for (const b of ids) {
+      const p = card.standings.get(b);
+      rows.push(h("tr", { class: [p ? "" : "off", b === here ? "current" : ""].join(" ").trim() || null, "data-testid": "standing", "data-board": b },
+        h("td", { text: boardLabel(b), title: b }),
+        h("td", { text: p ? `#${nf0.format(p.rank)}` : "—" }),
+        h("td", { text: p ? pts(p.score) : "—", title: p ? `${nf3.format(p.score)} points` : "not on this board" }),
+        h("td", { text: p && p.percentile != null ? pct(p.percentile) : "—" })));
+    }
+    return h("section", { class: "mc-section", "data-testid": "standings" }, h("h3", { text: title }),
+      h("table", { class: "t" }, h("thead", null, h("tr", null, h("th", { text: "Board" }), h("th", { text: "Rank" }), h("th", { text: "Points" }), h("th", { text: "Pctile", title: "Percentile: share of the board at or below" }))), h("tbody", null, rows)));
+  }
+  function trendSection(trend) {
+    const sec = h("section", { class: "mc-section", "data-testid": "trend" });
+    const hourly = trend?.hourly || [];
+    sec.append(h("h3", null, "Last 7 days", trend ? h("span", { class: "num", text: `24h ${pts(trend["24h"] ?? 0)} · 7d ${pts(trend["7d"] ?? 0)} pts` }) : null));
+    if (!hourly.length) {
+      sec.append(h("p", { class: "note", text: trend ? "No hourly activity yet." : "The trend is not available from this server." }));
+      return sec;
+    }
+    const n = hourly.length, W = n * 4, H = 100;
+    const max = hourly.reduce((a, x) => Math.max(a, x.points), 0);
+    const svg = s("svg", { viewBox: `0 0 ${W} ${H}`, preserveAspectRatio: "none", role: "img", "aria-label": `Points per hour over the last ${Math.round(n / 24)} days; peak ${pts(max)}` });
+    const ticks = [];
+    hourly.forEach((x, i) => {
+      if (x.hour % 86400 === 0 && i > 0) {
+        svg.append(s("line", { x1: i * 4 - 0.5, x2: i * 4 - 0.5, y1: 0, y2: H, stroke: "#e7e9ee", "stroke-width": 1, "vector-effect": "non-scaling-stroke" }));
+        const left = (100 * i) / n;
+        if (left > 6 && left < 94) ticks.push(h("span", { style: { left: `${left}%` }, text: dayFmt.format(new Date(x.hour * 1000)) }));
+      }
+    });
+    svg.append(s("line", { x1: 0, x2: W, y1: H - 0.5, y2: H - 0.5, stroke: "#d5d9e1", "stroke-width": 1, "vector-effect": "non-scaling-stroke" }));
+    hourly.forEach((x, i) => {
+      if (x.points <= 0) return;
+      const bh = Math.max(1.5, (x.points / (max || 1)) * (H - 6));
+      svg.append(s("rect", { x: i * 4 + 0.5, y: H - bh, width: 3, height: bh, rx: 0.8, fill: i >= n - 24 ? "#3b4fd8" : "#a9b4f3" },
+        s("title", { text: `${hourFmt.format(new Date(x.hour * 1000))} UTC · ${pts(x.points)} pts` })));
+    });
+    const last = hourly[n - 1]?.hour;
+    sec.append(h("div", { class: "chart-meta" }, h("span", { text: max > 0 ? `peak ${pts(max)} pts/hour` : "no points this week" }), h("span", { text: "last 24 h darker" })));
+    sec.append(h("div", { class: "chart", "data-testid": "chart" }, svg, h("div", { class: "axis" }, ticks)));
+    if (last != null) sec.title = `Hours up to ${hourFmt.format(new Date(last * 1000))} UTC`;
+    return sec;
+  }
+  function explainSection(card) {
+    const ex = card.explain;
+    const sec = h("section", { class: "mc-section", "data-testid": "breakdown" });
+    sec.append(h("h3", { text: "Where the points come from" }));
+    if (!ex) {
+      const unseen = card.explainStatus === 404 && /never been seen/i.test(card.explainError || "");
+      sec.append(h("p", { class: "note", text: unseen ? "No interactions recorded for this member." : "The breakdown is not available from this server right now." }));
+      return sec;
+    }
+    const kinds = Object.entries(ex.kinds || {});
+    const total = ex.totals?.points ?? kinds.reduce((a, [, k]) => a + k.points, 0);
+    if (total > 0) {
+      sec.append(h("div", { class: "stack", role: "img", "aria-label": "points by kind" },
+        kinds.filter(([, k]) => k.points > 0).map(([name, k]) => h("i", { title: `${name}: ${pts(k.points)} pts`, style: { width: `${(100 * k.points) / total}%`, background: kindColor(name) } }))));
+    }
+    const body = kinds.map(([name, k]) => h("tr", { "data-testid": "kind", "data-kind": name },
+      h("td", null, h("span", { class: "swatch", style: { background: kindColor(name) } }), name),
+      h("td", { text: nf0.format(k.count) }),
+      h("td", { text: pts(k.points), title: `full weight ${pts(k.full_points ?? k.points)}` }),
+      h("td", { text: k.discounted ? `−${pts(k.discounted)}` : "—", title: "lost to diminishing returns (the k-th event of one actor in a day counts 1/k)" }),
+      h("td", { class: k.withheld ? "withheld" : null, text: k.withheld ? `−${pts(k.withheld)}` : "—", title: "withheld by the comment-bait throttle" })));
+    const t = ex.totals || {};
+    sec.append(h("table", { class: "t" },
+      h("thead", null, h("tr", null, h("th", { text: "Kind" }), h("th", { text: "Events" }), h("th", { text: "Points" }), h("th", { text: "Diminished", title: "lost to diminishing returns" }), h("th", { text: "Withheld", title: "comment-bait throttle" }))),
+      h("tbody", null, body.length ? body : h("tr", null, h("td", { colspan: 5, class: "muted", text: "No interactions yet." }))),
+      body.length ? h("tfoot", null, h("tr", null, h("td", { text: "Total" }), h("td", { text: nf0.format(t.count ?? 0) }), h("td", { text: pts(t.points ?? total) }),
+        h("td", { text: t.discounted ? `−${pts(t.discounted)}` : "—" }), h("td", { class: t.withheld ? "withheld" : null, text: t.withheld ? `−${pts(t.withheld)}` : "—" }))) : null));
+    const notes = [];
+    if (ex.self_ignored) notes.push(h("span", null, h("b", { text: nf0.format(ex.self_ignored) }), ` self-interaction${ex.self_ignored === 1 ? "" : "s"} ignored. `));
+    if (t.withheld) notes.push(h("span", null, h("b", { text: pts(t.withheld) }), " points withheld on throttled comment-bait posts. "));
+    notes.push(h("span", { text: `All-time points; windows count only their recent part. Scoring ${ex.scoring_version || "?"}.` }));
+    sec.append(h("p", { class: "note" }, notes));
+    if (ex.top_posts?.length) {
+      sec.append(h("h3", { style: { marginTop: "16px" }, text: "Top posts" }),
+        h("ol", { class: "posts" }, ex.top_posts.map((p) => h("li", null, h("span", { text: p.post, title: p.post }), h("span", { text: `${pts(p.points)} pts` })))));
+    }
+    return sec;
+  }
+
+  // ---- search ---------------------------------------------------------------------------------
+  const placeholder = () => { $("search").placeholder = narrow.matches ? "Find a member" : "Find a member by id, then Enter"; };
+  narrow.addEventListener("change", placeholder);
+  placeholder();
+  $("search-form").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    const v = $("search").value.trim();
+    if (v) openMember(v);
+  });
+
+  // ---- URL hash: #board=7d:math&member=alice --------------------------------------------------
+  function writeHash() {
+    const p = new URLSearchParams();
+    if (boardId() !== "all") p.set("board", boardId());
+    if (state.card) p.set("member", state.card.member);
+    const hash = p.toString().replace(/%3A/g, ":");
+    history.replaceState(null, "", hash ? `#${hash}` : location.pathname + location.search);
+  }
+  function readHash() {
+    const p = new URLSearchParams(location.hash.slice(1));
+    const b = p.get("board") || "all";
+    const i = b.indexOf(":");
+    return { base: i < 0 ? b : b.slice(0, i), community: i < 0 ? "" : b.slice(i + 1), member: p.get("member") };
+  }
+
+  // ---- wiring ---------------------------------------------------------------------------------
+  let missingRetry = 0;
+  const feed = new Feed({
+    onStatus: showStatus,
+    onFrame(msg) {
+      if (msg.channel === boardChannel()) boardFrame(msg);
+      else if (state.card && msg.channel === `member:${state.card.member}`) memberFrame(msg);
+    },
+    onError(msg, channel) {
+      if (channel && channel === boardChannel() && msg.code === "unknown_board") {
+        state.rows = new Map();
+        state.members = 0;
+        state.boardMissing = true;
+        feed.markReady(channel);
+        scheduleRender();
+        clearTimeout(missingRetry); // a community board appears with its first event: try again later
+        missingRetry = setTimeout(() => { if (channel === boardChannel() && state.boardMissing) selectBoard(state.base, state.community, true); }, 10000);
+        return;
+      }
+      if (msg.code === "unavailable") { toast("error", "The server cannot reach its store", "Retrying…"); return; }
+      if (msg.code === "not_subscribed") return;
+      toast("error", channel ? `Cannot follow ${channel}` : "Server error", msg.message || msg.code);
+    },
+    onClose(code) {
+      if (code === 1008) toast("error", "The server refused the live connection", TOKEN ? "Check the token." : "It may need a token (?token=…) or an allowed origin.");
+    },
+    onDown() { httpSnapshot(); },
+  });
+  window.addEventListener("online", () => feed.reconnectNow());
+  window.addEventListener("hashchange", () => {
+    const want = readHash();
+    selectBoard(want.base, want.community);
+    if (want.member && want.member !== state.card?.member) openMember(want.member);
+    else if (!want.member && state.card) closeMember();
+  });
+
+  const initial = readHash();
+  selectBoard(initial.base, initial.community, true);
+  feed.connect();
+  loadBoards().then(() => { if (state.card) refreshCard(); });
+  setInterval(loadBoards, 20000);
+  if (initial.member) openMember(initial.member);
+  window.kudos = { state, feed, openMember, closeMember, selectBoard }; // for debugging and tests
+})();
