@@ -150,7 +150,7 @@ class Hub:
         self.frames_sent = 0
         self.slow_dropped = 0
         self._retention = settings.feed_retention
-        self._member_retention = max(10, settings.feed_retention // 5)
+        self._member_retention = max(10, settings.feed_retention // 20)
         self._member_lock = asyncio.Lock()
         self._closing: set[asyncio.Task[None]] = set()
         self._next_sweep = 0.0
