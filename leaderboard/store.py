@@ -560,6 +560,11 @@ class Store:
         res: list[Any] = await self._feed_publish(args=args)
         return int(res[1]) if res[0] == "ok" else None
 
+    async def feed_member_events(self, records: list[tuple[str, bytes]], maxlen: int = 100) -> None:
+        """Push (member, record) pairs — perk unlocks, bait alerts, encoded with
+        ``web.feed.member_record`` — to members' live channels, each as its next frame."""
+        await self.feed_publish("", 0, "", b"", None, records, maxlen, maxlen)
+
     async def feed_log(self, channel: str, after_seq: int, limit: int) -> list[tuple[int, str]]:
         """Retained frames of a channel after ``after_seq`` (for a resuming client)."""
         raw = cast(

@@ -1,20 +1,23 @@
 -- Live feed: publish one channel's next frame with a compare-and-set on its seq, so that several
 -- web processes polling the same board append each change exactly once and agree on the numbers.
 -- Also appends rank events to the member channels they concern (each its own next seq).
--- ARGV: prefix, channel, expected_seq, src, snapshot, record ('' = no frame: only remember that
+-- ARGV: prefix, channel ('' = member events only), expected_seq, src, snapshot, record ('' = no frame: only remember that
 --       the board was looked at), maxlen, member_maxlen, n, (member, record) * n
 local prefix, channel, expected = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local src, snap, record, maxlen, mmax = ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8]
-local fkey = prefix .. ':feed:' .. channel
-local cur = tonumber(redis.call('HGET', fkey, 'seq') or '0')
-if cur ~= expected then return {'conflict', cur} end
-local seq = cur
-if record ~= '' then
-  seq = cur + 1
-  redis.call('XADD', prefix .. ':feedlog:' .. channel, 'MAXLEN', '~', maxlen, seq .. '-1',
-             'r', record)
+local seq = 0
+if channel ~= '' then  -- '': only member events (perks, alerts), no channel of its own
+  local fkey = prefix .. ':feed:' .. channel
+  local cur = tonumber(redis.call('HGET', fkey, 'seq') or '0')
+  if cur ~= expected then return {'conflict', cur} end
+  seq = cur
+  if record ~= '' then
+    seq = cur + 1
+    redis.call('XADD', prefix .. ':feedlog:' .. channel, 'MAXLEN', '~', maxlen, seq .. '-1',
+               'r', record)
+  end
+  redis.call('HSET', fkey, 'seq', seq, 'src', src, 'snap', snap)
 end
-redis.call('HSET', fkey, 'seq', seq, 'src', src, 'snap', snap)
 local n = tonumber(ARGV[9])
 local i = 10
 for _ = 1, n do

@@ -11,6 +11,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from kudos import servers
 from tests.conftest import Namespace
 from tests.web.live import LiveClient, api_top, start_web, tiny_receive_buffer_socket
+from web import feed
 
 pytestmark = pytest.mark.integration
 
@@ -93,6 +94,12 @@ async def test_snapshot_deltas_and_rank_events(namespace: Namespace) -> None:
             for d in deltas
             for e in d.get("events", [])
         )
+        # events from other parts (perk unlocks, bait alerts) reach the member's channel
+        assert namespace.store is not None
+        perk = {"event": "perk", "member": "m3", "rule": "top10-all", "title": "Top 10"}
+        await namespace.store.feed_member_events([("m3", feed.member_record(None, [perk], 1.0))])
+        await m3.until(lambda: any(e["event"] == "perk" for e in m3.events))
+        assert next(e for e in m3.events if e["event"] == "perk")["rule"] == "top10-all"
         # a second subscription to the same board with another N: its own top-N view
         await board.subscribe("board:all", limit=2)
         assert board.tops["board:all"] == api_top(port, "all", 2)
