@@ -129,7 +129,7 @@ class BoardPoll:
     snap: str
     #: (seq, record) after the caller's seq
     frames: list[tuple[int, str]]
-    #: when changed: the current top rows as (member, points), best first, and the board size
+    #: when changed: the current top rows as (member, points), best first; the board size now
     rows: list[tuple[str, float]]
     members: int
     as_of: float | None

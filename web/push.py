@@ -245,7 +245,7 @@ class Hub:
     def _reset_board(self, ch: BoardChannel, poll: BoardPoll) -> None:
         notify = ch.loaded or ch.resync
         ch.epoch, ch.seq, ch.as_of = poll.epoch, poll.seq, poll.as_of
-        ch.rows, ch.resync = feed.decode_rows(poll.snap), False
+        ch.rows, ch.resync, ch.members = feed.decode_rows(poll.snap), False, poll.members
         if notify:  # a new epoch, or frames this process missed: start again from a snapshot
             for client in list(ch.subscribers):
                 self._send_snapshot(client, ch, recovered_from_reset=True)

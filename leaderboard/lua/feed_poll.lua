@@ -33,12 +33,10 @@ if mode == 'board' then
   local changed = src ~= (st[2] or '')
   local snap = ''
   if after < 0 or changed then snap = st[3] or '' end
-  local rows, size = {}, 0
-  if changed then
-    local key = prefix .. ':board:' .. board
-    rows = redis.call('ZREVRANGE', key, 0, depth - 1, 'WITHSCORES')
-    size = redis.call('ZCARD', key)
-  end
+  local key = prefix .. ':board:' .. board
+  local rows = {}
+  if changed then rows = redis.call('ZREVRANGE', key, 0, depth - 1, 'WITHSCORES') end
+  local size = redis.call('ZCARD', key)
   return {epoch, wm, lm, seq, src, changed and 1 or 0, snap, frames_after(channel, after, seq),
           rows, size, first_retained(channel)}
 end
