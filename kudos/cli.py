@@ -10,7 +10,7 @@ import math
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any, TextIO
+from typing import Any, TextIO, TypeVar
 
 import orjson
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -267,6 +267,34 @@ def cmd_stats(settings: Settings, args: argparse.Namespace) -> int:
     return asyncio.run(_with_store(settings, go))
 
 
+_N = TypeVar("_N", int, float)
+
+
+def cmd_watch(settings: Settings, args: argparse.Namespace) -> int:
+    from web import watch
+
+    try:
+        channels = [watch.parse_channel(c) for c in args.channels]
+    except ValueError as exc:
+        raise KudosError(str(exc)) from None
+    url = args.url or watch.default_url(settings.web.host, settings.web.port)
+    token = settings.web.token if args.token is None else args.token
+    opts = watch.Options(
+        url, channels, args.limit, token, args.json, args.scores, args.count, args.seconds
+    )
+    return watch.run(opts)
+
+
+def _positive(kind: Callable[[str], _N]) -> Callable[[str], _N]:
+    def parse(text: str) -> _N:
+        value = kind(text)
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"{text}: must be positive")
+        return value
+
+    return parse
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="kudos", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -309,6 +337,25 @@ def parser() -> argparse.ArgumentParser:
     sub.add_parser(
         "stats", help="pipeline counters (applied, duplicate, ...) as JSON"
     ).set_defaults(fn=cmd_stats)
+    s = sub.add_parser("watch", help="print live updates of boards and members, one line each")
+    s.add_argument(
+        "channels", nargs="+", metavar="CHANNEL", help="board:ID, member:ID or a board id"
+    )
+    s.add_argument("--limit", type=int, default=10, help="top N of board channels (1-100)")
+    s.add_argument("--json", action="store_true", help="every frame received, one JSON a line")
+    s.add_argument("--scores", action="store_true", help="also score-only changes and rank shifts")
+    s.add_argument("--url", help="the websocket (default ws://KUDOS_WEB_HOST:KUDOS_WEB_PORT/ws)")
+    s.add_argument("--token", help="auth token (default KUDOS_WEB_TOKEN)")
+    s.add_argument(
+        "--count",
+        type=_positive(int),
+        metavar="N",
+        help="exit 0 after N updates (1 if --for ends first)",
+    )
+    s.add_argument(
+        "--for", dest="seconds", type=_positive(float), metavar="SECONDS", help="exit after SECONDS"
+    )
+    s.set_defaults(fn=cmd_watch)
     return p
 
 
