@@ -543,6 +543,7 @@ class Store:
         self,
         channel: str,
         expected_seq: int,
+        epoch: str,
         src: str,
         snap: bytes,
         record: bytes | None,
@@ -553,7 +554,7 @@ class Store:
         """Append ``record`` as the channel's next frame if its seq is still ``expected_seq``,
         and each member record to that member's channel; the new seq, or None if another web
         process published first (nothing was written then)."""
-        args: list[Any] = [self.prefix, channel, expected_seq, src, snap, record or b""]
+        args: list[Any] = [self.prefix, channel, expected_seq, epoch, src, snap, record or b""]
         args += [maxlen, member_maxlen, len(member_records)]
         for m, rec in member_records:
             args += [m, rec]
@@ -563,7 +564,24 @@ class Store:
     async def feed_member_events(self, records: list[tuple[str, bytes]], maxlen: int = 100) -> None:
         """Push (member, record) pairs — perk unlocks, bait alerts, encoded with
         ``web.feed.member_record`` — to members' live channels, each as its next frame."""
-        await self.feed_publish("", 0, "", b"", None, records, maxlen, maxlen)
+        await self.feed_publish("", 0, "", "", b"", None, records, maxlen, maxlen)
+
+    async def feed_new_epoch(self, old: str) -> None:
+        """Start a new feed history if the epoch is still ``old`` (the old one is unusable, e.g.
+        Redis came back from a crash with fewer frames than clients have seen)."""
+        await self.client.eval(
+            "if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('SET', KEYS[1], ARGV[2]) end",
+            1,
+            self.key("feedepoch"),
+            old,
+            os.urandom(6).hex(),
+        )
+
+    async def board_known(self, board: str) -> bool:
+        """A base board, or a community board that has had members."""
+        if board in self.rules.base_boards:
+            return True
+        return bool(await self.client.sismember(self.key("boards"), board))
 
     async def feed_log(self, channel: str, after_seq: int, limit: int) -> list[tuple[int, str]]:
         """Retained frames of a channel after ``after_seq`` (for a resuming client)."""

@@ -33,6 +33,8 @@ PROTOCOL = 1
 #: Frames read from a channel's log per poll; a process further behind catches up over ticks.
 MAX_FRAMES = 200
 MAX_MEMBER_ID = 200
+#: A client further behind than this gets a snapshot rather than a replay.
+MAX_REPLAY = 500
 AUTH_TIMEOUT_S = 5.0
 
 CLOSE_POLICY = 1008
@@ -177,11 +179,11 @@ class Hub:
             started = time.monotonic()
             try:
                 await self.tick()
+                self._check_slow()
             except RedisError as exc:
                 log.warning("live feed paused, Redis unavailable: %s", exc)
             except Exception:  # keep serving; a bug in one tick must not end the feed
                 log.exception("live feed tick failed")
-            self._check_slow()
             await asyncio.sleep(max(0.0, self.settings.tick_s - (time.monotonic() - started)))
 
     async def tick(self) -> None:
@@ -228,6 +230,16 @@ class Hub:
                 await self.store.feed_epoch()
                 return moved
             ch.first_retained = poll.first_retained
+            if ch.loaded and poll.epoch == ch.epoch and poll.seq < ch.seq:
+                # Redis lost frames we already sent (a crash within its fsync window, a lagging
+                # replica): this history cannot be resumed; start a new epoch and resync
+                log.warning("feed of %s went back from seq %d to %d", ch.name, ch.seq, poll.seq)
+                await self.store.feed_new_epoch(poll.epoch)
+                ch.seq, ch.resync = -1, True
+                return moved
+            if ch.loaded and poll.epoch != ch.epoch and not poll.snap:
+                ch.seq, ch.resync = -1, True  # a new epoch: load its snapshot next tick
+                return moved
             if not ch.loaded or poll.epoch != ch.epoch:
                 self._reset_board(ch, poll)
             else:
@@ -259,7 +271,10 @@ class Hub:
         member_records: list[tuple[str, bytes]] = []
         if changes:
             # the very first publish has nothing to compare with: no rank events
-            events = feed.rank_events(ch.board, changes, old, new) if poll.snap else []
+            # rank events for the base boards (member channels follow those); the very first
+            # publish has nothing to compare with
+            base = ch.board in self.store.rules.base_boards
+            events = feed.rank_events(ch.board, changes, old, new) if base and poll.snap else []
             record = feed.encode_board_record(changes, events, poll.as_of, poll.members)
             member_records = [
                 (m, feed.member_record(None, [e], poll.as_of))
@@ -269,6 +284,7 @@ class Hub:
         seq = await self.store.feed_publish(
             ch.name,
             poll.seq,
+            poll.epoch,
             poll.src,
             feed.encode_rows(new),
             record,
@@ -328,6 +344,7 @@ class Hub:
                 published_seq = await self.store.feed_publish(
                     ch.name,
                     poll.seq,
+                    epoch,
                     "",
                     orjson.dumps(poll.standing),
                     blob,
@@ -574,10 +591,19 @@ class Hub:
         resume = msg.get("resume")
         if resume is not None and not isinstance(resume, dict):
             raise ClientError("bad_request", 'resume is {"epoch": ..., "seq": ...}')
+        if kind == "board" and not await self.store.board_known(key):
+            # (a community board nobody has scored on yet; also keeps clients from creating keys)
+            raise ClientError("unknown_board", f"no board {key!r} yet; see GET /api/boards")
+        if name in client.subs:  # subscribing again replaces the subscription
+            del client.subs[name]
+            client.stale.discard(name)
+            old = self._lookup(name)
+            if old is not None:
+                old.subscribers.discard(client)
         ch: Channel = self._board(key) if kind == "board" else self._member(key)
         ch.pending += 1
         try:
-            for _ in range(2):  # twice: the first poll may only have created the epoch
+            for _ in range(3):  # the first polls may only create the epoch or find a new one
                 if isinstance(ch, BoardChannel) and not ch.loaded:
                     await self._tick_board(ch)
                 elif isinstance(ch, MemberChannel) and (not ch.loaded or not ch.subscribers):
@@ -591,10 +617,15 @@ class Hub:
                 decision = feed.resume(
                     resume.get("epoch"), resume.get("seq"), ch.epoch, ch.seq, ch.first_retained
                 )
+                if decision is feed.Resume.REPLAY and ch.seq - int(resume["seq"]) > MAX_REPLAY:
+                    decision = feed.Resume.SNAPSHOT  # a snapshot is smaller than that history
                 if decision is feed.Resume.REPLAY:
+                    epoch = ch.epoch
                     frames = await self._replay(ch, int(resume["seq"]))
-                    if not frames:
-                        decision = feed.Resume.SNAPSHOT
+                    if not frames or ch.epoch != epoch:
+                        decision, frames = feed.Resume.SNAPSHOT, []
+                if not ch.loaded:  # the feed reset during the replay
+                    raise ClientError("unavailable", "the feed is resynchronising; retry shortly")
         finally:
             ch.pending -= 1
         client.subs[name] = limit

@@ -1,25 +1,33 @@
 -- Live feed: publish one channel's next frame with a compare-and-set on its seq, so that several
 -- web processes polling the same board append each change exactly once and agree on the numbers.
 -- Also appends rank events to the member channels they concern (each its own next seq).
--- ARGV: prefix, channel ('' = member events only), expected_seq, src, snapshot, record ('' = no frame: only remember that
---       the board was looked at), maxlen, member_maxlen, n, (member, record) * n
-local prefix, channel, expected = ARGV[1], ARGV[2], tonumber(ARGV[3])
-local src, snap, record, maxlen, mmax = ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8]
+-- ARGV: prefix, channel ('' = member events only), expected_seq, epoch the plan was made in,
+--       src, snapshot, record ('' = no frame: only remember that the board was looked at),
+--       maxlen, member_maxlen, n, (member, record) * n
+local prefix, channel, expected, epoch = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
+local src, snap, record, maxlen, mmax = ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9]
 local seq = 0
 if channel ~= '' then  -- '': only member events (perks, alerts), no channel of its own
+  -- a diff made before Redis lost the feed (new epoch) must not land in the new history
+  if (redis.call('GET', prefix .. ':feedepoch') or '') ~= epoch then return {'conflict', -1} end
   local fkey = prefix .. ':feed:' .. channel
   local cur = tonumber(redis.call('HGET', fkey, 'seq') or '0')
   if cur ~= expected then return {'conflict', cur} end
   seq = cur
   if record ~= '' then
     seq = cur + 1
-    redis.call('XADD', prefix .. ':feedlog:' .. channel, 'MAXLEN', '~', maxlen, seq .. '-1',
+    local log = prefix .. ':feedlog:' .. channel
+    local last = redis.call('XREVRANGE', log, '+', '-', 'COUNT', 1)
+    if #last > 0 and tonumber(string.match(last[1][1], '^%d+')) >= seq then
+      redis.call('DEL', log)  -- frames of a lost history (the seq went back): not resumable
+    end
+    redis.call('XADD', log, 'MAXLEN', '~', maxlen, seq .. '-1',
                'r', record)
   end
   redis.call('HSET', fkey, 'seq', seq, 'src', src, 'snap', snap)
 end
-local n = tonumber(ARGV[9])
-local i = 10
+local n = tonumber(ARGV[10])
+local i = 11
 for _ = 1, n do
   local member, rec = ARGV[i], ARGV[i + 1]; i = i + 2
   local mchan = 'member:' .. member

@@ -12,6 +12,7 @@ from kudos import servers
 from tests.conftest import Namespace
 from tests.web.live import LiveClient, api_top, start_web, tiny_receive_buffer_socket
 from web import feed
+from web.push import Hub
 
 pytestmark = pytest.mark.integration
 
@@ -195,6 +196,7 @@ async def test_limits_errors_origin_and_auth(namespace: Namespace) -> None:
             ('{"op": "subscribe"}', "bad_request"),
             ('{"op": "subscribe", "channel": "leaderboard"}', "bad_channel"),
             ('{"op": "subscribe", "channel": "board:monthly"}', "unknown_board"),
+            ('{"op": "subscribe", "channel": "board:7d:nosuchtag"}', "unknown_board"),
             ('{"op": "subscribe", "channel": "board:all", "limit": 0}', "bad_request"),
             ('{"op": "subscribe", "channel": "board:all", "limit": 101}', "bad_request"),
             ('{"op": "unsubscribe", "channel": "board:all"}', "not_subscribed"),
@@ -299,3 +301,49 @@ async def test_slow_subscriber_does_not_delay_a_fast_one(namespace: Namespace) -
         await fast.close()
     finally:
         servers.stop(web)
+
+
+async def test_hubs_recover_from_a_lost_or_rolled_back_feed(namespace: Namespace) -> None:
+    """Two web processes' hubs on one Redis (in-process, no sockets): when Redis loses the feed
+    (flush) or comes back with fewer frames than were sent (crash inside the fsync window), both
+    end up on one new epoch holding the board's real top, not an empty or stale one."""
+    store = namespace.store
+    assert store is not None
+    board, changes = store.key("board", "all"), store.key("changes")
+    await store.client.zadd(board, {f"m{i}": 1000 * (10 - i) for i in range(10)})
+    await store.client.hincrby(changes, "all", 1)
+    a, b = Hub(store, namespace.settings.web), Hub(store, namespace.settings.web)
+    ca, cb = a._board("all"), b._board("all")
+
+    def top(ch: Any) -> list[tuple[str, float]]:
+        return [(r.member, r.score) for r in ch.rows]
+
+    want = [(f"m{i}", float(10 - i)) for i in range(10)]
+    for _ in range(3):
+        await a._tick_board(ca)
+        await b._tick_board(cb)
+    assert top(ca) == top(cb) == want and ca.epoch == cb.epoch and ca.seq == cb.seq >= 1
+
+    # Redis loses the feed (not the boards); b notices first and publishes seq 1 of a new epoch
+    old_epoch = ca.epoch
+    await store.client.delete(store.key("feedepoch"), store.key("feed", "board:all"))
+    for _ in range(3):
+        await b._tick_board(cb)
+    for _ in range(3):
+        await a._tick_board(ca)
+    assert ca.epoch == cb.epoch != old_epoch
+    assert top(ca) == top(cb) == want
+
+    # Redis comes back with an older seq in the same epoch: a new epoch, and everyone resyncs
+    await store.client.zincrby(board, 10000, "m9")
+    await store.client.hincrby(changes, "all", 1)
+    for _ in range(2):
+        await a._tick_board(ca)
+        await b._tick_board(cb)
+    rolled_epoch = ca.epoch
+    await store.client.hset(store.key("feed", "board:all"), "seq", 1)
+    for _ in range(4):
+        await a._tick_board(ca)
+        await b._tick_board(cb)
+    assert ca.epoch == cb.epoch != rolled_epoch
+    assert top(ca)[0] == ("m9", 11.0) and top(ca) == top(cb)
