@@ -22,16 +22,19 @@ Keys (all under ``<prefix>:``; nothing else in Kudos builds a key string):
 ``feedepoch``         string  the live feed's epoch; a new one means the feed history is gone
 ``feed:<channel>``    hash    seq, src (change counter at the last publish), snap (published state)
 ``feedlog:<channel>`` stream  entry ``<seq>-1`` → r: the frame record (capped; resume replays it)
+``watched``           zset    member → unix time until which some web process has a subscriber
 ``meta``              hash    scoring version and other facts about this namespace
 ====================  ======  ===========================================================
 
-No key has a TTL: everything is pruned by event time, never by wall-clock, so a replay of old data
-behaves exactly like live traffic.
+No key has a TTL: scoring state is pruned by event time, never by wall-clock, so a replay of old data
+behaves exactly like live traffic. (The live feed is serving state about connected clients: its
+``watched`` entries expire by wall-clock.)
 """
 
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
 from importlib import resources
@@ -134,6 +137,8 @@ class BoardPoll:
     members: int
     as_of: float | None
     first_retained: int | None
+    #: wall-clock time of the last publish (None: never published)
+    published_at: float | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -495,7 +500,7 @@ class Store:
         res: list[Any] = await self._feed_poll(
             args=[self.prefix, "board", max_frames, board, depth, after_seq]
         )
-        epoch, wm, lm, seq, src, changed, snap, frames, flat, size, first = res
+        epoch, wm, lm, seq, src, changed, snap, frames, flat, size, first, at = res
         clock = _clock(wm, lm)
         rows = [
             (m, self._to_points(board, float(v), clock))
@@ -512,23 +517,23 @@ class Store:
             int(size),
             clock[0],
             _first_seq(first),
+            float(at) if at else None,
         )
 
     async def feed_members(
-        self, members: list[tuple[str, int]], want_standing: bool, max_frames: int
+        self, members: list[tuple[str, int, bool]], max_frames: int
     ) -> tuple[str, float | None, dict[str, MemberPoll]]:
-        """(epoch, as_of, member → state) of member channels, with their standing on the base
-        boards when ``want_standing``."""
+        """(epoch, as_of, member → state) of member channels given as (member, after_seq,
+        want_standing), with their standing on the base boards where wanted."""
         boards = self.rules.base_boards
-        args: list[Any] = [self.prefix, "members", max_frames, len(boards), *boards]
-        args += ["1" if want_standing else "0", len(members)]
-        for m, after in members:
-            args += [m, after]
+        args: list[Any] = [self.prefix, "members", max_frames, len(boards), *boards, len(members)]
+        for m, after, want in members:
+            args += [m, after, "1" if want else "0"]
         res: list[Any] = await self._feed_poll(args=args)
         epoch, wm, lm = res[0], res[1], res[2]
         clock = _clock(wm, lm)
         out: dict[str, MemberPoll] = {}
-        for (m, _), (seq, snap, frames, flat, first) in zip(members, res[3:], strict=True):
+        for (m, _, _), (seq, snap, frames, flat, first) in zip(members, res[3:], strict=True):
             standing: dict[str, tuple[int, float, float] | None] = {}
             for b, rank, score in zip(boards, flat[0::2], flat[1::2], strict=False):
                 standing[b] = (
@@ -555,7 +560,7 @@ class Store:
         and each member record to that member's channel; the new seq, or None if another web
         process published first (nothing was written then)."""
         args: list[Any] = [self.prefix, channel, expected_seq, epoch, src, snap, record or b""]
-        args += [maxlen, member_maxlen, len(member_records)]
+        args += [maxlen, member_maxlen, repr(time.time()), len(member_records)]
         for m, rec in member_records:
             args += [m, rec]
         res: list[Any] = await self._feed_publish(args=args)
@@ -565,6 +570,16 @@ class Store:
         """Push (member, record) pairs — perk unlocks, bait alerts, encoded with
         ``web.feed.member_record`` — to members' live channels, each as its next frame."""
         await self.feed_publish("", 0, "", "", b"", None, records, maxlen, maxlen)
+
+    async def feed_watch(self, members: list[str], ttl_s: float) -> None:
+        """Mark members as watched for ``ttl_s`` (rank events reach only watched members'
+        channels) and drop marks that ran out."""
+        now = time.time()
+        pipe = self.client.pipeline(transaction=False)
+        if members:
+            pipe.zadd(self.key("watched"), dict.fromkeys(members, now + ttl_s))
+        pipe.zremrangebyscore(self.key("watched"), "-inf", now)
+        await pipe.execute()
 
     async def feed_new_epoch(self, old: str) -> None:
         """Start a new feed history if the epoch is still ``old`` (the old one is unusable, e.g.

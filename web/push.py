@@ -35,6 +35,13 @@ MAX_FRAMES = 200
 MAX_MEMBER_ID = 200
 #: A client further behind than this gets a snapshot rather than a replay.
 MAX_REPLAY = 500
+#: Rank events come from comparing with the last published top list; one older than this (nobody
+#: was watching the board) would announce hours of moves as if they just happened.
+STALE_EVENTS_S = 10.0
+#: Member channels read per script call, so one call never holds Redis for long.
+MEMBER_CHUNK = 200
+#: Web processes re-mark their members as watched this often, for twice as long.
+WATCH_EVERY_S = 15.0
 AUTH_TIMEOUT_S = 5.0
 
 CLOSE_POLICY = 1008
@@ -131,6 +138,8 @@ class BoardChannel(Channel):
     members: int = 0
     #: the board's change mark when this process last looked (member standings follow it)
     last_src: str = ""
+    #: when this process last polled the board (monotonic seconds)
+    polled_at: float = -1e9
 
 
 @dataclass(eq=False)
@@ -138,6 +147,8 @@ class MemberChannel(Channel):
     member: str = ""
     #: board → {"rank", "score"} or None, as the frames published it
     boards: dict[str, Any] = field(default_factory=dict)
+    #: the base boards' change marks when this process last read the member's standing
+    standing_srcs: dict[str, str] = field(default_factory=dict)
 
 
 class Hub:
@@ -156,6 +167,7 @@ class Hub:
         self._member_lock = asyncio.Lock()
         self._closing: set[asyncio.Task[None]] = set()
         self._next_sweep = 0.0
+        self._next_watch = 0.0
         self._hello = orjson.dumps(
             {
                 "type": "hello",
@@ -192,9 +204,14 @@ class Hub:
         if members:
             # member channels need the base boards published (overtaken, entered_top)
             boards |= set(self.store.rules.base_boards)
-        changed = await asyncio.gather(*(self._tick_board(self._board(b)) for b in boards))
+        await asyncio.gather(*(self._tick_board(self._board(b)) for b in boards))
         if members:
-            await self._tick_members(members, want_standing=any(changed))
+            now = time.monotonic()
+            if now >= self._next_watch:
+                self._next_watch = now + WATCH_EVERY_S
+                await self.store.feed_watch([m.member for m in members], 2 * WATCH_EVERY_S)
+            srcs = {b: self.boards[b].last_src for b in self.store.rules.base_boards}
+            await self._tick_members(members, srcs)
         # forget channels nobody follows (their state is in Redis)
         for name in [
             b
@@ -221,6 +238,10 @@ class Hub:
         """Deliver new frames of one board, then publish its change if it has one. True if the
         board changed since this process last looked (member standings are then re-read)."""
         async with ch.loading:
+            # following: this process saw the board unchanged a moment ago, so the published
+            # snapshot is current whatever its age
+            following = ch.loaded and time.monotonic() - ch.polled_at < 1.0
+            ch.polled_at = time.monotonic()
             poll = await self.store.feed_board(
                 ch.board, ch.seq if ch.loaded else -1, feed.DEPTH, MAX_FRAMES
             )
@@ -251,7 +272,7 @@ class Hub:
                 for seq, record in frames:
                     self._deliver_board(ch, seq, feed.decode_board_record(record))
             if poll.changed and ch.seq == poll.seq:
-                await self._publish_board(ch, poll)
+                await self._publish_board(ch, poll, following)
             return moved
 
     def _reset_board(self, ch: BoardChannel, poll: BoardPoll) -> None:
@@ -262,7 +283,7 @@ class Hub:
             for client in list(ch.subscribers):
                 self._send_snapshot(client, ch, recovered_from_reset=True)
 
-    async def _publish_board(self, ch: BoardChannel, poll: BoardPoll) -> None:
+    async def _publish_board(self, ch: BoardChannel, poll: BoardPoll, following: bool) -> None:
         old = feed.decode_rows(poll.snap)
         new = feed.top_rows(poll.rows)
         changes = feed.diff(old, new)
@@ -270,11 +291,14 @@ class Hub:
         events: list[dict[str, Any]] = []
         member_records: list[tuple[str, bytes]] = []
         if changes:
-            # the very first publish has nothing to compare with: no rank events
-            # rank events for the base boards (member channels follow those); the very first
-            # publish has nothing to compare with
+            # Rank events for the base boards (member channels follow those), and only against
+            # a current snapshot: the very first publish has nothing to compare with, and one
+            # made after nobody watched for a while would announce old moves as news.
             base = ch.board in self.store.rules.base_boards
-            events = feed.rank_events(ch.board, changes, old, new) if base and poll.snap else []
+            fresh = poll.published_at is not None and (
+                following or time.time() - poll.published_at <= STALE_EVENTS_S
+            )
+            events = feed.rank_events(ch.board, changes, old, new) if base and fresh else []
             record = feed.encode_board_record(changes, events, poll.as_of, poll.members)
             member_records = [
                 (m, feed.member_record(None, [e], poll.as_of))
@@ -308,15 +332,31 @@ class Hub:
                 clients, ch.name, feed.board_delta_frame(ch.name, ch.epoch, seq, record, n)
             )
 
-    async def _tick_members(self, channels: list[MemberChannel], want_standing: bool) -> None:
+    async def _tick_members(
+        self, channels: list[MemberChannel], srcs: dict[str, str] | None
+    ) -> None:
+        """Deliver member channels' new frames and publish standings that changed. A standing
+        is re-read when a base board moved since this process last read it (``srcs``: the base
+        boards' change marks now; None: read it regardless)."""
         async with self._member_lock:
-            asks = [(ch.member, ch.seq if ch.loaded else -1) for ch in channels]
-            epoch, as_of, polls = await self.store.feed_members(asks, want_standing, MAX_FRAMES)
-            if not epoch:
-                await self.store.feed_epoch()
-                return
-            for ch in channels:
-                await self._member_poll(ch, epoch, as_of, polls[ch.member])
+            for start in range(0, len(channels), MEMBER_CHUNK):
+                chunk = channels[start : start + MEMBER_CHUNK]
+                asks = [
+                    (
+                        ch.member,
+                        ch.seq if ch.loaded else -1,
+                        srcs is None or not ch.loaded or ch.standing_srcs != srcs,
+                    )
+                    for ch in chunk
+                ]
+                epoch, as_of, polls = await self.store.feed_members(asks, MAX_FRAMES)
+                if not epoch:
+                    await self.store.feed_epoch()
+                    return
+                for ch, (_, _, wanted) in zip(chunk, asks, strict=True):
+                    await self._member_poll(ch, epoch, as_of, polls[ch.member])
+                    if wanted:
+                        ch.standing_srcs = dict(srcs) if srcs is not None else {}
 
     async def _member_poll(
         self, ch: MemberChannel, epoch: str, as_of: float | None, poll: MemberPoll
@@ -608,7 +648,8 @@ class Hub:
                     await self._tick_board(ch)
                 elif isinstance(ch, MemberChannel) and (not ch.loaded or not ch.subscribers):
                     # publish the member's current standing first, so the snapshot is current
-                    await self._tick_members([ch], want_standing=True)
+                    await self.store.feed_watch([ch.member], 2 * WATCH_EVERY_S)
+                    await self._tick_members([ch], None)
             if not ch.loaded:
                 raise ClientError("unavailable", "the feed is starting; retry shortly")
             decision = feed.Resume.SNAPSHOT

@@ -4,7 +4,7 @@
 -- watermark, since every displayed value moves with it), the current top rows to diff against the
 -- published snapshot.
 -- Member channels ('members'): per member, seq, snapshot, frames after the caller's seq and, when
--- asked, the current (rank, stored score) on each listed board.
+-- asked for that member, the current (rank, stored score) on each listed board.
 -- ARGV: prefix, mode, max_frames, ...
 local prefix, mode, maxf = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local epoch = redis.call('GET', prefix .. ':feedepoch') or ''
@@ -26,7 +26,7 @@ if mode == 'board' then
   -- ARGV[4..]: board, depth, after_seq (-1: also return the snapshot)
   local board, depth, after = ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6])
   local channel = 'board:' .. board
-  local st = redis.call('HMGET', prefix .. ':feed:' .. channel, 'seq', 'src', 'snap')
+  local st = redis.call('HMGET', prefix .. ':feed:' .. channel, 'seq', 'src', 'snap', 'at')
   local seq = tonumber(st[1] or '0')
   local src = redis.call('HGET', prefix .. ':changes', board) or '0'
   if string.sub(board, 1, 7) == 'decayed' then src = src .. '@' .. wm end
@@ -38,19 +38,18 @@ if mode == 'board' then
   if changed then rows = redis.call('ZREVRANGE', key, 0, depth - 1, 'WITHSCORES') end
   local size = redis.call('ZCARD', key)
   return {epoch, wm, lm, seq, src, changed and 1 or 0, snap, frames_after(channel, after, seq),
-          rows, size, first_retained(channel)}
+          rows, size, first_retained(channel), st[4] or ''}
 end
 
--- 'members': ARGV[4..]: nboards, boards..., want_standing (1/0), nmembers, (member, after_seq)...
+-- 'members': ARGV[4..]: nboards, boards..., nmembers, (member, after_seq, want_standing 1/0)...
 local i = 4
 local nb = tonumber(ARGV[i]); i = i + 1
 local boards = {}
 for j = 1, nb do boards[j] = ARGV[i]; i = i + 1 end
-local want = ARGV[i] == '1'; i = i + 1
 local nm = tonumber(ARGV[i]); i = i + 1
 local out = {epoch, wm, lm}
 for _ = 1, nm do
-  local member, after = ARGV[i], tonumber(ARGV[i + 1]); i = i + 2
+  local member, after, want = ARGV[i], tonumber(ARGV[i + 1]), ARGV[i + 2] == '1'; i = i + 3
   local channel = 'member:' .. member
   local st = redis.call('HMGET', prefix .. ':feed:' .. channel, 'seq', 'snap')
   local seq = tonumber(st[1] or '0')

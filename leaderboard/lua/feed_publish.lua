@@ -1,9 +1,11 @@
 -- Live feed: publish one channel's next frame with a compare-and-set on its seq, so that several
 -- web processes polling the same board append each change exactly once and agree on the numbers.
--- Also appends rank events to the member channels they concern (each its own next seq).
+-- Also appends rank events to the member channels they concern (each its own next seq), but only
+-- for members someone is watching (the ``watched`` zset, refreshed by web processes): the others'
+-- channels would be written for nobody and never pruned.
 -- ARGV: prefix, channel ('' = member events only), expected_seq, epoch the plan was made in,
 --       src, snapshot, record ('' = no frame: only remember that the board was looked at),
---       maxlen, member_maxlen, n, (member, record) * n
+--       maxlen, member_maxlen, now (unix seconds), n, (member, record) * n
 local prefix, channel, expected, epoch = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
 local src, snap, record, maxlen, mmax = ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9]
 local seq = 0
@@ -24,14 +26,18 @@ if channel ~= '' then  -- '': only member events (perks, alerts), no channel of 
     redis.call('XADD', log, 'MAXLEN', '~', maxlen, seq .. '-1',
                'r', record)
   end
-  redis.call('HSET', fkey, 'seq', seq, 'src', src, 'snap', snap)
+  redis.call('HSET', fkey, 'seq', seq, 'src', src, 'snap', snap, 'at', ARGV[10])
 end
-local n = tonumber(ARGV[10])
-local i = 11
+local now = tonumber(ARGV[10])
+local n = tonumber(ARGV[11])
+local i = 12
 for _ = 1, n do
   local member, rec = ARGV[i], ARGV[i + 1]; i = i + 2
-  local mchan = 'member:' .. member
-  local s = redis.call('HINCRBY', prefix .. ':feed:' .. mchan, 'seq', 1)
-  redis.call('XADD', prefix .. ':feedlog:' .. mchan, 'MAXLEN', '~', mmax, s .. '-1', 'r', rec)
+  local watched = redis.call('ZSCORE', prefix .. ':watched', member)
+  if watched and tonumber(watched) >= now then
+    local mchan = 'member:' .. member
+    local s = redis.call('HINCRBY', prefix .. ':feed:' .. mchan, 'seq', 1)
+    redis.call('XADD', prefix .. ':feedlog:' .. mchan, 'MAXLEN', '~', mmax, s .. '-1', 'r', rec)
+  end
 end
 return {'ok', seq}

@@ -95,8 +95,13 @@ async def test_snapshot_deltas_and_rank_events(namespace: Namespace) -> None:
             for d in deltas
             for e in d.get("events", [])
         )
-        # events from other parts (perk unlocks, bait alerts) reach the member's channel
+        # rank events are kept only for watched members: m0 was overtaken too, but nobody
+        # follows m0, so nothing was written for it
         assert namespace.store is not None
+        store = namespace.store
+        assert await store.client.exists(store.key("feedlog", "member:m3")) == 1
+        assert await store.client.exists(store.key("feedlog", "member:m0")) == 0
+        # events from other parts (perk unlocks, bait alerts) reach the member's channel
         perk = {"event": "perk", "member": "m3", "rule": "top10-all", "title": "Top 10"}
         await namespace.store.feed_member_events([("m3", feed.member_record(None, [perk], 1.0))])
         await m3.until(lambda: any(e["event"] == "perk" for e in m3.events))
