@@ -8,7 +8,7 @@ KUDOS := $(VENV)/bin/kudos
 DATA := ../shared/data
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | md5sum | cut -c1-8)
 
-.PHONY: install browser demo up down test check bench verify clean
+.PHONY: install browser demo up down test check bench bench-push verify clean
 
 install: $(STAMP)
 
@@ -54,6 +54,10 @@ check: install
 
 bench: install
 	$(PY) -m bench.run
+
+# Only the live-push phases of the bench (end-to-end latency, fan-out beside a naive server).
+bench-push: install
+	$(PY) -m bench.run --only push
 
 # Full-data correctness runs (tens of minutes): every board of the whole Higgs and MathOverflow logs
 # against the independent oracle, in several delivery modes, with worker kills.

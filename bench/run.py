@@ -1,4 +1,5 @@
-"""Kudos benchmark: ingest throughput (ours beside Faust baselines) and reads on a 1M-member board.
+"""Kudos benchmark: ingest throughput (ours beside Faust baselines), reads on a 1M-member board, and
+live push (end-to-end latency, fan-out beside a naive server; bench/push.py).
 
 Run from the repository root: ``python -m bench.run`` (``make bench``). It starts its own Tansu broker
 and Valkey on free ports, runs every phase in this one invocation (so the ratios compare numbers taken
@@ -7,7 +8,9 @@ JSON to ``bench/results/latest.json``. See ``bench/README.md``.
 
 Environment:
     BENCH_SCALE          float multiplier of every ingest event count (default 1.0)
-    BENCH_PHASES         comma list of phases to run (default: envelope,single,bare,naive,raw,reads)
+    BENCH_PHASES         comma list of phases to run (default:
+                         envelope,single,bare,naive,raw,reads,e2e,fanout); ``--only push`` runs
+                         just e2e,fanout (``make bench-push``); their knobs: bench/push.py
     BENCH_READ_MEMBERS   members of the read-benchmark board (default 1,000,000)
     BENCH_PROFILE        1 = after the measured phases, profile the envelope worker with py-spy for
                          BENCH_PROFILE_SECONDS (default 15) seconds; 0 = never; default: when py-spy
@@ -58,7 +61,9 @@ HIGGS_LINES = 563_069
 #: Higgs spans 2012-07-01..07 (604,621 s); a repeated pass is shifted by a week so time moves on.
 HIGGS_REPEAT_SHIFT_S = 7 * 86400
 
-ALL_PHASES = ("envelope", "single", "bare", "naive", "raw", "reads")
+ALL_PHASES = ("envelope", "single", "bare", "naive", "raw", "reads", "e2e", "fanout")
+#: ``--only GROUP``: a named set of phases (and no profile)
+GROUPS = {"push": ("e2e", "fanout")}
 ENVELOPE_TARGET = 100_000.0
 SINGLE_VS_BARE_TARGET = 0.7
 TOP100_P99_TARGET_MS = 5.0
@@ -728,6 +733,20 @@ class Bench:
         for name, title, fn in plan:
             if name in self.phases:
                 await self.phase(name, title, fn)
+        from bench import push  # imports this module, so not at the top
+
+        if "e2e" in self.phases:
+            await self.phase(
+                "e2e",
+                "live push end to end: produce -> worker -> Redis -> kudos web -> websocket",
+                lambda: push.e2e(self),
+            )
+        if "fanout" in self.phases:
+            await self.phase(
+                "fanout",
+                "live push fan-out: one kudos web process, then a naive server, to 1k-10k subscribers",
+                lambda: push.fanout(self),
+            )
         if self.profile:
             await self.phase(
                 "profile",
@@ -939,6 +958,9 @@ def build_rows(b: Bench) -> list[dict[str, Any]]:
             )
     elif "reads" in err:
         row("reads", None, "ms", detail="ERROR: " + err["reads"].splitlines()[0][:120])
+    from bench import push
+
+    push.add_rows(r, err, row)
     if "profile" in r:
         p = r["profile"]
         top = ", ".join(f"{f.split(' (')[0]} {pc}%" for f, pc in p["summary"]["self"][:3])
@@ -964,6 +986,8 @@ def format_value(v: float | None, unit: str) -> str:
         return "-"
     if unit == "x":
         return f"{v:.2f}"
+    if unit == "KiB":
+        return f"{v:.1f}"
     if unit == "ms":
         return f"{v:.3f}"
     return f"{v:,.0f}"
@@ -1023,6 +1047,11 @@ def main(argv: list[str] | None = None) -> int:
         default=os.environ.get("BENCH_PHASES", ",".join(ALL_PHASES)),
         help=f"comma list out of {','.join(ALL_PHASES)}",
     )
+    ap.add_argument(
+        "--only",
+        choices=sorted(GROUPS),
+        help="run just this group of phases, without the profile (push = e2e,fanout)",
+    )
     ap.add_argument("--scale", type=float, default=float(os.environ.get("BENCH_SCALE", "1.0")))
     prof_env = os.environ.get("BENCH_PROFILE", "")
     pyspy_here = bool(shutil.which("py-spy") or Path(sys.executable).with_name("py-spy").exists())
@@ -1034,6 +1063,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = ap.parse_args(argv)
     phases = [p.strip() for p in args.phases.split(",") if p.strip()]
+    if args.only:
+        phases, args.profile = list(GROUPS[args.only]), False
     unknown = set(phases) - set(ALL_PHASES)
     if unknown or args.scale <= 0:
         ap.error(f"unknown phase(s) {sorted(unknown)}" if unknown else "--scale must be positive")
@@ -1048,6 +1079,8 @@ def main(argv: list[str] | None = None) -> int:
         read_members=int(os.environ.get("BENCH_READ_MEMBERS", "1000000")),
         higgs=higgs,
     )
+    from bench import push
+
     started = datetime.now(UTC)
     say(
         f"kudos bench: scale {args.scale:g}, phases {','.join(phases)}"
@@ -1083,6 +1116,7 @@ def main(argv: list[str] | None = None) -> int:
             "single_vs_bare_faust": SINGLE_VS_BARE_TARGET,
             "top100_p99_ms": TOP100_P99_TARGET_MS,
             "rank_p99_ms": RANK_P99_TARGET_MS,
+            **push.targets(),
         },
         "rows": rows,
         "table": table,
@@ -1098,4 +1132,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # run as ``bench.run``, not ``__main__``: bench.push imports this module and must share it
+    from bench import run
+
+    sys.exit(run.main())

@@ -61,6 +61,9 @@ class WorkerSettings:
     session_timeout_s: float = 10.0
     #: Faust's own HTTP server (off: the web process serves Kudos's API). 0 = off.
     faust_web_port: int = 0
+    #: Longest a consumer fetch waits for data (Faust's fixed 1500 ms made the embedded broker
+    #: hold every live event up to that long).
+    fetch_max_wait_ms: int = 100
 
 
 @dataclass(frozen=True, kw_only=True)
