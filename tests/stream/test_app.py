@@ -31,4 +31,7 @@ async def test_aiokafka_reads_the_attribute_we_set() -> None:
     import aiokafka
 
     consumer = aiokafka.AIOKafkaConsumer(bootstrap_servers="127.0.0.1:1", fetch_max_wait_ms=1500)
-    assert consumer._fetch_max_wait_ms == 1500
+    try:
+        assert consumer._fetch_max_wait_ms == 1500
+    finally:
+        await consumer.stop()
