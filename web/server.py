@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import signal
 from importlib import resources
 from urllib.parse import urlsplit
@@ -20,6 +21,9 @@ from web.push import Hub
 
 #: The websocket endpoint (docs/protocol.md); every other path is plain HTTP.
 WS_PATH = "/ws"
+log = logging.getLogger("kudos.web")
+#: How long a stopping web process waits for its connections to close.
+SHUTDOWN_GRACE_S = 2.0
 
 _REASONS = {
     200: "OK",
@@ -106,19 +110,27 @@ async def run(settings: Settings, ready: asyncio.Event | None = None) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         asyncio.get_running_loop().add_signal_handler(sig, stop.set_result, None)
     ticker = asyncio.create_task(hub.run())
+    server = await serve(
+        hub.serve,
+        settings.web.host,
+        settings.web.port,
+        process_request=make_process_request(store, hub),
+        compression=None,
+        max_size=settings.web.max_message_bytes,
+        max_queue=4,
+    )
     try:
-        async with serve(
-            hub.serve,
-            settings.web.host,
-            settings.web.port,
-            process_request=make_process_request(store, hub),
-            compression=None,
-            max_size=settings.web.max_message_bytes,
-            max_queue=4,
-        ):
-            if ready is not None:
-                ready.set()
-            await stop
+        if ready is not None:
+            ready.set()
+        await stop
+        # Close every websocket with 1001 and wait for handlers, but not for connections on
+        # which nothing was said yet: browsers open those ahead of need, and waiting out their
+        # handshake timeout made every stop take 10 s.
+        server.close()
+        try:
+            await asyncio.wait_for(server.wait_closed(), SHUTDOWN_GRACE_S)
+        except TimeoutError:
+            log.info("stopped with idle connections still open")
     finally:
         ticker.cancel()
         await asyncio.gather(ticker, return_exceptions=True)
