@@ -467,6 +467,7 @@ class Store:
             score, rank, size = float(row[0]), int(row[1]), int(row[2])
             points = self._to_points(b, score, clock)
             boards[b] = Place(rank, points, size, percentile(rank, size))
+        boards.update(await self._community_places(member, clock))
         if not fields and not boards:
             return None
         posts = [
@@ -483,6 +484,31 @@ class Store:
             boards=boards,
             hourly=hourly_series(window, clock[0], hourly),
         )
+
+    async def _community_places(
+        self, member: str, clock: tuple[float | None, int | None]
+    ) -> dict[str, Place]:
+        """The member's place on every community board it is on (after the base boards: a
+        second read, so it may be one apply newer than they are)."""
+        community = sorted(cast("set[str]", await self.client.smembers(self.key("boards"))))
+        community = [b for b in community if ":" in b]
+        if not community:
+            return {}
+        pipe = self.client.pipeline(transaction=False)
+        for b in community:
+            pipe.zscore(self.key("board", b), member)
+        scores = await pipe.execute()
+        present = [(b, s) for b, s in zip(community, scores, strict=True) if s is not None]
+        pipe = self.client.pipeline(transaction=False)
+        for b, s in present:
+            pipe.zcount(self.key("board", b), f"({s!r}", "+inf")
+            pipe.zcard(self.key("board", b))
+        counts = await pipe.execute()
+        out: dict[str, Place] = {}
+        for j, (b, s) in enumerate(present):
+            rank, size = int(counts[2 * j]) + 1, int(counts[2 * j + 1])
+            out[b] = Place(rank, self._to_points(b, float(s), clock), size, percentile(rank, size))
+        return out
 
     # -- live feed -------------------------------------------------------------------------
 

@@ -84,6 +84,16 @@ async def test_read_api(namespace: Namespace) -> None:
         assert (me["rank"], me["score"], me["members"]) == (6, 28.0, 12)
         assert me["percentile"] == pytest.approx(100 * 7 / 12, abs=1e-3)
         assert [e["member"] for e in me["around"]] == ["m3", "m4", "m5", "m6", "m7"]
+        # the explain view lists community boards beside the base ones
+        status, why = get(port, "/api/members/m5/explain")
+        assert status == 200
+        assert why["boards"]["7d:math"] == {
+            "rank": 6,
+            "score": 28.0,
+            "members": 12,
+            "percentile": me["percentile"],
+        }
+        assert why["boards"]["all"]["rank"] == 6 and "all:math" in why["boards"]
 
         assert get(port, "/api/boards/all/members/nobody")[0] == 404
         status, err = get(port, "/api/boards/monthly")
