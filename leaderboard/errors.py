@@ -7,7 +7,9 @@
     ├── InvalidEvent(ValueError)         an event breaks the schema; ``reason`` is a short code
     ├── UnknownBoard(LookupError)        a board id that is not a valid board name
     ├── StoreConflict                    another writer moved a partition fence or the decay landmark
-    └── StackError(RuntimeError)         the embedded stack cannot start or stop (port taken, binary missing)
+    ├── StackError(RuntimeError)         the embedded stack cannot start or stop (port taken, binary missing)
+    ├── InvalidSignature(ValueError)     a received webhook fails Standard Webhooks verification
+    └── DestinationRefused(ConnectionError)  a webhook destination is not a public address (SSRF guard)
 """
 
 from __future__ import annotations
@@ -40,3 +42,20 @@ class StoreConflict(KudosError):
 
 class StackError(KudosError, RuntimeError):
     """The embedded stack cannot start or stop; the message says what to do next."""
+
+
+class InvalidSignature(KudosError, ValueError):
+    """A received webhook fails verification: a header is missing, its timestamp is outside the
+    tolerance, or no ``v1`` signature matches any secret. A receiver answers it with 400 or 401."""
+
+
+class DestinationRefused(KudosError, ConnectionError):
+    """A webhook destination resolves to (or is) an address that is not public and not allowed.
+
+    A ``ConnectionError`` (so an ``OSError``) because it is raised inside the HTTP client while it
+    resolves and connects; nothing has been sent when it is raised. ``address`` is the refused IP.
+    """
+
+    def __init__(self, address: str, message: str) -> None:
+        super().__init__(message)
+        self.address = address
