@@ -100,6 +100,12 @@ class ScoringSettings:
 
 
 @dataclass(frozen=True, kw_only=True)
+class PerksSettings:
+    #: A TOML file of perk rules ([[rule]]) and webhook endpoints ([[endpoint]]); empty: none.
+    path: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
 class BaitSettings:
     enabled: bool = True
 
@@ -113,6 +119,7 @@ class Settings:
     web: WebSettings = field(default_factory=WebSettings)
     scoring: ScoringSettings = field(default_factory=ScoringSettings)
     bait: BaitSettings = field(default_factory=BaitSettings)
+    perks: PerksSettings = field(default_factory=PerksSettings)
 
     @property
     def broker_host_port(self) -> tuple[str, int]:
@@ -137,7 +144,7 @@ def host_port(url: str, name: str, default_port: int) -> tuple[str, int]:
     return parts.hostname, port
 
 
-_SECTIONS = ("redis", "broker", "worker", "web", "scoring", "bait")
+_SECTIONS = ("redis", "broker", "worker", "web", "scoring", "bait", "perks")
 
 
 def _coerce(raw: Any, typ: Any, name: str) -> Any:
@@ -273,6 +280,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
 __all__ = [
     "BaitSettings",
     "BrokerSettings",
+    "PerksSettings",
     "RedisSettings",
     "ScoringSettings",
     "Settings",

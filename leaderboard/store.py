@@ -23,6 +23,9 @@ Keys (all under ``<prefix>:``; nothing else in Kudos builds a key string):
 ``feed:<channel>``    hash    seq, src (change counter at the last publish), snap (published state)
 ``feedlog:<channel>`` stream  entry ``<seq>-1`` → r: the frame record (capped; resume replays it)
 ``watched``           zset    member → unix time until which some web process has a subscriber
+``perks:<member>``    hash    rule id → the unlock record (JSON); set once, never revoked
+``perks:outbox``      stream  one entry per unlock (id, rule, title, member, board, rank, score,
+                              at, payload), written with the scores that earned it; for delivery
 ``meta``              hash    scoring version and other facts about this namespace
 ====================  ======  ===========================================================
 
@@ -35,12 +38,13 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any, cast
 
 import hiredis
+import orjson
 import redis.asyncio as aioredis
 from redis.connection import HiredisRespSerializer
 from redis.exceptions import NoScriptError
@@ -56,6 +60,7 @@ from leaderboard.explain import (
     kind_lines,
 )
 from leaderboard.owned import OwnedPartition, OwnedState
+from leaderboard.perks import PerkRule
 from leaderboard.plan import DECAY_PRUNE_MP, Plan
 from leaderboard.ranking import Entry, competition_ranks, percentile
 from leaderboard.scoring import DECAYED, ScoringRules, decayed_value, format_mp
@@ -167,10 +172,18 @@ class Standing:
 class Store:
     """Kudos state in Redis. Create with :meth:`connect`; close with :meth:`close`."""
 
-    def __init__(self, client: aioredis.Redis, prefix: str, rules: ScoringRules) -> None:
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        prefix: str,
+        rules: ScoringRules,
+        perk_rules: Sequence[PerkRule] = (),
+    ) -> None:
         self.client = client
         self.prefix = prefix
         self.rules = rules
+        #: checked by every apply (the worker's store has them; readers need not)
+        self.perk_rules = tuple(perk_rules)
         self._apply = client.register_script(_APPLY_LUA)
         self._read_script = client.register_script(_READ_LUA)
         self._feed_poll = client.register_script(_FEED_POLL_LUA)
@@ -179,12 +192,14 @@ class Store:
         self._sha: str | None = None
 
     @classmethod
-    def connect(cls, url: str, prefix: str, rules: ScoringRules) -> Store:
+    def connect(
+        cls, url: str, prefix: str, rules: ScoringRules, perk_rules: Sequence[PerkRule] = ()
+    ) -> Store:
         kwargs: dict[str, Any] = {"decode_responses": True}
         if url.startswith("redis://"):
             kwargs["connection_class"] = _HiredisPackConnection
         pool = aioredis.ConnectionPool.from_url(url, **kwargs)
-        return cls(aioredis.Redis.from_pool(pool), prefix, rules)
+        return cls(aioredis.Redis.from_pool(pool), prefix, rules, perk_rules)
 
     async def close(self) -> None:
         await self.client.aclose()
@@ -281,7 +296,33 @@ class Store:
         add(str(len(stats)))
         for f, v in stats:
             ext((f, str(v)))
+        self._perk_argv(plan, argv)
         return argv
+
+    def _perk_argv(self, plan: Plan, argv: list[str]) -> None:
+        """The perk rules for the apply script, each with the members to check when it has no
+        rank condition: those this plan touches on the rule's board."""
+        argv += [str(len(self.perk_rules)), repr(self.rules.half_life_s)]
+        touched: dict[str, list[str]] = {}
+        for rule in self.perk_rules:
+            cands: list[str] = []
+            if rule.rank_max is None:
+                if rule.board not in touched:
+                    members = {m for b, m in plan.totals if b == rule.board}
+                    members |= {m for b, m in plan.decayed if b == rule.board}
+                    members |= {k[3] for k in plan.buckets if k[2] == rule.board}
+                    touched[rule.board] = sorted(members)
+                cands = touched[rule.board]
+            argv += [
+                rule.id,
+                rule.board,
+                "" if rule.rank_max is None else str(rule.rank_max),
+                _num(rule.score_min_mp),
+                rule.title,
+                orjson.dumps(rule.payload).decode(),
+                str(len(cands)),
+            ]
+            argv += cands
 
     async def send_apply(self, plan: Plan) -> Awaitable[float | None]:
         """Send ``plan``'s apply call and return once it is on the wire, with an awaitable for

@@ -19,6 +19,7 @@ from aiokafka.errors import KafkaError
 from faust.exceptions import ProducerSendError
 from redis.exceptions import RedisError
 
+from leaderboard.perks import load_perks_file
 from leaderboard.plan import DeadLetter
 from leaderboard.scoring import ScoringRules
 from leaderboard.settings import Settings, load_settings
@@ -96,6 +97,7 @@ def faust_app(settings: Settings) -> tuple[faust.App, faust.TopicT]:
 def create_app(settings: Settings) -> faust.App:
     """Build the Kudos Faust app: one agent on the interactions topic that applies batches."""
     rules = ScoringRules.load(settings.scoring.path or None)
+    perk_rules, _ = load_perks_file(settings.perks.path, rules)  # bad rules fail at start
     ws = settings.worker
     app, topic = faust_app(settings)
     dlq = app.topic(settings.broker.dlq_topic, value_type=bytes, key_type=bytes, internal=False)
@@ -119,7 +121,7 @@ def create_app(settings: Settings) -> faust.App:
 
     @app.agent(topic)
     async def score(stream: faust.StreamT[bytes]) -> None:
-        store = Store.connect(settings.redis.url, settings.redis.prefix, rules)
+        store = Store.connect(settings.redis.url, settings.redis.prefix, rules, perk_rules)
         processor = Processor(store, rules, ws, send_dead_letters)
         await store.client.hset(store.key("meta"), mapping={"scoring_version": rules.version})
         async for events in stream.take_events(  # type: ignore[attr-defined]

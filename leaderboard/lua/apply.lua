@@ -181,7 +181,57 @@ for _ = 1, n do
   redis.call('HINCRBY', prefix .. ':stats', f, delta)
 end
 
--- 10. advance fences last (same atomic call), prune what fell behind the dedupe horizon
+-- 10. perks: each rule is checked against the boards as this batch left them, and a member who
+--     qualifies is unlocked once, ever (the HSETNX on perks:<member>), in the same atomic step as
+--     the scores that earned it, so replays, redeliveries and crashes never unlock twice. Rank
+--     rules look at the top rows (with ties at the edge); score-only rules at the members this
+--     batch touched on that board (a score can only rise when its member is touched).
+local nr = tonumber(nxt())
+local half_life = tonumber(nxt())
+if nr > 0 and W then
+  local L = tonumber(redis.call('GET', K_LANDMARK) or '0')
+  for _ = 1, nr do
+    local rid, board, rank_max, score_min, title, payload = nxt(), nxt(), nxt(), nxt(), nxt(), nxt()
+    local nc = tonumber(nxt())
+    local cands = {}
+    for c = 1, nc do cands[c] = nxt() end
+    local key = prefix .. ':board:' .. board
+    -- points = stored * scale (decayed values are stored against the landmark L)
+    local scale = 0.001
+    if string.sub(board, 1, 7) == 'decayed' then scale = 0.001 * 2 ^ ((L - W) / half_life) end
+    local thr = nil
+    if score_min ~= '' then thr = tonumber(score_min) * 0.001 / scale end
+    if rank_max ~= '' then
+      local nth = redis.call('ZREVRANGE', key, tonumber(rank_max) - 1, tonumber(rank_max) - 1,
+                             'WITHSCORES')
+      local lo = '-inf'
+      if #nth > 0 then lo = nth[2] end
+      if thr and (lo == '-inf' or thr > tonumber(lo)) then lo = string.format('%.17g', thr) end
+      cands = redis.call('ZREVRANGEBYSCORE', key, '+inf', lo, 'LIMIT', 0,
+                         10 * tonumber(rank_max))
+    end
+    for _, m in ipairs(cands) do
+      local s = redis.call('ZSCORE', key, m)
+      if s and (thr == nil or tonumber(s) >= thr) then
+        local rank = redis.call('ZCOUNT', key, '(' .. s, '+inf') + 1
+        if rank_max == '' or rank <= tonumber(rank_max) then
+          local uid = 'unl_' .. redis.sha1hex(rid .. '\31' .. m)
+          local points = tonumber(s) * scale
+          local record = cjson.encode({id = uid, rule = rid, title = title, member = m,
+                                       board = board, rank = rank, score = points, at = W})
+          if redis.call('HSETNX', prefix .. ':perks:' .. m, rid, record) == 1 then
+            redis.call('XADD', prefix .. ':perks:outbox', 'MAXLEN', '~', 100000, '*',
+                       'id', uid, 'rule', rid, 'title', title, 'member', m, 'board', board,
+                       'rank', rank, 'score', string.format('%.17g', points), 'at', W,
+                       'payload', payload)
+          end
+        end
+      end
+    end
+  end
+end
+
+-- 11. advance fences last (same atomic call), prune what fell behind the dedupe horizon
 for _, part in ipairs(parts) do
   local p, fence, pwm, seen_cut, dr_cut = part[1], part[2], part[3], part[4], part[5]
   redis.call('HSET', K_FENCE, p, fence)

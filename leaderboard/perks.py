@@ -1,0 +1,148 @@
+"""Perk rules, pure: parsing and validation, the deterministic unlock id, and what a rule asks of
+a member's standing.
+
+Rules live in the TOML file named by ``KUDOS_PERKS_PATH``::
+
+    [[rule]]
+    id = "top10-week"                 # letters, digits, - and _
+    title = "Top 10 this week"
+    board = "7d"                      # any board: all, 1h, 24h, 7d, decayed, <base>:<community>
+    when = "rank <= 10"               # rank <= N | score >= X | entered_top N, joined with "and"
+    payload = { coupon = "TOP10" }    # optional, passed through to the unlock
+
+An unlock happens once per (rule, member), ever: the worker's apply script checks the rules after
+each batch, atomically with the scores, and records the unlock only if the member has none for
+that rule (``leaderboard/lua/apply.lua``, section "perks"). Decay or a window moving on never
+revokes it. ``entered_top N`` is ``rank <= N`` under that once-only rule.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from leaderboard.errors import ConfigError, UnknownBoard
+from leaderboard.scoring import ScoringRules
+
+_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_CLAUSE = re.compile(
+    r"^\s*(?:(rank)\s*<=\s*(\d+)|(score)\s*>=\s*(\d+(?:\.\d+)?)|(entered_top)\s+(\d+))\s*$"
+)
+#: Rank conditions look at this many rows at most (plus ties at the edge) after every batch.
+MAX_RANK = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class PerkRule:
+    id: str
+    title: str
+    board: str
+    #: unlock when the competition rank is at most this (None: no rank condition)
+    rank_max: int | None
+    #: unlock when the score in points is at least this (None: no score condition)
+    score_min: float | None
+    payload: dict[str, Any] = field(default_factory=dict)
+
+    def qualifies(self, rank: int | None, score: float | None) -> bool:
+        """Does a member at ``rank`` with ``score`` points (None: not on the board) qualify?"""
+        if rank is None or score is None:
+            return False
+        if self.rank_max is not None and rank > self.rank_max:
+            return False
+        return self.score_min is None or score >= self.score_min
+
+    @property
+    def score_min_mp(self) -> int | None:
+        """The score threshold in the boards' integer milli-points (rounded up: ≥ stays ≥)."""
+        if self.score_min is None:
+            return None
+        return math.ceil(round(self.score_min * 1000, 6))
+
+
+def unlock_id(rule_id: str, member: str) -> str:
+    """The same (rule, member) always gets the same id: webhook receivers de-duplicate by it, and
+    a replay of the whole log after losing Redis issues the same ids again. No dots (Standard
+    Webhooks signs ``id.timestamp.body``)."""
+    # SHA-1 because the apply script computes the same id with Redis's redis.sha1hex; it names
+    # an unlock, it does not protect anything
+    digest = hashlib.sha1(f"{rule_id}\x1f{member}".encode(), usedforsecurity=False).hexdigest()
+    return f"unl_{digest}"
+
+
+def parse_when(text: str, where: str) -> tuple[int | None, float | None]:
+    """``rank <= 10 and score >= 500`` → (10, 500.0)."""
+    rank_max: int | None = None
+    score_min: float | None = None
+    for clause in re.split(r"\band\b", text):
+        m = _CLAUSE.match(clause)
+        if not m:
+            raise ConfigError(
+                f"{where}: when = {text!r}: each condition is 'rank <= N', 'score >= X' or "
+                "'entered_top N', joined with 'and'"
+            )
+        if m.group(1) or m.group(5):
+            n = int(m.group(2) or m.group(6))
+            if not 1 <= n <= MAX_RANK:
+                raise ConfigError(f"{where}: rank limit {n} must be between 1 and {MAX_RANK}")
+            rank_max = n if rank_max is None else min(rank_max, n)
+        else:
+            x = float(m.group(4))
+            score_min = x if score_min is None else max(score_min, x)
+    return rank_max, score_min
+
+
+def parse_rules(data: dict[str, Any], scoring: ScoringRules, source: str) -> list[PerkRule]:
+    """Validate the ``[[rule]]`` tables of a perks file; errors name the rule and the field."""
+    raw = data.get("rule", [])
+    if not isinstance(raw, list):
+        raise ConfigError(f"{source}: 'rule' must be an array of tables ([[rule]])")
+    rules: list[PerkRule] = []
+    seen: set[str] = set()
+    for i, r in enumerate(raw):
+        where = f"{source}: rule #{i + 1}"
+        if not isinstance(r, dict):
+            raise ConfigError(f"{where}: not a table")
+        unknown = set(r) - {"id", "title", "board", "when", "payload"}
+        if unknown:
+            raise ConfigError(f"{where}: unknown field(s) {', '.join(sorted(unknown))}")
+        rid = r.get("id")
+        if not isinstance(rid, str) or not _ID.match(rid):
+            raise ConfigError(f"{where}: id must be 1–64 letters, digits, '-' or '_'")
+        where = f"{source}: rule {rid!r}"
+        if rid in seen:
+            raise ConfigError(f"{where}: duplicate id")
+        seen.add(rid)
+        title = r.get("title", rid)
+        board, when = r.get("board"), r.get("when")
+        if not isinstance(title, str) or not isinstance(board, str) or not isinstance(when, str):
+            raise ConfigError(f"{where}: title, board and when must be strings")
+        try:
+            scoring.check_board(board)
+        except UnknownBoard as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+        payload = r.get("payload", {})
+        if not isinstance(payload, dict):
+            raise ConfigError(f"{where}: payload must be a table")
+        rank_max, score_min = parse_when(when, where)
+        rules.append(PerkRule(rid, title, board, rank_max, score_min, payload))
+    return rules
+
+
+def load_perks_file(path: str, scoring: ScoringRules) -> tuple[list[PerkRule], dict[str, Any]]:
+    """The rules of a perks file and its raw data (the ``[[endpoint]]`` tables are parsed by
+    ``leaderboard.webhooks``); no path means no rules."""
+    if not path:
+        return [], {}
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"KUDOS_PERKS_PATH={path!r}: no such file")
+    try:
+        data = tomllib.loads(p.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    return parse_rules(data, scoring, path), data

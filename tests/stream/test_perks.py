@@ -1,0 +1,116 @@
+"""Perk unlocks on real servers: once per (rule, member), through worker kills and a full re-send,
+checked against the independent oracle."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import random
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from leaderboard.perks import unlock_id
+from leaderboard.settings import PerksSettings
+from leaderboard.store import Store
+from tests.conftest import DATA, Namespace, configure
+from tests.oracle import compute, read_edges
+
+pytestmark = pytest.mark.integration
+
+HIGGS = DATA / "higgs" / "higgs-activity_time.txt.gz"
+
+RULES = """
+[[rule]]
+id = "top2-all"
+title = "Top 2 of all time"
+board = "all"
+when = "rank <= 2"
+payload = { badge = "gold" }
+
+[[rule]]
+id = "forty-all"
+title = "40 points"
+board = "all"
+when = "score >= 40"
+
+[[rule]]
+id = "first-1h"
+title = "Hottest hour"
+board = "1h"
+when = "entered_top 1"
+
+[[rule]]
+id = "ten-decayed"
+title = "Still warm"
+board = "decayed"
+when = "score >= 10 and rank <= 50"
+"""
+
+
+async def outbox(store: Store) -> list[dict[str, str]]:
+    rows: list[Any] = await store.client.xrange(store.key("perks", "outbox"), "-", "+")
+    return [fields for _, fields in rows]
+
+
+async def unlocked(store: Store, member: str) -> dict[str, dict[str, Any]]:
+    raw = await store.client.hgetall(store.key("perks", member))
+    return {rule: orjson.loads(v) for rule, v in raw.items()}
+
+
+async def test_unlocks_happen_once_through_kills_and_a_full_resend(
+    namespace: Namespace, tmp_path: Path
+) -> None:
+    events = read_edges(HIGGS, "higgs", 12_000)
+    perks = tmp_path / "perks.toml"
+    perks.write_text(RULES)
+    configure(
+        namespace,
+        perks=PerksSettings(path=str(perks)),
+        worker=dataclasses.replace(namespace.settings.worker, batch_messages=5),
+    )
+    store = namespace.store
+    assert store is not None
+    worker = namespace.start_worker()
+    producing = asyncio.create_task(namespace.replay(events, envelope=4, rate=2000))
+    rng = random.Random(11)
+    for _ in range(2):  # killed mid-apply: the unlocks and the scores move together or not at all
+        await asyncio.sleep(rng.uniform(1.5, 2.5))
+        namespace.kill_worker(worker)
+        worker = namespace.start_worker()
+    await namespace.wait(await producing)
+
+    first = await outbox(store)
+    ids = [e["id"] for e in first]
+    assert len(ids) == len(set(ids)), "an unlock was issued twice"
+    # score rule on an all-time board: exactly the members whose final score reaches 40
+    expected = compute(events)
+    forty = {m for m, mp in expected["all"].items() if mp >= 40_000}
+    assert forty and {e["member"] for e in first if e["rule"] == "forty-all"} == forty
+    # rank rule: the final top 2 hold it, and every holder was in the top 2 when it unlocked
+    final_top2 = sorted(expected["all"], key=lambda m: -expected["all"][m])[:2]
+    top2 = [e for e in first if e["rule"] == "top2-all"]
+    assert set(final_top2) <= {e["member"] for e in top2}
+    assert all(int(e["rank"]) <= 2 for e in top2)
+    # the record names itself: deterministic id, title, payload, event time, board
+    sample = top2[0]
+    assert sample["id"] == unlock_id("top2-all", sample["member"])
+    assert "." not in sample["id"]
+    assert orjson.loads(sample["payload"]) == {"badge": "gold"}
+    assert sample["title"] == "Top 2 of all time" and float(sample["at"]) > 1.3e9
+    mine = await unlocked(store, sample["member"])
+    assert mine["top2-all"]["id"] == sample["id"]
+    # a decayed rule with both conditions: points and rank as of the unlock satisfy both
+    for e in (e for e in first if e["rule"] == "ten-decayed"):
+        assert float(e["score"]) >= 10 and int(e["rank"]) <= 50
+    # the 1h window moved on across these 33 h of data; no unlock was revoked
+    hot = [e["member"] for e in first if e["rule"] == "first-1h"]
+    assert len(hot) >= 2
+    for m in hot:
+        assert "first-1h" in await unlocked(store, m)
+
+    # every event again: duplicates change no score and unlock nothing
+    await namespace.wait(await namespace.replay(events, envelope=50))
+    assert await outbox(store) == first
