@@ -19,6 +19,10 @@ Environment:
     BENCH_PUSH_STAGES         fan-out subscriber counts (default 1000,5000,10000)
     BENCH_PUSH_WINDOW_S       seconds measured at each fan-out stage (default 5)
     BENCH_PUSH_CLIENT_PROCS   processes holding the fan-out subscribers (default 1)
+    BENCH_PUSH_STALL          the stalled leg: subscribers,stalled (default 5000,50; 0 skips it)
+    BENCH_PUSH_STALL_FILL_S   seconds of changes before the stalled leg's window (default 30)
+    BENCH_PUSH_STALL_SLOW_BYTES  KUDOS_WEB_SLOW_CLIENT_BYTES of the stalled leg's kudos web
+                              (default 65536; 0 keeps the server's own setting)
     KUDOS_WEB_*               passed on to ``kudos web`` (e.g. KUDOS_WEB_TICK_S)
 """
 
@@ -80,6 +84,14 @@ KEPT_UP_DRAIN_S = 2.0
 FANOUT_MEMBERS = 200
 #: Changes the fan-out driver writes per second (several per tick, so every tick has one).
 FANOUT_CHANGES_PER_S = 100.0
+#: A stalled subscriber's socket: the smallest receive buffer (the kernel doubles it to 8 KiB) and
+#: Ethernet's MSS, both set before connect. On loopback the MSS would be ~64 KiB and the server's
+#: kernel would then queue ~3 MB for a client that stopped reading (7 minutes of frames); with
+#: 1460 it queues ~150 KB (measured with `websockets`), as to a real client over the internet.
+STALL_RCVBUF = 4096
+STALL_MSS = 1460
+#: Seconds the stalled sockets are read after the stalled leg's window, to find close frames.
+STALL_DRAIN_S = 3.0
 
 
 def _env_float(name: str, default: float) -> float:
@@ -122,16 +134,19 @@ def _client_frame(opcode: int, payload: bytes) -> bytes:
 
 class _Conn:
     """One subscriber: counts data frames by walking frame headers; answers pings (the server
-    closes connections that do not pong within its ping timeout)."""
+    closes connections that do not pong within its ping timeout); notes a close frame's code."""
 
-    __slots__ = ("frames", "mark", "pend", "skip", "sock")
+    __slots__ = ("close_code", "frames", "gap", "last", "mark", "pend", "skip", "sock")
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         self.skip = 0  # payload bytes of the current frame still to come
-        self.pend = b""  # an incomplete frame header (or ping frame) carried to the next read
+        self.pend = b""  # an incomplete frame header (or ping/close frame) carried to the next read
         self.frames = 0
         self.mark = 0
+        self.last = time.monotonic()  # when the last data frame arrived (or gaps were reset)
+        self.gap = 0.0  # longest wait between data frames since gaps were reset
+        self.close_code: int | None = None  # from the server's close frame (0: none given)
 
     def feed(self, data: bytes) -> None:
         n = len(data)
@@ -165,12 +180,15 @@ class _Conn:
             op = data[i] & 0x0F
             if op == 1 or op == 2:
                 frames += 1
-            elif op == 9:  # ping: answer with a pong carrying the same payload
+            elif op == 9 or op == 8:  # ping: answer with a pong; close: note the code
                 if left < h + ln:
                     self.pend, i = data[i:], n
                     break
-                with contextlib.suppress(OSError):
-                    self.sock.send(_client_frame(0xA, data[i + h : i + h + ln]))
+                if op == 9:
+                    with contextlib.suppress(OSError):
+                        self.sock.send(_client_frame(0xA, data[i + h : i + h + ln]))
+                elif self.close_code is None:
+                    self.close_code = int.from_bytes(data[i + h : i + h + 2], "big") if ln else 0
             i += h + ln
         self.frames += frames
         self.skip = i - n
@@ -194,24 +212,32 @@ class _Fleet:
         self.batch_s = batch_s
         self.ep = select.epoll()
         self.conns: dict[int, _Conn] = {}
+        #: subscribers that stopped reading after their snapshot: never read, never counted
+        self.stalled: dict[int, _Conn] = {}
         self.bytes = 0
         self.closed = 0
 
-    def connect(self, port: int, n: int, batch: int = 100) -> None:
+    def connect(self, port: int, n: int, stalled: int = 0, batch: int = 100) -> None:
         """Open ``n`` more subscribers: websocket handshake, then subscribe to board:all, limit 10.
-        Blocking, in batches (the server's accept backlog is 100); nothing else is read meanwhile."""
+        Blocking, in batches (the server's accept backlog is 100); nothing else is read meanwhile.
+        ``stalled`` of them, spread evenly, get a tiny receive buffer and are read only until
+        their snapshot, then never again."""
         linger = struct.pack("ii", 1, 0)
+        stall_at = {int((k + 0.5) * n / stalled) for k in range(stalled)} if stalled else set()
         done = 0
         while done < n:
-            socks: list[socket.socket] = []
-            for _ in range(min(batch, n - done)):
+            socks: list[tuple[socket.socket, bool]] = []
+            for j in range(done, done + min(batch, n - done)):
                 s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
                 s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger)  # close = RST
+                if j in stall_at:
+                    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, STALL_RCVBUF)
+                    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG, STALL_MSS)
                 s.settimeout(60)
                 s.connect(("127.0.0.1", port))
                 s.sendall(_handshake(port))
-                socks.append(s)
-            for s in socks:
+                socks.append((s, j in stall_at))
+            for s, stall in socks:
                 buf = b""
                 while b"\r\n\r\n" not in buf:
                     chunk = s.recv(65536)
@@ -222,22 +248,35 @@ class _Fleet:
                 if not head.startswith(b"HTTP/1.1 101"):
                     raise RuntimeError(f"handshake refused: {head[:200]!r}")
                 s.sendall(_client_frame(0x1, SUBSCRIBE))
-                s.setblocking(False)
                 c = _Conn(s)
                 c.feed(rest)
+                if stall:  # hello, subscribed, snapshot; then it stops reading
+                    s.settimeout(10)
+                    while c.frames < 3:
+                        chunk = s.recv(4096)
+                        if not chunk:
+                            raise RuntimeError(
+                                "a stalled subscriber was closed before its snapshot"
+                            )
+                        c.feed(chunk)
+                    s.setblocking(False)
+                    self.stalled[s.fileno()] = c
+                    continue
+                s.setblocking(False)
                 self.bytes += len(rest)
                 self.conns[s.fileno()] = c
                 self.ep.register(s.fileno(), select.EPOLLIN)
             done += len(socks)
 
-    def stats(self, mark: bool) -> dict[str, Any]:
+    def stats(self, mark: bool, gaps: bool = False, gap_start: bool = False) -> dict[str, Any]:
+        """Counts over the subscribers that read (the stalled ones are left out). ``gaps``: each
+        one's longest wait for a data frame since ``gap_start`` (a wait still going counts)."""
+        now = time.monotonic()
         frames = [c.frames for c in self.conns.values()]
         since = [c.frames - c.mark for c in self.conns.values()]
-        if mark:
-            for c in self.conns.values():
-                c.mark = c.frames
-        return {
+        out: dict[str, Any] = {
             "conns": len(self.conns),
+            "stalled": len(self.stalled),
             # hello, subscribed, snapshot: three text frames before the first delta
             "ready": sum(1 for f in frames if f >= 3),
             "frames": sum(frames),
@@ -247,21 +286,78 @@ class _Fleet:
             "max_since_mark": max(since, default=0),
             "cpu_s": cpu_seconds(os.getpid()),
         }
+        if gaps:
+            out["gaps"] = [round(max(c.gap, now - c.last), 3) for c in self.conns.values()]
+        if mark:
+            for c in self.conns.values():
+                c.mark = c.frames
+        if gap_start:
+            for c in self.conns.values():
+                c.last, c.gap = now, 0.0
+        return out
+
+    def drain(self, seconds: float, quiet_s: float = 0.5) -> dict[str, Any]:
+        """Read the stalled subscribers for up to ``seconds`` (until each is closed, or nothing
+        came for ``quiet_s``): what the server queued for them, and whether it closed them."""
+        ep = select.epoll()
+        open_: dict[int, _Conn] = dict(self.stalled)
+        for fd in open_:
+            ep.register(fd, select.EPOLLIN)
+        eof, nbytes = 0, 0
+        frames0 = sum(c.frames for c in self.stalled.values())
+        deadline = time.monotonic() + seconds
+        last_data = time.monotonic()
+        while open_ and time.monotonic() < deadline and time.monotonic() - last_data < quiet_s:
+            for fd, _ in ep.poll(0.05):
+                c = open_[fd]
+                try:
+                    data = c.sock.recv(1 << 18)
+                except BlockingIOError:
+                    continue
+                except OSError:
+                    data = b""
+                if not data:
+                    eof += 1
+                    ep.unregister(fd)
+                    del open_[fd]
+                    continue
+                last_data = time.monotonic()
+                nbytes += len(data)
+                c.feed(data)
+        ep.close()
+        codes: dict[str, int] = {}
+        for c in self.stalled.values():
+            if c.close_code is not None:
+                codes[str(c.close_code)] = codes.get(str(c.close_code), 0) + 1
+        return {
+            "stalled": len(self.stalled),
+            "close_codes": codes,
+            "eof": eof,
+            "open": sum(
+                1 for fd, c in self.stalled.items() if fd in open_ and c.close_code is None
+            ),
+            "bytes": nbytes,
+            "frames": sum(c.frames for c in self.stalled.values()) - frames0,
+        }
 
     def close(self) -> None:
-        for c in self.conns.values():
+        for c in [*self.conns.values(), *self.stalled.values()]:
             c.sock.close()
         self.conns.clear()
+        self.stalled.clear()
 
     def command(self, msg: dict[str, Any]) -> dict[str, Any]:
         cmd = msg["cmd"]
         try:
             if cmd == "connect":
                 t = time.perf_counter()
-                self.connect(int(msg["port"]), int(msg["n"]))
+                self.connect(int(msg["port"]), int(msg["n"]), int(msg.get("stalled", 0)))
                 return {"ok": True, "seconds": time.perf_counter() - t, "conns": len(self.conns)}
             if cmd == "stats":
-                return {"ok": True, **self.stats(bool(msg.get("mark")))}
+                flags = (bool(msg.get(k)) for k in ("mark", "gaps", "gap_start"))
+                return {"ok": True, **self.stats(*flags)}
+            if cmd == "drain":
+                return {"ok": True, **self.drain(float(msg["seconds"]))}
             if cmd == "close":
                 self.close()
                 return {"ok": True}
@@ -277,7 +373,9 @@ class _Fleet:
         inbuf = b""
         recv_size = 1 << 18
         while True:
-            for fd, _ in self.ep.poll(1.0, len(self.conns) + 16):
+            events = self.ep.poll(1.0, len(self.conns) + 16)
+            now = time.monotonic()
+            for fd, _ in events:
                 if fd == 0:
                     chunk = os.read(0, 65536)
                     if not chunk:  # the bench went away
@@ -308,7 +406,12 @@ class _Fleet:
                     self.closed += 1
                     continue
                 self.bytes += len(data)
+                before = c.frames
                 c.feed(data)
+                if c.frames != before:
+                    if now - c.last > c.gap:
+                        c.gap = now - c.last
+                    c.last = now
             if self.batch_s > 0:
                 time.sleep(self.batch_s)
 
@@ -370,31 +473,58 @@ class ClientProcs:
             raise PhaseError(f"client process {p.pid}: {reply.get('error')}")
         return reply
 
-    async def connect(self, port: int, total: int) -> None:
-        """Bring the number of subscribers up to ``total``, spread evenly over the processes."""
+    async def connect(self, port: int, total: int, stalled: int = 0) -> None:
+        """Bring the number of subscribers up to ``total``, spread evenly over the processes;
+        ``stalled`` of the new ones (also spread) stop reading after their snapshot."""
         k = len(self.procs)
         asks = []
         for i in range(k):
             want = total // k + (1 if i < total % k else 0)
             if want > self.wanted[i]:
-                asks.append(
-                    self._ask(i, {"cmd": "connect", "port": port, "n": want - self.wanted[i]})
-                )
+                msg = {"cmd": "connect", "port": port, "n": want - self.wanted[i]}
+                msg["stalled"] = stalled // k + (1 if i < stalled % k else 0)
+                asks.append(self._ask(i, msg))
                 self.wanted[i] = want
         await asyncio.gather(*asks)
 
-    async def stats(self, mark: bool = False) -> dict[str, Any]:
-        parts = await asyncio.gather(
-            *(self._ask(i, {"cmd": "stats", "mark": mark}) for i in range(len(self.procs)))
-        )
-        return {
+    async def stats(
+        self, mark: bool = False, gaps: bool = False, gap_start: bool = False
+    ) -> dict[str, Any]:
+        msg = {"cmd": "stats", "mark": mark, "gaps": gaps, "gap_start": gap_start}
+        parts = await asyncio.gather(*(self._ask(i, msg) for i in range(len(self.procs))))
+        out = {
             "conns": sum(p["conns"] for p in parts),
+            "stalled": sum(p["stalled"] for p in parts),
             "ready": sum(p["ready"] for p in parts),
             "frames": sum(p["frames"] for p in parts),
             "bytes": sum(p["bytes"] for p in parts),
             "closed": sum(p["closed"] for p in parts),
             "min_since_mark": min(p["min_since_mark"] for p in parts),
             "max_since_mark": max(p["max_since_mark"] for p in parts),
+        }
+        if gaps:
+            out["gaps"] = sorted(g for p in parts for g in p["gaps"])
+        return out
+
+    async def drain(self, seconds: float) -> dict[str, Any]:
+        """Read the stalled subscribers (see ``_Fleet.drain``), summed over the processes."""
+        parts = await asyncio.gather(
+            *(
+                self._ask(i, {"cmd": "drain", "seconds": seconds}, timeout=seconds + 60)
+                for i in range(len(self.procs))
+            )
+        )
+        codes: dict[str, int] = {}
+        for p in parts:
+            for code, count in p["close_codes"].items():
+                codes[code] = codes.get(code, 0) + count
+        return {
+            "stalled": sum(p["stalled"] for p in parts),
+            "close_codes": codes,
+            "eof": sum(p["eof"] for p in parts),
+            "open": sum(p["open"] for p in parts),
+            "bytes": sum(p["bytes"] for p in parts),
+            "frames": sum(p["frames"] for p in parts),
         }
 
     async def wait_ready(self, total: int, timeout: float = 60.0) -> None:
@@ -1011,6 +1141,141 @@ async def _fanout_server(
     return out
 
 
+async def _stalled_leg(
+    bench: Bench,
+    label: str,
+    proc: Any,
+    port: int,
+    store: Store,
+    n: int,
+    n_stalled: int,
+    fill_s: float,
+    window_s: float,
+    client_procs: int,
+    log: Path,
+    log_from: int,
+) -> dict[str, Any]:
+    """``n`` subscribers on a fresh server, ``n_stalled`` of which stop reading after their
+    snapshot. Changes for ``fill_s`` seconds (the stalled sockets fill up), then ``window_s``
+    measured over the ones that read; frames/s sampled every second throughout. Afterwards the
+    stalled sockets are read, to see what the server did with them."""
+    fleet = await ClientProcs.start(client_procs, batch_s=0.05)
+    healthy = n - n_stalled
+    try:
+        await asyncio.sleep(1.0)
+        t = time.perf_counter()
+        await fleet.connect(port, n, n_stalled)
+        await fleet.wait_ready(healthy)
+        connect_s = time.perf_counter() - t
+        s = await fleet.stats()
+        if s["stalled"] != n_stalled:
+            raise PhaseError(f"{label}: {s['stalled']} stalled subscribers, wanted {n_stalled}")
+        say(
+            f"  {label}: {n:,} subscribers ({n_stalled} of them stop reading after their snapshot)"
+            f" connected and subscribed in {connect_s:.1f} s"
+        )
+        await asyncio.sleep(1.0)
+        stop = asyncio.Event()
+        changes = [0]
+        meter = CpuMeter({"server": proc.pid, **fleet.pids, **bench.server_pids()})
+        prev = (await fleet.stats(gap_start=True))["frames"]
+        driver = asyncio.create_task(_drive(store, stop, changes))
+        t_start = prev_t = time.perf_counter()
+        first_change_at = time.time()
+        end = fill_s + window_s
+        marks = sorted({round(float(k), 3) for k in range(1, int(end))} | {fill_s, end})
+        timeline: list[tuple[float, float]] = []
+        s0: dict[str, Any] = {}
+        s1: dict[str, Any] = {}
+        t0 = dt = 0.0
+        c0 = n_changes = 0
+        cpu: dict[str, float] = {}
+        for b in (m for m in marks if m <= end):
+            await asyncio.sleep(max(0.0, t_start + b - time.perf_counter()))
+            st = await fleet.stats(mark=b == fill_s, gaps=b == end)
+            now = time.perf_counter()
+            timeline.append((round(now - t_start, 2), (st["frames"] - prev) / (now - prev_t)))
+            prev, prev_t = st["frames"], now
+            if b == fill_s:
+                s0, t0, c0 = st, now, changes[0]
+                meter.begin()
+            if b == end:
+                s1, dt, n_changes = st, now - t0, changes[0] - c0
+                cpu = meter.end()
+        stop.set()
+        await driver
+        drained = await fleet.drain(STALL_DRAIN_S)
+    finally:
+        await fleet.close()
+    frames = s1["frames"] - s0["frames"]
+    nbytes = s1["bytes"] - s0["bytes"]
+    fps = frames / dt
+    gaps: list[float] = s1["gaps"]
+    rates = [r for _, r in timeline[1:]]  # the first second: the first tick and the driver start
+    normal = sorted(rates[:5])[len(rates[:5]) // 2] if rates else 0.0
+    stopped_at = next((at for at, r in timeline[1:] if r < 0.5 * normal), None)
+    marked_slow = None
+    if label == "kudos":
+        with open(log, "rb") as f:
+            f.seek(log_from)
+            marked_slow = f.read().count(b"slow client")
+    clients_cpu = round(sum(v for k, v in cpu.items() if k.startswith("clients")), 1)
+    st = {
+        "subscribers": n,
+        "healthy": healthy,
+        "stalled": n_stalled,
+        "stall_rcvbuf": STALL_RCVBUF,
+        "stall_mss": STALL_MSS,
+        "fill_s": fill_s,
+        "first_change_at": first_change_at,  # wall clock, to match the server's log
+        "connect_s": connect_s,
+        "frames_per_s": fps,
+        "frames_per_client_s": fps / healthy,
+        "bytes_per_frame": nbytes / max(frames, 1),
+        "mib_per_s": nbytes / dt / (1 << 20),
+        "changes_per_s": n_changes / dt,
+        "min_frames_per_client": s1["min_since_mark"],
+        "max_frames_per_client": s1["max_since_mark"],
+        "max_gap_s": gaps[-1] if gaps else None,
+        "p50_gap_s": quantile(gaps, 0.5) if gaps else None,
+        "p99_gap_s": quantile(gaps, 0.99) if gaps else None,
+        "clients_gap_over_1s": sum(1 for g in gaps if g > 1.0),
+        "closed": s1["closed"],
+        "seconds": dt,
+        "cpu": cpu,
+        "server_cpu": cpu["server"],
+        "clients_cpu": clients_cpu,
+        "frames_per_cpu_s": fps / max(cpu["server"] / 100.0, 1e-9),
+        # healthy frames/s per ~1 s from the first change: (seconds since, frames/s)
+        "timeline": [(at, round(r)) for at, r in timeline],
+        "normal_frames_per_s": normal,
+        "stopped_at_s": stopped_at,
+        "min_1s_frames_per_s": min(rates, default=0.0),
+        "marked_slow": marked_slow,
+        "stalled_after": drained,
+        "closed_1013": drained["close_codes"].get("1013", 0),
+    }
+    say(
+        f"  {label} {n:,} subscribers, {n_stalled} stalled, after {fill_s:g} s of changes:"
+        f" {fps:,.0f} frames/s to the {healthy:,} that read ({fps / healthy:.1f} per client/s,"
+        f" per client {st['min_frames_per_client']}..{st['max_frames_per_client']} frames in"
+        f" {dt:.1f} s; longest wait for a frame since the first change {st['max_gap_s']:.2f} s,"
+        f" p50 {st['p50_gap_s']:.2f} s); 1-s rates from the first change:"
+        f" {', '.join(f'{r:,.0f}' for _, r in timeline)}; cpu server {cpu['server']:.0f}%,"
+        f" clients {clients_cpu:.0f}%"
+    )
+    say(
+        f"  {label} stalled subscribers: "
+        + (f"{marked_slow} marked slow in the server log; " if marked_slow is not None else "")
+        + f"read afterwards: close codes {drained['close_codes'] or 'none'}, {drained['eof']}"
+        f" closed, {drained['open']} still open, {drained['bytes']:,} bytes /"
+        f" {drained['frames']:,} frames were waiting for them"
+    )
+    if s1["closed"]:
+        say(f"  {label}: the server closed {s1['closed']} subscribers that were reading")
+    return st
+
+
 async def fanout(bench: Bench) -> dict[str, Any]:
     """Frames/s of one ``kudos web`` process to 1k/5k/10k board:all subscribers, memory per idle
     connection; then the same with the naive server."""
@@ -1019,9 +1284,16 @@ async def fanout(bench: Bench) -> dict[str, Any]:
     ]
     window_s = _env_float("BENCH_PUSH_WINDOW_S", 5.0)
     client_procs = _env_int("BENCH_PUSH_CLIENT_PROCS", 1)
+    stall = [int(x) for x in os.environ.get("BENCH_PUSH_STALL", "5000,50").split(",") if x]
+    stall_n, stall_k = [*stall, 0, 0][:2] if stall and stall[0] > 0 else [0, 0]
+    if stall_n and not 0 < stall_k < stall_n:
+        raise PhaseError(f"BENCH_PUSH_STALL: {stall_k} stalled of {stall_n} subscribers")
+    fill_s = _env_float("BENCH_PUSH_STALL_FILL_S", 30.0)
+    slow_bytes = _env_int("BENCH_PUSH_STALL_SLOW_BYTES", 65536)
     nofile = raise_nofile()
-    if nofile < max(stages) + 100:
-        raise PhaseError(f"open-file limit {nofile} is too low for {max(stages):,} sockets")
+    most = max([*stages, stall_n])
+    if nofile < most + 100:
+        raise PhaseError(f"open-file limit {nofile} is too low for {most:,} sockets")
     settings, env = bench.settings("fanout")
     await bench.fresh_db(settings)
     store = Store.connect(
@@ -1033,23 +1305,56 @@ async def fanout(bench: Bench) -> dict[str, Any]:
         "client_procs": client_procs,
         "tick_s": settings.web.tick_s,
     }
+    if stall_n:
+        out["stall"] = {
+            "subscribers": stall_n,
+            "stalled": stall_k,
+            "fill_s": fill_s,
+            "rcvbuf": STALL_RCVBUF,
+            "mss": STALL_MSS,
+            "kudos_slow_client_bytes": slow_bytes or settings.web.slow_client_bytes,
+            "kudos_slow_client_timeout_s": settings.web.slow_client_timeout_s,
+        }
+    legs = [(label, False) for label in ("kudos", "naive")]
+    legs += [(label, True) for label in ("kudos", "naive") if stall_n]
     try:
         await _seed(store)
-        for label in ("kudos", "naive"):
+        for label, stalled in legs:
             port = servers.free_port()
-            name = f"fanout-{label}"
+            name = f"fanout-{label}" + ("-stalled" if stalled else "")
+            leg_env = {**env, "KUDOS_WEB_PORT": str(port)}
             if label == "kudos":
                 argv = [sys.executable, "-m", "kudos", "web"]
+                if stalled and slow_bytes:
+                    leg_env["KUDOS_WEB_SLOW_CLIENT_BYTES"] = str(slow_bytes)
             else:
                 argv = [sys.executable, "-m", "bench.push", "naive-server", "--port", str(port)]
                 argv += ["--redis-url", settings.redis.url, "--prefix", settings.redis.prefix]
                 argv += ["--tick-s", str(settings.web.tick_s)]
-            proc = bench.spawn(name, argv, {**env, "KUDOS_WEB_PORT": str(port)})
+            log = WORK / name / f"{name}.log"
+            log_from = log.stat().st_size if log.exists() else 0
+            proc = bench.spawn(name, argv, leg_env)
             try:
-                servers.wait_port(name, "127.0.0.1", port, proc, WORK / name / f"{name}.log")
-                out[label] = await _fanout_server(
-                    bench, label, proc, port, store, stages, window_s, client_procs
-                )
+                servers.wait_port(name, "127.0.0.1", port, proc, log)
+                if not stalled:
+                    out[label] = await _fanout_server(
+                        bench, label, proc, port, store, stages, window_s, client_procs
+                    )
+                else:
+                    out.setdefault(label, {"stages": {}})["stalled"] = await _stalled_leg(
+                        bench,
+                        label,
+                        proc,
+                        port,
+                        store,
+                        stall_n,
+                        stall_k,
+                        fill_s,
+                        window_s,
+                        client_procs,
+                        log,
+                        log_from,
+                    )
             finally:
                 servers.stop(proc, timeout=10)
     finally:
@@ -1125,6 +1430,7 @@ def add_rows(results: dict[str, Any], errors: dict[str, str], row: Row) -> None:
                     detail=f"frames/s; per server cpu-s: "
                     f"{k['frames_per_cpu_s'] / max(v['frames_per_cpu_s'], 1e-9):.2f}x",
                 )
+        _stalled_rows(x, row)
         for label in ("kudos", "naive"):
             if label not in x or not x[label]["stages"]:
                 continue
@@ -1141,6 +1447,58 @@ def add_rows(results: dict[str, Any], errors: dict[str, str], row: Row) -> None:
             )
     elif "fanout" in errors:
         row("push.fanout", None, "frames/s", detail="ERROR: " + errors["fanout"][:120])
+
+
+def _stalled_rows(x: dict[str, Any], row: Row) -> None:
+    """The stalled leg's rows: frames/s to the subscribers that read, per server, and the ratio."""
+    legs = {lb: x[lb]["stalled"] for lb in ("kudos", "naive") if "stalled" in x.get(lb, {})}
+    for label, st in legs.items():
+        pct = 100.0 * st["stalled"] / st["subscribers"]
+        name = f"{int(st['subscribers']) // 1000}k subs {pct:g}% stalled"
+        stalled = f"{st['stalled']} stalled: "
+        if st["marked_slow"] is not None:
+            stalled += f"{st['marked_slow']} marked slow, "
+        stalled += f"{st['closed_1013']} closed with 1013"
+        if st["stopped_at_s"] is not None:
+            stalled += (
+                f"; delivery fell below half {st['stopped_at_s']:.0f} s after the first change"
+            )
+        if st["closed"]:
+            stalled += f"; {st['closed']} reading subscribers closed by the server"
+        row(
+            f"push.fanout {label} {name}",
+            st["frames_per_s"],
+            "frames/s",
+            detail=f"{st['healthy']:,} reading, after {st['fill_s']:g} s of changes:"
+            f" {st['frames_per_client_s']:.1f}/client/s, {st['min_frames_per_client']}.."
+            f"{st['max_frames_per_client']} frames each in {st['seconds']:.1f} s; since the first"
+            f" change: longest gap {st['max_gap_s']:.2f} s (p50 {st['p50_gap_s']:.2f}), lowest 1-s"
+            f" rate {st['min_1s_frames_per_s']:,.0f}/s; {stalled}; cpu server"
+            f" {st['server_cpu']:.0f}%",
+        )
+    if len(legs) == 2:
+        k, v = legs["kudos"], legs["naive"]
+        pct = 100.0 * k["stalled"] / k["subscribers"]
+        n = str(k["subscribers"])
+        plain = []
+        for label, st in legs.items():
+            base = x[label]["stages"].get(n)
+            if base:
+                plain.append(f"{label} {st['frames_per_s'] / max(base['frames_per_s'], 1e-9):.2f}x")
+        # a naive server stuck on a stalled client delivers nothing: no finite ratio then
+        stuck = v["frames_per_s"] * v["seconds"] < 1
+        row(
+            f"ratio fanout kudos / naive @{int(n) // 1000}k, {pct:g}% stalled",
+            None if stuck else k["frames_per_s"] / v["frames_per_s"],
+            "x",
+            detail="frames/s to the subscribers that read"
+            + (" (unbounded: naive delivered none in the window)" if stuck else "")
+            + (
+                f"; vs the {int(n) // 1000}k row without stalls: {', '.join(plain)}"
+                if plain
+                else ""
+            ),
+        )
 
 
 def targets() -> dict[str, float]:

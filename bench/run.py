@@ -744,7 +744,8 @@ class Bench:
         if "fanout" in self.phases:
             await self.phase(
                 "fanout",
-                "live push fan-out: one kudos web process, then a naive server, to 1k-10k subscribers",
+                "live push fan-out: one kudos web process, then a naive server, to 1k-10k subscribers;"
+                " then 5k of which 1% stall",
                 lambda: push.fanout(self),
             )
         if self.profile:
