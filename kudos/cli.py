@@ -8,6 +8,7 @@ import csv
 import logging
 import math
 import sys
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, TextIO, TypeVar
@@ -76,6 +77,106 @@ def cmd_web(settings: Settings, args: argparse.Namespace) -> int:
     logging.getLogger("websockets").setLevel(logging.WARNING)
     asyncio.run(run(settings))
     return 0
+
+
+def cmd_deliver(settings: Settings, args: argparse.Namespace) -> int:
+    from web.deliver import run
+
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    logging.getLogger("aiokafka").setLevel(logging.WARNING)
+    asyncio.run(run(settings))
+    return 0
+
+
+def cmd_webhooks_log(settings: Settings, args: argparse.Namespace) -> int:
+    async def go(store: Store) -> int:
+        entries = await store.webhook_log(args.limit)
+        if args.json:
+            for e in entries:
+                sys.stdout.buffer.write(orjson.dumps(e) + b"\n")
+            return 0
+        if not entries:
+            print("no webhook attempts yet")
+        for e in entries:
+            at = _utc(float(e["at"]), "%Y-%m-%d %H:%M:%S")
+            status = e.get("status") or "-"
+            ms = f"{float(e['ms']):.0f} ms" if e.get("ms") else "-"
+            then = e["action"]
+            if e.get("next"):
+                then += f" in {max(0.0, float(e['next']) - float(e['at'])):.1f} s"
+            error = f"  {e['error']}" if e.get("error") else ""
+            print(
+                f"{at}  {e['endpoint']:<12} {e['unlock']}  #{e['attempt']:<2} {status:>4} "
+                f"{ms:>8}  {e['outcome']:<9} → {then}{error}"
+            )
+        return 0
+
+    return asyncio.run(_with_store(settings, go))
+
+
+def cmd_webhooks_replay(settings: Settings, args: argparse.Namespace) -> int:
+    async def go(store: Store) -> int:
+        replayed, left, enabled = await store.webhook_replay(
+            args.endpoint or "", args.enable, time.time()
+        )
+        for e in enabled:
+            print(f"re-enabled endpoint {e}")
+        if replayed:
+            print(f"replaying {len(replayed)} dead-lettered job(s):")
+            for job in replayed:
+                print(f"  {job}")
+        elif not left:
+            which = f" for endpoint {args.endpoint}" if args.endpoint else ""
+            print(f"no dead-lettered jobs{which}")
+        if left:
+            endpoints = sorted({job.partition(":")[0] for job in left})
+            print(
+                f"left {len(left)} job(s) dead: endpoint(s) {', '.join(endpoints)} are disabled "
+                "(they answered 410 Gone); add --enable to re-enable and replay them"
+            )
+        return 0
+
+    return asyncio.run(_with_store(settings, go))
+
+
+def cmd_perks(settings: Settings, args: argparse.Namespace) -> int:
+    from web.deliver import Unlock
+
+    async def go(store: Store) -> int:
+        if args.member is None:
+            rows = []
+            for fields in await store.outbox_recent(args.limit):
+                try:
+                    rows.append(Unlock.from_fields(fields).data())
+                except ValueError:
+                    continue
+            body: dict[str, Any] = {"perks": rows}
+        else:
+            found = await store.perks_of(args.member)
+            if found is None:
+                if args.json:
+                    sys.stdout.buffer.write(orjson.dumps({"error": not_seen(args.member)}) + b"\n")
+                else:
+                    print(f"{args.member}: {not_seen(args.member)}", file=sys.stderr)
+                return 1
+            rows = found
+            body = {"member": args.member, "perks": rows}
+        if args.json:
+            sys.stdout.buffer.write(orjson.dumps(body) + b"\n")
+            return 0
+        if not rows:
+            print("no perks unlocked yet" + (f" by {args.member}" if args.member else ""))
+        for r in rows:
+            at = _utc(float(r["at"])) if r.get("at") is not None else "-"
+            print(
+                f"{at}  {r['member']:<20} {r['title']}  ({r['rule']} on {r['board']}, "
+                f"#{r['rank']}, {float(r['score']):.3f} pts)  {r['id']}"
+            )
+        return 0
+
+    return asyncio.run(_with_store(settings, go))
 
 
 def cmd_replay(settings: Settings, args: argparse.Namespace) -> int:
@@ -298,7 +399,7 @@ def _positive(kind: Callable[[str], _N]) -> Callable[[str], _N]:
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="kudos", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
-    s = sub.add_parser("up", help="start the embedded stack (broker, Redis, worker, web)")
+    s = sub.add_parser("up", help="start the embedded stack (broker, Redis, worker, web, deliver)")
     s.add_argument("--background", action="store_true", help="detach and return once healthy")
     s.set_defaults(fn=cmd_up)
     sub.add_parser("down", help="stop the embedded stack").set_defaults(fn=cmd_down)
@@ -306,6 +407,28 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--loglevel", default="warning")
     s.set_defaults(fn=cmd_worker)
     sub.add_parser("web", help="run the web process (read API and page)").set_defaults(fn=cmd_web)
+    sub.add_parser(
+        "deliver", help="run the perk delivery process (perk-unlocks topic, websocket, webhooks)"
+    ).set_defaults(fn=cmd_deliver)
+    s = sub.add_parser("webhooks", help="webhook attempts log and dead-letter replay")
+    wsub = s.add_subparsers(dest="webhooks_command", required=True)
+    w = wsub.add_parser("log", help="the latest webhook attempts, with status and latency")
+    w.add_argument("--limit", type=_positive(int), default=50)
+    w.add_argument("--json", action="store_true", help="one JSON object a line")
+    w.set_defaults(fn=cmd_webhooks_log)
+    w = wsub.add_parser("replay", help="send dead-lettered webhook jobs again")
+    w.add_argument("--endpoint", metavar="ID", help="only this endpoint's jobs")
+    w.add_argument(
+        "--enable",
+        action="store_true",
+        help="also re-enable the endpoint(s) disabled by a 410 Gone and replay their jobs",
+    )
+    w.set_defaults(fn=cmd_webhooks_replay)
+    s = sub.add_parser("perks", help="perk unlocks: the latest ones, or one member's")
+    s.add_argument("member", nargs="?", metavar="MEMBER")
+    s.add_argument("--limit", type=_positive(int), default=20, help="latest unlocks to list")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(fn=cmd_perks)
     s = sub.add_parser("replay", help="produce a log of interactions")
     s.add_argument("path", help="a file (plain or .gz) or - for standard input")
     s.add_argument("--format", choices=("jsonl", "higgs", "sx"), default="jsonl")

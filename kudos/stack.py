@@ -1,7 +1,8 @@
 """``kudos up`` / ``kudos down``: the embedded stack as a small process supervisor.
 
 ``up`` starts Redis (Valkey) and the Tansu broker when their URLs point at this machine, creates the
-topics, then runs one worker and the web process, restarting either if it dies. Ctrl-C or SIGTERM
+topics, then runs one worker, the web process and the perk deliverer (``kudos deliver``), restarting
+any of them if it dies. Ctrl-C or SIGTERM
 stops everything in reverse order; every child also gets SIGTERM if the supervisor itself is killed
 (PR_SET_PDEATHSIG), so nothing is orphaned. State lives in ``KUDOS_HOME``: ``up.pid``, ``stack.json``
 and one log per process under ``logs/``.
@@ -217,7 +218,7 @@ class _Supervisor:
                 print(f"starting broker (Tansu) on 127.0.0.1:{bport}", flush=True)
                 self.procs["broker"] = servers.start_broker(bport, s.home / "broker")
             asyncio.run(ensure_topics(s))
-            for name in ("worker", "web"):
+            for name in ("worker", "web", "deliver"):
                 print(f"starting {name}", flush=True)
                 self.procs[name] = self._child(name)
             self._write_state()
@@ -229,7 +230,8 @@ class _Supervisor:
                         continue
                     if name in ("redis", "broker"):
                         raise StackError(f"{name} exited ({proc.returncode}); see {self.logs}")
-                    # a worker resumes from the Redis fences, so a restart loses nothing
+                    # a worker resumes from the Redis fences and a deliverer from the outbox
+                    # group and the webhook leases, so a restart loses nothing
                     wait = 1.0 if time.monotonic() - restarts.get(name, 0) > 30 else 5.0
                     print(
                         f"{name} exited with {proc.returncode}; restarting in {wait:.0f} s",
@@ -242,7 +244,7 @@ class _Supervisor:
                 time.sleep(0.2)
             return 0
         finally:
-            for name in ("web", "worker", "broker", "redis"):
+            for name in ("deliver", "web", "worker", "broker", "redis"):
                 child = self.procs.get(name)
                 if child is not None:
                     servers.stop(child)

@@ -18,10 +18,12 @@ from typing import Any, get_type_hints
 from urllib.parse import urlsplit
 
 from leaderboard.errors import ConfigError
+from leaderboard.webhooks import parse_allow_list, parse_schedule
 
 
 @dataclass(frozen=True, kw_only=True)
 class RedisSettings:
+    #: Redis (or Valkey) holding the boards: redis://host:port/db (rediss:// for TLS).
     url: str = "redis://127.0.0.1:6379/0"
     #: Every key Kudos writes starts with this; two deployments can share one Redis.
     prefix: str = "kudos"
@@ -29,9 +31,14 @@ class RedisSettings:
 
 @dataclass(frozen=True, kw_only=True)
 class BrokerSettings:
+    #: Kafka bootstrap server: kafka://host:port.
     url: str = "kafka://127.0.0.1:9092"
+    #: The topic of interactions (one event or a JSON array envelope per message; key = target).
     topic: str = "interactions"
+    #: Invalid and late events, with the reason in headers (kudos-error, kudos-detail, ...).
     dlq_topic: str = "interactions.dlq"
+    #: Every perk unlock, keyed by member, JSON value, header ``kudos-unlock-id`` (``kudos deliver``).
+    perks_topic: str = "perk-unlocks"
     #: Partition count used when Kudos creates the topic. Changing it on a live topic moves targets
     #: between partitions, which breaks per-partition de-duplication (as in Kafka Streams).
     partitions: int = 4
@@ -44,8 +51,9 @@ class BrokerSettings:
 class WorkerSettings:
     #: Faust application id, also the consumer group.
     app_id: str = "kudos"
-    #: Messages taken from the stream per batch, and how long to wait to fill a batch.
+    #: Messages taken from the stream per batch.
     batch_messages: int = 2000
+    #: How long to wait to fill a batch (seconds): latency against per-batch overhead.
     batch_within_s: float = 0.02
     #: Upper bound of events per Redis apply call; keeps each Lua call short so reads stay fast.
     max_events_per_apply: int = 5000
@@ -68,7 +76,9 @@ class WorkerSettings:
 
 @dataclass(frozen=True, kw_only=True)
 class WebSettings:
+    #: Address the web process (read API, page, websocket) listens on.
     host: str = "127.0.0.1"
+    #: Its port: HTTP and the websocket at /ws share it.
     port: int = 8000
     #: How often the live feed looks for changed boards (seconds; frames are coalesced per tick).
     tick_s: float = 0.05
@@ -106,7 +116,27 @@ class PerksSettings:
 
 
 @dataclass(frozen=True, kw_only=True)
+class WebhooksSettings:
+    """``kudos deliver``: webhook endpoints are ``[[endpoint]]`` tables of the perks file."""
+
+    #: Non-public destinations that may be called anyway: IP addresses or networks, comma
+    #: separated (e.g. "127.0.0.1"); everything else must resolve to public addresses.
+    allow: str = ""
+    #: One attempt's limit: connect, send, response (Standard Webhooks recommends 15 to 30 s).
+    timeout_s: float = 15.0
+    #: Seconds before attempts 2, 3, ... (comma separated, jittered ±20 %); empty: the default
+    #: schedule of leaderboard/webhooks.py (10 attempts over about 3 days).
+    schedule_s: str = ""
+    #: A claimed job goes back to due this long after its deliverer stopped (killed, hung);
+    #: longer than ``timeout_s``. Also how long an outbox entry's consumer may stay silent.
+    lease_s: float = 60.0
+    #: Attempts in flight at once in one deliverer.
+    concurrency: int = 16
+
+
+@dataclass(frozen=True, kw_only=True)
 class BaitSettings:
+    #: The comment-bait throttle; false scores every comment in full (exact replays).
     enabled: bool = True
 
 
@@ -120,6 +150,7 @@ class Settings:
     scoring: ScoringSettings = field(default_factory=ScoringSettings)
     bait: BaitSettings = field(default_factory=BaitSettings)
     perks: PerksSettings = field(default_factory=PerksSettings)
+    webhooks: WebhooksSettings = field(default_factory=WebhooksSettings)
 
     @property
     def broker_host_port(self) -> tuple[str, int]:
@@ -144,7 +175,7 @@ def host_port(url: str, name: str, default_port: int) -> tuple[str, int]:
     return parts.hostname, port
 
 
-_SECTIONS = ("redis", "broker", "worker", "web", "scoring", "bait", "perks")
+_SECTIONS = ("redis", "broker", "worker", "web", "scoring", "bait", "perks", "webhooks")
 
 
 def _coerce(raw: Any, typ: Any, name: str) -> Any:
@@ -226,6 +257,18 @@ def _validate(obj: Any, name: str) -> None:
                 "KUDOS_WEB_MAX_SUBSCRIPTIONS and KUDOS_WEB_MAX_MESSAGES_PER_S must be positive, "
                 "KUDOS_WEB_FEED_RETENTION at least 10"
             )
+    if isinstance(obj, WebhooksSettings):
+        parse_allow_list(obj.allow)
+        parse_schedule(obj.schedule_s)
+        if obj.timeout_s <= 0 or obj.concurrency < 1:
+            raise ConfigError(
+                "KUDOS_WEBHOOKS_TIMEOUT_S and KUDOS_WEBHOOKS_CONCURRENCY must be positive"
+            )
+        if obj.lease_s <= obj.timeout_s:
+            raise ConfigError(
+                f"KUDOS_WEBHOOKS_LEASE_S={obj.lease_s:g} must be longer than "
+                f"KUDOS_WEBHOOKS_TIMEOUT_S={obj.timeout_s:g}, or a slow attempt would be sent twice"
+            )
 
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
@@ -285,6 +328,7 @@ __all__ = [
     "ScoringSettings",
     "Settings",
     "WebSettings",
+    "WebhooksSettings",
     "WorkerSettings",
     "load_settings",
     "settings_env",

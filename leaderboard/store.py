@@ -24,21 +24,34 @@ Keys (all under ``<prefix>:``; nothing else in Kudos builds a key string):
 ``feedlog:<channel>`` stream  entry ``<seq>-1`` → r: the frame record (capped; resume replays it)
 ``watched``           zset    member → unix time until which some web process has a subscriber
 ``perks:<member>``    hash    rule id → the unlock record (JSON); set once, never revoked
-``perks:outbox``      stream  one entry per unlock (id, rule, title, member, board, rank, score,
+``perkbox``           stream  one entry per unlock (id, rule, title, member, board, rank, score,
                               at, payload), written with the scores that earned it; for delivery
+                              by the consumer group ``deliver`` (``kudos deliver``)
+``perkfanout``        hash    unlock id → unix time ``kudos deliver`` pushed it to the websocket and
+                              made its webhook jobs (once: a redelivered outbox entry adds nothing)
+``wh:job:<job>``      hash    webhook job ``<endpoint>:<unlock id>``: endpoint, unlock, member, rule,
+                              body, attempts, state (pending/dead), lease (token), error, created,
+                              dead_at; deleted once delivered
+``wh:due``            zset    job → unix time it is due; a claimed job's lease end (so a job whose
+                              deliverer died is due again when the lease runs out)
+``wh:dead``           zset    job → unix time it was dead-lettered (``kudos webhooks replay``)
+``wh:disabled``       hash    endpoint → JSON {at, status, unlock, error} of the 410 that disabled it
+``wh:log``            stream  one entry per attempt: at, endpoint, job, unlock, attempt, status, ms,
+                              outcome, action, error (capped at ``WEBHOOK_LOG_MAXLEN``)
 ``meta``              hash    scoring version and other facts about this namespace
 ====================  ======  ===========================================================
 
 No key has a TTL: scoring state is pruned by event time, never by wall-clock, so a replay of old data
 behaves exactly like live traffic. (The live feed is serving state about connected clients: its
-``watched`` entries expire by wall-clock.)
+``watched`` entries expire by wall-clock.) Webhook state is bounded by the unlocks, which happen once
+per (rule, member): delivered jobs are deleted, dead ones wait for a replay, the log is capped.
 """
 
 from __future__ import annotations
 
 import os
 import time
-from collections.abc import AsyncIterator, Awaitable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any, cast
@@ -47,7 +60,7 @@ import hiredis
 import orjson
 import redis.asyncio as aioredis
 from redis.connection import HiredisRespSerializer
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoScriptError, ResponseError, WatchError
 
 from leaderboard.errors import StoreConflict
 from leaderboard.explain import (
@@ -66,12 +79,17 @@ from leaderboard.ranking import Entry, competition_ranks, percentile
 from leaderboard.scoring import DECAYED, ScoringRules, decayed_value, format_mp
 
 STAT_FIELDS = ("applied", "ignored", "duplicate", "invalid", "late")
+#: Attempts kept in the webhook attempts log (``wh:log``), about.
+WEBHOOK_LOG_MAXLEN = 10_000
 
 _APPLY_LUA = resources.files("leaderboard").joinpath("lua/apply.lua").read_text()
 _READ_LUA = resources.files("leaderboard").joinpath("lua/read.lua").read_text()
 _FEED_POLL_LUA = resources.files("leaderboard").joinpath("lua/feed_poll.lua").read_text()
 _FEED_PUBLISH_LUA = resources.files("leaderboard").joinpath("lua/feed_publish.lua").read_text()
 _EXPLAIN_LUA = resources.files("leaderboard").joinpath("lua/explain.lua").read_text()
+_WEBHOOK_CLAIM_LUA = resources.files("leaderboard").joinpath("lua/webhook_claim.lua").read_text()
+_WEBHOOK_FINISH_LUA = resources.files("leaderboard").joinpath("lua/webhook_finish.lua").read_text()
+_WEBHOOK_REPLAY_LUA = resources.files("leaderboard").joinpath("lua/webhook_replay.lua").read_text()
 
 
 class _HiredisPackConnection(aioredis.Connection):
@@ -124,6 +142,26 @@ def _first_seq(entry_id: str) -> int | None:
     return int(entry_id.partition("-")[0]) if entry_id else None
 
 
+def _feed_publish_args(
+    prefix: str,
+    channel: str,
+    expected_seq: int,
+    epoch: str,
+    src: str,
+    snap: bytes,
+    record: bytes | None,
+    member_records: list[tuple[str, bytes]],
+    maxlen: int,
+    member_maxlen: int,
+) -> list[Any]:
+    """ARGV of ``lua/feed_publish.lua``."""
+    args: list[Any] = [prefix, channel, expected_seq, epoch, src, snap, record or b""]
+    args += [maxlen, member_maxlen, repr(time.time()), len(member_records)]
+    for m, rec in member_records:
+        args += [m, rec]
+    return args
+
+
 @dataclass(frozen=True, slots=True)
 class BoardPoll:
     """One board channel's shared feed state, read atomically (see ``lua/feed_poll.lua``)."""
@@ -169,6 +207,22 @@ class Standing:
     around: list[Entry]
 
 
+@dataclass(frozen=True, slots=True)
+class ClaimedJob:
+    """A webhook job claimed for one attempt (see ``lua/webhook_claim.lua``)."""
+
+    id: str
+    #: the lease token; only its holder records the outcome
+    token: str
+    endpoint: str
+    unlock: str
+    body: bytes
+    #: attempts made before this one
+    attempts: int
+    #: the endpoint's disabled record (JSON) when it is disabled, else ""
+    disabled: str
+
+
 class Store:
     """Kudos state in Redis. Create with :meth:`connect`; close with :meth:`close`."""
 
@@ -189,6 +243,9 @@ class Store:
         self._feed_poll = client.register_script(_FEED_POLL_LUA)
         self._feed_publish = client.register_script(_FEED_PUBLISH_LUA)
         self._explain_script = client.register_script(_EXPLAIN_LUA)
+        self._webhook_claim = client.register_script(_WEBHOOK_CLAIM_LUA)
+        self._webhook_finish = client.register_script(_WEBHOOK_FINISH_LUA)
+        self._webhook_replay = client.register_script(_WEBHOOK_REPLAY_LUA)
         self._sha: str | None = None
 
     @classmethod
@@ -626,10 +683,18 @@ class Store:
         """Append ``record`` as the channel's next frame if its seq is still ``expected_seq``,
         and each member record to that member's channel; the new seq, or None if another web
         process published first (nothing was written then)."""
-        args: list[Any] = [self.prefix, channel, expected_seq, epoch, src, snap, record or b""]
-        args += [maxlen, member_maxlen, repr(time.time()), len(member_records)]
-        for m, rec in member_records:
-            args += [m, rec]
+        args = _feed_publish_args(
+            self.prefix,
+            channel,
+            expected_seq,
+            epoch,
+            src,
+            snap,
+            record,
+            member_records,
+            maxlen,
+            member_maxlen,
+        )
         res: list[Any] = await self._feed_publish(args=args)
         return int(res[1]) if res[0] == "ok" else None
 
@@ -674,3 +739,241 @@ class Store:
             ),
         )
         return [(int(i.partition("-")[0]), f["r"]) for i, f in raw]
+
+    # -- perks and webhooks ----------------------------------------------------------------
+
+    async def record_unlock(self, unlock: Mapping[str, str]) -> bool:
+        """Record an unlock as the apply script does: into ``perks:<member>`` once, and if it
+        was new, an outbox entry (all fields of ``unlock``, strings). For tests and tools that
+        run no worker; False when the member already had the rule."""
+        record = {
+            "id": unlock["id"],
+            "rule": unlock["rule"],
+            "title": unlock["title"],
+            "member": unlock["member"],
+            "board": unlock["board"],
+            "rank": int(unlock["rank"]),
+            "score": float(unlock["score"]),
+            "at": float(unlock["at"]),
+        }
+        fields = [x for kv in unlock.items() for x in kv]
+        added = await self.client.eval(
+            "if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 0 then return 0 end\n"
+            "redis.call('XADD', KEYS[2], '*', unpack(ARGV, 3))\nreturn 1",
+            2,
+            self.key("perks", unlock["member"]),
+            self.key("perkbox"),
+            unlock["rule"],
+            orjson.dumps(record),
+            *fields,
+        )
+        return bool(added)
+
+    async def perks_of(self, member: str) -> list[dict[str, Any]] | None:
+        """A member's unlocks (the records of ``perks:<member>``), oldest first; None when the
+        member was never seen (no explain data and no unlock)."""
+        pipe = self.client.pipeline(transaction=False)
+        pipe.hvals(self.key("perks", member))
+        pipe.exists(self.key("explain", member))
+        raw, known = await pipe.execute()
+        if not raw and not known:
+            return None
+        records = [orjson.loads(r) for r in raw]
+        for r in records:  # points computed in floating point; milli-points are exact
+            r["score"] = round(float(r["score"]), 3)
+        return sorted(records, key=lambda r: (r.get("at") or 0, r.get("rule", "")))
+
+    async def outbox_recent(self, limit: int) -> list[dict[str, str]]:
+        """The newest ``limit`` outbox entries (every member's unlocks), oldest first."""
+        raw = cast(list[Any], await self.client.xrevrange(self.key("perkbox"), count=limit))
+        return [fields for _, fields in reversed(raw)]
+
+    async def outbox_join(self, group: str) -> None:
+        """Create consumer group ``group`` on the outbox (reading from its start) if missing."""
+        try:
+            await self.client.xgroup_create(self.key("perkbox"), group, "0", mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    async def outbox_read(
+        self, group: str, consumer: str, count: int, block_ms: int
+    ) -> list[tuple[str, dict[str, str]]]:
+        """New outbox entries for ``consumer`` (waits up to ``block_ms`` for some)."""
+        res = cast(
+            list[Any],
+            await self.client.xreadgroup(
+                group, consumer, {self.key("perkbox"): ">"}, count=count, block=block_ms
+            ),
+        )
+        return [(i, f) for _, entries in res or [] for i, f in entries]
+
+    async def outbox_reclaim(
+        self, group: str, consumer: str, min_idle_ms: int, count: int = 100
+    ) -> tuple[list[tuple[str, dict[str, str]]], list[str]]:
+        """Entries another consumer (or this one) read but did not acknowledge within
+        ``min_idle_ms``, now ``consumer``'s; and the ids of such entries that were trimmed from
+        the stream before anyone acknowledged them (lost; their group entry is dropped)."""
+        key = self.key("perkbox")
+        claimed: list[tuple[str, dict[str, str]]] = []
+        deleted: list[str] = []
+        cursor = "0-0"
+        while True:
+            res = await self.client.xautoclaim(key, group, consumer, min_idle_ms, cursor, count)
+            cursor = res[0]
+            claimed += [(i, f) for i, f in res[1] if f is not None]
+            if len(res) > 2:
+                deleted += list(res[2])
+            if cursor == "0-0" or len(claimed) >= count:
+                return claimed, deleted
+
+    async def outbox_ack(self, group: str, ids: Sequence[str]) -> None:
+        if ids:
+            await self.client.xack(self.key("perkbox"), group, *ids)
+
+    async def outbox_forget_consumers(self, group: str, keep: str, idle_ms: int) -> list[str]:
+        """Remove consumers (e.g. of killed deliverers) that hold no entry and were idle for
+        ``idle_ms``; their names, so a restarted deliverer does not leave one behind each time."""
+        key = self.key("perkbox")
+        gone: list[str] = []
+        for c in await self.client.xinfo_consumers(key, group):
+            if c["name"] != keep and int(c["pending"]) == 0 and int(c["idle"]) >= idle_ms:
+                await self.client.xgroup_delconsumer(key, group, c["name"])
+                gone.append(c["name"])
+        return gone
+
+    async def fanned_out(self, unlock_ids: Sequence[str]) -> set[str]:
+        """Which of these unlocks were already fanned out (:meth:`fan_out`)."""
+        if not unlock_ids:
+            return set()
+        marks = await self.client.hmget(self.key("perkfanout"), list(unlock_ids))
+        return {u for u, m in zip(unlock_ids, marks, strict=True) if m is not None}
+
+    async def fan_out(
+        self,
+        unlocks: Sequence[tuple[str, str, bytes, Sequence[tuple[str, Mapping[str, str | bytes]]]]],
+        now: float,
+        member_maxlen: int = 100,
+    ) -> list[str]:
+        """For each (unlock id, member, websocket record, webhook jobs) not fanned out yet, in
+        one transaction: mark it fanned out, push the record to the member's live channel (as
+        :meth:`feed_member_events`) and create its jobs (job id, fields), due now. The mark is
+        read under WATCH, so an unlock is pushed and its jobs made once, also when several
+        deliverers handle the same outbox entry. Returns the unlock ids fanned out now."""
+        marks = self.key("perkfanout")
+        due = self.key("wh", "due")
+        async with self.client.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    await pipe.watch(marks)
+                    ids = [u[0] for u in unlocks]
+                    seen = await pipe.hmget(marks, ids) if ids else []
+                    todo: dict[str, tuple[str, bytes, Sequence[Any]]] = {}
+                    for (uid, member, record, jobs), mark in zip(unlocks, seen, strict=True):
+                        if mark is None and uid not in todo:
+                            todo[uid] = (member, record, jobs)
+                    pipe.multi()  # type: ignore[no-untyped-call]
+                    if not todo:
+                        await pipe.reset()  # type: ignore[no-untyped-call]
+                        return []
+                    records = [(member, record) for member, record, _ in todo.values()]
+                    args = _feed_publish_args(
+                        self.prefix, "", 0, "", "", b"", None, records, member_maxlen, member_maxlen
+                    )
+                    await self._feed_publish(args=args, client=pipe)
+                    for uid, (_, _, jobs) in todo.items():
+                        pipe.hset(marks, uid, repr(now))
+                        for job_id, fields in jobs:
+                            key = self.key("wh", "job", job_id)
+                            mapping: dict[str, str | bytes] = {**fields, "created": repr(now)}
+                            mapping.update(state="pending", attempts="0", lease="0")
+                            pipe.hset(key, mapping=mapping)  # type: ignore[arg-type]
+                            pipe.zadd(due, {job_id: now}, nx=True)
+                    await pipe.execute()
+                    return list(todo)
+                except WatchError:
+                    continue
+
+    async def webhook_disabled(self) -> dict[str, dict[str, Any]]:
+        """Disabled endpoints → what disabled them (``{at, status, unlock, error}``)."""
+        raw = cast("dict[str, str]", await self.client.hgetall(self.key("wh", "disabled")))
+        return {e: orjson.loads(v) for e, v in raw.items()}
+
+    async def webhook_claim(
+        self, now: float, lease_until: float, limit: int
+    ) -> tuple[list[ClaimedJob], float | None]:
+        """Claim up to ``limit`` due jobs until ``lease_until``; and when the next job is due."""
+        res: list[Any] = await self._webhook_claim(
+            args=[self.prefix, repr(now), repr(lease_until), limit]
+        )
+        jobs = [
+            ClaimedJob(j, str(t), e, u, body.encode(), int(a or 0), d)
+            for j, t, e, u, body, a, d in res[0]
+        ]
+        return jobs, float(res[1]) if res[1] else None
+
+    async def webhook_finish(
+        self,
+        job: ClaimedJob,
+        action: str,
+        now: float,
+        *,
+        attempts: int,
+        next_due: float | None = None,
+        error: str = "",
+        disabled: Mapping[str, Any] | None = None,
+        log: Mapping[str, str] | None = None,
+    ) -> bool:
+        """Record what happened to a claimed job (``lua/webhook_finish.lua``: done, retry at
+        ``next_due``, dead, disable, release) and append ``log`` to the attempts log. False
+        when the lease had run out and another deliverer holds the job (only the log entry is
+        written then)."""
+        fields = [x for kv in (log or {}).items() for x in kv]
+        res = await self._webhook_finish(
+            args=[
+                self.prefix,
+                job.id,
+                job.token,
+                action,
+                repr(now),
+                "" if next_due is None else repr(next_due),
+                attempts,
+                error,
+                orjson.dumps(disabled) if disabled is not None else b"",
+                WEBHOOK_LOG_MAXLEN,
+                len(fields) // 2,
+                *fields,
+            ]
+        )
+        return bool(res == "ok")
+
+    async def webhook_replay(
+        self, endpoint: str, enable: bool, now: float
+    ) -> tuple[list[str], list[str], list[str]]:
+        """Move dead-lettered jobs (of ``endpoint``; "" for all) back to due now with a fresh
+        schedule: (jobs replayed, jobs left dead because their endpoint is disabled, endpoints
+        re-enabled, only when ``enable``)."""
+        res: list[Any] = await self._webhook_replay(
+            args=[self.prefix, repr(now), endpoint, "1" if enable else "0"]
+        )
+        return list(res[0]), list(res[1]), list(res[2])
+
+    async def webhook_log(self, limit: int) -> list[dict[str, str]]:
+        """The newest ``limit`` attempts, oldest first."""
+        raw = cast(list[Any], await self.client.xrevrange(self.key("wh", "log"), count=limit))
+        return [fields for _, fields in reversed(raw)]
+
+    async def webhook_jobs(self, which: str) -> list[dict[str, str]]:
+        """Jobs in the ``due`` (pending, including claimed) or ``dead`` set, each with its
+        ``job`` id and its fields but the body, in due / dead-letter order."""
+        if which not in ("due", "dead"):
+            raise ValueError(f"which must be 'due' or 'dead', not {which!r}")
+        ids = cast("list[str]", await self.client.zrange(self.key("wh", which), 0, -1))
+        pipe = self.client.pipeline(transaction=False)
+        for job in ids:
+            pipe.hgetall(self.key("wh", "job", job))
+        out = []
+        for job, fields in zip(ids, await pipe.execute(), strict=True):
+            fields.pop("body", None)
+            out.append({"job": job, **fields})
+        return out

@@ -18,6 +18,10 @@ Retry schedule (the spec's example, about 3.1 days from first to last attempt)::
 Each delay is jittered by ±20 % so endpoints that failed together do not come back together. After
 attempt 10 fails the message goes to the dead-letter store. ``Retry-After`` (on 429 and 503) can only
 lengthen a delay, up to a day: a receiver can ask for time, not for a faster retry loop.
+``KUDOS_WEBHOOKS_SCHEDULE_S`` replaces the schedule (:func:`parse_schedule`; tests compress it).
+
+Endpoints are ``[[endpoint]]`` tables of the perks file (:func:`parse_endpoints`); a message body
+is :func:`message_body`. ``web/deliver.py`` runs the deliveries.
 
 Address policy: a destination must be a public unicast address (see :func:`refusal_reason` for what
 is refused) unless an allow-list names it. The allow-list holds IP addresses and networks, never
@@ -30,10 +34,12 @@ import base64
 import binascii
 import hashlib
 import hmac
+import json
 import math
 import re
-from collections.abc import Mapping, Sequence
-from datetime import UTC
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from ipaddress import (
     IPv4Address,
@@ -43,7 +49,7 @@ from ipaddress import (
     ip_address,
     ip_network,
 )
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 from urllib.parse import urlsplit
 
 from leaderboard.errors import ConfigError, DestinationRefused, InvalidSignature
@@ -275,21 +281,26 @@ def retry_after_for(status: int, value: str | None, now: float) -> float | None:
 
 
 def next_attempt_delay(
-    attempt: int, retry_after_s: float | None, rng: RandomSource
+    attempt: int,
+    retry_after_s: float | None,
+    rng: RandomSource,
+    *,
+    schedule: Sequence[float] = SCHEDULE_S,
 ) -> float | None:
     """Seconds to wait before the next attempt after attempt number ``attempt`` failed.
 
     ``attempt`` counts from 1 (the first, immediate attempt). Returns None when that was the last
-    attempt (:data:`MAX_ATTEMPTS`): the message goes to the dead-letter store. Otherwise the scheduled
-    delay times a jitter factor in [0.8, 1.2), or ``retry_after_s`` (capped at
-    :data:`MAX_RETRY_AFTER_S`) when that is longer. A Retry-After still uses up an attempt, so the
-    number of attempts stays bounded. Raises ValueError when ``attempt`` < 1.
+    attempt (:data:`MAX_ATTEMPTS`, or ``len(schedule) + 1``): the message goes to the dead-letter
+    store. Otherwise the scheduled delay times a jitter factor in [0.8, 1.2), or ``retry_after_s``
+    (capped at :data:`MAX_RETRY_AFTER_S`) when that is longer. A Retry-After still uses up an
+    attempt, so the number of attempts stays bounded. ``schedule`` replaces :data:`SCHEDULE_S`
+    (from :func:`parse_schedule`). Raises ValueError when ``attempt`` < 1.
     """
     if attempt < 1:
         raise ValueError(f"attempts count from 1, not {attempt}")
-    if attempt >= MAX_ATTEMPTS:
+    if attempt > len(schedule):
         return None
-    delay = SCHEDULE_S[attempt - 1] * (1.0 + JITTER * (2.0 * rng.random() - 1.0))
+    delay = schedule[attempt - 1] * (1.0 + JITTER * (2.0 * rng.random() - 1.0))
     if retry_after_s is not None and not math.isnan(retry_after_s):
         delay = max(delay, min(retry_after_s, MAX_RETRY_AFTER_S))
     return delay
@@ -505,3 +516,146 @@ def check_url(url: str, allow: AllowList, *, name: str = "webhook URL") -> None:
             check_destination(literal, allow, host=hostname)
         except DestinationRefused as exc:
             raise ConfigError(f"{name}: {exc}") from None
+
+
+# --- schedules, endpoints, messages -----------------------------------------------------------
+
+#: The setting that replaces :data:`SCHEDULE_S`; errors from :func:`parse_schedule` name it.
+SCHEDULE_SETTING = "KUDOS_WEBHOOKS_SCHEDULE_S"
+#: More retries than this is a typo, not a policy.
+MAX_SCHEDULE_ENTRIES = 100
+#: What happens to a message after an attempt: delivered (done), tried again later, moved to the
+#: dead-letter store (schedule exhausted), or dead-lettered with its endpoint disabled (410).
+Action = Literal["done", "retry", "dead", "disable"]
+#: The ``type`` of the message for a perk unlock.
+UNLOCK_TYPE = "perk.unlocked"
+
+_ENDPOINT_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_ENDPOINT_FIELDS = frozenset({"id", "url", "secrets", "rules"})
+
+
+def parse_schedule(text: str, *, name: str = SCHEDULE_SETTING) -> tuple[float, ...]:
+    """Delays before attempts 2, 3, ... from ``"5, 300, 1800"`` (seconds, comma and/or space
+    separated); ``""`` is the default :data:`SCHEDULE_S`. Raises ConfigError naming ``name`` for
+    an entry that is not a finite number ≥ 0, or for more than :data:`MAX_SCHEDULE_ENTRIES`."""
+    entries = text.replace(",", " ").split()
+    if not entries:
+        return SCHEDULE_S
+    if len(entries) > MAX_SCHEDULE_ENTRIES:
+        raise ConfigError(f"{name}: {len(entries)} delays; at most {MAX_SCHEDULE_ENTRIES}")
+    delays: list[float] = []
+    for entry in entries:
+        try:
+            delay = float(entry)
+        except ValueError:
+            delay = math.nan
+        if not math.isfinite(delay) or delay < 0:
+            raise ConfigError(
+                f"{name}: {entry!r} is not a delay in seconds; expected e.g. '5, 300, 1800'"
+            )
+        delays.append(delay)
+    return tuple(delays)
+
+
+def after_attempt(
+    outcome: Outcome,
+    attempt: int,
+    retry_after_s: float | None,
+    rng: RandomSource,
+    *,
+    schedule: Sequence[float] = SCHEDULE_S,
+) -> tuple[Action, float | None]:
+    """What happens to a message after attempt number ``attempt`` (from 1) had ``outcome``, and
+    in how many seconds it is tried again (only for ``"retry"``). See :func:`next_attempt_delay`."""
+    if outcome == "delivered":
+        return "done", None
+    if outcome == "disable":
+        return "disable", None
+    delay = next_attempt_delay(attempt, retry_after_s, rng, schedule=schedule)
+    return ("dead", None) if delay is None else ("retry", delay)
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """A webhook destination from an ``[[endpoint]]`` table of the perks file."""
+
+    id: str
+    url: str = field(repr=False)  # may carry a token
+    #: key bytes, current first; every one signs (rotation)
+    secrets: tuple[bytes, ...] = field(repr=False)
+    #: the rule ids it receives; empty: every rule
+    rules: frozenset[str] = frozenset()
+
+    def wants(self, rule_id: str) -> bool:
+        return not self.rules or rule_id in self.rules
+
+
+def parse_endpoints(
+    data: Mapping[str, Any],
+    rule_ids: Iterable[str],
+    *,
+    allow: AllowList = (),
+    source: str = "perks file",
+) -> list[Endpoint]:
+    """The ``[[endpoint]]`` tables of a perks file (``data`` is the whole parsed TOML)::
+
+        [[endpoint]]
+        id = "crm"                                  # letters, digits, - and _
+        url = "https://crm.example.com/hooks/kudos"
+        secrets = ["whsec_..."]                     # current first; all sign during a rotation
+        rules = ["top10-week"]                      # optional; missing or empty: every rule
+
+    URLs are checked with :func:`check_url` against ``allow``, secrets with :func:`parse_secret`.
+    Raises ConfigError naming ``source``, the endpoint and the field (and any rule ids that no
+    ``[[rule]]`` defines); messages never repeat a URL or a secret.
+    """
+    raw = data.get("endpoint", [])
+    if not isinstance(raw, list):
+        raise ConfigError(f"{source}: 'endpoint' must be an array of tables ([[endpoint]])")
+    known_rules = set(rule_ids)
+    endpoints: list[Endpoint] = []
+    seen: set[str] = set()
+    for i, table in enumerate(raw):
+        where = f"{source}: endpoint #{i + 1}"
+        if not isinstance(table, dict):
+            raise ConfigError(f"{where}: not a table")
+        endpoint_id = table.get("id")
+        if not isinstance(endpoint_id, str) or not _ENDPOINT_ID.fullmatch(endpoint_id):
+            raise ConfigError(f"{where}: id must be 1–64 letters, digits, '-' or '_'")
+        where = f"{source}: endpoint {endpoint_id!r}"
+        if endpoint_id in seen:
+            raise ConfigError(f"{where}: duplicate id")
+        seen.add(endpoint_id)
+        unknown = set(table) - _ENDPOINT_FIELDS
+        if unknown:
+            raise ConfigError(
+                f"{where}: unknown field(s) {', '.join(sorted(unknown))};"
+                f" known: {', '.join(sorted(_ENDPOINT_FIELDS))}"
+            )
+        url = table.get("url")
+        if not isinstance(url, str):
+            raise ConfigError(f"{where}: url must be a string, e.g. 'https://example.com/hooks'")
+        check_url(url, allow, name=f"{where} url")
+        texts = table.get("secrets")
+        if not isinstance(texts, list) or not texts or not all(isinstance(t, str) for t in texts):
+            raise ConfigError(
+                f"{where}: secrets must be a non-empty list of strings, e.g. ['whsec_...']"
+            )
+        secrets = tuple(parse_secret(t, name=f"{where} secrets[{j}]") for j, t in enumerate(texts))
+        rules = table.get("rules", [])
+        if not isinstance(rules, list) or not all(isinstance(r, str) for r in rules):
+            raise ConfigError(f"{where}: rules must be a list of rule ids")
+        missing = sorted(set(rules) - known_rules)
+        if missing:
+            raise ConfigError(f"{where}: no [[rule]] has the id(s) {', '.join(map(repr, missing))}")
+        endpoints.append(Endpoint(endpoint_id, url.strip(), secrets, frozenset(rules)))
+    return endpoints
+
+
+def message_body(event_type: str, at: float, data: Mapping[str, Any]) -> bytes:
+    """A message in the Standard Webhooks payload structure: ``type``, ``timestamp`` (RFC 3339,
+    UTC, when the event happened) and ``data``; compact UTF-8 JSON. It is made once per message
+    and sent unchanged by every attempt."""
+    stamp = datetime.fromtimestamp(at, UTC).isoformat(timespec="milliseconds")
+    body = {"type": event_type, "timestamp": stamp.replace("+00:00", "Z"), "data": dict(data)}
+    return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()

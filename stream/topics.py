@@ -18,12 +18,12 @@ def bootstrap(settings: Settings) -> str:
 
 
 async def ensure_topics(settings: Settings, timeout: float = 30.0) -> None:
-    """Create ``interactions`` and ``interactions.dlq`` if missing.
+    """Create ``interactions``, ``interactions.dlq`` and ``perk-unlocks`` if missing.
 
     Raises:
         StackError: the broker cannot be reached within ``timeout``.
     """
-    names = (settings.broker.topic, settings.broker.dlq_topic)
+    names = (settings.broker.topic, settings.broker.dlq_topic, settings.broker.perks_topic)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while True:

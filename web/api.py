@@ -55,6 +55,11 @@ async def handle(store: Store, method: str, target: str) -> tuple[int, bytes]:
             if explanation is None:
                 return _error(404, not_seen(parts[2]))
             return 200, orjson.dumps(explanation.to_json())
+        if len(parts) == 4 and parts[:2] == ["api", "members"] and parts[3] == "perks":
+            perks = await store.perks_of(parts[2])
+            if perks is None:
+                return _error(404, not_seen(parts[2]))
+            return 200, orjson.dumps({"member": parts[2], "perks": perks})
         if parts[:2] != ["api", "boards"]:
             return _error(404, f"no such path {url.path!r}; see /api/boards")
         if len(parts) == 2:

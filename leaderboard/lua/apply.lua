@@ -217,10 +217,12 @@ if nr > 0 and W then
         if rank_max == '' or rank <= tonumber(rank_max) then
           local uid = 'unl_' .. redis.sha1hex(rid .. '\31' .. m)
           local points = tonumber(s) * scale
+          if scale == 0.001 then points = tonumber(s) / 1000 end  -- exact milli-points: 12.0, not 12.000000000000002
           local record = cjson.encode({id = uid, rule = rid, title = title, member = m,
                                        board = board, rank = rank, score = points, at = W})
           if redis.call('HSETNX', prefix .. ':perks:' .. m, rid, record) == 1 then
-            redis.call('XADD', prefix .. ':perks:outbox', 'MAXLEN', '~', 100000, '*',
+            -- (not capped: one entry per unlock, ever, like the perks hashes themselves)
+            redis.call('XADD', prefix .. ':perkbox', '*',
                        'id', uid, 'rule', rid, 'title', title, 'member', m, 'board', board,
                        'rank', rank, 'score', string.format('%.17g', points), 'at', W,
                        'payload', payload)

@@ -214,7 +214,7 @@ def test_settings_env_round_trips_through_load_settings(tmp_path: Path) -> None:
 
 def test_settings_env_covers_every_field() -> None:
     child = settings_env(Settings())
-    assert len(child) == 1 + 2 + 5 + 10 + 12 + 1 + 1 + 1
+    assert len(child) == 1 + 2 + 6 + 10 + 12 + 1 + 1 + 1 + 5
     assert child["KUDOS_WORKER_DEDUPE_HORIZON_S"] == str(7 * 86400)
     assert load_settings(child) == Settings()
 
@@ -285,3 +285,27 @@ def test_a_misspelt_kudos_variable_is_rejected() -> None:
         load_settings({"KUDOS_WEB_PROT": "8001"})
     # variables of other programs are none of our business
     assert load_settings({"PATH": "/bin", "KUDOSX": "1"}) == Settings()
+
+
+def test_webhook_settings() -> None:
+    s = load_settings(
+        {"KUDOS_WEBHOOKS_ALLOW": "127.0.0.1, ::1", "KUDOS_WEBHOOKS_SCHEDULE_S": "0.5,1"}
+    )
+    assert (s.webhooks.allow, s.webhooks.schedule_s) == ("127.0.0.1, ::1", "0.5,1")
+    assert (s.webhooks.timeout_s, s.webhooks.lease_s) == (15.0, 60.0)
+    assert s.broker.perks_topic == "perk-unlocks"
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"KUDOS_WEBHOOKS_ALLOW": "localhost"}, "KUDOS_WEBHOOKS_ALLOW: 'localhost'"),
+        ({"KUDOS_WEBHOOKS_SCHEDULE_S": "5,soon"}, "KUDOS_WEBHOOKS_SCHEDULE_S: 'soon'"),
+        ({"KUDOS_WEBHOOKS_LEASE_S": "10"}, "KUDOS_WEBHOOKS_LEASE_S=10 must be longer"),
+        ({"KUDOS_WEBHOOKS_TIMEOUT_S": "0"}, "must be positive"),
+        ({"KUDOS_WEBHOOKS_CONCURRENCY": "0"}, "must be positive"),
+    ],
+)
+def test_bad_webhook_settings_name_the_variable(env: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_settings(env)

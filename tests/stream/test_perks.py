@@ -51,7 +51,7 @@ when = "score >= 10 and rank <= 50"
 
 
 async def outbox(store: Store) -> list[dict[str, str]]:
-    rows: list[Any] = await store.client.xrange(store.key("perks", "outbox"), "-", "+")
+    rows: list[Any] = await store.client.xrange(store.key("perkbox"), "-", "+")
     return [fields for _, fields in rows]
 
 

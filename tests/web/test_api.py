@@ -133,7 +133,7 @@ def test_stack_up_down(real_servers: object, tmp_path: Any) -> None:
         again = run("up", "--background")
         assert again.returncode == 2 and "already running" in again.stderr
         pids = orjson.loads((tmp_path / "home" / "stack.json").read_text())["pids"]
-        assert set(pids) == {"redis", "broker", "worker", "web"}
+        assert set(pids) == {"redis", "broker", "worker", "web", "deliver"}
     finally:
         down = run("down")
     assert down.returncode == 0
