@@ -8,7 +8,7 @@ KUDOS := $(VENV)/bin/kudos
 DATA := ../shared/data
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | md5sum | cut -c1-8)
 
-.PHONY: install browser demo up down test check bench bench-push verify clean
+.PHONY: install browser docs demo up down test check bench bench-push verify clean
 
 install: $(STAMP)
 
@@ -63,6 +63,10 @@ bench-push: install
 # against the independent oracle, in several delivery modes, with worker kills.
 verify: install
 	$(PY) -m tests.verify_full
+
+# The settings reference is generated from leaderboard/settings.py (a test checks it is current).
+docs: install
+	$(PY) -m leaderboard.config_doc > docs/configuration.md
 
 clean:
 	-$(KUDOS) down
