@@ -153,12 +153,16 @@ def _feed_publish_args(
     member_records: list[tuple[str, bytes]],
     maxlen: int,
     member_maxlen: int,
+    board_records: Sequence[tuple[str, bytes]] = (),
 ) -> list[Any]:
     """ARGV of ``lua/feed_publish.lua``."""
     args: list[Any] = [prefix, channel, expected_seq, epoch, src, snap, record or b""]
     args += [maxlen, member_maxlen, repr(time.time()), len(member_records)]
     for m, rec in member_records:
         args += [m, rec]
+    args.append(len(board_records))
+    for b, rec in board_records:
+        args += [b, rec]
     return args
 
 
@@ -854,6 +858,8 @@ class Store:
         unlocks: Sequence[tuple[str, str, bytes, Sequence[tuple[str, Mapping[str, str | bytes]]]]],
         now: float,
         member_maxlen: int = 100,
+        board_records: Mapping[str, tuple[str, bytes]] | None = None,
+        maxlen: int = 2000,
     ) -> list[str]:
         """For each (unlock id, member, websocket record, webhook jobs) not fanned out yet, in
         one transaction: mark it fanned out, push the record to the member's live channel (as
@@ -877,8 +883,21 @@ class Store:
                         await pipe.reset()  # type: ignore[no-untyped-call]
                         return []
                     records = [(member, record) for member, record, _ in todo.values()]
+                    boards = [
+                        board_records[uid] for uid in todo if board_records and uid in board_records
+                    ]
                     args = _feed_publish_args(
-                        self.prefix, "", 0, "", "", b"", None, records, member_maxlen, member_maxlen
+                        self.prefix,
+                        "",
+                        0,
+                        "",
+                        "",
+                        b"",
+                        None,
+                        records,
+                        maxlen,
+                        member_maxlen,
+                        boards,
                     )
                     await self._feed_publish(args=args, client=pipe)
                     for uid, (_, _, jobs) in todo.items():

@@ -341,7 +341,11 @@ class Deliverer:
                 )
                 for u in todo
             ]
-            fanned = await self.store.fan_out(items, time.time())
+            # the unlock also rides on its board's channel, as a frame with no changes
+            boards = {
+                u.id: (u.board, feed.encode_board_record([], [u.event()], u.at, 0)) for u in todo
+            }
+            fanned = await self.store.fan_out(items, time.time(), board_records=boards)
             n_jobs = sum(len(jobs) for uid, _, _, jobs in items if uid in fanned)
             if n_jobs:
                 self._wake.set()

@@ -272,9 +272,18 @@ def frame(kind: str, channel: str, epoch: str, seq: int, body: Mapping[str, Any]
 
 
 def board_delta_frame(channel: str, epoch: str, seq: int, record: BoardRecord, n: int) -> bytes:
-    body: dict[str, Any] = {"as_of": record.as_of, "members": record.members}
+    body: dict[str, Any] = {}
+    if record.changes or not record.events:  # an events-only frame (a perk) leaves them be
+        body.update(as_of=record.as_of, members=record.members)
     body.update(view(record.changes, n))
-    events = [e for e in record.events if e["event"] == "entered_top" and e["rank"] <= n]
+    # entered_top within the subscriber's top N (overtaken goes to member channels only);
+    # board-wide events (perk unlocks) to everyone
+    events = [
+        e
+        for e in record.events
+        if (e["event"] == "entered_top" and e["rank"] <= n)
+        or e["event"] not in ("entered_top", "overtaken")
+    ]
     if events:
         body["events"] = events
     return frame("delta", channel, epoch, seq, body)

@@ -322,8 +322,10 @@ class Hub:
             )
 
     def _deliver_board(self, ch: BoardChannel, seq: int, record: feed.BoardRecord) -> None:
-        ch.rows = feed.apply_changes(ch.rows, record.changes)
-        ch.seq, ch.as_of, ch.members = seq, record.as_of, record.members
+        ch.seq = seq
+        if record.changes or not record.events:  # an events-only frame (a perk) keeps the rest
+            ch.rows = feed.apply_changes(ch.rows, record.changes)
+            ch.as_of, ch.members = record.as_of, record.members
         by_limit: dict[int, list[Client]] = {}
         for client in ch.subscribers:
             by_limit.setdefault(client.subs[ch.name], []).append(client)

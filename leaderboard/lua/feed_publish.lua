@@ -5,7 +5,8 @@
 -- channels would be written for nobody and never pruned.
 -- ARGV: prefix, channel ('' = member events only), expected_seq, epoch the plan was made in,
 --       src, snapshot, record ('' = no frame: only remember that the board was looked at),
---       maxlen, member_maxlen, now (unix seconds), n, (member, record) * n
+--       maxlen, member_maxlen, now (unix seconds), n, (member, record) * n,
+--       [nb, (board, record) * nb]
 local prefix, channel, expected, epoch = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
 local src, snap, record, maxlen, mmax = ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9]
 local seq = 0
@@ -39,5 +40,15 @@ for _ = 1, n do
     local s = redis.call('HINCRBY', prefix .. ':feed:' .. mchan, 'seq', 1)
     redis.call('XADD', prefix .. ':feedlog:' .. mchan, 'MAXLEN', '~', mmax, s .. '-1', 'r', rec)
   end
+end
+-- events for board channels (perk unlocks): each the board channel's next frame, a record with no
+-- changes; the snapshot stays as it is, so a web process publishing meanwhile just retries
+n = tonumber(ARGV[i] or '0')
+i = i + 1
+for _ = 1, n do
+  local board, rec = ARGV[i], ARGV[i + 1]; i = i + 2
+  local bchan = 'board:' .. board
+  local s = redis.call('HINCRBY', prefix .. ':feed:' .. bchan, 'seq', 1)
+  redis.call('XADD', prefix .. ':feedlog:' .. bchan, 'MAXLEN', '~', maxlen, s .. '-1', 'r', rec)
 end
 return {'ok', seq}

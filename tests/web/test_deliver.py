@@ -356,6 +356,8 @@ async def test_unlocks_reach_the_topic_and_the_member_channel(
     try:
         client = await LiveClient.open(port)
         await client.subscribe("member:m1")
+        board = await LiveClient.open(port)
+        await board.subscribe("board:all", limit=5)
         await asyncio.sleep(0.3)  # the web process marks m1 as watched
         async with deliverer(namespace):
             u1 = await unlock(store, "top10", "m1", rank=2, score=57.0)
@@ -376,7 +378,11 @@ async def test_unlocks_reach_the_topic_and_the_member_channel(
         }
         assert perk["payload"] == {"coupon": "TOP10"}
         assert perk["channel"] == "member:m1" and perk["as_of"] == T0
+        # the board's subscribers see both unlocks, each in a delta of its own (seq checked)
+        await board.until(lambda: len([e for e in board.events if e["event"] == "perk"]) == 2)
+        assert {e["id"] for e in board.events if e["event"] == "perk"} == {u1, u2}
         await client.close()
+        await board.close()
     finally:
         servers.stop(web_proc)
 
