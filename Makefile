@@ -31,11 +31,21 @@ $(STAMP): pyproject.toml
 
 # Start broker, Redis, a worker and the web process in the background, then play the real Higgs
 # stream (July 2012) at a pace that keeps the page moving. `make down` stops everything.
+# The demo also runs the perks of examples/perks.toml, delivered as signed webhooks to the example
+# receiver on 127.0.0.1:9077 (allowed explicitly: the SSRF guard refuses loopback otherwise).
+DEMO_ENV := KUDOS_PERKS_PATH=$${KUDOS_PERKS_PATH:-examples/perks.toml} KUDOS_WEBHOOKS_ALLOW=$${KUDOS_WEBHOOKS_ALLOW:-127.0.0.1}
+DEMO_SECRET := $(shell grep -o 'whsec_[A-Za-z0-9+/=]*' examples/perks.toml | head -1)
+
 demo: install
-	$(KUDOS) up --background
+	mkdir -p $${KUDOS_HOME:-.kudos}
+	if [ -f $${KUDOS_HOME:-.kudos}/receiver.pid ]; then kill $$(cat $${KUDOS_HOME:-.kudos}/receiver.pid) 2>/dev/null || true; fi
+	$(PY) examples/webhook_receiver.py --port 9077 --secret $(DEMO_SECRET) > $${KUDOS_HOME:-.kudos}/receiver.log 2>&1 & echo $$! > $${KUDOS_HOME:-.kudos}/receiver.pid
+	$(DEMO_ENV) $(KUDOS) up --background
 	@echo "Open http://127.0.0.1:$${KUDOS_WEB_PORT:-8000}/ and watch it move; Ctrl-C stops the replay (the stack keeps running)."
-	$(KUDOS) replay $(DATA)/higgs/higgs-activity_time.txt.gz --format higgs --envelope 100 --rate $${DEMO_RATE:-4000} --wait --progress
+	$(DEMO_ENV) $(KUDOS) replay $(DATA)/higgs/higgs-activity_time.txt.gz --format higgs --envelope 100 --rate $${DEMO_RATE:-4000} --wait --progress
 	$(KUDOS) board all --limit 10
+	$(KUDOS) perks --limit 10
+	@echo "Perk webhooks received: $${KUDOS_HOME:-.kudos}/receiver.log ; delivery attempts: 'kudos webhooks log'."
 	@echo "The stack is still running at http://127.0.0.1:$${KUDOS_WEB_PORT:-8000}/ ; 'make down' stops it."
 
 up: install
@@ -43,6 +53,7 @@ up: install
 
 down:
 	$(KUDOS) down
+	-if [ -f $${KUDOS_HOME:-.kudos}/receiver.pid ]; then kill $$(cat $${KUDOS_HOME:-.kudos}/receiver.pid) 2>/dev/null; rm -f $${KUDOS_HOME:-.kudos}/receiver.pid; fi
 
 test: install browser
 	$(PY) -m pytest -q
