@@ -396,7 +396,7 @@
       for (const e of msg.moved || []) state.rows.set(e.member, { rank: e.to, score: e.score });
       for (const e of msg.score || []) state.rows.set(e.member, { rank: e.rank, score: e.score });
       for (const ev of msg.events || []) {
-        if (ev.event === "entered_top" && (ev.top ?? 1) <= TOAST_TIERS) eventToast(ev);
+        if ((ev.event === "entered_top" && (ev.top ?? 1) <= TOAST_TIERS) || ev.event === "perk") eventToast(ev);
       }
     } else if (msg.type === "event") {
       eventToast(msg);
@@ -515,7 +515,8 @@
   }
   const onBoards = (boards) => (boards.length ? ` on ${boards.map(boardLabel).join(", ")}` : "");
   function eventToast(ev) {
-    const key = JSON.stringify([ev.event, ev.board, ev.member, ev.top, ev.overtaker, ev.overtaken, ev.as_of]);
+    // a perk arrives on the member's and the board's channel: its id names it once
+    const key = ev.id ? JSON.stringify([ev.event, ev.id]) : JSON.stringify([ev.event, ev.board, ev.member, ev.top, ev.overtaker, ev.overtaken, ev.as_of]);
     const now = Date.now();
     for (const [k, t] of recent) if (now - t > 15000) recent.delete(k);
     if (recent.has(key)) return;
@@ -538,8 +539,9 @@
       }
       case "perk": {
         const who = ev.member || me || "";
-        const what = ev.perk || ev.rule || ev.name || "a perk";
-        toast("perk", `${who} unlocked ${what}`, [ev.condition, onBoards(boards).trim()].filter(Boolean).join(" · "));
+        const what = ev.title || ev.rule || "a perk";
+        const where = ev.rank != null ? `#${ev.rank}${onBoards(boards)}` : onBoards(boards).trim();
+        toast("perk", `${who} unlocked ${what}`, where);
         break;
       }
       case "bait": {
