@@ -24,6 +24,7 @@ Keys (all under ``<prefix>:``; nothing else in Kudos builds a key string):
 ``feedlog:<channel>`` stream  entry ``<seq>-1`` → r: the frame record (capped; resume replays it)
 ``watched``           zset    member → unix time until which some web process has a subscriber
 ``perks:<member>``    hash    rule id → the unlock record (JSON); set once, never revoked
+``perkseen``          hash    rank rule → the board's change mark when the rule last looked
 ``perkbox``           stream  one entry per unlock (id, rule, title, member, board, rank, score,
                               at, payload), written with the scores that earned it; for delivery
                               by the consumer group ``deliver`` (``kudos deliver``)

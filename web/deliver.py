@@ -167,8 +167,10 @@ class DeliveryConfig:
                     "body": body,
                 },
             )
+            # a disabled endpoint gets its job too: the job loop dead-letters it unsent, so
+            # `kudos webhooks replay --enable` sends every unlock made while it was disabled
             for e in self.endpoints.values()
-            if e.wants(unlock.rule) and e.id not in disabled
+            if e.wants(unlock.rule)
         ]
 
 

@@ -182,14 +182,16 @@ for _ = 1, n do
 end
 
 -- 10. perks: each rule is checked against the boards as this batch left them, and a member who
---     qualifies is unlocked once, ever (the HSETNX on perks:<member>), in the same atomic step as
+--     qualifies is unlocked once, ever (perks:<member> has no entry for the rule yet), in the same atomic step as
 --     the scores that earned it, so replays, redeliveries and crashes never unlock twice. Rank
---     rules look at the top rows (with ties at the edge); score-only rules at the members this
---     batch touched on that board (a score can only rise when its member is touched).
+--     rules look at every row scoring at least the Nth row (ties at the edge included), and only
+--     when the board changed since the rule last looked (perkseen); score-only rules at the
+--     members this batch touched on that board (a score can only rise when its member is touched).
 local nr = tonumber(nxt())
 local half_life = tonumber(nxt())
 if nr > 0 and W then
   local L = tonumber(redis.call('GET', K_LANDMARK) or '0')
+  local K_SEEN = prefix .. ':perkseen'
   for _ = 1, nr do
     local rid, board, rank_max, score_min, title, payload = nxt(), nxt(), nxt(), nxt(), nxt(), nxt()
     local nc = tonumber(nxt())
@@ -197,36 +199,45 @@ if nr > 0 and W then
     for c = 1, nc do cands[c] = nxt() end
     local key = prefix .. ':board:' .. board
     -- points = stored * scale (decayed values are stored against the landmark L)
+    local decayed = string.sub(board, 1, 7) == 'decayed'
     local scale = 0.001
-    if string.sub(board, 1, 7) == 'decayed' then scale = 0.001 * 2 ^ ((L - W) / half_life) end
-    local thr = nil
-    if score_min ~= '' then thr = tonumber(score_min) * 0.001 / scale end
+    if decayed then scale = 0.001 * 2 ^ ((L - W) / half_life) end
+    local thr = nil  -- the threshold in stored units; milli-point boards compare exact integers
+    if score_min ~= '' then
+      thr = tonumber(score_min)
+      if decayed then thr = thr * 0.001 / scale end
+    end
     if rank_max ~= '' then
-      local nth = redis.call('ZREVRANGE', key, tonumber(rank_max) - 1, tonumber(rank_max) - 1,
-                             'WITHSCORES')
-      local lo = '-inf'
-      if #nth > 0 then lo = nth[2] end
-      if thr and (lo == '-inf' or thr > tonumber(lo)) then lo = string.format('%.17g', thr) end
-      cands = redis.call('ZREVRANGEBYSCORE', key, '+inf', lo, 'LIMIT', 0,
-                         10 * tonumber(rank_max))
+      cands = {}
+      local mark = redis.call('HGET', prefix .. ':changes', board) or '0'
+      if redis.call('HGET', K_SEEN, rid) ~= mark then
+        redis.call('HSET', K_SEEN, rid, mark)
+        local n = tonumber(rank_max)
+        local nth = redis.call('ZREVRANGE', key, n - 1, n - 1, 'WITHSCORES')
+        local lo = '-inf'
+        if #nth > 0 then lo = nth[2] end
+        if thr and (lo == '-inf' or thr > tonumber(lo)) then lo = string.format('%.17g', thr) end
+        -- every row at or above the Nth score has competition rank <= N
+        cands = redis.call('ZREVRANGEBYSCORE', key, '+inf', lo)
+      end
     end
     for _, m in ipairs(cands) do
-      local s = redis.call('ZSCORE', key, m)
-      if s and (thr == nil or tonumber(s) >= thr) then
-        local rank = redis.call('ZCOUNT', key, '(' .. s, '+inf') + 1
-        if rank_max == '' or rank <= tonumber(rank_max) then
+      local pkey = prefix .. ':perks:' .. m
+      if redis.call('HEXISTS', pkey, rid) == 0 then
+        local s = redis.call('ZSCORE', key, m)
+        if s and (thr == nil or tonumber(s) >= thr) then
+          local rank = redis.call('ZCOUNT', key, '(' .. s, '+inf') + 1
           local uid = 'unl_' .. redis.sha1hex(rid .. '\31' .. m)
           local points = tonumber(s) * scale
-          if scale == 0.001 then points = tonumber(s) / 1000 end  -- exact milli-points: 12.0, not 12.000000000000002
-          local record = cjson.encode({id = uid, rule = rid, title = title, member = m,
-                                       board = board, rank = rank, score = points, at = W})
-          if redis.call('HSETNX', prefix .. ':perks:' .. m, rid, record) == 1 then
-            -- (not capped: one entry per unlock, ever, like the perks hashes themselves)
-            redis.call('XADD', prefix .. ':perkbox', '*',
-                       'id', uid, 'rule', rid, 'title', title, 'member', m, 'board', board,
-                       'rank', rank, 'score', string.format('%.17g', points), 'at', W,
-                       'payload', payload)
-          end
+          if not decayed then points = tonumber(s) / 1000 end  -- exact: 12.0, not 12.000000000000002
+          redis.call('HSET', pkey, rid, cjson.encode({
+            id = uid, rule = rid, title = title, member = m, board = board, rank = rank,
+            score = points, at = W, payload = cjson.decode(payload)}))
+          -- (not capped: one entry per unlock, ever, like the perks hashes themselves)
+          redis.call('XADD', prefix .. ':perkbox', '*',
+                     'id', uid, 'rule', rid, 'title', title, 'member', m, 'board', board,
+                     'rank', rank, 'score', string.format('%.17g', points), 'at', W,
+                     'payload', payload)
         end
       end
     end

@@ -114,3 +114,52 @@ async def test_unlocks_happen_once_through_kills_and_a_full_resend(
     # every event again: duplicates change no score and unlock nothing
     await namespace.wait(await namespace.replay(events, envelope=50))
     assert await outbox(store) == first
+
+
+async def test_ties_at_the_edge_and_exact_thresholds_unlock(
+    namespace: Namespace, tmp_path: Path
+) -> None:
+    perks = tmp_path / "perks.toml"
+    perks.write_text(
+        """
+        [[rule]]
+        id = "first"
+        board = "all"
+        when = "rank <= 1"
+        payload = { crown = true }
+
+        [[rule]]
+        id = "exact"
+        board = "all"
+        when = "score >= 16.333"
+        """
+    )
+    configure(namespace, perks=PerksSettings(path=str(perks)))
+    store = namespace.store
+    assert store is not None
+    t = 1_600_000_000
+    # 25 members tied at the top (two conversions each, 20 points): all share rank 1
+    events: list[object] = [
+        {
+            "id": f"tie{i}{a}",
+            "ts": t,
+            "kind": "conversion",
+            "actor": f"fan{a}",
+            "target": f"t{i:02d}",
+        }
+        for i in range(25)
+        for a in "ab"
+    ]
+    # conversion, conversion/2, share/3 from one actor in a day: exactly 16.333 points, a
+    # number whose milli-points do not survive * 0.001 / 0.001 in floating point
+    events += [
+        {"id": f"x{k}", "ts": t + k, "kind": kind, "actor": "a", "target": "x"}
+        for k, kind in enumerate(["conversion", "conversion", "share"])
+    ]
+    namespace.start_worker()
+    await namespace.wait(await namespace.replay(events, envelope=50))
+    got = {(e["rule"], e["member"]) for e in await outbox(store)}
+    assert {m for r, m in got if r == "first"} == {f"t{i:02d}" for i in range(25)}
+    assert ("exact", "x") in got
+    record = (await unlocked(store, "t07"))["first"]
+    assert record["rank"] == 1 and record["score"] == 20.0 and record["payload"] == {"crown": True}

@@ -408,8 +408,8 @@ async def test_gone_disables_the_endpoint_until_replayed_with_enable(
     namespace: Namespace, hooks: Hooks
 ) -> None:
     """410 disables the endpoint (persisted): the job and the one queued behind it are
-    dead-lettered, later unlocks make no job for it; other endpoints go on. `kudos webhooks
-    replay` leaves them dead until --enable re-enables the endpoint."""
+    dead-lettered, and so are later unlocks' jobs, unsent; other endpoints go on. `kudos webhooks
+    replay` leaves them dead until --enable re-enables the endpoint and sends them all."""
     setup(
         namespace,
         endpoint("gone", hooks.url("gone")) + endpoint("fine", hooks.url("fine")),
@@ -431,12 +431,13 @@ async def test_gone_disables_the_endpoint_until_replayed_with_enable(
     assert disabled["gone"]["status"] == 410 and disabled["gone"]["unlock"] in first
     due, dead = await jobs(store)
     assert due == []
-    assert sorted(d["job"] for d in dead) == sorted(f"gone:{u}" for u in first)
+    assert sorted(d["job"] for d in dead) == sorted(f"gone:{u}" for u in [*first, later])
     log = await store.webhook_log(10)
     assert sorted((e["endpoint"], e["status"], e["action"]) for e in log) == [
         ("fine", "200", "done"),
         ("fine", "200", "done"),
         ("fine", "200", "done"),
+        ("gone", "", "dead"),
         ("gone", "", "dead"),
         ("gone", "410", "disable"),
     ]
@@ -444,16 +445,16 @@ async def test_gone_disables_the_endpoint_until_replayed_with_enable(
     assert "disabled" in skipped["error"] and "--enable" in skipped["error"]
 
     out = kudos(namespace, "webhooks", "replay", "--endpoint", "gone")
-    assert out.returncode == 0 and "left 2 job(s) dead" in out.stdout and "--enable" in out.stdout
+    assert out.returncode == 0 and "left 3 job(s) dead" in out.stdout and "--enable" in out.stdout
     hooks.answers["gone"] = ok
     out = kudos(namespace, "webhooks", "replay", "--endpoint", "gone", "--enable")
     assert out.returncode == 0, out.stderr
-    assert "re-enabled endpoint gone" in out.stdout and "replaying 2" in out.stdout
+    assert "re-enabled endpoint gone" in out.stdout and "replaying 3" in out.stdout
     async with deliverer(namespace):
-        await until(lambda: len(hooks.delivered("gone")) == 2)
+        await until(lambda: len(hooks.delivered("gone")) == 3)
         await asyncio.sleep(0.5)
-    assert sorted(hooks.delivered("gone")) == sorted(first)  # not `later`: made while disabled
-    assert later not in hooks.delivered("gone")
+    # every unlock, also the one made while the endpoint was disabled, exactly once
+    assert sorted(hooks.delivered("gone")) == sorted([*first, later])
     assert await store.webhook_disabled() == {}
     assert await _no_jobs(store)
 
