@@ -49,3 +49,20 @@ async def ensure_topics(settings: Settings, timeout: float = 30.0) -> None:
             await asyncio.sleep(0.5)
         finally:
             await admin.close()
+
+
+async def topic_partitions(settings: Settings) -> dict[str, int]:
+    """The partition count of each Kudos topic that exists on the broker (missing ones left out)."""
+    names = (settings.broker.topic, settings.broker.dlq_topic, settings.broker.perks_topic)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap(settings), request_timeout_ms=10_000)
+    try:
+        await admin.start()
+        # all topics: naming them would let a broker that auto-creates topics create them here
+        described = await admin.describe_topics(None)
+    finally:
+        await admin.close()
+    return {
+        t["topic"]: len(t["partitions"])
+        for t in described
+        if t["topic"] in names and t["error_code"] == 0
+    }

@@ -1,39 +1,460 @@
-"""docker-compose.yml cannot run here (no Docker engine), so check it against the code instead."""
+"""docker-compose.yml cannot run here (no Docker engine), so check it against the code instead.
+
+The compose file, the Dockerfile, deploy/nginx.conf and deploy/prometheus.yml are parsed and held
+to what the code says: every command is a real ``kudos`` verb (its arguments parse), every KUDOS_*
+variable is a setting with a valid value, and every port agrees across the proxy's upstream, the web
+port setting, the health checks and the Prometheus targets.
+"""
 
 from __future__ import annotations
 
-from pathlib import Path
+import re
+import tomllib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+from urllib.parse import urlsplit
 
+import pytest
 import yaml
+from packaging.specifiers import SpecifierSet
 
 from kudos.cli import parser
-from leaderboard.settings import load_settings
+from leaderboard.settings import Settings, load_settings
+from web import deliver
+from web.server import WS_PATH
 
 ROOT = Path(__file__).resolve().parents[1]
+#: services that run the Kudos image, and how many of each
+KUDOS_SERVICES = {"topics": None, "worker": 2, "web": 2, "deliver": None}
+INFRA = {"kafka", "redis", "proxy", "prometheus"}
 
 
-def test_compose_services_use_real_commands_and_settings() -> None:
-    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
-    services = compose["services"]
-    assert {"kafka", "redis", "worker", "web"} <= set(services)
-    verbs = set(parser()._subparsers._group_actions[0].choices)  # type: ignore[union-attr]
-    for name in ("worker", "web"):
-        svc = services[name]
-        cmd = svc["command"]
+# -- loading ---------------------------------------------------------------------------------
+
+
+def _interpolate(value: str) -> str:
+    """Compose's ``${VAR:-default}`` / ``${VAR-default}`` / ``${VAR}`` with nothing set: defaults."""
+    return re.sub(r"\$\{(\w+)(?::?-([^}]*))?\}", lambda m: m.group(2) or "", value)
+
+
+def _expand(node: Any) -> Any:
+    if isinstance(node, str):
+        return _interpolate(node)
+    if isinstance(node, list):
+        return [_expand(x) for x in node]
+    if isinstance(node, dict):
+        return {k: _expand(v) for k, v in node.items()}
+    return node
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    raw = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    return _expand(raw)  # type: ignore[no-any-return]
+
+
+@pytest.fixture(scope="module")
+def services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return compose["services"]  # type: ignore[no-any-return]
+
+
+def _env(svc: dict[str, Any]) -> dict[str, str]:
+    env = svc.get("environment") or {}
+    assert isinstance(env, dict), "environment as a mapping, please"
+    return {k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in env.items()}
+
+
+def _settings(svc: dict[str, Any]) -> Settings:
+    # raises ConfigError on an unknown or malformed KUDOS_* variable, naming it
+    return load_settings(_env(svc))
+
+
+def _volume_file(svc: dict[str, Any], target: str) -> Path:
+    """The repository file that a service mounts at ``target``."""
+    for v in svc.get("volumes", []):
+        src, _, rest = v.partition(":")
+        if rest.split(":")[0] == target:
+            assert src.startswith("./"), f"{target} should come from a file in the repository"
+            path = ROOT / src[2:]
+            assert path.is_file(), f"{src} is mounted but does not exist"
+            return path
+    raise AssertionError(f"nothing mounted at {target}")
+
+
+def _published(port_spec: str) -> tuple[int, int]:
+    """`[ip:]host:container` → (host, container)."""
+    parts = port_spec.split(":")
+    return int(parts[-2]), int(parts[-1])
+
+
+# -- a small nginx config reader -------------------------------------------------------------
+
+
+@dataclass
+class Directive:
+    name: str
+    args: list[str]
+    children: list[Directive] = field(default_factory=list)
+
+    def all(self, name: str) -> list[Directive]:
+        return [d for d in self.children if d.name == name]
+
+    def one(self, name: str) -> Directive:
+        found = self.all(name)
+        assert len(found) == 1, f"expected one {name!r} in {self.name} {self.args}, got {found}"
+        return found[0]
+
+    def walk(self) -> Iterator[Directive]:
+        for d in self.children:
+            yield d
+            yield from d.walk()
+
+
+def parse_nginx(text: str) -> Directive:
+    tokens = re.findall(
+        r'"(?:[^"\\]|\\.)*"|\'[^\']*\'|[{};]|[^\s{};"\']+', re.sub(r"#[^\n]*", "", text)
+    )
+    root = Directive("main", [])
+    stack, words = [root], []
+    for tok in tokens:
+        if tok in (";", "{"):
+            d = Directive(words[0], [w.strip("\"'") for w in words[1:]])
+            stack[-1].children.append(d)
+            words = []
+            if tok == "{":
+                stack.append(d)
+        elif tok == "}":
+            assert not words, f"missing ';' after {words}"
+            stack.pop()
+        else:
+            words.append(tok)
+    assert len(stack) == 1 and not words, "unbalanced nginx config"
+    return root
+
+
+def _seconds(text: str) -> float:
+    units = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+    m = re.fullmatch(r"(\d+)(ms|s|m|h|d)?", text)
+    assert m, text
+    return int(m.group(1)) * units[m.group(2) or "s"]
+
+
+@pytest.fixture(scope="module")
+def nginx(services: dict[str, dict[str, Any]]) -> Directive:
+    path = _volume_file(services["proxy"], "/etc/nginx/nginx.conf")
+    return parse_nginx(path.read_text())
+
+
+@pytest.fixture(scope="module")
+def prometheus(services: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    path = _volume_file(services["prometheus"], "/etc/prometheus/prometheus.yml")
+    return yaml.safe_load(path.read_text())  # type: ignore[no-any-return]
+
+
+# -- the compose services --------------------------------------------------------------------
+
+
+def test_the_stack_has_every_part(services: dict[str, dict[str, Any]]) -> None:
+    assert set(services) == set(KUDOS_SERVICES) | INFRA
+    for name, replicas in KUDOS_SERVICES.items():
+        got = services[name].get("deploy", {}).get("replicas")
+        assert got == replicas, f"{name}: replicas {got}, want {replicas}"
+
+
+def test_images_are_official_and_pinned(services: dict[str, dict[str, Any]]) -> None:
+    official = {
+        "kafka": "apache/kafka",
+        "redis": "redis",
+        "proxy": "nginx",
+        "prometheus": "prom/prometheus",
+    }
+    for name, repo in official.items():
+        image, _, tag = services[name]["image"].partition(":")
+        assert image == repo, f"{name}: {image} is not the official image {repo}"
+        assert re.match(r"v?\d+\.\d+\.\d+", tag), f"{name}: tag {tag!r} is not a pinned version"
+    kafka_tag = services["kafka"]["image"].partition(":")[2]
+    assert tuple(map(int, kafka_tag.split(".")[:2])) >= (3, 7), "DESIGN.md: Apache Kafka 3.7+"
+    assert services["redis"]["image"].partition(":")[2].startswith("7."), "Redis 7"
+    for name in KUDOS_SERVICES:
+        assert services[name].get("build") == ".", f"{name} runs the image of this Dockerfile"
+
+
+def test_every_command_is_a_real_kudos_verb(services: dict[str, dict[str, Any]]) -> None:
+    p = parser()
+    verbs = set(p._subparsers._group_actions[0].choices)  # type: ignore[union-attr]
+    for name in KUDOS_SERVICES:
+        cmd = services[name]["command"]
         assert cmd[0] == "kudos" and cmd[1] in verbs, f"{name}: {cmd} is not a kudos command"
-        env = {k: str(v) for k, v in svc["environment"].items()}
-        settings = load_settings(env)  # raises on an unknown or malformed KUDOS_* variable
-        assert settings.redis.url.startswith("redis://redis:")
-        assert settings.broker.url == "kafka://kafka:9092"
-        assert settings.broker.idempotent_producer is True
-    assert services["web"]["ports"] == ["8000:8000"]
-    assert (
-        load_settings({k: str(v) for k, v in services["web"]["environment"].items()}).web.port
-        == 8000
+        args = p.parse_args(cmd[1:])  # the options parse too (SystemExit otherwise)
+        assert args.command == name, f"service {name} runs `kudos {args.command}`"
+
+
+def test_every_kudos_variable_is_a_setting_and_the_services_agree(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    seen: dict[str, Settings] = {}
+    for name in KUDOS_SERVICES:
+        env = _env(services[name])
+        assert all(k.startswith("KUDOS_") for k in env), f"{name}: only KUDOS_* variables"
+        seen[name] = s = _settings(services[name])
+        assert urlsplit(s.redis.url).hostname == "redis"
+        assert s.broker_host_port == ("kafka", 9092)
+        assert s.broker.idempotent_producer is True, f"{name}: Apache Kafka has idempotence"
+
+    # producers group envelopes by partition with KUDOS_BROKER_PARTITIONS: one value everywhere,
+    # and one namespace (topics, Redis prefix, consumer group)
+    def shared(s: Settings) -> tuple[object, ...]:
+        return (s.redis.url, s.redis.prefix, s.broker, s.worker.app_id, s.scoring, s.perks)
+
+    first = shared(seen["worker"])
+    for name, s in seen.items():
+        assert shared(s) == first, f"{name} differs from worker in a shared setting"
+    kafka = services["kafka"]["environment"]
+    assert "PLAINTEXT://kafka:9092" in kafka["KAFKA_ADVERTISED_LISTENERS"].split(",")
+
+
+def test_kafka_runs_kraft_keeps_its_log_and_never_auto_creates(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    kafka = services["kafka"]
+    env = {k: str(v) for k, v in kafka["environment"].items()}
+    assert set(env["KAFKA_PROCESS_ROLES"].split(",")) == {"broker", "controller"}
+    assert not any("ZOOKEEPER" in k for k in env)
+    assert env["CLUSTER_ID"]
+    assert env["KAFKA_AUTO_CREATE_TOPICS_ENABLE"] == "false"
+    assert env["KAFKA_LOG_RETENTION_MS"] == "-1", "the log is the system of record"
+    mounted = {v.partition(":")[2] for v in kafka["volumes"]}
+    assert env["KAFKA_LOG_DIRS"] in mounted, "the log must live on a volume"
+
+
+def test_topics_are_made_once_before_the_processes_start(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    topics = services["topics"]
+    assert topics["restart"] == "no"
+    assert topics["depends_on"]["kafka"]["condition"] == "service_healthy"
+    for name in ("worker", "web", "deliver"):
+        deps = services[name]["depends_on"]
+        assert deps["topics"]["condition"] == "service_completed_successfully", name
+        assert deps["redis"]["condition"] == "service_healthy", name
+    assert int(services["worker"]["environment"]["KUDOS_BROKER_PARTITIONS"]) >= 2 * 2, (
+        "room for the two workers to grow"
     )
-    assert (
-        "--appendfsync" in services["redis"]["command"]
-        and "everysec" in services["redis"]["command"]
+
+
+def test_redis_is_durable_and_never_evicts(services: dict[str, dict[str, Any]]) -> None:
+    redis = services["redis"]
+    cmd = [str(c) for c in redis["command"]]
+    assert cmd[0] == "redis-server"
+    opts = dict(zip(cmd[1::2], cmd[2::2], strict=True))
+    assert opts["--appendonly"] == "yes" and opts["--appendfsync"] == "everysec"
+    assert opts["--maxmemory-policy"] == "noeviction"
+    assert any(v.endswith(":/data") for v in redis["volumes"])
+
+
+def test_every_long_running_service_has_a_health_check(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    for name, svc in services.items():
+        if name == "topics":
+            continue
+        check = svc.get("healthcheck")
+        assert check and not check.get("disable") and check.get("test"), f"{name}: no healthcheck"
+        assert svc.get("restart") == "unless-stopped", f"{name}: restarts after a crash"
+
+
+def test_health_checks_and_exposed_ports_match_the_settings(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    web = services["web"]
+    port = _settings(web).web.port
+    assert _settings(web).web.host == "0.0.0.0"
+    assert [str(p) for p in web["expose"]] == [str(port)]
+    assert "ports" not in web, "replicas are reached through the proxy, not published"
+    assert f"http://127.0.0.1:{port}/healthz" in " ".join(web["healthcheck"]["test"])
+
+    # workers and the deliverer serve /metrics on a port of their own, reachable by Prometheus
+    for name, section in (("worker", "worker"), ("deliver", "webhooks")):
+        svc = services[name]
+        metrics = getattr(_settings(svc), section)
+        assert metrics.metrics_host == "0.0.0.0", f"{name}: scrapable from another container"
+        assert metrics.metrics_port > 0
+        assert [str(p) for p in svc["expose"]] == [str(metrics.metrics_port)]
+    worker_check = " ".join(services["worker"]["healthcheck"]["test"])
+    assert "KUDOS_WORKER_METRICS_PORT" in worker_check and "/metrics" in worker_check
+
+    check = " ".join(services["deliver"]["healthcheck"]["test"])
+    assert f'":perkbox", "{deliver.GROUP}"' in check, "the deliverer's outbox and group"
+
+
+# -- the proxy -------------------------------------------------------------------------------
+
+
+def test_proxy_balances_every_web_replica_without_stickiness(
+    services: dict[str, dict[str, Any]], nginx: Directive
+) -> None:
+    http = nginx.one("http")
+    port = _settings(services["web"]).web.port
+    upstreams = http.all("upstream")
+    assert len(upstreams) == 1
+    up = upstreams[0]
+    servers = up.all("server")
+    assert [s.args[0] for s in servers] == [f"web:{port}"], "the web service on KUDOS_WEB_PORT"
+    assert "resolve" in servers[0].args, "re-resolve the name: replicas come and go"
+    assert up.all("zone"), "resolve needs a shared zone"
+    assert http.all("resolver"), "resolve needs a resolver (Docker's DNS)"
+    sticky = {"ip_hash", "hash", "sticky"}
+    assert not sticky & {d.name for d in up.children}, "the feed is shared: no stickiness"
+    proxied = [d for d in http.walk() if d.name == "proxy_pass"]
+    assert proxied and all(d.args == [f"http://{up.args[0]}"] for d in proxied)
+
+
+def test_proxy_passes_websockets(nginx: Directive) -> None:
+    server = nginx.one("http").one("server")
+    ws = [loc for loc in server.all("location") if WS_PATH in loc.args]
+    assert len(ws) == 1, f"a location for {WS_PATH}"
+    loc = ws[0]
+    version = loc.all("proxy_http_version") or server.all("proxy_http_version")
+    assert version and version[0].args == ["1.1"]
+    headers = {d.args[0].lower(): d.args[1] for d in loc.all("proxy_set_header")}
+    assert headers["upgrade"] == "$http_upgrade"
+    assert headers["connection"] in ("upgrade", "$connection_upgrade")
+    assert headers["host"] in ("$host", "$http_host"), "the web's same-origin check sees the host"
+    assert _seconds(loc.one("proxy_read_timeout").args[0]) >= 3600, "idle subscribers are normal"
+    # a location with its own proxy_set_header inherits none: every proxied one passes Host
+    for other in server.all("location"):
+        if other.all("proxy_pass"):
+            names = {d.args[0].lower() for d in other.all("proxy_set_header")}
+            assert "host" in names, f"location {other.args} drops the Host header"
+
+
+def test_the_public_origin_may_open_the_websocket(
+    services: dict[str, dict[str, Any]], nginx: Directive
+) -> None:
+    proxy = services["proxy"]
+    host_port, container_port = _published(proxy["ports"][0])
+    listen = nginx.one("http").one("server").one("listen").args[0]
+    assert int(listen.rpartition(":")[2]) == container_port
+    origins = _settings(services["web"]).web.allowed_origins.split(",")
+    assert f"http://localhost:{host_port}" in origins
+
+
+def test_proxy_lets_through_what_the_ingest_api_accepts(
+    services: dict[str, dict[str, Any]], nginx: Directive
+) -> None:
+    size = nginx.one("http").one("server").one("client_max_body_size").args[0]
+    m = re.fullmatch(r"(\d+)([kKmM]?)", size)
+    assert m, size
+    limit = int(m.group(1)) * {"": 1, "k": 1024, "m": 1 << 20}[m.group(2).lower()]
+    assert limit > _settings(services["web"]).web.ingest_max_bytes, (
+        "the web's own 413 (with its reason) must be what a too-big POST /api/events gets"
     )
-    assert services["kafka"]["environment"]["KAFKA_PROCESS_ROLES"] == "broker,controller"
-    assert (ROOT / "Dockerfile").is_file()
+
+
+# -- Prometheus ------------------------------------------------------------------------------
+
+
+def test_prometheus_scrapes_every_web_process_worker_and_deliverer(
+    services: dict[str, dict[str, Any]], prometheus: dict[str, Any]
+) -> None:
+    jobs = {j["job_name"]: j for j in prometheus["scrape_configs"]}
+    expected = {
+        "web": _settings(services["web"]).web.port,
+        "worker": _settings(services["worker"]).worker.metrics_port,
+        "deliver": _settings(services["deliver"]).webhooks.metrics_port,
+    }
+    for service, port in expected.items():
+        job = jobs[f"kudos-{service}"]
+        assert job.get("metrics_path", "/metrics") == "/metrics"
+        (sd,) = job["dns_sd_configs"]
+        assert sd["names"] == [service] and sd["type"] == "A", "one target per replica"
+        assert sd["port"] == port, f"{service} serves /metrics on {port}, scraped on {sd['port']}"
+
+
+# -- the image -------------------------------------------------------------------------------
+
+
+@dataclass
+class Stage:
+    base: str
+    name: str
+    lines: list[str]
+
+
+def dockerfile_stages() -> list[Stage]:
+    text = (ROOT / "Dockerfile").read_text()
+    lines = [ln for ln in text.replace("\\\n", " ").splitlines() if ln and not ln.startswith("#")]
+    args: dict[str, str] = {}
+    stages: list[Stage] = []
+    for ln in lines:
+        word, _, rest = ln.strip().partition(" ")
+        if word.upper() == "ARG" and not stages and "=" in rest:
+            k, _, v = rest.strip().partition("=")
+            args[k] = v
+        elif word.upper() == "FROM":
+            parts = rest.split()
+            base = re.sub(r"\$\{(\w+)\}", lambda m: args[m.group(1)], parts[0])
+            name = parts[2] if len(parts) > 2 and parts[1].upper() == "AS" else ""
+            stages.append(Stage(base, name, []))
+        elif stages:
+            stages[-1].lines.append(ln.strip())
+    return stages
+
+
+def test_image_python_satisfies_requires_python() -> None:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    requires = SpecifierSet(project["project"]["requires-python"])
+    for stage in dockerfile_stages():
+        repo, _, tag = stage.base.partition(":")
+        assert repo == "python", f"stage {stage.name}: {stage.base}"
+        version = re.match(r"\d+\.\d+(\.\d+)?", tag)
+        assert version, f"{stage.base}: pin a Python version"
+        assert requires.contains(version.group(0)), f"{stage.base} vs requires-python {requires}"
+        assert version.group(0).startswith(project["tool"]["mypy"]["python_version"])
+
+
+def test_image_final_stage_is_non_root_without_build_tools() -> None:
+    stages = dockerfile_stages()
+    assert len(stages) >= 2, "multi-stage"
+    final = stages[-1]
+    users = [ln.split()[1] for ln in final.lines if ln.upper().startswith("USER ")]
+    assert users and users[-1] not in ("root", "0"), "the final stage runs as a non-root user"
+    body = "\n".join(final.lines)
+    assert not re.search(r"apt-get install|apk add|gcc|build-essential", body), "no build tools"
+    assert "COPY . " not in body and "COPY kudos" not in body, "no source tree in the image"
+    assert re.search(r"pip install .*--no-index.*kudos", body), "installs the built wheel"
+    assert re.search(r"from=" + re.escape(stages[0].name), body), "wheels from the build stage"
+    assert any(ln.upper().startswith("HEALTHCHECK ") for ln in final.lines)
+    expose = [ln.split()[1] for ln in final.lines if ln.upper().startswith("EXPOSE ")]
+    assert expose == [str(load_settings({}).web.port)]
+
+
+def test_the_wheel_carries_every_data_file() -> None:
+    """The image installs the wheel, so every non-Python file in a package must be package data
+    (Lua scripts, scoring.toml, the page); `pip wheel .` then `unzip -l` shows the same."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    packages, data = project["packages"], project["package-data"]
+    covered = set()
+    for pkg, globs in data.items():
+        base = ROOT / pkg.replace(".", "/")
+        for g in globs:
+            covered |= set(base.glob(g))
+    for top in {p.split(".")[0] for p in packages}:
+        for path in (ROOT / top).rglob("*"):
+            if (
+                path.is_file()
+                and path.suffix not in (".py", ".pyc")
+                and "__pycache__" not in path.parts
+            ):
+                assert path in covered, f"{path.relative_to(ROOT)} would be missing from the wheel"
+
+
+def test_build_context_leaves_out_local_state() -> None:
+    ignored = {
+        PurePosixPath(ln.strip()).as_posix()
+        for ln in (ROOT / ".dockerignore").read_text().splitlines()
+        if ln.strip() and not ln.startswith("#")
+    }
+    assert {".git", ".venv", ".kudos"} <= ignored
