@@ -62,29 +62,58 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
 
     settings.home.mkdir(parents=True, exist_ok=True)
     asyncio.run(ensure_topics(settings))
+    from kudos.logs import worker_logging_config
+
     app = create_app(settings)
-    worker = faust.Worker(app, loglevel=args.loglevel, quiet=True)
+    level = args.loglevel or settings.log.level or "warning"
+    worker = faust.Worker(
+        app,
+        loglevel=level,
+        quiet=True,
+        logging_config=worker_logging_config(settings.log, level),
+    )
     worker.execute_from_commandline()
     return 0
 
 
+def cmd_topics(settings: Settings, args: argparse.Namespace) -> int:
+    """Create the topics with ``KUDOS_BROKER_PARTITIONS`` partitions (the compose stack's one-shot
+    step before workers start); an existing interactions topic with another count is an error."""
+    from stream.topics import ensure_topics, topic_partitions
+
+    async def go() -> dict[str, int]:
+        await ensure_topics(settings, timeout=args.timeout)
+        return await topic_partitions(settings)
+
+    counts = asyncio.run(go())
+    want = settings.broker.partitions
+    for name, n in sorted(counts.items()):
+        print(f"{name}: {n} partitions")
+    have = counts.get(settings.broker.topic)
+    if have != want:
+        raise KudosError(
+            f"topic {settings.broker.topic} has {have} partitions but KUDOS_BROKER_PARTITIONS={want}; "
+            "producers would group envelopes by the wrong partition. Set KUDOS_BROKER_PARTITIONS to "
+            "the topic's count (a live topic's count must not change: docs/scaling.md)"
+        )
+    return 0
+
+
 def cmd_web(settings: Settings, args: argparse.Namespace) -> int:
+    from kudos.logs import configure
     from web.server import run
 
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure(settings.log)
     logging.getLogger("websockets").setLevel(logging.WARNING)
     asyncio.run(run(settings))
     return 0
 
 
 def cmd_deliver(settings: Settings, args: argparse.Namespace) -> int:
+    from kudos.logs import configure
     from web.deliver import run
 
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure(settings.log)
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
     asyncio.run(run(settings))
     return 0
@@ -404,9 +433,21 @@ def parser() -> argparse.ArgumentParser:
     s.set_defaults(fn=cmd_up)
     sub.add_parser("down", help="stop the embedded stack").set_defaults(fn=cmd_down)
     s = sub.add_parser("worker", help="run one Faust worker")
-    s.add_argument("--loglevel", default="warning")
+    s.add_argument(
+        "--loglevel",
+        default=None,
+        help="lowest level logged (default: KUDOS_LOG_LEVEL, or warning)",
+    )
     s.set_defaults(fn=cmd_worker)
     sub.add_parser("web", help="run the web process (read API and page)").set_defaults(fn=cmd_web)
+    s = sub.add_parser(
+        "topics", help="create the Kafka topics with KUDOS_BROKER_PARTITIONS partitions, check them"
+    )
+    s.add_argument(
+        "--timeout", type=_positive(float), default=60.0, help="seconds to wait for the broker"
+    )
+    s.set_defaults(fn=cmd_topics)
+
     sub.add_parser(
         "deliver", help="run the perk delivery process (perk-unlocks topic, websocket, webhooks)"
     ).set_defaults(fn=cmd_deliver)

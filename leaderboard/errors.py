@@ -9,7 +9,9 @@
     ├── StoreConflict                    another writer moved a partition fence or the decay landmark
     ├── StackError(RuntimeError)         the embedded stack cannot start or stop (port taken, binary missing)
     ├── InvalidSignature(ValueError)     a received webhook fails Standard Webhooks verification
-    └── DestinationRefused(ConnectionError)  a webhook destination is not a public address (SSRF guard)
+    ├── DestinationRefused(ConnectionError)  a webhook destination is not a public address (SSRF guard)
+    ├── BrokerUnavailable(ConnectionError)   the broker did not acknowledge produced messages in time
+    └── InvalidBody(ValueError)          an HTTP ingest body is neither JSON nor NDJSON
 """
 
 from __future__ import annotations
@@ -59,3 +61,16 @@ class DestinationRefused(KudosError, ConnectionError):
     def __init__(self, address: str, message: str) -> None:
         super().__init__(message)
         self.address = address
+
+
+class BrokerUnavailable(KudosError, ConnectionError):
+    """The broker could not be reached, or did not acknowledge every produced message in time.
+
+    Part of what was sent may still have been written: callers retry the whole batch, which is
+    safe because events carry ids and a re-sent id is applied once.
+    """
+
+
+class InvalidBody(KudosError, ValueError):
+    """A ``POST /api/events`` body that cannot be read at all (not JSON, not NDJSON, empty).
+    Answered with 400; a readable body with bad events is answered per event instead."""

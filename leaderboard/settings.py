@@ -72,6 +72,12 @@ class WorkerSettings:
     #: Longest a consumer fetch waits for data (Faust's fixed 1500 ms made the embedded broker
     #: hold every live event up to that long).
     fetch_max_wait_ms: int = 100
+    #: Address of the worker's Prometheus endpoint (GET /metrics); 0.0.0.0 to be scraped from
+    #: other hosts or containers.
+    metrics_host: str = "127.0.0.1"
+    #: Port of the worker's GET /metrics (events, batches, apply latency, consumer lag,
+    #: watermark; docs/metrics.md). 0 = off. Each worker process on one host needs its own.
+    metrics_port: int = 0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -101,6 +107,14 @@ class WebSettings:
     slow_client_timeout_s: float = 10.0
     #: Frames each board channel keeps for resuming clients (member channels keep a twentieth).
     feed_retention: int = 2000
+    #: Largest POST /api/events body (bytes); bigger is refused with 413 before it is read.
+    ingest_max_bytes: int = 1 << 20
+    #: When set, POST /api/events needs the header "Authorization: Bearer <this token>" (401
+    #: otherwise). Empty: anyone who can reach the port may post events.
+    ingest_token: str = ""
+    #: How long POST /api/events waits for the broker to acknowledge a request's events before it
+    #: answers 503 (at most 8 s: a request, its upload included, must be answered within 10 s).
+    ingest_timeout_s: float = 5.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -132,12 +146,29 @@ class WebhooksSettings:
     lease_s: float = 60.0
     #: Attempts in flight at once in one deliverer.
     concurrency: int = 16
+    #: Address of the deliverer's Prometheus endpoint (GET /metrics).
+    metrics_host: str = "127.0.0.1"
+    #: Port of the deliverer's GET /metrics (webhook attempts and failures; docs/metrics.md).
+    #: 0 = off.
+    metrics_port: int = 0
 
 
 @dataclass(frozen=True, kw_only=True)
 class BaitSettings:
     #: The comment-bait throttle; false scores every comment in full (exact replays).
     enabled: bool = True
+
+
+@dataclass(frozen=True, kw_only=True)
+class LogSettings:
+    """Logging of ``kudos web``, ``kudos worker`` and ``kudos deliver``."""
+
+    #: One JSON object per line (time, level, logger, message, and any extra fields) instead of
+    #: text, for log collectors.
+    json: bool = False
+    #: Lowest level logged: debug, info, warning, error or critical. Empty: info (the worker:
+    #: its --loglevel, warning by default).
+    level: str = ""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -151,6 +182,7 @@ class Settings:
     bait: BaitSettings = field(default_factory=BaitSettings)
     perks: PerksSettings = field(default_factory=PerksSettings)
     webhooks: WebhooksSettings = field(default_factory=WebhooksSettings)
+    log: LogSettings = field(default_factory=LogSettings)
 
     @property
     def broker_host_port(self) -> tuple[str, int]:
@@ -175,7 +207,11 @@ def host_port(url: str, name: str, default_port: int) -> tuple[str, int]:
     return parts.hostname, port
 
 
-_SECTIONS = ("redis", "broker", "worker", "web", "scoring", "bait", "perks", "webhooks")
+_SECTIONS = ("redis", "broker", "worker", "web", "scoring", "bait", "perks", "webhooks", "log")
+
+
+#: Values of ``KUDOS_LOG_LEVEL`` ("" = the process's default).
+LOG_LEVELS = ("", "debug", "info", "warning", "error", "critical")
 
 
 def _coerce(raw: Any, typ: Any, name: str) -> Any:
@@ -245,6 +281,15 @@ def _validate(obj: Any, name: str) -> None:
             raise ConfigError(
                 "KUDOS_WORKER_DEDUPE_HORIZON_S must be at least 86400 (24 h of event time)"
             )
+    if isinstance(obj, WorkerSettings | WebhooksSettings) and obj.metrics_port > 65535:
+        raise ConfigError(
+            f"KUDOS_{name.upper()}_METRICS_PORT={obj.metrics_port}: not a TCP port (0 = off)"
+        )
+    if isinstance(obj, LogSettings) and obj.level.lower() not in LOG_LEVELS:
+        raise ConfigError(
+            f"KUDOS_LOG_LEVEL={obj.level!r}: expected one of {', '.join(LOG_LEVELS[1:])} "
+            "(or empty for the default)"
+        )
     if isinstance(obj, WebSettings):
         if not 0 <= obj.port <= 65535:
             raise ConfigError(f"KUDOS_WEB_PORT={obj.port}: not a TCP port")
@@ -256,6 +301,15 @@ def _validate(obj: Any, name: str) -> None:
             raise ConfigError(
                 "KUDOS_WEB_MAX_SUBSCRIPTIONS and KUDOS_WEB_MAX_MESSAGES_PER_S must be positive, "
                 "KUDOS_WEB_FEED_RETENTION at least 10"
+            )
+        if obj.ingest_max_bytes < 1024:
+            raise ConfigError(
+                f"KUDOS_WEB_INGEST_MAX_BYTES={obj.ingest_max_bytes}: must be at least 1024"
+            )
+        if not 0 < obj.ingest_timeout_s <= 8:
+            raise ConfigError(
+                f"KUDOS_WEB_INGEST_TIMEOUT_S={obj.ingest_timeout_s:g}: must be in (0, 8] seconds "
+                "(the web server drops a request that is not answered within 10 s)"
             )
     if isinstance(obj, WebhooksSettings):
         parse_allow_list(obj.allow)
@@ -323,6 +377,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
 __all__ = [
     "BaitSettings",
     "BrokerSettings",
+    "LogSettings",
     "PerksSettings",
     "RedisSettings",
     "ScoringSettings",

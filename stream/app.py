@@ -19,11 +19,13 @@ from aiokafka.errors import KafkaError
 from faust.exceptions import ProducerSendError
 from redis.exceptions import RedisError
 
+from leaderboard.metrics import WorkerMetrics
 from leaderboard.perks import load_perks_file
 from leaderboard.plan import DeadLetter
 from leaderboard.scoring import ScoringRules
 from leaderboard.settings import Settings, load_settings
 from leaderboard.store import Store
+from stream.metrics import consumer_lag, serve_metrics
 from stream.processor import Processor, Raw
 
 log = logging.getLogger(__name__)
@@ -100,6 +102,7 @@ def create_app(settings: Settings) -> faust.App:
     perk_rules, _ = load_perks_file(settings.perks.path, rules)  # bad rules fail at start
     ws = settings.worker
     app, topic = faust_app(settings)
+    metrics = WorkerMetrics()
     dlq = app.topic(settings.broker.dlq_topic, value_type=bytes, key_type=bytes, internal=False)
 
     async def send_dead_letters(letters: Sequence[DeadLetter]) -> None:
@@ -122,7 +125,7 @@ def create_app(settings: Settings) -> faust.App:
     @app.agent(topic)
     async def score(stream: faust.StreamT[bytes]) -> None:
         store = Store.connect(settings.redis.url, settings.redis.prefix, rules, perk_rules)
-        processor = Processor(store, rules, ws, send_dead_letters)
+        processor = Processor(store, rules, ws, send_dead_letters, metrics=metrics)
         await store.client.hset(store.key("meta"), mapping={"scoring_version": rules.version})
         async for events in stream.take_events(  # type: ignore[attr-defined]
             ws.batch_messages, within=ws.batch_within_s
@@ -136,6 +139,7 @@ def create_app(settings: Settings) -> faust.App:
                     await processor.process(raws)
                     break
                 except (RedisError, OSError, KafkaError, ProducerSendError) as exc:
+                    metrics.batch_retries.inc()
                     log.error("batch not applied (%s); retrying in %.1f s", exc, delay)
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, 5.0)
@@ -146,6 +150,24 @@ def create_app(settings: Settings) -> faust.App:
                     log.critical("unexpected error applying a batch; exiting", exc_info=True)
                     logging.shutdown()
                     os._exit(70)
+
+    if ws.metrics_port:
+
+        @app.task  # type: ignore[untyped-decorator]
+        async def metrics_endpoint() -> None:
+            store = Store.connect(settings.redis.url, settings.redis.prefix, rules)
+
+            async def render() -> bytes:
+                await consumer_lag(app.consumer, settings.broker.topic, store, metrics)
+                return metrics.exposition().encode()
+
+            server = await serve_metrics(ws.metrics_host, ws.metrics_port, render)
+            log.info("metrics at http://%s:%d/metrics", ws.metrics_host, ws.metrics_port)
+            try:
+                await server.serve_forever()
+            finally:
+                server.close()
+                await store.close()
 
     return app
 

@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 from leaderboard.errors import StoreConflict
 from leaderboard.events import decode_message
+from leaderboard.metrics import WorkerMetrics
 from leaderboard.owned import OwnedState
-from leaderboard.plan import DeadLetter, Message, build_plan
+from leaderboard.plan import DeadLetter, Message, Plan, build_plan
 from leaderboard.scoring import ScoringRules
 from leaderboard.settings import WorkerSettings
 from leaderboard.store import Store
@@ -38,7 +40,10 @@ class DeadLetterSink(Protocol):
 
 
 class Processor:
-    """Applies batches of raw messages exactly once (per partition fence) to the store."""
+    """Applies batches of raw messages exactly once (per partition fence) to the store.
+
+    ``metrics`` counts what was applied (only applies that Redis accepted), per apply and batch.
+    """
 
     def __init__(
         self,
@@ -46,11 +51,14 @@ class Processor:
         rules: ScoringRules,
         settings: WorkerSettings,
         dead_letters: DeadLetterSink,
+        *,
+        metrics: WorkerMetrics | None = None,
     ) -> None:
         self.store = store
         self.rules = rules
         self.settings = settings
         self.dead_letters = dead_letters
+        self.metrics = metrics if metrics is not None else WorkerMetrics()
         self._kinds = rules.kinds
         self.owned = OwnedState()
 
@@ -58,11 +66,14 @@ class Processor:
         """Apply ``raws`` (any partitions, offsets ascending per partition) in chunks of whole
         messages of at most ``max_events_per_apply`` events; return when all are applied."""
         start = 0
+        started = time.perf_counter()
         for attempt in range(50):
             try:
                 await self._run(raws, start)
+                self.metrics.batch_seconds.observe(time.perf_counter() - started)
                 return
             except _Conflict as c:
+                self.metrics.conflicts.inc()
                 # Someone else wrote one of our partitions (rebalance overlap, a restarted copy of
                 # this worker) or moved the decay landmark: forget our copy, reload, re-plan from
                 # the first chunk not applied. Messages now behind the fence are skipped.
@@ -97,7 +108,7 @@ class Processor:
 
     async def _run(self, raws: Sequence[Raw], start: int) -> None:
         """Plan chunk i+1 while Redis applies chunk i (one apply in flight, sent in order)."""
-        inflight: tuple[Awaitable[float | None], int] | None = None
+        inflight: tuple[Awaitable[float | None], int, Plan, float] | None = None
         try:
             for first, chunk in self._chunks(raws, start):
                 missing = self.owned.missing(m.partition for m in chunk)
@@ -121,7 +132,8 @@ class Processor:
                     await self.dead_letters(plan.dead)
                 self.owned.absorb(plan)
                 # returns once the call is on the wire: Redis runs it while we plan the next chunk
-                inflight = (await self.store.send_apply(plan), first)
+                sent = time.perf_counter()
+                inflight = (await self.store.send_apply(plan), first, plan, sent)
             if inflight is not None:
                 pending, inflight = inflight, None
                 await self._settle(*pending)
@@ -132,7 +144,9 @@ class Processor:
                 with contextlib.suppress(Exception):
                     await inflight[0]
 
-    async def _settle(self, inflight: Awaitable[float | None], first: int) -> None:
+    async def _settle(
+        self, inflight: Awaitable[float | None], first: int, plan: Plan, sent: float
+    ) -> None:
         try:
             wm = await inflight
         except StoreConflict as exc:
@@ -142,6 +156,21 @@ class Processor:
             raise
         if wm is not None and (self.owned.watermark is None or wm > self.owned.watermark):
             self.owned.watermark = wm
+        self._count(plan, time.perf_counter() - sent)
+
+    def _count(self, plan: Plan, seconds: float) -> None:
+        """Metrics of an apply Redis accepted. Its latency runs until the answer is read, which
+        waits for the next chunk's planning when that takes longer."""
+        m = self.metrics
+        for outcome, n in plan.stats.items():
+            if n:
+                m.events.inc(n, outcome=outcome)
+        for d in plan.dead:
+            m.dead_letters.inc(reason=d.reason)
+        m.apply_events.observe(sum(plan.stats.values()))
+        m.apply_seconds.observe(seconds)
+        if self.owned.watermark is not None:
+            m.watermark.set(self.owned.watermark)
 
 
 class _Conflict(Exception):

@@ -63,10 +63,12 @@ from aiokafka.errors import KafkaError
 from redis.exceptions import RedisError
 
 from leaderboard import webhooks as wh
+from leaderboard.metrics import DeliverMetrics
 from leaderboard.perks import load_perks_file
 from leaderboard.scoring import ScoringRules
 from leaderboard.settings import Settings
 from leaderboard.store import ClaimedJob, Store
+from stream.metrics import serve_metrics
 from stream.topics import bootstrap, ensure_topics
 from web import feed
 from web.webhook_http import Attempt, deliver, guarded_session
@@ -217,7 +219,8 @@ class Deliverer:
     """The two loops of ``kudos deliver`` (see the module doc). ``run()`` until ``stop()``.
 
     ``rng`` draws the retry jitter (tests pass a seeded one); ``consumer`` names this process in
-    the outbox's consumer group (default: host and pid).
+    the outbox's consumer group (default: host and pid). ``metrics`` counts fan-out and
+    attempts (GET /metrics when ``KUDOS_WEBHOOKS_METRICS_PORT`` is set).
     """
 
     def __init__(
@@ -237,6 +240,7 @@ class Deliverer:
         self._stopping = asyncio.Event()
         self._wake = asyncio.Event()
         self._inflight: set[asyncio.Task[None]] = set()
+        self.metrics = DeliverMetrics()
 
     def stop(self) -> None:
         self._stopping.set()
@@ -304,6 +308,7 @@ class Deliverer:
                     await self._fan_out(producer, entries)
                 backoff = 0.1
             except (RedisError, OSError, KafkaError) as exc:
+                self.metrics.errors.inc(loop="fan_out")
                 log.error("fan-out failed (%s); retrying in %.1f s", exc, backoff)
                 await self._nap(backoff)
                 backoff = min(backoff * 2, 5.0)
@@ -349,6 +354,7 @@ class Deliverer:
             }
             fanned = await self.store.fan_out(items, time.time(), board_records=boards)
             n_jobs = sum(len(jobs) for uid, _, _, jobs in items if uid in fanned)
+            self.metrics.unlocks_fanned_out.inc(len(fanned))
             if n_jobs:
                 self._wake.set()
             log.info("fanned out %d unlocks (%d webhook jobs)", len(fanned), n_jobs)
@@ -376,6 +382,7 @@ class Deliverer:
                         wait = min(POLL_S, max(0.0, next_due - time.time()))
                     backoff = 0.1
                 except (RedisError, OSError) as exc:
+                    self.metrics.errors.inc(loop="jobs")
                     log.error("claiming webhook jobs failed (%s); retrying in %.1f s", exc, backoff)
                     wait = backoff
                     backoff = min(backoff * 2, 5.0)
@@ -411,14 +418,15 @@ class Deliverer:
                         f"`kudos webhooks replay --endpoint {job.endpoint} --enable` re-enables it"
                     )
                 log.warning("job %s dead-lettered without sending: %s", job.id, why)
-                await store.webhook_finish(
+                if await store.webhook_finish(
                     job,
                     "dead",
                     time.time(),
                     attempts=job.attempts,
                     error=why,
                     log=_log_entry(job, job.attempts, None, "dead", None, why),
-                )
+                ):
+                    self.metrics.webhook_dead_letters.inc(endpoint=job.endpoint)
                 return
             await self._send(session, job, endpoint)
         except asyncio.CancelledError:
@@ -443,9 +451,10 @@ class Deliverer:
             why = f"cannot sign: {exc}"
             log.error("job %s dead-lettered without sending: %s", job.id, why)
             entry = _log_entry(job, job.attempts, None, "dead", None, why)
-            await self.store.webhook_finish(
+            if await self.store.webhook_finish(
                 job, "dead", time.time(), attempts=job.attempts, error=why, log=entry
-            )
+            ):
+                self.metrics.webhook_dead_letters.inc(endpoint=job.endpoint)
             return
         attempt = await deliver(
             endpoint.url,
@@ -454,6 +463,11 @@ class Deliverer:
             session=session,
             timeout_s=self.settings.webhooks.timeout_s,
         )
+        m = self.metrics
+        m.webhook_attempts.inc(endpoint=endpoint.id, outcome=attempt.outcome)
+        m.webhook_attempt_seconds.observe(attempt.latency_ms / 1000)
+        if attempt.outcome != "delivered":
+            m.webhook_failures.inc(endpoint=endpoint.id)
         action, delay = wh.after_attempt(
             attempt.outcome, n, attempt.retry_after_s, self.rng, schedule=self.config.schedule
         )
@@ -485,6 +499,8 @@ class Deliverer:
             log.warning(
                 "job %s: its lease ran out during the attempt; left to its new holder", job.id
             )
+        elif action in ("dead", "disable"):
+            m.webhook_dead_letters.inc(endpoint=endpoint.id)
 
 
 async def run(settings: Settings) -> None:
@@ -504,7 +520,18 @@ async def run(settings: Settings) -> None:
         settings.broker.perks_topic,
         names,
     )
+    server = None
+    if settings.webhooks.metrics_port:
+        metrics = deliverer.metrics
+
+        async def render() -> bytes:
+            return metrics.exposition().encode()
+
+        ws = settings.webhooks
+        server = await serve_metrics(ws.metrics_host, ws.metrics_port, render)
     try:
         await deliverer.run()
     finally:
+        if server is not None:
+            server.close()
         await store.close()

@@ -23,6 +23,7 @@ from websockets.asyncio.server import ServerConnection, broadcast
 from websockets.exceptions import ConnectionClosed
 
 from leaderboard.errors import UnknownBoard
+from leaderboard.metrics import WebMetrics
 from leaderboard.settings import WebSettings
 from leaderboard.store import BoardPoll, MemberPoll, Store
 from web import feed
@@ -162,6 +163,8 @@ class Hub:
         self.members: dict[str, MemberChannel] = {}
         self.frames_sent = 0
         self.slow_dropped = 0
+        #: counters and timings of this process, exposed at GET /metrics (``web.metrics``)
+        self.metrics = WebMetrics()
         self._retention = settings.feed_retention
         self._member_retention = max(10, settings.feed_retention // 20)
         self._member_lock = asyncio.Lock()
@@ -193,9 +196,12 @@ class Hub:
                 await self.tick()
                 self._check_slow()
             except RedisError as exc:
+                self.metrics.feed_tick_failures.inc()
                 log.warning("live feed paused, Redis unavailable: %s", exc)
             except Exception:  # keep serving; a bug in one tick must not end the feed
+                self.metrics.feed_tick_failures.inc()
                 log.exception("live feed tick failed")
+            self.metrics.feed_tick_seconds.observe(time.monotonic() - started)
             await asyncio.sleep(max(0.0, self.settings.tick_s - (time.monotonic() - started)))
 
     async def tick(self) -> None:
@@ -482,6 +488,7 @@ class Hub:
                 client.slow_since = None
             elif now - client.slow_since > self.settings.slow_client_timeout_s:
                 self.clients.discard(client)  # being closed: no more sweeps or catch-ups
+                self.metrics.ws_slow_closed.inc()
                 task = asyncio.create_task(
                     client.ws.close(
                         CLOSE_TRY_AGAIN, "too slow: frames piled up; reconnect and resume"

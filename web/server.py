@@ -1,4 +1,5 @@
-"""The web server: one ``websockets`` server that also answers plain HTTP GETs (read API, page)."""
+"""The web server: one ``websockets`` server that also answers plain HTTP (read API, page, and
+``POST /api/events``, whose body ``web.http_body`` reads: websockets itself reads no bodies)."""
 
 from __future__ import annotations
 
@@ -13,10 +14,16 @@ from websockets.asyncio.server import ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
+from leaderboard.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from leaderboard.scoring import ScoringRules
 from leaderboard.settings import Settings
 from leaderboard.store import Store
+from stream.producer import SharedProducer
 from web import api
+from web.http_body import BodyConnection, connection_class
+from web.ingest import PATH as INGEST_PATH
+from web.ingest import Ingest
+from web.metrics import METRICS_PATH, count_responses, scrape
 from web.push import Hub
 
 #: The websocket endpoint (docs/protocol.md); every other path is plain HTTP.
@@ -27,6 +34,10 @@ SHUTDOWN_GRACE_S = 2.0
 
 _REASONS = {
     200: "OK",
+    202: "Accepted",
+    401: "Unauthorized",
+    411: "Length Required",
+    413: "Content Too Large",
     403: "Forbidden",
     400: "Bad Request",
     404: "Not Found",
@@ -46,12 +57,15 @@ def _static(name: str) -> bytes:
     return resources.files("web").joinpath("static", name).read_bytes()
 
 
-def _response(status: int, body: bytes, content_type: str) -> Response:
+def _response(
+    status: int, body: bytes, content_type: str, extra: tuple[tuple[str, str], ...] = ()
+) -> Response:
     headers = Headers(
         [
             ("Content-Type", content_type),
             ("Content-Length", str(len(body))),
             ("Cache-Control", "no-store"),
+            *extra,
         ]
     )
     return Response(status, _REASONS.get(status, "Error"), headers, body)
@@ -68,8 +82,16 @@ def origin_allowed(origin: str | None, host: str | None, allowed: str) -> bool:
     return host is not None and urlsplit(origin).netloc == host
 
 
-def make_process_request(store: Store, hub: Hub | None = None):  # type: ignore[no-untyped-def]
+def make_process_request(store: Store, hub: Hub | None = None, ingest: Ingest | None = None):  # type: ignore[no-untyped-def]
     async def process_request(connection: ServerConnection, request: Request) -> Response | None:
+        if request.path.partition("?")[0] == INGEST_PATH and ingest is not None:
+            body, refused = (
+                (connection.request_body, connection.body_refused)
+                if isinstance(connection, BodyConnection)
+                else (None, None)
+            )
+            answer = await ingest.handle(request.method, request.headers, body, refused)
+            return _response(answer.status, answer.body, api.JSON, answer.headers)
         if request.path.partition("?")[0] == WS_PATH and hub is not None:
             web = hub.settings
             if not origin_allowed(
@@ -91,11 +113,13 @@ def make_process_request(store: Store, hub: Hub | None = None):  # type: ignore[
                     api.JSON,
                 )
             return None  # go on with the websocket handshake
+        if request.path.partition("?")[0] == METRICS_PATH and hub is not None:
+            return _response(200, await scrape(hub, store), METRICS_CONTENT_TYPE)
         if request.path in ("/", "/index.html"):
             return _response(200, _static("index.html"), "text/html; charset=utf-8")
         if (asset := _ASSETS.get(request.path.partition("?")[0])) is not None:
             return _response(200, _static(asset[0]), asset[1])
-        status, body = await api.handle(store, "GET", request.path)
+        status, body = await api.handle(store, request.method, request.path)
         return _response(status, body, api.JSON)
 
     return process_request
@@ -110,11 +134,22 @@ async def run(settings: Settings, ready: asyncio.Event | None = None) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         asyncio.get_running_loop().add_signal_handler(sig, stop.set_result, None)
     ticker = asyncio.create_task(hub.run())
+    # one producer for all ingest requests, started by the first (the web process starts and
+    # serves reads without a broker)
+    producer = SharedProducer(settings, timeout_s=settings.web.ingest_timeout_s)
+    ingest = Ingest(
+        producer.send,
+        kinds=rules.kinds,
+        partitions=settings.broker.partitions,
+        token=settings.web.ingest_token,
+    )
     server = await serve(
         hub.serve,
         settings.web.host,
         settings.web.port,
-        process_request=make_process_request(store, hub),
+        process_request=make_process_request(store, hub, ingest),
+        create_connection=connection_class(settings.web.ingest_max_bytes),
+        process_response=count_responses(hub.metrics),
         compression=None,
         max_size=settings.web.max_message_bytes,
         max_queue=4,
@@ -134,4 +169,5 @@ async def run(settings: Settings, ready: asyncio.Event | None = None) -> None:
     finally:
         ticker.cancel()
         await asyncio.gather(ticker, return_exceptions=True)
+        await producer.close()
         await store.close()

@@ -161,6 +161,12 @@ def test_invalid_toml_is_an_error(tmp_path: Path) -> None:
         ({"KUDOS_WORKER_BATCH_MESSAGES": "0"}, "KUDOS_WORKER_BATCH_MESSAGES"),
         ({"KUDOS_WORKER_MAX_EVENTS_PER_APPLY": "0"}, "KUDOS_WORKER_MAX_EVENTS_PER_APPLY"),
         ({"KUDOS_WORKER_BATCH_WITHIN_S": "-0.1"}, "KUDOS_WORKER_BATCH_WITHIN_S"),
+        ({"KUDOS_WORKER_METRICS_PORT": "70000"}, "KUDOS_WORKER_METRICS_PORT"),
+        ({"KUDOS_WEBHOOKS_METRICS_PORT": "-1"}, "KUDOS_WEBHOOKS_METRICS_PORT"),
+        ({"KUDOS_LOG_LEVEL": "loud"}, "KUDOS_LOG_LEVEL"),
+        ({"KUDOS_WEB_INGEST_MAX_BYTES": "100"}, "KUDOS_WEB_INGEST_MAX_BYTES"),
+        ({"KUDOS_WEB_INGEST_TIMEOUT_S": "0"}, "KUDOS_WEB_INGEST_TIMEOUT_S"),
+        ({"KUDOS_WEB_INGEST_TIMEOUT_S": "30"}, "KUDOS_WEB_INGEST_TIMEOUT_S"),
     ],
 )
 def test_out_of_range_values_are_rejected(env: dict[str, str], names: str) -> None:
@@ -214,7 +220,7 @@ def test_settings_env_round_trips_through_load_settings(tmp_path: Path) -> None:
 
 def test_settings_env_covers_every_field() -> None:
     child = settings_env(Settings())
-    assert len(child) == 1 + 2 + 6 + 10 + 12 + 1 + 1 + 1 + 5
+    assert len(child) == 1 + 2 + 6 + 12 + 15 + 1 + 1 + 1 + 7 + 2
     assert child["KUDOS_WORKER_DEDUPE_HORIZON_S"] == str(7 * 86400)
     assert load_settings(child) == Settings()
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
+from prometheus_client.parser import text_string_to_metric_families
 from websockets.asyncio.client import ClientConnection, connect
 
 from kudos import servers
@@ -29,6 +30,25 @@ def start_web(ns: Namespace, port: int, name: str = "web", **env: str) -> subpro
     )
     servers.wait_port(name, "127.0.0.1", port, proc, log)
     return proc
+
+
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+def scrape(port: int) -> tuple[str, Samples]:
+    """The content type and every sample: (name, sorted labels) → value."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+        content_type = r.headers["Content-Type"]
+        text = r.read().decode()
+    samples: Samples = {}
+    for fam in text_string_to_metric_families(text):
+        for s in fam.samples:
+            samples[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return content_type, samples
+
+
+def value(samples: Samples, name: str, **labels: str) -> float:
+    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
 
 
 def api_top(port: int, board: str, n: int) -> dict[str, tuple[int, float]]:

@@ -419,7 +419,7 @@ async def test_gone_disables_the_endpoint_until_replayed_with_enable(
     store = namespace.store
     assert store is not None
     first = [await unlock(store, "top10", m) for m in ("a", "b")]
-    async with deliverer(namespace):
+    async with deliverer(namespace) as d:
         await until(lambda: len(hooks.delivered("fine")) == 2)
         await until(lambda: _dead_count(store, 2))
         assert "gone" in await store.webhook_disabled()
@@ -427,6 +427,15 @@ async def test_gone_disables_the_endpoint_until_replayed_with_enable(
         await until(lambda: len(hooks.delivered("fine")) == 3)
         await asyncio.sleep(0.5)
     assert len(hooks.on("gone")) == 1  # one 410; the other job was not sent
+    # the deliverer's metrics (GET /metrics with KUDOS_WEBHOOKS_METRICS_PORT) say the same
+    m = d.metrics
+    assert m.unlocks_fanned_out.value() == 3
+    assert m.webhook_attempts.value(endpoint="fine", outcome="delivered") == 3
+    assert m.webhook_attempts.value(endpoint="gone", outcome="disable") == 1
+    assert m.webhook_failures.value(endpoint="gone") == 1
+    assert m.webhook_failures.value(endpoint="fine") == 0
+    assert m.webhook_dead_letters.value(endpoint="gone") == 3  # the 410'd one and two unsent
+    assert m.webhook_attempt_seconds.count() == 4
     disabled = await store.webhook_disabled()
     assert disabled["gone"]["status"] == 410 and disabled["gone"]["unlock"] in first
     due, dead = await jobs(store)

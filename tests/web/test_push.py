@@ -10,7 +10,14 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from kudos import servers
 from tests.conftest import Namespace
-from tests.web.live import LiveClient, api_top, start_web, tiny_receive_buffer_socket
+from tests.web.live import (
+    LiveClient,
+    api_top,
+    scrape,
+    start_web,
+    tiny_receive_buffer_socket,
+    value,
+)
 from web import feed
 from web.push import Hub
 
@@ -303,6 +310,11 @@ async def test_slow_subscriber_does_not_delay_a_fast_one(namespace: Namespace) -
             while True:
                 await slow.recv(timeout=15)
         assert closed.value.rcvd is not None and closed.value.rcvd.code == 1013
+        # GET /metrics counts it: conflated on its channels, then closed
+        _, samples = scrape(port)
+        assert value(samples, "kudos_ws_slow_conflated_total") >= 1
+        assert value(samples, "kudos_ws_slow_closed_total") == 1
+        assert value(samples, "kudos_ws_connections") == 1  # the fast one
         await fast.close()
     finally:
         servers.stop(web)
