@@ -22,6 +22,7 @@ import hashlib
 import math
 import re
 import tomllib
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -96,27 +97,40 @@ def parse_when(text: str, where: str) -> tuple[int | None, float | None]:
     return rank_max, score_min
 
 
+def tables(
+    data: Mapping[str, Any], kind: str, fields: Collection[str], source: str
+) -> Iterator[tuple[str, str, dict[str, Any]]]:
+    """(id, where, table) of each ``[[kind]]`` table of a perks file, checked for what every
+    kind shares: an array of tables, a valid unique id, no unknown fields. ``where`` names the
+    file and the table for the caller's own error messages."""
+    raw = data.get(kind, [])
+    if not isinstance(raw, list):
+        raise ConfigError(f"{source}: '{kind}' must be an array of tables ([[{kind}]])")
+    seen: set[str] = set()
+    for i, table in enumerate(raw):
+        where = f"{source}: {kind} #{i + 1}"
+        if not isinstance(table, dict):
+            raise ConfigError(f"{where}: not a table")
+        unknown = set(table) - set(fields)
+        if unknown:
+            raise ConfigError(
+                f"{where}: unknown field(s) {', '.join(sorted(unknown))};"
+                f" known: {', '.join(sorted(fields))}"
+            )
+        tid = table.get("id")
+        if not isinstance(tid, str) or not _ID.fullmatch(tid):
+            raise ConfigError(f"{where}: id must be 1–64 letters, digits, '-' or '_'")
+        where = f"{source}: {kind} {tid!r}"
+        if tid in seen:
+            raise ConfigError(f"{where}: duplicate id")
+        seen.add(tid)
+        yield tid, where, table
+
+
 def parse_rules(data: dict[str, Any], scoring: ScoringRules, source: str) -> list[PerkRule]:
     """Validate the ``[[rule]]`` tables of a perks file; errors name the rule and the field."""
-    raw = data.get("rule", [])
-    if not isinstance(raw, list):
-        raise ConfigError(f"{source}: 'rule' must be an array of tables ([[rule]])")
     rules: list[PerkRule] = []
-    seen: set[str] = set()
-    for i, r in enumerate(raw):
-        where = f"{source}: rule #{i + 1}"
-        if not isinstance(r, dict):
-            raise ConfigError(f"{where}: not a table")
-        unknown = set(r) - {"id", "title", "board", "when", "payload"}
-        if unknown:
-            raise ConfigError(f"{where}: unknown field(s) {', '.join(sorted(unknown))}")
-        rid = r.get("id")
-        if not isinstance(rid, str) or not _ID.match(rid):
-            raise ConfigError(f"{where}: id must be 1–64 letters, digits, '-' or '_'")
-        where = f"{source}: rule {rid!r}"
-        if rid in seen:
-            raise ConfigError(f"{where}: duplicate id")
-        seen.add(rid)
+    for rid, where, r in tables(data, "rule", ("id", "title", "board", "when", "payload"), source):
         title = r.get("title", rid)
         board, when = r.get("board"), r.get("when")
         if not isinstance(title, str) or not isinstance(board, str) or not isinstance(when, str):

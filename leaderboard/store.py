@@ -527,10 +527,6 @@ class Store:
         raw = cast("dict[str, str]", await self.client.hgetall(self.key("fence")))
         return {int(p): int(o) for p, o in raw.items()}
 
-    async def explain(self, member: str) -> dict[str, int]:
-        raw = cast("dict[str, str]", await self.client.hgetall(self.key("explain", member)))
-        return {k: int(v) for k, v in raw.items()}
-
     async def ping(self) -> bool:
         return bool(await self.client.ping())
 

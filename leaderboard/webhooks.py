@@ -53,6 +53,7 @@ from typing import Any, Literal, Protocol
 from urllib.parse import urlsplit
 
 from leaderboard.errors import ConfigError, DestinationRefused, InvalidSignature
+from leaderboard.perks import tables
 
 #: Prefix of a serialized symmetric secret; the rest is the key in base64.
 SECRET_PREFIX = "whsec_"
@@ -530,7 +531,6 @@ Action = Literal["done", "retry", "dead", "disable"]
 #: The ``type`` of the message for a perk unlock.
 UNLOCK_TYPE = "perk.unlocked"
 
-_ENDPOINT_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _ENDPOINT_FIELDS = frozenset({"id", "url", "secrets", "rules"})
 
 
@@ -609,29 +609,9 @@ def parse_endpoints(
     Raises ConfigError naming ``source``, the endpoint and the field (and any rule ids that no
     ``[[rule]]`` defines); messages never repeat a URL or a secret.
     """
-    raw = data.get("endpoint", [])
-    if not isinstance(raw, list):
-        raise ConfigError(f"{source}: 'endpoint' must be an array of tables ([[endpoint]])")
     known_rules = set(rule_ids)
     endpoints: list[Endpoint] = []
-    seen: set[str] = set()
-    for i, table in enumerate(raw):
-        where = f"{source}: endpoint #{i + 1}"
-        if not isinstance(table, dict):
-            raise ConfigError(f"{where}: not a table")
-        endpoint_id = table.get("id")
-        if not isinstance(endpoint_id, str) or not _ENDPOINT_ID.fullmatch(endpoint_id):
-            raise ConfigError(f"{where}: id must be 1–64 letters, digits, '-' or '_'")
-        where = f"{source}: endpoint {endpoint_id!r}"
-        if endpoint_id in seen:
-            raise ConfigError(f"{where}: duplicate id")
-        seen.add(endpoint_id)
-        unknown = set(table) - _ENDPOINT_FIELDS
-        if unknown:
-            raise ConfigError(
-                f"{where}: unknown field(s) {', '.join(sorted(unknown))};"
-                f" known: {', '.join(sorted(_ENDPOINT_FIELDS))}"
-            )
+    for endpoint_id, where, table in tables(data, "endpoint", _ENDPOINT_FIELDS, source):
         url = table.get("url")
         if not isinstance(url, str):
             raise ConfigError(f"{where}: url must be a string, e.g. 'https://example.com/hooks'")

@@ -11,8 +11,9 @@ not fanned out yet:
 1. produce it to the ``perk-unlocks`` topic (key = member, value = JSON, header ``kudos-unlock-id``)
    and wait for the broker's ack;
 2. in one Redis transaction: mark the unlock fanned out, push a ``perk`` event to the member's
-   websocket channel, and create one webhook job per endpoint that wants the rule and is not
-   disabled (job id ``<endpoint>:<unlock id>``, due at once);
+   and the board's websocket channels, and create one webhook job per endpoint that wants the rule
+   (job id ``<endpoint>:<unlock id>``, due at once; a disabled endpoint's job is dead-lettered
+   unsent by the job loop, so ``replay --enable`` sends it later);
 3. acknowledge the entry (XACK).
 
 An entry whose deliverer died before step 3 stays pending in the group; any deliverer claims it
@@ -52,7 +53,7 @@ import random
 import signal
 import socket
 import time
-from collections.abc import Collection, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -152,11 +153,9 @@ class DeliveryConfig:
     allow: wh.AllowList = ()
     schedule: tuple[float, ...] = wh.SCHEDULE_S
 
-    def jobs_for(
-        self, unlock: Unlock, disabled: Collection[str] = ()
-    ) -> list[tuple[str, dict[str, str]]]:
-        """(job id, fields) of one webhook job per endpoint that wants ``unlock``'s rule and is
-        not disabled; the body is made here, once, and sent unchanged by every attempt."""
+    def jobs_for(self, unlock: Unlock) -> list[tuple[str, dict[str, str]]]:
+        """(job id, fields) of one webhook job per endpoint that wants ``unlock``'s rule; the
+        body is made here, once, and sent unchanged by every attempt."""
         body = wh.message_body(wh.UNLOCK_TYPE, unlock.at, unlock.data()).decode()
         return [
             (
@@ -338,13 +337,12 @@ class Deliverer:
                 for u in todo
             ]
             await asyncio.gather(*sent)
-            disabled = set(await self.store.webhook_disabled())
             items = [
                 (
                     u.id,
                     u.member,
                     feed.member_record(None, [u.event()], u.at),
-                    self.config.jobs_for(u, disabled),
+                    self.config.jobs_for(u),
                 )
                 for u in todo
             ]
