@@ -170,6 +170,32 @@ def cmd_webhooks_replay(settings: Settings, args: argparse.Namespace) -> int:
     return asyncio.run(_with_store(settings, go))
 
 
+def alert_line(a: dict[str, Any]) -> str:
+    """One throttle decision (an alert or an explain throttle line) as a line of text."""
+    what = f"post {a['post']}" if a.get("post") else "comments without a post"
+    since = f"since {_utc(a['detected_at'], '%Y-%m-%d %H:%M:%S')}" if a.get("detected_at") else ""
+    state = a["state"]
+    if a.get("ended_at") is not None:
+        state = f"ended {_utc(a['ended_at'], '%Y-%m-%d %H:%M:%S')}"
+    reasons = ", ".join(a.get("reasons") or ()) or "-"
+    return f"{what}: x{a['multiplier']:g} {since} ({state}); reasons: {reasons}"
+
+
+def cmd_alerts(settings: Settings, args: argparse.Namespace) -> int:
+    async def go(store: Store) -> int:
+        alerts = await store.alerts(args.limit, args.member)
+        if args.json:
+            sys.stdout.buffer.write(orjson.dumps({"alerts": alerts}) + b"\n")
+            return 0
+        if not alerts:
+            print("no comment-bait alerts" + (f" for {args.member}" if args.member else ""))
+        for a in alerts:
+            print(f"{a['target']:<20} {alert_line(a)}")
+        return 0
+
+    return asyncio.run(_with_store(settings, go))
+
+
 def cmd_perks(settings: Settings, args: argparse.Namespace) -> int:
     from web.deliver import Unlock
 
@@ -350,6 +376,10 @@ def print_explanation(body: dict[str, Any], out: TextIO) -> None:
             file=out,
         )
     print(f"  self-interactions ignored: {body['self_ignored']:,}", file=out)
+    if body.get("throttles"):
+        print("  comment-bait throttles (comments on these count only the multiplier):", file=out)
+        for t in body["throttles"]:
+            print(f"    {alert_line(t)}  withheld {t['withheld']:.3f}", file=out)
     if body["top_posts"]:
         print("  top posts:", file=out)
         for p in body["top_posts"]:
@@ -465,6 +495,13 @@ def parser() -> argparse.ArgumentParser:
         help="also re-enable the endpoint(s) disabled by a 410 Gone and replay their jobs",
     )
     w.set_defaults(fn=cmd_webhooks_replay)
+    s = sub.add_parser(
+        "alerts", help="comment-bait alerts (throttles started and ended), newest first"
+    )
+    s.add_argument("--member", default=None, help="only this author's throttles, one per post")
+    s.add_argument("--limit", type=_positive(int), default=20, help="alerts to list")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(fn=cmd_alerts)
     s = sub.add_parser("perks", help="perk unlocks: the latest ones, or one member's")
     s.add_argument("member", nargs="?", metavar="MEMBER")
     s.add_argument("--limit", type=_positive(int), default=20, help="latest unlocks to list")

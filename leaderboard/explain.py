@@ -10,8 +10,10 @@ All amounts are kept as integer milli-points here and printed as points only in 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
+
+import orjson
 
 from leaderboard.scoring import ALL, ScoringRules, Window
 
@@ -21,7 +23,7 @@ HOUR = 3600
 TOP_POSTS = 10
 #: Prefixes of the per-kind fields of the ``explain:<member>`` hash (see ``leaderboard.store``):
 #: events received, full weight of the scored ones, points counted, points withheld by the
-#: comment-bait throttle (not written yet: a later issue adds it; read as 0 until then).
+#: comment-bait throttle.
 KIND_FIELDS = ("n", "full", "mp", "wh")
 SELF_FIELD = "self"
 
@@ -41,8 +43,37 @@ class KindLine:
 
     @property
     def discounted_mp(self) -> int:
-        """Milli-points lost to diminishing returns: full weight minus what counted."""
-        return self.full_mp - self.points_mp
+        """Milli-points lost to diminishing returns: full weight minus what counted and what
+        the comment-bait throttle withheld."""
+        return self.full_mp - self.points_mp - self.withheld_mp
+
+
+@dataclass(frozen=True, slots=True)
+class ThrottleLine:
+    """A comment-bait throttle on one of the member's posts (``t:<member>``: on comments that
+    name no post), as its latest decision left it, and the points it withheld there."""
+
+    group: str
+    post: str | None
+    #: "throttled" (still on) or "ended"
+    state: str
+    detected_at: float | None
+    ended_at: float | None
+    multiplier: float
+    reasons: tuple[str, ...]
+    withheld_mp: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "group": self.group,
+            "post": self.post,
+            "state": self.state,
+            "detected_at": self.detected_at,
+            "ended_at": self.ended_at,
+            "multiplier": self.multiplier,
+            "reasons": list(self.reasons),
+            "withheld": self.withheld_mp / 1000,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +100,8 @@ class Explanation:
     boards: Mapping[str, Place]
     #: (unix seconds of the hour's start, milli-points earned in it), oldest first
     hourly: list[tuple[int, int]]
+    #: comment-bait throttles on the member's posts, most recent first
+    throttles: list[ThrottleLine] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         totals = KindLine(
@@ -100,6 +133,7 @@ class Explanation:
                 "withheld": totals.withheld_mp / 1000,
             },
             "top_posts": [{"post": p, "points": mp / 1000} for p, mp in self.top_posts],
+            "throttles": [t.to_json() for t in self.throttles],
             "boards": {
                 b: {
                     "rank": pl.rank,
@@ -137,6 +171,28 @@ def kind_lines(fields: Mapping[str, int], order: Iterable[str] = ()) -> dict[str
         )
         for k in ordered
     }
+
+
+def throttle_lines(records: Mapping[str, str], withheld: Mapping[str, int]) -> list[ThrottleLine]:
+    """The throttle lines of a member's ``throttle:`` records (JSON per group) and ``withheld:``
+    milli-points per group, the most recent decision first."""
+    lines = []
+    for group, raw in records.items():
+        r = orjson.loads(raw)
+        lines.append(
+            ThrottleLine(
+                group=group,
+                post=r.get("post"),
+                state=r["state"],
+                detected_at=r.get("detected_at"),
+                ended_at=r.get("ended_at"),
+                multiplier=r["multiplier"],
+                reasons=tuple(r.get("reasons", ())),
+                withheld_mp=withheld.get(group, 0),
+            )
+        )
+    lines.sort(key=lambda t: -(t.ended_at or t.detected_at or 0.0))
+    return lines
 
 
 def hourly_window(rules: ScoringRules) -> Window | None:

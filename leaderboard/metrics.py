@@ -308,6 +308,16 @@ class WorkerMetrics(MetricSet):
             "Re-plans after a partition fence or the decay landmark moved under this worker "
             "(rebalance overlap, restart).",
         )
+        self.throttles = Counter(
+            "kudos_worker_bait_throttles_total",
+            "Comment-bait throttles this worker's applies started (state=throttled) and ended "
+            "(state=ended).",
+            ["state"],
+        )
+        self.withheld_points = Counter(
+            "kudos_worker_bait_withheld_points_total",
+            "Points the comment-bait throttle withheld from comments and replies.",
+        )
         self.batch_retries = Counter(
             "kudos_worker_batch_retries_total",
             "Batches retried after a Redis or Kafka error.",
@@ -330,6 +340,10 @@ class DeliverMetrics(MetricSet):
         self.unlocks_fanned_out = Counter(
             "kudos_perk_unlocks_fanned_out_total",
             "Perk unlocks this deliverer fanned out (topic, live channels, webhook jobs).",
+        )
+        self.alerts_fanned_out = Counter(
+            "kudos_bait_alerts_fanned_out_total",
+            "Comment-bait alerts this deliverer fanned out (bait-alerts topic, live channels).",
         )
         self.webhook_attempts = Counter(
             "kudos_webhook_attempts_total",

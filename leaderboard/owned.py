@@ -18,6 +18,7 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from leaderboard.bait import Detector
 from leaderboard.plan import PartitionState, Plan, StoreState
 
 
@@ -30,6 +31,8 @@ class OwnedPartition:
     #: day → ids / counter fields first written that day, for pruning a day at a time
     seen_days: dict[int, list[str]] = field(default_factory=dict)
     dr_days: dict[int, list[str]] = field(default_factory=dict)
+    #: the comment-bait detector (None when the throttle is off); planning advances it in place
+    bait: Detector | None = None
 
     def add_seen(self, event_id: str, ts: float) -> None:
         self.seen[event_id] = ts
@@ -68,7 +71,7 @@ class OwnedState:
         """A view for the planner (no copies: the planner only reads)."""
         return StoreState(
             {
-                p: PartitionState(o.fence, o.watermark, o.seen, o.dr)
+                p: PartitionState(o.fence, o.watermark, o.seen, o.dr, o.bait)
                 for p, o in self.partitions.items()
             },
             watermark=self.watermark,

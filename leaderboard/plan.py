@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 
 import orjson
 
+from leaderboard.bait import COMMENT_KINDS, ENGAGEMENT_KINDS, FULL, Decision, Detector, group_key
 from leaderboard.events import Event, Rejected
 from leaderboard.scoring import ALL, DECAYED, ScoringRules, contribution
 
@@ -52,6 +53,9 @@ class PartitionState:
     #: id → event time, for the batch's ids that were applied before
     seen: Mapping[str, float] = field(default_factory=dict)
     dr: Mapping[tuple[int, str], int] = field(default_factory=dict)
+    #: the partition's comment-bait detector (None: the throttle is off). Planning advances it in
+    #: place; its changes travel in the plan, and a refused plan makes the worker reload it.
+    bait: Detector | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +104,12 @@ class Plan:
     #: (member, post) → milli-points of the applied scored events that name a post (top posts)
     posts: dict[tuple[str, str], int] = field(default_factory=dict)
     stats: Counter[str] = field(default_factory=Counter)
+    #: comment-bait detector state changed by this batch: (partition, table, key, value or None)
+    bait_state: list[tuple[int, str, str, bytes | None]] = field(default_factory=list)
+    #: throttles started and ended by this batch, in event order per partition
+    alerts: list[Decision] = field(default_factory=list)
+    #: (member, group) → milli-points the throttle withheld in this batch
+    withheld: dict[tuple[str, str], int] = field(default_factory=dict)
     boards: set[str] = field(default_factory=set)
     dead: list[DeadLetter] = field(default_factory=list)
 
@@ -142,12 +152,13 @@ def build_plan(
         (wi, w.bucket_s, w.name, w.cutoff(watermark) if watermark is not None else None)
         for wi, w in enumerate(windows)
     ]
-    fields = {k: ("n:" + k, "full:" + k, "mp:" + k) for k in weights}
+    fields = {k: ("n:" + k, "full:" + k, "mp:" + k, "wh:" + k) for k in weights}
     # Window buckets nest: with b a multiple of the base size and an integral ts,
     # floor(ts / b) == floor(ts / base) // (b / base) exactly, so one aggregate serves every window.
     base = math.gcd(*(w.bucket_s for w in windows)) if windows else 1
     agg: dict[tuple[str, tuple[str, ...], int], int] = {}
     ex: dict[tuple[str, str], list[int]] = {}
+    withheld = plan.withheld
     floor = math.floor
     n_invalid = n_late = n_duplicate = n_ignored = n_applied = 0
     totals, buckets, decayed, explain, posts, stats = (
@@ -178,6 +189,8 @@ def build_plan(
         pwm = pstate.watermark
         seen_before = pstate.seen
         dr_before = pstate.dr
+        det = pstate.bait
+        det_groups = det.groups if det is not None else {}
         dr_now: dict[tuple[int, str], int] = {}
         batch_ids: dict[str, float] = {}
         new_fence = fence
@@ -224,8 +237,16 @@ def build_plan(
                 kind = ev.kind
                 row = ex.get((target, kind))
                 if row is None:
-                    row = ex[(target, kind)] = [0, 0, 0]  # n, full, mp
+                    row = ex[(target, kind)] = [0, 0, 0, 0]  # n, full, mp, withheld
                 row[0] += 1
+                mult = FULL
+                if det is not None:
+                    # the detector sees each new event once, in partition order (it decides in
+                    # event time, so batch boundaries never change what it decides)
+                    if kind in COMMENT_KINDS or ev.post is not None or kind == "post":
+                        mult = det.observe(kind, ts, ev.actor, target, ev.post, ev.text)
+                    elif kind in ENGAGEMENT_KINDS and "t:" + target in det_groups:
+                        det.observe(kind, ts, ev.actor, target, None, None)
                 weight = weights[kind]
                 if ev.actor == target or weight == 0:
                     n_ignored += 1
@@ -239,6 +260,13 @@ def build_plan(
                 k += 1
                 dr_now[key] = k
                 points = contribution(weight, k)
+                if mult != FULL:
+                    # demote, never delete: the event is counted, a share of its points withheld
+                    kept = points * mult // FULL
+                    row[3] += points - kept
+                    gkey = (target, group_key(ev.post, target))
+                    withheld[gkey] = withheld.get(gkey, 0) + points - kept
+                    points = kept
                 n_applied += 1
                 # W advances with applied events (the contract's word; self/zero-weight are not)
                 if max_ts is None or ts > max_ts:
@@ -272,6 +300,9 @@ def build_plan(
                     decayed[(DECAYED, target)] += value
                     for c in communities:
                         decayed[(DECAYED + ":" + c, target)] += value
+        if det is not None:
+            plan.alerts.extend(det.take_decisions())
+            plan.bait_state.extend((p, t, key, v) for t, key, v in det.take_changes())
         if new_fence == fence:
             continue
         for (day, f), k in dr_now.items():
@@ -299,13 +330,15 @@ def build_plan(
                 continue  # its bucket already left the window
             for s in suffixes:
                 buckets[(wi, idx, name + s, target)] += pts
-    for (target, kind), (n, full, mp) in ex.items():
-        f_n, f_full, f_mp = fields[kind]
+    for (target, kind), (n, full, mp, wh) in ex.items():
+        f_n, f_full, f_mp, f_wh = fields[kind]
         explain[(target, f_n)] += n
         if full:
             explain[(target, f_full)] += full
         if mp:
             explain[(target, f_mp)] += mp
+        if wh:
+            explain[(target, f_wh)] += wh
     plan.landmark = landmark
     if state.landmark is not None and landmark is not None and landmark != state.landmark:
         plan.rebase_factor = 2.0 ** (-(landmark - state.landmark) / half_life)

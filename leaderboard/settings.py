@@ -39,6 +39,9 @@ class BrokerSettings:
     dlq_topic: str = "interactions.dlq"
     #: Every perk unlock, keyed by member, JSON value, header ``kudos-unlock-id`` (``kudos deliver``).
     perks_topic: str = "perk-unlocks"
+    #: Every comment-bait throttle started or ended, keyed by the post's author, JSON value, header
+    #: ``kudos-alert-id`` (``kudos deliver``).
+    alerts_topic: str = "bait-alerts"
     #: Partition count used when Kudos creates the topic. Changing it on a live topic moves targets
     #: between partitions, which breaks per-partition de-duplication (as in Kafka Streams).
     partitions: int = 4

@@ -17,6 +17,15 @@ Keys (all under ``<prefix>:``; nothing else in Kudos builds a key string):
 ``drdays:<p>``        zset    days that have a ``dr`` hash (for pruning)
 ``explain:<member>``  hash    n:<kind>, full:<kind>, mp:<kind>, self (read also: wh:<kind>)
 ``posts:<member>``    zset    post → milli-points the member earned on it (events naming a post)
+``bait:<t>:<p>``      hash    the comment-bait detector's state of partition p, table t (g: posts,
+                              a: authors, c: commenters, m: clock), written with the fence
+``throttle:<member>`` hash    group (``p:<post>``/``t:<member>``) → the latest throttle decision
+                              (JSON: detected_at or ended_at, multiplier, reasons, signals)
+``withheld:<member>`` hash    group → milli-points the throttle withheld there
+``alerts``            stream  one entry per throttle decision (r: JSON with its id), capped at
+                              ALERTS_MAXLEN; ``GET /api/alerts`` and the deliverer's outbox
+                              (group ``deliver``: topic ``bait-alerts`` and the websocket)
+``alertfanout``       hash    alert id → unix time ``kudos deliver`` fanned it out
 ``stats``             hash    applied / ignored / duplicate / invalid / late event counts
 ``changes``           hash    board → change counter, bumped by every apply that touches it (live feed)
 ``feedepoch``         string  the live feed's epoch; a new one means the feed history is gone
@@ -50,6 +59,7 @@ per (rule, member): delivered jobs are deleted, dead ones wait for a replay, the
 
 from __future__ import annotations
 
+import hashlib
 import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
@@ -63,6 +73,8 @@ import redis.asyncio as aioredis
 from redis.connection import HiredisRespSerializer
 from redis.exceptions import NoScriptError, ResponseError, WatchError
 
+from leaderboard.bait import TABLES as BAIT_TABLES
+from leaderboard.bait import BaitParams, Decision, Detector
 from leaderboard.errors import StoreConflict
 from leaderboard.explain import (
     SELF_FIELD,
@@ -72,6 +84,7 @@ from leaderboard.explain import (
     hourly_series,
     hourly_window,
     kind_lines,
+    throttle_lines,
 )
 from leaderboard.owned import OwnedPartition, OwnedState
 from leaderboard.perks import PerkRule
@@ -79,6 +92,11 @@ from leaderboard.plan import DECAY_PRUNE_MP, Plan
 from leaderboard.ranking import Entry, competition_ranks, percentile
 from leaderboard.scoring import DECAYED, ScoringRules, decayed_value, format_mp
 
+#: Bait alerts kept in the ``alerts`` stream (``GET /api/alerts``, the deliverer's outbox), about.
+ALERTS_MAXLEN = 100_000
+#: The outbox streams ``kudos deliver`` fans out: perk unlocks and bait alerts.
+PERKBOX = "perkbox"
+ALERTS = "alerts"
 STAT_FIELDS = ("applied", "ignored", "duplicate", "invalid", "late")
 #: Attempts kept in the webhook attempts log (``wh:log``), about.
 WEBHOOK_LOG_MAXLEN = 10_000
@@ -116,6 +134,12 @@ class _HiredisPackConnection(aioredis.Connection):
         writer = getattr(self, "_writer", None)
         if writer is not None:
             writer.transport.set_write_buffer_limits(high=0)
+
+
+def alert_id(d: Decision) -> str:
+    """A throttle decision's id: the same on every replay of the log (consumers de-duplicate)."""
+    raw = "\x1f".join((d.group, d.state, repr(d.at))).encode()
+    return "alr_" + hashlib.sha1(raw, usedforsecurity=False).hexdigest()
 
 
 def _clock(wm: str, landmark: str) -> tuple[float | None, int | None]:
@@ -271,9 +295,12 @@ class Store:
 
     # -- the write path --------------------------------------------------------------------
 
-    async def load_partitions(self, parts: list[int], owned: OwnedState) -> None:
+    async def load_partitions(
+        self, parts: list[int], owned: OwnedState, bait: BaitParams | None = None
+    ) -> None:
         """Load the fences, dedupe ids and diminishing-returns counters of ``parts`` into
-        ``owned``, and refresh its watermark and landmark."""
+        ``owned``, and refresh its watermark and landmark; with ``bait``, each partition's
+        comment-bait detector too (its state is written with the fence, so it matches it)."""
         pipe = self.client.pipeline(transaction=False)
         pipe.hmget(self.key("fence"), parts)
         pipe.hmget(self.key("pwm"), parts)
@@ -281,7 +308,12 @@ class Store:
         for p in parts:
             pipe.zrange(self.key("seen", p), 0, -1, withscores=True)
             pipe.zrange(self.key("drdays", p), 0, -1)
+        if bait is not None:
+            for p in parts:
+                for table in BAIT_TABLES:
+                    pipe.hgetall(self.key("bait", table, p))
         res = await pipe.execute()
+        tables_at = 3 + 2 * len(parts)
         fences, pwms, (wm, landmark) = res[0], res[1], res[2]
         owned.watermark = float(wm) if wm is not None else None
         owned.landmark = int(landmark) if landmark is not None else None
@@ -293,6 +325,11 @@ class Store:
             )
             for event_id, ts in res[3 + 2 * j]:
                 o.add_seen(event_id, ts)
+            if bait is not None:
+                at = tables_at + j * len(BAIT_TABLES)
+                o.bait = Detector.restore(
+                    dict(zip(BAIT_TABLES, res[at : at + len(BAIT_TABLES)], strict=True)), bait
+                )
             owned.partitions[p] = o
             day_lists.append((p, res[4 + 2 * j]))
         pipe = self.client.pipeline(transaction=False)
@@ -358,8 +395,24 @@ class Store:
         add(str(len(stats)))
         for f, v in stats:
             ext((f, str(v)))
+        self._bait_argv(plan, argv)
         self._perk_argv(plan, argv)
         return argv
+
+    def _bait_argv(self, plan: Plan, argv: list[str]) -> None:
+        """Detector state changes, throttle decisions and withheld points (section 9b)."""
+        ext = argv.extend
+        argv.append(str(len(plan.bait_state)))
+        for p, table, k, v in plan.bait_state:
+            ext((str(p), table, k, "" if v is None else v.decode()))
+        argv += [str(ALERTS_MAXLEN), str(len(plan.alerts))]
+        for d in plan.alerts:
+            record = d.to_json()
+            record["id"] = alert_id(d)
+            ext((d.target, d.group, orjson.dumps(record).decode()))
+        argv.append(str(len(plan.withheld)))
+        for (m, group), mp in plan.withheld.items():
+            ext((m, group, str(mp)))
 
     def _perk_argv(self, plan: Plan, argv: list[str]) -> None:
         """The perk rules for the apply script, each with the members to check when it has no
@@ -548,6 +601,8 @@ class Store:
             self.key("posts", member),
             self.key("wm"),
             self.key("landmark"),
+            self.key("throttle", member),
+            self.key("withheld", member),
             *(self.key("board", b) for b in base),
         ]
         hourly_args: list[str | int] = ["", 0, 0]
@@ -556,7 +611,7 @@ class Store:
         res: list[Any] = await self._explain_script(
             keys=keys, args=[member, top_posts, *hourly_args]
         )
-        raw_explain, raw_posts, wm_text, lm_text, raw_boards, raw_hourly = res
+        raw_explain, raw_posts, wm_text, lm_text, raw_boards, raw_hourly, raw_th, raw_wh = res
         fields = dict(zip(raw_explain[0::2], map(int, raw_explain[1::2]), strict=True))
         clock = _clock(wm_text, lm_text)
         boards: dict[str, Place] = {}
@@ -582,6 +637,10 @@ class Store:
             top_posts=posts,
             boards=boards,
             hourly=hourly_series(window, clock[0], hourly),
+            throttles=throttle_lines(
+                dict(zip(raw_th[0::2], raw_th[1::2], strict=True)),
+                dict(zip(raw_wh[0::2], map(int, raw_wh[1::2]), strict=True)),
+            ),
         )
 
     async def _community_places(
@@ -789,33 +848,47 @@ class Store:
         raw = cast(list[Any], await self.client.xrevrange(self.key("perkbox"), count=limit))
         return [fields for _, fields in reversed(raw)]
 
-    async def outbox_join(self, group: str) -> None:
-        """Create consumer group ``group`` on the outbox (reading from its start) if missing."""
+    async def alerts(self, limit: int, member: str | None = None) -> list[dict[str, Any]]:
+        """The newest ``limit`` bait alerts (throttles started and ended), newest first; with
+        ``member``, that member's throttle records instead (one per post, newest first)."""
+        if member is not None:
+            raw_map = cast(
+                "dict[str, str]", await self.client.hgetall(self.key("throttle", member))
+            )
+            records = [orjson.loads(v) for v in raw_map.values()]
+            records.sort(key=lambda r: -(r.get("ended_at") or r.get("detected_at") or 0.0))
+            return records[:limit]
+        raw = cast(list[Any], await self.client.xrevrange(self.key(ALERTS), count=limit))
+        return [orjson.loads(f["r"]) for _, f in raw]
+
+    async def outbox_join(self, group: str, box: str = PERKBOX) -> None:
+        """Create consumer group ``group`` on an outbox stream (``perkbox``, or ``alerts``)
+        reading from its start, if missing. Every ``outbox_*`` method takes the same ``box``."""
         try:
-            await self.client.xgroup_create(self.key("perkbox"), group, "0", mkstream=True)
+            await self.client.xgroup_create(self.key(box), group, "0", mkstream=True)
         except ResponseError as exc:
             if "BUSYGROUP" not in str(exc):
                 raise
 
     async def outbox_read(
-        self, group: str, consumer: str, count: int, block_ms: int
+        self, group: str, consumer: str, count: int, block_ms: int, box: str = PERKBOX
     ) -> list[tuple[str, dict[str, str]]]:
         """New outbox entries for ``consumer`` (waits up to ``block_ms`` for some)."""
         res = cast(
             list[Any],
             await self.client.xreadgroup(
-                group, consumer, {self.key("perkbox"): ">"}, count=count, block=block_ms
+                group, consumer, {self.key(box): ">"}, count=count, block=block_ms
             ),
         )
         return [(i, f) for _, entries in res or [] for i, f in entries]
 
     async def outbox_reclaim(
-        self, group: str, consumer: str, min_idle_ms: int, count: int = 100
+        self, group: str, consumer: str, min_idle_ms: int, count: int = 100, box: str = PERKBOX
     ) -> tuple[list[tuple[str, dict[str, str]]], list[str]]:
         """Entries another consumer (or this one) read but did not acknowledge within
         ``min_idle_ms``, now ``consumer``'s; and the ids of such entries that were trimmed from
         the stream before anyone acknowledged them (lost; their group entry is dropped)."""
-        key = self.key("perkbox")
+        key = self.key(box)
         claimed: list[tuple[str, dict[str, str]]] = []
         deleted: list[str] = []
         cursor = "0-0"
@@ -828,14 +901,16 @@ class Store:
             if cursor == "0-0" or len(claimed) >= count:
                 return claimed, deleted
 
-    async def outbox_ack(self, group: str, ids: Sequence[str]) -> None:
+    async def outbox_ack(self, group: str, ids: Sequence[str], box: str = PERKBOX) -> None:
         if ids:
-            await self.client.xack(self.key("perkbox"), group, *ids)
+            await self.client.xack(self.key(box), group, *ids)
 
-    async def outbox_forget_consumers(self, group: str, keep: str, idle_ms: int) -> list[str]:
+    async def outbox_forget_consumers(
+        self, group: str, keep: str, idle_ms: int, box: str = PERKBOX
+    ) -> list[str]:
         """Remove consumers (e.g. of killed deliverers) that hold no entry and were idle for
         ``idle_ms``; their names, so a restarted deliverer does not leave one behind each time."""
-        key = self.key("perkbox")
+        key = self.key(box)
         gone: list[str] = []
         for c in await self.client.xinfo_consumers(key, group):
             if c["name"] != keep and int(c["pending"]) == 0 and int(c["idle"]) >= idle_ms:
@@ -843,12 +918,13 @@ class Store:
                 gone.append(c["name"])
         return gone
 
-    async def fanned_out(self, unlock_ids: Sequence[str]) -> set[str]:
-        """Which of these unlocks were already fanned out (:meth:`fan_out`)."""
+    async def fanned_out(self, unlock_ids: Sequence[str], marks: str = "perkfanout") -> set[str]:
+        """Which of these unlocks (alerts, with ``marks="alertfanout"``) were already fanned
+        out (:meth:`fan_out`)."""
         if not unlock_ids:
             return set()
-        marks = await self.client.hmget(self.key("perkfanout"), list(unlock_ids))
-        return {u for u, m in zip(unlock_ids, marks, strict=True) if m is not None}
+        found = await self.client.hmget(self.key(marks), list(unlock_ids))
+        return {u for u, m in zip(unlock_ids, found, strict=True) if m is not None}
 
     async def fan_out(
         self,
@@ -857,13 +933,18 @@ class Store:
         member_maxlen: int = 100,
         board_records: Mapping[str, tuple[str, bytes]] | None = None,
         maxlen: int = 2000,
+        marks_key: str = "perkfanout",
+        also_to: str | None = None,
     ) -> list[str]:
         """For each (unlock id, member, websocket record, webhook jobs) not fanned out yet, in
         one transaction: mark it fanned out, push the record to the member's live channel (as
         :meth:`feed_member_events`) and create its jobs (job id, fields), due now. The mark is
         read under WATCH, so an unlock is pushed and its jobs made once, also when several
-        deliverers handle the same outbox entry. Returns the unlock ids fanned out now."""
-        marks = self.key("perkfanout")
+        deliverers handle the same outbox entry. Returns the unlock ids fanned out now.
+
+        Bait alerts use the same path with their own ``marks_key`` and no jobs; ``also_to`` pushes
+        every record to one more member channel too (``""``: the ``alerts`` channel)."""
+        marks = self.key(marks_key)
         due = self.key("wh", "due")
         async with self.client.pipeline(transaction=True) as pipe:
             while True:
@@ -880,6 +961,8 @@ class Store:
                         await pipe.reset()  # type: ignore[no-untyped-call]
                         return []
                     records = [(member, record) for member, record, _ in todo.values()]
+                    if also_to is not None:
+                        records += [(also_to, record) for _, record, _ in todo.values()]
                     boards = [
                         board_records[uid] for uid in todo if board_records and uid in board_records
                     ]

@@ -19,6 +19,7 @@ from aiokafka.errors import KafkaError
 from faust.exceptions import ProducerSendError
 from redis.exceptions import RedisError
 
+from leaderboard.bait import BaitParams
 from leaderboard.metrics import WorkerMetrics
 from leaderboard.perks import load_perks_file
 from leaderboard.plan import DeadLetter
@@ -125,7 +126,14 @@ def create_app(settings: Settings) -> faust.App:
     @app.agent(topic)
     async def score(stream: faust.StreamT[bytes]) -> None:
         store = Store.connect(settings.redis.url, settings.redis.prefix, rules, perk_rules)
-        processor = Processor(store, rules, ws, send_dead_letters, metrics=metrics)
+        processor = Processor(
+            store,
+            rules,
+            ws,
+            send_dead_letters,
+            metrics=metrics,
+            bait=BaitParams() if settings.bait.enabled else None,
+        )
         await store.client.hset(store.key("meta"), mapping={"scoring_version": rules.version})
         async for events in stream.take_events(  # type: ignore[attr-defined]
             ws.batch_messages, within=ws.batch_within_s

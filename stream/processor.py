@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from leaderboard.bait import BaitParams
 from leaderboard.errors import StoreConflict
 from leaderboard.events import decode_message
 from leaderboard.metrics import WorkerMetrics
@@ -53,6 +54,7 @@ class Processor:
         dead_letters: DeadLetterSink,
         *,
         metrics: WorkerMetrics | None = None,
+        bait: BaitParams | None = None,
     ) -> None:
         self.store = store
         self.rules = rules
@@ -61,6 +63,8 @@ class Processor:
         self.metrics = metrics if metrics is not None else WorkerMetrics()
         self._kinds = rules.kinds
         self.owned = OwnedState()
+        #: the comment-bait detector's parameters; None switches the throttle off
+        self.bait = bait
 
     async def process(self, raws: Sequence[Raw]) -> None:
         """Apply ``raws`` (any partitions, offsets ascending per partition) in chunks of whole
@@ -113,7 +117,7 @@ class Processor:
             for first, chunk in self._chunks(raws, start):
                 missing = self.owned.missing(m.partition for m in chunk)
                 if missing:
-                    await self.store.load_partitions(missing, self.owned)
+                    await self.store.load_partitions(missing, self.owned, self.bait)
                 plan = build_plan(
                     chunk,
                     self.owned.store_state(),
@@ -168,6 +172,10 @@ class Processor:
         for d in plan.dead:
             m.dead_letters.inc(reason=d.reason)
         m.apply_events.observe(sum(plan.stats.values()))
+        for decision in plan.alerts:
+            m.throttles.inc(state=decision.state)
+        if plan.withheld:
+            m.withheld_points.inc(sum(plan.withheld.values()) / 1000)
         m.apply_seconds.observe(seconds)
         if self.owned.watermark is not None:
             m.watermark.set(self.owned.watermark)

@@ -17,13 +17,19 @@ def bootstrap(settings: Settings) -> str:
     return f"{host}:{port}"
 
 
+def _names(settings: Settings) -> tuple[str, ...]:
+    b = settings.broker
+    return (b.topic, b.dlq_topic, b.perks_topic, b.alerts_topic)
+
+
 async def ensure_topics(settings: Settings, timeout: float = 30.0) -> None:
-    """Create ``interactions``, ``interactions.dlq`` and ``perk-unlocks`` if missing.
+    """Create ``interactions``, ``interactions.dlq``, ``perk-unlocks`` and ``bait-alerts`` if
+    missing.
 
     Raises:
         StackError: the broker cannot be reached within ``timeout``.
     """
-    names = (settings.broker.topic, settings.broker.dlq_topic, settings.broker.perks_topic)
+    names = _names(settings)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while True:
@@ -53,7 +59,7 @@ async def ensure_topics(settings: Settings, timeout: float = 30.0) -> None:
 
 async def topic_partitions(settings: Settings) -> dict[str, int]:
     """The partition count of each Kudos topic that exists on the broker (missing ones left out)."""
-    names = (settings.broker.topic, settings.broker.dlq_topic, settings.broker.perks_topic)
+    names = _names(settings)
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap(settings), request_timeout_ms=10_000)
     try:
         await admin.start()

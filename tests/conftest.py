@@ -121,6 +121,7 @@ def make_settings(srv: Servers, home: Path, **env: str) -> Settings:
         "KUDOS_BROKER_TOPIC": f"interactions-{tag}",
         "KUDOS_BROKER_DLQ_TOPIC": f"interactions-{tag}.dlq",
         "KUDOS_BROKER_PERKS_TOPIC": f"perk-unlocks-{tag}",
+        "KUDOS_BROKER_ALERTS_TOPIC": f"bait-alerts-{tag}",
         "KUDOS_WORKER_APP_ID": f"kudos-{tag}",
         "KUDOS_WEB_PORT": str(servers.free_port()),
     }

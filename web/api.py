@@ -20,6 +20,10 @@ MAX_LIMIT = 1000
 JSON = "application/json"
 
 
+#: Most alerts one GET /api/alerts returns.
+MAX_ALERTS = 1000
+
+
 def _entry(e: Entry) -> dict[str, Any]:
     return {"rank": e.rank, "member": e.member, "score": e.score}
 
@@ -60,6 +64,17 @@ async def handle(store: Store, method: str, target: str) -> tuple[int, bytes]:
             if perks is None:
                 return _error(404, not_seen(parts[2]))
             return 200, orjson.dumps({"member": parts[2], "perks": perks})
+        if parts == ["api", "alerts"]:
+            # newest first; ?member=ID: that member's throttles (one record per post)
+            query = parse_qs(url.query)
+            try:
+                limit = _int_param(query, "limit", 50, 1, MAX_ALERTS)
+            except ValueError as exc:
+                return _error(400, str(exc))
+            member = query.get("member", [None])[-1]
+            alerts = await store.alerts(limit, member)
+            wm, _ = await store.clock()
+            return 200, orjson.dumps({"as_of": wm, "limit": limit, "alerts": alerts})
         if parts[:2] != ["api", "boards"]:
             return _error(404, f"no such path {url.path!r}; see /api/boards")
         if len(parts) == 2:

@@ -53,7 +53,7 @@ import random
 import signal
 import socket
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -68,7 +68,7 @@ from leaderboard.metrics import DeliverMetrics
 from leaderboard.perks import load_perks_file
 from leaderboard.scoring import ScoringRules
 from leaderboard.settings import Settings
-from leaderboard.store import ClaimedJob, Store
+from leaderboard.store import ALERTS, PERKBOX, ClaimedJob, Store
 from stream.metrics import serve_metrics
 from stream.topics import bootstrap, ensure_topics
 from web import feed
@@ -87,8 +87,23 @@ POLL_S = 1.0
 STOP_GRACE_S = 5.0
 #: Kafka header naming the unlock; consumers of ``perk-unlocks`` de-duplicate by it.
 UNLOCK_HEADER = "kudos-unlock-id"
+#: Kafka header naming a bait alert; consumers of ``bait-alerts`` de-duplicate by it.
+ALERT_HEADER = "kudos-alert-id"
+#: The hash marking alerts fanned out (``leaderboard.store`` key table: ``alertfanout``).
+ALERT_MARKS = "alertfanout"
 #: Consumers of the outbox group idle this many leases with nothing pending are removed.
 FORGET_AFTER_LEASES = 10
+
+
+def alert_event(alert: dict[str, Any]) -> dict[str, Any]:
+    """A bait alert as a live ``event`` of kind ``bait`` (on the author's and the alerts
+    channel): the alert's own fields, plus a one-line ``reason`` for chat bots."""
+    reasons = ", ".join(alert.get("reasons") or ())
+    if alert["state"] == "ended":
+        text = "throttle ended: comments calmed down"
+    else:
+        text = f"comments count {alert['multiplier']:g}x ({reasons})"
+    return {"event": "bait", "member": alert["target"], "reason": text, **alert}
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,7 +273,8 @@ class Deliverer:
         await producer.start()
         try:
             async with guarded_session(self.config.allow) as session, asyncio.TaskGroup() as tg:
-                tg.create_task(self._fan_out_loop(producer))
+                tg.create_task(self._fan_out_loop(producer, PERKBOX, self._fan_out))
+                tg.create_task(self._fan_out_loop(producer, ALERTS, self._fan_out_alerts))
                 tg.create_task(self._job_loop(session))
         finally:
             await producer.stop()
@@ -271,7 +287,14 @@ class Deliverer:
 
     # -- fan-out ---------------------------------------------------------------------------
 
-    async def _fan_out_loop(self, producer: AIOKafkaProducer) -> None:
+    async def _fan_out_loop(
+        self,
+        producer: AIOKafkaProducer,
+        box: str,
+        handle: Callable[[AIOKafkaProducer, list[tuple[str, dict[str, str]]]], Awaitable[None]],
+    ) -> None:
+        """Read outbox stream ``box`` in the consumer group (taking over entries of dead
+        deliverers) and pass the entries to ``handle``, which acknowledges them."""
         store, lease_s = self.store, self.settings.webhooks.lease_s
         idle_ms = int(lease_s * 1000)
         next_reclaim = 0.0
@@ -280,31 +303,34 @@ class Deliverer:
         while not self._stopping.is_set():
             try:
                 if not joined:
-                    await store.outbox_join(GROUP)
+                    await store.outbox_join(GROUP, box)
                     joined = True
                 entries: list[tuple[str, dict[str, str]]] = []
                 if time.monotonic() >= next_reclaim:
-                    entries, lost = await store.outbox_reclaim(GROUP, self.consumer, idle_ms, BATCH)
+                    entries, lost = await store.outbox_reclaim(
+                        GROUP, self.consumer, idle_ms, BATCH, box
+                    )
                     for entry_id in lost:
                         log.error(
-                            "outbox entry %s was trimmed before any deliverer acknowledged it: "
-                            "its unlock is listed (kudos perks) but was not fanned out",
+                            "%s entry %s was trimmed before any deliverer acknowledged it: "
+                            "it is listed (kudos perks / kudos alerts) but was not fanned out",
+                            box,
                             entry_id,
                         )
                     forgotten = await store.outbox_forget_consumers(
-                        GROUP, self.consumer, FORGET_AFTER_LEASES * idle_ms
+                        GROUP, self.consumer, FORGET_AFTER_LEASES * idle_ms, box
                     )
                     if forgotten:
-                        log.info("removed idle outbox consumers %s", ", ".join(forgotten))
+                        log.info("removed idle %s consumers %s", box, ", ".join(forgotten))
                     if entries:
-                        log.info("took over %d unacknowledged outbox entries", len(entries))
+                        log.info("took over %d unacknowledged %s entries", len(entries), box)
                     # a full batch: there may be more to take over right away
                     wait = 0.0 if len(entries) >= BATCH else min(lease_s / 2, 5.0)
                     next_reclaim = time.monotonic() + wait
                 if not entries:
-                    entries = await store.outbox_read(GROUP, self.consumer, BATCH, BLOCK_MS)
+                    entries = await store.outbox_read(GROUP, self.consumer, BATCH, BLOCK_MS, box)
                 if entries:
-                    await self._fan_out(producer, entries)
+                    await handle(producer, entries)
                 backoff = 0.1
             except (RedisError, OSError, KafkaError) as exc:
                 self.metrics.errors.inc(loop="fan_out")
@@ -357,6 +383,46 @@ class Deliverer:
                 self._wake.set()
             log.info("fanned out %d unlocks (%d webhook jobs)", len(fanned), n_jobs)
         await self.store.outbox_ack(GROUP, [entry_id for entry_id, _ in entries])
+
+    async def _fan_out_alerts(
+        self, producer: AIOKafkaProducer, entries: list[tuple[str, dict[str, str]]]
+    ) -> None:
+        """Bait alerts: to the ``bait-alerts`` topic (key = the post's author, header
+        ``kudos-alert-id``), then once each to the author's channel and the ``alerts`` channel."""
+        alerts: dict[str, dict[str, Any]] = {}
+        for entry_id, fields in entries:
+            try:
+                record = orjson.loads(fields["r"])
+                alerts.setdefault(str(record["id"]), record)
+            except (KeyError, ValueError) as exc:
+                log.error("alerts entry %s is not an alert (%s); skipped", entry_id, exc)
+        done = await self.store.fanned_out(list(alerts), marks=ALERT_MARKS)
+        todo = [a for aid, a in alerts.items() if aid not in done]
+        if todo:
+            topic = self.settings.broker.alerts_topic
+            sent = [
+                await producer.send(
+                    topic,
+                    key=str(a["target"]).encode(),
+                    value=orjson.dumps(a),
+                    headers=[(ALERT_HEADER, str(a["id"]).encode())],
+                )
+                for a in todo
+            ]
+            await asyncio.gather(*sent)
+            items = [
+                (
+                    str(a["id"]),
+                    str(a["target"]),
+                    feed.member_record(None, [alert_event(a)], a["ended_at"] or a["detected_at"]),
+                    (),
+                )
+                for a in todo
+            ]
+            fanned = await self.store.fan_out(items, time.time(), marks_key=ALERT_MARKS, also_to="")
+            self.metrics.alerts_fanned_out.inc(len(fanned))
+            log.info("fanned out %d bait alerts", len(fanned))
+        await self.store.outbox_ack(GROUP, [entry_id for entry_id, _ in entries], ALERTS)
 
     # -- delivery --------------------------------------------------------------------------
 

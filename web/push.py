@@ -31,6 +31,8 @@ from web import feed
 log = logging.getLogger("kudos.web.push")
 
 PROTOCOL = 1
+#: The channel of every comment-bait alert (throttles started and ended), from ``kudos deliver``.
+ALERTS_CHANNEL = "alerts"
 #: Frames read from a channel's log per poll; a process further behind catches up over ticks.
 MAX_FRAMES = 200
 MAX_MEMBER_ID = 200
@@ -215,7 +217,9 @@ class Hub:
             now = time.monotonic()
             if now >= self._next_watch:
                 self._next_watch = now + WATCH_EVERY_S
-                await self.store.feed_watch([m.member for m in members], 2 * WATCH_EVERY_S)
+                await self.store.feed_watch(
+                    [m.member for m in members if m.member], 2 * WATCH_EVERY_S
+                )
             srcs = {b: self.boards[b].last_src for b in self.store.rules.base_boards}
             await self._tick_members(members, srcs)
         # forget channels nobody follows (their state is in Redis)
@@ -237,7 +241,9 @@ class Hub:
     def _member(self, member: str) -> MemberChannel:
         ch = self.members.get(member)
         if ch is None:
-            ch = self.members[member] = MemberChannel(f"member:{member}", member=member)
+            # member "" is the bait alerts channel: events only, no standing
+            name = f"member:{member}" if member else ALERTS_CHANNEL
+            ch = self.members[member] = MemberChannel(name, member=member)
         return ch
 
     async def _tick_board(self, ch: BoardChannel) -> bool:
@@ -353,7 +359,8 @@ class Hub:
                     (
                         ch.member,
                         ch.seq if ch.loaded else -1,
-                        srcs is None or not ch.loaded or ch.standing_srcs != srcs,
+                        bool(ch.member)
+                        and (srcs is None or not ch.loaded or ch.standing_srcs != srcs),
                     )
                     for ch in chunk
                 ]
@@ -451,8 +458,9 @@ class Hub:
             }
         else:
             assert isinstance(ch, MemberChannel)
-            boards = {b: ch.boards.get(b) for b in self.store.rules.base_boards}
-            body = {"as_of": ch.as_of, "boards": boards}
+            body = {"as_of": ch.as_of}
+            if ch.member:  # (the alerts channel has events only; GET /api/alerts lists them)
+                body["boards"] = {b: ch.boards.get(b) for b in self.store.rules.base_boards}
         body.update(extra)
         return feed.frame("snapshot", ch.name, ch.epoch, max(ch.seq, 0), body)
 
@@ -605,9 +613,13 @@ class Hub:
         name = msg.get("channel")
         if not isinstance(name, str):
             raise ClientError("bad_request", "subscribe needs a 'channel' string")
+        if name == ALERTS_CHANNEL:
+            return "alerts", "", 0
         kind, sep, key = name.partition(":")
         if not sep or not key:
-            raise ClientError("bad_channel", f"{name!r}: channels are board:<id> or member:<id>")
+            raise ClientError(
+                "bad_channel", f"{name!r}: channels are board:<id>, member:<id> or alerts"
+            )
         if kind == "board":
             try:
                 self.store.rules.check_board(key)
@@ -627,11 +639,13 @@ class Hub:
                     "bad_channel", f"member ids are 1–{MAX_MEMBER_ID} printable characters"
                 )
             return kind, key, 0
-        raise ClientError("bad_channel", f"{name!r}: channels are board:<id> or member:<id>")
+        raise ClientError(
+            "bad_channel", f"{name!r}: channels are board:<id>, member:<id> or alerts"
+        )
 
     async def _subscribe(self, client: Client, msg: dict[str, Any]) -> None:
         kind, key, limit = self._parse_channel(msg)
-        name = f"{kind}:{key}"
+        name = ALERTS_CHANNEL if kind == "alerts" else f"{kind}:{key}"
         if name not in client.subs and len(client.subs) >= self.settings.max_subscriptions:
             raise ClientError(
                 "too_many_subscriptions",
@@ -657,7 +671,8 @@ class Hub:
                     await self._tick_board(ch)
                 elif isinstance(ch, MemberChannel) and (not ch.loaded or not ch.subscribers):
                     # publish the member's current standing first, so the snapshot is current
-                    await self.store.feed_watch([ch.member], 2 * WATCH_EVERY_S)
+                    if ch.member:
+                        await self.store.feed_watch([ch.member], 2 * WATCH_EVERY_S)
                     await self._tick_members([ch], None)
             if not ch.loaded:
                 raise ClientError("unavailable", "the feed is starting; retry shortly")

@@ -181,6 +181,37 @@ for _ = 1, n do
   redis.call('HINCRBY', prefix .. ':stats', f, delta)
 end
 
+-- 9b. comment-bait: the detector's state (written with the fence it matches), its decisions
+--     (the member's throttle record and the alerts stream) and the points it withheld
+n = tonumber(nxt())
+groups = {}
+local deleted = {}
+for _ = 1, n do
+  local p, tbl, k, v = nxt(), nxt(), nxt(), nxt()
+  local key = prefix .. ':bait:' .. tbl .. ':' .. p
+  if v == '' then
+    local d = deleted[key]
+    if not d then d = {}; deleted[key] = d end
+    d[#d + 1] = k
+  else
+    push(groups, key, k, v)
+  end
+end
+for key, vals in pairs(groups) do bulk('HSET', key, vals) end
+for key, vals in pairs(deleted) do bulk('HDEL', key, vals) end
+local alerts_max = nxt()
+n = tonumber(nxt())
+for _ = 1, n do
+  local member, group, record = nxt(), nxt(), nxt()
+  redis.call('HSET', prefix .. ':throttle:' .. member, group, record)
+  redis.call('XADD', prefix .. ':alerts', 'MAXLEN', '~', alerts_max, '*', 'r', record)
+end
+n = tonumber(nxt())
+for _ = 1, n do
+  local member, group, delta = nxt(), nxt(), nxt()
+  redis.call('HINCRBY', prefix .. ':withheld:' .. member, group, delta)
+end
+
 -- 10. perks: each rule is checked against the boards as this batch left them, and a member who
 --     qualifies is unlocked once, ever (perks:<member> has no entry for the rule yet), in the same atomic step as
 --     the scores that earned it, so replays, redeliveries and crashes never unlock twice. Rank

@@ -1,7 +1,8 @@
 -- Read everything a member's explanation shows atomically (no writes): the explain hash, the best
--- posts, the member's place on each base board, the clock (W, L) and the member's points in each
+-- posts, the comment-bait throttles on the member's posts, the member's place on each base board, the clock (W, L) and the member's points in each
 -- live bucket of the hourly window, all from one moment.
--- KEYS: explain hash, posts zset, watermark, landmark, then one board key per base board.
+-- KEYS: explain hash, posts zset, watermark, landmark, throttle hash, withheld hash, then one
+--       board key per base board.
 -- ARGV: member, top posts, hourly bucket key prefix ('' for none: "<prefix>:bucket:<window>|"),
 --       bucket seconds, bucket count.
 local member = ARGV[1]
@@ -9,8 +10,10 @@ local explain = redis.call('HGETALL', KEYS[1])
 local posts = redis.call('ZREVRANGE', KEYS[2], 0, tonumber(ARGV[2]) - 1, 'WITHSCORES')
 local wm = redis.call('GET', KEYS[3]) or ''
 local lm = redis.call('GET', KEYS[4]) or ''
+local throttles = redis.call('HGETALL', KEYS[5])
+local withheld = redis.call('HGETALL', KEYS[6])
 local boards = {}
-for j = 5, #KEYS do
+for j = 7, #KEYS do
   local score = redis.call('ZSCORE', KEYS[j], member)
   if score then
     -- competition rank: 1 + members with a strictly higher score (scores are exact strings)
@@ -30,4 +33,4 @@ if bucket_prefix ~= '' and wm ~= '' then
     hourly[#hourly + 1] = redis.call('ZSCORE', bucket_prefix .. string.format('%d', i), member) or '0'
   end
 end
-return {explain, posts, wm, lm, boards, hourly}
+return {explain, posts, wm, lm, boards, hourly, throttles, withheld}

@@ -42,6 +42,7 @@ if mode == 'board' then
 end
 
 -- 'members': ARGV[4..]: nboards, boards..., nmembers, (member, after_seq, want_standing 1/0)...
+--            (member '' is the ``alerts`` channel, which has no standing)
 local i = 4
 local nb = tonumber(ARGV[i]); i = i + 1
 local boards = {}
@@ -51,6 +52,7 @@ local out = {epoch, wm, lm}
 for _ = 1, nm do
   local member, after, want = ARGV[i], tonumber(ARGV[i + 1]), ARGV[i + 2] == '1'; i = i + 3
   local channel = 'member:' .. member
+  if member == '' then channel = 'alerts' end  -- the bait alerts channel: events only
   local st = redis.call('HMGET', prefix .. ':feed:' .. channel, 'seq', 'snap')
   local seq = tonumber(st[1] or '0')
   local standing = {}

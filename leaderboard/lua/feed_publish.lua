@@ -34,9 +34,11 @@ local n = tonumber(ARGV[11])
 local i = 12
 for _ = 1, n do
   local member, rec = ARGV[i], ARGV[i + 1]; i = i + 2
-  local watched = redis.call('ZSCORE', prefix .. ':watched', member)
-  if watched and tonumber(watched) >= now then
+  -- member '' is the bait alerts channel: always written (capped like any member channel)
+  local watched = member == '' or redis.call('ZSCORE', prefix .. ':watched', member)
+  if watched == true or (watched and tonumber(watched) >= now) then
     local mchan = 'member:' .. member
+    if member == '' then mchan = 'alerts' end
     local s = redis.call('HINCRBY', prefix .. ':feed:' .. mchan, 'seq', 1)
     redis.call('XADD', prefix .. ':feedlog:' .. mchan, 'MAXLEN', '~', mmax, s .. '-1', 'r', rec)
   end

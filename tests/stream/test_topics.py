@@ -32,7 +32,7 @@ async def test_topics_are_created_with_the_partition_count_and_checked(
 
     out = kudos_topics(env)
     assert out.returncode == 0, out.stderr
-    for name in (b.topic, b.dlq_topic, b.perks_topic):
+    for name in (b.topic, b.dlq_topic, b.perks_topic, b.alerts_topic):
         assert f"{name}: 6 partitions" in out.stdout
 
     again = kudos_topics(env)  # idempotent: the one-shot service may run on every `up`

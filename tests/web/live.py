@@ -121,7 +121,7 @@ class LiveClient:
             if "entries" in f:
                 self.tops[ch] = {e["member"]: (e["rank"], e["score"]) for e in f["entries"]}
             else:
-                self.standing[ch] = dict(f["boards"])
+                self.standing[ch] = dict(f.get("boards", {}))
         elif kind in ("delta", "event"):
             epoch, seq = self.position[ch]
             assert (f["epoch"], f["seq"]) == (epoch, seq + 1), f"gap on {ch}: {seq} → {f}"

@@ -1,0 +1,618 @@
+"""The comment-bait detector (pure, no I/O): which comments on which posts count in full.
+
+Bait ("tea or coffee? comment below", "type YES if you agree") farms cheap comments. The detector
+watches the comment stream of every post (of every target, for comments that name no post) in event
+time and throttles a post once several kinds of evidence agree. It *demotes*: from the comment at
+which it decides, every comment/reply on the post scores ``multiplier`` × its points, and the rest is
+recorded as withheld (explain view); counts stay visible and nothing is deleted.
+
+Where it runs. Events are partitioned by target, so a post's events, its author's and the author's
+other posts all reach one partition, in one order. The worker feeds every new (de-duplicated) event
+of a partition to that partition's :class:`Detector` while it plans a batch; the detector's state is
+written in the same atomic apply as the scores and the partition fence, and loaded with the fence, so
+a crash, a rebalance or a replay makes the same decisions (Kafka Streams' state-store pattern).
+Decisions depend only on the partition's events and their order, never on batch boundaries or the
+wall clock: expiry is applied lazily by event time when an entry is next touched.
+
+Signals (each 0..1; see :meth:`Detector._signals`):
+
+- ``spike``: the post's comment rate (exponentially weighted, ``rate_half_life_s``) against the
+  author's own long-run comment rate (``baseline_half_life_s``; new authors start from
+  ``baseline_floor_per_hour``);
+- ``comments_dominate``: comments make up most of the post's engagement while shares, clicks and
+  conversions do not follow;
+- ``low_value``: share of short, self-promoting (links, "subscribe", "check out my …") or
+  near-duplicate comments (same normalised text as an earlier comment on the post);
+- ``repeat_commenters``: few distinct commenters for the comment count;
+- ``bait_phrasing``: the post's text (or many comments) match Facebook's 2017 engagement-bait
+  categories: vote, react, share, tag and comment baiting — one signal, not the detector;
+- ``flagged_commenters``: comments from accounts that commented on posts already throttled;
+- ``repeat_offender``: the author had a post throttled in the last ``offender_window_s``.
+
+Decision. A post with at least ``min_comments`` comments is throttled when the weighted sum of the
+signals reaches ``threshold`` **and** at least one content signal (low value, bait phrasing,
+flagged commenters) is strong. Volume alone (a spike, comment-heavy engagement) never throttles: an
+organic surge looks the same by volume (the Higgs announcement, a hot MathOverflow question), so a
+stream without comment texts is only throttled by its commenters' history.
+
+Multiplier. ``multiplier_max`` at the threshold, falling linearly to ``multiplier_min`` for strong
+evidence; halved for each recent throttle of the author (repeat offenders start lower), never below
+``multiplier_floor``. While a throttle lasts its multiplier can only fall.
+
+End. A throttle ends when the post's comment stream has calmed down: its weighted comment rate has
+fallen below ``calm_per_hour``. The end time is computed exactly (the instant the rate crossed) and
+applied when the post's next event arrives; comments after it count in full, and the post's evidence
+starts afresh (a renewed campaign is detected again, as a repeat offence).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import unicodedata
+import zlib
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+#: Kinds whose contributions the throttle scales.
+COMMENT_KINDS = frozenset({"comment", "reply"})
+#: Kinds that show a post's audience did more than comment (the engagement comments should follow).
+ENGAGEMENT_KINDS = frozenset({"share", "click", "conversion", "like", "follow", "mention"})
+#: Full weight: 1000 per mille.
+FULL = 1000
+LN2 = math.log(2.0)
+
+# Facebook's 2017 engagement-bait taxonomy. Patterns match the normalised post or comment text
+# (lowercase, URLs replaced by " url ", punctuation kept for "?"). Each is deliberately about the
+# *call to action*, not the topic, and a match is one signal among several.
+BAIT_PATTERNS: dict[str, re.Pattern[str]] = {
+    "vote": re.compile(
+        r"\b(\w+) or (\w+)\s*\?.*\b(comment|vote|pick|choose|tell)\b"
+        r"|\b(which|what) (one )?(do|would) you (pick|choose|prefer)\b"
+        r"|\bvote (for|with|below|in the comments)\b"
+        r"|\bcomment (1|2|one|two|a|b)\b|\b(1|one) or (2|two)\b"
+    ),
+    "react": re.compile(
+        r"\breact (with|if)\b|\b(like|love|heart|❤️?) (this|it)? ?if you\b"
+        r"|\bhit (the )?(like|love|heart)\b|\b(like|❤) for\b.*\b(share|comment|❤|😮|😂|😢)"
+    ),
+    "share": re.compile(
+        r"\bshare (this |it )?if (you|u)\b|\bshare with (all )?(your|ur) friends\b"
+        r"|\bshare (this|it) (now|everywhere|with everyone)\b|\bshare if\b"
+    ),
+    "tag": re.compile(
+        r"\btag (a|your|3|three|two|2|five|5|someone|somebody|a friend|friends)\b"
+        r"|\btag (them|him|her)\b|\bmention (a|your) friend\b"
+    ),
+    "comment": re.compile(
+        r"\b(type|comment|write|say|drop|put|reply)\s+[\"'“]?(yes|amen|no|1|2|a|an emoji|"
+        r"your|something|your name|below|a word|done|👇|❤️)"
+        r"|\bcomment below\b|\bin the comments\b.*[!?]|\bif you agree\b|\bwho (else )?remembers\b"
+        r"|\bcomments? (if|and)\b|\blet me know in the comments\b"
+    ),
+}
+#: Comments that answer a bait call: one or two tokens from this set (or a bare @mention).
+_ANSWERS = frozenset(
+    [
+        "yes",
+        "yess",
+        "yesss",
+        "yep",
+        "yeah",
+        "no",
+        "nope",
+        "amen",
+        "tea",
+        "coffee",
+        "1",
+        "2",
+        "3",
+        "a",
+        "b",
+        "one",
+        "two",
+        "me",
+        "done",
+        "agree",
+        "agreed",
+        "same",
+        "true",
+        "this",
+        "here",
+        "present",
+        "tagged",
+        "ok",
+        "okay",
+    ]
+)
+# Self-promotion, the commonest low-value comment besides one-word ones.
+_PROMO = re.compile(
+    r"\burl\b|\bsubscrib|\bcheck (out )?(my|this|our)\b|\bmy (channel|page|video|profile|music)\b"
+    r"|\bfollow me\b|\bvisit\b|\bfree\b|\bclick\b|\bwww\b|\.com\b|\bplease (like|sub)"
+)
+_URL = re.compile(r"(https?://|www\.)\S+|\b\S+\.(com|net|org|ly|be|io)(/\S*)?\b", re.IGNORECASE)
+_WORD = re.compile(r"[^\W_]+", re.UNICODE)
+
+
+@dataclass(frozen=True, slots=True)
+class BaitParams:
+    """The detector's tunables (documented in the module docstring; evaluated by kudos bait-eval)."""
+
+    min_comments: int = 12
+    threshold: float = 1.6
+    #: a content signal at least this strong must take part in a throttle
+    content_min: float = 0.5
+    rate_half_life_s: float = 1800.0
+    baseline_half_life_s: float = 3 * 86400.0
+    baseline_floor_per_hour: float = 2.0
+    calm_per_hour: float = 3.0
+    multiplier_max: float = 0.25
+    multiplier_min: float = 0.1
+    multiplier_floor: float = 0.02
+    offender_window_s: float = 7 * 86400.0
+    #: post groups idle this long (event time) are forgotten
+    group_idle_s: float = 2 * 86400.0
+    author_idle_s: float = 14 * 86400.0
+    commenter_idle_s: float = 7 * 86400.0
+    #: distinct commenters and comment texts remembered per post
+    sample: int = 64
+    #: entries per partition (groups, authors, commenters); beyond it the least recent are dropped
+    max_groups: int = 50_000
+    max_authors: int = 100_000
+    max_commenters: int = 100_000
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """A throttle starting or ending, in event time. ``group`` is ``p:<post>`` or ``t:<target>``."""
+
+    group: str
+    post: str | None
+    target: str
+    state: str  # "throttled" | "ended"
+    at: float
+    multiplier: float
+    reasons: tuple[str, ...]
+    #: comments counted on the post (this episode) before the decision
+    comments: int
+    signals: dict[str, float] = field(default_factory=dict)
+
+    #: when the throttle started (``at`` for a start; the start of the throttle that ``ended``)
+    since: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        """The alert record: ``GET /api/alerts``, topic ``bait-alerts``, the explain view."""
+        return {
+            "group": self.group,
+            "post": self.post,
+            "target": self.target,
+            "state": self.state,
+            "detected_at": self.since if self.state == "ended" else self.at,
+            "ended_at": self.at if self.state == "ended" else None,
+            "multiplier": self.multiplier,
+            "reasons": list(self.reasons),
+            "comments": self.comments,
+            "signals": {k: round(v, 3) for k, v in self.signals.items()},
+        }
+
+
+@dataclass(slots=True)
+class Group:
+    """One post's comment stream (or a target's comments without a post), this episode."""
+
+    target: str
+    post: str | None
+    first: float
+    last: float
+    comments: int = 0
+    engagement: int = 0
+    #: comment rate, exponentially weighted: value at ``rate_at`` (comments × decay)
+    rate: float = 0.0
+    rate_at: float = 0.0
+    texts: int = 0
+    low: int = 0
+    answers: int = 0
+    flagged: int = 0
+    #: comments seen while ``commenters`` still had room (for the distinct ratio)
+    sampled: int = 0
+    commenters: list[str] = field(default_factory=list)
+    hashes: list[int] = field(default_factory=list)
+    #: bait categories found in the post's text
+    phrasing: list[str] = field(default_factory=list)
+    mult: int = FULL
+    since: float = 0.0
+    reasons: list[str] = field(default_factory=list)
+
+    def dump(self) -> bytes:
+        return orjson.dumps([getattr(self, f) for f in self.__slots__])
+
+    @classmethod
+    def load(cls, raw: bytes | str) -> Group:
+        return cls(*orjson.loads(raw))
+
+
+@dataclass(slots=True)
+class Author:
+    last: float
+    #: long-run comment rate on the author's posts (comments × decay at ``at``)
+    baseline: float = 0.0
+    at: float = 0.0
+    #: event times of the author's recent throttles (newest last, at most 5)
+    offences: list[float] = field(default_factory=list)
+
+    def dump(self) -> bytes:
+        return orjson.dumps([self.last, self.baseline, self.at, self.offences])
+
+    @classmethod
+    def load(cls, raw: bytes | str) -> Author:
+        return cls(*orjson.loads(raw))
+
+
+@dataclass(slots=True)
+class Commenter:
+    last: float
+    #: comments this account made on throttled posts
+    flagged: int = 0
+
+    def dump(self) -> bytes:
+        return orjson.dumps([self.last, self.flagged])
+
+    @classmethod
+    def load(cls, raw: bytes | str) -> Commenter:
+        return cls(*orjson.loads(raw))
+
+
+#: The tables a partition's detector state is kept in (``bait:<table>:<partition>`` hashes):
+#: groups, authors, commenters, and ``m`` with the one ``clock`` entry.
+TABLES = ("g", "a", "c", "m")
+_CLOCK = "clock"
+#: Event-time seconds between sweeps of idle entries.
+SWEEP_EVERY_S = 3600.0
+
+
+def group_key(post: str | None, target: str) -> str:
+    return "p:" + post if post is not None else "t:" + target
+
+
+def normalise(text: str) -> str:
+    text = unicodedata.normalize("NFKC", text).lower()
+    return _URL.sub(" url ", text)
+
+
+def words(norm: str) -> list[str]:
+    return _WORD.findall(norm)
+
+
+def phrasing(text: str) -> list[str]:
+    """The engagement-bait categories a text's wording falls in (sorted)."""
+    norm = normalise(text)
+    return sorted(name for name, pat in BAIT_PATTERNS.items() if pat.search(norm))
+
+
+def comment_features(text: str) -> tuple[bool, bool, int]:
+    """(low value, answers a bait call, hash of the normalised words) of one comment's text."""
+    norm = normalise(text)
+    ws = words(norm)
+    if ws:
+        answer = len(ws) <= 2 and all(w in _ANSWERS or w.isdigit() for w in ws)
+        key = " ".join(ws)
+    else:
+        answer = bool(norm.strip())  # only emoji or punctuation: a reaction
+        key = norm.strip()
+    low = answer or len(ws) <= 2 or bool(_PROMO.search(norm))
+    return low, answer, zlib.crc32(key.encode())
+
+
+def _clamp(x: float) -> float:
+    return 0.0 if x <= 0.0 else 1.0 if x >= 1.0 else x
+
+
+def _decay(dt: float, half_life: float) -> float:
+    return 1.0 if dt <= 0.0 else 2.0 ** (-dt / half_life)
+
+
+class Detector:
+    """One partition's detector. Feed it the partition's new events in order with :meth:`observe`;
+    take the state it changed with :meth:`take_changes` and its decisions with
+    :meth:`take_decisions` (both are written with the batch that caused them).
+    """
+
+    def __init__(self, params: BaitParams | None = None) -> None:
+        self.p = params or BaitParams()
+        self.groups: dict[str, Group] = {}
+        self.authors: dict[str, Author] = {}
+        self.commenters: dict[str, Commenter] = {}
+        #: the newest event time seen (expiry is measured from it, so only the order matters)
+        self.newest = -math.inf
+        self.swept = -math.inf
+        self._dirty: dict[tuple[str, str], None] = {}
+        self._decisions: list[Decision] = []
+
+    # -- persistence ---------------------------------------------------------------------
+
+    @classmethod
+    def restore(
+        cls, tables: dict[str, dict[str, str]], params: BaitParams | None = None
+    ) -> Detector:
+        """A detector from its tables as :meth:`take_changes` wrote them."""
+        d = cls(params)
+        d.groups = {k: Group.load(v) for k, v in tables.get("g", {}).items()}
+        d.authors = {k: Author.load(v) for k, v in tables.get("a", {}).items()}
+        d.commenters = {k: Commenter.load(v) for k, v in tables.get("c", {}).items()}
+        clock = tables.get("m", {}).get(_CLOCK)
+        if clock is not None:
+            d.newest, d.swept = (x if x is not None else -math.inf for x in orjson.loads(clock))
+        return d
+
+    def take_changes(self) -> list[tuple[str, str, bytes | None]]:
+        """(table, key, value or None when deleted) of every entry changed since the last call."""
+        out: list[tuple[str, str, bytes | None]] = []
+        for table, key in self._dirty:
+            entry: Group | Author | Commenter | None
+            if table == "g":
+                entry = self.groups.get(key)
+            elif table == "a":
+                entry = self.authors.get(key)
+            else:
+                entry = self.commenters.get(key)
+            out.append((table, key, None if entry is None else entry.dump()))
+        if out:
+            clock = [None if math.isinf(x) else x for x in (self.newest, self.swept)]
+            out.append(("m", _CLOCK, orjson.dumps(clock)))
+        self._dirty.clear()
+        return out
+
+    def take_decisions(self) -> list[Decision]:
+        out, self._decisions = self._decisions, []
+        return out
+
+    def size(self) -> int:
+        return len(self.groups) + len(self.authors) + len(self.commenters)
+
+    # -- the event path ------------------------------------------------------------------
+
+    def observe(
+        self, kind: str, ts: float, actor: str, target: str, post: str | None, text: str | None
+    ) -> int:
+        """Take one new event into account; return the multiplier (per mille) its points get."""
+        if ts > self.newest:
+            self.newest = ts
+            if ts - self.swept >= SWEEP_EVERY_S:
+                self._sweep()
+        if kind in COMMENT_KINDS:
+            if actor == target:
+                return FULL  # an author answering in their own thread farms nothing
+            return self._comment(ts, actor, target, post, text)
+        if kind == "post":
+            if post is not None:
+                g = self._group(post, target, ts, create=True)
+                assert g is not None
+                if text:
+                    g.phrasing = phrasing(text)
+                self._dirty[("g", "p:" + post)] = None
+        elif kind in ENGAGEMENT_KINDS:
+            # a post's engagement counts from its first event; a target's (no post) only once it
+            # has comments, so plain shares and mentions cost the detector nothing
+            g = self._group(post, target, ts, create=post is not None)
+            if g is not None:
+                g.engagement += 1
+                g.last = max(g.last, ts)
+                self._dirty[("g", group_key(post, target))] = None
+        return FULL
+
+    def _comment(
+        self, ts: float, actor: str, target: str, post: str | None, text: str | None
+    ) -> int:
+        key = group_key(post, target)
+        g = self._group(post, target, ts, create=True)
+        assert g is not None
+        self._dirty[("g", key)] = None
+        self._dirty[("a", target)] = None
+        if g.mult < FULL:
+            ended = self._calm_end(g, ts)
+            if ended is not None:
+                g = self._end(key, g, ended)
+        self._add_comment(g, ts, actor, text)
+        author = self._author(target, ts)
+        if g.comments < self.p.min_comments:
+            return g.mult
+        sig = self._signals(g, author, ts)
+        score = _score(sig)
+        if g.mult < FULL:
+            # still throttled: the multiplier can only fall as evidence grows
+            if score >= self.p.threshold:
+                g.mult = min(g.mult, self._multiplier(score, author, ts, earlier=1))
+            return g.mult
+        content = max(sig["low_value"], sig["bait_phrasing"], sig["flagged_commenters"])
+        if score >= self.p.threshold and content >= self.p.content_min:
+            self._throttle(key, g, author, ts, sig, score)
+        return g.mult
+
+    # -- internals -----------------------------------------------------------------------
+
+    def _group(self, post: str | None, target: str, ts: float, *, create: bool) -> Group | None:
+        key = group_key(post, target)
+        g = self.groups.get(key)
+        if g is not None and self.newest - g.last > self.p.group_idle_s:
+            # idle for long: forgotten (the sweep may not have run yet; expiry never depends on it)
+            del self.groups[key]
+            self._dirty[("g", key)] = None
+            g = None
+        if g is None and create:
+            g = self.groups[key] = Group(target, post, ts, ts, rate_at=ts)
+            self._dirty[("g", key)] = None
+        return g
+
+    def _author(self, target: str, ts: float) -> Author:
+        a = self.authors.get(target)
+        if a is None or self.newest - a.last > self.p.author_idle_s:
+            a = self.authors[target] = Author(last=ts, at=ts)
+        a.baseline = a.baseline * _decay(ts - a.at, self.p.baseline_half_life_s) + 1.0
+        a.at = max(a.at, ts)
+        a.last = max(a.last, ts)
+        return a
+
+    def _add_comment(self, g: Group, ts: float, actor: str, text: str | None) -> None:
+        p = self.p
+        g.comments += 1
+        g.rate = g.rate * _decay(ts - g.rate_at, p.rate_half_life_s) + 1.0
+        g.rate_at = max(g.rate_at, ts)
+        g.last = max(g.last, ts)
+        if len(g.commenters) < p.sample:
+            g.sampled += 1
+            if actor not in g.commenters:
+                g.commenters.append(actor)
+        c = self.commenters.get(actor)
+        if c is not None and self.newest - c.last > p.commenter_idle_s:
+            del self.commenters[actor]
+            self._dirty[("c", actor)] = None
+            c = None
+        if c is not None and c.flagged > 0:
+            g.flagged += 1
+        if g.mult < FULL:
+            self._flag(actor, ts)  # commenting on a throttled post
+        if text:
+            low, answer, h = comment_features(text)
+            g.texts += 1
+            if h in g.hashes:
+                low = True  # a near-duplicate of an earlier comment on this post
+            elif len(g.hashes) < p.sample:
+                g.hashes.append(h)
+            g.low += low
+            g.answers += answer
+
+    def _flag(self, actor: str, ts: float) -> None:
+        c = self.commenters.get(actor)
+        if c is None:
+            c = self.commenters[actor] = Commenter(last=ts)
+        c.flagged += 1
+        c.last = max(c.last, ts)
+        self._dirty[("c", actor)] = None
+
+    def _signals(self, g: Group, a: Author, ts: float) -> dict[str, float]:
+        p = self.p
+        per_hour = 3600.0 * LN2
+        rate = g.rate * _decay(ts - g.rate_at, p.rate_half_life_s) * per_hour / p.rate_half_life_s
+        # the author's long-run rate, this post's burst included (a steady author is not spiking)
+        base = max(a.baseline * per_hour / p.baseline_half_life_s, p.baseline_floor_per_hour)
+        texted = g.texts >= 8
+        return {
+            "spike": _clamp(math.log(max(rate / base, 1.0)) / math.log(20.0)),
+            "comments_dominate": _clamp((g.comments / (g.comments + g.engagement) - 0.6) / 0.3),
+            "low_value": _clamp((g.low / g.texts - 0.3) / 0.35) if texted else 0.0,
+            "repeat_commenters": _clamp((0.85 - len(g.commenters) / max(g.sampled, 1)) / 0.4),
+            "bait_phrasing": (
+                1.0 if g.phrasing else _clamp(g.answers / g.texts / 0.3) if texted else 0.0
+            ),
+            "flagged_commenters": _clamp(g.flagged / g.comments / 0.3),
+            "repeat_offender": 1.0 if self._offences(a, ts) else 0.0,
+        }
+
+    def _offences(self, a: Author, ts: float) -> int:
+        return sum(1 for t in a.offences if ts - t <= self.p.offender_window_s)
+
+    def _multiplier(self, score: float, a: Author, ts: float, *, earlier: int = 0) -> int:
+        """Per mille: from max at the threshold to min for strong evidence, halved per recent
+        throttle of the author (``earlier``: how many of those are this very throttle)."""
+        p = self.p
+        strength = _clamp(score - p.threshold)
+        m = p.multiplier_max - (p.multiplier_max - p.multiplier_min) * strength
+        m *= 0.5 ** max(self._offences(a, ts) - earlier, 0)
+        return max(round(max(m, p.multiplier_floor) * FULL), 1)
+
+    def _throttle(
+        self, key: str, g: Group, a: Author, ts: float, sig: dict[str, float], score: float
+    ) -> None:
+        g.mult = self._multiplier(score, a, ts)
+        g.since = ts
+        strong = sorted((n for n, v in sig.items() if v >= 0.5), key=lambda n: -sig[n])
+        g.reasons = [
+            f"bait_phrasing:{'+'.join(g.phrasing)}" if n == "bait_phrasing" and g.phrasing else n
+            for n in strong
+        ]
+        a.offences = [*(t for t in a.offences if ts - t <= self.p.offender_window_s), ts][-5:]
+        for actor in g.commenters:
+            self._flag(actor, ts)
+        self._decisions.append(
+            Decision(
+                group_key(g.post, g.target),
+                g.post,
+                g.target,
+                "throttled",
+                ts,
+                g.mult / FULL,
+                tuple(g.reasons),
+                g.comments - 1,
+                sig,
+                since=ts,
+            )
+        )
+
+    def _calm_end(self, g: Group, ts: float) -> float | None:
+        """The event time the group's comment rate fell below the calm rate, if it did by ``ts``."""
+        p = self.p
+        calm = p.calm_per_hour * p.rate_half_life_s / (3600.0 * LN2)  # as a weighted count
+        if g.rate * _decay(ts - g.rate_at, p.rate_half_life_s) >= calm:
+            return None
+        if g.rate <= calm:
+            return g.rate_at
+        return g.rate_at + p.rate_half_life_s * math.log2(g.rate / calm)
+
+    def _end(self, key: str, g: Group, at: float) -> Group:
+        """End the throttle at ``at``; the post starts a new episode (its rate carries on)."""
+        self._decisions.append(
+            Decision(
+                key,
+                g.post,
+                g.target,
+                "ended",
+                at,
+                g.mult / FULL,
+                tuple(g.reasons),
+                g.comments,
+                since=g.since,
+            )
+        )
+        fresh = Group(
+            g.target, g.post, at, g.last, rate=g.rate, rate_at=g.rate_at, phrasing=g.phrasing
+        )
+        self.groups[key] = fresh
+        return fresh
+
+    def _sweep(self) -> None:
+        """Forget entries idle beyond their horizon (memory only: expiry on access already ignores
+        them), then the least recent beyond the caps. Runs at fixed steps of the event clock."""
+        self.swept = self.newest
+        p = self.p
+        _expire(self.groups, "g", self.newest - p.group_idle_s, p.max_groups, self._dirty)
+        _expire(self.authors, "a", self.newest - p.author_idle_s, p.max_authors, self._dirty)
+        _expire(
+            self.commenters, "c", self.newest - p.commenter_idle_s, p.max_commenters, self._dirty
+        )
+
+
+def _score(sig: dict[str, float]) -> float:
+    return (
+        1.0 * sig["low_value"]
+        + 1.0 * sig["bait_phrasing"]
+        + 0.6 * sig["comments_dominate"]
+        + 0.5 * sig["spike"]
+        + 0.4 * sig["repeat_commenters"]
+        + 0.8 * sig["flagged_commenters"]
+        + 0.4 * sig["repeat_offender"]
+    )
+
+
+def _expire(
+    entries: dict[str, Any], table: str, cutoff: float, cap: int, dirty: dict[tuple[str, str], None]
+) -> None:
+    dead = [k for k, e in entries.items() if e.last < cutoff]
+    for k in dead:
+        del entries[k]
+        dirty[(table, k)] = None
+    if len(entries) > cap:
+        for _, k in sorted((e.last, k) for k, e in entries.items())[: len(entries) - cap]:
+            del entries[k]
+            dirty[(table, k)] = None
