@@ -8,7 +8,7 @@ KUDOS := $(VENV)/bin/kudos
 DATA := ../shared/data
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | md5sum | cut -c1-8)
 
-.PHONY: install browser docs demo up down test check bench bench-push verify clean
+.PHONY: install browser docs demo up down test check bench bench-push bench-bait verify clean
 
 install: $(STAMP)
 
@@ -65,6 +65,11 @@ check: install
 
 bench: install
 	$(PY) -m bench.run
+	$(PY) -m kudos bait-eval --data $(DATA)
+
+# Only the comment-bait evaluation of the bench (labelled streams, full Higgs and MathOverflow).
+bench-bait: install
+	$(PY) -m kudos bait-eval --data $(DATA)
 
 # Only the live-push phases of the bench (end-to-end latency, fan-out beside a naive server).
 bench-push: install

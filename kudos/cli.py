@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, TextIO, TypeVar
 
 import orjson
@@ -21,6 +22,9 @@ from leaderboard.explain import not_seen
 from leaderboard.scoring import ScoringRules
 from leaderboard.settings import Settings, load_settings
 from leaderboard.store import Store
+
+#: The real public data (Higgs, MathOverflow, YouTube comments) beside the project.
+DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 def _store(settings: Settings) -> Store:
@@ -194,6 +198,22 @@ def cmd_alerts(settings: Settings, args: argparse.Namespace) -> int:
         return 0
 
     return asyncio.run(_with_store(settings, go))
+
+
+def cmd_bait_eval(settings: Settings, args: argparse.Namespace) -> int:
+    from kudos.bait_bench import evaluate
+
+    data = Path(args.data)
+    if not (data / "youtube_spam").is_dir():
+        raise KudosError(
+            f"no data at {data} (expected higgs/, mathoverflow/ and youtube_spam/); pass --data DIR"
+        )
+    seeds = args.seed or [1, 2]
+    sections, passed = asyncio.run(
+        evaluate(data, settings.home / "bait-eval", seeds, not args.no_real, args.scale)
+    )
+    print("\n\n".join(sections))
+    return 0 if passed or not args.strict else 1
 
 
 def cmd_perks(settings: Settings, args: argparse.Namespace) -> int:
@@ -502,6 +522,18 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--limit", type=_positive(int), default=20, help="alerts to list")
     s.add_argument("--json", action="store_true")
     s.set_defaults(fn=cmd_alerts)
+    s = sub.add_parser(
+        "bait-eval",
+        help="measure the comment-bait detector through the real pipeline (own servers)",
+    )
+    s.add_argument(
+        "--seed", type=int, action="append", help="labelled stream seed (repeat; default 1 and 2)"
+    )
+    s.add_argument("--scale", type=_positive(float), default=1.0, help="size of the streams")
+    s.add_argument("--no-real", action="store_true", help="skip the full Higgs/MathOverflow runs")
+    s.add_argument("--data", default=str(DEFAULT_DATA), help="the shared data directory")
+    s.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
+    s.set_defaults(fn=cmd_bait_eval)
     s = sub.add_parser("perks", help="perk unlocks: the latest ones, or one member's")
     s.add_argument("member", nargs="?", metavar="MEMBER")
     s.add_argument("--limit", type=_positive(int), default=20, help="latest unlocks to list")
@@ -540,7 +572,7 @@ def parser() -> argparse.ArgumentParser:
     ).set_defaults(fn=cmd_stats)
     s = sub.add_parser("watch", help="print live updates of boards and members, one line each")
     s.add_argument(
-        "channels", nargs="+", metavar="CHANNEL", help="board:ID, member:ID or a board id"
+        "channels", nargs="+", metavar="CHANNEL", help="board:ID, member:ID, alerts or a board id"
     )
     s.add_argument("--limit", type=int, default=10, help="top N of board channels (1-100)")
     s.add_argument("--json", action="store_true", help="every frame received, one JSON a line")

@@ -21,8 +21,10 @@ Signals (each 0..1; see :meth:`Detector._signals`):
   ``baseline_floor_per_hour``);
 - ``comments_dominate``: comments make up most of the post's engagement while shares, clicks and
   conversions do not follow;
-- ``low_value``: share of short, self-promoting (links, "subscribe", "check out my …") or
-  near-duplicate comments (same normalised text as an earlier comment on the post);
+- ``low_value``: share of self-promoting comments (links, "subscribe", "check out my …"), answers
+  to a bait call ("YES", "coffee", "amen", a tag; any one- or two-word comment under a post whose
+  wording calls for comments) and copies of an earlier comment on the post
+  (more than three words alike; short formulas like "congrats!" are typed alike by real people);
 - ``repeat_commenters``: few distinct commenters for the comment count;
 - ``bait_phrasing``: the post's text (or many comments) match Facebook's 2017 engagement-bait
   categories: vote, react, share, tag and comment baiting — one signal, not the detector;
@@ -30,17 +32,19 @@ Signals (each 0..1; see :meth:`Detector._signals`):
 - ``repeat_offender``: the author had a post throttled in the last ``offender_window_s``.
 
 Decision. A post with at least ``min_comments`` comments is throttled when the weighted sum of the
-signals reaches ``threshold`` **and** at least one content signal (low value, bait phrasing,
-flagged commenters) is strong. Volume alone (a spike, comment-heavy engagement) never throttles: an
-organic surge looks the same by volume (the Higgs announcement, a hot MathOverflow question), so a
-stream without comment texts is only throttled by its commenters' history.
+signals reaches ``threshold`` **and** the comments themselves look farmed (``low_value`` or
+``flagged_commenters`` is strong). Volume alone (a spike, comment-heavy engagement) never throttles:
+an organic surge looks the same by volume (the Higgs announcement, a hot MathOverflow question), so
+a stream without comment texts is only throttled by its commenters' history. Wording alone does
+not either ("comments and questions welcome" under a lecture's slides).
 
 Multiplier. ``multiplier_max`` at the threshold, falling linearly to ``multiplier_min`` for strong
 evidence; halved for each recent throttle of the author (repeat offenders start lower), never below
 ``multiplier_floor``. While a throttle lasts its multiplier can only fall.
 
 End. A throttle ends when the post's comment stream has calmed down: its weighted comment rate has
-fallen below ``calm_per_hour``. The end time is computed exactly (the instant the rate crossed) and
+fallen below ``calm_per_hour`` (or below a quarter of its rate at the start of the throttle, if
+lower: a slow-burn campaign is not calm at its own steady pace). The end time is computed exactly (the instant the rate crossed) and
 applied when the post's next event arrives; comments after it count in full, and the post's evidence
 starts afresh (a renewed campaign is detected again, as a repeat offence).
 """
@@ -67,30 +71,44 @@ LN2 = math.log(2.0)
 # Facebook's 2017 engagement-bait taxonomy. Patterns match the normalised post or comment text
 # (lowercase, URLs replaced by " url ", punctuation kept for "?"). Each is deliberately about the
 # *call to action*, not the topic, and a match is one signal among several.
+_CALL = r"(comment|vote|type|reply|tell us|let us know|answer|drop)"
+_EMOJI = r"[\u2600-\u27bf\U0001f300-\U0001faff]"
 BAIT_PATTERNS: dict[str, re.Pattern[str]] = {
+    # "tea or coffee? comment below", "which one do you pick, 1 or 2?", "vote with reactions"
     "vote": re.compile(
-        r"\b(\w+) or (\w+)\s*\?.*\b(comment|vote|pick|choose|tell)\b"
-        r"|\b(which|what) (one )?(do|would) you (pick|choose|prefer)\b"
-        r"|\bvote (for|with|below|in the comments)\b"
-        r"|\bcomment (1|2|one|two|a|b)\b|\b(1|one) or (2|two)\b"
+        r"\b\w+,? or \w+\s*\?+.*\b" + _CALL + r"\b"
+        r"|\b(which|what) (one|would|do|will|cake|outfit)\b[^?]*\b(pick|choose|prefer|eat)\b"
+        r"[^?]*(\?.*\b" + _CALL + r"\b|,? (1|a) or (2|b)\b)"
+        r"|\bvote (with (a |your )?(reactions?|emojis?)|below|in the comments)\b"
+        r"|\b(comment|type|reply)( with)? (1|2|a|b|l|r)( or (2|b|r))?\b"
+        r"|\bpick a number\b|\b\w, \w,? or \w\?"
     ),
+    # "react ❤️ if you love dogs", "LIKE if you're an Aries", "like for yes, love for no"
     "react": re.compile(
-        r"\breact (with|if)\b|\b(like|love|heart|❤️?) (this|it)? ?if you\b"
-        r"|\bhit (the )?(like|love|heart)\b|\b(like|❤) for\b.*\b(share|comment|❤|😮|😂|😢)"
+        r"\b(react|tap|hit)\b.{0,12}\b(if|for|with)\b"
+        r"|^\W*(like|love|react)\b( this( post)?)? (if|for) "
+        r"|\bhit (the )?(like|love|heart)\b|\blike for \w+, love for\b"
+        r"|(react|tap|hit) " + _EMOJI
     ),
+    # "share if you agree", "SHARE with 10 friends to win", "share this before it gets deleted"
     "share": re.compile(
-        r"\bshare (this |it )?if (you|u)\b|\bshare with (all )?(your|ur) friends\b"
-        r"|\bshare (this|it) (now|everywhere|with everyone)\b|\bshare if\b"
+        r"^\W*share\b( this| it)?( now)? (if|with|before|so)\b"
+        r"|\bshare (this |it )?with (all |\d+ |ten |five )?(your |ur )?(friends|everyone)\b"
+        r"|\bshare (this|it) (now|everywhere|with everyone)\b"
     ),
+    # "tag a friend who needs this", "tag 3 friends", "TAG YOUR BESTIE"
     "tag": re.compile(
-        r"\btag (a|your|3|three|two|2|five|5|someone|somebody|a friend|friends)\b"
-        r"|\btag (them|him|her)\b|\bmention (a|your) friend\b"
+        r"\btag (a|your|\d+|three|two|five|someone|somebody|them)\b.{0,30}"
+        r"\b(friends?|bestie|bff|someone|who|mom|dad|sister|brother|partner|people)\b"
+        r"|\btag (someone|somebody|them|a friend)\b"
     ),
+    # "type YES if you agree", "comment AMEN", "drop a 🔥 in the comments", "can I get a yes?"
     "comment": re.compile(
-        r"\b(type|comment|write|say|drop|put|reply)\s+[\"'“]?(yes|amen|no|1|2|a|an emoji|"
-        r"your|something|your name|below|a word|done|👇|❤️)"
-        r"|\bcomment below\b|\bin the comments\b.*[!?]|\bif you agree\b|\bwho (else )?remembers\b"
-        r"|\bcomments? (if|and)\b|\blet me know in the comments\b"
+        r"\b(type|comment|reply|say)\s+[\"'“‘]?(yes|amen|no|me|done|1|2|your name|"
+        r"your birth|an? " + _EMOJI + r"|" + _EMOJI + r"|something nice)"
+        r"|\b(comment|drop|say|write|put)\b[^.!?]{0,30}\bin the comments\b"
+        r"|\bcomment below\b|\bcan i get an? (yes|amen)\b|\bwho else remembers\b"
+        r"|\bcomment your\b"
     ),
 }
 #: Comments that answer a bait call: one or two tokens from this set (or a bare @mention).
@@ -224,6 +242,8 @@ class Group:
     mult: int = FULL
     since: float = 0.0
     reasons: list[str] = field(default_factory=list)
+    #: the weighted comment rate below which this throttle ends (set when it starts)
+    calm: float = 0.0
 
     def dump(self) -> bytes:
         return orjson.dumps([getattr(self, f) for f in self.__slots__])
@@ -291,18 +311,20 @@ def phrasing(text: str) -> list[str]:
     return sorted(name for name, pat in BAIT_PATTERNS.items() if pat.search(norm))
 
 
-def comment_features(text: str) -> tuple[bool, bool, int]:
-    """(low value, answers a bait call, hash of the normalised words) of one comment's text."""
+def comment_features(text: str) -> tuple[bool, bool, int, int]:
+    """(self-promotion, answers a bait call, word count, hash of the normalised words) of one
+    comment's text.
+
+    Shortness alone is not low value: a wedding post collects hundreds of "congrats!" from
+    distinct friends. Farmed comments are self-promotion, or answers to the bait's call ("YES",
+    "coffee", "amen", a tagged handle), or the same text over and over (counted by the caller).
+    """
     norm = normalise(text)
     ws = words(norm)
-    if ws:
-        answer = len(ws) <= 2 and all(w in _ANSWERS or w.isdigit() for w in ws)
-        key = " ".join(ws)
-    else:
-        answer = bool(norm.strip())  # only emoji or punctuation: a reaction
-        key = norm.strip()
-    low = answer or len(ws) <= 2 or bool(_PROMO.search(norm))
-    return low, answer, zlib.crc32(key.encode())
+    answer = bool(ws) and len(ws) <= 2 and all(w in _ANSWERS or w.isdigit() for w in ws)
+    answer = answer or (not ws and "@" in norm)
+    key = " ".join(ws) if ws else norm.strip()
+    return bool(_PROMO.search(norm)), answer, len(ws), zlib.crc32(key.encode())
 
 
 def _clamp(x: float) -> float:
@@ -328,6 +350,7 @@ class Detector:
         self.newest = -math.inf
         self.swept = -math.inf
         self._dirty: dict[tuple[str, str], None] = {}
+        self._clock_moved = False
         self._decisions: list[Decision] = []
 
     # -- persistence ---------------------------------------------------------------------
@@ -358,10 +381,12 @@ class Detector:
             else:
                 entry = self.commenters.get(key)
             out.append((table, key, None if entry is None else entry.dump()))
-        if out:
+        if out or self._clock_moved:
+            # (also alone: an event that only moved the clock, e.g. a self-reply, moves expiry)
             clock = [None if math.isinf(x) else x for x in (self.newest, self.swept)]
             out.append(("m", _CLOCK, orjson.dumps(clock)))
         self._dirty.clear()
+        self._clock_moved = False
         return out
 
     def take_decisions(self) -> list[Decision]:
@@ -379,6 +404,7 @@ class Detector:
         """Take one new event into account; return the multiplier (per mille) its points get."""
         if ts > self.newest:
             self.newest = ts
+            self._clock_moved = True
             if ts - self.swept >= SWEEP_EVERY_S:
                 self._sweep()
         if kind in COMMENT_KINDS:
@@ -425,7 +451,9 @@ class Detector:
             if score >= self.p.threshold:
                 g.mult = min(g.mult, self._multiplier(score, author, ts, earlier=1))
             return g.mult
-        content = max(sig["low_value"], sig["bait_phrasing"], sig["flagged_commenters"])
+        # the comments themselves must look farmed: bait wording on a post with genuine
+        # comments (a lecturer's "comments welcome") is one signal, not a verdict
+        content = max(sig["low_value"], sig["flagged_commenters"])
         if score >= self.p.threshold and content >= self.p.content_min:
             self._throttle(key, g, author, ts, sig, score)
         return g.mult
@@ -435,13 +463,15 @@ class Detector:
     def _group(self, post: str | None, target: str, ts: float, *, create: bool) -> Group | None:
         key = group_key(post, target)
         g = self.groups.get(key)
+        wording: list[str] = []
         if g is not None and self.newest - g.last > self.p.group_idle_s:
-            # idle for long: forgotten (the sweep may not have run yet; expiry never depends on it)
+            # idle for long: forgotten (the sweep may not have run yet; expiry never depends on
+            # it), except the post's own wording, which a late first comment still answers
             del self.groups[key]
             self._dirty[("g", key)] = None
-            g = None
+            wording, g = g.phrasing, None
         if g is None and create:
-            g = self.groups[key] = Group(target, post, ts, ts, rate_at=ts)
+            g = self.groups[key] = Group(target, post, ts, ts, rate_at=ts, phrasing=wording)
             self._dirty[("g", key)] = None
         return g
 
@@ -474,10 +504,16 @@ class Detector:
         if g.mult < FULL:
             self._flag(actor, ts)  # commenting on a throttled post
         if text:
-            low, answer, h = comment_features(text)
+            promo, answer, n_words, h = comment_features(text)
+            # under a post that calls for comments, a one- or two-word comment (or an emoji)
+            # is the answer it asked for: "beach", "Maria", "🔥"
+            answer = answer or (bool(g.phrasing) and n_words <= 2)
             g.texts += 1
+            low = promo or answer
             if h in g.hashes:
-                low = True  # a near-duplicate of an earlier comment on this post
+                # the same words as an earlier comment on this post: copy-paste, unless it is a
+                # short formula many people type alike ("congratulations!")
+                low = low or n_words > 3
             elif len(g.hashes) < p.sample:
                 g.hashes.append(h)
             g.low += low
@@ -527,6 +563,9 @@ class Detector:
     ) -> None:
         g.mult = self._multiplier(score, a, ts)
         g.since = ts
+        # calm: below calm_per_hour, or below a quarter of the rate now for a campaign that was
+        # never faster than that (a slow-burn campaign is not "calm" at its own steady pace)
+        g.calm = min(self._calm_count(), g.rate / 4.0)
         strong = sorted((n for n, v in sig.items() if v >= 0.5), key=lambda n: -sig[n])
         g.reasons = [
             f"bait_phrasing:{'+'.join(g.phrasing)}" if n == "bait_phrasing" and g.phrasing else n
@@ -550,15 +589,19 @@ class Detector:
             )
         )
 
-    def _calm_end(self, g: Group, ts: float) -> float | None:
-        """The event time the group's comment rate fell below the calm rate, if it did by ``ts``."""
+    def _calm_count(self) -> float:
+        """``calm_per_hour`` as a weighted comment count (the form ``Group.rate`` is kept in)."""
         p = self.p
-        calm = p.calm_per_hour * p.rate_half_life_s / (3600.0 * LN2)  # as a weighted count
-        if g.rate * _decay(ts - g.rate_at, p.rate_half_life_s) >= calm:
+        return p.calm_per_hour * p.rate_half_life_s / (3600.0 * LN2)
+
+    def _calm_end(self, g: Group, ts: float) -> float | None:
+        """The event time the group's comment rate fell below its calm level, if it did by
+        ``ts`` (``g.rate`` is at least the level at ``g.rate_at``: it was above it when the
+        throttle started and only comments have been added since)."""
+        calm = g.calm if g.calm > 0.0 else self._calm_count()
+        if g.rate * _decay(ts - g.rate_at, self.p.rate_half_life_s) >= calm:
             return None
-        if g.rate <= calm:
-            return g.rate_at
-        return g.rate_at + p.rate_half_life_s * math.log2(g.rate / calm)
+        return g.rate_at + self.p.rate_half_life_s * math.log2(max(g.rate / calm, 1.0))
 
     def _end(self, key: str, g: Group, at: float) -> Group:
         """End the throttle at ``at``; the post starts a new episode (its rate carries on)."""

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, get_type_hints
 from urllib.parse import urlsplit
 
+from leaderboard.bait import BaitParams
 from leaderboard.errors import ConfigError
 from leaderboard.webhooks import parse_allow_list, parse_schedule
 
@@ -158,8 +159,33 @@ class WebhooksSettings:
 
 @dataclass(frozen=True, kw_only=True)
 class BaitSettings:
+    """The comment-bait throttle (docs/bait.md). Changing a number changes scores from then on,
+    like a new scoring.toml: replay or rebuild to apply it to the past."""
+
     #: The comment-bait throttle; false scores every comment in full (exact replays).
     enabled: bool = True
+    #: Weighted evidence a post needs to be throttled (the sum of docs/bait.md's signals).
+    threshold: float = 1.6
+    #: Comments a post needs (this episode) before it can be throttled.
+    min_comments: int = 12
+    #: A throttle ends once the post's weighted comment rate falls below this many per hour.
+    calm_per_hour: float = 3.0
+    #: Multiplier of a throttled post's comment points at the threshold ...
+    multiplier_max: float = 0.25
+    #: ... falling to this for strong evidence (halved per recent throttle of the author).
+    multiplier_min: float = 0.1
+
+    def params(self) -> BaitParams | None:
+        """The detector's parameters, or None when the throttle is off."""
+        if not self.enabled:
+            return None
+        return BaitParams(
+            threshold=self.threshold,
+            min_comments=self.min_comments,
+            calm_per_hour=self.calm_per_hour,
+            multiplier_max=self.multiplier_max,
+            multiplier_min=self.multiplier_min,
+        )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -313,6 +339,17 @@ def _validate(obj: Any, name: str) -> None:
             raise ConfigError(
                 f"KUDOS_WEB_INGEST_TIMEOUT_S={obj.ingest_timeout_s:g}: must be in (0, 8] seconds "
                 "(the web server drops a request that is not answered within 10 s)"
+            )
+    if isinstance(obj, BaitSettings):
+        if obj.threshold <= 0 or obj.min_comments < 1 or obj.calm_per_hour <= 0:
+            raise ConfigError(
+                "KUDOS_BAIT_THRESHOLD, KUDOS_BAIT_MIN_COMMENTS and KUDOS_BAIT_CALM_PER_HOUR "
+                "must be positive"
+            )
+        if not 0 < obj.multiplier_min <= obj.multiplier_max <= 1:
+            raise ConfigError(
+                f"KUDOS_BAIT_MULTIPLIER_MIN={obj.multiplier_min:g} and "
+                f"KUDOS_BAIT_MULTIPLIER_MAX={obj.multiplier_max:g}: need 0 < min <= max <= 1"
             )
     if isinstance(obj, WebhooksSettings):
         parse_allow_list(obj.allow)

@@ -19,7 +19,6 @@ from aiokafka.errors import KafkaError
 from faust.exceptions import ProducerSendError
 from redis.exceptions import RedisError
 
-from leaderboard.bait import BaitParams
 from leaderboard.metrics import WorkerMetrics
 from leaderboard.perks import load_perks_file
 from leaderboard.plan import DeadLetter
@@ -132,7 +131,7 @@ def create_app(settings: Settings) -> faust.App:
             ws,
             send_dead_letters,
             metrics=metrics,
-            bait=BaitParams() if settings.bait.enabled else None,
+            bait=settings.bait.params(),
         )
         await store.client.hset(store.key("meta"), mapping={"scoring_version": rules.version})
         async for events in stream.take_events(  # type: ignore[attr-defined]

@@ -94,6 +94,7 @@ ALICE: dict[str, Any] = {
         {"post": "p1", "points": 6.0},
         {"post": "p2", "points": 2.333},
     ],
+    "throttles": [],
     "boards": {
         "all": {"rank": 1, "score": 24.333, "members": 2, "percentile": 100.0},
         "1h": {"rank": 2, "score": 2.0, "members": 2, "percentile": 50.0},
@@ -117,6 +118,7 @@ ZED: dict[str, Any] = {
     "self_ignored": 1,
     "totals": {"count": 1, "points": 0.0, "discounted": 0.0, "withheld": 0.0},
     "top_posts": [],
+    "throttles": [],
     "boards": {},
     "trend": {"24h": 0, "7d": 0, "rank": None, "hourly": _hourly({})},
 }

@@ -51,15 +51,17 @@ class Line(NamedTuple):
 
 
 def parse_channel(text: str) -> str:
-    """``board:<id>`` and ``member:<id>`` as they are; anything else is a board id (``all``,
-    ``7d:<community>``)."""
+    """``board:<id>``, ``member:<id>`` and ``alerts`` as they are; anything else is a board id
+    (``all``, ``7d:<community>``)."""
+    if text == "alerts":
+        return text
     kind, sep, key = text.partition(":")
     if kind in ("board", "member") and sep:
         if not key:
             raise ValueError(f"{text!r}: give an id after '{kind}:'")
         return text
     if not text.strip():
-        raise ValueError("a channel is board:<id>, member:<id> or a board id such as all")
+        raise ValueError("a channel is board:<id>, member:<id>, alerts or a board id such as all")
     return f"board:{text}"
 
 
@@ -187,6 +189,8 @@ class Watcher:
             )
             why = why or "could not resume"
             notice = [Line(f"{ch.name}: caught up from a fresh snapshot ({why})", "notice")]
+        if ch.kind == "alerts":
+            return notice if not first else [Line("🎣 following comment-bait alerts", "summary")]
         if ch.kind == "member":
             boards = dict(f.get("boards") or {})
             if first:
@@ -364,7 +368,8 @@ class Watcher:
         if kind == "perk":
             return f"🎁 {member} unlocked a perk{on}" + (f": {detail}" if detail else "")
         if kind == "bait":
-            return f"🎣 bait alert for {member}{on}" + (f": {detail}" if detail else "")
+            post = f" on post {ev['post']}" if ev.get("post") else on
+            return f"🎣 bait alert for {member}{post}" + (f": {detail}" if detail else "")
         return f"🔔 {kind} for {member}{on}" + (f": {detail}" if detail else "")
 
 

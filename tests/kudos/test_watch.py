@@ -64,6 +64,7 @@ def test_parse_channel_and_numbers() -> None:
     assert parse_channel("7d:python") == "board:7d:python"
     assert parse_channel("board:24h") == "board:24h"
     assert parse_channel("member:alice") == "member:alice"
+    assert parse_channel("alerts") == "alerts"
     for bad in ("", "member:", "board:"):
         with pytest.raises(ValueError):
             parse_channel(bad)
@@ -254,6 +255,17 @@ def test_member_lines_events_once_and_perk_bait_generic() -> None:
         "🎣 bait alert for m3: 80% of comments from 2 accounts",
         "🎁 m3 unlocked a perk",
         "🔔 streak for m3: 5 days in a row",
+    ]
+
+
+def test_alerts_channel_prints_each_throttle_once() -> None:
+    w = Watcher(["alerts"])
+    snap = {"type": "snapshot", "channel": "alerts", "epoch": E, "seq": 3, "as_of": 1.0}
+    alert = {"event": "bait", "member": "baiter", "post": "tea", "state": "throttled"}
+    alert["reason"] = "comments count 0.1x (low_value, bait_phrasing:vote)"
+    assert texts(w, snap) == ["🎣 following comment-bait alerts"]
+    assert texts(w, event("alerts", 4, **alert), event("alerts", 4, **alert)) == [
+        "🎣 bait alert for baiter on post tea: comments count 0.1x (low_value, bait_phrasing:vote)"
     ]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import orjson
 import pytest
 
 from leaderboard.explain import (
@@ -12,6 +13,7 @@ from leaderboard.explain import (
     hourly_window,
     kind_lines,
     not_seen,
+    throttle_lines,
 )
 from leaderboard.scoring import ScoringRules, Window
 
@@ -26,7 +28,7 @@ def test_kind_lines_follow_the_rules_order_and_default_missing_fields_to_zero() 
         "n:like": 2,
         "full:like": 1000,
         "mp:like": 333,
-        "wh:like": 250,  # the bait throttle's field, when a later version writes it
+        "wh:like": 250,  # withheld by the comment-bait throttle
         "n:retweet": 1,  # a kind the current rules no longer have
         "self": 1,
         "odd": 7,
@@ -36,6 +38,7 @@ def test_kind_lines_follow_the_rules_order_and_default_missing_fields_to_zero() 
     assert lines["share"] == KindLine(3, 10000, 12000, 0)
     assert lines["share"].discounted_mp == 2000
     assert lines["like"] == KindLine(2, 333, 1000, 250)
+    assert lines["like"].discounted_mp == 1000 - 333 - 250
     assert lines["retweet"] == KindLine(1, 0, 0, 0)
 
 
@@ -81,7 +84,9 @@ def test_json_totals_trend_and_points() -> None:
         "withheld": 0.0,
     }
     assert body["kinds"]["share"]["withheld"] == 1.5
-    assert body["totals"] == {"count": 5, "points": 10.333, "discounted": 2.667, "withheld": 1.5}
+    # discounted is what diminishing returns took: full - counted - withheld (12 - 10 - 1.5 = 0.5)
+    assert body["kinds"]["share"]["discounted"] == 0.5
+    assert body["totals"] == {"count": 5, "points": 10.333, "discounted": 1.167, "withheld": 1.5}
     assert body["top_posts"] == [{"post": "p1", "points": 6.0}, {"post": "p2", "points": 0.333}]
     assert body["boards"]["all"] == {
         "rank": 3,
@@ -107,3 +112,25 @@ def test_json_totals_trend_and_points() -> None:
 
 def test_not_seen_names_the_member() -> None:
     assert "'ann' has never been seen" in not_seen("ann")
+
+
+def test_throttle_lines_newest_first_with_withheld_points() -> None:
+    old = {"post": "p1", "state": "ended", "detected_at": 100.0, "ended_at": 900.0}
+    new = {"post": "p2", "state": "throttled", "detected_at": 1000.0, "ended_at": None}
+    records = {
+        "p:p1": orjson.dumps({**old, "multiplier": 0.25, "reasons": ["low_value"]}).decode(),
+        "p:p2": orjson.dumps({**new, "multiplier": 0.1, "reasons": ["spike"]}).decode(),
+    }
+    lines = throttle_lines(records, {"p:p1": 1500})
+    assert [t.group for t in lines] == ["p:p2", "p:p1"]
+    assert lines[1].to_json() == {
+        "group": "p:p1",
+        "post": "p1",
+        "state": "ended",
+        "detected_at": 100.0,
+        "ended_at": 900.0,
+        "multiplier": 0.25,
+        "reasons": ["low_value"],
+        "withheld": 1.5,
+    }
+    assert lines[0].withheld_mp == 0

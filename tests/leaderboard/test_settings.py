@@ -220,7 +220,7 @@ def test_settings_env_round_trips_through_load_settings(tmp_path: Path) -> None:
 
 def test_settings_env_covers_every_field() -> None:
     child = settings_env(Settings())
-    assert len(child) == 1 + 2 + 6 + 12 + 15 + 1 + 1 + 1 + 7 + 2
+    assert len(child) == 1 + 2 + 7 + 12 + 15 + 1 + 6 + 1 + 7 + 2
     assert child["KUDOS_WORKER_DEDUPE_HORIZON_S"] == str(7 * 86400)
     assert load_settings(child) == Settings()
 
@@ -315,3 +315,14 @@ def test_webhook_settings() -> None:
 def test_bad_webhook_settings_name_the_variable(env: dict[str, str], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         load_settings(env)
+
+
+def test_bait_settings_make_the_detector_parameters_and_are_checked() -> None:
+    s = load_settings({"KUDOS_BAIT_THRESHOLD": "2.5", "KUDOS_BAIT_MIN_COMMENTS": "20"})
+    params = s.bait.params()
+    assert params is not None and (params.threshold, params.min_comments) == (2.5, 20)
+    assert load_settings({"KUDOS_BAIT_ENABLED": "false"}).bait.params() is None
+    with pytest.raises(ConfigError, match="KUDOS_BAIT_MULTIPLIER_MIN"):
+        load_settings({"KUDOS_BAIT_MULTIPLIER_MIN": "0.5", "KUDOS_BAIT_MULTIPLIER_MAX": "0.2"})
+    with pytest.raises(ConfigError, match="KUDOS_BAIT_MIN_COMMENTS"):
+        load_settings({"KUDOS_BAIT_MIN_COMMENTS": "0"})

@@ -545,9 +545,12 @@
         break;
       }
       case "bait": {
+        const on = ev.post ? ` on ${ev.post}` : "";
+        const by = ev.member ? ` by ${ev.member}` : "";
+        if (ev.state === "ended") { toast("bait", `Throttle ended${on}${by}`, "its comments count in full again"); break; }
         const mult = ev.multiplier != null ? `comments count ×${nf3.format(ev.multiplier)}` : "";
         const reasons = Array.isArray(ev.reasons) ? ev.reasons.join(", ") : ev.reasons || "";
-        toast("bait", `Comment-bait throttled${ev.post ? ` on ${ev.post}` : ""}`, [mult, reasons].filter(Boolean).join(" · "));
+        toast("bait", `Comment-bait throttled${on}${by}`, [mult, reasons].filter(Boolean).join(" · "));
         break;
       }
       default:
@@ -770,6 +773,12 @@
     if (t.withheld) notes.push(h("span", null, h("b", { text: pts(t.withheld) }), " points withheld on throttled comment-bait posts. "));
     notes.push(h("span", { text: `All-time points; windows count only their recent part. Scoring ${ex.scoring_version || "?"}.` }));
     sec.append(h("p", { class: "note" }, notes));
+    if (ex.throttles?.length) {
+      sec.append(h("h3", { style: { marginTop: "16px" }, text: "Comment-bait throttles" }),
+        h("ul", { class: "throttles", "data-testid": "throttles" }, ex.throttles.map((t) => h("li", null,
+          h("span", { text: `${t.post || "comments without a post"} · ×${nf3.format(t.multiplier)}${t.state === "ended" ? " (ended)" : ""}`, title: (t.reasons || []).join(", ") }),
+          h("span", { text: `−${pts(t.withheld)} pts` })))));
+    }
     if (ex.top_posts?.length) {
       sec.append(h("h3", { style: { marginTop: "16px" }, text: "Top posts" }),
         h("ol", { class: "posts" }, ex.top_posts.map((p) => h("li", null, h("span", { text: p.post, title: p.post }), h("span", { text: `${pts(p.points)} pts` })))));
@@ -808,6 +817,7 @@
     onStatus: showStatus,
     onFrame(msg) {
       if (msg.channel === boardChannel()) boardFrame(msg);
+      else if (msg.channel === "alerts") { if (msg.type === "event") eventToast(msg); }
       else if (state.card && msg.channel === `member:${state.card.member}`) memberFrame(msg);
     },
     onError(msg, channel) {
@@ -840,6 +850,7 @@
 
   const initial = readHash();
   selectBoard(initial.base, initial.community, true);
+  feed.subscribe("alerts"); // comment-bait throttles, as toasts
   feed.connect();
   loadBoards().then(() => { if (state.card) refreshCard(); });
   setInterval(loadBoards, 20000);
