@@ -103,6 +103,51 @@ def cmd_topics(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_rebuild(settings: Settings, args: argparse.Namespace) -> int:
+    """Rebuild every board from the topic (after losing Redis, or to rescore the log under a new
+    scoring.toml), print who moves and why, and switch atomically (stream/rebuild.py)."""
+    from leaderboard.rescore import Diff, format_diff
+    from stream.producer import Progress
+    from stream.rebuild import run
+
+    rules = ScoringRules.load(args.scoring or settings.scoring.path or None)
+    bar = Progress("rebuilt (messages)", None, sys.stderr.isatty() or args.progress)
+
+    def progress(_: str, done: int, total: int) -> None:
+        bar.update_with_total(done, total)
+
+    def decide(d: Diff) -> bool:
+        bar.close(0)
+        if args.json:
+            sys.stdout.buffer.write(orjson.dumps(d.to_json()) + b"\n")
+        else:
+            print(format_diff(d), flush=True)
+        if args.dry_run:
+            return False
+        if args.yes:
+            return True
+        if not sys.stdin.isatty():
+            print("not switching: pass --yes to switch without asking", file=sys.stderr)
+            return False
+        return input("switch the live boards to these? [y/N] ").strip().lower() in ("y", "yes")
+
+    result = run(settings, rules, decide, progress)
+    state = "switched" if result.switched else "not switched (the live boards are unchanged)"
+    print(
+        f"rebuilt {result.messages:,} messages under scoring {rules.version} in "
+        f"{result.seconds:.1f} s ({result.dead_letters:,} invalid events skipped, as the workers "
+        f"dead-lettered them); {state}",
+        file=sys.stderr,
+    )
+    if result.switched:
+        print(
+            f"the namespace is now on scoring {rules.version}: workers with other rules stop at "
+            "their next apply until restarted with this scoring.toml",
+            file=sys.stderr,
+        )
+    return 0
+
+
 def cmd_web(settings: Settings, args: argparse.Namespace) -> int:
     from kudos.logs import configure
     from web.server import run
@@ -515,6 +560,19 @@ def parser() -> argparse.ArgumentParser:
         help="also re-enable the endpoint(s) disabled by a 410 Gone and replay their jobs",
     )
     w.set_defaults(fn=cmd_webhooks_replay)
+    s = sub.add_parser(
+        "rebuild",
+        help="rebuild every board from the topic (after losing Redis, or to rescore under a new "
+        "scoring.toml), show who moves and why, switch atomically",
+    )
+    s.add_argument("--scoring", help="the scoring.toml to rescore with (default: the current one)")
+    s.add_argument(
+        "--dry-run", action="store_true", help="report only; the boards stay as they are"
+    )
+    s.add_argument("--yes", action="store_true", help="switch without asking")
+    s.add_argument("--json", action="store_true", help="the diff report as JSON")
+    s.add_argument("--progress", action="store_true", help="progress even when not on a terminal")
+    s.set_defaults(fn=cmd_rebuild)
     s = sub.add_parser(
         "alerts", help="comment-bait alerts (throttles started and ended), newest first"
     )

@@ -74,3 +74,18 @@ class BrokerUnavailable(KudosError, ConnectionError):
 class InvalidBody(KudosError, ValueError):
     """A ``POST /api/events`` body that cannot be read at all (not JSON, not NDJSON, empty).
     Answered with 400; a readable body with bad events is answered per event instead."""
+
+
+class ScoringVersionMismatch(KudosError):
+    """The namespace is scored under another ``scoring.toml`` version than this process's rules
+    (``kudos rebuild`` switched it, or the file changed without a rebuild)."""
+
+    def __init__(self, namespace_version: str, ours: str) -> None:
+        super().__init__(
+            f"the boards are on scoring version {namespace_version!r} but this process has "
+            f"{ours!r}: point KUDOS_SCORING_PATH at the scoring.toml of {namespace_version!r}, "
+            f"or rescore the log with `kudos rebuild --scoring PATH` (nobody's score changes "
+            f"silently)"
+        )
+        self.namespace_version = namespace_version
+        self.ours = ours

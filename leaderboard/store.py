@@ -75,7 +75,7 @@ from redis.exceptions import NoScriptError, ResponseError, WatchError
 
 from leaderboard.bait import TABLES as BAIT_TABLES
 from leaderboard.bait import BaitParams, Decision, Detector
-from leaderboard.errors import StoreConflict
+from leaderboard.errors import ScoringVersionMismatch, StoreConflict
 from leaderboard.explain import (
     SELF_FIELD,
     TOP_POSTS,
@@ -109,6 +109,16 @@ _EXPLAIN_LUA = resources.files("leaderboard").joinpath("lua/explain.lua").read_t
 _WEBHOOK_CLAIM_LUA = resources.files("leaderboard").joinpath("lua/webhook_claim.lua").read_text()
 _WEBHOOK_FINISH_LUA = resources.files("leaderboard").joinpath("lua/webhook_finish.lua").read_text()
 _WEBHOOK_REPLAY_LUA = resources.files("leaderboard").joinpath("lua/webhook_replay.lua").read_text()
+_SWITCH_LUA = resources.files("leaderboard").joinpath("lua/switch.lua").read_text()
+
+#: Keys ``kudos rebuild`` keeps in the live namespace when it switches to a rebuilt one: serving
+#: state that is not derived from the log (the live feed, perk unlocks and delivery, the alerts
+#: outbox, meta). Everything else is scoring state and is replaced.
+KEEP_ON_REBUILD = frozenset(
+    {"changes", "feedepoch", "watched", "perkseen", "perkbox", "perkfanout", "alerts",
+     "alertfanout", "meta"}
+)  # fmt: skip
+KEEP_PREFIXES_ON_REBUILD = ("feed:", "feedlog:", "perks:", "wh:")
 
 
 class _HiredisPackConnection(aioredis.Connection):
@@ -134,6 +144,15 @@ class _HiredisPackConnection(aioredis.Connection):
         writer = getattr(self, "_writer", None)
         if writer is not None:
             writer.transport.set_write_buffer_limits(high=0)
+
+
+def _rebuilt(suffix: str) -> bool:
+    """Whether a key (without prefix) is scoring state that a rebuild replaces."""
+    return suffix not in KEEP_ON_REBUILD and not suffix.startswith(KEEP_PREFIXES_ON_REBUILD)
+
+
+def _glob_escape(text: str) -> str:
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
 
 
 def alert_id(d: Decision) -> str:
@@ -275,6 +294,7 @@ class Store:
         self._webhook_claim = client.register_script(_WEBHOOK_CLAIM_LUA)
         self._webhook_finish = client.register_script(_WEBHOOK_FINISH_LUA)
         self._webhook_replay = client.register_script(_WEBHOOK_REPLAY_LUA)
+        self._switch = client.register_script(_SWITCH_LUA)
         self._sha: str | None = None
 
     @classmethod
@@ -294,6 +314,13 @@ class Store:
         return ":".join((self.prefix, *map(str, parts)))
 
     # -- the write path --------------------------------------------------------------------
+
+    async def claim_scoring_version(self) -> str:
+        """Record the rules' version as the namespace's if it has none yet; the namespace's
+        version (a worker whose rules differ must not apply: ScoringVersionMismatch)."""
+        key = self.key("meta")
+        await self.client.hsetnx(key, "scoring_version", self.rules.version)
+        return cast(str, await self.client.hget(key, "scoring_version"))
 
     async def load_partitions(
         self, parts: list[int], owned: OwnedState, bait: BaitParams | None = None
@@ -344,7 +371,7 @@ class Store:
                 o.set_dr(day, f, int(k))
 
     def _argv(self, plan: Plan) -> list[str]:
-        argv: list[str] = [self.prefix, str(len(plan.partitions))]
+        argv: list[str] = [self.prefix, self.rules.version, str(len(plan.partitions))]
         add = argv.append
         ext = argv.extend
         for u in plan.partitions:
@@ -470,10 +497,57 @@ class Store:
             finally:
                 await pool.release(conn)
             if res[0] != "ok":
+                if res[1] == "scoring":
+                    raise ScoringVersionMismatch(str(res[2]), self.rules.version)
                 raise StoreConflict(f"state moved since planning: {res[1:]}")
             return float(res[1]) if res[1] else None
 
         return outcome()
+
+    # -- rebuild (kudos rebuild) -------------------------------------------------------------
+
+    async def _suffixes(self) -> list[str]:
+        """Every key of this namespace, without the ``<prefix>:``."""
+        pattern = _glob_escape(self.prefix) + ":*"
+        n = len(self.prefix) + 1
+        return [k[n:] async for k in self.client.scan_iter(match=pattern, count=1000)]
+
+    async def drop_namespace(self) -> int:
+        """Delete every key of this namespace (a shadow namespace after use); how many."""
+        keys = [self.key(s) for s in await self._suffixes()]
+        for start in range(0, len(keys), 1000):
+            await self.client.unlink(*keys[start : start + 1000])
+        return len(keys)
+
+    async def switch_from(self, shadow: Store, version: str) -> bool:
+        """Replace this namespace's scoring state with ``shadow``'s in one atomic script, and
+        record ``version`` as its scoring version; False (nothing changed) if the shadow is behind
+        this namespace's fences. The live feed, perks, webhooks, alerts outbox and meta stay."""
+        renamed = [s for s in await shadow._suffixes() if _rebuilt(s)]
+        keep = set(renamed)
+        stale = [s for s in await self._suffixes() if _rebuilt(s) and s not in keep]
+        args: list[str | int] = [self.prefix, shadow.prefix, version, len(renamed), *renamed]
+        args += [len(stale), *stale]
+        res: list[Any] = await self._switch(args=args)
+        return bool(res[0] == "ok")
+
+    async def board_mp(self, board: str) -> dict[str, int]:
+        """A milli-point board, whole: member → milli-points (for the rebuild's diff)."""
+        rows = cast(
+            list[tuple[str, float]],
+            await self.client.zrange(self.key("board", board), 0, -1, withscores=True),
+        )
+        return {m: round(s) for m, s in rows}
+
+    async def explain_counters(self, members: Sequence[str]) -> dict[str, dict[str, int]]:
+        pipe = self.client.pipeline(transaction=False)
+        for m in members:
+            pipe.hgetall(self.key("explain", m))
+        rows = await pipe.execute()
+        return {m: {f: int(v) for f, v in r.items()} for m, r in zip(members, rows, strict=True)}
+
+    async def scoring_version(self) -> str | None:
+        return cast("str | None", await self.client.hget(self.key("meta"), "scoring_version"))
 
     # -- reads -----------------------------------------------------------------------------
 

@@ -19,6 +19,7 @@ from aiokafka.errors import KafkaError
 from faust.exceptions import ProducerSendError
 from redis.exceptions import RedisError
 
+from leaderboard.errors import ScoringVersionMismatch
 from leaderboard.metrics import WorkerMetrics
 from leaderboard.perks import load_perks_file
 from leaderboard.plan import DeadLetter
@@ -29,6 +30,8 @@ from stream.metrics import consumer_lag, serve_metrics
 from stream.processor import Processor, Raw
 
 log = logging.getLogger(__name__)
+#: Exit status of a worker whose scoring rules are not the namespace's (sysexits EX_CONFIG).
+EXIT_CONFIG = 78
 
 
 #: Dead letters above this are truncated: Faust's producer refuses requests over 1 MB.
@@ -133,7 +136,11 @@ def create_app(settings: Settings) -> faust.App:
             metrics=metrics,
             bait=settings.bait.params(),
         )
-        await store.client.hset(store.key("meta"), mapping={"scoring_version": rules.version})
+        version = await store.claim_scoring_version()
+        if version != rules.version:
+            log.critical("%s", ScoringVersionMismatch(version, rules.version))
+            logging.shutdown()
+            os._exit(EXIT_CONFIG)
         async for events in stream.take_events(  # type: ignore[attr-defined]
             ws.batch_messages, within=ws.batch_within_s
         ):
@@ -150,6 +157,12 @@ def create_app(settings: Settings) -> faust.App:
                     log.error("batch not applied (%s); retrying in %.1f s", exc, delay)
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, 5.0)
+                except ScoringVersionMismatch as exc:
+                    # `kudos rebuild` switched the boards to other rules while we ran: stop
+                    # rather than add to them with ours (the supervisor's restart reloads the file)
+                    log.critical("%s", exc)
+                    logging.shutdown()
+                    os._exit(EXIT_CONFIG)
                 except Exception:
                     # A bug, not bad input (bad input is dead-lettered). Faust would ack the batch
                     # and keep a dead agent around; exit instead so the supervisor restarts the

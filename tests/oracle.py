@@ -45,8 +45,12 @@ def read_edges(path: Path, fmt: str, limit: int) -> list[dict[str, Any]]:
     return out
 
 
-def compute(events: Iterable[dict[str, Any]]) -> dict[str, dict[str, float]]:
-    """Board → member → score. Milli-point boards hold ints (milli-points); decayed holds points."""
+def compute(
+    events: Iterable[dict[str, Any]], weights: dict[str, int] | None = None
+) -> dict[str, dict[str, float]]:
+    """Board → member → score. Milli-point boards hold ints (milli-points); decayed holds points.
+    ``weights`` (points per kind) replace the contract's defaults, as a new scoring.toml would."""
+    weights = weights or WEIGHTS
     seen: set[str] = set()
     counts: dict[tuple[str, str, int], int] = defaultdict(int)
     scored: list[tuple[float, str, int, tuple[str, ...]]] = []  # (ts, target, mp, communities)
@@ -54,7 +58,7 @@ def compute(events: Iterable[dict[str, Any]]) -> dict[str, dict[str, float]]:
         if e["id"] in seen:
             continue
         seen.add(e["id"])
-        w = WEIGHTS[e["kind"]] * 1000
+        w = weights[e["kind"]] * 1000
         if e["actor"] == e["target"] or w == 0:
             continue
         key = (e["actor"], e["target"], math.floor(e["ts"] / 86400))

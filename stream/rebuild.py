@@ -1,0 +1,193 @@
+"""``kudos rebuild``: Kafka is the system of record and Redis a view, so the view can be rebuilt.
+
+The whole interactions topic is read from its first offset with a plain consumer (no group: the
+live workers keep theirs) and applied by the same :class:`~stream.processor.Processor` the workers
+use, into a **shadow namespace** (``<prefix>~rebuild``), under the rules given (the current
+``scoring.toml``, or a new version to rescore the log). Live workers keep scoring meanwhile. Once
+the shadow has caught up with the live fences, :meth:`Store.switch_from` replaces the live scoring
+state with the shadow's in one atomic script — readers see the old boards or the new ones, never a
+gap — after the diff report has said who moves and why.
+
+Two uses:
+- after losing Redis (a flush, a failed disk): the workers carried on from their committed offsets
+  into an empty namespace; the rebuild restores everything before that;
+- rescoring under a new ``scoring.toml`` version: the switch also records the new version, and a
+  worker still on the old rules stops at its next apply (``ScoringVersionMismatch``) until it is
+  restarted with the new file, so no board mixes two versions.
+
+Kept as they are (serving state, not derived from the log): the live feed (``changes`` is bumped
+so every web process re-reads every board), perk unlocks and their outbox and webhook state (an
+unlock is never revoked), the alerts outbox, and ``meta``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from leaderboard.errors import StackError
+from leaderboard.plan import DeadLetter
+from leaderboard.rescore import Diff, candidates, diff
+from leaderboard.scoring import ALL, ScoringRules
+from leaderboard.settings import Settings
+from leaderboard.store import Store
+from stream.processor import Processor, Raw
+from stream.topics import bootstrap
+
+#: Suffix of the shadow namespace's key prefix.
+SHADOW = "~rebuild"
+#: Messages applied per Processor call while reading the topic.
+CHUNK = 5_000
+#: How long the rebuild keeps catching up with live workers before giving up.
+CATCH_UP_S = 120.0
+
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass
+class RebuildResult:
+    diff: Diff
+    messages: int = 0
+    seconds: float = 0.0
+    switched: bool = False
+    dead_letters: int = 0
+    #: partition → last offset applied in the rebuilt namespace
+    fences: dict[int, int] = field(default_factory=dict)
+
+
+class _DiscardDeadLetters:
+    """The live workers already dead-lettered these; count them, do not send them twice."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    async def __call__(self, letters: Sequence[DeadLetter]) -> None:
+        self.count += len(letters)
+
+
+async def rebuild(
+    settings: Settings,
+    rules: ScoringRules,
+    *,
+    switch: bool | Callable[[Diff], bool],
+    on_progress: Progress | None = None,
+) -> RebuildResult:
+    """Rebuild the boards from the topic under ``rules`` into the shadow namespace, report the
+    difference, and switch (``switch`` True, or a callable that sees the diff and decides).
+
+    Raises:
+        StackError: the broker has no interactions topic, or live workers outran the rebuild
+            for ``CATCH_UP_S``.
+    """
+    prefix = settings.redis.prefix
+    live = Store.connect(settings.redis.url, prefix, rules)
+    shadow = Store.connect(settings.redis.url, prefix + SHADOW, rules)
+    letters = _DiscardDeadLetters()
+    processor = Processor(shadow, rules, settings.worker, letters, bait=settings.bait.params())
+    started = time.perf_counter()
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap(settings),
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_partition_fetch_bytes=16 * 1024 * 1024,
+    )
+    try:
+        await shadow.drop_namespace()
+        await consumer.start()
+        topic = settings.broker.topic
+        parts = consumer.partitions_for_topic(topic)
+        if not parts:
+            raise StackError(f"no topic {topic!r} on {settings.broker.url}: nothing to rebuild")
+        tps = [TopicPartition(topic, p) for p in sorted(parts)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        messages = 0
+        deadline = time.monotonic() + CATCH_UP_S
+        while True:
+            # read up to the topic's end now, or the live fences if the workers are further
+            ends = await consumer.end_offsets(tps)
+            fences = await live.fences()
+            target = {tp.partition: max(ends[tp] - 1, fences.get(tp.partition, -1)) for tp in tps}
+            messages += await _read_until(consumer, processor, target, on_progress)
+            report = await _diff(live, shadow, rules)
+            decided = switch(report) if callable(switch) else switch
+            result = RebuildResult(report, messages, 0.0, False, letters.count)
+            result.fences = await shadow.fences()
+            if not decided:
+                await shadow.drop_namespace()
+                break
+            if await live.switch_from(shadow, rules.version):
+                result.switched = True
+                await shadow.drop_namespace()
+                break
+            if time.monotonic() > deadline:
+                raise StackError(
+                    f"the live workers kept ahead of the rebuild for {CATCH_UP_S:.0f} s; "
+                    "retry at a quieter time, or stop the workers during the rebuild"
+                )
+            switch = True  # already decided; only catching up is left
+        result.seconds = time.perf_counter() - started
+        return result
+    finally:
+        await consumer.stop()
+        await live.close()
+        await shadow.close()
+
+
+async def _read_until(
+    consumer: AIOKafkaConsumer,
+    processor: Processor,
+    target: dict[int, int],
+    on_progress: Progress | None,
+) -> int:
+    """Apply every message up to ``target`` (partition → offset) in the shadow namespace."""
+    done = {p: -1 for p in target}
+    total = sum(o + 1 for o in target.values())
+    applied = 0
+    fences = await processor.store.fences()
+    for p in target:
+        done[p] = fences.get(p, -1)
+    while any(done[p] < target[p] for p in target):
+        batch = await consumer.getmany(timeout_ms=1000, max_records=CHUNK)
+        raws: list[Raw] = []
+        for tp, records in batch.items():
+            for r in records:
+                # (past the target too: what was read must be applied, it is not read again)
+                raws.append(Raw(tp.partition, r.offset, r.value))
+                done[tp.partition] = max(done[tp.partition], r.offset)
+        if raws:
+            raws.sort(key=lambda r: (r.partition, r.offset))
+            await processor.process(raws)
+            applied += len(raws)
+        if on_progress is not None:
+            now = sum(min(done[p], target[p]) + 1 for p in target)
+            on_progress("rebuilt (messages)", now, total)
+    return applied
+
+
+async def _diff(live: Store, shadow: Store, rules: ScoringRules) -> Diff:
+    before = await live.board_mp(ALL)
+    after = await shadow.board_mp(ALL)
+    who = candidates(before, after)
+    return diff(
+        ALL,
+        before,
+        after,
+        (await live.scoring_version() or "", rules.version),
+        await live.explain_counters(who),
+        await shadow.explain_counters(who),
+    )
+
+
+def run(
+    settings: Settings,
+    rules: ScoringRules,
+    switch: bool | Callable[[Diff], bool],
+    on_progress: Progress | None = None,
+) -> RebuildResult:
+    return asyncio.run(rebuild(settings, rules, switch=switch, on_progress=on_progress))

@@ -1,0 +1,192 @@
+"""`kudos rebuild` on real servers: Kafka is the system of record and Redis a view.
+
+- Redis loses the namespace mid-stream while a worker keeps consuming: the rebuild restores boards
+  that equal the contract again.
+- A new scoring.toml (share worth 6 instead of 4): the dry run reports who moves and why and changes
+  nothing; the real run switches atomically while a reader polls the API without a single failed
+  or mixed read; a worker still on the old rules stops at its next apply (it must not add to the
+  rescored boards) and one restarted with the new file carries on exactly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from leaderboard.scoring import ScoringRules
+from leaderboard.settings import ScoringSettings
+from stream.app import EXIT_CONFIG
+from tests.conftest import DATA, Namespace, configure
+from tests.oracle import WEIGHTS, assert_board_equal, compute, read_edges
+from tests.web.live import start_web
+
+pytestmark = pytest.mark.integration
+
+BOARDS = ("all", "1h", "24h", "7d", "decayed")
+HIGGS = DATA / "higgs" / "higgs-activity_time.txt.gz"
+NEW_WEIGHTS = {**WEIGHTS, "share": 6}
+
+
+def kudos(ns: Namespace, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "kudos", *args],
+        env={**ns.env(), **env},
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+
+
+async def check_boards(
+    ns: Namespace, events: list[dict[str, Any]], weights: dict[str, int] | None = None
+) -> None:
+    expected = compute(events, weights)
+    for board in BOARDS:
+        assert_board_equal(board, await ns.export(board), expected.get(board, {}))
+
+
+async def lose_redis(ns: Namespace) -> None:
+    """Every key of the namespace gone, as after a flush or a lost disk (the Valkey server is
+    shared with other tests' namespaces, so FLUSHDB itself is not used)."""
+    assert ns.store is not None
+    keys = [k async for k in ns.store.client.scan_iter(match=ns.settings.redis.prefix + ":*")]
+    await ns.store.client.delete(*keys)
+
+
+def new_scoring(tmp: Path) -> Path:
+    base = Path(__file__).resolve().parents[2] / "leaderboard" / "scoring.toml"
+    version = ScoringRules.load().version
+    toml = base.read_text().replace(f'version = "{version}"', 'version = "test-shares-6"')
+    toml = toml.replace("share = 4\n", "share = 6\n")
+    assert 'version = "test-shares-6"' in toml and "share = 6\n" in toml
+    path = tmp / "scoring-shares-6.toml"
+    path.write_text(toml)
+    return path
+
+
+async def test_after_losing_redis_the_rebuild_restores_the_contract(namespace: Namespace) -> None:
+    ns = namespace
+    events = read_edges(HIGGS, "higgs", 12_000)
+    worker = ns.start_worker()
+    await ns.wait(await ns.replay(events[:6_000], envelope=200))
+    await lose_redis(ns)
+    # the worker carries on from its committed offsets into the empty namespace
+    await ns.wait(await ns.replay(events[6_000:], envelope=200))
+    assert worker.poll() is None
+    partial = {m for _, m, _ in await ns.export("all")}
+    assert partial and partial != set(compute(events)["all"])  # the first half is gone
+
+    out = kudos(ns, "rebuild", "--yes", "--json")
+    assert out.returncode == 0, out.stderr
+    report = orjson.loads(out.stdout)
+    assert report["members_after"] == len(compute(events)["all"])
+    assert report["scores_changed"] > 0 and report["risers"]
+    assert "switched" in out.stderr
+    await check_boards(ns, events)
+    # the live worker goes on from the rebuilt fences: nothing twice, nothing lost
+    more = read_edges(HIGGS, "higgs", 14_000)
+    await ns.wait(await ns.replay(more[12_000:], envelope=200))
+    await check_boards(ns, more)
+    assert worker.poll() is None
+
+
+async def poll_reads(port: int, stop: asyncio.Event, seen: list[dict[str, int]]) -> list[str]:
+    """GET the top 20 of `all` until ``stop``; every failure (status, error) as text."""
+    failures: list[str] = []
+    loop = asyncio.get_running_loop()
+
+    def get() -> tuple[int, bytes]:
+        url = f"http://127.0.0.1:{port}/api/boards/all?limit=20"
+        with urllib.request.urlopen(url, timeout=5) as r:
+            return r.status, r.read()
+
+    while not stop.is_set():
+        try:
+            status, body = await loop.run_in_executor(None, get)
+            if status != 200:
+                failures.append(f"status {status}")
+            else:
+                page = orjson.loads(body)
+                seen.append({e["member"]: round(e["score"] * 1000) for e in page["entries"]})
+        except Exception as exc:  # a failed read is what this test looks for
+            failures.append(repr(exc))
+        await asyncio.sleep(0.005)
+    return failures
+
+
+async def test_rescoring_reports_who_moves_and_switches_without_failed_reads(
+    namespace: Namespace, tmp_path: Path
+) -> None:
+    ns = namespace
+    events = read_edges(HIGGS, "higgs", 10_000)
+    old_worker = ns.start_worker()
+    await ns.wait(await ns.replay(events, envelope=200))
+    before = compute(events)["all"]
+    after = compute(events, NEW_WEIGHTS)["all"]
+    scoring = new_scoring(tmp_path)
+
+    # the dry run: the report, and nothing changes
+    dry = kudos(ns, "rebuild", "--scoring", str(scoring), "--dry-run", "--json")
+    assert dry.returncode == 0, dry.stderr
+    report = orjson.loads(dry.stdout)
+    assert report["version_before"] == ScoringRules.load().version
+    assert report["version_after"] == "test-shares-6"
+    changed = {m for m in set(before) | set(after) if before.get(m) != after.get(m)}
+    assert report["scores_changed"] == len(changed)
+    top = max(changed, key=lambda m: (after.get(m, 0) - before.get(m, 0), m))
+    riser = report["risers"][0]
+    assert riser["member"] == top
+    assert riser["score_before"] == before[top] / 1000 and riser["score_after"] == after[top] / 1000
+    # why: exactly the extra weight of the shares they received
+    assert riser["why"] == {"share": (after[top] - before[top]) / 1000}
+    assert report["fallers"] == []  # a bigger share weight lowers nobody's score
+    await check_boards(ns, events)
+    assert "not switched" in dry.stderr
+
+    # the real switch, with a reader polling the API throughout
+    port = ns.settings.web.port
+    web = start_web(ns, port)
+    stop = asyncio.Event()
+    seen: list[dict[str, int]] = []
+    reader = asyncio.create_task(poll_reads(port, stop, seen))
+    try:
+        await asyncio.sleep(0.3)
+        out = await asyncio.to_thread(kudos, ns, "rebuild", "--scoring", str(scoring), "--yes")
+        await asyncio.sleep(0.3)
+    finally:
+        stop.set()
+        failures = await reader
+        web.terminate()
+        web.wait(10)
+    assert out.returncode == 0, out.stderr
+    assert "switched" in out.stderr and "board all" in out.stdout
+    assert failures == []
+    assert len(seen) > 10
+    # every read shows the old boards or the new ones, never a mix
+    for page in seen:
+        old = all(before.get(m) == s for m, s in page.items())
+        new = all(after.get(m) == s for m, s in page.items())
+        assert old or new, page
+    assert all(before.get(m) == s for m, s in seen[0].items())
+    assert all(after.get(m) == s for m, s in seen[-1].items())
+    await check_boards(ns, events, NEW_WEIGHTS)
+
+    # a worker on the old rules must not add to the rescored boards: it stops at its next apply
+    more = read_edges(HIGGS, "higgs", 11_000)
+    produced = await ns.replay(more[10_000:], envelope=200)
+    assert await asyncio.to_thread(old_worker.wait, 60) == EXIT_CONFIG
+    log = (ns.home / "worker-0.log").read_text()
+    assert "scoring version 'test-shares-6'" in log
+    await check_boards(ns, events, NEW_WEIGHTS)
+    # restarted with the new scoring.toml, the worker carries on exactly
+    configure(ns, scoring=ScoringSettings(path=str(scoring)))
+    ns.start_worker()
+    await ns.wait(produced)
+    await check_boards(ns, more, NEW_WEIGHTS)
