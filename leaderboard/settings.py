@@ -46,6 +46,9 @@ class BrokerSettings:
     #: Partition count used when Kudos creates the topic. Changing it on a live topic moves targets
     #: between partitions, which breaks per-partition de-duplication (as in Kafka Streams).
     partitions: int = 4
+    #: Replicas of each topic Kudos creates. 1 suits one broker (the embedded stack, the compose
+    #: file); a production cluster wants 3, so a broker's loss loses no interaction.
+    replication_factor: int = 1
     #: Idempotent producer; Tansu (the embedded broker) does not answer InitProducerId, so it is off
     #: by default and the compose stack (Apache Kafka) turns it on.
     idempotent_producer: bool = False
@@ -340,6 +343,8 @@ def _validate(obj: Any, name: str) -> None:
                 f"KUDOS_WEB_INGEST_TIMEOUT_S={obj.ingest_timeout_s:g}: must be in (0, 8] seconds "
                 "(the web server drops a request that is not answered within 10 s)"
             )
+    if isinstance(obj, BrokerSettings) and obj.replication_factor < 1:
+        raise ConfigError("KUDOS_BROKER_REPLICATION_FACTOR must be at least 1")
     if isinstance(obj, BaitSettings):
         if obj.threshold <= 0 or obj.min_comments < 1 or obj.calm_per_hour <= 0:
             raise ConfigError(

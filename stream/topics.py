@@ -43,7 +43,12 @@ async def ensure_topics(settings: Settings, timeout: float = 30.0) -> None:
             if missing:
                 with contextlib.suppress(TopicAlreadyExistsError):
                     await admin.create_topics(
-                        [NewTopic(n, settings.broker.partitions, 1) for n in missing]
+                        [
+                            NewTopic(
+                                n, settings.broker.partitions, settings.broker.replication_factor
+                            )
+                            for n in missing
+                        ]
                     )
             return
         except KafkaConnectionError as exc:

@@ -220,7 +220,7 @@ def test_settings_env_round_trips_through_load_settings(tmp_path: Path) -> None:
 
 def test_settings_env_covers_every_field() -> None:
     child = settings_env(Settings())
-    assert len(child) == 1 + 2 + 7 + 12 + 15 + 1 + 6 + 1 + 7 + 2
+    assert len(child) == 1 + 2 + 8 + 12 + 15 + 1 + 6 + 1 + 7 + 2
     assert child["KUDOS_WORKER_DEDUPE_HORIZON_S"] == str(7 * 86400)
     assert load_settings(child) == Settings()
 
