@@ -56,7 +56,7 @@ import re
 import unicodedata
 import zlib
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Self
 
 import orjson
 
@@ -216,8 +216,23 @@ class Decision:
         }
 
 
+class _Stored:
+    """Detector state kept in Redis as a JSON array of its fields in order (compact; new fields go
+    last with a default, so older records still load)."""
+
+    __slots__ = ()
+
+    def dump(self) -> bytes:
+        names: tuple[str, ...] = self.__slots__  # a slots dataclass: its fields, in order
+        return orjson.dumps([getattr(self, f) for f in names])
+
+    @classmethod
+    def load(cls, raw: bytes | str) -> Self:
+        return cls(*orjson.loads(raw))
+
+
 @dataclass(slots=True)
-class Group:
+class Group(_Stored):
     """One post's comment stream (or a target's comments without a post), this episode."""
 
     target: str
@@ -245,16 +260,9 @@ class Group:
     #: the weighted comment rate below which this throttle ends (set when it starts)
     calm: float = 0.0
 
-    def dump(self) -> bytes:
-        return orjson.dumps([getattr(self, f) for f in self.__slots__])
-
-    @classmethod
-    def load(cls, raw: bytes | str) -> Group:
-        return cls(*orjson.loads(raw))
-
 
 @dataclass(slots=True)
-class Author:
+class Author(_Stored):
     last: float
     #: long-run comment rate on the author's posts (comments × decay at ``at``)
     baseline: float = 0.0
@@ -262,26 +270,12 @@ class Author:
     #: event times of the author's recent throttles (newest last, at most 5)
     offences: list[float] = field(default_factory=list)
 
-    def dump(self) -> bytes:
-        return orjson.dumps([self.last, self.baseline, self.at, self.offences])
-
-    @classmethod
-    def load(cls, raw: bytes | str) -> Author:
-        return cls(*orjson.loads(raw))
-
 
 @dataclass(slots=True)
-class Commenter:
+class Commenter(_Stored):
     last: float
     #: comments this account made on throttled posts
     flagged: int = 0
-
-    def dump(self) -> bytes:
-        return orjson.dumps([self.last, self.flagged])
-
-    @classmethod
-    def load(cls, raw: bytes | str) -> Commenter:
-        return cls(*orjson.loads(raw))
 
 
 #: The tables a partition's detector state is kept in (``bait:<table>:<partition>`` hashes):

@@ -12,21 +12,18 @@ import html
 import random
 import subprocess
 import sys
-import time
 import urllib.request
 from typing import Any
 
 import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer
 
 from leaderboard.bait import FULL, Detector
 from leaderboard.scoring import ScoringRules, contribution
 from leaderboard.settings import BaitSettings, WorkerSettings
-from stream.topics import bootstrap
 from tests.conftest import DATA, Namespace, configure
 from tests.web.live import LiveClient, start_web
-from tests.web.test_deliver import deliverer
+from tests.web.test_deliver import deliverer, read_topic
 from web.deliver import ALERT_HEADER
 
 pytestmark = pytest.mark.integration
@@ -106,25 +103,6 @@ def get(port: int, path: str) -> Any:
         return orjson.loads(r.read())
 
 
-async def read_alerts_topic(ns: Namespace, at_least: int) -> list[Any]:
-    consumer = AIOKafkaConsumer(
-        ns.settings.broker.alerts_topic,
-        bootstrap_servers=bootstrap(ns.settings),
-        auto_offset_reset="earliest",
-        group_id=None,
-    )
-    await consumer.start()
-    out: list[Any] = []
-    deadline = time.monotonic() + 20
-    try:
-        while len(out) < at_least and time.monotonic() < deadline:
-            for records in (await consumer.getmany(timeout_ms=500)).values():
-                out += records
-    finally:
-        await consumer.stop()
-    return out
-
-
 async def test_a_campaign_is_throttled_explained_and_alerted(namespace: Namespace) -> None:
     ns = namespace
     store = ns.store
@@ -192,7 +170,7 @@ async def test_a_campaign_is_throttled_explained_and_alerted(namespace: Namespac
     # scores are exactly what the pure detector and the scoring contract give
     board = {m: round(float(s) * 1000) for _, m, s in await ns.export("all")}
     assert board == want_points
-    records = await read_alerts_topic(ns, 1)
+    records = await read_topic(ns, 1, topic=ns.settings.broker.alerts_topic)
     assert [dict(r.headers)[ALERT_HEADER].decode() for r in records] == [got["id"]]
     assert records[0].key == b"baiter"
 

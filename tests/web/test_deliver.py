@@ -229,10 +229,13 @@ def kudos(ns: Namespace, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-async def read_topic(ns: Namespace, at_least: int, quiet_ms: int = 1500) -> list[Any]:
-    """Every record of the perk-unlocks topic: waits for ``at_least``, then until quiet."""
+async def read_topic(
+    ns: Namespace, at_least: int, quiet_ms: int = 1500, topic: str | None = None
+) -> list[Any]:
+    """Every record of the perk-unlocks topic (or ``topic``): waits for ``at_least``, then until
+    quiet."""
     consumer = AIOKafkaConsumer(
-        ns.settings.broker.perks_topic,
+        topic or ns.settings.broker.perks_topic,
         bootstrap_servers=bootstrap(ns.settings),
         auto_offset_reset="earliest",
         group_id=None,
