@@ -131,7 +131,7 @@ def cmd_rebuild(settings: Settings, args: argparse.Namespace) -> int:
             return False
         return input("switch the live boards to these? [y/N] ").strip().lower() in ("y", "yes")
 
-    result = run(settings, rules, decide, progress)
+    result = run(settings, rules, decide, progress, args.allow_truncated)
     state = "switched" if result.switched else "not switched (the live boards are unchanged)"
     print(
         f"rebuilt {result.messages:,} messages under scoring {rules.version} in "
@@ -141,8 +141,8 @@ def cmd_rebuild(settings: Settings, args: argparse.Namespace) -> int:
     )
     if result.switched:
         print(
-            f"the namespace is now on scoring {rules.version}: workers with other rules stop at "
-            "their next apply until restarted with this scoring.toml",
+            f"the namespace is now on scoring {rules.version} (and these [bait] settings): "
+            "workers with others stop at their next apply until restarted with these",
             file=sys.stderr,
         )
     return 0
@@ -572,6 +572,11 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--yes", action="store_true", help="switch without asking")
     s.add_argument("--json", action="store_true", help="the diff report as JSON")
     s.add_argument("--progress", action="store_true", help="progress even when not on a terminal")
+    s.add_argument(
+        "--allow-truncated",
+        action="store_true",
+        help="rebuild even if retention deleted the topic's first records (loses that history)",
+    )
     s.set_defaults(fn=cmd_rebuild)
     s = sub.add_parser(
         "alerts", help="comment-bait alerts (throttles started and ended), newest first"

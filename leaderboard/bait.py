@@ -51,6 +51,7 @@ starts afresh (a renewed campaign is detected again, as a repeat offence).
 
 from __future__ import annotations
 
+import hashlib
 import math
 import re
 import unicodedata
@@ -286,6 +287,15 @@ _CLOCK = "clock"
 SWEEP_EVERY_S = 3600.0
 
 
+def identity(version: str, params: BaitParams | None) -> str:
+    """The scoring identity a namespace is kept under: the scoring.toml version and the bait
+    parameters (both change points). A worker with another identity must not apply."""
+    if params is None:
+        return f"{version}+bait:off"
+    digest = hashlib.sha1(repr(params).encode(), usedforsecurity=False).hexdigest()[:8]
+    return f"{version}+bait:{digest}"
+
+
 def group_key(post: str | None, target: str) -> str:
     return "p:" + post if post is not None else "t:" + target
 
@@ -396,11 +406,18 @@ class Detector:
         self, kind: str, ts: float, actor: str, target: str, post: str | None, text: str | None
     ) -> int:
         """Take one new event into account; return the multiplier (per mille) its points get."""
+        p = self.p
         if ts > self.newest:
             self.newest = ts
             self._clock_moved = True
             if ts - self.swept >= SWEEP_EVERY_S:
                 self._sweep()
+        if (
+            len(self.groups) > 2 * p.max_groups
+            or len(self.commenters) > 2 * p.max_commenters
+            or len(self.authors) > 2 * p.max_authors
+        ):
+            self._sweep()  # (late events do not move the clock; the caps hold anyway)
         if kind in COMMENT_KINDS:
             if actor == target:
                 return FULL  # an author answering in their own thread farms nothing
@@ -461,8 +478,7 @@ class Detector:
         if g is not None and self.newest - g.last > self.p.group_idle_s:
             # idle for long: forgotten (the sweep may not have run yet; expiry never depends on
             # it), except the post's own wording, which a late first comment still answers
-            del self.groups[key]
-            self._dirty[("g", key)] = None
+            self._forget(key)
             wording, g = g.phrasing, None
         if g is None and create:
             g = self.groups[key] = Group(target, post, ts, ts, rate_at=ts, phrasing=wording)
@@ -595,7 +611,31 @@ class Detector:
         calm = g.calm if g.calm > 0.0 else self._calm_count()
         if g.rate * _decay(ts - g.rate_at, self.p.rate_half_life_s) >= calm:
             return None
+        return self._calm_time(g)
+
+    def _calm_time(self, g: Group) -> float:
+        """When the throttled group's comment rate falls (fell) below its calm level."""
+        calm = g.calm if g.calm > 0.0 else self._calm_count()
         return g.rate_at + self.p.rate_half_life_s * math.log2(max(g.rate / calm, 1.0))
+
+    def _forget(self, key: str) -> None:
+        """Drop a group (idle, or beyond the cap); a throttle on it ends when it calmed down."""
+        g = self.groups.pop(key)
+        self._dirty[("g", key)] = None
+        if g.mult < FULL:
+            self._decisions.append(
+                Decision(
+                    key,
+                    g.post,
+                    g.target,
+                    "ended",
+                    self._calm_time(g),
+                    g.mult / FULL,
+                    tuple(g.reasons),
+                    g.comments,
+                    since=g.since,
+                )
+            )
 
     def _end(self, key: str, g: Group, at: float) -> Group:
         """End the throttle at ``at``; the post starts a new episode (its rate carries on)."""
@@ -623,7 +663,8 @@ class Detector:
         them), then the least recent beyond the caps. Runs at fixed steps of the event clock."""
         self.swept = self.newest
         p = self.p
-        _expire(self.groups, "g", self.newest - p.group_idle_s, p.max_groups, self._dirty)
+        for key in _expired(self.groups, self.newest - p.group_idle_s, p.max_groups):
+            self._forget(key)
         _expire(self.authors, "a", self.newest - p.author_idle_s, p.max_authors, self._dirty)
         _expire(
             self.commenters, "c", self.newest - p.commenter_idle_s, p.max_commenters, self._dirty
@@ -642,14 +683,20 @@ def _score(sig: dict[str, float]) -> float:
     )
 
 
+def _expired(entries: dict[str, Any], cutoff: float, cap: int) -> list[str]:
+    """Keys idle since before ``cutoff``, then the least recent beyond ``cap``."""
+    dead = [k for k, e in entries.items() if e.last < cutoff]
+    left = len(entries) - len(dead)
+    if left > cap:
+        gone = set(dead)
+        alive = sorted((e.last, k) for k, e in entries.items() if k not in gone)
+        dead += [k for _, k in alive[: left - cap]]
+    return dead
+
+
 def _expire(
     entries: dict[str, Any], table: str, cutoff: float, cap: int, dirty: dict[tuple[str, str], None]
 ) -> None:
-    dead = [k for k, e in entries.items() if e.last < cutoff]
-    for k in dead:
+    for k in _expired(entries, cutoff, cap):
         del entries[k]
         dirty[(table, k)] = None
-    if len(entries) > cap:
-        for _, k in sorted((e.last, k) for k, e in entries.items())[: len(entries) - cap]:
-            del entries[k]
-            dirty[(table, k)] = None

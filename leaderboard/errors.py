@@ -82,10 +82,10 @@ class ScoringVersionMismatch(KudosError):
 
     def __init__(self, namespace_version: str, ours: str) -> None:
         super().__init__(
-            f"the boards are on scoring version {namespace_version!r} but this process has "
-            f"{ours!r}: point KUDOS_SCORING_PATH at the scoring.toml of {namespace_version!r}, "
-            f"or rescore the log with `kudos rebuild --scoring PATH` (nobody's score changes "
-            f"silently)"
+            f"the boards are on scoring {namespace_version!r} but this process has {ours!r} "
+            f"(scoring.toml version + bait settings): run it with the scoring.toml and [bait] "
+            f"settings of {namespace_version!r}, or rescore the log with `kudos rebuild` under "
+            f"the new ones (nobody's score changes silently)"
         )
         self.namespace_version = namespace_version
         self.ours = ours

@@ -62,6 +62,7 @@ class OwnedState:
     partitions: dict[int, OwnedPartition] = field(default_factory=dict)
     watermark: float | None = None
     landmark: int | None = None
+    generation: int = 0
     loaded: bool = False
 
     def missing(self, parts: Iterable[int]) -> list[int]:
@@ -76,6 +77,7 @@ class OwnedState:
             },
             watermark=self.watermark,
             landmark=self.landmark,
+            generation=self.generation,
         )
 
     def absorb(self, plan: Plan) -> None:

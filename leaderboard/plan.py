@@ -63,6 +63,8 @@ class StoreState:
     partitions: Mapping[int, PartitionState]
     watermark: float | None = None
     landmark: int | None = None
+    #: the namespace's rebuild generation the state was loaded in (apply.lua checks it)
+    generation: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +92,7 @@ class Plan:
     partitions: list[PartitionUpdate] = field(default_factory=list)
     expected_landmark: int | None = None
     landmark: int | None = None
+    generation: int = 0
     rebase_factor: float = 1.0
     max_ts: float | None = None
     #: (board, member) → milli-points, for boards without windows (all, all:<c>)
@@ -177,6 +180,7 @@ def build_plan(
     # already aggregated in this plan are rescaled with it.
     landmark = state.landmark
     plan.expected_landmark = state.landmark
+    plan.generation = state.generation
 
     by_partition: dict[int, list[Message]] = defaultdict(list)
     for m in messages:

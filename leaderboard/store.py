@@ -48,7 +48,11 @@ Keys (all under ``<prefix>:``; nothing else in Kudos builds a key string):
 ``wh:disabled``       hash    endpoint → JSON {at, status, unlock, error} of the 410 that disabled it
 ``wh:log``            stream  one entry per attempt: at, endpoint, job, unlock, attempt, status, ms,
                               outcome, action, error (capped at ``WEBHOOK_LOG_MAXLEN``)
-``meta``              hash    scoring version and other facts about this namespace
+``meta``              hash    scoring_version: the scoring identity (scoring.toml version + bait
+                              settings) applies must match; other facts about this namespace
+``generation``        string  bumped by every ``kudos rebuild`` switch: applies planned from an
+                              older copy of the state are refused (the worker reloads)
+``rebuilding``        string  the lock of a running ``kudos rebuild`` (expires if it dies)
 ====================  ======  ===========================================================
 
 No key has a TTL: scoring state is pruned by event time, never by wall-clock, so a replay of old data
@@ -94,8 +98,9 @@ from leaderboard.scoring import DECAYED, ScoringRules, decayed_value, format_mp
 
 #: Bait alerts kept in the ``alerts`` stream (``GET /api/alerts``, the deliverer's outbox), about.
 ALERTS_MAXLEN = 100_000
-#: The outbox streams ``kudos deliver`` fans out: perk unlocks and bait alerts.
+#: The outbox streams ``kudos deliver`` fans out: perk unlocks and bait alerts, and its group.
 PERKBOX = "perkbox"
+OUTBOX_GROUP = "deliver"
 ALERTS = "alerts"
 STAT_FIELDS = ("applied", "ignored", "duplicate", "invalid", "late")
 #: Attempts kept in the webhook attempts log (``wh:log``), about.
@@ -111,14 +116,13 @@ _WEBHOOK_FINISH_LUA = resources.files("leaderboard").joinpath("lua/webhook_finis
 _WEBHOOK_REPLAY_LUA = resources.files("leaderboard").joinpath("lua/webhook_replay.lua").read_text()
 _SWITCH_LUA = resources.files("leaderboard").joinpath("lua/switch.lua").read_text()
 
-#: Keys ``kudos rebuild`` keeps in the live namespace when it switches to a rebuilt one: serving
-#: state that is not derived from the log (the live feed, perk unlocks and delivery, the alerts
-#: outbox, meta). Everything else is scoring state and is replaced.
-KEEP_ON_REBUILD = frozenset(
-    {"changes", "feedepoch", "watched", "perkseen", "perkbox", "perkfanout", "alerts",
-     "alertfanout", "meta"}
+#: Key families ``kudos rebuild`` replaces with the rebuilt namespace's: the scoring state derived
+#: from the log (and the alerts outbox, whose consumer group the switch recreates). The others are
+#: serving state and stay: the live feed, perk unlocks and delivery, ``changes``, ``meta``.
+REBUILT_FAMILIES = (
+    "fence", "pwm", "wm", "landmark", "board", "bucket", "buckets", "boards", "decayed_boards",
+    "seen", "dr", "drdays", "explain", "posts", "stats", "bait", "throttle", "withheld", "alerts",
 )  # fmt: skip
-KEEP_PREFIXES_ON_REBUILD = ("feed:", "feedlog:", "perks:", "wh:")
 
 
 class _HiredisPackConnection(aioredis.Connection):
@@ -144,11 +148,6 @@ class _HiredisPackConnection(aioredis.Connection):
         writer = getattr(self, "_writer", None)
         if writer is not None:
             writer.transport.set_write_buffer_limits(high=0)
-
-
-def _rebuilt(suffix: str) -> bool:
-    """Whether a key (without prefix) is scoring state that a rebuild replaces."""
-    return suffix not in KEEP_ON_REBUILD and not suffix.startswith(KEEP_PREFIXES_ON_REBUILD)
 
 
 def _glob_escape(text: str) -> str:
@@ -280,10 +279,13 @@ class Store:
         prefix: str,
         rules: ScoringRules,
         perk_rules: Sequence[PerkRule] = (),
+        scoring_id: str | None = None,
     ) -> None:
         self.client = client
         self.prefix = prefix
         self.rules = rules
+        #: the identity applies are guarded by (leaderboard.bait.identity: rules + bait settings)
+        self.scoring_id = scoring_id or rules.version
         #: checked by every apply (the worker's store has them; readers need not)
         self.perk_rules = tuple(perk_rules)
         self._apply = client.register_script(_APPLY_LUA)
@@ -299,13 +301,18 @@ class Store:
 
     @classmethod
     def connect(
-        cls, url: str, prefix: str, rules: ScoringRules, perk_rules: Sequence[PerkRule] = ()
+        cls,
+        url: str,
+        prefix: str,
+        rules: ScoringRules,
+        perk_rules: Sequence[PerkRule] = (),
+        scoring_id: str | None = None,
     ) -> Store:
         kwargs: dict[str, Any] = {"decode_responses": True}
         if url.startswith("redis://"):
             kwargs["connection_class"] = _HiredisPackConnection
         pool = aioredis.ConnectionPool.from_url(url, **kwargs)
-        return cls(aioredis.Redis.from_pool(pool), prefix, rules, perk_rules)
+        return cls(aioredis.Redis.from_pool(pool), prefix, rules, perk_rules, scoring_id)
 
     async def close(self) -> None:
         await self.client.aclose()
@@ -316,11 +323,19 @@ class Store:
     # -- the write path --------------------------------------------------------------------
 
     async def claim_scoring_version(self) -> str:
-        """Record the rules' version as the namespace's if it has none yet; the namespace's
-        version (a worker whose rules differ must not apply: ScoringVersionMismatch)."""
+        """Record this store's scoring identity as the namespace's if it has none yet; the
+        namespace's (a worker with another one must not apply: ScoringVersionMismatch).
+
+        A namespace from before the identity carried the bait settings holds the bare scoring
+        version: it is taken over (its past scores do not change; new events get the throttle).
+        """
         key = self.key("meta")
-        await self.client.hsetnx(key, "scoring_version", self.rules.version)
-        return cast(str, await self.client.hget(key, "scoring_version"))
+        await self.client.hsetnx(key, "scoring_version", self.scoring_id)
+        current = cast(str, await self.client.hget(key, "scoring_version"))
+        if current == self.rules.version != self.scoring_id:
+            await self.client.hset(key, "scoring_version", self.scoring_id)
+            current = self.scoring_id
+        return current
 
     async def load_partitions(
         self, parts: list[int], owned: OwnedState, bait: BaitParams | None = None
@@ -331,7 +346,7 @@ class Store:
         pipe = self.client.pipeline(transaction=False)
         pipe.hmget(self.key("fence"), parts)
         pipe.hmget(self.key("pwm"), parts)
-        pipe.mget(self.key("wm"), self.key("landmark"))
+        pipe.mget(self.key("wm"), self.key("landmark"), self.key("generation"))
         for p in parts:
             pipe.zrange(self.key("seen", p), 0, -1, withscores=True)
             pipe.zrange(self.key("drdays", p), 0, -1)
@@ -341,7 +356,11 @@ class Store:
                     pipe.hgetall(self.key("bait", table, p))
         res = await pipe.execute()
         tables_at = 3 + 2 * len(parts)
-        fences, pwms, (wm, landmark) = res[0], res[1], res[2]
+        fences, pwms, (wm, landmark, generation) = res[0], res[1], res[2]
+        if int(generation or 0) != owned.generation:
+            # a rebuild switched the namespace: every partition held from before is stale
+            owned.partitions.clear()
+            owned.generation = int(generation or 0)
         owned.watermark = float(wm) if wm is not None else None
         owned.landmark = int(landmark) if landmark is not None else None
         day_lists: list[tuple[int, list[str]]] = []
@@ -371,7 +390,8 @@ class Store:
                 o.set_dr(day, f, int(k))
 
     def _argv(self, plan: Plan) -> list[str]:
-        argv: list[str] = [self.prefix, self.rules.version, str(len(plan.partitions))]
+        argv: list[str] = [self.prefix, self.scoring_id, str(plan.generation)]
+        argv.append(str(len(plan.partitions)))
         add = argv.append
         ext = argv.extend
         for u in plan.partitions:
@@ -498,7 +518,7 @@ class Store:
                 await pool.release(conn)
             if res[0] != "ok":
                 if res[1] == "scoring":
-                    raise ScoringVersionMismatch(str(res[2]), self.rules.version)
+                    raise ScoringVersionMismatch(str(res[2]), self.scoring_id)
                 raise StoreConflict(f"state moved since planning: {res[1:]}")
             return float(res[1]) if res[1] else None
 
@@ -519,17 +539,31 @@ class Store:
             await self.client.unlink(*keys[start : start + 1000])
         return len(keys)
 
-    async def switch_from(self, shadow: Store, version: str) -> bool:
-        """Replace this namespace's scoring state with ``shadow``'s in one atomic script, and
-        record ``version`` as its scoring version; False (nothing changed) if the shadow is behind
-        this namespace's fences. The live feed, perks, webhooks, alerts outbox and meta stay."""
-        renamed = [s for s in await shadow._suffixes() if _rebuilt(s)]
-        keep = set(renamed)
-        stale = [s for s in await self._suffixes() if _rebuilt(s) and s not in keep]
-        args: list[str | int] = [self.prefix, shadow.prefix, version, len(renamed), *renamed]
-        args += [len(stale), *stale]
+    async def switch_from(self, shadow: Store, outbox_group: str) -> bool:
+        """Replace this namespace's scoring state (:data:`REBUILT_FAMILIES`) with ``shadow``'s in
+        one atomic script and take on its scoring identity; False (nothing changed) if the shadow
+        is behind this namespace's fences. The alerts outbox's consumer ``outbox_group`` is
+        recreated at its start; the live feed, perks, webhooks and meta stay."""
+        args = [self.prefix, shadow.prefix, shadow.scoring_id, outbox_group, *REBUILT_FAMILIES]
         res: list[Any] = await self._switch(args=args)
         return bool(res[0] == "ok")
+
+    async def lock_rebuild(self, token: str, ttl_s: int) -> str | None:
+        """Take (or extend, with the same token) the namespace's rebuild lock; the holder's
+        token if someone else holds it."""
+        key = self.key("rebuilding")
+        if await self.client.set(key, token, nx=True, ex=ttl_s):
+            return None
+        holder = cast("str | None", await self.client.get(key))
+        if holder == token:
+            await self.client.expire(key, ttl_s)
+            return None
+        return holder
+
+    async def unlock_rebuild(self, token: str) -> None:
+        key = self.key("rebuilding")
+        if await self.client.get(key) == token:
+            await self.client.delete(key)
 
     async def board_mp(self, board: str) -> dict[str, int]:
         """A milli-point board, whole: member → milli-points (for the rebuild's diff)."""

@@ -19,6 +19,7 @@ from aiokafka.errors import KafkaError
 from faust.exceptions import ProducerSendError
 from redis.exceptions import RedisError
 
+from leaderboard.bait import identity
 from leaderboard.errors import ScoringVersionMismatch
 from leaderboard.metrics import WorkerMetrics
 from leaderboard.perks import load_perks_file
@@ -127,18 +128,18 @@ def create_app(settings: Settings) -> faust.App:
 
     @app.agent(topic)
     async def score(stream: faust.StreamT[bytes]) -> None:
-        store = Store.connect(settings.redis.url, settings.redis.prefix, rules, perk_rules)
-        processor = Processor(
-            store,
+        bait = settings.bait.params()
+        store = Store.connect(
+            settings.redis.url,
+            settings.redis.prefix,
             rules,
-            ws,
-            send_dead_letters,
-            metrics=metrics,
-            bait=settings.bait.params(),
+            perk_rules,
+            scoring_id=identity(rules.version, bait),
         )
+        processor = Processor(store, rules, ws, send_dead_letters, metrics=metrics, bait=bait)
         version = await store.claim_scoring_version()
-        if version != rules.version:
-            log.critical("%s", ScoringVersionMismatch(version, rules.version))
+        if version != store.scoring_id:
+            log.critical("%s", ScoringVersionMismatch(version, store.scoring_id))
             logging.shutdown()
             os._exit(EXIT_CONFIG)
         async for events in stream.take_events(  # type: ignore[attr-defined]

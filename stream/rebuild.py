@@ -23,18 +23,21 @@ unlock is never revoked), the alerts outbox, and ``meta``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from leaderboard.bait import identity
 from leaderboard.errors import StackError
 from leaderboard.plan import DeadLetter
 from leaderboard.rescore import Diff, candidates, diff
 from leaderboard.scoring import ALL, ScoringRules
 from leaderboard.settings import Settings
-from leaderboard.store import Store
+from leaderboard.store import OUTBOX_GROUP, Store
 from stream.processor import Processor, Raw
 from stream.topics import bootstrap
 
@@ -44,6 +47,10 @@ SHADOW = "~rebuild"
 CHUNK = 5_000
 #: How long the rebuild keeps catching up with live workers before giving up.
 CATCH_UP_S = 120.0
+#: The rebuild gives up when the topic delivers nothing for this long while it is behind.
+STALL_S = 30.0
+#: The rebuild lock's lifetime, renewed as it goes (a dead rebuild's lock runs out).
+LOCK_S = 120
 
 Progress = Callable[[str, int, int], None]
 
@@ -75,19 +82,26 @@ async def rebuild(
     *,
     switch: bool | Callable[[Diff], bool],
     on_progress: Progress | None = None,
+    allow_truncated: bool = False,
 ) -> RebuildResult:
-    """Rebuild the boards from the topic under ``rules`` into the shadow namespace, report the
-    difference, and switch (``switch`` True, or a callable that sees the diff and decides).
+    """Rebuild the boards from the topic under ``rules`` (and the bait settings) into the shadow
+    namespace, report the difference, and switch (``switch`` True, or a callable that sees the
+    diff and decides).
 
     Raises:
-        StackError: the broker has no interactions topic, or live workers outran the rebuild
-            for ``CATCH_UP_S``.
+        StackError: the broker has no interactions topic; the topic no longer starts at offset 0
+            (retention deleted history) and ``allow_truncated`` is not set; another rebuild is
+            running; the topic stalled; or live workers outran the rebuild for ``CATCH_UP_S``.
     """
     prefix = settings.redis.prefix
+    bait = settings.bait.params()
     live = Store.connect(settings.redis.url, prefix, rules)
-    shadow = Store.connect(settings.redis.url, prefix + SHADOW, rules)
+    shadow = Store.connect(
+        settings.redis.url, prefix + SHADOW, rules, scoring_id=identity(rules.version, bait)
+    )
+    token = os.urandom(8).hex()
     letters = _DiscardDeadLetters()
-    processor = Processor(shadow, rules, settings.worker, letters, bait=settings.bait.params())
+    processor = Processor(shadow, rules, settings.worker, letters, bait=bait)
     started = time.perf_counter()
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap(settings),
@@ -97,6 +111,12 @@ async def rebuild(
         max_partition_fetch_bytes=16 * 1024 * 1024,
     )
     try:
+        holder = await live.lock_rebuild(token, LOCK_S)
+        if holder is not None:
+            raise StackError(
+                f"another kudos rebuild is running on {prefix!r}; wait for it (its lock "
+                f"expires {LOCK_S} s after it stops)"
+            )
         await shadow.drop_namespace()
         await consumer.start()
         topic = settings.broker.topic
@@ -105,6 +125,15 @@ async def rebuild(
             raise StackError(f"no topic {topic!r} on {settings.broker.url}: nothing to rebuild")
         tps = [TopicPartition(topic, p) for p in sorted(parts)]
         consumer.assign(tps)
+        starts = await consumer.beginning_offsets(tps)
+        gone = {tp.partition: o for tp, o in starts.items() if o > 0}
+        if gone and not allow_truncated:
+            raise StackError(
+                f"the topic {topic!r} no longer holds the whole log (first offsets {gone}: "
+                "retention deleted the rest), so a rebuild would lose that history. Keep the "
+                "topic forever (retention.ms=-1, as the compose stack does) or pass "
+                "--allow-truncated to rebuild from what is left"
+            )
         await consumer.seek_to_beginning(*tps)
         messages = 0
         deadline = time.monotonic() + CATCH_UP_S
@@ -113,7 +142,9 @@ async def rebuild(
             ends = await consumer.end_offsets(tps)
             fences = await live.fences()
             target = {tp.partition: max(ends[tp] - 1, fences.get(tp.partition, -1)) for tp in tps}
-            messages += await _read_until(consumer, processor, target, on_progress)
+            messages += await _read_until(
+                consumer, processor, target, on_progress, lambda: live.lock_rebuild(token, LOCK_S)
+            )
             report = await _diff(live, shadow, rules)
             decided = switch(report) if callable(switch) else switch
             result = RebuildResult(report, messages, 0.0, False, letters.count)
@@ -121,7 +152,7 @@ async def rebuild(
             if not decided:
                 await shadow.drop_namespace()
                 break
-            if await live.switch_from(shadow, rules.version):
+            if await live.switch_from(shadow, OUTBOX_GROUP):
                 result.switched = True
                 await shadow.drop_namespace()
                 break
@@ -135,6 +166,8 @@ async def rebuild(
         return result
     finally:
         await consumer.stop()
+        with contextlib.suppress(Exception):
+            await live.unlock_rebuild(token)
         await live.close()
         await shadow.close()
 
@@ -144,6 +177,7 @@ async def _read_until(
     processor: Processor,
     target: dict[int, int],
     on_progress: Progress | None,
+    keep_lock: Callable[[], Awaitable[str | None]],
 ) -> int:
     """Apply every message up to ``target`` (partition → offset) in the shadow namespace."""
     done = {p: -1 for p in target}
@@ -152,8 +186,19 @@ async def _read_until(
     fences = await processor.store.fences()
     for p in target:
         done[p] = fences.get(p, -1)
+    last_read = time.monotonic()
     while any(done[p] < target[p] for p in target):
+        if await keep_lock() is not None:
+            raise StackError("the rebuild lost its lock to another kudos rebuild; stopping")
         batch = await consumer.getmany(timeout_ms=1000, max_records=CHUNK)
+        if batch:
+            last_read = time.monotonic()
+        elif time.monotonic() - last_read > STALL_S:
+            behind = {p: (done[p], target[p]) for p in target if done[p] < target[p]}
+            raise StackError(
+                f"the topic delivered nothing for {STALL_S:.0f} s while partitions (read, end) "
+                f"{behind} were unfinished; is the broker up? (records may be missing)"
+            )
         raws: list[Raw] = []
         for tp, records in batch.items():
             for r in records:
@@ -178,7 +223,7 @@ async def _diff(live: Store, shadow: Store, rules: ScoringRules) -> Diff:
         ALL,
         before,
         after,
-        (await live.scoring_version() or "", rules.version),
+        (await live.scoring_version() or "", shadow.scoring_id),
         await live.explain_counters(who),
         await shadow.explain_counters(who),
     )
@@ -189,5 +234,14 @@ def run(
     rules: ScoringRules,
     switch: bool | Callable[[Diff], bool],
     on_progress: Progress | None = None,
+    allow_truncated: bool = False,
 ) -> RebuildResult:
-    return asyncio.run(rebuild(settings, rules, switch=switch, on_progress=on_progress))
+    return asyncio.run(
+        rebuild(
+            settings,
+            rules,
+            switch=switch,
+            on_progress=on_progress,
+            allow_truncated=allow_truncated,
+        )
+    )

@@ -68,7 +68,7 @@ from leaderboard.metrics import DeliverMetrics
 from leaderboard.perks import load_perks_file
 from leaderboard.scoring import ScoringRules
 from leaderboard.settings import Settings
-from leaderboard.store import ALERTS, PERKBOX, ClaimedJob, Store
+from leaderboard.store import ALERTS, OUTBOX_GROUP, PERKBOX, ClaimedJob, Store
 from stream.metrics import serve_metrics
 from stream.topics import bootstrap, ensure_topics
 from web import feed
@@ -77,7 +77,7 @@ from web.webhook_http import Attempt, deliver, guarded_session
 log = logging.getLogger("kudos.deliver")
 
 #: The outbox's consumer group.
-GROUP = "deliver"
+GROUP = OUTBOX_GROUP
 #: Outbox entries taken per read, and how long a read waits for new ones.
 BATCH = 100
 BLOCK_MS = 1000

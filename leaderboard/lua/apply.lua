@@ -3,13 +3,16 @@
 -- nothing does: a fence that moved since planning (another worker, a redelivery) aborts the call.
 -- ARGV is a flat list of sections, each "count, then count records"; store.py builds it.
 local prefix = ARGV[1]
-local i = 3
+local i = 4
 local function nxt() local v = ARGV[i]; i = i + 1; return v end
 
 -- 0. the namespace's scoring version (set by the first worker, or by `kudos rebuild` when it
 --    switches to a rescored log): a worker with other rules must not add to these boards
 local version = redis.call('HGET', prefix .. ':meta', 'scoring_version')
 if version and version ~= ARGV[2] then return {'conflict', 'scoring', version} end
+-- a `kudos rebuild` switch replaced the state the plan was made from (even if fences match)
+local generation = redis.call('GET', prefix .. ':generation') or '0'
+if generation ~= ARGV[3] then return {'conflict', 'generation', generation} end
 
 -- one call per key with many field/value pairs, chunked below Lua's unpack limit
 local function bulk(cmd, key, vals)

@@ -686,3 +686,26 @@ def test_state_stays_bounded(events: list[Event]) -> None:
             assert len(g.commenters) <= p.sample
             assert len(g.hashes) <= p.sample
     assert sweeps >= (events[-1][1] - events[0][1]) // (2 * SWEEP_EVERY_S)
+
+
+@pytest.mark.parametrize("how", ["idle", "cap"])
+def test_a_forgotten_throttled_post_announces_its_end(how: str) -> None:
+    """A throttled post dropped from memory (idle, or beyond the cap) does not stay 'throttled'
+    in the explain view and the alerts: its end is announced, at the instant it calmed down."""
+    params = BaitParams(max_groups=1) if how == "cap" else DEFAULT
+    d = Detector(params)
+    campaign = bait_campaign("p1", "alice", T0, n=40)
+    feed(d, campaign)
+    (start,) = d.take_decisions()
+    assert start.state == "throttled"
+    if how == "idle":
+        later = campaign[-1][1] + DEFAULT.group_idle_s + 3600
+        feed(d, [("share", later, "x", "bob", "other", None)])
+    else:  # two more posts with comments push it out (the cap sweep runs at twice the cap)
+        feed(
+            d, bait_campaign("p2", "bob", T0 + 600, n=1) + bait_campaign("p3", "cy", T0 + 700, n=1)
+        )
+    assert "p:p1" not in d.groups
+    (end,) = d.take_decisions()
+    assert (end.group, end.state, end.since) == ("p:p1", "ended", start.at)
+    assert end.at == pytest.approx(calm_at([e[1] for e in campaign[1:]]))

@@ -90,10 +90,12 @@ async def test_after_losing_redis_the_rebuild_restores_the_contract(namespace: N
     assert report["scores_changed"] > 0 and report["risers"]
     assert "switched" in out.stderr
     await check_boards(ns, events)
-    # the live worker goes on from the rebuilt fences: nothing twice, nothing lost
-    more = read_edges(HIGGS, "higgs", 14_000)
-    await ns.wait(await ns.replay(more[12_000:], envelope=200))
-    await check_boards(ns, more)
+    # the live worker goes on from the rebuilt fences: nothing twice, nothing lost; and its first
+    # apply after the switch, 200 days on, moves the decay landmark: the rebuilt decayed boards
+    # are rescaled like any other
+    far = [{**e, "id": f"far-{i}", "ts": e["ts"] + 200 * 86400} for i, e in enumerate(events[:50])]
+    await ns.wait(await ns.replay(far, envelope=50))
+    await check_boards(ns, events + far)
     assert worker.poll() is None
 
 
@@ -136,8 +138,8 @@ async def test_rescoring_reports_who_moves_and_switches_without_failed_reads(
     dry = kudos(ns, "rebuild", "--scoring", str(scoring), "--dry-run", "--json")
     assert dry.returncode == 0, dry.stderr
     report = orjson.loads(dry.stdout)
-    assert report["version_before"] == ScoringRules.load().version
-    assert report["version_after"] == "test-shares-6"
+    assert report["version_before"].startswith(ScoringRules.load().version + "+bait:")
+    assert report["version_after"].startswith("test-shares-6+bait:")
     changed = {m for m in set(before) | set(after) if before.get(m) != after.get(m)}
     assert report["scores_changed"] == len(changed)
     top = max(changed, key=lambda m: (after.get(m, 0) - before.get(m, 0), m))
@@ -183,7 +185,7 @@ async def test_rescoring_reports_who_moves_and_switches_without_failed_reads(
     produced = await ns.replay(more[10_000:], envelope=200)
     assert await asyncio.to_thread(old_worker.wait, 60) == EXIT_CONFIG
     log = (ns.home / "worker-0.log").read_text()
-    assert "scoring version 'test-shares-6'" in log
+    assert "the boards are on scoring 'test-shares-6+bait:" in log
     await check_boards(ns, events, NEW_WEIGHTS)
     # restarted with the new scoring.toml, the worker carries on exactly
     configure(ns, scoring=ScoringSettings(path=str(scoring)))
