@@ -132,7 +132,11 @@ def cmd_rebuild(settings: Settings, args: argparse.Namespace) -> int:
         return input("switch the live boards to these? [y/N] ").strip().lower() in ("y", "yes")
 
     result = run(settings, rules, decide, progress, args.allow_truncated)
-    state = "switched" if result.switched else "not switched (the live boards are unchanged)"
+    state = (
+        f"switched in {result.switch_s * 1000:.0f} ms"
+        if result.switched
+        else "not switched (the live boards are unchanged)"
+    )
     print(
         f"rebuilt {result.messages:,} messages under scoring {rules.version} in "
         f"{result.seconds:.1f} s ({result.dead_letters:,} invalid events skipped, as the workers "

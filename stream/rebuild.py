@@ -61,6 +61,8 @@ class RebuildResult:
     messages: int = 0
     seconds: float = 0.0
     switched: bool = False
+    #: how long the atomic switch held Redis (seconds)
+    switch_s: float = 0.0
     dead_letters: int = 0
     #: partition → last offset applied in the rebuilt namespace
     fences: dict[int, int] = field(default_factory=dict)
@@ -152,7 +154,10 @@ async def rebuild(
             if not decided:
                 await shadow.drop_namespace()
                 break
-            if await live.switch_from(shadow, OUTBOX_GROUP):
+            t = time.perf_counter()
+            ok = await live.switch_from(shadow, OUTBOX_GROUP)
+            result.switch_s = time.perf_counter() - t
+            if ok:
                 result.switched = True
                 await shadow.drop_namespace()
                 break
