@@ -148,10 +148,11 @@ _ANSWERS = frozenset(
 )
 # Self-promotion, the commonest low-value comment besides one-word ones.
 _PROMO = re.compile(
-    r"\burl\b|\bsubscrib|\bcheck (out )?(my|this|our)\b|\bmy (channel|page|video|profile|music)\b"
-    r"|\bfollow me\b|\bvisit\b|\bfree\b|\bclick\b|\bwww\b|\.com\b|\bplease (like|sub)"
+    r"\b(?:url|subscrib\w*|check (?:out )?(?:my|this|our)|my (?:channel|page|video|profile|music)"
+    r"|follow me|visit|free|click|www|please (?:like|sub))\b|\.com\b"
 )
 _URL = re.compile(r"(https?://|www\.)\S+|\b\S+\.(com|net|org|ly|be|io)(/\S*)?\b", re.IGNORECASE)
+_URL_MARKS = ("http", "www", ".com", ".net", ".org", ".ly", ".be", ".io")
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
 
 
@@ -301,8 +302,13 @@ def group_key(post: str | None, target: str) -> str:
 
 
 def normalise(text: str) -> str:
-    text = unicodedata.normalize("NFKC", text).lower()
-    return _URL.sub(" url ", text)
+    if not text.isascii():
+        text = unicodedata.normalize("NFKC", text)
+    text = text.lower()
+    # (the URL pattern is slow on long texts; most have no link at all)
+    if any(m in text for m in _URL_MARKS):
+        text = _URL.sub(" url ", text)
+    return text
 
 
 def words(norm: str) -> list[str]:
