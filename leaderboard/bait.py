@@ -51,7 +51,6 @@ starts afresh (a renewed campaign is detected again, as a repeat offence).
 
 from __future__ import annotations
 
-import hashlib
 import math
 import re
 import unicodedata
@@ -288,13 +287,21 @@ _CLOCK = "clock"
 SWEEP_EVERY_S = 3600.0
 
 
+#: The detector's own version: bump it when a change to this module changes decisions (points),
+#: so a namespace scored by the old detector is not continued by the new one without a rebuild.
+DETECTOR_VERSION = 1
+
+
 def identity(version: str, params: BaitParams | None) -> str:
-    """The scoring identity a namespace is kept under: the scoring.toml version and the bait
-    parameters (both change points). A worker with another identity must not apply."""
+    """The scoring identity a namespace is kept under: the scoring.toml version, the detector's
+    version and its settings (all change points). A worker with another identity must not apply.
+    Only the settings an operator can change (``[bait]``) are in it, so a release that adds an
+    internal parameter does not stop every worker; such a release bumps DETECTOR_VERSION."""
     if params is None:
         return f"{version}+bait:off"
-    digest = hashlib.sha1(repr(params).encode(), usedforsecurity=False).hexdigest()[:8]
-    return f"{version}+bait:{digest}"
+    p = params
+    knobs = f"{p.threshold:g}/{p.min_comments}/{p.calm_per_hour:g}/{p.multiplier_max:g}"
+    return f"{version}+bait{DETECTOR_VERSION}:{knobs}/{p.multiplier_min:g}"
 
 
 def group_key(post: str | None, target: str) -> str:

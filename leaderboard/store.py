@@ -539,31 +539,55 @@ class Store:
             await self.client.unlink(*keys[start : start + 1000])
         return len(keys)
 
-    async def switch_from(self, shadow: Store, outbox_group: str) -> bool:
+    async def switch_from(self, shadow: Store, outbox_group: str, token: str) -> str:
         """Replace this namespace's scoring state (:data:`REBUILT_FAMILIES`) with ``shadow``'s in
-        one atomic script and take on its scoring identity; False (nothing changed) if the shadow
-        is behind this namespace's fences. The alerts outbox's consumer ``outbox_group`` is
-        recreated at its start; the live feed, perks, webhooks and meta stay."""
-        args = [self.prefix, shadow.prefix, shadow.scoring_id, outbox_group, *REBUILT_FAMILIES]
+        one atomic script and take on its scoring identity: "ok"; "behind" (nothing changed) if
+        the shadow is behind this namespace's fences; "lock" if ``token`` no longer holds the
+        rebuild lock. The alerts outbox's consumer group is recreated at the stream's end; the
+        live feed, perks, webhooks and meta stay."""
+        args = [
+            self.prefix,
+            shadow.prefix,
+            _glob_escape(self.prefix) + ":*",
+            _glob_escape(shadow.prefix) + ":*",
+            shadow.scoring_id,
+            outbox_group,
+            token,
+            *REBUILT_FAMILIES,
+        ]
         res: list[Any] = await self._switch(args=args)
-        return bool(res[0] == "ok")
+        return str(res[0])
 
     async def lock_rebuild(self, token: str, ttl_s: int) -> str | None:
         """Take (or extend, with the same token) the namespace's rebuild lock; the holder's
         token if someone else holds it."""
-        key = self.key("rebuilding")
-        if await self.client.set(key, token, nx=True, ex=ttl_s):
-            return None
-        holder = cast("str | None", await self.client.get(key))
-        if holder == token:
-            await self.client.expire(key, ttl_s)
-            return None
-        return holder
+        holder = await self.client.eval(
+            "local h = redis.call('GET', KEYS[1])\n"
+            "if h == false or h == ARGV[1] then\n"
+            "  redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2]); return false end\n"
+            "return h",
+            1,
+            self.key("rebuilding"),
+            token,
+            ttl_s,
+        )
+        return cast("str | None", holder)
 
     async def unlock_rebuild(self, token: str) -> None:
-        key = self.key("rebuilding")
-        if await self.client.get(key) == token:
-            await self.client.delete(key)
+        await self.client.eval(
+            "if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end",
+            1,
+            self.key("rebuilding"),
+            token,
+        )
+
+    async def shadow_prefixes(self, marker: str) -> list[str]:
+        """Prefixes of this namespace's shadow namespaces (``<prefix><marker>…``) with keys."""
+        pattern = _glob_escape(self.prefix + marker) + "*"
+        found = {
+            k.partition(":")[0] async for k in self.client.scan_iter(match=pattern, count=1000)
+        }
+        return sorted(found)
 
     async def board_mp(self, board: str) -> dict[str, int]:
         """A milli-point board, whole: member → milli-points (for the rebuild's diff)."""

@@ -116,8 +116,10 @@ class Processor:
         try:
             for first, chunk in self._chunks(raws, start):
                 missing = self.owned.missing(m.partition for m in chunk)
-                if missing:
+                while missing:
+                    # (a load that finds a new rebuild generation drops every partition held)
                     await self.store.load_partitions(missing, self.owned, self.bait)
+                    missing = self.owned.missing(m.partition for m in chunk)
                 plan = build_plan(
                     chunk,
                     self.owned.store_state(),

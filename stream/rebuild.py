@@ -24,9 +24,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import os
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -86,22 +87,27 @@ async def rebuild(
     on_progress: Progress | None = None,
     allow_truncated: bool = False,
 ) -> RebuildResult:
-    """Rebuild the boards from the topic under ``rules`` (and the bait settings) into the shadow
+    """Rebuild the boards from the topic under ``rules`` (and the bait settings) into a shadow
     namespace, report the difference, and switch (``switch`` True, or a callable that sees the
-    diff and decides).
+    diff and decides; it runs in a thread, so it may prompt).
 
     Raises:
         StackError: the broker has no interactions topic; the topic no longer starts at offset 0
             (retention deleted history) and ``allow_truncated`` is not set; another rebuild is
-            running; the topic stalled; or live workers outran the rebuild for ``CATCH_UP_S``.
+            running or took over the lock; the topic stalled; or live workers outran the
+            rebuild for ``CATCH_UP_S`` after the decision.
     """
     prefix = settings.redis.prefix
     bait = settings.bait.params()
-    live = Store.connect(settings.redis.url, prefix, rules)
-    shadow = Store.connect(
-        settings.redis.url, prefix + SHADOW, rules, scoring_id=identity(rules.version, bait)
-    )
     token = os.urandom(8).hex()
+    live = Store.connect(settings.redis.url, prefix, rules)
+    # each rebuild its own shadow: a stale one can never delete or feed another's
+    shadow = Store.connect(
+        settings.redis.url,
+        f"{prefix}{SHADOW}-{token}",
+        rules,
+        scoring_id=identity(rules.version, bait),
+    )
     letters = _DiscardDeadLetters()
     processor = Processor(shadow, rules, settings.worker, letters, bait=bait)
     started = time.perf_counter()
@@ -112,6 +118,7 @@ async def rebuild(
         auto_offset_reset="earliest",
         max_partition_fetch_bytes=16 * 1024 * 1024,
     )
+    renewer: asyncio.Task[None] | None = None
     try:
         holder = await live.lock_rebuild(token, LOCK_S)
         if holder is not None:
@@ -119,7 +126,10 @@ async def rebuild(
                 f"another kudos rebuild is running on {prefix!r}; wait for it (its lock "
                 f"expires {LOCK_S} s after it stops)"
             )
-        await shadow.drop_namespace()
+        renewer = asyncio.create_task(_keep_lock(live, token))
+        # shadows of rebuilds that died (we hold the lock: none is running)
+        for old in await live.shadow_prefixes(SHADOW):
+            await Store(live.client, old, rules).drop_namespace()
         await consumer.start()
         topic = settings.broker.topic
         parts = consumer.partitions_for_topic(topic)
@@ -138,43 +148,60 @@ async def rebuild(
             )
         await consumer.seek_to_beginning(*tps)
         messages = 0
-        deadline = time.monotonic() + CATCH_UP_S
+        decided: bool | None = None
+        deadline = math.inf
         while True:
+            if renewer.done():
+                renewer.result()  # the lock was lost: raises
             # read up to the topic's end now, or the live fences if the workers are further
             ends = await consumer.end_offsets(tps)
             fences = await live.fences()
             target = {tp.partition: max(ends[tp] - 1, fences.get(tp.partition, -1)) for tp in tps}
-            messages += await _read_until(
-                consumer, processor, target, on_progress, lambda: live.lock_rebuild(token, LOCK_S)
-            )
-            report = await _diff(live, shadow, rules)
-            decided = switch(report) if callable(switch) else switch
-            result = RebuildResult(report, messages, 0.0, False, letters.count)
-            result.fences = await shadow.fences()
-            if not decided:
-                await shadow.drop_namespace()
-                break
+            messages += await _read_until(consumer, processor, target, on_progress)
+            if decided is None:
+                report = await _diff(live, shadow, rules)
+                decided = await asyncio.to_thread(switch, report) if callable(switch) else switch
+                result = RebuildResult(report, messages, 0.0, False, letters.count)
+                if not decided:
+                    break
+                # catching up with live workers has its own time from here
+                deadline = time.monotonic() + CATCH_UP_S
             t = time.perf_counter()
-            ok = await live.switch_from(shadow, OUTBOX_GROUP)
+            outcome = await live.switch_from(shadow, OUTBOX_GROUP, token)
             result.switch_s = time.perf_counter() - t
-            if ok:
+            if outcome == "ok":
                 result.switched = True
-                await shadow.drop_namespace()
                 break
+            if outcome == "lock":
+                raise StackError("another kudos rebuild took over the lock; not switching")
             if time.monotonic() > deadline:
                 raise StackError(
                     f"the live workers kept ahead of the rebuild for {CATCH_UP_S:.0f} s; "
                     "retry at a quieter time, or stop the workers during the rebuild"
                 )
-            switch = True  # already decided; only catching up is left
+        result.messages, result.dead_letters = messages, letters.count
+        result.fences = await shadow.fences()
         result.seconds = time.perf_counter() - started
         return result
     finally:
+        if renewer is not None:
+            renewer.cancel()
         await consumer.stop()
         with contextlib.suppress(Exception):
+            # unused, or what the switch did not take (the shadow's own meta, changes)
+            await shadow.drop_namespace()
             await live.unlock_rebuild(token)
         await live.close()
         await shadow.close()
+
+
+async def _keep_lock(live: Store, token: str) -> None:
+    """Renew the rebuild lock until cancelled; raise if another rebuild took it."""
+    while True:
+        await asyncio.sleep(LOCK_S / 4)
+        holder = await live.lock_rebuild(token, LOCK_S)
+        if holder is not None:
+            raise StackError(f"the rebuild lock was taken over ({holder}); stopping")
 
 
 async def _read_until(
@@ -182,7 +209,6 @@ async def _read_until(
     processor: Processor,
     target: dict[int, int],
     on_progress: Progress | None,
-    keep_lock: Callable[[], Awaitable[str | None]],
 ) -> int:
     """Apply every message up to ``target`` (partition → offset) in the shadow namespace."""
     done = {p: -1 for p in target}
@@ -193,12 +219,8 @@ async def _read_until(
         done[p] = fences.get(p, -1)
     last_read = time.monotonic()
     while any(done[p] < target[p] for p in target):
-        if await keep_lock() is not None:
-            raise StackError("the rebuild lost its lock to another kudos rebuild; stopping")
         batch = await consumer.getmany(timeout_ms=1000, max_records=CHUNK)
-        if batch:
-            last_read = time.monotonic()
-        elif time.monotonic() - last_read > STALL_S:
+        if not batch and time.monotonic() - last_read > STALL_S:
             behind = {p: (done[p], target[p]) for p in target if done[p] < target[p]}
             raise StackError(
                 f"the topic delivered nothing for {STALL_S:.0f} s while partitions (read, end) "
@@ -214,6 +236,7 @@ async def _read_until(
             raws.sort(key=lambda r: (r.partition, r.offset))
             await processor.process(raws)
             applied += len(raws)
+            last_read = time.monotonic()  # (after processing: a slow chunk is not a stall)
         if on_progress is not None:
             now = sum(min(done[p], target[p]) + 1 for p in target)
             on_progress("rebuilt (messages)", now, total)

@@ -333,6 +333,8 @@ class Deliverer:
                     await handle(producer, entries)
                 backoff = 0.1
             except (RedisError, OSError, KafkaError) as exc:
+                if "NOGROUP" in str(exc):
+                    joined = False  # the stream was replaced (kudos rebuild): join it again
                 self.metrics.errors.inc(loop="fan_out")
                 log.error("fan-out failed (%s); retrying in %.1f s", exc, backoff)
                 await self._nap(backoff)

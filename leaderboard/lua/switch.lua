@@ -5,10 +5,14 @@
 -- The keys are listed here, inside the atomic step (a list made before it could miss keys a live
 -- worker created meanwhile); only the key families in ARGV are touched, so a nested namespace
 -- ("<prefix>:staging:...") or serving state is never deleted.
--- ARGV: live prefix, shadow prefix, scoring identity, outbox consumer group, families...
-local live, shadow, identity, group = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+-- ARGV: live prefix, shadow prefix, their SCAN patterns (glob-escaped), scoring identity, outbox
+--       consumer group, the rebuild lock's token, families...
+local live, shadow, live_match, shadow_match = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local identity, group, token = ARGV[5], ARGV[6], ARGV[7]
 local families = {}
-for j = 5, #ARGV do families[ARGV[j]] = true end
+for j = 8, #ARGV do families[ARGV[j]] = true end
+-- only the rebuild holding the lock may switch (another may have taken over an expired lock)
+if redis.call('GET', live .. ':rebuilding') ~= token then return {'lock'} end
 
 local fences = redis.call('HGETALL', live .. ':fence')
 for j = 1, #fences, 2 do
@@ -18,12 +22,12 @@ for j = 1, #fences, 2 do
   end
 end
 
-local function keys_of(prefix)
+local function keys_of(prefix, match)
   local out = {}
   local n = #prefix + 2
   local cursor = '0'
   repeat
-    local res = redis.call('SCAN', cursor, 'MATCH', prefix .. ':*', 'COUNT', 1000)
+    local res = redis.call('SCAN', cursor, 'MATCH', match, 'COUNT', 1000)
     cursor = res[1]
     for _, key in ipairs(res[2]) do
       local suffix = string.sub(key, n)
@@ -40,11 +44,11 @@ for _, b in ipairs(redis.call('SMEMBERS', live .. ':boards')) do boards[b] = tru
 for _, b in ipairs(redis.call('SMEMBERS', shadow .. ':boards')) do boards[b] = true end
 
 local renamed = {}
-for _, suffix in ipairs(keys_of(shadow)) do
+for _, suffix in ipairs(keys_of(shadow, shadow_match)) do
   redis.call('RENAME', shadow .. ':' .. suffix, live .. ':' .. suffix)
   renamed[suffix] = true
 end
-for _, suffix in ipairs(keys_of(live)) do
+for _, suffix in ipairs(keys_of(live, live_match)) do
   if not renamed[suffix] then redis.call('UNLINK', live .. ':' .. suffix) end
 end
 
@@ -60,11 +64,9 @@ if #names > 0 then
   end
 end
 
--- the alerts outbox is the rebuilt one now: the deliverer's group reads it from the start again
--- and fans out only the alerts it has not fanned out yet (alertfanout marks are kept)
-if redis.call('EXISTS', live .. ':alerts') == 1 then
-  redis.call('XGROUP', 'CREATE', live .. ':alerts', group, '0')
-end
+-- the alerts outbox is the rebuilt one now (GET /api/alerts lists its history); the deliverer's
+-- group starts at its end: a rebuild does not announce past throttles again as news
+redis.call('XGROUP', 'CREATE', live .. ':alerts', group, '$', 'MKSTREAM')
 
 for b in pairs(boards) do redis.call('HINCRBY', live .. ':changes', b, 1) end
 -- workers' in-memory copies of the old state are stale even where fences happen to match

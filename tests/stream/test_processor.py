@@ -85,3 +85,17 @@ async def test_invalid_elements_reach_the_dead_letter_seam_once(store: Store) ->
         (3, 1, None, "bad_json"),
     ]
     assert (await store.stats())["invalid"] == 2
+
+
+async def test_a_rebuild_generation_makes_every_held_partition_reload(store: Store) -> None:
+    """After a `kudos rebuild` switch (generation bumped), a chunk that mixes a partition the
+    processor held with a newly assigned one reloads both: nothing is planned from a dropped copy."""
+    raws, events = messages(10, 20)
+    p = Processor(store, RULES, WorkerSettings(), Letters())
+    await p.process(raws[:5])  # holds partition 0
+    await store.client.incr(store.key("generation"))  # a switch happened meanwhile
+    moved = [Raw(1, r.offset, r.value) for r in raws[5:]]  # partition 1 newly assigned
+    await p.process([*raws[5:], *moved])
+    assert await store.fences() == {0: 9, 1: 9}
+    assert p.owned.generation == 1 and set(p.owned.partitions) == {0, 1}
+    assert (await store.stats())["total"] == len(events) + len(events) // 2
