@@ -636,22 +636,9 @@ class Detector:
         g = self.groups.pop(key)
         self._dirty[("g", key)] = None
         if g.mult < FULL:
-            self._decisions.append(
-                Decision(
-                    key,
-                    g.post,
-                    g.target,
-                    "ended",
-                    self._calm_time(g),
-                    g.mult / FULL,
-                    tuple(g.reasons),
-                    g.comments,
-                    since=g.since,
-                )
-            )
+            self._ended(key, g, self._calm_time(g))
 
-    def _end(self, key: str, g: Group, at: float) -> Group:
-        """End the throttle at ``at``; the post starts a new episode (its rate carries on)."""
+    def _ended(self, key: str, g: Group, at: float) -> None:
         self._decisions.append(
             Decision(
                 key,
@@ -665,6 +652,10 @@ class Detector:
                 since=g.since,
             )
         )
+
+    def _end(self, key: str, g: Group, at: float) -> Group:
+        """End the throttle at ``at``; the post starts a new episode (its rate carries on)."""
+        self._ended(key, g, at)
         fresh = Group(
             g.target, g.post, at, g.last, rate=g.rate, rate_at=g.rate_at, phrasing=g.phrasing
         )
