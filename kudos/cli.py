@@ -548,7 +548,9 @@ def parser() -> argparse.ArgumentParser:
     s.set_defaults(fn=cmd_topics)
 
     sub.add_parser(
-        "deliver", help="run the perk delivery process (perk-unlocks topic, websocket, webhooks)"
+        "deliver",
+        help="run the delivery process: perk unlocks (perk-unlocks topic, websocket, webhooks) "
+        "and bait alerts (bait-alerts topic, websocket)",
     ).set_defaults(fn=cmd_deliver)
     s = sub.add_parser("webhooks", help="webhook attempts log and dead-letter replay")
     wsub = s.add_subparsers(dest="webhooks_command", required=True)

@@ -1,5 +1,7 @@
 """``kudos deliver``: every perk unlock to Kafka, to the member's live channel and to the webhook
-endpoints that want it, durably and once each.
+endpoints that want it, durably and once each; and every comment-bait alert to topic
+``bait-alerts``, the author's channel and the ``alerts`` channel (a third loop, the same fan-out
+path on the ``alerts`` stream, de-duplicated by alert id in ``alertfanout``).
 
 The worker's apply script appends each unlock to the ``perkbox`` stream exactly once, in the
 same atomic step as the scores that earned it. This process takes it from there, in two loops that
