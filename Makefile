@@ -43,8 +43,11 @@ demo: install
 	$(DEMO_ENV) $(KUDOS) up --background
 	@echo "Open http://127.0.0.1:$${KUDOS_WEB_PORT:-8000}/ and watch it move; Ctrl-C stops the replay (the stack keeps running)."
 	$(DEMO_ENV) $(KUDOS) replay $(DATA)/higgs/higgs-activity_time.txt.gz --format higgs --envelope 100 --rate $${DEMO_RATE:-4000} --wait --progress
+	@echo "Now a comment-bait campaign next to an organic thread (watch the page's alerts):"
+	$(PY) examples/bait_campaign.py --data $(DATA) --start 1341705600 | $(DEMO_ENV) $(KUDOS) replay - --format jsonl --rate $${DEMO_BAIT_RATE:-40} --wait --progress
 	$(KUDOS) board all --limit 10
 	$(KUDOS) perks --limit 10
+	$(KUDOS) alerts --limit 5
 	@echo "Perk webhooks received: $${KUDOS_HOME:-.kudos}/receiver.log ; delivery attempts: 'kudos webhooks log'."
 	@echo "The stack is still running at http://127.0.0.1:$${KUDOS_WEB_PORT:-8000}/ ; 'make down' stops it."
 
