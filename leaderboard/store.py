@@ -526,15 +526,10 @@ class Store:
 
     # -- rebuild (kudos rebuild) -------------------------------------------------------------
 
-    async def _suffixes(self) -> list[str]:
-        """Every key of this namespace, without the ``<prefix>:``."""
-        pattern = _glob_escape(self.prefix) + ":*"
-        n = len(self.prefix) + 1
-        return [k[n:] async for k in self.client.scan_iter(match=pattern, count=1000)]
-
     async def drop_namespace(self) -> int:
         """Delete every key of this namespace (a shadow namespace after use); how many."""
-        keys = [self.key(s) for s in await self._suffixes()]
+        pattern = _glob_escape(self.prefix) + ":*"
+        keys = [k async for k in self.client.scan_iter(match=pattern, count=1000)]
         for start in range(0, len(keys), 1000):
             await self.client.unlink(*keys[start : start + 1000])
         return len(keys)

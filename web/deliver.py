@@ -97,6 +97,17 @@ ALERT_MARKS = "alertfanout"
 FORGET_AFTER_LEASES = 10
 
 
+async def _produce(
+    producer: AIOKafkaProducer, topic: str, header: str, records: list[tuple[str, str, bytes]]
+) -> None:
+    """Send (id, key, value) records, the id in ``header``, and wait for every broker ack."""
+    sent = [
+        await producer.send(topic, key=key.encode(), value=value, headers=[(header, rid.encode())])
+        for rid, key, value in records
+    ]
+    await asyncio.gather(*sent)
+
+
 def alert_event(alert: dict[str, Any]) -> dict[str, Any]:
     """A bait alert as a live ``event`` of kind ``bait`` (on the author's and the alerts
     channel): the alert's own fields, plus a one-line ``reason`` for chat bots."""
@@ -356,17 +367,12 @@ class Deliverer:
         done = await self.store.fanned_out(list(unlocks))
         todo = [u for uid, u in unlocks.items() if uid not in done]
         if todo:
-            topic = self.settings.broker.perks_topic
-            sent = [
-                await producer.send(
-                    topic,
-                    key=u.member.encode(),
-                    value=orjson.dumps(u.data()),
-                    headers=[(UNLOCK_HEADER, u.id.encode())],
-                )
-                for u in todo
-            ]
-            await asyncio.gather(*sent)
+            await _produce(
+                producer,
+                self.settings.broker.perks_topic,
+                UNLOCK_HEADER,
+                [(u.id, u.member, orjson.dumps(u.data())) for u in todo],
+            )
             items = [
                 (
                     u.id,
@@ -403,17 +409,12 @@ class Deliverer:
         done = await self.store.fanned_out(list(alerts), marks=ALERT_MARKS)
         todo = [a for aid, a in alerts.items() if aid not in done]
         if todo:
-            topic = self.settings.broker.alerts_topic
-            sent = [
-                await producer.send(
-                    topic,
-                    key=str(a["target"]).encode(),
-                    value=orjson.dumps(a),
-                    headers=[(ALERT_HEADER, str(a["id"]).encode())],
-                )
-                for a in todo
-            ]
-            await asyncio.gather(*sent)
+            await _produce(
+                producer,
+                self.settings.broker.alerts_topic,
+                ALERT_HEADER,
+                [(str(a["id"]), str(a["target"]), orjson.dumps(a)) for a in todo],
+            )
             items = [
                 (
                     str(a["id"]),
