@@ -14,6 +14,9 @@ RUN apt-get update \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY pyproject.toml README.md ./
+COPY baiteval ./baiteval
+COPY broker ./broker
+COPY deliver ./deliver
 COPY kudos ./kudos
 COPY leaderboard ./leaderboard
 COPY stream ./stream

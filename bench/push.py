@@ -60,13 +60,13 @@ from bench.run import (
     quantile,
     say,
 )
+from broker.formats import partition_key
+from broker.producer import partition_for
+from broker.topics import bootstrap, ensure_topics
 from kudos import servers
 from leaderboard.scoring import ScoringRules
 from leaderboard.settings import load_settings
 from leaderboard.store import Store
-from stream.formats import partition_key
-from stream.producer import partition_for
-from stream.topics import bootstrap, ensure_topics
 
 E2E_P99_TARGET_MS = 300.0
 FANOUT_TARGET = 60_000.0
@@ -683,7 +683,7 @@ class _Load:
 
 def _encode_load(higgs: Path, n: int, envelope: int, partitions: int) -> _Load:
     """Higgs events grouped by partition into envelopes of ``envelope`` events, in log order
-    (what ``stream.producer.produce`` sends), encoded up front so producing costs little CPU."""
+    (what ``broker.producer.produce`` sends), encoded up front so producing costs little CPU."""
     out: list[tuple[int, bytes, bytes, int, float]] = []
     parts: dict[bytes, int] = {}
     bufs: dict[int, list[dict[str, Any]]] = {}
@@ -963,7 +963,7 @@ async def e2e(bench: Bench) -> dict[str, Any]:
         env["KUDOS_WORKER_FETCH_MAX_WAIT_MS"] = fetch_wait
     worker = bench.spawn("e2e", [sys.executable, "-m", "kudos", "worker"], env)
     web = bench.spawn("e2e-web", [sys.executable, "-m", "kudos", "web"], env)
-    producer = AIOKafkaProducer(  # as stream.producer.produce
+    producer = AIOKafkaProducer(  # as broker.producer.produce
         bootstrap_servers=bootstrap(settings),
         acks="all",
         linger_ms=5,

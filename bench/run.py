@@ -45,13 +45,13 @@ import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer
 
 from bench import faust_apps
+from broker.formats import Item, open_input, read_items
+from broker.producer import Produced, produce
+from broker.topics import bootstrap
 from kudos import servers
 from leaderboard.scoring import ScoringRules
 from leaderboard.settings import Settings, load_settings, settings_env
 from leaderboard.store import Store
-from stream.formats import Item, open_input, read_items
-from stream.producer import Produced, produce
-from stream.topics import bootstrap
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"

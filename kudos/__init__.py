@@ -1,1 +1,2 @@
-"""Kudos command line and the embedded stack (broker, Redis, worker, web as real processes)."""
+"""The ``kudos`` command line, the embedded stack (broker, Redis, worker, web, deliverer as real
+processes), and what every process shares: JSON logs and the HTTP answers of ``kudos.http``."""

@@ -61,8 +61,8 @@ def cmd_down(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
     import faust
 
+    from broker.topics import ensure_topics
     from stream.app import create_app
-    from stream.topics import ensure_topics
 
     settings.home.mkdir(parents=True, exist_ok=True)
     asyncio.run(ensure_topics(settings))
@@ -83,7 +83,7 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_topics(settings: Settings, args: argparse.Namespace) -> int:
     """Create the topics with ``KUDOS_BROKER_PARTITIONS`` partitions (the compose stack's one-shot
     step before workers start); an existing interactions topic with another count is an error."""
-    from stream.topics import ensure_topics, topic_partitions
+    from broker.topics import ensure_topics, topic_partitions
 
     async def go() -> dict[str, int]:
         await ensure_topics(settings, timeout=args.timeout)
@@ -106,8 +106,8 @@ def cmd_topics(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_rebuild(settings: Settings, args: argparse.Namespace) -> int:
     """Rebuild every board from the topic (after losing Redis, or to rescore the log under a new
     scoring.toml), print who moves and why, and switch atomically (stream/rebuild.py)."""
+    from broker.producer import Progress
     from leaderboard.rescore import Diff, format_diff
-    from stream.producer import Progress
     from stream.rebuild import run
 
     rules = ScoringRules.load(args.scoring or settings.scoring.path or None)
@@ -163,8 +163,8 @@ def cmd_web(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_deliver(settings: Settings, args: argparse.Namespace) -> int:
+    from deliver.deliverer import run
     from kudos.logs import configure
-    from web.deliver import run
 
     configure(settings.log)
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
@@ -250,7 +250,7 @@ def cmd_alerts(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_bait_eval(settings: Settings, args: argparse.Namespace) -> int:
-    from kudos.bait_bench import evaluate
+    from baiteval.pipeline import evaluate
 
     data = Path(args.data)
     if not (data / "youtube_spam").is_dir():
@@ -266,7 +266,7 @@ def cmd_bait_eval(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_perks(settings: Settings, args: argparse.Namespace) -> int:
-    from web.deliver import Unlock
+    from deliver.deliverer import Unlock
 
     async def go(store: Store) -> int:
         if args.member is None:
@@ -304,8 +304,8 @@ def cmd_perks(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_replay(settings: Settings, args: argparse.Namespace) -> int:
-    from stream.formats import open_input, read_items
-    from stream.producer import Progress, produce, wait_applied
+    from broker.formats import open_input, read_items
+    from broker.producer import Progress, produce, wait_applied
 
     async def go() -> int:
         total = None
@@ -500,7 +500,7 @@ _N = TypeVar("_N", int, float)
 
 
 def cmd_watch(settings: Settings, args: argparse.Namespace) -> int:
-    from web import watch
+    from kudos import watch
 
     try:
         channels = [watch.parse_channel(c) for c in args.channels]

@@ -22,10 +22,10 @@ from pathlib import Path
 from types import FrameType
 from urllib.request import urlopen
 
+from broker.topics import ensure_topics
 from kudos import servers
 from leaderboard.errors import StackError
 from leaderboard.settings import Settings, settings_env
-from stream.topics import ensure_topics
 
 LOCAL = ("127.0.0.1", "localhost", "::1")
 

@@ -3,7 +3,7 @@ updates as it works, and :func:`exposition` renders them in the Prometheus text 
 
 Nothing here serves HTTP, reads Redis or keeps a global registry. Each process owns one metric set
 (:class:`WebMetrics`, :class:`WorkerMetrics`, :class:`DeliverMetrics`) and passes it explicitly;
-``web.metrics`` and ``stream.metrics`` answer ``GET /metrics`` with it. The names, types, labels
+``web.server`` and ``kudos.http`` answer ``GET /metrics`` with it. The names, types, labels
 and meanings are listed in docs/metrics.md. Label values must come from small, fixed sets (path
 classes, outcomes, reason codes, partitions, configured endpoints), never from user input.
 """
@@ -19,6 +19,8 @@ from typing import ClassVar
 
 #: The ``Content-Type`` of the text format.
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+#: Where every process answers its metrics (the web process on its own port, the others on theirs).
+METRICS_PATH = "/metrics"
 
 _NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 _LABEL = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")

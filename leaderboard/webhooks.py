@@ -3,7 +3,7 @@
 Everything a webhook sender decides without touching the network lives here, so it can be tested with
 tables: the ``whsec_`` secrets, the signature and headers, the receiver's verification, what a
 response status means, when to try again, and which destination addresses may be called at all.
-``web/webhook_http.py`` sends one attempt and enforces the address policy at connect time.
+``deliver/webhook_http.py`` sends one attempt and enforces the address policy at connect time.
 
 Signatures (https://www.standardwebhooks.com/): ``base64(HMAC-SHA256(key, "{id}.{timestamp}.{body}"))``
 sent as ``webhook-signature: v1,<sig>``; during a secret rotation every secret signs and the header
@@ -21,7 +21,7 @@ lengthen a delay, up to a day: a receiver can ask for time, not for a faster ret
 ``KUDOS_WEBHOOKS_SCHEDULE_S`` replaces the schedule (:func:`parse_schedule`; tests compress it).
 
 Endpoints are ``[[endpoint]]`` tables of the perks file (:func:`parse_endpoints`); a message body
-is :func:`message_body`. ``web/deliver.py`` runs the deliveries.
+is :func:`message_body`. ``deliver/deliverer.py`` runs the deliveries.
 
 Address policy: a destination must be a public unicast address (see :func:`refusal_reason` for what
 is refused) unless an allow-list names it. The allow-list holds IP addresses and networks, never

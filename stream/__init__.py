@@ -1,1 +1,2 @@
-"""The Faust side of Kudos: the app, its topics, and the thin agent that feeds the scoring core."""
+"""The worker process: the Faust app and its thin agent, the processor that feeds the scoring core,
+and ``kudos rebuild`` (the same processor over the whole topic)."""

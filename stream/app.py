@@ -19,6 +19,7 @@ from aiokafka.errors import KafkaError
 from faust.exceptions import ProducerSendError
 from redis.exceptions import RedisError
 
+from kudos.http import serve_metrics
 from leaderboard.bait import identity
 from leaderboard.errors import ScoringVersionMismatch
 from leaderboard.metrics import WorkerMetrics
@@ -27,7 +28,7 @@ from leaderboard.plan import DeadLetter
 from leaderboard.scoring import ScoringRules
 from leaderboard.settings import Settings, load_settings
 from leaderboard.store import Store
-from stream.metrics import consumer_lag, serve_metrics
+from stream.lag import consumer_lag
 from stream.processor import Processor, Raw
 
 log = logging.getLogger(__name__)

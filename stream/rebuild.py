@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from broker.topics import bootstrap
 from leaderboard.bait import identity
 from leaderboard.errors import StackError
 from leaderboard.plan import DeadLetter
@@ -40,7 +41,6 @@ from leaderboard.scoring import ALL, ScoringRules
 from leaderboard.settings import Settings
 from leaderboard.store import OUTBOX_GROUP, Store
 from stream.processor import Processor, Raw
-from stream.topics import bootstrap
 
 #: Suffix of the shadow namespace's key prefix.
 SHADOW = "~rebuild"

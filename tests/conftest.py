@@ -18,11 +18,11 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
+from broker.producer import Produced, produce, wait_applied
 from kudos import servers
 from leaderboard.scoring import ScoringRules
 from leaderboard.settings import Settings, load_settings, settings_env
 from leaderboard.store import Store
-from stream.producer import Produced, produce, wait_applied
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 _counter = itertools.count()

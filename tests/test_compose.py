@@ -20,9 +20,9 @@ import pytest
 import yaml
 from packaging.specifiers import SpecifierSet
 
+from deliver import deliverer as deliver
 from kudos.cli import parser
 from leaderboard.settings import Settings, load_settings
-from web import deliver
 from web.server import WS_PATH
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -1,1 +1,1 @@
-"""The web process: read API, static page, and (later) the live websocket push, on one port."""
+"""The web process: read API, HTTP ingest, the live websocket push and the page, on one port."""

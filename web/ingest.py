@@ -25,9 +25,9 @@ from typing import Any
 
 import orjson
 
+from broker.producer import Envelopes, Message
 from leaderboard.errors import BrokerUnavailable, InvalidBody, InvalidEvent
 from leaderboard.events import parse_event
-from stream.producer import Envelopes, Message
 
 PATH = "/api/events"
 JSON = "application/json"

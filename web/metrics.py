@@ -11,11 +11,9 @@ from redis.exceptions import RedisError
 from websockets.asyncio.server import ServerConnection
 from websockets.http11 import Request, Response
 
-from leaderboard.metrics import WebMetrics
+from leaderboard.metrics import METRICS_PATH, WebMetrics
 from leaderboard.store import STAT_FIELDS, Store
 from web.push import Hub
-
-METRICS_PATH = "/metrics"
 
 #: First path segments after /api/ → (number of segments, class) of the read API's routes.
 _API = {

@@ -11,19 +11,20 @@ from urllib.parse import urlsplit
 
 import orjson
 from websockets.asyncio.server import ServerConnection, serve
-from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
+from broker.producer import SharedProducer
+from kudos.http import response
 from leaderboard.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from leaderboard.metrics import METRICS_PATH
 from leaderboard.scoring import ScoringRules
 from leaderboard.settings import Settings
 from leaderboard.store import Store
-from stream.producer import SharedProducer
 from web import api
 from web.http_body import BodyConnection, connection_class
 from web.ingest import PATH as INGEST_PATH
 from web.ingest import Ingest
-from web.metrics import METRICS_PATH, count_responses, scrape
+from web.metrics import count_responses, scrape
 from web.push import Hub
 
 #: The websocket endpoint (docs/protocol.md); every other path is plain HTTP.
@@ -31,19 +32,6 @@ WS_PATH = "/ws"
 log = logging.getLogger("kudos.web")
 #: How long a stopping web process waits for its connections to close.
 SHUTDOWN_GRACE_S = 2.0
-
-_REASONS = {
-    200: "OK",
-    202: "Accepted",
-    401: "Unauthorized",
-    411: "Length Required",
-    413: "Content Too Large",
-    403: "Forbidden",
-    400: "Bad Request",
-    404: "Not Found",
-    405: "Method Not Allowed",
-    503: "Service Unavailable",
-}
 
 
 #: The page's own files: a fixed list, so no part of a request path ever reaches the file system.
@@ -55,20 +43,6 @@ _ASSETS = {
 
 def _static(name: str) -> bytes:
     return resources.files("web").joinpath("static", name).read_bytes()
-
-
-def _response(
-    status: int, body: bytes, content_type: str, extra: tuple[tuple[str, str], ...] = ()
-) -> Response:
-    headers = Headers(
-        [
-            ("Content-Type", content_type),
-            ("Content-Length", str(len(body))),
-            ("Cache-Control", "no-store"),
-            *extra,
-        ]
-    )
-    return Response(status, _REASONS.get(status, "Error"), headers, body)
 
 
 def origin_allowed(origin: str | None, host: str | None, allowed: str) -> bool:
@@ -91,13 +65,13 @@ def make_process_request(store: Store, hub: Hub | None = None, ingest: Ingest | 
                 else (None, None)
             )
             answer = await ingest.handle(request.method, request.headers, body, refused)
-            return _response(answer.status, answer.body, api.JSON, answer.headers)
+            return response(answer.status, answer.body, api.JSON, answer.headers)
         if request.path.partition("?")[0] == WS_PATH and hub is not None:
             web = hub.settings
             if not origin_allowed(
                 request.headers.get("Origin"), request.headers.get("Host"), web.allowed_origins
             ):
-                return _response(
+                return response(
                     403,
                     orjson.dumps(
                         {
@@ -107,20 +81,20 @@ def make_process_request(store: Store, hub: Hub | None = None, ingest: Ingest | 
                     api.JSON,
                 )
             if len(hub.clients) >= web.max_connections:
-                return _response(
+                return response(
                     503,
                     orjson.dumps({"error": "too many connections; retry with backoff"}),
                     api.JSON,
                 )
             return None  # go on with the websocket handshake
         if request.path.partition("?")[0] == METRICS_PATH and hub is not None:
-            return _response(200, await scrape(hub, store), METRICS_CONTENT_TYPE)
+            return response(200, await scrape(hub, store), METRICS_CONTENT_TYPE)
         if request.path in ("/", "/index.html"):
-            return _response(200, _static("index.html"), "text/html; charset=utf-8")
+            return response(200, _static("index.html"), "text/html; charset=utf-8")
         if (asset := _ASSETS.get(request.path.partition("?")[0])) is not None:
-            return _response(200, _static(asset[0]), asset[1])
+            return response(200, _static(asset[0]), asset[1])
         status, body = await api.handle(store, request.method, request.path)
-        return _response(status, body, api.JSON)
+        return response(status, body, api.JSON)
 
     return process_request
 

@@ -20,10 +20,10 @@ import pytest
 from websockets.asyncio.server import ServerConnection, serve
 
 from kudos import servers
+from kudos.watch import Options, Watcher, WatchError, num, parse_channel, watch
 from tests.conftest import Namespace
 from tests.web.live import start_web
 from tests.web.test_push import T0, base_events, climb
-from web.watch import Options, Watcher, WatchError, num, parse_channel, watch
 
 ROOT = Path(__file__).resolve().parents[2]
 E = "ep1"

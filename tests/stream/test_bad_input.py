@@ -10,7 +10,7 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer
 
-from stream.topics import bootstrap
+from broker.topics import bootstrap
 from tests.conftest import Namespace
 from tests.oracle import assert_board_equal, compute
 

@@ -18,13 +18,13 @@ from typing import Any
 import orjson
 import pytest
 
+from deliver.deliverer import ALERT_HEADER
 from leaderboard.bait import FULL, Detector
 from leaderboard.scoring import ScoringRules, contribution
 from leaderboard.settings import BaitSettings, WorkerSettings
 from tests.conftest import DATA, Namespace, configure
 from tests.web.live import LiveClient, start_web
-from tests.web.test_deliver import deliverer, read_topic
-from web.deliver import ALERT_HEADER
+from tests.deliver.test_deliverer import deliverer, read_topic
 
 pytestmark = pytest.mark.integration
 

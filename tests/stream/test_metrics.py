@@ -1,4 +1,4 @@
-"""GET /metrics of the worker (stream/metrics.py, stream/processor.py): a real `kudos worker` with
+"""GET /metrics of the worker (kudos/http.py, stream/lag.py, stream/processor.py): a real `kudos worker` with
 KUDOS_WORKER_METRICS_PORT, real Redis and broker; read with the independent prometheus parser."""
 
 from __future__ import annotations
@@ -16,8 +16,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from kudos import servers
+from kudos.http import serve_metrics
 from leaderboard.metrics import WorkerMetrics
-from stream.metrics import consumer_lag, serve_metrics
+from stream.lag import consumer_lag
 from tests.conftest import Namespace, configure
 
 T0 = 1_680_000_000

@@ -17,10 +17,10 @@ import orjson
 import pytest
 from websockets.datastructures import Headers
 
+from broker.producer import Message, partition_for
 from kudos import servers
 from leaderboard.errors import BrokerUnavailable, InvalidBody
 from leaderboard.scoring import ScoringRules
-from stream.producer import Message, partition_for
 from tests.conftest import Namespace, configure
 from web.ingest import MAX_ERRORS, Ingest, parse_body
 

@@ -1,4 +1,4 @@
-"""Envelopes: grouping events into messages by partition of their target (stream/producer.py)."""
+"""Envelopes: grouping events into messages by partition of their target (broker/producer.py)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import orjson
 from hypothesis import given
 from hypothesis import strategies as st
 
-from stream.formats import Item
-from stream.producer import Envelopes, Message, partition_for
+from broker.formats import Item
+from broker.producer import Envelopes, Message, partition_for
 
 
 def ev(n: int, target: str, text: str = "") -> dict[str, Any]:

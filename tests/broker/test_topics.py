@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from stream.topics import topic_partitions
+from broker.topics import topic_partitions
 from tests.conftest import Namespace
 
 pytestmark = pytest.mark.integration

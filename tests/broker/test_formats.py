@@ -1,4 +1,4 @@
-"""Replay input readers (stream/formats.py): jsonl, SNAP Higgs and SNAP Stack Exchange lines."""
+"""Replay input readers (broker/formats.py): jsonl, SNAP Higgs and SNAP Stack Exchange lines."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
+from broker.formats import open_input, partition_key, read_items
 from leaderboard.errors import KudosError
-from stream.formats import open_input, partition_key, read_items
 
 
 def items(text: bytes, fmt: str) -> list[Any]:

@@ -31,15 +31,15 @@ import standardwebhooks
 from aiohttp import web
 from aiokafka import AIOKafkaConsumer
 
+from broker.topics import bootstrap
+from deliver.deliverer import GROUP, UNLOCK_HEADER, Deliverer, load_config
 from kudos import servers
 from leaderboard import webhooks as wh
 from leaderboard.perks import unlock_id
 from leaderboard.settings import PerksSettings, WebhooksSettings
 from leaderboard.store import Store
-from stream.topics import bootstrap
 from tests.conftest import Namespace, configure
 from tests.web.live import LiveClient, start_web
-from web.deliver import GROUP, UNLOCK_HEADER, Deliverer, load_config
 
 pytestmark = pytest.mark.integration
 

@@ -1,4 +1,4 @@
-"""The comment-bait evaluation (kudos/bait_eval.py): the labelled stream and its metrics."""
+"""The comment-bait evaluation (baiteval/harness.py): the labelled stream and its metrics."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 import pytest
 
-from kudos.bait_eval import (
+from baiteval.harness import (
     FRACTION_TARGET,
     MIN_COMMENTS,
     SHAPES,

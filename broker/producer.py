@@ -20,11 +20,11 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from aiokafka.partitioner import murmur2
 
+from broker.formats import Item, partition_key
+from broker.topics import bootstrap, ensure_topics
 from leaderboard.errors import BrokerUnavailable, StackError
 from leaderboard.settings import Settings
 from leaderboard.store import Store
-from stream.formats import Item, partition_key
-from stream.topics import bootstrap, ensure_topics
 
 log = logging.getLogger("kudos.producer")
 

@@ -1,4 +1,4 @@
-"""One webhook attempt over real HTTP (web/webhook_http.py): receivers and listeners on loopback only.
+"""One webhook attempt over real HTTP (deliver/webhook_http.py): receivers and listeners on loopback only.
 
 Refused destinations are tested with the event loop's ``sock_connect`` and ``getaddrinfo`` replaced by
 recorders that never touch the network, so even a broken guard could not send anything off-host.
@@ -20,9 +20,9 @@ import standardwebhooks
 from aiohttp import web
 from aiohttp.abc import AbstractResolver, ResolveResult
 
+from deliver.webhook_http import MAX_RESPONSE_BYTES, Attempt, deliver, guarded_session
 from leaderboard import webhooks as wh
 from leaderboard.errors import DestinationRefused
-from web.webhook_http import MAX_RESPONSE_BYTES, Attempt, deliver, guarded_session
 
 KEY = bytes(range(32))
 SECRET = wh.format_secret(KEY)

@@ -30,9 +30,9 @@ from operator import itemgetter
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from broker.formats import HIGGS_KINDS, SX_KINDS
 from leaderboard.events import MAX_TEXT
 from leaderboard.scoring import ScoringRules, contribution, format_mp
-from stream.formats import HIGGS_KINDS, SX_KINDS
 
 __all__ = [
     "ORGANIC_SHAPES",

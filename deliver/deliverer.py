@@ -30,7 +30,7 @@ score becomes the lease end and its lease token is bumped): if the deliverer die
 job is simply due again when the lease runs out, so a kill or restart loses nothing (the receiver
 may then get that attempt twice, with the same ``webhook-id``). Each attempt is signed afresh
 (``webhook-id`` = the unlock id, a new ``webhook-timestamp``, the same body every time) and sent by
-:func:`web.webhook_http.deliver` under the ``KUDOS_WEBHOOKS_ALLOW`` allow-list. Then, only if the
+:func:`deliver.webhook_http.deliver` under the ``KUDOS_WEBHOOKS_ALLOW`` allow-list. Then, only if the
 lease token is still the claimer's:
 
 - 2xx: done (the job is deleted);
@@ -65,16 +65,16 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from redis.exceptions import RedisError
 
+from broker.topics import bootstrap, ensure_topics
+from deliver.webhook_http import Attempt, deliver, guarded_session
+from kudos.http import serve_metrics
 from leaderboard import webhooks as wh
 from leaderboard.metrics import DeliverMetrics
 from leaderboard.perks import load_perks_file
 from leaderboard.scoring import ScoringRules
 from leaderboard.settings import Settings
 from leaderboard.store import ALERTS, OUTBOX_GROUP, PERKBOX, ClaimedJob, Store
-from stream.metrics import serve_metrics
-from stream.topics import bootstrap, ensure_topics
 from web import feed
-from web.webhook_http import Attempt, deliver, guarded_session
 
 log = logging.getLogger("kudos.deliver")
 
