@@ -55,8 +55,8 @@ import random
 import signal
 import socket
 import time
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -70,7 +70,7 @@ from deliver.webhook_http import Attempt, deliver, guarded_session
 from kudos.http import serve_metrics
 from leaderboard import webhooks as wh
 from leaderboard.metrics import DeliverMetrics
-from leaderboard.perks import load_perks_file
+from leaderboard.perks import Unlock, load_perks_file
 from leaderboard.scoring import ScoringRules
 from leaderboard.settings import Settings
 from leaderboard.store import ALERTS, OUTBOX_GROUP, PERKBOX, ClaimedJob, Store
@@ -117,60 +117,6 @@ def alert_event(alert: dict[str, Any]) -> dict[str, Any]:
     else:
         text = f"comments count {alert['multiplier']:g}x ({reasons})"
     return {"event": "bait", "member": alert["target"], "reason": text, **alert}
-
-
-@dataclass(frozen=True, slots=True)
-class Unlock:
-    """One perk unlock, as the outbox carries it."""
-
-    id: str
-    rule: str
-    title: str
-    member: str
-    board: str
-    #: competition rank and points on ``board`` when it unlocked
-    rank: int
-    score: float
-    #: event time of the unlock (the watermark of the batch that earned it), unix seconds
-    at: float
-    payload: dict[str, Any] = field(default_factory=dict)
-
-    @classmethod
-    def from_fields(cls, fields: Mapping[str, str]) -> Unlock:
-        """The unlock of an outbox entry. Raises ValueError naming a missing or bad field."""
-        try:
-            text = {k: fields[k] for k in ("id", "rule", "title", "member", "board")}
-            rank, score, at = int(fields["rank"]), float(fields["score"]), float(fields["at"])
-            payload = orjson.loads(fields.get("payload") or "{}")
-        except KeyError as exc:
-            raise ValueError(f"missing field {exc.args[0]!r}") from None
-        except (ValueError, orjson.JSONDecodeError) as exc:
-            raise ValueError(f"bad rank, score, at or payload ({exc})") from None
-        if not isinstance(payload, dict):
-            raise ValueError("payload is not a JSON object")
-        return cls(rank=rank, score=score, at=at, payload=payload, **text)
-
-    def data(self) -> dict[str, Any]:
-        """What the ``perk-unlocks`` topic and the webhook's ``data`` carry."""
-        return {
-            "id": self.id,
-            "rule": self.rule,
-            "title": self.title,
-            "member": self.member,
-            "board": self.board,
-            "rank": self.rank,
-            # the apply script computes points in floating point; milli-points are exact
-            "score": round(self.score, 3),
-            "at": self.at,
-            "payload": self.payload,
-        }
-
-    def event(self) -> dict[str, Any]:
-        """The ``perk`` event on the member's websocket channel (docs/protocol.md)."""
-        out = {"event": "perk", **self.data()}
-        if not self.payload:
-            del out["payload"]
-        return out
 
 
 @dataclass(frozen=True, slots=True)

@@ -266,7 +266,7 @@ def cmd_bait_eval(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_perks(settings: Settings, args: argparse.Namespace) -> int:
-    from deliver.deliverer import Unlock
+    from leaderboard.perks import Unlock
 
     async def go(store: Store) -> int:
         if args.member is None:

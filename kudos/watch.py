@@ -23,7 +23,7 @@ import orjson
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
-from leaderboard.errors import KudosError
+from leaderboard.errors import WatchError
 
 PROTOCOL = 1
 CLOSE_POLICY = 1008
@@ -36,10 +36,6 @@ BURST = 30
 FATAL_CODES = frozenset({"bad_request", "bad_channel", "unknown_board", "too_many_subscriptions"})
 #: How many names of passed members a climb line spells out.
 MAX_NAMES = 3
-
-
-class WatchError(KudosError):
-    """``kudos watch`` cannot go on (server unreachable, token refused, no valid channel)."""
 
 
 class Line(NamedTuple):

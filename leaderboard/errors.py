@@ -11,7 +11,13 @@
     ├── InvalidSignature(ValueError)     a received webhook fails Standard Webhooks verification
     ├── DestinationRefused(ConnectionError)  a webhook destination is not a public address (SSRF guard)
     ├── BrokerUnavailable(ConnectionError)   the broker did not acknowledge produced messages in time
-    └── InvalidBody(ValueError)          an HTTP ingest body is neither JSON nor NDJSON
+    ├── InvalidBody(ValueError)          an HTTP ingest body is neither JSON nor NDJSON
+    ├── ScoringVersionMismatch           the namespace is scored under other rules than this process's
+    ├── ClientError(ValueError)          a websocket client's message breaks the protocol; ``code`` is sent
+    └── WatchError                       ``kudos watch`` cannot go on (unreachable, refused, no channel)
+
+Every error a caller can act on is one of these; anything else escaping a public function is a bug.
+Private control-flow exceptions (a retry signal inside one module) stay in their module.
 """
 
 from __future__ import annotations
@@ -89,3 +95,17 @@ class ScoringVersionMismatch(KudosError):
         )
         self.namespace_version = namespace_version
         self.ours = ours
+
+
+class ClientError(KudosError, ValueError):
+    """A websocket client's message breaks the protocol (docs/protocol.md). The server answers
+    it with an ``error`` frame carrying ``code``, never with a crash or a close."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class WatchError(KudosError):
+    """``kudos watch`` cannot go on (server unreachable, token refused, no valid channel); the
+    message says what to do next."""

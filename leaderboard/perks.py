@@ -1,5 +1,5 @@
-"""Perk rules, pure: parsing and validation, the deterministic unlock id, and what a rule asks of
-a member's standing.
+"""Perk rules, pure: parsing and validation, the deterministic unlock id, what a rule asks of
+a member's standing, and the :class:`Unlock` record that every process reads from the outbox.
 
 Rules live in the TOML file named by ``KUDOS_PERKS_PATH``::
 
@@ -26,6 +26,8 @@ from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import orjson
 
 from leaderboard.errors import ConfigError, UnknownBoard
 from leaderboard.scoring import ScoringRules
@@ -160,3 +162,57 @@ def load_perks_file(path: str, scoring: ScoringRules) -> tuple[list[PerkRule], d
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
     return parse_rules(data, scoring, path), data
+
+
+@dataclass(frozen=True, slots=True)
+class Unlock:
+    """One perk unlock, as the outbox carries it."""
+
+    id: str
+    rule: str
+    title: str
+    member: str
+    board: str
+    #: competition rank and points on ``board`` when it unlocked
+    rank: int
+    score: float
+    #: event time of the unlock (the watermark of the batch that earned it), unix seconds
+    at: float
+    payload: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_fields(cls, fields: Mapping[str, str]) -> Unlock:
+        """The unlock of an outbox entry. Raises ValueError naming a missing or bad field."""
+        try:
+            text = {k: fields[k] for k in ("id", "rule", "title", "member", "board")}
+            rank, score, at = int(fields["rank"]), float(fields["score"]), float(fields["at"])
+            payload = orjson.loads(fields.get("payload") or "{}")
+        except KeyError as exc:
+            raise ValueError(f"missing field {exc.args[0]!r}") from None
+        except (ValueError, orjson.JSONDecodeError) as exc:
+            raise ValueError(f"bad rank, score, at or payload ({exc})") from None
+        if not isinstance(payload, dict):
+            raise ValueError("payload is not a JSON object")
+        return cls(rank=rank, score=score, at=at, payload=payload, **text)
+
+    def data(self) -> dict[str, Any]:
+        """What the ``perk-unlocks`` topic and the webhook's ``data`` carry."""
+        return {
+            "id": self.id,
+            "rule": self.rule,
+            "title": self.title,
+            "member": self.member,
+            "board": self.board,
+            "rank": self.rank,
+            # the apply script computes points in floating point; milli-points are exact
+            "score": round(self.score, 3),
+            "at": self.at,
+            "payload": self.payload,
+        }
+
+    def event(self) -> dict[str, Any]:
+        """The ``perk`` event on the member's websocket channel (docs/protocol.md)."""
+        out = {"event": "perk", **self.data()}
+        if not self.payload:
+            del out["payload"]
+        return out

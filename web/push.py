@@ -22,7 +22,7 @@ from redis.exceptions import RedisError
 from websockets.asyncio.server import ServerConnection, broadcast
 from websockets.exceptions import ConnectionClosed
 
-from leaderboard.errors import UnknownBoard
+from leaderboard.errors import ClientError, UnknownBoard
 from leaderboard.metrics import WebMetrics
 from leaderboard.settings import WebSettings
 from leaderboard.store import BoardPoll, MemberPoll, Store
@@ -59,14 +59,6 @@ async def _close(ws: ServerConnection, code: int, reason: str) -> None:
         async for _ in ws:
             pass
     await closing
-
-
-class ClientError(Exception):
-    """A bad client message: answered with an ``error`` frame, never a crash or a close."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
 
 
 @dataclass(eq=False)

@@ -20,7 +20,8 @@ import pytest
 from websockets.asyncio.server import ServerConnection, serve
 
 from kudos import servers
-from kudos.watch import Options, Watcher, WatchError, num, parse_channel, watch
+from kudos.watch import Options, Watcher, num, parse_channel, watch
+from leaderboard.errors import WatchError
 from tests.conftest import Namespace
 from tests.web.live import start_web
 from tests.web.test_push import T0, base_events, climb

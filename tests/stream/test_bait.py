@@ -23,8 +23,8 @@ from leaderboard.bait import FULL, Detector
 from leaderboard.scoring import ScoringRules, contribution
 from leaderboard.settings import BaitSettings, WorkerSettings
 from tests.conftest import DATA, Namespace, configure
-from tests.web.live import LiveClient, start_web
 from tests.deliver.test_deliverer import deliverer, read_topic
+from tests.web.live import LiveClient, start_web
 
 pytestmark = pytest.mark.integration
 
