@@ -1,18 +1,7 @@
-"""The comment-bait detector (pure, no I/O): which comments on which posts count in full.
-
-Bait ("tea or coffee? comment below", "type YES if you agree") farms cheap comments. The detector
-watches the comment stream of every post (of every target, for comments that name no post) in event
-time and throttles a post once several kinds of evidence agree. It *demotes*: from the comment at
-which it decides, every comment/reply on the post scores ``multiplier`` × its points, and the rest is
-recorded as withheld (explain view); counts stay visible and nothing is deleted.
-
-Where it runs. Events are partitioned by target, so a post's events, its author's and the author's
-other posts all reach one partition, in one order. The worker feeds every new (de-duplicated) event
-of a partition to that partition's :class:`Detector` while it plans a batch; the detector's state is
-written in the same atomic apply as the scores and the partition fence, and loaded with the fence, so
-a crash, a rebalance or a replay makes the same decisions (Kafka Streams' state-store pattern).
-Decisions depend only on the partition's events and their order, never on batch boundaries or the
-wall clock: expiry is applied lazily by event time when an entry is next touched.
+"""The comment-bait detector itself: :class:`Detector` (one per partition), its tunables
+(:class:`BaitParams`) and its decisions (:class:`Decision`). An overview of where it runs is in
+:mod:`leaderboard.bait`; the wording it reads is :mod:`leaderboard.bait.patterns`, the state it
+keeps :mod:`leaderboard.bait.state`.
 
 Signals (each 0..1; see :meth:`Detector._signals`):
 
@@ -52,107 +41,19 @@ starts afresh (a renewed campaign is detected again, as a repeat offence).
 from __future__ import annotations
 
 import math
-import re
-import unicodedata
-import zlib
 from dataclasses import dataclass, field
-from typing import Any, Self
+from typing import Any
 
 import orjson
+
+from leaderboard.bait.patterns import comment_features, phrasing
+from leaderboard.bait.state import _CLOCK, FULL, Author, Commenter, Group, group_key
 
 #: Kinds whose contributions the throttle scales.
 COMMENT_KINDS = frozenset({"comment", "reply"})
 #: Kinds that show a post's audience did more than comment (the engagement comments should follow).
 ENGAGEMENT_KINDS = frozenset({"share", "click", "conversion", "like", "follow", "mention"})
-#: Full weight: 1000 per mille.
-FULL = 1000
 LN2 = math.log(2.0)
-
-# Facebook's 2017 engagement-bait taxonomy. Patterns match the normalised post or comment text
-# (lowercase, URLs replaced by " url ", punctuation kept for "?"). Each is deliberately about the
-# *call to action*, not the topic, and a match is one signal among several.
-_CALL = r"(comment|vote|type|reply|tell us|let us know|answer|drop)"
-_EMOJI = r"[\u2600-\u27bf\U0001f300-\U0001faff]"
-BAIT_PATTERNS: dict[str, re.Pattern[str]] = {
-    # "tea or coffee? comment below", "which one do you pick, 1 or 2?", "vote with reactions"
-    "vote": re.compile(
-        r"\b\w+,? or \w+\s*\?+.*\b" + _CALL + r"\b"
-        r"|\b(which|what) (one|would|do|will|cake|outfit)\b[^?]*\b(pick|choose|prefer|eat)\b"
-        r"[^?]*(\?.*\b" + _CALL + r"\b|,? (1|a) or (2|b)\b)"
-        r"|\bvote (with (a |your )?(reactions?|emojis?)|below|in the comments)\b"
-        r"|\b(comment|type|reply)( with)? (1|2|a|b|l|r)( or (2|b|r))?\b"
-        r"|\bpick a number\b|\b\w, \w,? or \w\?"
-    ),
-    # "react ❤️ if you love dogs", "LIKE if you're an Aries", "like for yes, love for no"
-    "react": re.compile(
-        r"\b(react|tap|hit)\b.{0,12}\b(if|for|with)\b"
-        r"|^\W*(like|love|react)\b( this( post)?)? (if|for) "
-        r"|\bhit (the )?(like|love|heart)\b|\blike for \w+, love for\b"
-        r"|(react|tap|hit) " + _EMOJI
-    ),
-    # "share if you agree", "SHARE with 10 friends to win", "share this before it gets deleted"
-    "share": re.compile(
-        r"^\W*share\b( this| it)?( now)? (if|with|before|so)\b"
-        r"|\bshare (this |it )?with (all |\d+ |ten |five )?(your |ur )?(friends|everyone)\b"
-        r"|\bshare (this|it) (now|everywhere|with everyone)\b"
-    ),
-    # "tag a friend who needs this", "tag 3 friends", "TAG YOUR BESTIE"
-    "tag": re.compile(
-        r"\btag (a|your|\d+|three|two|five|someone|somebody|them)\b.{0,30}"
-        r"\b(friends?|bestie|bff|someone|who|mom|dad|sister|brother|partner|people)\b"
-        r"|\btag (someone|somebody|them|a friend)\b"
-    ),
-    # "type YES if you agree", "comment AMEN", "drop a 🔥 in the comments", "can I get a yes?"
-    "comment": re.compile(
-        r"\b(type|comment|reply|say)\s+[\"'“‘]?(yes|amen|no|me|done|1|2|your name|"
-        r"your birth|an? " + _EMOJI + r"|" + _EMOJI + r"|something nice)"
-        r"|\b(comment|drop|say|write|put)\b[^.!?]{0,30}\bin the comments\b"
-        r"|\bcomment below\b|\bcan i get an? (yes|amen)\b|\bwho else remembers\b"
-        r"|\bcomment your\b"
-    ),
-}
-#: Comments that answer a bait call: one or two tokens from this set (or a bare @mention).
-_ANSWERS = frozenset(
-    [
-        "yes",
-        "yess",
-        "yesss",
-        "yep",
-        "yeah",
-        "no",
-        "nope",
-        "amen",
-        "tea",
-        "coffee",
-        "1",
-        "2",
-        "3",
-        "a",
-        "b",
-        "one",
-        "two",
-        "me",
-        "done",
-        "agree",
-        "agreed",
-        "same",
-        "true",
-        "this",
-        "here",
-        "present",
-        "tagged",
-        "ok",
-        "okay",
-    ]
-)
-# Self-promotion, the commonest low-value comment besides one-word ones.
-_PROMO = re.compile(
-    r"\b(?:url|subscrib\w*|check (?:out )?(?:my|this|our)|my (?:channel|page|video|profile|music)"
-    r"|follow me|visit|free|click|www|please (?:like|sub))\b|\.com\b"
-)
-_URL = re.compile(r"(https?://|www\.)\S+|\b\S+\.(com|net|org|ly|be|io)(/\S*)?\b", re.IGNORECASE)
-_URL_MARKS = ("http", "www", ".com", ".net", ".org", ".ly", ".be", ".io")
-_WORD = re.compile(r"[^\W_]+", re.UNICODE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,77 +118,11 @@ class Decision:
         }
 
 
-class _Stored:
-    """Detector state kept in Redis as a JSON array of its fields in order (compact; new fields go
-    last with a default, so older records still load)."""
-
-    __slots__ = ()
-
-    def dump(self) -> bytes:
-        names: tuple[str, ...] = self.__slots__  # a slots dataclass: its fields, in order
-        return orjson.dumps([getattr(self, f) for f in names])
-
-    @classmethod
-    def load(cls, raw: bytes | str) -> Self:
-        return cls(*orjson.loads(raw))
-
-
-@dataclass(slots=True)
-class Group(_Stored):
-    """One post's comment stream (or a target's comments without a post), this episode."""
-
-    target: str
-    post: str | None
-    first: float
-    last: float
-    comments: int = 0
-    engagement: int = 0
-    #: comment rate, exponentially weighted: value at ``rate_at`` (comments × decay)
-    rate: float = 0.0
-    rate_at: float = 0.0
-    texts: int = 0
-    low: int = 0
-    answers: int = 0
-    flagged: int = 0
-    #: comments seen while ``commenters`` still had room (for the distinct ratio)
-    sampled: int = 0
-    commenters: list[str] = field(default_factory=list)
-    hashes: list[int] = field(default_factory=list)
-    #: bait categories found in the post's text
-    phrasing: list[str] = field(default_factory=list)
-    mult: int = FULL
-    since: float = 0.0
-    reasons: list[str] = field(default_factory=list)
-    #: the weighted comment rate below which this throttle ends (set when it starts)
-    calm: float = 0.0
-
-
-@dataclass(slots=True)
-class Author(_Stored):
-    last: float
-    #: long-run comment rate on the author's posts (comments × decay at ``at``)
-    baseline: float = 0.0
-    at: float = 0.0
-    #: event times of the author's recent throttles (newest last, at most 5)
-    offences: list[float] = field(default_factory=list)
-
-
-@dataclass(slots=True)
-class Commenter(_Stored):
-    last: float
-    #: comments this account made on throttled posts
-    flagged: int = 0
-
-
-#: The tables a partition's detector state is kept in (``bait:<table>:<partition>`` hashes):
-#: groups, authors, commenters, and ``m`` with the one ``clock`` entry.
-TABLES = ("g", "a", "c", "m")
-_CLOCK = "clock"
 #: Event-time seconds between sweeps of idle entries.
 SWEEP_EVERY_S = 3600.0
 
 
-#: The detector's own version: bump it when a change to this module changes decisions (points),
+#: The detector's own version: bump it when a change to this package changes decisions (points),
 #: so a namespace scored by the old detector is not continued by the new one without a rebuild.
 DETECTOR_VERSION = 1
 
@@ -302,46 +137,6 @@ def identity(version: str, params: BaitParams | None) -> str:
     p = params
     knobs = f"{p.threshold:g}/{p.min_comments}/{p.calm_per_hour:g}/{p.multiplier_max:g}"
     return f"{version}+bait{DETECTOR_VERSION}:{knobs}/{p.multiplier_min:g}"
-
-
-def group_key(post: str | None, target: str) -> str:
-    return "p:" + post if post is not None else "t:" + target
-
-
-def normalise(text: str) -> str:
-    if not text.isascii():
-        text = unicodedata.normalize("NFKC", text)
-    text = text.lower()
-    # (the URL pattern is slow on long texts; most have no link at all)
-    if any(m in text for m in _URL_MARKS):
-        text = _URL.sub(" url ", text)
-    return text
-
-
-def words(norm: str) -> list[str]:
-    return _WORD.findall(norm)
-
-
-def phrasing(text: str) -> list[str]:
-    """The engagement-bait categories a text's wording falls in (sorted)."""
-    norm = normalise(text)
-    return sorted(name for name, pat in BAIT_PATTERNS.items() if pat.search(norm))
-
-
-def comment_features(text: str) -> tuple[bool, bool, int, int]:
-    """(self-promotion, answers a bait call, word count, hash of the normalised words) of one
-    comment's text.
-
-    Shortness alone is not low value: a wedding post collects hundreds of "congrats!" from
-    distinct friends. Farmed comments are self-promotion, or answers to the bait's call ("YES",
-    "coffee", "amen", a tagged handle), or the same text over and over (counted by the caller).
-    """
-    norm = normalise(text)
-    ws = words(norm)
-    answer = bool(ws) and len(ws) <= 2 and all(w in _ANSWERS or w.isdigit() for w in ws)
-    answer = answer or (not ws and "@" in norm)
-    key = " ".join(ws) if ws else norm.strip()
-    return bool(_PROMO.search(norm)), answer, len(ws), zlib.crc32(key.encode())
 
 
 def _clamp(x: float) -> float:
