@@ -6,7 +6,7 @@ the worker's fences reach the end, and reads back what the detector did from Red
 stream and the ``withheld:<member>`` hashes), exactly as an operator would see it.
 
 Runs:
-- the labelled streams of :mod:`baiteval.harness` (one per ``--seed``): real background traffic,
+- the labelled streams of :mod:`baiteval.synthesis` (one per ``--seed``): real background traffic,
   injected campaigns of eight shapes and organic posts, scored against the issue's targets;
 - the full Higgs and MathOverflow logs (``--real``): every throttle found there, with its reasons
   and the points withheld, against all points scored.
@@ -23,7 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
-from baiteval.harness import Throttle, build_eval, format_report, report
+from baiteval.metrics import Throttle, report
+from baiteval.report import format_report
+from baiteval.synthesis import build_eval
 from broker.formats import Item, open_input, read_items
 from broker.producer import Progress, produce, wait_applied
 from kudos import servers
