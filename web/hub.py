@@ -1,149 +1,42 @@
-"""The live push server side: websocket connections, subscriptions, limits and the feed tick.
+"""The hub of one web process's live push: every websocket client, the channels they follow, and
+the tick (every ``tick_s``, 50 ms by default) that publishes what changed, delivers new frames to
+each channel's subscribers and looks after slow clients. One place, because a frame is computed
+and serialised once per channel and handed to all its subscribers at once.
 
 The rules of the feed (what a delta is, resume decisions, frame encoding) live in ``web.feed``; the
-shared state (sequences, snapshots, logs) in Redis through ``leaderboard.store``. This module owns
-sockets and timing only. Protocol: docs/protocol.md.
+shared state (sequences, snapshots, logs) in Redis through ``leaderboard.store``; one connection's
+requests in ``web.session``; one client's limits in ``web.clients``. This module owns timing and
+fan-out. Protocol: docs/protocol.md.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import fcntl
 import logging
-import sys
-import termios
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 from redis.exceptions import RedisError
 from websockets.asyncio.server import ServerConnection, broadcast
-from websockets.exceptions import ConnectionClosed
 
-from leaderboard.errors import ClientError, UnknownBoard
 from leaderboard.metrics import WebMetrics
 from leaderboard.settings import WebSettings
-from leaderboard.store import BoardPoll, MemberPoll, Store
-from web import feed
+from leaderboard.store import BoardPoll, FeedFrame, MemberPoll, Store
+from web import feed, session
+from web.channels import BoardChannel, Channel, MemberChannel
+from web.clients import Client
+from web.protocol import ALERTS_CHANNEL, CLOSE_TRY_AGAIN, WATCH_EVERY_S
 
 log = logging.getLogger("kudos.web.push")
 
-PROTOCOL = 1
-#: The channel of every comment-bait alert (throttles started and ended), from ``kudos deliver``.
-ALERTS_CHANNEL = "alerts"
 #: Frames read from a channel's log per poll; a process further behind catches up over ticks.
 MAX_FRAMES = 200
-MAX_MEMBER_ID = 200
-#: A client further behind than this gets a snapshot rather than a replay.
-MAX_REPLAY = 500
 #: Rank events come from comparing with the last published top list; one older than this (nobody
 #: was watching the board) would announce hours of moves as if they just happened.
 STALE_EVENTS_S = 10.0
 #: Member channels read per script call, so one call never holds Redis for long.
 MEMBER_CHUNK = 200
-#: Web processes re-mark their members as watched this often, for twice as long.
-WATCH_EVERY_S = 15.0
-AUTH_TIMEOUT_S = 5.0
-
-CLOSE_POLICY = 1008
-CLOSE_TRY_AGAIN = 1013
-
-
-async def _close(ws: ServerConnection, code: int, reason: str) -> None:
-    """Close, reading (and dropping) what the client had already sent meanwhile: with unread
-    messages queued the client's close frame would never be read, and the close would hang."""
-    closing = asyncio.create_task(ws.close(code, reason))
-    with contextlib.suppress(ConnectionClosed):
-        async for _ in ws:
-            pass
-    await closing
-
-
-@dataclass(eq=False)
-class Client:
-    ws: ServerConnection
-    rate: float
-    #: channel → top-N (board channels) or 0 (member channels)
-    subs: dict[str, int] = field(default_factory=dict)
-    #: channels on which this client missed frames while it was slow
-    stale: set[str] = field(default_factory=set)
-    slow_since: float | None = None
-    tokens: float = 0.0
-    refilled: float = field(default_factory=time.monotonic)
-
-    def __post_init__(self) -> None:
-        self.tokens = 2 * self.rate
-
-    def allow_message(self) -> bool:
-        """Token bucket: ``rate`` messages per second, bursts of twice that."""
-        now = time.monotonic()
-        self.tokens = min(2 * self.rate, self.tokens + (now - self.refilled) * self.rate)
-        self.refilled = now
-        if self.tokens < 1:
-            return False
-        self.tokens -= 1
-        return True
-
-    def buffered(self) -> int:
-        """Bytes queued in the process for this client (cheap: checked before every frame)."""
-        transport = self.ws.transport
-        return 0 if transport is None else transport.get_write_buffer_size()
-
-    def unsent(self) -> int:
-        """Bytes queued in the process plus those the kernel holds unacknowledged: a client that
-        stopped reading first fills the kernel's buffers (megabytes on loopback), so the
-        process's own buffer alone would notice it late."""
-        total = self.buffered()
-        transport = self.ws.transport
-        sock = None if transport is None else transport.get_extra_info("socket")
-        if sock is not None:
-            with contextlib.suppress(OSError):
-                raw = fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0\0\0\0")
-                total += int.from_bytes(raw, sys.byteorder, signed=True)
-        return total
-
-
-@dataclass(eq=False)
-class Channel:
-    """What this process knows of one channel: the state at ``seq`` and its local subscribers."""
-
-    name: str
-    epoch: str = ""
-    seq: int = -1  # -1: not loaded yet
-    as_of: float | None = None
-    first_retained: int | None = None
-    subscribers: set[Client] = field(default_factory=set)
-    #: subscribe calls in progress (the channel must not be forgotten under them)
-    pending: int = 0
-    #: set when this process fell behind the retained log: the next load sends snapshots
-    resync: bool = False
-    loading: asyncio.Lock = field(default_factory=asyncio.Lock)
-
-    @property
-    def loaded(self) -> bool:
-        return self.seq >= 0
-
-
-@dataclass(eq=False)
-class BoardChannel(Channel):
-    board: str = ""
-    rows: list[feed.Row] = field(default_factory=list)
-    members: int = 0
-    #: the board's change mark when this process last looked (member standings follow it)
-    last_src: str = ""
-    #: when this process last polled the board (monotonic seconds)
-    polled_at: float = -1e9
-
-
-@dataclass(eq=False)
-class MemberChannel(Channel):
-    member: str = ""
-    #: board → {"rank", "score"} or None, as the frames published it
-    boards: dict[str, Any] = field(default_factory=dict)
-    #: the base boards' change marks when this process last read the member's standing
-    standing_srcs: dict[str, str] = field(default_factory=dict)
 
 
 class Hub:
@@ -165,20 +58,7 @@ class Hub:
         self._closing: set[asyncio.Task[None]] = set()
         self._next_sweep = 0.0
         self._next_watch = 0.0
-        self._hello = orjson.dumps(
-            {
-                "type": "hello",
-                "protocol": PROTOCOL,
-                "scoring_version": store.rules.version,
-                "limits": {
-                    "max_message_bytes": settings.max_message_bytes,
-                    "max_subscriptions": settings.max_subscriptions,
-                    "max_messages_per_s": settings.max_messages_per_s,
-                    "max_limit": feed.DEPTH,
-                    "auth": bool(settings.token),
-                },
-            }
-        )
+        self._hello = session.hello(store, settings)
 
     # -- the tick --------------------------------------------------------------------------
 
@@ -310,12 +190,7 @@ class Hub:
                 for m in feed.event_members(e)
             ]
         seq = await self.store.feed_publish(
-            ch.name,
-            poll.seq,
-            poll.epoch,
-            poll.src,
-            feed.encode_rows(new),
-            record,
+            FeedFrame(ch.name, poll.seq, poll.epoch, poll.src, feed.encode_rows(new), record),
             member_records,
             self._retention,
             self._member_retention,
@@ -389,12 +264,7 @@ class Hub:
             if delta:
                 blob = feed.member_record(delta, [], as_of)
                 published_seq = await self.store.feed_publish(
-                    ch.name,
-                    poll.seq,
-                    epoch,
-                    "",
-                    orjson.dumps(poll.standing),
-                    blob,
+                    FeedFrame(ch.name, poll.seq, epoch, "", orjson.dumps(poll.standing), blob),
                     [],
                     self._member_retention,
                     0,
@@ -506,223 +376,5 @@ class Hub:
     # -- connections -----------------------------------------------------------------------
 
     async def serve(self, ws: ServerConnection) -> None:
-        """One websocket connection, from hello to close."""
-        client = Client(ws, self.settings.max_messages_per_s)
-        self.clients.add(client)
-        try:
-            await ws.send(self._hello, text=True)
-            if self.settings.token and not await self._authenticate(client):
-                return
-            async for message in ws:
-                if not client.allow_message():
-                    await _close(
-                        ws,
-                        CLOSE_POLICY,
-                        f"more than {self.settings.max_messages_per_s:g} messages per second",
-                    )
-                    return
-                reply = await self._handle(client, message)
-                if reply is not None:
-                    await ws.send(reply, text=True)
-        except ConnectionClosed:
-            pass
-        finally:
-            self.clients.discard(client)
-            for name in client.subs:
-                ch = self._lookup(name)
-                if ch is not None:
-                    ch.subscribers.discard(client)
-
-    async def _authenticate(self, client: Client) -> bool:
-        try:
-            raw = await asyncio.wait_for(client.ws.recv(), AUTH_TIMEOUT_S)
-            msg = orjson.loads(raw)
-        except (TimeoutError, orjson.JSONDecodeError):
-            msg = None
-        if not isinstance(msg, dict) or msg.get("op") != "auth":
-            await _close(
-                client.ws,
-                CLOSE_POLICY,
-                'authentication required: send {"op": "auth", "token": ...} first',
-            )
-            return False
-        if msg.get("token") != self.settings.token:
-            await _close(client.ws, CLOSE_POLICY, "wrong token")
-            return False
-        await client.ws.send(
-            orjson.dumps({"type": "authenticated", "id": msg.get("id")}), text=True
-        )
-        return True
-
-    async def _handle(self, client: Client, message: str | bytes) -> bytes | None:
-        request_id: Any = None
-        try:
-            if isinstance(message, bytes):
-                raise ClientError("bad_request", "send JSON in text frames")
-            try:
-                msg = orjson.loads(message)
-            except orjson.JSONDecodeError as exc:
-                raise ClientError("bad_json", f"not JSON: {exc}") from None
-            if not isinstance(msg, dict):
-                raise ClientError("bad_request", "a message is a JSON object with an 'op'")
-            request_id = msg.get("id")
-            op = msg.get("op")
-            if op == "subscribe":
-                await self._subscribe(client, msg)
-                return None
-            if op == "unsubscribe":
-                name = msg.get("channel")
-                if not isinstance(name, str) or name not in client.subs:
-                    raise ClientError("not_subscribed", f"not subscribed to {name!r}")
-                del client.subs[name]
-                client.stale.discard(name)
-                ch = self._lookup(name)
-                if ch is not None:
-                    ch.subscribers.discard(client)
-                return orjson.dumps({"type": "unsubscribed", "channel": name, "id": request_id})
-            if op == "ping":
-                return orjson.dumps({"type": "pong", "id": request_id})
-            if op == "auth":
-                return orjson.dumps({"type": "authenticated", "id": request_id})
-            raise ClientError(
-                "bad_request", f"unknown op {op!r}; ops are subscribe, unsubscribe, ping, auth"
-            )
-        except ClientError as exc:
-            return orjson.dumps(
-                {"type": "error", "code": exc.code, "message": str(exc), "id": request_id}
-            )
-        except RedisError as exc:
-            return orjson.dumps(
-                {
-                    "type": "error",
-                    "code": "unavailable",
-                    "message": f"Redis is unavailable ({exc}); retry shortly",
-                    "id": request_id,
-                }
-            )
-
-    def _parse_channel(self, msg: dict[str, Any]) -> tuple[str, str, int]:
-        name = msg.get("channel")
-        if not isinstance(name, str):
-            raise ClientError("bad_request", "subscribe needs a 'channel' string")
-        if name == ALERTS_CHANNEL:
-            return "alerts", "", 0
-        kind, sep, key = name.partition(":")
-        if not sep or not key:
-            raise ClientError(
-                "bad_channel", f"{name!r}: channels are board:<id>, member:<id> or alerts"
-            )
-        if kind == "board":
-            try:
-                self.store.rules.check_board(key)
-            except UnknownBoard as exc:
-                raise ClientError("unknown_board", str(exc)) from None
-            limit = msg.get("limit", 10)
-            if (
-                not isinstance(limit, int)
-                or isinstance(limit, bool)
-                or not 1 <= limit <= feed.DEPTH
-            ):
-                raise ClientError("bad_request", f"limit must be an integer from 1 to {feed.DEPTH}")
-            return kind, key, limit
-        if kind == "member":
-            if len(key) > MAX_MEMBER_ID or any(ord(c) < 32 for c in key):
-                raise ClientError(
-                    "bad_channel", f"member ids are 1–{MAX_MEMBER_ID} printable characters"
-                )
-            return kind, key, 0
-        raise ClientError(
-            "bad_channel", f"{name!r}: channels are board:<id>, member:<id> or alerts"
-        )
-
-    async def _subscribe(self, client: Client, msg: dict[str, Any]) -> None:
-        kind, key, limit = self._parse_channel(msg)
-        name = ALERTS_CHANNEL if kind == "alerts" else f"{kind}:{key}"
-        if name not in client.subs and len(client.subs) >= self.settings.max_subscriptions:
-            raise ClientError(
-                "too_many_subscriptions",
-                f"at most {self.settings.max_subscriptions} channels per connection; unsubscribe first",
-            )
-        resume = msg.get("resume")
-        if resume is not None and not isinstance(resume, dict):
-            raise ClientError("bad_request", 'resume is {"epoch": ..., "seq": ...}')
-        if kind == "board" and not await self.store.board_known(key):
-            # (a community board nobody has scored on yet; also keeps clients from creating keys)
-            raise ClientError("unknown_board", f"no board {key!r} yet; see GET /api/boards")
-        if name in client.subs:  # subscribing again replaces the subscription
-            del client.subs[name]
-            client.stale.discard(name)
-            old = self._lookup(name)
-            if old is not None:
-                old.subscribers.discard(client)
-        ch: Channel = self._board(key) if kind == "board" else self._member(key)
-        ch.pending += 1
-        try:
-            for _ in range(3):  # the first polls may only create the epoch or find a new one
-                if isinstance(ch, BoardChannel) and not ch.loaded:
-                    await self._tick_board(ch)
-                elif isinstance(ch, MemberChannel) and (not ch.loaded or not ch.subscribers):
-                    # publish the member's current standing first, so the snapshot is current
-                    if ch.member:
-                        await self.store.feed_watch([ch.member], 2 * WATCH_EVERY_S)
-                    await self._tick_members([ch], None)
-            if not ch.loaded:
-                raise ClientError("unavailable", "the feed is starting; retry shortly")
-            decision = feed.Resume.SNAPSHOT
-            frames: list[tuple[int, str]] = []
-            if resume is not None:
-                decision = feed.resume(
-                    resume.get("epoch"), resume.get("seq"), ch.epoch, ch.seq, ch.first_retained
-                )
-                if decision is feed.Resume.REPLAY and ch.seq - int(resume["seq"]) > MAX_REPLAY:
-                    decision = feed.Resume.SNAPSHOT  # a snapshot is smaller than that history
-                if decision is feed.Resume.REPLAY:
-                    epoch = ch.epoch
-                    frames = await self._replay(ch, int(resume["seq"]))
-                    if not frames or ch.epoch != epoch:
-                        decision, frames = feed.Resume.SNAPSHOT, []
-                if not ch.loaded:  # the feed reset during the replay
-                    raise ClientError("unavailable", "the feed is resynchronising; retry shortly")
-        finally:
-            ch.pending -= 1
-        client.subs[name] = limit
-        client.stale.discard(name)
-        ch.subscribers.add(client)
-        reply = {
-            "type": "subscribed",
-            "channel": name,
-            "epoch": ch.epoch,
-            "seq": ch.seq,
-            "recovered": decision is not feed.Resume.SNAPSHOT,
-            "id": msg.get("id"),
-        }
-        if kind == "board":
-            reply["limit"] = limit
-        self._send_one(client, orjson.dumps(reply))
-        if decision is feed.Resume.SNAPSHOT:
-            self._send_one(client, self._snapshot_frame(ch, limit))
-        for seq, record in frames:
-            if isinstance(ch, BoardChannel):
-                data = feed.board_delta_frame(
-                    name, ch.epoch, seq, feed.decode_board_record(record), limit
-                )
-            else:
-                data = feed.member_frames(name, ch.epoch, seq, record)
-            self._send_one(client, data)
-
-    async def _replay(self, ch: Channel, after: int) -> list[tuple[int, str]]:
-        """The retained frames after ``after`` up to this process's seq, contiguous, or []."""
-        frames: list[tuple[int, str]] = []
-        want = after + 1
-        while want <= ch.seq:
-            got = await self.store.feed_log(ch.name, want - 1, ch.seq - want + 1)
-            if not got or got[0][0] != want:
-                return []
-            for seq, record in got:
-                if seq > ch.seq:
-                    break
-                if seq != want:
-                    return []
-                frames.append((seq, record))
-                want += 1
-        return frames
+        """One websocket connection, from hello to close: a protocol session (``web.session``)."""
+        await session.serve(self, ws)

@@ -13,7 +13,7 @@ from websockets.http11 import Request, Response
 
 from leaderboard.metrics import METRICS_PATH, WebMetrics
 from leaderboard.store import STAT_FIELDS, Store
-from web.push import Hub
+from web.hub import Hub
 
 #: First path segments after /api/ → (number of segments, class) of the read API's routes.
 _API = {

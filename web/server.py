@@ -22,10 +22,10 @@ from leaderboard.settings import Settings
 from leaderboard.store import Store
 from web import api
 from web.http_body import BodyConnection, connection_class
+from web.hub import Hub
 from web.ingest import PATH as INGEST_PATH
 from web.ingest import Ingest
 from web.metrics import count_responses, scrape
-from web.push import Hub
 
 #: The websocket endpoint (docs/protocol.md); every other path is plain HTTP.
 WS_PATH = "/ws"
