@@ -255,21 +255,3 @@ async def _diff(live: Store, shadow: Store, rules: ScoringRules) -> Diff:
         await live.explain_counters(who),
         await shadow.explain_counters(who),
     )
-
-
-def run(
-    settings: Settings,
-    rules: ScoringRules,
-    switch: bool | Callable[[Diff], bool],
-    on_progress: Progress | None = None,
-    allow_truncated: bool = False,
-) -> RebuildResult:
-    return asyncio.run(
-        rebuild(
-            settings,
-            rules,
-            switch=switch,
-            on_progress=on_progress,
-            allow_truncated=allow_truncated,
-        )
-    )

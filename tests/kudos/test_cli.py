@@ -10,7 +10,7 @@ import sys
 import orjson
 import pytest
 
-from kudos.cli import BLOCKS, print_explanation, sparkline
+from kudos.cli.output import BLOCKS, print_explanation, sparkline
 from tests import explain_log
 from tests.conftest import Namespace
 

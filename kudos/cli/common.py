@@ -1,0 +1,73 @@
+"""What the ``kudos`` commands share; it holds no commands.
+
+:func:`run_with_store` (and :func:`with_store`, for a command already in an event loop) is the one
+place a command gets a Store: made from the settings, closed after, and a Redis connection error
+turned into a :class:`KudosError` naming the URL, which ``main`` prints and exits 2 on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import TypeVar
+
+import orjson
+from redis.exceptions import ConnectionError as RedisConnectionError
+
+from leaderboard.errors import KudosError
+from leaderboard.explain import not_seen
+from leaderboard.scoring import ScoringRules
+from leaderboard.settings import Settings
+from leaderboard.store import Store
+
+
+async def with_store(settings: Settings, fn: Callable[[Store], Awaitable[int]]) -> int:
+    """``fn``'s exit code, run with a Store connected as ``settings`` say and closed after."""
+    store = Store.connect(
+        settings.redis.url, settings.redis.prefix, ScoringRules.load(settings.scoring.path or None)
+    )
+    try:
+        return await fn(store)
+    except RedisConnectionError as exc:
+        raise KudosError(
+            f"cannot reach Redis at {settings.redis.url} ({exc}); is the stack up? "
+            "(`kudos up --background`, or set KUDOS_REDIS_URL)"
+        ) from exc
+    finally:
+        await store.close()
+
+
+def run_with_store(settings: Settings, fn: Callable[[Store], Awaitable[int]]) -> int:
+    """:func:`with_store` in an event loop of its own: the whole of a command that reads Redis."""
+    return asyncio.run(with_store(settings, fn))
+
+
+def unknown_member(member: str, as_json: bool) -> int:
+    """Say that Kudos has never seen ``member`` (as JSON on stdout, or on stderr); exit code 1."""
+    if as_json:
+        sys.stdout.buffer.write(orjson.dumps({"error": not_seen(member)}) + b"\n")
+    else:
+        print(f"{member}: {not_seen(member)}", file=sys.stderr)
+    return 1
+
+
+_N = TypeVar("_N", int, float)
+
+
+def positive(kind: Callable[[str], _N]) -> Callable[[str], _N]:
+    """An argparse ``type`` that parses with ``kind`` and refuses zero and below."""
+
+    def parse(text: str) -> _N:
+        value = kind(text)
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"{text}: must be positive")
+        return value
+
+    return parse
+
+
+def utc(ts: float, fmt: str = "%Y-%m-%d %H:%M") -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime(fmt)
