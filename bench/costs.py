@@ -29,7 +29,7 @@ import redis.asyncio as aioredis
 from kudos import servers
 from leaderboard.owned import OwnedPartition
 from leaderboard.scoring import ScoringRules
-from leaderboard.store import Store
+from leaderboard.store import FeedFrame, Store
 from web import feed
 
 MEMBERS = 1_000_000
@@ -69,7 +69,7 @@ async def feed_costs(url: str) -> None:
         first = await store.feed_board("all", -1, feed.DEPTH, 200)
         snap = feed.encode_rows(feed.top_rows(first.rows))
         await store.feed_publish(
-            "board:all", first.seq, first.epoch, first.src, snap, None, [], 2000, 100
+            FeedFrame("board:all", first.seq, first.epoch, first.src, snap, None), [], 2000, 100
         )
         seq = first.seq
         await measure(
@@ -86,9 +86,8 @@ async def feed_costs(url: str) -> None:
         box = [seq]
 
         async def publish() -> None:
-            s = await store.feed_publish(
-                "board:all", box[0], epoch, str(box[0]), snap, b"x" * 400, [], 2000, 100
-            )
+            frame = FeedFrame("board:all", box[0], epoch, str(box[0]), snap, b"x" * 400)
+            s = await store.feed_publish(frame, [], 2000, 100)
             assert s is not None
             box[0] = s
 

@@ -1,14 +1,14 @@
 """``kudos deliver``: every perk unlock to Kafka, to the member's live channel and to the webhook
 endpoints that want it, durably and once each; and every comment-bait alert to topic
-``bait-alerts``, the author's channel and the ``alerts`` channel (a third loop, the same fan-out
-path on the ``alerts`` stream, de-duplicated by alert id in ``alertfanout``).
+``bait-alerts``, the author's channel and the ``alerts`` channel.
 
-The worker's apply script appends each unlock to the ``perkbox`` stream exactly once, in the
-same atomic step as the scores that earned it. This process takes it from there, in two loops that
-share nothing but Redis, so several deliverers may run side by side.
+The worker's apply script appends each unlock to the ``perkbox`` stream and each throttle decision
+to the ``alerts`` stream exactly once, in the same atomic step as the scores behind it. This process
+takes it from there, in one fan-out loop per outbox (both described in :mod:`deliver.outbox`) and
+one webhook job loop; they share nothing but Redis, so several deliverers may run side by side.
 
-**Fan-out.** A Redis consumer group (``deliver``) reads the outbox. For each entry whose unlock was
-not fanned out yet:
+**Fan-out.** A Redis consumer group (``deliver``) reads each outbox. For each entry not fanned out
+yet (an unlock here; an alert goes the same way, with no webhook jobs):
 
 1. produce it to the ``perk-unlocks`` topic (key = member, value = JSON, header ``kudos-unlock-id``)
    and wait for the broker's ack;
@@ -55,26 +55,23 @@ import random
 import signal
 import socket
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import Any
 
 import aiohttp
-import orjson
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from redis.exceptions import RedisError
 
 from broker.topics import bootstrap, ensure_topics
+from deliver import outbox
+from deliver.config import DeliveryConfig, load_config
+from deliver.outbox import Item, Outbox
 from deliver.webhook_http import Attempt, deliver, guarded_session
 from kudos.http import serve_metrics
 from leaderboard import webhooks as wh
 from leaderboard.metrics import DeliverMetrics
-from leaderboard.perks import Unlock, load_perks_file
 from leaderboard.scoring import ScoringRules
 from leaderboard.settings import Settings
-from leaderboard.store import ALERTS, OUTBOX_GROUP, PERKBOX, ClaimedJob, Store
-from web import feed
+from leaderboard.store import OUTBOX_GROUP, ClaimedJob, Store
 
 log = logging.getLogger("kudos.deliver")
 
@@ -87,12 +84,6 @@ BLOCK_MS = 1000
 POLL_S = 1.0
 #: How long a stopping deliverer lets attempts in flight finish; the rest go back to due.
 STOP_GRACE_S = 5.0
-#: Kafka header naming the unlock; consumers of ``perk-unlocks`` de-duplicate by it.
-UNLOCK_HEADER = "kudos-unlock-id"
-#: Kafka header naming a bait alert; consumers of ``bait-alerts`` de-duplicate by it.
-ALERT_HEADER = "kudos-alert-id"
-#: The hash marking alerts fanned out (``leaderboard.store`` key table: ``alertfanout``).
-ALERT_MARKS = "alertfanout"
 #: Consumers of the outbox group idle this many leases with nothing pending are removed.
 FORGET_AFTER_LEASES = 10
 
@@ -106,62 +97,6 @@ async def _produce(
         for rid, key, value in records
     ]
     await asyncio.gather(*sent)
-
-
-def alert_event(alert: dict[str, Any]) -> dict[str, Any]:
-    """A bait alert as a live ``event`` of kind ``bait`` (on the author's and the alerts
-    channel): the alert's own fields, plus a one-line ``reason`` for chat bots."""
-    reasons = ", ".join(alert.get("reasons") or ())
-    if alert["state"] == "ended":
-        text = "throttle ended: comments calmed down"
-    else:
-        text = f"comments count {alert['multiplier']:g}x ({reasons})"
-    return {"event": "bait", "member": alert["target"], "reason": text, **alert}
-
-
-@dataclass(frozen=True, slots=True)
-class DeliveryConfig:
-    """The endpoints and the policy, read and validated once at start."""
-
-    endpoints: dict[str, wh.Endpoint]
-    allow: wh.AllowList = ()
-    schedule: tuple[float, ...] = wh.SCHEDULE_S
-
-    def jobs_for(self, unlock: Unlock) -> list[tuple[str, dict[str, str]]]:
-        """(job id, fields) of one webhook job per endpoint that wants ``unlock``'s rule; the
-        body is made here, once, and sent unchanged by every attempt."""
-        body = wh.message_body(wh.UNLOCK_TYPE, unlock.at, unlock.data()).decode()
-        return [
-            (
-                f"{e.id}:{unlock.id}",
-                {
-                    "endpoint": e.id,
-                    "unlock": unlock.id,
-                    "member": unlock.member,
-                    "rule": unlock.rule,
-                    "body": body,
-                },
-            )
-            # a disabled endpoint gets its job too: the job loop dead-letters it unsent, so
-            # `kudos webhooks replay --enable` sends every unlock made while it was disabled
-            for e in self.endpoints.values()
-            if e.wants(unlock.rule)
-        ]
-
-
-def load_config(settings: Settings) -> DeliveryConfig:
-    """Endpoints from the ``[[endpoint]]`` tables of the perks file, checked against its rules.
-
-    Raises ConfigError naming the file, endpoint and field (or the setting)."""
-    scoring = ScoringRules.load(settings.scoring.path or None)
-    rules, data = load_perks_file(settings.perks.path, scoring)
-    allow = wh.parse_allow_list(settings.webhooks.allow)
-    endpoints = wh.parse_endpoints(
-        data, [r.id for r in rules], allow=allow, source=settings.perks.path or "perks file"
-    )
-    return DeliveryConfig(
-        {e.id: e for e in endpoints}, allow, wh.parse_schedule(settings.webhooks.schedule_s)
-    )
 
 
 def _log_entry(
@@ -214,6 +149,10 @@ class Deliverer:
         self._wake = asyncio.Event()
         self._inflight: set[asyncio.Task[None]] = set()
         self.metrics = DeliverMetrics()
+        self.outboxes = (
+            outbox.unlocks(settings, config.jobs_for, self.metrics.unlocks_fanned_out),
+            outbox.alerts(settings, self.metrics.alerts_fanned_out),
+        )
 
     def stop(self) -> None:
         self._stopping.set()
@@ -232,8 +171,8 @@ class Deliverer:
         await producer.start()
         try:
             async with guarded_session(self.config.allow) as session, asyncio.TaskGroup() as tg:
-                tg.create_task(self._fan_out_loop(producer, PERKBOX, self._fan_out))
-                tg.create_task(self._fan_out_loop(producer, ALERTS, self._fan_out_alerts))
+                for box in self.outboxes:
+                    tg.create_task(self._fan_out_loop(producer, box))
                 tg.create_task(self._job_loop(session))
         finally:
             await producer.stop()
@@ -246,14 +185,10 @@ class Deliverer:
 
     # -- fan-out ---------------------------------------------------------------------------
 
-    async def _fan_out_loop(
-        self,
-        producer: AIOKafkaProducer,
-        box: str,
-        handle: Callable[[AIOKafkaProducer, list[tuple[str, dict[str, str]]]], Awaitable[None]],
-    ) -> None:
-        """Read outbox stream ``box`` in the consumer group (taking over entries of dead
-        deliverers) and pass the entries to ``handle``, which acknowledges them."""
+    async def _fan_out_loop(self, producer: AIOKafkaProducer, outbox: Outbox) -> None:
+        """Read ``outbox``'s stream in the consumer group (taking over entries of dead
+        deliverers) and fan the entries out."""
+        box = outbox.stream
         store, lease_s = self.store, self.settings.webhooks.lease_s
         idle_ms = int(lease_s * 1000)
         next_reclaim = 0.0
@@ -289,7 +224,7 @@ class Deliverer:
                 if not entries:
                     entries = await store.outbox_read(GROUP, self.consumer, BATCH, BLOCK_MS, box)
                 if entries:
-                    await handle(producer, entries)
+                    await self.fan_out(producer, outbox, entries)
                 backoff = 0.1
             except (RedisError, OSError, KafkaError) as exc:
                 if "NOGROUP" in str(exc):
@@ -299,81 +234,40 @@ class Deliverer:
                 await self._nap(backoff)
                 backoff = min(backoff * 2, 5.0)
 
-    async def _fan_out(
-        self, producer: AIOKafkaProducer, entries: list[tuple[str, dict[str, str]]]
+    async def fan_out(
+        self, producer: AIOKafkaProducer, box: Outbox, entries: list[tuple[str, dict[str, str]]]
     ) -> None:
-        unlocks: dict[str, Unlock] = {}
+        """Fan out a batch of ``box``'s entries (see :mod:`deliver.outbox`), then acknowledge
+        them. An entry that does not decode is logged and skipped (acknowledged: it never will)."""
+        items: dict[str, Item] = {}
         for entry_id, fields in entries:
             try:
-                u = Unlock.from_fields(fields)
-            except ValueError as exc:
-                log.error("outbox entry %s is not an unlock (%s); skipped", entry_id, exc)
+                item = box.decode(fields)
+            except (KeyError, ValueError) as exc:
+                log.error(
+                    "%s entry %s is not %s (%s); skipped", box.stream, entry_id, box.thing, exc
+                )
                 continue
-            unlocks.setdefault(u.id, u)
-        done = await self.store.fanned_out(list(unlocks))
-        todo = [u for uid, u in unlocks.items() if uid not in done]
+            items.setdefault(item.id, item)
+        done = await self.store.fanned_out(list(items), marks=box.marks)
+        todo = [item for iid, item in items.items() if iid not in done]
         if todo:
             await _produce(
-                producer,
-                self.settings.broker.perks_topic,
-                UNLOCK_HEADER,
-                [(u.id, u.member, orjson.dumps(u.data())) for u in todo],
+                producer, box.topic, box.header, [(i.id, i.member, i.value) for i in todo]
             )
-            items = [
-                (
-                    u.id,
-                    u.member,
-                    feed.member_record(None, [u.event()], u.at),
-                    self.config.jobs_for(u),
-                )
-                for u in todo
-            ]
-            # the unlock also rides on its board's channel, as a frame with no changes
-            boards = {
-                u.id: (u.board, feed.encode_board_record([], [u.event()], u.at, 0)) for u in todo
-            }
-            fanned = await self.store.fan_out(items, time.time(), board_records=boards)
-            n_jobs = sum(len(jobs) for uid, _, _, jobs in items if uid in fanned)
-            self.metrics.unlocks_fanned_out.inc(len(fanned))
+            fanned = await self.store.fan_out(
+                [(i.id, i.member, i.record, i.jobs) for i in todo],
+                time.time(),
+                board_records={i.id: i.board for i in todo if i.board is not None},
+                marks=box.marks,
+                to_alerts_channel=box.to_alerts_channel,
+            )
+            box.fanned.inc(len(fanned))
+            n_jobs = sum(len(i.jobs) for i in todo if i.id in set(fanned))
             if n_jobs:
                 self._wake.set()
-            log.info("fanned out %d unlocks (%d webhook jobs)", len(fanned), n_jobs)
-        await self.store.outbox_ack(GROUP, [entry_id for entry_id, _ in entries])
-
-    async def _fan_out_alerts(
-        self, producer: AIOKafkaProducer, entries: list[tuple[str, dict[str, str]]]
-    ) -> None:
-        """Bait alerts: to the ``bait-alerts`` topic (key = the post's author, header
-        ``kudos-alert-id``), then once each to the author's channel and the ``alerts`` channel."""
-        alerts: dict[str, dict[str, Any]] = {}
-        for entry_id, fields in entries:
-            try:
-                record = orjson.loads(fields["r"])
-                alerts.setdefault(str(record["id"]), record)
-            except (KeyError, ValueError) as exc:
-                log.error("alerts entry %s is not an alert (%s); skipped", entry_id, exc)
-        done = await self.store.fanned_out(list(alerts), marks=ALERT_MARKS)
-        todo = [a for aid, a in alerts.items() if aid not in done]
-        if todo:
-            await _produce(
-                producer,
-                self.settings.broker.alerts_topic,
-                ALERT_HEADER,
-                [(str(a["id"]), str(a["target"]), orjson.dumps(a)) for a in todo],
-            )
-            items = [
-                (
-                    str(a["id"]),
-                    str(a["target"]),
-                    feed.member_record(None, [alert_event(a)], a["ended_at"] or a["detected_at"]),
-                    (),
-                )
-                for a in todo
-            ]
-            fanned = await self.store.fan_out(items, time.time(), marks_key=ALERT_MARKS, also_to="")
-            self.metrics.alerts_fanned_out.inc(len(fanned))
-            log.info("fanned out %d bait alerts", len(fanned))
-        await self.store.outbox_ack(GROUP, [entry_id for entry_id, _ in entries], ALERTS)
+            log.info("fanned out %d %s (%d webhook jobs)", len(fanned), box.things, n_jobs)
+        await self.store.outbox_ack(GROUP, [entry_id for entry_id, _ in entries], box.stream)
 
     # -- delivery --------------------------------------------------------------------------
 

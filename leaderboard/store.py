@@ -59,6 +59,11 @@ No key has a TTL: scoring state is pruned by event time, never by wall-clock, so
 behaves exactly like live traffic. (The live feed is serving state about connected clients: its
 ``watched`` entries expire by wall-clock.) Webhook state is bounded by the unlocks, which happen once
 per (rule, member): delivered jobs are deleted, dead ones wait for a replay, the log is capped.
+
+Why one module of this size: every key family above is named here and nowhere else, and the Lua
+scripts that touch them sit beside the methods that call them. It becomes a package with one key
+registry (one module per concern behind a small facade) together with the Redis Cluster key
+layout, which changes every key name at once; splitting it before would move each line twice.
 """
 
 from __future__ import annotations
@@ -69,7 +74,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 import hiredis
 import orjson
@@ -100,6 +105,9 @@ from leaderboard.scoring import DECAYED, ScoringRules, decayed_value, format_mp
 ALERTS_MAXLEN = 100_000
 #: The outbox streams ``kudos deliver`` fans out: perk unlocks and bait alerts, and its group.
 PERKBOX = "perkbox"
+#: The hashes marking what ``kudos deliver`` fanned out: unlocks, and bait alerts.
+PERK_MARKS = "perkfanout"
+ALERT_MARKS = "alertfanout"
 OUTBOX_GROUP = "deliver"
 ALERTS = "alerts"
 STAT_FIELDS = ("applied", "ignored", "duplicate", "invalid", "late")
@@ -185,21 +193,35 @@ def _first_seq(entry_id: str) -> int | None:
     return int(entry_id.partition("-")[0]) if entry_id else None
 
 
+class FeedFrame(NamedTuple):
+    """A channel's next frame for ``lua/feed_publish.lua``: appended only if the channel's seq is
+    still ``expected_seq`` (and the feed epoch still ``epoch``), with the state it leaves."""
+
+    channel: str
+    expected_seq: int
+    epoch: str
+    #: the change counter the frame was diffed at, and the snapshot it leaves published
+    src: str
+    snap: bytes
+    #: None: no frame, only remember that the board was looked at
+    record: bytes | None
+
+
+#: No channel frame of its own: member events only (perk unlocks, bait alerts).
+NO_FRAME = FeedFrame("", 0, "", "", b"", None)
+
+
 def _feed_publish_args(
     prefix: str,
-    channel: str,
-    expected_seq: int,
-    epoch: str,
-    src: str,
-    snap: bytes,
-    record: bytes | None,
+    frame: FeedFrame,
     member_records: list[tuple[str, bytes]],
     maxlen: int,
     member_maxlen: int,
     board_records: Sequence[tuple[str, bytes]] = (),
 ) -> list[Any]:
     """ARGV of ``lua/feed_publish.lua``."""
-    args: list[Any] = [prefix, channel, expected_seq, epoch, src, snap, record or b""]
+    f = frame
+    args: list[Any] = [prefix, f.channel, f.expected_seq, f.epoch, f.src, f.snap, f.record or b""]
     args += [maxlen, member_maxlen, repr(time.time()), len(member_records)]
     for m, rec in member_records:
         args += [m, rec]
@@ -857,38 +879,22 @@ class Store:
 
     async def feed_publish(
         self,
-        channel: str,
-        expected_seq: int,
-        epoch: str,
-        src: str,
-        snap: bytes,
-        record: bytes | None,
+        frame: FeedFrame,
         member_records: list[tuple[str, bytes]],
         maxlen: int,
         member_maxlen: int,
     ) -> int | None:
-        """Append ``record`` as the channel's next frame if its seq is still ``expected_seq``,
+        """Append ``frame`` as its channel's next frame if the seq is still the expected one,
         and each member record to that member's channel; the new seq, or None if another web
         process published first (nothing was written then)."""
-        args = _feed_publish_args(
-            self.prefix,
-            channel,
-            expected_seq,
-            epoch,
-            src,
-            snap,
-            record,
-            member_records,
-            maxlen,
-            member_maxlen,
-        )
+        args = _feed_publish_args(self.prefix, frame, member_records, maxlen, member_maxlen)
         res: list[Any] = await self._feed_publish(args=args)
         return int(res[1]) if res[0] == "ok" else None
 
     async def feed_member_events(self, records: list[tuple[str, bytes]], maxlen: int = 100) -> None:
         """Push (member, record) pairs — perk unlocks, bait alerts, encoded with
         ``web.feed.member_record`` — to members' live channels, each as its next frame."""
-        await self.feed_publish("", 0, "", "", b"", None, records, maxlen, maxlen)
+        await self.feed_publish(NO_FRAME, records, maxlen, maxlen)
 
     async def feed_watch(self, members: list[str], ttl_s: float) -> None:
         """Mark members as watched for ``ttl_s`` (rank events reach only watched members'
@@ -1045,9 +1051,9 @@ class Store:
                 gone.append(c["name"])
         return gone
 
-    async def fanned_out(self, unlock_ids: Sequence[str], marks: str = "perkfanout") -> set[str]:
-        """Which of these unlocks (alerts, with ``marks="alertfanout"``) were already fanned
-        out (:meth:`fan_out`)."""
+    async def fanned_out(self, unlock_ids: Sequence[str], marks: str = PERK_MARKS) -> set[str]:
+        """Which of these unlocks (alerts, with ``marks=ALERT_MARKS``) were already fanned out
+        (:meth:`fan_out`)."""
         if not unlock_ids:
             return set()
         found = await self.client.hmget(self.key(marks), list(unlock_ids))
@@ -1060,8 +1066,8 @@ class Store:
         member_maxlen: int = 100,
         board_records: Mapping[str, tuple[str, bytes]] | None = None,
         maxlen: int = 2000,
-        marks_key: str = "perkfanout",
-        also_to: str | None = None,
+        marks: str = PERK_MARKS,
+        to_alerts_channel: bool = False,
     ) -> list[str]:
         """For each (unlock id, member, websocket record, webhook jobs) not fanned out yet, in
         one transaction: mark it fanned out, push the record to the member's live channel (as
@@ -1069,16 +1075,16 @@ class Store:
         read under WATCH, so an unlock is pushed and its jobs made once, also when several
         deliverers handle the same outbox entry. Returns the unlock ids fanned out now.
 
-        Bait alerts use the same path with their own ``marks_key`` and no jobs; ``also_to`` pushes
-        every record to one more member channel too (``""``: the ``alerts`` channel)."""
-        marks = self.key(marks_key)
+        Bait alerts use the same path with their own ``marks`` and no jobs;
+        ``to_alerts_channel`` pushes every record to the ``alerts`` channel too."""
+        marks_key = self.key(marks)
         due = self.key("wh", "due")
         async with self.client.pipeline(transaction=True) as pipe:
             while True:
                 try:
-                    await pipe.watch(marks)
+                    await pipe.watch(marks_key)
                     ids = [u[0] for u in unlocks]
-                    seen = await pipe.hmget(marks, ids) if ids else []
+                    seen = await pipe.hmget(marks_key, ids) if ids else []
                     todo: dict[str, tuple[str, bytes, Sequence[Any]]] = {}
                     for (uid, member, record, jobs), mark in zip(unlocks, seen, strict=True):
                         if mark is None and uid not in todo:
@@ -1088,27 +1094,18 @@ class Store:
                         await pipe.reset()  # type: ignore[no-untyped-call]
                         return []
                     records = [(member, record) for member, record, _ in todo.values()]
-                    if also_to is not None:
-                        records += [(also_to, record) for _, record, _ in todo.values()]
+                    if to_alerts_channel:
+                        # member "" is the alerts channel in lua/feed_publish.lua
+                        records += [("", record) for _, record, _ in todo.values()]
                     boards = [
                         board_records[uid] for uid in todo if board_records and uid in board_records
                     ]
                     args = _feed_publish_args(
-                        self.prefix,
-                        "",
-                        0,
-                        "",
-                        "",
-                        b"",
-                        None,
-                        records,
-                        maxlen,
-                        member_maxlen,
-                        boards,
+                        self.prefix, NO_FRAME, records, maxlen, member_maxlen, boards
                     )
                     await self._feed_publish(args=args, client=pipe)
                     for uid, (_, _, jobs) in todo.items():
-                        pipe.hset(marks, uid, repr(now))
+                        pipe.hset(marks_key, uid, repr(now))
                         for job_id, fields in jobs:
                             key = self.key("wh", "job", job_id)
                             mapping: dict[str, str | bytes] = {**fields, "created": repr(now)}
