@@ -62,8 +62,15 @@ class Namespace:
 
     settings: Settings
     home: Path
+    #: the namespace's Redis view, connected for the whole test
+    store: Store
     workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
-    store: Store | None = None
+
+    @classmethod
+    def connect(cls, settings: Settings, home: Path) -> Namespace:
+        """A namespace on ``settings`` with its store connected; ``store.close()`` when done."""
+        store = Store.connect(settings.redis.url, settings.redis.prefix, ScoringRules.load())
+        return cls(settings, home, store)
 
     def env(self) -> dict[str, str]:
         return {**os.environ, **settings_env(self.settings)}
@@ -97,7 +104,6 @@ class Namespace:
         return await produce(self.settings, items, envelope=envelope, rate=rate)  # type: ignore[arg-type]
 
     async def wait(self, produced: Produced, timeout: float = 120.0) -> None:
-        assert self.store is not None
         try:
             await asyncio.wait_for(wait_applied(self.store, produced.end_offsets), timeout)
         except TimeoutError:
@@ -106,7 +112,6 @@ class Namespace:
             ) from None
 
     async def export(self, board: str) -> list[tuple[int, str, str]]:
-        assert self.store is not None
         return [row async for row in self.store.export(board)]
 
 
@@ -131,8 +136,7 @@ def make_settings(srv: Servers, home: Path, **env: str) -> Settings:
 
 @pytest_asyncio.fixture
 async def namespace(real_servers: Servers, tmp_path: Path) -> AsyncIterator[Namespace]:
-    ns = Namespace(make_settings(real_servers, tmp_path), tmp_path)
-    ns.store = Store.connect(ns.settings.redis.url, ns.settings.redis.prefix, ScoringRules.load())
+    ns = Namespace.connect(make_settings(real_servers, tmp_path), tmp_path)
     try:
         yield ns
     finally:

@@ -1,7 +1,8 @@
 """An independent, straightforward computation of the scoring contract, for checking the pipeline.
 
-Written from docs/DESIGN.md alone; it imports nothing from the production scoring code. It walks the
-events in log order with plain dictionaries.
+The contract is the one README.md states ("Scoring (the contract, in short)"), with the numbers of
+leaderboard/scoring.toml (weights, windows, half-life) copied in below as constants; it imports
+nothing from the production code. It walks the events in log order with plain dictionaries.
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ import yaml
 from packaging.specifiers import SpecifierSet
 
 from deliver import deliverer as deliver
-from kudos.cli import parser
+from kudos.cli.main import parser
 from leaderboard.settings import Settings, load_settings
 from web.server import WS_PATH
 
@@ -175,7 +175,7 @@ def test_images_are_official_and_pinned(services: dict[str, dict[str, Any]]) -> 
         assert image == repo, f"{name}: {image} is not the official image {repo}"
         assert re.match(r"v?\d+\.\d+\.\d+", tag), f"{name}: tag {tag!r} is not a pinned version"
     kafka_tag = services["kafka"]["image"].partition(":")[2]
-    assert tuple(map(int, kafka_tag.split(".")[:2])) >= (3, 7), "DESIGN.md: Apache Kafka 3.7+"
+    assert tuple(map(int, kafka_tag.split(".")[:2])) >= (3, 7), "Apache Kafka 3.7+"
     assert services["redis"]["image"].partition(":")[2].startswith("7."), "Redis 7"
     for name in KUDOS_SERVICES:
         assert services[name].get("build") == ".", f"{name} runs the image of this Dockerfile"
@@ -431,11 +431,34 @@ def test_image_final_stage_is_non_root_without_build_tools() -> None:
     assert expose == [str(load_settings({}).web.port)]
 
 
+def _packages(setuptools_table: dict[str, Any]) -> list[str]:
+    """The packages the wheel gets: ``packages.find`` over the repository, as setuptools does."""
+    from setuptools import find_packages
+
+    return find_packages(str(ROOT), include=setuptools_table["packages"]["find"]["include"])
+
+
+def test_the_wheel_carries_every_subpackage() -> None:
+    """Every folder with an ``__init__.py`` under a top-level package is in the wheel (an
+    explicit package list once left ``kudos.cli`` out, and the image's ``kudos`` failed)."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    packages = set(_packages(project))
+    tops = {p.split(".")[0] for p in packages}
+    assert {"kudos", "leaderboard", "stream", "web", "deliver", "broker"} <= tops
+    for init in ROOT.glob("*/**/__init__.py"):
+        parts = init.relative_to(ROOT).parent.parts
+        if parts[0] in tops:
+            assert ".".join(parts) in packages, f"{'/'.join(parts)} would be missing from the wheel"
+    docker = (ROOT / "Dockerfile").read_text()
+    for top in tops:
+        assert f"COPY {top} ./{top}" in docker, f"the Dockerfile's build stage misses {top}/"
+
+
 def test_the_wheel_carries_every_data_file() -> None:
     """The image installs the wheel, so every non-Python file in a package must be package data
     (Lua scripts, scoring.toml, the page); `pip wheel .` then `unzip -l` shows the same."""
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
-    packages, data = project["packages"], project["package-data"]
+    packages, data = _packages(project), project["package-data"]
     covered = set()
     for pkg, globs in data.items():
         base = ROOT / pkg.replace(".", "/")

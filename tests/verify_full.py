@@ -15,8 +15,6 @@ import time
 from pathlib import Path
 
 from kudos import servers
-from leaderboard.scoring import ScoringRules
-from leaderboard.store import Store
 from tests.conftest import DATA, Namespace, Servers, make_settings
 from tests.oracle import assert_board_equal, compute, read_edges
 
@@ -34,8 +32,7 @@ async def run_one(
     mode: str,
     expected: dict[str, dict[str, float]],
 ) -> str:
-    ns = Namespace(make_settings(srv, home), home)
-    ns.store = Store.connect(ns.settings.redis.url, ns.settings.redis.prefix, ScoringRules.load())
+    ns = Namespace.connect(make_settings(srv, home), home)
     start = time.monotonic()
     try:
         worker = ns.start_worker()
@@ -48,7 +45,7 @@ async def run_one(
         if mode == "sigkill-x3":
             rng = random.Random(1)
             for _ in range(3):
-                await asyncio.sleep(rng.uniform(4, 8))
+                await asyncio.sleep(rng.uniform(4, 8))  # not a wait: a kill at a random moment
                 ns.kill_worker(worker)
                 worker = ns.start_worker()
         produced = await producing

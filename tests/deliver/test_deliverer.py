@@ -19,7 +19,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,13 +32,16 @@ from aiohttp import web
 from aiokafka import AIOKafkaConsumer
 
 from broker.topics import bootstrap
-from deliver.deliverer import GROUP, UNLOCK_HEADER, Deliverer, load_config
+from deliver.config import load_config
+from deliver.deliverer import GROUP, Deliverer
+from deliver.outbox import UNLOCK_HEADER
 from kudos import servers
 from leaderboard import webhooks as wh
 from leaderboard.perks import unlock_id
 from leaderboard.settings import PerksSettings, WebhooksSettings
 from leaderboard.store import Store
 from tests.conftest import Namespace, configure
+from tests.eventually import eventually
 from tests.web.live import LiveClient, start_web
 
 pytestmark = pytest.mark.integration
@@ -135,6 +138,12 @@ class Hooks:
         """webhook-ids answered 2xx, in order (a repeat would show twice)."""
         return [g.id for g in self.on(path) if 200 <= g.status <= 299]
 
+    def summary(self) -> str:
+        """Every request so far, for a failure message."""
+        return "requests (path, webhook-id, status): " + repr(
+            [(g.path, g.id, g.status) for g in self.requests]
+        )
+
 
 @pytest_asyncio.fixture
 async def hooks() -> AsyncIterator[Hooks]:
@@ -187,7 +196,7 @@ async def unlock(
 async def deliverer(ns: Namespace, seed: int = 7) -> AsyncIterator[Deliverer]:
     """The delivering process's loops, in this event loop."""
     s = ns.settings
-    store = Store.connect(s.redis.url, s.redis.prefix, ns.store.rules)  # type: ignore[union-attr]
+    store = Store.connect(s.redis.url, s.redis.prefix, ns.store.rules)
     d = Deliverer(s, store, load_config(s), rng=random.Random(seed), consumer=f"test-{seed}")
     task = asyncio.create_task(d.run())
     try:
@@ -198,19 +207,6 @@ async def deliverer(ns: Namespace, seed: int = 7) -> AsyncIterator[Deliverer]:
             await asyncio.wait_for(task, 20)
         finally:
             await store.close()
-
-
-async def until(check: Callable[[], bool | Awaitable[bool]], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if not isinstance(result, bool):
-            result = await result
-        if result:
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached")
-        await asyncio.sleep(0.05)
 
 
 def verify(got: Got, secret: str = SECRET) -> dict[str, Any]:
@@ -242,14 +238,27 @@ async def read_topic(
     )
     await consumer.start()
     out: list[Any] = []
-    deadline = time.monotonic() + 20
+
+    async def read(timeout_ms: int) -> int:
+        batch = await consumer.getmany(timeout_ms=timeout_ms)
+        for records in batch.values():
+            out.extend(records)
+        return sum(len(records) for records in batch.values())
+
+    async def enough() -> bool:
+        await read(500)
+        return len(out) >= at_least
+
+    async def quiet() -> bool:
+        return await read(quiet_ms) == 0
+
+    def got() -> str:
+        return f"{len(out)} record(s) so far"
+
+    name = topic or ns.settings.broker.perks_topic
     try:
-        while time.monotonic() < deadline:
-            batch = await consumer.getmany(timeout_ms=quiet_ms if len(out) >= at_least else 500)
-            if not batch and len(out) >= at_least:
-                break
-            for records in batch.values():
-                out += records
+        await eventually(enough, interval=0, what=f"{at_least} record(s) on {name}", details=got)
+        await eventually(quiet, interval=0, what=f"a quiet moment on {name}", details=got)
     finally:
         await consumer.stop()
     return out
@@ -282,13 +291,17 @@ async def test_every_unlock_is_delivered_once_through_failures(
     )
     hooks.answers["all"] = fail_first(2)
     store = namespace.store
-    assert store is not None
     ids = [await unlock(store, "top10", f"m{i}") for i in range(5)]
     ids += [await unlock(store, "big", f"m{i}", score=40.0 + i) for i in range(2)]
     async with deliverer(namespace):
-        await until(lambda: len(hooks.delivered("all")) == 7 and len(hooks.delivered("bigs")) == 2)
-        await until(lambda: _no_jobs(store))
-        await asyncio.sleep(1.0)  # long enough for any stray retry (schedule 0.2 s)
+        await eventually(
+            lambda: len(hooks.delivered("all")) == 7 and len(hooks.delivered("bigs")) == 2,
+            what="7 unlocks delivered to /all and 2 to /bigs",
+            details=hooks.summary,
+        )
+        await eventually(lambda: _no_jobs(store), what="no webhook job left", details=hooks.summary)
+        # not a wait: the window in which a stray retry (schedule 0.2 s) would show up
+        await asyncio.sleep(1.0)
 
     assert sorted(hooks.delivered("all")) == sorted(ids)
     assert sorted(hooks.delivered("bigs")) == sorted(ids[5:])
@@ -353,7 +366,6 @@ async def test_unlocks_reach_the_topic_and_the_member_channel(
 ) -> None:
     setup(namespace, endpoint("all", hooks.url("all")))
     store = namespace.store
-    assert store is not None
     port = namespace.settings.web.port
     web_proc = start_web(namespace, port)
     try:
@@ -361,12 +373,19 @@ async def test_unlocks_reach_the_topic_and_the_member_channel(
         await client.subscribe("member:m1")
         board = await LiveClient.open(port)
         await board.subscribe("board:all", limit=5)
-        await asyncio.sleep(0.3)  # the web process marks m1 as watched
+        await eventually(
+            lambda: store.client.zscore(store.key("watched"), "m1"),
+            what="the web process marking m1 as watched",
+        )
         async with deliverer(namespace):
             u1 = await unlock(store, "top10", "m1", rank=2, score=57.0)
             u2 = await unlock(store, "big", "m2", score=40.0)
             await client.until(lambda: any(e["event"] == "perk" for e in client.events))
-            await until(lambda: len(hooks.delivered("all")) == 2)
+            await eventually(
+                lambda: len(hooks.delivered("all")) == 2,
+                what="2 unlocks delivered to /all",
+                details=hooks.summary,
+            )
         perk = next(e for e in client.events if e["event"] == "perk")
         assert {
             k: perk[k] for k in ("member", "rule", "title", "board", "rank", "score", "id")
@@ -420,15 +439,24 @@ async def test_gone_disables_the_endpoint_until_replayed_with_enable(
     )
     hooks.answers["gone"] = lambda got, n: (410, {}, 0.0)
     store = namespace.store
-    assert store is not None
     first = [await unlock(store, "top10", m) for m in ("a", "b")]
     async with deliverer(namespace) as d:
-        await until(lambda: len(hooks.delivered("fine")) == 2)
-        await until(lambda: _dead_count(store, 2))
+        await eventually(
+            lambda: len(hooks.delivered("fine")) == 2,
+            what="2 unlocks delivered to /fine",
+            details=hooks.summary,
+        )
+        await eventually(lambda: _dead_count(store, 2), what="2 jobs of /gone dead-lettered")
         assert "gone" in await store.webhook_disabled()
         later = await unlock(store, "top10", "c")
-        await until(lambda: len(hooks.delivered("fine")) == 3)
-        await asyncio.sleep(0.5)
+        await eventually(
+            lambda: len(hooks.delivered("fine")) == 3,
+            what="3 unlocks delivered to /fine",
+            details=hooks.summary,
+        )
+        await eventually(
+            lambda: _dead_count(store, 3), what="the later unlock's job of /gone dead-lettered too"
+        )
     assert len(hooks.on("gone")) == 1  # one 410; the other job was not sent
     # the deliverer's metrics (GET /metrics with KUDOS_WEBHOOKS_METRICS_PORT) say the same
     m = d.metrics
@@ -463,7 +491,13 @@ async def test_gone_disables_the_endpoint_until_replayed_with_enable(
     assert out.returncode == 0, out.stderr
     assert "re-enabled endpoint gone" in out.stdout and "replaying 3" in out.stdout
     async with deliverer(namespace):
-        await until(lambda: len(hooks.delivered("gone")) == 3)
+        await eventually(
+            lambda: len(hooks.delivered("gone")) == 3,
+            what="the 3 replayed jobs delivered to /gone",
+            details=hooks.summary,
+        )
+        await eventually(lambda: _no_jobs(store), what="no webhook job left", details=hooks.summary)
+        # not a wait: the window in which a second delivery of any of them would show up
         await asyncio.sleep(0.5)
     # every unlock, also the one made while the endpoint was disabled, exactly once
     assert sorted(hooks.delivered("gone")) == sorted([*first, later])
@@ -481,10 +515,13 @@ async def test_retry_after_is_honoured(namespace: Namespace, hooks: Hooks) -> No
         (503, {"Retry-After": "2"}, 0.0) if n == 1 else (200, {}, 0.0)
     )
     store = namespace.store
-    assert store is not None
     await unlock(store, "top10", "m1")
     async with deliverer(namespace):
-        await until(lambda: len(hooks.delivered("busy")) == 1)
+        await eventually(
+            lambda: len(hooks.delivered("busy")) == 1,
+            what="the unlock delivered to /busy",
+            details=hooks.summary,
+        )
     first, second = hooks.on("busy")
     assert (first.status, second.status) == (503, 200)
     assert second.at - first.at >= 2.0  # not the scheduled 0.1 s
@@ -499,10 +536,10 @@ async def test_exhausted_schedule_dead_letters_and_replay_delivers(
     setup(namespace, endpoint("down", hooks.url("down")), schedule_s="0.1, 0.1")
     hooks.answers["down"] = lambda got, n: (500, {}, 0.0)
     store = namespace.store
-    assert store is not None
     uid = await unlock(store, "top10", "m1")
     async with deliverer(namespace):
-        await until(lambda: _dead_count(store, 1))
+        await eventually(lambda: _dead_count(store, 1), what="the job of /down dead-lettered")
+        # not a wait: the window in which an attempt after the dead letter would show up
         await asyncio.sleep(0.5)
         assert [g.status for g in hooks.on("down")] == [500, 500, 500]  # 1 + 2 retries
         (dead,) = await store.webhook_jobs("dead")
@@ -512,7 +549,13 @@ async def test_exhausted_schedule_dead_letters_and_replay_delivers(
         out = kudos(namespace, "webhooks", "replay")
         assert out.returncode == 0, out.stderr
         assert f"down:{uid}" in out.stdout
-        await until(lambda: hooks.delivered("down") == [uid])
+        await eventually(
+            lambda: hooks.delivered("down") == [uid],
+            what="the replayed job delivered to /down",
+            details=hooks.summary,
+        )
+        await eventually(lambda: _no_jobs(store), what="no webhook job left", details=hooks.summary)
+        # not a wait: the window in which a second delivery would show up
         await asyncio.sleep(0.5)
     assert len(hooks.on("down")) == 4
     assert await _no_jobs(store)
@@ -534,12 +577,15 @@ async def test_redelivered_outbox_entries_enqueue_nothing_twice(
     consumer taken over): no second job, webhook, Kafka record or websocket frame."""
     setup(namespace, endpoint("all", hooks.url("all")), lease_s=2.5)
     store = namespace.store
-    assert store is not None
     members = ["m0", "m1", "m2"]
     await store.feed_watch(members, 600)  # so member-channel frames are kept, and countable
     ids = [await unlock(store, "top10", m) for m in members]
     async with deliverer(namespace):
-        await until(lambda: len(hooks.delivered("all")) == 3)
+        await eventually(
+            lambda: len(hooks.delivered("all")) == 3,
+            what="3 unlocks delivered to /all",
+            details=hooks.summary,
+        )
     outbox = store.key("perkbox")
     entries = await store.client.xrange(outbox)
     # every entry again: the group rewound, a copy of each appended, and a dead consumer
@@ -550,7 +596,10 @@ async def test_redelivered_outbox_entries_enqueue_nothing_twice(
     ghost = await store.client.xreadgroup(GROUP, "ghost", {outbox: ">"}, count=4)
     assert len(ghost[0][1]) == 4
     async with deliverer(namespace, seed=8):
-        await until(lambda: _group_idle(store), timeout=30)  # ghost's entries taken over
+        await eventually(  # ghost's entries taken over
+            lambda: _group_idle(store), timeout=30, what="the outbox group idle"
+        )
+        # not a wait: the window in which a second job, webhook or frame would show up
         await asyncio.sleep(0.5)
     assert sorted(hooks.delivered("all")) == sorted(ids)
     assert len(hooks.on("all")) == 3
@@ -559,27 +608,6 @@ async def test_redelivered_outbox_entries_enqueue_nothing_twice(
     for m in members:
         assert await store.client.xlen(store.key("feedlog", f"member:{m}")) == 1
     assert await _no_jobs(store)
-
-
-async def test_fan_out_happens_once_even_when_raced(namespace: Namespace) -> None:
-    """Two deliverers handling the same outbox entry at once: one pushes and makes the jobs."""
-    store = namespace.store
-    assert store is not None
-    uid = unlock_id("top10", "m1")
-    item = (
-        uid,
-        "m1",
-        b'{"as_of":1,"boards":null,"events":[{"event":"perk"}]}',
-        [(f"e:{uid}", {"endpoint": "e", "unlock": uid, "body": "{}"})],
-    )
-    await store.feed_watch(["m1"], 600)
-    results = await asyncio.gather(*(store.fan_out([item, item], time.time()) for _ in range(8)))
-    assert sorted(results, key=len) == [[]] * 7 + [[uid]]
-    assert await store.fan_out([item], time.time()) == []
-    assert await store.fanned_out([uid, "unl_other"]) == {uid}
-    (job,) = await store.webhook_jobs("due")
-    assert job["job"] == f"e:{uid}" and job["attempts"] == "0"
-    assert await store.client.xlen(store.key("feedlog", "member:m1")) == 1
 
 
 async def _group_idle(store: Store) -> bool:
@@ -605,13 +633,15 @@ async def test_killing_and_restarting_kudos_deliver_mid_retry_loses_nothing(
 
     hooks.answers["all"] = answer
     store = namespace.store
-    assert store is not None
     ids = [await unlock(store, "top10", f"m{i}") for i in range(4)]
     log = namespace.home / "deliver.log"
     proc = servers.spawn([sys.executable, "-m", "kudos", "deliver"], log, env=namespace.env())
     try:
-        await until(
-            lambda: all(sum(g.id == u for g in hooks.on("all")) >= 2 for u in ids), timeout=30
+        await eventually(
+            lambda: all(sum(g.id == u for g in hooks.on("all")) >= 2 for u in ids),
+            timeout=30,
+            what="a second attempt of every unlock (one of them stalled in flight)",
+            details=hooks.summary,
         )
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
@@ -621,10 +651,19 @@ async def test_killing_and_restarting_kudos_deliver_mid_retry_loses_nothing(
         hooks.release.set()
         late = await unlock(store, "big", "m9", score=41.0)  # while nobody delivers
         before = len(hooks.requests)
+        # not a wait: the window in which a request from a survivor of the kill would show up
         await asyncio.sleep(1.0)
         assert len(hooks.requests) == before  # nothing was left running
         proc = servers.spawn([sys.executable, "-m", "kudos", "deliver"], log, env=namespace.env())
-        await until(lambda: len(set(hooks.delivered("all"))) == 5, timeout=30)
+        await eventually(
+            lambda: len(set(hooks.delivered("all"))) == 5,
+            timeout=30,
+            what="all 5 unlocks delivered to /all",
+            details=hooks.summary,
+        )
+        await eventually(lambda: _no_jobs(store), what="no webhook job left", details=hooks.summary)
+        await eventually(lambda: _group_idle(store), what="the outbox group idle")
+        # not a wait: the window in which a second 2xx of any unlock would show up
         await asyncio.sleep(1.0)
         assert sorted(hooks.delivered("all")) == sorted([*ids, late])  # each 2xx once
         assert await _no_jobs(store)
@@ -687,8 +726,15 @@ async def test_end_to_end_from_events_to_the_example_receiver(
         def handled() -> list[str]:
             return [line for line in receiver_log.read_text().splitlines() if "unlocked" in line]
 
-        await until(lambda: len(handled()) == 2, timeout=30)
+        await eventually(
+            lambda: len(handled()) == 2,
+            timeout=30,
+            what="the receiver handling both unlocks",
+            details=receiver_log.read_text,
+        )
         await namespace.wait(await namespace.replay(events, envelope=3))  # the whole log again
+        # not a wait: the window in which a second unlock of the same rule would reach the
+        # receiver (unlocked again by the re-sent log, fanned out, delivered)
         await asyncio.sleep(2.0)
         lines = handled()
         assert len(lines) == 2

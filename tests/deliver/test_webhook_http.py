@@ -280,7 +280,7 @@ async def test_a_redirect_is_a_failure_and_its_target_gets_nothing(servers: Serv
     assert f"redirect to {location}" in attempt.error
     assert "redirects are never followed" in attempt.error
     assert len(receiver.requests) == 1
-    await asyncio.sleep(0.1)
+    await asyncio.sleep(0.1)  # not a wait: the window in which a followed redirect would connect
     assert target.connections == 0
 
 
@@ -376,7 +376,7 @@ async def test_loopback_is_refused_in_every_spelling_without_an_allow_list(
     listener = await servers.listener(listen_on)
     attempt = await deliver(f"http://{url_host}:{listener.port}/hook", signed(), BODY)
     assert_refused(attempt, address)
-    await asyncio.sleep(0.05)
+    await asyncio.sleep(0.05)  # not a wait: the window in which a connection would show up
     assert listener.connections == 0
 
 
@@ -386,7 +386,7 @@ async def test_the_allow_list_admits_only_what_it_names(servers: Servers) -> Non
     assert (await deliver(allowed.url(), signed(), BODY, allow=LOOPBACK)).outcome == "delivered"
     attempt = await deliver(f"http://127.0.0.2:{other.port}/hook", signed(), BODY, allow=LOOPBACK)
     assert_refused(attempt, "127.0.0.2")
-    await asyncio.sleep(0.05)
+    await asyncio.sleep(0.05)  # not a wait: the window in which a connection would show up
     assert other.connections == 0
 
 

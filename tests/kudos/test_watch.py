@@ -20,11 +20,13 @@ import pytest
 from websockets.asyncio.server import ServerConnection, serve
 
 from kudos import servers
-from kudos.watch import Options, Watcher, num, parse_channel, watch
+from kudos.watch import Options, watch
+from kudos.watcher import Watcher, num, parse_channel
 from leaderboard.errors import WatchError
 from tests.conftest import Namespace
-from tests.web.live import start_web
-from tests.web.test_push import T0, base_events, climb
+from tests.eventually import eventually
+from tests.web.events import T0, base_events, climb
+from tests.web.live import scrape, start_web, value
 
 ROOT = Path(__file__).resolve().parents[2]
 E = "ep1"
@@ -559,15 +561,25 @@ class Watch:
         return cls(proc)
 
     async def until(self, check: Callable[[str], bool], timeout: float = 30.0) -> str:
-        assert self.proc.stdout is not None
-        async with asyncio.timeout(timeout):
-            while True:
-                raw = await self.proc.stdout.readline()
-                if not raw:
-                    raise AssertionError(f"exited before the line: {self.lines}")
-                self.lines.append(raw.decode().rstrip("\n"))
-                if check(self.lines[-1]):
-                    return self.lines[-1]
+        """Read lines until one satisfies ``check``; that line."""
+        stdout = self.proc.stdout
+        assert stdout is not None
+
+        async def next_line_matches() -> bool:
+            raw = await stdout.readline()
+            if not raw:
+                raise AssertionError(f"exited before the line: {self.lines}")
+            self.lines.append(raw.decode().rstrip("\n"))
+            return check(self.lines[-1])
+
+        await eventually(
+            next_line_matches,
+            timeout=timeout,
+            interval=0,
+            what="a line from `kudos watch` that satisfies the check",
+            details=lambda: f"lines so far: {self.lines}",
+        )
+        return self.lines[-1]
 
     async def finish(self, timeout: float = 30.0) -> tuple[int, list[str], str]:
         """Wait for the exit: (status, every stdout line, stderr)."""
@@ -603,7 +615,16 @@ async def test_watch_against_real_servers(namespace: Namespace) -> None:
         )
         await text.until(lambda s: s.startswith("👤"))
         await js.until(lambda s: '"type":"snapshot"' in s)
-        await asyncio.sleep(1)  # the bot subscribes
+
+        def subscribed() -> bool:  # the bot too: board:all and member:m3, as the text watcher
+            _, samples = scrape(port)
+            boards = value(samples, "kudos_ws_subscriptions", kind="board")
+            members = value(samples, "kudos_ws_subscriptions", kind="member")
+            return (boards, members) == (3, 2)
+
+        await eventually(
+            lambda: asyncio.to_thread(subscribed), what="the chat bot subscribed to its channels"
+        )
 
         # m9 climbs from 10th to 1st in one message
         await namespace.wait(await namespace.replay(climb("m9", "up", 4, T0 + 500), envelope=5))
@@ -628,12 +649,22 @@ async def test_watch_against_real_servers(namespace: Namespace) -> None:
         assert frames[3]["seq"] == frames[2]["seq"] + 1
         assert {"member": "m9", "rank": 1, "score": 53.0} in frames[3]["entered"]
 
-        assert bot.stdout is not None
+        bot_stdout = bot.stdout
+        assert bot_stdout is not None
         said: list[str] = []
         want = {"🏆 m9 reached the top 1 on all at #1", "⚔️ m9 overtook m3 on all"}
-        async with asyncio.timeout(30):
-            while not want <= set(said):
-                said.append((await bot.stdout.readline()).decode().rstrip())
+
+        async def bot_said_it_all() -> bool:
+            said.append((await bot_stdout.readline()).decode().rstrip())
+            return want <= set(said)
+
+        await eventually(
+            bot_said_it_all,
+            timeout=30,
+            interval=0,
+            what=f"the chat bot saying {sorted(want)}",
+            details=lambda: f"it said: {said}",
+        )
         bot.send_signal(signal.SIGINT)
         assert await asyncio.wait_for(bot.wait(), 10) == 0
 

@@ -12,6 +12,7 @@ from aiokafka import AIOKafkaConsumer
 
 from broker.topics import bootstrap
 from tests.conftest import Namespace
+from tests.eventually import eventually
 from tests.oracle import assert_board_equal, compute
 
 pytestmark = pytest.mark.integration
@@ -52,13 +53,21 @@ async def read_dlq(ns: Namespace, n: int) -> list[tuple[bytes, dict[str, bytes]]
     )
     await consumer.start()
     out: list[tuple[bytes, dict[str, bytes]]] = []
+
+    async def enough() -> bool:
+        batch = await consumer.getmany(timeout_ms=1000)
+        for records in batch.values():
+            out.extend((r.value, dict(r.headers)) for r in records)
+        return len(out) >= n
+
     try:
-        while len(out) < n:
-            batch = await consumer.getmany(timeout_ms=10_000)
-            if not batch:
-                break
-            for records in batch.values():
-                out += [(r.value, dict(r.headers)) for r in records]
+        await eventually(
+            enough,
+            timeout=30,
+            interval=0,
+            what=f"{n} dead letters on {ns.settings.broker.dlq_topic}",
+            details=lambda: f"{len(out)} so far",
+        )
     finally:
         await consumer.stop()
     return out
@@ -101,7 +110,7 @@ async def test_malformed_lines_are_dead_lettered_and_good_ones_applied(
     expected = compute(events)
     for board in ("all", "7d", "decayed", "all:physics", "24h:art", "decayed:art"):
         assert_board_equal(board, await namespace.export(board), expected[board])
-    stats = await namespace.store.stats()  # type: ignore[union-attr]
+    stats = await namespace.store.stats()
     assert stats["applied"] == len(events)
     assert stats["invalid"] == len(bad)
     assert stats["total"] == len(events) + len(bad)

@@ -6,7 +6,6 @@ everything in full."""
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import html
 import random
@@ -18,12 +17,13 @@ from typing import Any
 import orjson
 import pytest
 
-from deliver.deliverer import ALERT_HEADER
+from deliver.outbox import ALERT_HEADER
 from leaderboard.bait import FULL, Detector
 from leaderboard.scoring import ScoringRules, contribution
 from leaderboard.settings import BaitSettings, WorkerSettings
 from tests.conftest import DATA, Namespace, configure
 from tests.deliver.test_deliverer import deliverer, read_topic
+from tests.eventually import eventually
 from tests.web.live import LiveClient, start_web
 
 pytestmark = pytest.mark.integration
@@ -106,7 +106,6 @@ def get(port: int, path: str) -> Any:
 async def test_a_campaign_is_throttled_explained_and_alerted(namespace: Namespace) -> None:
     ns = namespace
     store = ns.store
-    assert store is not None
     # small applies and a kill in the middle: the detector's state must follow the fences
     configure(ns, worker=WorkerSettings(max_events_per_apply=40, batch_messages=5))
     events = stream()
@@ -122,7 +121,10 @@ async def test_a_campaign_is_throttled_explained_and_alerted(namespace: Namespac
         await alerts.subscribe("alerts")
         member = await LiveClient.open(port)
         await member.subscribe("member:baiter")
-        await asyncio.sleep(0.3)  # the web process marks the member as watched
+        await eventually(
+            lambda: store.client.zscore(store.key("watched"), "baiter"),
+            what="the web process marking baiter as watched",
+        )
         async with deliverer(ns):
             worker = ns.start_worker()
             first = await ns.replay(events[: len(events) // 2], envelope=10)
@@ -187,7 +189,6 @@ async def test_switched_off_every_comment_counts_in_full(namespace: Namespace) -
     events = stream()
     ns.start_worker()
     await ns.wait(await ns.replay(events, envelope=50))
-    assert ns.store is not None
     assert await ns.store.alerts(10) == []
     full = {m: p + expected(events)[1].get(m, 0) for m, p in expected(events)[0].items()}
     board = {m: round(float(s) * 1000) for _, m, s in await ns.export("all")}

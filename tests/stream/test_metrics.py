@@ -20,6 +20,7 @@ from kudos.http import serve_metrics
 from leaderboard.metrics import WorkerMetrics
 from stream.lag import consumer_lag
 from tests.conftest import Namespace, configure
+from tests.eventually import eventually
 
 T0 = 1_680_000_000
 
@@ -104,7 +105,6 @@ class FakeConsumer:
 @pytest.mark.integration
 async def test_consumer_lag_is_end_offset_minus_next_fenced_offset(namespace: Namespace) -> None:
     store = namespace.store
-    assert store is not None
     topic = namespace.settings.broker.topic
     await store.client.hset(store.key("fence"), mapping={"0": 9, "1": 41})
     metrics = WorkerMetrics()
@@ -137,19 +137,23 @@ def shares(n: int, t0: int) -> list[dict[str, Any]]:
 
 
 async def _scrape_until(port: int, ok: Any, timeout: float = 30.0) -> Samples:
-    deadline = asyncio.get_running_loop().time() + timeout
     last: Samples = {}
-    while True:
+
+    async def satisfied() -> Samples | None:
+        nonlocal last
         try:
             last = await asyncio.to_thread(scrape, port)
         except OSError:
-            pass  # not listening yet
-        else:
-            if ok(last):
-                return last
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"metrics never satisfied the check: {last}")
-        await asyncio.sleep(0.2)
+            return None  # not listening yet
+        return last if ok(last) else None
+
+    return await eventually(
+        satisfied,
+        timeout=timeout,
+        interval=0.2,
+        what="the worker's metrics to satisfy the check",
+        details=lambda: f"last scrape: {last}",
+    )
 
 
 def json_lines(path: Path) -> Iterable[dict[str, Any]]:
@@ -198,7 +202,7 @@ async def test_worker_metrics_after_a_replay(namespace: Namespace) -> None:
         lambda s: caught_up(s) and value(s, "kudos_worker_events_total", outcome="applied") == 600,
     )
     assert value(samples, "kudos_worker_watermark_seconds") == T0 + 1099
-    stats = await namespace.store.stats()  # type: ignore[union-attr]
+    stats = await namespace.store.stats()
     assert stats["applied"] == 600  # one worker: its counters equal the shared ones
 
     namespace.stop_workers()

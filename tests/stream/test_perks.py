@@ -72,12 +72,11 @@ async def test_unlocks_happen_once_through_kills_and_a_full_resend(
         worker=dataclasses.replace(namespace.settings.worker, batch_messages=5),
     )
     store = namespace.store
-    assert store is not None
     worker = namespace.start_worker()
     producing = asyncio.create_task(namespace.replay(events, envelope=4, rate=2000))
     rng = random.Random(11)
     for _ in range(2):  # killed mid-apply: the unlocks and the scores move together or not at all
-        await asyncio.sleep(rng.uniform(1.5, 2.5))
+        await asyncio.sleep(rng.uniform(1.5, 2.5))  # not a wait: a kill at a random moment
         namespace.kill_worker(worker)
         worker = namespace.start_worker()
     await namespace.wait(await producing)
@@ -136,7 +135,6 @@ async def test_ties_at_the_edge_and_exact_thresholds_unlock(
     )
     configure(namespace, perks=PerksSettings(path=str(perks)))
     store = namespace.store
-    assert store is not None
     t = 1_600_000_000
     # 25 members tied at the top (two conversions each, 20 points): all share rank 1
     events: list[object] = [

@@ -35,7 +35,7 @@ async def test_higgs_envelopes_match_the_contract(namespace: Namespace) -> None:
     produced = await namespace.replay(events, envelope=500)
     await namespace.wait(produced)
     await check_boards(namespace, events)
-    stats = await namespace.store.stats()  # type: ignore[union-attr]
+    stats = await namespace.store.stats()
     assert stats["total"] == len(events)
     assert stats["applied"] + stats["ignored"] == len(events)
     assert stats["ignored"] == sum(1 for e in events if e["actor"] == e["target"])
@@ -64,9 +64,9 @@ async def test_mathoverflow_two_workers_four_partitions_with_landmark_moves(
     produced = await namespace.replay(events, envelope=200)
     await namespace.wait(produced)
     await check_boards(namespace, events)
-    fences = await namespace.store.fences()  # type: ignore[union-attr]
+    fences = await namespace.store.fences()
     assert sorted(fences) == [0, 1, 2, 3]
-    _, landmark = await namespace.store.clock()  # type: ignore[union-attr]
+    _, landmark = await namespace.store.clock()
     assert landmark is not None and landmark > int(events[0]["ts"]) + 20 * 86400  # type: ignore[call-overload]
 
 
@@ -80,8 +80,8 @@ async def test_sigkill_three_times_changes_no_score(namespace: Namespace) -> Non
     kills = 0
     fences_at_kill = []
     while kills < 3:
-        await asyncio.sleep(rng.uniform(1.5, 3.0))
-        fences_at_kill.append(sum((await namespace.store.fences()).values()))  # type: ignore[union-attr]
+        await asyncio.sleep(rng.uniform(1.5, 3.0))  # not a wait: a kill at a random moment
+        fences_at_kill.append(sum((await namespace.store.fences()).values()))
         namespace.kill_worker(worker)
         kills += 1
         worker = namespace.start_worker()
@@ -90,7 +90,7 @@ async def test_sigkill_three_times_changes_no_score(namespace: Namespace) -> Non
     # the kills happened while work was in flight, not before or after it
     assert fences_at_kill[-1] < sum(o for o in produced.end_offsets.values())
     await check_boards(namespace, events)
-    stats = await namespace.store.stats()  # type: ignore[union-attr]
+    stats = await namespace.store.stats()
     assert stats["total"] == len(events), stats
 
 
@@ -102,6 +102,6 @@ async def test_resending_every_event_changes_nothing(namespace: Namespace) -> No
     await namespace.wait(await namespace.replay(events, envelope=37))
     after = {b: await namespace.export(b) for b in BOARDS}
     assert after == before
-    stats = await namespace.store.stats()  # type: ignore[union-attr]
+    stats = await namespace.store.stats()
     assert stats["duplicate"] == len(events)
     assert stats["total"] == 2 * len(events)

@@ -24,6 +24,7 @@ from leaderboard.scoring import ScoringRules
 from leaderboard.settings import ScoringSettings
 from stream.app import EXIT_CONFIG
 from tests.conftest import DATA, Namespace, configure
+from tests.eventually import eventually
 from tests.oracle import WEIGHTS, assert_board_equal, compute, read_edges
 from tests.web.live import start_web
 
@@ -55,7 +56,6 @@ async def check_boards(
 async def lose_redis(ns: Namespace) -> None:
     """Every key of the namespace gone, as after a flush or a lost disk (the Valkey server is
     shared with other tests' namespaces, so FLUSHDB itself is not used)."""
-    assert ns.store is not None
     keys = [k async for k in ns.store.client.scan_iter(match=ns.settings.redis.prefix + ":*")]
     await ns.store.client.delete(*keys)
 
@@ -92,7 +92,6 @@ async def test_after_losing_redis_the_rebuild_restores_the_contract(namespace: N
     await check_boards(ns, events)
     # the deliverer's group on the (replaced) alerts outbox exists and starts at its end: a
     # rebuild does not announce past throttles again
-    assert ns.store is not None
     (group,) = await ns.store.client.xinfo_groups(ns.store.key("alerts"))
     assert group["name"] == "deliver" and group["lag"] == 0
     # no shadow namespace is left behind, and the lock is released
@@ -127,7 +126,7 @@ async def poll_reads(port: int, stop: asyncio.Event, seen: list[dict[str, int]])
                 seen.append({e["member"]: round(e["score"] * 1000) for e in page["entries"]})
         except Exception as exc:  # a failed read is what this test looks for
             failures.append(repr(exc))
-        await asyncio.sleep(0.005)
+        await asyncio.sleep(0.005)  # not a wait: paces the reader, which polls throughout
     return failures
 
 
@@ -167,9 +166,12 @@ async def test_rescoring_reports_who_moves_and_switches_without_failed_reads(
     seen: list[dict[str, int]] = []
     reader = asyncio.create_task(poll_reads(port, stop, seen))
     try:
-        await asyncio.sleep(0.3)
+        await eventually(lambda: seen, what="the reader's first read, before the switch")
         out = await asyncio.to_thread(kudos, ns, "rebuild", "--scoring", str(scoring), "--yes")
-        await asyncio.sleep(0.3)
+        # a read begun after the switch: the second one appended from now on (the first may
+        # have been in flight during the switch)
+        switched = len(seen) + 2
+        await eventually(lambda: len(seen) >= switched, what="a read begun after the switch")
     finally:
         stop.set()
         failures = await reader

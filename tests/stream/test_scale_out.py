@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import subprocess
-import time
 import urllib.error
 import urllib.request
 from collections import Counter
@@ -21,6 +20,7 @@ import pytest
 
 from kudos import servers
 from tests.conftest import DATA, Namespace, configure
+from tests.eventually import eventually
 from tests.oracle import assert_board_equal, compute, read_edges
 from tests.web.live import LiveClient, Samples, api_top, scrape, start_web, value
 
@@ -74,22 +74,18 @@ class Recorder:
         await asyncio.gather(self.client.close(), return_exceptions=True)
 
 
-async def eventually(
-    what: str,
-    check: Callable[[], Awaitable[bool]],
-    timeout: float,
-    readers: list[Recorder],
-    diagnose: Callable[[], str] = lambda: "",
-) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
+def reading(
+    check: Callable[[], Awaitable[bool]], readers: list[Recorder]
+) -> Callable[[], Awaitable[bool]]:
+    """``check``, after raising what any reader raised (a gap in seq...): a check for
+    :func:`eventually` that also keeps watching the readers."""
+
+    async def checked() -> bool:
         for r in readers:
             r.check()
-        if await check():
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout} s\n{diagnose()}")
-        await asyncio.sleep(0.1)
+        return await check()
+
+    return checked
 
 
 def api_member(port: int, board: str, member: str) -> dict[str, Any] | None:
@@ -170,9 +166,14 @@ async def test_two_workers_two_webs_one_sigkill(namespace: Namespace) -> None:
             victim_partitions[:] = sorted(lags(m))
             return bool(lags(m)) and value(m, "kudos_worker_events_total", outcome="applied") > 0
 
-        await eventually("the second worker applies events", victim_working, 40, readers, logs)
+        await eventually(
+            reading(victim_working, readers),
+            timeout=40,
+            interval=0.1,
+            what="the second worker applies events",
+            details=logs,
+        )
         assert 0 < len(victim_partitions) < PARTITIONS
-        assert ns.store is not None
         fences_at_kill = await ns.store.fences()
         applied_at_kill = sum(f + 1 for f in fences_at_kill.values())
         ns.kill_worker(victim)
@@ -183,7 +184,13 @@ async def test_two_workers_two_webs_one_sigkill(namespace: Namespace) -> None:
             m = await asyncio.to_thread(worker_metrics, survivor_port)
             return len(lags(m)) == PARTITIONS
 
-        await eventually("the survivor holds every partition", survivor_owns_all, 40, readers, logs)
+        await eventually(
+            reading(survivor_owns_all, readers),
+            timeout=40,
+            interval=0.1,
+            what="the survivor holds every partition",
+            details=logs,
+        )
         # a late subscriber on each web process, mid-stream: its snapshot must be the state the
         # early subscribers reconstructed at the same seq
         for i, port in enumerate(web_ports):
@@ -259,7 +266,13 @@ async def test_two_workers_two_webs_one_sigkill(namespace: Namespace) -> None:
                 out.append(f"{r.name}: {r.client.position} {r.client.tops} {r.client.standing}")
             return "\n".join(out)
 
-        await eventually("subscribers hold the final state", all_current, 20, readers, diagnose)
+        await eventually(
+            reading(all_current, readers),
+            timeout=20,
+            interval=0.1,
+            what="subscribers hold the final state",
+            details=diagnose,
+        )
         for r in readers:
             r.check()
 

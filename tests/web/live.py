@@ -4,10 +4,10 @@ state the protocol promises (docs/protocol.md), checking every frame's sequence 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,6 +19,7 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from kudos import servers
 from tests.conftest import Namespace
+from tests.eventually import eventually
 
 
 def start_web(ns: Namespace, port: int, name: str = "web", **env: str) -> subprocess.Popen[bytes]:
@@ -104,15 +105,22 @@ class LiveClient:
         return reply
 
     async def until(self, check: Callable[[], bool], timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        while not check():
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise AssertionError(f"condition not reached; last frames: {self.frames[-3:]}")
-            try:
-                await self.recv(left)
-            except TimeoutError:
-                continue
+        """Read frames until the state they built satisfies ``check``."""
+
+        async def reached() -> bool:
+            if check():
+                return True
+            with contextlib.suppress(TimeoutError):
+                await self.recv(timeout)
+            return check()
+
+        await eventually(
+            reached,
+            timeout=timeout,
+            interval=0,
+            what="the client's state to satisfy the check",
+            details=lambda: f"last frames: {self.frames[-3:]}",
+        )
 
     def _apply(self, f: dict[str, Any]) -> None:
         kind, ch = f["type"], f.get("channel")

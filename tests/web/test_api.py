@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -15,6 +14,7 @@ import pytest
 from kudos import servers
 from tests import explain_log
 from tests.conftest import Namespace
+from tests.eventually import eventually_sync
 
 pytestmark = pytest.mark.integration
 
@@ -137,7 +137,19 @@ def test_stack_up_down(real_servers: object, tmp_path: Any) -> None:
     finally:
         down = run("down")
     assert down.returncode == 0
-    time.sleep(0.5)
+
+    def gone(stamp: str) -> bool:  # "pid start-time": that process has exited (or is a zombie)
+        status_file = Path(f"/proc/{stamp.split()[0]}/status")
+        try:
+            return "zombie" in status_file.read_text().lower()
+        except FileNotFoundError:
+            return True
+
+    eventually_sync(
+        lambda: all(gone(stamp) for stamp in pids.values()),
+        what="every process of the stack gone",
+        details=lambda: f"still running: {[n for n, st in pids.items() if not gone(st)]}",
+    )
     assert not (tmp_path / "home" / "up.pid").exists()
     for name, stamp in pids.items():  # "pid start-time"
         status_file = Path(f"/proc/{stamp.split()[0]}/status")

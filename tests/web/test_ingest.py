@@ -268,7 +268,6 @@ async def settle(ns: Namespace) -> None:
 
 
 async def board(ns: Namespace, name: str) -> list[tuple[str, float]]:
-    assert ns.store is not None
     entries, _ = await ns.store.page(name, 100, 0)
     return [(e.member, e.score) for e in entries]
 
@@ -331,7 +330,6 @@ async def test_mixed_ndjson_reports_each_bad_line_and_scores_only_the_good(
         assert post(port, MIXED, content_type="application/x-ndjson")[0] == 202
         await settle(namespace)
     assert await board(namespace, "all") == [("frank", 5.0), ("gina", 3.0)]
-    assert namespace.store is not None
     stats = await namespace.store.stats()
     # rejected lines never reached the topic: the worker dead-lettered nothing
     assert (stats["applied"], stats["duplicate"], stats["dead_lettered"]) == (4, 3, 0)

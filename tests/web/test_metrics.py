@@ -3,7 +3,6 @@ websocket clients; the exposition is read with the independent ``prometheus_clie
 
 from __future__ import annotations
 
-import asyncio
 import sys
 import urllib.error
 import urllib.request
@@ -14,6 +13,7 @@ import pytest
 
 from kudos import servers
 from tests.conftest import Namespace
+from tests.eventually import eventually
 from tests.web.live import LiveClient, api_top, scrape, start_web, value
 from web.metrics import path_class
 
@@ -117,19 +117,14 @@ async def test_web_metrics_after_a_replay_and_subscriptions(namespace: Namespace
 
         await board.close()
         await member.close()
-        closed = await _eventually_zero_connections(port)
-        assert closed, "connections gauge did not drop after the clients closed"
+        await eventually(
+            lambda: value(scrape(port)[1], "kudos_ws_connections") == 0,
+            timeout=5,
+            interval=0.1,
+            what="the connections gauge to drop to 0 after the clients closed",
+        )
     finally:
         servers.stop(web)
-
-
-async def _eventually_zero_connections(port: int) -> bool:
-    for _ in range(50):
-        _, samples = scrape(port)
-        if value(samples, "kudos_ws_connections") == 0:
-            return True
-        await asyncio.sleep(0.1)
-    return False
 
 
 @pytest.mark.integration

@@ -152,7 +152,6 @@ async def wait_board(page: Any, entries: list[Entry]) -> None:
 
 
 async def test_live_page(namespace: Namespace, browser: Any) -> None:
-    assert namespace.store is not None
     namespace.start_worker()
     await namespace.wait(await namespace.replay(history(), envelope=50))
     before, _ = await namespace.store.page("all", 20)
