@@ -146,7 +146,7 @@ class WebhooksSettings:
     #: One attempt's limit: connect, send, response (Standard Webhooks recommends 15 to 30 s).
     timeout_s: float = 15.0
     #: Seconds before attempts 2, 3, ... (comma separated, jittered ±20 %); empty: the default
-    #: schedule of leaderboard/webhooks.py (10 attempts over about 3 days).
+    #: schedule of leaderboard/webhooks/schedule.py (10 attempts over about 3 days).
     schedule_s: str = ""
     #: A claimed job goes back to due this long after its deliverer stopped (killed, hung);
     #: longer than ``timeout_s``. Also how long an outbox entry's consumer may stay silent.
