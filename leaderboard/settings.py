@@ -67,6 +67,10 @@ class WorkerSettings:
     #: How far behind its partition's newest event time an event may arrive and still be scored;
     #: ids are de-duplicated for this long (event time). Older events are dead-lettered as late.
     dedupe_horizon_s: int = 7 * 86400
+    #: How far an event's ts may run ahead of its Kafka record's timestamp (seconds); further is
+    #: dead-lettered as ``future`` (and refused by HTTP ingest). The record timestamp is in the
+    #: log, so replays and rebuilds decide the same way; no wall clock is read.
+    max_future_s: float = 300.0
     #: Move the forward-decay landmark after this much event time (2^(t/half-life) must not overflow).
     decay_rebase_after_s: int = 120 * 86400
     #: Consumer-group timeouts. Tansu holds a JoinGroup for the whole rebalance timeout, so a short
@@ -108,6 +112,16 @@ class WebSettings:
     max_messages_per_s: float = 20.0
     #: Websocket connections per web process; more are refused with HTTP 503.
     max_connections: int = 20000
+    #: Websocket connections from one client address at once; more are refused with HTTP 429.
+    max_connections_per_address: int = 100
+    #: A connection that has not authenticated (when ``token`` is set) is closed after this long.
+    auth_timeout_s: float = 5.0
+    #: A connection that follows no channel and sends nothing for this long is closed (1001).
+    idle_timeout_s: float = 300.0
+    #: Comma-separated Host header values the web process answers (with or without the port);
+    #: empty: its own listen address, localhost and 127.0.0.1 when it listens on loopback, any
+    #: host otherwise. Others get 421 (stops DNS rebinding against a loopback stack).
+    allowed_hosts: str = ""
     #: Unsent bytes queued for one client before it is treated as slow (frames are conflated).
     slow_client_bytes: int = 1 << 20
     #: A client slow for this long is closed with 1013 (it can reconnect and resume).
