@@ -22,9 +22,13 @@ MAX_ID = 128
 MAX_TEXT = 2000
 MAX_COMMUNITIES = 8
 MAX_COMMUNITY = 64
-#: Largest accepted event time (unix seconds, year 2200); a far-future ts would move the global
-#: watermark and expire every window, so it is refused rather than trusted.
+#: Largest accepted event time (unix seconds, year 2200), the schema's absolute bound. The bound
+#: that matters is relative: at most ``max_future_s`` ahead of the time the event was recorded
+#: (:func:`future_bound`), since one far-future ts would move the global watermark, expire every
+#: window and jump the decay landmark.
 MAX_TS = 7_258_118_400.0
+#: Reason code of an event too far ahead of its record time (dead letters, HTTP ingest errors).
+FUTURE = "future"
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]")
 _COMMUNITY = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
@@ -131,6 +135,26 @@ def parse_ts(value: Any) -> float:
     if not math.isfinite(ts) or not 0 <= ts <= MAX_TS:
         raise InvalidEvent("bad_ts", f"'ts' {ts!r} is outside 0..{MAX_TS:.0f}")
     return ts
+
+
+def future_bound(recorded: float | None, max_future_s: float) -> float:
+    """The largest ``ts`` accepted for an event recorded at ``recorded`` (unix seconds: its Kafka
+    record's timestamp, or HTTP ingest's clock on receipt).
+
+    A message without a record time (None, or negative: message format v0 of old brokers) has
+    no bound beyond MAX_TS. That is still decided by the log alone, so every replay agrees.
+    """
+    if recorded is None or not recorded >= 0.0:  # (NaN too)
+        return MAX_TS
+    return min(recorded + max_future_s, MAX_TS)
+
+
+def future_detail(ts: float, recorded: float, max_future_s: float, clock: str) -> str:
+    """The readable detail of a ``future`` refusal; ``clock`` names what ``recorded`` is."""
+    return (
+        f"ts {ts:.0f} is {ts - recorded:.1f} s ahead of {clock} ({recorded:.3f}); "
+        f"at most {max_future_s:g} s is accepted (KUDOS_WORKER_MAX_FUTURE_S)"
+    )
 
 
 def parse_event(obj: Any, kinds: Collection[str]) -> Event:

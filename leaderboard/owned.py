@@ -25,6 +25,7 @@ from leaderboard.plan import PartitionState, Plan, StoreState
 @dataclass
 class OwnedPartition:
     fence: int = -1
+    #: the partition's newest time of a scored event (the planner's; ignored events do not move it)
     watermark: float | None = None
     seen: dict[str, float] = field(default_factory=dict)
     dr: dict[tuple[int, str], int] = field(default_factory=dict)
@@ -33,6 +34,8 @@ class OwnedPartition:
     dr_days: dict[int, list[str]] = field(default_factory=dict)
     #: the comment-bait detector (None when the throttle is off); planning advances it in place
     bait: Detector | None = None
+    #: (offset, events applied) of a partly applied envelope after the fence (plan.PartitionState)
+    part: tuple[int, int] | None = None
 
     def add_seen(self, event_id: str, ts: float) -> None:
         self.seen[event_id] = ts
@@ -72,7 +75,7 @@ class OwnedState:
         """A view for the planner (no copies: the planner only reads)."""
         return StoreState(
             {
-                p: PartitionState(o.fence, o.watermark, o.seen, o.dr, o.bait)
+                p: PartitionState(o.fence, o.watermark, o.seen, o.dr, o.bait, o.part)
                 for p, o in self.partitions.items()
             },
             watermark=self.watermark,
@@ -89,6 +92,7 @@ class OwnedState:
         for u in plan.partitions:
             o = self.partitions[u.partition]
             o.fence = u.fence
+            o.part = u.part
             o.watermark = u.watermark
             o.prune(u.seen_cutoff, u.dr_cutoff_day)
         self.landmark = plan.landmark

@@ -12,7 +12,16 @@ Per-partition rules (deterministic because a partition's content and order are):
 - an id seen before is a duplicate and changes nothing, while that earlier occurrence is within the
   dedupe horizon of the partition's newest event time (the rule the store prunes by);
 - an event older than the partition's newest event time minus the horizon is *late*: it cannot be
-  checked against pruned ids, so it is dead-lettered rather than risk a double count.
+  checked against pruned ids, so it is dead-lettered rather than risk a double count;
+- a big envelope comes in pieces (``Message.start``/``ends``) so that no apply is unbounded: until
+  its last piece is applied the fence stays before it and the partition's ``part`` says how many
+  of its events are in, so a redelivered envelope applies exactly the rest;
+- an event more than ``max_future_s`` ahead of its Kafka record's timestamp is from the *future*
+  and dead-lettered: trusted, it would move W (expiring every window), jump the decay landmark
+  (zeroing every decayed board) and make every later event of its partition late. The record
+  time is in the log, so replays and rebuilds decide the same way and no wall clock is read.
+Only scored events move a clock (W, the landmark, the partition's newest time): an ignored event
+(self-interaction, zero-weight kind such as a post announcement) cannot make a later one late.
 Window membership uses the global watermark (the store enforces it again at apply time).
 """
 
@@ -26,7 +35,7 @@ from dataclasses import dataclass, field
 import orjson
 
 from leaderboard.bait import COMMENT_KINDS, ENGAGEMENT_KINDS, FULL, Decision, Detector, group_key
-from leaderboard.events import Event, Rejected
+from leaderboard.events import FUTURE, Event, Rejected, future_bound, future_detail
 from leaderboard.scoring import ALL, DECAYED, ScoringRules, contribution
 
 #: Separator of actor and target in a diminishing-returns counter field; ids never hold control chars.
@@ -44,11 +53,19 @@ class Message:
     partition: int
     offset: int
     items: Sequence[Event | Rejected]
+    #: the Kafka record's timestamp in unix seconds (None: the broker recorded none)
+    record_ts: float | None = None
+    #: a piece of a big envelope (applies stay bounded): the envelope index of ``items[0]``, and
+    #: whether the items run to the envelope's end (only then does the fence reach ``offset``)
+    start: int = 0
+    ends: bool = True
 
 
 @dataclass(frozen=True, slots=True)
 class PartitionState:
     fence: int = -1
+    #: the partition's newest event time of a scored event (lateness and pruning are measured
+    #: from it)
     watermark: float | None = None
     #: id → event time, for the batch's ids that were applied before
     seen: Mapping[str, float] = field(default_factory=dict)
@@ -56,6 +73,8 @@ class PartitionState:
     #: the partition's comment-bait detector (None: the throttle is off). Planning advances it in
     #: place; its changes travel in the plan, and a refused plan makes the worker reload it.
     bait: Detector | None = None
+    #: (offset, n): the message after the fence is partly applied, its first n events
+    part: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +104,9 @@ class PartitionUpdate:
     watermark: float | None
     seen_cutoff: float | None
     dr_cutoff_day: int | None
+    #: the partly applied message (offset, events applied) before and after the plan
+    expected_part: tuple[int, int] | None = None
+    part: tuple[int, int] | None = None
 
 
 @dataclass
@@ -142,8 +164,12 @@ def build_plan(
     *,
     dedupe_horizon_s: int,
     rebase_after_s: int,
+    max_future_s: float,
 ) -> Plan:
-    """Score a batch against ``state`` and aggregate everything it writes into one :class:`Plan`."""
+    """Score a batch against ``state`` and aggregate everything it writes into one :class:`Plan`.
+
+    ``max_future_s``: how far an event's ts may run ahead of its message's ``record_ts``.
+    """
     plan = Plan()
     weights = rules.weights_mp
     period = rules.dr_period_s
@@ -163,7 +189,7 @@ def build_plan(
     ex: dict[tuple[str, str], list[int]] = {}
     withheld = plan.withheld
     floor = math.floor
-    n_invalid = n_late = n_duplicate = n_ignored = n_applied = 0
+    n_invalid = n_late = n_future = n_duplicate = n_ignored = n_applied = 0
     totals, buckets, decayed, explain, posts, stats = (
         plan.totals,
         plan.buckets,
@@ -198,11 +224,23 @@ def build_plan(
         dr_now: dict[tuple[int, str], int] = {}
         batch_ids: dict[str, float] = {}
         new_fence = fence
+        part = new_part = pstate.part
         for m in sorted(by_partition[p], key=lambda m: m.offset):
             if m.offset <= new_fence:
                 continue  # applied before (redelivery after a crash or rebalance)
-            new_fence = m.offset
-            for pos, item in enumerate(m.items):
+            items = m.items
+            if new_part is not None and new_part[0] == m.offset:
+                # the rest of a partly applied envelope: its first events are in already
+                items = items[max(0, new_part[1] - m.start) :]
+                if not items and not m.ends:
+                    continue
+            if m.ends:
+                new_fence, new_part = m.offset, None
+            else:
+                new_part = (m.offset, m.start + len(m.items))
+            not_after = future_bound(m.record_ts, max_future_s)
+            # (pos: the index in the envelope, as dead letters name it)
+            for pos, item in enumerate(items, m.start + len(m.items) - len(items)):
                 if isinstance(item, Rejected):
                     n_invalid += 1
                     plan.dead.append(
@@ -211,6 +249,21 @@ def build_plan(
                     continue
                 ev = item
                 ts = ev.ts
+                if ts > not_after:
+                    # (before the bait detector too: its clock expires idle posts and authors)
+                    assert m.record_ts is not None  # (without one, not_after is MAX_TS)
+                    n_future += 1
+                    plan.dead.append(
+                        DeadLetter(
+                            p,
+                            m.offset,
+                            pos,
+                            _raw(ev),
+                            FUTURE,
+                            future_detail(ts, m.record_ts, max_future_s, "its Kafka record's time"),
+                        )
+                    )
+                    continue
                 if pwm is not None and ts < pwm - dedupe_horizon_s:
                     n_late += 1
                     plan.dead.append(
@@ -235,8 +288,6 @@ def build_plan(
                     continue
                 batch_ids[ev.id] = ts
                 plan.seen.append((p, ts, ev.id))
-                if pwm is None or ts > pwm:
-                    pwm = ts
                 target = ev.target
                 kind = ev.kind
                 row = ex.get((target, kind))
@@ -272,9 +323,12 @@ def build_plan(
                     withheld[gkey] = withheld.get(gkey, 0) + points - kept
                     points = kept
                 n_applied += 1
-                # W advances with applied events (the contract's word; self/zero-weight are not)
+                # W and the partition clock advance with applied events only (the contract's word;
+                # self/zero-weight are not): an ignored event must not make later events late
                 if max_ts is None or ts > max_ts:
                     max_ts = ts
+                if pwm is None or ts > pwm:
+                    pwm = ts
                 row[1] += weight
                 if points == 0:
                     continue
@@ -307,7 +361,7 @@ def build_plan(
         if det is not None:
             plan.alerts.extend(det.take_decisions())
             plan.bait_state.extend((p, t, key, v) for t, key, v in det.take_changes())
-        if new_fence == fence:
+        if new_fence == fence and new_part == part:
             continue
         for (day, f), k in dr_now.items():
             plan.dr[(p, day, f)] = k
@@ -320,6 +374,8 @@ def build_plan(
                 watermark=pwm,
                 seen_cutoff=seen_cutoff,
                 dr_cutoff_day=None if seen_cutoff is None else math.floor(seen_cutoff / period),
+                expected_part=part,
+                part=new_part,
             )
         )
     plan.max_ts = max_ts
@@ -352,6 +408,7 @@ def build_plan(
         ("duplicate", n_duplicate),
         ("invalid", n_invalid),
         ("late", n_late),
+        (FUTURE, n_future),
     ):
         if n:
             stats[name] = n

@@ -149,6 +149,7 @@ def run(
     *,
     dedupe_horizon_s: int,
     rebase_after_s: int,
+    max_future_s: float = 300.0,
     model: Model | None = None,
 ) -> Model:
     """Plan and apply each batch in turn against the state the previous ones produced."""
@@ -162,6 +163,7 @@ def run(
             rules,
             dedupe_horizon_s=dedupe_horizon_s,
             rebase_after_s=rebase_after_s,
+            max_future_s=max_future_s,
         )
         m.apply(plan)
     return m

@@ -16,6 +16,7 @@ from leaderboard.events import (
     Event,
     Rejected,
     decode_message,
+    future_bound,
     parse_event,
     parse_ts,
 )
@@ -225,6 +226,23 @@ def test_parse_ts_huge_integer_is_bad_ts() -> None:
     with pytest.raises(InvalidEvent) as info:
         parse_ts(10**400)
     assert info.value.reason == "bad_ts"
+
+
+@pytest.mark.parametrize(
+    ("recorded", "max_future_s", "bound"),
+    [
+        (1_700_000_000.25, 300.0, 1_700_000_300.25),
+        (0.0, 300.0, 300.0),  # the epoch is a record time
+        (MAX_TS - 10, 300.0, MAX_TS),  # never beyond the schema's bound
+        (None, 300.0, MAX_TS),  # no record time (old brokers): only the schema's bound
+        (-1.0, 300.0, MAX_TS),
+        (math.nan, 300.0, MAX_TS),
+    ],
+)
+def test_future_bound_is_relative_to_the_record_time(
+    recorded: float | None, max_future_s: float, bound: float
+) -> None:
+    assert future_bound(recorded, max_future_s) == bound
 
 
 # ---------------------------------------------------------------------------------------------

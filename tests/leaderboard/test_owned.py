@@ -15,7 +15,12 @@ H = 7 * DAY
 
 def plan(owned: OwnedState, *messages: Message):  # type: ignore[no-untyped-def]
     return build_plan(
-        list(messages), owned.store_state(), RULES, dedupe_horizon_s=H, rebase_after_s=120 * DAY
+        list(messages),
+        owned.store_state(),
+        RULES,
+        dedupe_horizon_s=H,
+        rebase_after_s=120 * DAY,
+        max_future_s=300,
     )
 
 

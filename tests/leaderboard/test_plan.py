@@ -13,6 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from leaderboard.bait import Detector
 from leaderboard.events import Event, Rejected, decode_message
 from leaderboard.plan import (
     SEP,
@@ -34,6 +35,7 @@ WEEK = 7 * DAY
 T0 = 1_341_100_800  # 2012-07-01T00:00:00Z, a UTC day boundary
 D0 = T0 // DAY
 NO_STATE = StoreState({})
+MAX_FUTURE = 300.0
 
 
 def ev(
@@ -48,8 +50,9 @@ def ev(
     return Event(id, float(ts), kind, actor, target, post=post, communities=communities)
 
 
-def msg(partition: int, offset: int, *items: Event | Rejected) -> Message:
-    return Message(partition, offset, tuple(items))
+def msg(partition: int, offset: int, *items: Event | Rejected, at: float | None = None) -> Message:
+    """A message; ``at`` is its Kafka record's timestamp (None: the broker recorded none)."""
+    return Message(partition, offset, tuple(items), at)
 
 
 def plan_of(
@@ -59,8 +62,16 @@ def plan_of(
     *,
     horizon: int = WEEK,
     rebase: int = 120 * DAY,
+    max_future: float = MAX_FUTURE,
 ) -> Plan:
-    return build_plan(list(messages), state, rules, dedupe_horizon_s=horizon, rebase_after_s=rebase)
+    return build_plan(
+        list(messages),
+        state,
+        rules,
+        dedupe_horizon_s=horizon,
+        rebase_after_s=rebase,
+        max_future_s=max_future,
+    )
 
 
 def all_scores(plan: Plan) -> dict[str, int]:
@@ -327,6 +338,101 @@ def test_lateness_follows_the_partition_watermark_inside_the_batch() -> None:
 
 
 # ---------------------------------------------------------------------------------------------
+# event time is bounded by the record's timestamp; ignored events move no clock
+
+YEAR = 365 * DAY
+
+
+@pytest.mark.parametrize(
+    ("recorded", "ts", "outcome"),
+    [
+        (T0, T0 + 300, "applied"),  # exactly the bound
+        (T0, T0 + 301, "future"),
+        (T0, T0 + 300.5, "future"),
+        (T0, T0 + 10 * YEAR, "future"),
+        (T0 + 0.75, T0 + 300.75, "applied"),  # record times have milliseconds
+        (T0, T0 - 30 * DAY, "applied"),  # no bound into the past here (lateness is per partition)
+        # no record timestamp (message format v0, old brokers): only the schema's MAX_TS bounds it
+        (None, T0 + 10 * YEAR, "applied"),
+        (-1.0, T0 + 10 * YEAR, "applied"),
+    ],
+)
+def test_an_event_too_far_ahead_of_its_record_is_dead_lettered_as_future(
+    recorded: float | None, ts: float, outcome: str
+) -> None:
+    plan = plan_of([msg(0, 0, ev("x", "share", "ann", "tom", ts), at=recorded)])
+    assert plan.stats == Counter({outcome: 1})
+    assert plan.partitions[0].fence == 0  # either way the message is done with
+    if outcome == "applied":
+        assert all_scores(plan) == {"tom": 4000} and not plan.dead
+        return
+    assert not plan.totals and not plan.buckets and not plan.decayed and not plan.seen
+    assert plan.max_ts is None and plan.landmark is None
+    assert plan.partitions[0].watermark is None
+    [dead] = plan.dead
+    assert (dead.partition, dead.offset, dead.index, dead.reason) == (0, 0, 0, "future")
+    assert orjson.loads(dead.raw) == ev("x", "share", "ann", "tom", ts).to_json()
+    assert "300" in dead.detail and "record" in dead.detail
+
+
+def test_a_future_event_moves_no_clock_and_what_follows_scores_normally() -> None:
+    landmark = T0 - 10 * DAY
+    state = StoreState(
+        {0: PartitionState(fence=0, watermark=T0)}, watermark=float(T0), landmark=landmark
+    )
+    plan = plan_of(
+        [
+            msg(0, 1, ev("f", "conversion", "eve", "tom", T0 + 10 * YEAR), at=T0 + 30),
+            msg(0, 2, ev("n", "share", "ann", "tom", T0 + 60), at=T0 + 60),
+        ],
+        state,
+    )
+    assert plan.stats == Counter(applied=1, future=1)
+    assert [d.reason for d in plan.dead] == ["future"]
+    assert all_scores(plan) == {"tom": 4000}
+    assert plan.max_ts == float(T0 + 60)
+    assert (plan.landmark, plan.rebase_factor) == (landmark, 1.0)
+    assert plan.partitions[0].watermark == float(T0 + 60)
+    assert {(k[0], k[2]) for k in plan.buckets} == {(0, "1h"), (1, "24h"), (2, "7d")}
+    assert [i for _, _, i in plan.seen] == ["n"]  # the id may still arrive with a sane ts
+
+
+ZERO_LIKE = ScoringRules.from_toml('version = "z"\n[weights]\nlike = 0\nshare = 4\n')
+
+
+@pytest.mark.parametrize(
+    ("ignored", "rules"),
+    [
+        (ev("s", "share", "tom", "tom", T0 + 30 * DAY), RULES),  # a self-interaction
+        (ev("p", "post", "tom", "tom", T0 + 30 * DAY, post="p1"), RULES),  # zero weight, self
+        (ev("z", "like", "ann", "tom", T0 + 30 * DAY), ZERO_LIKE),  # a zero-weight kind
+    ],
+)
+def test_an_ignored_event_far_ahead_does_not_make_later_events_late(
+    ignored: Event, rules: ScoringRules
+) -> None:
+    # its own record says it is not from the future: it is valid, and ignored
+    first = msg(0, 0, ignored, at=ignored.ts)
+    later = msg(0, 1, ev("n", "share", "ann", "tom", T0), at=ignored.ts)
+    for batches in ([[first, later]], [[first], [later]]):
+        model = run(batches, rules, dedupe_horizon_s=WEEK, rebase_after_s=120 * DAY)
+        assert model.stats == Counter(applied=1, ignored=1)
+        assert not model.dead
+        assert model.pwm == {0: float(T0)} and model.wm == float(T0)
+        assert model.totals[("all", "tom")] == 4000
+
+
+def test_a_future_post_never_reaches_the_bait_detector() -> None:
+    det = Detector()
+    state = StoreState({0: PartitionState(bait=det)})
+    far = ev("p", "post", "tom", "tom", T0 + 10 * YEAR, post="p1")
+    plan = plan_of([msg(0, 0, far, at=T0)], state)
+    assert plan.stats == Counter(future=1)
+    assert det.newest == -math.inf and not det.groups  # its clock (idle expiry) did not jump
+    assert not plan.bait_state
+
+
+# ---------------------------------------------------------------------------------------------
 # boards
 
 
@@ -555,7 +661,10 @@ def logs(draw: st.DrawFn, max_messages: int = 14) -> list[Message]:
                 )
                 events[p].append(e)
                 items.append(e)
-        messages.append(Message(p, next_offset[p], tuple(items)))
+        # the record's timestamp: none (old brokers), after the whole log, or in its middle so
+        # that the later events of the message are from the future
+        at = draw(st.sampled_from((None, T0 + SPAN + GRID, T0 + SPAN + GRID, T0 + SPAN // 2)))
+        messages.append(Message(p, next_offset[p], tuple(items), at))
         next_offset[p] += 1
     return messages
 
@@ -621,7 +730,12 @@ def test_replanning_after_apply_is_an_empty_plan(messages: list[Message], start:
     before = (Counter(model.totals), model.board_totals(), Counter(model.stats))
     for again in (messages, messages[start:]):
         plan = build_plan(
-            list(again), model.state(again), RULES, dedupe_horizon_s=HORIZON, rebase_after_s=REBASE
+            list(again),
+            model.state(again),
+            RULES,
+            dedupe_horizon_s=HORIZON,
+            rebase_after_s=REBASE,
+            max_future_s=MAX_FUTURE,
         )
         assert plan.empty
         assert not plan.totals
@@ -749,7 +863,8 @@ def test_self_interactions_and_zero_weight_events_do_not_move_the_watermark() ->
         ]
     )
     assert plan.max_ts == float(T0)
-    assert plan.partitions[0].watermark == float(T0 + 6 * DAY)  # the dedupe horizon still moves
+    # nor the partition's newest time: a later event of T0 - 6 days is not late
+    assert plan.partitions[0].watermark == float(T0)
 
 
 def test_a_duplicate_with_a_future_time_cannot_move_the_landmark() -> None:
