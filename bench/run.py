@@ -9,9 +9,11 @@ JSON to ``bench/results/latest.json``. See ``bench/README.md``.
 Environment:
     BENCH_SCALE          float multiplier of every ingest event count (default 1.0)
     BENCH_PHASES         comma list of phases to run (default:
-                         envelope,single,bare,naive,raw,reads,e2e,fanout); ``--only push`` runs
+                         envelope,single,bare,naive,raw,reads,expiry,e2e,fanout); ``--only push`` runs
                          just e2e,fanout (``make bench-push``); their knobs: bench/push.py
     BENCH_READ_MEMBERS   members of the read-benchmark board (default 1,000,000)
+    BENCH_EXPIRY_MEMBERS members of the namespace whose watermark jumps a week (default 1,000,000;
+                         ``--only expiry`` runs just that phase)
     BENCH_PROFILE        1 = after the measured phases, profile the envelope worker with py-spy for
                          BENCH_PROFILE_SECONDS (default 15) seconds; 0 = never; default: when py-spy
                          is installed
@@ -25,6 +27,7 @@ import argparse
 import asyncio
 import collections
 import contextlib
+import dataclasses
 import itertools
 import json
 import math
@@ -43,6 +46,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer
+from redis.exceptions import ResponseError
 
 from bench import faust_apps
 from broker.formats import Item, open_input, read_items
@@ -52,6 +56,7 @@ from kudos import servers
 from leaderboard.scoring import ScoringRules
 from leaderboard.settings import Settings, load_settings, settings_env
 from leaderboard.store import Store
+from stream.processor import Processor, Raw
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -61,13 +66,15 @@ HIGGS_LINES = 563_069
 #: Higgs spans 2012-07-01..07 (604,621 s); a repeated pass is shifted by a week so time moves on.
 HIGGS_REPEAT_SHIFT_S = 7 * 86400
 
-ALL_PHASES = ("envelope", "single", "bare", "naive", "raw", "reads", "e2e", "fanout")
+ALL_PHASES = ("envelope", "single", "bare", "naive", "raw", "reads", "expiry", "e2e", "fanout")
 #: ``--only GROUP``: a named set of phases (and no profile)
-GROUPS = {"push": ("e2e", "fanout")}
+GROUPS = {"push": ("e2e", "fanout"), "expiry": ("expiry",)}
 ENVELOPE_TARGET = 100_000.0
 SINGLE_VS_BARE_TARGET = 0.7
 TOP100_P99_TARGET_MS = 5.0
 RANK_P99_TARGET_MS = 2.0
+#: the longest Lua call while a 1M-member namespace's watermark jumps a week
+EXPIRY_CALL_TARGET_MS = 50.0
 
 PARTITIONS = 4
 POLL_S = 0.01
@@ -145,6 +152,12 @@ class PhaseError(RuntimeError):
     pass
 
 
+def _is_eval(command: bytes | str) -> bool:
+    """A SLOWLOG entry of a Lua call (EVAL, EVALSHA), not of a command run inside one."""
+    text = command.decode(errors="replace") if isinstance(command, bytes) else command
+    return text[:4].upper() == "EVAL"
+
+
 def _fmt_cmds(cmds: dict[str, Any]) -> str:
     main = cmds["top"].get(cmds["main"])
     if not main:
@@ -171,12 +184,14 @@ class Bench:
         profile_s: float,
         read_members: int,
         higgs: Path,
+        expiry_members: int = 1_000_000,
     ) -> None:
         self.scale = scale
         self.phases = phases
         self.profile = profile
         self.profile_s = profile_s
         self.read_members = read_members
+        self.expiry_members = expiry_members
         self.higgs = higgs
         self.run_id = datetime.now(UTC).strftime("%Y%m%d%H%M%S")
         self.redis_port = 0
@@ -679,6 +694,166 @@ class Bench:
             "raw": str(raw_out.relative_to(ROOT)),
         }
 
+    # -- expiry: a week-long jump of W on a big namespace --------------------------------------
+
+    async def fill_week(self, store: Store, w0: int, landmark: int) -> int:
+        """Write a namespace as a week of the worker's applies would leave it, directly (pipelined
+        ZADDs): every member scored once at a random time of the week up to ``w0``, so it is on
+        ``all``, ``decayed`` and ``7d`` and in one bucket of each window it is live in. Rows
+        written to buckets (what expiring them all has to subtract)."""
+        rules = store.rules
+        rng = random.Random(7)
+        half_life = rules.half_life_s
+        pipe = store.client.pipeline(transaction=False)
+        chunk = 10_000
+        bucket_rows = 0
+        for start in range(0, self.expiry_members, chunk):
+            members = [
+                f"user{i:07d}" for i in range(start, min(start + chunk, self.expiry_members))
+            ]
+            ts = [w0 - rng.randrange(7 * 86400) for _ in members]
+            mp = [1000 * rng.choice((1, 1, 1, 2, 2, 4, 10)) for _ in members]
+            pipe.zadd(store.key("board", "all"), dict(zip(members, mp, strict=True)))
+            pipe.zadd(
+                store.key("board", "decayed"),
+                {
+                    u: v * 2.0 ** ((t - landmark) / half_life)
+                    for u, t, v in zip(members, ts, mp, strict=True)
+                },
+            )
+            for w in rules.windows:
+                cut = w.cutoff(w0)
+                board: dict[str, int] = {}
+                per_bucket: dict[int, dict[str, int]] = collections.defaultdict(dict)
+                for u, t, v in zip(members, ts, mp, strict=True):
+                    i = math.floor(t / w.bucket_s)
+                    if i > cut:
+                        board[u] = v
+                        per_bucket[i][u] = v
+                if board:
+                    pipe.zadd(store.key("board", w.name), board)
+                for i, rows in per_bucket.items():
+                    pipe.zadd(store.key("bucket", f"{w.name}|{i}"), rows)
+                    pipe.zadd(store.key("buckets", w.name), {f"{w.name}|{i}": i})
+                    bucket_rows += len(rows)
+            await pipe.execute()
+        pipe.sadd(store.key("boards"), "all", "decayed", *(w.name for w in rules.windows))
+        pipe.sadd(store.key("decayed_boards"), store.key("board", "decayed"))
+        pipe.mset({store.key("wm"): str(w0), store.key("landmark"): str(landmark)})
+        await pipe.execute()
+        return bucket_rows
+
+    async def expiry(self, name: str) -> dict[str, Any]:
+        """A namespace of ``expiry_members`` members whose events span the last week, then one
+        batch a week (and an hour) later through the real apply path (Processor → Store): every
+        bucket of every window expires and, as the landmark is 115 days old, every decayed board
+        is rescaled. Once with no bound on the rows per Lua call (the whole jump in one call, as
+        before the bound existed) and once with the default bound; the longest Lua call from
+        SLOWLOG, and page reads of ``7d`` taken meanwhile."""
+        settings, _ = self.settings(name)
+        rules = ScoringRules.load(settings.scoring.path or None)
+        w0 = 1_341_705_600  # 2012-07-08, the end of the Higgs week
+        landmark = w0 - 115 * 86400  # the default rebase is after 120 days: the jump moves it
+        default_bound = settings.worker.max_maintenance_rows_per_call
+        out: dict[str, Any] = {"members": self.expiry_members}
+        for label, bound in (("unbounded", 0), ("bounded", default_bound)):
+            await self.fresh_db(settings)
+            out[label] = await self.expiry_jump(settings, rules, label, bound, w0, landmark)
+        return out
+
+    async def expiry_jump(
+        self,
+        settings: Settings,
+        rules: ScoringRules,
+        label: str,
+        bound: int,
+        w0: int,
+        landmark: int,
+    ) -> dict[str, Any]:
+        jump_ts = w0 + 7 * 86400 + 3600
+        # (redis-py's default 5 s read timeout would cut the unbounded call short)
+        url = settings.redis.url + "?socket_timeout=600"
+        store = Store.connect(url, settings.redis.prefix, rules)
+        reader = Store.connect(url, settings.redis.prefix, rules)
+        r = store.client
+        try:
+            t = time.perf_counter()
+            bucket_rows = await self.fill_week(store, w0, landmark)
+            say(
+                f"  [{label}] filled {self.expiry_members:,} members ({bucket_rows:,} bucket "
+                f"rows) in {time.perf_counter() - t:.1f} s"
+            )
+            worker = dataclasses.replace(settings.worker, max_maintenance_rows_per_call=bound)
+
+            async def no_dead_letters(_: object) -> None:
+                return None
+
+            proc = Processor(store, rules, worker, no_dead_letters)
+            batch = [
+                {"id": f"jump{j}", "ts": jump_ts, "kind": "like", "actor": f"fan{j}",
+                 "target": f"user{j:07d}"}
+                for j in range(100)
+            ]  # fmt: skip
+            raw = Raw(0, 0, json.dumps(batch).encode(), float(jump_ts))
+            await store.load_partitions([0], proc.owned)  # (not timed: no Lua)
+            await r.config_set("slowlog-max-len", 100_000)
+            # 1 ms: every call that matters; 0 would also log each command run inside Lua
+            await r.config_set("slowlog-log-slower-than", 1000)
+            await r.slowlog_reset()
+            lat: list[float] = []
+            busy: list[str] = []
+            done = asyncio.Event()
+
+            async def read_meanwhile() -> None:
+                while not done.is_set():
+                    t0 = time.perf_counter()
+                    try:
+                        await reader.page("7d", 10)
+                    except ResponseError as exc:  # BUSY: a script has run for 5 s already
+                        busy.append(str(exc)[:40])
+                        await asyncio.sleep(0.01)
+                        continue
+                    lat.append((time.perf_counter() - t0) * 1000)
+
+            await reader.page("7d", 10)  # its connection is made before Redis is busy
+
+            readers = asyncio.create_task(read_meanwhile())
+            t = time.perf_counter()
+            await proc.process([raw])
+            wall = time.perf_counter() - t
+            done.set()
+            await readers
+            slow = await r.slowlog_get(100_000)
+            await r.config_set("slowlog-log-slower-than", 10_000)
+            calls = [e["duration"] / 1000 for e in slow if _is_eval(e["command"])]
+            wm, lm = await store.clock()
+            if wm != jump_ts or lm == landmark or await r.zcard(store.key("board", "7d")) != 100:
+                raise PhaseError(f"expiry: the jump did not apply (W {wm}, L {lm})")
+            lat.sort()
+            res = {
+                "bound_rows": bound,
+                "bucket_rows": bucket_rows,
+                "lua_calls": len(store.apply_work),
+                "rows": sum(store.apply_work),
+                "longest_call_ms": max(calls, default=0.0),
+                "calls_over_1ms": len(calls),
+                "wall_s": wall,
+                "reads": len(lat),
+                "read_max_ms": lat[-1] if lat else None,
+                "read_p99_ms": quantile(lat, 0.99) if lat else None,
+                "read_busy_errors": len(busy),
+            }
+            say(
+                f"  [{label}] bound {bound or 'none'}: {res['lua_calls']:,} Lua calls, "
+                f"{res['rows']:,} rows expired/rescaled in {wall:.1f} s; longest call "
+                f"{res['longest_call_ms']:.1f} ms; {len(lat):,} page reads meanwhile, max "
+                f"{res['read_max_ms'] or 0:.1f} ms, {len(busy):,} refused as BUSY"
+            )
+            return res
+        finally:
+            await store.close()
+            await reader.close()
+
     # -- driver ------------------------------------------------------------------------------
 
     async def phase(
@@ -728,6 +903,11 @@ class Bench:
                 "reads",
                 f"reads on a {self.read_members:,}-member board",
                 lambda: self.reads("reads"),
+            ),
+            (
+                "expiry",
+                f"the watermark of a {self.expiry_members:,}-member namespace jumps a week",
+                lambda: self.expiry("expiry"),
             ),
         ]
         for name, title, fn in plan:
@@ -959,6 +1139,23 @@ def build_rows(b: Bench) -> list[dict[str, Any]]:
             )
     elif "reads" in err:
         row("reads", None, "ms", detail="ERROR: " + err["reads"].splitlines()[0][:120])
+    if "expiry" in r:
+        x = r["expiry"]
+        for label in ("unbounded", "bounded"):
+            s = x[label]
+            bound = f"bound {s['bound_rows']:,} rows" if s["bound_rows"] else "no bound"
+            row(
+                f"expiry.{label} longest Lua call",
+                s["longest_call_ms"],
+                "ms",
+                f"<= {EXPIRY_CALL_TARGET_MS:g}" if label == "bounded" else "",
+                s["longest_call_ms"] <= EXPIRY_CALL_TARGET_MS if label == "bounded" else None,
+                f"{bound}: {s['lua_calls']:,} calls, {s['rows']:,} rows in {s['wall_s']:.1f} s; "
+                f"7d page read max {s['read_max_ms'] or 0:.1f} ms ({s['read_busy_errors']:,} "
+                f"BUSY); {x['members']:,} members",
+            )
+    elif "expiry" in err:
+        row("expiry", None, "ms", detail="ERROR: " + err["expiry"].splitlines()[0][:120])
     from bench import push
 
     push.add_rows(r, err, row)
@@ -1078,6 +1275,7 @@ def main(argv: list[str] | None = None) -> int:
         profile=args.profile,
         profile_s=float(os.environ.get("BENCH_PROFILE_SECONDS", "15")),
         read_members=int(os.environ.get("BENCH_READ_MEMBERS", "1000000")),
+        expiry_members=int(os.environ.get("BENCH_EXPIRY_MEMBERS", "1000000")),
         higgs=higgs,
     )
     from bench import push
@@ -1117,6 +1315,7 @@ def main(argv: list[str] | None = None) -> int:
             "single_vs_bare_faust": SINGLE_VS_BARE_TARGET,
             "top100_p99_ms": TOP100_P99_TARGET_MS,
             "rank_p99_ms": RANK_P99_TARGET_MS,
+            "expiry_longest_call_ms": EXPIRY_CALL_TARGET_MS,
             **push.targets(),
         },
         "rows": rows,

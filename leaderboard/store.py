@@ -4,6 +4,9 @@ Keys (all under ``<prefix>:``; nothing else in Kudos builds a key string):
 
 ====================  ======  ===========================================================
 ``fence``             hash    partition → last applied offset (the exactly-once fence)
+``fencepart``         hash    partition → "<offset>:<n>": the message after the fence is a big
+                              envelope applied in pieces, its first n events so far (written
+                              and deleted with the fence)
 ``pwm``               hash    partition → newest event time applied in that partition
 ``wm``                string  global watermark W (largest event time applied)
 ``landmark``          string  forward-decay landmark L (unix seconds, whole days)
@@ -12,6 +15,9 @@ Keys (all under ``<prefix>:``; nothing else in Kudos builds a key string):
 ``buckets:<window>``  zset    "<board>|<i>" → i, the live buckets of one window (for expiry)
 ``boards``            set     every board id that has ever had a member
 ``decayed_boards``    set     keys of the decayed boards (rescaled when L moves)
+``rescale``           hash    a landmark move under way: to (the new L), factor, prune, and
+                              c:<board> → ZSCAN cursor of each decayed board not copied yet
+``rescaled:<id>``     zset    decayed board <id> rescaled to the new L (swapped in when complete)
 ``seen:<p>``          zset    event id → ts; pruned at partition watermark − dedupe horizon
 ``dr:<p>:<day>``      hash    "actor␟target" → scored events that day (diminishing returns)
 ``drdays:<p>``        zset    days that have a ``dr`` hash (for pruning)
@@ -26,7 +32,7 @@ Keys (all under ``<prefix>:``; nothing else in Kudos builds a key string):
                               ALERTS_MAXLEN; ``GET /api/alerts`` and the deliverer's outbox
                               (group ``deliver``: topic ``bait-alerts`` and the websocket)
 ``alertfanout``       hash    alert id → unix time ``kudos deliver`` fanned it out
-``stats``             hash    applied / ignored / duplicate / invalid / late event counts
+``stats``             hash    applied / ignored / duplicate / invalid / late / future event counts
 ``changes``           hash    board → change counter, bumped by every apply that touches it (live feed)
 ``feedepoch``         string  the live feed's epoch; a new one means the feed history is gone
 ``feed:<channel>``    hash    seq, src (change counter at the last publish), snap (published state)
@@ -69,9 +75,10 @@ layout, which changes every key name at once; splitting it before would move eac
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import time
-from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any, NamedTuple, cast
@@ -101,6 +108,8 @@ from leaderboard.plan import DECAY_PRUNE_MP, Plan
 from leaderboard.ranking import Entry, competition_ranks, percentile
 from leaderboard.scoring import DECAYED, ScoringRules, decayed_value, format_mp
 
+log = logging.getLogger(__name__)
+
 #: Bait alerts kept in the ``alerts`` stream (``GET /api/alerts``, the deliverer's outbox), about.
 ALERTS_MAXLEN = 100_000
 #: The outbox streams ``kudos deliver`` fans out: perk unlocks and bait alerts, and its group.
@@ -110,7 +119,7 @@ PERK_MARKS = "perkfanout"
 ALERT_MARKS = "alertfanout"
 OUTBOX_GROUP = "deliver"
 ALERTS = "alerts"
-STAT_FIELDS = ("applied", "ignored", "duplicate", "invalid", "late")
+STAT_FIELDS = ("applied", "ignored", "duplicate", "invalid", "late", "future")
 #: Attempts kept in the webhook attempts log (``wh:log``), about.
 WEBHOOK_LOG_MAXLEN = 10_000
 
@@ -128,8 +137,8 @@ _SWITCH_LUA = resources.files("leaderboard").joinpath("lua/switch.lua").read_tex
 #: from the log (and the alerts outbox, whose consumer group the switch recreates). The others are
 #: serving state and stay: the live feed, perk unlocks and delivery, ``changes``, ``meta``.
 REBUILT_FAMILIES = (
-    "fence", "pwm", "wm", "landmark", "board", "bucket", "buckets", "boards", "decayed_boards",
-    "seen", "dr", "drdays", "explain", "posts", "stats", "bait", "throttle", "withheld", "alerts",
+    "fence", "fencepart", "pwm", "wm", "landmark", "board", "bucket", "buckets", "boards", "decayed_boards",
+    "rescale", "rescaled", "seen", "dr", "drdays", "explain", "posts", "stats", "bait", "throttle", "withheld", "alerts",
 )  # fmt: skip
 
 
@@ -182,6 +191,18 @@ def _num(x: float | None) -> str:
     if x == int(x):
         return str(int(x))
     return repr(x)
+
+
+def _part(text: str | None) -> tuple[int, int] | None:
+    """A ``fencepart`` value: (offset, events applied), or None."""
+    if not text:
+        return None
+    offset, _, n = text.partition(":")
+    return int(offset), int(n)
+
+
+def _part_text(part: tuple[int, int] | None) -> str:
+    return "" if part is None else f"{part[0]}:{part[1]}"
 
 
 def _log_entries(raw: list[Any]) -> list[tuple[int, str]]:
@@ -320,6 +341,11 @@ class Store:
         self._webhook_replay = client.register_script(_WEBHOOK_REPLAY_LUA)
         self._switch = client.register_script(_SWITCH_LUA)
         self._sha: str | None = None
+        #: board rows each Lua call of the latest apply expired or rescaled (several calls when
+        #: it had to do that in steps, see :meth:`send_apply`)
+        self.apply_work: list[int] = []
+        #: awaited between those calls (tests read the boards there)
+        self.between_apply_calls: Callable[[], Awaitable[None]] | None = None
 
     @classmethod
     def connect(
@@ -369,6 +395,7 @@ class Store:
         pipe.hmget(self.key("fence"), parts)
         pipe.hmget(self.key("pwm"), parts)
         pipe.mget(self.key("wm"), self.key("landmark"), self.key("generation"))
+        pipe.hmget(self.key("fencepart"), parts)
         for p in parts:
             pipe.zrange(self.key("seen", p), 0, -1, withscores=True)
             pipe.zrange(self.key("drdays", p), 0, -1)
@@ -377,8 +404,8 @@ class Store:
                 for table in BAIT_TABLES:
                     pipe.hgetall(self.key("bait", table, p))
         res = await pipe.execute()
-        tables_at = 3 + 2 * len(parts)
-        fences, pwms, (wm, landmark, generation) = res[0], res[1], res[2]
+        tables_at = 4 + 2 * len(parts)
+        fences, pwms, (wm, landmark, generation), fparts = res[0], res[1], res[2], res[3]
         if int(generation or 0) != owned.generation:
             # a rebuild switched the namespace: every partition held from before is stale
             owned.partitions.clear()
@@ -390,8 +417,9 @@ class Store:
             o = OwnedPartition(
                 fence=int(fences[j]) if fences[j] is not None else -1,
                 watermark=float(pwms[j]) if pwms[j] is not None else None,
+                part=_part(fparts[j]),
             )
-            for event_id, ts in res[3 + 2 * j]:
+            for event_id, ts in res[4 + 2 * j]:
                 o.add_seen(event_id, ts)
             if bait is not None:
                 at = tables_at + j * len(BAIT_TABLES)
@@ -399,7 +427,7 @@ class Store:
                     dict(zip(BAIT_TABLES, res[at : at + len(BAIT_TABLES)], strict=True)), bait
                 )
             owned.partitions[p] = o
-            day_lists.append((p, res[4 + 2 * j]))
+            day_lists.append((p, res[5 + 2 * j]))
         pipe = self.client.pipeline(transaction=False)
         queued: list[tuple[int, int]] = []
         for p, days in day_lists:
@@ -411,7 +439,7 @@ class Store:
             for f, k in counters.items():
                 o.set_dr(day, f, int(k))
 
-    def _argv(self, plan: Plan) -> list[str]:
+    def _argv(self, plan: Plan, max_rows: int) -> list[str]:
         argv: list[str] = [self.prefix, self.scoring_id, str(plan.generation)]
         argv.append(str(len(plan.partitions)))
         add = argv.append
@@ -425,10 +453,12 @@ class Store:
                     _num(u.watermark),
                     _num(u.seen_cutoff),
                     _num(u.dr_cutoff_day),
+                    _part_text(u.expected_part),
+                    _part_text(u.part),
                 )
             )
         ext((_num(plan.expected_landmark), _num(plan.landmark), repr(plan.rebase_factor)))
-        ext((_num(plan.max_ts), repr(DECAY_PRUNE_MP)))
+        ext((_num(plan.max_ts), repr(DECAY_PRUNE_MP), str(max_rows)))
         windows = self.rules.windows
         add(str(len(windows)))
         for w in windows:
@@ -508,17 +538,22 @@ class Store:
             ]
             argv += cands
 
-    async def send_apply(self, plan: Plan) -> Awaitable[float | None]:
+    async def send_apply(self, plan: Plan, max_rows: int = 0) -> Awaitable[float | None]:
         """Send ``plan``'s apply call and return once it is on the wire, with an awaitable for
         its outcome: the watermark after it, or StoreConflict if a fence or the landmark moved
-        since the plan's state was read (nothing was written then).
+        since the plan's state was read (nothing of the plan was written then).
 
         The worker plans the next chunk while Redis runs this one. Calls are sent in order on
         one connection each, and the fence check makes any reordering harmless anyway.
+
+        ``max_rows`` bounds the board rows one Lua call expires or rescales (0: no bound): when
+        the plan moves W far (many buckets leave the windows) or moves the decay landmark, the
+        script does that work in steps, answering "more" until it has applied the plan, and the
+        outcome repeats the call (readers see exact boards in between; see ``lua/apply.lua``).
         """
         if plan.empty:
             return _done(None)
-        argv = self._argv(plan)
+        argv = self._argv(plan, max_rows)
         if self._sha is None:
             self._sha = await self.client.script_load(_APPLY_LUA)
         pool = self.client.connection_pool
@@ -538,6 +573,18 @@ class Store:
                 res = await self._apply(keys=[self.key("fence")], args=argv)
             finally:
                 await pool.release(conn)
+            self.apply_work = [int(res[-1])] if res[0] in ("ok", "more") else []
+            while res[0] == "more":
+                if self.between_apply_calls is not None:
+                    await self.between_apply_calls()
+                res = await self._apply(keys=[self.key("fence")], args=argv)
+                self.apply_work.append(int(res[-1]) if res[0] in ("ok", "more") else 0)
+            if len(self.apply_work) > 1:
+                log.info(
+                    "apply took %d calls to expire or rescale %d board rows first",
+                    len(self.apply_work),
+                    sum(self.apply_work),
+                )
             if res[0] != "ok":
                 if res[1] == "scoring":
                     raise ScoringVersionMismatch(str(res[2]), self.scoring_id)
@@ -626,13 +673,32 @@ class Store:
 
     # -- reads -----------------------------------------------------------------------------
 
-    async def boards(self) -> list[str]:
-        names = cast("set[str]", await self.client.smembers(self.key("boards")))
+    async def boards(self, cursor: int = 0, limit: int = 100) -> tuple[list[tuple[str, int]], int]:
+        """One page of the boards that exist, with their sizes, and the cursor of the next page
+        (0: this was the last). The first page starts with the base boards; community boards
+        follow in ``SSCAN`` order, sorted within the page. Each page costs about ``limit``
+        reads whatever the number of boards (``SSCAN`` with ``COUNT``, one pipelined
+        ``ZCARD`` each); a board made while paging may be missed or listed twice (SSCAN's own
+        guarantee), never a board that existed throughout."""
         base = {b: i for i, b in enumerate(self.rules.base_boards)}
-        names |= set(self.rules.base_boards)
-        return sorted(
-            names, key=lambda b: (":" in b, b.partition(":")[2], base.get(b.partition(":")[0], 99))
+        names: set[str] = set()
+        nxt = cursor
+        while True:
+            nxt, found = await self.client.sscan(self.key("boards"), nxt, count=limit)
+            names.update(cast("list[str]", found))
+            if nxt == 0 or len(names) >= limit:
+                break
+        names -= set(base)
+        ordered = sorted(
+            names, key=lambda b: (b.partition(":")[2], base.get(b.partition(":")[0], 99))
         )
+        if cursor == 0:
+            ordered = list(self.rules.base_boards) + ordered
+        pipe = self.client.pipeline(transaction=False)
+        for b in ordered:
+            pipe.zcard(self.key("board", b))
+        sizes = await pipe.execute()
+        return list(zip(ordered, (int(n) for n in sizes), strict=True)), int(nxt)
 
     async def clock(self) -> tuple[float | None, int | None]:
         """(watermark, landmark)."""
@@ -721,7 +787,7 @@ class Store:
     async def stats(self) -> dict[str, int]:
         raw = cast("dict[str, str]", await self.client.hgetall(self.key("stats")))
         out = {f: int(raw.get(f, 0)) for f in STAT_FIELDS}
-        out["dead_lettered"] = out["invalid"] + out["late"]
+        out["dead_lettered"] = out["invalid"] + out["late"] + out["future"]
         out["total"] = sum(out[f] for f in STAT_FIELDS)
         return out
 
@@ -922,6 +988,17 @@ class Store:
         if board in self.rules.base_boards:
             return True
         return bool(await self.client.sismember(self.key("boards"), board))
+
+    async def member_known(self, member: str) -> bool:
+        """Whether ``member`` was ever seen, as :meth:`explanation` decides it (explain data, or
+        a place on a base board; a community board's members are on its base board too). Reads
+        only: a live channel is opened for known members alone, so clients cannot make keys."""
+        pipe = self.client.pipeline(transaction=False)
+        pipe.exists(self.key("explain", member))
+        for b in self.rules.base_boards:
+            pipe.zscore(self.key("board", b), member)
+        found = await pipe.execute()
+        return bool(found[0]) or any(s is not None for s in found[1:])
 
     async def feed_log(self, channel: str, after_seq: int, limit: int) -> list[tuple[int, str]]:
         """Retained frames of a channel after ``after_seq`` (for a resuming client)."""

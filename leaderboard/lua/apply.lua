@@ -1,6 +1,8 @@
 -- Apply one batch plan atomically (see leaderboard/plan.py and leaderboard/store.py).
 -- Everything the batch writes, its partition fences and the global watermark change together, or
 -- nothing does: a fence that moved since planning (another worker, a redelivery) aborts the call.
+-- Expiry and rescaling that a jump of W or a landmark move needs run first, in bounded steps
+-- (section 2): a call that leaves some returns 'more' without writing the batch, and is repeated.
 -- ARGV is a flat list of sections, each "count, then count records"; store.py builds it.
 local prefix = ARGV[1]
 local i = 4
@@ -29,6 +31,7 @@ local function push(groups, key, a, b)
 end
 
 local K_FENCE = prefix .. ':fence'
+local K_FENCEPART = prefix .. ':fencepart'
 local K_PWM = prefix .. ':pwm'
 local K_WM = prefix .. ':wm'
 local K_LANDMARK = prefix .. ':landmark'
@@ -38,61 +41,240 @@ local np = tonumber(nxt())
 local parts = {}
 for j = 1, np do
   local p, expected, fence, pwm, seen_cut, dr_cut = nxt(), nxt(), nxt(), nxt(), nxt(), nxt()
+  -- "<offset>:<n>" of a big envelope applied in pieces ('' none): guarded and moved like the fence
+  local expected_part, part = nxt(), nxt()
   local cur = redis.call('HGET', K_FENCE, p) or '-1'
   if cur ~= expected then return {'conflict', 'fence', p, cur} end
-  parts[j] = {p, fence, pwm, seen_cut, dr_cut}
+  local cur_part = redis.call('HGET', K_FENCEPART, p) or ''
+  if cur_part ~= expected_part then return {'conflict', 'fencepart', p, cur_part} end
+  parts[j] = {p, fence, pwm, seen_cut, dr_cut, part}
 end
 local expected_landmark, landmark, factor = nxt(), nxt(), nxt()
 local cur_landmark = redis.call('GET', K_LANDMARK) or ''
-if cur_landmark ~= expected_landmark then return {'conflict', 'landmark', cur_landmark} end
-
--- 2. watermark W = the largest event time applied so far, across partitions and workers
-local max_ts = nxt()
+-- the plan's decayed values are stored against its landmark: the one it read, or the one it moved
+-- to when a rescale to exactly that landmark finished meanwhile (by this plan's earlier calls)
+if cur_landmark ~= expected_landmark and cur_landmark ~= landmark then
+  return {'conflict', 'landmark', cur_landmark}
+end
+local max_ts, prune_below = nxt(), nxt()
+-- maintenance bound: board rows one call may expire or rescale (0: no bound); see below
+local budget = tonumber(nxt())
+if budget <= 0 then budget = math.huge end
+local work = 0
 local wm = redis.call('GET', K_WM)
-if max_ts ~= '' and (wm == false or tonumber(max_ts) > tonumber(wm)) then
-  redis.call('SET', K_WM, max_ts)
-  wm = max_ts
-end
 local W = wm and tonumber(wm) or nil
-
--- 3. move the decay landmark: rescale every decayed board once, prune what fell below 1e-6 points
-local prune_below = nxt()
-if landmark ~= '' and landmark ~= cur_landmark then
-  if cur_landmark ~= '' then
-    for _, key in ipairs(redis.call('SMEMBERS', prefix .. ':decayed_boards')) do
-      redis.call('ZUNIONSTORE', key, 1, key, 'WEIGHTS', factor)
-      redis.call('ZREMRANGEBYSCORE', key, '-inf', '(' .. prune_below)
-    end
-  end
-  redis.call('SET', K_LANDMARK, landmark)
-end
-
--- 4. windows: expire buckets that left the window, subtracting their exact contributions
 local nw = tonumber(nxt())
 local windows = {}
-for j = 1, nw do
-  local name, size, count = nxt(), tonumber(nxt()), tonumber(nxt())
-  local cutoff = nil
-  if W then cutoff = math.floor(W / size) - count end
-  windows[j] = {name, cutoff}
-  if cutoff then
-    local index_key = prefix .. ':buckets:' .. name
-    local expired = redis.call('ZRANGEBYSCORE', index_key, '-inf', cutoff)
-    for _, entry in ipairs(expired) do
-      local sep = string.find(entry, '|', 1, true)
-      local board = string.sub(entry, 1, sep - 1)
-      local bkey = prefix .. ':bucket:' .. entry
-      local bkey_board = prefix .. ':board:' .. board
-      redis.call('HINCRBY', prefix .. ':changes', board, 1)
-      local rows = redis.call('ZRANGE', bkey, 0, -1, 'WITHSCORES')
-      for r = 1, #rows, 2 do
-        local left = tonumber(redis.call('ZINCRBY', bkey_board, '-' .. rows[r + 1], rows[r]))
-        if left <= 0 then redis.call('ZREM', bkey_board, rows[r]) end
+for j = 1, nw do windows[j] = {nxt(), tonumber(nxt()), tonumber(nxt())} end
+
+-- 2. maintenance in bounded steps, before anything of this batch is written. A call that leaves
+--    work returns {'more', work} having written none of the plan (fences unmoved): the worker
+--    sends the same call again until it applies. Readers between the calls see exact boards:
+--    a rescale is built on the side and swapped in whole; expiry goes in event-time order.
+
+-- 2a. decay landmark move: every decayed board is copied, rescaled by the factor and pruned, into
+--     rescaled:<board> (ZSCAN, so boards may change in between: section 7 writes every new value
+--     to the copy too, and a copy row is its board's row × factor at copy time), then all copies
+--     replace their boards and L moves, in one call. Readers keep the old boards and L until then.
+local K_RESCALE = prefix .. ':rescale'
+local function rescale_steps()
+  local to = redis.call('HGET', K_RESCALE, 'to')
+  if not to then return true end
+  local f = tonumber(redis.call('HGET', K_RESCALE, 'factor'))
+  local prune = tonumber(redis.call('HGET', K_RESCALE, 'prune'))
+  for _, field in ipairs(redis.call('HKEYS', K_RESCALE)) do
+    if string.sub(field, 1, 2) == 'c:' then
+      if work >= budget then return false end
+      local id = string.sub(field, 3)
+      local key, copy = prefix .. ':board:' .. id, prefix .. ':rescaled:' .. id
+      local cursor = redis.call('HGET', K_RESCALE, field)
+      repeat
+        local res = redis.call('ZSCAN', key, cursor, 'COUNT', math.min(budget - work, 1000))
+        cursor = res[1]
+        local rows = res[2]
+        local keep, drop = {}, {}
+        for r = 1, #rows, 2 do
+          local v = tonumber(rows[r + 1]) * f
+          if v < prune then
+            drop[#drop + 1] = rows[r]
+          else
+            keep[#keep + 1] = string.format('%.17g', v)
+            keep[#keep + 1] = rows[r]
+          end
+        end
+        if #keep > 0 then bulk('ZADD', copy, keep) end
+        if #drop > 0 then bulk('ZREM', copy, drop) end
+        work = work + #rows / 2 + 1
+      until cursor == '0' or work >= budget
+      if cursor ~= '0' then
+        redis.call('HSET', K_RESCALE, field, cursor)
+        return false
       end
-      redis.call('DEL', bkey)
+      redis.call('HDEL', K_RESCALE, field)
     end
-    if #expired > 0 then redis.call('ZREMRANGEBYSCORE', index_key, '-inf', cutoff) end
   end
+  -- every copy is complete: swap them in (UNLINK frees the old boards off the main thread)
+  local skip = #prefix + 8
+  for _, key in ipairs(redis.call('SMEMBERS', prefix .. ':decayed_boards')) do
+    local id = string.sub(key, skip)
+    local copy = prefix .. ':rescaled:' .. id
+    redis.call('UNLINK', key)
+    if redis.call('EXISTS', copy) == 1 then redis.call('RENAME', copy, key) end
+    work = work + 1
+  end
+  redis.call('SET', K_LANDMARK, to)
+  redis.call('DEL', K_RESCALE)
+  cur_landmark = to
+  return true
+end
+local rescaled = rescale_steps()
+if cur_landmark ~= expected_landmark and cur_landmark ~= landmark then
+  -- a rescale another plan started moved L elsewhere: this plan's values are against another L
+  return {'conflict', 'landmark', cur_landmark}
+end
+local moves = landmark ~= '' and cur_landmark ~= '' and landmark ~= cur_landmark
+if moves and rescaled then
+  -- this plan moves L (from the L it read: its factor is relative to that) and no rescale is
+  -- under way: start one
+  local start = {'to', landmark, 'factor', factor, 'prune', prune_below}
+  local skip = #prefix + 8
+  for _, key in ipairs(redis.call('SMEMBERS', prefix .. ':decayed_boards')) do
+    start[#start + 1] = 'c:' .. string.sub(key, skip)
+    start[#start + 1] = '0'
+  end
+  bulk('HSET', K_RESCALE, start)
+  rescale_steps()
+  moves = landmark ~= cur_landmark
+end
+if moves then return {'more', work} end
+
+-- 2b. window expiry, bucket by bucket in the order they leave the windows: bucket i of a window
+--     of n buckets of b seconds leaves it when W reaches (i + n) * b. After expiring all buckets
+--     that leave at one such moment T, W is set to T, so every board is exactly the contract at
+--     the W readers see with it (the events applied so far, at clock T). A moment's buckets go
+--     in one call (so one bucket bigger than the bound is one call); the next waits when the
+--     call's work would pass the bound. (A jump past every bucket empties the boards at once.)
+local function expire_all(target)
+  -- When every live bucket of every window leaves by target (a jump of W longer than the longest
+  -- window), the window boards end empty whatever the order: drop their keys (UNLINK frees big
+  -- ones off the main thread) instead of subtracting row by row, if the keys fit in the bound.
+  local keys = 0
+  for j = 1, nw do
+    local index_key = prefix .. ':buckets:' .. windows[j][1]
+    local last = redis.call('ZRANGE', index_key, -1, -1, 'WITHSCORES')
+    if #last > 0 then
+      if (tonumber(last[2]) + windows[j][3]) * windows[j][2] > target then return 'no' end
+      keys = keys + 2 * redis.call('ZCARD', index_key)
+    end
+  end
+  if keys == 0 or keys > budget then return 'no' end
+  if work > 0 and work + keys > budget then return 'later' end  -- (in the next call)
+  local dropped = {}
+  for j = 1, nw do
+    local index_key = prefix .. ':buckets:' .. windows[j][1]
+    for _, entry in ipairs(redis.call('ZRANGE', index_key, 0, -1)) do
+      redis.call('UNLINK', prefix .. ':bucket:' .. entry)
+      local board = string.sub(entry, 1, string.find(entry, '|', 1, true) - 1)
+      if not dropped[board] then
+        dropped[board] = true
+        redis.call('UNLINK', prefix .. ':board:' .. board)
+        redis.call('HINCRBY', prefix .. ':changes', board, 1)
+      end
+    end
+    redis.call('DEL', index_key)
+  end
+  work = work + keys
+  return 'done'
+end
+local function expire_steps(target)
+  local whole = expire_all(target)
+  if whole ~= 'no' then return whole == 'done' end
+  while true do
+    local at = nil
+    for j = 1, nw do
+      local first = redis.call('ZRANGE', prefix .. ':buckets:' .. windows[j][1], 0, 0, 'WITHSCORES')
+      if #first > 0 then
+        local t = (tonumber(first[2]) + windows[j][3]) * windows[j][2]
+        if t <= target and (at == nil or t < at) then at = t end
+      end
+    end
+    if at == nil then return true end
+    local group, rows = {}, 0
+    for j = 1, nw do
+      local idx = at / windows[j][2] - windows[j][3]
+      if idx == math.floor(idx) then
+        local index_key = prefix .. ':buckets:' .. windows[j][1]
+        for _, entry in ipairs(redis.call('ZRANGEBYSCORE', index_key, idx, idx)) do
+          group[#group + 1] = entry
+          rows = rows + redis.call('ZCARD', prefix .. ':bucket:' .. entry) + 1
+        end
+        group[#group + 1] = {index_key, idx}
+      end
+    end
+    if work > 0 and work + rows > budget then return false end
+    for _, entry in ipairs(group) do
+      if type(entry) == 'table' then
+        redis.call('ZREMRANGEBYSCORE', entry[1], entry[2], entry[2])
+      else
+        local sep = string.find(entry, '|', 1, true)
+        local board = string.sub(entry, 1, sep - 1)
+        local bkey = prefix .. ':bucket:' .. entry
+        local bkey_board = prefix .. ':board:' .. board
+        redis.call('HINCRBY', prefix .. ':changes', board, 1)
+        local brows = redis.call('ZRANGE', bkey, 0, -1, 'WITHSCORES')
+        -- in slices: one ZMSCORE, one ZADD and one ZREM each rather than a call per row (the
+        -- same subtraction ZINCRBY does; milli-points are integers, exact in a double)
+        for s = 1, #brows, 2000 do
+          local e = math.min(s + 1999, #brows)
+          local members = {}
+          for r = s, e, 2 do members[#members + 1] = brows[r] end
+          local cur = redis.call('ZMSCORE', bkey_board, unpack(members))
+          local keep, drop = {}, {}
+          for k, m in ipairs(members) do
+            local left = tonumber(cur[k] or '0') - tonumber(brows[s + 2 * k - 1])
+            if left > 0 then
+              keep[#keep + 1] = string.format('%.17g', left)
+              keep[#keep + 1] = m
+            else
+              drop[#drop + 1] = m
+            end
+          end
+          if #keep > 0 then redis.call('ZADD', bkey_board, unpack(keep)) end
+          if #drop > 0 then redis.call('ZREM', bkey_board, unpack(drop)) end
+        end
+        redis.call('UNLINK', bkey)
+      end
+    end
+    work = work + rows
+    if W == nil or at > W then
+      W = at
+      wm = string.format('%.17g', at)
+      redis.call('SET', K_WM, wm)
+    end
+  end
+end
+local target = W
+if max_ts ~= '' and (target == nil or tonumber(max_ts) > target) then target = tonumber(max_ts) end
+if target and not expire_steps(target) then return {'more', work} end
+
+-- 3. watermark W = the largest event time applied so far, across partitions and workers
+if max_ts ~= '' and (W == nil or tonumber(max_ts) > W) then
+  redis.call('SET', K_WM, max_ts)
+  wm = max_ts
+  W = tonumber(max_ts)
+end
+-- the first landmark (a later move is the rescale above)
+if landmark ~= '' and cur_landmark == '' then redis.call('SET', K_LANDMARK, landmark) end
+
+-- 4. window cutoffs at W (every bucket at or below them has been expired above)
+for j = 1, nw do
+  local cutoff = nil
+  if W then cutoff = math.floor(W / windows[j][2]) - windows[j][3] end
+  windows[j] = {windows[j][1], cutoff}
+end
+local rescale_factor = nil
+if redis.call('EXISTS', K_RESCALE) == 1 then
+  rescale_factor = tonumber(redis.call('HGET', K_RESCALE, 'factor'))
 end
 
 -- 5. all-time boards
@@ -140,6 +322,11 @@ n = tonumber(nxt())
 for _ = 1, n do
   local board, member, delta = nxt(), nxt(), nxt()
   redis.call('ZINCRBY', prefix .. ':board:' .. board, delta, member)
+  if rescale_factor then
+    -- a rescale is under way: its copy gets the value against the landmark it moves to
+    redis.call('ZINCRBY', prefix .. ':rescaled:' .. board,
+               string.format('%.17g', tonumber(delta) * rescale_factor), member)
+  end
 end
 n = tonumber(nxt())
 for _ = 1, n do
@@ -287,6 +474,11 @@ end
 for _, part in ipairs(parts) do
   local p, fence, pwm, seen_cut, dr_cut = part[1], part[2], part[3], part[4], part[5]
   redis.call('HSET', K_FENCE, p, fence)
+  if part[6] == '' then
+    redis.call('HDEL', K_FENCEPART, p)
+  else
+    redis.call('HSET', K_FENCEPART, p, part[6])
+  end
   if pwm ~= '' then redis.call('HSET', K_PWM, p, pwm) end
   if seen_cut ~= '' then
     redis.call('ZREMRANGEBYSCORE', prefix .. ':seen:' .. p, '-inf', '(' .. seen_cut)
@@ -298,4 +490,4 @@ for _, part in ipairs(parts) do
     if #old > 0 then redis.call('ZREMRANGEBYSCORE', days_key, '-inf', '(' .. dr_cut) end
   end
 end
-return {'ok', wm or ''}
+return {'ok', wm or '', work}
