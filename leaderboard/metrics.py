@@ -282,7 +282,7 @@ class WorkerMetrics(MetricSet):
         self.events = Counter(
             "kudos_worker_events_total",
             "Events in the applies of this worker, by outcome (applied, ignored, duplicate, "
-            "invalid, late).",
+            "invalid, late, future).",
             ["outcome"],
         )
         self.dead_letters = Counter(
@@ -323,6 +323,17 @@ class WorkerMetrics(MetricSet):
         self.batch_retries = Counter(
             "kudos_worker_batch_retries_total",
             "Batches retried after a Redis or Kafka error.",
+        )
+        self.rewinds = Counter(
+            "kudos_worker_rewinds_total",
+            "Times this worker found a partition's Redis fence behind what it had consumed (Redis "
+            "lost applies: AOF everysec, a fail-over to a lagging replica) and re-read the gap.",
+            ["partition"],
+        )
+        self.rewound_messages = Counter(
+            "kudos_worker_rewound_messages_total",
+            "Messages of those gaps: consumed before, missing from Redis, read and applied again.",
+            ["partition"],
         )
         self.consumer_lag = Gauge(
             "kudos_worker_consumer_lag",

@@ -11,14 +11,17 @@ import asyncio
 import functools
 import logging
 import os
-from collections.abc import Sequence
+import time
+from collections.abc import AsyncGenerator, Sequence
 from typing import Any
 
 import faust
-from aiokafka.errors import KafkaError
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaError, KafkaTimeoutError
 from faust.exceptions import ProducerSendError
 from redis.exceptions import RedisError
 
+from broker.topics import bootstrap
 from kudos.http import serve_metrics
 from leaderboard.bait import identity
 from leaderboard.errors import ScoringVersionMismatch
@@ -38,6 +41,63 @@ EXIT_CONFIG = 78
 
 #: Dead letters above this are truncated: Faust's producer refuses requests over 1 MB.
 MAX_DEAD_LETTER_BYTES = 900_000
+#: A gap re-read that receives nothing for this long fails (the batch is retried).
+LOG_READ_STALL_S = 30.0
+
+
+class KafkaLogReader:
+    """The worker's :class:`stream.processor.LogReader`: a consumer of its own (no group, no
+    commits) that reads the gap behind a fence that Redis lost.
+
+    Not a seek of Faust's consumer: Faust would still deliver the messages it buffered after
+    the gap, its fetch loop can set the read offset forward again after a seek (dropping the
+    re-fetched messages), and a rebalance seeks to the committed offsets; all of which makes
+    "when does the re-read arrive" a guess. Here the gap is read and applied before the batch
+    that found it, and Faust's position and commits are untouched (they are never behind the
+    messages applied; the fences are the truth).
+    """
+
+    def __init__(self, settings: Settings, page: int) -> None:
+        self.settings = settings
+        self.page = page
+
+    async def read(self, partition: int, start: int, end: int) -> AsyncGenerator[Sequence[Raw]]:
+        # a consumer per gap: gaps are rare, and nothing is left open between them
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap(self.settings),
+            group_id=None,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",  # (a start retention deleted: from the log's start)
+            max_partition_fetch_bytes=16 << 20,
+        )
+        await consumer.start()
+        try:
+            tp = TopicPartition(self.settings.broker.topic, partition)
+            consumer.assign([tp])
+            consumer.seek(tp, start)
+            heard = time.monotonic()
+            while await consumer.position(tp) < end:
+                got = await consumer.getmany(tp, timeout_ms=1000, max_records=self.page)
+                raws = [
+                    Raw(partition, r.offset, r.value, _seconds(r.timestamp))
+                    for r in got.get(tp, ())
+                    if r.offset < end
+                ]
+                if raws:
+                    heard = time.monotonic()
+                    yield raws
+                elif time.monotonic() - heard > LOG_READ_STALL_S:
+                    raise KafkaTimeoutError(
+                        f"re-reading partition {partition} from offset {start}: nothing for "
+                        f"{LOG_READ_STALL_S:.0f} s"
+                    )
+        finally:
+            await consumer.stop()
+
+
+def _seconds(timestamp_ms: int | None) -> float | None:
+    """A record timestamp as Faust gives it: seconds, None when the broker recorded none."""
+    return None if timestamp_ms is None else timestamp_ms / 1000.0
 
 
 def use_fetch_max_wait(ms: int) -> None:
@@ -137,7 +197,10 @@ def create_app(settings: Settings) -> faust.App:
             perk_rules,
             scoring_id=identity(rules.version, bait),
         )
-        processor = Processor(store, rules, ws, send_dead_letters, metrics=metrics, bait=bait)
+        reader = KafkaLogReader(settings, ws.batch_messages)
+        processor = Processor(
+            store, rules, ws, send_dead_letters, metrics=metrics, bait=bait, log_reader=reader
+        )
         version = await store.claim_scoring_version()
         if version != store.scoring_id:
             log.critical("%s", ScoringVersionMismatch(version, store.scoring_id))
@@ -146,7 +209,13 @@ def create_app(settings: Settings) -> faust.App:
         async for events in stream.take_events(  # type: ignore[attr-defined]
             ws.batch_messages, within=ws.batch_within_s
         ):
-            raws = [Raw(e.message.partition, e.message.offset, e.message.value) for e in events]
+            if processor.partitions is None:
+                processor.partitions = topic_partitions(app, settings)
+            # (Faust gives the record timestamp in seconds, None when the broker recorded none)
+            raws = [
+                Raw(e.message.partition, e.message.offset, e.message.value, e.message.timestamp)
+                for e in events
+            ]
             # Events are acked only after this body returns, so retrying here keeps at-least-once
             # delivery; the fences turn it into an exactly-once effect.
             delay = 0.1
@@ -192,6 +261,24 @@ def create_app(settings: Settings) -> faust.App:
                 await store.close()
 
     return app
+
+
+def topic_partitions(app: faust.App, settings: Settings) -> int:
+    """The interactions topic's partition count, which envelope events are checked against
+    (``wrong_partition``): from the consumer's metadata, the truth producers' partitioners see;
+    else the setting, which ``kudos topics`` keeps equal to it."""
+    known = app.consumer.topic_partitions(settings.broker.topic)
+    if known is None:
+        return settings.broker.partitions
+    if known != settings.broker.partitions:
+        log.warning(
+            "the topic %s has %d partitions, KUDOS_BROKER_PARTITIONS says %d: producers using "
+            "the setting put envelope events on the wrong partitions (dead-lettered)",
+            settings.broker.topic,
+            known,
+            settings.broker.partitions,
+        )
+    return int(known)
 
 
 def dead_letter_headers(d: DeadLetter, source_topic: str) -> dict[str, bytes]:

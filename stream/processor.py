@@ -3,6 +3,20 @@ atomic, fence-guarded apply per chunk, with the next chunk planned while Redis a
 
 Independent of Faust so that the same code runs in the worker, the benchmark and the tests. The
 dead-letter sink is a typed seam: the worker passes a Kafka producer, tests may pass a list.
+
+Two more things keep every consumed event counted exactly once:
+
+- **Gaps.** Before a chunk is planned, each of its partitions' first new offset is compared with
+  the fence. A fence further back than the message before it means Redis lost applies the log
+  still has (AOF ``everysec``, a fail-over to a lagging replica, a restored snapshot; or, on
+  assignment, a committed offset beyond the fence): applying the chunk would move the fence past
+  them for good. So the processor re-reads the gap from the log (the :class:`LogReader` seam: the
+  worker's reader is a consumer of its own, not Faust's, whose read offsets and buffered messages
+  a seek would race with), applies it, then the chunk. Counted in ``kudos_worker_rewinds_total``.
+- **Bounded applies.** A message of more than ``max_events_per_apply`` events is applied in
+  pieces; the fence then says "offset X, its first n events" (``fencepart``), so a redelivered
+  envelope applies exactly the rest. An envelope event whose target belongs to another partition
+  is dead-lettered (``wrong_partition``): it would split that target's state across partitions.
 """
 
 from __future__ import annotations
@@ -10,13 +24,16 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Iterator, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+import orjson
+
+from broker.producer import partition_for
 from leaderboard.bait import BaitParams
 from leaderboard.errors import StoreConflict
-from leaderboard.events import decode_message
+from leaderboard.events import Event, Rejected, decode_message
 from leaderboard.metrics import WorkerMetrics
 from leaderboard.owned import OwnedState
 from leaderboard.plan import DeadLetter, Message, Plan, build_plan
@@ -29,15 +46,90 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class Raw:
-    """A consumed Kafka message: where it came from and its value bytes."""
+    """A consumed Kafka message: where it came from, its value bytes and its record timestamp."""
 
     partition: int
     offset: int
     value: bytes | None
+    #: the record's timestamp in unix seconds, which bounds its events' ts (None: none recorded)
+    record_ts: float | None
 
 
 class DeadLetterSink(Protocol):
     async def __call__(self, letters: Sequence[DeadLetter]) -> None: ...
+
+
+class LogReader(Protocol):
+    """Reads a partition's messages again, from the log itself."""
+
+    def read(self, partition: int, start: int, end: int) -> AsyncGenerator[Sequence[Raw]]:
+        """Pages of the messages of ``partition`` with ``start <= offset < end``, in order: what
+        the log holds (retention may have deleted the first ones)."""
+        ...
+
+
+#: Reason code of an envelope event on another partition than its target's.
+WRONG_PARTITION = "wrong_partition"
+#: Targets whose partition a processor remembers (murmur2 in Python costs ~3 µs a key).
+PARTITION_MEMO = 1_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class Gap:
+    """Offsets ``start`` ≤ o < ``end`` of ``partition``: consumed, but behind no fence."""
+
+    partition: int
+    start: int
+    end: int
+
+
+def find_gap(
+    offsets: Iterable[tuple[int, int]],
+    fences: Mapping[int, int],
+    read: Mapping[int, tuple[int, int]] | None = None,
+) -> Gap | None:
+    """The first gap between the fences and the (partition, offset) pairs of a chunk (pure).
+
+    A partition's first offset past its fence must be the fence + 1. A larger one is a gap,
+    unless ``read`` (partition → (start, end): the log was read from start up to end, so it holds
+    nothing else there) already covers it: offsets the log does not have (retention, transaction
+    markers) are no gap.
+    """
+    first: dict[int, int] = {}
+    for p, o in offsets:
+        if o > fences.get(p, -1) and (p not in first or o < first[p]):
+            first[p] = o
+    for p in sorted(first):
+        start, end = fences.get(p, -1) + 1, first[p]
+        if end > start:
+            done = read.get(p) if read is not None else None
+            if done is not None and done[0] <= start and done[1] == end:
+                continue
+            return Gap(p, start, end)
+    return None
+
+
+def split_message(m: Message, limit: int) -> list[Message]:
+    """``m`` in pieces of at most ``limit`` events (itself when it has no more), in order (pure)."""
+    n = len(m.items)
+    if n <= limit:
+        return [m]
+    return [
+        Message(
+            m.partition,
+            m.offset,
+            m.items[a : a + limit],
+            m.record_ts,
+            start=a,
+            ends=a + limit >= n,
+        )
+        for a in range(0, n, limit)
+    ]
+
+
+def is_envelope(value: bytes | None) -> bool:
+    """Whether a message value is a JSON array (JSON's whitespace may lead)."""
+    return value is not None and value.lstrip(b" \t\r\n")[:1] == b"["
 
 
 class Processor:
@@ -55,6 +147,8 @@ class Processor:
         *,
         metrics: WorkerMetrics | None = None,
         bait: BaitParams | None = None,
+        log_reader: LogReader | None = None,
+        partitions: int | None = None,
     ) -> None:
         self.store = store
         self.rules = rules
@@ -65,46 +159,140 @@ class Processor:
         self.owned = OwnedState()
         #: the comment-bait detector's parameters; None switches the throttle off
         self.bait = bait
+        #: re-reads gaps behind a fence (None: gaps are not looked for, as in a rebuild, which
+        #: reads the log in order itself)
+        self.log_reader = log_reader
+        #: the topic's partition count, to dead-letter envelope events of other partitions
+        #: (None: not checked)
+        self.partitions = partitions
+        self._partition_of: dict[str, int] = {}
+        #: partition → (start, end): the log was read from start to end by a gap fill
+        self._read: dict[int, tuple[int, int]] = {}
 
     async def process(self, raws: Sequence[Raw]) -> None:
-        """Apply ``raws`` (any partitions, offsets ascending per partition) in chunks of whole
-        messages of at most ``max_events_per_apply`` events; return when all are applied."""
-        start = 0
+        """Apply ``raws`` (any partitions, offsets ascending per partition) in chunks of at most
+        ``max_events_per_apply`` events (whole messages, but for bigger ones); return when all
+        are applied, and any gap behind their fences too."""
         started = time.perf_counter()
-        for attempt in range(50):
+        await self._process(raws)
+        self.metrics.batch_seconds.observe(time.perf_counter() - started)
+
+    async def _process(self, raws: Sequence[Raw]) -> None:
+        start = 0
+        conflicts = 0
+        while True:
             try:
                 await self._run(raws, start)
-                self.metrics.batch_seconds.observe(time.perf_counter() - started)
                 return
             except _Conflict as c:
                 self.metrics.conflicts.inc()
+                conflicts += 1
+                if conflicts >= 50:
+                    raise StoreConflict(
+                        "could not apply a batch after 50 conflicting attempts"
+                    ) from c
                 # Someone else wrote one of our partitions (rebalance overlap, a restarted copy of
-                # this worker) or moved the decay landmark: forget our copy, reload, re-plan from
-                # the first chunk not applied. Messages now behind the fence are skipped.
-                log.info("re-planning after conflict (attempt %d): %s", attempt + 1, c.reason)
+                # this worker, a Redis that lost writes) or moved the decay landmark: forget our
+                # copy, reload, re-plan from the first chunk not applied. Messages now behind the
+                # fence are skipped; a fence now further back is a gap, filled first.
+                log.info("re-planning after conflict (attempt %d): %s", conflicts, c.reason)
                 start = c.resume_at
                 self.owned.forget()
+                continue
+            except _GapFound as g:
+                start, gap = g.resume_at, g.gap
             except BaseException:
                 # Anything else (Redis down, a dead-letter send failing, cancellation) may leave an
                 # apply whose outcome is unknown while our copy already holds its effects: forget
                 # the copy so the retry reloads what Redis really has.
                 self.owned.forget()
                 raise
-        raise StoreConflict("could not apply a batch after 50 conflicting attempts")
+            try:
+                await self._fill(gap)
+            except BaseException:
+                self.owned.forget()
+                raise
+
+    async def _fill(self, gap: Gap) -> None:
+        """Apply the gap's messages from the log, then let the batch go on after it."""
+        assert self.log_reader is not None
+        p = gap.partition
+        label = str(p)
+        self.metrics.rewinds.inc(partition=label)
+        log.warning(
+            "partition %d: the Redis fence (%d) is behind what this worker consumed (offset %d): "
+            "Redis lost applies; re-reading %d message(s), offsets %d..%d, from the log",
+            p,
+            gap.start - 1,
+            gap.end,
+            gap.end - gap.start,
+            gap.start,
+            gap.end - 1,
+        )
+        n = 0
+        async with contextlib.aclosing(self.log_reader.read(p, gap.start, gap.end)) as pages:
+            async for page in pages:
+                if not page:
+                    continue
+                self._read[p] = (gap.start, page[0].offset)
+                await self._process(page)
+                n += len(page)
+                self.metrics.rewound_messages.inc(len(page), partition=label)
+        self._read[p] = (gap.start, gap.end)
+        if n < gap.end - gap.start:
+            log.error(
+                "partition %d: the log holds only %d of the offsets %d..%d (retention deleted "
+                "the others, or they are transaction markers): whatever they held is not on the "
+                "boards, and `kudos rebuild` cannot bring it back",
+                p,
+                n,
+                gap.start,
+                gap.end - 1,
+            )
+
+    def _checked(self, r: Raw, items: list[Event | Rejected]) -> list[Event | Rejected]:
+        """``items`` of an envelope, with the events of other partitions' targets rejected."""
+        n = self.partitions
+        if n is None or not is_envelope(r.value):
+            return items
+        memo = self._partition_of
+        out: list[Event | Rejected] = []
+        for i, item in enumerate(items):
+            if isinstance(item, Event):
+                q = memo.get(item.target)
+                if q is None:
+                    if len(memo) >= PARTITION_MEMO:
+                        memo.clear()
+                    q = memo[item.target] = partition_for(item.target.encode(), n)
+                if q != r.partition:
+                    item = Rejected(
+                        i,
+                        orjson.dumps(item.to_json()),
+                        WRONG_PARTITION,
+                        f"target {item.target!r} belongs on partition {q} of {n}, not "
+                        f"{r.partition}: envelopes hold the events of one partition (by target)",
+                    )
+            out.append(item)
+        return out
 
     def _chunks(self, raws: Sequence[Raw], start: int) -> Iterator[tuple[int, list[Message]]]:
         """Decoded chunks, lazily (a batch of envelopes can hold a million events), each with the
-        index in ``raws`` of its first message."""
+        index in ``raws`` of its first message. A message of more than ``max_events_per_apply``
+        events comes in pieces, each its own chunk but for the last."""
         chunk: list[Message] = []
         first = start
         size = 0
         limit = self.settings.max_events_per_apply
         for i in range(start, len(raws)):
             r = raws[i]
-            m = Message(r.partition, r.offset, decode_message(r.value, self._kinds))
+            items = self._checked(r, decode_message(r.value, self._kinds))
+            m = Message(r.partition, r.offset, items, r.record_ts)
             if chunk and size + len(m.items) > limit:
                 yield first, chunk
                 chunk, size, first = [], 0, i
+            *whole, m = split_message(m, limit)
+            for piece in whole:
+                yield i, [piece]
             chunk.append(m)
             size += len(m.items)
         if chunk:
@@ -120,12 +308,21 @@ class Processor:
                     # (a load that finds a new rebuild generation drops every partition held)
                     await self.store.load_partitions(missing, self.owned, self.bait)
                     missing = self.owned.missing(m.partition for m in chunk)
+                if self.log_reader is not None:
+                    fences = {p: o.fence for p, o in self.owned.partitions.items()}
+                    gap = find_gap(((m.partition, m.offset) for m in chunk), fences, self._read)
+                    if gap is not None:
+                        if inflight is not None:
+                            pending, inflight = inflight, None
+                            await self._settle(*pending)
+                        raise _GapFound(first, gap)
                 plan = build_plan(
                     chunk,
                     self.owned.store_state(),
                     self.rules,
                     dedupe_horizon_s=self.settings.dedupe_horizon_s,
                     rebase_after_s=self.settings.decay_rebase_after_s,
+                    max_future_s=self.settings.max_future_s,
                 )
                 if inflight is not None:
                     pending, inflight = inflight, None
@@ -139,7 +336,8 @@ class Processor:
                 self.owned.absorb(plan)
                 # returns once the call is on the wire: Redis runs it while we plan the next chunk
                 sent = time.perf_counter()
-                inflight = (await self.store.send_apply(plan), first, plan, sent)
+                budget = self.settings.max_maintenance_rows_per_call
+                inflight = (await self.store.send_apply(plan, budget), first, plan, sent)
             if inflight is not None:
                 pending, inflight = inflight, None
                 await self._settle(*pending)
@@ -181,6 +379,13 @@ class Processor:
         m.apply_seconds.observe(seconds)
         if self.owned.watermark is not None:
             m.watermark.set(self.owned.watermark)
+
+
+class _GapFound(Exception):
+    def __init__(self, resume_at: int, gap: Gap) -> None:
+        super().__init__(gap)
+        self.resume_at = resume_at
+        self.gap = gap
 
 
 class _Conflict(Exception):

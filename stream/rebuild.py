@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from broker.topics import bootstrap
+from leaderboard import redact
 from leaderboard.bait import identity
 from leaderboard.errors import StackError
 from leaderboard.plan import DeadLetter
@@ -134,8 +135,11 @@ async def rebuild(
         topic = settings.broker.topic
         parts = consumer.partitions_for_topic(topic)
         if not parts:
-            raise StackError(f"no topic {topic!r} on {settings.broker.url}: nothing to rebuild")
+            raise StackError(
+                f"no topic {topic!r} on {redact.url(settings.broker.url)}: nothing to rebuild"
+            )
         tps = [TopicPartition(topic, p) for p in sorted(parts)]
+        processor.partitions = len(parts)  # (wrong_partition, decided as the workers do)
         consumer.assign(tps)
         starts = await consumer.beginning_offsets(tps)
         gone = {tp.partition: o for tp, o in starts.items() if o > 0}
@@ -230,7 +234,9 @@ async def _read_until(
         for tp, records in batch.items():
             for r in records:
                 # (past the target too: what was read must be applied, it is not read again)
-                raws.append(Raw(tp.partition, r.offset, r.value))
+                # (the record timestamp bounds its events' ts, as in the worker; ms → s)
+                at = r.timestamp / 1000 if r.timestamp is not None else None
+                raws.append(Raw(tp.partition, r.offset, r.value, at))
                 done[tp.partition] = max(done[tp.partition], r.offset)
         if raws:
             raws.sort(key=lambda r: (r.partition, r.offset))

@@ -5,10 +5,12 @@ from __future__ import annotations
 from types import SimpleNamespace
 from typing import Any
 
+import orjson
 import pytest
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 
-from stream.app import use_fetch_max_wait
+from stream.app import KafkaLogReader, use_fetch_max_wait
+from tests.conftest import Namespace
 
 
 def test_consumers_wait_at_most_the_configured_fetch_time(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -35,3 +37,22 @@ async def test_aiokafka_reads_the_attribute_we_set() -> None:
         assert consumer._fetch_max_wait_ms == 1500
     finally:
         await consumer.stop()
+
+
+@pytest.mark.integration
+async def test_the_log_reader_reads_exactly_the_gap(namespace: Namespace) -> None:
+    """The worker's gap reader: one partition's messages start <= offset < end, in pages, with
+    their record times (a consumer of its own: no group, nothing committed)."""
+    events = [
+        {"id": f"g{i}", "ts": 1_700_000_000 + i, "kind": "like", "actor": "a", "target": "t"}
+        for i in range(30)
+    ]
+    produced = await namespace.replay(list(events))  # one target: all on one partition
+    (p,) = produced.end_offsets
+    reader = KafkaLogReader(namespace.settings, page=4)
+    pages = [page async for page in reader.read(p, 5, 17)]
+    assert all(0 < len(page) <= 4 for page in pages)
+    raws = [r for page in pages for r in page]
+    assert [r.offset for r in raws] == list(range(5, 17))
+    assert all(r.partition == p and r.record_ts is not None for r in raws)
+    assert [orjson.loads(r.value or b"")["id"] for r in raws] == [f"g{i}" for i in range(5, 17)]
