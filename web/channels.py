@@ -53,3 +53,7 @@ class MemberChannel(Channel):
     boards: dict[str, Any] = field(default_factory=dict)
     #: the base boards' change marks when this process last read the member's standing
     standing_srcs: dict[str, str] = field(default_factory=dict)
+    #: False while the member has never been seen (``Store.member_known``): the channel is then
+    #: not marked watched, so following a name writes nothing to Redis until a standing read
+    #: finds the member on a board
+    seen: bool = True

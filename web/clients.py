@@ -9,12 +9,18 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
+import ipaddress
 import sys
 import termios
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from websockets.asyncio.server import ServerConnection
+
+from leaderboard.webhooks import AllowList, parse_allow_list
 
 
 @dataclass(eq=False)
@@ -26,6 +32,8 @@ class Client:
     #: channels on which this client missed frames while it was slow
     stale: set[str] = field(default_factory=set)
     slow_since: float | None = None
+    #: the address it counts against for ``max_connections_per_address`` (``client_address``)
+    address: str = ""
     tokens: float = 0.0
     refilled: float = field(default_factory=time.monotonic)
 
@@ -59,3 +67,40 @@ class Client:
                 raw = fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0\0\0\0")
                 total += int.from_bytes(raw, sys.byteorder, signed=True)
         return total
+
+
+#: The setting that lists trusted proxies, as errors name it.
+TRUSTED_PROXIES_SETTING = "KUDOS_WEB_TRUSTED_PROXIES"
+
+
+@functools.lru_cache(maxsize=4)
+def _networks(listed: str) -> AllowList:
+    return parse_allow_list(listed, name=TRUSTED_PROXIES_SETTING)
+
+
+def _trusted(address: str, networks: AllowList) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in n for n in networks)
+
+
+def client_address(peer: Any, forwarded_for: Sequence[str], trusted_proxies: str) -> str:
+    """The address a connection counts against (``max_connections_per_address``): the peer's,
+    unless the peer is one of ``trusted_proxies`` (the ``web.trusted_proxies`` setting); then the
+    rightmost X-Forwarded-For address that no trusted proxy added. Only the rightmost entries
+    can be believed: each proxy appends the address it saw, anything left of them is whatever
+    the client sent."""
+    address = str(peer[0]) if isinstance(peer, tuple) and peer else "unknown"
+    networks = _networks(trusted_proxies)
+    if not networks or not _trusted(address, networks):
+        return address
+    hops = [h.strip() for line in forwarded_for for h in line.split(",")]
+    for hop in reversed(hops):
+        if not _trusted(hop, networks):
+            try:
+                return str(ipaddress.ip_address(hop))
+            except ValueError:
+                return address  # a malformed header: count the proxy itself
+    return address

@@ -19,13 +19,15 @@ from typing import Any
 import orjson
 from redis.exceptions import RedisError
 from websockets.asyncio.server import ServerConnection, broadcast
+from websockets.datastructures import Headers
+from websockets.protocol import State
 
 from leaderboard.metrics import WebMetrics
 from leaderboard.settings import WebSettings
 from leaderboard.store import BoardPoll, FeedFrame, MemberPoll, Store
 from web import feed, session
 from web.channels import BoardChannel, Channel, MemberChannel
-from web.clients import Client
+from web.clients import Client, client_address
 from web.protocol import ALERTS_CHANNEL, CLOSE_TRY_AGAIN, WATCH_EVERY_S
 
 log = logging.getLogger("kudos.web.push")
@@ -37,6 +39,9 @@ MAX_FRAMES = 200
 STALE_EVENTS_S = 10.0
 #: Member channels read per script call, so one call never holds Redis for long.
 MEMBER_CHUNK = 200
+#: How often a session waiting for its client to drain (before a request, between replay
+#: chunks) looks again.
+DRAIN_POLL_S = 0.01
 
 
 class Hub:
@@ -46,6 +51,9 @@ class Hub:
         self.store = store
         self.settings = settings
         self.clients: set[Client] = set()
+        #: connections per client address (``max_connections_per_address``), until their
+        #: session ends (a client being closed as slow still counts)
+        self.addresses: dict[str, int] = {}
         self.boards: dict[str, BoardChannel] = {}
         self.members: dict[str, MemberChannel] = {}
         self.frames_sent = 0
@@ -90,7 +98,7 @@ class Hub:
             if now >= self._next_watch:
                 self._next_watch = now + WATCH_EVERY_S
                 await self.store.feed_watch(
-                    [m.member for m in members if m.member], 2 * WATCH_EVERY_S
+                    [m.member for m in members if m.member and m.seen], 2 * WATCH_EVERY_S
                 )
             srcs = {b: self.boards[b].last_src for b in self.store.rules.base_boards}
             await self._tick_members(members, srcs)
@@ -244,6 +252,9 @@ class Hub:
         self, ch: MemberChannel, epoch: str, as_of: float | None, poll: MemberPoll
     ) -> None:
         ch.first_retained = poll.first_retained
+        if not ch.seen and any(st is not None for st in poll.standing.values()):
+            ch.seen = True  # on a board now: from here on its rank events are kept
+            await self.store.feed_watch([ch.member], 2 * WATCH_EVERY_S)
         if not ch.loaded or epoch != ch.epoch:
             notify = ch.loaded or ch.resync
             ch.epoch, ch.seq, ch.as_of, ch.resync = epoch, poll.seq, as_of, False
@@ -283,33 +294,81 @@ class Hub:
 
     # -- sending ---------------------------------------------------------------------------
 
+    # Every frame to a client passes the slow-client bound (``slow_client_bytes`` unsent in this
+    # process): a channel's frames through ``_broadcast`` or ``_send_one`` with the channel (over
+    # the bound the client misses them and gets a snapshot once drained), replies through
+    # ``_send_one`` after the session waited in ``writable`` (a client over the bound is not
+    # read from, so its requests wait in its own socket), replays in chunks paced by ``paced``.
+
     def _broadcast(self, clients: list[Client], channel: str, data: bytes) -> None:
         """Send one serialised frame to many clients without waiting for any of them; a client
         over the slow-client limit misses it and is marked stale on that channel."""
-        limit = self.settings.slow_client_bytes
         ready: list[ServerConnection] = []
         now = time.monotonic()
         for client in clients:
-            if channel in client.stale or client.buffered() > limit:
-                if channel not in client.stale:
-                    client.stale.add(channel)
-                    self.slow_dropped += 1
-                if client.slow_since is None:
-                    client.slow_since = now
-                    log.info(
-                        "slow client %s: %d bytes unsent; conflating its frames",
-                        client.ws.remote_address,
-                        client.buffered(),
-                    )
-                continue
-            ready.append(client.ws)
+            if not self._holds_back(client, channel, now):
+                ready.append(client.ws)
         if ready:
             broadcast(ready, data, text=True)
             self.frames_sent += len(ready)
 
-    def _send_one(self, client: Client, data: bytes) -> None:
+    def _holds_back(self, client: Client, channel: str, now: float) -> bool:
+        """Whether a frame of ``channel`` must not go to ``client`` (over the bound, or it already
+        missed one there); marks it slow and stale on the channel if so."""
+        if channel in client.stale or client.buffered() > self.settings.slow_client_bytes:
+            self._mark_slow(client, channel, now)
+            return True
+        return False
+
+    def _mark_slow(self, client: Client, channel: str | None, since: float) -> None:
+        if channel is not None and channel not in client.stale:
+            client.stale.add(channel)
+            self.slow_dropped += 1
+        if client.slow_since is None:
+            client.slow_since = since
+            log.info(
+                "slow client %s: %d bytes unsent; conflating its frames",
+                client.ws.remote_address,
+                client.buffered(),
+            )
+
+    def _send_one(self, client: Client, data: bytes, channel: str | None = None) -> bool:
+        """Send one frame to one client: a frame of ``channel`` under the bound (False: held
+        back, the client gets a snapshot once drained), a reply (no channel) always; the
+        session waited for ``writable`` before the request, so replies stay one per request."""
+        if channel is not None and self._holds_back(client, channel, time.monotonic()):
+            return False
+        if client.ws.state is not State.OPEN:
+            return False
         broadcast([client.ws], data, text=True)
         self.frames_sent += 1
+        return True
+
+    async def writable(self, client: Client) -> bool:
+        """Wait until ``client`` is under the bound (marked slow meanwhile, so it is closed
+        after ``slow_client_timeout_s`` if it never drains). False if its connection closed."""
+        while client.buffered() > self.settings.slow_client_bytes:
+            if client.ws.state is not State.OPEN:
+                return False
+            self._mark_slow(client, None, time.monotonic())
+            await asyncio.sleep(DRAIN_POLL_S)
+        return client.ws.state is State.OPEN
+
+    async def paced(self, client: Client) -> float | None:
+        """Wait until what was sent to ``client`` has mostly reached it (a quarter of the bound
+        left unsent, kernel included: the level at which a slow client counts as caught up).
+        None when it did; otherwise when the wait began (the client did not drain within
+        ``slow_client_timeout_s``, or its connection closed)."""
+        low = self.settings.slow_client_bytes // 4
+        started = time.monotonic()
+        while client.unsent() > low:
+            if (
+                client.ws.state is not State.OPEN
+                or time.monotonic() - started > self.settings.slow_client_timeout_s
+            ):
+                return started
+            await asyncio.sleep(DRAIN_POLL_S)
+        return None
 
     def _snapshot_frame(self, ch: Channel, n: int, **extra: Any) -> bytes:
         if isinstance(ch, BoardChannel):
@@ -328,7 +387,7 @@ class Hub:
 
     def _send_snapshot(self, client: Client, ch: Channel, recovered_from_reset: bool) -> None:
         n = client.subs.get(ch.name, 0)
-        self._send_one(client, self._snapshot_frame(ch, n, reset=recovered_from_reset))
+        self._send_one(client, self._snapshot_frame(ch, n, reset=recovered_from_reset), ch.name)
 
     def _check_slow(self) -> None:
         """Find slow clients (once a second, with the kernel's queue too), catch up those whose
@@ -349,13 +408,14 @@ class Hub:
                 continue
             buffered = client.unsent()
             if buffered <= limit // 4:
-                for name in sorted(client.stale):
-                    ch = self._lookup(name)
-                    if ch is not None and ch.loaded:
-                        n = client.subs.get(name, 0)
-                        self._send_one(client, self._snapshot_frame(ch, n, conflated=True))
+                stale = sorted(client.stale)
                 client.stale.clear()
                 client.slow_since = None
+                for name in stale:  # (under the bound too: a channel held back stays stale)
+                    ch = self._lookup(name)
+                    if ch is not None and ch.loaded and name in client.subs:
+                        n = client.subs[name]
+                        self._send_one(client, self._snapshot_frame(ch, n, conflated=True), name)
             elif now - client.slow_since > self.settings.slow_client_timeout_s:
                 self.clients.discard(client)  # being closed: no more sweeps or catch-ups
                 self.metrics.ws_slow_closed.inc()
@@ -374,6 +434,27 @@ class Hub:
         return self.members.get(key)
 
     # -- connections -----------------------------------------------------------------------
+
+    def address(self, peer: Any, headers: Headers) -> str:
+        """The client address a connection counts against (``web.clients.client_address``)."""
+        return client_address(
+            peer, headers.get_all("X-Forwarded-For"), self.settings.trusted_proxies
+        )
+
+    def connections_from(self, address: str) -> int:
+        return self.addresses.get(address, 0)
+
+    def connect(self, client: Client) -> None:
+        self.clients.add(client)
+        self.addresses[client.address] = self.addresses.get(client.address, 0) + 1
+
+    def disconnect(self, client: Client) -> None:
+        self.clients.discard(client)
+        left = self.addresses.get(client.address, 0) - 1
+        if left > 0:
+            self.addresses[client.address] = left
+        else:
+            self.addresses.pop(client.address, None)
 
     async def serve(self, ws: ServerConnection) -> None:
         """One websocket connection, from hello to close: a protocol session (``web.session``)."""

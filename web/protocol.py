@@ -15,9 +15,9 @@ ALERTS_CHANNEL = "alerts"
 MAX_REPLAY = 500
 #: Web processes re-mark their members as watched this often, for twice as long.
 WATCH_EVERY_S = 15.0
-#: With a token set, the first message must be ``auth``, within this many seconds.
-AUTH_TIMEOUT_S = 5.0
 
+#: Closed as idle: it followed no channel and sent nothing for ``idle_timeout_s``.
+CLOSE_GOING_AWAY = 1001
 #: Closed for a policy violation: too many messages per second, no token or a wrong one.
 CLOSE_POLICY = 1008
 #: Closed as too slow (frames piled up): try again later, reconnect and resume.

@@ -1,19 +1,25 @@
-"""One websocket connection's protocol session (docs/protocol.md): the hello, token auth, the
-receive loop under the client's message rate, and the requests (subscribe with resume,
-unsubscribe, ping). A subscribe finds, loads and replays channels through the process's hub
-(``web.hub``), which then delivers the channel's frames on its tick; what a resume decides is
-``web.feed``'s rule. Apart from the hub because a session speaks to one client, the hub to all.
+"""One websocket connection's protocol session (docs/protocol.md): the hello, token auth (within
+``auth_timeout_s``), the receive loop under the client's message rate and ``idle_timeout_s``,
+and the requests (subscribe with resume, unsubscribe, ping). A subscribe finds, loads and
+replays channels through the process's hub (``web.hub``), which then delivers the channel's
+frames on its tick; what a resume decides is ``web.feed``'s rule. Every frame goes out through
+the hub's slow-client bound; a replay in chunks, paced by the client's reading. Apart from the
+hub because a session speaks to one client, the hub to all.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
+import logging
+import time
 from typing import TYPE_CHECKING, Any
 
 import orjson
 from redis.exceptions import RedisError
 from websockets.asyncio.server import ServerConnection
+from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 
 from leaderboard.errors import ClientError, UnknownBoard
@@ -24,7 +30,7 @@ from web.channels import BoardChannel, Channel, MemberChannel
 from web.clients import Client
 from web.protocol import (
     ALERTS_CHANNEL,
-    AUTH_TIMEOUT_S,
+    CLOSE_GOING_AWAY,
     CLOSE_POLICY,
     MAX_REPLAY,
     PROTOCOL,
@@ -35,6 +41,11 @@ if TYPE_CHECKING:  # the hub serves each connection with a session (Hub.serve)
     from web.hub import Hub
 
 MAX_MEMBER_ID = 200
+#: Frames of a replay read from Redis and sent at once; the next chunk waits until the client
+#: has read most of this one (``Hub.paced``).
+REPLAY_CHUNK = 50
+
+log = logging.getLogger("kudos.web.push")
 
 
 def hello(store: Store, settings: WebSettings) -> bytes:
@@ -68,12 +79,25 @@ async def _close(ws: ServerConnection, code: int, reason: str) -> None:
 async def serve(hub: Hub, ws: ServerConnection) -> None:
     """One websocket connection, from hello to close."""
     client = Client(ws, hub.settings.max_messages_per_s)
-    hub.clients.add(client)
+    client.address = hub.address(ws.remote_address, ws.request.headers if ws.request else Headers())
+    hub.connect(client)
     try:
-        await ws.send(hub._hello, text=True)
+        hub._send_one(client, hub._hello)
         if hub.settings.token and not await _authenticate(hub, client):
             return
-        async for message in ws:
+        while True:
+            # a connection that follows nothing must keep talking (it holds a place of the
+            # per-address and per-process caps); one that follows a channel may stay quiet
+            idle = None if client.subs else hub.settings.idle_timeout_s
+            try:
+                message = await asyncio.wait_for(ws.recv(), idle)
+            except TimeoutError:
+                await _close(
+                    ws,
+                    CLOSE_GOING_AWAY,
+                    f"idle: no channel followed and no message for {idle:g} s",
+                )
+                return
             if not client.allow_message():
                 await _close(
                     ws,
@@ -81,13 +105,16 @@ async def serve(hub: Hub, ws: ServerConnection) -> None:
                     f"more than {hub.settings.max_messages_per_s:g} messages per second",
                 )
                 return
+            # a client over the slow-client bound is not answered (nor read) until it drains
+            if not await hub.writable(client):
+                return
             reply = await _handle(hub, client, message)
             if reply is not None:
-                await ws.send(reply, text=True)
+                hub._send_one(client, reply)
     except ConnectionClosed:
         pass
     finally:
-        hub.clients.discard(client)
+        hub.disconnect(client)
         for name in client.subs:
             ch = hub._lookup(name)
             if ch is not None:
@@ -96,7 +123,7 @@ async def serve(hub: Hub, ws: ServerConnection) -> None:
 
 async def _authenticate(hub: Hub, client: Client) -> bool:
     try:
-        raw = await asyncio.wait_for(client.ws.recv(), AUTH_TIMEOUT_S)
+        raw = await asyncio.wait_for(client.ws.recv(), hub.settings.auth_timeout_s)
         msg = orjson.loads(raw)
     except (TimeoutError, orjson.JSONDecodeError):
         msg = None
@@ -107,10 +134,13 @@ async def _authenticate(hub: Hub, client: Client) -> bool:
             'authentication required: send {"op": "auth", "token": ...} first',
         )
         return False
-    if msg.get("token") != hub.settings.token:
+    given = msg.get("token")
+    if not isinstance(given, str) or not hmac.compare_digest(
+        given.encode(), hub.settings.token.encode()
+    ):
         await _close(client.ws, CLOSE_POLICY, "wrong token")
         return False
-    await client.ws.send(orjson.dumps({"type": "authenticated", "id": msg.get("id")}), text=True)
+    hub._send_one(client, orjson.dumps({"type": "authenticated", "id": msg.get("id")}))
     return True
 
 
@@ -152,11 +182,13 @@ async def _handle(hub: Hub, client: Client, message: str | bytes) -> bytes | Non
             {"type": "error", "code": exc.code, "message": str(exc), "id": request_id}
         )
     except RedisError as exc:
+        # Redis's own words (hosts, keys) go to the log, not to the client
+        log.warning("a websocket request failed, Redis is unavailable: %s", exc)
         return orjson.dumps(
             {
                 "type": "error",
                 "code": "unavailable",
-                "message": f"Redis is unavailable ({exc}); retry shortly",
+                "message": "Redis is unavailable; retry shortly",
                 "id": request_id,
             }
         )
@@ -205,6 +237,9 @@ async def _subscribe(hub: Hub, client: Client, msg: dict[str, Any]) -> None:
     if kind == "board" and not await hub.store.board_known(key):
         # (a community board nobody has scored on yet; also keeps clients from creating keys)
         raise ClientError("unknown_board", f"no board {key!r} yet; see GET /api/boards")
+    # a member channel writes keys for its member (the ``watched`` mark, then its feed and
+    # log): for a member never seen, none until a standing read finds them on a board
+    seen = kind == "member" and await hub.store.member_known(key)
     if name in client.subs:  # subscribing again replaces the subscription
         del client.subs[name]
         client.stale.discard(name)
@@ -212,6 +247,8 @@ async def _subscribe(hub: Hub, client: Client, msg: dict[str, Any]) -> None:
         if old is not None:
             old.subscribers.discard(client)
     ch: Channel = hub._board(key) if kind == "board" else hub._member(key)
+    if isinstance(ch, MemberChannel) and ch.member:
+        ch.seen = seen
     ch.pending += 1
     try:
         for _ in range(3):  # the first polls may only create the epoch or find a new one
@@ -219,7 +256,7 @@ async def _subscribe(hub: Hub, client: Client, msg: dict[str, Any]) -> None:
                 await hub._tick_board(ch)
             elif isinstance(ch, MemberChannel) and (not ch.loaded or not ch.subscribers):
                 # publish the member's current standing first, so the snapshot is current
-                if ch.member:
+                if ch.member and ch.seen:
                     await hub.store.feed_watch([ch.member], 2 * WATCH_EVERY_S)
                 await hub._tick_members([ch], None)
         if not ch.loaded:
@@ -234,52 +271,89 @@ async def _subscribe(hub: Hub, client: Client, msg: dict[str, Any]) -> None:
                 decision = feed.Resume.SNAPSHOT  # a snapshot is smaller than that history
             if decision is feed.Resume.REPLAY:
                 epoch = ch.epoch
-                frames = await _replay(hub, ch, int(resume["seq"]))
+                frames = await _replay_chunk(hub, ch, int(resume["seq"]))
                 if not frames or ch.epoch != epoch:
                     decision, frames = feed.Resume.SNAPSHOT, []
             if not ch.loaded:  # the feed reset during the replay
                 raise ClientError("unavailable", "the feed is resynchronising; retry shortly")
+        reply = {
+            "type": "subscribed",
+            "channel": name,
+            "epoch": ch.epoch,
+            "seq": ch.seq,
+            "recovered": decision is not feed.Resume.SNAPSHOT,
+            "id": msg.get("id"),
+        }
+        if kind == "board":
+            reply["limit"] = limit
+        hub._send_one(client, orjson.dumps(reply))
+        if decision is feed.Resume.REPLAY:
+            await _send_replay(hub, client, ch, limit, frames)
+        else:
+            _join(client, ch, limit)
+            if decision is feed.Resume.SNAPSHOT:
+                hub._send_one(client, hub._snapshot_frame(ch, limit), name)
     finally:
         ch.pending -= 1
-    client.subs[name] = limit
-    client.stale.discard(name)
+
+
+def _join(client: Client, ch: Channel, limit: int) -> None:
+    """From here on the hub's tick delivers the channel's frames to the client."""
+    client.subs[ch.name] = limit
     ch.subscribers.add(client)
-    reply = {
-        "type": "subscribed",
-        "channel": name,
-        "epoch": ch.epoch,
-        "seq": ch.seq,
-        "recovered": decision is not feed.Resume.SNAPSHOT,
-        "id": msg.get("id"),
-    }
-    if kind == "board":
-        reply["limit"] = limit
-    hub._send_one(client, orjson.dumps(reply))
-    if decision is feed.Resume.SNAPSHOT:
-        hub._send_one(client, hub._snapshot_frame(ch, limit))
-    for seq, record in frames:
-        if isinstance(ch, BoardChannel):
-            data = feed.board_delta_frame(
-                name, ch.epoch, seq, feed.decode_board_record(record), limit
-            )
-        else:
-            data = feed.member_frames(name, ch.epoch, seq, record)
-        hub._send_one(client, data)
 
 
-async def _replay(hub: Hub, ch: Channel, after: int) -> list[tuple[int, str]]:
-    """The retained frames after ``after`` up to this process's seq, contiguous, or []."""
-    frames: list[tuple[int, str]] = []
-    want = after + 1
-    while want <= ch.seq:
-        got = await hub.store.feed_log(ch.name, want - 1, ch.seq - want + 1)
-        if not got or got[0][0] != want:
-            return []
-        for seq, record in got:
-            if seq > ch.seq:
-                break
-            if seq != want:
-                return []
-            frames.append((seq, record))
-            want += 1
+async def _send_replay(
+    hub: Hub, client: Client, ch: Channel, limit: int, frames: list[tuple[int, str]]
+) -> None:
+    """Send a resuming client the frames it missed, a chunk at a time (the next one once it
+    has read most of the last), then join it to the channel: it is not a subscriber meanwhile,
+    so live frames cannot overtake the replay, and the replay runs on to whatever seq this
+    process reached while it waited. A client over the bound gets no more of it: it is marked
+    stale and gets a fresh snapshot once it drains (or is closed as slow), like a subscriber
+    that missed frames."""
+    epoch = ch.epoch
+    while True:
+        for seq, record in frames:
+            if isinstance(ch, BoardChannel):
+                data = feed.board_delta_frame(
+                    ch.name, epoch, seq, feed.decode_board_record(record), limit
+                )
+            else:
+                data = feed.member_frames(ch.name, epoch, seq, record)
+            # (the kernel's queue counts too: a client that stopped reading fills it first,
+            # and a replay, unlike a tick's frames, can fill it within one call)
+            over = client.unsent() > hub.settings.slow_client_bytes
+            if over or not hub._send_one(client, data, ch.name):
+                hub._mark_slow(client, ch.name, time.monotonic())
+                _join(client, ch, limit)  # (stale: the snapshot comes when it drains)
+                return
+        after = frames[-1][0]
+        if after >= ch.seq:  # caught up; nothing awaited between this check and joining
+            _join(client, ch, limit)
+            return
+        waited = await hub.paced(client)
+        if waited is not None:  # it does not read: the rest would only pile up here
+            hub._mark_slow(client, ch.name, waited)
+            _join(client, ch, limit)
+            return
+        frames = await _replay_chunk(hub, ch, after) if ch.epoch == epoch else []
+        if not frames:
+            # the feed reset, or this process fell behind the log, meanwhile: start again from
+            # a snapshot (one is on its way if the channel is reloading)
+            _join(client, ch, limit)
+            if ch.loaded:
+                hub._send_snapshot(client, ch, recovered_from_reset=True)
+            return
+
+
+async def _replay_chunk(hub: Hub, ch: Channel, after: int) -> list[tuple[int, str]]:
+    """Up to REPLAY_CHUNK retained frames after ``after`` up to this process's seq,
+    contiguous, or [] if the log no longer has them."""
+    if after >= ch.seq:
+        return []
+    got = await hub.store.feed_log(ch.name, after, min(REPLAY_CHUNK, ch.seq - after))
+    frames = [(seq, record) for seq, record in got if seq <= ch.seq]
+    if not frames or any(seq != after + 1 + i for i, (seq, _) in enumerate(frames)):
+        return []
     return frames

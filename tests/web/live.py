@@ -18,8 +18,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from websockets.asyncio.client import ClientConnection, connect
 
 from kudos import servers
+from leaderboard.store import FeedFrame, Store
 from tests.conftest import Namespace
 from tests.eventually import eventually
+from web import feed
 
 
 def start_web(ns: Namespace, port: int, name: str = "web", **env: str) -> subprocess.Popen[bytes]:
@@ -164,3 +166,40 @@ def tiny_receive_buffer_socket(port: int) -> socket.socket:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     sock.connect(("127.0.0.1", port))
     return sock
+
+
+def rss_bytes(proc: subprocess.Popen[bytes]) -> int:
+    """The resident memory of a child process (Linux)."""
+    with open(f"/proc/{proc.pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise AssertionError(f"no VmRSS for pid {proc.pid}")
+
+
+async def seed_board(store: Store, board: str, n: int) -> None:
+    """``n`` members on ``board`` straight in Redis (no worker): m0 first, scores 10·(n − i)."""
+    await store.client.zadd(
+        store.key("board", board), {f"m{i}": 10_000 * (n - i) for i in range(n)}
+    )
+    await store.client.hincrby(store.key("changes"), board, 1)
+
+
+async def publish_frames(store: Store, board: str, n: int) -> int:
+    """Append ``n`` frames to a board channel's shared log as another web process would: each
+    adds one point to every row of the published top (so every delta lists every row). The
+    board itself is left alone, so no web process diffs it meanwhile. Returns the last seq."""
+    channel = f"board:{board}"
+    epoch = await store.client.get(store.key("feedepoch"))
+    seq, src, snap = await store.client.hmget(store.key("feed", channel), "seq", "src", "snap")
+    assert epoch and snap, "the board must have been published (subscribe to it first)"
+    rows, seq = feed.decode_rows(snap), int(seq)
+    for _ in range(n):
+        new = [r._replace(score=r.score + 1) for r in rows]
+        changes = [feed.Change(r.member, r.pos, r.pos, r.rank, r.rank, r.score) for r in new]
+        record = feed.encode_board_record(changes, [], None, len(new))
+        frame = FeedFrame(channel, seq, epoch, src, feed.encode_rows(new), record)
+        published = await store.feed_publish(frame, [], 2000, 0)
+        assert published == seq + 1, "a web process published meanwhile"
+        rows, seq = new, seq + 1
+    return seq

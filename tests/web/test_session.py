@@ -1,5 +1,5 @@
 """Protocol sessions against real `kudos web` processes: subscribe and resume across processes,
-request errors, limits, Origin and token auth."""
+request errors, limits, Origin, token auth and its timeout, idle connections, unknown members."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from kudos import servers
 from tests.conftest import Namespace
+from tests.eventually import eventually
 from tests.web.events import T0, base_events, climb
-from tests.web.live import LiveClient, api_top, start_web
+from tests.web.live import LiveClient, api_top, seed_board, start_web
 
 pytestmark = pytest.mark.integration
 
@@ -91,6 +92,7 @@ async def test_limits_errors_origin_and_auth(namespace: Namespace) -> None:
         KUDOS_WEB_MAX_MESSAGE_BYTES="512",
         KUDOS_WEB_ALLOWED_ORIGINS="https://partner.example",
     )
+    await seed_board(namespace.store, "all", 10)  # (member:m1 must exist to be followed)
     try:
         c = await LiveClient.open(port)
         for raw, code in [
@@ -142,9 +144,15 @@ async def test_limits_errors_origin_and_auth(namespace: Namespace) -> None:
     finally:
         servers.stop(web)
 
-    # token auth: the first message must carry the token
-    web = start_web(namespace, port, "web-auth", KUDOS_WEB_TOKEN="s3cret")
+    # token auth: the first message must carry the token, within KUDOS_WEB_AUTH_TIMEOUT_S
+    web = start_web(
+        namespace, port, "web-auth", KUDOS_WEB_TOKEN="s3cret", KUDOS_WEB_AUTH_TIMEOUT_S="1"
+    )
     try:
+        silent = await LiveClient.open(port)
+        with pytest.raises(ConnectionClosed) as closed:
+            await silent.recv(timeout=4)  # (the default timeout is 5 s)
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 1008
         anon = await LiveClient.open(port)
         assert anon.hello["limits"]["auth"] is True
         await anon.send({"op": "subscribe", "channel": "board:all"})
@@ -160,5 +168,58 @@ async def test_limits_errors_origin_and_auth(namespace: Namespace) -> None:
         assert (await good.request({"op": "auth", "token": "s3cret"}))["type"] == "authenticated"
         await good.subscribe("board:all")
         await good.close()
+    finally:
+        servers.stop(web)
+
+
+async def test_idle_connections_close_and_unseen_members_create_nothing(
+    namespace: Namespace,
+) -> None:
+    port = namespace.settings.web.port
+    store = namespace.store
+    await seed_board(store, "all", 10)
+    web = start_web(namespace, port, KUDOS_WEB_IDLE_TIMEOUT_S="1")
+    try:
+        # a connection that follows a channel is not idle, however quiet
+        follower = await LiveClient.open(port)
+        await follower.subscribe("board:all")
+        # one that follows nothing and says nothing is closed with 1001 (going away)
+        idle = await LiveClient.open(port)
+        with pytest.raises(ConnectionClosed) as closed:
+            await idle.recv(timeout=5)
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 1001
+        # (the follower has been quiet for longer than the idle one now)
+        assert (await follower.request({"op": "ping", "id": 1}))["type"] == "pong"
+        # once it follows nothing again, its quiet counts
+        await follower.request({"op": "unsubscribe", "channel": "board:all"})
+        with pytest.raises(ConnectionClosed) as closed:
+            while True:
+                await follower.recv(timeout=5)
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 1001
+
+        # a member nobody has seen may be followed, but not a single key is written for them
+        c = await LiveClient.open(port)
+        await c.subscribe("member:m3")  # (following a member publishes the base boards' feeds)
+        boards = [store.key("feed", f"board:{b}") for b in store.rules.base_boards]
+
+        async def published() -> bool:
+            return bool(await store.client.exists(*boards) == len(boards))
+
+        await eventually(published, what="the base boards' feeds to be published")
+        keys = set(await store.client.keys(store.key("*")))
+        unseen = ["nobody", "m10", "x" * 200]
+        for n, member in enumerate(unseen):
+            reply = await c.subscribe(f"member:{member}", id=n)
+            assert reply["recovered"] is False and reply["id"] == n
+            assert set(c.standing[f"member:{member}"].values()) == {None}
+        assert set(await store.client.keys(store.key("*"))) == keys
+        for member in unseen:  # (not even an entry in an existing key)
+            assert await store.client.zscore(store.key("watched"), member) is None
+        # ... until they are seen: then their channel carries on as any other
+        await store.client.zadd(store.key("board", "all"), {"nobody": 1_000_000})
+        await store.client.hincrby(store.key("changes"), "all", 1)
+        await c.until(lambda: c.standing["member:nobody"]["all"] == {"rank": 1, "score": 1000.0})
+        assert await store.client.zscore(store.key("watched"), "nobody") is not None
+        await c.close()
     finally:
         servers.stop(web)
