@@ -15,7 +15,9 @@ puts a small filter in front of the websocket protocol: :class:`BodyConnection` 
   ``Content-Length`` line, so websockets sees a body-less request and calls ``process_request``;
 - refuses a bigger body (413), an unreadable length (400) or a chunked one (411) without reading
   it: websockets again gets the bare head, and ``process_request`` answers with
-  ``body_refused``.
+  ``body_refused``;
+- answers a head (request line and headers, through the blank line) of more than
+  :data:`MAX_HEAD` bytes itself with 431 and closes the connection, whatever the method.
 
 Such a request can never become a websocket (websockets upgrades GETs only), so whatever the
 client sends after the body is dropped; the answer ends the connection, as every plain HTTP
@@ -34,9 +36,38 @@ from typing import Any
 
 from websockets.asyncio.server import ServerConnection
 
-#: A request head larger than this is handed to websockets as it is (it answers 431 or 414).
-MAX_HEAD = 64 * 1024
+#: The largest request head read, through its blank line (Node.js's default). websockets itself
+#: allows 8 KiB a line and 128 headers (about 1 MiB); browsers' heads are a few KiB.
+MAX_HEAD = 16 * 1024
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+_HEAD_TOO_LARGE = (
+    b"the request head is more than %d bytes; send fewer or shorter headers\n" % MAX_HEAD
+)
+HEAD_TOO_LARGE = (
+    b"HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Type: text/plain; charset=utf-8"
+    b"\r\nContent-Length: %d\r\nConnection: close\r\n\r\n" % len(_HEAD_TOO_LARGE)
+) + _HEAD_TOO_LARGE
+
+
+class HeadBuffer:
+    """The bytes of a request as they arrive, until the blank line that ends its head.
+
+    Each piece is searched with the 3 bytes before it (a ``\\r\\n\\r\\n`` may straddle two
+    pieces), never the whole buffer again: a head trickled one byte at a time costs linear time.
+    """
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+        #: bytes looked at by the searches so far (what the linear bound is about)
+        self.scanned = 0
+
+    def feed(self, piece: bytes) -> int:
+        """Append ``piece``; the offset of the blank line's ``\\r\\n\\r\\n`` in :attr:`data`, or
+        -1 while it has not arrived."""
+        start = max(0, len(self.data) - 3)
+        self.data += piece
+        self.scanned += len(self.data) - start
+        return self.data.find(b"\r\n\r\n", start)
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,7 +144,9 @@ class BodyConnection(ServerConnection):
         super().__init__(*args, **kwargs)
         self.request_body: bytes | None = None
         self.body_refused: tuple[int, str] | None = None
-        self._pending = bytearray()
+        self._head = HeadBuffer()
+        # the bytes not yet handed on: while the head arrives, the head buffer's own
+        self._pending = self._head.data
         self._plan: HeadPlan | None = None
         # "head": collecting the head; "body": reading a body; "pass": websockets reads
         # everything; "drop": the request (with its body) was handed over, ignore the rest
@@ -125,11 +158,11 @@ class BodyConnection(ServerConnection):
         elif self._mode == "drop":
             pass
         elif self._mode == "head":
-            self._pending += data
-            end = self._pending.find(b"\r\n\r\n")
-            if end < 0:
-                if len(self._pending) > MAX_HEAD:
-                    self._pass_on()
+            end = self._head.feed(data)
+            if end < 0 and len(self._pending) <= MAX_HEAD:
+                return  # more to come
+            if end < 0 or end + 4 > MAX_HEAD:
+                self._refuse_head()
                 return
             plan = plan_head(bytes(self._pending[:end]), self.max_body)
             if not plan.has_body:
@@ -173,6 +206,13 @@ class BodyConnection(ServerConnection):
         self._pending = bytearray()
         super().data_received(self._plan.head + b"\r\n\r\n")
 
+    def _refuse_head(self) -> None:
+        # websockets has seen nothing: once the transport is closed its handshake ends quietly
+        self._mode = "drop"
+        self._pending = bytearray()
+        self.transport.write(HEAD_TOO_LARGE)
+        self.transport.close()
+
     def _pass_on(self) -> None:
         self._mode = "pass"
         data, self._pending = bytes(self._pending), bytearray()
@@ -185,4 +225,4 @@ def connection_class(max_body: int) -> type[BodyConnection]:
     return type("BodyConnection", (BodyConnection,), {"max_body": max_body})
 
 
-__all__ = ["BodyConnection", "HeadPlan", "connection_class", "plan_head"]
+__all__ = ["MAX_HEAD", "BodyConnection", "HeadBuffer", "HeadPlan", "connection_class", "plan_head"]

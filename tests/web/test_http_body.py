@@ -14,7 +14,7 @@ from websockets.asyncio.server import ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
-from web.http_body import BodyConnection, connection_class, plan_head
+from web.http_body import MAX_HEAD, BodyConnection, HeadBuffer, connection_class, plan_head
 
 MAX = 1000
 
@@ -60,6 +60,18 @@ def test_expect_100_continue_is_noticed() -> None:
     raw = head("POST / HTTP/1.1", "Content-Length: 3", "Expect: 100-Continue")
     assert plan_head(raw, MAX).expect_continue
     assert not plan_head(head("POST / HTTP/1.1", "Content-Length: 3"), MAX).expect_continue
+
+
+@pytest.mark.parametrize("step", [1, 2, 3, 5, 4096])
+def test_the_end_of_a_trickled_head_is_found_looking_at_each_byte_a_few_times(step: int) -> None:
+    raw = b"POST /x HTTP/1.1\r\n" + b"X-Pad: " + b"p" * (MAX_HEAD - 40) + b"\r\n\r\nbody"
+    buffer, end, i = HeadBuffer(), -1, 0
+    while end < 0:
+        end = buffer.feed(raw[i : i + step])
+        i += step
+    assert end == raw.index(b"\r\n\r\n") and bytes(buffer.data) == raw[:i]
+    # searching the whole buffer again on every byte looked at each byte ~8,000 times
+    assert buffer.scanned <= 4 * len(raw)
 
 
 async def echo(connection: ServerConnection, request: Request) -> Response | None:
@@ -150,6 +162,30 @@ async def test_a_client_that_half_closes_after_its_body_gets_an_answer(port: int
     data = await asyncio.wait_for(reader.read(), 5)
     writer.close()
     assert answer(data)["body"] == "hi"
+
+
+def padded(start: bytes, size: int) -> bytes:
+    """A head beginning with ``start`` and ``size`` bytes long through its blank line, padded
+    with header lines short enough for websockets (8 KiB a line)."""
+    head, n = start, 0
+    while len(head) + 4 < size:
+        line = b"\r\nX-Pad-%d: " % n
+        head += line + b"p" * min(4000, size - 4 - len(head) - len(line))
+        n += 1
+    assert len(head) + 4 == size
+    return head + b"\r\n\r\n"
+
+
+async def test_a_head_over_the_limit_is_refused(port: int) -> None:
+    # never ended: refused once it passes the limit (the client sends no more)
+    endless = padded(b"GET /ws HTTP/1.1", MAX_HEAD + 8)[:-4]
+    assert (await exchange(port, endless, 4096)).startswith(b"HTTP/1.1 431 ")
+    # ended, but too long, in one piece
+    big = padded(b"POST /api/events HTTP/1.1\r\nContent-Length: 2", MAX_HEAD + 1) + b"ok"
+    assert (await exchange(port, big, len(big))).startswith(b"HTTP/1.1 431 ")
+    # just within it, trickled: read as usual
+    fits = padded(b"POST /api/events HTTP/1.1\r\nContent-Length: 2", MAX_HEAD) + b"ok"
+    assert answer(await exchange(port, fits, 1))["body"] == "ok"
 
 
 async def test_a_cut_off_request_is_dropped(port: int) -> None:

@@ -3,9 +3,13 @@ broker seam, then a real `kudos web` process producing to a real broker for a re
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import socket
 import sys
+import threading
+import time
+import tracemalloc
 import urllib.error
 import urllib.request
 import uuid
@@ -22,10 +26,12 @@ from kudos import servers
 from leaderboard.errors import BrokerUnavailable, InvalidBody
 from leaderboard.scoring import ScoringRules
 from tests.conftest import Namespace, configure
-from web.ingest import MAX_ERRORS, Ingest, parse_body
+from web.ingest import BIG_READERS, BUSY_RETRY_AFTER_S, MAX_ERRORS, Ingest, parse_body
 
 KINDS = ScoringRules.load().kinds
 T = 1_600_000_000
+#: ingest reads only JSON and NDJSON bodies, declared (tests/web/test_origin.py)
+JSON_HEADERS = Headers({"Content-Type": "application/json"})
 
 
 def ev(i: str, kind: str, actor: str, target: str, **more: Any) -> dict[str, Any]:
@@ -129,7 +135,7 @@ async def test_valid_events_go_in_envelopes_per_partition_in_order() -> None:
     broker = FakeBroker()
     ingest = Ingest(broker.send, kinds=KINDS, partitions=4)
     events = [ev(f"e{i}", "like", f"a{i}", f"t{i % 9}") for i in range(200)]
-    answer = await ingest.handle("POST", Headers(), orjson.dumps(events))
+    answer = await ingest.handle("POST", JSON_HEADERS, orjson.dumps(events))
     assert answer.status == 202
     assert orjson.loads(answer.body) == {"accepted": 200, "rejected": 0, "errors": []}
     assert len(broker.sent) <= 4  # one envelope per partition
@@ -147,7 +153,9 @@ async def test_valid_events_go_in_envelopes_per_partition_in_order() -> None:
 
 async def test_nothing_is_produced_for_rejected_events() -> None:
     broker = FakeBroker()
-    answer = await Ingest(broker.send, kinds=KINDS, partitions=4).handle("POST", Headers(), MIXED)
+    answer = await Ingest(broker.send, kinds=KINDS, partitions=4).handle(
+        "POST", JSON_HEADERS, MIXED
+    )
     body = orjson.loads(answer.body)
     assert (answer.status, body["accepted"], body["rejected"]) == (202, 3, 7)
     assert sorted(e["id"] for m in broker.sent for e in orjson.loads(m.value)) == [
@@ -156,29 +164,120 @@ async def test_nothing_is_produced_for_rejected_events() -> None:
         "m8",
     ]
     all_bad = await Ingest(broker.send, kinds=KINDS, partitions=4).handle(
-        "POST", Headers(), ndjson({"id": "z"}, b"[", {"kind": "like"})
+        "POST", JSON_HEADERS, ndjson({"id": "z"}, b"[", {"kind": "like"})
     )
     assert all_bad.status == 202 and orjson.loads(all_bad.body)["accepted"] == 0
+
+
+async def test_an_event_too_far_ahead_of_receipt_is_refused_as_future() -> None:
+    # the web process's clock on receipt is where the record timestamp is born: an event the
+    # worker would dead-letter as `future` is refused in the answer instead, the others produced
+    now = 1_750_000_000.5
+    broker = FakeBroker()
+    ingest = Ingest(broker.send, kinds=KINDS, partitions=4, max_future_s=300, clock=lambda: now)
+    body = ndjson(
+        ev("f1", "like", "a1", "frank") | {"ts": now},
+        ev("f2", "share", "a2", "frank") | {"ts": now + 10 * 365 * 86400},
+        ev("f3", "like", "a3", "frank") | {"ts": now + 300},  # exactly the bound
+        ev("f4", "post", "frank", "frank") | {"ts": now + 301},  # ignored kinds too
+        ev("f5", "like", "a5", "frank"),
+    )
+    answer = await ingest.handle("POST", Headers({"Content-Type": "application/x-ndjson"}), body)
+    out = orjson.loads(answer.body)
+    assert (answer.status, out["accepted"], out["rejected"]) == (202, 3, 2)
+    assert [(e["line"], e["reason"]) for e in out["errors"]] == [(2, "future"), (4, "future")]
+    assert "300" in out["errors"][0]["detail"]
+    produced = sorted(e["id"] for m in broker.sent for e in orjson.loads(m.value))
+    assert produced == ["f1", "f3", "f5"]
 
 
 async def test_errors_listed_are_capped_and_the_rest_counted() -> None:
     body = ndjson(*[{"id": f"x{i}"} for i in range(MAX_ERRORS + 5)])
     answer = await Ingest(FakeBroker().send, kinds=KINDS, partitions=4).handle(
-        "POST", Headers(), body
+        "POST", JSON_HEADERS, body
     )
     out = orjson.loads(answer.body)
     assert out["rejected"] == MAX_ERRORS + 5
     assert len(out["errors"]) == MAX_ERRORS and out["errors_omitted"] == 5
 
 
+#: 1 MiB of elements that are not events: the cheapest body to send, and it was the dearest to
+#: answer (one error object kept per element: seconds of CPU on the event loop, 160 MB)
+ONES = b"[" + b",".join([b"1"] * ((1 << 20) // 2 - 1)) + b"]"
+ONES_LINES = b"\n".join([b"1"] * ((1 << 20) // 2))
+BAD_LINES = (
+    b"\n".join([b"{"] * ((1 << 20) // 2 - 40)) + b"\n" + orjson.dumps(ev("ok", "like", "a", "b"))
+)
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "reason", "rejected"),
+    [
+        (ONES, "application/json", "not_object", (1 << 20) // 2 - 1),
+        (ONES_LINES, "application/x-ndjson", "not_object", (1 << 20) // 2),
+        (BAD_LINES, "application/x-ndjson", "bad_json", (1 << 20) // 2 - 40),
+    ],
+    ids=["array", "ndjson", "ndjson-unreadable-lines"],
+)
+def test_a_megabyte_of_rejections_keeps_the_first_100_and_counts_the_rest(
+    body: bytes, content_type: str, reason: str, rejected: int
+) -> None:
+    assert len(body) <= 1 << 20
+    tracemalloc.start()
+    try:
+        parsed = parse_body(body, content_type, KINDS)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert len(parsed.errors) == 100 and {e["reason"] for e in parsed.errors} == {reason}
+    assert parsed.rejected == rejected
+    # what is inherent: orjson's parse of the body (16 MiB for this one, gone once it returns)
+    # and the array it makes (8 bytes an element); one error kept per element took 160 MB
+    assert peak < 24 * (1 << 20)
+
+
+async def test_a_big_body_is_read_off_the_event_loop() -> None:
+    """While one client's megabyte is being read, the process goes on answering others."""
+    ingest = Ingest(FakeBroker().send, kinds=KINDS, partitions=4)
+    big = asyncio.create_task(ingest.handle("POST", JSON_HEADERS, ONES))
+    await asyncio.sleep(0)  # big runs until it waits for its body to be read
+    small = await ingest.handle("POST", JSON_HEADERS, orjson.dumps(ev("s", "like", "a", "b")))
+    assert small.status == 202 and not big.done()
+    answer = await big
+    out = orjson.loads(answer.body)
+    assert answer.status == 202 and (out["accepted"], out["rejected"]) == (0, (1 << 20) // 2 - 1)
+    assert len(out["errors"]) == 100 and out["errors_omitted"] == out["rejected"] - 100
+
+
+async def test_big_bodies_beyond_the_readers_are_503() -> None:
+    ingest = Ingest(FakeBroker().send, kinds=KINDS, partitions=4)
+    answers = await asyncio.gather(
+        *(ingest.handle("POST", JSON_HEADERS, ONES) for _ in range(BIG_READERS + 1))
+    )
+    assert [a.status for a in answers] == [202] * BIG_READERS + [503]
+    busy = answers[-1]
+    assert ("Retry-After", str(BUSY_RETRY_AFTER_S)) in busy.headers
+    assert orjson.loads(busy.body)["retry_after_s"] == BUSY_RETRY_AFTER_S
+    # small bodies are read at once, however many big ones are being read
+    small = orjson.dumps(ev("s", "like", "a", "b"))
+    during = [
+        asyncio.create_task(ingest.handle("POST", JSON_HEADERS, ONES)) for _ in range(BIG_READERS)
+    ]
+    await asyncio.sleep(0)
+    assert (await ingest.handle("POST", JSON_HEADERS, small)).status == 202
+    assert [a.status for a in await asyncio.gather(*during)] == [202] * BIG_READERS
+
+
 async def test_a_broker_failure_accepts_nothing() -> None:
     answer = await Ingest(FakeBroker(fail=True).send, kinds=KINDS, partitions=4).handle(
-        "POST", Headers(), MIXED
+        "POST", JSON_HEADERS, MIXED
     )
     body = orjson.loads(answer.body)
     assert answer.status == 503 and "accepted" not in body
     assert ("Retry-After", "5") in answer.headers and body["retry_after_s"] == 5
     assert "nothing was accepted" in body["error"] and "de-duplicated" in body["error"]
+    # which broker, and its own words, are for the operator's log only
+    assert "kafka://" not in body["error"] and "nowhere" not in body["error"]
 
 
 @pytest.mark.parametrize(
@@ -197,6 +296,7 @@ async def test_the_token_when_set(
 ) -> None:
     ingest = Ingest(FakeBroker().send, kinds=KINDS, partitions=4, token="s3cret")
     headers = Headers({"Authorization": authorization} if authorization else {})
+    headers["Content-Type"] = "application/json"
     answer = await ingest.handle("POST", headers, orjson.dumps(ev("x", "like", "a", "b")))
     assert answer.status == status
     assert dict(answer.headers).get("WWW-Authenticate") == challenge
@@ -233,7 +333,7 @@ def post(
     port: int,
     body: bytes | None,
     *,
-    content_type: str | None = None,
+    content_type: str | None = "application/json",
     token: str | None = None,
     method: str = "POST",
 ) -> tuple[int, Any, dict[str, str]]:
@@ -294,7 +394,7 @@ async def test_ndjson_array_and_single_object_are_scored(namespace: Namespace) -
         assert (status, out["accepted"]) == (202, 2)
         status, out, _ = post(port, orjson.dumps(ev("o1", "conversion", "c1", "dave")))
         assert (status, out["accepted"]) == (202, 1)
-        # NDJSON without a Content-Type is detected
+        # NDJSON sent as application/json is detected
         status, out, _ = post(
             port, ndjson(ev("d1", "follow", "d1", "eve"), ev("d2", "like", "d2", "eve"))
         )
@@ -336,6 +436,28 @@ async def test_mixed_ndjson_reports_each_bad_line_and_scores_only_the_good(
 
 
 @pytest.mark.integration
+async def test_the_web_process_refuses_events_from_the_future_by_the_workers_bound(
+    namespace: Namespace,
+) -> None:
+    configure(namespace, worker=replace(namespace.settings.worker, max_future_s=60))
+    namespace.start_worker()
+    with web_process(namespace) as port:
+        body = ndjson(
+            ev("w1", "share", "a1", "ivan"),
+            ev("w2", "share", "a2", "ivan") | {"ts": time.time() + 120},
+            ev("w3", "like", "a3", "ivan"),
+        )
+        status, out, _ = post(port, body, content_type="application/x-ndjson")
+        assert (status, out["accepted"], out["rejected"]) == (202, 2, 1)
+        assert [(e["line"], e["reason"]) for e in out["errors"]] == [(2, "future")]
+        await settle(namespace)
+    assert await board(namespace, "all") == [("ivan", 5.0)]
+    stats = await namespace.store.stats()
+    # refused up front: the worker never saw it
+    assert (stats["applied"], stats["future"], stats["dead_lettered"]) == (2, 0, 0)
+
+
+@pytest.mark.integration
 async def test_an_oversize_body_is_413(namespace: Namespace) -> None:
     configure(namespace, web=replace(namespace.settings.web, ingest_max_bytes=2048))
     events = [ev(f"s{i}", "like", f"a{i}", "hank") for i in range(40)]
@@ -351,6 +473,36 @@ async def test_an_oversize_body_is_413(namespace: Namespace) -> None:
 
 
 @pytest.mark.integration
+async def test_a_megabyte_of_rejections_leaves_the_server_answering(namespace: Namespace) -> None:
+    with web_process(namespace) as port:
+        done = threading.Event()
+        answered_during = 0
+        result: list[tuple[int, Any, dict[str, str]]] = []
+
+        def big() -> None:
+            try:
+                result.append(post(port, ONES))
+            finally:
+                done.set()
+
+        sender = threading.Thread(target=big)
+        sender.start()
+        try:
+            while not done.is_set():
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as r:
+                    assert r.status == 200
+                answered_during += not done.is_set()
+        finally:
+            sender.join()
+        status, out, _ = result[0]
+        assert status == 202 and (out["accepted"], out["rejected"]) == (0, (1 << 20) // 2 - 1)
+        assert len(out["errors"]) == 100 and out["errors_omitted"] == out["rejected"] - 100
+        # a health check sent while the body was uploaded is answered at once either way; later
+        # ones are answered only if reading it leaves the event loop free
+        assert answered_during >= 3
+
+
+@pytest.mark.integration
 async def test_expect_100_continue(namespace: Namespace) -> None:
     """curl sends `Expect: 100-continue` before big bodies: an acceptable size gets the go-ahead,
     a too-large one its 413 before the body is sent."""
@@ -360,7 +512,8 @@ async def test_expect_100_continue(namespace: Namespace) -> None:
     def exchange(port: int, length: int, send_body: bool) -> bytes:
         with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
             s.sendall(
-                f"POST /api/events HTTP/1.1\r\nHost: x\r\nContent-Length: {length}\r\n"
+                f"POST /api/events HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {length}\r\n"
+                "Content-Type: application/json\r\n"
                 "Expect: 100-continue\r\n\r\n".encode()
             )
             first = s.recv(65536)
