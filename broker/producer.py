@@ -22,6 +22,7 @@ from aiokafka.partitioner import murmur2
 
 from broker.formats import Item, partition_key
 from broker.topics import bootstrap, ensure_topics
+from leaderboard import redact
 from leaderboard.errors import BrokerUnavailable, StackError
 from leaderboard.settings import Settings
 from leaderboard.store import Store
@@ -247,15 +248,18 @@ class SharedProducer:
                     await asyncio.wait(futures)
         except TimeoutError:
             raise BrokerUnavailable(
-                f"the broker at {self.settings.broker.url} did not acknowledge within "
+                f"the broker at {redact.url(self.settings.broker.url)} did not acknowledge within "
                 f"{self.timeout_s:g} s"
             ) from None
         except (KafkaError, StackError, OSError) as exc:
-            raise BrokerUnavailable(f"the broker at {self.settings.broker.url}: {exc}") from exc
+            raise BrokerUnavailable(
+                f"the broker at {redact.url(self.settings.broker.url)}: "
+                f"{redact.text(str(exc), self.settings.secrets())}"
+            ) from exc
         for fut in futures:
             if (failure := fut.exception()) is not None:
                 raise BrokerUnavailable(
-                    f"the broker at {self.settings.broker.url} refused a message: {failure!r}"
+                    f"the broker at {redact.url(self.settings.broker.url)} refused a message: {failure!r}"
                 ) from failure
 
     async def close(self) -> None:

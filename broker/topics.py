@@ -8,6 +8,7 @@ import contextlib
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
 
+from leaderboard import redact
 from leaderboard.errors import StackError
 from leaderboard.settings import Settings
 
@@ -54,7 +55,8 @@ async def ensure_topics(settings: Settings, timeout: float = 30.0) -> None:
         except KafkaConnectionError as exc:
             if loop.time() > deadline:
                 raise StackError(
-                    f"cannot reach the broker at {settings.broker.url} ({exc}); is it running? "
+                    f"cannot reach the broker at {redact.url(settings.broker.url)} "
+                    f"({redact.text(str(exc), settings.secrets())}); is it running? "
                     "(`kudos up`, or set KUDOS_BROKER_URL)"
                 ) from exc
             await asyncio.sleep(0.5)

@@ -23,6 +23,7 @@ read (undecoded), the rest is dropped with the connection.
 
 from __future__ import annotations
 
+import dataclasses
 import socket
 import time
 from collections.abc import Mapping
@@ -32,6 +33,7 @@ import aiohttp
 from aiohappyeyeballs import AddrInfoType, SocketFactoryType
 from aiohttp.abc import AbstractResolver, ResolveResult
 
+from leaderboard import redact
 from leaderboard.errors import ConfigError, DestinationRefused
 from leaderboard.webhooks import (
     AllowList,
@@ -148,11 +150,21 @@ async def deliver(
     try:
         check_url(url, guard)
     except ConfigError as exc:
-        return Attempt("retry", None, 0.0, error=str(exc))
+        return hide_url(Attempt("retry", None, 0.0, error=str(exc)), url)
     if session is not None:
-        return await _post(session, url, headers, body, timeout_s, started)
+        return hide_url(await _post(session, url, headers, body, timeout_s, started), url)
     async with guarded_session(allow) as own:
-        return await _post(own, url, headers, body, timeout_s, started)
+        return hide_url(await _post(own, url, headers, body, timeout_s, started), url)
+
+
+def hide_url(attempt: Attempt, url: str) -> Attempt:
+    """``attempt`` with its error free of ``url``'s token parts: the error goes to the attempts
+    log (``kudos webhooks log``) and the deliverer's log, and a library's message may quote the
+    URL it was given (``https://hooks.example/T0/<token>``)."""
+    if not attempt.error:
+        return attempt
+    error = attempt.error.replace(url, redact.url(url))
+    return dataclasses.replace(attempt, error=redact.text(error, redact.url_secrets(url)[1:]))
 
 
 async def _post(

@@ -211,8 +211,10 @@ class Unlock:
         }
 
     def event(self) -> dict[str, Any]:
-        """The ``perk`` event on the member's websocket channel (docs/protocol.md)."""
+        """The ``perk`` event on the member's and the board's websocket channels
+        (docs/protocol.md). Without the payload: anyone may follow those channels, and a payload
+        may be a coupon code; it goes to webhooks, the ``perk-unlocks`` topic and authenticated
+        readers of ``GET /api/members/{id}/perks`` only."""
         out = {"event": "perk", **self.data()}
-        if not self.payload:
-            del out["payload"]
+        del out["payload"]
         return out

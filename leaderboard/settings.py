@@ -7,6 +7,7 @@ file (``KUDOS_CONFIG``, default ``kudos.toml`` in the working directory when it 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import os
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any, get_type_hints
 from urllib.parse import urlsplit
 
+from leaderboard import redact
 from leaderboard.bait import BaitParams
 from leaderboard.errors import ConfigError
 from leaderboard.webhooks import parse_allow_list, parse_schedule
@@ -64,6 +66,10 @@ class WorkerSettings:
     batch_within_s: float = 0.02
     #: Upper bound of events per Redis apply call; keeps each Lua call short so reads stay fast.
     max_events_per_apply: int = 5000
+    #: Upper bound of board rows one apply call expires (window buckets leaving W) or rescales (a
+    #: decay landmark move) before its batch: a long jump of W runs in several short calls, so
+    #: Redis keeps serving reads in between (they see exact boards). 0 = no bound (one call).
+    max_maintenance_rows_per_call: int = 3000
     #: How far behind its partition's newest event time an event may arrive and still be scored;
     #: ids are de-duplicated for this long (event time). Older events are dead-lettered as late.
     dedupe_horizon_s: int = 7 * 86400
@@ -101,8 +107,9 @@ class WebSettings:
     tick_s: float = 0.05
     #: When set, websocket clients must send {"op": "auth", "token": ...} first.
     token: str = ""
-    #: Comma-separated browser origins allowed to open the websocket besides the page's own host
-    #: ("*" allows any). Clients that send no Origin (bots, services) are always allowed.
+    #: Comma-separated browser origins allowed to open the websocket and POST /api/events besides
+    #: the page's own host ("*" allows any; others get 403). Clients that send no Origin (bots,
+    #: services) are always allowed.
     allowed_origins: str = ""
     #: Largest client message (bytes); bigger closes the connection with 1009.
     max_message_bytes: int = 4096
@@ -114,13 +121,18 @@ class WebSettings:
     max_connections: int = 20000
     #: Websocket connections from one client address at once; more are refused with HTTP 429.
     max_connections_per_address: int = 100
+    #: Proxies whose X-Forwarded-For names the client (IP addresses or networks, comma separated,
+    #: e.g. the compose network's); empty: none, a connection's address is its peer's. Behind a
+    #: proxy that is not listed every client has the proxy's address (and shares its cap).
+    trusted_proxies: str = ""
     #: A connection that has not authenticated (when ``token`` is set) is closed after this long.
     auth_timeout_s: float = 5.0
     #: A connection that follows no channel and sends nothing for this long is closed (1001).
     idle_timeout_s: float = 300.0
-    #: Comma-separated Host header values the web process answers (with or without the port);
-    #: empty: its own listen address, localhost and 127.0.0.1 when it listens on loopback, any
-    #: host otherwise. Others get 421 (stops DNS rebinding against a loopback stack).
+    #: Comma-separated Host header values the web process answers besides localhost, 127.0.0.1,
+    #: [::1] and its own listen address (an entry without a port matches any port; "*": any).
+    #: Empty: only those when it listens on loopback, any host otherwise. Others get 421 (stops
+    #: DNS rebinding against a loopback stack).
     allowed_hosts: str = ""
     #: Unsent bytes queued for one client before it is treated as slow (frames are conflated).
     slow_client_bytes: int = 1 << 20
@@ -131,7 +143,8 @@ class WebSettings:
     #: Largest POST /api/events body (bytes); bigger is refused with 413 before it is read.
     ingest_max_bytes: int = 1 << 20
     #: When set, POST /api/events needs the header "Authorization: Bearer <this token>" (401
-    #: otherwise). Empty: anyone who can reach the port may post events.
+    #: otherwise). Empty: anyone who can reach the port may post events (the compose stack
+    #: refuses to start so).
     ingest_token: str = ""
     #: How long POST /api/events waits for the broker to acknowledge a request's events before it
     #: answers 503 (at most 8 s: a request, its upload included, must be answered within 10 s).
@@ -238,6 +251,17 @@ class Settings:
     def redis_host_port(self) -> tuple[str, int]:
         return host_port(self.redis.url, "KUDOS_REDIS_URL", 6379)
 
+    def secrets(self) -> tuple[str, ...]:
+        """Every secret these settings hold (tokens, passwords in URLs, whole URLs that carry
+        one), for :func:`leaderboard.redact.text` to hide in messages that quote them."""
+        found = [self.web.token, self.web.ingest_token]
+        for u in (self.redis.url, self.broker.url):
+            with contextlib.suppress(ValueError):
+                password = urlsplit(u).password
+                if password:
+                    found += [u, password]
+        return tuple(sorted({f for f in found if f}, key=len, reverse=True))
+
 
 def host_port(url: str, name: str, default_port: int) -> tuple[str, int]:
     """Split ``scheme://host:port/...`` into (host, port), or raise ConfigError naming ``name``."""
@@ -245,10 +269,13 @@ def host_port(url: str, name: str, default_port: int) -> tuple[str, int]:
         parts = urlsplit(url)
         port = parts.port or default_port
     except ValueError as exc:
-        raise ConfigError(f"{name}={url!r} is not a valid URL: {exc}") from exc
+        raise ConfigError(
+            f"{name}={redact.setting_value(name, url)} is not a valid URL: {exc}"
+        ) from exc
     if not parts.hostname:
         raise ConfigError(
-            f"{name}={url!r} has no host; expected e.g. scheme://127.0.0.1:{default_port}"
+            f"{name}={redact.setting_value(name, url)} has no host; expected e.g. "
+            f"scheme://127.0.0.1:{default_port}"
         )
     return parts.hostname, port
 
@@ -260,7 +287,9 @@ _SECTIONS = ("redis", "broker", "worker", "web", "scoring", "bait", "perks", "we
 LOG_LEVELS = ("", "debug", "info", "warning", "error", "critical")
 
 
-def _coerce(raw: Any, typ: Any, name: str) -> Any:
+def _coerce(raw: Any, typ: Any, name: str, key: str = "") -> Any:
+    """``raw`` as ``typ``; ``name`` is how errors call the setting, ``key`` its variable (which
+    decides whether the value may be shown: see :mod:`leaderboard.redact`)."""
     try:
         if typ is bool:
             if isinstance(raw, bool):
@@ -283,7 +312,7 @@ def _coerce(raw: Any, typ: Any, name: str) -> Any:
         if typ is str:
             return str(raw)
     except ValueError as exc:
-        raise ConfigError(f"{name}={raw!r}: {exc}") from exc
+        raise ConfigError(f"{name}={redact.setting_value(key or name, raw)}: {exc}") from exc
     raise ConfigError(f"{name}: unsupported setting type {typ!r}")  # pragma: no cover
 
 
@@ -303,7 +332,9 @@ def _section(
         if env_name in env:
             values[f.name] = _coerce(env[env_name], hints[f.name], env_name)
         elif f.name in file_values:
-            values[f.name] = _coerce(file_values[f.name], hints[f.name], f"[{name}] {f.name}")
+            values[f.name] = _coerce(
+                file_values[f.name], hints[f.name], f"[{name}] {f.name}", env_name
+            )
     obj = cls(**values)
     _validate(obj, name)
     return obj
@@ -319,6 +350,8 @@ def _validate(obj: Any, name: str) -> None:
     if isinstance(obj, BrokerSettings) and obj.partitions < 1:
         raise ConfigError("KUDOS_BROKER_PARTITIONS must be at least 1")
     if isinstance(obj, WorkerSettings):
+        if obj.max_maintenance_rows_per_call < 0:
+            raise ConfigError("KUDOS_WORKER_MAX_MAINTENANCE_ROWS_PER_CALL must be ≥ 0")
         if obj.batch_messages < 1 or obj.max_events_per_apply < 1:
             raise ConfigError(
                 "KUDOS_WORKER_BATCH_MESSAGES and KUDOS_WORKER_MAX_EVENTS_PER_APPLY must be ≥ 1"
@@ -348,6 +381,7 @@ def _validate(obj: Any, name: str) -> None:
                 "KUDOS_WEB_MAX_SUBSCRIPTIONS and KUDOS_WEB_MAX_MESSAGES_PER_S must be positive, "
                 "KUDOS_WEB_FEED_RETENTION at least 10"
             )
+        parse_allow_list(obj.trusted_proxies, name="KUDOS_WEB_TRUSTED_PROXIES")
         if obj.ingest_max_bytes < 1024:
             raise ConfigError(
                 f"KUDOS_WEB_INGEST_MAX_BYTES={obj.ingest_max_bytes}: must be at least 1024"

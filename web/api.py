@@ -1,10 +1,16 @@
-"""The JSON read API: routing and responses, independent of the socket server.
+"""The JSON read API: routes as data, independent of the socket server.
 
+Every path is one :class:`Route` in :data:`ROUTES`: its template (``/api/boards/{board}``), the
+handler, and what it answers, which is also what ``GET /openapi.json`` describes
+(:mod:`web.openapi` builds the description from this table, so the two cannot drift).
 ``handle(store, method, target)`` returns (status, body); ``web.server`` only owns sockets.
 """
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -18,109 +24,381 @@ from leaderboard.store import Store
 
 MAX_LIMIT = 1000
 JSON = "application/json"
-
-
 #: Most alerts one GET /api/alerts returns.
 MAX_ALERTS = 1000
+#: Longest path parameter (board and member ids are at most 128 characters, a board id with its
+#: community a little more); longer is answered 404 without reaching Redis.
+MAX_PARAM = 256
+
+log = logging.getLogger("kudos.web.api")
+
+Answer = tuple[int, bytes]
+
+
+@dataclass(frozen=True, slots=True)
+class Query:
+    """One integer query parameter: its default and bounds (documented, and checked: 400)."""
+
+    name: str
+    default: int
+    lo: int
+    hi: int
+    description: str
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """What a handler sees: the store, the path parameters and the integer/str query values."""
+
+    store: Store
+    params: Mapping[str, str]
+    ints: Mapping[str, int]
+    query: Mapping[str, list[str]]
+    #: the request carried the read token (``Authorization: Bearer <KUDOS_WEB_TOKEN>``)
+    authorized: bool = False
+
+
+Handler = Callable[[Request], Awaitable[Answer]]
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """``GET path`` answered by ``handler``; ``summary``, ``ints``, ``strs`` and ``answers``
+    (status → (description, JSON schema of the body)) are its documentation."""
+
+    path: str
+    handler: Handler
+    summary: str
+    ints: tuple[Query, ...] = ()
+    #: optional string query parameters: name → description
+    strs: Mapping[str, str] = field(default_factory=dict)
+    answers: Mapping[int, tuple[str, dict[str, Any]]] = field(default_factory=dict)
+
+    @property
+    def segments(self) -> tuple[str, ...]:
+        return tuple(p for p in self.path.split("/") if p)
+
+    def match(self, parts: list[str]) -> dict[str, str] | None:
+        """The path parameters if ``parts`` (unquoted segments) fit this template."""
+        segs = self.segments
+        if len(segs) != len(parts):
+            return None
+        params: dict[str, str] = {}
+        for seg, part in zip(segs, parts, strict=True):
+            if seg.startswith("{"):
+                if not part or len(part) > MAX_PARAM:
+                    return None
+                params[seg[1:-1]] = part
+            elif seg != part:
+                return None
+        return params
 
 
 def _entry(e: Entry) -> dict[str, Any]:
     return {"rank": e.rank, "member": e.member, "score": e.score}
 
 
-def _error(status: int, message: str) -> tuple[int, bytes]:
+def _error(status: int, message: str) -> Answer:
     return status, orjson.dumps({"error": message})
 
 
-def _int_param(query: dict[str, list[str]], name: str, default: int, lo: int, hi: int) -> int:
-    raw = query.get(name, [str(default)])[-1]
+def _ok(body: dict[str, Any]) -> Answer:
+    return 200, orjson.dumps(body)
+
+
+async def _healthz(r: Request) -> Answer:
+    await r.store.ping()
+    wm, _ = await r.store.clock()
+    return _ok({"status": "ok", "as_of": wm})
+
+
+async def _explain(r: Request) -> Answer:
+    member = r.params["member"]
+    explanation = await r.store.explanation(member)
+    if explanation is None:
+        return _error(404, not_seen(member))
+    return _ok(explanation.to_json())
+
+
+async def _perks(r: Request) -> Answer:
+    member = r.params["member"]
+    perks = await r.store.perks_of(member)
+    if perks is None:
+        return _error(404, not_seen(member))
+    if not r.authorized:
+        # a payload may be a coupon code: only for readers with the token (docs/security.md)
+        perks = [{k: v for k, v in p.items() if k != "payload"} for p in perks]
+    return _ok({"member": member, "perks": perks})
+
+
+async def _alerts(r: Request) -> Answer:
+    # newest first; ?member=ID: that member's throttles (one record per post)
+    member = r.query.get("member", [None])[-1]
+    if member is not None and not 0 < len(member) <= MAX_PARAM:
+        return _error(400, f"member must be 1 to {MAX_PARAM} characters")
+    limit = r.ints["limit"]
+    alerts = await r.store.alerts(limit, member)
+    wm, _ = await r.store.clock()
+    return _ok({"as_of": wm, "limit": limit, "alerts": alerts})
+
+
+async def _boards(r: Request) -> Answer:
+    boards, nxt = await r.store.boards(r.ints["cursor"], r.ints["limit"])
+    wm, _ = await r.store.clock()
+    rows = [{"id": b, "members": n} for b, n in boards]
+    return _ok({"as_of": wm, "boards": rows, "next": nxt or None})
+
+
+async def _board(r: Request) -> Answer:
+    board, limit, offset = r.params["board"], r.ints["limit"], r.ints["offset"]
+    entries, size = await r.store.page(board, limit, offset)
+    wm, _ = await r.store.clock()
+    return _ok(
+        {
+            "board": board,
+            "members": size,
+            "as_of": wm,
+            "limit": limit,
+            "offset": offset,
+            "entries": [_entry(e) for e in entries],
+        }
+    )
+
+
+async def _board_member(r: Request) -> Answer:
+    board, member = r.params["board"], r.params["member"]
+    st = await r.store.standing(board, member)
+    if st is None:
+        return _error(404, f"{member!r} is not on board {board!r}")
+    wm, _ = await r.store.clock()
+    return _ok(
+        {
+            "board": board,
+            "member": st.member,
+            "rank": st.rank,
+            "score": st.score,
+            "members": st.members,
+            "percentile": st.percentile,
+            "as_of": wm,
+            "around": [_entry(e) for e in st.around],
+        }
+    )
+
+
+# -- the table -----------------------------------------------------------------------------
+
+_NUM = {"type": "number"}
+_AS_OF = {"type": ["number", "null"], "description": "the watermark W (unix seconds)"}
+_ENTRY = {
+    "type": "object",
+    "required": ["rank", "member", "score"],
+    "properties": {"rank": {"type": "integer"}, "member": {"type": "string"}, "score": _NUM},
+}
+ERROR: dict[str, Any] = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {"error": {"type": "string", "description": "what went wrong, what to do"}},
+}
+_BAD = (400, ("a query parameter is out of range", ERROR))
+_UNKNOWN_BOARD = (404, ("no such board (or member)", ERROR))
+_OBJECT: dict[str, Any] = {"type": "object"}
+
+ROUTES: tuple[Route, ...] = (
+    Route(
+        "/healthz",
+        _healthz,
+        "Health: 200 while Redis answers",
+        answers={
+            200: (
+                "Redis answers",
+                {
+                    "type": "object",
+                    "required": ["status", "as_of"],
+                    "properties": {"status": {"const": "ok"}, "as_of": _AS_OF},
+                },
+            )
+        },
+    ),
+    Route(
+        "/api/boards",
+        _boards,
+        "The boards that have members (base boards always, first), with sizes, a page at a time",
+        ints=(
+            Query("limit", 100, 1, MAX_LIMIT, "about this many boards per page"),
+            Query("cursor", 0, 0, 2**64 - 1, "the `next` of the previous page; 0 starts"),
+        ),
+        answers={
+            200: (
+                "the boards",
+                {
+                    "type": "object",
+                    "required": ["as_of", "boards", "next"],
+                    "properties": {
+                        "as_of": _AS_OF,
+                        "next": {
+                            "type": ["integer", "null"],
+                            "description": "the cursor of the next page; null: the last page",
+                        },
+                        "boards": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "required": ["id", "members"],
+                                "properties": {
+                                    "id": {"type": "string"},
+                                    "members": {"type": "integer"},
+                                },
+                            },
+                        },
+                    },
+                },
+            ),
+            400: _BAD[1],
+        },
+    ),
+    Route(
+        "/api/boards/{board}",
+        _board,
+        "One page of a board, best first, with competition ranks",
+        ints=(
+            Query("limit", 10, 1, MAX_LIMIT, "entries on the page"),
+            Query("offset", 0, 0, 10**12, "entries to skip"),
+        ),
+        answers={
+            200: (
+                "the page",
+                {
+                    "type": "object",
+                    "required": ["board", "members", "as_of", "limit", "offset", "entries"],
+                    "properties": {
+                        "board": {"type": "string"},
+                        "members": {"type": "integer"},
+                        "as_of": _AS_OF,
+                        "limit": {"type": "integer"},
+                        "offset": {"type": "integer"},
+                        "entries": {"type": "array", "items": _ENTRY},
+                    },
+                },
+            ),
+            400: _BAD[1],
+            404: _UNKNOWN_BOARD[1],
+        },
+    ),
+    Route(
+        "/api/boards/{board}/members/{member}",
+        _board_member,
+        "A member's rank, score and percentile on a board, with neighbours",
+        answers={
+            200: (
+                "the standing",
+                {
+                    "type": "object",
+                    "required": ["board", "member", "rank", "score", "members", "percentile"],
+                    "properties": {
+                        "board": {"type": "string"},
+                        "member": {"type": "string"},
+                        "rank": {"type": "integer"},
+                        "score": _NUM,
+                        "members": {"type": "integer"},
+                        "percentile": _NUM,
+                        "as_of": _AS_OF,
+                        "around": {"type": "array", "items": _ENTRY},
+                    },
+                },
+            ),
+            404: _UNKNOWN_BOARD[1],
+        },
+    ),
+    Route(
+        "/api/members/{member}/explain",
+        _explain,
+        "Why a member has their scores: per kind points, discounts, withheld; top posts; trend",
+        answers={200: ("the explanation", _OBJECT), 404: ("never seen", ERROR)},
+    ),
+    Route(
+        "/api/members/{member}/perks",
+        _perks,
+        "A member's perk unlocks, oldest first; payloads only with the read token",
+        answers={
+            200: (
+                "the unlocks",
+                {
+                    "type": "object",
+                    "required": ["member", "perks"],
+                    "properties": {
+                        "member": {"type": "string"},
+                        "perks": {"type": "array", "items": _OBJECT},
+                    },
+                },
+            ),
+            404: ("never seen", ERROR),
+        },
+    ),
+    Route(
+        "/api/alerts",
+        _alerts,
+        "Comment-bait alerts (throttles started and ended), newest first",
+        ints=(Query("limit", 50, 1, MAX_ALERTS, "alerts to return"),),
+        strs={"member": "only this member's throttles (one record per post)"},
+        answers={
+            200: (
+                "the alerts",
+                {
+                    "type": "object",
+                    "required": ["as_of", "limit", "alerts"],
+                    "properties": {
+                        "as_of": _AS_OF,
+                        "limit": {"type": "integer"},
+                        "alerts": {"type": "array", "items": _OBJECT},
+                    },
+                },
+            ),
+            400: _BAD[1],
+        },
+    ),
+)
+
+#: Every route answers these too.
+COMMON_ANSWERS: dict[int, tuple[str, dict[str, Any]]] = {
+    421: ("the Host is not one this process answers (KUDOS_WEB_ALLOWED_HOSTS)", ERROR),
+    503: ("Redis is unavailable; retry with backoff", ERROR),
+}
+
+
+def _int_param(query: Mapping[str, list[str]], q: Query) -> int:
+    raw = query.get(q.name, [str(q.default)])[-1]
     try:
         value = int(raw)
     except ValueError:
-        raise ValueError(f"{name}={raw!r} is not an integer") from None
-    if not lo <= value <= hi:
-        raise ValueError(f"{name}={value} must be between {lo} and {hi}")
+        raise ValueError(f"{q.name}={raw[:40]!r} is not an integer") from None
+    if not q.lo <= value <= q.hi:
+        raise ValueError(f"{q.name}={value} must be between {q.lo} and {q.hi}")
     return value
 
 
-async def handle(store: Store, method: str, target: str) -> tuple[int, bytes]:
-    """Answer one API request."""
+async def handle(store: Store, method: str, target: str, *, authorized: bool = False) -> Answer:
+    """Answer one API request: the first route whose template fits, else 404. ``authorized``:
+    the request carried the read token (it sees perk payloads)."""
     url = urlsplit(target)
     parts = [unquote(p) for p in url.path.split("/") if p]
     if method != "GET":
         return _error(405, f"{method} is not allowed here; the read API is GET only")
-    try:
-        if parts == ["healthz"]:
-            await store.ping()
-            wm, _ = await store.clock()
-            return 200, orjson.dumps({"status": "ok", "as_of": wm})
-        if len(parts) == 4 and parts[:2] == ["api", "members"] and parts[3] == "explain":
-            explanation = await store.explanation(parts[2])
-            if explanation is None:
-                return _error(404, not_seen(parts[2]))
-            return 200, orjson.dumps(explanation.to_json())
-        if len(parts) == 4 and parts[:2] == ["api", "members"] and parts[3] == "perks":
-            perks = await store.perks_of(parts[2])
-            if perks is None:
-                return _error(404, not_seen(parts[2]))
-            return 200, orjson.dumps({"member": parts[2], "perks": perks})
-        if parts == ["api", "alerts"]:
-            # newest first; ?member=ID: that member's throttles (one record per post)
-            query = parse_qs(url.query)
-            try:
-                limit = _int_param(query, "limit", 50, 1, MAX_ALERTS)
-            except ValueError as exc:
-                return _error(400, str(exc))
-            member = query.get("member", [None])[-1]
-            alerts = await store.alerts(limit, member)
-            wm, _ = await store.clock()
-            return 200, orjson.dumps({"as_of": wm, "limit": limit, "alerts": alerts})
-        if parts[:2] != ["api", "boards"]:
-            return _error(404, f"no such path {url.path!r}; see /api/boards")
-        if len(parts) == 2:
-            boards = await store.boards()
-            wm, _ = await store.clock()
-            rows = [{"id": b, "members": await store.count(b)} for b in boards]
-            return 200, orjson.dumps({"as_of": wm, "boards": rows})
-        board = parts[2]
-        if len(parts) == 3:
-            query = parse_qs(url.query)
-            try:
-                limit = _int_param(query, "limit", 10, 1, MAX_LIMIT)
-                offset = _int_param(query, "offset", 0, 0, 10**12)
-            except ValueError as exc:
-                return _error(400, str(exc))
-            entries, size = await store.page(board, limit, offset)
-            wm, _ = await store.clock()
-            return 200, orjson.dumps(
-                {
-                    "board": board,
-                    "members": size,
-                    "as_of": wm,
-                    "limit": limit,
-                    "offset": offset,
-                    "entries": [_entry(e) for e in entries],
-                }
-            )
-        if len(parts) == 5 and parts[3] == "members":
-            st = await store.standing(board, parts[4])
-            if st is None:
-                return _error(404, f"{parts[4]!r} is not on board {board!r}")
-            wm, _ = await store.clock()
-            return 200, orjson.dumps(
-                {
-                    "board": board,
-                    "member": st.member,
-                    "rank": st.rank,
-                    "score": st.score,
-                    "members": st.members,
-                    "percentile": st.percentile,
-                    "as_of": wm,
-                    "around": [_entry(e) for e in st.around],
-                }
-            )
-        return _error(404, f"no such path {url.path!r}")
-    except UnknownBoard as exc:
-        return _error(404, str(exc))
-    except RedisError as exc:
-        return _error(503, f"Redis is unavailable: {exc}")
+    for route in ROUTES:
+        params = route.match(parts)
+        if params is None:
+            continue
+        query = parse_qs(url.query)
+        try:
+            ints = {q.name: _int_param(query, q) for q in route.ints}
+        except ValueError as exc:
+            return _error(400, str(exc))
+        try:
+            return await route.handler(Request(store, params, ints, query, authorized))
+        except UnknownBoard as exc:
+            return _error(404, str(exc))
+        except RedisError as exc:
+            # the reason goes to the log: Redis's own words may name hosts and keys
+            log.warning("GET %s: Redis is unavailable: %s", url.path, exc)
+            return _error(503, "Redis is unavailable; retry with backoff")
+    hint = "; see /api/boards" if parts[:2] != ["api", "boards"] else ""
+    return _error(404, f"no such path {url.path[:200]!r}{hint}")

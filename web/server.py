@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 import signal
 from importlib import resources
@@ -18,9 +19,10 @@ from kudos.http import response
 from leaderboard.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from leaderboard.metrics import METRICS_PATH
 from leaderboard.scoring import ScoringRules
-from leaderboard.settings import Settings
+from leaderboard.settings import Settings, WebSettings
 from leaderboard.store import Store
-from web import api
+from web import api, openapi
+from web.hosts import AllowedHosts
 from web.http_body import BodyConnection, connection_class
 from web.hub import Hub
 from web.ingest import PATH as INGEST_PATH
@@ -45,6 +47,17 @@ def _static(name: str) -> bytes:
     return resources.files("web").joinpath("static", name).read_bytes()
 
 
+def bearer_ok(header: str | None, token: str) -> bool:
+    """``Authorization: Bearer <token>`` with the configured (non-empty) token, compared in
+    constant time."""
+    if not token or not header:
+        return False
+    scheme, _, given = header.partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(
+        given.strip().encode(), token.encode()
+    )
+
+
 def origin_allowed(origin: str | None, host: str | None, allowed: str) -> bool:
     """Browsers send Origin; the page's own host is always allowed, others only when listed.
     Clients without an Origin (bots, services) are not browsers and are allowed."""
@@ -56,9 +69,44 @@ def origin_allowed(origin: str | None, host: str | None, allowed: str) -> bool:
     return host is not None and urlsplit(origin).netloc == host
 
 
-def make_process_request(store: Store, hub: Hub | None = None, ingest: Ingest | None = None):  # type: ignore[no-untyped-def]
+def _error(status: int, message: str) -> Response:
+    return response(status, orjson.dumps({"error": message}), api.JSON)
+
+
+def make_process_request(  # type: ignore[no-untyped-def]
+    store: Store,
+    hub: Hub | None = None,
+    ingest: Ingest | None = None,
+    web: WebSettings | None = None,
+):
+    if web is None:
+        web = hub.settings if hub is not None else WebSettings()
+    hosts = AllowedHosts.of(web)  # ConfigError at start for a malformed list
+    allowed_origins = web.allowed_origins
+
     async def process_request(connection: ServerConnection, request: Request) -> Response | None:
+        # one Host, one of ours (every path, the websocket upgrade included): DNS rebinding
+        names = request.headers.get_all("Host")
+        host = names[0] if len(names) == 1 else None
+        if not hosts.allows(host):
+            return _error(
+                421,
+                f"this server does not answer for Host {(host or '')[:100]!r}; if that is its "
+                "name, add it to KUDOS_WEB_ALLOWED_HOSTS (a loopback web process answers only "
+                "its own names, against DNS rebinding)",
+            )
         if request.path.partition("?")[0] == INGEST_PATH and ingest is not None:
+            # a browser always sends Origin on a POST: a page on another site may not post
+            origins = request.headers.get_all("Origin")
+            if len(origins) > 1 or not origin_allowed(
+                origins[0] if origins else None, host, allowed_origins
+            ):
+                return _error(
+                    403,
+                    "a page on another site may not post events: its Origin is neither this "
+                    "server's host nor in KUDOS_WEB_ALLOWED_ORIGINS. Producers post from a "
+                    "server, without an Origin header",
+                )
             body, refused = (
                 (connection.request_body, connection.body_refused)
                 if isinstance(connection, BodyConnection)
@@ -86,14 +134,27 @@ def make_process_request(store: Store, hub: Hub | None = None, ingest: Ingest | 
                     orjson.dumps({"error": "too many connections; retry with backoff"}),
                     api.JSON,
                 )
+            address = hub.address(connection.remote_address, request.headers)
+            if hub.connections_from(address) >= web.max_connections_per_address:
+                return response(
+                    429,
+                    orjson.dumps(
+                        {"error": "too many connections from this address; close some first"}
+                    ),
+                    api.JSON,
+                )
             return None  # go on with the websocket handshake
         if request.path.partition("?")[0] == METRICS_PATH and hub is not None:
             return response(200, await scrape(hub, store), METRICS_CONTENT_TYPE)
-        if request.path in ("/", "/index.html"):
+        if request.path.partition("?")[0] == openapi.PATH:
+            return response(200, openapi.body(), api.JSON)
+        if request.path.partition("?")[0] in ("/", "/index.html"):
             return response(200, _static("index.html"), "text/html; charset=utf-8")
         if (asset := _ASSETS.get(request.path.partition("?")[0])) is not None:
             return response(200, _static(asset[0]), asset[1])
-        status, body = await api.handle(store, request.method, request.path)
+        token = hub.settings.token if hub is not None else ""
+        authorized = bearer_ok(request.headers.get("Authorization"), token)
+        status, body = await api.handle(store, request.method, request.path, authorized=authorized)
         return response(status, body, api.JSON)
 
     return process_request
@@ -116,12 +177,13 @@ async def run(settings: Settings, ready: asyncio.Event | None = None) -> None:
         kinds=rules.kinds,
         partitions=settings.broker.partitions,
         token=settings.web.ingest_token,
+        max_future_s=settings.worker.max_future_s,  # the worker's bound, refused up front
     )
     server = await serve(
         hub.serve,
         settings.web.host,
         settings.web.port,
-        process_request=make_process_request(store, hub, ingest),
+        process_request=make_process_request(store, hub, ingest, settings.web),
         create_connection=connection_class(settings.web.ingest_max_bytes),
         process_response=count_responses(hub.metrics),
         compression=None,

@@ -17,6 +17,7 @@ from typing import TypeVar
 import orjson
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from leaderboard import redact
 from leaderboard.errors import KudosError
 from leaderboard.explain import not_seen
 from leaderboard.scoring import ScoringRules
@@ -33,7 +34,8 @@ async def with_store(settings: Settings, fn: Callable[[Store], Awaitable[int]]) 
         return await fn(store)
     except RedisConnectionError as exc:
         raise KudosError(
-            f"cannot reach Redis at {settings.redis.url} ({exc}); is the stack up? "
+            f"cannot reach Redis at {redact.url(settings.redis.url)} "
+            f"({redact.text(str(exc), settings.secrets())}); is the stack up? "
             "(`kudos up --background`, or set KUDOS_REDIS_URL)"
         ) from exc
     finally:

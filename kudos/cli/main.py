@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 from kudos.cli import bait, boards, perks, replay, stack
 from kudos.cli.common import positive
+from leaderboard import redact
 from leaderboard.errors import KudosError
 from leaderboard.settings import load_settings
 
@@ -159,11 +160,14 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    secrets: tuple[str, ...] = ()
     try:
         settings = load_settings()
+        secrets = settings.secrets()
         return int(args.fn(settings, args))
     except KudosError as exc:
-        print(f"kudos: error: {exc}", file=sys.stderr)
+        # the last line of defence: no message names a password or token it was handed
+        print(f"kudos: error: {redact.text(str(exc), secrets)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

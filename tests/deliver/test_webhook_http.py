@@ -20,7 +20,7 @@ import standardwebhooks
 from aiohttp import web
 from aiohttp.abc import AbstractResolver, ResolveResult
 
-from deliver.webhook_http import MAX_RESPONSE_BYTES, Attempt, deliver, guarded_session
+from deliver.webhook_http import MAX_RESPONSE_BYTES, Attempt, deliver, guarded_session, hide_url
 from leaderboard import webhooks as wh
 from leaderboard.errors import DestinationRefused
 
@@ -463,3 +463,13 @@ async def test_a_name_resolving_to_an_allowed_address_is_delivered(servers: Serv
     [got] = receiver.requests
     assert got.headers["Host"] == f"receiver.test:{receiver.port}"
     assert got.verified
+
+
+def test_an_attempt_error_never_shows_the_url_token() -> None:
+    """Library messages may quote the URL; the attempts log (kudos webhooks log) must not."""
+    url = "https://hooks.example/T0/B1/s3cr3t?sig=abc"
+    attempt = Attempt("retry", None, 1.0, error=f"the webhook URL is not valid ({url}); fix it")
+    hidden = hide_url(attempt, url)
+    assert "s3cr3t" not in hidden.error and "abc" not in hidden.error
+    assert "https://hooks.example/T0/***" in hidden.error
+    assert hide_url(Attempt("delivered", 200, 1.0), url).error == ""

@@ -223,3 +223,36 @@ async def test_member_explain(namespace: Namespace) -> None:
         assert get(port, "/api/members/alice")[0] == 404
     finally:
         servers.stop(web)
+
+
+async def test_perk_payloads_are_only_for_readers_with_the_token(namespace: Namespace) -> None:
+    """A payload may be a coupon code: GET /api/members/{id}/perks shows it only with
+    `Authorization: Bearer <KUDOS_WEB_TOKEN>`; everyone else sees the unlock without it."""
+    store = namespace.store
+    record = {"id": "unl_1", "rule": "top1", "title": "Top 1", "member": "m1", "board": "all"}
+    record |= {"rank": 1, "score": 4.0, "at": 1.0, "payload": {"coupon": "SECRET-50"}}
+    await store.client.hset(store.key("perks", "m1"), "top1", orjson.dumps(record).decode())
+    await store.client.hset(store.key("explain", "m1"), "n:share", 1)
+    port = namespace.settings.web.port
+    log = namespace.home / "web.log"
+    env = {**namespace.env(), "KUDOS_WEB_TOKEN": "read-token"}
+    web = servers.spawn([sys.executable, "-m", "kudos", "web"], log, env=env)
+    try:
+        servers.wait_port("web", "127.0.0.1", port, web, log)
+        status, anonymous = get(port, "/api/members/m1/perks")
+        assert status == 200 and anonymous["perks"][0]["id"] == "unl_1"
+        assert "payload" not in anonymous["perks"][0]
+        for wrong in ("Bearer nope", "Basic read-token", "read-token"):
+            req = urllib.request.Request(
+                f"http://127.0.0.1:{port}/api/members/m1/perks", headers={"Authorization": wrong}
+            )
+            with urllib.request.urlopen(req, timeout=5) as r:
+                assert b"SECRET-50" not in r.read()
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{port}/api/members/m1/perks",
+            headers={"Authorization": "Bearer read-token"},
+        )
+        with urllib.request.urlopen(req, timeout=5) as r:
+            assert orjson.loads(r.read())["perks"][0]["payload"] == {"coupon": "SECRET-50"}
+    finally:
+        servers.stop(web)

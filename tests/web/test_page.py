@@ -291,3 +291,46 @@ async def test_live_page(namespace: Namespace, browser: Any) -> None:
         if context is not None:
             await context.close()
         servers.stop(web)
+
+
+async def test_the_page_asks_for_the_token_and_keeps_it_out_of_the_url(
+    namespace: Namespace, browser: Any
+) -> None:
+    """With KUDOS_WEB_TOKEN set the page asks for the token when the hello says one is needed,
+    authenticates with it, goes live, and never puts it in a URL (?token= is not read)."""
+    namespace.start_worker()
+    await namespace.wait(await namespace.replay(history()[:200], envelope=50))
+    port = namespace.settings.web.port
+    log = namespace.home / "web.log"
+    env = {**namespace.env(), "KUDOS_WEB_TOKEN": "s3cret-token"}
+    web = servers.spawn([sys.executable, "-m", "kudos", "web"], log, env=env)
+    context = None
+    try:
+        servers.wait_port("web", "127.0.0.1", port, web, log)
+        context = await browser.new_context()
+        page = await context.new_page()
+        asked: list[str] = []
+
+        async def answer(dialog: Any) -> None:
+            asked.append(dialog.message)
+            await dialog.accept("s3cret-token")
+
+        page.on("dialog", answer)
+        sent: list[str] = []
+        page.on("websocket", lambda ws: ws.on("framesent", lambda f: sent.append(f)))
+        requested: list[str] = []
+        page.on("request", lambda r: requested.append(r.url))
+        # a token in the URL is not read: the page still asks
+        await page.goto(f"http://127.0.0.1:{port}/?token=s3cret-token")
+        await wait_live(page)
+        assert len(asked) == 1 and "token" in asked[0]
+        assert any(orjson.loads(f).get("token") == "s3cret-token" for f in sent if "auth" in f)
+        # reconnecting in the same tab uses the kept token without asking again
+        await page.goto(f"http://127.0.0.1:{port}/")
+        await wait_live(page)
+        assert len(asked) == 1
+        assert not [u for u in requested if "s3cret" in u and "?token=" not in u]
+    finally:
+        if context is not None:
+            await context.close()
+        servers.stop(web)

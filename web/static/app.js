@@ -7,8 +7,13 @@
   const SHORT = { all: "All time", "1h": "1h", "24h": "24h", "7d": "7d", decayed: "Decayed" };
   const LIMIT = 20; // rows of the board shown
   const MAX_COMMUNITY_LOOKUPS = 24; // community boards asked about when a member card opens
+  const MAX_BOARD_PAGES = 10; // community pickers list at most ~10,000 boards
   const TOAST_TIERS = 10; // board events: toast entering the top 1, 3 and 10 (not 100)
-  const TOKEN = new URLSearchParams(location.search).get("token");
+  // The websocket token is asked for when the server's hello says one is needed, and kept for
+  // this tab only (never in the URL: URLs end up in logs, history and Referer headers).
+  const TOKEN_KEY = "kudos-token";
+  const storedToken = () => { try { return sessionStorage.getItem(TOKEN_KEY) || ""; } catch { return ""; } };
+  const storeToken = (t) => { try { if (t) sessionStorage.setItem(TOKEN_KEY, t); else sessionStorage.removeItem(TOKEN_KEY); } catch { /* private mode */ } };
 
   // ---- small helpers ------------------------------------------------------------------------
   const $ = (id) => document.getElementById(id);
@@ -97,14 +102,24 @@
       this.ws = ws;
       let helloTimer = 0;
       ws.onopen = () => {
-        if (TOKEN) ws.send(JSON.stringify({ op: "auth", token: TOKEN }));
+        const token = storedToken();
+        if (token) ws.send(JSON.stringify({ op: "auth", token }));
         helloTimer = setTimeout(() => this.start(ws), 1500); // a server that sends no hello
       };
       ws.onmessage = (ev) => {
         let msg;
         try { msg = JSON.parse(ev.data); } catch { return; }
         if (this.ws !== ws) return;
-        if (msg.type === "hello") { clearTimeout(helloTimer); this.hello = msg; this.start(ws); return; }
+        if (msg.type === "hello") {
+          clearTimeout(helloTimer);
+          this.hello = msg;
+          if (msg.limits && msg.limits.auth && !storedToken()) {
+            const token = (window.prompt("This leaderboard's live feed needs a token:") || "").trim();
+            if (token) { storeToken(token); ws.send(JSON.stringify({ op: "auth", token })); }
+          }
+          this.start(ws);
+          return;
+        }
         this.handle(msg);
       };
       ws.onclose = (ev) => {
@@ -455,12 +470,19 @@
     communityEl.parentElement.hidden = names.length === 0;
   }
   async function loadBoards() {
-    const { status, body } = await getJSON("/api/boards").catch(() => ({}));
-    if (status !== 200 || !body) return;
+    const all = [];
+    let cursor = 0;
+    for (let pages = 0; pages < MAX_BOARD_PAGES; pages++) {
+      const { status, body } = await getJSON(`/api/boards?limit=1000&cursor=${cursor}`).catch(() => ({}));
+      if (status !== 200 || !body) return;
+      all.push(...body.boards);
+      if (!body.next) break;
+      cursor = body.next;
+    }
     const names = new Set();
     state.boardSizes = new Map();
     state.boardIds = new Set();
-    for (const b of body.boards) {
+    for (const b of all) {
       state.boardIds.add(b.id);
       state.boardSizes.set(b.id, b.members);
       const i = b.id.indexOf(":");
@@ -836,7 +858,10 @@
       toast("error", channel ? `Cannot follow ${channel}` : "Server error", msg.message || msg.code);
     },
     onClose(code) {
-      if (code === 1008) toast("error", "The server refused the live connection", TOKEN ? "Check the token." : "It may need a token (?token=…) or an allowed origin.");
+      if (code !== 1008) return;
+      const hadToken = Boolean(storedToken());
+      storeToken(""); // a refused token is asked for again on the next connection
+      toast("error", "The server refused the live connection", hadToken ? "The token was refused; you will be asked again." : "It may need a token or an allowed origin.");
     },
     onDown() { httpSnapshot(); },
   });

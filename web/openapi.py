@@ -1,0 +1,162 @@
+"""``GET /openapi.json``: an OpenAPI 3.1 description of every HTTP endpoint of the web process.
+
+The read API's part is generated from :data:`web.api.ROUTES`, the table that also routes the
+requests, so the description cannot drift from the code; the few endpoints ``web.server`` answers
+itself (ingest, metrics, the page, the websocket upgrade) are described here beside it. A test runs
+``schemathesis`` against a real web process with this description: no 5xx, every answer matches.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from web import api
+
+PATH = "/openapi.json"
+VERSION = "3.1.0"
+
+_TEXT = {"text/plain": {"schema": {"type": "string"}}}
+
+
+def _json(description: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"description": description, "content": {api.JSON: {"schema": schema}}}
+
+
+def _route(route: api.Route) -> dict[str, Any]:
+    params: list[dict[str, Any]] = [
+        {"name": seg[1:-1], "in": "path", "required": True, "schema": {"type": "string"}}
+        for seg in route.segments
+        if seg.startswith("{")
+    ]
+    params += [
+        {
+            "name": q.name,
+            "in": "query",
+            "required": False,
+            "description": q.description,
+            "schema": {"type": "integer", "minimum": q.lo, "maximum": q.hi, "default": q.default},
+        }
+        for q in route.ints
+    ]
+    params += [
+        {
+            "name": name,
+            "in": "query",
+            "required": False,
+            "description": d,
+            "schema": {"type": "string"},
+        }
+        for name, d in route.strs.items()
+    ]
+    answers = {**route.answers, **api.COMMON_ANSWERS}
+    op: dict[str, Any] = {
+        "summary": route.summary,
+        "responses": {str(s): _json(d, schema) for s, (d, schema) in sorted(answers.items())},
+    }
+    if params:
+        op["parameters"] = params
+    return {"get": op}
+
+
+_INGEST_ERROR = {
+    "type": "object",
+    "required": ["line", "reason"],
+    "properties": {
+        "line": {"type": "integer"},
+        "index": {"type": "integer"},
+        "reason": {"type": "string"},
+        "detail": {"type": "string"},
+    },
+}
+
+_INGEST = {
+    "post": {
+        "summary": "HTTP ingest: one event, a JSON array of events, or NDJSON",
+        "requestBody": {
+            "required": True,
+            "content": {
+                api.JSON: {
+                    "schema": {
+                        "description": "one event, or an array of them (events: README)",
+                        "oneOf": [
+                            {"type": "object"},
+                            {"type": "array", "items": {"type": "object"}, "minItems": 1},
+                        ],
+                    }
+                },
+                "application/x-ndjson": {
+                    "schema": {"type": "string", "description": "one JSON event per line"}
+                },
+            },
+        },
+        "responses": {
+            "202": _json(
+                "the broker has every accepted event; rejected ones were never produced",
+                {
+                    "type": "object",
+                    "required": ["accepted", "rejected", "errors"],
+                    "properties": {
+                        "accepted": {"type": "integer"},
+                        "rejected": {"type": "integer"},
+                        "errors": {
+                            "description": "the first 100 rejections",
+                            "type": "array",
+                            "items": {"type": "object"},
+                            "maxItems": 100,
+                        },
+                        "errors_omitted": {
+                            "description": "rejections beyond the first 100 (only then)",
+                            "type": "integer",
+                        },
+                    },
+                },
+            ),
+            "400": _json("the body is neither JSON nor NDJSON", api.ERROR),
+            "401": _json("KUDOS_WEB_INGEST_TOKEN is set and the bearer token is not it", api.ERROR),
+            "403": _json("a browser Origin that is not allowed", api.ERROR),
+            "411": _json("no Content-Length", api.ERROR),
+            "413": _json("larger than KUDOS_WEB_INGEST_MAX_BYTES", api.ERROR),
+            "415": _json("not application/json or application/x-ndjson", api.ERROR),
+            "421": _json("the Host is not one this process answers", api.ERROR),
+            "503": _json(
+                "the broker did not acknowledge in time, or two big bodies are being read "
+                "already; retry the same body after Retry-After",
+                api.ERROR,
+            ),
+        },
+    }
+}
+
+
+def document() -> dict[str, Any]:
+    """The OpenAPI document (a fresh dict each call)."""
+    paths: dict[str, Any] = {route.path: _route(route) for route in api.ROUTES}
+    paths["/api/events"] = _INGEST
+    paths["/metrics"] = {
+        "get": {
+            "summary": "Prometheus metrics of this web process (docs/metrics.md)",
+            "responses": {"200": {"description": "the exposition", "content": _TEXT}},
+        }
+    }
+    paths[PATH] = {
+        "get": {
+            "summary": "This description",
+            "responses": {"200": _json("OpenAPI 3.1", {"type": "object"})},
+        }
+    }
+    return {
+        "openapi": VERSION,
+        "info": {
+            "title": "Kudos",
+            "version": "1",
+            "description": "Read API and HTTP ingest of a Kudos web process. The live push "
+            "protocol (GET /ws, a websocket) is described in docs/protocol.md; the page is GET /.",
+        },
+        "paths": paths,
+    }
+
+
+def body() -> bytes:
+    return orjson.dumps(document())
