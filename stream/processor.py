@@ -71,7 +71,7 @@ class LogReader(Protocol):
 #: Reason code of an envelope event on another partition than its target's.
 WRONG_PARTITION = "wrong_partition"
 #: Targets whose partition a processor remembers (murmur2 in Python costs ~3 µs a key).
-PARTITION_MEMO = 1_000_000
+PARTITION_MEMO = 100_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,6 +156,7 @@ class Processor:
         self.dead_letters = dead_letters
         self.metrics = metrics if metrics is not None else WorkerMetrics()
         self._kinds = rules.kinds
+        self._allowed_communities = settings.community_allow_list()
         self.owned = OwnedState()
         #: the comment-bait detector's parameters; None switches the throttle off
         self.bait = bait
@@ -208,7 +209,14 @@ class Processor:
                 self.owned.forget()
                 raise
             try:
-                await self._fill(gap)
+                # The gap was found against this worker's copy, which may be stale (another
+                # worker applied the partition meanwhile, before a rebalance gave it back): only
+                # what Redis itself lacks is re-read.
+                self.owned.forget()
+                await self.store.load_partitions([gap.partition], self.owned, self.bait)
+                fence = self.owned.partitions[gap.partition].fence
+                if fence + 1 < gap.end:
+                    await self._fill(Gap(gap.partition, max(gap.start, fence + 1), gap.end))
             except BaseException:
                 self.owned.forget()
                 raise
@@ -230,15 +238,19 @@ class Processor:
             gap.end - 1,
         )
         n = 0
+        # What the log lacks (retention, transaction markers) is excused from find_gap, and only
+        # that: offsets it did hold are a gap again if Redis loses them again.
+        last = gap.start - 1
         async with contextlib.aclosing(self.log_reader.read(p, gap.start, gap.end)) as pages:
             async for page in pages:
                 if not page:
                     continue
-                self._read[p] = (gap.start, page[0].offset)
+                self._read[p] = (last + 1, page[0].offset)
                 await self._process(page)
+                last = page[-1].offset
                 n += len(page)
                 self.metrics.rewound_messages.inc(len(page), partition=label)
-        self._read[p] = (gap.start, gap.end)
+        self._read[p] = (last + 1, gap.end)
         if n < gap.end - gap.start:
             log.error(
                 "partition %d: the log holds only %d of the offsets %d..%d (retention deleted "
@@ -323,6 +335,8 @@ class Processor:
                     dedupe_horizon_s=self.settings.dedupe_horizon_s,
                     rebase_after_s=self.settings.decay_rebase_after_s,
                     max_future_s=self.settings.max_future_s,
+                    allowed_communities=self._allowed_communities,
+                    max_communities=self.settings.max_communities,
                 )
                 if inflight is not None:
                     pending, inflight = inflight, None

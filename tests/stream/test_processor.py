@@ -283,6 +283,45 @@ async def test_a_rolled_back_fence_is_re_read_from_the_log_before_the_batch(stor
 
 
 @integration
+async def test_a_second_rollback_over_a_re_read_gap_is_re_read_again(store: Store) -> None:
+    """Redis loses the re-read applies too (AOF everysec loses exactly the newest writes): the
+    same offsets are a gap again, never excused as 'the log lacks them'."""
+    raws, events = messages(30, 20)
+    log = Log(raws)
+    p = Processor(store, RULES, WorkerSettings(max_events_per_apply=50), Letters(), log_reader=log)
+    await p.process(raws[:10])
+    before = await dump(store)
+    await p.process(raws[10:20])
+    await restore(store, before)
+    await p.process(raws[20:25])  # the gap 10..19 is re-read
+    await restore(store, before)  # and lost again, with 20..24
+    p.owned.forget()  # as after any failed apply
+    await p.process(raws[20:25])  # the same batch, retried
+    await p.process(raws[25:])
+    assert log.reads == [(0, 10, 20), (0, 10, 20)]
+    await check_boards(store, events)
+    assert (await store.stats())["applied"] == len(events)
+    assert await store.fences() == {0: 29}
+
+
+@integration
+async def test_a_stale_copy_after_a_rebalance_is_no_gap(store: Store) -> None:
+    """Another worker applied the partition while this one held an old copy (a rebalance gave it
+    back): nothing is re-read from the log, nothing counts twice, no rewind is counted."""
+    raws, events = messages(40, 5)
+    log_a, log_b = Log(raws), Log(raws)
+    a = Processor(store, RULES, WorkerSettings(), Letters(), log_reader=log_a)
+    b = Processor(store, RULES, WorkerSettings(), Letters(), log_reader=log_b)
+    await a.process(raws[:10])
+    await b.process(raws[10:39])  # a rebalance: b consumed the partition from a's commit
+    await a.process(raws[39:])  # it comes back to a, whose copy says fence 9
+    assert log_a.reads == [] and log_b.reads == []
+    assert a.metrics.rewinds.value(partition="0") == 0
+    await check_boards(store, events)
+    assert (await store.stats())["applied"] == len(events)
+
+
+@integration
 async def test_offsets_missing_from_the_log_are_accepted_once(store: Store) -> None:
     """A gap the log cannot fill (retention deleted its start) is read once, not forever."""
     raws, events = messages(20, 5)
