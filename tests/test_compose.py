@@ -8,6 +8,7 @@ port setting, the health checks and the Prometheus targets.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import tomllib
 from collections.abc import Iterator
@@ -638,3 +639,16 @@ def test_build_context_lets_in_what_the_image_is_built_from() -> None:
             path = "/".join(parts[:i])
             hit = [p for p in patterns if not p.startswith("!") and fnmatch(path, p)]
             assert not hit, f"the Dockerfile copies {src}, but .dockerignore leaves out {hit}"
+
+
+def test_only_the_proxy_may_name_a_websocket_client_address(compose: dict[str, Any]) -> None:
+    """X-Forwarded-For decides the per-address connection cap: the web processes trust it from
+    the proxy's fixed address alone, and the proxy overwrites whatever a client sent."""
+    proxy = compose["services"]["proxy"]["networks"]["default"]["ipv4_address"]
+    subnet = compose["networks"]["default"]["ipam"]["config"][0]["subnet"]
+    assert ipaddress.ip_address(proxy) in ipaddress.ip_network(subnet)
+    trusted = compose["services"]["web"]["environment"]["KUDOS_WEB_TRUSTED_PROXIES"]
+    assert trusted == proxy
+    nginx = (ROOT / "deploy" / "nginx.conf").read_text()
+    assert "$proxy_add_x_forwarded_for" not in nginx
+    assert nginx.count("proxy_set_header X-Forwarded-For $remote_addr;") >= 2
