@@ -14,6 +14,10 @@ Keys (all under ``<prefix>:``; nothing else in Kudos builds a key string):
 ``bucket:<id>|<i>``   zset    member → milli-points of window board <id> in bucket i
 ``buckets:<window>``  zset    "<board>|<i>" → i, the live buckets of one window (for expiry)
 ``boards``            set     every board id that has ever had a member
+``communities``       set     the communities admitted to boards (at most the worker's
+                              ``max_communities``; only grows, guarded by every apply that admits)
+``mcomm:<member>``    set     the communities the member has points in (explain reads only
+                              their boards); a subset of ``communities``
 ``decayed_boards``    set     keys of the decayed boards (rescaled when L moves)
 ``rescale``           hash    a landmark move under way: to (the new L), factor, prune, and
                               c:<board> → ZSCAN cursor of each decayed board not copied yet
@@ -28,11 +32,14 @@ Keys (all under ``<prefix>:``; nothing else in Kudos builds a key string):
 ``throttle:<member>`` hash    group (``p:<post>``/``t:<member>``) → the latest throttle decision
                               (JSON: detected_at or ended_at, multiplier, reasons, signals)
 ``withheld:<member>`` hash    group → milli-points the throttle withheld there
-``alerts``            stream  one entry per throttle decision (r: JSON with its id), capped at
-                              ALERTS_MAXLEN; ``GET /api/alerts`` and the deliverer's outbox
-                              (group ``deliver``: topic ``bait-alerts`` and the websocket)
+``alerts``            stream  one entry per throttle decision (r: JSON with its id), about
+                              ALERTS_MAXLEN kept; ``GET /api/alerts`` and the deliverer's outbox
+                              (group ``deliver``: topic ``bait-alerts`` and the websocket); with
+                              the group, only entries it acknowledged are trimmed
 ``alertfanout``       hash    alert id → unix time ``kudos deliver`` fanned it out
-``stats``             hash    applied / ignored / duplicate / invalid / late / future event counts
+``stats``             hash    applied / ignored / duplicate / invalid / late / future event counts,
+                              and community_refused / community_capped (applied events that
+                              scored without some of their communities)
 ``changes``           hash    board → change counter, bumped by every apply that touches it (live feed)
 ``feedepoch``         string  the live feed's epoch; a new one means the feed history is gone
 ``feed:<channel>``    hash    seq, src (change counter at the last publish), snap (published state)
@@ -40,9 +47,12 @@ Keys (all under ``<prefix>:``; nothing else in Kudos builds a key string):
 ``watched``           zset    member → unix time until which some web process has a subscriber
 ``perks:<member>``    hash    rule id → the unlock record (JSON); set once, never revoked
 ``perkseen``          hash    rank rule → the board's change mark when the rule last looked
+``perkties``          hash    rank rule → JSON {at, board, rank, tied, cap} of its latest check that
+                              left a tie out (more than N + max_ties members at rank <= N)
 ``perkbox``           stream  one entry per unlock (id, rule, title, member, board, rank, score,
                               at, payload), written with the scores that earned it; for delivery
-                              by the consumer group ``deliver`` (``kudos deliver``)
+                              by the consumer group ``deliver`` (``kudos deliver``), which trims
+                              what it acknowledged beyond ``KUDOS_PERKS_OUTBOX_KEEP``
 ``perkfanout``        hash    unlock id → unix time ``kudos deliver`` pushed it to the websocket and
                               made its webhook jobs (once: a redelivered outbox entry adds nothing)
 ``wh:job:<job>``      hash    webhook job ``<endpoint>:<unlock id>``: endpoint, unlock, member, rule,
@@ -110,8 +120,11 @@ from leaderboard.scoring import DECAYED, ScoringRules, decayed_value, format_mp
 
 log = logging.getLogger(__name__)
 
-#: Bait alerts kept in the ``alerts`` stream (``GET /api/alerts``, the deliverer's outbox), about.
+#: Bait alerts kept in the ``alerts`` stream (``GET /api/alerts``, the deliverer's outbox), about;
+#: more while the deliverers have not acknowledged them (see :meth:`Store.outbox_trim`).
 ALERTS_MAXLEN = 100_000
+#: Entries one outbox trim call looks at and removes at most (:meth:`Store.outbox_trim` repeats).
+OUTBOX_TRIM_STEP = 1000
 #: The outbox streams ``kudos deliver`` fans out: perk unlocks and bait alerts, and its group.
 PERKBOX = "perkbox"
 #: The hashes marking what ``kudos deliver`` fanned out: unlocks, and bait alerts.
@@ -120,6 +133,9 @@ ALERT_MARKS = "alertfanout"
 OUTBOX_GROUP = "deliver"
 ALERTS = "alerts"
 STAT_FIELDS = ("applied", "ignored", "duplicate", "invalid", "late", "future")
+#: Applied events that scored without some of their communities' boards: not in the allow-list,
+#: or beyond the cap on distinct communities. A part of ``applied``, so not in the sum above.
+COMMUNITY_STAT_FIELDS = ("community_refused", "community_capped")
 #: Attempts kept in the webhook attempts log (``wh:log``), about.
 WEBHOOK_LOG_MAXLEN = 10_000
 
@@ -132,6 +148,7 @@ _WEBHOOK_CLAIM_LUA = resources.files("leaderboard").joinpath("lua/webhook_claim.
 _WEBHOOK_FINISH_LUA = resources.files("leaderboard").joinpath("lua/webhook_finish.lua").read_text()
 _WEBHOOK_REPLAY_LUA = resources.files("leaderboard").joinpath("lua/webhook_replay.lua").read_text()
 _SWITCH_LUA = resources.files("leaderboard").joinpath("lua/switch.lua").read_text()
+_OUTBOX_TRIM_LUA = resources.files("leaderboard").joinpath("lua/outbox_trim.lua").read_text()
 
 #: Key families ``kudos rebuild`` replaces with the rebuilt namespace's: the scoring state derived
 #: from the log (and the alerts outbox, whose consumer group the switch recreates). The others are
@@ -139,6 +156,7 @@ _SWITCH_LUA = resources.files("leaderboard").joinpath("lua/switch.lua").read_tex
 REBUILT_FAMILIES = (
     "fence", "fencepart", "pwm", "wm", "landmark", "board", "bucket", "buckets", "boards", "decayed_boards",
     "rescale", "rescaled", "seen", "dr", "drdays", "explain", "posts", "stats", "bait", "throttle", "withheld", "alerts",
+    "communities", "mcomm",
 )  # fmt: skip
 
 
@@ -340,6 +358,7 @@ class Store:
         self._webhook_finish = client.register_script(_WEBHOOK_FINISH_LUA)
         self._webhook_replay = client.register_script(_WEBHOOK_REPLAY_LUA)
         self._switch = client.register_script(_SWITCH_LUA)
+        self._outbox_trim = client.register_script(_OUTBOX_TRIM_LUA)
         self._sha: str | None = None
         #: board rows each Lua call of the latest apply expired or rescaled (several calls when
         #: it had to do that in steps, see :meth:`send_apply`)
@@ -403,15 +422,19 @@ class Store:
             for p in parts:
                 for table in BAIT_TABLES:
                     pipe.hgetall(self.key("bait", table, p))
+        pipe.smembers(self.key("communities"))
         res = await pipe.execute()
         tables_at = 4 + 2 * len(parts)
         fences, pwms, (wm, landmark, generation), fparts = res[0], res[1], res[2], res[3]
         if int(generation or 0) != owned.generation:
             # a rebuild switched the namespace: every partition held from before is stale
             owned.partitions.clear()
+            owned.communities.clear()
             owned.generation = int(generation or 0)
         owned.watermark = float(wm) if wm is not None else None
         owned.landmark = int(landmark) if landmark is not None else None
+        # (added to, not replaced: an apply in flight may have admitted some the read missed)
+        owned.communities.update(cast("set[str]", res[-1]))
         day_lists: list[tuple[int, list[str]]] = []
         for j, p in enumerate(parts):
             o = OwnedPartition(
@@ -458,6 +481,7 @@ class Store:
                 )
             )
         ext((_num(plan.expected_landmark), _num(plan.landmark), repr(plan.rebase_factor)))
+        add(_num(plan.communities_expected))
         ext((_num(plan.max_ts), repr(DECAY_PRUNE_MP), str(max_rows)))
         windows = self.rules.windows
         add(str(len(windows)))
@@ -477,6 +501,11 @@ class Store:
             ext((b, m, repr(dv)))
         add(str(len(plan.boards)))
         ext(sorted(plan.boards))
+        add(str(len(plan.new_communities)))
+        ext(plan.new_communities)
+        add(str(len(plan.member_communities)))
+        for m, c in plan.member_communities:
+            ext((m, c))
         add(str(len(plan.seen)))
         for p, ts, i in plan.seen:
             ext((str(p), _num(ts), i))
@@ -490,7 +519,7 @@ class Store:
         add(str(len(plan.posts)))
         for (m, post), v in plan.posts.items():
             ext((m, post, str(v)))
-        stats = [(k, v) for k, v in plan.stats.items() if v]
+        stats = [(k, v) for k, v in (*plan.stats.items(), *plan.community_stats.items()) if v]
         add(str(len(stats)))
         for f, v in stats:
             ext((f, str(v)))
@@ -534,6 +563,7 @@ class Store:
                 _num(rule.score_min_mp),
                 rule.title,
                 orjson.dumps(rule.payload).decode(),
+                "0" if rule.cap is None else str(rule.cap),
                 str(len(cands)),
             ]
             argv += cands
@@ -579,6 +609,12 @@ class Store:
                     await self.between_apply_calls()
                 res = await self._apply(keys=[self.key("fence")], args=argv)
                 self.apply_work.append(int(res[-1]) if res[0] in ("ok", "more") else 0)
+                if len(self.apply_work) % 100 == 0:  # a long catch-up says it is alive
+                    log.info(
+                        "apply: %d calls so far, %d board rows expired or rescaled",
+                        len(self.apply_work),
+                        sum(self.apply_work),
+                    )
             if len(self.apply_work) > 1:
                 log.info(
                     "apply took %d calls to expire or rescale %d board rows first",
@@ -789,6 +825,7 @@ class Store:
         out = {f: int(raw.get(f, 0)) for f in STAT_FIELDS}
         out["dead_lettered"] = out["invalid"] + out["late"] + out["future"]
         out["total"] = sum(out[f] for f in STAT_FIELDS)
+        out.update({f: int(raw.get(f, 0)) for f in COMMUNITY_STAT_FIELDS})
         return out
 
     async def fences(self) -> dict[int, int]:
@@ -806,7 +843,8 @@ class Store:
 
         The hourly trend is the member's points in each live bucket of the window with hour
         buckets (``7d`` by default), so it needs no data of its own; without such a window it
-        is empty.
+        is empty. Community boards are read only for the member's own communities (``mcomm``),
+        so the cost does not grow with the namespace's number of boards.
         """
         rules = self.rules
         base = rules.base_boards
@@ -818,25 +856,27 @@ class Store:
             self.key("landmark"),
             self.key("throttle", member),
             self.key("withheld", member),
+            self.key("mcomm", member),
             *(self.key("board", b) for b in base),
         ]
         hourly_args: list[str | int] = ["", 0, 0]
         if window is not None:
             hourly_args = [self.key("bucket", window.name) + "|", window.bucket_s, window.buckets]
         res: list[Any] = await self._explain_script(
-            keys=keys, args=[member, top_posts, *hourly_args]
+            keys=keys, args=[member, top_posts, *hourly_args, self.key("board", ""), *base]
         )
-        raw_explain, raw_posts, wm_text, lm_text, raw_boards, raw_hourly, raw_th, raw_wh = res
+        raw_explain, raw_posts, wm_text, lm_text, raw_boards, raw_hourly, raw_th, raw_wh = res[:8]
         fields = dict(zip(raw_explain[0::2], map(int, raw_explain[1::2]), strict=True))
         clock = _clock(wm_text, lm_text)
         boards: dict[str, Place] = {}
-        for b, row in zip(base, raw_boards, strict=True):
+        # base boards in board order, then community boards by id
+        rows = [*zip(base, raw_boards, strict=True), *sorted((b, row) for b, row in res[8])]
+        for b, row in rows:
             if row == "":
                 continue
             score, rank, size = float(row[0]), int(row[1]), int(row[2])
             points = self._to_points(b, score, clock)
             boards[b] = Place(rank, points, size, percentile(rank, size))
-        boards.update(await self._community_places(member, clock))
         if not fields and not boards:
             return None
         posts = [
@@ -857,31 +897,6 @@ class Store:
                 dict(zip(raw_wh[0::2], map(int, raw_wh[1::2]), strict=True)),
             ),
         )
-
-    async def _community_places(
-        self, member: str, clock: tuple[float | None, int | None]
-    ) -> dict[str, Place]:
-        """The member's place on every community board it is on (after the base boards: a
-        second read, so it may be one apply newer than they are)."""
-        community = sorted(cast("set[str]", await self.client.smembers(self.key("boards"))))
-        community = [b for b in community if ":" in b]
-        if not community:
-            return {}
-        pipe = self.client.pipeline(transaction=False)
-        for b in community:
-            pipe.zscore(self.key("board", b), member)
-        scores = await pipe.execute()
-        present = [(b, s) for b, s in zip(community, scores, strict=True) if s is not None]
-        pipe = self.client.pipeline(transaction=False)
-        for b, s in present:
-            pipe.zcount(self.key("board", b), f"({s!r}", "+inf")
-            pipe.zcard(self.key("board", b))
-        counts = await pipe.execute()
-        out: dict[str, Place] = {}
-        for j, (b, s) in enumerate(present):
-            rank, size = int(counts[2 * j]) + 1, int(counts[2 * j + 1])
-            out[b] = Place(rank, self._to_points(b, float(s), clock), size, percentile(rank, size))
-        return out
 
     # -- live feed -------------------------------------------------------------------------
 
@@ -1114,6 +1129,26 @@ class Store:
     async def outbox_ack(self, group: str, ids: Sequence[str], box: str = PERKBOX) -> None:
         if ids:
             await self.client.xack(self.key(box), group, *ids)
+
+    async def outbox_trim(self, box: str, keep: int) -> int:
+        """Trim an outbox stream to its newest ``keep`` entries, but only entries that every
+        consumer group on it has acknowledged: one a group has not read yet, or read and not
+        acknowledged, stays however many wait (a stream with no group is left alone: the first
+        deliverer reads it from the start). How many entries it removed (see
+        ``lua/outbox_trim.lua``)."""
+        removed = 0
+        while True:
+            res: list[Any] = await self._outbox_trim(
+                keys=[self.key(box)], args=[keep, OUTBOX_TRIM_STEP]
+            )
+            removed += int(res[0])
+            if not int(res[1]):
+                return removed
+
+    async def perk_ties(self) -> dict[str, dict[str, Any]]:
+        """Rank rule → its latest check that left a tie out (at, board, rank, tied, cap)."""
+        raw = cast("dict[str, str]", await self.client.hgetall(self.key("perkties")))
+        return {rule: orjson.loads(v) for rule, v in raw.items()}
 
     async def outbox_forget_consumers(
         self, group: str, keep: str, idle_ms: int, box: str = PERKBOX

@@ -224,7 +224,9 @@ ROUTES: tuple[Route, ...] = (
         _boards,
         "The boards that have members (base boards always, first), with sizes, a page at a time",
         ints=(
-            Query("limit", 100, 1, MAX_LIMIT, "about this many boards per page"),
+            # a first page of up to 1,000 by default: readers of the whole list keep working
+            # for any namespace of fewer boards, and bigger ones follow `next`
+            Query("limit", MAX_LIMIT, 1, MAX_LIMIT, "about this many boards per page"),
             Query("cursor", 0, 0, 2**64 - 1, "the `next` of the previous page; 0 starts"),
         ),
         answers={
