@@ -35,6 +35,11 @@ _COMMUNITY = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
 _RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})")
 
 
+def valid_community(tag: str) -> bool:
+    """Whether ``tag`` names a community the way events may (1-64 of A-Z a-z 0-9 _ . -)."""
+    return _COMMUNITY.fullmatch(tag) is not None
+
+
 class Event(NamedTuple):
     """One validated interaction. ``ts`` is event time in unix seconds.
 

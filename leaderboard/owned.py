@@ -67,6 +67,9 @@ class OwnedState:
     landmark: int | None = None
     generation: int = 0
     loaded: bool = False
+    #: the namespace's admitted communities as far as this worker knows (the set only grows; an
+    #: apply whose cap decisions the set in Redis contradicts is refused, and this reloaded)
+    communities: set[str] = field(default_factory=set)
 
     def missing(self, parts: Iterable[int]) -> list[int]:
         return sorted({p for p in parts if p not in self.partitions})
@@ -81,6 +84,7 @@ class OwnedState:
             watermark=self.watermark,
             landmark=self.landmark,
             generation=self.generation,
+            communities=self.communities,
         )
 
     def absorb(self, plan: Plan) -> None:
@@ -96,9 +100,11 @@ class OwnedState:
             o.watermark = u.watermark
             o.prune(u.seen_cutoff, u.dr_cutoff_day)
         self.landmark = plan.landmark
+        self.communities.update(plan.new_communities)
         if plan.max_ts is not None and (self.watermark is None or plan.max_ts > self.watermark):
             self.watermark = plan.max_ts
 
     def forget(self) -> None:
         self.partitions.clear()
+        self.communities.clear()
         self.loaded = False

@@ -23,13 +23,24 @@ Per-partition rules (deterministic because a partition's content and order are):
 Only scored events move a clock (W, the landmark, the partition's newest time): an ignored event
 (self-interaction, zero-weight kind such as a post announcement) cannot make a later one late.
 Window membership uses the global watermark (the store enforces it again at apply time).
+
+Communities are bounded (producers name them, and each makes five permanent boards): an event's
+community gets boards only if it is in the allow-list (when there is one) and among the
+namespace's admitted communities, or the cap leaves room to admit it. The admitted set lives in
+Redis and only grows; a worker's copy may lag it. The plan lists what it admitted and what it
+refused for the cap, and the apply is refused (re-planned from a fresh copy) only if those
+decisions differ from what the current set gives: the admissions would pass the cap, or another
+worker admitted a community this plan refused. So the set never passes the cap, and a community
+is either admitted before its first scoring event, with every one of its events on its boards, or
+never. Which communities fill the last places depends on the order applies reach Redis (the only
+order-dependence in the boards).
 """
 
 from __future__ import annotations
 
 import math
 from collections import Counter, defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, Sequence, Set
 from dataclasses import dataclass, field
 
 import orjson
@@ -84,6 +95,8 @@ class StoreState:
     landmark: int | None = None
     #: the namespace's rebuild generation the state was loaded in (apply.lua checks it)
     generation: int = 0
+    #: the communities admitted to boards so far (the ``communities`` set; a copy may lag it)
+    communities: Set[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +150,17 @@ class Plan:
     withheld: dict[tuple[str, str], int] = field(default_factory=dict)
     boards: set[str] = field(default_factory=set)
     dead: list[DeadLetter] = field(default_factory=list)
+    #: communities this plan admits to boards, in the order it met them
+    new_communities: list[str] = field(default_factory=list)
+    #: communities it gave no boards for the cap (apply.lua checks both lists against the set)
+    capped_communities: list[str] = field(default_factory=list)
+    #: the cap those decisions used (0: none)
+    max_communities: int = 0
+    #: (member, community) of every community board this plan adds points to (``mcomm``)
+    member_communities: set[tuple[str, str]] = field(default_factory=set)
+    #: community_refused / community_capped: applied events that scored without some of their
+    #: communities (not allowed / beyond the cap); counted apart from the outcomes, which add up
+    community_stats: Counter[str] = field(default_factory=Counter)
 
     @property
     def empty(self) -> bool:
@@ -165,10 +189,14 @@ def build_plan(
     dedupe_horizon_s: int,
     rebase_after_s: int,
     max_future_s: float,
+    allowed_communities: Set[str] | None = None,
+    max_communities: int = 0,
 ) -> Plan:
     """Score a batch against ``state`` and aggregate everything it writes into one :class:`Plan`.
 
     ``max_future_s``: how far an event's ts may run ahead of its message's ``record_ts``.
+    ``allowed_communities``: the only communities that get boards (None: any);
+    ``max_communities``: most distinct communities with boards in the namespace (0: no cap).
     """
     plan = Plan()
     weights = rules.weights_mp
@@ -208,6 +236,31 @@ def build_plan(
     plan.expected_landmark = state.landmark
     plan.generation = state.generation
 
+    admitted = state.communities
+    new: dict[str, None] = {}  # (ordered)
+    over: dict[str, None] = {}  # refused for the cap
+    # communities tuple → (those that get boards, some not allowed, some beyond the cap); one
+    # answer per tuple serves the whole plan: admitted ones stay admitted, a full cap stays full
+    bounded: dict[tuple[str, ...], tuple[tuple[str, ...], bool, bool]] = {}
+
+    def bound(communities: tuple[str, ...]) -> tuple[tuple[str, ...], bool, bool]:
+        kept: list[str] = []
+        refused = capped = False
+        for c in communities:
+            if allowed_communities is not None and c not in allowed_communities:
+                refused = True
+            elif c in admitted or c in new:
+                kept.append(c)
+            elif max_communities and len(admitted) + len(new) >= max_communities:
+                capped = True
+                over[c] = None
+            else:
+                new[c] = None
+                kept.append(c)
+        return tuple(kept), refused, capped
+
+    mcomm: set[tuple[str, tuple[str, ...]]] = set()
+    n_refused = n_capped = 0
     by_partition: dict[int, list[Message]] = defaultdict(list)
     for m in messages:
         by_partition[m.partition].append(m)
@@ -338,6 +391,15 @@ def build_plan(
                     pkey = (target, post)
                     posts[pkey] = posts.get(pkey, 0) + points
                 communities = ev.communities
+                if communities:
+                    cb = bounded.get(communities)
+                    if cb is None:
+                        cb = bounded[communities] = bound(communities)
+                    communities = cb[0]
+                    n_refused += cb[1]
+                    n_capped += cb[2]
+                    if communities:
+                        mcomm.add((target, communities))
                 if ts == floor(ts):
                     # one aggregate per (target, communities, base bucket); the all-time and
                     # window boards are expanded from it once per key after the loop
@@ -413,6 +475,13 @@ def build_plan(
         if n:
             stats[name] = n
     plan.boards = {b for b, _ in totals} | {b for b, _ in decayed} | {k[2] for k in buckets}
+    plan.new_communities = list(new)
+    plan.capped_communities = list(over)
+    plan.max_communities = max_communities
+    plan.member_communities = {(m, c) for m, cs in mcomm for c in cs}
+    for name, n in (("community_refused", n_refused), ("community_capped", n_capped)):
+        if n:
+            plan.community_stats[name] = n
     return plan
 
 

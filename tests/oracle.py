@@ -47,26 +47,17 @@ def read_edges(path: Path, fmt: str, limit: int) -> list[dict[str, Any]]:
 
 
 def compute(
-    events: Iterable[dict[str, Any]], weights: dict[str, int] | None = None
+    events: Iterable[dict[str, Any]],
+    weights: dict[str, int] | None = None,
+    *,
+    allowed_communities: Iterable[str] | None = None,
+    max_communities: int = 0,
 ) -> dict[str, dict[str, float]]:
     """Board → member → score. Milli-point boards hold ints (milli-points); decayed holds points.
-    ``weights`` (points per kind) replace the contract's defaults, as a new scoring.toml would."""
-    weights = weights or WEIGHTS
-    seen: set[str] = set()
-    counts: dict[tuple[str, str, int], int] = defaultdict(int)
-    scored: list[tuple[float, str, int, tuple[str, ...]]] = []  # (ts, target, mp, communities)
-    for e in events:
-        if e["id"] in seen:
-            continue
-        seen.add(e["id"])
-        w = weights[e["kind"]] * 1000
-        if e["actor"] == e["target"] or w == 0:
-            continue
-        key = (e["actor"], e["target"], math.floor(e["ts"] / 86400))
-        counts[key] += 1
-        scored.append(
-            (float(e["ts"]), e["target"], w // counts[key], tuple(e.get("communities", ())))
-        )
+    ``weights`` (points per kind) replace the contract's defaults, as a new scoring.toml would.
+    Communities get boards only if in ``allowed_communities`` (None: any) and among the first
+    ``max_communities`` (0: any) to score points, in log order."""
+    scored, _ = _bounded(_scored(events, weights), allowed_communities, max_communities)
     boards: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(int))
     if not scored:
         return {}
@@ -81,6 +72,68 @@ def compute(
                     boards[name + suffix][target] += mp
             boards["decayed" + suffix][target] += mp / 1000 * 2 ** (-(wm - ts) / HALF_LIFE)
     return {b: {m: s for m, s in members.items() if s > 0} for b, members in boards.items()}
+
+
+def community_counts(
+    events: Iterable[dict[str, Any]],
+    *,
+    allowed_communities: Iterable[str] | None = None,
+    max_communities: int = 0,
+) -> dict[str, int]:
+    """Scoring events that lost some of their communities' boards: ``refused`` (not allowed),
+    ``capped`` (beyond the first ``max_communities``), and ``admitted``: how many got boards."""
+    _, counts = _bounded(_scored(events, None), allowed_communities, max_communities)
+    return counts
+
+
+Scored = list[tuple[float, str, int, tuple[str, ...]]]  # (ts, target, mp, communities)
+
+
+def _scored(events: Iterable[dict[str, Any]], weights: dict[str, int] | None) -> Scored:
+    weights = weights or WEIGHTS
+    seen: set[str] = set()
+    counts: dict[tuple[str, str, int], int] = defaultdict(int)
+    scored: list[tuple[float, str, int, tuple[str, ...]]] = []  # (ts, target, mp, communities)
+    for e in events:
+        if e["id"] in seen:
+            continue
+        seen.add(e["id"])
+        w = weights[e["kind"]] * 1000
+        if e["actor"] == e["target"] or w == 0:
+            continue
+        key = (e["actor"], e["target"], math.floor(e["ts"] / 86400))
+        counts[key] += 1
+        # (a community named twice in one event counts once)
+        communities = tuple(dict.fromkeys(e.get("communities", ())))
+        scored.append((float(e["ts"]), e["target"], w // counts[key], communities))
+    return scored
+
+
+def _bounded(
+    scored: Scored, allowed: Iterable[str] | None, cap: int
+) -> tuple[Scored, dict[str, int]]:
+    allow = None if allowed is None else set(allowed)
+    admitted: set[str] = set()
+    counts = {"refused": 0, "capped": 0}
+    out: Scored = []
+    for ts, target, mp, communities in scored:
+        kept = []
+        refused = capped = False
+        for c in communities:
+            if mp == 0:
+                break  # (writes no board: admits nothing, loses nothing)
+            if allow is not None and c not in allow:
+                refused = True
+            elif c in admitted or not cap or len(admitted) < cap:
+                admitted.add(c)
+                kept.append(c)
+            else:
+                capped = True
+        counts["refused"] += refused
+        counts["capped"] += capped
+        out.append((ts, target, mp, tuple(kept)))
+    counts["admitted"] = len(admitted)
+    return out, counts
 
 
 def parse_export(

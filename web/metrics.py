@@ -12,7 +12,7 @@ from websockets.asyncio.server import ServerConnection
 from websockets.http11 import Request, Response
 
 from leaderboard.metrics import METRICS_PATH, WebMetrics
-from leaderboard.store import STAT_FIELDS, Store
+from leaderboard.store import COMMUNITY_STAT_FIELDS, STAT_FIELDS, Store
 from web.hub import Hub
 
 #: First path segments after /api/ → (number of segments, class) of the read API's routes.
@@ -65,6 +65,9 @@ async def scrape(hub: Hub, store: Store) -> bytes:
         m.redis_up.set(1)
         for outcome in STAT_FIELDS:
             m.pipeline_events.set_total(stats[outcome], outcome=outcome)
+        for field in COMMUNITY_STAT_FIELDS:
+            reason = field.removeprefix("community_")
+            m.pipeline_community_dropped.set_total(stats[field], reason=reason)
         if wm is not None:
             m.pipeline_watermark.set(wm)
     return m.exposition().encode()

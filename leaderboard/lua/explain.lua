@@ -1,10 +1,14 @@
 -- Read everything a member's explanation shows atomically (no writes): the explain hash, the best
--- posts, the comment-bait throttles on the member's posts, the member's place on each base board, the clock (W, L) and the member's points in each
--- live bucket of the hourly window, all from one moment.
--- KEYS: explain hash, posts zset, watermark, landmark, throttle hash, withheld hash, then one
---       board key per base board.
+-- posts, the comment-bait throttles on the member's posts, the member's place on each base board
+-- and on the boards of each of the member's communities, the clock (W, L) and the member's points
+-- in each live bucket of the hourly window, all from one moment.
+-- KEYS: explain hash, posts zset, watermark, landmark, throttle hash, withheld hash, the member's
+--       communities set (mcomm), then one board key per base board.
 -- ARGV: member, top posts, hourly bucket key prefix ('' for none: "<prefix>:bucket:<window>|"),
---       bucket seconds, bucket count.
+--       bucket seconds, bucket count, board key prefix ("<prefix>:board:"), then the base board
+--       ids (in KEYS order; a community board is "<base>:<community>").
+-- Only the member's own communities are read (not every community board of the namespace), so
+-- the cost is the member's, whatever the number of boards.
 local member = ARGV[1]
 local explain = redis.call('HGETALL', KEYS[1])
 local posts = redis.call('ZREVRANGE', KEYS[2], 0, tonumber(ARGV[2]) - 1, 'WITHSCORES')
@@ -12,15 +16,23 @@ local wm = redis.call('GET', KEYS[3]) or ''
 local lm = redis.call('GET', KEYS[4]) or ''
 local throttles = redis.call('HGETALL', KEYS[5])
 local withheld = redis.call('HGETALL', KEYS[6])
+local function place(key)
+  local score = redis.call('ZSCORE', key, member)
+  if not score then return '' end
+  -- competition rank: 1 + members with a strictly higher score (scores are exact strings)
+  local rank = redis.call('ZCOUNT', key, '(' .. score, '+inf') + 1
+  return {score, rank, redis.call('ZCARD', key)}
+end
 local boards = {}
-for j = 7, #KEYS do
-  local score = redis.call('ZSCORE', KEYS[j], member)
-  if score then
-    -- competition rank: 1 + members with a strictly higher score (scores are exact strings)
-    local rank = redis.call('ZCOUNT', KEYS[j], '(' .. score, '+inf') + 1
-    boards[#boards + 1] = {score, rank, redis.call('ZCARD', KEYS[j])}
-  else
-    boards[#boards + 1] = ''
+for j = 8, #KEYS do boards[#boards + 1] = place(KEYS[j]) end
+-- {community board id, place} for each board of the member's communities the member is on
+local communities = {}
+local board_prefix = ARGV[6]
+for _, c in ipairs(redis.call('SMEMBERS', KEYS[7])) do
+  for j = 7, #ARGV do
+    local id = ARGV[j] .. ':' .. c
+    local row = place(board_prefix .. id)
+    if row ~= '' then communities[#communities + 1] = {id, row} end
   end
 end
 -- the live buckets are exactly those with i > floor(W / b) - n (apply.lua expires the rest)
@@ -33,4 +45,4 @@ if bucket_prefix ~= '' and wm ~= '' then
     hourly[#hourly + 1] = redis.call('ZSCORE', bucket_prefix .. string.format('%d', i), member) or '0'
   end
 end
-return {explain, posts, wm, lm, boards, hourly, throttles, withheld}
+return {explain, posts, wm, lm, boards, hourly, throttles, withheld, communities}
