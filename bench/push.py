@@ -1325,6 +1325,9 @@ async def fanout(bench: Bench) -> dict[str, Any]:
             leg_env = {**env, "KUDOS_WEB_PORT": str(port)}
             if label == "kudos":
                 argv = [sys.executable, "-m", "kudos", "web"]
+                # every subscriber of the bench comes from 127.0.0.1: lift the per-address cap
+                # (unless the run sets it) so the stages measure fan-out, not the cap
+                leg_env.setdefault("KUDOS_WEB_MAX_CONNECTIONS_PER_ADDRESS", str(10**6))
                 if stalled and slow_bytes:
                     leg_env["KUDOS_WEB_SLOW_CLIENT_BYTES"] = str(slow_bytes)
             else:

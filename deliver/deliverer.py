@@ -16,7 +16,9 @@ yet (an unlock here; an alert goes the same way, with no webhook jobs):
    and the board's websocket channels, and create one webhook job per endpoint that wants the rule
    (job id ``<endpoint>:<unlock id>``, due at once; a disabled endpoint's job is dead-lettered
    unsent by the job loop, so ``replay --enable`` sends it later);
-3. acknowledge the entry (XACK).
+3. acknowledge the entry (XACK), then trim the stream's acknowledged history to the outbox's
+   keep (``KUDOS_PERKS_OUTBOX_KEEP`` unlocks; alerts: ``ALERTS_MAXLEN``); an entry no deliverer
+   acknowledged is never trimmed, so a stopped deliverer finds every entry made meanwhile.
 
 An entry whose deliverer died before step 3 stays pending in the group; any deliverer claims it
 (XAUTOCLAIM) once it has been idle for ``KUDOS_WEBHOOKS_LEASE_S`` and runs it again. The mark is
@@ -268,6 +270,8 @@ class Deliverer:
                 self._wake.set()
             log.info("fanned out %d %s (%d webhook jobs)", len(fanned), box.things, n_jobs)
         await self.store.outbox_ack(GROUP, [entry_id for entry_id, _ in entries], box.stream)
+        # the group knows what is acknowledged now: trim only that (see deliver.outbox)
+        await self.store.outbox_trim(box.stream, box.keep)
 
     # -- delivery --------------------------------------------------------------------------
 

@@ -5,8 +5,13 @@ The worker's apply script appends perk unlocks to the ``perkbox`` stream and bai
 (:meth:`deliver.deliverer.Deliverer.fan_out`): produce each new entry to its Kafka topic with its
 id in a header, then once each (marked in a hash, read under WATCH) push it to the live channels
 and, for unlocks, create the webhook jobs. An :class:`Outbox` says what differs: the stream, the
-marks, the topic and header, whether the ``alerts`` channel gets it too, and how an entry decodes
-into an :class:`Item`.
+marks, the topic and header, whether the ``alerts`` channel gets it too, how an entry decodes
+into an :class:`Item`, and how many acknowledged entries the stream keeps.
+
+After acknowledging a batch the deliverer trims the stream to that many entries, counting only
+entries every consumer group has acknowledged (:meth:`leaderboard.store.Store.outbox_trim`): an
+entry no deliverer has fanned out stays however long the deliverers are stopped, so a cap never
+loses an unlock or an alert. The unlocks themselves stay in ``perks:<member>``, untrimmed.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ import orjson
 from leaderboard.metrics import Counter
 from leaderboard.perks import Unlock
 from leaderboard.settings import Settings
-from leaderboard.store import ALERT_MARKS, ALERTS, PERK_MARKS, PERKBOX
+from leaderboard.store import ALERT_MARKS, ALERTS, ALERTS_MAXLEN, PERK_MARKS, PERKBOX
 from web import feed
 
 #: Kafka header naming the unlock; consumers of ``perk-unlocks`` de-duplicate by it.
@@ -67,6 +72,8 @@ class Outbox:
     decode: Callable[[Mapping[str, str]], Item]
     #: counts the items fanned out
     fanned: Counter
+    #: acknowledged entries the stream keeps (the newest; unacknowledged ones are never trimmed)
+    keep: int
 
 
 def unlocks(settings: Settings, jobs_for: Callable[[Unlock], list[Job]], fanned: Counter) -> Outbox:
@@ -95,6 +102,8 @@ def unlocks(settings: Settings, jobs_for: Callable[[Unlock], list[Job]], fanned:
         False,
         decode,
         fanned,
+        # the newest for `kudos perks`; every unlock stays in perks:<member>
+        settings.perks.outbox_keep,
     )
 
 
@@ -135,4 +144,6 @@ def alerts(settings: Settings, fanned: Counter) -> Outbox:
         True,
         decode,
         fanned,
+        # GET /api/alerts lists from the stream
+        ALERTS_MAXLEN,
     )

@@ -269,6 +269,12 @@ class WebMetrics(MetricSet):
             "Redis; every web process reports the same values).",
             ["outcome"],
         )
+        self.pipeline_community_dropped = Counter(
+            "kudos_pipeline_community_dropped_total",
+            "Applied events that scored without some of their communities' boards, by reason: "
+            "refused (not in the allow-list), capped (beyond the cap on communities).",
+            ["reason"],
+        )
         self.pipeline_watermark = Gauge(
             "kudos_pipeline_watermark_seconds",
             "The global watermark W: the largest event time applied (unix seconds).",

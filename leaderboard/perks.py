@@ -14,6 +14,18 @@ An unlock happens once per (rule, member), ever: the worker's apply script check
 each batch, atomically with the scores, and records the unlock only if the member has none for
 that rule (``leaderboard/lua/apply.lua``, section "perks"). Decay or a window moving on never
 revokes it. ``entered_top N`` is ``rank <= N`` under that once-only rule.
+
+**Ties.** Ranks are competition ranks ("1224"): every member tied with the Nth row has rank ≤ N,
+so a tie at place N could unlock any number of members at once. One check of a rank rule unlocks
+at most N + ``max_ties`` members (the rule's own ``max_ties = K``, 0–1000, else
+``KUDOS_PERKS_MAX_TIES``, default 10): when the members tied at the Nth score would take it past
+that, none of the tie unlocks at that check, only the members above it (fewer than N), and the
+rule's entry in ``perkties`` (``kudos perks``) says how many were tied. All or none of a tie, never
+some of it picked by member name or arrival: who unlocks depends only on the board at the check,
+as before. A member left out can unlock at a later check, once the tie breaks or fits (boards are
+checked at batch boundaries, so like any rank condition this depends on where they fall).
+``max_ties = 0`` lets no tie cross place N. :meth:`PerkRule.rank_qualifiers` is the policy;
+the apply script does the same in Lua.
 """
 
 from __future__ import annotations
@@ -22,7 +34,7 @@ import hashlib
 import math
 import re
 import tomllib
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,6 +50,9 @@ _CLAUSE = re.compile(
 )
 #: Rank conditions look at this many rows at most (plus ties at the edge) after every batch.
 MAX_RANK = 1000
+#: Members a tie at place N may add to one check of a ``rank <= N`` rule, unless the rule or
+#: ``KUDOS_PERKS_MAX_TIES`` says otherwise (see "Ties" above).
+DEFAULT_MAX_TIES = 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +65,31 @@ class PerkRule:
     #: unlock when the score in points is at least this (None: no score condition)
     score_min: float | None
     payload: dict[str, Any] = field(default_factory=dict)
+    #: members a tie at place ``rank_max`` may add beyond it at one check (see "Ties" above)
+    max_ties: int = DEFAULT_MAX_TIES
+
+    @property
+    def cap(self) -> int | None:
+        """The most members one check of the rank condition unlocks (None: no rank condition)."""
+        return None if self.rank_max is None else self.rank_max + self.max_ties
+
+    def rank_qualifiers(self, rows: Iterable[tuple[str, float]]) -> tuple[set[str], int]:
+        """Who qualifies at one check of the rank condition, given the board's rows (member,
+        points; all of them, in any order), under the tie policy; and the size of the tie left
+        out (0: none). Members who already hold the rule are not told apart: they count."""
+        if self.rank_max is None:
+            raise ValueError(f"rule {self.id!r} has no rank condition")
+        rows = list(rows)
+        ordered = sorted((s for _, s in rows), reverse=True)
+        # every row scoring at least the Nth row's points has competition rank <= N
+        edge = ordered[self.rank_max - 1] if len(ordered) >= self.rank_max else None
+        if self.score_min is not None and (edge is None or self.score_min > edge):
+            edge = self.score_min  # the score condition is the stricter: no tie at place N
+        qualify = {m for m, s in rows if edge is None or s >= edge}
+        if edge is None or len(qualify) <= self.rank_max + self.max_ties:
+            return qualify, 0  # (no edge: fewer rows than N, all of them qualify)
+        # only a tie at the Nth score can get here (the rows above it are fewer than N)
+        return {m for m, s in rows if s > edge}, sum(1 for _, s in rows if s == edge)
 
     def qualifies(self, rank: int | None, score: float | None) -> bool:
         """Does a member at ``rank`` with ``score`` points (None: not on the board) qualify?"""
@@ -129,10 +169,20 @@ def tables(
         yield tid, where, table
 
 
-def parse_rules(data: dict[str, Any], scoring: ScoringRules, source: str) -> list[PerkRule]:
-    """Validate the ``[[rule]]`` tables of a perks file; errors name the rule and the field."""
+def parse_rules(
+    data: dict[str, Any],
+    scoring: ScoringRules,
+    source: str,
+    *,
+    max_ties: int = DEFAULT_MAX_TIES,
+) -> list[PerkRule]:
+    """Validate the ``[[rule]]`` tables of a perks file; errors name the rule and the field.
+    ``max_ties``: the rules' tie allowance unless they set their own (``KUDOS_PERKS_MAX_TIES``)."""
+    if not 0 <= max_ties <= MAX_RANK:
+        raise ConfigError(f"KUDOS_PERKS_MAX_TIES={max_ties}: must be between 0 and {MAX_RANK}")
     rules: list[PerkRule] = []
-    for rid, where, r in tables(data, "rule", ("id", "title", "board", "when", "payload"), source):
+    fields = ("id", "title", "board", "when", "payload", "max_ties")
+    for rid, where, r in tables(data, "rule", fields, source):
         title = r.get("title", rid)
         board, when = r.get("board"), r.get("when")
         if not isinstance(title, str) or not isinstance(board, str) or not isinstance(when, str):
@@ -145,13 +195,25 @@ def parse_rules(data: dict[str, Any], scoring: ScoringRules, source: str) -> lis
         if not isinstance(payload, dict):
             raise ConfigError(f"{where}: payload must be a table")
         rank_max, score_min = parse_when(when, where)
-        rules.append(PerkRule(rid, title, board, rank_max, score_min, payload))
+        ties = r.get("max_ties", max_ties)
+        if isinstance(ties, bool) or not isinstance(ties, int) or not 0 <= ties <= MAX_RANK:
+            raise ConfigError(
+                f"{where}: max_ties must be an integer between 0 and {MAX_RANK} (members a tie "
+                "at place N may add to one check)"
+            )
+        if "max_ties" in r and rank_max is None:
+            raise ConfigError(
+                f"{where}: max_ties needs a rank condition (rank <= N, entered_top N)"
+            )
+        rules.append(PerkRule(rid, title, board, rank_max, score_min, payload, ties))
     return rules
 
 
-def load_perks_file(path: str, scoring: ScoringRules) -> tuple[list[PerkRule], dict[str, Any]]:
+def load_perks_file(
+    path: str, scoring: ScoringRules, *, max_ties: int = DEFAULT_MAX_TIES
+) -> tuple[list[PerkRule], dict[str, Any]]:
     """The rules of a perks file and its raw data (the ``[[endpoint]]`` tables are parsed by
-    ``leaderboard.webhooks``); no path means no rules."""
+    ``leaderboard.webhooks``); no path means no rules. ``max_ties``: see :func:`parse_rules`."""
     if not path:
         return [], {}
     p = Path(path)
@@ -161,7 +223,7 @@ def load_perks_file(path: str, scoring: ScoringRules) -> tuple[list[PerkRule], d
         data = tomllib.loads(p.read_text())
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
-    return parse_rules(data, scoring, path), data
+    return parse_rules(data, scoring, path, max_ties=max_ties), data
 
 
 @dataclass(frozen=True, slots=True)

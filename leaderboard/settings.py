@@ -21,6 +21,8 @@ from urllib.parse import urlsplit
 from leaderboard import redact
 from leaderboard.bait import BaitParams
 from leaderboard.errors import ConfigError
+from leaderboard.events import valid_community
+from leaderboard.perks import DEFAULT_MAX_TIES, MAX_RANK
 from leaderboard.webhooks import parse_allow_list, parse_schedule
 
 
@@ -77,6 +79,15 @@ class WorkerSettings:
     #: dead-lettered as ``future`` (and refused by HTTP ingest). The record timestamp is in the
     #: log, so replays and rebuilds decide the same way; no wall clock is read.
     max_future_s: float = 300.0
+    #: Comma-separated communities that get boards (``7d:physics``, five per community); an
+    #: event's other communities get none: it scores on the base boards and its listed
+    #: communities, counted as ``community_refused`` in ``kudos stats``. Empty: any community.
+    allowed_communities: str = ""
+    #: Most distinct communities one namespace gives boards, first come first served (the set
+    #: lives in Redis); an event's communities beyond it get none, as above, counted as
+    #: ``community_capped``. Which ones fill the last places depends on the order applies reach
+    #: Redis (README "Interpretations and known limits"). 0 = no cap.
+    max_communities: int = 10_000
     #: Move the forward-decay landmark after this much event time (2^(t/half-life) must not overflow).
     decay_rebase_after_s: int = 120 * 86400
     #: Consumer-group timeouts. Tansu holds a JoinGroup for the whole rebalance timeout, so a short
@@ -95,6 +106,11 @@ class WorkerSettings:
     #: Port of the worker's GET /metrics (events, batches, apply latency, consumer lag,
     #: watermark; docs/metrics.md). 0 = off. Each worker process on one host needs its own.
     metrics_port: int = 0
+
+    def community_allow_list(self) -> frozenset[str] | None:
+        """The communities of ``allowed_communities``; None: any."""
+        names = frozenset(c.strip() for c in self.allowed_communities.split(",") if c.strip())
+        return names or None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -161,6 +177,13 @@ class ScoringSettings:
 class PerksSettings:
     #: A TOML file of perk rules ([[rule]]) and webhook endpoints ([[endpoint]]); empty: none.
     path: str = ""
+    #: Members a tie at place N may add to one check of a ``rank <= N`` rule (0–1000): a tie that
+    #: would pass N + this unlocks none of its members then (README "Perks and webhooks"). A
+    #: rule's ``max_ties`` overrides it.
+    max_ties: int = DEFAULT_MAX_TIES
+    #: Unlocks kept in the ``perkbox`` outbox once every deliverer acknowledged them (the newest,
+    #: for ``kudos perks``); entries not acknowledged yet are never trimmed.
+    outbox_keep: int = 10_000
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -360,6 +383,12 @@ def _validate(obj: Any, name: str) -> None:
             raise ConfigError(
                 "KUDOS_WORKER_DEDUPE_HORIZON_S must be at least 86400 (24 h of event time)"
             )
+        bad = sorted(c for c in obj.community_allow_list() or () if not valid_community(c))
+        if bad:
+            raise ConfigError(
+                f"KUDOS_WORKER_ALLOWED_COMMUNITIES: {bad[0][:70]!r} is not a community "
+                "(1-64 of A-Z a-z 0-9 _ . -, comma separated)"
+            )
     if isinstance(obj, WorkerSettings | WebhooksSettings) and obj.metrics_port > 65535:
         raise ConfigError(
             f"KUDOS_{name.upper()}_METRICS_PORT={obj.metrics_port}: not a TCP port (0 = off)"
@@ -404,6 +433,8 @@ def _validate(obj: Any, name: str) -> None:
                 f"KUDOS_BAIT_MULTIPLIER_MIN={obj.multiplier_min:g} and "
                 f"KUDOS_BAIT_MULTIPLIER_MAX={obj.multiplier_max:g}: need 0 < min <= max <= 1"
             )
+    if isinstance(obj, PerksSettings) and obj.max_ties > MAX_RANK:
+        raise ConfigError(f"KUDOS_PERKS_MAX_TIES={obj.max_ties}: must be at most {MAX_RANK}")
     if isinstance(obj, WebhooksSettings):
         parse_allow_list(obj.allow)
         parse_schedule(obj.schedule_s)

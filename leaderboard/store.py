@@ -14,8 +14,9 @@ Keys (all under ``<prefix>:``; nothing else in Kudos builds a key string):
 ``bucket:<id>|<i>``   zset    member → milli-points of window board <id> in bucket i
 ``buckets:<window>``  zset    "<board>|<i>" → i, the live buckets of one window (for expiry)
 ``boards``            set     every board id that has ever had a member
-``communities``       set     the communities admitted to boards (at most the worker's
-                              ``max_communities``; only grows, guarded by every apply that admits)
+``communities``       set     the communities admitted to boards (at most the workers'
+                              ``max_communities``; only grows, checked by every apply that
+                              admits or refuses one for the cap)
 ``mcomm:<member>``    set     the communities the member has points in (explain reads only
                               their boards); a subset of ``communities``
 ``decayed_boards``    set     keys of the decayed boards (rescaled when L moves)
@@ -481,7 +482,10 @@ class Store:
                 )
             )
         ext((_num(plan.expected_landmark), _num(plan.landmark), repr(plan.rebase_factor)))
-        add(_num(plan.communities_expected))
+        # the community bound: the cap, what the plan admitted and what it refused for the cap
+        ext((str(plan.max_communities), str(len(plan.new_communities)), *plan.new_communities))
+        add(str(len(plan.capped_communities)))
+        ext(plan.capped_communities)
         ext((_num(plan.max_ts), repr(DECAY_PRUNE_MP), str(max_rows)))
         windows = self.rules.windows
         add(str(len(windows)))
@@ -501,8 +505,6 @@ class Store:
             ext((b, m, repr(dv)))
         add(str(len(plan.boards)))
         ext(sorted(plan.boards))
-        add(str(len(plan.new_communities)))
-        ext(plan.new_communities)
         add(str(len(plan.member_communities)))
         for m, c in plan.member_communities:
             ext((m, c))

@@ -20,6 +20,7 @@ def cmd_perks(settings: Settings, args: argparse.Namespace) -> int:
     from leaderboard.perks import Unlock
 
     async def go(store: Store) -> int:
+        ties: dict[str, dict[str, Any]] = {}
         if args.member is None:
             rows = []
             for fields in await store.outbox_recent(args.limit):
@@ -27,7 +28,8 @@ def cmd_perks(settings: Settings, args: argparse.Namespace) -> int:
                     rows.append(Unlock.from_fields(fields).data())
                 except ValueError:
                     continue
-            body: dict[str, Any] = {"perks": rows}
+            ties = await store.perk_ties()
+            body: dict[str, Any] = {"perks": rows, "ties": ties}
         else:
             found = await store.perks_of(args.member)
             if found is None:
@@ -44,6 +46,13 @@ def cmd_perks(settings: Settings, args: argparse.Namespace) -> int:
             print(
                 f"{at}  {r['member']:<20} {r['title']}  ({r['rule']} on {r['board']}, "
                 f"#{r['rank']}, {float(r['score']):.3f} pts)  {r['id']}"
+            )
+        for rule, t in sorted(ties.items()):
+            # the tie policy (leaderboard/perks.py, "Ties"): the latest check that left one out
+            print(
+                f"{rule}: {t['tied']} members tied at #{t['rank']} on {t['board']} "
+                f"({utc(float(t['at']))}), past the rule's cap of {t['cap']}: "
+                "none of them unlocked at that check"
             )
         return 0
 

@@ -56,6 +56,26 @@ local cur_landmark = redis.call('GET', K_LANDMARK) or ''
 if cur_landmark ~= expected_landmark and cur_landmark ~= landmark then
   return {'conflict', 'landmark', cur_landmark}
 end
+-- the community cap (0: none), the communities the plan admitted and those it refused for the
+-- cap, decided against the worker's copy of the admitted set (which may lag: the set only grows).
+-- They are what the current set gives unless the admissions would pass the cap or another worker
+-- admitted a refused one meanwhile: then the worker re-plans from a fresh copy.
+local K_COMMUNITIES = prefix .. ':communities'
+local max_communities = tonumber(nxt())
+local admit = {}
+for j = 1, tonumber(nxt()) do admit[j] = nxt() end
+local n_over = tonumber(nxt())
+local over_in = false
+for _ = 1, n_over do
+  if redis.call('SISMEMBER', K_COMMUNITIES, nxt()) == 1 then over_in = true end
+end
+if max_communities > 0 and (#admit > 0 or n_over > 0) then
+  local size = redis.call('SCARD', K_COMMUNITIES)
+  for _, c in ipairs(admit) do
+    if redis.call('SISMEMBER', K_COMMUNITIES, c) == 0 then size = size + 1 end
+  end
+  if over_in or size > max_communities then return {'conflict', 'communities', size} end
+end
 local max_ts, prune_below = nxt(), nxt()
 -- maintenance bound: board rows one call may expire or rescale (0: no bound); see below
 local budget = tonumber(nxt())
@@ -338,6 +358,14 @@ for _ = 1, n do
     redis.call('SADD', prefix .. ':decayed_boards', prefix .. ':board:' .. board)
   end
 end
+-- 7b. communities the plan admitted (within the cap: checked in section 1), and each member's
+--     communities (explain reads only those boards)
+if #admit > 0 then bulk('SADD', K_COMMUNITIES, admit) end
+n = tonumber(nxt())
+for _ = 1, n do
+  local member, community = nxt(), nxt()
+  redis.call('SADD', prefix .. ':mcomm:' .. member, community)
+end
 
 -- 8. de-duplication ids and diminishing-returns counters (per partition, pruned by its watermark)
 n = tonumber(nxt())
@@ -399,7 +427,12 @@ n = tonumber(nxt())
 for _ = 1, n do
   local member, group, record = nxt(), nxt(), nxt()
   redis.call('HSET', prefix .. ':throttle:' .. member, group, record)
-  redis.call('XADD', prefix .. ':alerts', 'MAXLEN', '~', alerts_max, '*', 'r', record)
+  redis.call('XADD', prefix .. ':alerts', '*', 'r', record)
+end
+-- capped here only while no deliverer's group reads the stream; with one, `kudos deliver` trims
+-- what it acknowledged (lua/outbox_trim.lua) and never an alert it has not fanned out yet
+if n > 0 and #redis.call('XINFO', 'GROUPS', prefix .. ':alerts') == 0 then
+  redis.call('XTRIM', prefix .. ':alerts', 'MAXLEN', '~', alerts_max)
 end
 n = tonumber(nxt())
 for _ = 1, n do
@@ -413,6 +446,8 @@ end
 --     rules look at every row scoring at least the Nth row (ties at the edge included), and only
 --     when the board changed since the rule last looked (perkseen); score-only rules at the
 --     members this batch touched on that board (a score can only rise when its member is touched).
+--     A rank rule's check takes at most cap = N + max_ties rows: a tie at the Nth score that would
+--     pass it is left out whole (leaderboard/perks.py, "Ties"), and recorded in perkties.
 local nr = tonumber(nxt())
 local half_life = tonumber(nxt())
 if nr > 0 and W then
@@ -420,6 +455,7 @@ if nr > 0 and W then
   local K_SEEN = prefix .. ':perkseen'
   for _ = 1, nr do
     local rid, board, rank_max, score_min, title, payload = nxt(), nxt(), nxt(), nxt(), nxt(), nxt()
+    local cap = tonumber(nxt())
     local nc = tonumber(nxt())
     local cands = {}
     for c = 1, nc do cands[c] = nxt() end
@@ -444,7 +480,15 @@ if nr > 0 and W then
         if #nth > 0 then lo = nth[2] end
         if thr and (lo == '-inf' or thr > tonumber(lo)) then lo = string.format('%.17g', thr) end
         -- every row at or above the Nth score has competition rank <= N
-        cands = redis.call('ZREVRANGEBYSCORE', key, '+inf', lo)
+        cands = redis.call('ZREVRANGEBYSCORE', key, '+inf', lo, 'LIMIT', 0, cap + 1)
+        if #cands > cap then
+          -- only a tie at the Nth score gets here (fewer than N rows are above it): all or none
+          -- of a tie, so no member name or arrival order picks; the rows above it still qualify
+          local tied = redis.call('ZCOUNT', key, lo, lo)
+          cands = redis.call('ZREVRANGEBYSCORE', key, '+inf', '(' .. lo)
+          redis.call('HSET', prefix .. ':perkties', rid, cjson.encode({
+            at = W, board = board, rank = #cands + 1, tied = tied, cap = cap}))
+        end
       end
     end
     for _, m in ipairs(cands) do

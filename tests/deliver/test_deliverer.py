@@ -20,7 +20,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -36,10 +36,13 @@ from deliver.config import load_config
 from deliver.deliverer import GROUP, Deliverer
 from deliver.outbox import UNLOCK_HEADER
 from kudos import servers
+from leaderboard import store as store_module
 from leaderboard import webhooks as wh
+from leaderboard.bait import Decision
 from leaderboard.perks import unlock_id
+from leaderboard.plan import PartitionUpdate, Plan
 from leaderboard.settings import PerksSettings, WebhooksSettings
-from leaderboard.store import Store
+from leaderboard.store import ALERTS, PERKBOX, Store
 from tests.conftest import Namespace, configure
 from tests.eventually import eventually
 from tests.web.live import LiveClient, start_web
@@ -616,6 +619,93 @@ async def test_redelivered_outbox_entries_enqueue_nothing_twice(
 async def _group_idle(store: Store) -> bool:
     (group,) = await store.client.xinfo_groups(store.key("perkbox"))
     return bool(group["pending"] == 0 and group["lag"] == 0)
+
+
+async def test_the_outbox_keeps_every_unacknowledged_unlock_and_trims_the_rest(
+    namespace: Namespace, hooks: Hooks
+) -> None:
+    """perkbox keeps at most KUDOS_PERKS_OUTBOX_KEEP entries that the deliverers acknowledged; an
+    entry none acknowledged (unread while the deliverer was stopped, or read by one that died) is
+    never trimmed, however many wait, and is delivered once a deliverer runs again."""
+    setup(namespace, endpoint("all", hooks.url("all")), lease_s=2.5)
+    configure(namespace, perks=replace(namespace.settings.perks, outbox_keep=20))
+    store = namespace.store
+    box = store.key(PERKBOX)
+    first = [await unlock(store, "top10", f"a{i:02d}") for i in range(30)]
+    async with deliverer(namespace):
+        await eventually(
+            lambda: len(hooks.delivered("all")) == 30, what="30 delivered", details=hooks.summary
+        )
+        await eventually(lambda: _outbox_at_most(store, 20), what="perkbox trimmed to 20")
+    # the deliverer is stopped: many more unlocks than the outbox keeps, 40 of them read by a
+    # deliverer that then died, the rest unread; another deliverer's trim leaves them all
+    later = [await unlock(store, "top10", f"b{i:03d}") for i in range(150)]
+    ghost = await store.client.xreadgroup(GROUP, "ghost", {box: ">"}, count=40)
+    assert len(ghost[0][1]) == 40
+    await store.outbox_trim(PERKBOX, 20)
+    assert await store.client.xlen(box) >= 150
+    async with deliverer(namespace, seed=8):
+        await eventually(
+            lambda: len(hooks.delivered("all")) == 180,
+            timeout=30,
+            what="180 delivered",
+            details=hooks.summary,
+        )
+        await eventually(lambda: _group_idle(store), timeout=30, what="the outbox group idle")
+        await eventually(lambda: _outbox_at_most(store, 20), what="perkbox trimmed to 20")
+    assert sorted(hooks.delivered("all")) == sorted(first + later)
+    assert len(hooks.on("all")) == 180
+    assert len(await read_topic(namespace, 180)) == 180
+
+
+async def _outbox_at_most(store: Store, n: int, box: str = PERKBOX) -> bool:
+    return int(await store.client.xlen(store.key(box))) <= n
+
+
+async def test_bait_alerts_no_deliverer_has_acknowledged_are_never_trimmed(
+    namespace: Namespace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The apply script caps the alerts stream only while no consumer group reads it; with the
+    deliverers' group, entries they have not acknowledged stay, and their trim keeps the cap."""
+    monkeypatch.setattr(store_module, "ALERTS_MAXLEN", 5)
+    decisions = [
+        Decision(f"p:post{i}", f"post{i}", f"m{i}", "throttled", T0 + i, 0.5, ("rate",), 20)
+        for i in range(300)
+    ]
+
+    async def apply(store: Store, fence: int) -> None:
+        part = PartitionUpdate(0, fence - 1, fence, None, None, None)
+        await (await store.send_apply(Plan(partitions=[part], alerts=decisions[:150])))
+        part = PartitionUpdate(0, fence, fence + 1, None, None, None)
+        await (await store.send_apply(Plan(partitions=[part], alerts=decisions[150:])))
+
+    store = namespace.store
+    await store.outbox_join(GROUP, ALERTS)
+    await apply(store, 0)
+    assert await store.client.xlen(store.key(ALERTS)) == 300
+    read = await store.outbox_read(GROUP, "test", 200, 100, ALERTS)
+    await store.outbox_ack(GROUP, [i for i, _ in read[:100]], ALERTS)
+    await store.outbox_trim(ALERTS, 5)
+    # 100 acknowledged, trimmed; 100 read but not acknowledged and 100 unread, kept
+    assert await store.client.xlen(store.key(ALERTS)) == 200
+    await store.outbox_ack(GROUP, [i for i, _ in read[100:]], ALERTS)
+    await store.outbox_trim(ALERTS, 5)
+    assert await store.client.xlen(store.key(ALERTS)) == 100
+    await store.outbox_ack(
+        GROUP, [i for i, _ in await store.outbox_read(GROUP, "t", 200, 100, ALERTS)], ALERTS
+    )
+    await store.outbox_trim(ALERTS, 5)
+    assert await store.client.xlen(store.key(ALERTS)) == 5
+    # no group (no deliverer ever ran, e.g. a rebuild's shadow namespace): capped, about
+    alone = Store.connect(
+        namespace.settings.redis.url, namespace.settings.redis.prefix + "-alone", store.rules
+    )
+    try:
+        await apply(alone, 0)
+        assert await alone.client.xlen(alone.key(ALERTS)) < 300
+    finally:
+        await alone.drop_namespace()
+        await alone.close()
 
 
 async def test_killing_and_restarting_kudos_deliver_mid_retry_loses_nothing(

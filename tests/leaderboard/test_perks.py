@@ -8,7 +8,15 @@ import tomllib
 import pytest
 
 from leaderboard.errors import ConfigError
-from leaderboard.perks import PerkRule, load_perks_file, parse_rules, parse_when, unlock_id
+from leaderboard.perks import (
+    DEFAULT_MAX_TIES,
+    MAX_RANK,
+    PerkRule,
+    load_perks_file,
+    parse_rules,
+    parse_when,
+    unlock_id,
+)
 from leaderboard.scoring import ScoringRules
 
 RULES = ScoringRules.load()
@@ -118,3 +126,74 @@ def test_no_path_means_no_rules_and_a_missing_file_is_named(tmp_path: object) ->
     assert load_perks_file("", RULES) == ([], {})
     with pytest.raises(ConfigError, match="KUDOS_PERKS_PATH"):
         load_perks_file("/nonexistent/perks.toml", RULES)
+
+
+def test_a_tie_at_place_n_unlocks_whole_within_n_plus_max_ties_and_else_not_at_all() -> None:
+    """Competition ranks: every member tied with the Nth row has rank <= N. One check unlocks
+    at most N + max_ties members: a tie at the edge that would pass that is left out whole."""
+    top3 = PerkRule("top3", "Top 3", "all", 3, None, max_ties=2)
+    assert top3.cap == 5
+    above = [("a", 50.0), ("b", 40.0)]
+    fits = above + [(f"t{i}", 30.0) for i in range(3)] + [("low", 1.0)]
+    assert top3.rank_qualifiers(fits) == ({"a", "b", "t0", "t1", "t2"}, 0)
+    past = above + [(f"t{i}", 30.0) for i in range(4)]  # 2 + 4 rows at rank <= 3, cap 5
+    assert top3.rank_qualifiers(past) == ({"a", "b"}, 4)
+    # 500 members tied at rank 1 of a `rank <= 3` rule (the default allowance of 10): nobody
+    crowd = [(f"m{i:03d}", 20.0) for i in range(500)]
+    default = PerkRule("top3", "Top 3", "all", 3, None)
+    assert default.cap == 3 + DEFAULT_MAX_TIES
+    assert default.rank_qualifiers(crowd) == (set(), 500)
+    # all or none of a tie: neither member names nor the order rows arrive in choose
+    assert default.rank_qualifiers(list(reversed(crowd))) == (set(), 500)
+    assert top3.rank_qualifiers(list(reversed(past))) == ({"a", "b"}, 4)
+
+
+def test_max_ties_zero_allows_no_tie_across_place_n() -> None:
+    strict = PerkRule("top3", "Top 3", "all", 3, None, max_ties=0)
+    inside = [("a", 9.0), ("b", 9.0), ("c", 5.0), ("d", 1.0)]  # ranks 1, 1, 3, 4: no tie at 3
+    assert strict.rank_qualifiers(inside) == ({"a", "b", "c"}, 0)
+    across = [("a", 9.0), ("b", 5.0), ("c", 5.0), ("d", 5.0)]  # ranks 1, 2, 2, 2
+    assert strict.rank_qualifiers(across) == ({"a"}, 3)
+
+
+def test_a_score_condition_above_the_nth_score_leaves_no_tie_at_the_edge() -> None:
+    rule = PerkRule("r", "r", "all", 2, 30.0, max_ties=0)
+    rows = [("a", 40.0)] + [(f"t{i}", 20.0) for i in range(50)]
+    assert rule.rank_qualifiers(rows) == ({"a"}, 0)
+    # fewer rows than N: every row qualifies by rank
+    assert PerkRule("r", "r", "all", 5, None, max_ties=0).rank_qualifiers(rows[:3]) == (
+        {"a", "t0", "t1"},
+        0,
+    )
+
+
+def test_max_ties_per_rule_overrides_the_setting_and_is_checked() -> None:
+    text = """
+        [[rule]]
+        id = "strict"
+        board = "all"
+        when = "rank <= 3"
+        max_ties = 0
+
+        [[rule]]
+        id = "default"
+        board = "all"
+        when = "entered_top 5"
+        """
+    strict, default = parse_rules(tomllib.loads(text), RULES, "perks.toml", max_ties=7)
+    assert (strict.max_ties, strict.cap) == (0, 3)
+    assert (default.max_ties, default.cap) == (7, 12)
+    bad = [
+        ("max_ties = -1", "max_ties must be an integer between 0 and 1000"),
+        ("max_ties = 1001", "max_ties must be an integer between 0 and 1000"),
+        ('max_ties = "all"', "max_ties must be an integer between 0 and 1000"),
+        ("max_ties = true", "max_ties must be an integer between 0 and 1000"),
+    ]
+    for line, message in bad:
+        with pytest.raises(ConfigError, match=message) as err:
+            rules(f'[[rule]]\nid = "a"\nboard = "all"\nwhen = "rank <= 1"\n{line}')
+        assert "rule 'a'" in str(err.value)
+    with pytest.raises(ConfigError, match="max_ties needs a rank condition"):
+        rules('[[rule]]\nid = "a"\nboard = "all"\nwhen = "score >= 5"\nmax_ties = 3')
+    with pytest.raises(ConfigError, match="KUDOS_PERKS_MAX_TIES"):
+        parse_rules({}, RULES, "perks.toml", max_ties=MAX_RANK + 1)

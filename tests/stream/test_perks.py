@@ -6,16 +6,18 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import random
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 
-from leaderboard.perks import unlock_id
+from leaderboard.perks import DEFAULT_MAX_TIES, PerkRule, unlock_id
 from leaderboard.settings import PerksSettings
 from leaderboard.store import Store
-from tests.conftest import DATA, Namespace, configure
+from tests.conftest import DATA, Namespace, Servers, configure, make_settings
 from tests.oracle import compute, read_edges
 
 pytestmark = pytest.mark.integration
@@ -125,6 +127,7 @@ async def test_ties_at_the_edge_and_exact_thresholds_unlock(
         id = "first"
         board = "all"
         when = "rank <= 1"
+        max_ties = 24
         payload = { crown = true }
 
         [[rule]]
@@ -136,7 +139,8 @@ async def test_ties_at_the_edge_and_exact_thresholds_unlock(
     configure(namespace, perks=PerksSettings(path=str(perks)))
     store = namespace.store
     t = 1_600_000_000
-    # 25 members tied at the top (two conversions each, 20 points): all share rank 1
+    # 25 members tied at the top (two conversions each, 20 points): all share rank 1, and
+    # 1 + max_ties = 25 may unlock at one check
     events: list[object] = [
         {
             "id": f"tie{i}{a}",
@@ -161,3 +165,85 @@ async def test_ties_at_the_edge_and_exact_thresholds_unlock(
     assert ("exact", "x") in got
     record = (await unlocked(store, "t07"))["first"]
     assert record["rank"] == 1 and record["score"] == 20.0 and record["payload"] == {"crown": True}
+
+
+CROWD_RULES = """
+[[rule]]
+id = "top3"
+board = "all"
+when = "rank <= 3"
+
+[[rule]]
+id = "top3-roomy"
+board = "all"
+when = "rank <= 3"
+max_ties = 600
+"""
+
+
+def crowd_events(t: int) -> list[object]:
+    """Two leaders (40 and 30 points), then 500 members tied at rank 3 with 10 points each."""
+    events: list[object] = [
+        {"id": f"lead{n}-{a}", "ts": t, "kind": "conversion", "actor": f"fan{a}", "target": lead}
+        for lead, n in (("lead1", 4), ("lead2", 3))
+        for a in range(n)
+    ]
+    events += [
+        {"id": f"crowd{i}", "ts": t, "kind": "conversion", "actor": "fan", "target": f"m{i:03d}"}
+        for i in range(500)
+    ]
+    return events
+
+
+async def test_a_crowd_tied_at_the_edge_past_the_cap_unlocks_none_of_it(
+    namespace: Namespace, real_servers: Servers, tmp_path: Path
+) -> None:
+    """500 members tied at rank 3 of a `rank <= 3` rule: one check may unlock 3 + max_ties (10)
+    members, so none of the tie unlocks; the leaders do. The same log sent in other batches to
+    another namespace unlocks the same members, a re-send unlocks nothing more, and `kudos perks`
+    says how many tied members were left out. A rule with room for the tie unlocks all of it."""
+    perks = tmp_path / "perks.toml"
+    perks.write_text(CROWD_RULES)
+    configure(namespace, perks=PerksSettings(path=str(perks)))
+    events = crowd_events(1_600_000_000)
+    namespace.start_worker()
+    await namespace.wait(await namespace.replay(events, envelope=100))
+    got = {(e["rule"], e["member"]) for e in await outbox(namespace.store)}
+    top3 = {m for r, m in got if r == "top3"}
+    assert top3 == {"lead1", "lead2"}
+    assert len(top3) <= 3 + DEFAULT_MAX_TIES
+    roomy = {m for r, m in got if r == "top3-roomy"}
+    assert len(roomy) == 502 and {"lead1", "lead2", "m000", "m499"} <= roomy
+    # the pure policy says the same of the final board
+    rows = [(m, float(s)) for _, m, s in await namespace.export("all")]
+    assert PerkRule("top3", "top3", "all", 3, None).rank_qualifiers(rows) == (top3, 500)
+    ties = await namespace.store.perk_ties()
+    assert set(ties) == {"top3"}
+    assert (ties["top3"]["tied"], ties["top3"]["rank"], ties["top3"]["cap"]) == (500, 3, 13)
+    listing = subprocess.run(
+        [sys.executable, "-m", "kudos", "perks"],
+        env=namespace.env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
+    assert "top3: 500 members tied at #3" in listing, listing
+
+    # every event again: nothing more unlocks
+    before = await outbox(namespace.store)
+    await namespace.wait(await namespace.replay(events, envelope=7))
+    assert await outbox(namespace.store) == before
+
+    # the same log in one message, to a fresh namespace: the same members unlock
+    home = tmp_path / "other"
+    home.mkdir()
+    other = Namespace.connect(make_settings(real_servers, home), home)
+    try:
+        configure(other, perks=PerksSettings(path=str(perks)))
+        other.start_worker()
+        await other.wait(await other.replay(events, envelope=len(events)))
+        assert {(e["rule"], e["member"]) for e in await outbox(other.store)} == got
+    finally:
+        other.stop_workers()
+        await other.store.close()
