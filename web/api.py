@@ -187,37 +187,34 @@ async def _board_member(r: Request) -> Answer:
 
 # -- the table -----------------------------------------------------------------------------
 
-_NUM = {"type": "number"}
-_AS_OF = {"type": ["number", "null"], "description": "the watermark W (unix seconds)"}
-_ENTRY = {
-    "type": "object",
-    "required": ["rank", "member", "score"],
-    "properties": {"rank": {"type": "integer"}, "member": {"type": "string"}, "score": _NUM},
-}
-ERROR: dict[str, Any] = {
-    "type": "object",
-    "required": ["error"],
-    "properties": {"error": {"type": "string", "description": "what went wrong, what to do"}},
-}
-_BAD = (400, ("a query parameter is out of range", ERROR))
-_UNKNOWN_BOARD = (404, ("no such board (or member)", ERROR))
+_INT: dict[str, Any] = {"type": "integer"}
+_STR: dict[str, Any] = {"type": "string"}
+_NUM: dict[str, Any] = {"type": "number"}
 _OBJECT: dict[str, Any] = {"type": "object"}
+_AS_OF = {"type": ["number", "null"], "description": "the watermark W (unix seconds)"}
+
+
+def _obj(properties: dict[str, Any], optional: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The JSON schema of an object with these properties, all required but ``optional``."""
+    required = [k for k in properties if k not in optional]
+    return {"type": "object", "required": required, "properties": properties}
+
+
+def _list(items: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "array", "items": items}
+
+
+_ENTRY = _obj({"rank": _INT, "member": _STR, "score": _NUM})
+ERROR = _obj({"error": {"type": "string", "description": "what went wrong, what to do"}})
+_BAD = ("a query parameter is out of range", ERROR)
+_UNKNOWN_BOARD = ("no such board (or member)", ERROR)
 
 ROUTES: tuple[Route, ...] = (
     Route(
         "/healthz",
         _healthz,
         "Health: 200 while Redis answers",
-        answers={
-            200: (
-                "Redis answers",
-                {
-                    "type": "object",
-                    "required": ["status", "as_of"],
-                    "properties": {"status": {"const": "ok"}, "as_of": _AS_OF},
-                },
-            )
-        },
+        answers={200: ("Redis answers", _obj({"status": {"const": "ok"}, "as_of": _AS_OF}))},
     ),
     Route(
         "/api/boards",
@@ -232,30 +229,18 @@ ROUTES: tuple[Route, ...] = (
         answers={
             200: (
                 "the boards",
-                {
-                    "type": "object",
-                    "required": ["as_of", "boards", "next"],
-                    "properties": {
+                _obj(
+                    {
                         "as_of": _AS_OF,
                         "next": {
                             "type": ["integer", "null"],
                             "description": "the cursor of the next page; null: the last page",
                         },
-                        "boards": {
-                            "type": "array",
-                            "items": {
-                                "type": "object",
-                                "required": ["id", "members"],
-                                "properties": {
-                                    "id": {"type": "string"},
-                                    "members": {"type": "integer"},
-                                },
-                            },
-                        },
-                    },
-                },
+                        "boards": _list(_obj({"id": _STR, "members": _INT})),
+                    }
+                ),
             ),
-            400: _BAD[1],
+            400: _BAD,
         },
     ),
     Route(
@@ -269,21 +254,19 @@ ROUTES: tuple[Route, ...] = (
         answers={
             200: (
                 "the page",
-                {
-                    "type": "object",
-                    "required": ["board", "members", "as_of", "limit", "offset", "entries"],
-                    "properties": {
-                        "board": {"type": "string"},
-                        "members": {"type": "integer"},
+                _obj(
+                    {
+                        "board": _STR,
+                        "members": _INT,
                         "as_of": _AS_OF,
-                        "limit": {"type": "integer"},
-                        "offset": {"type": "integer"},
-                        "entries": {"type": "array", "items": _ENTRY},
-                    },
-                },
+                        "limit": _INT,
+                        "offset": _INT,
+                        "entries": _list(_ENTRY),
+                    }
+                ),
             ),
-            400: _BAD[1],
-            404: _UNKNOWN_BOARD[1],
+            400: _BAD,
+            404: _UNKNOWN_BOARD,
         },
     ),
     Route(
@@ -293,22 +276,21 @@ ROUTES: tuple[Route, ...] = (
         answers={
             200: (
                 "the standing",
-                {
-                    "type": "object",
-                    "required": ["board", "member", "rank", "score", "members", "percentile"],
-                    "properties": {
-                        "board": {"type": "string"},
-                        "member": {"type": "string"},
-                        "rank": {"type": "integer"},
+                _obj(
+                    {
+                        "board": _STR,
+                        "member": _STR,
+                        "rank": _INT,
                         "score": _NUM,
-                        "members": {"type": "integer"},
+                        "members": _INT,
                         "percentile": _NUM,
                         "as_of": _AS_OF,
-                        "around": {"type": "array", "items": _ENTRY},
+                        "around": _list(_ENTRY),
                     },
-                },
+                    optional=("as_of", "around"),
+                ),
             ),
-            404: _UNKNOWN_BOARD[1],
+            404: _UNKNOWN_BOARD,
         },
     ),
     Route(
@@ -322,17 +304,7 @@ ROUTES: tuple[Route, ...] = (
         _perks,
         "A member's perk unlocks, oldest first; payloads only with the read token",
         answers={
-            200: (
-                "the unlocks",
-                {
-                    "type": "object",
-                    "required": ["member", "perks"],
-                    "properties": {
-                        "member": {"type": "string"},
-                        "perks": {"type": "array", "items": _OBJECT},
-                    },
-                },
-            ),
+            200: ("the unlocks", _obj({"member": _STR, "perks": _list(_OBJECT)})),
             404: ("never seen", ERROR),
         },
     ),
@@ -343,19 +315,8 @@ ROUTES: tuple[Route, ...] = (
         ints=(Query("limit", 50, 1, MAX_ALERTS, "alerts to return"),),
         strs={"member": "only this member's throttles (one record per post)"},
         answers={
-            200: (
-                "the alerts",
-                {
-                    "type": "object",
-                    "required": ["as_of", "limit", "alerts"],
-                    "properties": {
-                        "as_of": _AS_OF,
-                        "limit": {"type": "integer"},
-                        "alerts": {"type": "array", "items": _OBJECT},
-                    },
-                },
-            ),
-            400: _BAD[1],
+            200: ("the alerts", _obj({"as_of": _AS_OF, "limit": _INT, "alerts": _list(_OBJECT)})),
+            400: _BAD,
         },
     ),
 )
