@@ -23,6 +23,7 @@ from aiokafka.partitioner import murmur2
 from broker.formats import Item, partition_key
 from broker.topics import bootstrap, ensure_topics
 from leaderboard import redact
+from leaderboard.bait.evidence import MARKER
 from leaderboard.errors import BrokerUnavailable, StackError
 from leaderboard.settings import Settings
 from leaderboard.store import Store
@@ -67,7 +68,9 @@ class Envelopes:
     ``max_bytes`` an envelope is also closed before it grows past that many bytes of JSON (a
     single larger event still goes, alone), so it stays under the broker's message size limit
     (Apache Kafka: about 1 MiB by default). With ``size <= 1`` every event goes alone, and so do
-    unreadable lines (``bytes`` items), as they are, so the worker dead-letters just them.
+    unreadable lines (``bytes`` items), as they are, so the worker dead-letters just them, and
+    bait evidence records (a ``kudos replay`` of a log that holds some: they travel alone, see
+    :mod:`leaderboard.bait.evidence`; in an envelope the worker would dead-letter them).
 
     Feed it with :meth:`add` (messages ready now) and end with :meth:`flush` (the rest).
     """
@@ -82,7 +85,7 @@ class Envelopes:
     def add(self, item: Item) -> list[Message]:
         key = partition_key(item)
         p = partition_for(key, self.partitions)
-        if self.size <= 1 or isinstance(item, bytes):
+        if self.size <= 1 or isinstance(item, bytes) or MARKER in item:
             body = item if isinstance(item, bytes) else orjson.dumps(item)
             return [Message(p, key, body, 1)]
         out: list[Message] = []

@@ -326,6 +326,12 @@ class WorkerMetrics(MetricSet):
             "kudos_worker_bait_withheld_points_total",
             "Points the comment-bait throttle withheld from comments and replies.",
         )
+        self.evidence = Counter(
+            "kudos_worker_bait_evidence_total",
+            "Bait evidence records between partitions: messages this worker produced to other "
+            "partitions (direction=sent) and records its detectors took in (direction=received).",
+            ["direction"],
+        )
         self.batch_retries = Counter(
             "kudos_worker_batch_retries_total",
             "Batches retried after a Redis or Kafka error.",

@@ -24,6 +24,16 @@ Only scored events move a clock (W, the landmark, the partition's newest time): 
 (self-interaction, zero-weight kind such as a post announcement) cannot make a later one late.
 Window membership uses the global watermark (the store enforces it again at apply time).
 
+Bait evidence from other partitions (:mod:`leaderboard.bait.evidence`) is an item of the log like
+an event: taken in partition order, de-duplicated by id under the same horizon rule (a worker that
+died between producing it and applying its own batch produces it again, with the same id),
+dead-lettered when ``future`` or ``late`` by its time, then handed to the partition's detector
+(:meth:`Detector.flag <leaderboard.bait.detector.Detector.flag>`). It scores nothing and moves no
+watermark (only the detector's clock). Its id is kept among the seen ids behind :data:`SEP`, which
+no event id can hold, so an event can never shadow an evidence record nor the reverse. The
+evidence the detectors produce while planning (throttles they start) travels in the plan
+(``Plan.evidence``) for the worker to send before it applies.
+
 Communities are bounded (producers name them, and each makes five permanent boards): an event's
 community gets boards only if it is in the allow-list (when there is one) and among the
 namespace's admitted communities, or the cap leaves room to admit it. The admitted set lives in
@@ -45,7 +55,17 @@ from dataclasses import dataclass, field
 
 import orjson
 
-from leaderboard.bait import COMMENT_KINDS, ENGAGEMENT_KINDS, FULL, Decision, Detector, group_key
+from leaderboard.bait import (
+    COMMENT_KINDS,
+    ENGAGEMENT_KINDS,
+    FULL,
+    POD_KINDS,
+    Decision,
+    Detector,
+    Evidence,
+    group_key,
+    pod_key,
+)
 from leaderboard.events import FUTURE, Event, Rejected, future_bound, future_detail
 from leaderboard.scoring import ALL, DECAYED, ScoringRules, contribution
 
@@ -63,7 +83,7 @@ class Message:
 
     partition: int
     offset: int
-    items: Sequence[Event | Rejected]
+    items: Sequence[Event | Evidence | Rejected]
     #: the Kafka record's timestamp in unix seconds (None: the broker recorded none)
     record_ts: float | None = None
     #: a piece of a big envelope (applies stay bounded): the envelope index of ``items[0]``, and
@@ -146,6 +166,11 @@ class Plan:
     bait_state: list[tuple[int, str, str, bytes | None]] = field(default_factory=list)
     #: throttles started and ended by this batch, in event order per partition
     alerts: list[Decision] = field(default_factory=list)
+    #: (source partition, record): evidence of the throttles this batch started, to be produced
+    #: to every other partition before the plan is applied
+    evidence: list[tuple[int, Evidence]] = field(default_factory=list)
+    #: evidence records from other partitions this batch handed to a detector
+    evidence_received: int = 0
     #: (member, group) → milli-points the throttle withheld in this batch
     withheld: dict[tuple[str, str], int] = field(default_factory=dict)
     boards: set[str] = field(default_factory=set)
@@ -294,11 +319,50 @@ def build_plan(
             not_after = future_bound(m.record_ts, max_future_s)
             # (pos: the index in the envelope, as dead letters name it)
             for pos, item in enumerate(items, m.start + len(m.items) - len(items)):
-                if isinstance(item, Rejected):
-                    n_invalid += 1
-                    plan.dead.append(
-                        DeadLetter(p, m.offset, item.index, item.raw, item.reason, item.detail)
-                    )
+                if type(item) is not Event:  # (one test on the hot path for both rarer kinds)
+                    if isinstance(item, Rejected):
+                        n_invalid += 1
+                        plan.dead.append(
+                            DeadLetter(p, m.offset, item.index, item.raw, item.reason, item.detail)
+                        )
+                        continue
+                    assert isinstance(item, Evidence)
+                    at = item.at
+                    if at > not_after:
+                        assert m.record_ts is not None
+                        n_future += 1
+                        detail = future_detail(
+                            at, m.record_ts, max_future_s, "its Kafka record's time"
+                        )
+                        plan.dead.append(DeadLetter(p, m.offset, None, _raw(item), FUTURE, detail))
+                        continue
+                    if pwm is not None and at < pwm - dedupe_horizon_s:
+                        n_late += 1
+                        plan.dead.append(
+                            DeadLetter(
+                                p,
+                                m.offset,
+                                None,
+                                _raw(item),
+                                "late",
+                                _late(at, pwm, dedupe_horizon_s),
+                            )
+                        )
+                        continue
+                    eid = SEP + item.id
+                    first = batch_ids.get(eid)
+                    if first is None:
+                        first = seen_before.get(eid)
+                    if first is not None and (pwm is None or first >= pwm - dedupe_horizon_s):
+                        n_duplicate += 1
+                        continue
+                    batch_ids[eid] = at
+                    plan.seen.append((p, at, eid))
+                    if det is not None:
+                        det.flag(item)
+                        plan.evidence_received += 1
+                    else:
+                        n_ignored += 1  # (the throttle is off: nothing takes it)
                     continue
                 ev = item
                 ts = ev.ts
@@ -321,13 +385,7 @@ def build_plan(
                     n_late += 1
                     plan.dead.append(
                         DeadLetter(
-                            p,
-                            m.offset,
-                            pos,
-                            _raw(ev),
-                            "late",
-                            f"ts {ts:.0f} is more than {dedupe_horizon_s} s older than this partition's "
-                            f"newest event ({pwm:.0f}); it cannot be de-duplicated any more",
+                            p, m.offset, pos, _raw(ev), "late", _late(ts, pwm, dedupe_horizon_s)
                         )
                     )
                     continue
@@ -355,6 +413,10 @@ def build_plan(
                         mult = det.observe(kind, ts, ev.actor, target, ev.post, ev.text)
                     elif kind in ENGAGEMENT_KINDS and "t:" + target in det_groups:
                         det.observe(kind, ts, ev.actor, target, None, None)
+                    else:
+                        # not judged, but it gives the actor a history here and makes it known
+                        # to the target (strangers and new accounts are signals)
+                        det.touch(ts, ev.actor, target)
                 weight = weights[kind]
                 if ev.actor == target or weight == 0:
                     n_ignored += 1
@@ -372,7 +434,13 @@ def build_plan(
                     # demote, never delete: the event is counted, a share of its points withheld
                     kept = points * mult // FULL
                     row[3] += points - kept
-                    gkey = (target, group_key(ev.post, target))
+                    # (a share or like is withheld by its post's engagement-pod throttle)
+                    group = (
+                        pod_key(ev.post)
+                        if kind in POD_KINDS and ev.post is not None
+                        else group_key(ev.post, target)
+                    )
+                    gkey = (target, group)
                     withheld[gkey] = withheld.get(gkey, 0) + points - kept
                     points = kept
                 n_applied += 1
@@ -422,6 +490,7 @@ def build_plan(
                         decayed[(DECAYED + ":" + c, target)] += value
         if det is not None:
             plan.alerts.extend(det.take_decisions())
+            plan.evidence.extend((p, e) for e in det.take_evidence())
             plan.bait_state.extend((p, t, key, v) for t, key, v in det.take_changes())
         if new_fence == fence and new_part == part:
             continue
@@ -507,5 +576,12 @@ def _add_direct(
             buckets[(wi, idx, name + s, target)] += points
 
 
-def _raw(ev: Event) -> bytes:
-    return orjson.dumps(ev.to_json())
+def _raw(item: Event | Evidence) -> bytes:
+    return orjson.dumps(item.to_json())
+
+
+def _late(ts: float, pwm: float, horizon_s: int) -> str:
+    return (
+        f"ts {ts:.0f} is more than {horizon_s} s older than this partition's newest event "
+        f"({pwm:.0f}); it cannot be de-duplicated any more"
+    )

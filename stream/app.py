@@ -16,6 +16,7 @@ from collections.abc import AsyncGenerator, Sequence
 from typing import Any
 
 import faust
+import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError, KafkaTimeoutError
 from faust.exceptions import ProducerSendError
@@ -23,7 +24,7 @@ from redis.exceptions import RedisError
 
 from broker.topics import bootstrap
 from kudos.http import serve_metrics
-from leaderboard.bait import identity
+from leaderboard.bait import Evidence, identity
 from leaderboard.errors import ScoringVersionMismatch
 from leaderboard.metrics import WorkerMetrics
 from leaderboard.perks import load_perks_file
@@ -188,6 +189,18 @@ def create_app(settings: Settings) -> faust.App:
             )
         await asyncio.gather(*pending)
 
+    async def send_evidence(records: Sequence[tuple[int, Evidence]]) -> None:
+        # Into the events topic itself, at an explicit partition, each record its own message:
+        # the receiving partitions take it in their log order (leaderboard.bait.evidence).
+        # Awaited like the dead letters: the batch is applied only once every copy is in.
+        pending = [
+            await topic.send(
+                key=e.id.encode(), value=orjson.dumps(e.to_json()), partition=partition
+            )
+            for partition, e in records
+        ]
+        await asyncio.gather(*pending)
+
     @app.agent(topic)
     async def score(stream: faust.StreamT[bytes]) -> None:
         bait = settings.bait.params()
@@ -200,7 +213,14 @@ def create_app(settings: Settings) -> faust.App:
         )
         reader = KafkaLogReader(settings, ws.batch_messages)
         processor = Processor(
-            store, rules, ws, send_dead_letters, metrics=metrics, bait=bait, log_reader=reader
+            store,
+            rules,
+            ws,
+            send_dead_letters,
+            metrics=metrics,
+            bait=bait,
+            log_reader=reader,
+            evidence=send_evidence if bait is not None else None,
         )
         version = await store.claim_scoring_version()
         if version != store.scoring_id:

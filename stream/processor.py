@@ -2,7 +2,13 @@
 atomic, fence-guarded apply per chunk, with the next chunk planned while Redis applies this one.
 
 Independent of Faust so that the same code runs in the worker, the benchmark and the tests. The
-dead-letter sink is a typed seam: the worker passes a Kafka producer, tests may pass a list.
+dead-letter sink is a typed seam: the worker passes a Kafka producer, tests may pass a list. So is
+the evidence sink (:class:`EvidenceSink`): a plan whose detectors started throttles carries
+evidence records (:mod:`leaderboard.bait.evidence`), and before that plan is applied each record is
+produced to every *other* partition of the events topic and acknowledged. A crash in between
+re-plans the same decision from the fences and produces the same record ids again, which the
+receiving partitions de-duplicate; a failed produce raises, so the batch is retried. A rebuild
+passes no sink: the records it would produce are in the log already.
 
 Two more things keep every consumed event counted exactly once:
 
@@ -31,7 +37,7 @@ from typing import Protocol
 import orjson
 
 from broker.producer import partition_for
-from leaderboard.bait import BaitParams
+from leaderboard.bait import BaitParams, Evidence
 from leaderboard.errors import StoreConflict
 from leaderboard.events import Event, Rejected, decode_message
 from leaderboard.metrics import WorkerMetrics
@@ -57,6 +63,22 @@ class Raw:
 
 class DeadLetterSink(Protocol):
     async def __call__(self, letters: Sequence[DeadLetter]) -> None: ...
+
+
+class EvidenceSink(Protocol):
+    async def __call__(self, records: Sequence[tuple[int, Evidence]]) -> None:
+        """Produce each record to its partition (the first element) of the events topic, as its
+        own message; return once the broker acknowledged every one, else raise (a Kafka error:
+        the worker retries the batch)."""
+        ...
+
+
+def fan_out(
+    evidence: Iterable[tuple[int, Evidence]], partitions: int
+) -> list[tuple[int, Evidence]]:
+    """(destination partition, record): each record of a source partition to every other one
+    (pure)."""
+    return [(q, e) for p, e in evidence for q in range(partitions) if q != p]
 
 
 class LogReader(Protocol):
@@ -149,6 +171,7 @@ class Processor:
         bait: BaitParams | None = None,
         log_reader: LogReader | None = None,
         partitions: int | None = None,
+        evidence: EvidenceSink | None = None,
     ) -> None:
         self.store = store
         self.rules = rules
@@ -166,6 +189,9 @@ class Processor:
         #: the topic's partition count, to dead-letter envelope events of other partitions
         #: (None: not checked)
         self.partitions = partitions
+        #: where the evidence of new throttles goes (None: nowhere, as in a rebuild; it needs
+        #: ``partitions``)
+        self.evidence = evidence
         self._partition_of: dict[str, int] = {}
         #: partition → (start, end): the log was read from start to end by a gap fill
         self._read: dict[int, tuple[int, int]] = {}
@@ -262,13 +288,15 @@ class Processor:
                 gap.end - 1,
             )
 
-    def _checked(self, r: Raw, items: list[Event | Rejected]) -> list[Event | Rejected]:
+    def _checked(
+        self, r: Raw, items: list[Event | Evidence | Rejected]
+    ) -> list[Event | Evidence | Rejected]:
         """``items`` of an envelope, with the events of other partitions' targets rejected."""
         n = self.partitions
         if n is None or not is_envelope(r.value):
             return items
         memo = self._partition_of
-        out: list[Event | Rejected] = []
+        out: list[Event | Evidence | Rejected] = []
         for i, item in enumerate(items):
             if isinstance(item, Event):
                 q = memo.get(item.target)
@@ -347,6 +375,10 @@ class Processor:
                 # (the record names its partition/offset, so a reader can drop the repeat).
                 if plan.dead:
                     await self.dead_letters(plan.dead)
+                # Evidence too, and acknowledged: once the fence moves past the batch that made
+                # the decision, nothing would make it again.
+                if plan.evidence and self.evidence is not None:
+                    await self._send_evidence(plan.evidence)
                 self.owned.absorb(plan)
                 # returns once the call is on the wire: Redis runs it while we plan the next chunk
                 sent = time.perf_counter()
@@ -361,6 +393,15 @@ class Processor:
                 # pool; its outcome does not matter, the caller forgets our copy and reloads
                 with contextlib.suppress(Exception):
                     await inflight[0]
+
+    async def _send_evidence(self, evidence: Sequence[tuple[int, Evidence]]) -> None:
+        n, sink = self.partitions, self.evidence
+        # (a bug, not bad input: the worker sets the count before its first batch)
+        assert n is not None and sink is not None, "an evidence sink needs the partition count"
+        out = fan_out(evidence, n)
+        if out:
+            await sink(out)
+            self.metrics.evidence.inc(len(out), direction="sent")
 
     async def _settle(
         self, inflight: Awaitable[float | None], first: int, plan: Plan, sent: float
@@ -388,6 +429,8 @@ class Processor:
         m.apply_events.observe(sum(plan.stats.values()))
         for decision in plan.alerts:
             m.throttles.inc(state=decision.state)
+        if plan.evidence_received:
+            m.evidence.inc(plan.evidence_received, direction="received")
         if plan.withheld:
             m.withheld_points.inc(sum(plan.withheld.values()) / 1000)
         m.apply_seconds.observe(seconds)

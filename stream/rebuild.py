@@ -15,6 +15,14 @@ Two uses:
   worker still on the old rules stops at its next apply (``ScoringVersionMismatch``) until it is
   restarted with the new file, so no board mixes two versions.
 
+Bait evidence (:mod:`leaderboard.bait.evidence`): the records live workers produced are in the
+log, so the rebuild's detectors take each at the same place in its partition and decide the same;
+the rebuild itself produces none (its processor has no evidence sink). So a rebuild under
+*changed* bait settings does not broadcast the throttles it newly finds in the history: the
+other partitions see only the evidence the live workers produced under the old settings (so their
+decisions may miss some flagged commenters the new settings would have named). Throttles the
+workers start after the switch are broadcast as usual.
+
 Kept as they are (serving state, not derived from the log): the live feed (``changes`` is bumped
 so every web process re-reads every board), perk unlocks and their outbox and webhook state (an
 unlock is never revoked), the alerts outbox, and ``meta``.
@@ -110,6 +118,7 @@ async def rebuild(
         scoring_id=identity(rules.version, bait),
     )
     letters = _DiscardDeadLetters()
+    # (no evidence sink: the evidence is in the log already)
     processor = Processor(shadow, rules, settings.worker, letters, bait=bait)
     started = time.perf_counter()
     consumer = AIOKafkaConsumer(

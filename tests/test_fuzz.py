@@ -18,6 +18,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from kudos import servers
+from leaderboard.bait.evidence import EVIDENCE_KINDS, MAX_ACTORS, Evidence
 from leaderboard.events import MAX_TEXT, MAX_TS, Event, Rejected, decode_message
 from tests.conftest import Namespace
 from web.http_body import MAX_HEAD, HeadBuffer, plan_head
@@ -37,6 +38,7 @@ REASONS = {
     "bad_post",
     "bad_communities",
     "control_chars",
+    "bad_evidence",
 }
 
 _scalars = st.one_of(
@@ -66,6 +68,10 @@ _fields = st.fixed_dictionaries(
         "text": st.text(max_size=2100) | _scalars,
         "communities": st.lists(st.text(max_size=70), max_size=10) | _scalars,
         "extra": _json,
+        # the detector's cross-partition record: valid only alone and well formed
+        "kudos_evidence": st.sampled_from([1, 2, "1"]) | _scalars,
+        "source": _scalars,
+        "actors": st.lists(_scalars, max_size=70) | _scalars,
     },
 )
 
@@ -96,6 +102,10 @@ def test_the_event_decoder_only_answers_events_or_documented_refusals(value: byt
         if isinstance(item, Rejected):
             assert item.reason in REASONS, item.reason
             assert item.detail
+            continue
+        if isinstance(item, Evidence):
+            assert 0 < len(item.id) <= 128 and 1 <= len(item.actors) <= MAX_ACTORS
+            assert math.isfinite(item.at) and item.kind in EVIDENCE_KINDS
             continue
         assert isinstance(item, Event)
         assert 0 < len(item.id) <= 128 and 0 < len(item.actor) <= 128

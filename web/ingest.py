@@ -6,7 +6,10 @@ a ``Content-Type: application/json`` body that starts with ``{`` is not one JSON
 type, or none, is refused (415: see :data:`BODY_TYPES`). Every event is validated by the worker's
 own code (:func:`leaderboard.events.parse_event`, same reason codes as the dead-letter queue); the
 valid ones are grouped by partition of their target into envelopes (:class:`Envelopes`, as
-``kudos replay`` builds them) and produced. Rejected events are never produced.
+``kudos replay`` builds them) and produced. Rejected events are never produced. An object carrying
+the bait-evidence marker key (``kudos_evidence``, :mod:`leaderboard.bait.evidence`) is refused with
+reason ``reserved_field``: evidence is the workers' own record, written into the events topic only
+by them (and a worker would dead-letter it inside an envelope anyway).
 
 All or nothing towards the broker: 202 comes only once the broker has acknowledged every accepted
 event. If it does not within ``KUDOS_WEB_INGEST_TIMEOUT_S``, the answer is 503 with
@@ -31,6 +34,7 @@ from typing import Any
 import orjson
 
 from broker.producer import Envelopes, Message
+from leaderboard.bait.evidence import MARKER
 from leaderboard.errors import BrokerUnavailable, InvalidBody, InvalidEvent
 from leaderboard.events import FUTURE, future_bound, future_detail, parse_event
 from leaderboard.settings import WorkerSettings
@@ -69,6 +73,8 @@ ENVELOPE_EVENTS = 500
 ENVELOPE_BYTES = 512 * 1024
 #: Seconds a client is told to wait before retrying after a 503.
 RETRY_AFTER_S = 5
+#: Reason code of an event that carries a key only the workers may write (the evidence marker).
+RESERVED_FIELD = "reserved_field"
 
 _BOM = b"\xef\xbb\xbf"
 _SHAPES = "send a JSON object, a JSON array of objects, or NDJSON (one object per line)"
@@ -97,6 +103,11 @@ class Parsed:
         self, where: tuple[str, int], value: Any, kinds: Collection[str], check_size: bool
     ) -> None:
         try:
+            if type(value) is dict and MARKER in value:
+                raise InvalidEvent(
+                    RESERVED_FIELD,
+                    f"{MARKER!r} is reserved for the workers' bait evidence; events cannot carry it",
+                )
             ts = parse_event(value, kinds).ts
             # the broker stamps the record with about this time, and the worker would dead-letter
             # the event as `future`: refuse it here, where the producer can still be told

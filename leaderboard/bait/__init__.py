@@ -20,6 +20,8 @@ The package, by concept:
   categories, the features of a comment's text, text normalisation);
 - :mod:`leaderboard.bait.state`: the records a partition's detector keeps (per post, author and
   commenter) and their stored form;
+- :mod:`leaderboard.bait.evidence`: the record that carries "these accounts took part in a
+  throttled post" to the other partitions, through the events topic;
 - :mod:`leaderboard.bait.detector`: the :class:`Detector` itself, its tunables
   (:class:`BaitParams`) and its decisions (:class:`Decision`); the signals, the decision rule, the
   multiplier and the end of a throttle are described there.
@@ -35,14 +37,25 @@ from leaderboard.bait.detector import (
     DETECTOR_VERSION,
     ENGAGEMENT_KINDS,
     LN2,
+    POD_KINDS,
     SWEEP_EVERY_S,
     BaitParams,
     Decision,
     Detector,
     identity,
 )
+from leaderboard.bait.evidence import MARKER, BadEvidence, Evidence
 from leaderboard.bait.patterns import BAIT_PATTERNS, comment_features, normalise, phrasing, words
-from leaderboard.bait.state import FULL, TABLES, Author, Commenter, Group, group_key
+from leaderboard.bait.state import (
+    FULL,
+    TABLES,
+    Author,
+    Commenter,
+    Group,
+    Shadow,
+    group_key,
+    pod_key,
+)
 
 __all__ = [
     "BAIT_PATTERNS",
@@ -51,18 +64,24 @@ __all__ = [
     "ENGAGEMENT_KINDS",
     "FULL",
     "LN2",
+    "MARKER",
+    "POD_KINDS",
     "SWEEP_EVERY_S",
     "TABLES",
     "Author",
+    "BadEvidence",
     "BaitParams",
     "Commenter",
     "Decision",
     "Detector",
+    "Evidence",
     "Group",
+    "Shadow",
     "comment_features",
     "group_key",
     "identity",
     "normalise",
     "phrasing",
+    "pod_key",
     "words",
 ]

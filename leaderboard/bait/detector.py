@@ -1,31 +1,39 @@
 """The comment-bait detector itself: :class:`Detector` (one per partition), its tunables
 (:class:`BaitParams`) and its decisions (:class:`Decision`). An overview of where it runs is in
 :mod:`leaderboard.bait`; the wording it reads is :mod:`leaderboard.bait.patterns`, the state it
-keeps :mod:`leaderboard.bait.state`.
+keeps :mod:`leaderboard.bait.state`, the lockstep check :mod:`leaderboard.bait.lockstep`.
 
-Signals (each 0..1; see :meth:`Detector._signals`):
+It judges the **response** to a post, not the post's wording: bait wording changes every week, the
+shape of the response to bait does not. Signals (each 0..1; see :meth:`Detector._signals`):
 
-- ``spike``: the post's comment rate (exponentially weighted, ``rate_half_life_s``) against the
-  author's own long-run comment rate (``baseline_half_life_s``; new authors start from
-  ``baseline_floor_per_hour``);
-- ``comments_dominate``: comments make up most of the post's engagement while shares, clicks and
-  conversions do not follow;
-- ``low_value``: share of self-promoting comments (links, "subscribe", "check out my …"), answers
-  to a bait call ("YES", "coffee", "amen", a tag; any one- or two-word comment under a post whose
-  wording calls for comments) and copies of an earlier comment on the post
-  (more than three words alike; short formulas like "congrats!" are typed alike by real people);
-- ``repeat_commenters``: few distinct commenters for the comment count;
-- ``bait_phrasing``: the post's text (or many comments) match Facebook's 2017 engagement-bait
-  categories: vote, react, share, tag and comment baiting — one signal, not the detector;
-- ``flagged_commenters``: comments from accounts that commented on posts already throttled;
-- ``repeat_offender``: the author had a post throttled in the last ``offender_window_s``.
+- what the answers say: ``low_info`` (answers that carry no information of their own: a stock
+  answer, a tag, emoji, one or two words, self-promotion, or only the post's own words echoed
+  back), ``duplicates`` (answers that repeat an earlier one on the post, near-duplicates by their
+  word sets);
+- who answers: ``strangers`` (commenters who never interacted with the author before: the
+  author's network, :attr:`Author.network <leaderboard.bait.state.Author.network>`), ``fresh``
+  (accounts the partition first saw moments before), ``flagged_commenters`` (accounts behind
+  throttled posts, here or on other partitions through evidence);
+- coordination: ``lockstep`` (the same accounts together on other posts of other authors within
+  days, :mod:`leaderboard.bait.lockstep`), ``regular`` (machine-regular inter-arrival times);
+- volume and mix, as before: ``spike`` (the post's comment rate against the author's own long-run
+  rate), ``comments_dominate`` (comments while shares, clicks and conversions do not follow),
+  ``repeat_commenters``, ``repeat_offender``;
+- wording, a weak prior only: ``bait_phrasing`` (Facebook's 2017 engagement-bait categories).
 
-Decision. A post with at least ``min_comments`` comments is throttled when the weighted sum of the
-signals reaches ``threshold`` **and** the comments themselves look farmed (``low_value`` or
-``flagged_commenters`` is strong). Volume alone (a spike, comment-heavy engagement) never throttles:
-an organic surge looks the same by volume (the Higgs announcement, a hot MathOverflow question), so
-a stream without comment texts is only throttled by its commenters' history. Wording alone does
-not either ("comments and questions welcome" under a lecture's slides).
+Decision. The response looks farmed (``farmed``) when empty answers come from strangers, when new
+accounts flood a post with empty or textless comments that nothing else follows, when the
+commenters move in lockstep, or when they are flagged. A post is throttled when ``farmed`` is at
+least ``content_min`` and the weighted sum of the signals reaches ``threshold``, after
+``min_comments`` comments (``min_coordinated`` when the evidence is coordination: lockstep or
+flagged accounts). Volume alone never throttles (an organic surge looks the same by volume), wording
+alone never does either, and empty answers from the author's own network (a congratulation thread)
+do not look farmed.
+
+Engagement pods. A post's shares and likes in its first ``pod_window_s`` form a group of their
+own (``e:<post>``); it is throttled when its accounts move in lockstep with other posts' early
+engagers (or are flagged) and they came fast; the throttle then scales the post's shares and likes,
+with the same multiplier, alerts and end rule as comments.
 
 Multiplier. ``multiplier_max`` at the threshold, falling linearly to ``multiplier_min`` for strong
 evidence; halved for each recent throttle of the author (repeat offenders start lower), never below
@@ -33,9 +41,15 @@ evidence; halved for each recent throttle of the author (repeat offenders start 
 
 End. A throttle ends when the post's comment stream has calmed down: its weighted comment rate has
 fallen below ``calm_per_hour`` (or below a quarter of its rate at the start of the throttle, if
-lower: a slow-burn campaign is not calm at its own steady pace). The end time is computed exactly (the instant the rate crossed) and
-applied when the post's next event arrives; comments after it count in full, and the post's evidence
-starts afresh (a renewed campaign is detected again, as a repeat offence).
+lower: a slow-burn campaign is not calm at its own steady pace). The end time is computed exactly
+(the instant the rate crossed) and applied when the post's next event arrives; comments after it
+count in full, and the post's evidence starts afresh (a renewed campaign is detected again, as a
+repeat offence).
+
+Across partitions. A throttle names its accounts in an :class:`~leaderboard.bait.evidence.Evidence`
+record, and a post's first accounts are named once it has 8 and 24 of them; the worker sends the
+records to the other partitions through the events log, where :meth:`Detector.flag` takes them
+(flagged accounts; shadows of other partitions' posts for the lockstep check).
 """
 
 from __future__ import annotations
@@ -46,13 +60,27 @@ from typing import Any
 
 import orjson
 
-from leaderboard.bait.patterns import comment_features, phrasing
-from leaderboard.bait.state import _CLOCK, FULL, Author, Commenter, Group, group_key
+from leaderboard.bait.evidence import SAMPLE_KINDS, THROTTLE_KINDS, Evidence
+from leaderboard.bait.lockstep import Entry, Lockstep
+from leaderboard.bait.patterns import actor_hash, comment_features, phrasing, post_words
+from leaderboard.bait.state import (
+    _CLOCK,
+    FULL,
+    NETWORK,
+    Author,
+    Commenter,
+    Group,
+    Shadow,
+    group_key,
+    pod_key,
+)
 
-#: Kinds whose contributions the throttle scales.
+#: Kinds whose contributions the comment throttle scales.
 COMMENT_KINDS = frozenset({"comment", "reply"})
 #: Kinds that show a post's audience did more than comment (the engagement comments should follow).
 ENGAGEMENT_KINDS = frozenset({"share", "click", "conversion", "like", "follow", "mention"})
+#: Kinds an engagement-pod throttle scales.
+POD_KINDS = frozenset({"share", "like"})
 LN2 = math.log(2.0)
 
 
@@ -62,8 +90,10 @@ class BaitParams:
 
     min_comments: int = 12
     threshold: float = 1.6
-    #: a content signal at least this strong must take part in a throttle
+    #: ``farmed`` at least this strong must take part in a throttle
     content_min: float = 0.5
+    #: comments (or pod engagements) before a decision on coordination evidence alone
+    min_coordinated: int = 5
     rate_half_life_s: float = 1800.0
     baseline_half_life_s: float = 3 * 86400.0
     baseline_floor_per_hour: float = 2.0
@@ -72,21 +102,31 @@ class BaitParams:
     multiplier_min: float = 0.1
     multiplier_floor: float = 0.02
     offender_window_s: float = 7 * 86400.0
+    #: an account first seen this recently (event time) is new ("fresh")
+    fresh_s: float = 900.0
+    #: shares and likes this soon after a post's first event make up its pod sample
+    pod_window_s: float = 3600.0
+    #: posts starting this far apart are never in lockstep
+    lockstep_window_s: float = 3 * 86400.0
+    #: accounts two posts must share (and half of the smaller sample) to be in lockstep
+    lockstep_min_shared: int = 5
     #: post groups idle this long (event time) are forgotten
     group_idle_s: float = 2 * 86400.0
     author_idle_s: float = 14 * 86400.0
     commenter_idle_s: float = 7 * 86400.0
-    #: distinct commenters and comment texts remembered per post
+    #: distinct commenters and answers remembered per post
     sample: int = 64
-    #: entries per partition (groups, authors, commenters); beyond it the least recent are dropped
+    #: entries per partition (groups, authors, accounts, shadows); beyond it the least recent go
     max_groups: int = 50_000
     max_authors: int = 100_000
-    max_commenters: int = 100_000
+    max_commenters: int = 200_000
+    max_shadows: int = 20_000
 
 
 @dataclass(frozen=True, slots=True)
 class Decision:
-    """A throttle starting or ending, in event time. ``group`` is ``p:<post>`` or ``t:<target>``."""
+    """A throttle starting or ending, in event time. ``group`` is ``p:<post>``, ``t:<target>``
+    or ``e:<post>`` (the post's shares and likes: an engagement pod)."""
 
     group: str
     post: str | None
@@ -95,7 +135,7 @@ class Decision:
     at: float
     multiplier: float
     reasons: tuple[str, ...]
-    #: comments counted on the post (this episode) before the decision
+    #: comments (pod: shares and likes) counted on the group (this episode) before the decision
     comments: int
     signals: dict[str, float] = field(default_factory=dict)
 
@@ -118,13 +158,17 @@ class Decision:
         }
 
 
-#: Event-time seconds between sweeps of idle entries.
-SWEEP_EVERY_S = 3600.0
+#: Event-time seconds between sweeps of idle entries (a sweep scans every table, so not too often:
+#: the horizons are days, and expiry on access never waits for a sweep).
+SWEEP_EVERY_S = 6 * 3600.0
+#: Sizes of a post's account sample at which it is sent to the other partitions.
+BROADCAST_AT = (8, 24)
 
 
 #: The detector's own version: bump it when a change to this package changes decisions (points),
 #: so a namespace scored by the old detector is not continued by the new one without a rebuild.
-DETECTOR_VERSION = 1
+#: 2: the response signals, lockstep, pods and cross-partition evidence (issue 13).
+DETECTOR_VERSION = 2
 
 
 def identity(version: str, params: BaitParams | None) -> str:
@@ -143,14 +187,30 @@ def _clamp(x: float) -> float:
     return 0.0 if x <= 0.0 else 1.0 if x >= 1.0 else x
 
 
+def _ramp(x: float, lo: float, hi: float) -> float:
+    """0 at ``lo``, 1 at ``hi``, linear between."""
+    return _clamp((x - lo) / (hi - lo))
+
+
 def _decay(dt: float, half_life: float) -> float:
     return 1.0 if dt <= 0.0 else 2.0 ** (-dt / half_life)
 
 
+def _near(a: set[int], b: list[int]) -> bool:
+    """Two answers' word sets are near-duplicates: Jaccard similarity at least 3/5 (a greeting
+    and the same greeting with a word added; "good morning" and "gooood morning all")."""
+    la, lb = len(a), len(b)
+    if 5 * min(la, lb) < 3 * max(la, lb):
+        return False  # (sizes too far apart for 3/5: no need to intersect)
+    common = len(a.intersection(b))
+    return 5 * common >= 3 * (la + lb - common)
+
+
 class Detector:
-    """One partition's detector. Feed it the partition's new events in order with :meth:`observe`;
-    take the state it changed with :meth:`take_changes` and its decisions with
-    :meth:`take_decisions` (both are written with the batch that caused them).
+    """One partition's detector. Feed it the partition's new events in order with :meth:`observe`
+    (and evidence from other partitions with :meth:`flag`); take the state it changed with
+    :meth:`take_changes`, its decisions with :meth:`take_decisions` and its evidence for the other
+    partitions with :meth:`take_evidence` (all are written with the batch that caused them).
     """
 
     def __init__(self, params: BaitParams | None = None) -> None:
@@ -158,12 +218,20 @@ class Detector:
         self.groups: dict[str, Group] = {}
         self.authors: dict[str, Author] = {}
         self.commenters: dict[str, Commenter] = {}
+        self.shadows: dict[str, Shadow] = {}
         #: the newest event time seen (expiry is measured from it, so only the order matters)
         self.newest = -math.inf
         self.swept = -math.inf
+        #: derived from the groups and shadows (never stored; rebuilt by :meth:`restore`)
+        self.lockstep = Lockstep(
+            window_s=self.p.lockstep_window_s, min_shared=self.p.lockstep_min_shared
+        )
+        #: each author's network as a set (derived from ``Author.network``; rebuilt on demand)
+        self._networks: dict[str, set[int]] = {}
         self._dirty: dict[tuple[str, str], None] = {}
         self._clock_moved = False
         self._decisions: list[Decision] = []
+        self._evidence: list[Evidence] = []
 
     # -- persistence ---------------------------------------------------------------------
 
@@ -176,22 +244,30 @@ class Detector:
         d.groups = {k: Group.load(v) for k, v in tables.get("g", {}).items()}
         d.authors = {k: Author.load(v) for k, v in tables.get("a", {}).items()}
         d.commenters = {k: Commenter.load(v) for k, v in tables.get("c", {}).items()}
+        d.shadows = {k: Shadow.load(v) for k, v in tables.get("s", {}).items()}
         clock = tables.get("m", {}).get(_CLOCK)
         if clock is not None:
             d.newest, d.swept = (x if x is not None else -math.inf for x in orjson.loads(clock))
+        for key, g in d.groups.items():
+            if not key.startswith("t:"):
+                for actor in g.commenters:
+                    d.lockstep.add(key, d._entry(key, g), actor)
+        for key, sh in d.shadows.items():
+            for actor in sh.actors:
+                d.lockstep.add(key, _shadow_entry(sh), actor)
         return d
 
     def take_changes(self) -> list[tuple[str, str, bytes | None]]:
         """(table, key, value or None when deleted) of every entry changed since the last call."""
         out: list[tuple[str, str, bytes | None]] = []
+        tables: dict[str, dict[str, Any]] = {
+            "g": self.groups,
+            "a": self.authors,
+            "c": self.commenters,
+            "s": self.shadows,
+        }
         for table, key in self._dirty:
-            entry: Group | Author | Commenter | None
-            if table == "g":
-                entry = self.groups.get(key)
-            elif table == "a":
-                entry = self.authors.get(key)
-            else:
-                entry = self.commenters.get(key)
+            entry = tables[table].get(key)
             out.append((table, key, None if entry is None else entry.dump()))
         if out or self._clock_moved:
             # (also alone: an event that only moved the clock, e.g. a self-reply, moves expiry)
@@ -205,8 +281,14 @@ class Detector:
         out, self._decisions = self._decisions, []
         return out
 
+    def take_evidence(self) -> list[Evidence]:
+        """The evidence records since the last call (throttles started, posts' first accounts),
+        for the worker to produce to every other partition (:mod:`leaderboard.bait.evidence`)."""
+        out, self._evidence = self._evidence, []
+        return out
+
     def size(self) -> int:
-        return len(self.groups) + len(self.authors) + len(self.commenters)
+        return len(self.groups) + len(self.authors) + len(self.commenters) + len(self.shadows)
 
     # -- the event path ------------------------------------------------------------------
 
@@ -214,6 +296,71 @@ class Detector:
         self, kind: str, ts: float, actor: str, target: str, post: str | None, text: str | None
     ) -> int:
         """Take one new event into account; return the multiplier (per mille) its points get."""
+        self._tick(ts)
+        if kind in COMMENT_KINDS:
+            if actor == target:
+                self._touch(actor, ts)
+                return FULL  # an author answering in their own thread farms nothing
+            return self._comment(ts, actor, target, post, text)
+        mult = FULL
+        if kind == "post":
+            if post is not None:
+                g = self._group(post, target, ts, create=True)
+                assert g is not None
+                if text:
+                    g.phrasing = phrasing(text)
+                    g.words = post_words(text)
+                self._dirty[("g", "p:" + post)] = None
+        elif kind in ENGAGEMENT_KINDS:
+            # a post's engagement counts from its first event; a target's (no post) only once it
+            # has comments, so plain shares and mentions cost the detector nothing
+            g = self._group(post, target, ts, create=post is not None)
+            if g is not None:
+                g.engagement += 1
+                g.last = max(g.last, ts)
+                self._dirty[("g", group_key(post, target))] = None
+                if post is not None and kind in POD_KINDS and actor != target:
+                    mult = self._pod(g, ts, actor, target, post)
+            if actor != target:
+                # a post makes its target an author; other engagement counts for known ones
+                a = self._author(target, ts, count=False) if post else self._known_author(target)
+                if a is not None:
+                    self._befriend(a, target, actor)
+        self._touch(actor, ts)
+        return mult
+
+    def touch(self, ts: float, actor: str, target: str) -> None:
+        """An event the detector does not judge (no post, not a comment): it still gives its
+        actor a history here, and makes it known to the target if the target is an author."""
+        self._tick(ts)
+        if actor != target:
+            a = self._known_author(target)
+            if a is not None:
+                self._befriend(a, target, actor)
+        self._touch(actor, ts)
+
+    def flag(self, e: Evidence) -> None:
+        """Take evidence from another partition, in this partition's order (its ts is its time):
+        a throttle's accounts count as flagged from here on; a post's first accounts become a
+        shadow post for the lockstep check."""
+        self._tick(e.at)
+        if e.kind in THROTTLE_KINDS:
+            for actor in e.actors:
+                self._flag(actor, e.at)
+            return
+        if e.kind not in SAMPLE_KINDS:
+            return
+        key = "r:" + e.source
+        if key in self.shadows:
+            self.lockstep.drop(key)
+        sh = self.shadows[key] = Shadow(e.at, e.kind, list(e.actors))
+        self._dirty[("s", key)] = None
+        for actor in sh.actors:
+            self.lockstep.add(key, _shadow_entry(sh), actor)
+
+    # -- comments ------------------------------------------------------------------------
+
+    def _tick(self, ts: float) -> None:
         p = self.p
         if ts > self.newest:
             self.newest = ts
@@ -224,32 +371,14 @@ class Detector:
             len(self.groups) > 2 * p.max_groups
             or len(self.commenters) > 2 * p.max_commenters
             or len(self.authors) > 2 * p.max_authors
+            or len(self.shadows) > 2 * p.max_shadows
         ):
             self._sweep()  # (late events do not move the clock; the caps hold anyway)
-        if kind in COMMENT_KINDS:
-            if actor == target:
-                return FULL  # an author answering in their own thread farms nothing
-            return self._comment(ts, actor, target, post, text)
-        if kind == "post":
-            if post is not None:
-                g = self._group(post, target, ts, create=True)
-                assert g is not None
-                if text:
-                    g.phrasing = phrasing(text)
-                self._dirty[("g", "p:" + post)] = None
-        elif kind in ENGAGEMENT_KINDS:
-            # a post's engagement counts from its first event; a target's (no post) only once it
-            # has comments, so plain shares and mentions cost the detector nothing
-            g = self._group(post, target, ts, create=post is not None)
-            if g is not None:
-                g.engagement += 1
-                g.last = max(g.last, ts)
-                self._dirty[("g", group_key(post, target))] = None
-        return FULL
 
     def _comment(
         self, ts: float, actor: str, target: str, post: str | None, text: str | None
     ) -> int:
+        p = self.p
         key = group_key(post, target)
         g = self._group(post, target, ts, create=True)
         assert g is not None
@@ -259,51 +388,52 @@ class Detector:
             ended = self._calm_end(g, ts)
             if ended is not None:
                 g = self._end(key, g, ended)
-        self._add_comment(g, ts, actor, text)
         author = self._author(target, ts)
-        if g.comments < self.p.min_comments:
+        fresh = self._fresh(actor, ts)
+        stranger = not self._knows(author, target, actor)
+        self._add_comment(key, g, ts, actor, text, fresh=fresh, stranger=stranger)
+        self._befriend(author, target, actor)
+        self._touch(actor, ts)
+        if g.comments < p.min_coordinated:
             return g.mult
-        sig = self._signals(g, author, ts)
+        sig = self._signals(key, g, author, ts)
+        self._decide(key, g, author, ts, sig, g.comments >= p.min_comments)
+        return g.mult
+
+    def _decide(
+        self, key: str, g: Group, a: Author, ts: float, sig: dict[str, float], enough: bool
+    ) -> None:
+        p = self.p
         score = _score(sig)
         if g.mult < FULL:
             # still throttled: the multiplier can only fall as evidence grows
-            if score >= self.p.threshold:
-                g.mult = min(g.mult, self._multiplier(score, author, ts, earlier=1))
-            return g.mult
-        # the comments themselves must look farmed: bait wording on a post with genuine
-        # comments (a lecturer's "comments welcome") is one signal, not a verdict
-        content = max(sig["low_value"], sig["flagged_commenters"])
-        if score >= self.p.threshold and content >= self.p.content_min:
-            self._throttle(key, g, author, ts, sig, score)
-        return g.mult
+            if score >= p.threshold:
+                g.mult = min(g.mult, self._multiplier(score, a, ts, earlier=1))
+            return
+        # coordination evidence (lockstep, flagged accounts) may decide before min_comments
+        coordinated = max(sig["lockstep"], sig["flagged_commenters"]) >= p.content_min
+        if score >= p.threshold and sig["farmed"] >= p.content_min and (enough or coordinated):
+            self._throttle(key, g, a, ts, sig, score)
 
-    # -- internals -----------------------------------------------------------------------
-
-    def _group(self, post: str | None, target: str, ts: float, *, create: bool) -> Group | None:
-        key = group_key(post, target)
-        g = self.groups.get(key)
-        wording: list[str] = []
-        if g is not None and self.newest - g.last > self.p.group_idle_s:
-            # idle for long: forgotten (the sweep may not have run yet; expiry never depends on
-            # it), except the post's own wording, which a late first comment still answers
-            self._forget(key)
-            wording, g = g.phrasing, None
-        if g is None and create:
-            g = self.groups[key] = Group(target, post, ts, ts, rate_at=ts, phrasing=wording)
-            self._dirty[("g", key)] = None
-        return g
-
-    def _author(self, target: str, ts: float) -> Author:
-        a = self.authors.get(target)
-        if a is None or self.newest - a.last > self.p.author_idle_s:
-            a = self.authors[target] = Author(last=ts, at=ts)
-        a.baseline = a.baseline * _decay(ts - a.at, self.p.baseline_half_life_s) + 1.0
-        a.at = max(a.at, ts)
-        a.last = max(a.last, ts)
-        return a
-
-    def _add_comment(self, g: Group, ts: float, actor: str, text: str | None) -> None:
+    def _add_comment(
+        self,
+        key: str,
+        g: Group,
+        ts: float,
+        actor: str,
+        text: str | None,
+        *,
+        fresh: bool,
+        stranger: bool,
+    ) -> None:
         p = self.p
+        if g.comments > 0:
+            # inter-arrival times (Welford): machines keep time, people do not
+            gap = max(ts - g.rate_at, 0.0)
+            g.gap_n += 1
+            delta = gap - g.gap_mean
+            g.gap_mean += delta / g.gap_n
+            g.gap_m2 += delta * (gap - g.gap_mean)
         g.comments += 1
         g.rate = g.rate * _decay(ts - g.rate_at, p.rate_half_life_s) + 1.0
         g.rate_at = max(g.rate_at, ts)
@@ -312,57 +442,235 @@ class Detector:
             g.sampled += 1
             if actor not in g.commenters:
                 g.commenters.append(actor)
+                g.strangers += stranger
+                g.fresh += fresh
+                if g.post is not None:
+                    self.lockstep.add(key, self._entry(key, g), actor)
+                self._broadcast(key, g, "commenters")
         c = self.commenters.get(actor)
-        if c is not None and self.newest - c.last > p.commenter_idle_s:
-            del self.commenters[actor]
-            self._dirty[("c", actor)] = None
-            c = None
-        if c is not None and c.flagged > 0:
+        if c is not None and c.flagged > 0 and self.newest - c.last <= p.commenter_idle_s:
             g.flagged += 1
         if g.mult < FULL:
             self._flag(actor, ts)  # commenting on a throttled post
         if text:
-            promo, answer, n_words, h = comment_features(text)
-            # under a post that calls for comments, a one- or two-word comment (or an emoji)
-            # is the answer it asked for: "beach", "Maria", "🔥"
-            answer = answer or (bool(g.phrasing) and n_words <= 2)
+            f = comment_features(text)
             g.texts += 1
-            low = promo or answer
-            if h in g.hashes:
-                # the same words as an earlier comment on this post: copy-paste, unless it is a
-                # short formula many people type alike ("congratulations!")
-                low = low or n_words > 3
-            elif len(g.hashes) < p.sample:
-                g.hashes.append(h)
-            g.low += low
-            g.answers += answer
+            echo = bool(g.words) and 0 < len(f.words) <= 4 and all(w in g.words for w in f.words)
+            words = set(f.words)
+            dup = bool(words) and any(_near(words, s) for s in g.shapes)
+            if f.words and not dup and len(g.shapes) < p.sample // 2:
+                g.shapes.append(list(f.words))
+            g.empty += f.empty or echo
+            g.dups += dup
+            g.echoes += echo
+            g.low += f.promo
+            g.answers += f.stock or echo or f.mention_only
+
+    # -- engagement pods -----------------------------------------------------------------
+
+    def _pod(self, pg: Group, ts: float, actor: str, target: str, post: str) -> int:
+        """A share or like on a post: its pod group decides, and answers the multiplier."""
+        p = self.p
+        key = pod_key(post)
+        g = self.groups.get(key)
+        if g is not None and self.newest - g.last > p.group_idle_s:
+            self._forget(key)
+            g = None
+        young = ts - pg.first <= p.pod_window_s
+        if g is None:
+            if not young:
+                return FULL  # late engagement joins no pod sample
+            g = self.groups[key] = Group(target, post, pg.first, ts, rate_at=ts)
+        self._dirty[("g", key)] = None
+        if g.mult < FULL:
+            ended = self._calm_end(g, ts)
+            if ended is not None:
+                g = self._end(key, g, ended)
+        g.comments += 1
+        g.rate = g.rate * _decay(ts - g.rate_at, p.rate_half_life_s) + 1.0
+        g.rate_at = max(g.rate_at, ts)
+        g.last = max(g.last, ts)
+        c = self.commenters.get(actor)
+        if c is not None and c.flagged > 0 and self.newest - c.last <= p.commenter_idle_s:
+            g.flagged += 1
+        if young and len(g.commenters) < p.sample and actor not in g.commenters:
+            g.sampled += 1
+            g.commenters.append(actor)
+            # (``texts`` counts the sample's engagements in the pod's first quarter hour)
+            g.texts += ts - pg.first <= 900.0
+            self.lockstep.add(key, self._entry(key, g), actor)
+            self._broadcast(key, g, "engagers")
+        if g.mult < FULL:
+            self._flag(actor, ts)
+        if g.comments < p.min_coordinated:
+            return g.mult
+        a = self._author(target, ts, count=False)
+        partners = self.lockstep.partners(key)
+        n = max(len(g.commenters), 1)
+        sig = {
+            "lockstep": _clamp(partners / 3.0),
+            "flagged_commenters": _clamp(g.flagged / g.comments / 0.3),
+            "fast": _ramp(g.texts / n, 0.3, 0.7),
+            "repeat_offender": 1.0 if self._offences(a, ts) else 0.0,
+        }
+        sig["farmed"] = max(sig["lockstep"], sig["flagged_commenters"])
+        score = (
+            sig["farmed"]
+            + 0.8 * sig["fast"]
+            + 0.4 * sig["repeat_offender"]
+            + 0.3 * _clamp(partners / 4.0)
+        )
+        if g.mult < FULL:
+            if score >= p.threshold:
+                g.mult = min(g.mult, self._multiplier(score, a, ts, earlier=1))
+        elif score >= p.threshold and sig["farmed"] >= p.content_min:
+            self._throttle(key, g, a, ts, sig, score)
+        return g.mult
+
+    # -- internals -----------------------------------------------------------------------
+
+    def _entry(self, key: str, g: Group) -> Entry:
+        return Entry(g.target, g.first, "e" if key.startswith("e:") else "c")
+
+    def _broadcast(self, key: str, g: Group, kind: str) -> None:
+        """A post's sample reached a size at which the other partitions hear of it."""
+        n = len(g.commenters)
+        if g.post is not None and n in BROADCAST_AT and n > g.sent:
+            g.sent = n
+            self._evidence.append(Evidence.of(key, g.first, kind, tuple(g.commenters)))
+
+    def _group(self, post: str | None, target: str, ts: float, *, create: bool) -> Group | None:
+        key = group_key(post, target)
+        g = self.groups.get(key)
+        wording: list[str] = []
+        words: list[int] = []
+        if g is not None and self.newest - g.last > self.p.group_idle_s:
+            # idle for long: forgotten (the sweep may not have run yet; expiry never depends on
+            # it), except the post's own wording, which a late first comment still answers
+            self._forget(key)
+            wording, words, g = g.phrasing, g.words, None
+        if g is None and create:
+            g = self.groups[key] = Group(
+                target, post, ts, ts, rate_at=ts, phrasing=wording, words=words
+            )
+            self._dirty[("g", key)] = None
+        return g
+
+    def _known_author(self, target: str) -> Author | None:
+        a = self.authors.get(target)
+        if a is None or self.newest - a.last > self.p.author_idle_s:
+            return None
+        return a
+
+    def _author(self, target: str, ts: float, *, count: bool = True) -> Author:
+        a = self.authors.get(target)
+        if a is None or self.newest - a.last > self.p.author_idle_s:
+            a = self.authors[target] = Author(last=ts, at=ts)
+            self._networks.pop(target, None)
+            self._dirty[("a", target)] = None
+        if count:
+            a.baseline = a.baseline * _decay(ts - a.at, self.p.baseline_half_life_s) + 1.0
+            a.at = max(a.at, ts)
+            a.last = max(a.last, ts)
+        elif ts - a.last > 3600.0:
+            a.last = ts  # (kept alive by engagement too; to the hour, so few writes)
+            self._dirty[("a", target)] = None
+        return a
+
+    def _knows(self, a: Author, target: str, actor: str) -> bool:
+        net = self._networks.get(target)
+        if net is None:
+            net = self._networks[target] = set(a.network)
+        return actor_hash(actor) in net
+
+    def _befriend(self, a: Author, target: str, actor: str) -> None:
+        """``actor`` interacted with author ``target``: from now on it is in the network."""
+        h = actor_hash(actor)
+        net = self._networks.get(target)
+        if net is None:
+            net = self._networks[target] = set(a.network)
+        if h in net:
+            return
+        a.network.append(h)
+        net.add(h)
+        if len(a.network) > NETWORK:
+            for old in a.network[: len(a.network) - NETWORK]:
+                net.discard(old)
+            del a.network[: len(a.network) - NETWORK]
+        self._dirty[("a", target)] = None
+
+    def _fresh(self, actor: str, ts: float) -> bool:
+        """Whether the partition first saw ``actor`` moments ago (or never)."""
+        c = self.commenters.get(actor)
+        if c is None or self.newest - c.last > self.p.commenter_idle_s:
+            return True
+        return c.first is not None and ts - c.first <= self.p.fresh_s
+
+    def _touch(self, actor: str, ts: float) -> None:
+        """``actor`` acted at ``ts``: its history here (written only when it changes: the hour
+        of its last action, or its first three actions)."""
+        hour = math.floor(ts / 3600.0) * 3600.0
+        c = self.commenters.get(actor)
+        if c is not None and self.newest - c.last > self.p.commenter_idle_s:
+            c = None
+        if c is None:
+            self.commenters[actor] = Commenter(last=hour, first=ts, acts=1)
+        elif c.last >= hour and c.acts >= 3:
+            return
+        else:
+            c.last = max(c.last, hour)
+            c.acts = min(c.acts + 1, 3)
+            if c.first is None:
+                c.first = ts
+        self._dirty[("c", actor)] = None
 
     def _flag(self, actor: str, ts: float) -> None:
         c = self.commenters.get(actor)
         if c is None:
-            c = self.commenters[actor] = Commenter(last=ts)
+            c = self.commenters[actor] = Commenter(last=ts, first=ts)
         c.flagged += 1
         c.last = max(c.last, ts)
         self._dirty[("c", actor)] = None
 
-    def _signals(self, g: Group, a: Author, ts: float) -> dict[str, float]:
+    def _signals(self, key: str, g: Group, a: Author, ts: float) -> dict[str, float]:
         p = self.p
         per_hour = 3600.0 * LN2
         rate = g.rate * _decay(ts - g.rate_at, p.rate_half_life_s) * per_hour / p.rate_half_life_s
         # the author's long-run rate, this post's burst included (a steady author is not spiking)
         base = max(a.baseline * per_hour / p.baseline_half_life_s, p.baseline_floor_per_hour)
         texted = g.texts >= 8
-        return {
+        n = max(len(g.commenters), 1)
+        regular = 0.0
+        if g.gap_n >= 10 and g.gap_mean > 0.0:
+            cv = math.sqrt(max(g.gap_m2, 0.0) / g.gap_n) / g.gap_mean
+            regular = _ramp(-cv, -0.5, -0.15)
+        sig = {
             "spike": _clamp(math.log(max(rate / base, 1.0)) / math.log(20.0)),
-            "comments_dominate": _clamp((g.comments / (g.comments + g.engagement) - 0.6) / 0.3),
-            "low_value": _clamp((g.low / g.texts - 0.3) / 0.35) if texted else 0.0,
-            "repeat_commenters": _clamp((0.85 - len(g.commenters) / max(g.sampled, 1)) / 0.4),
+            "comments_dominate": _ramp(g.comments / (g.comments + g.engagement), 0.6, 0.9),
+            "low_info": _ramp(g.empty / g.texts, 0.45, 0.8) if texted else 0.0,
+            "duplicates": _ramp(g.dups / g.texts, 0.25, 0.6) if texted else 0.0,
+            "strangers": _ramp(g.strangers / n, 0.5, 0.85),
+            "fresh": _ramp(g.fresh / n, 0.3, 0.7),
+            "silent": 1.0 - g.texts / g.comments,
+            "lockstep": _clamp(self.lockstep.partners(key) / 3.0) if g.post else 0.0,
+            "regular": regular,
+            "repeat_commenters": _ramp(-len(g.commenters) / max(g.sampled, 1), -0.85, -0.45),
             "bait_phrasing": (
                 1.0 if g.phrasing else _clamp(g.answers / g.texts / 0.3) if texted else 0.0
             ),
             "flagged_commenters": _clamp(g.flagged / g.comments / 0.3),
             "repeat_offender": 1.0 if self._offences(a, ts) else 0.0,
         }
+        empty = max(sig["low_info"], sig["duplicates"])
+        sig["farmed"] = max(
+            # empty answers from strangers (a friend's "congrats!" is not bait)
+            min(empty, sig["strangers"]),
+            # new accounts flooding a post with empty or textless comments nothing else follows
+            min(sig["fresh"], max(empty, sig["silent"]), sig["comments_dominate"]),
+            sig["lockstep"],
+            sig["flagged_commenters"],
+        )
+        return sig
 
     def _offences(self, a: Author, ts: float) -> int:
         return sum(1 for t in a.offences if ts - t <= self.p.offender_window_s)
@@ -384,17 +692,24 @@ class Detector:
         # calm: below calm_per_hour, or below a quarter of the rate now for a campaign that was
         # never faster than that (a slow-burn campaign is not "calm" at its own steady pace)
         g.calm = min(self._calm_count(), g.rate / 4.0)
-        strong = sorted((n for n, v in sig.items() if v >= 0.5), key=lambda n: -sig[n])
+        strong = sorted(
+            (n for n, v in sig.items() if v >= 0.5 and n not in ("farmed", "silent")),
+            key=lambda n: -sig[n],
+        )
         g.reasons = [
             f"bait_phrasing:{'+'.join(g.phrasing)}" if n == "bait_phrasing" and g.phrasing else n
             for n in strong
         ]
         a.offences = [*(t for t in a.offences if ts - t <= self.p.offender_window_s), ts][-5:]
+        self._dirty[("a", g.target)] = None
         for actor in g.commenters:
             self._flag(actor, ts)
+        if g.commenters:
+            kind = "engagement" if key.startswith("e:") else "comments"
+            self._evidence.append(Evidence.of(key, ts, kind, tuple(g.commenters)))
         self._decisions.append(
             Decision(
-                group_key(g.post, g.target),
+                key,
                 g.post,
                 g.target,
                 "throttled",
@@ -429,6 +744,7 @@ class Detector:
     def _forget(self, key: str) -> None:
         """Drop a group (idle, or beyond the cap); a throttle on it ends when it calmed down."""
         g = self.groups.pop(key)
+        self.lockstep.drop(key)
         self._dirty[("g", key)] = None
         if g.mult < FULL:
             self._ended(key, g, self._calm_time(g))
@@ -451,8 +767,17 @@ class Detector:
     def _end(self, key: str, g: Group, at: float) -> Group:
         """End the throttle at ``at``; the post starts a new episode (its rate carries on)."""
         self._ended(key, g, at)
+        self.lockstep.drop(key)
         fresh = Group(
-            g.target, g.post, at, g.last, rate=g.rate, rate_at=g.rate_at, phrasing=g.phrasing
+            g.target,
+            g.post,
+            at,
+            g.last,
+            rate=g.rate,
+            rate_at=g.rate_at,
+            phrasing=g.phrasing,
+            words=g.words,
+            sent=g.sent,
         )
         self.groups[key] = fresh
         return fresh
@@ -465,19 +790,32 @@ class Detector:
         for key in _expired(self.groups, self.newest - p.group_idle_s, p.max_groups):
             self._forget(key)
         _expire(self.authors, "a", self.newest - p.author_idle_s, p.max_authors, self._dirty)
+        for target in [t for t in self._networks if t not in self.authors]:
+            del self._networks[target]
         _expire(
             self.commenters, "c", self.newest - p.commenter_idle_s, p.max_commenters, self._dirty
         )
+        for key in _expired(self.shadows, self.newest - p.lockstep_window_s, p.max_shadows):
+            del self.shadows[key]
+            self.lockstep.drop(key)
+            self._dirty[("s", key)] = None
+
+
+def _shadow_entry(sh: Shadow) -> Entry:
+    return Entry("", sh.last, "e" if sh.kind == "engagers" else "c")
 
 
 def _score(sig: dict[str, float]) -> float:
     return (
-        1.0 * sig["low_value"]
-        + 1.0 * sig["bait_phrasing"]
+        1.0 * sig["farmed"]
+        + 0.3 * max(sig["low_info"], sig["duplicates"])
+        + 0.3 * sig["lockstep"]
+        + 0.3 * sig["flagged_commenters"]
+        + 0.3 * sig["bait_phrasing"]
         + 0.6 * sig["comments_dominate"]
         + 0.5 * sig["spike"]
-        + 0.4 * sig["repeat_commenters"]
-        + 0.8 * sig["flagged_commenters"]
+        + 0.3 * sig["repeat_commenters"]
+        + 0.3 * sig["regular"]
         + 0.4 * sig["repeat_offender"]
     )
 

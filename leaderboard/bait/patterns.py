@@ -3,18 +3,24 @@
 - :data:`BAIT_PATTERNS` / :func:`phrasing`: the engagement-bait categories of Facebook's 2017
   taxonomy (vote, react, share, tag and comment baiting) that a post's (or comment's) wording
   falls in; the detector's ``bait_phrasing`` signal;
-- :func:`comment_features`: what one comment's text says about it (self-promotion, an answer to a
-  bait call, its word count, a hash of its words), behind the ``low_value`` signal;
+- :func:`comment_features`: what one comment's text says about it (:class:`Features`: how much
+  information it carries — self-promotion, a stock answer, @mentions or emoji only, its words as
+  small hashes for near-duplicate and echo checks), behind the ``low_info`` and ``duplicates``
+  signals;
+- :func:`post_words`: the word hashes of a post's own text (an answer that only repeats them, as
+  "tea" under "tea or coffee?", echoes the post);
 - :func:`normalise` / :func:`words`: the text normalisation both work on (NFKC, lowercase, links
   replaced by " url ").
 """
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 import zlib
 from collections.abc import Callable
+from typing import NamedTuple
 
 # Facebook's 2017 engagement-bait taxonomy. Patterns match the normalised post or comment text
 # (lowercase, URLs replaced by " url ", punctuation kept for "?"). Each is deliberately about the
@@ -265,17 +271,109 @@ def phrasing(text: str) -> list[str]:
     return sorted(name for name, found in BAIT_PATTERNS.items() if found(norm))
 
 
-def comment_features(text: str) -> tuple[bool, bool, int, int]:
-    """(self-promotion, answers a bait call, word count, hash of the normalised words) of one
-    comment's text.
+#: Words that carry no answer of their own (an echo check ignores them in the post).
+_STOP = frozenset(
+    [
+        "a",
+        "an",
+        "the",
+        "and",
+        "or",
+        "of",
+        "to",
+        "in",
+        "on",
+        "at",
+        "for",
+        "is",
+        "are",
+        "be",
+        "it",
+        "this",
+        "that",
+        "my",
+        "your",
+        "you",
+        "we",
+        "i",
+        "me",
+        "do",
+        "does",
+        "did",
+        "what",
+        "which",
+        "who",
+        "how",
+        "would",
+        "will",
+        "with",
+        "from",
+        "so",
+        "if",
+    ]
+)
+_MENTION = re.compile(r"@[^\s@]{1,64}")
+_REPEATS = re.compile(r"(.)\1+")
+#: Word hashes kept per comment (the first distinct ones) and per post.
+MAX_COMMENT_WORDS = 16
+MAX_POST_WORDS = 48
 
-    Shortness alone is not low value: a wedding post collects hundreds of "congrats!" from
-    distinct friends. Farmed comments are self-promotion, or answers to the bait's call ("YES",
-    "coffee", "amen", a tagged handle), or the same text over and over (counted by the caller).
-    """
+
+def actor_hash(actor: str) -> int:
+    """A 24-bit hash of an account id (an author's network keeps these: 1 in 16 million odds
+    that a stranger passes for someone known, per known account)."""
+    return zlib.crc32(actor.encode()) & 0xFFFFFF
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def word_hash(word: str) -> int:
+    """A 24-bit hash of a word with its letter runs collapsed ("goood" and "god" alike): a
+    stored answer stays small, and a typo of emphasis is the same answer."""
+    return zlib.crc32(_REPEATS.sub(r"\1", word).encode()) & 0xFFFFFF
+
+
+class Features(NamedTuple):
+    """What one comment's text says about it (:func:`comment_features`)."""
+
+    #: self-promotion: links, "subscribe", "check out my …"
+    promo: bool
+    #: a stock answer to a call ("yes", "amen", "1", "done")
+    stock: bool
+    #: nothing but @mentions (a tag), or nothing but emoji and punctuation
+    mention_only: bool
+    emoji_only: bool
+    #: words, @mentions left out
+    n_words: int
+    #: hashes of its first distinct words (:func:`word_hash`), sorted; () for no words
+    words: tuple[int, ...]
+
+    @property
+    def empty(self) -> bool:
+        """Carries no information of its own: a stock answer, a tag, emoji, one or two words, or
+        self-promotion. Whether that is bait depends on *who* answers (a friend's "congrats!" is
+        not), which the detector judges."""
+        return self.promo or self.stock or self.mention_only or self.emoji_only or self.n_words <= 2
+
+
+def comment_features(text: str) -> Features:
+    """The features of one comment's text (linear in its length)."""
     norm = normalise(text)
-    ws = words(norm)
-    answer = bool(ws) and len(ws) <= 2 and all(w in _ANSWERS or w.isdigit() for w in ws)
-    answer = answer or (not ws and "@" in norm)
-    key = " ".join(ws) if ws else norm.strip()
-    return bool(_PROMO.search(norm)), answer, len(ws), zlib.crc32(key.encode())
+    mentions = _MENTION.findall(norm)
+    bare = _MENTION.sub(" ", norm) if mentions else norm
+    ws = words(bare)
+    stock = bool(ws) and len(ws) <= 2 and all(w in _ANSWERS or w.isdigit() for w in ws)
+    hashes = sorted({word_hash(w) for w in ws[: 4 * MAX_COMMENT_WORDS]})[:MAX_COMMENT_WORDS]
+    return Features(
+        promo=bool(_PROMO.search(norm)),
+        stock=stock,
+        mention_only=bool(mentions) and not ws,
+        emoji_only=not ws and not mentions and bool(norm.strip()),
+        n_words=len(ws),
+        words=tuple(hashes),
+    )
+
+
+def post_words(text: str) -> list[int]:
+    """Hashes of the content words of a post's text (at most :data:`MAX_POST_WORDS`)."""
+    ws = [w for w in words(normalise(text)) if w not in _STOP]
+    return sorted({word_hash(w) for w in ws})[:MAX_POST_WORDS]

@@ -1,9 +1,14 @@
 """What a partition's comment-bait detector keeps, and the form it is stored in.
 
 - :class:`Group`: one post's comment stream in its current episode (or a target's comments that
-  name no post), keyed by :func:`group_key` (``p:<post>`` or ``t:<target>``);
-- :class:`Author`: a target's long-run comment rate and recent throttles;
-- :class:`Commenter`: an account that commented on throttled posts;
+  name no post), keyed by :func:`group_key` (``p:<post>`` or ``t:<target>``); a post's early
+  shares and likes are a group of their own (``e:<post>``, the engagement-pod check);
+- :class:`Author`: a target's long-run comment rate, recent throttles, and its network (who
+  interacted with it before);
+- :class:`Commenter`: an account the partition has seen act: when first, and whether it took
+  part in throttled posts (here or, through evidence, on another partition);
+- :class:`Shadow`: the accounts behind another partition's post (evidence), for the lockstep
+  check across partitions;
 - the partition's event clock (newest event time, last sweep).
 
 Each record is kept as a compact JSON array of its fields (:class:`_Stored`) in the
@@ -25,6 +30,11 @@ FULL = 1000
 
 def group_key(post: str | None, target: str) -> str:
     return "p:" + post if post is not None else "t:" + target
+
+
+def pod_key(post: str) -> str:
+    """The group of a post's early shares and likes (the engagement-pod check)."""
+    return "e:" + post
 
 
 class _Stored:
@@ -70,6 +80,25 @@ class Group(_Stored):
     reasons: list[str] = field(default_factory=list)
     #: the weighted comment rate below which this throttle ends (set when it starts)
     calm: float = 0.0
+    # -- the response (issue 13); comments counted as they arrive, commenters at their first
+    #: texted comments that carry no information of their own (Features.empty)
+    empty: int = 0
+    #: texted comments that repeat an earlier answer on the post (near-duplicates)
+    dups: int = 0
+    #: texted comments that only echo the post's own words
+    echoes: int = 0
+    #: sampled commenters unknown to the author before (strangers), and new to the partition
+    strangers: int = 0
+    fresh: int = 0
+    #: the post's own word hashes, and the answers' word sets seen so far (≤ ``sample``/2)
+    words: list[int] = field(default_factory=list)
+    shapes: list[list[int]] = field(default_factory=list)
+    #: inter-arrival times: count, mean and sum of squares (Welford) for their regularity
+    gap_n: int = 0
+    gap_mean: float = 0.0
+    gap_m2: float = 0.0
+    #: evidence milestones already sent for this group (sizes of the actor sets broadcast)
+    sent: int = 0
 
 
 @dataclass(slots=True)
@@ -80,16 +109,38 @@ class Author(_Stored):
     at: float = 0.0
     #: event times of the author's recent throttles (newest last, at most 5)
     offences: list[float] = field(default_factory=list)
+    #: the author's network: 24-bit hashes of accounts that interacted with it (newest last,
+    #: at most NETWORK); an account not in it is a stranger to the author
+    network: list[int] = field(default_factory=list)
 
 
 @dataclass(slots=True)
 class Commenter(_Stored):
+    """An account the partition has seen act (``last`` to the hour: fewer writes)."""
+
     last: float
-    #: comments this account made on throttled posts
+    #: comments this account made on throttled posts (and evidence from other partitions)
     flagged: int = 0
+    #: event time of its first action seen here (None: a record from before issue 13)
+    first: float | None = None
+    #: actions seen, saturating at 3 (only "new" versus "has a history" matters)
+    acts: int = 0
+
+
+@dataclass(slots=True)
+class Shadow(_Stored):
+    """Another partition's post: when it started and the accounts behind it (evidence)."""
+
+    last: float
+    kind: str
+    actors: list[str] = field(default_factory=list)
+
+
+#: Accounts remembered per author as its network.
+NETWORK = 128
 
 
 #: The tables a partition's detector state is kept in (``bait:<table>:<partition>`` hashes):
-#: groups, authors, commenters, and ``m`` with the one ``clock`` entry.
-TABLES = ("g", "a", "c", "m")
+#: groups, authors, commenters, ``m`` with the one ``clock`` entry, and ``s``: shadows.
+TABLES = ("g", "a", "c", "m", "s")
 _CLOCK = "clock"

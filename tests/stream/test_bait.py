@@ -152,7 +152,7 @@ async def test_a_campaign_is_throttled_explained_and_alerted(namespace: Namespac
         got_core = {k: v for k, v in got.items() if k != "id"}
         assert got_core == decision
         assert got["post"] == "tea" and got["detected_at"] > T0 and got["multiplier"] < 1
-        assert "low_value" in got["reasons"]
+        assert "low_info" in got["reasons"]
         assert any(r.startswith("bait_phrasing:") and "vote" in r for r in got["reasons"])
         assert get(port, "/api/alerts?member=writer")["alerts"] == []
 
@@ -188,7 +188,7 @@ async def test_a_campaign_is_throttled_explained_and_alerted(namespace: Namespac
         [sys.executable, "-m", "kudos", "alerts"], env=ns.env(), capture_output=True, text=True
     )
     assert cli.returncode == 0, cli.stderr
-    assert "baiter" in cli.stdout and "post tea" in cli.stdout and "low_value" in cli.stdout
+    assert "baiter" in cli.stdout and "post tea" in cli.stdout and "low_info" in cli.stdout
 
 
 async def test_switched_off_every_comment_counts_in_full(namespace: Namespace) -> None:

@@ -8,6 +8,8 @@ from collections.abc import Iterable, Sequence
 from hypothesis import strategies as st
 
 from leaderboard.bait.detector import BaitParams, Decision, Detector
+from leaderboard.bait.evidence import Evidence
+from leaderboard.bait.state import FULL
 
 T0 = 1_341_100_800.0  # 2012-07-01T00:00:00Z
 HOUR = 3600.0
@@ -31,23 +33,59 @@ LOW_VALUE = (
     "☕",
     "Coffee!!",
 )
-_GENUINE = (
-    "The {n} GeV bump shows up in both the diphoton and the four lepton channels, impressive",
-    "I watched the seminar live and the combination at {n} sigma was the highlight for me",
-    "My physics teacher explained the mechanism in class today, lesson {n} of the year",
-    "Does anyone know whether the {n} inverse femtobarns include the data from this spring?",
-    "Congratulations to the thousands of people who built the detectors over {n} years",
-    "Spin and parity must be measured before we call it the Standard Model boson ({n})",
+_OPENERS = (
+    "The diphoton bump looks real",
+    "Watched the seminar live",
+    "My teacher explained the mechanism",
+    "Were the spring data included",
+    "Congratulations to the detector builders",
+    "Spin and parity come next",
+    "The statistics section deserves attention",
+    "We argued about trigger rates",
+)
+_CLAUSES = (
+    "which surprised our reading group",
+    "although systematics still worry my supervisor",
+    "and the appendix plots make it clearer",
+    "so I reread the original proposal",
+    "but press coverage missed the point",
+    "even if the cross section looks high",
+    "because the background model was blind",
+    "while my cousin asked what bosons are",
+    "and frankly the photos are stunning",
+)
+_TAILS = (
+    "thanks for posting",
+    "curious what others think",
+    "see you at the colloquium",
+    "great times for physics",
+    "more soon I hope",
+    "my students loved it",
+    "what a summer",
 )
 
 
 def genuine(i: int) -> str:
-    """A distinct, substantive comment (long, no links, no self-promotion)."""
-    return _GENUINE[i % len(_GENUINE)].format(n=i)
+    """A distinct, substantive comment (long, no links, no self-promotion): different people
+    write different sentences, so no two are near-duplicates by their words."""
+    a, b = i % len(_OPENERS), (i // len(_OPENERS)) % len(_CLAUSES)
+    c = (i // (len(_OPENERS) * len(_CLAUSES)) + i) % len(_TAILS)
+    return f"{_OPENERS[a]}, {_CLAUSES[b]}; {_TAILS[c]} ({i})"
 
 
 def feed(d: Detector, events: Iterable[Event]) -> list[int]:
-    return [d.observe(*e) for e in events]
+    """Each event's multiplier; an ``evidence`` row (kind, ts, actors joined by ",", "-",
+    source group, evidence kind) is handed to :meth:`Detector.flag` instead (multiplier 1000)."""
+    out = []
+    for e in events:
+        if e[0] == "evidence":
+            _, ts, actors, _, source, kind = e
+            assert source is not None and kind is not None
+            d.flag(Evidence.of(source, ts, kind, tuple(actors.split(","))))
+            out.append(FULL)
+        else:
+            out.append(d.observe(*e))
+    return out
 
 
 def bait_campaign(
@@ -97,11 +135,27 @@ def streams(draw: st.DrawFn) -> list[Event]:
     clock = T0
     for _ in range(draw(st.integers(1, 8))):
         what = draw(
-            st.sampled_from(("campaign", "organic", "silent", "gap", "gap", "stray", "stray"))
+            st.sampled_from(
+                ("campaign", "organic", "silent", "gap", "gap", "stray", "stray", "evidence", "pod")
+            )
         )
         target = draw(st.sampled_from(TARGETS))
         post = draw(st.sampled_from(POSTS[target]))
         start = clock + draw(st.sampled_from((-1800.0, -300.0, 0.0, 60.0, 900.0)))
+        if what == "evidence":
+            # another partition's throttle or post sample naming some of the farm or the crowd
+            who = draw(st.sampled_from((FARM, CROWD)))[: draw(st.integers(1, 12))]
+            kind = draw(st.sampled_from(("comments", "engagement", "commenters", "engagers")))
+            source = f"p:remote{draw(st.integers(0, 3))}"
+            events.append(("evidence", start, ",".join(who), "-", source, kind))
+            continue
+        if what == "pod":
+            # the farm shares and likes a post within minutes (an engagement pod)
+            for i, actor in enumerate(FARM[: draw(st.integers(3, 12))]):
+                kind = draw(st.sampled_from(("share", "like")))
+                events.append((kind, start + 30 * i, actor, target, post, None))
+            clock = max(clock, max(e[1] for e in events))
+            continue
         if what == "gap":
             clock += draw(st.sampled_from((HOUR, 6 * HOUR, 2 * DAY + 1, 3 * DAY, 8 * DAY)))
             continue

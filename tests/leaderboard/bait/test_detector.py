@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from leaderboard.bait.detector import COMMENT_KINDS, BaitParams, Detector
+from leaderboard.bait.detector import COMMENT_KINDS, POD_KINDS, BaitParams, Detector
 from leaderboard.bait.state import FULL
 from tests.leaderboard.bait._streams import (
     DAY,
@@ -55,13 +55,13 @@ def test_a_bait_burst_is_throttled_early_with_reasons_in_event_time() -> None:
     assert decision.at == tip_ts
     assert decision.multiplier == mults[tipped] / FULL
     assert decision.comments == tipped  # the comments before the one that tipped it
-    assert "low_value" in decision.reasons
+    assert "low_info" in decision.reasons
     assert "bait_phrasing:comment+vote" in decision.reasons
     alert = decision.to_json()
     assert alert["detected_at"] == tip_ts
     assert alert["state"] == "throttled"
     assert alert["multiplier"] < 1
-    assert "low_value" in alert["reasons"]
+    assert "low_info" in alert["reasons"]
     assert any(r.startswith("bait_phrasing:") for r in alert["reasons"])
 
 
@@ -71,8 +71,11 @@ def test_a_bait_burst_is_throttled_early_with_reasons_in_event_time() -> None:
 
 def organic_surge(post: str | None, *, texts: bool, engagement: bool) -> list[Event]:
     """300 comments in 30 minutes by 300 distinct people on a news post, with as many shares and
-    clicks as comments when ``engagement``."""
-    out: list[Event] = []
+    clicks as comments when ``engagement``. The readers are people with a history: each acted
+    somewhere in the day before (real surges come from existing accounts)."""
+    out: list[Event] = [
+        ("like", T0 - DAY + 60 * i, f"reader{i}", f"friend{i % 7}", None, None) for i in range(300)
+    ]
     if post is not None:
         text = "CERN announces the observation of a new particle consistent with the Higgs boson"
         out.append(("post", T0, "cern", "cern", post, text))
@@ -124,13 +127,13 @@ def test_a_long_standing_authors_steady_stream_is_no_spike() -> None:
             n += 1
     assert d.take_decisions() == []
     now = T0 + 24 * 14 * HOUR - 1
-    assert d._signals(d.groups["p:" + post], d.authors["steady"], now)["spike"] < 0.05
+    assert d._signals("p:" + post, d.groups["p:" + post], d.authors["steady"], now)["spike"] < 0.05
 
     fresh = Detector()
     fresh.observe("post", T0, "new", "new", "n1", "Daily thread: what are you up to?")
     for k in range(20):
         fresh.observe("comment", T0 + k * 360 + 7, f"c{k}", "new", "n1", genuine(k))
-    sig = fresh._signals(fresh.groups["p:n1"], fresh.authors["new"], T0 + 19 * 360 + 7)
+    sig = fresh._signals("p:n1", fresh.groups["p:n1"], fresh.authors["new"], T0 + 19 * 360 + 7)
     assert sig["spike"] > 0.3
 
 
@@ -151,10 +154,31 @@ def test_flagged_commenters_get_a_textless_flood_throttled() -> None:
     assert "flagged_commenters" in decision.reasons
     assert mults[-1] < FULL
 
-    # the same flood by accounts with no history is volume alone: not throttled
+    # the same flood by accounts with a clean history is volume alone: not throttled
     clean = Detector()
+    feed(clean, [("like", T0 + 3600 * i, a, "carol", None, None) for i, a in enumerate(FARM)])
     assert set(feed(clean, flood)) == {FULL}
     assert clean.take_decisions() == []
+
+
+def test_a_textless_flood_of_brand_new_accounts_is_throttled() -> None:
+    # hundreds of comments in minutes from accounts never seen before, no text, nothing else
+    # following (no likes, shares or clicks): the response itself is the evidence
+    d = Detector()
+    flood = bait_campaign("q1", "bob", T0, n=300, step=2.0, texts=False, post_text=None)
+    mults = feed(d, flood)[1:]
+    [decision] = throttles(d.take_decisions())
+    assert decision.signals["fresh"] == 1.0
+    assert {"fresh", "comments_dominate"} <= set(decision.reasons)
+    assert decision.comments < 0.2 * 300
+    assert mults[-1] < FULL
+
+    # with shares and clicks following (a real surge), the same accounts are not throttled
+    surge = Detector()
+    events = list(flood)
+    events += [("share", e[1] + 1, f"sh{i}", "bob", "q1", None) for i, e in enumerate(flood[1:])]
+    events.sort(key=lambda e: e[1])
+    assert set(feed(surge, events)) == {FULL}
 
 
 def test_a_repeat_offenders_second_campaign_starts_lower() -> None:
@@ -294,10 +318,12 @@ def test_multipliers_stay_in_range_and_need_comments(
     assert all(1 <= m <= FULL for m in feed(d, events))
     for x in d.take_decisions():
         assert 0 < x.multiplier <= 1
-    # the same stream with every comment turned into a share never throttles
+    # the same stream with every comment, share and like turned into a click never throttles
+    # (clicks are neither comments nor the shares and likes an engagement pod trades)
     quiet = Detector(params)
     no_comments: list[Event] = [
-        ("share" if k in COMMENT_KINDS else k, ts, a, t, p, x) for k, ts, a, t, p, x in events
+        ("click" if k in COMMENT_KINDS | POD_KINDS else k, ts, a, t, p, x)
+        for k, ts, a, t, p, x in events
     ]
     assert set(feed(quiet, no_comments)) <= {FULL}
     assert quiet.take_decisions() == []

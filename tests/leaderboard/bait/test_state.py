@@ -4,6 +4,7 @@ restarts change nothing, the tables restore the live detector, and the state sta
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -12,12 +13,13 @@ from hypothesis import strategies as st
 from leaderboard.bait.detector import (
     COMMENT_KINDS,
     ENGAGEMENT_KINDS,
+    POD_KINDS,
     SWEEP_EVERY_S,
     BaitParams,
     Decision,
     Detector,
 )
-from leaderboard.bait.state import group_key
+from leaderboard.bait.state import group_key, pod_key
 from tests.leaderboard.bait._streams import (
     DAY,
     DEFAULT,
@@ -133,18 +135,22 @@ def test_take_changes_round_trips(events: list[Event], params: BaitParams) -> No
     d = Detector(params)
     tables: Tables = {}
     for e in events:
-        d.observe(*e)
+        feed(d, [e])
         apply(tables, d.take_changes())
         restored = Detector.restore(tables, params)
         assert entries(restored) == entries(d), e
         assert (restored.newest, restored.swept) == (d.newest, d.swept), e
 
 
-def entries(d: Detector) -> tuple[dict[str, bytes], ...]:
+def entries(d: Detector) -> tuple[dict[str, Any], ...]:
+    """The stored entries, and the lockstep index derived from them (a restored detector must
+    rebuild exactly the live one's overlaps, whatever order it reads the entries in)."""
     return (
         {k: g.dump() for k, g in d.groups.items()},
         {k: a.dump() for k, a in d.authors.items()},
         {k: c.dump() for k, c in d.commenters.items()},
+        {k: sh.dump() for k, sh in d.shadows.items()},
+        {k: dict(v) for k, v in d.lockstep.shared.items() if v},
     )
 
 
@@ -188,13 +194,14 @@ def wide_streams(draw: st.DrawFn) -> list[Event]:
 def test_state_stays_bounded(events: list[Event]) -> None:
     """Sweeps run on the first event at least ``SWEEP_EVERY_S`` of event time after the last one,
     before that event is applied, and leave at most the caps. Between sweeps each event creates at
-    most one group (its own key) and one author (its target); commenters are created for the actor
-    of a comment on a throttled post and, at a throttle, for the post's sampled commenters. So at
+    most two groups (its own key and, for a share or like, the post's pod group) and one author
+    (its target); commenters are created for the actor of every event and, at a throttle, for the
+    post's sampled commenters. So at
     any time, counting the events since (and including) the last sweeping one:
 
     - groups <= max_groups + distinct group keys of those events,
-    - authors <= max_authors + distinct comment targets,
-    - commenters <= max_commenters + distinct comment actors + sample * throttles,
+    - authors <= max_authors + distinct targets of comments and of engagement on a post,
+    - commenters <= max_commenters + distinct actors + sample * throttles,
 
     and those events all lie within ``SWEEP_EVERY_S`` of event time after the sweep (late ones
     before it). Every group keeps at most ``sample`` commenters and comment hashes, and the
@@ -220,12 +227,16 @@ def test_state_stays_bounded(events: list[Event]) -> None:
             sweeps += 1
             keys, targets, actors, thrown = set(), set(), set(), 0
         assert ts < d.swept + SWEEP_EVERY_S
+        actors.add(actor)  # every action gives its actor a history
         if kind in COMMENT_KINDS and actor != target:
             keys.add(group_key(post, target))
             targets.add(target)
-            actors.add(actor)
         elif post is not None and (kind == "post" or kind in ENGAGEMENT_KINDS):
             keys.add(group_key(post, target))
+            if actor != target and kind != "post":
+                targets.add(target)  # engagement on a post makes its target an author
+                if kind in POD_KINDS:
+                    keys.add(pod_key(post))  # the post's pod group
         thrown += len(throttles(d.take_decisions()))
         assert len(d.groups) <= p.max_groups + len(keys)
         assert len(d.authors) <= p.max_authors + len(targets)
@@ -233,4 +244,5 @@ def test_state_stays_bounded(events: list[Event]) -> None:
         for g in d.groups.values():
             assert len(g.commenters) <= p.sample
             assert len(g.hashes) <= p.sample
+            assert len(g.shapes) <= p.sample // 2
     assert sweeps >= (events[-1][1] - events[0][1]) // (2 * SWEEP_EVERY_S)

@@ -1,0 +1,106 @@
+"""The lockstep index (leaderboard/bait/lockstep.py): overlaps of posts' account samples."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from leaderboard.bait.lockstep import Entry, Lockstep
+
+RING = [f"r{i}" for i in range(10)]
+
+
+def test_posts_of_different_authors_sharing_most_accounts_are_in_lockstep() -> None:
+    ls = Lockstep(min_shared=5, min_share=0.5)
+    for post, author in (("p1", "ann"), ("p2", "bob"), ("p3", "cat")):
+        for actor in RING[:8]:
+            ls.add(post, Entry(author, 0.0, "c"), actor)
+    assert ls.partners("p3") == 2
+    assert ls.partners("p1") == 2
+
+
+def test_an_authors_own_followers_returning_is_a_network_not_a_ring() -> None:
+    ls = Lockstep()
+    for post in ("p1", "p2", "p3"):
+        for actor in RING:
+            ls.add(post, Entry("ann", 0.0, "c"), actor)
+    assert ls.partners("p1") == 0
+
+
+def test_too_few_shared_accounts_far_apart_in_time_or_of_another_kind_do_not_count() -> None:
+    ls = Lockstep(window_s=3600.0, min_shared=5, min_share=0.5)
+    for actor in RING:
+        ls.add("big", Entry("ann", 0.0, "c"), actor)
+    for actor in RING[:4]:  # 4 shared: below min_shared
+        ls.add("few", Entry("bob", 0.0, "c"), actor)
+    for actor in RING:
+        ls.add("late", Entry("cat", 7200.0, "c"), actor)  # two hours later: outside the window
+        ls.add("pod", Entry("dan", 0.0, "e"), actor)  # engagement, not comments
+    assert ls.partners("big") == 0
+    # half of the smaller sample is enough: 5 of big's 10 in a sample of 25
+    for actor in RING[:5] + [f"x{i}" for i in range(20)]:
+        ls.add("wide", Entry("eve", 0.0, "c"), actor)
+    assert (ls.partners("wide"), ls.partners("big")) == (1, 1)
+    # but 5 shared between two samples of 25 is a small share of both: no lockstep
+    for actor in RING[:5] + [f"y{i}" for i in range(20)]:
+        ls.add("crowd", Entry("fay", 0.0, "c"), actor)
+    assert ls.shared["crowd"]["wide"] == 5
+    assert ls.partners("crowd") == 1  # (with big only)
+
+
+def test_dropping_a_post_removes_its_overlaps() -> None:
+    ls = Lockstep()
+    for post, author in (("p1", "ann"), ("p2", "bob")):
+        for actor in RING:
+            ls.add(post, Entry(author, 0.0, "c"), actor)
+    assert ls.partners("p1") == 1
+    ls.drop("p2")
+    assert ls.partners("p1") == 0
+    assert ls.members.keys() == {"p1"}
+    assert all(posts.keys() == {"p1"} for posts in ls.by_actor.values())
+
+
+def _exact(ls: Lockstep) -> dict[str, dict[str, int]]:
+    """Overlaps computed from scratch: intersections of same-kind samples, busy accounts out."""
+    busy = {a for a, posts in ls.by_actor.items() if len(posts) > ls.per_actor}
+    out: dict[str, dict[str, int]] = {}
+    for a, ma in ls.members.items():
+        for b, mb in ls.members.items():
+            if a != b and ls.entries[a].kind == ls.entries[b].kind:
+                n = len((ma & mb) - busy)
+                if n:
+                    out.setdefault(a, {})[b] = n
+    return out
+
+
+ops = st.lists(
+    st.tuples(
+        st.booleans(),  # add (True) or drop
+        st.sampled_from([f"p{i}" for i in range(6)]),
+        st.sampled_from(RING[:6]),
+        st.sampled_from(("c", "e")),
+    ),
+    max_size=80,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(ops)
+def test_overlaps_are_the_exact_intersections_whatever_the_order(
+    steps: list[tuple[bool, str, str, str]],
+) -> None:
+    # (per_actor=3: accounts turn busy and back often) the index equals a rebuild from its own
+    # samples in another order, and both equal the intersections computed from scratch
+    ls = Lockstep(per_actor=3)
+    for add, post, actor, kind in steps:
+        if add:
+            ls.add(post, ls.entries.get(post, Entry(post[-1], 0.0, kind)), actor)
+        else:
+            ls.drop(post)
+        got = {k: dict(v) for k, v in ls.shared.items() if v}
+        assert got == _exact(ls)
+    rebuilt = Lockstep(per_actor=3)
+    for post in sorted(ls.members, reverse=True):
+        for actor in sorted(ls.members[post]):
+            rebuilt.add(post, ls.entries[post], actor)
+    assert {k: dict(v) for k, v in rebuilt.shared.items() if v} == _exact(ls)

@@ -1,0 +1,208 @@
+"""The detector judges the response to a post, not its wording (issue 13): each response signal
+against bait it has never read, and the organic threads that look alike but are not bait."""
+
+from __future__ import annotations
+
+from leaderboard.bait.detector import BaitParams, Detector
+from leaderboard.bait.evidence import Evidence
+from leaderboard.bait.patterns import comment_features, phrasing, post_words, word_hash
+from leaderboard.bait.state import FULL
+from tests.leaderboard.bait._streams import DAY, HOUR, T0, Event, feed, genuine, throttles
+
+NEUTRAL = "Sunrise hikes versus sunset hikes, honestly torn this weekend"
+
+
+def answers(post: str, author: str, start: float, texts: list[str], who: list[str]) -> list[Event]:
+    return [
+        ("comment", start + 60 + 4 * i, who[i % len(who)], author, post, t)
+        for i, t in enumerate(texts)
+    ]
+
+
+def history(actors: list[str], start: float, target: str = "elsewhere") -> list[Event]:
+    """Each actor did something a day before (not with the author): accounts with a past."""
+    return [("like", start - DAY + i, a, target, None, None) for i, a in enumerate(actors)]
+
+
+# -- the text features ------------------------------------------------------------------------
+
+
+def test_comment_features_tell_empty_answers_from_real_ones() -> None:
+    assert comment_features("@maria_k @joe").mention_only
+    assert comment_features("🔥🔥🔥").emoji_only
+    assert comment_features("YES!!").stock
+    assert comment_features("sunset 🌅").empty  # one word and an emoji
+    long = comment_features("Sunset, because the light on the ridge at 8pm is unreal")
+    assert not long.empty and long.n_words == 11
+    # letter runs collapse, so emphasis is the same answer
+    assert comment_features("Sooo good").words == comment_features("so good").words
+    assert word_hash("goooood") == word_hash("god")
+    # a post's content words, stop words left out
+    assert word_hash("sunrise") in post_words(NEUTRAL)
+    assert word_hash("versus") in post_words(NEUTRAL) and word_hash("or") not in post_words(NEUTRAL)
+
+
+# -- bait it has never read ---------------------------------------------------------------------
+
+
+def test_an_either_or_question_answered_by_strangers_in_a_word_is_throttled() -> None:
+    assert phrasing(NEUTRAL) == []  # no bait wording the detector knows
+    strangers = [f"s{i}" for i in range(200)]
+    opts = ["sunrise", "Sunset!", "sunset 🌅", "SUNRISE", "sunsets", "sunrise obviously"]
+    d = Detector()
+    events: list[Event] = [*history(strangers, T0), ("post", T0, "ann", "ann", "q", NEUTRAL)]
+    events += answers("q", "ann", T0, [opts[i % len(opts)] for i in range(200)], strangers)
+    mults = feed(d, events)
+    [t] = throttles(d.take_decisions())
+    assert {"low_info", "strangers"} <= set(t.reasons)
+    assert t.comments < 0.2 * 200
+    assert mults[-1] < FULL
+
+
+def test_the_same_short_answers_from_the_authors_network_are_a_congratulation_thread() -> None:
+    friends = [f"f{i}" for i in range(120)]
+    d = Detector()
+    # the author's network: they liked and commented on the author's posts the week before
+    events: list[Event] = [
+        ("like", T0 - 5 * DAY + 60 * i, f, "ann", f"old{i % 5}", None) for i, f in enumerate(friends)
+    ]
+    events.append(("post", T0, "ann", "ann", "wedding", "We got married yesterday!"))
+    congrats = ["Congrats!!", "congratulations 🎉", "So happy for you", "congrats ❤️", "yay!"]
+    events += answers("wedding", "ann", T0, [congrats[i % 5] for i in range(120)], friends)
+    assert set(feed(d, events)) == {FULL}
+    assert throttles(d.take_decisions()) == []
+
+
+def test_a_tag_a_friend_post_answered_with_mentions_is_throttled() -> None:
+    d = Detector()
+    who = [f"t{i}" for i in range(150)]
+    events: list[Event] = [*history(who, T0)]
+    events.append(("post", T0, "brand", "brand", "g", "Win a weekend away for two"))
+    events += answers("g", "brand", T0, [f"@pal{i} @pal{i + 1}" for i in range(150)], who)
+    feed(d, events)
+    [t] = throttles(d.take_decisions())
+    assert "low_info" in t.reasons and t.comments < 30
+
+
+def test_a_greeting_farmed_with_near_identical_greetings_is_throttled() -> None:
+    d = Detector()
+    who = [f"g{i}" for i in range(150)]
+    forms = ["Good morning!!", "gooood morning all", "good morning everyone ☀️", "Good Morning"]
+    events: list[Event] = [*history(who, T0)]
+    events.append(("post", T0, "page", "page", "gm", "Good morning from the lake house"))
+    events += answers("gm", "page", T0, [forms[i % 4] for i in range(150)], who)
+    feed(d, events)
+    [t] = throttles(d.take_decisions())
+    assert t.signals["duplicates"] == 1.0 and t.comments < 30
+
+
+def test_long_varied_answers_from_strangers_are_an_ama() -> None:
+    d = Detector()
+    who = [f"a{i}" for i in range(150)]
+    events: list[Event] = [*history(who, T0)]
+    events.append(("post", T0, "prof", "prof", "ama", "I study glaciers, ask me anything"))
+    events += answers("ama", "prof", T0, [genuine(i) + "?" for i in range(150)], who)
+    assert set(feed(d, events)) == {FULL}
+
+
+# -- coordination --------------------------------------------------------------------------------
+
+
+def ring_posts(ring: list[str], posts: int, start: float) -> list[Event]:
+    """Ring members post in turn; the others comment on each post within the hour, with varied
+    praise that reads like people (long enough to carry information)."""
+    out: list[Event] = []
+    for k in range(posts):
+        author = ring[k % len(ring)]
+        post, t0 = f"ring{k}", start + k * 3 * HOUR
+        out.append(("post", t0, author, author, post, f"My thoughts on topic {k}"))
+        for i, actor in enumerate(a for a in ring if a != author):
+            out.append(("comment", t0 + 120 + 90 * i, actor, author, post, genuine(k * 31 + i)))
+    return out
+
+
+def test_a_ring_commenting_on_each_others_posts_is_caught_by_lockstep() -> None:
+    ring = [f"ring-{i}" for i in range(24)]
+    d = Detector()
+    events = history(ring, T0) + ring_posts(ring, 6, T0)
+    feed(d, events)
+    caught = {t.post: t for t in throttles(d.take_decisions())}
+    # from the third post on, every post shares most commenters with two earlier ones; once one
+    # is throttled its accounts are flagged, which decides the next ones at once
+    assert {"ring2", "ring3", "ring4", "ring5"} <= caught.keys()
+    assert "lockstep" in caught["ring2"].reasons
+    assert all({"lockstep", "flagged_commenters"} & set(t.reasons) for t in caught.values())
+    # ...early: the ring's comments on a post are mostly counted in full before it is
+    assert all(t.comments <= 0.2 * 23 + 1 for t in caught.values())
+
+
+def test_a_ring_across_partitions_is_seen_through_the_evidence_of_others() -> None:
+    ring = [f"ring-{i}" for i in range(24)]
+    here = Detector()
+    there = Detector()
+    feed(there, history(ring, T0))
+    feed(here, history(ring, T0))
+    first = ring_posts(ring, 2, T0)
+    feed(there, first)  # two ring posts on another partition
+    assert throttles(there.take_decisions()) == []  # two posts: one partner each, not yet
+    for e in there.take_evidence():
+        here.flag(e)  # the worker carries the samples through the log
+    assert {e.kind for e in here.shadows.values()} == {"commenters"}
+    third = [e for e in ring_posts(ring, 3, T0) if e[4] == "ring2"]
+    feed(here, third)
+    [t] = throttles(here.take_decisions())
+    assert t.post == "ring2" and "lockstep" in t.reasons
+
+
+def test_an_engagement_pod_is_throttled_on_its_shares_and_likes() -> None:
+    pod = [f"pod-{i}" for i in range(20)]
+    d = Detector()
+    feed(d, history(pod, T0))
+    share_mults: dict[str, list[int]] = {}
+    for k in range(6):
+        author, post, t0 = pod[k], f"pp{k}", T0 + k * 2 * HOUR
+        d.observe("post", t0, author, author, post, f"New photo set {k}")
+        for i, actor in enumerate(a for a in pod if a != author):
+            for j, kind in enumerate(("share", "like")):
+                m = d.observe(kind, t0 + 30 + 20 * i + j, actor, author, post, None)
+                share_mults.setdefault(post, []).append(m)
+    caught = {t.group: t for t in throttles(d.take_decisions())}
+    assert {"e:pp2", "e:pp3", "e:pp4", "e:pp5"} <= caught.keys()
+    assert "lockstep" in caught["e:pp2"].reasons
+    assert all({"lockstep", "flagged_commenters"} & set(t.reasons) for t in caught.values())
+    assert share_mults["pp5"][-1] < FULL and share_mults["pp0"] == [FULL] * 38
+    # the pod's comments are not what was throttled: the comment group stays clean
+    assert not any(k.startswith("p:") for k in caught)
+
+
+def test_friends_liking_each_others_posts_over_hours_are_no_pod() -> None:
+    friends = [f"fr-{i}" for i in range(20)]
+    d = Detector()
+    for k in range(6):
+        author, post, t0 = friends[k], f"fp{k}", T0 + k * DAY
+        d.observe("post", t0, author, author, post, f"Holiday photos, day {k}")
+        for i, actor in enumerate(a for a in friends if a != author):
+            # people see the post when they see it: over the evening, most after the first hour
+            d.observe("like", t0 + 1800 + 1500 * i, actor, author, post, None)
+    assert throttles(d.take_decisions()) == []
+
+
+def test_evidence_flags_accounts_and_names_a_throttles_accounts() -> None:
+    d = Detector()
+    d.flag(Evidence.of("p:far", T0, "comments", ("x", "y")))
+    assert d.commenters["x"].flagged == 1 and d.commenters["y"].flagged == 1
+    assert d.newest == T0  # evidence moves the clock like an event
+
+    who = [f"s{i}" for i in range(40)]
+    d2 = Detector(BaitParams())
+    events: list[Event] = [*history(who, T0), ("post", T0, "ann", "ann", "q", NEUTRAL)]
+    events += answers("q", "ann", T0, ["sunrise", "sunset"] * 20, who)
+    feed(d2, events)
+    [t] = throttles(d2.take_decisions())
+    sent = d2.take_evidence()
+    kinds = [e.kind for e in sent]
+    assert kinds.count("commenters") == 2  # the post's sample at 8 and at 24 accounts
+    [thr] = [e for e in sent if e.kind == "comments"]
+    assert thr.source == "p:q" and thr.at == t.at and set(thr.actors) <= set(who)
+    # the same decision again (a redelivered batch) names the same record
+    assert Evidence.of("p:q", t.at, "comments", thr.actors).id == thr.id
