@@ -64,7 +64,8 @@ def test_the_same_short_answers_from_the_authors_network_are_a_congratulation_th
     d = Detector()
     # the author's network: they liked and commented on the author's posts the week before
     events: list[Event] = [
-        ("like", T0 - 5 * DAY + 60 * i, f, "ann", f"old{i % 5}", None) for i, f in enumerate(friends)
+        ("like", T0 - 5 * DAY + 60 * i, f, "ann", f"old{i % 5}", None)
+        for i, f in enumerate(friends)
     ]
     events.append(("post", T0, "ann", "ann", "wedding", "We got married yesterday!"))
     congrats = ["Congrats!!", "congratulations 🎉", "So happy for you", "congrats ❤️", "yay!"]
