@@ -104,6 +104,8 @@ class BaitParams:
     offender_window_s: float = 7 * 86400.0
     #: an account first seen this recently (event time) is new ("fresh")
     fresh_s: float = 900.0
+    #: ...once the partition has watched this long (before, every account is new to it)
+    fresh_warmup_s: float = 6 * 3600.0
     #: shares and likes this soon after a post's first event make up its pod sample
     pod_window_s: float = 3600.0
     #: posts starting this far apart are never in lockstep
@@ -222,6 +224,9 @@ class Detector:
         #: the newest event time seen (expiry is measured from it, so only the order matters)
         self.newest = -math.inf
         self.swept = -math.inf
+        #: the first event time this partition's detector saw: before it has watched for
+        #: ``fresh_warmup_s`` every account looks new, so ``fresh`` says nothing yet
+        self.born = -math.inf
         #: derived from the groups and shadows (never stored; rebuilt by :meth:`restore`)
         self.lockstep = Lockstep(
             window_s=self.p.lockstep_window_s, min_shared=self.p.lockstep_min_shared
@@ -247,7 +252,10 @@ class Detector:
         d.shadows = {k: Shadow.load(v) for k, v in tables.get("s", {}).items()}
         clock = tables.get("m", {}).get(_CLOCK)
         if clock is not None:
-            d.newest, d.swept = (x if x is not None else -math.inf for x in orjson.loads(clock))
+            # [newest, swept] (before issue 13), then [newest, swept, born]
+            values = [x if x is not None else -math.inf for x in orjson.loads(clock)]
+            d.newest, d.swept = values[0], values[1]
+            d.born = values[2] if len(values) > 2 else d.newest
         for key, g in d.groups.items():
             if not key.startswith("t:"):
                 for actor in g.commenters:
@@ -271,7 +279,7 @@ class Detector:
             out.append((table, key, None if entry is None else entry.dump()))
         if out or self._clock_moved:
             # (also alone: an event that only moved the clock, e.g. a self-reply, moves expiry)
-            clock = [None if math.isinf(x) else x for x in (self.newest, self.swept)]
+            clock = [None if math.isinf(x) else x for x in (self.newest, self.swept, self.born)]
             out.append(("m", _CLOCK, orjson.dumps(clock)))
         self._dirty.clear()
         self._clock_moved = False
@@ -362,6 +370,8 @@ class Detector:
 
     def _tick(self, ts: float) -> None:
         p = self.p
+        if math.isinf(self.born):
+            self.born = ts
         if ts > self.newest:
             self.newest = ts
             self._clock_moved = True
@@ -396,6 +406,8 @@ class Detector:
         self._touch(actor, ts)
         if g.comments < p.min_coordinated:
             return g.mult
+        if g.post is None and g.comments < p.min_comments:
+            return g.mult  # (early decisions need a post: coordination is judged on posts)
         sig = self._signals(key, g, author, ts)
         self._decide(key, g, author, ts, sig, g.comments >= p.min_comments)
         return g.mult
@@ -509,7 +521,7 @@ class Detector:
         n = max(len(g.commenters), 1)
         sig = {
             "lockstep": _clamp(partners / 3.0),
-            "flagged_commenters": _clamp(g.flagged / g.comments / 0.3),
+            "flagged_commenters": _clamp(g.flagged / g.comments / 0.3) * _clamp(g.flagged / 6.0),
             "fast": _ramp(g.texts / n, 0.3, 0.7),
             "repeat_offender": 1.0 if self._offences(a, ts) else 0.0,
         }
@@ -624,6 +636,10 @@ class Detector:
                 c.first = ts
         self._dirty[("c", actor)] = None
 
+    def _flagged(self, actor: str) -> bool:
+        c = self.commenters.get(actor)
+        return c is not None and c.flagged > 0 and self.newest - c.last <= self.p.commenter_idle_s
+
     def _flag(self, actor: str, ts: float) -> None:
         c = self.commenters.get(actor)
         if c is None:
@@ -650,7 +666,12 @@ class Detector:
             "low_info": _ramp(g.empty / g.texts, 0.45, 0.8) if texted else 0.0,
             "duplicates": _ramp(g.dups / g.texts, 0.25, 0.6) if texted else 0.0,
             "strangers": _ramp(g.strangers / n, 0.5, 0.85),
-            "fresh": _ramp(g.fresh / n, 0.3, 0.7),
+            # (counts too: a flood is many accounts, not three newcomers talking)
+            "fresh": (
+                _ramp(g.fresh / n, 0.3, 0.7) * _clamp(g.fresh / 12.0)
+                if self.newest - self.born >= p.fresh_warmup_s
+                else 0.0
+            ),
             "silent": 1.0 - g.texts / g.comments,
             "lockstep": _clamp(self.lockstep.partners(key) / 3.0) if g.post else 0.0,
             "regular": regular,
@@ -658,18 +679,23 @@ class Detector:
             "bait_phrasing": (
                 1.0 if g.phrasing else _clamp(g.answers / g.texts / 0.3) if texted else 0.0
             ),
-            "flagged_commenters": _clamp(g.flagged / g.comments / 0.3),
+            "flagged_commenters": _clamp(g.flagged / g.comments / 0.3) * _clamp(g.flagged / 6.0),
             "repeat_offender": 1.0 if self._offences(a, ts) else 0.0,
         }
         empty = max(sig["low_info"], sig["duplicates"])
-        sig["farmed"] = max(
-            # empty answers from strangers (a friend's "congrats!" is not bait)
+        # what the response shows by itself: empty answers from strangers (a friend's
+        # "congrats!" is not bait), or new accounts flooding a post fast with empty or textless
+        # comments that nothing else follows
+        sig["own"] = max(
             min(empty, sig["strangers"]),
-            # new accounts flooding a post with empty or textless comments nothing else follows
-            min(sig["fresh"], max(empty, sig["silent"]), sig["comments_dominate"]),
-            sig["lockstep"],
-            sig["flagged_commenters"],
+            min(
+                sig["fresh"],
+                max(empty, sig["silent"]),
+                sig["comments_dominate"],
+                _ramp(sig["spike"], 0.5, 0.9),  # (a flood is fast: a 20x spike is 1)
+            ),
         )
+        sig["farmed"] = max(sig["own"], sig["lockstep"], sig["flagged_commenters"])
         return sig
 
     def _offences(self, a: Author, ts: float) -> int:
@@ -693,7 +719,7 @@ class Detector:
         # never faster than that (a slow-burn campaign is not "calm" at its own steady pace)
         g.calm = min(self._calm_count(), g.rate / 4.0)
         strong = sorted(
-            (n for n, v in sig.items() if v >= 0.5 and n not in ("farmed", "silent")),
+            (n for n, v in sig.items() if v >= 0.5 and n not in ("farmed", "own", "silent")),
             key=lambda n: -sig[n],
         )
         g.reasons = [
@@ -702,11 +728,18 @@ class Detector:
         ]
         a.offences = [*(t for t in a.offences if ts - t <= self.p.offender_window_s), ts][-5:]
         self._dirty[("a", g.target)] = None
-        for actor in g.commenters:
+        # its accounts are flagged (farms move on together) — unless flagged accounts were all
+        # the evidence: guilt by association must not spread from account to account, so such a
+        # throttle only renews the flags its accounts already had
+        own = max(v for k, v in sig.items() if k in _OWN_EVIDENCE)
+        named = [
+            actor for actor in g.commenters if own >= self.p.content_min or self._flagged(actor)
+        ]
+        for actor in named:
             self._flag(actor, ts)
-        if g.commenters:
+        if named:
             kind = "engagement" if key.startswith("e:") else "comments"
-            self._evidence.append(Evidence.of(key, ts, kind, tuple(g.commenters)))
+            self._evidence.append(Evidence.of(key, ts, kind, tuple(named)))
         self._decisions.append(
             Decision(
                 key,
@@ -799,6 +832,11 @@ class Detector:
             del self.shadows[key]
             self.lockstep.drop(key)
             self._dirty[("s", key)] = None
+
+
+#: The parts of ``farmed`` that are evidence of a throttle's own (the pod's ``lockstep`` too),
+#: as opposed to accounts flagged by earlier throttles.
+_OWN_EVIDENCE = frozenset({"own", "lockstep"})
 
 
 def _shadow_entry(sh: Shadow) -> Entry:
