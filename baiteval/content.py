@@ -1,29 +1,37 @@
-"""The words of the synthetic posts and comments.
+"""The words of the synthetic posts and comments, and the tuning set of bait wordings.
 
-Bait post templates (Facebook's 2017 engagement-bait taxonomy) with their typical answers, neutral
-and news-like post sentences, short reactions and congratulations, and the helpers that vary them
-as people type. Comments of bait farms mix these with real YouTube spam (:mod:`baiteval.data`).
+:data:`TUNING` is the template set (:mod:`baiteval.grammar`) the tuning split draws its bait posts
+and answers from: the first harness's bait templates (Facebook's 2017 engagement-bait taxonomy,
+:data:`BAIT_TEMPLATES`) and the either-or, tag-a-friend and greeting families, with their
+lexicon (options, handles, calls to action in several languages, praise). The held-out split's
+set lives in :mod:`baiteval.heldout` and shares no template, option, handle or phrase with it.
+
+Also here, used by both splits: neutral and news-like post sentences, the posts of AMAs and advice
+threads, short reactions and congratulations, and the helpers that vary them as people type.
+Comments of bait farms mix these with real YouTube spam (:mod:`baiteval.data`).
 """
 
 from __future__ import annotations
 
 import random
-import re
 from collections.abc import Iterator, Sequence
 from typing import NamedTuple
 
-from baiteval.data import Texts
+from baiteval.grammar import Template, TemplateSet
 
 __all__ = [
+    "ADVICE_POSTS",
+    "AMA_POSTS",
     "BAIT_TEMPLATES",
     "CONGRATS",
     "GENERIC_ANSWERS",
     "GENERIC_SHORT",
+    "MILESTONE_POSTS",
     "NEUTRAL_SENTENCES",
     "NEWS_SENTENCES",
     "SHORT_REACTIONS",
-    "bait_comment",
-    "bait_post_text",
+    "THANKS",
+    "TUNING",
     "cycle",
     "neutral_text",
     "vary",
@@ -86,6 +94,7 @@ BAIT_TEMPLATES: tuple[_Bait, ...] = (
     _Bait("comment", "Comment your birth month 🎂", ("march", "July", "may!", "december")),
     _Bait("comment", "Can I get a yes?? 🙌", ("yes", "YES", "yes!!")),
 )
+
 
 #: Neutral post sentences: no bait wording (no comment/share/tag/like/vote/react/type requests).
 NEUTRAL_SENTENCES: tuple[str, ...] = (
@@ -151,13 +160,234 @@ CONGRATS: tuple[str, ...] = (
 #: Generic answers people give to any bait ("me", "done") besides the template's own.
 GENERIC_ANSWERS: tuple[str, ...] = ("me", "done", "yes", "❤️", "🙏", "ok")
 
-_HANDLES = ("jess", "mike_22", "ana.lu", "tom", "sara.k", "leo", "bff", "dani", "chris_m", "kim")
-_AT = re.compile("@")
-_SUFFIXES = ("", "", "", "!", "!!", "!!!", " 🙏", " 😂", " ❤️", " 👍")
+
+#: Ask-me-anything openings: a call for comments, but genuine; the answers are long questions and
+#: the author replies. The organic look-alike of bait wording.
+AMA_POSTS: tuple[str, ...] = (
+    "I've been a paramedic for twelve years. Ask me anything for the next few hours.",
+    "AMA: I build violins by hand in a small workshop. Questions welcome!",
+    "I just finished rowing across the Atlantic solo. Ask me anything.",
+    "I'm a school librarian and I answer all your questions about children's books today.",
+    "Ten years running a bakery: ask me anything about starting a small food business.",
+    "I work on the night shift at an observatory. Ask away, I'll answer as many as I can.",
+)
+
+#: Advice requests: a question to readers, answered at length by people who reply to each other.
+ADVICE_POSTS: tuple[str, ...] = (
+    "Need advice: my landlord wants to raise the rent by 20 % mid-lease. What would you do?",
+    "How do you get a toddler to sleep through the night? We have tried everything.",
+    "Thinking of switching careers from accounting to nursing at 38. Has anyone done it?",
+    "Our old dog has stopped eating his usual food. Any ideas before we see the vet again?",
+    "What's the best way to learn to swim as an adult? I'm a bit scared of deep water.",
+    "We're moving abroad with two kids next year. What do you wish you had known?",
+)
+
+#: Milestones announced to friends: the posts of congratulation threads.
+MILESTONE_POSTS: tuple[str, ...] = (
+    "We got married on Saturday! Thank you all for being part of it.",
+    "Today was my first day at the new job.",
+    "Our daughter was born last night, mother and baby are doing well.",
+    "I passed the bar exam!",
+    "Twenty years at the hospital today, time flies.",
+    "Finally finished my PhD thesis defence.",
+    "We bought our first house!",
+    "Ran my first marathon this morning, 4h12.",
+)
+
+#: The author thanking friends under a milestone post.
+THANKS: tuple[str, ...] = (
+    "Thank you all so much ❤️", "thanks everyone!", "You are all wonderful, thank you",
+    "Thank you!! 🙏", "So grateful for all of you",
+)  # fmt: skip
+
+# -- the tuning set of bait wordings ------------------------------------------------------------
+
+# options of either-or posts: one set per post, the answers echo them
+_PAIRS: tuple[str, ...] = (
+    "tea~☕/coffee~☕", "cats~🐱/dogs~🐶", "beach~🏖️/mountains~⛰️", "pizza~🍕/burgers~🍔",
+    "summer~☀️/winter~❄️", "sunrise~🌅/sunset~🌇", "books~📚/movies~🎬", "sweet~🍩/salty~🥨",
+    "early bird~🐦/night owl~🦉", "iPhone/Android", "Netflix/YouTube",
+    "city~🏙️/countryside~🌾", "pancakes~🥞/waffles~🧇", "chocolate~🍫/vanilla~🍦",
+    "road trip~🚗/plane~✈️", "rain~🌧️/snow~☃️", "Messi/Ronaldo", "call/text",
+    "cake~🎂/pie~🥧", "fries~🍟/onion rings", "hot~🔥/cold~🧊", "rice~🍚/pasta~🍝",
+)  # fmt: skip
+
+_CTA: tuple[str, ...] = (
+    "comment below", "let me know", "tell me in the comments", "drop your answer 👇",
+    "answer in the comments", "comenta abajo", "escribe tu respuesta 👇",
+    "sag's uns in den Kommentaren", "let us know 👇", "vote in the comments",
+)  # fmt: skip
+
+# tagged friends' handles: hundreds of distinct ones, as real tags are
+_HANDLE: tuple[str, ...] = (
+    "{first}", "{first}_{last}", "{first}.{last}", "{first}{num}", "{first}_{num}", "{last}.{first}",
+    "{first}{last}", "the.real.{first}",
+)  # fmt: skip
+_FIRST: tuple[str, ...] = (
+    "jess", "mike", "ana", "tom", "sara", "leo", "dani", "chris", "kim", "jenny", "marco", "priya",
+    "josh", "lauren", "carlos", "emma", "ryan", "sofia", "liam", "nina", "omar", "katie", "ben",
+    "maria", "alex", "tyler", "megan", "jamal", "grace", "hugo", "aisha", "kevin", "chloe",
+)  # fmt: skip
+_LAST: tuple[str, ...] = (
+    "smith", "lee", "garcia", "brown", "khan", "martin", "silva", "nguyen", "jones", "ali",
+    "miller", "lopez", "wilson", "patel", "moore", "king", "reyes", "cole",
+)  # fmt: skip
+_NUM: tuple[str, ...] = ("[1|2|9][0|2|4|7|8|9]", "[19|20][8|9|0][0|1|3|5|7]", "_x", "x")  # fmt: skip
+
+_TAG_WHO: tuple[str, ...] = (
+    "needs this", "would do this", "owes you lunch", "is always late", "can't cook",
+    "laughs too loud", "loves dogs more than people", "needs a vacation", "is always hungry",
+    "would survive this", "still hasn't texted back",
+)  # fmt: skip
+
+_GREETINGS: tuple[str, ...] = (
+    "good morning~☀️/gm/morning", "happy sunday~🙏/happy sunday fam/sunday blessings",
+    "good night~🌙/gn/night night", "buenos días~☀️/buen día/buenos dias",
+    "happy monday~💪/happy new week/monday vibes", "have a nice weekend~🌻/nice weekend/happy weekend",
+)  # fmt: skip
+
+_GREET_TO: tuple[str, ...] = ("everyone", "friends", "family", "my people", "all", "fam", "amigos")  # fmt: skip
+
+_PLACE: tuple[str, ...] = ("Lagos", "Manila", "Texas", "Kerala", "Ohio", "Nairobi", "Karachi", "Leeds")  # fmt: skip
+
+_EMO: tuple[str, ...] = ("😂", "👇", "🔥", "😍", "🙌", "❤️", "💯", "😅", "")  # fmt: skip
+
+_PRAISE: tuple[str, ...] = (
+    "[This is|Such a|What a] [great|amazing|beautiful|lovely|stunning] "
+    "[shot|post|picture|view|idea][!|!!| 😍| 🔥|]",
+    "[Love|Loving] [this|it|the colors|the vibe|your style][!| ❤️| 😍|]",
+    "[Great|Awesome|Nice] [work|job|stuff][,|] [keep it up|keep going|well done][!| 👏|]",
+    "[So|Very|Really] [inspiring|true|beautiful|cool][!| 🙌|]",
+    "[Wow|Amazing][,|] [just wow|looks great|well done|love it]",
+    "[You|This] [never disappoints|always delivers|made my day][ ❤️| 🔥|]",
+    "[Beautiful|Gorgeous|Lovely] [place|colours|capture|picture] [bro|sis|my friend|]",
+    "[Congrats|Well done][,|] [so proud of you|you deserve it][!| 🎉|]",
+)  # fmt: skip
+
+_TUNING_LEXICON: dict[str, tuple[str, ...]] = {
+    "pairs": _PAIRS,
+    "cta": _CTA,
+    "handle": _HANDLE,
+    "first": _FIRST,
+    "last": _LAST,
+    "num": _NUM,
+    "tag_who": _TAG_WHO,
+    "greetings": _GREETINGS,
+    "greet_to": _GREET_TO,
+    "place": _PLACE,
+    "emo": _EMO,
+    "praise": _PRAISE,
+}
+
+
+def _t(name: str, family: str, post: str, answers: tuple[str, ...], options: str = "") -> Template:
+    return Template(name, family, post, answers, options)
+
+
+_EITHER_OR_ANSWERS = (
+    "{A}", "{B}", "{A}", "{B}", "{A} {A~}", "{B} {B~}", "{A~}", "team {A}", "{B} obviously",
+    "{A} all day", "{B} 100%", "{A} for sure", "definitely {B}", "both", "{A}!!", "{B} no doubt",
+    "{A} always", "{B} {B~}{B~}",
+)  # fmt: skip
+_TAG_ANSWERS = (
+    "{@}", "{@}", "{@}", "{@} {@}", "{@} 😂", "{@} this is you", "{@} lol", "lol {@}",
+    "{@} we need this", "{@} {@} {@}", "{@} 👀", "{@} remember this?", "haha {@}", "{@} 😂😂",
+)  # fmt: skip
+_GREETING_ANSWERS = (
+    "{A}", "{A}", "{A}", "{A} {A~}", "{B}", "{C}", "{A} dear", "{A} to you too", "{A} {greet_to}",
+    "{A} my friend", "same to you", "you too {A~}", "{A} 🙏", "{A} ❤️", "{A} from {place}",
+    "{A}!!", "{A} {A~}{A~}", "{B} {A~}",
+)  # fmt: skip
+
+_TUNING_TEMPLATES: tuple[Template, ...] = (
+    *(
+        Template(
+            f"legacy-{b.category}-{i}",
+            b.category,
+            b.text,
+            tuple(a.replace("@", "{@}") for a in b.answers),
+        )
+        for i, b in enumerate(BAIT_TEMPLATES)
+    ),
+    _t("either-or-t1", "either-or", "{A} or {B}? {cta}", _EITHER_OR_ANSWERS, "pairs"),
+    _t(
+        "either-or-t2",
+        "either-or",
+        "[Team|] {A} or [team|] {B}[?|??|?!]",
+        _EITHER_OR_ANSWERS,
+        "pairs",
+    ),
+    _t(
+        "either-or-t3",
+        "either-or",
+        "{A} or {B}... [which one|what's your pick|you can only choose one][?|!] {cta}",
+        _EITHER_OR_ANSWERS,
+        "pairs",
+    ),
+    _t(
+        "either-or-t4",
+        "either-or",
+        "[Quick question|Settle this|Be honest]: {A} or {B}?",
+        _EITHER_OR_ANSWERS,
+        "pairs",
+    ),
+    _t("either-or-t5", "either-or", "{A} vs {B} [—|-] {cta} {emo}", _EITHER_OR_ANSWERS, "pairs"),
+    _t(
+        "either-or-t6",
+        "either-or",
+        "[Would you rather have|Would you pick] {A} or {B}? {cta}",
+        _EITHER_OR_ANSWERS,
+        "pairs",
+    ),
+    _t("tag-t1", "tag", "Tag a friend who {tag_who} {emo}", _TAG_ANSWERS),
+    _t(
+        "tag-t2",
+        "tag",
+        "Tag [your bestie|your best friend|your partner in crime] {emo}",
+        _TAG_ANSWERS,
+    ),
+    _t("tag-t3", "tag", "Tag someone who {tag_who} 😂", _TAG_ANSWERS),
+    _t(
+        "tag-t4",
+        "tag",
+        "Tag [3|2|5] friends [you'd take on this trip|who need to see this] ✈️",
+        _TAG_ANSWERS,
+    ),
+    _t(
+        "tag-t5",
+        "tag",
+        "Etiqueta a [tu mejor amigo|alguien que necesita esto|tu hermana] 😂",
+        _TAG_ANSWERS,
+    ),
+    _t(
+        "greeting-t1",
+        "greeting",
+        "{A} {greet_to} {A~} [stay blessed|God bless|]",
+        _GREETING_ANSWERS,
+        "greetings",
+    ),
+    _t(
+        "greeting-t2",
+        "greeting",
+        "{A}[!|!!] [Wishing you a wonderful day|God bless you all|] {A~}",
+        _GREETING_ANSWERS,
+        "greetings",
+    ),
+    _t(
+        "greeting-t3",
+        "greeting",
+        "{A} [to all my friends|everyone] {A~}{A~}",
+        _GREETING_ANSWERS,
+        "greetings",
+    ),
+)
+
+#: The tuning split's wordings.
+TUNING = TemplateSet("tuning", _TUNING_TEMPLATES, _TUNING_LEXICON)
 
 
 def vary(rng: random.Random, text: str) -> str:
-    """A short answer as people type it: case and trailing punctuation/emoji vary."""
+    """A short reaction as people type it: case and trailing punctuation/emoji vary."""
     form = rng.random()
     if form < 0.2:
         text = text.upper()
@@ -165,25 +395,7 @@ def vary(rng: random.Random, text: str) -> str:
         text = text.lower()
     elif form < 0.6:
         text = text.capitalize()
-    return text + rng.choice(_SUFFIXES)
-
-
-def _short_answer(rng: random.Random, bait: _Bait) -> str:
-    answer = rng.choice(GENERIC_ANSWERS) if rng.random() < 0.2 else rng.choice(bait.answers)
-    answer = _AT.sub(lambda _: "@" + rng.choice(_HANDLES), answer)
-    return vary(rng, answer)
-
-
-def bait_post_text(rng: random.Random, bait: _Bait) -> str:
-    body = bait.text
-    form = rng.random()
-    if form < 0.2:
-        body = body.upper()
-    elif form < 0.35:
-        body = body.lower()
-    # a bait line often follows something ordinary ("Sunset tonight. Tag a friend!")
-    lead = rng.choice(NEUTRAL_SENTENCES) + " " if rng.random() < 0.35 else ""
-    return lead + body + rng.choice(("", "", " 👇", " 🔥", " 😍", " 🙏"))
+    return text + rng.choice(("", "", "", "!", "!!", "!!!", " 🙏", " 😂", " ❤️", " 👍"))
 
 
 def neutral_text(rng: random.Random, *, news: bool = False) -> str:
@@ -199,12 +411,3 @@ def cycle(rng: random.Random, pool: Sequence[str]) -> Iterator[str]:
         order = list(pool)
         rng.shuffle(order)
         yield from order
-
-
-def bait_comment(rng: random.Random, bait: _Bait | None, txt: Texts) -> str:
-    if bait is not None:
-        return _short_answer(rng, bait) if rng.random() < 0.5 else rng.choice(txt.spam)
-    if rng.random() < 0.1:
-        return vary(rng, rng.choice(GENERIC_SHORT))
-    # with replacement: farms repeat themselves, so near-duplicates occur as they do for real
-    return rng.choice(txt.spam)

@@ -2,9 +2,9 @@
 
 :func:`report` takes what the detector did (one :class:`Throttle` per throttled group, read back
 from the store by the replay harness, :mod:`baiteval.pipeline`) and measures, per campaign shape,
-recall and time to throttle (event seconds and share of comments already counted), then false
-throttles among organic posts and the share of organic points withheld, against the four targets
-below. :func:`baiteval.report.format_report` prints the result.
+recall and time to throttle (event seconds and share of its farmed interactions already counted:
+its comments, or a pod's shares and likes), then false throttles among organic posts and the
+share of organic points withheld, against the four targets below. :func:`baiteval.report.format_report` prints the result.
 
 Pure: talks to neither Redis nor Kafka, prints nothing.
 """
@@ -14,10 +14,10 @@ from __future__ import annotations
 import bisect
 import statistics
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from baiteval.labels import BACKGROUND, BASELINE, ORGANIC_SHAPES, SHAPES, EvalStream, PostLabel
+from baiteval.labels import BACKGROUND, BASELINE, ORGANIC_SHAPES, EvalStream, PostLabel
 
 __all__ = [
     "FALSE_THROTTLE_TARGET",
@@ -25,6 +25,7 @@ __all__ = [
     "MIN_COMMENTS",
     "ORGANIC_WITHHELD_TARGET",
     "RECALL_TARGET",
+    "CampaignResult",
     "EvalReport",
     "FalseThrottle",
     "OrganicResult",
@@ -46,8 +47,10 @@ MIN_COMMENTS = 20
 class Throttle:
     """What the detector did to one group, as read back from the store.
 
-    ``group`` is ``p:<post>`` for a post, ``t:<target>`` for comments without a post. A group can
-    appear several times (throttled, calmed, throttled again).
+    ``group`` is the detector's: ``p:<post>`` for a post's comments, ``t:<target>`` for comments
+    without a post, and any other group the detector keeps on a post (``post`` set). A group can
+    appear several times (throttled, calmed, throttled again). ``withheld_mp``: what was
+    withheld where the worker records it, the post's (or target's) entry, counted once.
     """
 
     group: str
@@ -66,11 +69,11 @@ class ShapeResult:
     shape: str
     campaigns: int
     detected: int
-    median_seconds: float | None  # detected_at − first comment ts
+    median_seconds: float | None  # detected_at − first farmed interaction's ts
     max_seconds: float | None
-    median_fraction: float | None  # comments before the throttle / the campaign's comments
+    median_fraction: float | None  # farmed interactions before the throttle / all of them
     max_fraction: float | None
-    late: int  # detected campaigns throttled after more than FRACTION_TARGET of their comments
+    late: int  # detected campaigns throttled after more than FRACTION_TARGET of them
     full_mp: int
     withheld_mp: int
 
@@ -81,6 +84,29 @@ class ShapeResult:
     @property
     def withheld_share(self) -> float:
         return self.withheld_mp / self.full_mp if self.full_mp else 0.0
+
+
+@dataclass(frozen=True)
+class CampaignResult:
+    """A multi-post campaign shape (rings, pods) with each campaign as one: ``detected`` when
+    any of its posts was throttled; ``fractions``: per campaign, its farmed interactions (over
+    all its posts, in time order) counted in full before its first throttle; ``kept``: per
+    campaign, the share of them counted in full in the end (before each post's throttle, and
+    every one of a post never throttled)."""
+
+    shape: str
+    campaigns: int
+    detected: int
+    fractions: tuple[float, ...]
+    kept: tuple[float, ...]
+
+    @property
+    def recall(self) -> float:
+        return self.detected / self.campaigns if self.campaigns else 1.0
+
+    @property
+    def late(self) -> int:
+        return sum(f > FRACTION_TARGET for f in self.fractions)
 
 
 @dataclass(frozen=True)
@@ -118,14 +144,17 @@ class EvalReport:
     half: str
     shapes: dict[str, ShapeResult]
     organic: dict[str, OrganicResult]
-    throttled_groups: int
-    true_groups: int
+    throttled_groups: int  # throttled posts, and groups without a post
+    true_groups: int  # of those, campaign posts
     false_throttles: tuple[FalseThrottle, ...]
     max_fraction_before: float  # max over all campaigns; an undetected one counts as 1.0
     false_throttle_rate: float  # eligible organic posts throttled / eligible organic posts
     organic_withheld_share: float  # withheld on non-campaign groups / organic + background full
     passed: bool
     failures: list[str]
+    split: str = "tuning"
+    #: shapes whose campaigns span several posts (rings, pods), each campaign as one
+    campaigns: dict[str, CampaignResult] = field(default_factory=dict)
 
     @property
     def recall(self) -> dict[str, float]:
@@ -142,30 +171,34 @@ class _Group(NamedTuple):
     reasons: tuple[str, ...]
 
 
-def _merge(throttles: Sequence[Throttle]) -> dict[str, _Group]:
-    """One entry per group: its first detection, withheld summed, reasons united."""
-    out: dict[str, _Group] = {}
-    for t in sorted(throttles, key=lambda t: t.detected_at):
-        g = out.get(t.group)
-        if g is None:
-            out[t.group] = _Group(t, t.withheld_mp, t.reasons)
-        else:
-            reasons = tuple(dict.fromkeys(g.reasons + t.reasons))
-            out[t.group] = _Group(g.first, g.withheld_mp + t.withheld_mp, reasons)
-    return out
-
-
 def _post_of(t: Throttle) -> str | None:
     if t.post is not None:
         return t.post
     return t.group[2:] if t.group.startswith("p:") else None
 
 
+def _merge(throttles: Sequence[Throttle]) -> dict[str, _Group]:
+    """One entry per post (or per group without a post): its first detection, withheld summed,
+    reasons united. A post can be throttled in several groups (its comments, its engagement):
+    the first one counts for time to throttle, and the post once for the rates."""
+    out: dict[str, _Group] = {}
+    for t in sorted(throttles, key=lambda t: t.detected_at):
+        post = _post_of(t)
+        key = "post:" + post if post is not None else t.group
+        g = out.get(key)
+        if g is None:
+            out[key] = _Group(t, t.withheld_mp, t.reasons)
+        else:
+            reasons = tuple(dict.fromkeys(g.reasons + t.reasons))
+            out[key] = _Group(g.first, g.withheld_mp + t.withheld_mp, reasons)
+    return out
+
+
 def report(stream: EvalStream, throttles: Sequence[Throttle]) -> EvalReport:
     """Score what the detector did against the stream's labels and the four targets."""
     groups = _merge(throttles)
     by_post = {p: g for g in groups.values() if (p := _post_of(g.first)) in stream.posts}
-    shapes = {s: _shape_result(stream, s, by_post) for s in SHAPES}
+    shapes = {s: _shape_result(stream, s, by_post) for s in stream.shapes}
     organic, false_list = _organic(stream, groups)
     eligible = sum(o.eligible for o in organic.values())
     throttled = sum(o.throttled for o in organic.values())
@@ -189,18 +222,55 @@ def report(stream: EvalStream, throttles: Sequence[Throttle]) -> EvalReport:
         organic_withheld_share=share,
         passed=not failures,
         failures=failures,
+        split=stream.split,
+        campaigns=_campaign_results(stream, by_post),
     )
 
 
-def _fraction(label: PostLabel, group: _Group | None) -> float:
-    """Share of the comments scored in full before the throttle; 1.0 if never throttled.
+def _campaign_results(
+    stream: EvalStream, by_post: Mapping[str, _Group]
+) -> dict[str, CampaignResult]:
+    members: dict[tuple[str, str], list[PostLabel]] = {}
+    for lb in stream.posts.values():
+        if lb.bait and lb.campaign is not None:
+            members.setdefault((lb.shape, lb.campaign), []).append(lb)
+    out: dict[str, list[tuple[bool, float, float]]] = {}
+    for (shape, _), labels in sorted(members.items()):
+        farmed = sorted(ts for lb in labels for _, ts in _farmed(lb))
+        firsts = [g.first.detected_at for lb in labels if (g := by_post.get(lb.post))]
+        if not farmed:
+            continue
+        first = min(firsts, default=None)
+        before = 1.0 if first is None else bisect.bisect_left(farmed, first) / len(farmed)
+        full = sum(_fraction(lb, by_post.get(lb.post)) * len(_farmed(lb)) for lb in labels)
+        out.setdefault(shape, []).append((first is not None, before, full / len(farmed)))
+    return {
+        shape: CampaignResult(
+            shape,
+            len(rows),
+            sum(d for d, _, _ in rows),
+            tuple(b for d, b, _ in rows if d),
+            tuple(k for _, _, k in rows),
+        )
+        for shape, rows in out.items()
+    }
 
-    The comment AT ``detected_at`` is already throttled; comment times within a synthetic post
+
+def _farmed(label: PostLabel) -> tuple[tuple[str, float], ...]:
+    return label.farmed or label.comments
+
+
+def _fraction(label: PostLabel, group: _Group | None) -> float:
+    """Share of the farmed interactions scored in full before the throttle; 1.0 if never
+    throttled.
+
+    The interaction AT ``detected_at`` is already throttled; their times within a synthetic post
     are distinct, so counting the ones strictly before is exact.
     """
-    if group is None or not label.comments:
+    farmed = _farmed(label)
+    if group is None or not farmed:
         return 1.0
-    times = [ts for _, ts in label.comments]
+    times = [ts for _, ts in farmed]
     return bisect.bisect_left(times, group.first.detected_at) / len(times)
 
 
@@ -214,8 +284,8 @@ def _shape_result(stream: EvalStream, shape: str, by_post: Mapping[str, _Group])
         if group is None:
             continue
         withheld += group.withheld_mp
-        if label.comments:
-            seconds.append(group.first.detected_at - label.comments[0][1])
+        if _farmed(label):
+            seconds.append(group.first.detected_at - _farmed(label)[0][1])
         fractions.append(_fraction(label, group))
     return ShapeResult(
         shape=shape,
@@ -245,7 +315,8 @@ def _organic(
             row[1] += len(lb.comments) >= MIN_COMMENTS
             row[3] += lb.full_mp
     false_list: list[FalseThrottle] = []
-    for group, g in groups.items():
+    for g in groups.values():
+        group = g.first.group
         post = _post_of(g.first)
         label = stream.posts.get(post) if post is not None else None
         if label is not None and label.bait:
@@ -287,7 +358,7 @@ def _failures(shapes: Mapping[str, ShapeResult], rate: float, share: float) -> l
         names = ", ".join(f"{shape} {n}" for shape, n in late.items() if n)
         failures.append(
             f"throttled before 20 %: {sum(late.values())} campaigns let more than "
-            f"{FRACTION_TARGET:.0%} of their comments through or were never throttled "
+            f"{FRACTION_TARGET:.0%} of their interactions through or were never throttled "
             f"({names}{worst})"
         )
     if rate > FALSE_THROTTLE_TARGET:

@@ -1,15 +1,15 @@
 """``kudos bait-eval``: the comment-bait detector measured through the real pipeline.
 
 Starts its own Valkey and Tansu on free ports (under ``KUDOS_HOME/bait-eval``), and for each run a
-real ``kudos worker`` on a fresh topic and key prefix; produces the log in envelopes, waits until
-the worker's fences reach the end, and reads back what the detector did from Redis (the ``alerts``
-stream and the ``withheld:<member>`` hashes), exactly as an operator would see it.
+real ``kudos worker`` on a fresh topic and key prefix; produces the log in envelopes, a few
+thousand events at a time, each time waiting until the worker's fences reach them (so evidence
+between partitions arrives as it would live, see :meth:`Pipeline.run`), and reads back what the
+detector did from Redis (the ``alerts`` stream and the ``withheld:<member>`` hashes), exactly as
+an operator would see it.
 
-Runs:
-- the labelled streams of :mod:`baiteval.synthesis` (one per ``--seed``): real background traffic,
-  injected campaigns of eight shapes and organic posts, scored against the issue's targets;
-- the full Higgs and MathOverflow logs (``--real``): every throttle found there, with its reasons
-  and the points withheld, against all points scored.
+:class:`Pipeline` runs the labelled streams of :mod:`baiteval.synthesis` and the full Higgs and
+MathOverflow logs (:data:`baiteval.suite.REAL_LOGS`) for :func:`baiteval.suite.run_suite`, each through a fresh
+worker. This is the only module of the package that starts servers.
 """
 
 from __future__ import annotations
@@ -18,15 +18,13 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, cast
 
-from baiteval.metrics import Throttle, report
-from baiteval.report import format_report
-from baiteval.synthesis import build_eval
-from broker.formats import Item, open_input, read_items
+from baiteval.metrics import Throttle
+from baiteval.report import RunResult
+from broker.formats import Item
 from broker.producer import Progress, produce, wait_applied
 from kudos import servers
 from leaderboard.scoring import ScoringRules
@@ -35,25 +33,21 @@ from leaderboard.store import Store
 
 #: Events per produced message (the envelope path, as `kudos replay --envelope` uses).
 ENVELOPE = 200
-#: The real logs replayed in full, with their `kudos replay` format.
-REAL_LOGS = (
-    ("higgs", "higgs/higgs-activity_time.txt.gz", "higgs"),
-    ("mathoverflow", "mathoverflow/sx-mathoverflow-typed.DERIVED.txt.gz", "sx"),
-)
 
 
-@dataclass
-class RunResult:
-    """What one replay through the pipeline left in Redis."""
+#: Items produced before waiting for the worker (see :meth:`Pipeline.run`).
+PACE = 2_000
 
-    name: str
-    events: int
-    seconds: float
-    throttles: list[Throttle] = field(default_factory=list)
-    #: every alert (throttles started and ended) as the API lists them, oldest first
-    alerts: list[dict[str, Any]] = field(default_factory=list)
-    points_mp: int = 0
-    withheld_mp: int = 0
+
+def _chunks(items: Iterable[Item], n: int | None) -> Iterator[list[Item]]:
+    chunk: list[Item] = []
+    for item in items:
+        chunk.append(item)
+        if n is not None and len(chunk) >= n:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
 
 
 def say(msg: str) -> None:
@@ -101,8 +95,19 @@ class Pipeline:
             }
         )
 
-    async def run(self, name: str, items: Iterable[Item], total: int | None) -> RunResult:
-        """Replay ``items`` through a fresh worker and read back the detector's work."""
+    async def run(
+        self, name: str, items: Iterable[Item], total: int | None, *, pace: int | None = PACE
+    ) -> RunResult:
+        """Replay ``items`` through a fresh worker and read back the detector's work.
+
+        ``pace``: produce that many items, wait until the worker has applied them, produce the
+        next ones (None: everything at once). A worker sends the evidence of a throttle to the
+        other partitions through the log, behind what is already there: produced all at once,
+        the log would hold the whole stream ahead of it, and no partition would hear of a
+        throttle elsewhere until the stream had ended. Paced, it is heard within ``pace`` items,
+        some twenty minutes of the labelled streams' event time (live: within seconds). Each
+        pause costs ~0.1 s.
+        """
         settings = self.settings(name)
         (self.home / name).mkdir(parents=True, exist_ok=True)
         env = {**os.environ, **settings_env(settings), "PYTHONUNBUFFERED": "1"}
@@ -113,14 +118,16 @@ class Pipeline:
         started = time.perf_counter()
         try:
             tty = sys.stderr.isatty()
-            bar = Progress(f"{name}: produced", total, tty)
-            out = await produce(settings, items, envelope=ENVELOPE, on_progress=bar.update)
-            bar.close(out.events)
-            applied = Progress(f"{name}: applied (messages)", None, tty)
-            await wait_applied(store, out.end_offsets, on_progress=applied.update_with_total)
-            applied.close(sum(o + 1 for o in out.end_offsets.values()))
+            bar = Progress(f"{name}: produced and applied", total, tty)
+            events = 0
+            for chunk in _chunks(items, pace):
+                out = await produce(settings, chunk, envelope=ENVELOPE)
+                await wait_applied(store, out.end_offsets)
+                events += out.events
+                bar.update(events)
+            bar.close(events)
             seconds = time.perf_counter() - started
-            result = RunResult(name, out.events, seconds)
+            result = RunResult(name, events, seconds)
             await _read_back(store, result)
         finally:
             servers.stop(worker, timeout=8)
@@ -139,14 +146,22 @@ async def _read_back(store: Store, result: RunResult) -> None:
     for target in {a["target"] for a in alerts}:
         raw = cast("dict[str, str]", await store.client.hgetall(store.key("withheld", target)))
         withheld[target] = {g: int(v) for g, v in raw.items()}
-    counted: set[str] = set()
+    # the worker keeps withheld points per group: ``t:<target>`` without a post, else
+    # ``<kind>:<post>`` (its comments, its engagement…); the report counts a post once
+    by_subject: dict[tuple[str, str], int] = {}
+    for target, groups in withheld.items():
+        for g, v in groups.items():
+            subject = g if g.startswith("t:") else g.partition(":")[2]
+            by_subject[(target, subject)] = by_subject.get((target, subject), 0) + v
+    counted: set[tuple[str, str]] = set()
     for a in alerts:
         if a["state"] != "throttled":
             continue
         group = a["group"]
-        # a group's withheld points are one total over all its throttles: count them once
-        w = 0 if group in counted else withheld.get(a["target"], {}).get(group, 0)
-        counted.add(group)
+        # one total per post (or target) over all its throttles and groups: count it once
+        where = (a["target"], a["post"] if a["post"] is not None else group)
+        w = 0 if where in counted else by_subject.get(where, 0)
+        counted.add(where)
         result.throttles.append(
             Throttle(
                 group,
@@ -163,56 +178,3 @@ async def _read_back(store: Store, result: RunResult) -> None:
     async for _, _, score in store.export("all"):
         total += round(float(score) * 1000)
     result.points_mp = total
-
-
-def format_real(r: RunResult) -> str:
-    share = r.withheld_mp / max(r.points_mp + r.withheld_mp, 1)
-    lines = [
-        f"{r.name}: {r.events:,} events replayed in {r.seconds:.0f} s; "
-        f"{len(r.throttles)} throttles; {r.withheld_mp / 1000:,.3f} points withheld of "
-        f"{(r.points_mp + r.withheld_mp) / 1000:,.3f} ({100 * share:.4f} %)"
-    ]
-    for t in r.throttles:
-        lines.append(
-            f"  {t.group} (author {t.target}): x{t.multiplier:g} at {t.detected_at:.0f}, "
-            f"withheld {t.withheld_mp / 1000:.3f}; reasons: {', '.join(t.reasons)}"
-        )
-    return "\n".join(lines)
-
-
-async def evaluate(
-    data: Path, home: Path, seeds: list[int], real: bool, scale: float
-) -> tuple[list[str], bool]:
-    """Run everything; the report sections and whether every labelled stream met its targets."""
-    pipe = Pipeline(home)
-    pipe.start()
-    sections: list[str] = []
-    passed = True
-    try:
-        for seed in seeds:
-            say(f"building the labelled stream, seed {seed}")
-            stream = build_eval(
-                data,
-                seed=seed,
-                campaigns_per_shape=max(2, round(12 * scale)),
-                organic_posts=max(20, round(240 * scale)),
-                background=max(2000, round(150_000 * scale)),
-            )
-            result = await pipe.run(f"eval-seed{seed}", stream.events, len(stream.events))
-            r = report(stream, result.throttles)
-            passed = passed and r.passed
-            sections.append(
-                format_report(r) + f"\n(replayed {result.events:,} events through the worker in "
-                f"{result.seconds:.0f} s)"
-            )
-        if real:
-            for name, rel, fmt in REAL_LOGS:
-                path = data / rel
-                with open_input(str(path)) as f:
-                    total = sum(1 for _ in f)
-                with open_input(str(path)) as f:
-                    result = await pipe.run(name, read_items(f, fmt), total)
-                sections.append(format_real(result))
-    finally:
-        pipe.stop()
-    return sections, passed

@@ -92,13 +92,7 @@ def parser() -> argparse.ArgumentParser:
         "bait-eval",
         help="measure the comment-bait detector through the real pipeline (own servers)",
     )
-    s.add_argument(
-        "--seed", type=int, action="append", help="labelled stream seed (repeat; default 1 and 2)"
-    )
-    s.add_argument("--scale", type=positive(float), default=1.0, help="size of the streams")
-    s.add_argument("--no-real", action="store_true", help="skip the full Higgs/MathOverflow runs")
-    s.add_argument("--data", default=str(bait.DEFAULT_DATA), help="the shared data directory")
-    s.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
+    bait.add_arguments(s)
     s.set_defaults(fn=bait.cmd_bait_eval)
     s = sub.add_parser("perks", help="perk unlocks: the latest ones, or one member's")
     s.add_argument("member", nargs="?", metavar="MEMBER")

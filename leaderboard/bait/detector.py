@@ -508,6 +508,8 @@ class Detector:
         if young and len(g.commenters) < p.sample and actor not in g.commenters:
             g.sampled += 1
             g.commenters.append(actor)
+            a0 = self._known_author(target)
+            g.strangers += a0 is None or not self._knows(a0, target, actor)
             # (``texts`` counts the sample's engagements in the pod's first quarter hour)
             g.texts += ts - pg.first <= 900.0
             self.lockstep.add(key, self._entry(key, g), actor)
@@ -520,7 +522,7 @@ class Detector:
         partners = self.lockstep.partners(key)
         n = max(len(g.commenters), 1)
         sig = {
-            "lockstep": _clamp(partners / 3.0),
+            "lockstep": _lockstep(partners, g.strangers / n),
             "flagged_commenters": _clamp(g.flagged / g.comments / 0.3) * _clamp(g.flagged / 6.0),
             "fast": _ramp(g.texts / n, 0.3, 0.7),
             "repeat_offender": 1.0 if self._offences(a, ts) else 0.0,
@@ -673,7 +675,7 @@ class Detector:
                 else 0.0
             ),
             "silent": 1.0 - g.texts / g.comments,
-            "lockstep": _clamp(self.lockstep.partners(key) / 3.0) if g.post else 0.0,
+            "lockstep": _lockstep(self.lockstep.partners(key), g.strangers / n) if g.post else 0.0,
             "regular": regular,
             "repeat_commenters": _ramp(-len(g.commenters) / max(g.sampled, 1), -0.85, -0.45),
             "bait_phrasing": (
@@ -843,10 +845,16 @@ def _shadow_entry(sh: Shadow) -> Entry:
     return Entry("", sh.last, "e" if sh.kind == "engagers" else "c")
 
 
+def _lockstep(partners: int, strangers: float) -> float:
+    """Posts in lockstep with this one: 1 from two, or from one when the shared accounts are
+    strangers to the author (friends who follow each other around are a network; strangers who
+    move together from author to author are a ring)."""
+    return _ramp(partners, 0.5, 2.0 - _ramp(strangers, 0.5, 0.85))
+
+
 def _score(sig: dict[str, float]) -> float:
     return (
         1.0 * sig["farmed"]
-        + 0.3 * max(sig["low_info"], sig["duplicates"])
         + 0.3 * sig["lockstep"]
         + 0.3 * sig["flagged_commenters"]
         + 0.3 * sig["bait_phrasing"]

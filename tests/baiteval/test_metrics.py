@@ -4,21 +4,22 @@ from __future__ import annotations
 
 import pytest
 
-from baiteval.labels import SHAPES, EvalStream, PostLabel
+from baiteval.labels import EvalStream, PostLabel
 from baiteval.metrics import FRACTION_TARGET, Throttle, report
 from baiteval.report import format_report
 from baiteval.synthesis import build_eval
-from tests.baiteval.conftest import campaigns, organic
+from tests.baiteval.conftest import campaigns, of_shape, organic
 from tests.conftest import DATA
 
 
-def throttle_at(label: PostLabel, index: int, withheld_mp: int = 0) -> Throttle:
-    """A throttle that starts at the ``index``-th comment of ``label``."""
+def throttle_at(label: PostLabel, index: int, withheld_mp: int = 0, group: str = "p:") -> Throttle:
+    """A throttle that starts at the ``index``-th farmed interaction of ``label`` (its
+    comments, or a pod's shares and likes)."""
     return Throttle(
-        group=f"p:{label.post}",
+        group=f"{group}{label.post}",
         post=label.post,
         target=label.author,
-        detected_at=label.comments[index][1],
+        detected_at=(label.farmed or label.comments)[index][1],
         multiplier=0.25,
         reasons=("short_comments", "bait_phrase"),
         withheld_mp=withheld_mp,
@@ -35,18 +36,19 @@ def perfect(s: EvalStream) -> list[Throttle]:
 def test_a_perfect_detector_passes(s1: EvalStream) -> None:
     r = report(s1, perfect(s1))
     assert r.passed and r.failures == []
-    assert r.recall == dict.fromkeys(SHAPES, 1.0)
+    assert r.recall == dict.fromkeys(s1.shapes, 1.0)
     assert r.max_fraction_before == 0.0
     assert r.false_throttle_rate == 0.0 and r.organic_withheld_share == 0.0
     assert r.precision == 1.0 and r.false_throttles == ()
     assert all(s.median_seconds == 0.0 for s in r.shapes.values())
     text = format_report(r)
-    assert "PASSED" in text and "MISS" not in text and all(shape in text for shape in SHAPES)
+    assert "PASSED" in text and "MISS" not in text and all(shape in text for shape in s1.shapes)
+    assert "tuning split" in text
 
 
 def test_throttling_at_half_the_comments_fails_the_20_percent_target(s1: EvalStream) -> None:
-    r = report(s1, [throttle_at(lb, len(lb.comments) // 2) for lb in campaigns(s1)])
-    assert r.recall == dict.fromkeys(SHAPES, 1.0)
+    r = report(s1, [throttle_at(lb, len(lb.farmed) // 2) for lb in campaigns(s1)])
+    assert r.recall == dict.fromkeys(s1.shapes, 1.0)
     assert not r.passed
     assert r.max_fraction_before == pytest.approx(0.5, abs=0.01)
     assert len(r.failures) == 1 and "20 %" in r.failures[0]
@@ -56,7 +58,7 @@ def test_throttling_at_half_the_comments_fails_the_20_percent_target(s1: EvalStr
 
 def test_the_comment_at_detected_at_is_already_throttled(s1: EvalStream) -> None:
     lb = campaigns(s1)[0]
-    n = len(lb.comments)
+    n = len(lb.farmed)
     k = int(FRACTION_TARGET * n)  # exactly k comments got through in full
     r = report(s1, [*perfect(s1)[1:], throttle_at(lb, k)])
     assert r.shapes[lb.shape].max_fraction == k / n
@@ -68,7 +70,7 @@ def test_the_comment_at_detected_at_is_already_throttled(s1: EvalStream) -> None
 def test_an_undetected_campaign_fails_recall_and_the_20_percent_target(s1: EvalStream) -> None:
     missed = campaigns(s1)[0]
     r = report(s1, [t for t in perfect(s1) if t.post != missed.post])
-    assert r.recall[missed.shape] == 0.5
+    assert r.recall[missed.shape] == 1 - 1 / len(of_shape(s1, missed.shape))
     assert r.max_fraction_before == 1.0
     assert any(missed.shape in f and f.startswith("recall") for f in r.failures)
     assert any("20 %" in f for f in r.failures)
@@ -126,3 +128,34 @@ def test_an_organic_withheld_share_over_target_fails() -> None:
     assert r.organic_withheld_share == pytest.approx(0.01, rel=1e-3)
     assert [f for f in r.failures if "withheld" in f] and not r.passed
     assert "MISS organic points withheld" in format_report(r)
+
+
+def test_a_pod_is_measured_over_its_shares_and_likes(s1: EvalStream) -> None:
+    pod = of_shape(s1, "pod")[0]
+    kinds = {e["id"]: e["kind"] for e in s1.events if e.get("post") == pod.post}
+    assert pod.farmed and {kinds[i] for i, _ in pod.farmed} == {"share", "like"}
+    assert len(pod.farmed) > 5 * len(pod.comments)
+    k = len(pod.farmed) // 2
+    others = [t for t in perfect(s1) if t.post != pod.post]
+    r = report(s1, [*others, throttle_at(pod, k, group="e:")])
+    assert r.shapes["pod"].max_fraction == k / len(pod.farmed)
+    assert r.shapes["pod"].median_seconds is not None and not r.passed
+
+
+def test_a_post_throttled_in_two_groups_counts_once_at_its_first(s1: EvalStream) -> None:
+    camp = campaigns(s1)[0]
+    viral = organic(s1, "viral")[0]
+    throttles = [
+        *perfect(s1)[1:],
+        throttle_at(camp, 10, withheld_mp=100, group="e:"),
+        throttle_at(camp, 3, withheld_mp=50),
+        throttle_at(viral, 5, withheld_mp=10),
+        throttle_at(viral, 7, withheld_mp=20, group="e:"),
+    ]
+    r = report(s1, throttles)
+    assert r.shapes[camp.shape].max_fraction == 3 / len(camp.farmed)
+    assert r.shapes[camp.shape].withheld_mp == 150
+    assert r.organic["viral"].throttled == 1
+    [f] = r.false_throttles
+    assert (f.group, f.withheld_mp) == (f"p:{viral.post}", 30)
+    assert r.throttled_groups == len(campaigns(s1)) + 1

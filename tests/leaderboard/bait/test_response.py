@@ -128,13 +128,16 @@ def test_a_ring_commenting_on_each_others_posts_is_caught_by_lockstep() -> None:
     events = history(ring, T0) + ring_posts(ring, 6, T0)
     feed(d, events)
     caught = {t.post: t for t in throttles(d.take_decisions())}
-    # from the third post on, every post shares most commenters with two earlier ones; once one
-    # is throttled its accounts are flagged, which decides the next ones at once
-    assert {"ring2", "ring3", "ring4", "ring5"} <= caught.keys()
-    assert "lockstep" in caught["ring2"].reasons
+    # from the second post on, every post shares most commenters with an earlier one of another
+    # author, and they are strangers to its author; once one is throttled its accounts are
+    # flagged, which decides the next ones at once
+    assert {"ring1", "ring2", "ring3", "ring4", "ring5"} <= caught.keys()
+    assert "lockstep" in caught["ring1"].reasons
     assert all({"lockstep", "flagged_commenters"} & set(t.reasons) for t in caught.values())
     # ...early: the ring's comments on a post are mostly counted in full before it is
     assert all(t.comments <= 0.2 * 23 + 1 for t in caught.values())
+    # the first post has nothing to be in lockstep with: what a ring gets away with
+    assert "ring0" not in caught
 
 
 def test_a_ring_across_partitions_is_seen_through_the_evidence_of_others() -> None:
@@ -143,16 +146,20 @@ def test_a_ring_across_partitions_is_seen_through_the_evidence_of_others() -> No
     there = Detector()
     feed(there, history(ring, T0))
     feed(here, history(ring, T0))
-    first = ring_posts(ring, 2, T0)
-    feed(there, first)  # two ring posts on another partition
-    assert throttles(there.take_decisions()) == []  # two posts: one partner each, not yet
+    first = ring_posts(ring, 1, T0)
+    feed(there, first)  # one ring post on another partition: nothing to compare it with
+    assert throttles(there.take_decisions()) == []
     for e in there.take_evidence():
-        here.flag(e)  # the worker carries the samples through the log
+        here.flag(e)  # the worker carries its commenter sample through the log
     assert {e.kind for e in here.shadows.values()} == {"commenters"}
-    third = [e for e in ring_posts(ring, 3, T0) if e[4] == "ring2"]
-    feed(here, third)
+    second = [e for e in ring_posts(ring, 2, T0) if e[4] == "ring1"]
+    feed(here, second)
     [t] = throttles(here.take_decisions())
-    assert t.post == "ring2" and "lockstep" in t.reasons
+    assert t.post == "ring1" and "lockstep" in t.reasons
+    # without the evidence, the same post here is the ring's first: not caught
+    alone = Detector()
+    feed(alone, history(ring, T0) + second)
+    assert throttles(alone.take_decisions()) == []
 
 
 def test_an_engagement_pod_is_throttled_on_its_shares_and_likes() -> None:
@@ -168,8 +175,8 @@ def test_an_engagement_pod_is_throttled_on_its_shares_and_likes() -> None:
                 m = d.observe(kind, t0 + 30 + 20 * i + j, actor, author, post, None)
                 share_mults.setdefault(post, []).append(m)
     caught = {t.group: t for t in throttles(d.take_decisions())}
-    assert {"e:pp2", "e:pp3", "e:pp4", "e:pp5"} <= caught.keys()
-    assert "lockstep" in caught["e:pp2"].reasons
+    assert {"e:pp1", "e:pp2", "e:pp3", "e:pp4", "e:pp5"} <= caught.keys()
+    assert "lockstep" in caught["e:pp1"].reasons
     assert all({"lockstep", "flagged_commenters"} & set(t.reasons) for t in caught.values())
     assert share_mults["pp5"][-1] < FULL and share_mults["pp0"] == [FULL] * 38
     # the pod's comments are not what was throttled: the comment group stays clean
