@@ -214,3 +214,18 @@ def test_evidence_flags_accounts_and_names_a_throttles_accounts() -> None:
     assert thr.source == "p:q" and thr.at == t.at and set(thr.actors) <= set(who)
     # the same decision again (a redelivered batch) names the same record
     assert Evidence.of("p:q", t.at, "comments", thr.actors).id == thr.id
+
+
+def test_near_duplicates_are_word_sets_three_fifths_alike() -> None:
+    from hypothesis import given
+    from hypothesis import strategies as st
+
+    from leaderboard.bait.detector import _near, _near_any
+
+    @given(st.sets(st.integers(0, 12), min_size=1), st.lists(st.lists(st.integers(0, 12))))
+    def agree(a: set[int], shapes: list[list[int]]) -> None:
+        shapes = [sorted(set(s)) for s in shapes if s]
+        assert _near_any(a, shapes) == any(_near(a, s) for s in shapes)
+
+    agree()
+    assert _near({1, 2}, [1, 2, 3]) and not _near({1, 2}, [1, 2, 3, 4])
