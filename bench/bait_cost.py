@@ -1,11 +1,13 @@
-"""The comment-bait detector's cost per event, pure (no I/O): ``python -m bench.bait_cost FILE``.
+"""The comment-bait detector's cost per event, pure (no I/O): ``python -m bench.bait_cost [FILE]``.
 
 Feeds a JSON-lines event log to one detector per partition exactly as the planner does
 (:func:`leaderboard.plan.build_plan`: comments, posts and engagement on a post are judged, other
 engagement on a followed target is counted, everything else only gives its actor a history) and
 prints the seconds per event, the best of ``--repeat`` runs, and what the detector holds at the end.
-Run it from two checkouts on the same file for a before/after figure; the planner without the
-detector costs what ``make bench`` reports.
+Without FILE (``make bench``) it measures two inputs it builds itself: the first 200,000 Higgs
+events (no posts, no texts) and the tuning split of ``kudos bait-eval`` (comment-heavy). Run it
+from two checkouts on the same FILE for a before/after figure; the planner without the detector
+costs what ``make bench`` reports.
 """
 
 from __future__ import annotations
@@ -20,6 +22,36 @@ from broker.producer import partition_for
 from leaderboard.bait import COMMENT_KINDS, ENGAGEMENT_KINDS, Detector
 
 Row = tuple[str, float, str, str, str | None, str | None]
+
+
+DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+
+
+def higgs(n: int) -> list[Row]:
+    """The first ``n`` events of the Higgs log, as ``kudos replay --format higgs`` reads them."""
+    from broker.formats import open_input, read_items
+
+    rows: list[Row] = []
+    with open_input(str(DATA / "higgs" / "higgs-activity_time.txt.gz")) as f:
+        for item in read_items(f, "higgs"):
+            if isinstance(item, dict):
+                rows.append(
+                    (item["kind"], float(item["ts"]), item["actor"], item["target"], None, None)
+                )
+            if len(rows) >= n:
+                break
+    return rows
+
+
+def tuning() -> list[Row]:
+    """The tuning split of the bait evaluation (seed 1)."""
+    from baiteval.synthesis import build_eval
+
+    stream = build_eval(DATA, seed=1, split="tuning")
+    return [
+        (e["kind"], float(e["ts"]), e["actor"], e["target"], e.get("post"), e.get("text"))
+        for e in stream.events
+    ]
 
 
 def load(path: Path) -> list[Row]:
@@ -47,23 +79,29 @@ def run(rows: list[Row], partitions: int) -> tuple[float, int]:
             det.observe(kind, ts, actor, target, None, None)
         elif hasattr(det, "touch"):
             det.touch(ts, actor, target)
-        det.take_changes() if len(det._dirty) > 4096 else None
+        if len(det._dirty) > 4096:
+            det.take_changes()  # (the worker writes what changed with every apply: its cost too)
     elapsed = time.perf_counter() - t0
     return elapsed, sum(d.size() for d in dets)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("file", type=Path)
+    ap.add_argument("file", type=Path, nargs="?")
     ap.add_argument("--partitions", type=int, default=4)
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args()
-    rows = load(args.file)
-    best, size = min(run(rows, args.partitions) for _ in range(args.repeat))
-    print(
-        f"{args.file.name}: {len(rows)} events, {best / len(rows) * 1e6:.2f} µs an event "
-        f"(best of {args.repeat}), {size} entries held"
+    inputs = (
+        [(args.file.name, load(args.file))]
+        if args.file
+        else [("higgs, first 200,000 events", higgs(200_000)), ("bait-eval tuning", tuning())]
     )
+    for name, rows in inputs:
+        best, size = min(run(rows, args.partitions) for _ in range(args.repeat))
+        print(
+            f"bait detector cost, {name}: {len(rows):,} events, "
+            f"{best / len(rows) * 1e6:.2f} µs an event (best of {args.repeat}), {size:,} entries held"
+        )
 
 
 if __name__ == "__main__":

@@ -371,8 +371,8 @@ class Detector:
             for actor in e.actors:
                 self._flag(actor, e.at)
             return
-        if e.kind not in SAMPLE_KINDS:
-            return
+        if e.kind not in SAMPLE_KINDS or e.source in self.groups:
+            return  # (a post of this very partition, e.g. a replayed log: not another's)
         key = "r:" + e.source
         if key in self.shadows:
             self.lockstep.drop(key)
@@ -477,8 +477,7 @@ class Detector:
         c = self.commenters.get(actor)
         if c is not None and c.flagged > 0 and self.newest - c.last <= p.commenter_idle_s:
             g.flagged += 1
-        if g.mult < FULL:
-            self._flag(actor, ts)  # commenting on a throttled post
+        empty = not text
         if text:
             f = comment_features(text)
             g.texts += 1
@@ -492,6 +491,11 @@ class Detector:
             g.echoes += echo
             g.low += f.promo
             g.answers += f.stock or echo or f.mention_only
+            empty = f.empty or echo or dup
+        if g.mult < FULL and g.own and empty:
+            # answering a post throttled on its own evidence with nothing (or with what the farm
+            # says): the account is flagged; a real reply under a farmed post is not
+            self._flag(actor, ts)
 
     # -- engagement pods -----------------------------------------------------------------
 
@@ -529,7 +533,7 @@ class Detector:
             g.texts += ts - pg.first <= 900.0
             self.lockstep.add(key, self._entry(key, g), actor)
             self._broadcast(key, g, "engagers")
-        if g.mult < FULL:
+        if g.mult < FULL and g.own:
             self._flag(actor, ts)
         if g.comments < p.min_coordinated:
             return g.mult
@@ -633,7 +637,8 @@ class Detector:
         c = self.commenters.get(actor)
         if c is None or self.newest - c.last > self.p.commenter_idle_s:
             return True
-        return c.first is not None and ts - c.first <= self.p.fresh_s
+        # (first is None: only flagged through evidence, never acted here)
+        return c.first is None or ts - c.first <= self.p.fresh_s
 
     def _touch(self, actor: str, ts: float) -> None:
         """``actor`` acted at ``ts``: its history here (written only when it changes: the hour
@@ -659,8 +664,9 @@ class Detector:
 
     def _flag(self, actor: str, ts: float) -> None:
         c = self.commenters.get(actor)
-        if c is None:
-            c = self.commenters[actor] = Commenter(last=ts, first=ts)
+        if c is None or self.newest - c.last > self.p.commenter_idle_s:
+            # (idle beyond the horizon is new, as everywhere; a flag is no action here)
+            c = self.commenters[actor] = Commenter(last=ts)
         c.flagged += 1
         c.last = max(c.last, ts)
         self._dirty[("c", actor)] = None
@@ -749,6 +755,7 @@ class Detector:
         # the evidence: guilt by association must not spread from account to account, so such a
         # throttle only renews the flags its accounts already had
         own = max(v for k, v in sig.items() if k in _OWN_EVIDENCE)
+        g.own = own >= self.p.content_min
         named = [
             actor for actor in g.commenters if own >= self.p.content_min or self._flagged(actor)
         ]
@@ -883,7 +890,8 @@ def _score(sig: dict[str, float]) -> float:
 
 def _expired(entries: dict[str, Any], cutoff: float, cap: int) -> list[str]:
     """Keys idle since before ``cutoff``, then the least recent beyond ``cap``."""
-    dead = [k for k, e in entries.items() if e.last < cutoff]
+    # (sorted: a sweep's decisions come out in the same order after a restore)
+    dead = sorted(k for k, e in entries.items() if e.last < cutoff)
     left = len(entries) - len(dead)
     if left > cap:
         gone = set(dead)

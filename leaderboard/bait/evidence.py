@@ -97,11 +97,15 @@ class Evidence:
         actors = obj.get("actors")
         if not isinstance(actors, list) or not 1 <= len(actors) <= MAX_ACTORS:
             raise BadEvidence(f"'actors' must be a list of 1-{MAX_ACTORS} ids")
-        for name, value in (
-            ("id", obj.get("id")),
-            ("source", obj.get("source")),
-            *(("actors", a) for a in actors),
+        source = obj.get("source")
+        # (a group key: "p:" or "e:" and a post id of up to 128 characters)
+        if (
+            not isinstance(source, str)
+            or not 2 < len(source) <= _MAX_ID + 2
+            or _CONTROL.search(source)
         ):
+            raise BadEvidence(f"'source' must be a group key of at most {_MAX_ID + 2} characters")
+        for name, value in (("id", obj.get("id")), *(("actors", a) for a in actors)):
             if (
                 not isinstance(value, str)
                 or not 0 < len(value) <= _MAX_ID

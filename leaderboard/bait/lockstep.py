@@ -10,6 +10,10 @@ accounts, making up at least ``min_share`` of the smaller sample, their authors 
 own followers return to every post: that is a network, not a ring), and they started within
 ``window_s`` of each other.
 
+Only pairs that can ever count are kept (same kind, different authors, starting within the window,
+not two shadows): those are fixed facts of the two posts, so what is kept never depends on the
+order of adds.
+
 The index is *derived*: it is a function of the samples kept in the detector's state (its posts
 and shadows of other partitions' posts), so it is never stored; a restored detector rebuilds it
 and, since overlaps are set intersections, the order it is rebuilt in does not matter.
@@ -45,7 +49,7 @@ class Lockstep:
         window_s: float = 3 * 86400.0,
         min_shared: int = 5,
         min_share: float = 0.5,
-        per_actor: int = 256,
+        per_actor: int = 64,
     ) -> None:
         self.window_s = window_s
         self.min_shared = min_shared
@@ -82,7 +86,7 @@ class Lockstep:
 
     def _count(self, a: str, b: str, step: int) -> None:
         ea, eb = self.entries.get(a), self.entries.get(b)
-        if ea is None or eb is None or ea.kind != eb.kind:
+        if ea is None or eb is None or not self._comparable(ea, eb):
             return
         for x, y in ((a, b), (b, a)):
             row = self.shared[x]
@@ -91,6 +95,16 @@ class Lockstep:
                 row[y] = n
             else:
                 row.pop(y, None)
+
+    def _comparable(self, ea: Entry, eb: Entry) -> bool:
+        """Whether :meth:`partners` could ever count the pair (only those are kept: fixed facts
+        of the two entries, so what is kept does not depend on the order of adds)."""
+        return (
+            ea.kind == eb.kind
+            and bool(ea.author or eb.author)  # two other partitions' posts: not ours to judge
+            and ea.author != eb.author  # an author's own followers return: a network
+            and abs(ea.start - eb.start) <= self.window_s
+        )
 
     def _pairs(self, posts: dict[str, None], step: int, skip: str | None = None) -> None:
         keys = [k for k in posts if k != skip]
@@ -127,11 +141,6 @@ class Lockstep:
         n = 0
         for other, count in mine.items():
             if count < self.min_shared:
-                continue
-            e = self.entries[other]
-            if e.author == entry.author and e.author:
-                continue
-            if abs(e.start - entry.start) > self.window_s:
                 continue
             if count >= self.min_share * min(size, len(self.members[other])):
                 n += 1

@@ -99,6 +99,9 @@ class Group(_Stored):
     gap_m2: float = 0.0
     #: evidence milestones already sent for this group (sizes of the actor sets broadcast)
     sent: int = 0
+    #: the throttle rests on the response's own evidence (not only on flagged accounts): only
+    #: then are its later commenters flagged (guilt by association does not spread)
+    own: bool = False
 
 
 @dataclass(slots=True)

@@ -61,12 +61,21 @@ def test_dropping_a_post_removes_its_overlaps() -> None:
 
 
 def _exact(ls: Lockstep) -> dict[str, dict[str, int]]:
-    """Overlaps computed from scratch: intersections of same-kind samples, busy accounts out."""
+    """Overlaps computed from scratch: intersections of the samples of posts that could be in
+    lockstep (same kind, different authors, not two shadows, within the window), busy accounts
+    out."""
     busy = {a for a, posts in ls.by_actor.items() if len(posts) > ls.per_actor}
     out: dict[str, dict[str, int]] = {}
     for a, ma in ls.members.items():
         for b, mb in ls.members.items():
-            if a != b and ls.entries[a].kind == ls.entries[b].kind:
+            ea, eb = ls.entries[a], ls.entries[b]
+            comparable = (
+                ea.kind == eb.kind
+                and ea.author != eb.author
+                and bool(ea.author or eb.author)
+                and abs(ea.start - eb.start) <= ls.window_s
+            )
+            if a != b and comparable:
                 n = len((ma & mb) - busy)
                 if n:
                     out.setdefault(a, {})[b] = n
@@ -79,6 +88,8 @@ ops = st.lists(
         st.sampled_from([f"p{i}" for i in range(6)]),
         st.sampled_from(RING[:6]),
         st.sampled_from(("c", "e")),
+        st.sampled_from(("", "ann", "bob", "cat")),  # "": another partition's post
+        st.sampled_from((0.0, 3600.0, 4 * 86400.0)),
     ),
     max_size=80,
 )
@@ -87,14 +98,14 @@ ops = st.lists(
 @settings(max_examples=300, deadline=None)
 @given(ops)
 def test_overlaps_are_the_exact_intersections_whatever_the_order(
-    steps: list[tuple[bool, str, str, str]],
+    steps: list[tuple[bool, str, str, str, str, float]],
 ) -> None:
     # (per_actor=3: accounts turn busy and back often) the index equals a rebuild from its own
     # samples in another order, and both equal the intersections computed from scratch
     ls = Lockstep(per_actor=3)
-    for add, post, actor, kind in steps:
+    for add, post, actor, kind, author, start in steps:
         if add:
-            ls.add(post, ls.entries.get(post, Entry(post[-1], 0.0, kind)), actor)
+            ls.add(post, ls.entries.get(post, Entry(author, start, kind)), actor)
         else:
             ls.drop(post)
         got = {k: dict(v) for k, v in ls.shared.items() if v}

@@ -229,3 +229,37 @@ def test_near_duplicates_are_word_sets_three_fifths_alike() -> None:
 
     agree()
     assert _near({1, 2}, [1, 2, 3]) and not _near({1, 2}, [1, 2, 3, 4])
+
+
+def test_only_empty_answers_under_a_farmed_post_flag_their_accounts() -> None:
+    # a real reply under a throttled post is a person, not the farm: no flag, so no cascade
+    d = Detector()
+    who = [f"s{i}" for i in range(60)]
+    events: list[Event] = [*history(who + ["reader", "echo"], T0)]
+    events.append(("post", T0, "ann", "ann", "q", NEUTRAL))
+    events += answers("q", "ann", T0, ["sunrise", "sunset"] * 30, who)
+    feed(d, events)
+    assert throttles(d.take_decisions())
+    later = T0 + 60 + 4 * 60 + 30
+    feed(d, [("comment", later, "reader", "ann", "q", genuine(7))])
+    feed(d, [("comment", later + 1, "echo", "ann", "q", "sunset!!")])
+    assert "reader" not in d.commenters or d.commenters["reader"].flagged == 0
+    assert d.commenters["echo"].flagged == 1
+
+
+def test_evidence_edge_cases_decode_and_are_judged_as_documented() -> None:
+    # a post id of the longest allowed length still makes valid evidence
+    long = "p:" + "x" * 128
+    e = Evidence.of(long, T0, "commenters", ("a", "b"))
+    assert Evidence.from_json(e.to_json()) == e
+    # a partition's own post sample (a replayed log) is not another partition's post
+    d = Detector()
+    d.observe("post", T0, "ann", "ann", "mine", "hello")
+    d.flag(Evidence.of("p:mine", T0, "commenters", ("a", "b", "c", "d", "e")))
+    assert d.shadows == {}
+    # an account idle beyond the horizon that gets flagged starts afresh (no old history)
+    d.observe("like", T0, "old", "someone", None, None)
+    d.observe("like", T0 + 8 * DAY, "other", "someone", None, None)
+    d.flag(Evidence.of("p:far", T0 + 8 * DAY, "comments", ("old",)))
+    c = d.commenters["old"]
+    assert (c.flagged, c.first, c.acts) == (1, None, 0)
