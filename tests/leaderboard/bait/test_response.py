@@ -235,7 +235,7 @@ def test_only_empty_answers_under_a_farmed_post_flag_their_accounts() -> None:
     # a real reply under a throttled post is a person, not the farm: no flag, so no cascade
     d = Detector()
     who = [f"s{i}" for i in range(60)]
-    events: list[Event] = [*history(who + ["reader", "echo"], T0)]
+    events: list[Event] = [*history([*who, "reader", "echo"], T0)]
     events.append(("post", T0, "ann", "ann", "q", NEUTRAL))
     events += answers("q", "ann", T0, ["sunrise", "sunset"] * 30, who)
     feed(d, events)
