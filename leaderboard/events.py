@@ -25,8 +25,9 @@ import orjson
 
 from leaderboard.bait.evidence import MARKER, BadEvidence, Evidence
 from leaderboard.errors import InvalidEvent
+from leaderboard.ids import CONTROL as _CONTROL
+from leaderboard.ids import MAX_ID
 
-MAX_ID = 128
 MAX_TEXT = 2000
 MAX_COMMUNITIES = 8
 MAX_COMMUNITY = 64
@@ -41,7 +42,6 @@ FUTURE = "future"
 #: carries it inside an envelope).
 BAD_EVIDENCE = "bad_evidence"
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]")
 _COMMUNITY = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
 _RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})")
 

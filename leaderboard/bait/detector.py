@@ -198,19 +198,11 @@ def _decay(dt: float, half_life: float) -> float:
     return 1.0 if dt <= 0.0 else 2.0 ** (-dt / half_life)
 
 
-def _near(a: set[int], b: list[int]) -> bool:
-    """Two answers' word sets are near-duplicates: Jaccard similarity at least 3/5 (a greeting
-    and the same greeting with a word added; "good morning" and "gooood morning all")."""
-    la, lb = len(a), len(b)
-    if 5 * min(la, lb) < 3 * max(la, lb):
-        return False  # (sizes too far apart for 3/5: no need to intersect)
-    common = len(a.intersection(b))
-    return 5 * common >= 3 * (la + lb - common)
-
-
 def _near_any(a: set[int], shapes: list[list[int]]) -> bool:
-    """Whether ``a`` is a near-duplicate of any of ``shapes`` (:func:`_near`, inlined: this runs
-    for every texted comment against up to 32 answers)."""
+    """Whether answer ``a`` is a near-duplicate of any of ``shapes``: word sets with Jaccard
+    similarity at least 3/5 (a greeting and the same greeting with a word added; "good morning"
+    and "gooood morning all"). Sizes too far apart for 3/5 are skipped without intersecting:
+    this runs for every texted comment against up to 32 answers."""
     la = len(a)
     lo, hi = 3 * la / 5, 5 * la / 3
     for b in shapes:
@@ -461,10 +453,7 @@ class Detector:
             delta = gap - g.gap_mean
             g.gap_mean += delta / g.gap_n
             g.gap_m2 += delta * (gap - g.gap_mean)
-        g.comments += 1
-        g.rate = g.rate * _decay(ts - g.rate_at, p.rate_half_life_s) + 1.0
-        g.rate_at = max(g.rate_at, ts)
-        g.last = max(g.last, ts)
+        self._arrive(g, ts, actor)
         if len(g.commenters) < p.sample:
             g.sampled += 1
             if actor not in g.commenters:
@@ -474,9 +463,6 @@ class Detector:
                 if g.post is not None:
                     self.lockstep.add(key, self._entry(key, g), actor)
                 self._broadcast(key, g, "commenters")
-        c = self.commenters.get(actor)
-        if c is not None and c.flagged > 0 and self.newest - c.last <= p.commenter_idle_s:
-            g.flagged += 1
         empty = not text
         if text:
             f = comment_features(text)
@@ -496,6 +482,15 @@ class Detector:
             # answering a post throttled on its own evidence with nothing (or with what the farm
             # says): the account is flagged; a real reply under a farmed post is not
             self._flag(actor, ts)
+
+    def _arrive(self, g: Group, ts: float, actor: str) -> None:
+        """One more event of the group's stream (a comment, or a pod's share or like): its
+        count, weighted rate and flagged share."""
+        g.comments += 1
+        g.rate = g.rate * _decay(ts - g.rate_at, self.p.rate_half_life_s) + 1.0
+        g.rate_at = max(g.rate_at, ts)
+        g.last = max(g.last, ts)
+        g.flagged += self._flagged(actor)
 
     # -- engagement pods -----------------------------------------------------------------
 
@@ -517,13 +512,7 @@ class Detector:
             ended = self._calm_end(g, ts)
             if ended is not None:
                 g = self._end(key, g, ended)
-        g.comments += 1
-        g.rate = g.rate * _decay(ts - g.rate_at, p.rate_half_life_s) + 1.0
-        g.rate_at = max(g.rate_at, ts)
-        g.last = max(g.last, ts)
-        c = self.commenters.get(actor)
-        if c is not None and c.flagged > 0 and self.newest - c.last <= p.commenter_idle_s:
-            g.flagged += 1
+        self._arrive(g, ts, actor)
         if young and len(g.commenters) < p.sample and actor not in g.commenters:
             g.sampled += 1
             g.commenters.append(actor)
@@ -610,18 +599,20 @@ class Detector:
             self._dirty[("a", target)] = None
         return a
 
-    def _knows(self, a: Author, target: str, actor: str) -> bool:
+    def _network(self, a: Author, target: str) -> set[int]:
+        """``a.network`` as a set (derived, cached per author)."""
         net = self._networks.get(target)
         if net is None:
             net = self._networks[target] = set(a.network)
-        return actor_hash(actor) in net
+        return net
+
+    def _knows(self, a: Author, target: str, actor: str) -> bool:
+        return actor_hash(actor) in self._network(a, target)
 
     def _befriend(self, a: Author, target: str, actor: str) -> None:
         """``actor`` interacted with author ``target``: from now on it is in the network."""
         h = actor_hash(actor)
-        net = self._networks.get(target)
-        if net is None:
-            net = self._networks[target] = set(a.network)
+        net = self._network(a, target)
         if h in net:
             return
         a.network.append(h)

@@ -25,9 +25,11 @@ from __future__ import annotations
 
 import hashlib
 import math
-import re
 from dataclasses import dataclass
 from typing import Any
+
+from leaderboard.ids import CONTROL as _CONTROL
+from leaderboard.ids import MAX_ID as _MAX_ID
 
 #: The marker key of an evidence message (and its wire version).
 MARKER = "kudos_evidence"
@@ -40,8 +42,6 @@ MAX_ACTORS = 64
 THROTTLE_KINDS = frozenset({"comments", "engagement"})
 SAMPLE_KINDS = frozenset({"commenters", "engagers"})
 EVIDENCE_KINDS = THROTTLE_KINDS | SAMPLE_KINDS
-_MAX_ID = 128
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 class BadEvidence(ValueError):

@@ -220,7 +220,11 @@ def test_near_duplicates_are_word_sets_three_fifths_alike() -> None:
     from hypothesis import given
     from hypothesis import strategies as st
 
-    from leaderboard.bait.detector import _near, _near_any
+    from leaderboard.bait.detector import _near_any
+
+    def _near(a: set[int], b: list[int]) -> bool:
+        # the definition: Jaccard similarity of the two word sets at least 3/5
+        return len(a & set(b)) / len(a | set(b)) >= 0.6
 
     @given(st.sets(st.integers(0, 12), min_size=1), st.lists(st.lists(st.integers(0, 12))))
     def agree(a: set[int], shapes: list[list[int]]) -> None:
@@ -263,3 +267,14 @@ def test_evidence_edge_cases_decode_and_are_judged_as_documented() -> None:
     d.flag(Evidence.of("p:far", T0 + 8 * DAY, "comments", ("old",)))
     c = d.commenters["old"]
     assert (c.flagged, c.first, c.acts) == (1, None, 0)
+
+
+def test_evidence_ids_follow_the_event_id_rule() -> None:
+    # a line separator passes for an id nowhere: not in events, not in evidence
+    import pytest
+
+    from leaderboard.bait.evidence import BadEvidence
+
+    bad = Evidence.of("p:x", T0, "comments", ("ok", "line\u2028break")).to_json()
+    with pytest.raises(BadEvidence):
+        Evidence.from_json(bad)
