@@ -135,13 +135,10 @@ def tail(path: Path, lines: int = 15) -> str:
         return ""
 
 
-def start_redis(port: int, workdir: Path, host: str = "127.0.0.1") -> subprocess.Popen[bytes]:
-    """A Redis/Valkey on ``host:port`` with no persistence: the embedded stack is ephemeral, like
-    its in-memory broker (a Redis that outlived its log would hold fences for offsets that no
-    longer exist)."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    log = workdir / "redis.log"
-    argv = [
+def redis_argv(port: int, workdir: Path, host: str = "127.0.0.1") -> list[str]:
+    """The command line of an embedded Redis/Valkey on ``host:port`` (see :func:`start_redis`);
+    a cluster node (``kudos.cluster``) adds its cluster options to it."""
+    return [
         redis_binary(),
         "--port",
         str(port),
@@ -156,7 +153,15 @@ def start_redis(port: int, workdir: Path, host: str = "127.0.0.1") -> subprocess
         "--protected-mode",
         "no",
     ]
-    proc = spawn(argv, log)
+
+
+def start_redis(port: int, workdir: Path, host: str = "127.0.0.1") -> subprocess.Popen[bytes]:
+    """A Redis/Valkey on ``host:port`` with no persistence: the embedded stack is ephemeral, like
+    its in-memory broker (a Redis that outlived its log would hold fences for offsets that no
+    longer exist)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    log = workdir / "redis.log"
+    proc = spawn(redis_argv(port, workdir, host), log)
     wait_port("redis", host, port, proc, log)
     return proc
 

@@ -8,6 +8,7 @@ port setting, the health checks and the Prometheus targets.
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import re
 import tomllib
@@ -23,7 +24,7 @@ from packaging.specifiers import SpecifierSet
 
 from deliver import deliverer as deliver
 from kudos.cli.main import parser
-from leaderboard.settings import Settings, load_settings
+from leaderboard.settings import RedisSettings, Settings, load_settings
 from web.server import WS_PATH
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -80,7 +81,14 @@ def compose() -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return compose["services"]  # type: ignore[no-any-return]
+    """The default stack: what ``docker compose up`` starts (services of no profile)."""
+    return {k: v for k, v in compose["services"].items() if not v.get("profiles")}
+
+
+@pytest.fixture(scope="module")
+def cluster_services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """What ``--profile cluster`` adds."""
+    return {k: v for k, v in compose["services"].items() if "cluster" in v.get("profiles", [])}
 
 
 def _env(svc: dict[str, Any]) -> dict[str, str]:
@@ -179,8 +187,10 @@ def prometheus(services: dict[str, dict[str, Any]]) -> dict[str, Any]:
 # -- the compose services --------------------------------------------------------------------
 
 
-def test_the_stack_has_every_part(services: dict[str, dict[str, Any]]) -> None:
+def test_the_stack_has_every_part(compose: dict[str, Any], services: dict[str, Any]) -> None:
     assert set(services) == set(KUDOS_SERVICES) | INFRA
+    profiles = {p for svc in compose["services"].values() for p in svc.get("profiles", [])}
+    assert profiles <= {"cluster"}, "a profile this file does not test"
     for name, replicas in KUDOS_SERVICES.items():
         got = services[name].get("deploy", {}).get("replicas")
         assert got == replicas, f"{name}: replicas {got}, want {replicas}"
@@ -333,6 +343,162 @@ def test_the_stack_refuses_to_start_without_an_ingest_token(
     assert "KUDOS_WEB_INGEST_TOKEN" in compose_part and ".env" in compose_part, (
         "README says how to set the token before `docker compose up`"
     )
+
+
+# -- profile cluster: Redis Cluster instead of the one Redis ----------------------------------
+
+#: the Kudos services of the profile, by the default-stack service each stands in for
+CLUSTER_KUDOS = {"worker-cluster": "worker", "web-cluster": "web", "deliver-cluster": "deliver"}
+CLUSTER_INIT = "redis-cluster-init"
+
+
+def _options(cmd: list[Any]) -> dict[str, str]:
+    words: list[str] = [str(c) for c in cmd]
+    assert words[0] == "redis-server"
+    return dict(zip(words[1::2], words[2::2], strict=True))
+
+
+def _cluster_nodes(cluster_services: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {k: v for k, v in cluster_services.items() if k.startswith("redis-node-")}
+
+
+def _cluster_settings(svc: dict[str, Any]) -> Settings:
+    """The settings of a Kudos service of the profile. Until the store speaks cluster
+    (``KUDOS_REDIS_CLUSTER`` is then a setting) the rest of its variables are checked alone."""
+    env = _env(svc)
+    assert env.get("KUDOS_REDIS_CLUSTER") == "true", "a cluster client, not a one-node one"
+    if "cluster" in {f.name for f in dataclasses.fields(RedisSettings)}:
+        settings = load_settings(env)
+        assert settings.redis.cluster is True  # type: ignore[attr-defined]
+        return settings
+    return load_settings({k: v for k, v in env.items() if k != "KUDOS_REDIS_CLUSTER"})
+
+
+def test_the_cluster_profile_has_three_primaries_three_replicas_an_init_and_kudos(
+    cluster_services: dict[str, dict[str, Any]],
+) -> None:
+    nodes = _cluster_nodes(cluster_services)
+    assert set(cluster_services) == set(nodes) | {CLUSTER_INIT} | set(CLUSTER_KUDOS)
+    assert len(nodes) == 6, "three primaries and a replica of each"
+    init = " ".join(str(c) for c in cluster_services[CLUSTER_INIT]["command"])
+    replicas = re.search(r"--cluster-replicas (\d+)", init)
+    assert replicas and len(nodes) // (1 + int(replicas.group(1))) == 3, "3 primaries + 3 replicas"
+
+
+def test_every_cluster_node_is_cluster_enabled_durable_and_never_evicts(
+    services: dict[str, dict[str, Any]], compose: dict[str, Any]
+) -> None:
+    nodes = _cluster_nodes(compose["services"])
+    subnet = ipaddress.ip_network(compose["networks"]["default"]["ipam"]["config"][0]["subnet"])
+    addresses, volumes = set(), set()
+    for name, node in nodes.items():
+        assert node["image"] == services["redis"]["image"], f"{name}: the redis service's image"
+        opts = _options(node["command"])
+        assert opts["--cluster-enabled"] == "yes", name
+        assert opts["--appendonly"] == "yes" and opts["--appendfsync"] == "everysec", name
+        assert opts["--maxmemory-policy"] == "noeviction", name
+        (volume,) = node["volumes"]
+        assert volume.endswith(":/data") and opts["--cluster-config-file"].startswith("/data/"), (
+            f"{name}: nodes.conf and the AOF on the node's volume"
+        )
+        volumes.add(volume.partition(":")[0])
+        address = node["networks"]["default"]["ipv4_address"]
+        assert ipaddress.ip_address(address) in subnet, name
+        addresses.add(address)
+        assert node["restart"] == "unless-stopped" and node["healthcheck"]["test"], name
+    assert len(volumes) == len(nodes) and volumes <= set(compose["volumes"]), "a volume each"
+    assert len(addresses) == len(nodes), "an address each"
+    proxy = compose["services"]["proxy"]["networks"]["default"]["ipv4_address"]
+    assert proxy not in addresses
+
+
+def test_the_cluster_is_made_once_from_every_node_after_they_are_healthy(
+    cluster_services: dict[str, dict[str, Any]],
+) -> None:
+    init = cluster_services[CLUSTER_INIT]
+    nodes = _cluster_nodes(cluster_services)
+    assert init["restart"] == "no", "one-shot"
+    assert init["image"].partition(":")[0] == "redis", "redis-cli of the redis image"
+    assert {k: v["condition"] for k, v in init["depends_on"].items()} == dict.fromkeys(
+        nodes, "service_healthy"
+    )
+    script = init["command"][-1]
+    create = re.search(r"redis-cli --cluster create ([^\n]*)", script)
+    assert create and "--cluster-yes" in create.group(1), "no prompt: nobody types yes"
+    named = re.findall(r"(\d+\.\d+\.\d+\.\d+):(\d+)", create.group(1))
+    expected = [
+        (n["networks"]["default"]["ipv4_address"], _options(n["command"]).get("--port", "6379"))
+        for n in nodes.values()
+    ]
+    assert sorted(named) == sorted(expected), "every node, at its address and port"
+    # a restart finds the cluster made already (nodes.conf): create only on lone nodes
+    assert re.search(r"cluster_known_nodes.*\n\s*if .*= 1", script)
+    assert "cluster_state:ok" in script, "done once the cluster serves every slot"
+
+
+def test_the_kudos_services_of_the_profile_use_the_cluster(
+    services: dict[str, dict[str, Any]], cluster_services: dict[str, dict[str, Any]]
+) -> None:
+    p = parser()
+    nodes = _cluster_nodes(cluster_services)
+    seen: dict[str, Settings] = {}
+    for name, stands_for in CLUSTER_KUDOS.items():
+        svc, twin = cluster_services[name], services[stands_for]
+        assert svc["image"] == twin["image"] and svc.get("build") == ".", name
+        assert svc["command"] == twin["command"], f"{name} runs what {stands_for} runs"
+        assert p.parse_args(svc["command"][1:]).command == stands_for
+        assert all(k.startswith("KUDOS_") for k in _env(svc)), f"{name}: only KUDOS_* variables"
+        seen[name] = s = _cluster_settings(svc)
+        assert urlsplit(s.redis.url).hostname in nodes, f"{name}: a node's URL"
+        deps = {k: v["condition"] for k, v in svc["depends_on"].items()}
+        assert deps == {
+            "kafka": "service_healthy",
+            "topics": "service_completed_successfully",
+            CLUSTER_INIT: "service_completed_successfully",
+        }, f"{name}: after the cluster is made, and never on the one-node redis"
+        check = svc.get("healthcheck", {})
+        assert check.get("test") and svc["restart"] == "unless-stopped", name
+        if stands_for == "deliver":
+            assert "RedisCluster" in " ".join(check["test"]), "a cluster client in the check"
+        # the same settings as the service it stands for, but for Redis and the consumer group
+        mine, theirs = _env(svc), _env(twin)
+        differ = {k for k in mine.keys() | theirs.keys() if mine.get(k) != theirs.get(k)}
+        assert differ <= {
+            "KUDOS_REDIS_URL",
+            "KUDOS_REDIS_CLUSTER",
+            "KUDOS_WORKER_APP_ID",
+            "KUDOS_WEB_ALLOWED_ORIGINS",
+            "KUDOS_WEB_TRUSTED_PROXIES",  # web-cluster is not behind the proxy
+        }, f"{name} differs from {stands_for} in {differ}"
+
+    first = seen["worker-cluster"]
+    for name, s in seen.items():
+        assert (s.redis, s.broker, s.worker.app_id) == (
+            first.redis,
+            first.broker,
+            first.worker.app_id,
+        ), name
+    # both stacks may run at once (`--profile cluster up` starts the default one too): each must
+    # be its own consumer group, or each would score only part of the log, into its own Redis
+    assert first.worker.app_id != _settings(services["worker"]).worker.app_id
+    assert first.broker == _settings(services["worker"]).broker, "the same log"
+
+
+def test_the_cluster_web_is_reached_on_loopback_with_the_ingest_token(
+    cluster_services: dict[str, dict[str, Any]],
+) -> None:
+    web = cluster_services["web-cluster"]
+    settings = _cluster_settings(web)
+    (published,) = web["ports"]
+    assert published.startswith("127.0.0.1:"), "not behind the proxy: loopback only"
+    host_port, container_port = _published(published)
+    assert container_port == settings.web.port and settings.web.host == "0.0.0.0"
+    assert f"http://127.0.0.1:{host_port}" in settings.web.allowed_origins.split(",")
+    assert web.get("deploy", {}).get("replicas", 1) == 1, "one host port, one replica"
+    assert settings.web.trusted_proxies == "", "no proxy in front: X-Forwarded-For is a client's"
+    assert settings.web.ingest_token == REQUIRED["KUDOS_WEB_INGEST_TOKEN"]
+    raw = _raw_compose()["services"]["web-cluster"]["environment"]["KUDOS_WEB_INGEST_TOKEN"]
+    assert re.fullmatch(r"\$\{KUDOS_WEB_INGEST_TOKEN:\?[^}]+\}", raw)
 
 
 # -- the proxy -------------------------------------------------------------------------------
