@@ -29,7 +29,7 @@ COPY stream ./stream
 COPY web ./web
 RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
 # fail the build if the package data (Lua scripts, scoring.toml, the page) missed the wheel
-RUN python -c "import glob, zipfile; names = set(zipfile.ZipFile(glob.glob('/wheels/kudos-*.whl')[0]).namelist()); need = {'leaderboard/scoring.toml', 'leaderboard/lua/apply.lua', 'web/static/index.html'}; assert need <= names, sorted(need - names)"
+RUN python -c "import glob, zipfile; names = set(zipfile.ZipFile(glob.glob('/wheels/kudos-*.whl')[0]).namelist()); need = {'leaderboard/scoring.toml', 'leaderboard/store/lua/apply.lua', 'web/static/index.html'}; assert need <= names, sorted(need - names)"
 
 FROM ${PYTHON_IMAGE} AS runtime
 ENV PYTHONDONTWRITEBYTECODE=1 \

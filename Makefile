@@ -103,6 +103,7 @@ verify: install
 # The settings reference is generated from leaderboard/settings.py (a test checks it is current).
 docs: install
 	$(PY) -m leaderboard.config_doc > docs/configuration.md
+	$(PY) -m leaderboard.key_doc > docs/keys.md
 
 clean:
 	-$(KUDOS) down

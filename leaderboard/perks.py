@@ -12,7 +12,7 @@ Rules live in the TOML file named by ``KUDOS_PERKS_PATH``::
 
 An unlock happens once per (rule, member), ever: the worker's apply script checks the rules after
 each batch, atomically with the scores, and records the unlock only if the member has none for
-that rule (``leaderboard/lua/apply.lua``, section "perks"). Decay or a window moving on never
+that rule (``leaderboard/store/lua/apply.lua``, section "perks"). Decay or a window moving on never
 revokes it. ``entered_top N`` is ``rank <= N`` under that once-only rule.
 
 **Ties.** Ranks are competition ranks ("1224"): every member tied with the Nth row has rank ≤ N,

@@ -36,13 +36,13 @@ from deliver.config import load_config
 from deliver.deliverer import GROUP, Deliverer
 from deliver.outbox import UNLOCK_HEADER
 from kudos import servers
-from leaderboard import store as store_module
 from leaderboard import webhooks as wh
 from leaderboard.bait import Decision
 from leaderboard.perks import unlock_id
 from leaderboard.plan import PartitionUpdate, Plan
 from leaderboard.settings import PerksSettings, WebhooksSettings
-from leaderboard.store import ALERTS, PERKBOX, Store
+from leaderboard.store import ALERT_MARKS, ALERTS, PERK_MARKS, PERKBOX, Store, alert_id
+from leaderboard.store import apply as store_apply
 from tests.conftest import Namespace, configure
 from tests.eventually import eventually
 from tests.web.live import LiveClient, start_web
@@ -656,6 +656,9 @@ async def test_the_outbox_keeps_every_unacknowledged_unlock_and_trims_the_rest(
     assert sorted(hooks.delivered("all")) == sorted(first + later)
     assert len(hooks.on("all")) == 180
     assert len(await read_topic(namespace, 180)) == 180
+    # the fan-out marks of trimmed entries went with them: the marks stay bounded by the outbox
+    marks = await store.client.hlen(store.key(PERK_MARKS))
+    assert marks == await store.client.xlen(box) <= 20
 
 
 async def _outbox_at_most(store: Store, n: int, box: str = PERKBOX) -> bool:
@@ -667,7 +670,7 @@ async def test_bait_alerts_no_deliverer_has_acknowledged_are_never_trimmed(
 ) -> None:
     """The apply script caps the alerts stream only while no consumer group reads it; with the
     deliverers' group, entries they have not acknowledged stay, and their trim keeps the cap."""
-    monkeypatch.setattr(store_module, "ALERTS_MAXLEN", 5)
+    monkeypatch.setattr(store_apply, "ALERTS_MAXLEN", 5)
     decisions = [
         Decision(f"p:post{i}", f"post{i}", f"m{i}", "throttled", T0 + i, 0.5, ("rate",), 20)
         for i in range(300)
@@ -683,6 +686,8 @@ async def test_bait_alerts_no_deliverer_has_acknowledged_are_never_trimmed(
     await store.outbox_join(GROUP, ALERTS)
     await apply(store, 0)
     assert await store.client.xlen(store.key(ALERTS)) == 300
+    # (as if a deliverer fanned every alert out: their marks are trimmed with their entries)
+    await store.client.hset(store.key(ALERT_MARKS), mapping={alert_id(d): "1" for d in decisions})
     read = await store.outbox_read(GROUP, "test", 200, 100, ALERTS)
     await store.outbox_ack(GROUP, [i for i, _ in read[:100]], ALERTS)
     await store.outbox_trim(ALERTS, 5)
@@ -696,6 +701,8 @@ async def test_bait_alerts_no_deliverer_has_acknowledged_are_never_trimmed(
     )
     await store.outbox_trim(ALERTS, 5)
     assert await store.client.xlen(store.key(ALERTS)) == 5
+    kept = [orjson.loads(f["r"])["id"] for _, f in await store.client.xrange(store.key(ALERTS))]
+    assert sorted(await store.client.hkeys(store.key(ALERT_MARKS))) == sorted(kept)
     # no group (no deliverer ever ran, e.g. a rebuild's shadow namespace): capped, about
     alone = Store.connect(
         namespace.settings.redis.url, namespace.settings.redis.prefix + "-alone", store.rules

@@ -1,4 +1,4 @@
-"""A tiny in-memory model of what ``leaderboard/lua/apply.lua`` does with a :class:`Plan`.
+"""A tiny in-memory model of what ``leaderboard/store/lua/apply.lua`` does with a :class:`Plan`.
 
 It exists so the plan's batch properties (batch-boundary independence, idempotence) can be tested
 without Redis. It follows the Lua script step by step: fence and landmark guards, the global

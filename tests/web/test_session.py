@@ -206,13 +206,13 @@ async def test_idle_connections_close_and_unseen_members_create_nothing(
             return bool(await store.client.exists(*boards) == len(boards))
 
         await eventually(published, what="the base boards' feeds to be published")
-        keys = set(await store.client.keys(store.key("*")))
+        keys = set(await store.client.keys(store.keys.pattern()))
         unseen = ["nobody", "m10", "x" * 200]
         for n, member in enumerate(unseen):
             reply = await c.subscribe(f"member:{member}", id=n)
             assert reply["recovered"] is False and reply["id"] == n
             assert set(c.standing[f"member:{member}"].values()) == {None}
-        assert set(await store.client.keys(store.key("*"))) == keys
+        assert set(await store.client.keys(store.keys.pattern())) == keys
         for member in unseen:  # (not even an entry in an existing key)
             assert await store.client.zscore(store.key("watched"), member) is None
         # ... until they are seen: then their channel carries on as any other

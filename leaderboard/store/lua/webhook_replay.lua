@@ -1,10 +1,11 @@
 -- Webhooks: move dead-lettered jobs back to due (`kudos webhooks replay`) with a fresh schedule.
 -- Jobs of a disabled endpoint stay dead unless `enable` is '1', which re-enables the endpoint.
--- ARGV: prefix, now, endpoint ('' = every endpoint), enable ('1' or '0')
+-- KEYS: wh:dead, wh:due, wh:disabled. ARGV: the job hashes' key prefix ("<prefix>:wh:job:"; the
+-- jobs are found in the dead set: same hash tag), now, endpoint ('' = every endpoint), enable
+-- ('1' or '0')
 -- Returns {replayed jobs, jobs left (endpoint disabled), endpoints re-enabled}
-local prefix, now, only, enable = ARGV[1], ARGV[2], ARGV[3], ARGV[4] == '1'
-local dead, due = prefix .. ':wh:dead', prefix .. ':wh:due'
-local disabled = prefix .. ':wh:disabled'
+local job_prefix, now, only, enable = ARGV[1], ARGV[2], ARGV[3], ARGV[4] == '1'
+local dead, due, disabled = KEYS[1], KEYS[2], KEYS[3]
 local replayed, left, enabled = {}, {}, {}
 if enable then
   local names = {}
@@ -14,7 +15,7 @@ if enable then
   end
 end
 for _, job in ipairs(redis.call('ZRANGE', dead, 0, -1)) do
-  local key = prefix .. ':wh:job:' .. job
+  local key = job_prefix .. job
   local endpoint = redis.call('HGET', key, 'endpoint')
   if not endpoint then
     redis.call('ZREM', dead, job)

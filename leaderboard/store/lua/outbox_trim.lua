@@ -1,11 +1,15 @@
 -- Trim an outbox stream (KEYS[1]: perkbox or alerts) to its newest ARGV[1] entries, removing only
--- entries every consumer group on it has acknowledged, at most ARGV[2] of them per call.
+-- entries every consumer group on it has acknowledged, at most ARGV[2] of them per call, and the
+-- fan-out marks of the entries it removes (KEYS[2]: perkfanout or alertfanout): a mark only stops
+-- a redelivered entry from fanning out twice, and a trimmed entry is never delivered again. The
+-- entry's id is its field ARGV[3] ('id'), or the "id" of the JSON record in that field ('r').
 -- Returns {removed, more}: more = 1 when entries past the keep may still be trimmed (call again).
 -- An entry a group has not read yet (after its last-delivered-id) or has read but not acknowledged
 -- (its oldest pending entry onwards) is never removed: that would lose an unlock or an alert no
 -- deliverer has fanned out. A stream with no group is left alone: the first deliverer's group
 -- reads it from the start.
-local key, keep, step = KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2])
+local key, marks, keep, step = KEYS[1], KEYS[2], tonumber(ARGV[1]), tonumber(ARGV[2])
+local id_field = ARGV[3]
 local len = redis.call('XLEN', key)
 if len <= keep then return {0, 0} end
 local groups = redis.call('XINFO', 'GROUPS', key)
@@ -44,6 +48,18 @@ else
   cut = id(oldest[#oldest][1], 1)
 end
 if before(need, cut) then cut = need end
+local gone = {}
+for _, entry in ipairs(redis.call('XRANGE', key, '-', '(' .. cut[3], 'COUNT', step)) do
+  local f = entry[2]
+  for j = 1, #f, 2 do
+    if f[j] == id_field then
+      local uid = f[j + 1]
+      if id_field == 'r' then uid = cjson.decode(uid)['id'] end
+      if uid then gone[#gone + 1] = uid end
+    end
+  end
+end
+if #gone > 0 then redis.call('HDEL', marks, unpack(gone)) end
 local removed = redis.call('XTRIM', key, 'MINID', cut[3])
 local more = 0
 if removed == excess and len - removed > keep then more = 1 end

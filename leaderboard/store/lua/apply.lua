@@ -3,17 +3,39 @@
 -- nothing does: a fence that moved since planning (another worker, a redelivery) aborts the call.
 -- Expiry and rescaling that a jump of W or a landmark move needs run first, in bounded steps
 -- (section 2): a call that leaves some returns 'more' without writing the batch, and is repeated.
--- ARGV is a flat list of sections, each "count, then count records"; store.py builds it.
+-- ARGV is a flat list of sections, each its name, then "count, then count records";
+-- leaderboard/store/apply.py builds it.
+-- KEYS: the namespace's fixed keys, in the order of APPLY_KEYS in leaderboard/store/apply.py
+--       (fence, fencepart, pwm, wm, landmark, meta, generation, communities, rescale,
+--       decayed_boards, boards, changes, stats, alerts, perkseen, perkties, perkbox).
+-- ARGV[1] is the key prefix of the families named per board, member or partition (board:<id>,
+-- explain:<member>, seen:<p>, ...; see leaderboard/store/keys.py), the only keys not in KEYS: a
+-- batch names thousands of them, and some are found only inside the atomic step (the buckets an
+-- expiry walks, the decayed boards a landmark move copies, the members a rank perk finds). On a
+-- Redis Cluster they carry the same hash tag as KEYS, so the call stays in one slot.
 local prefix = ARGV[1]
+local K_FENCE, K_FENCEPART, K_PWM, K_WM, K_LANDMARK = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local K_META, K_GENERATION, K_COMMUNITIES, K_RESCALE = KEYS[6], KEYS[7], KEYS[8], KEYS[9]
+local K_DECAYED_BOARDS, K_BOARDS, K_CHANGES, K_STATS, K_ALERTS = KEYS[10], KEYS[11], KEYS[12], KEYS[13], KEYS[14]
+local K_PERKSEEN, K_PERKTIES, K_PERKBOX = KEYS[15], KEYS[16], KEYS[17]
 local i = 4
 local function nxt() local v = ARGV[i]; i = i + 1; return v end
+-- every section starts with its name (APPLY_SECTIONS in leaderboard/store/apply.py): a builder and
+-- a script that disagree on the layout stop at the first section they disagree on, by name
+local function section(name)
+  local got = nxt()
+  if got ~= name then
+    error('apply protocol: expected section ' .. name .. ' at ARGV[' .. (i - 1) .. '], got ' ..
+          tostring(got))
+  end
+end
 
 -- 0. the namespace's scoring version (set by the first worker, or by `kudos rebuild` when it
 --    switches to a rescored log): a worker with other rules must not add to these boards
-local version = redis.call('HGET', prefix .. ':meta', 'scoring_version')
+local version = redis.call('HGET', K_META, 'scoring_version')
 if version and version ~= ARGV[2] then return {'conflict', 'scoring', version} end
 -- a `kudos rebuild` switch replaced the state the plan was made from (even if fences match)
-local generation = redis.call('GET', prefix .. ':generation') or '0'
+local generation = redis.call('GET', K_GENERATION) or '0'
 if generation ~= ARGV[3] then return {'conflict', 'generation', generation} end
 
 -- one call per key with many field/value pairs, chunked below Lua's unpack limit
@@ -30,13 +52,9 @@ local function push(groups, key, a, b)
   g[#g + 1] = b
 end
 
-local K_FENCE = prefix .. ':fence'
-local K_FENCEPART = prefix .. ':fencepart'
-local K_PWM = prefix .. ':pwm'
-local K_WM = prefix .. ':wm'
-local K_LANDMARK = prefix .. ':landmark'
 
 -- 1. guards: partition fences and the decay landmark must be what the plan was built against
+section('partitions')
 local np = tonumber(nxt())
 local parts = {}
 for j = 1, np do
@@ -49,6 +67,7 @@ for j = 1, np do
   if cur_part ~= expected_part then return {'conflict', 'fencepart', p, cur_part} end
   parts[j] = {p, fence, pwm, seen_cut, dr_cut, part}
 end
+section('landmark')
 local expected_landmark, landmark, factor = nxt(), nxt(), nxt()
 local cur_landmark = redis.call('GET', K_LANDMARK) or ''
 -- the plan's decayed values are stored against its landmark: the one it read, or the one it moved
@@ -60,7 +79,7 @@ end
 -- cap, decided against the worker's copy of the admitted set (which may lag: the set only grows).
 -- They are what the current set gives unless the admissions would pass the cap or another worker
 -- admitted a refused one meanwhile: then the worker re-plans from a fresh copy.
-local K_COMMUNITIES = prefix .. ':communities'
+section('communities')
 local max_communities = tonumber(nxt())
 local admit = {}
 for j = 1, tonumber(nxt()) do admit[j] = nxt() end
@@ -76,6 +95,7 @@ if max_communities > 0 and (#admit > 0 or n_over > 0) then
   end
   if over_in or size > max_communities then return {'conflict', 'communities', size} end
 end
+section('clock')
 local max_ts, prune_below = nxt(), nxt()
 -- maintenance bound: board rows one call may expire or rescale (0: no bound); see below
 local budget = tonumber(nxt())
@@ -83,6 +103,7 @@ if budget <= 0 then budget = math.huge end
 local work = 0
 local wm = redis.call('GET', K_WM)
 local W = wm and tonumber(wm) or nil
+section('windows')
 local nw = tonumber(nxt())
 local windows = {}
 for j = 1, nw do windows[j] = {nxt(), tonumber(nxt()), tonumber(nxt())} end
@@ -96,7 +117,6 @@ for j = 1, nw do windows[j] = {nxt(), tonumber(nxt()), tonumber(nxt())} end
 --     rescaled:<board> (ZSCAN, so boards may change in between: section 7 writes every new value
 --     to the copy too, and a copy row is its board's row × factor at copy time), then all copies
 --     replace their boards and L moves, in one call. Readers keep the old boards and L until then.
-local K_RESCALE = prefix .. ':rescale'
 local function rescale_steps()
   local to = redis.call('HGET', K_RESCALE, 'to')
   if not to then return true end
@@ -135,7 +155,7 @@ local function rescale_steps()
   end
   -- every copy is complete: swap them in (UNLINK frees the old boards off the main thread)
   local skip = #prefix + 8
-  for _, key in ipairs(redis.call('SMEMBERS', prefix .. ':decayed_boards')) do
+  for _, key in ipairs(redis.call('SMEMBERS', K_DECAYED_BOARDS)) do
     local id = string.sub(key, skip)
     local copy = prefix .. ':rescaled:' .. id
     redis.call('UNLINK', key)
@@ -158,7 +178,7 @@ if moves and rescaled then
   -- under way: start one
   local start = {'to', landmark, 'factor', factor, 'prune', prune_below}
   local skip = #prefix + 8
-  for _, key in ipairs(redis.call('SMEMBERS', prefix .. ':decayed_boards')) do
+  for _, key in ipairs(redis.call('SMEMBERS', K_DECAYED_BOARDS)) do
     start[#start + 1] = 'c:' .. string.sub(key, skip)
     start[#start + 1] = '0'
   end
@@ -198,7 +218,7 @@ local function expire_all(target)
       if not dropped[board] then
         dropped[board] = true
         redis.call('UNLINK', prefix .. ':board:' .. board)
-        redis.call('HINCRBY', prefix .. ':changes', board, 1)
+        redis.call('HINCRBY', K_CHANGES, board, 1)
       end
     end
     redis.call('DEL', index_key)
@@ -240,7 +260,7 @@ local function expire_steps(target)
         local board = string.sub(entry, 1, sep - 1)
         local bkey = prefix .. ':bucket:' .. entry
         local bkey_board = prefix .. ':board:' .. board
-        redis.call('HINCRBY', prefix .. ':changes', board, 1)
+        redis.call('HINCRBY', K_CHANGES, board, 1)
         local brows = redis.call('ZRANGE', bkey, 0, -1, 'WITHSCORES')
         -- in slices: one ZMSCORE, one ZADD and one ZREM each rather than a call per row (the
         -- same subtraction ZINCRBY does; milli-points are integers, exact in a double)
@@ -298,6 +318,7 @@ if redis.call('EXISTS', K_RESCALE) == 1 then
 end
 
 -- 5. all-time boards
+section('totals')
 local n = tonumber(nxt())
 for _ = 1, n do
   local board, member, delta = nxt(), nxt(), nxt()
@@ -307,6 +328,7 @@ end
 -- 6. window boards: add to the bucket while it is inside the window, and the sum of a batch's
 --    live buckets to the board once per (board, member). Deltas are integer milli-points, exact
 --    in a double, so summing them here loses nothing.
+section('buckets')
 n = tonumber(nxt())
 local registered = {}
 local board_sum = {}
@@ -338,6 +360,7 @@ for _, bm in ipairs(board_order) do
 end
 
 -- 7. decayed boards (forward decay: values are stored against the landmark)
+section('decayed')
 n = tonumber(nxt())
 for _ = 1, n do
   local board, member, delta = nxt(), nxt(), nxt()
@@ -348,19 +371,21 @@ for _ = 1, n do
                string.format('%.17g', tonumber(delta) * rescale_factor), member)
   end
 end
+section('boards')
 n = tonumber(nxt())
 for _ = 1, n do
   local board = nxt()
-  redis.call('SADD', prefix .. ':boards', board)
+  redis.call('SADD', K_BOARDS, board)
   -- the live feed's change marks: web processes diff a board only when its counter moved
-  redis.call('HINCRBY', prefix .. ':changes', board, 1)
+  redis.call('HINCRBY', K_CHANGES, board, 1)
   if string.sub(board, 1, 7) == 'decayed' then
-    redis.call('SADD', prefix .. ':decayed_boards', prefix .. ':board:' .. board)
+    redis.call('SADD', K_DECAYED_BOARDS, prefix .. ':board:' .. board)
   end
 end
 -- 7b. communities the plan admitted (within the cap: checked in section 1), and each member's
 --     communities (explain reads only those boards)
 if #admit > 0 then bulk('SADD', K_COMMUNITIES, admit) end
+section('mcomm')
 n = tonumber(nxt())
 for _ = 1, n do
   local member, community = nxt(), nxt()
@@ -368,6 +393,7 @@ for _ = 1, n do
 end
 
 -- 8. de-duplication ids and diminishing-returns counters (per partition, pruned by its watermark)
+section('seen')
 n = tonumber(nxt())
 local groups = {}
 for _ = 1, n do
@@ -375,6 +401,7 @@ for _ = 1, n do
   push(groups, prefix .. ':seen:' .. p, ts, id)
 end
 for key, vals in pairs(groups) do bulk('ZADD', key, vals) end
+section('dr')
 n = tonumber(nxt())
 groups = {}
 local days = {}
@@ -388,24 +415,28 @@ for key, vals in pairs(groups) do bulk('HSET', key, vals) end
 for key, vals in pairs(days) do bulk('ZADD', key, vals) end
 
 -- 9. explain counters, points per post (top posts; only events that name a post) and pipeline stats
+section('explain')
 n = tonumber(nxt())
 for _ = 1, n do
   local member, f, delta = nxt(), nxt(), nxt()
   redis.call('HINCRBY', prefix .. ':explain:' .. member, f, delta)
 end
+section('posts')
 n = tonumber(nxt())
 for _ = 1, n do
   local member, post, delta = nxt(), nxt(), nxt()
   redis.call('ZINCRBY', prefix .. ':posts:' .. member, delta, post)
 end
+section('stats')
 n = tonumber(nxt())
 for _ = 1, n do
   local f, delta = nxt(), nxt()
-  redis.call('HINCRBY', prefix .. ':stats', f, delta)
+  redis.call('HINCRBY', K_STATS, f, delta)
 end
 
 -- 9b. comment-bait: the detector's state (written with the fence it matches), its decisions
 --     (the member's throttle record and the alerts stream) and the points it withheld
+section('bait')
 n = tonumber(nxt())
 groups = {}
 local deleted = {}
@@ -422,18 +453,20 @@ for _ = 1, n do
 end
 for key, vals in pairs(groups) do bulk('HSET', key, vals) end
 for key, vals in pairs(deleted) do bulk('HDEL', key, vals) end
+section('alerts')
 local alerts_max = nxt()
 n = tonumber(nxt())
 for _ = 1, n do
   local member, group, record = nxt(), nxt(), nxt()
   redis.call('HSET', prefix .. ':throttle:' .. member, group, record)
-  redis.call('XADD', prefix .. ':alerts', '*', 'r', record)
+  redis.call('XADD', K_ALERTS, '*', 'r', record)
 end
 -- capped here only while no deliverer's group reads the stream; with one, `kudos deliver` trims
 -- what it acknowledged (lua/outbox_trim.lua) and never an alert it has not fanned out yet
-if n > 0 and #redis.call('XINFO', 'GROUPS', prefix .. ':alerts') == 0 then
-  redis.call('XTRIM', prefix .. ':alerts', 'MAXLEN', '~', alerts_max)
+if n > 0 and #redis.call('XINFO', 'GROUPS', K_ALERTS) == 0 then
+  redis.call('XTRIM', K_ALERTS, 'MAXLEN', '~', alerts_max)
 end
+section('withheld')
 n = tonumber(nxt())
 for _ = 1, n do
   local member, group, delta = nxt(), nxt(), nxt()
@@ -448,17 +481,24 @@ end
 --     members this batch touched on that board (a score can only rise when its member is touched).
 --     A rank rule's check takes at most cap = N + max_ties rows: a tie at the Nth score that would
 --     pass it is left out whole (leaderboard/perks.py, "Ties"), and recorded in perkties.
+section('perks')
 local nr = tonumber(nxt())
 local half_life = tonumber(nxt())
+local rules = {}
+for r = 1, nr do
+  local rule = {nxt(), nxt(), nxt(), nxt(), nxt(), nxt(), tonumber(nxt()), {}}
+  for c = 1, tonumber(nxt()) do rule[8][c] = nxt() end
+  rules[r] = rule
+end
+section('end')
+if i ~= #ARGV + 1 then
+  error('apply protocol: ' .. (#ARGV + 1 - i) .. ' arguments left after the last section')
+end
 if nr > 0 and W then
   local L = tonumber(redis.call('GET', K_LANDMARK) or '0')
-  local K_SEEN = prefix .. ':perkseen'
-  for _ = 1, nr do
-    local rid, board, rank_max, score_min, title, payload = nxt(), nxt(), nxt(), nxt(), nxt(), nxt()
-    local cap = tonumber(nxt())
-    local nc = tonumber(nxt())
-    local cands = {}
-    for c = 1, nc do cands[c] = nxt() end
+  for _, rule in ipairs(rules) do
+    local rid, board, rank_max, score_min, title, payload = unpack(rule, 1, 6)
+    local cap, cands = rule[7], rule[8]
     local key = prefix .. ':board:' .. board
     -- points = stored * scale (decayed values are stored against the landmark L)
     local decayed = string.sub(board, 1, 7) == 'decayed'
@@ -471,9 +511,9 @@ if nr > 0 and W then
     end
     if rank_max ~= '' then
       cands = {}
-      local mark = redis.call('HGET', prefix .. ':changes', board) or '0'
-      if redis.call('HGET', K_SEEN, rid) ~= mark then
-        redis.call('HSET', K_SEEN, rid, mark)
+      local mark = redis.call('HGET', K_CHANGES, board) or '0'
+      if redis.call('HGET', K_PERKSEEN, rid) ~= mark then
+        redis.call('HSET', K_PERKSEEN, rid, mark)
         local n = tonumber(rank_max)
         local nth = redis.call('ZREVRANGE', key, n - 1, n - 1, 'WITHSCORES')
         local lo = '-inf'
@@ -486,7 +526,7 @@ if nr > 0 and W then
           -- of a tie, so no member name or arrival order picks; the rows above it still qualify
           local tied = redis.call('ZCOUNT', key, lo, lo)
           cands = redis.call('ZREVRANGEBYSCORE', key, '+inf', '(' .. lo)
-          redis.call('HSET', prefix .. ':perkties', rid, cjson.encode({
+          redis.call('HSET', K_PERKTIES, rid, cjson.encode({
             at = W, board = board, rank = #cands + 1, tied = tied, cap = cap}))
         end
       end
@@ -504,7 +544,7 @@ if nr > 0 and W then
             id = uid, rule = rid, title = title, member = m, board = board, rank = rank,
             score = points, at = W, payload = cjson.decode(payload)}))
           -- (not capped: one entry per unlock, ever, like the perks hashes themselves)
-          redis.call('XADD', prefix .. ':perkbox', '*',
+          redis.call('XADD', K_PERKBOX, '*',
                      'id', uid, 'rule', rid, 'title', title, 'member', m, 'board', board,
                      'rank', rank, 'score', string.format('%.17g', points), 'at', W,
                      'payload', payload)

@@ -1,0 +1,165 @@
+"""Board reads: pages, standings, export, the board list, the clock and counters."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any, cast
+
+from leaderboard.ranking import Entry, competition_ranks, percentile
+from leaderboard.scoring import DECAYED, format_mp
+from leaderboard.store.base import StoreBase, clock_of
+from leaderboard.store.keys import (
+    COMMUNITY_STAT_FIELDS,
+    STAT_FIELDS,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Standing:
+    """A member's place on one board."""
+
+    board: str
+    member: str
+    rank: int
+    score: float
+    members: int
+    percentile: float
+    around: list[Entry]
+
+
+class BoardsMixin(StoreBase):
+    """Board reads."""
+
+    async def boards(self, cursor: int = 0, limit: int = 100) -> tuple[list[tuple[str, int]], int]:
+        """One page of the boards that exist, with their sizes, and the cursor of the next page
+        (0: this was the last). The first page starts with the base boards; community boards
+        follow in ``SSCAN`` order, sorted within the page. Each page costs about ``limit``
+        reads whatever the number of boards (``SSCAN`` with ``COUNT``, one pipelined
+        ``ZCARD`` each); a board made while paging may be missed or listed twice (SSCAN's own
+        guarantee), never a board that existed throughout."""
+        base = {b: i for i, b in enumerate(self.rules.base_boards)}
+        names: set[str] = set()
+        nxt = cursor
+        while True:
+            nxt, found = await self.client.sscan(self.key("boards"), nxt, count=limit)
+            names.update(cast("list[str]", found))
+            if nxt == 0 or len(names) >= limit:
+                break
+        names -= set(base)
+        ordered = sorted(
+            names, key=lambda b: (b.partition(":")[2], base.get(b.partition(":")[0], 99))
+        )
+        if cursor == 0:
+            ordered = list(self.rules.base_boards) + ordered
+        pipe = self.client.pipeline(transaction=False)
+        for b in ordered:
+            pipe.zcard(self.key("board", b))
+        sizes = await pipe.execute()
+        return list(zip(ordered, (int(n) for n in sizes), strict=True)), int(nxt)
+
+    async def clock(self) -> tuple[float | None, int | None]:
+        """(watermark, landmark)."""
+        wm, lm = await self.client.mget(self.key("wm"), self.key("landmark"))
+        return (float(wm) if wm is not None else None, int(lm) if lm is not None else None)
+
+    async def count(self, board: str) -> int:
+        self.rules.check_board(board)
+        return int(await self.client.zcard(self.key("board", board)))
+
+    async def _read(self, board: str, *args: str | int) -> list[Any] | None:
+        self.rules.check_board(board)
+        keys = [self.key("board", board), self.key("wm"), self.key("landmark")]
+        return await self.scripts.read(keys=keys, args=list(args))  # type: ignore[no-any-return]
+
+    def _entries(self, board: str, res: list[Any], first_position: int) -> list[Entry]:
+        flat, first_rank, clock = res[0], int(res[1]), clock_of(res[3], res[4])
+        members, scores = flat[0::2], [float(x) for x in flat[1::2]]
+        ranks = competition_ranks(scores, first_rank, first_position)
+        return [
+            Entry(r, m, self._to_points(board, s, clock))
+            for r, m, s in zip(ranks, members, scores, strict=True)
+        ]
+
+    async def page(self, board: str, limit: int = 10, offset: int = 0) -> tuple[list[Entry], int]:
+        """One page of a board, best first, with competition ranks; and the board's size.
+
+        Raises:
+            UnknownBoard: ``board`` is not a valid board id.
+        """
+        res = await self._read(board, "page", offset, offset + limit - 1)
+        assert res is not None
+        return self._entries(board, res, offset), int(res[2])
+
+    async def standing(self, board: str, member: str, around: int = 2) -> Standing | None:
+        """Rank, score, percentile and the ``around`` members above and below; None if absent."""
+        res = await self._read(board, "member", member, around)
+        if res is None:
+            return None
+        size, rank = int(res[2]), int(res[6])
+        score = self._to_points(board, float(res[5]), clock_of(res[3], res[4]))
+        neighbours = self._entries(board, res, int(res[7]))
+        return Standing(board, member, rank, score, size, percentile(rank, size), neighbours)
+
+    async def export(self, board: str, chunk: int = 10_000) -> AsyncIterator[tuple[int, str, str]]:
+        """The whole board as (rank, member, score text), best first.
+
+        Milli-point boards print exact decimals; ``decayed`` prints the float in points.
+        """
+        self.rules.check_board(board)
+        key = self.key("board", board)
+        is_decayed = board.partition(":")[0] == DECAYED
+        clock = await self.clock()
+        offset = 0
+        prev_score: float | None = None
+        rank = 0
+        while True:
+            rows = cast(
+                list[tuple[str, float]],
+                await self.client.zrevrange(key, offset, offset + chunk - 1, withscores=True),
+            )
+            if not rows:
+                return
+            for j, (m, s) in enumerate(rows):
+                # ranks follow the printed value: far down a decayed board two stored values can
+                # become the same (subnormal) number of points, and equal scores share a rank
+                pts = self._to_points(board, s, clock)
+                if pts != prev_score:
+                    rank = offset + j + 1
+                    prev_score = pts
+                # decayed: the exact double; batching can change its last bits
+                text = repr(pts) if is_decayed else format_mp(int(s))
+                yield rank, m, text
+            offset += len(rows)
+
+    async def stats(self) -> dict[str, int]:
+        raw = cast("dict[str, str]", await self.client.hgetall(self.key("stats")))
+        out = {f: int(raw.get(f, 0)) for f in STAT_FIELDS}
+        out["dead_lettered"] = out["invalid"] + out["late"] + out["future"]
+        out["total"] = sum(out[f] for f in STAT_FIELDS)
+        out.update({f: int(raw.get(f, 0)) for f in COMMUNITY_STAT_FIELDS})
+        return out
+
+    async def fences(self) -> dict[int, int]:
+        raw = cast("dict[str, str]", await self.client.hgetall(self.key("fence")))
+        return {int(p): int(o) for p, o in raw.items()}
+
+    async def ping(self) -> bool:
+        return bool(await self.client.ping())
+
+    async def board_known(self, board: str) -> bool:
+        """A base board, or a community board that has had members."""
+        if board in self.rules.base_boards:
+            return True
+        return bool(await self.client.sismember(self.key("boards"), board))
+
+    async def member_known(self, member: str) -> bool:
+        """Whether ``member`` was ever seen, as :meth:`explanation` decides it (explain data, or
+        a place on a base board; a community board's members are on its base board too). Reads
+        only: a live channel is opened for known members alone, so clients cannot make keys."""
+        pipe = self.client.pipeline(transaction=False)
+        pipe.exists(self.key("explain", member))
+        for b in self.rules.base_boards:
+            pipe.zscore(self.key("board", b), member)
+        found = await pipe.execute()
+        return bool(found[0]) or any(s is not None for s in found[1:])

@@ -1,0 +1,211 @@
+"""Every Redis key family of Kudos, defined once: its name, shape, type, who writes it, whether
+``kudos rebuild`` reproduces it from the log, how it is bounded, and the hash tag it takes on a
+Redis Cluster. Nothing else in Kudos spells a key name: Python asks :meth:`Keys.key` (which refuses
+an unregistered family) and the Lua scripts receive their keys in ``KEYS``.
+
+``docs/keys.md`` is generated from this table (``python -m leaderboard.key_doc > docs/keys.md``);
+a test fails when it is out of date.
+
+Hash tags (for Redis Cluster, issue "Outgrow one Redis"): ``shard`` keys belong to the apply shard
+of a partition (a member's keys to the shard of the partition its events are keyed to), so one
+apply touches one slot; ``channel`` keys to their live-feed channel; ``namespace`` keys are few and
+small and live in the namespace's own slot; ``webhooks`` keys in the delivery slot.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+#: Bait alerts kept in the ``alerts`` stream (``GET /api/alerts``, the deliverer's outbox), about;
+#: more while the deliverers have not acknowledged them (see :meth:`Store.outbox_trim`).
+ALERTS_MAXLEN = 100_000
+
+#: Entries one outbox trim call looks at and removes at most (:meth:`Store.outbox_trim` repeats).
+OUTBOX_TRIM_STEP = 1000
+
+#: The outbox streams ``kudos deliver`` fans out: perk unlocks and bait alerts, and its group.
+PERKBOX = "perkbox"
+
+#: The hashes marking what ``kudos deliver`` fanned out: unlocks, and bait alerts.
+PERK_MARKS = "perkfanout"
+
+ALERT_MARKS = "alertfanout"
+
+OUTBOX_GROUP = "deliver"
+
+ALERTS = "alerts"
+
+STAT_FIELDS = ("applied", "ignored", "duplicate", "invalid", "late", "future")
+
+#: Applied events that scored without some of their communities' boards: not in the allow-list,
+#: or beyond the cap on distinct communities. A part of ``applied``, so not in the sum above.
+COMMUNITY_STAT_FIELDS = ("community_refused", "community_capped")
+
+#: Attempts kept in the webhook attempts log (``wh:log``), about.
+WEBHOOK_LOG_MAXLEN = 10_000
+
+
+#: Who writes a family (the rest of Kudos only reads it).
+APPLY = "worker apply"
+WEB = "web"
+DELIVER = "deliverer"
+REBUILD = "kudos rebuild"
+WORKER = "worker"
+
+
+@dataclass(frozen=True, slots=True)
+class Family:
+    #: the first segment of the key after the namespace prefix
+    name: str
+    #: the whole key after the prefix, with ``<placeholders>``
+    shape: str
+    type: str
+    owner: str
+    #: ``kudos rebuild`` fills it in the rebuilt namespace and switches it in (scoring state
+    #: derived from the log); the others are serving state and stay across a rebuild
+    rebuilt: bool
+    #: the hash tag on a Redis Cluster: shard, channel, namespace or webhooks
+    tag: str
+    #: what bounds it (every family has a bound or says why it needs none)
+    retention: str
+    doc: str
+
+
+FAMILIES: tuple[Family, ...] = (
+    Family("fence", "fence", "hash", APPLY, True, "shard", "one field per partition",
+           "partition → last applied offset (the exactly-once fence)"),
+    Family("fencepart", "fencepart", "hash", APPLY, True, "shard", "one field per partition",
+           "partition → \"<offset>:<n>\": the message after the fence is a big envelope applied "
+           "in pieces, its first n events so far (written and deleted with the fence)"),
+    Family("pwm", "pwm", "hash", APPLY, True, "shard", "one field per partition",
+           "partition → newest event time applied in that partition"),
+    Family("wm", "wm", "string", APPLY, True, "shard", "one value",
+           "global watermark W (largest event time applied)"),
+    Family("landmark", "landmark", "string", APPLY, True, "shard", "one value",
+           "forward-decay landmark L (unix seconds, whole days)"),
+    Family("board", "board:<id>", "zset", APPLY, True, "shard",
+           "members with points; window boards lose what leaves the window",
+           "member → score (milli-points; decayed: stored against L)"),
+    Family("bucket", "bucket:<id>|<i>", "zset", APPLY, True, "shard",
+           "expired when bucket i leaves the window",
+           "member → milli-points of window board <id> in bucket i"),
+    Family("buckets", "buckets:<window>", "zset", APPLY, True, "shard",
+           "the live buckets of one window",
+           "\"<board>|<i>\" → i, the live buckets of one window (for expiry)"),
+    Family("boards", "boards", "set", APPLY, True, "shard", "base boards + admitted communities",
+           "every board id that has ever had a member"),
+    Family("communities", "communities", "set", APPLY, True, "shard",
+           "at most the workers' max_communities",
+           "the communities admitted to boards (only grows, checked by every apply that admits "
+           "or refuses one for the cap)"),
+    Family("mcomm", "mcomm:<member>", "set", APPLY, True, "shard", "a subset of communities",
+           "the communities the member has points in (explain reads only their boards)"),
+    Family("decayed_boards", "decayed_boards", "set", APPLY, True, "shard", "one per decayed board",
+           "keys of the decayed boards (rescaled when L moves)"),
+    Family("rescale", "rescale", "hash", APPLY, True, "shard", "deleted when the move completes",
+           "a landmark move under way: to (the new L), factor, prune, and c:<board> → ZSCAN "
+           "cursor of each decayed board not copied yet"),
+    Family("rescaled", "rescaled:<id>", "zset", APPLY, True, "shard",
+           "swapped in when the move completes",
+           "decayed board <id> rescaled to the new L"),
+    Family("seen", "seen:<p>", "zset", APPLY, True, "shard",
+           "pruned at partition watermark − dedupe horizon",
+           "event id → ts (de-duplication)"),
+    Family("dr", "dr:<p>:<day>", "hash", APPLY, True, "shard", "days behind the horizon deleted",
+           "\"actor␟target\" → scored events that day (diminishing returns)"),
+    Family("drdays", "drdays:<p>", "zset", APPLY, True, "shard", "as dr",
+           "days that have a dr hash (for pruning)"),
+    Family("explain", "explain:<member>", "hash", APPLY, True, "shard",
+           "one field per kind and counter (bounded by the scoring rules)",
+           "n:<kind>, full:<kind>, mp:<kind>, self (read also: wh:<kind>)"),
+    Family("posts", "posts:<member>", "zset", APPLY, True, "shard",
+           "not bounded yet (one row per post the member earned on)",
+           "post → milli-points the member earned on it (events naming a post)"),
+    Family("bait", "bait:<t>:<p>", "hash", APPLY, True, "shard",
+           "the detector's own bounds (docs/bait.md)",
+           "the comment-bait detector's state of partition p, table t (g: posts, a: authors, "
+           "c: commenters, m: clock, ...), written with the fence"),
+    Family("throttle", "throttle:<member>", "hash", APPLY, True, "shard",
+           "not bounded yet (one field per throttled group)",
+           "group (p:<post>/t:<member>/e:<post>) → the latest throttle decision (JSON)"),
+    Family("withheld", "withheld:<member>", "hash", APPLY, True, "shard", "as throttle",
+           "group → milli-points the throttle withheld there"),
+    Family("alerts", "alerts", "stream", APPLY, True, "shard",
+           "about ALERTS_MAXLEN; with a deliverer group, what it acknowledged is trimmed",
+           "one entry per throttle decision (r: JSON with its id): GET /api/alerts and the "
+           "deliverer's outbox (topic bait-alerts and the websocket)"),
+    Family("alertfanout", "alertfanout", "hash", DELIVER, False, "shard",
+           "a mark goes when the outbox trim removes its alert",
+           "alert id → unix time kudos deliver fanned it out"),
+    Family("stats", "stats", "hash", APPLY, True, "shard", "fixed fields",
+           "applied / ignored / duplicate / invalid / late / future event counts, and "
+           "community_refused / community_capped"),
+    Family("changes", "changes", "hash", APPLY, False, "shard", "one field per board",
+           "board → change counter, bumped by every apply that touches it (live feed)"),
+    Family("feedepoch", "feedepoch", "string", WEB, False, "channel", "one value",
+           "the live feed's epoch; a new one means the feed history is gone"),
+    Family("feed", "feed:<channel>", "hash", WEB, False, "channel", "one per followed channel",
+           "seq, src (change counter at the last publish), snap (published state)"),
+    Family("feedlog", "feedlog:<channel>", "stream", WEB, False, "channel", "capped (resume window)",
+           "entry <seq>-1 → r: the frame record (resume replays it)"),
+    Family("watched", "watched", "zset", WEB, False, "channel", "entries expire by wall-clock",
+           "member → unix time until which some web process has a subscriber"),
+    Family("perks", "perks:<member>", "hash", APPLY, False, "shard",
+           "one field per (rule, member), ever",
+           "rule id → the unlock record (JSON); set once, never revoked"),
+    Family("perkseen", "perkseen", "hash", APPLY, False, "shard", "one field per rank rule",
+           "rank rule → the board's change mark when the rule last looked"),
+    Family("perkties", "perkties", "hash", APPLY, False, "shard", "one field per rank rule",
+           "rank rule → JSON {at, board, rank, tied, cap} of its latest check that left a tie out"),
+    Family("perkbox", "perkbox", "stream", APPLY, False, "shard",
+           "what the deliverer acknowledged beyond KUDOS_PERKS_OUTBOX_KEEP is trimmed",
+           "one entry per unlock (id, rule, title, member, board, rank, score, at, payload), "
+           "written with the scores that earned it; read by the consumer group deliver"),
+    Family("perkfanout", "perkfanout", "hash", DELIVER, False, "shard",
+           "a mark goes when the outbox trim removes its unlock",
+           "unlock id → unix time kudos deliver pushed it to the websocket and made its jobs"),
+    Family("wh", "wh:job:<job> | wh:due | wh:dead | wh:disabled | wh:log", "hash/zset/stream",
+           DELIVER, False, "webhooks",
+           "jobs deleted once delivered; dead ones wait for a replay; the log is capped",
+           "webhook jobs (<endpoint>:<unlock id>), their due and dead-letter sets, disabled "
+           "endpoints and the attempts log"),
+    Family("meta", "meta", "hash", WORKER, False, "namespace", "fixed fields",
+           "scoring_version: the scoring identity applies must match; other facts"),
+    Family("generation", "generation", "string", REBUILD, False, "namespace", "one value",
+           "bumped by every kudos rebuild switch: applies planned from an older copy of the "
+           "state are refused (the worker reloads)"),
+    Family("rebuilding", "rebuilding", "string", REBUILD, False, "namespace",
+           "expires if the rebuild dies", "the lock of a running kudos rebuild"),
+)  # fmt: skip
+
+BY_NAME: dict[str, Family] = {f.name: f for f in FAMILIES}
+#: Families ``kudos rebuild`` replaces with the rebuilt namespace's.
+REBUILT_FAMILIES: tuple[str, ...] = tuple(f.name for f in FAMILIES if f.rebuilt)
+
+
+class UnknownKeyFamily(KeyError):
+    """A key of a family this registry does not define (a typo, or a family added elsewhere)."""
+
+
+class Keys:
+    """Key names of one namespace (``<prefix>:<family>:…``)."""
+
+    __slots__ = ("prefix",)
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+
+    def key(self, family: str, *parts: object) -> str:
+        if family not in BY_NAME:
+            raise UnknownKeyFamily(family)
+        if not parts:
+            return f"{self.prefix}:{family}"
+        return ":".join((self.prefix, family, *map(str, parts)))
+
+    def pattern(self) -> str:
+        """A SCAN/KEYS pattern of every key of this namespace (its prefix glob-escaped)."""
+        return glob_escape(self.prefix) + ":*"
+
+
+def glob_escape(text: str) -> str:
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)

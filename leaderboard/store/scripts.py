@@ -1,0 +1,46 @@
+"""The Lua scripts of the store, loaded once and registered per client.
+
+Every script receives the keys it touches in ``KEYS`` (named by :mod:`leaderboard.store.keys`);
+see each file's header for its ``KEYS`` and ``ARGV``.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+
+import redis.asyncio as aioredis
+from redis.commands.core import AsyncScript
+
+NAMES = (
+    "apply",
+    "read",
+    "feed_poll",
+    "feed_publish",
+    "explain",
+    "webhook_claim",
+    "webhook_finish",
+    "webhook_replay",
+    "switch",
+    "outbox_trim",
+)
+
+SOURCES: dict[str, str] = {
+    n: resources.files("leaderboard.store").joinpath(f"lua/{n}.lua").read_text() for n in NAMES
+}
+
+
+class Scripts:
+    """The registered scripts of one client (each an ``AsyncScript``: EVALSHA, loaded on demand)."""
+
+    def __init__(self, client: aioredis.Redis) -> None:
+        s = {n: client.register_script(src) for n, src in SOURCES.items()}
+        self.apply: AsyncScript = s["apply"]
+        self.read: AsyncScript = s["read"]
+        self.feed_poll: AsyncScript = s["feed_poll"]
+        self.feed_publish: AsyncScript = s["feed_publish"]
+        self.explain: AsyncScript = s["explain"]
+        self.webhook_claim: AsyncScript = s["webhook_claim"]
+        self.webhook_finish: AsyncScript = s["webhook_finish"]
+        self.webhook_replay: AsyncScript = s["webhook_replay"]
+        self.switch: AsyncScript = s["switch"]
+        self.outbox_trim: AsyncScript = s["outbox_trim"]
