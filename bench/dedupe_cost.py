@@ -1,0 +1,231 @@
+"""The worker's dedupe state, compact against dict-based, pure (no I/O): ``python -m bench.dedupe_cost``.
+
+Same run, same ids (``higgs-<j>``, spread over 8 days as a week's horizon holds them):
+
+- bytes per id (``tracemalloc``, everything the structure allocates, the id strings included for
+  the dict) of :class:`leaderboard.fingerprint.FingerprintSet` and of today's
+  ``OwnedPartition.seen`` + ``seen_days`` (``add_seen``), at each of ``--sizes``;
+- bytes per diminishing-returns counter: :class:`~leaderboard.fingerprint.PairCounters` against
+  ``OwnedPartition.dr`` + ``dr_days`` (``set_dr``);
+- ns per operation at ``--timed`` entries, best of ``--repeat``: a lookup that hits, one that
+  misses, an insert, for ids and counters, with the fingerprint's own cost apart (the planner
+  computes it once per event and uses it for both the lookup and the insert).
+
+Prints one line per number and the ratios compact / dict. About a minute on 2 cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import time
+import tracemalloc
+from collections.abc import Callable
+
+from leaderboard.fingerprint import FingerprintSet, PairCounters, fingerprint, pair_fingerprint
+from leaderboard.owned import OwnedPartition
+
+DAY0 = 15_523  # 2012-07-01, the Higgs week
+T0 = DAY0 * 86400.0
+
+
+def _ts(j: int, n: int) -> float:
+    return T0 + j * (8 * 86400.0) / n
+
+
+def _mem(build: Callable[[], object]) -> tuple[int, object]:
+    gc.collect()
+    tracemalloc.start()
+    kept = build()
+    used = tracemalloc.get_traced_memory()[0]
+    tracemalloc.stop()
+    return used, kept
+
+
+def memory(sizes: list[int]) -> None:
+    for n in sizes:
+
+        def compact(n: int = n) -> object:
+            s = FingerprintSet()
+            for j in range(n):
+                s.add(fingerprint(f"higgs-{j}"), DAY0 + j * 8 // n)
+            return s
+
+        def baseline(n: int = n) -> object:
+            p = OwnedPartition()
+            for j in range(n):
+                p.add_seen(f"higgs-{j}", _ts(j, n))
+            return p
+
+        new, kept = _mem(compact)
+        del kept
+        old, kept = _mem(baseline)
+        del kept
+        print(
+            f"ids {n:>9,}: FingerprintSet {new / n:5.1f} B/id, dict {old / n:5.1f} B/id, "
+            f"ratio {new / old:.3f}"
+        )
+    for n in sizes[:3]:
+
+        def counters(n: int = n) -> object:
+            c = PairCounters()
+            for j in range(n):
+                c.set(DAY0 + j * 8 // n, pair_fingerprint(str(j), str(j * 7 % 100_000)), 1)
+            return c
+
+        def dr_baseline(n: int = n) -> object:
+            p = OwnedPartition()
+            for j in range(n):
+                p.set_dr(DAY0 + j * 8 // n, f"{j}\x1f{j * 7 % 100_000}", 1)
+            return p
+
+        new, kept = _mem(counters)
+        del kept
+        old, kept = _mem(dr_baseline)
+        del kept
+        print(
+            f"counters {n:>9,}: PairCounters {new / n:5.1f} B/pair, dict {old / n:5.1f} B/pair, "
+            f"ratio {new / old:.3f}"
+        )
+
+
+def _ns(fn: Callable[[], object], n: int, repeat: int) -> float:
+    best = float("inf")
+    for _ in range(repeat):
+        gc.collect()
+        t = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t)
+    return best / n * 1e9
+
+
+def speed(n: int, repeat: int) -> None:
+    ids = [f"higgs-{j}" for j in range(n)]
+    fresh = [f"fresh-{j}" for j in range(n)]
+    fps = [fingerprint(i) for i in ids]
+    fresh_fps = [fingerprint(i) for i in fresh]
+    tss = [_ts(j, n) for j in range(n)]
+    days = [DAY0 + j * 8 // n for j in range(n)]
+    p = OwnedPartition()
+    for i, ts in zip(ids, tss, strict=True):
+        p.add_seen(i, ts)
+    s = FingerprintSet()
+    for fp, d in zip(fps, days, strict=True):
+        s.add(fp, d)
+    seen = p.seen
+
+    def fp_cost() -> None:
+        for i in fresh:
+            fingerprint(i)
+
+    def dict_hit() -> None:
+        for i in ids:
+            seen.get(i)
+
+    def dict_miss() -> None:
+        for i in fresh:
+            seen.get(i)
+
+    def set_hit() -> None:
+        for fp in fps:
+            fp in s  # noqa: B015
+
+    def set_miss() -> None:
+        for fp in fresh_fps:
+            fp in s  # noqa: B015
+
+    def dict_insert() -> None:
+        q = OwnedPartition()
+        for i, ts in zip(fresh, tss, strict=True):
+            q.add_seen(i, ts)
+
+    def set_insert() -> None:
+        q = FingerprintSet()
+        for fp, d in zip(fresh_fps, days, strict=True):
+            q.add(fp, d)
+
+    rows: list[tuple[str, float, float]] = []
+
+    def row(label: str, new: Callable[[], None], old: Callable[[], None]) -> None:
+        a, b = _ns(new, n, repeat), _ns(old, n, repeat)
+        rows.append((label, a, b))
+        print(f"{label:<34} compact {a:6.0f} ns, dict {b:6.0f} ns, ratio {a / b:5.2f}")
+
+    fpn = _ns(fp_cost, n, repeat)
+    print(f"fingerprint (blake2b-128)          {fpn:6.0f} ns")
+    try:
+        import xxhash  # type: ignore[import-not-found]
+
+        x3 = xxhash.xxh3_128_digest
+
+        def xx_cost() -> None:
+            for i in fresh:
+                x3(i.encode())
+
+        print(f"  (xxh3-128, not a dependency)     {_ns(xx_cost, n, repeat):6.0f} ns")
+    except ImportError:
+        pass
+    row(f"id lookup, hit  ({n:,} held)", set_hit, dict_hit)
+    row(f"id lookup, miss ({n:,} held)", set_miss, dict_miss)
+    row(f"id insert (0..{n:,})", set_insert, dict_insert)
+
+    pairs = [f"{j}\x1f{j * 7 % 100_000}" for j in range(n)]
+    pfps = [pair_fingerprint(str(j), str(j * 7 % 100_000)) for j in range(n)]
+    c = PairCounters()
+    for fp, d in zip(pfps, days, strict=True):
+        c.set(d, fp, 1)
+    for f, d in zip(pairs, days, strict=True):
+        p.set_dr(d, f, 1)
+    dr = p.dr
+
+    def ctr_get() -> None:
+        for fp, d in zip(pfps, days, strict=True):
+            c.get(d, fp)
+
+    def dr_get() -> None:
+        for f, d in zip(pairs, days, strict=True):
+            dr.get((d, f), 0)
+
+    def ctr_bump() -> None:
+        for fp, d in zip(pfps, days, strict=True):
+            c.set(d, fp, 2)
+
+    def dr_bump() -> None:
+        for f, d in zip(pairs, days, strict=True):
+            p.set_dr(d, f, 2)
+
+    def ctr_insert() -> None:
+        q = PairCounters()
+        for fp, d in zip(pfps, days, strict=True):
+            q.set(d, fp, 1)
+
+    def dr_insert() -> None:
+        q = OwnedPartition()
+        for f, d in zip(pairs, days, strict=True):
+            q.set_dr(d, f, 1)
+
+    row(f"counter get ({n:,} held)", ctr_get, dr_get)
+    row("counter set, existing", ctr_bump, dr_bump)
+    row(f"counter set, new (0..{n:,})", ctr_insert, dr_insert)
+    # per scored event the planner pays one fingerprint of the id, one lookup (a miss: most ids
+    # are new), one insert; and one of the pair, one counter get and one set
+    new = 2 * fpn + sum(a for label, a, _ in rows if "hit" not in label and "existing" not in label)
+    old = sum(b for label, _, b in rows if "hit" not in label and "existing" not in label)
+    print(
+        f"per new event (ids + counters)     compact {new:6.0f} ns, dict {old:6.0f} ns, "
+        f"ratio {new / old:5.2f}"
+    )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", default="10000,100000,1000000")
+    ap.add_argument("--timed", type=int, default=300_000)
+    ap.add_argument("--repeat", type=int, default=3)
+    args = ap.parse_args()
+    memory([int(x) for x in args.sizes.split(",")])
+    speed(args.timed, args.repeat)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,236 @@
+"""The compact dedupe state against plain dict models: exact membership and counts after any
+sequence of adds, day drops and blob round trips, and blobs that survive Redis APPEND."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from leaderboard.fingerprint import (
+    FP_SIZE,
+    FingerprintSet,
+    PairCounters,
+    fingerprint,
+    pair_fingerprint,
+)
+
+# a small pool, so that sequences repeat ids; big enough (> 32 a shard) to make tables split
+POOL = [hashlib.sha256(str(i).encode()).digest()[:FP_SIZE] for i in range(120)]
+# fingerprints that differ only in their last byte share a prefix of 15 with another
+POOL += [POOL[0][:15] + bytes((b,)) for b in range(5)]
+fps = st.sampled_from(POOL)
+days = st.integers(min_value=15_520, max_value=15_530)
+
+
+def test_fingerprints_are_stable_across_processes_and_releases() -> None:
+    # Redis keeps them: a change of function would make every stored id unknown (double counts)
+    assert fingerprint("higgs-1").hex() == "cbefadce005fe1b8cccf568686eeb1d2"
+    assert len(pair_fingerprint("a", "b")) == FP_SIZE
+    assert pair_fingerprint("a", "b") == fingerprint("a\x1fb")
+    assert pair_fingerprint("a", "b") != pair_fingerprint("b", "a")
+    assert fingerprint("e1") != fingerprint("\x1fe1")  # an evidence id never shadows an event's
+
+
+def test_a_needle_across_two_records_is_not_a_member() -> None:
+    s = FingerprintSet()
+    fp = bytes(range(16))
+    s.add(fp, 0x0102)
+    s.add(bytes(range(100, 116)), 0x0102)
+    # the tail of the first fingerprint, its day tag, and nothing more: a valid 16-byte run
+    straddle = fp[2:] + (0x0102).to_bytes(2, "little")
+    assert straddle not in s
+    assert fp[:8] not in s  # a shorter needle is never a member either
+    c = PairCounters()
+    c.set(1, fp, 7)
+    c.set(1, bytes(range(100, 116)), 9)
+    assert c.get(1, fp[1:] + bytes((7,))) == 0
+
+
+def test_a_later_add_keeps_the_id_until_its_later_day_goes() -> None:
+    s = FingerprintSet()
+    fp = fingerprint("e")
+    assert s.add(fp, 10)
+    assert not s.add(fp, 12)
+    assert not s.add(fp, 11)  # an earlier day does not take it back
+    assert s.day_of(fp) == 12 and s.days() == [12]
+    s.drop_days_before(12)
+    assert fp in s and len(s) == 1
+    s.drop_days_before(13)
+    assert fp not in s and len(s) == 0 and s.day_of(fp) is None
+
+
+def test_days_65536_apart_cannot_be_held_together_but_follow_each_other() -> None:
+    s = FingerprintSet()
+    a, b = fingerprint("a"), fingerprint("b")
+    s.add(a, 5)
+    with pytest.raises(ValueError, match="too far"):
+        s.add(b, 5 + 65_536)
+    s.drop_days_before(6)  # the tag of day 5 is dead, its record not swept yet
+    s.add(b, 5 + 65_536)
+    assert b in s and a not in s and len(s) == 1
+
+
+def test_bad_fingerprints_and_blobs_are_refused() -> None:
+    s, c = FingerprintSet(), PairCounters()
+    with pytest.raises(ValueError):
+        s.add(b"short", 1)
+    with pytest.raises(ValueError):
+        s.load_day(1, b"x" * 17)
+    with pytest.raises(ValueError):
+        c.load_day(1, b"x" * 15)
+    with pytest.raises(ValueError):
+        c.set(1, fingerprint("a"), 0)
+    with pytest.raises(ValueError):
+        c.get(1, b"short")
+
+
+def test_counts_past_255_stay_exact() -> None:
+    # weight_mp // k is not 0 until k passes the weight (10,000 for a conversion)
+    c = PairCounters()
+    fp = pair_fingerprint("bot", "star")
+    for _ in range(300):
+        c.add(20_000, fp)
+    assert c.get(20_000, fp) == 300
+    c.set(20_000, fp, 254)
+    assert c.get(20_000, fp) == 254
+    back = PairCounters()
+    back.load_day(20_000, c.dump_day(20_000))
+    assert back.get(20_000, fp) == 254
+
+
+def test_a_million_ids_take_at_most_24_bytes_each() -> None:
+    s = FingerprintSet()
+    n = 200_000  # (the bench measures 1M and 5M; the cost per id is flat past a few thousand)
+    for j in range(n):
+        s.add(fingerprint(f"higgs-{j}"), 15_523 + j * 8 // n)
+    assert len(s) == n
+    assert s.nbytes() <= 24 * n
+    s.drop_days_before(15_527)
+    s.compact()
+    assert len(s) == n // 2
+    assert all(fingerprint(f"higgs-{j}") in s for j in range(n // 2, n, 997))
+    assert not any(fingerprint(f"higgs-{j}") in s for j in range(0, n // 2, 997))
+
+
+# -- properties against models ---------------------------------------------------------------
+
+id_ops = st.lists(
+    st.one_of(
+        st.tuples(st.just("add"), fps, days),
+        st.tuples(st.just("drop"), days),
+        st.tuples(st.just("reload")),
+        st.tuples(st.just("compact")),
+    ),
+    max_size=250,
+)
+
+
+def _reload_ids(s: FingerprintSet) -> FingerprintSet:
+    back = FingerprintSet()
+    for d in s.days():
+        back.load_day(d, s.dump_day(d))
+    return back
+
+
+@settings(max_examples=150, deadline=None)
+@given(id_ops)
+def test_the_set_holds_exactly_what_a_dict_of_latest_days_holds(ops: list[tuple]) -> None:  # type: ignore[type-arg]
+    s = FingerprintSet()
+    model: dict[bytes, int] = {}
+    for op in ops:
+        if op[0] == "add":
+            _, fp, day = op
+            assert s.add(fp, day) == (fp not in model)
+            model[fp] = max(day, model.get(fp, day))
+        elif op[0] == "drop":
+            s.drop_days_before(op[1])
+            model = {f: d for f, d in model.items() if d >= op[1]}
+        elif op[0] == "reload":
+            s = _reload_ids(s)
+        else:
+            s.compact()
+        assert len(s) == len(model)
+    assert {f for f in POOL if f in s} == set(model)
+    assert {f: s.day_of(f) for f in model} == model
+    assert s.days() == sorted(set(model.values()))
+    for d in s.days():
+        blob = s.dump_day(d)
+        assert len(blob) % FP_SIZE == 0
+        held = {blob[j : j + FP_SIZE] for j in range(0, len(blob), FP_SIZE)}
+        assert held == {f for f, fd in model.items() if fd == d}
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.lists(fps, max_size=60), max_size=5), days)
+def test_appended_id_blobs_load_as_one(chunks: list[list[bytes]], day: int) -> None:
+    # apply.lua APPENDs each apply's new fingerprints to seen:<p>:<day>; a GET loads them all
+    appended = FingerprintSet()
+    for chunk in chunks:
+        appended.load_day(day, b"".join(chunk))
+    whole = FingerprintSet()
+    whole.load_day(day, b"".join(b"".join(c) for c in chunks))
+    expected = {f for c in chunks for f in c}
+    assert {f for f in POOL if f in whole} == {f for f in POOL if f in appended} == expected
+    assert len(whole) == len(expected)
+
+
+counter_ops = st.lists(
+    st.one_of(
+        st.tuples(st.just("add"), days, fps, st.integers(min_value=1, max_value=300)),
+        st.tuples(st.just("set"), days, fps, st.integers(min_value=1, max_value=600)),
+        st.tuples(st.just("drop"), days),
+        st.tuples(st.just("reload")),
+    ),
+    max_size=150,
+)
+
+
+def _reload_counters(c: PairCounters) -> PairCounters:
+    back = PairCounters()
+    for d in c.days():
+        back.load_day(d, c.dump_day(d))
+    return back
+
+
+@settings(max_examples=150, deadline=None)
+@given(counter_ops)
+def test_counters_count_exactly_what_a_dict_counts(ops: list[tuple]) -> None:  # type: ignore[type-arg]
+    c = PairCounters()
+    model: dict[tuple[int, bytes], int] = {}
+    for op in ops:
+        if op[0] == "add":
+            _, day, fp, delta = op
+            model[(day, fp)] = model.get((day, fp), 0) + delta
+            assert c.add(day, fp, delta) == model[(day, fp)]
+        elif op[0] == "set":
+            _, day, fp, k = op
+            c.set(day, fp, k)
+            model[(day, fp)] = k
+        elif op[0] == "drop":
+            c.drop_days_before(op[1])
+            model = {k: v for k, v in model.items() if k[0] >= op[1]}
+        else:
+            c = _reload_counters(c)
+        assert len(c) == len(model)
+    seen_days = {d for d, _ in model}
+    assert set(c.days()) == seen_days
+    for d in seen_days:
+        for fp in POOL:
+            assert c.get(d, fp) == model.get((d, fp), 0)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.lists(fps, max_size=40), max_size=5), days)
+def test_appended_counter_logs_load_as_one(applies: list[list[bytes]], day: int) -> None:
+    # each apply appends a pair's fingerprint once per event it counted: the count is the total
+    appended = PairCounters()
+    for events in applies:
+        appended.load_day(day, b"".join(events))
+    whole = PairCounters()
+    whole.load_day(day, b"".join(b"".join(e) for e in applies))
+    for fp in POOL:
+        n = sum(e.count(fp) for e in applies)
+        assert whole.get(day, fp) == appended.get(day, fp) == n
