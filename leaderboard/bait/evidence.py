@@ -92,7 +92,8 @@ class Evidence:
         if isinstance(ts, bool) or not isinstance(ts, int | float) or not math.isfinite(ts):
             raise BadEvidence("'ts' must be a finite number")
         kind = obj.get("kind")
-        if kind not in EVIDENCE_KINDS:
+        # (str first: a list or an object is unhashable, and must be refused, not crash the decoder)
+        if not isinstance(kind, str) or kind not in EVIDENCE_KINDS:
             raise BadEvidence(f"'kind' must be one of {', '.join(sorted(EVIDENCE_KINDS))}")
         actors = obj.get("actors")
         if not isinstance(actors, list) or not 1 <= len(actors) <= MAX_ACTORS:
