@@ -63,6 +63,7 @@ import orjson
 from leaderboard.bait.evidence import SAMPLE_KINDS, THROTTLE_KINDS, Evidence
 from leaderboard.bait.lockstep import Entry, Lockstep
 from leaderboard.bait.patterns import actor_hash, comment_features, phrasing, post_words
+from leaderboard.bait.shapes import Shapes
 from leaderboard.bait.state import (
     _CLOCK,
     FULL,
@@ -165,6 +166,10 @@ class Decision:
 SWEEP_EVERY_S = 6 * 3600.0
 #: Sizes of a post's account sample at which it is sent to the other partitions.
 BROADCAST_AT = (8, 24)
+#: Groups whose shapes are indexed at once, at most (an index holds up to 96 small sets: memory
+#: stays bounded with 50,000 groups; a group that returns after this many others is re-indexed,
+#: 32 sets to build).
+_SHAPE_INDEXES = 1024
 
 
 #: The detector's own version: bump it when a change to this package changes decisions (points),
@@ -198,23 +203,6 @@ def _decay(dt: float, half_life: float) -> float:
     return 1.0 if dt <= 0.0 else 2.0 ** (-dt / half_life)
 
 
-def _near_any(a: set[int], shapes: list[list[int]]) -> bool:
-    """Whether answer ``a`` is a near-duplicate of any of ``shapes``: word sets with Jaccard
-    similarity at least 3/5 (a greeting and the same greeting with a word added; "good morning"
-    and "gooood morning all"). Sizes too far apart for 3/5 are skipped without intersecting:
-    this runs for every texted comment against up to 32 answers."""
-    la = len(a)
-    lo, hi = 3 * la / 5, 5 * la / 3
-    for b in shapes:
-        lb = len(b)
-        if lb < lo or lb > hi:
-            continue
-        common = len(a.intersection(b))
-        if 5 * common >= 3 * (la + lb - common):
-            return True
-    return False
-
-
 class Detector:
     """One partition's detector. Feed it the partition's new events in order with :meth:`observe`
     (and evidence from other partitions with :meth:`flag`); take the state it changed with
@@ -240,7 +228,15 @@ class Detector:
         )
         #: each author's network as a set (derived from ``Author.network``; rebuilt on demand)
         self._networks: dict[str, set[int]] = {}
-        self._dirty: dict[tuple[str, str], None] = {}
+        #: groups' shapes indexed for the near-duplicate check (derived from ``Group.shapes``;
+        #: rebuilt on demand, the oldest dropped beyond ``_SHAPE_INDEXES``)
+        self._shapes: dict[str, Shapes] = {}
+        #: the entries changed since :meth:`take_changes`, in order, each as its table's letter
+        #: and its key in one string: not a (table, key) tuple, which the garbage collector
+        #: tracks (one per changed entry, held until the batch ends; in bench.bait_cost on the
+        #: Higgs log the collector took a sixth of the time)
+        self._dirty: dict[str, None] = {}
+        self._lowest_by_offences: dict[int, int] = {}
         self._clock_moved = False
         self._decisions: list[Decision] = []
         self._evidence: list[Evidence] = []
@@ -281,7 +277,8 @@ class Detector:
             "c": self.commenters,
             "s": self.shadows,
         }
-        for table, key in self._dirty:
+        for changed in self._dirty:
+            table, key = changed[0], changed[1:]
             entry = tables[table].get(key)
             out.append((table, key, None if entry is None else entry.dump()))
         if out or self._clock_moved:
@@ -320,20 +317,22 @@ class Detector:
         mult = FULL
         if kind == "post":
             if post is not None:
-                g = self._group(post, target, ts, create=True)
+                key = "p:" + post
+                g = self._group(key, post, target, ts, create=True)
                 assert g is not None
                 if text:
                     g.phrasing = phrasing(text)
                     g.words = post_words(text)
-                self._dirty[("g", "p:" + post)] = None
+                self._dirty["g" + key] = None
         elif kind in ENGAGEMENT_KINDS:
             # a post's engagement counts from its first event; a target's (no post) only once it
             # has comments, so plain shares and mentions cost the detector nothing
-            g = self._group(post, target, ts, create=post is not None)
+            key = group_key(post, target)
+            g = self._group(key, post, target, ts, create=post is not None)
             if g is not None:
                 g.engagement += 1
                 g.last = max(g.last, ts)
-                self._dirty[("g", group_key(post, target))] = None
+                self._dirty["g" + key] = None
                 if post is not None and kind in POD_KINDS and actor != target:
                     mult = self._pod(g, ts, actor, target, post)
             if actor != target:
@@ -369,7 +368,7 @@ class Detector:
         if key in self.shadows:
             self.lockstep.drop(key)
         sh = self.shadows[key] = Shadow(e.at, e.kind, list(e.actors))
-        self._dirty[("s", key)] = None
+        self._dirty["s" + key] = None
         for actor in sh.actors:
             self.lockstep.add(key, _shadow_entry(sh), actor)
 
@@ -397,24 +396,27 @@ class Detector:
     ) -> int:
         p = self.p
         key = group_key(post, target)
-        g = self._group(post, target, ts, create=True)
+        g = self._group(key, post, target, ts, create=True)
         assert g is not None
-        self._dirty[("g", key)] = None
-        self._dirty[("a", target)] = None
+        self._dirty["g" + key] = None
+        self._dirty["a" + target] = None
         if g.mult < FULL:
             ended = self._calm_end(g, ts)
             if ended is not None:
                 g = self._end(key, g, ended)
         author = self._author(target, ts)
         fresh = self._fresh(actor, ts)
-        stranger = not self._knows(author, target, actor)
+        h = actor_hash(actor)
+        stranger = h not in self._network(author, target)
         self._add_comment(key, g, ts, actor, text, fresh=fresh, stranger=stranger)
-        self._befriend(author, target, actor)
+        self._befriend(author, target, actor, h)
         self._touch(actor, ts)
         if g.comments < p.min_coordinated:
             return g.mult
         if g.post is None and g.comments < p.min_comments:
             return g.mult  # (early decisions need a post: coordination is judged on posts)
+        if g.mult < FULL and g.mult <= self._lowest(author, ts):
+            return g.mult  # (no evidence can lower it further: the signals would change nothing)
         sig = self._signals(key, g, author, ts)
         self._decide(key, g, author, ts, sig, g.comments >= p.min_comments)
         return g.mult
@@ -468,8 +470,7 @@ class Detector:
             f = comment_features(text)
             g.texts += 1
             echo = bool(g.words) and 0 < len(f.words) <= 4 and all(w in g.words for w in f.words)
-            words = set(f.words)
-            dup = bool(words) and _near_any(words, g.shapes)
+            dup = bool(f.words) and self._shape_index(key, g).near(f.words)
             if f.words and not dup and len(g.shapes) < p.sample // 2:
                 g.shapes.append(list(f.words))
             g.empty += f.empty or echo
@@ -507,7 +508,7 @@ class Detector:
             if not young:
                 return FULL  # late engagement joins no pod sample
             g = self.groups[key] = Group(target, post, pg.first, ts, rate_at=ts)
-        self._dirty[("g", key)] = None
+        self._dirty["g" + key] = None
         if g.mult < FULL:
             ended = self._calm_end(g, ts)
             if ended is not None:
@@ -527,6 +528,8 @@ class Detector:
         if g.comments < p.min_coordinated:
             return g.mult
         a = self._author(target, ts, count=False)
+        if g.mult < FULL and g.mult <= self._lowest(a, ts):
+            return g.mult  # (as for comments: nothing can lower it further)
         partners = self.lockstep.partners(key)
         n = max(len(g.commenters), 1)
         sig = {
@@ -561,12 +564,17 @@ class Detector:
             g.sent = n
             self._evidence.append(Evidence.of(key, g.first, kind, tuple(g.commenters)))
 
-    def _group(self, post: str | None, target: str, ts: float, *, create: bool) -> Group | None:
-        key = group_key(post, target)
+    def _group(
+        self, key: str, post: str | None, target: str, ts: float, *, create: bool
+    ) -> Group | None:
+        """The group ``key`` (``group_key(post, target)``: the caller's, so one string is hashed
+        for the lookup and the write that follow)."""
         g = self.groups.get(key)
+        if g is not None and self.newest - g.last <= self.p.group_idle_s:
+            return g
         wording: list[str] = []
         words: list[int] = []
-        if g is not None and self.newest - g.last > self.p.group_idle_s:
+        if g is not None:
             # idle for long: forgotten (the sweep may not have run yet; expiry never depends on
             # it), except the post's own wording, which a late first comment still answers
             self._forget(key)
@@ -575,8 +583,17 @@ class Detector:
             g = self.groups[key] = Group(
                 target, post, ts, ts, rate_at=ts, phrasing=wording, words=words
             )
-            self._dirty[("g", key)] = None
+            self._dirty["g" + key] = None
         return g
+
+    def _shape_index(self, key: str, g: Group) -> Shapes:
+        """``g.shapes`` indexed (derived; a new one when the group was replaced)."""
+        index = self._shapes.get(key)
+        if index is None or index.stored is not g.shapes:
+            if len(self._shapes) >= _SHAPE_INDEXES:
+                del self._shapes[next(iter(self._shapes))]  # (the oldest: rebuilt if it returns)
+            index = self._shapes[key] = Shapes(g.shapes)
+        return index
 
     def _known_author(self, target: str) -> Author | None:
         a = self.authors.get(target)
@@ -589,14 +606,14 @@ class Detector:
         if a is None or self.newest - a.last > self.p.author_idle_s:
             a = self.authors[target] = Author(last=ts, at=ts)
             self._networks.pop(target, None)
-            self._dirty[("a", target)] = None
+            self._dirty["a" + target] = None
         if count:
             a.baseline = a.baseline * _decay(ts - a.at, self.p.baseline_half_life_s) + 1.0
             a.at = max(a.at, ts)
             a.last = max(a.last, ts)
         elif ts - a.last > 3600.0:
             a.last = ts  # (kept alive by engagement too; to the hour, so few writes)
-            self._dirty[("a", target)] = None
+            self._dirty["a" + target] = None
         return a
 
     def _network(self, a: Author, target: str) -> set[int]:
@@ -609,9 +626,11 @@ class Detector:
     def _knows(self, a: Author, target: str, actor: str) -> bool:
         return actor_hash(actor) in self._network(a, target)
 
-    def _befriend(self, a: Author, target: str, actor: str) -> None:
-        """``actor`` interacted with author ``target``: from now on it is in the network."""
-        h = actor_hash(actor)
+    def _befriend(self, a: Author, target: str, actor: str, h: int | None = None) -> None:
+        """``actor`` interacted with author ``target``: from now on it is in the network
+        (``h``: its :func:`actor_hash`, if the caller has it already)."""
+        if h is None:
+            h = actor_hash(actor)
         net = self._network(a, target)
         if h in net:
             return
@@ -621,7 +640,7 @@ class Detector:
             for old in a.network[: len(a.network) - NETWORK]:
                 net.discard(old)
             del a.network[: len(a.network) - NETWORK]
-        self._dirty[("a", target)] = None
+        self._dirty["a" + target] = None
 
     def _fresh(self, actor: str, ts: float) -> bool:
         """Whether the partition first saw ``actor`` moments ago (or never)."""
@@ -636,10 +655,8 @@ class Detector:
         of its last action, or its first three actions)."""
         hour = math.floor(ts / 3600.0) * 3600.0
         c = self.commenters.get(actor)
-        if c is not None and self.newest - c.last > self.p.commenter_idle_s:
-            c = None
-        if c is None:
-            self.commenters[actor] = Commenter(last=hour, first=ts, acts=1)
+        if c is None or self.newest - c.last > self.p.commenter_idle_s:
+            self.commenters[actor] = Commenter(hour, 0, ts, 1)  # (last, flagged, first, acts)
         elif c.last >= hour and c.acts >= 3:
             return
         else:
@@ -647,7 +664,7 @@ class Detector:
             c.acts = min(c.acts + 1, 3)
             if c.first is None:
                 c.first = ts
-        self._dirty[("c", actor)] = None
+        self._dirty["c" + actor] = None
 
     def _flagged(self, actor: str) -> bool:
         c = self.commenters.get(actor)
@@ -660,7 +677,7 @@ class Detector:
             c = self.commenters[actor] = Commenter(last=ts)
         c.flagged += 1
         c.last = max(c.last, ts)
-        self._dirty[("c", actor)] = None
+        self._dirty["c" + actor] = None
 
     def _signals(self, key: str, g: Group, a: Author, ts: float) -> dict[str, float]:
         p = self.p
@@ -713,16 +730,37 @@ class Detector:
         return sig
 
     def _offences(self, a: Author, ts: float) -> int:
-        return sum(1 for t in a.offences if ts - t <= self.p.offender_window_s)
+        # (a plain loop: at most 5 offences, asked for every judged comment, and most authors
+        # have none)
+        n = 0
+        for t in a.offences:
+            if ts - t <= self.p.offender_window_s:
+                n += 1
+        return n
 
     def _multiplier(self, score: float, a: Author, ts: float, *, earlier: int = 0) -> int:
         """Per mille: from max at the threshold to min for strong evidence, halved per recent
         throttle of the author (``earlier``: how many of those are this very throttle)."""
+        return self._per_mille(_clamp(score - self.p.threshold), self._offences(a, ts) - earlier)
+
+    def _per_mille(self, strength: float, offences: int) -> int:
         p = self.p
-        strength = _clamp(score - p.threshold)
         m = p.multiplier_max - (p.multiplier_max - p.multiplier_min) * strength
-        m *= 0.5 ** max(self._offences(a, ts) - earlier, 0)
+        m *= 0.5 ** max(offences, 0)
         return max(round(max(m, p.multiplier_floor) * FULL), 1)
+
+    def _lowest(self, a: Author, ts: float) -> int:
+        """The lowest multiplier a running throttle of author ``a`` could fall to at ``ts``,
+        whatever the evidence. Once it is there, a throttled group's later comments skip the
+        signals: ``min(g.mult, ...)`` could not change (in the bait-eval tuning stream, 46,410 of
+        92,678 signal computations). The multiplier is monotonic in the strength (each step is:
+        linear, then scaled, floored and rounded), so its extremes are at strength 0 and 1."""
+        offences = self._offences(a, ts) - 1  # (``earlier=1``: the throttle itself)
+        lowest = self._lowest_by_offences.get(offences)
+        if lowest is None:
+            lowest = min(self._per_mille(0.0, offences), self._per_mille(1.0, offences))
+            self._lowest_by_offences[offences] = lowest  # (a function of the params: ≤ 5 values)
+        return lowest
 
     def _throttle(
         self, key: str, g: Group, a: Author, ts: float, sig: dict[str, float], score: float
@@ -741,7 +779,7 @@ class Detector:
             for n in strong
         ]
         a.offences = [*(t for t in a.offences if ts - t <= self.p.offender_window_s), ts][-5:]
-        self._dirty[("a", g.target)] = None
+        self._dirty["a" + g.target] = None
         # its accounts are flagged (farms move on together) — unless flagged accounts were all
         # the evidence: guilt by association must not spread from account to account, so such a
         # throttle only renews the flags its accounts already had
@@ -793,7 +831,8 @@ class Detector:
         """Drop a group (idle, or beyond the cap); a throttle on it ends when it calmed down."""
         g = self.groups.pop(key)
         self.lockstep.drop(key)
-        self._dirty[("g", key)] = None
+        self._shapes.pop(key, None)
+        self._dirty["g" + key] = None
         if g.mult < FULL:
             self._ended(key, g, self._calm_time(g))
 
@@ -846,7 +885,7 @@ class Detector:
         for key in _expired(self.shadows, self.newest - p.lockstep_window_s, p.max_shadows):
             del self.shadows[key]
             self.lockstep.drop(key)
-            self._dirty[("s", key)] = None
+            self._dirty["s" + key] = None
 
 
 #: The parts of ``farmed`` that are evidence of a throttle's own (the pod's ``lockstep`` too),
@@ -881,8 +920,12 @@ def _score(sig: dict[str, float]) -> float:
 
 def _expired(entries: dict[str, Any], cutoff: float, cap: int) -> list[str]:
     """Keys idle since before ``cutoff``, then the least recent beyond ``cap``."""
-    # (sorted: a sweep's decisions come out in the same order after a restore)
-    dead = sorted(k for k, e in entries.items() if e.last < cutoff)
+    # (sorted: a sweep's decisions come out in the same order after a restore. A scan reads
+    # every record, ~100 ns each, bound by memory reads: a list comprehension, not a generator.
+    # An index of records by ``last`` costs less on a sparse stream but more per new record,
+    # which dominates a dense one such as the Higgs log.)
+    dead = [k for k, e in entries.items() if e.last < cutoff]
+    dead.sort()
     left = len(entries) - len(dead)
     if left > cap:
         gone = set(dead)
@@ -892,8 +935,8 @@ def _expired(entries: dict[str, Any], cutoff: float, cap: int) -> list[str]:
 
 
 def _expire(
-    entries: dict[str, Any], table: str, cutoff: float, cap: int, dirty: dict[tuple[str, str], None]
+    entries: dict[str, Any], table: str, cutoff: float, cap: int, dirty: dict[str, None]
 ) -> None:
     for k in _expired(entries, cutoff, cap):
         del entries[k]
-        dirty[(table, k)] = None
+        dirty[table + k] = None

@@ -355,6 +355,10 @@ class Features(NamedTuple):
         return self.promo or self.stock or self.mention_only or self.emoji_only or self.n_words <= 2
 
 
+# (cached: a pure function of the text, and the texts a post's comments repeat are what bait
+# farms: in the bait-eval tuning stream 91,373 texted comments hold 16,953 distinct texts; a miss
+# costs a dict insert, and at most this many texts of at most 2,000 characters are kept)
+@functools.lru_cache(maxsize=1 << 12)
 def comment_features(text: str) -> Features:
     """The features of one comment's text (linear in its length)."""
     norm = normalise(text)

@@ -220,7 +220,7 @@ def test_near_duplicates_are_word_sets_three_fifths_alike() -> None:
     from hypothesis import given
     from hypothesis import strategies as st
 
-    from leaderboard.bait.detector import _near_any
+    from leaderboard.bait.shapes import Shapes, near_any
 
     def _near(a: set[int], b: list[int]) -> bool:
         # the definition: Jaccard similarity of the two word sets at least 3/5
@@ -229,7 +229,16 @@ def test_near_duplicates_are_word_sets_three_fifths_alike() -> None:
     @given(st.sets(st.integers(0, 12), min_size=1), st.lists(st.lists(st.integers(0, 12))))
     def agree(a: set[int], shapes: list[list[int]]) -> None:
         shapes = [sorted(set(s)) for s in shapes if s]
-        assert _near_any(a, shapes) == any(_near(a, s) for s in shapes)
+        assert near_any(a, shapes) == any(_near(a, s) for s in shapes)
+        # the index answers the same, shape by shape as they are appended, asked twice (the
+        # second answer may come from what it learnt)
+        stored: list[list[int]] = []
+        index = Shapes(stored)
+        for s in [*shapes, []]:
+            for _ in range(2):
+                assert index.near(sorted(a)) == any(_near(a, b) for b in stored)
+            if s:
+                stored.append(s)
 
     agree()
     assert _near({1, 2}, [1, 2, 3]) and not _near({1, 2}, [1, 2, 3, 4])
