@@ -9,7 +9,14 @@ Same run, same ids (``higgs-<j>``, spread over 8 days as a week's horizon holds 
   ``OwnedPartition.dr`` + ``dr_days`` (``set_dr``);
 - ns per operation at ``--timed`` entries, best of ``--repeat``: a lookup that hits, one that
   misses, an insert, for ids and counters, with the fingerprint's own cost apart (the planner
-  computes it once per event and uses it for both the lookup and the insert).
+  computes it once per event and uses it for both the lookup and the insert);
+- the batch path the planner uses (``days_of_many`` + ``add_many`` of new ids, ``get_many`` +
+  ``set_many`` of their counters) in ns per event at ``--held`` ids held, for each of
+  ``--batches``, against the dicts doing the same per event; and the bytes per id and per pair,
+  held and at the peak (merges), of structures built in batches.
+
+The dict baseline is the worker's state before issue 14 (``seen``/``seen_days``, ``dr``/``dr_days``),
+kept here so the ratio stays measurable.
 
 Prints one line per number and the ratios compact / dict. About a minute on 2 cores.
 """
@@ -18,15 +25,34 @@ from __future__ import annotations
 
 import argparse
 import gc
+import math
 import time
 import tracemalloc
 from collections.abc import Callable
 
 from leaderboard.fingerprint import FingerprintSet, PairCounters, fingerprint, pair_fingerprint
-from leaderboard.owned import OwnedPartition
 
 DAY0 = 15_523  # 2012-07-01, the Higgs week
 T0 = DAY0 * 86400.0
+
+
+class OwnedPartition:
+    """The dict state of a worker's partition before the compact structures (the baseline)."""
+
+    def __init__(self) -> None:
+        self.seen: dict[str, float] = {}
+        self.dr: dict[tuple[int, str], int] = {}
+        self.seen_days: dict[int, list[str]] = {}
+        self.dr_days: dict[int, list[str]] = {}
+
+    def add_seen(self, event_id: str, ts: float) -> None:
+        self.seen[event_id] = ts
+        self.seen_days.setdefault(math.floor(ts / 86400), []).append(event_id)
+
+    def set_dr(self, day: int, f: str, k: int) -> None:
+        if (day, f) not in self.dr:
+            self.dr_days.setdefault(day, []).append(f)
+        self.dr[(day, f)] = k
 
 
 def _ts(j: int, n: int) -> float:
@@ -34,12 +60,110 @@ def _ts(j: int, n: int) -> float:
 
 
 def _mem(build: Callable[[], object]) -> tuple[int, object]:
+    used, _, kept = _mem_peak(build)
+    return used, kept
+
+
+def _mem_peak(build: Callable[[], object]) -> tuple[int, int, object]:
+    """Bytes held by what ``build`` returns, and the most held at once while building it."""
     gc.collect()
     tracemalloc.start()
     kept = build()
-    used = tracemalloc.get_traced_memory()[0]
+    used, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
-    return used, kept
+    return used, peak, kept
+
+
+def batch_memory(n: int, batch: int) -> None:
+    """Bytes per id and per pair of structures built by batches (the planner's path), with peaks.
+
+    The fingerprints are made before tracing starts, so the peak is the structure's own (its
+    merges and a batch's arrays), not the list of inputs."""
+    fps = [fingerprint(f"higgs-{j}") for j in range(n)]
+    pfps = [pair_fingerprint(str(j), str(j * 7 % 100_000)) for j in range(n)]
+
+    def ids() -> object:
+        s = FingerprintSet()
+        for j in range(0, n, batch):
+            s.add_many(fps[j : j + batch], [DAY0 + j * 8 // n] * len(fps[j : j + batch]))
+        return s
+
+    def counters() -> object:
+        c = PairCounters()
+        for j in range(0, n, batch):
+            d = DAY0 + j * 8 // n
+            c.set_many([(d, f, 1) for f in pfps[j : j + batch]])
+        return c
+
+    for label, build in (("ids", ids), ("counters", counters)):
+        used, peak, kept = _mem_peak(build)
+        del kept
+        print(
+            f"{label} {n:>9,} in batches of {batch:,}: {used / n:5.1f} B each held, "
+            f"peak {peak / n:5.1f} B each"
+        )
+
+
+def batch_speed(n: int, sizes: list[int], events: int, repeat: int) -> None:
+    """ns per new event of the planner's batch path at ``n`` held, against dicts per event."""
+    s, c, p = FingerprintSet(), PairCounters(), OwnedPartition()
+    for j in range(0, n, 1000):
+        b = [fingerprint(f"higgs-{i}") for i in range(j, min(n, j + 1000))]
+        d = DAY0 + j * 8 // n
+        s.add_many(b, [d] * len(b))
+        c.set_many([(d, f, 1) for f in b])
+    for j in range(n):
+        p.add_seen(f"higgs-{j}", _ts(j, n))
+        p.set_dr(DAY0 + j * 8 // n, f"{j}\x1f{j * 7 % 100_000}", 1)
+    day = DAY0 + 7
+    for size in sizes:
+        rounds = []
+        for r in range(repeat):
+            ids = [f"fresh-{size}-{r}-{j}" for j in range(events)]
+            pairs = [f"a{j % 5_000}\x1ft{j}" for j in range(events)]
+            fps = [fingerprint(i) for i in ids]
+            pfps = [fingerprint(f) for f in pairs]
+            rounds.append((ids, pairs, fps, pfps))
+
+        def compact(
+            rd: tuple[list[str], list[str], list[bytes], list[bytes]], size: int = size
+        ) -> None:
+            _, _, fps, pfps = rd
+            for j in range(0, events, size):
+                fb, pb = fps[j : j + size], pfps[j : j + size]
+                s.days_of_many(fb)
+                s.add_many(fb, [day] * len(fb))
+                keys = [(day, f) for f in pb]
+                ks = c.get_many(keys)
+                c.set_many([(day, f, k + 1) for f, k in zip(pb, ks, strict=True)])
+
+        def dicts(
+            rd: tuple[list[str], list[str], list[bytes], list[bytes]], size: int = size
+        ) -> None:
+            ids, pairs, _, _ = rd
+            seen, dr, ts = p.seen, p.dr, T0 + 7.5 * 86400
+            for j in range(0, events, size):
+                for i, f in zip(ids[j : j + size], pairs[j : j + size], strict=True):
+                    seen.get(i)
+                    p.add_seen(i, ts)
+                    k = dr.get((day, f), 0)
+                    p.set_dr(day, f, k + 1)
+
+        best_new = best_old = float("inf")
+        for rd in rounds:  # (fresh ids each round: a round inserts them)
+            gc.collect()
+            t = time.perf_counter()
+            compact(rd)
+            best_new = min(best_new, time.perf_counter() - t)
+            gc.collect()
+            t = time.perf_counter()
+            dicts(rd)
+            best_old = min(best_old, time.perf_counter() - t)
+        new, old = best_new / events * 1e9, best_old / events * 1e9
+        print(
+            f"batch of {size:>5,} ({n:,} held): compact {new:6.0f} ns/event, "
+            f"dict {old:6.0f} ns/event, ratio {new / old:5.2f}  (fingerprints apart)"
+        )
 
 
 def memory(sizes: list[int]) -> None:
@@ -222,9 +346,16 @@ def main() -> None:
     ap.add_argument("--sizes", default="10000,100000,1000000")
     ap.add_argument("--timed", type=int, default=300_000)
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--held", type=int, default=1_000_000)
+    ap.add_argument("--batches", default="100,1000,5000")
+    ap.add_argument("--events", type=int, default=50_000, help="events timed per batch size")
+    ap.add_argument("--skip-items", action="store_true", help="only the batch path")
     args = ap.parse_args()
-    memory([int(x) for x in args.sizes.split(",")])
-    speed(args.timed, args.repeat)
+    batch_memory(args.held, 1000)
+    batch_speed(args.held, [int(x) for x in args.batches.split(",")], args.events, args.repeat)
+    if not args.skip_items:
+        memory([int(x) for x in args.sizes.split(",")])
+        speed(args.timed, args.repeat)
 
 
 if __name__ == "__main__":

@@ -2,8 +2,10 @@
 
 A worker holds, per partition, the ids it applied inside the dedupe horizon and the
 diminishing-returns counters of the days it still scores. As ``dict[str, float]`` and
-``dict[(day, "actor␟target"), int]`` they cost ~124 B and ~167 B each; here an id costs ~20 B and a
-counter ~20 B (``python -m bench.dedupe_cost`` measures both, and the ns per lookup and insert).
+``dict[(day, "actor␟target"), int]`` they cost ~124 B and ~167 B each; here an id costs ~19 B and a
+counter ~18 B (``python -m bench.dedupe_cost`` measures both, and the ns per lookup and insert).
+The planner asks for a whole batch at once (``days_of_many``/``add_many``, ``get_many``/``set_many``):
+that path runs in numpy, a few hundred ns an event; the per-item methods are for tests and tools.
 
 **Fingerprints.** :func:`fingerprint` is BLAKE2b with a 16-byte digest of the UTF-8 id. Held
 instead of the id, a new id is taken for a duplicate only if its fingerprint equals one of the n
@@ -24,23 +26,45 @@ measured by the bench when ``xxhash`` is installed; not a dependency) would not 
   never rewrites. A pair costs 16 B per event in Redis; since only scored events append, at most
   once each, the counter log of a day is never bigger than its id log.
 
+**Layout.** A fingerprint is two 64-bit halves ``hi``/``lo`` (little-endian views of its bytes);
+the records of a structure are a few *runs*, each three numpy arrays ``hi`` (sorted), ``lo`` and a
+small value (a day tag, or a count), LSM-style: a batch's new records become a new run, and the
+newest run is merged into the one before it while that one is less than ``_GROWTH`` times bigger,
+so an insert costs amortised O(log n) copies in C and a batch lookup is one ``np.searchsorted``
+a run. Equal ``hi`` halves (a 2**-64 chance a pair, or a chosen collision) are found exactly: a
+run that holds some is scanned along them. A value is updated in place (a later day, a count), so
+a fingerprint is in one run only. The per-item methods add to a small dict, turned into a run once
+it holds 1/64 of the structure. A merge builds the new run's arrays one at a time, and no merge
+makes a run bigger than half the structure, so a merge's transient peak is under ~5 B a record.
+
 **Expiry** is by whole days (``drop_days_before``): the planner compares against the horizon
 anyway, so what lingers until its day goes is ignored by its rules.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from hashlib import blake2b
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
 
 #: bytes of a fingerprint, and of a record in a blob
 FP_SIZE = 16
 #: the largest count a counter record keeps inline; larger counts live in a side dict
 _INLINE_MAX = 255
-#: records per shard on average before the table splits one (linear hashing): the lookup is a
-#: ``bytearray.find`` over one shard, ~5 ns a record, against ~2 B of shard overhead per record
-_LOAD = 32
-#: shards swept per add while a dropped day's records are still in the table
-_SWEEP_PER_ADD = 2
+#: the newest run is merged into the one before while that one is under _GROWTH times its size:
+#: fewer runs (one ``searchsorted`` each per batch) against more copying per insert
+_GROWTH = 8
+#: a merge never makes a run bigger than this or half the records held (the transient peak)
+_MIN_CAP = 1 << 16
+#: the per-item dict is turned into a run at this many records, or 1/64 of those held
+_BUF_MIN = 256
+
+_U64 = NDArray[np.uint64]
+_Ix = NDArray[np.intp]
+_Arr = NDArray[Any]
 
 
 def fingerprint(event_id: str) -> bytes:
@@ -64,60 +88,257 @@ def _check_blob(blob: bytes) -> None:
         raise ValueError(f"a blob is whole {FP_SIZE}-byte records; this one is {len(blob)} bytes")
 
 
-class _Table:
-    """An exact hash table of fixed-size records ``fp + payload`` in ``bytearray`` shards.
+def _halves(blob: bytes) -> tuple[_U64, _U64]:
+    k = np.frombuffer(blob, dtype="<u8")
+    return k[0::2], k[1::2]
 
-    Linear hashing: the shard of ``h = hash(fp)`` is ``h & mask``, or ``h & (2 * mask + 1)`` below
-    the split pointer; one shard is split each time the table passes ``_LOAD`` records a shard, so
-    growth never rehashes the whole table at once. A lookup is one C-level ``find`` in one shard;
-    a hit is checked for record alignment (a match may straddle two records).
+
+def _joined(fps: Sequence[bytes]) -> bytes:
+    """The fingerprints concatenated, once each is checked to be 16 bytes."""
+    for n in set(map(len, fps)):
+        if n != FP_SIZE:
+            raise ValueError(f"a fingerprint is {FP_SIZE} bytes, not {n}")
+    return b"".join(fps)
+
+
+def _fp_at(hi: _U64, lo: _U64, j: int) -> bytes:
+    return int(hi[j]).to_bytes(8, "little") + int(lo[j]).to_bytes(8, "little")
+
+
+def _records(hi: _U64, lo: _U64) -> bytes:
+    return np.column_stack((hi, lo)).tobytes()
+
+
+def _sort(hi: _U64, lo: _U64) -> _Ix:
+    """The order that sorts by ``hi`` then ``lo`` (stable: equal fingerprints keep their order)."""
+    order = np.argsort(hi, kind="stable")
+    h = hi[order]
+    if len(h) > 1 and bool(np.any(h[1:] == h[:-1])):
+        order = np.lexsort((lo, hi))  # (rare: equal halves; lexsort is stable too)
+    return order
+
+
+def _firsts(hi: _U64, lo: _U64) -> NDArray[np.bool_]:
+    """Where a new fingerprint starts in sorted ``hi``/``lo``."""
+    start = np.ones(len(hi), dtype=bool)
+    start[1:] = (hi[1:] != hi[:-1]) | (lo[1:] != lo[:-1])
+    return start
+
+
+class _Run:
+    """Records sorted by ``hi``; ``dup``: some ``hi`` occurs twice; ``dirty``: may hold dead values."""
+
+    __slots__ = ("dirty", "dup", "hi", "lo", "val")
+
+    def __init__(self, hi: _U64, lo: _U64, val: _Arr, dup: bool | None = None) -> None:
+        self.hi, self.lo, self.val = hi, lo, val
+        self.dup = bool(len(hi) > 1 and np.any(hi[1:] == hi[:-1])) if dup is None else dup
+        self.dirty = False
+
+    def __len__(self) -> int:
+        return len(self.hi)
+
+    def locate(self, h: int, lo: int) -> int:
+        hi = self.hi
+        j = int(hi.searchsorted(np.uint64(h)))
+        while j < len(hi) and int(hi[j]) == h:
+            if int(self.lo[j]) == lo:
+                return j
+            j += 1
+        return -1
+
+
+class _Store:
+    """An exact map fingerprint → small unsigned value, in sorted runs (see the module docstring).
+
+    Values in ``dead`` are of dropped records: a run holding some is ``dirty`` until swept, and a
+    merge sweeps what it merges. Lookups see dead records (the owner tells them apart).
     """
 
-    __slots__ = ("mask", "n", "rec", "shards", "split")
+    __slots__ = ("buf", "dead", "n", "runs", "vdtype")
 
-    def __init__(self, rec: int) -> None:
-        self.rec = rec
-        self.shards: list[bytearray] = [bytearray()]
-        self.mask = 0
-        self.split = 0
-        self.n = 0  # records held (some may be dead, see FingerprintSet)
+    def __init__(self, vdtype: type[np.unsignedinteger[Any]]) -> None:
+        #: oldest and biggest first
+        self.runs: list[_Run] = []
+        #: the per-item path's newest records
+        self.buf: dict[bytes, int] = {}
+        self.vdtype = vdtype
+        self.dead: set[int] = set()
+        self.n = 0  # records in runs
 
-    def shard(self, fp: bytes) -> bytearray:
-        h = hash(fp)
-        i = h & self.mask
-        if i < self.split:
-            i = h & (2 * self.mask + 1)
-        return self.shards[i]
+    def __len__(self) -> int:
+        return self.n + len(self.buf)
 
-    def append(self, b: bytearray, record: bytes) -> None:
-        b += record
-        self.n += 1
-        if self.n > _LOAD * len(self.shards):
-            self._split_one()
+    # -- batches: sorted hi/lo arrays ------------------------------------------------------------
 
-    def _split_one(self) -> None:
-        rec, s, bit = self.rec, self.split, self.mask + 1
-        old = bytes(self.shards[s])
-        recs = [old[j : j + rec] for j in range(0, len(old), rec)]
-        moves = [hash(old[j : j + FP_SIZE]) & bit for j in range(0, len(old), rec)]
-        self.shards[s] = bytearray().join([r for r, m in zip(recs, moves, strict=True) if not m])
-        self.shards.append(bytearray().join([r for r, m in zip(recs, moves, strict=True) if m]))
-        self.split += 1
-        if self.split == bit:
-            self.mask = 2 * self.mask + 1
-            self.split = 0
+    def find(self, hi: _U64, lo: _U64) -> tuple[NDArray[np.int16], _Ix, _Arr]:
+        """For each (sorted) query: its run (-1: absent), position, and value (0 if absent)."""
+        self.flush()
+        m = len(hi)
+        ri = np.full(m, -1, dtype=np.int16)
+        pos = np.zeros(m, dtype=np.intp)
+        val = np.zeros(m, dtype=self.vdtype)
+        for k, r in enumerate(self.runs):
+            p = r.hi.searchsorted(hi)
+            same = r.hi.take(p, mode="clip") == hi
+            if not same.any():
+                continue  # (the common case: new ids)
+            ok = same & (r.lo.take(p, mode="clip") == lo)
+            if r.dup:
+                for i in np.flatnonzero(same & ~ok).tolist():
+                    # an equal hi, not this lo: look along the equal his
+                    j = r.locate(int(hi[i]), int(lo[i]))
+                    if j >= 0:
+                        ok[i], p[i] = True, j
+            if ok.any():
+                ri[ok] = k
+                pk = p[ok]
+                pos[ok] = pk
+                val[ok] = r.val[pk]
+        return ri, pos, val
+
+    def put(self, ri: NDArray[np.int16], pos: _Ix, val: _Arr) -> None:
+        """Overwrite the values at positions from :meth:`find` (no mutation since)."""
+        if len(ri) == 0:
+            return
+        for k, r in enumerate(self.runs):
+            sel = ri == k
+            if sel.any():
+                r.val[pos[sel]] = val[sel]
+                if self.dead:
+                    r.dirty = True  # (a put may revive a dead record: its run was dirty anyway)
+
+    def insert(self, hi: _U64, lo: _U64, val: _Arr) -> None:
+        """Add records absent from the store, sorted by ``hi``, as a new run."""
+        if len(hi) == 0:
+            return
+        self.runs.append(_Run(hi, lo, val.astype(self.vdtype, copy=False)))
+        self.n += len(hi)
+        runs, cap = self.runs, max(_MIN_CAP, self.n // 2)
+        i = len(runs) - 2
+        while i >= 0:  # (newest first; a pair kept apart by an old cap merges once the cap grows)
+            a, b = runs[i], runs[i + 1]
+            if len(a) < _GROWTH * len(b) and len(a) + len(b) <= cap:
+                runs[i : i + 2] = [self._merge(self._swept(a), self._swept(b))]
+                self.runs = runs = [r for r in runs if len(r)]
+                i = len(runs) - 2
+            else:
+                i -= 1
+
+    def _merge(self, a: _Run, b: _Run) -> _Run:
+        if not len(a) or not len(b):
+            return a if len(a) else b
+        na, nb = len(a), len(b)
+        at = a.hi.searchsorted(b.hi)
+        dup = a.dup or b.dup or bool(np.any(a.hi.take(at, mode="clip") == b.hi))
+        at += np.arange(nb)
+        from_a = np.ones(na + nb, dtype=bool)
+        from_a[at] = False
+        for name in ("hi", "lo", "val"):
+            x, y = getattr(a, name), getattr(b, name)
+            z = np.empty(na + nb, dtype=x.dtype)
+            z[at] = y
+            z[from_a] = x
+            setattr(a, name, z)  # (frees the old array now: the peak is one array, not a run)
+            del x, y
+        a.dup = dup
+        return a
+
+    def _swept(self, r: _Run) -> _Run:
+        if r.dirty:
+            r.dirty = False
+            keep = ~np.isin(r.val, np.fromiter(self.dead, dtype=self.vdtype, count=len(self.dead)))
+            if not keep.all():
+                self.n -= len(r) - int(np.count_nonzero(keep))
+                r.hi, r.lo, r.val = r.hi[keep], r.lo[keep], r.val[keep]
+        return r
+
+    def flush(self) -> None:
+        """Turn the per-item dict into a run."""
+        if self.buf:
+            hi, lo = _halves(b"".join(self.buf))
+            val = np.fromiter(self.buf.values(), dtype=self.vdtype, count=len(self.buf))
+            self.buf = {}
+            order = _sort(hi, lo)
+            self.insert(hi[order], lo[order], val[order])
+
+    # -- dead values ---------------------------------------------------------------------------
+
+    def kill(self, values: set[int]) -> None:
+        """Treat records with these values as dropped (swept from runs later, from the dict now)."""
+        self.dead |= values
+        for r in self.runs:
+            r.dirty = True
+        self.buf = {f: v for f, v in self.buf.items() if v not in values}
+
+    def sweep(self, runs: int) -> None:
+        """Sweep up to ``runs`` dirty runs; once none is left, dead values are forgotten."""
+        for r in self.runs:
+            if runs <= 0:
+                break
+            if r.dirty:
+                self._swept(r)
+                runs -= 1
+        self.runs = [r for r in self.runs if len(r)]
+        if not any(r.dirty for r in self.runs):
+            self.dead.clear()
+
+    # -- one record ----------------------------------------------------------------------------
+
+    def locate(self, fp: bytes) -> tuple[_Run | None, int]:
+        """The run and position of ``fp`` (None, 0 if in the dict; None, -1 if absent)."""
+        if fp in self.buf:
+            return None, 0
+        h, lo = int.from_bytes(fp[:8], "little"), int.from_bytes(fp[8:], "little")
+        for r in self.runs:
+            j = r.locate(h, lo)
+            if j >= 0:
+                return r, j
+        return None, -1
+
+    def get(self, fp: bytes) -> int | None:
+        r, j = self.locate(fp)
+        if r is not None:
+            return int(r.val[j])
+        return self.buf[fp] if j == 0 else None
+
+    def set(self, fp: bytes, v: int, at: tuple[_Run | None, int] | None = None) -> None:
+        r, j = self.locate(fp) if at is None else at
+        if r is not None:
+            r.val[j] = v
+            if self.dead:
+                r.dirty = True
+            return
+        self.buf[fp] = v
+        if len(self.buf) >= max(_BUF_MIN, self.n // 64):
+            self.flush()
+
+    # -- whole --------------------------------------------------------------------------------
+
+    def items(self) -> Iterator[tuple[_U64, _U64, _Arr]]:
+        """Every record as arrays (runs, then the dict)."""
+        for r in self.runs:
+            yield r.hi, r.lo, r.val
+        if self.buf:
+            hi, lo = _halves(b"".join(self.buf))
+            yield hi, lo, np.fromiter(self.buf.values(), dtype=self.vdtype, count=len(self.buf))
 
     def nbytes(self) -> int:
-        # what the allocator was asked for: each bytearray's header and buffer, and the list
-        return sum(b.__sizeof__() for b in self.shards) + self.shards.__sizeof__()
+        total = self.runs.__sizeof__() + self.buf.__sizeof__()
+        for r in self.runs:
+            total += r.hi.__sizeof__() + r.lo.__sizeof__() + r.val.__sizeof__()
+        return total + sum(f.__sizeof__() + v.__sizeof__() for f, v in self.buf.items())
 
 
-def _find(b: bytearray, fp: bytes, rec: int) -> int:
-    """The offset of ``fp``'s record in shard ``b``, or -1."""
-    j = b.find(fp)
-    while j >= 0 and j % rec:
-        j = b.find(fp, j + 1)
-    return j
+def _tally(days: NDArray[np.int64]) -> list[tuple[int, int]]:
+    """(day, how many) of each day in ``days``."""
+    if not len(days):
+        return []
+    first, last = int(days.min()), int(days.max())
+    if first == last:
+        return [(first, len(days))]
+    u, c = np.unique(days, return_counts=True)
+    return list(zip(u.tolist(), c.tolist(), strict=True))
 
 
 class FingerprintSet:
@@ -127,108 +348,68 @@ class FingerprintSet:
     same fingerprint (see the module's docstring). A record is the fingerprint and the day modulo
     2**16 (18 B); days held at once must therefore lie within 65,536 days of each other.
 
-    Dropping a day is O(days): its records become dead at once (``in`` and ``len`` ignore them)
-    and are swept from the table a few shards per :meth:`add`, so no call pays for the whole table;
-    :meth:`compact` finishes the sweep now.
+    Dropping a day is O(days): its records become dead at once (lookups and ``len`` ignore them)
+    and are swept from the runs one run per add, or by the merges, so no call pays for the whole
+    set; :meth:`compact` finishes the sweep now.
     """
 
-    __slots__ = ("_cursor", "_days", "_dead", "_t", "_tags")
-
-    _REC = FP_SIZE + 2
+    __slots__ = ("_days", "_gen", "_memo", "_s", "_tagdays", "_tags")
 
     def __init__(self) -> None:
-        self._t = _Table(self._REC)
+        self._s = _Store(np.uint16)
         #: live day → ids held under it
         self._days: dict[int, int] = {}
         #: day tag (day & 0xFFFF) → live day
         self._tags: dict[int, int] = {}
-        #: tags of dropped days whose records may still be in the table, and the sweep's position
-        self._dead: set[int] = set()
-        self._cursor = 0
+        #: the live tags sorted, and their days (arrays, rebuilt when ``_tags`` changes)
+        self._tagdays: tuple[NDArray[np.uint16], NDArray[np.int64]] | None = None
+        #: bumped by every change; the last batch lookup, reused by add_many of the same batch
+        self._gen = 0
+        self._memo: tuple[bytes, int, _Ix, NDArray[np.int16], _Ix, _Arr] | None = None
 
     def __len__(self) -> int:
         return sum(self._days.values())
 
     def __contains__(self, fp: object) -> bool:
         if not isinstance(fp, bytes) or len(fp) != FP_SIZE:
-            return False  # (a shorter needle could match inside a record)
-        # (the hot path: _locate inlined, which saves ~40 % of a lookup)
-        t = self._t
-        h = hash(fp)
-        i = h & t.mask
-        if i < t.split:
-            i = h & (2 * t.mask + 1)
-        b = t.shards[i]
-        j = b.find(fp)
-        if j < 0:
             return False
-        if not j % 18 and not self._dead:
-            return True
-        return self._locate(fp)[1] >= 0
+        tag = self._s.get(fp)
+        return tag is not None and tag in self._tags
 
     def day_of(self, fp: bytes) -> int | None:
         """The day ``fp`` is held under (the latest it was added for), or None."""
         if len(fp) != FP_SIZE:
             return None
-        b, j = self._locate(fp)
-        if j < 0:
-            return None
-        return self._tags[b[j + FP_SIZE] | b[j + FP_SIZE + 1] << 8]
+        tag = self._s.get(fp)
+        return None if tag is None else self._tags.get(tag)
 
     def days(self) -> list[int]:
         """The days that hold ids, oldest first."""
         return sorted(self._days)
 
-    def _locate(self, fp: bytes) -> tuple[bytearray, int]:
-        b = self._t.shard(fp)
-        rec, dead = self._REC, self._dead
-        j = b.find(fp)
-        while j >= 0:
-            if not j % rec and (not dead or (b[j + FP_SIZE] | b[j + FP_SIZE + 1] << 8) not in dead):
-                return b, j
-            j = b.find(fp, j + 1)
-        return b, -1
-
-    def add(self, fp: bytes, day: int) -> bool:
-        """Hold ``fp`` under ``day`` (or keep the later day it is held under); True if it was new.
+    def _register(self, days: list[int]) -> list[int]:
+        """Make each day of ``days`` held (empty at first); the days that were not.
 
         Raises:
-            ValueError: ``fp`` is not 16 bytes, or ``day`` is 65,536 days or more from a day held.
+            ValueError: a day is 65,536 days or more from a day held (or from another of ``days``).
         """
-        _check_fp(fp)
-        tag = day & 0xFFFF
-        held = self._tags.get(tag)
-        if held is None:
-            if tag in self._dead:
-                self.compact()  # a tag is reused only once no record carries it
+        new: dict[int, int] = {}
+        for day in days:
+            tag = day & 0xFFFF
+            held = self._tags.get(tag, new.get(tag))
+            if held is None:
+                new[tag] = day
+            elif held != day:
+                raise ValueError(f"day {day} is too far from day {held} to be held with it")
+        if not new:
+            return []
+        if not self._s.dead.isdisjoint(new):
+            self.compact()  # a tag is reused only once no record carries it
+        for tag, day in new.items():
             self._tags[tag] = day
             self._days[day] = 0
-        elif held != day:
-            raise ValueError(f"day {day} is too far from day {held} to be held with it")
-        t = self._t
-        h = hash(fp)
-        i = h & t.mask
-        if i < t.split:
-            i = h & (2 * t.mask + 1)
-        b = t.shards[i]
-        j = b.find(fp)
-        if j >= 0 and (j % self._REC or self._dead):
-            b, j = self._locate(fp)  # (rare: a straddling match, or dropped days not swept)
-        if j >= 0:
-            at = j + FP_SIZE
-            old = self._tags[b[at] | b[at + 1] << 8]
-            if old < day:
-                b[at : at + 2] = tag.to_bytes(2, "little")
-                self._count(old, -1)
-                self._days[day] += 1
-            elif old > day:
-                self._count(day, 0)  # (the new day may be left empty)
-            return False
-        self._days[day] += 1
-        t.append(b, fp + tag.to_bytes(2, "little"))
-        if self._dead:
-            self._sweep(_SWEEP_PER_ADD)
-        return True
+        self._tagdays = None
+        return list(new.values())
 
     def _count(self, day: int, delta: int) -> None:
         k = self._days[day] + delta
@@ -237,6 +418,119 @@ class FingerprintSet:
         else:
             del self._days[day]
             del self._tags[day & 0xFFFF]
+            self._tagdays = None
+
+    def _unregister_empty(self, days: list[int]) -> None:
+        for day in days:
+            if self._days.get(day) == 0:
+                self._count(day, 0)
+
+    def _days_of_tags(
+        self, tags: _Arr, found: NDArray[np.bool_]
+    ) -> tuple[NDArray[np.int64], NDArray[np.bool_]]:
+        """The days of ``tags`` and where they are live (found and not of a dropped day)."""
+        if self._tagdays is None:
+            t = sorted(self._tags)
+            self._tagdays = (
+                np.array(t, dtype=np.uint16),
+                np.array([self._tags[x] for x in t], dtype=np.int64),
+            )
+        ts, ds = self._tagdays
+        if not len(ts):
+            return np.zeros(len(tags), dtype=np.int64), np.zeros(len(tags), dtype=bool)
+        p = ts.searchsorted(tags)
+        live = found & (ts.take(p, mode="clip") == tags)
+        return ds.take(p, mode="clip"), live
+
+    def _lookup(self, blob: bytes) -> tuple[_U64, _U64, _Ix, NDArray[np.int16], _Ix, _Arr]:
+        hi, lo = _halves(blob)
+        memo = self._memo
+        if memo is not None and memo[1] == self._gen and memo[0] == blob:
+            order, ri, pos, val = memo[2:]
+            return hi[order], lo[order], order, ri, pos, val
+        order = _sort(hi, lo)
+        hi, lo = hi[order], lo[order]
+        ri, pos, val = self._s.find(hi, lo)
+        self._memo = (blob, self._gen, order, ri, pos, val)
+        return hi, lo, order, ri, pos, val
+
+    def days_of_many(self, fps: Sequence[bytes]) -> list[int | None]:
+        """:meth:`day_of` of each of ``fps`` (a batch: one ``searchsorted`` a run).
+
+        Raises:
+            ValueError: a fingerprint is not 16 bytes.
+        """
+        if not fps:
+            return []
+        _, _, order, ri, _, val = self._lookup(_joined(fps))
+        days, live = self._days_of_tags(val, ri >= 0)
+        if not live.any():
+            return [None] * len(fps)
+        out = np.empty(len(fps), dtype=np.int64)
+        out[order] = days
+        ok = np.empty(len(fps), dtype=bool)
+        ok[order] = live
+        return [d if k else None for d, k in zip(out.tolist(), ok.tolist(), strict=True)]
+
+    def add(self, fp: bytes, day: int) -> bool:
+        """Hold ``fp`` under ``day`` (or keep the later day it is held under); True if it was new.
+
+        Raises:
+            ValueError: ``fp`` is not 16 bytes, or ``day`` is 65,536 days or more from a day held.
+        """
+        _check_fp(fp)
+        new_days = self._register([day])
+        self._gen += 1
+        at = self._s.locate(fp)
+        r, j = at
+        old = int(r.val[j]) if r is not None else (self._s.buf[fp] if j == 0 else None)
+        old_day = None if old is None else self._tags.get(old)
+        if old_day is None or old_day < day:
+            self._s.set(fp, day & 0xFFFF, at)
+            self._count(day, 1)
+            if old_day is not None:
+                self._count(old_day, -1)
+        self._unregister_empty(new_days)
+        if self._s.dead:
+            self._s.sweep(1)
+        return old_day is None
+
+    def add_many(self, fps: Sequence[bytes], days: Sequence[int]) -> None:
+        """:meth:`add` each of ``fps`` under its day of ``days`` (a later day wins, as there).
+
+        Raises:
+            ValueError: as :meth:`add`, or the lengths differ; then nothing is added.
+        """
+        if len(fps) != len(days):
+            raise ValueError(f"{len(fps)} fingerprints, {len(days)} days")
+        if fps:
+            self._add(_joined(fps), np.array(days, dtype=np.int64))
+
+    def _add(self, blob: bytes, days: NDArray[np.int64]) -> None:
+        new_days = self._register(np.unique(days).tolist())
+        hi, lo, order, ri, pos, val = self._lookup(blob)
+        self._gen += 1
+        d = days[order]
+        start = _firsts(hi, lo)
+        if not start.all():  # the same fingerprint twice in the batch: its latest day
+            at = np.flatnonzero(start)
+            d = np.maximum.reduceat(d, at)
+            hi, lo, ri, pos, val = hi[at], lo[at], ri[at], pos[at], val[at]
+        found = ri >= 0
+        old_days, live = self._days_of_tags(val, found)
+        # a record takes the new day if its own is older, or was dropped (then it was absent)
+        upd = found & ~(live & (old_days >= d))
+        tags = (d & 0xFFFF).astype(np.uint16)
+        self._s.put(ri[upd], pos[upd], tags[upd])
+        new = ~found
+        self._s.insert(hi[new], lo[new], tags[new])
+        for day, k in _tally(d[new | upd]):
+            self._count(day, k)
+        for day, k in _tally(old_days[upd & live]):
+            self._count(day, -k)
+        self._unregister_empty(new_days)
+        if self._s.dead:
+            self._s.sweep(1)
 
     def drop_days_before(self, day: int) -> None:
         """Forget every id held under a day before ``day``."""
@@ -244,48 +538,31 @@ class FingerprintSet:
         for d in old:
             del self._days[d]
             del self._tags[d & 0xFFFF]
-            self._dead.add(d & 0xFFFF)
         if old:
-            self._cursor = 0
+            self._gen += 1
+            self._tagdays = None
+            self._s.kill({d & 0xFFFF for d in old})
 
     def compact(self) -> None:
-        """Sweep every dropped day's records out of the table now."""
-        if self._dead:
-            self._sweep(len(self._t.shards))
-
-    def _sweep(self, shards: int) -> None:
-        t, rec, dead = self._t, self._REC, self._dead
-        end = min(self._cursor + shards, len(t.shards))
-        for i in range(self._cursor, end):
-            b = t.shards[i]
-            kept = [
-                b[j : j + rec]
-                for j in range(0, len(b), rec)
-                if (b[j + FP_SIZE] | b[j + FP_SIZE + 1] << 8) not in dead
-            ]
-            if len(kept) * rec != len(b):
-                t.n -= len(b) // rec - len(kept)
-                t.shards[i] = bytearray().join(kept)
-        self._cursor = end
-        if end == len(t.shards):
-            dead.clear()
-            self._cursor = 0
+        """Sweep every dropped day's records out of the runs now."""
+        if self._s.dead:
+            self._gen += 1
+            self._s.sweep(len(self._s.runs))
 
     def nbytes(self) -> int:
-        """Bytes allocated for the records and the table (excluding this object's few fields)."""
-        return self._t.nbytes()
+        """Bytes allocated for the records (the runs' arrays and the per-item dict)."""
+        return self._s.nbytes()
 
     def dump_day(self, day: int) -> bytes:
-        """The blob of ``day``: the fingerprints held under it, concatenated (O(table))."""
-        tag = self._tags.get(day & 0xFFFF)
-        if tag != day:
+        """The blob of ``day``: the fingerprints held under it, concatenated (O(set))."""
+        tag = day & 0xFFFF
+        if self._tags.get(tag) != day:
             return b""
-        rec, lo, hi = self._REC, day & 0xFF, (day >> 8) & 0xFF
-        out: list[bytes | bytearray] = []
-        for b in self._t.shards:
-            for j in range(0, len(b), rec):
-                if b[j + FP_SIZE] == lo and b[j + FP_SIZE + 1] == hi:
-                    out.append(b[j : j + FP_SIZE])
+        out = []
+        for hi, lo, val in self._s.items():
+            sel = val == tag
+            if sel.any():
+                out.append(_records(hi[sel], lo[sel]))
         return b"".join(out)
 
     def load_day(self, day: int, blob: bytes) -> None:
@@ -295,28 +572,29 @@ class FingerprintSet:
             ValueError: ``blob`` is not whole 16-byte records, or ``day`` is too far from one held.
         """
         _check_blob(blob)
-        for j in range(0, len(blob), FP_SIZE):
-            self.add(blob[j : j + FP_SIZE], day)
+        if blob:
+            self._add(blob, np.full(len(blob) // FP_SIZE, day, dtype=np.int64))
 
 
 class PairCounters:
     """Diminishing-returns counters ``(day, pair fingerprint) → count`` of one partition.
 
-    One table a day (a lookup names its day, so it probes one table, and dropping a day frees
-    it). A record is the fingerprint and a count byte (17 B); counts from 255 up live in a side
-    dict, so counts stay exact: ``weight_mp // k`` is not 0 until k passes the weight (10,000 for
-    a conversion), and an actor may well pass 255 scored events on one target in a day.
+    One store a day (a lookup names its day, so it searches one day's runs, and dropping a day
+    frees them). A record is the fingerprint and a count byte (17 B); counts from 255 up live in a
+    side dict, so counts stay exact: ``weight_mp // k`` is not 0 until k passes the weight (10,000
+    for a conversion), and an actor may well pass 255 scored events on one target in a day.
     """
 
-    __slots__ = ("_days",)
-
-    _REC = FP_SIZE + 1
+    __slots__ = ("_days", "_gen", "_memo")
 
     def __init__(self) -> None:
-        self._days: dict[int, tuple[_Table, dict[bytes, int]]] = {}
+        self._days: dict[int, tuple[_Store, dict[bytes, int]]] = {}
+        #: bumped by every change; the last get_many's lookups, reused by set_many of the same keys
+        self._gen = 0
+        self._memo: tuple[bytes, bytes, int, list[_Group]] | None = None
 
     def __len__(self) -> int:
-        return sum(t.n for t, _ in self._days.values())
+        return sum(len(s) for s, _ in self._days.values())
 
     def days(self) -> list[int]:
         """The days that hold counters, oldest first."""
@@ -328,17 +606,14 @@ class PairCounters:
         Raises:
             ValueError: ``fp`` is not 16 bytes.
         """
+        _check_fp(fp)
         entry = self._days.get(day)
-        if len(fp) != FP_SIZE:
-            _check_fp(fp)
         if entry is None:
             return 0
-        t, big = entry
-        b = t.shard(fp)
-        j = _find(b, fp, self._REC)
-        if j < 0:
+        s, big = entry
+        k = s.get(fp)
+        if k is None:
             return 0
-        k = b[j + FP_SIZE]
         return big[fp] if k == _INLINE_MAX else k
 
     def set(self, day: int, fp: bytes, k: int) -> None:
@@ -350,21 +625,16 @@ class PairCounters:
         _check_fp(fp)
         if k < 1:
             raise ValueError(f"a count is at least 1, not {k}")
+        self._gen += 1
         entry = self._days.get(day)
         if entry is None:
-            entry = self._days[day] = (_Table(self._REC), {})
-        t, big = entry
-        inline = min(k, _INLINE_MAX)
+            entry = self._days[day] = (_Store(np.uint8), {})
+        s, big = entry
         if k >= _INLINE_MAX:
             big[fp] = k
         else:
             big.pop(fp, None)
-        b = t.shard(fp)
-        j = _find(b, fp, self._REC)
-        if j < 0:
-            t.append(b, fp + bytes((inline,)))
-        else:
-            b[j + FP_SIZE] = inline
+        s.set(fp, min(k, _INLINE_MAX))
 
     def add(self, day: int, fp: bytes, delta: int = 1) -> int:
         """Add ``delta`` (≥ 1) to the count of ``fp`` on ``day``; the new count."""
@@ -372,32 +642,127 @@ class PairCounters:
         self.set(day, fp, k)
         return k
 
+    def _groups(self, blob: bytes, days: NDArray[np.int64]) -> list[_Group]:
+        """The keys split by day, each sorted, and looked up in its day's store."""
+        hi, lo = _halves(blob)
+        if days.min() == days.max():
+            parts = [(int(days[0]), np.arange(len(days)))]
+        else:
+            parts = [(d, np.flatnonzero(days == d)) for d in np.unique(days).tolist()]
+        out = []
+        for day, src in parts:
+            h, lo_ = hi[src], lo[src]
+            order = _sort(h, lo_)
+            src, h, lo_ = src[order], h[order], lo_[order]
+            entry = self._days.get(day)
+            found = None if entry is None else entry[0].find(h, lo_)
+            out.append(_Group(day, src, h, lo_, found))
+        return out
+
+    def _lookup(self, blob: bytes, days: NDArray[np.int64]) -> list[_Group]:
+        db = days.tobytes()
+        memo = self._memo
+        if memo is not None and memo[2] == self._gen and memo[0] == blob and memo[1] == db:
+            return memo[3]
+        groups = self._groups(blob, days)
+        self._memo = (blob, db, self._gen, groups)
+        return groups
+
+    def _counts(self, g: _Group) -> NDArray[np.int64]:
+        if g.found is None:
+            return np.zeros(len(g.src), dtype=np.int64)
+        ri, _, val = g.found
+        k = val.astype(np.int64)
+        big = self._days[g.day][1]
+        if big:
+            for j in np.flatnonzero((val == _INLINE_MAX) & (ri >= 0)).tolist():
+                k[j] = big[_fp_at(g.hi, g.lo, j)]
+        return k
+
+    def get_many(self, keys: Sequence[tuple[int, bytes]]) -> list[int]:
+        """:meth:`get` of each ``(day, fp)`` of ``keys`` (a batch: one ``searchsorted`` a run).
+
+        Raises:
+            ValueError: a fingerprint is not 16 bytes.
+        """
+        if not keys:
+            return []
+        blob = _joined([fp for _, fp in keys])
+        out = np.zeros(len(keys), dtype=np.int64)
+        for g in self._lookup(blob, np.array([d for d, _ in keys], dtype=np.int64)):
+            out[g.src] = self._counts(g)
+        return out.tolist()
+
+    def set_many(self, items: Sequence[tuple[int, bytes, int]]) -> None:
+        """:meth:`set` each ``(day, fp, k)`` of ``items`` (the last of a key wins, as there).
+
+        Raises:
+            ValueError: as :meth:`set`; then nothing is set.
+        """
+        if not items:
+            return
+        blob = _joined([fp for _, fp, _ in items])
+        ks = np.array([k for _, _, k in items], dtype=np.int64)
+        if ks.min() < 1:
+            raise ValueError(f"a count is at least 1, not {int(ks.min())}")
+        groups = self._lookup(blob, np.array([d for d, _, _ in items], dtype=np.int64))
+        self._gen += 1
+        for g in groups:
+            self._write(g, ks[g.src])
+
+    def _write(self, g: _Group, k: NDArray[np.int64]) -> None:
+        """Set the counts of a looked-up group (the last of equal keys wins)."""
+        entry = self._days.get(g.day)
+        if entry is None:
+            entry = self._days[g.day] = (_Store(np.uint8), {})
+        s, big = entry
+        hi, lo = g.hi, g.lo
+        if g.found is None:
+            ri = np.full(len(hi), -1, dtype=np.int16)
+            pos, val = np.zeros(len(hi), dtype=np.intp), np.zeros(len(hi), dtype=np.uint8)
+        else:
+            ri, pos, val = g.found
+        last = _firsts(hi[::-1], lo[::-1])[::-1]  # (sorted stably: a key's last is the latest)
+        if not last.all():
+            hi, lo, ri, pos, val, k = hi[last], lo[last], ri[last], pos[last], val[last], k[last]
+        found = ri >= 0
+        for j in np.flatnonzero((k >= _INLINE_MAX) | (found & (val == _INLINE_MAX))).tolist():
+            fp = _fp_at(hi, lo, j)
+            if k[j] >= _INLINE_MAX:
+                big[fp] = int(k[j])
+            else:
+                big.pop(fp, None)
+        inline = np.minimum(k, _INLINE_MAX).astype(np.uint8)
+        s.put(ri[found], pos[found], inline[found])
+        new = ~found
+        s.insert(hi[new], lo[new], inline[new])
+
     def drop_days_before(self, day: int) -> None:
         """Forget every counter of a day before ``day``."""
         for d in [d for d in self._days if d < day]:
             del self._days[d]
+            self._gen += 1
 
     def nbytes(self) -> int:
-        """Bytes allocated for the tables and the side dicts (their keys are shared with callers
+        """Bytes allocated for the runs and the side dicts (their keys are shared with callers
         only while they hold them, so they are counted)."""
         total = self._days.__sizeof__()
-        for t, big in self._days.values():
-            total += t.nbytes() + big.__sizeof__() + sum(f.__sizeof__() for f in big)
+        for s, big in self._days.values():
+            total += s.nbytes() + big.__sizeof__() + sum(f.__sizeof__() for f in big)
         return total
 
     def dump_day(self, day: int) -> bytes:
-        """The blob of ``day``: each pair's fingerprint once per count (O(day's table))."""
+        """The blob of ``day``: each pair's fingerprint once per count (O(day's runs))."""
         entry = self._days.get(day)
         if entry is None:
             return b""
-        t, big = entry
-        rec = self._REC
-        out: list[bytes] = []
-        for b in t.shards:
-            for j in range(0, len(b), rec):
-                fp = bytes(b[j : j + FP_SIZE])
-                k = b[j + FP_SIZE]
-                out.append(fp * (big[fp] if k == _INLINE_MAX else k))
+        s, big = entry
+        out = []
+        for hi, lo, val in s.items():
+            k = val.astype(np.int64)
+            for j in np.flatnonzero(val == _INLINE_MAX).tolist():
+                k[j] = big[_fp_at(hi, lo, j)]
+            out.append(np.repeat(np.column_stack((hi, lo)), k, axis=0).tobytes())
         return b"".join(out)
 
     def load_day(self, day: int, blob: bytes) -> None:
@@ -407,9 +772,31 @@ class PairCounters:
             ValueError: ``blob`` is not whole 16-byte records.
         """
         _check_blob(blob)
-        counts: dict[bytes, int] = {}
-        for j in range(0, len(blob), FP_SIZE):
-            fp = blob[j : j + FP_SIZE]
-            counts[fp] = counts.get(fp, 0) + 1
-        for fp, n in counts.items():
-            self.add(day, fp, n)
+        if not blob:
+            return
+        self._gen += 1
+        hi, lo = _halves(blob)
+        order = _sort(hi, lo)
+        hi, lo = hi[order], lo[order]
+        at = np.flatnonzero(_firsts(hi, lo))
+        n = np.diff(np.append(at, len(hi)))
+        hi, lo = hi[at], lo[at]
+        entry = self._days.get(day)
+        g = _Group(day, at, hi, lo, None if entry is None else entry[0].find(hi, lo))
+        self._write(g, self._counts(g) + n)
+
+
+class _Group:
+    """The keys of a batch on one day: where they are in the batch, sorted, and found."""
+
+    __slots__ = ("day", "found", "hi", "lo", "src")
+
+    def __init__(
+        self,
+        day: int,
+        src: _Ix,
+        hi: _U64,
+        lo: _U64,
+        found: tuple[NDArray[np.int16], _Ix, _Arr] | None,
+    ) -> None:
+        self.day, self.src, self.hi, self.lo, self.found = day, src, hi, lo, found

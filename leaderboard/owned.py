@@ -7,19 +7,21 @@ because every apply is guarded by the partition fence: if anyone else wrote the 
 rebalance, a second worker, a restart of this one), the fence has moved, the apply is refused, and
 the worker forgets its copy and loads it again. Kafka Streams keeps its state stores the same way.
 
-Entries are dropped a whole day at a time once they fall behind the dedupe horizon; anything older
-that lingers is ignored by the planner's rules (which compare against the horizon), so the copy
-never needs to match Redis's exact pruning.
+The ids and counters are held compactly (:mod:`leaderboard.fingerprint`: 128-bit fingerprints,
+~21 B an id and ~20 B a counter) and dropped a whole day at a time once the day falls behind the
+dedupe horizon, by the rule the planner applies and Redis prunes by.
 """
 
 from __future__ import annotations
 
 import math
+from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from leaderboard.bait import Detector
-from leaderboard.plan import PartitionState, Plan, StoreState
+from leaderboard.fingerprint import FingerprintSet, PairCounters, fingerprint, pair_fingerprint
+from leaderboard.plan import SEEN_DAY_S, SEP, PartitionState, Plan, StoreState
 
 
 @dataclass
@@ -27,37 +29,25 @@ class OwnedPartition:
     fence: int = -1
     #: the partition's newest time of a scored event (the planner's; ignored events do not move it)
     watermark: float | None = None
-    seen: dict[str, float] = field(default_factory=dict)
-    dr: dict[tuple[int, str], int] = field(default_factory=dict)
-    #: day → ids / counter fields first written that day, for pruning a day at a time
-    seen_days: dict[int, list[str]] = field(default_factory=dict)
-    dr_days: dict[int, list[str]] = field(default_factory=dict)
+    seen: FingerprintSet = field(default_factory=FingerprintSet)
+    dr: PairCounters = field(default_factory=PairCounters)
     #: the comment-bait detector (None when the throttle is off); planning advances it in place
     bait: Detector | None = None
     #: (offset, events applied) of a partly applied envelope after the fence (plan.PartitionState)
     part: tuple[int, int] | None = None
 
     def add_seen(self, event_id: str, ts: float) -> None:
-        self.seen[event_id] = ts
-        self.seen_days.setdefault(math.floor(ts / 86400), []).append(event_id)
+        self.seen.add(fingerprint(event_id), math.floor(ts / SEEN_DAY_S))
 
     def set_dr(self, day: int, f: str, k: int) -> None:
-        if (day, f) not in self.dr:
-            self.dr_days.setdefault(day, []).append(f)
-        self.dr[(day, f)] = k
+        actor, _, target = f.partition(SEP)
+        self.dr.set(day, pair_fingerprint(actor, target), k)
 
     def prune(self, seen_cutoff: float | None, dr_cutoff_day: int | None) -> None:
         if seen_cutoff is not None:
-            last = math.floor(seen_cutoff / 86400)  # days before this one are wholly behind
-            for day in [d for d in self.seen_days if d < last]:
-                for i in self.seen_days.pop(day):
-                    ts = self.seen.get(i)
-                    if ts is not None and ts < seen_cutoff:
-                        del self.seen[i]
+            self.seen.drop_days_before(math.floor(seen_cutoff / SEEN_DAY_S))
         if dr_cutoff_day is not None:
-            for day in [d for d in self.dr_days if d < dr_cutoff_day]:
-                for f in self.dr_days.pop(day):
-                    self.dr.pop((day, f), None)
+            self.dr.drop_days_before(dr_cutoff_day)
 
 
 @dataclass
@@ -89,10 +79,18 @@ class OwnedState:
 
     def absorb(self, plan: Plan) -> None:
         """Take on the effects of a plan that is being applied (optimistically)."""
-        for p, ts, i in plan.seen:
-            self.partitions[p].add_seen(i, ts)
+        ids: dict[int, tuple[list[bytes], list[int]]] = defaultdict(lambda: ([], []))
+        for (p, ts, _), fp in zip(plan.seen, plan.seen_fps, strict=True):
+            fps, days = ids[p]
+            fps.append(fp)
+            days.append(math.floor(ts / SEEN_DAY_S))
+        for p, (fps, days) in ids.items():
+            self.partitions[p].seen.add_many(fps, days)
+        counters: dict[int, list[tuple[int, bytes, int]]] = defaultdict(list)
         for (p, day, f), k in plan.dr.items():
-            self.partitions[p].set_dr(day, f, k)
+            counters[p].append((day, plan.dr_fps[(p, day, f)][0], k))
+        for p, items in counters.items():
+            self.partitions[p].dr.set_many(items)
         for u in plan.partitions:
             o = self.partitions[u.partition]
             o.fence = u.fence

@@ -9,8 +9,9 @@ boundaries: a batch only aggregates what a one-event-at-a-time run would have wr
 
 Per-partition rules (deterministic because a partition's content and order are):
 - a message at an offset ≤ the partition fence was applied before and is skipped whole;
-- an id seen before is a duplicate and changes nothing, while that earlier occurrence is within the
-  dedupe horizon of the partition's newest event time (the rule the store prunes by);
+- an id seen before is a duplicate and changes nothing, while the UTC day of that earlier
+  occurrence is not wholly behind the dedupe horizon of the partition's newest event time (ids are
+  held as 128-bit fingerprints by day, :mod:`leaderboard.fingerprint`, and pruned by the same rule);
 - an event older than the partition's newest event time minus the horizon is *late*: it cannot be
   checked against pruned ids, so it is dead-lettered rather than risk a double count;
 - a big envelope comes in pieces (``Message.start``/``ends``) so that no apply is unbounded: until
@@ -67,10 +68,13 @@ from leaderboard.bait import (
     pod_key,
 )
 from leaderboard.events import FUTURE, Event, Rejected, future_bound, future_detail
+from leaderboard.fingerprint import FingerprintSet, PairCounters, fingerprint, pair_fingerprint
 from leaderboard.scoring import ALL, DECAYED, ScoringRules, contribution
 
 #: Separator of actor and target in a diminishing-returns counter field; ids never hold control chars.
 SEP = "\x1f"
+#: Seen ids are held, and pruned, by the UTC day of their event time (leaderboard.fingerprint).
+SEEN_DAY_S = 86400
 #: Decayed members below this many milli-points (1e-12 points) are pruned when the landmark moves.
 #: The contract allows pruning below 1e-6 points, but what is pruned is lost if the member scores
 #: again; this low keeps the relative error of any member ≥ 1e-6 points under 1e-6.
@@ -98,9 +102,10 @@ class PartitionState:
     #: the partition's newest event time of a scored event (lateness and pruning are measured
     #: from it)
     watermark: float | None = None
-    #: id → event time, for the batch's ids that were applied before
-    seen: Mapping[str, float] = field(default_factory=dict)
-    dr: Mapping[tuple[int, str], int] = field(default_factory=dict)
+    #: fingerprints of the ids applied before, by the day of their event time
+    seen: FingerprintSet = field(default_factory=FingerprintSet)
+    #: (period, fingerprint of "actor␟target") → events scored (diminishing returns)
+    dr: PairCounters = field(default_factory=PairCounters)
     #: the partition's comment-bait detector (None: the throttle is off). Planning advances it in
     #: place; its changes travel in the plan, and a refused plan makes the worker reload it.
     bait: Detector | None = None
@@ -156,8 +161,13 @@ class Plan:
     buckets: dict[tuple[int, int, str, str], int] = field(default_factory=lambda: defaultdict(int))
     #: (board, member) → forward-decayed milli-points relative to ``landmark``
     decayed: dict[tuple[str, str], float] = field(default_factory=lambda: defaultdict(float))
+    #: (partition, ts, id) of every id this plan applies, and their fingerprints (same order)
     seen: list[tuple[int, float, str]] = field(default_factory=list)
+    seen_fps: list[bytes] = field(default_factory=list)
+    #: (partition, period, "actor␟target") → the pair's count after this plan; ``dr_fps`` has
+    #: the pair's fingerprint and its count before
     dr: dict[tuple[int, int, str], int] = field(default_factory=dict)
+    dr_fps: dict[tuple[int, int, str], tuple[bytes, int]] = field(default_factory=dict)
     explain: dict[tuple[str, str], int] = field(default_factory=lambda: defaultdict(int))
     #: (member, post) → milli-points of the applied scored events that name a post (top posts)
     posts: dict[tuple[str, str], int] = field(default_factory=dict)
@@ -204,6 +214,41 @@ def choose_landmark(
     if current is None or newest_ts - current > rebase_after_s:
         return math.floor(newest_ts / 86400) * 86400
     return current
+
+
+def _lookup(
+    msgs: Sequence[Message], fence: int, pstate: PartitionState, period: int
+) -> tuple[dict[str, bytes], dict[str, int], dict[str, bytes], dict[tuple[int, str], int]]:
+    """What a partition's batch may need of its state, in one question each: every item's id
+    fingerprint and the day it was seen under (those seen), every event's pair fingerprint and
+    the pair's count in the event's period. (A superset: items behind the fence, duplicates and
+    dead letters are looked up too, and simply not used.)"""
+    fps: dict[str, bytes] = {}
+    pairs: dict[str, bytes] = {}
+    periods: dict[tuple[int, str], None] = {}
+    floor = math.floor
+    for m in msgs:
+        if m.offset <= fence:
+            continue
+        for item in m.items:
+            if type(item) is Event:
+                eid = item.id
+                if eid not in fps:
+                    fps[eid] = fingerprint(eid)
+                f = item.actor + SEP + item.target
+                if f not in pairs:
+                    pairs[f] = pair_fingerprint(item.actor, item.target)
+                periods[(floor(item.ts / period), f)] = None
+            elif type(item) is Evidence:
+                eid = SEP + item.id
+                if eid not in fps:
+                    fps[eid] = fingerprint(eid)
+    days = pstate.seen.days_of_many(list(fps.values()))
+    seen = {eid: d for eid, d in zip(fps, days, strict=True) if d is not None}
+    keys = list(periods)
+    counts = pstate.dr.get_many([(day, pairs[f]) for day, f in keys])
+    dr = {k: c for k, c in zip(keys, counts, strict=True) if c}
+    return fps, seen, pairs, dr
 
 
 def build_plan(
@@ -295,15 +340,17 @@ def build_plan(
         pstate = state.partitions.get(p, PartitionState())
         fence = pstate.fence
         pwm = pstate.watermark
-        seen_before = pstate.seen
-        dr_before = pstate.dr
         det = pstate.bait
         det_groups = det.groups if det is not None else {}
+        msgs = sorted(by_partition[p], key=lambda m: m.offset)
+        # the partition's earlier ids and counters, looked up once for the whole batch (the
+        # compact state answers a batch far faster than one question at a time)
+        fps, seen_before, pairs, dr_before = _lookup(msgs, fence, pstate, period)
         dr_now: dict[tuple[int, str], int] = {}
-        batch_ids: dict[str, float] = {}
+        batch_ids: dict[str, int] = {}  # id → day, applied earlier in this batch
         new_fence = fence
         part = new_part = pstate.part
-        for m in sorted(by_partition[p], key=lambda m: m.offset):
+        for m in msgs:
             if m.offset <= new_fence:
                 continue  # applied before (redelivery after a crash or rebalance)
             items = m.items
@@ -353,11 +400,14 @@ def build_plan(
                     first = batch_ids.get(eid)
                     if first is None:
                         first = seen_before.get(eid)
-                    if first is not None and (pwm is None or first >= pwm - dedupe_horizon_s):
+                    if first is not None and (
+                        pwm is None or first >= floor((pwm - dedupe_horizon_s) / SEEN_DAY_S)
+                    ):
                         n_duplicate += 1
                         continue
-                    batch_ids[eid] = at
+                    batch_ids[eid] = floor(at / SEEN_DAY_S)
                     plan.seen.append((p, at, eid))
+                    plan.seen_fps.append(fps[eid])
                     if det is not None:
                         det.flag(item)
                         plan.evidence_received += 1
@@ -389,16 +439,20 @@ def build_plan(
                         )
                     )
                     continue
-                # a duplicate of an occurrence still inside the horizon of the running partition
-                # watermark; the store prunes by the same rule, so batch boundaries do not matter
+                # a duplicate of an occurrence whose day is not wholly behind the horizon of the
+                # running partition watermark; ids are pruned by the same rule (whole days), so
+                # batch boundaries do not matter
                 first = batch_ids.get(ev.id)
                 if first is None:
                     first = seen_before.get(ev.id)
-                if first is not None and (pwm is None or first >= pwm - dedupe_horizon_s):
+                if first is not None and (
+                    pwm is None or first >= floor((pwm - dedupe_horizon_s) / SEEN_DAY_S)
+                ):
                     n_duplicate += 1
                     continue
-                batch_ids[ev.id] = ts
+                batch_ids[ev.id] = floor(ts / SEEN_DAY_S)
                 plan.seen.append((p, ts, ev.id))
+                plan.seen_fps.append(fps[ev.id])
                 target = ev.target
                 kind = ev.kind
                 row = ex.get((target, kind))
@@ -496,6 +550,7 @@ def build_plan(
             continue
         for (day, f), k in dr_now.items():
             plan.dr[(p, day, f)] = k
+            plan.dr_fps[(p, day, f)] = (pairs[f], dr_before.get((day, f), 0))
         seen_cutoff = None if pwm is None else pwm - dedupe_horizon_s
         plan.partitions.append(
             PartitionUpdate(

@@ -30,6 +30,7 @@ KNOWN_MINIMUMS = {
     "aiokafka": "0.11",
     "redis": "5.3.0",  # ConnectionPool.get_connection() with no command name
     "hiredis": "3",  # what redis-py 5.3+ accepts; 2.2.1 fails in HiredisRespSerializer
+    "numpy": "2.0",  # the numpy 2 API of leaderboard/fingerprint.py
     "websockets": "17.0",  # Request.method, POST parsed (ingest); broadcast(..., text=True)
     "orjson": "3.9.15",  # CVE-2024-27454: unbounded recursion in loads() before 3.9.15
     "aiohttp": "3.12",  # TCPConnector(socket_factory=...)

@@ -10,12 +10,16 @@ a worker plans against is the whole partition state, as a worker's own copy
 
 from __future__ import annotations
 
+import math
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from leaderboard.fingerprint import FingerprintSet, PairCounters, fingerprint, pair_fingerprint
 from leaderboard.plan import (
     DECAY_PRUNE_MP,
+    SEEN_DAY_S,
+    SEP,
     DeadLetter,
     Message,
     PartitionState,
@@ -23,6 +27,26 @@ from leaderboard.plan import (
     StoreState,
 )
 from leaderboard.scoring import ScoringRules, decayed_value
+
+
+def seen_set(ids: Mapping[str, float]) -> FingerprintSet:
+    """The compact id set holding ``ids`` (id → event time), by day as the worker holds them."""
+    out = FingerprintSet()
+    out.add_many(
+        [fingerprint(i) for i in ids], [math.floor(ts / SEEN_DAY_S) for ts in ids.values()]
+    )
+    return out
+
+
+def dr_counters(counters: Mapping[tuple[int, str], int]) -> PairCounters:
+    """The compact counters holding ``counters`` ((period, "actor␟target") → count)."""
+    out = PairCounters()
+    items = []
+    for (day, f), k in counters.items():
+        actor, _, target = f.partition(SEP)
+        items.append((day, pair_fingerprint(actor, target), k))
+    out.set_many(items)
+    return out
 
 
 @dataclass
@@ -53,8 +77,8 @@ class Model:
             parts[p] = PartitionState(
                 fence=self.fences.get(p, -1),
                 watermark=self.pwm.get(p),
-                seen=dict(self.seen.get(p, {})),
-                dr=dict(self.dr.get(p, {})),
+                seen=seen_set(self.seen.get(p, {})),
+                dr=dr_counters(self.dr.get(p, {})),
             )
         return StoreState(parts, watermark=self.wm, landmark=self.landmark)
 
@@ -102,9 +126,12 @@ class Model:
             if u.watermark is not None:
                 self.pwm[u.partition] = u.watermark
             if u.seen_cutoff is not None:
-                cut_ts = u.seen_cutoff
+                # whole days, as apply.lua prunes ids
+                cut = math.floor(u.seen_cutoff / SEEN_DAY_S)
                 self.seen[u.partition] = {
-                    i: ts for i, ts in self.seen[u.partition].items() if ts >= cut_ts
+                    i: ts
+                    for i, ts in self.seen[u.partition].items()
+                    if math.floor(ts / SEEN_DAY_S) >= cut
                 }
             if u.dr_cutoff_day is not None:
                 cut_day = u.dr_cutoff_day

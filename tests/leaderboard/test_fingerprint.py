@@ -4,11 +4,14 @@ sequence of adds, day drops and blob round trips, and blobs that survive Redis A
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from leaderboard import fingerprint as fingerprint_module
 from leaderboard.fingerprint import (
     FP_SIZE,
     FingerprintSet,
@@ -115,11 +118,73 @@ def test_a_million_ids_take_at_most_24_bytes_each() -> None:
     assert not any(fingerprint(f"higgs-{j}") in s for j in range(0, n // 2, 997))
 
 
+def test_ids_that_share_a_half_are_told_apart() -> None:
+    # runs are sorted by the first 8 bytes; ids equal there are found by the other 8
+    base = fingerprint("x")
+    same_hi = [base[:8] + bytes((j,)) * 8 for j in range(40)]
+    s = FingerprintSet()
+    s.add_many(same_hi[::2], [7] * 20)
+    s.add_many(same_hi[1::4], [8] * 10)
+    assert s.days_of_many(same_hi) == [
+        7 if j % 2 == 0 else 8 if j % 4 == 1 else None for j in range(40)
+    ]
+    assert [f in s for f in same_hi] == [j % 2 == 0 or j % 4 == 1 for j in range(40)]
+    c = PairCounters()
+    c.set_many([(3, f, j + 1) for j, f in enumerate(same_hi[:30])])
+    assert c.get_many([(3, f) for f in same_hi]) == [j + 1 if j < 30 else 0 for j in range(40)]
+
+
+def test_a_bad_batch_changes_nothing() -> None:
+    s, c = FingerprintSet(), PairCounters()
+    good = fingerprint("a")
+    with pytest.raises(ValueError):
+        s.add_many([good, b"short"], [1, 1])
+    with pytest.raises(ValueError):
+        s.add_many([good, fingerprint("b")], [1, 1 + 65_536])
+    with pytest.raises(ValueError):
+        s.add_many([good], [1, 2])
+    with pytest.raises(ValueError):
+        c.set_many([(1, good, 3), (1, fingerprint("b"), 0)])
+    with pytest.raises(ValueError):
+        c.get_many([(1, b"short")])
+    assert len(s) == 0 and good not in s and len(c) == 0 and c.get(1, good) == 0
+
+
+def test_a_million_ids_in_batches_take_at_most_24_bytes_each() -> None:
+    s, c = FingerprintSet(), PairCounters()
+    n, batch = 200_000, 1_000
+    for j in range(0, n, batch):
+        b = [fingerprint(f"higgs-{i}") for i in range(j, j + batch)]
+        d = 15_523 + j * 8 // n
+        s.add_many(b, [d] * batch)
+        c.set_many([(d, f, 1) for f in b])
+    assert len(s) == len(c) == n
+    assert s.nbytes() <= 24 * n and c.nbytes() <= 24 * n
+    probe = [fingerprint(f"higgs-{i}") for i in range(0, 2 * n, 997)]
+    assert s.days_of_many(probe) == [
+        15_523 + (i // batch * batch) * 8 // n if i < n else None for i in range(0, 2 * n, 997)
+    ]
+
+
 # -- properties against models ---------------------------------------------------------------
+
+
+@contextmanager
+def _small_runs() -> Iterator[None]:
+    # a few ids a run and a tiny per-item dict, so a short sequence flushes, merges and caps
+    saved = fingerprint_module._BUF_MIN, fingerprint_module._MIN_CAP
+    fingerprint_module._BUF_MIN, fingerprint_module._MIN_CAP = 3, 24
+    try:
+        yield
+    finally:
+        fingerprint_module._BUF_MIN, fingerprint_module._MIN_CAP = saved
+
 
 id_ops = st.lists(
     st.one_of(
         st.tuples(st.just("add"), fps, days),
+        st.tuples(st.just("add_many"), st.lists(st.tuples(fps, days), max_size=40)),
+        st.tuples(st.just("days_of_many"), st.lists(fps, max_size=40)),
         st.tuples(st.just("drop"), days),
         st.tuples(st.just("reload")),
         st.tuples(st.just("compact")),
@@ -138,6 +203,11 @@ def _reload_ids(s: FingerprintSet) -> FingerprintSet:
 @settings(max_examples=150, deadline=None)
 @given(id_ops)
 def test_the_set_holds_exactly_what_a_dict_of_latest_days_holds(ops: list[tuple]) -> None:  # type: ignore[type-arg]
+    with _small_runs():
+        _check_ids(ops)
+
+
+def _check_ids(ops: list[tuple]) -> None:  # type: ignore[type-arg]
     s = FingerprintSet()
     model: dict[bytes, int] = {}
     for op in ops:
@@ -145,6 +215,15 @@ def test_the_set_holds_exactly_what_a_dict_of_latest_days_holds(ops: list[tuple]
             _, fp, day = op
             assert s.add(fp, day) == (fp not in model)
             model[fp] = max(day, model.get(fp, day))
+        elif op[0] == "add_many":
+            # as the planner calls it: the days of the batch first, then the batch added
+            batch = [fp for fp, _ in op[1]]
+            assert s.days_of_many(batch) == [model.get(fp) for fp in batch]
+            s.add_many(batch, [day for _, day in op[1]])
+            for fp, day in op[1]:
+                model[fp] = max(day, model.get(fp, day))
+        elif op[0] == "days_of_many":
+            assert s.days_of_many(op[1]) == [model.get(fp) for fp in op[1]]
         elif op[0] == "drop":
             s.drop_days_before(op[1])
             model = {f: d for f, d in model.items() if d >= op[1]}
@@ -155,6 +234,7 @@ def test_the_set_holds_exactly_what_a_dict_of_latest_days_holds(ops: list[tuple]
         assert len(s) == len(model)
     assert {f for f in POOL if f in s} == set(model)
     assert {f: s.day_of(f) for f in model} == model
+    assert s.days_of_many(POOL) == [model.get(f) for f in POOL]
     assert s.days() == sorted(set(model.values()))
     for d in s.days():
         blob = s.dump_day(d)
@@ -181,6 +261,11 @@ counter_ops = st.lists(
     st.one_of(
         st.tuples(st.just("add"), days, fps, st.integers(min_value=1, max_value=300)),
         st.tuples(st.just("set"), days, fps, st.integers(min_value=1, max_value=600)),
+        st.tuples(
+            st.just("set_many"),
+            st.lists(st.tuples(days, fps, st.integers(min_value=1, max_value=600)), max_size=40),
+        ),
+        st.tuples(st.just("get_many"), st.lists(st.tuples(days, fps), max_size=40)),
         st.tuples(st.just("drop"), days),
         st.tuples(st.just("reload")),
     ),
@@ -198,6 +283,11 @@ def _reload_counters(c: PairCounters) -> PairCounters:
 @settings(max_examples=150, deadline=None)
 @given(counter_ops)
 def test_counters_count_exactly_what_a_dict_counts(ops: list[tuple]) -> None:  # type: ignore[type-arg]
+    with _small_runs():
+        _check_counters(ops)
+
+
+def _check_counters(ops: list[tuple]) -> None:  # type: ignore[type-arg]
     c = PairCounters()
     model: dict[tuple[int, bytes], int] = {}
     for op in ops:
@@ -209,6 +299,15 @@ def test_counters_count_exactly_what_a_dict_counts(ops: list[tuple]) -> None:  #
             _, day, fp, k = op
             c.set(day, fp, k)
             model[(day, fp)] = k
+        elif op[0] == "set_many":
+            # as the planner calls it: the counts of the batch first, then the new counts set
+            keys = [(day, fp) for day, fp, _ in op[1]]
+            assert c.get_many(keys) == [model.get(key, 0) for key in keys]
+            c.set_many(op[1])
+            for day, fp, k in op[1]:
+                model[(day, fp)] = k  # (the last of a key wins)
+        elif op[0] == "get_many":
+            assert c.get_many(op[1]) == [model.get(key, 0) for key in op[1]]
         elif op[0] == "drop":
             c.drop_days_before(op[1])
             model = {k: v for k, v in model.items() if k[0] >= op[1]}
@@ -220,6 +319,7 @@ def test_counters_count_exactly_what_a_dict_counts(ops: list[tuple]) -> None:  #
     for d in seen_days:
         for fp in POOL:
             assert c.get(d, fp) == model.get((d, fp), 0)
+        assert c.get_many([(d, fp) for fp in POOL]) == [model.get((d, fp), 0) for fp in POOL]
 
 
 @settings(max_examples=100, deadline=None)

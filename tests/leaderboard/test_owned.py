@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from leaderboard.events import Event
+from leaderboard.fingerprint import fingerprint, pair_fingerprint
 from leaderboard.owned import OwnedPartition, OwnedState
 from leaderboard.plan import Message, build_plan
 from leaderboard.scoring import ScoringRules
@@ -49,17 +50,25 @@ def test_pruning_drops_whole_days_behind_the_horizon_only() -> None:
     o.set_dr(T0 // DAY, "ann\x1ftom", 3)
     o.set_dr(T0 // DAY + 8, "ann\x1ftom", 1)
     o.prune(seen_cutoff=T0 + 8 * DAY + 100, dr_cutoff_day=T0 // DAY + 8)
-    assert o.seen == {"edge": T0 + 8 * DAY + 5}  # its own day is not wholly behind the cutoff
-    assert o.dr == {(T0 // DAY + 8, "ann\x1ftom"): 1}
+    # "edge"'s own day is not wholly behind the cutoff
+    held = o.seen.days_of_many([fingerprint("old"), fingerprint("edge")])
+    assert held == [None, T0 // DAY + 8] and len(o.seen) == 1
+    pair = pair_fingerprint("ann", "tom")
+    assert o.dr.get_many([(T0 // DAY, pair), (T0 // DAY + 8, pair)]) == [0, 1]
 
 
-def test_a_lingering_entry_older_than_the_horizon_is_not_a_duplicate() -> None:
-    # "x" stays in the copy (same day as the cutoff) but is older than the horizon: a re-used id
-    # scores again, exactly as it would against the store, which pruned it
+def test_an_id_on_the_cutoff_day_is_a_duplicate_and_one_a_day_behind_is_not() -> None:
+    """Ids are held by day: one whose day is not wholly behind the horizon is still a duplicate
+    (the store keeps that day too), one whose day is behind it scores again (pruned there)."""
     owned = OwnedState(partitions={0: OwnedPartition(fence=5, watermark=T0 + H + 3600)})
-    owned.partitions[0].add_seen("x", T0 + 3599)
-    p = plan(owned, Message(0, 6, [share("x", T0 + H + 3600, actor="bob")]))
-    assert p.stats == {"applied": 1}
+    owned.partitions[0].add_seen("x", T0 + 3599)  # the cutoff's day, an hour before the cutoff
+    owned.partitions[0].add_seen("y", T0 - 1)  # the day before
+    p = plan(
+        owned,
+        Message(0, 6, [share("x", T0 + H + 3600, actor="bob"), share("y", T0 + H + 3600, "cy")]),
+    )
+    assert p.stats == {"applied": 1, "duplicate": 1}
+    assert [i for _, _, i in p.seen] == ["y"]
 
 
 def test_forget_empties_the_copy() -> None:

@@ -27,7 +27,7 @@ from leaderboard.plan import (
     choose_landmark,
 )
 from leaderboard.scoring import ScoringRules
-from tests.leaderboard._model import Model, run
+from tests.leaderboard._model import Model, dr_counters, run, seen_set
 
 RULES = ScoringRules.load()
 DAY = 86400
@@ -161,14 +161,14 @@ def test_utc_day_comes_from_the_event_time_not_the_local_date() -> None:
 
 
 def test_counters_from_state_continue_the_day() -> None:
-    state = StoreState({0: PartitionState(dr={(D0, "ann" + SEP + "tom"): 2})})
+    state = StoreState({0: PartitionState(dr=dr_counters({(D0, "ann" + SEP + "tom"): 2}))})
     plan = plan_of([msg(0, 0, ev("9", "share", "ann", "tom", T0 + 100))], state)
     assert all_scores(plan) == {"tom": 4000 // 3}
     assert plan.dr == {(0, D0, "ann" + SEP + "tom"): 3}
 
 
 def test_an_event_worth_zero_after_division_is_still_applied() -> None:
-    state = StoreState({0: PartitionState(dr={(D0, "ann" + SEP + "tom"): 1000})})
+    state = StoreState({0: PartitionState(dr=dr_counters({(D0, "ann" + SEP + "tom"): 1000}))})
     plan = plan_of([msg(0, 0, ev("9", "like", "ann", "tom", T0))], state)
     assert plan.totals == {}
     assert plan.stats == Counter(applied=1)
@@ -239,7 +239,7 @@ def test_duplicates_within_a_batch() -> None:
 
 
 def test_duplicates_against_seen_ids() -> None:
-    state = StoreState({0: PartitionState(fence=3, watermark=T0, seen={"x": T0})})
+    state = StoreState({0: PartitionState(fence=3, watermark=T0, seen=seen_set({"x": T0}))})
     plan = plan_of(
         [
             msg(
@@ -257,7 +257,7 @@ def test_duplicates_against_seen_ids() -> None:
 
 
 def test_a_duplicate_id_in_another_partition_is_a_different_event() -> None:
-    state = StoreState({0: PartitionState(seen={"x": T0})})
+    state = StoreState({0: PartitionState(seen=seen_set({"x": T0}))})
     plan = plan_of([msg(1, 0, ev("x", "share", "ann", "bob", T0))], state)
     assert all_scores(plan) == {"bob": 4000}
 
@@ -561,7 +561,9 @@ def test_events_without_a_post_plan_no_post_points() -> None:
 
 
 def test_a_duplicate_or_redelivered_event_adds_no_post_points() -> None:
-    state = StoreState({0: PartitionState(fence=0, watermark=T0, seen={"1": T0})}, watermark=T0)
+    state = StoreState(
+        {0: PartitionState(fence=0, watermark=T0, seen=seen_set({"1": T0}))}, watermark=T0
+    )
     plan = plan_of(
         [
             msg(0, 0, ev("9", "share", "bob", "tom", T0, post="p1")),  # behind the fence
@@ -869,7 +871,9 @@ def test_self_interactions_and_zero_weight_events_do_not_move_the_watermark() ->
 
 def test_a_duplicate_with_a_future_time_cannot_move_the_landmark() -> None:
     state = StoreState(
-        {0: PartitionState(fence=0, watermark=T0, seen={"x": T0})}, watermark=T0, landmark=T0
+        {0: PartitionState(fence=0, watermark=T0, seen=seen_set({"x": T0}))},
+        watermark=T0,
+        landmark=T0,
     )
     plan = plan_of([msg(0, 1, ev("x", "share", "ann", "tom", T0 + 400 * DAY))], state)
     assert plan.stats == Counter(duplicate=1)

@@ -13,6 +13,7 @@ from leaderboard.bait import Detector, Evidence
 from leaderboard.events import BAD_EVIDENCE, FUTURE, Event, decode_message
 from leaderboard.plan import SEP, Message, PartitionState, Plan, StoreState, build_plan
 from leaderboard.scoring import ScoringRules
+from tests.leaderboard._model import seen_set
 
 RULES = ScoringRules.load()
 KINDS = RULES.kinds
@@ -96,7 +97,7 @@ def test_evidence_is_de_duplicated_by_id_within_the_horizon() -> None:
     assert (plan.evidence_received, plan.stats["duplicate"]) == (1, 1)
     # applied by an earlier batch (a worker that died after producing, before applying, and
     # produced it again): a duplicate too
-    det, state = with_detector(1, fence=0, seen={SEP + RECORD.id: float(T0)})
+    det, state = with_detector(1, fence=0, seen=seen_set({SEP + RECORD.id: float(T0)}))
     again = plan_of([evidence(1, 1)], state)
     assert (again.evidence_received, again.stats["duplicate"]) == (0, 1)
     assert not det.commenters
@@ -107,7 +108,7 @@ def test_an_event_and_evidence_with_the_same_id_never_shadow_each_other() -> Non
     twin = Event(RECORD.id, float(T0), "like", "fan", "quiz")
     plan = plan_of([Message(1, 0, (twin,), float(T0)), evidence(1, 1)], state)
     assert plan.stats == {"applied": 1} and plan.evidence_received == 1
-    _, state = with_detector(1, fence=0, seen={RECORD.id: float(T0)})
+    _, state = with_detector(1, fence=0, seen=seen_set({RECORD.id: float(T0)}))
     assert plan_of([evidence(1, 1)], state).evidence_received == 1
 
 
