@@ -85,6 +85,8 @@ check: install
 bench: install
 	$(PY) -m bench.run
 	$(PY) -m bench.bait_cost --repeat 2
+	$(PY) -m bench.dedupe_cost
+	$(PY) -m bench.switch
 	$(PY) -m kudos bait-eval --data $(DATA)
 
 # Only the comment-bait evaluation of the bench (labelled streams, full Higgs and MathOverflow).

@@ -27,6 +27,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from kudos import servers
+from leaderboard.fingerprint import fingerprint, pair_fingerprint
 from leaderboard.owned import OwnedPartition
 from leaderboard.scoring import ScoringRules
 from leaderboard.store import FeedFrame, Store
@@ -129,9 +130,34 @@ async def redis_memory(url: str) -> None:
             scores = {str(j): random.randint(1, 10**7) for j in range(i, i + 20_000)}
             await r.zadd("costs:board:all", scores)  # type: ignore[arg-type]
         board = await used()
+        # the compact form (what apply.lua writes now): one string of 16-byte fingerprints per
+        # (partition, day), appended by every apply (appends of 500 ids). A string below 1 MB
+        # may carry up to as much again of spare room (Redis's APPEND preallocation), above it
+        # at most 1 MB: so small days cost more per id than big ones. Both are measured.
+        per_id: dict[int, float] = {}
+        per_pair: dict[int, float] = {}
+        for days in (10, 2):  # 50k and 250k ids a day
+            start = await used()
+            for i in range(0, n, 500):
+                blob = b"".join(fingerprint(f"higgs-{j}") for j in range(i, i + 500))
+                await r.append(f"costs:ids:{days}:{15523 + i * days // n}", blob)
+            mid = await used()
+            for i in range(0, n, 500):
+                blob = b"".join(
+                    pair_fingerprint(str(j), str(j * 7 % 100_000)) for j in range(i, i + 500)
+                )
+                await r.append(f"costs:drc:{days}:{15523 + i * days // n}", blob)
+            per_id[n // days], per_pair[n // days] = (mid - start) / n, (await used() - mid) / n
+            await r.delete(
+                *(f"costs:{f}:{days}:{d}" for f in ("ids", "drc") for d in range(15523, 15533))
+            )
+        ids = " / ".join(f"{v:.1f}" for v in per_id.values())
+        pairs = " / ".join(f"{v:.1f}" for v in per_pair.values())
+        sizes = " / ".join(f"{k // 1000}k" for k in per_id)
         print(
-            f"redis: dedupe id {(seen - before) / n:.0f} B, dr pair {(dr - seen) / n:.0f} B, "
-            f"board member {(board - dr) / n:.0f} B"
+            f"redis: dedupe id {(seen - before) / n:.0f} B as a zset member, {ids} B as a "
+            f"fingerprint ({sizes} ids a day); dr pair {(dr - seen) / n:.0f} B as a hash field, "
+            f"{pairs} B as a fingerprint record; board member {(board - dr) / n:.0f} B"
         )
         await r.delete("costs:seen:0", "costs:dr:0:15523", "costs:board:all")
     finally:
@@ -141,15 +167,39 @@ async def redis_memory(url: str) -> None:
 def worker_memory() -> None:
     n = MEMORY_ENTRIES
     tracemalloc.start()
+    # before: an id → ts dict with day lists, a (day, "actor␟target") → count dict
+    seen: dict[str, float] = {}
+    days: dict[int, list[str]] = {}
+    for j in range(n):
+        i, ts = f"higgs-{j}", 1341100800.0 + j / 10
+        seen[i] = ts
+        days.setdefault(int(ts // 86400), []).append(i)
+    dict_seen = tracemalloc.get_traced_memory()[0]
+    dr: dict[tuple[int, str], int] = {}
+    dr_days: dict[int, list[str]] = {}
+    for j in range(n):
+        f = f"{j}\x1f{j * 7 % 100_000}"
+        dr[(15523, f)] = 1
+        dr_days.setdefault(15523, []).append(f)
+    dict_dr = tracemalloc.get_traced_memory()[0]
+    del seen, days, dr, dr_days
+    base = tracemalloc.get_traced_memory()[0]
     p = OwnedPartition()
-    for j in range(n):
-        p.add_seen(f"higgs-{j}", 1341100800.0 + j / 10)
-    seen = tracemalloc.get_traced_memory()[0]
-    for j in range(n):
-        p.set_dr(15523, f"{j}\x1f{j * 7 % 100_000}", 1)
-    dr = tracemalloc.get_traced_memory()[0]
+    for j in range(0, n, 1000):
+        fps = [fingerprint(f"higgs-{k}") for k in range(j, j + 1000)]
+        p.seen.add_many(fps, [int((1341100800.0 + k / 10) // 86400) for k in range(j, j + 1000)])
+    compact_seen = tracemalloc.get_traced_memory()[0]
+    for j in range(0, n, 1000):
+        p.dr.set_many(
+            [(15523, pair_fingerprint(str(k), str(k * 7 % 100_000)), 1) for k in range(j, j + 1000)]
+        )
+    compact_dr = tracemalloc.get_traced_memory()[0]
     tracemalloc.stop()
-    print(f"worker copy: dedupe id {seen / n:.0f} B, dr pair {(dr - seen) / n:.0f} B")
+    print(
+        f"worker copy: dedupe id {dict_seen / n:.0f} B in a dict, {(compact_seen - base) / n:.1f} B "
+        f"compact; dr pair {(dict_dr - dict_seen) / n:.0f} B in a dict, "
+        f"{(compact_dr - compact_seen) / n:.1f} B compact"
+    )
 
 
 async def main() -> None:

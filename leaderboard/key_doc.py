@@ -14,7 +14,8 @@ from leaderboard.store.keys import FAMILIES
 HEADER = """# Redis keys
 
 Generated from `leaderboard/store/keys.py` by `python -m leaderboard.key_doc`; do not edit by
-hand. Every key is `<prefix>:<shape>` (`KUDOS_REDIS_PREFIX`). *Rebuilt*: `kudos rebuild` fills it
+hand. Every key is `<prefix>:<shape>` (`KUDOS_REDIS_PREFIX`); the rebuilt families of generation N > 0
+are `<prefix>:g<N>:<shape>` (the `live` key says which generation is live). *Rebuilt*: `kudos rebuild` fills it
 from the log and switches it in; the others are serving state that a rebuild keeps. *Tag*: the hash
 tag the key takes on a Redis Cluster (see `docs/scaling.md`).
 

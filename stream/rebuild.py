@@ -2,11 +2,15 @@
 
 The whole interactions topic is read from its first offset with a plain consumer (no group: the
 live workers keep theirs) and applied by the same :class:`~stream.processor.Processor` the workers
-use, into a **shadow namespace** (``<prefix>~rebuild``), under the rules given (the current
-``scoring.toml``, or a new version to rescore the log). Live workers keep scoring meanwhile. Once
-the shadow has caught up with the live fences, :meth:`Store.switch_from` replaces the live scoring
-state with the shadow's in one atomic script — readers see the old boards or the new ones, never a
-gap — after the diff report has said who moves and why.
+use, into the namespace's next **generation** (``<prefix>:g<N+1>:…`` while the pointer, the
+``live`` key, still names N), under the rules given (the current ``scoring.toml``, or a new
+version to rescore the log). Live workers keep scoring generation N meanwhile. Once the new
+generation has caught up with the live fences, :meth:`Store.switch_from` moves the pointer in one
+short atomic script whatever the size — readers follow it and see the old boards or the new ones,
+never a gap — after the diff report has said who moves and why. Generation N is dropped
+afterwards in bounded steps, once no reader can still be on it (:data:`DROP_GRACE_S`); a
+rebuild that dies before that leaves it to the next rebuild, which first drops every generation
+but the live one.
 
 Two uses:
 - after losing Redis (a flush, a failed disk): the workers carried on from their committed offsets
@@ -25,7 +29,9 @@ workers start after the switch are broadcast as usual.
 
 Kept as they are (serving state, not derived from the log): the live feed (``changes`` is bumped
 so every web process re-reads every board), perk unlocks and their outbox and webhook state (an
-unlock is never revoked), the alerts outbox, and ``meta``.
+unlock is never revoked). The alerts outbox and ``meta`` (the scoring identity) are the new
+generation's. The rebuild writes no serving state but ``changes`` (its processor has no perk
+rules and no evidence sink).
 """
 
 from __future__ import annotations
@@ -51,8 +57,11 @@ from leaderboard.settings import Settings
 from leaderboard.store import OUTBOX_GROUP, Store
 from stream.processor import Processor, Raw
 
-#: Suffix of the shadow namespace's key prefix.
+#: Suffix of the shadow namespaces of rebuilds from before generations (dropped when found).
 SHADOW = "~rebuild"
+#: How long after the switch the old generation is dropped: longer than a reader trusts its
+#: cached generation (leaderboard.store.base.FOLLOW_S), so no plain read is still on it.
+DROP_GRACE_S = 3.0
 #: Messages applied per Processor call while reading the topic.
 CHUNK = 5_000
 #: How long the rebuild keeps catching up with live workers before giving up.
@@ -73,6 +82,10 @@ class RebuildResult:
     switched: bool = False
     #: how long the atomic switch held Redis (seconds)
     switch_s: float = 0.0
+    #: the generation rebuilt (live after a switch)
+    generation: int = 0
+    #: keys of the old generation dropped after the switch (or of the unswitched new one)
+    dropped: int = 0
     dead_letters: int = 0
     #: partition → last offset applied in the rebuilt namespace
     fences: dict[int, int] = field(default_factory=dict)
@@ -110,16 +123,8 @@ async def rebuild(
     bait = settings.bait.params()
     token = os.urandom(8).hex()
     live = Store.connect(settings.redis.url, prefix, rules)
-    # each rebuild its own shadow: a stale one can never delete or feed another's
-    shadow = Store.connect(
-        settings.redis.url,
-        f"{prefix}{SHADOW}-{token}",
-        rules,
-        scoring_id=identity(rules.version, bait),
-    )
+    shadow: Store | None = None
     letters = _DiscardDeadLetters()
-    # (no evidence sink: the evidence is in the log already)
-    processor = Processor(shadow, rules, settings.worker, letters, bait=bait)
     started = time.perf_counter()
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap(settings),
@@ -137,9 +142,21 @@ async def rebuild(
                 f"expires {LOCK_S} s after it stops)"
             )
         renewer = asyncio.create_task(_keep_lock(live, token))
-        # shadows of rebuilds that died (we hold the lock: none is running)
-        for old in await live.shadow_prefixes(SHADOW):
-            await Store(live.client, old, rules).drop_namespace()
+        # (we hold the lock: no other rebuild is filling a generation or switching)
+        current = await live.follow(force=True)
+        await drop_dead(live, current, rules)
+        # the next generation, on the same prefix; the pointer still names the live one
+        shadow = Store(
+            live.client,
+            prefix,
+            rules,
+            scoring_id=identity(rules.version, bait),
+            generation=current + 1,
+        )
+        await shadow.claim_scoring_version()
+        # (no evidence sink: the evidence is in the log already; no perk rules: unlocks are
+        # serving state the live workers own)
+        processor = Processor(shadow, rules, settings.worker, letters, bait=bait)
         await consumer.start()
         topic = settings.broker.topic
         parts = consumer.partitions_for_topic(topic)
@@ -187,6 +204,8 @@ async def rebuild(
                 break
             if outcome == "lock":
                 raise StackError("another kudos rebuild took over the lock; not switching")
+            if outcome == "moved":
+                raise StackError("the live generation moved during the rebuild; not switching")
             if time.monotonic() > deadline:
                 raise StackError(
                     f"the live workers kept ahead of the rebuild for {CATCH_UP_S:.0f} s; "
@@ -194,6 +213,11 @@ async def rebuild(
                 )
         result.messages, result.dead_letters = messages, letters.count
         result.fences = await shadow.fences()
+        result.generation = current + 1
+        if result.switched:
+            # plain reads may still be on the old generation for FOLLOW_S: wait, then drop it
+            await asyncio.sleep(DROP_GRACE_S)
+            result.dropped = await live.drop_generation(current)
         result.seconds = time.perf_counter() - started
         return result
     finally:
@@ -201,11 +225,22 @@ async def rebuild(
             renewer.cancel()
         await consumer.stop()
         with contextlib.suppress(Exception):
-            # unused, or what the switch did not take (the shadow's own meta, changes)
-            await shadow.drop_namespace()
+            if shadow is not None and await live.pointer() != shadow.generation:
+                # not switched: the generation it filled goes (never the live one)
+                await live.drop_generation(shadow.generation)
             await live.unlock_rebuild(token)
         await live.close()
-        await shadow.close()
+
+
+async def drop_dead(live: Store, current: int, rules: ScoringRules) -> None:
+    """Drop what rebuilds that died left: every generation but the live one (the old one of a
+    rebuild that switched and did not finish its drop, or the new one of a rebuild that never
+    switched), and the shadow namespaces of rebuilds from before generations."""
+    for g in sorted(await live.generations() - {current}):
+        await live.drop_generation(g)
+    await live.client.unlink(live.key("generation"))  # (the counter from before generations)
+    for old in await live.shadow_prefixes(SHADOW):
+        await Store(live.client, old, rules).drop_namespace()
 
 
 async def _keep_lock(live: Store, token: str) -> None:

@@ -10,7 +10,7 @@ each a mixin of :class:`Store`, the one facade the other packages use:
 - :mod:`~leaderboard.store.feed`: the live feed's shared state;
 - :mod:`~leaderboard.store.outbox`: the perk and alert outboxes ``kudos deliver`` reads;
 - :mod:`~leaderboard.store.webhook_jobs`: webhook delivery jobs;
-- :mod:`~leaderboard.store.rebuild`: ``kudos rebuild``'s shadow namespaces, lock and switch.
+- :mod:`~leaderboard.store.rebuild`: ``kudos rebuild``'s generations, lock, switch and drop.
 
 No scoring key has a TTL: scoring state is pruned by event time, never by wall-clock, so a replay of
 old data behaves exactly like live traffic. (The live feed is serving state about connected clients:

@@ -4,20 +4,26 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 from collections.abc import Awaitable
 from typing import Any, cast
 
 import orjson
+from redis.client import NEVER_DECODE
 from redis.exceptions import NoScriptError
 
 from leaderboard.bait import TABLES as BAIT_TABLES
 from leaderboard.bait import BaitParams, Decision, Detector
 from leaderboard.errors import ScoringVersionMismatch, StoreConflict
+from leaderboard.fingerprint import pair_fingerprint
 from leaderboard.owned import OwnedPartition, OwnedState
-from leaderboard.plan import DECAY_PRUNE_MP, Plan
+from leaderboard.plan import DECAY_PRUNE_MP, SEEN_DAY_S, SEP, Plan
 from leaderboard.store.base import StoreBase
 from leaderboard.store.keys import (
     ALERTS_MAXLEN,
+    POSTS_KEPT,
+    Keys,
+    generation_prefix,
 )
 from leaderboard.store.scripts import SOURCES
 
@@ -63,7 +69,7 @@ APPLY_KEYS = (
     "wm",
     "landmark",
     "meta",
-    "generation",
+    "live",
     "communities",
     "rescale",
     "decayed_boards",
@@ -100,11 +106,56 @@ APPLY_SECTIONS = (
 )
 
 
+def _id_records(plan: Plan) -> list[str | bytes]:
+    """The ``seen`` section: the count of (partition, day) groups, then each group's partition,
+    day and the concatenated fingerprints of its new ids (appended to ``ids:<p>:<day>``)."""
+    groups: dict[tuple[int, int], list[bytes]] = {}
+    for (p, ts, _), fp in zip(plan.seen, plan.seen_fps, strict=True):
+        key = (p, math.floor(ts / SEEN_DAY_S))
+        g = groups.get(key)
+        if g is None:
+            g = groups[key] = []
+        g.append(fp)
+    out: list[str | bytes] = [str(len(groups))]
+    for (p, day), fps in groups.items():
+        out += [str(p), str(day), b"".join(fps)]
+    return out
+
+
+def _counter_records(plan: Plan, cap: int) -> list[str | bytes]:
+    """The ``dr`` section: (partition, period) groups of counter records, one record per counted
+    event (``leaderboard.fingerprint``), appended to ``drc:<p>:<period>``. Counts are stored up
+    to ``cap``: past the largest weight every further event of the pair earns 0 (``weight // k``),
+    so a reload that finds ``cap`` plans exactly as the worker's exact count does."""
+    groups: dict[tuple[int, int], list[bytes]] = {}
+    for (p, day, f), k in plan.dr.items():
+        fp, before = plan.dr_fps[(p, day, f)]
+        n = min(k, cap) - min(before, cap)
+        if n <= 0:
+            continue
+        key = (p, day)
+        g = groups.get(key)
+        if g is None:
+            g = groups[key] = []
+        g.append(fp * n)
+    out: list[str | bytes] = [str(len(groups))]
+    for (p, day), recs in groups.items():
+        out += [str(p), str(day), b"".join(recs)]
+    return out
+
+
 class ApplyMixin(StoreBase):
     """Loads partitions into the worker's copy and applies plans (``lua/apply.lua``)."""
 
-    def _apply_keys(self) -> list[str]:
-        return [self.key(f) for f in APPLY_KEYS]
+    @property
+    def _dr_cap(self) -> int:
+        # one more than the largest weight: the count at which every kind earns 0 (weight // k)
+        return max(self.rules.weights_mp.values(), default=0) + 1
+
+    def _apply_keys(self, generation: int) -> list[str]:
+        # the generation the plan was made from: apply.lua refuses it if the pointer moved past
+        keys = Keys(self.prefix, generation)
+        return [keys.key(f) for f in APPLY_KEYS]
 
     async def claim_scoring_version(self) -> str:
         """Record this store's scoring identity as the namespace's if it has none yet; the
@@ -113,6 +164,7 @@ class ApplyMixin(StoreBase):
         A namespace from before the identity carried the bait settings holds the bare scoring
         version: it is taken over (its past scores do not change; new events get the throttle).
         """
+        await self.follow(force=True)
         key = self.key("meta")
         await self.client.hsetnx(key, "scoring_version", self.scoring_id)
         current = cast(str, await self.client.hget(key, "scoring_version"))
@@ -126,14 +178,19 @@ class ApplyMixin(StoreBase):
     ) -> None:
         """Load the fences, dedupe ids and diminishing-returns counters of ``parts`` into
         ``owned``, and refresh its watermark and landmark; with ``bait``, each partition's
-        comment-bait detector too (its state is written with the fence, so it matches it)."""
+        comment-bait detector too (its state is written with the fence, so it matches it).
+
+        The generation is read first (the live one; a pinned store's own), then that
+        generation's keys: a switch in between makes the next apply refuse the plan."""
+        generation = self.pinned if self.pinned is not None else await self.pointer()
+        self.at_generation(generation)
         pipe = self.client.pipeline(transaction=False)
         pipe.hmget(self.key("fence"), parts)
         pipe.hmget(self.key("pwm"), parts)
-        pipe.mget(self.key("wm"), self.key("landmark"), self.key("generation"))
+        pipe.mget(self.key("wm"), self.key("landmark"))
         pipe.hmget(self.key("fencepart"), parts)
         for p in parts:
-            pipe.zrange(self.key("seen", p), 0, -1, withscores=True)
+            pipe.zrange(self.key("iddays", p), 0, -1)
             pipe.zrange(self.key("drdays", p), 0, -1)
         if bait is not None:
             for p in parts:
@@ -142,12 +199,12 @@ class ApplyMixin(StoreBase):
         pipe.smembers(self.key("communities"))
         res = await pipe.execute()
         tables_at = 4 + 2 * len(parts)
-        fences, pwms, (wm, landmark, generation), fparts = res[0], res[1], res[2], res[3]
-        if int(generation or 0) != owned.generation:
+        fences, pwms, (wm, landmark), fparts = res[0], res[1], res[2], res[3]
+        if generation != owned.generation:
             # a rebuild switched the namespace: every partition held from before is stale
             owned.partitions.clear()
             owned.communities.clear()
-            owned.generation = int(generation or 0)
+            owned.generation = generation
         owned.watermark = float(wm) if wm is not None else None
         owned.landmark = int(landmark) if landmark is not None else None
         # (added to, not replaced: an apply in flight may have admitted some the read missed)
@@ -159,28 +216,55 @@ class ApplyMixin(StoreBase):
                 watermark=float(pwms[j]) if pwms[j] is not None else None,
                 part=_part(fparts[j]),
             )
-            for event_id, ts in res[4 + 2 * j]:
-                o.add_seen(event_id, ts)
             if bait is not None:
                 at = tables_at + j * len(BAIT_TABLES)
                 o.bait = Detector.restore(
                     dict(zip(BAIT_TABLES, res[at : at + len(BAIT_TABLES)], strict=True)), bait
                 )
             owned.partitions[p] = o
-            day_lists.append((p, res[5 + 2 * j]))
+            day_lists.append((p, res[5 + 2 * j]))  # (its dr days; ids days at 4 + 2j)
+        # the days' fingerprint strings (binary: read undecoded), and what a namespace from
+        # before fingerprints still holds (seen:<p> id → ts, dr:<p>:<day> hashes), until pruned
         pipe = self.client.pipeline(transaction=False)
-        queued: list[tuple[int, int]] = []
-        for p, days in day_lists:
-            for day_text in days:
+        raw = {NEVER_DECODE: True}
+        queued: list[tuple[str, int, int]] = []
+        for (p, dr_days), id_days in zip(
+            day_lists, (res[4 + 2 * j] for j in range(len(parts))), strict=True
+        ):
+            for day_text in id_days:
+                pipe.execute_command("GET", self.key("ids", p, day_text), **raw)
+                queued.append(("ids", p, int(day_text)))
+            for day_text in dr_days:
+                pipe.execute_command("GET", self.key("drc", p, day_text), **raw)
+                queued.append(("drc", p, int(day_text)))
                 pipe.hgetall(self.key("dr", p, day_text))
-                queued.append((p, int(day_text)))
-        for (p, day), counters in zip(queued, await pipe.execute(), strict=True):
+                queued.append(("dr", p, int(day_text)))
+            pipe.zrange(self.key("seen", p), 0, -1, withscores=True)
+            queued.append(("seen", p, 0))
+        for (kind, p, day), value in zip(queued, await pipe.execute(), strict=True):
             o = owned.partitions[p]
-            for f, k in counters.items():
-                o.set_dr(day, f, int(k))
+            if kind == "ids" and value:
+                o.seen.load_day(day, value)
+            elif kind == "drc" and value:
+                o.dr.load_day(day, value)
+            elif kind == "dr":
+                # (after its day's records: the hash held the counts before fingerprints, the
+                # records only what came since)
+                for f, k in value.items():
+                    actor, _, target = f.partition(SEP)
+                    fp = pair_fingerprint(actor, target)
+                    (have,) = o.dr.get_many([(day, fp)])
+                    o.dr.set_many([(day, fp, have + int(k))])
+            elif kind == "seen":
+                for event_id, ts in value:
+                    o.add_seen(event_id, ts)
 
-    def _argv(self, plan: Plan, max_rows: int) -> list[str]:
-        argv: list[str] = [self.prefix, self.scoring_id, str(plan.generation)]
+    def _argv(self, plan: Plan, max_rows: int) -> list[str | bytes]:
+        argv: list[str | bytes] = [
+            generation_prefix(self.prefix, plan.generation),
+            self.scoring_id,
+            str(plan.generation),
+        ]
         add = argv.append
         ext = argv.extend
         ext(("partitions", str(len(plan.partitions))))
@@ -226,17 +310,13 @@ class ApplyMixin(StoreBase):
         ext(("mcomm", str(len(plan.member_communities))))
         for m, c in plan.member_communities:
             ext((m, c))
-        ext(("seen", str(len(plan.seen))))
-        for p, ts, i in plan.seen:
-            ext((str(p), _num(ts), i))
-        ext(("dr", str(len(plan.dr))))
-        for (p, day, f), k in plan.dr.items():
-            ext((str(p), str(day), f, str(k)))
+        ext(("seen", *_id_records(plan)))
+        ext(("dr", *_counter_records(plan, self._dr_cap)))
         explain = [(k, v) for k, v in plan.explain.items() if v]
         ext(("explain", str(len(explain))))
         for (m, f), v in explain:
             ext((m, f, str(v)))
-        ext(("posts", str(len(plan.posts))))
+        ext(("posts", str(POSTS_KEPT), str(len(plan.posts))))
         for (m, post), v in plan.posts.items():
             ext((m, post, str(v)))
         stats = [(k, v) for k, v in (*plan.stats.items(), *plan.community_stats.items()) if v]
@@ -248,7 +328,7 @@ class ApplyMixin(StoreBase):
         add("end")
         return argv
 
-    def _bait_argv(self, plan: Plan, argv: list[str]) -> None:
+    def _bait_argv(self, plan: Plan, argv: list[str | bytes]) -> None:
         """Detector state changes, throttle decisions and withheld points (section 9b)."""
         ext = argv.extend
         ext(("bait", str(len(plan.bait_state))))
@@ -263,10 +343,11 @@ class ApplyMixin(StoreBase):
         for (m, group), mp in plan.withheld.items():
             ext((m, group, str(mp)))
 
-    def _perk_argv(self, plan: Plan, argv: list[str]) -> None:
+    def _perk_argv(self, plan: Plan, argv: list[str | bytes]) -> None:
         """The perk rules for the apply script, each with the members to check when it has no
         rank condition: those this plan touches on the rule's board."""
-        argv += ["perks", str(len(self.perk_rules)), repr(self.rules.half_life_s)]
+        # (unlocks are serving state: under the namespace's prefix, not the generation's)
+        argv += ["perks", str(len(self.perk_rules)), repr(self.rules.half_life_s), self.prefix]
         touched: dict[str, list[str]] = {}
         for rule in self.perk_rules:
             cands: list[str] = []
@@ -310,7 +391,7 @@ class ApplyMixin(StoreBase):
         pool = self.client.connection_pool
         conn = await pool.get_connection()  # type: ignore[no-untyped-call]
         try:
-            keys = self._apply_keys()
+            keys = self._apply_keys(plan.generation)
             await conn.send_command("EVALSHA", self._sha, len(keys), *keys, *argv)
         except BaseException:
             await pool.release(conn)
@@ -322,14 +403,14 @@ class ApplyMixin(StoreBase):
             except NoScriptError:
                 # Redis lost its script cache (restart, SCRIPT FLUSH): nothing ran; run it again
                 self._sha = None
-                res = await self.scripts.apply(keys=self._apply_keys(), args=argv)
+                res = await self.scripts.apply(keys=keys, args=argv)
             finally:
                 await pool.release(conn)
             self.apply_work = [int(res[-1])] if res[0] in ("ok", "more") else []
             while res[0] == "more":
                 if self.between_apply_calls is not None:
                     await self.between_apply_calls()
-                res = await self.scripts.apply(keys=self._apply_keys(), args=argv)
+                res = await self.scripts.apply(keys=keys, args=argv)
                 self.apply_work.append(int(res[-1]) if res[0] in ("ok", "more") else 0)
                 if len(self.apply_work) % 100 == 0:  # a long catch-up says it is alive
                     log.info(

@@ -38,6 +38,7 @@ class BoardsMixin(StoreBase):
         reads whatever the number of boards (``SSCAN`` with ``COUNT``, one pipelined
         ``ZCARD`` each); a board made while paging may be missed or listed twice (SSCAN's own
         guarantee), never a board that existed throughout."""
+        await self.follow()
         base = {b: i for i, b in enumerate(self.rules.base_boards)}
         names: set[str] = set()
         nxt = cursor
@@ -60,17 +61,22 @@ class BoardsMixin(StoreBase):
 
     async def clock(self) -> tuple[float | None, int | None]:
         """(watermark, landmark)."""
+        await self.follow()
         wm, lm = await self.client.mget(self.key("wm"), self.key("landmark"))
         return (float(wm) if wm is not None else None, int(lm) if lm is not None else None)
 
     async def count(self, board: str) -> int:
         self.rules.check_board(board)
+        await self.follow()
         return int(await self.client.zcard(self.key("board", board)))
 
     async def _read(self, board: str, *args: str | int) -> list[Any] | None:
         self.rules.check_board(board)
-        keys = [self.key("board", board), self.key("wm"), self.key("landmark")]
-        return await self.scripts.read(keys=keys, args=list(args))  # type: ignore[no-any-return]
+
+        def build() -> tuple[list[str], list[Any]]:
+            return [self.key("board", board), self.key("wm"), self.key("landmark")], list(args)
+
+        return await self._atomic(self.scripts.read, build)  # type: ignore[no-any-return]
 
     def _entries(self, board: str, res: list[Any], first_position: int) -> list[Entry]:
         flat, first_rank, clock = res[0], int(res[1]), clock_of(res[3], res[4])
@@ -107,6 +113,7 @@ class BoardsMixin(StoreBase):
         Milli-point boards print exact decimals; ``decayed`` prints the float in points.
         """
         self.rules.check_board(board)
+        await self.follow()
         key = self.key("board", board)
         is_decayed = board.partition(":")[0] == DECAYED
         clock = await self.clock()
@@ -133,6 +140,7 @@ class BoardsMixin(StoreBase):
             offset += len(rows)
 
     async def stats(self) -> dict[str, int]:
+        await self.follow()
         raw = cast("dict[str, str]", await self.client.hgetall(self.key("stats")))
         out = {f: int(raw.get(f, 0)) for f in STAT_FIELDS}
         out["dead_lettered"] = out["invalid"] + out["late"] + out["future"]
@@ -141,6 +149,7 @@ class BoardsMixin(StoreBase):
         return out
 
     async def fences(self) -> dict[int, int]:
+        await self.follow()
         raw = cast("dict[str, str]", await self.client.hgetall(self.key("fence")))
         return {int(p): int(o) for p, o in raw.items()}
 
@@ -151,12 +160,14 @@ class BoardsMixin(StoreBase):
         """A base board, or a community board that has had members."""
         if board in self.rules.base_boards:
             return True
+        await self.follow()
         return bool(await self.client.sismember(self.key("boards"), board))
 
     async def member_known(self, member: str) -> bool:
         """Whether ``member`` was ever seen, as :meth:`explanation` decides it (explain data, or
         a place on a base board; a community board's members are on its base board too). Reads
         only: a live channel is opened for known members alone, so clients cannot make keys."""
+        await self.follow()
         pipe = self.client.pipeline(transaction=False)
         pipe.exists(self.key("explain", member))
         for b in self.rules.base_boards:

@@ -119,16 +119,18 @@ class FeedMixin(StoreBase):
         """A board channel's state; ``after_seq`` < 0 also returns the published snapshot."""
         self.rules.check_board(board)
         channel = f"board:{board}"
-        keys = [
-            *self._clock_keys(),
-            self.key("feed", channel),
-            self.key("feedlog", channel),
-            self.key("changes"),
-            self.key("board", board),
-        ]
-        res: list[Any] = await self.scripts.feed_poll(
-            keys=keys, args=["board", max_frames, board, depth, after_seq]
-        )
+
+        def build() -> tuple[list[str], list[Any]]:
+            keys = [
+                *self._clock_keys(),
+                self.key("feed", channel),
+                self.key("feedlog", channel),
+                self.key("changes"),
+                self.key("board", board),
+            ]
+            return keys, ["board", max_frames, board, depth, after_seq]
+
+        res: list[Any] = await self._atomic(self.scripts.feed_poll, build)
         epoch, wm, lm, seq, src, changed, snap, frames, flat, size, first, at = res
         clock = clock_of(wm, lm)
         rows = [
@@ -155,13 +157,17 @@ class FeedMixin(StoreBase):
         """(epoch, as_of, member → state) of member channels given as (member, after_seq,
         want_standing), with their standing on the base boards where wanted."""
         boards = self.rules.base_boards
-        keys = [*self._clock_keys(), *(self.key("board", b) for b in boards)]
-        args: list[Any] = ["members", max_frames, len(boards), len(members)]
-        for m, after, want in members:
-            channel = member_channel(m)
-            keys += [self.key("feed", channel), self.key("feedlog", channel)]
-            args += [m, after, "1" if want else "0"]
-        res: list[Any] = await self.scripts.feed_poll(keys=keys, args=args)
+
+        def build() -> tuple[list[str], list[Any]]:
+            keys = [*self._clock_keys(), *(self.key("board", b) for b in boards)]
+            args: list[Any] = ["members", max_frames, len(boards), len(members)]
+            for m, after, want in members:
+                channel = member_channel(m)
+                keys += [self.key("feed", channel), self.key("feedlog", channel)]
+                args += [m, after, "1" if want else "0"]
+            return keys, args
+
+        res: list[Any] = await self._atomic(self.scripts.feed_poll, build)
         epoch, wm, lm = res[0], res[1], res[2]
         clock = clock_of(wm, lm)
         out: dict[str, MemberPoll] = {}

@@ -45,6 +45,9 @@ COMMUNITY_STAT_FIELDS = ("community_refused", "community_capped")
 WEBHOOK_LOG_MAXLEN = 10_000
 
 
+#: Posts a member's ``posts:<member>`` keeps, the best (explain shows the top 10); trimmed back to
+#: this when it passes it by a quarter (``lua/apply.lua``, section "posts").
+POSTS_KEPT = 100
 #: Who writes a family (the rest of Kudos only reads it).
 APPLY = "worker apply"
 WEB = "web"
@@ -61,8 +64,9 @@ class Family:
     shape: str
     type: str
     owner: str
-    #: ``kudos rebuild`` fills it in the rebuilt namespace and switches it in (scoring state
-    #: derived from the log); the others are serving state and stay across a rebuild
+    #: generation-scoped (``<prefix>:g<N>:…``): ``kudos rebuild`` fills it in a new generation
+    #: and switches the pointer to it (scoring state derived from the log, and the identity it
+    #: was scored with); the others are serving state and stay across a rebuild
     rebuilt: bool
     #: the hash tag on a Redis Cluster: shard, channel, namespace or webhooks
     tag: str
@@ -108,18 +112,28 @@ FAMILIES: tuple[Family, ...] = (
     Family("rescaled", "rescaled:<id>", "zset", APPLY, True, "shard",
            "swapped in when the move completes",
            "decayed board <id> rescaled to the new L"),
+    Family("ids", "ids:<p>:<day>", "string", APPLY, True, "shard",
+           "whole days pruned at partition watermark − dedupe horizon",
+           "the 16-byte fingerprints of the ids applied that UTC day (de-duplication; APPENDed, "
+           "leaderboard/fingerprint.py)"),
+    Family("iddays", "iddays:<p>", "zset", APPLY, True, "shard", "as ids",
+           "days that have an ids string (for pruning)"),
+    Family("drc", "drc:<p>:<day>", "string", APPLY, True, "shard", "days behind the horizon deleted",
+           "diminishing returns: one 16-byte fingerprint of \"actor␟target\" per event scored "
+           "that period, up to the largest weight + 1 (APPENDed)"),
+    Family("drdays", "drdays:<p>", "zset", APPLY, True, "shard", "as drc",
+           "periods that have a drc string (or a legacy dr hash), for pruning"),
     Family("seen", "seen:<p>", "zset", APPLY, True, "shard",
-           "pruned at partition watermark − dedupe horizon",
-           "event id → ts (de-duplication)"),
-    Family("dr", "dr:<p>:<day>", "hash", APPLY, True, "shard", "days behind the horizon deleted",
-           "\"actor␟target\" → scored events that day (diminishing returns)"),
-    Family("drdays", "drdays:<p>", "zset", APPLY, True, "shard", "as dr",
-           "days that have a dr hash (for pruning)"),
+           "legacy: written no more; read on load and drained by the same pruning",
+           "event id → ts: de-duplication before fingerprints"),
+    Family("dr", "dr:<p>:<day>", "hash", APPLY, True, "shard",
+           "legacy: written no more; read on load, deleted with its day",
+           "\"actor␟target\" → count: diminishing returns before fingerprints"),
     Family("explain", "explain:<member>", "hash", APPLY, True, "shard",
            "one field per kind and counter (bounded by the scoring rules)",
            "n:<kind>, full:<kind>, mp:<kind>, self (read also: wh:<kind>)"),
     Family("posts", "posts:<member>", "zset", APPLY, True, "shard",
-           "not bounded yet (one row per post the member earned on)",
+           "the member's best POSTS_KEPT (100) posts, trimmed past 125",
            "post → milli-points the member earned on it (events naming a post)"),
     Family("bait", "bait:<t>:<p>", "hash", APPLY, True, "shard",
            "the detector's own bounds (docs/bait.md)",
@@ -169,38 +183,69 @@ FAMILIES: tuple[Family, ...] = (
            "jobs deleted once delivered; dead ones wait for a replay; the log is capped",
            "webhook jobs (<endpoint>:<unlock id>), their due and dead-letter sets, disabled "
            "endpoints and the attempts log"),
-    Family("meta", "meta", "hash", WORKER, False, "namespace", "fixed fields",
-           "scoring_version: the scoring identity applies must match; other facts"),
-    Family("generation", "generation", "string", REBUILD, False, "namespace", "one value",
-           "bumped by every kudos rebuild switch: applies planned from an older copy of the "
-           "state are refused (the worker reloads)"),
+    Family("meta", "meta", "hash", WORKER, True, "namespace", "fixed fields",
+           "scoring_version: the scoring identity the generation was built with (applies must "
+           "match it)"),
+    Family("live", "live", "string", REBUILD, False, "namespace", "one value",
+           "the live generation N (0 when absent): the pointer every reader follows, set by "
+           "the kudos rebuild switch; applies planned from an older generation are refused "
+           "(the worker reloads)"),
+    Family("generation", "generation", "string", REBUILD, False, "namespace",
+           "deleted by the next kudos rebuild",
+           "before generations: a counter the rebuild switch bumped (no longer read: an old "
+           "namespace's keys are generation 0 whatever it says)"),
     Family("rebuilding", "rebuilding", "string", REBUILD, False, "namespace",
            "expires if the rebuild dies", "the lock of a running kudos rebuild"),
 )  # fmt: skip
 
 BY_NAME: dict[str, Family] = {f.name: f for f in FAMILIES}
-#: Families ``kudos rebuild`` replaces with the rebuilt namespace's.
+#: Families ``kudos rebuild`` replaces with the rebuilt generation's: they live under
+#: ``<prefix>:g<N>:`` for generation N > 0 (under ``<prefix>:`` itself for generation 0, the
+#: layout from before generations, so an existing namespace is generation 0 as it stands).
 REBUILT_FAMILIES: tuple[str, ...] = tuple(f.name for f in FAMILIES if f.rebuilt)
+_SCOPED = frozenset(REBUILT_FAMILIES)
 
 
 class UnknownKeyFamily(KeyError):
     """A key of a family this registry does not define (a typo, or a family added elsewhere)."""
 
 
+def generation_prefix(prefix: str, generation: int) -> str:
+    """The prefix of generation ``generation``'s keys (the namespace's own for generation 0)."""
+    return f"{prefix}:g{generation}" if generation else prefix
+
+
 class Keys:
-    """Key names of one namespace (``<prefix>:<family>:…``)."""
+    """Key names of one namespace (``<prefix>:<family>:…``) as of one rebuild generation: the
+    rebuilt families are ``<prefix>:g<N>:<family>:…`` (N > 0), serving state ``<prefix>:…``."""
 
-    __slots__ = ("prefix",)
+    __slots__ = ("generation", "prefix", "scoped")
 
-    def __init__(self, prefix: str) -> None:
+    def __init__(self, prefix: str, generation: int = 0) -> None:
         self.prefix = prefix
+        self.generation = generation
+        #: the prefix of this generation's rebuilt families
+        self.scoped = generation_prefix(prefix, generation)
 
     def key(self, family: str, *parts: object) -> str:
         if family not in BY_NAME:
             raise UnknownKeyFamily(family)
+        base = self.scoped if family in _SCOPED else self.prefix
         if not parts:
-            return f"{self.prefix}:{family}"
-        return ":".join((self.prefix, family, *map(str, parts)))
+            return f"{base}:{family}"
+        return ":".join((base, family, *map(str, parts)))
+
+    def generation_pattern(self) -> str:
+        """A SCAN pattern of this generation's keys (N > 0; generation 0 has no segment of its
+        own: :meth:`is_unscoped` picks its keys out of :meth:`pattern`)."""
+        if not self.generation:
+            raise ValueError("generation 0 keys have no pattern of their own")
+        return glob_escape(self.scoped) + ":*"
+
+    def is_unscoped(self, key: str) -> bool:
+        """Whether ``key`` (of this namespace) is a generation-0 key of a rebuilt family."""
+        rest = key[len(self.prefix) + 1 :]
+        return rest.partition(":")[0] in _SCOPED
 
     def pattern(self) -> str:
         """A SCAN/KEYS pattern of every key of this namespace (its prefix glob-escaped)."""

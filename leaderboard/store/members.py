@@ -35,22 +35,28 @@ class MembersMixin(StoreBase):
         rules = self.rules
         base = rules.base_boards
         window = hourly_window(rules)
-        keys = [
-            self.key("explain", member),
-            self.key("posts", member),
-            self.key("wm"),
-            self.key("landmark"),
-            self.key("throttle", member),
-            self.key("withheld", member),
-            self.key("mcomm", member),
-            *(self.key("board", b) for b in base),
-        ]
-        hourly_args: list[str | int] = ["", 0, 0]
-        if window is not None:
-            hourly_args = [self.key("bucket", window.name) + "|", window.bucket_s, window.buckets]
-        res: list[Any] = await self.scripts.explain(
-            keys=keys, args=[member, top_posts, *hourly_args, self.key("board", ""), *base]
-        )
+
+        def build() -> tuple[list[str], list[Any]]:
+            keys = [
+                self.key("explain", member),
+                self.key("posts", member),
+                self.key("wm"),
+                self.key("landmark"),
+                self.key("throttle", member),
+                self.key("withheld", member),
+                self.key("mcomm", member),
+                *(self.key("board", b) for b in base),
+            ]
+            hourly_args: list[str | int] = ["", 0, 0]
+            if window is not None:
+                hourly_args = [
+                    self.key("bucket", window.name) + "|",
+                    window.bucket_s,
+                    window.buckets,
+                ]
+            return keys, [member, top_posts, *hourly_args, self.key("board", ""), *base]
+
+        res: list[Any] = await self._atomic(self.scripts.explain, build)
         raw_explain, raw_posts, wm_text, lm_text, raw_boards, raw_hourly, raw_th, raw_wh = res[:8]
         fields = dict(zip(raw_explain[0::2], map(int, raw_explain[1::2]), strict=True))
         clock = clock_of(wm_text, lm_text)
@@ -87,6 +93,7 @@ class MembersMixin(StoreBase):
     async def perks_of(self, member: str) -> list[dict[str, Any]] | None:
         """A member's unlocks (the records of ``perks:<member>``), oldest first; None when the
         member was never seen (no explain data and no unlock)."""
+        await self.follow()
         pipe = self.client.pipeline(transaction=False)
         pipe.hvals(self.key("perks", member))
         pipe.exists(self.key("explain", member))

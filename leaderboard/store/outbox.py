@@ -57,6 +57,7 @@ class OutboxMixin(StoreBase):
     async def alerts(self, limit: int, member: str | None = None) -> list[dict[str, Any]]:
         """The newest ``limit`` bait alerts (throttles started and ended), newest first; with
         ``member``, that member's throttle records instead (one per post, newest first)."""
+        await self.follow()  # (the alerts outbox is the live generation's)
         if member is not None:
             raw_map = cast(
                 "dict[str, str]", await self.client.hgetall(self.key("throttle", member))
@@ -70,6 +71,7 @@ class OutboxMixin(StoreBase):
     async def outbox_join(self, group: str, box: str = PERKBOX) -> None:
         """Create consumer group ``group`` on an outbox stream (``perkbox``, or ``alerts``)
         reading from its start, if missing. Every ``outbox_*`` method takes the same ``box``."""
+        await self.follow()  # (the alerts outbox is the live generation's)
         try:
             await self.client.xgroup_create(self.key(box), group, "0", mkstream=True)
         except ResponseError as exc:
@@ -80,6 +82,7 @@ class OutboxMixin(StoreBase):
         self, group: str, consumer: str, count: int, block_ms: int, box: str = PERKBOX
     ) -> list[tuple[str, dict[str, str]]]:
         """New outbox entries for ``consumer`` (waits up to ``block_ms`` for some)."""
+        await self.follow()  # (the alerts outbox is the live generation's)
         res = cast(
             list[Any],
             await self.client.xreadgroup(
@@ -94,6 +97,7 @@ class OutboxMixin(StoreBase):
         """Entries another consumer (or this one) read but did not acknowledge within
         ``min_idle_ms``, now ``consumer``'s; and the ids of such entries that were trimmed from
         the stream before anyone acknowledged them (lost; their group entry is dropped)."""
+        await self.follow()  # (the alerts outbox is the live generation's)
         key = self.key(box)
         claimed: list[tuple[str, dict[str, str]]] = []
         deleted: list[str] = []
@@ -108,6 +112,7 @@ class OutboxMixin(StoreBase):
                 return claimed, deleted
 
     async def outbox_ack(self, group: str, ids: Sequence[str], box: str = PERKBOX) -> None:
+        await self.follow()  # (the alerts outbox is the live generation's)
         if ids:
             await self.client.xack(self.key(box), group, *ids)
 
@@ -117,6 +122,7 @@ class OutboxMixin(StoreBase):
         acknowledged, stays however many wait (a stream with no group is left alone: the first
         deliverer reads it from the start). How many entries it removed (see
         ``lua/outbox_trim.lua``). The fan-out marks of the entries it removes go with them."""
+        await self.follow()  # (the alerts outbox is the live generation's)
         marks, id_field = (ALERT_MARKS, "r") if box == ALERTS else (PERK_MARKS, "id")
         removed = 0
         while True:
@@ -137,6 +143,7 @@ class OutboxMixin(StoreBase):
     ) -> list[str]:
         """Remove consumers (e.g. of killed deliverers) that hold no entry and were idle for
         ``idle_ms``; their names, so a restarted deliverer does not leave one behind each time."""
+        await self.follow()  # (the alerts outbox is the live generation's)
         key = self.key(box)
         gone: list[str] = []
         for c in await self.client.xinfo_consumers(key, group):

@@ -1,46 +1,106 @@
-"""`kudos rebuild`: shadow namespaces, the rebuild lock, the switch, and the reads its diff uses."""
+"""`kudos rebuild`: generations, the rebuild lock, the switch, and the reads its diff uses.
+
+The rebuilt families (:data:`REBUILT_FAMILIES`) of generation N live under ``<prefix>:g<N>:``
+(generation 0: under ``<prefix>:`` itself); the ``live`` key is the pointer to the live one.
+A rebuild fills generation N + 1 while N serves, switches by moving the pointer
+(``lua/switch.lua``: O(boards), not O(keys)), and then drops generation N in bounded steps.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import re
+from collections.abc import AsyncIterator, Sequence
 from typing import Any, cast
 
+from leaderboard.errors import StoreConflict
 from leaderboard.store.base import StoreBase
-from leaderboard.store.keys import (
-    REBUILT_FAMILIES,
-    glob_escape,
-)
+from leaderboard.store.keys import Keys, glob_escape
+
+#: Keys one step of a generation drop looks at (SCAN COUNT) and removes at most (UNLINK).
+DROP_STEP = 1000
 
 
 class RebuildMixin(StoreBase):
     """Rebuild support."""
 
     async def drop_namespace(self) -> int:
-        """Delete every key of this namespace (a shadow namespace after use); how many."""
+        """Delete every key of this namespace (e.g. a pre-generations shadow namespace
+        ``<prefix>~rebuild-<token>``, or a test's); how many. Not for a generation: see
+        :meth:`drop_generation`."""
         pattern = glob_escape(self.prefix) + ":*"
         keys = [k async for k in self.client.scan_iter(match=pattern, count=1000)]
         for start in range(0, len(keys), 1000):
             await self.client.unlink(*keys[start : start + 1000])
         return len(keys)
 
-    async def switch_from(self, shadow: StoreBase, outbox_group: str, token: str) -> str:
-        """Replace this namespace's scoring state (:data:`REBUILT_FAMILIES`) with ``shadow``'s in
-        one atomic script and take on its scoring identity: "ok"; "behind" (nothing changed) if
-        the shadow is behind this namespace's fences; "lock" if ``token`` no longer holds the
-        rebuild lock. The alerts outbox's consumer group is recreated at the stream's end; the
-        live feed, perks, webhooks and meta stay."""
-        args = [
-            self.prefix,
-            shadow.prefix,
-            glob_escape(self.prefix) + ":*",
-            glob_escape(shadow.prefix) + ":*",
-            shadow.scoring_id,
-            outbox_group,
-            token,
-            *REBUILT_FAMILIES,
+    async def switch_from(self, new: StoreBase, outbox_group: str, token: str) -> str:
+        """Make ``new``'s generation (a pinned store of this namespace, the live generation + 1)
+        the live one in one short atomic script and take on its scoring identity: "ok";
+        "behind" (nothing changed) if it is behind the live fences; "lock" if ``token`` no
+        longer holds the rebuild lock; "moved" if the live generation is no longer the one
+        before ``new``'s. Every board's change counter is bumped (the live feed re-reads) and
+        the deliverer's group is created at the end of the new generation's alerts outbox. The
+        old generation stays until :meth:`drop_generation`."""
+        if new.pinned is None or new.prefix != self.prefix:
+            raise ValueError("switch_from takes a store pinned at a generation of this namespace")
+        old = Keys(self.prefix, new.pinned - 1)
+        keys = [
+            self.serving.key("rebuilding"),
+            self.serving.key("live"),
+            old.key("fence"),
+            old.key("boards"),
+            new.key("fence"),
+            new.key("boards"),
+            new.key("alerts"),
+            self.serving.key("changes"),
+            new.key("meta"),
         ]
-        res: list[Any] = await self.scripts.switch(args=args)
+        args: list[str | int] = [token, old.generation, new.pinned, outbox_group, new.scoring_id]
+        res: list[Any] = await self.scripts.switch(keys=keys, args=args)
+        if res[0] == "ok":
+            await self.follow(force=True)
         return str(res[0])
+
+    async def drop_steps(self, generation: int, step: int = DROP_STEP) -> AsyncIterator[int]:
+        """Delete generation ``generation``'s keys (its rebuilt families; never serving state),
+        one bounded step at a time (a SCAN of ``step`` and an UNLINK of what it found); yields
+        the keys each step removed. Refuses the live generation (StoreConflict).
+
+        Generation 0's keys have no segment of their own: its step scans the whole namespace
+        and keeps the rebuilt families' keys without a ``g<N>`` segment."""
+        if generation == await self.pointer():
+            raise StoreConflict(f"generation {generation} is the live one: not dropping it")
+        keys = Keys(self.prefix, generation)
+        match = keys.generation_pattern() if generation else keys.pattern()
+        cursor = 0
+        while True:
+            cursor, found = await self.client.scan(cursor, match=match, count=step)
+            names = cast("list[str]", found)
+            if not generation:
+                names = [k for k in names if keys.is_unscoped(k)]
+            if names:
+                await self.client.unlink(*names)
+            yield len(names)
+            if cursor == 0:
+                return
+
+    async def drop_generation(self, generation: int, step: int = DROP_STEP) -> int:
+        """:meth:`drop_steps` to the end; how many keys it removed."""
+        return sum([n async for n in self.drop_steps(generation, step)])
+
+    async def generations(self) -> set[int]:
+        """The generations that have keys in this namespace (0: rebuilt families' keys without a
+        ``g<N>`` segment). A walk of the whole namespace (SCAN), for the rebuild's clean-up."""
+        keys = Keys(self.prefix)
+        seg = re.compile(re.escape(self.prefix) + r":g(\d+):")
+        found: set[int] = set()
+        async for k in self.client.scan_iter(match=keys.pattern(), count=1000):
+            m = seg.match(k)
+            if m is not None:
+                found.add(int(m.group(1)))
+            elif keys.is_unscoped(k):
+                found.add(0)
+        return found
 
     async def lock_rebuild(self, token: str, ttl_s: int) -> str | None:
         """Take (or extend, with the same token) the namespace's rebuild lock; the holder's
@@ -66,7 +126,8 @@ class RebuildMixin(StoreBase):
         )
 
     async def shadow_prefixes(self, marker: str) -> list[str]:
-        """Prefixes of this namespace's shadow namespaces (``<prefix><marker>…``) with keys."""
+        """Prefixes of this namespace's shadow namespaces (``<prefix><marker>…``) with keys (the
+        rebuild's layout before generations; a new rebuild drops any it finds)."""
         pattern = glob_escape(self.prefix + marker) + "*"
         found = {
             k.partition(":")[0] async for k in self.client.scan_iter(match=pattern, count=1000)
@@ -75,6 +136,7 @@ class RebuildMixin(StoreBase):
 
     async def board_mp(self, board: str) -> dict[str, int]:
         """A milli-point board, whole: member → milli-points (for the rebuild's diff)."""
+        await self.follow()
         rows = cast(
             list[tuple[str, float]],
             await self.client.zrange(self.key("board", board), 0, -1, withscores=True),
@@ -82,6 +144,7 @@ class RebuildMixin(StoreBase):
         return {m: round(s) for m, s in rows}
 
     async def explain_counters(self, members: Sequence[str]) -> dict[str, dict[str, int]]:
+        await self.follow()
         pipe = self.client.pipeline(transaction=False)
         for m in members:
             pipe.hgetall(self.key("explain", m))
@@ -89,4 +152,5 @@ class RebuildMixin(StoreBase):
         return {m: {f: int(v) for f, v in r.items()} for m, r in zip(members, rows, strict=True)}
 
     async def scoring_version(self) -> str | None:
+        await self.follow()
         return cast("str | None", await self.client.hget(self.key("meta"), "scoring_version"))

@@ -1,4 +1,4 @@
-"""The store (leaderboard/store.py) on its own against real Redis: its methods called directly, with
+"""The store (leaderboard/store/) on its own against real Redis: its methods called directly, with
 no worker, web or deliverer process around them."""
 
 from __future__ import annotations
@@ -7,9 +7,19 @@ import asyncio
 import time
 
 import pytest
+from redis.client import NEVER_DECODE
 
+from leaderboard.events import Event
+from leaderboard.fingerprint import fingerprint, pair_fingerprint
+from leaderboard.owned import OwnedState
 from leaderboard.perks import unlock_id
+from leaderboard.plan import Message, Plan, build_plan
+from leaderboard.scoring import ScoringRules
 from tests.conftest import Namespace
+
+RULES = ScoringRules.load()
+DAY = 86400
+T0 = 1_341_100_800  # a UTC day boundary
 
 pytestmark = pytest.mark.integration
 
@@ -62,3 +72,77 @@ async def test_boards_page_through_every_board_once_at_a_bounded_cost(
             break
     assert pages > 2
     assert sorted(seen) == sorted([*store.rules.base_boards, *(f"7d:{c}" for c in communities)])
+
+
+def _plan(owned: OwnedState, *messages: Message) -> Plan:
+    return build_plan(
+        list(messages),
+        owned.store_state(),
+        RULES,
+        dedupe_horizon_s=7 * DAY,
+        rebase_after_s=120 * DAY,
+        max_future_s=300,
+    )
+
+
+async def test_dedupe_ids_and_counters_survive_a_reload_as_fingerprints(
+    namespace: Namespace,
+) -> None:
+    """A worker that loads a partition afterwards (a restart, a rebalance) finds every applied id
+    a duplicate and every pair's count where it was, from 16-byte records (one per id, one per
+    counted event of a pair) appended per day: no id or actor name is stored."""
+    store = namespace.store
+    first = OwnedState()
+    await store.load_partitions([0], first)
+    shares = [Event(f"s{i}", T0 + i, "share", "ann", "tom") for i in range(3)]
+    plan = _plan(
+        first, Message(0, 0, shares), Message(0, 1, [Event("d1", T0 + DAY, "share", "bob", "tom")])
+    )
+    await (await store.send_apply(plan))
+    day = T0 // DAY
+    blob = await store.client.execute_command(
+        "GET", store.key("ids", 0, day), **{NEVER_DECODE: True}
+    )
+    assert blob == b"".join(fingerprint(f"s{i}") for i in range(3))
+    counted = await store.client.execute_command(
+        "GET", store.key("drc", 0, day), **{NEVER_DECODE: True}
+    )
+    assert counted == pair_fingerprint("ann", "tom") * 3
+    assert await store.client.zrange(store.key("iddays", 0), 0, -1) == [str(day), str(day + 1)]
+    # a fresh worker: the ids are duplicates, ann's fourth share of tom that day earns 1/4
+    again = OwnedState()
+    await store.load_partitions([0], again)
+    replay = _plan(again, Message(0, 2, [*shares, Event("s3", T0 + 9, "share", "ann", "tom")]))
+    assert replay.stats == {"duplicate": 3, "applied": 1}
+    assert dict(replay.totals) == {("all", "tom"): RULES.weights_mp["share"] // 4}
+
+
+async def test_a_namespace_from_before_fingerprints_keeps_its_dedupe_and_counts(
+    namespace: Namespace,
+) -> None:
+    """Ids (``seen:<p>``, id → ts) and counters (``dr:<p>:<day>`` hashes) written before the
+    compact form are still read on load, so an upgrade neither double counts a resent event nor
+    restarts diminishing returns; counts since then add to the old ones."""
+    store = namespace.store
+    day = T0 // DAY
+    await store.client.zadd(store.key("seen", 0), {"old1": T0, "old2": T0 + 1})
+    await store.client.hset(store.key("dr", 0, day), "ann\x1ftom", 2)
+    await store.client.zadd(store.key("drdays", 0), {str(day): day})
+    await store.client.hset(store.key("fence"), "0", 4)
+    owned = OwnedState()
+    await store.load_partitions([0], owned)
+    plan = _plan(
+        owned,
+        Message(
+            0,
+            5,
+            [Event("old1", T0, "share", "ann", "tom"), Event("n1", T0 + 5, "share", "ann", "tom")],
+        ),
+    )
+    assert plan.stats == {"duplicate": 1, "applied": 1}
+    assert dict(plan.totals) == {("all", "tom"): RULES.weights_mp["share"] // 3}
+    await (await store.send_apply(plan))
+    later = OwnedState()
+    await store.load_partitions([0], later)
+    fourth = _plan(later, Message(0, 6, [Event("n2", T0 + 6, "share", "ann", "tom")]))
+    assert dict(fourth.totals) == {("all", "tom"): RULES.weights_mp["share"] // 4}

@@ -18,6 +18,7 @@ from leaderboard.plan import DeadLetter, Message, PartitionState, Plan, StoreSta
 from leaderboard.scoring import ScoringRules
 from leaderboard.settings import WorkerSettings
 from leaderboard.store import Store
+from leaderboard.store.keys import Keys
 from stream.processor import Gap, Processor, Raw, find_gap, is_envelope, split_message
 from tests.conftest import Servers
 from tests.oracle import assert_board_equal, compute
@@ -209,12 +210,17 @@ async def test_invalid_elements_reach_the_dead_letter_seam_once(store: Store) ->
 
 @integration
 async def test_a_rebuild_generation_makes_every_held_partition_reload(store: Store) -> None:
-    """After a `kudos rebuild` switch (generation bumped), a chunk that mixes a partition the
+    """After a `kudos rebuild` switch (the pointer moved on), a chunk that mixes a partition the
     processor held with a newly assigned one reloads both: nothing is planned from a dropped copy."""
     raws, events = messages(10, 20)
     p = Processor(store, RULES, WorkerSettings(), Letters())
     await p.process(raws[:5])  # holds partition 0
-    await store.client.incr(store.key("generation"))  # a switch happened meanwhile
+    # a switch happened meanwhile, to a generation rebuilt with the same state
+    g1 = Keys(store.prefix, 1)
+    async for k in store.client.scan_iter(match=store.keys.pattern()):
+        if store.keys.is_unscoped(k):
+            await store.client.copy(k, g1.scoped + k[len(store.prefix) :])
+    await store.client.set(store.key("live"), 1)
     moved = [Raw(1, r.offset, r.value, r.record_ts) for r in raws[5:]]  # partition 1 newly assigned
     await p.process([*raws[5:], *moved])
     assert await store.fences() == {0: 9, 1: 9}

@@ -23,6 +23,7 @@ import pytest
 from kudos import servers
 from leaderboard.scoring import ScoringRules
 from leaderboard.settings import ScoringSettings
+from leaderboard.store.keys import Keys
 from stream.app import EXIT_CONFIG
 from tests.conftest import DATA, Namespace, configure
 from tests.eventually import eventually
@@ -83,6 +84,14 @@ async def test_after_losing_redis_the_rebuild_restores_the_contract(namespace: N
     await lose_redis(ns)
     await ns.replay(events[6_000:], envelope=200)
     assert not [m async for m in ns.store.export("all")]
+    # what rebuilds that died left: a half-filled next generation (the one this rebuild fills:
+    # a leftover member would show on its boards) and an older one
+    dead = [Keys(ns.settings.redis.prefix, g) for g in (1, 7)]
+    for k in dead:
+        await ns.store.client.zadd(k.key("board", "all"), {"ghost": 1e9})
+        await ns.store.client.hset(k.key("fence"), "0", "999999")
+    # and the switch counter of rebuilds from before generations (not a pointer)
+    await ns.store.client.set(ns.store.key("generation"), "4")
 
     out = kudos(ns, "rebuild", "--yes", "--json")
     assert out.returncode == 0, out.stderr
@@ -95,8 +104,11 @@ async def test_after_losing_redis_the_rebuild_restores_the_contract(namespace: N
     # rebuild does not announce past throttles again
     (group,) = await ns.store.client.xinfo_groups(ns.store.key("alerts"))
     assert group["name"] == "deliver" and group["lag"] == 0
-    # no shadow namespace is left behind, and the lock is released
+    # no shadow namespace or generation but the live one is left behind (the switch's old one
+    # dropped after it, the dead ones before the rebuild), and the lock is released
     assert await ns.store.shadow_prefixes("~rebuild") == []
+    assert await ns.store.pointer() == 1 and await ns.store.generations() == {1}
+    assert not await ns.store.client.exists(ns.store.key("generation"))
     assert not await ns.store.client.exists(ns.store.key("rebuilding"))
     # the live worker goes on from the rebuilt fences: nothing twice, nothing lost; and its first
     # apply after the switch, 200 days on, moves the decay landmark: the rebuilt decayed boards

@@ -6,16 +6,17 @@
 -- ARGV is a flat list of sections, each its name, then "count, then count records";
 -- leaderboard/store/apply.py builds it.
 -- KEYS: the namespace's fixed keys, in the order of APPLY_KEYS in leaderboard/store/apply.py
---       (fence, fencepart, pwm, wm, landmark, meta, generation, communities, rescale,
+--       (fence, fencepart, pwm, wm, landmark, meta, live, communities, rescale,
 --       decayed_boards, boards, changes, stats, alerts, perkseen, perkties, perkbox).
--- ARGV[1] is the key prefix of the families named per board, member or partition (board:<id>,
+-- ARGV[1] is the key prefix (of the plan's generation, "<prefix>:g<N>", or "<prefix>" for N = 0)
+-- of the families named per board, member or partition (board:<id>,
 -- explain:<member>, seen:<p>, ...; see leaderboard/store/keys.py), the only keys not in KEYS: a
 -- batch names thousands of them, and some are found only inside the atomic step (the buckets an
 -- expiry walks, the decayed boards a landmark move copies, the members a rank perk finds). On a
 -- Redis Cluster they carry the same hash tag as KEYS, so the call stays in one slot.
 local prefix = ARGV[1]
 local K_FENCE, K_FENCEPART, K_PWM, K_WM, K_LANDMARK = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
-local K_META, K_GENERATION, K_COMMUNITIES, K_RESCALE = KEYS[6], KEYS[7], KEYS[8], KEYS[9]
+local K_META, K_LIVE, K_COMMUNITIES, K_RESCALE = KEYS[6], KEYS[7], KEYS[8], KEYS[9]
 local K_DECAYED_BOARDS, K_BOARDS, K_CHANGES, K_STATS, K_ALERTS = KEYS[10], KEYS[11], KEYS[12], KEYS[13], KEYS[14]
 local K_PERKSEEN, K_PERKTIES, K_PERKBOX = KEYS[15], KEYS[16], KEYS[17]
 local i = 4
@@ -34,9 +35,11 @@ end
 --    switches to a rescored log): a worker with other rules must not add to these boards
 local version = redis.call('HGET', K_META, 'scoring_version')
 if version and version ~= ARGV[2] then return {'conflict', 'scoring', version} end
--- a `kudos rebuild` switch replaced the state the plan was made from (even if fences match)
-local generation = redis.call('GET', K_GENERATION) or '0'
-if generation ~= ARGV[3] then return {'conflict', 'generation', generation} end
+-- a `kudos rebuild` switch replaced the state the plan was made from (even if fences match): the
+-- pointer moved past the plan's generation. (A plan of a newer generation than the pointer is
+-- the rebuild's own, filling the generation it will switch to.)
+local generation = redis.call('GET', K_LIVE) or '0'
+if tonumber(generation) > tonumber(ARGV[3]) then return {'conflict', 'generation', generation} end
 
 -- one call per key with many field/value pairs, chunked below Lua's unpack limit
 local function bulk(cmd, key, vals)
@@ -392,27 +395,24 @@ for _ = 1, n do
   redis.call('SADD', prefix .. ':mcomm:' .. member, community)
 end
 
--- 8. de-duplication ids and diminishing-returns counters (per partition, pruned by its watermark)
+-- 8. de-duplication ids and diminishing-returns counters, as 16-byte fingerprint records
+--    (leaderboard/fingerprint.py) appended to one string per (partition, day): ids:<p>:<day> holds
+--    one record per id, drc:<p>:<day> one record per counted event of a pair (its count is how
+--    often it occurs). Each record is written once, and whole days are pruned (section 11).
 section('seen')
 n = tonumber(nxt())
-local groups = {}
 for _ = 1, n do
-  local p, ts, id = nxt(), nxt(), nxt()
-  push(groups, prefix .. ':seen:' .. p, ts, id)
+  local p, day, blob = nxt(), nxt(), nxt()
+  redis.call('APPEND', prefix .. ':ids:' .. p .. ':' .. day, blob)
+  redis.call('ZADD', prefix .. ':iddays:' .. p, day, day)
 end
-for key, vals in pairs(groups) do bulk('ZADD', key, vals) end
 section('dr')
 n = tonumber(nxt())
-groups = {}
-local days = {}
 for _ = 1, n do
-  local p, day, f, k = nxt(), nxt(), nxt(), nxt()
-  local key = prefix .. ':dr:' .. p .. ':' .. day
-  if not groups[key] then push(days, prefix .. ':drdays:' .. p, day, day) end
-  push(groups, key, f, k)
+  local p, day, blob = nxt(), nxt(), nxt()
+  redis.call('APPEND', prefix .. ':drc:' .. p .. ':' .. day, blob)
+  redis.call('ZADD', prefix .. ':drdays:' .. p, day, day)
 end
-for key, vals in pairs(groups) do bulk('HSET', key, vals) end
-for key, vals in pairs(days) do bulk('ZADD', key, vals) end
 
 -- 9. explain counters, points per post (top posts; only events that name a post) and pipeline stats
 section('explain')
@@ -422,10 +422,22 @@ for _ = 1, n do
   redis.call('HINCRBY', prefix .. ':explain:' .. member, f, delta)
 end
 section('posts')
+-- a member keeps their best `keep` posts (explain shows the top 10): past keep * 5/4 the lowest
+-- are trimmed back to keep, so a member's posts cost O(keep) whatever they post. A trimmed post
+-- that earns again starts from its new points (under-counted by at most what the keep-th best
+-- post had when it was trimmed; it shows only if it climbs into the top 10 anyway).
+local keep = tonumber(nxt())
 n = tonumber(nxt())
+local touched = {}
 for _ = 1, n do
   local member, post, delta = nxt(), nxt(), nxt()
-  redis.call('ZINCRBY', prefix .. ':posts:' .. member, delta, post)
+  local key = prefix .. ':posts:' .. member
+  redis.call('ZINCRBY', key, delta, post)
+  touched[key] = true
+end
+for key in pairs(touched) do
+  local size = redis.call('ZCARD', key)
+  if size > keep + math.floor(keep / 4) then redis.call('ZREMRANGEBYRANK', key, 0, size - keep - 1) end
 end
 section('stats')
 n = tonumber(nxt())
@@ -438,7 +450,7 @@ end
 --     (the member's throttle record and the alerts stream) and the points it withheld
 section('bait')
 n = tonumber(nxt())
-groups = {}
+local groups = {}
 local deleted = {}
 for _ = 1, n do
   local p, tbl, k, v = nxt(), nxt(), nxt(), nxt()
@@ -484,6 +496,7 @@ end
 section('perks')
 local nr = tonumber(nxt())
 local half_life = tonumber(nxt())
+local serving_prefix = nxt()  -- the namespace's own: unlocks (perks:<member>) are serving state
 local rules = {}
 for r = 1, nr do
   local rule = {nxt(), nxt(), nxt(), nxt(), nxt(), nxt(), tonumber(nxt()), {}}
@@ -532,7 +545,7 @@ if nr > 0 and W then
       end
     end
     for _, m in ipairs(cands) do
-      local pkey = prefix .. ':perks:' .. m
+      local pkey = serving_prefix .. ':perks:' .. m
       if redis.call('HEXISTS', pkey, rid) == 0 then
         local s = redis.call('ZSCORE', key, m)
         if s and (thr == nil or tonumber(s) >= thr) then
@@ -565,12 +578,21 @@ for _, part in ipairs(parts) do
   end
   if pwm ~= '' then redis.call('HSET', K_PWM, p, pwm) end
   if seen_cut ~= '' then
+    -- whole days of ids (the planner's rule); and what is left of a namespace's ids from before
+    -- fingerprints (seen:<p>, id → ts), which drains this way
+    local cut = string.format('%d', math.floor(tonumber(seen_cut) / 86400))
+    local days_key = prefix .. ':iddays:' .. p
+    local old = redis.call('ZRANGEBYSCORE', days_key, '-inf', '(' .. cut)
+    for _, day in ipairs(old) do redis.call('UNLINK', prefix .. ':ids:' .. p .. ':' .. day) end
+    if #old > 0 then redis.call('ZREMRANGEBYSCORE', days_key, '-inf', '(' .. cut) end
     redis.call('ZREMRANGEBYSCORE', prefix .. ':seen:' .. p, '-inf', '(' .. seen_cut)
   end
   if dr_cut ~= '' then
     local days_key = prefix .. ':drdays:' .. p
     local old = redis.call('ZRANGEBYSCORE', days_key, '-inf', '(' .. dr_cut)
-    for _, day in ipairs(old) do redis.call('DEL', prefix .. ':dr:' .. p .. ':' .. day) end
+    for _, day in ipairs(old) do
+      redis.call('UNLINK', prefix .. ':drc:' .. p .. ':' .. day, prefix .. ':dr:' .. p .. ':' .. day)
+    end
     if #old > 0 then redis.call('ZREMRANGEBYSCORE', days_key, '-inf', '(' .. dr_cut) end
   end
 end

@@ -3,12 +3,18 @@
 -- and on the boards of each of the member's communities, the clock (W, L) and the member's points
 -- in each live bucket of the hourly window, all from one moment.
 -- KEYS: explain hash, posts zset, watermark, landmark, throttle hash, withheld hash, the member's
---       communities set (mcomm), then one board key per base board.
+--       communities set (mcomm), then one board key per base board, then live.
 -- ARGV: member, top posts, hourly bucket key prefix ('' for none: "<prefix>:bucket:<window>|"),
 --       bucket seconds, bucket count, board key prefix ("<prefix>:board:"), then the base board
---       ids (in KEYS order; a community board is "<base>:<community>").
+--       ids (in KEYS order; a community board is "<base>:<community>"), then the generation
+--       assumed.
 -- Only the member's own communities are read (not every community board of the namespace), so
 -- the cost is the member's, whatever the number of boards.
+-- the generation: the last KEY is the pointer, the last ARGV the generation the caller named the
+-- keys in ('' : pinned, no check); 'stale' (nothing read) when a rebuild switch moved it
+if ARGV[#ARGV] ~= '' and (redis.call('GET', KEYS[#KEYS]) or '0') ~= ARGV[#ARGV] then
+  return 'stale'
+end
 local member = ARGV[1]
 local explain = redis.call('HGETALL', KEYS[1])
 local posts = redis.call('ZREVRANGE', KEYS[2], 0, tonumber(ARGV[2]) - 1, 'WITHSCORES')
@@ -24,12 +30,12 @@ local function place(key)
   return {score, rank, redis.call('ZCARD', key)}
 end
 local boards = {}
-for j = 8, #KEYS do boards[#boards + 1] = place(KEYS[j]) end
+for j = 8, #KEYS - 1 do boards[#boards + 1] = place(KEYS[j]) end
 -- {community board id, place} for each board of the member's communities the member is on
 local communities = {}
 local board_prefix = ARGV[6]
 for _, c in ipairs(redis.call('SMEMBERS', KEYS[7])) do
-  for j = 7, #ARGV do
+  for j = 7, #ARGV - 1 do
     local id = ARGV[j] .. ':' .. c
     local row = place(board_prefix .. id)
     if row ~= '' then communities[#communities + 1] = {id, row} end

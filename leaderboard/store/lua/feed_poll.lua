@@ -5,7 +5,13 @@
 -- published snapshot.
 -- Member channels ('members'): per member, seq, snapshot, frames after the caller's seq and, when
 -- asked for that member, the current (rank, stored score) on each listed board.
--- KEYS: feedepoch, wm, landmark, then per mode (below). ARGV: mode, max_frames, ...
+-- KEYS: feedepoch, wm, landmark, then per mode (below), then live (the generation pointer).
+-- ARGV: mode, max_frames, ..., then the generation assumed.
+-- the generation: the last KEY is the pointer, the last ARGV the generation the caller named the
+-- keys in ('' : pinned, no check); 'stale' (nothing read) when a rebuild switch moved it
+if ARGV[#ARGV] ~= '' and (redis.call('GET', KEYS[#KEYS]) or '0') ~= ARGV[#ARGV] then
+  return 'stale'
+end
 local mode, maxf = ARGV[1], tonumber(ARGV[2])
 local epoch = redis.call('GET', KEYS[1]) or ''
 local wm = redis.call('GET', KEYS[2]) or ''

@@ -1,7 +1,13 @@
 -- Read a slice of a board atomically (no writes): the rows, the competition rank of the first row,
 -- the board size and the clock (W, L), all from one moment, so a concurrent apply or landmark move
 -- can never mix two states in one answer.
--- KEYS: board, watermark, landmark.  ARGV: 'page', start, stop  |  'member', member, around
+-- KEYS: board, watermark, landmark, live (the generation pointer).
+-- ARGV: 'page', start, stop  |  'member', member, around; then the generation assumed.
+-- the generation: the last KEY is the pointer, the last ARGV the generation the caller named the
+-- keys in ('' : pinned, no check); 'stale' (nothing read) when a rebuild switch moved it
+if ARGV[#ARGV] ~= '' and (redis.call('GET', KEYS[#KEYS]) or '0') ~= ARGV[#ARGV] then
+  return 'stale'
+end
 local key = KEYS[1]
 local start, stop
 local member_score, member_rank = '', 0

@@ -1,75 +1,42 @@
--- `kudos rebuild`: replace the live namespace's scoring state with a rebuilt (shadow) one, in one
--- atomic step, so a reader sees the old boards or the new ones and never a mix or a gap.
--- Refused while the shadow is behind the live fences: the live workers would otherwise skip the
--- messages between the two (they resume after the fence they find).
--- The keys are listed here, inside the atomic step (a list made before it could miss keys a live
--- worker created meanwhile); only the key families in ARGV are touched, so a nested namespace
--- ("<prefix>:staging:...") or serving state is never deleted.
--- ARGV: live prefix, shadow prefix, their SCAN patterns (glob-escaped), scoring identity, outbox
---       consumer group, the rebuild lock's token, families...
-local live, shadow, live_match, shadow_match = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
-local identity, group, token = ARGV[5], ARGV[6], ARGV[7]
-local families = {}
-for j = 8, #ARGV do families[ARGV[j]] = true end
+-- `kudos rebuild`: make the rebuilt generation the live one by moving the pointer, in one short
+-- atomic step whatever the number of keys: readers see the old boards or the new ones, never a
+-- mix or a gap (they name their keys after the pointer, and the atomic reads check it).
+-- Refused while the new generation is behind the live fences: the live workers would otherwise
+-- skip the messages between the two (they resume after the fence they find).
+-- The old generation's keys stay; the rebuild drops them afterwards, in bounded steps.
+-- KEYS: rebuilding (the lock), live (the pointer), the live generation's fence and boards,
+--       the new generation's fence, boards and alerts, changes, the new generation's meta.
+-- ARGV: the rebuild lock's token, the live generation, the new one, the outbox consumer group,
+--       the scoring identity the new generation was built with.
+local token, live, new, group, identity = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 -- only the rebuild holding the lock may switch (another may have taken over an expired lock)
-if redis.call('GET', live .. ':rebuilding') ~= token then return {'lock'} end
+if redis.call('GET', KEYS[1]) ~= token then return {'lock'} end
+local now = redis.call('GET', KEYS[2]) or '0'
+if now ~= live then return {'moved', now} end
 
-local fences = redis.call('HGETALL', live .. ':fence')
+local fences = redis.call('HGETALL', KEYS[3])
 for j = 1, #fences, 2 do
-  local s = redis.call('HGET', shadow .. ':fence', fences[j])
+  local s = redis.call('HGET', KEYS[5], fences[j])
   if not s or tonumber(s) < tonumber(fences[j + 1]) then
     return {'behind', fences[j], fences[j + 1], s or '-1'}
   end
 end
 
-local function keys_of(prefix, match)
-  local out = {}
-  local n = #prefix + 2
-  local cursor = '0'
-  repeat
-    local res = redis.call('SCAN', cursor, 'MATCH', match, 'COUNT', 1000)
-    cursor = res[1]
-    for _, key in ipairs(res[2]) do
-      local suffix = string.sub(key, n)
-      local family = string.match(suffix, '^[^:]+')
-      if family and families[family] then out[#out + 1] = suffix end
-    end
-  until cursor == '0'
-  return out
-end
-
--- every board before and after changes: web processes must re-read each one
+redis.call('SET', KEYS[2], new)
+-- (the rebuild claimed it when it started; said again so no worker on other rules can apply)
+redis.call('HSET', KEYS[9], 'scoring_version', identity)
+-- every board before and after changes: web processes must re-read each one (both sets are
+-- bounded by the base boards times the community cap, not by the number of members)
 local boards = {}
-for _, b in ipairs(redis.call('SMEMBERS', live .. ':boards')) do boards[b] = true end
-for _, b in ipairs(redis.call('SMEMBERS', shadow .. ':boards')) do boards[b] = true end
-
-local renamed = {}
-for _, suffix in ipairs(keys_of(shadow, shadow_match)) do
-  redis.call('RENAME', shadow .. ':' .. suffix, live .. ':' .. suffix)
-  renamed[suffix] = true
+for _, b in ipairs(redis.call('SMEMBERS', KEYS[4])) do boards[b] = true end
+for _, b in ipairs(redis.call('SMEMBERS', KEYS[6])) do boards[b] = true end
+local n = 0
+for b in pairs(boards) do
+  redis.call('HINCRBY', KEYS[8], b, 1)
+  n = n + 1
 end
-for _, suffix in ipairs(keys_of(live, live_match)) do
-  if not renamed[suffix] then redis.call('UNLINK', live .. ':' .. suffix) end
-end
-
--- decayed_boards holds full key names (apply.lua rescales them when the landmark moves)
-local dkey = live .. ':decayed_boards'
-local names = redis.call('SMEMBERS', dkey)
-if #names > 0 then
-  redis.call('DEL', dkey)
-  local from = shadow .. ':'
-  for _, name in ipairs(names) do
-    if string.sub(name, 1, #from) == from then name = live .. ':' .. string.sub(name, #from + 1) end
-    redis.call('SADD', dkey, name)
-  end
-end
-
--- the alerts outbox is the rebuilt one now (GET /api/alerts lists its history); the deliverer's
--- group starts at its end: a rebuild does not announce past throttles again as news
-redis.call('XGROUP', 'CREATE', live .. ':alerts', group, '$', 'MKSTREAM')
-
-for b in pairs(boards) do redis.call('HINCRBY', live .. ':changes', b, 1) end
--- workers' in-memory copies of the old state are stale even where fences happen to match
-redis.call('INCR', live .. ':generation')
-redis.call('HSET', live .. ':meta', 'scoring_version', identity)
-return {'ok'}
+-- the alerts outbox is the new generation's now (GET /api/alerts lists its history); the
+-- deliverer's group starts at its end: a rebuild does not announce past throttles again as news
+if redis.call('EXISTS', KEYS[7]) == 1 then redis.call('XGROUP', 'DESTROY', KEYS[7], group) end
+redis.call('XGROUP', 'CREATE', KEYS[7], group, '$', 'MKSTREAM')
+return {'ok', n}
