@@ -8,7 +8,7 @@ KUDOS := $(VENV)/bin/kudos
 DATA := ../shared/data
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | md5sum | cut -c1-8)
 
-.PHONY: install browser docs demo up down test test-min-deps lock check bench bench-push bench-bait verify clean
+.PHONY: install browser docs demo up down test test-min-deps lock check bench bench-push bench-bait bench-soak verify clean
 
 install: $(STAMP)
 
@@ -88,6 +88,11 @@ bench: install
 	$(PY) -m bench.dedupe_cost
 	$(PY) -m bench.switch
 	$(PY) -m kudos bait-eval --data $(DATA)
+
+# 30 days of event time through the worker's processor: memory levels off after the dedupe horizon
+# (prints a table and a plot, writes docs/soak.svg; ~2.5 min).
+bench-soak: install
+	$(PY) -m bench.soak
 
 # Only the comment-bait evaluation of the bench (labelled streams, full Higgs and MathOverflow).
 bench-bait: install
