@@ -16,7 +16,9 @@ Same run, same ids (``higgs-<j>``, spread over 8 days as a week's horizon holds 
   held and at the peak (merges), of structures built in batches.
 
 The dict baseline is the worker's state before issue 14 (``seen``/``seen_days``, ``dr``/``dr_days``),
-kept here so the ratio stays measurable.
+kept here so the ratio stays measurable. ``--before FILE`` times another version of
+``leaderboard/fingerprint.py`` in the same rounds too (``git show REV:leaderboard/fingerprint.py >
+/tmp/fp_before.py``), for a before/after of a change.
 
 Prints one line per number and the ratios compact / dict. About a minute on 2 cores.
 """
@@ -25,10 +27,12 @@ from __future__ import annotations
 
 import argparse
 import gc
+import importlib.util
 import math
 import time
 import tracemalloc
 from collections.abc import Callable
+from types import ModuleType
 
 from leaderboard.fingerprint import FingerprintSet, PairCounters, fingerprint, pair_fingerprint
 
@@ -104,14 +108,34 @@ def batch_memory(n: int, batch: int) -> None:
         )
 
 
-def batch_speed(n: int, sizes: list[int], events: int, repeat: int) -> None:
-    """ns per new event of the planner's batch path at ``n`` held, against dicts per event."""
-    s, c, p = FingerprintSet(), PairCounters(), OwnedPartition()
+def _module(path: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location("fingerprint_before", path)
+    if spec is None or spec.loader is None:
+        raise SystemExit(f"cannot load {path}")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _filled(n: int, set_cls: type, counters_cls: type) -> tuple[FingerprintSet, PairCounters]:
+    s, c = set_cls(), counters_cls()
     for j in range(0, n, 1000):
         b = [fingerprint(f"higgs-{i}") for i in range(j, min(n, j + 1000))]
         d = DAY0 + j * 8 // n
         s.add_many(b, [d] * len(b))
         c.set_many([(d, f, 1) for f in b])
+    return s, c
+
+
+def batch_speed(n: int, sizes: list[int], events: int, repeat: int, before: str | None) -> None:
+    """ns per new event of the planner's batch path at ``n`` held, against dicts per event (and
+    against the ``before`` version of the module, if given)."""
+    s, c = _filled(n, FingerprintSet, PairCounters)
+    old = None
+    if before:
+        mod = _module(before)
+        old = _filled(n, mod.FingerprintSet, mod.PairCounters)
+    p = OwnedPartition()
     for j in range(n):
         p.add_seen(f"higgs-{j}", _ts(j, n))
         p.set_dr(DAY0 + j * 8 // n, f"{j}\x1f{j * 7 % 100_000}", 1)
@@ -126,7 +150,10 @@ def batch_speed(n: int, sizes: list[int], events: int, repeat: int) -> None:
             rounds.append((ids, pairs, fps, pfps))
 
         def compact(
-            rd: tuple[list[str], list[str], list[bytes], list[bytes]], size: int = size
+            rd: tuple[list[str], list[str], list[bytes], list[bytes]],
+            size: int = size,
+            s: FingerprintSet = s,
+            c: PairCounters = c,
         ) -> None:
             _, _, fps, pfps = rd
             for j in range(0, events, size):
@@ -149,20 +176,29 @@ def batch_speed(n: int, sizes: list[int], events: int, repeat: int) -> None:
                     k = dr.get((day, f), 0)
                     p.set_dr(day, f, k + 1)
 
-        best_new = best_old = float("inf")
+        best_new = best_old = best_before = float("inf")
         for rd in rounds:  # (fresh ids each round: a round inserts them)
             gc.collect()
             t = time.perf_counter()
             compact(rd)
             best_new = min(best_new, time.perf_counter() - t)
+            if old is not None:
+                gc.collect()
+                t = time.perf_counter()
+                compact(rd, size, *old)
+                best_before = min(best_before, time.perf_counter() - t)
             gc.collect()
             t = time.perf_counter()
             dicts(rd)
             best_old = min(best_old, time.perf_counter() - t)
-        new, old = best_new / events * 1e9, best_old / events * 1e9
+        new, base = best_new / events * 1e9, best_old / events * 1e9
+        ahead = ""
+        if old is not None:
+            was = best_before / events * 1e9
+            ahead = f", before {was:6.0f} ns/event, after/before {new / was:5.2f}"
         print(
             f"batch of {size:>5,} ({n:,} held): compact {new:6.0f} ns/event, "
-            f"dict {old:6.0f} ns/event, ratio {new / old:5.2f}  (fingerprints apart)"
+            f"dict {base:6.0f} ns/event, ratio {new / base:5.2f}{ahead}  (fingerprints apart)"
         )
 
 
@@ -350,9 +386,11 @@ def main() -> None:
     ap.add_argument("--batches", default="100,1000,5000")
     ap.add_argument("--events", type=int, default=50_000, help="events timed per batch size")
     ap.add_argument("--skip-items", action="store_true", help="only the batch path")
+    ap.add_argument("--before", help="another fingerprint.py to time in the same rounds")
     args = ap.parse_args()
     batch_memory(args.held, 1000)
-    batch_speed(args.held, [int(x) for x in args.batches.split(",")], args.events, args.repeat)
+    batches = [int(x) for x in args.batches.split(",")]
+    batch_speed(args.held, batches, args.events, args.repeat, args.before)
     if not args.skip_items:
         memory([int(x) for x in args.sizes.split(",")])
         speed(args.timed, args.repeat)

@@ -2,10 +2,11 @@
 
 A worker holds, per partition, the ids it applied inside the dedupe horizon and the
 diminishing-returns counters of the days it still scores. As ``dict[str, float]`` and
-``dict[(day, "actor␟target"), int]`` they cost ~124 B and ~167 B each; here an id costs ~19 B and a
-counter ~18 B (``python -m bench.dedupe_cost`` measures both, and the ns per lookup and insert).
-The planner asks for a whole batch at once (``days_of_many``/``add_many``, ``get_many``/``set_many``):
-that path runs in numpy, a few hundred ns an event; the per-item methods are for tests and tools.
+``dict[(day, "actor␟target"), int]`` they cost ~124 B and ~167 B each; here an id costs ~20 B and a
+counter ~19 B, under 21 B at a merge's peak (``python -m bench.dedupe_cost`` measures both, and
+the ns per lookup and insert). The planner asks for a whole batch at once
+(``days_of_many``/``add_many``, ``get_many``/``set_many``): that path runs in numpy, a few dozen
+numpy calls a batch whatever its size; the per-item methods are for tests and tools.
 
 **Fingerprints.** :func:`fingerprint` is BLAKE2b with a 16-byte digest of the UTF-8 id. Held
 instead of the id, a new id is taken for a duplicate only if its fingerprint equals one of the n
@@ -30,12 +31,22 @@ measured by the bench when ``xxhash`` is installed; not a dependency) would not 
 the records of a structure are a few *runs*, each three numpy arrays ``hi`` (sorted), ``lo`` and a
 small value (a day tag, or a count), LSM-style: a batch's new records become a new run, and the
 newest run is merged into the one before it while that one is less than ``_GROWTH`` times bigger,
-so an insert costs amortised O(log n) copies in C and a batch lookup is one ``np.searchsorted``
-a run. Equal ``hi`` halves (a 2**-64 chance a pair, or a chosen collision) are found exactly: a
-run that holds some is scanned along them. A value is updated in place (a later day, a count), so
-a fingerprint is in one run only. The per-item methods add to a small dict, turned into a run once
-it holds 1/64 of the structure. A merge builds the new run's arrays one at a time, and no merge
-makes a run bigger than half the structure, so a merge's transient peak is under ~5 B a record.
+so an insert costs amortised O(log n) copies in C. Runs under ``_SMALL`` records (small batches)
+wait at the tail, up to ``_TAIL_RUNS`` of them, and are merged together at once: a batch of 100
+costs no merge cascade. Equal ``hi`` halves (a 2**-64 chance a pair, or a chosen collision) are
+found exactly: a run that holds some is scanned along them. A value is updated in place (a later
+day, a count), so a fingerprint is in one run only. The per-item methods add to a small dict,
+turned into a run once it holds 1/64 of the structure. A merge builds the new run's arrays one at
+a time, and no merge makes a run bigger than 1/8 of the structure (PairCounters: of all its
+days), so a merge's transient peak is ~1.3 B a record held.
+
+**Bloom filter.** In front of a structure's runs, a blocked Bloom filter (12 bits a record, one
+64-bit word a record probed, the word and its 6 bits taken from the fingerprint's own bits: it is
+uniform already) answers "absent" for ~99% of new fingerprints, so a batch of new ids (the common
+case) costs ~6 numpy calls instead of a ``searchsorted`` a run; only the "maybe" go to the runs,
+newest first. Bits are set for every record put in a run and never cleared, so it never answers
+"absent" for a held one; the stale bits of dropped days go when it is rebuilt (every 1/4 growth,
+or once a sweep leaves it oversized). 1.5-1.9 B a record.
 
 **Expiry** is by whole days (``drop_days_before``): the planner compares against the horizon
 anyway, so what lingers until its day goes is ignored by its rules.
@@ -57,10 +68,28 @@ _INLINE_MAX = 255
 #: the newest run is merged into the one before while that one is under _GROWTH times its size:
 #: fewer runs (one ``searchsorted`` each per batch) against more copying per insert
 _GROWTH = 8
-#: a merge never makes a run bigger than this or half the records held (the transient peak)
+#: a merge never makes a run bigger than this or 1/_CAP_SHARE of the records held: its transient
+#: arrays (the new one, two masks: 10 B a record) stay ~1.3 B per id held; the Bloom filter keeps
+#: the extra runs off the common path (new ids)
 _MIN_CAP = 1 << 16
+_CAP_SHARE = 8
+#: runs under this many records wait, up to _TAIL_RUNS of them, to be merged at once
+_SMALL = 2048
+_TAIL_RUNS = 4
 #: the per-item dict is turned into a run at this many records, or 1/64 of those held
 _BUF_MIN = 256
+#: Bloom filter in front of the runs: bits per record it is sized for, and bits set per record
+#: (blocked in 64-bit words: ~0.9% false "maybe" when full, ~0.5% just after a rebuild; 1.5-1.9
+#: B a record)
+_BLOOM_BITS = 12
+_BLOOM_K = 6
+#: the filter is rebuilt once it took this many records more than it was built with, or 1/4 of
+#: those (a rebuild shed the stale bits of dropped records)
+_BLOOM_MIN = 1024
+#: records hashed into the filter at once by a rebuild (bounds the rebuild's temporary arrays)
+_BLOOM_CHUNK = 1 << 14
+_S32 = np.uint64(32)
+_MASK_IX = np.uint64(0xFFF)
 
 _U64 = NDArray[np.uint64]
 _Ix = NDArray[np.intp]
@@ -111,11 +140,17 @@ def _records(hi: _U64, lo: _U64) -> bytes:
 
 def _sort(hi: _U64, lo: _U64) -> _Ix:
     """The order that sorts by ``hi`` then ``lo`` (stable: equal fingerprints keep their order)."""
+    return _sort_distinct(hi, lo)[0]
+
+
+def _sort_distinct(hi: _U64, lo: _U64) -> tuple[_Ix, bool]:
+    """:func:`_sort`, and whether the ``hi`` are distinct (then so are the fingerprints: no
+    batch-internal duplicates to resolve, and a run of them needs no scan along equal halves)."""
     order = np.argsort(hi, kind="stable")
     h = hi[order]
     if len(h) > 1 and bool(np.any(h[1:] == h[:-1])):
-        order = np.lexsort((lo, hi))  # (rare: equal halves; lexsort is stable too)
-    return order
+        return np.lexsort((lo, hi)), False  # (rare: equal halves; lexsort is stable too)
+    return order, True
 
 
 def _firsts(hi: _U64, lo: _U64) -> NDArray[np.bool_]:
@@ -148,6 +183,59 @@ class _Run:
         return -1
 
 
+class _Bloom:
+    """Bits set for every record put in the store's runs since the last rebuild: a fingerprint
+    whose bits are not all set is surely not in a run, so a batch of new ids skips their searches.
+
+    Blocked (one 64-bit word a record, so a probe is one memory access): the word is picked by the
+    top of ``hi`` (uniform: a BLAKE2b digest), and the bits in it are a mask of ``_BLOOM_K`` bits
+    looked up by the low bits of ``lo``. Bits are never cleared: a dropped record may still answer
+    "maybe" (then the runs say no) until a rebuild, never the reverse.
+    """
+
+    __slots__ = ("n", "room", "words")
+
+    def __init__(self, records: int) -> None:
+        cap = max(_BLOOM_MIN, records + records // 4)
+        self.words = np.zeros((_BLOOM_BITS * cap + 63) // 64, dtype=np.uint64)
+        self.n = np.uint64(len(self.words))
+        self.room = cap - records  # records it takes before its rate is past its sizing
+
+    def oversized(self, records: int) -> bool:
+        """Half as big again as a rebuild for ``records`` would make it."""
+        fresh = _BLOOM_BITS * max(_BLOOM_MIN, records + records // 4)
+        return 64 * len(self.words) > fresh + fresh // 2
+
+    def _at(self, hi: _U64, lo: _U64) -> tuple[_U64, _U64]:
+        return ((hi >> _S32) * self.n) >> _S32, _MASKS[lo & _MASK_IX]
+
+    def add(self, hi: _U64, lo: _U64) -> None:
+        for j in range(0, len(hi), _BLOOM_CHUNK):
+            w, mask = self._at(hi[j : j + _BLOOM_CHUNK], lo[j : j + _BLOOM_CHUNK])
+            np.bitwise_or.at(self.words, w, mask)  # (unbuffered: records may share a word)
+
+    def maybe_one(self, hi: int, lo: int) -> bool:
+        """:meth:`maybe` of one fingerprint (Python ints: no numpy call but one index)."""
+        mask = _MASK_LIST[lo & int(_MASK_IX)]
+        return int(self.words[((hi >> 32) * int(self.n)) >> 32]) & mask == mask
+
+    def maybe(self, hi: _U64, lo: _U64) -> NDArray[np.bool_]:
+        """False where a fingerprint is surely not in a run."""
+        w, mask = self._at(hi, lo)
+        return (self.words[w] & mask) == mask  # type: ignore[no-any-return]
+
+
+def _masks() -> _U64:
+    """``_MASK_IX + 1`` words of ``_BLOOM_K`` distinct bits each (fixed: a seeded generator)."""
+    rng = np.random.default_rng(14)
+    bits = np.argsort(rng.random((int(_MASK_IX) + 1, 64)), axis=1)[:, :_BLOOM_K]
+    return np.bitwise_or.reduce(np.uint64(1) << bits.astype(np.uint64), axis=1)  # type: ignore[no-any-return]
+
+
+_MASKS = _masks()
+_MASK_LIST: list[int] = _MASKS.tolist()
+
+
 class _Store:
     """An exact map fingerprint → small unsigned value, in sorted runs (see the module docstring).
 
@@ -155,7 +243,7 @@ class _Store:
     merge sweeps what it merges. Lookups see dead records (the owner tells them apart).
     """
 
-    __slots__ = ("buf", "dead", "n", "runs", "vdtype")
+    __slots__ = ("bloom", "buf", "dead", "n", "runs", "vdtype")
 
     def __init__(self, vdtype: type[np.unsignedinteger[Any]]) -> None:
         #: oldest and biggest first
@@ -165,6 +253,8 @@ class _Store:
         self.vdtype = vdtype
         self.dead: set[int] = set()
         self.n = 0  # records in runs
+        #: every record of the runs is in it (and maybe dropped ones: never a false "absent")
+        self.bloom = _Bloom(0)
 
     def __len__(self) -> int:
         return self.n + len(self.buf)
@@ -175,10 +265,40 @@ class _Store:
         """For each (sorted) query: its run (-1: absent), position, and value (0 if absent)."""
         self.flush()
         m = len(hi)
+        if not self.runs:
+            ri = np.full(m, -1, dtype=np.int16)
+            pos = np.zeros(m, dtype=np.intp)
+            val = np.zeros(m, dtype=self.vdtype)
+        else:
+            maybe = self.bloom.maybe(hi, lo)
+            sub = np.flatnonzero(maybe)
+            if len(sub) == m:
+                ri, pos, val = self._find(hi, lo)
+            else:
+                ri = np.full(m, -1, dtype=np.int16)
+                pos = np.zeros(m, dtype=np.intp)
+                val = np.zeros(m, dtype=self.vdtype)
+                if len(sub):
+                    ri[sub], pos[sub], val[sub] = self._find(hi[sub], lo[sub])
+        return ri, pos, val
+
+    def _find(self, hi: _U64, lo: _U64) -> tuple[NDArray[np.int16], _Ix, _Arr]:
+        m = len(hi)
         ri = np.full(m, -1, dtype=np.int16)
         pos = np.zeros(m, dtype=np.intp)
         val = np.zeros(m, dtype=self.vdtype)
-        for k, r in enumerate(self.runs):
+        if m == 1:  # (the usual "maybe": a false one; a scalar search a run is cheaper)
+            h, lo_ = int(hi[0]), int(lo[0])
+            for k in range(len(self.runs) - 1, -1, -1):
+                r = self.runs[k]
+                j = r.locate(h, lo_)
+                if j >= 0:
+                    ri[0], pos[0], val[0] = k, j, r.val[j]
+                    break
+            return ri, pos, val
+        left = m  # (newest first: a record looked up again is most often a recent one)
+        for k in range(len(self.runs) - 1, -1, -1):
+            r = self.runs[k]
             p = r.hi.searchsorted(hi)
             same = r.hi.take(p, mode="clip") == hi
             if not same.any():
@@ -190,31 +310,66 @@ class _Store:
                     j = r.locate(int(hi[i]), int(lo[i]))
                     if j >= 0:
                         ok[i], p[i] = True, j
-            if ok.any():
-                ri[ok] = k
-                pk = p[ok]
-                pos[ok] = pk
-                val[ok] = r.val[pk]
+            hits = np.flatnonzero(ok)
+            if len(hits):
+                ri[hits] = k
+                pk = p[hits]
+                pos[hits] = pk
+                val[hits] = r.val[pk]
+                left -= len(hits)  # (a record is in one run only)
+                if not left:
+                    break
         return ri, pos, val
 
     def put(self, ri: NDArray[np.int16], pos: _Ix, val: _Arr) -> None:
         """Overwrite the values at positions from :meth:`find` (no mutation since)."""
         if len(ri) == 0:
             return
-        for k, r in enumerate(self.runs):
-            sel = ri == k
-            if sel.any():
+        runs = np.unique(ri).tolist()
+        for k in runs:
+            if k >= 0:
+                r = self.runs[k]
+                sel = ri == k if len(runs) > 1 else slice(None)
                 r.val[pos[sel]] = val[sel]
                 if self.dead:
                     r.dirty = True  # (a put may revive a dead record: its run was dirty anyway)
 
-    def insert(self, hi: _U64, lo: _U64, val: _Arr) -> None:
-        """Add records absent from the store, sorted by ``hi``, as a new run."""
-        if len(hi) == 0:
-            return
-        self.runs.append(_Run(hi, lo, val.astype(self.vdtype, copy=False)))
+    def insert(self, hi: _U64, lo: _U64, val: _Arr, held: int = 0, dup: bool | None = None) -> None:
+        """Add records absent from the store (the dict is empty: :meth:`find` flushed it), sorted
+        by ``hi``, as a new run.
+
+        ``held``: records held by the owner in all (a merge may make a run of a share of them),
+        if more than this store's; ``dup``: whether some ``hi`` occurs twice, if known."""
+        if len(hi):
+            self._insert_run(hi, lo, val, dup, held)
+
+    def _insert_run(
+        self, hi: _U64, lo: _U64, val: _Arr, dup: bool | None = None, held: int = 0
+    ) -> None:
+        self.runs.append(_Run(hi, lo, val.astype(self.vdtype, copy=False), dup))
         self.n += len(hi)
-        runs, cap = self.runs, max(_MIN_CAP, self.n // 2)
+        self.bloom.room -= len(hi)
+        if self.bloom.room < 0:
+            self.rebuild_bloom()
+        else:
+            self.bloom.add(hi, lo)
+        runs = self.runs
+        if len(hi) < _SMALL:
+            # small runs wait at the tail (the filter keeps them off the common path) and are
+            # merged together once they are many or big: not a merge cascade per small batch
+            k = 0
+            while k < len(runs) and len(runs[-1 - k]) < _SMALL:
+                k += 1
+            if k < _TAIL_RUNS and sum(len(r) for r in runs[-k:]) < _SMALL:
+                return
+            tail = [self._swept(r) for r in runs[-k:]]
+            h = np.concatenate([r.hi for r in tail])
+            lo_ = np.concatenate([r.lo for r in tail])
+            order = _sort(h, lo_)
+            v = np.concatenate([r.val for r in tail])[order]
+            runs[-k:] = [_Run(h[order], lo_[order], v)]
+            self.runs = runs = [r for r in runs if len(r)]
+        cap = max(_MIN_CAP, max(held, self.n) // _CAP_SHARE)
         i = len(runs) - 2
         while i >= 0:  # (newest first; a pair kept apart by an old cap merges once the cap grows)
             a, b = runs[i], runs[i + 1]
@@ -229,15 +384,19 @@ class _Store:
         if not len(a) or not len(b):
             return a if len(a) else b
         na, nb = len(a), len(b)
-        at = a.hi.searchsorted(b.hi)
-        dup = a.dup or b.dup or bool(np.any(a.hi.take(at, mode="clip") == b.hi))
-        at += np.arange(nb)
+        dup = a.dup or b.dup
         from_a = np.ones(na + nb, dtype=bool)
-        from_a[at] = False
+        for j in range(0, nb, _BLOOM_CHUNK):  # (b's places by chunks: no 8 B a record of them)
+            bh = b.hi[j : j + _BLOOM_CHUNK]
+            at = a.hi.searchsorted(bh)
+            dup = dup or bool(np.any(a.hi.take(at, mode="clip") == bh))
+            at += np.arange(j, j + len(bh))
+            from_a[at] = False
+        from_b = ~from_a
         for name in ("hi", "lo", "val"):
             x, y = getattr(a, name), getattr(b, name)
             z = np.empty(na + nb, dtype=x.dtype)
-            z[at] = y
+            z[from_b] = y
             z[from_a] = x
             setattr(a, name, z)  # (frees the old array now: the peak is one array, not a run)
             del x, y
@@ -260,7 +419,14 @@ class _Store:
             val = np.fromiter(self.buf.values(), dtype=self.vdtype, count=len(self.buf))
             self.buf = {}
             order = _sort(hi, lo)
-            self.insert(hi[order], lo[order], val[order])
+            self._insert_run(hi[order], lo[order], val[order])
+
+    def rebuild_bloom(self) -> None:
+        """A filter sized for the records held now, of their bits only (stale ones shed)."""
+        self.bloom = None  # type: ignore[assignment]  # (freed first: the peak is one filter)
+        self.bloom = _Bloom(self.n)
+        for r in self.runs:
+            self.bloom.add(r.hi, r.lo)
 
     # -- dead values ---------------------------------------------------------------------------
 
@@ -282,6 +448,8 @@ class _Store:
         self.runs = [r for r in self.runs if len(r)]
         if not any(r.dirty for r in self.runs):
             self.dead.clear()
+            if self.bloom.oversized(self.n):  # (most was dropped: a filter for what is left)
+                self.rebuild_bloom()
 
     # -- one record ----------------------------------------------------------------------------
 
@@ -290,10 +458,11 @@ class _Store:
         if fp in self.buf:
             return None, 0
         h, lo = int.from_bytes(fp[:8], "little"), int.from_bytes(fp[8:], "little")
-        for r in self.runs:
-            j = r.locate(h, lo)
-            if j >= 0:
-                return r, j
+        if self.runs and self.bloom.maybe_one(h, lo):
+            for r in self.runs:  # (biggest first: where a held record most likely is)
+                j = r.locate(h, lo)
+                if j >= 0:
+                    return r, j
         return None, -1
 
     def get(self, fp: bytes) -> int | None:
@@ -324,7 +493,7 @@ class _Store:
             yield hi, lo, np.fromiter(self.buf.values(), dtype=self.vdtype, count=len(self.buf))
 
     def nbytes(self) -> int:
-        total = self.runs.__sizeof__() + self.buf.__sizeof__()
+        total = self.runs.__sizeof__() + self.buf.__sizeof__() + self.bloom.words.__sizeof__()
         for r in self.runs:
             total += r.hi.__sizeof__() + r.lo.__sizeof__() + r.val.__sizeof__()
         return total + sum(f.__sizeof__() + v.__sizeof__() for f, v in self.buf.items())
@@ -365,7 +534,9 @@ class FingerprintSet:
         self._tagdays: tuple[NDArray[np.uint16], NDArray[np.int64]] | None = None
         #: bumped by every change; the last batch lookup, reused by add_many of the same batch
         self._gen = 0
-        self._memo: tuple[bytes, int, _Ix, NDArray[np.int16], _Ix, _Arr] | None = None
+        self._memo: (
+            tuple[bytes, int, _U64, _U64, _Ix, NDArray[np.int16], _Ix, _Arr, bool] | None
+        ) = None
 
     def __len__(self) -> int:
         return sum(self._days.values())
@@ -442,28 +613,27 @@ class FingerprintSet:
         live = found & (ts.take(p, mode="clip") == tags)
         return ds.take(p, mode="clip"), live
 
-    def _lookup(self, blob: bytes) -> tuple[_U64, _U64, _Ix, NDArray[np.int16], _Ix, _Arr]:
-        hi, lo = _halves(blob)
+    def _lookup(self, blob: bytes) -> tuple[_U64, _U64, _Ix, NDArray[np.int16], _Ix, _Arr, bool]:
         memo = self._memo
         if memo is not None and memo[1] == self._gen and memo[0] == blob:
-            order, ri, pos, val = memo[2:]
-            return hi[order], lo[order], order, ri, pos, val
-        order = _sort(hi, lo)
+            return memo[2:]
+        hi, lo = _halves(blob)
+        order, distinct = _sort_distinct(hi, lo)
         hi, lo = hi[order], lo[order]
         ri, pos, val = self._s.find(hi, lo)
-        self._memo = (blob, self._gen, order, ri, pos, val)
-        return hi, lo, order, ri, pos, val
+        self._memo = (blob, self._gen, hi, lo, order, ri, pos, val, distinct)
+        return hi, lo, order, ri, pos, val, distinct
 
     def days_of_many(self, fps: Sequence[bytes]) -> list[int | None]:
-        """:meth:`day_of` of each of ``fps`` (a batch: one ``searchsorted`` a run).
+        """:meth:`day_of` of each of ``fps`` (a batch: the filter, then the runs for the "maybe").
 
         Raises:
             ValueError: a fingerprint is not 16 bytes.
         """
         if not fps:
             return []
-        _, _, order, ri, _, val = self._lookup(_joined(fps))
-        days, live = self._days_of_tags(val, ri >= 0)
+        _, _, order, ri, _, val, _ = self._lookup(_joined(fps))
+        days, live = self._days_of_tags(val, ri != -1)
         if not live.any():
             return [None] * len(fps)
         out = np.empty(len(fps), dtype=np.int64)
@@ -504,19 +674,34 @@ class FingerprintSet:
         if len(fps) != len(days):
             raise ValueError(f"{len(fps)} fingerprints, {len(days)} days")
         if fps:
-            self._add(_joined(fps), np.array(days, dtype=np.int64))
+            self._add(_joined(fps), np.array(days, dtype=np.int64), sorted(set(days)))
 
-    def _add(self, blob: bytes, days: NDArray[np.int64]) -> None:
-        new_days = self._register(np.unique(days).tolist())
-        hi, lo, order, ri, pos, val = self._lookup(blob)
+    def _add(self, blob: bytes, days: NDArray[np.int64], day_set: list[int]) -> None:
+        new_days = self._register(day_set)
+        hi, lo, order, ri, pos, val, distinct = self._lookup(blob)
         self._gen += 1
+        if distinct and not (ri != -1).any():
+            # the common batch: new ids, each once (no day to compare, no value to overwrite)
+            if len(day_set) == 1:
+                tags = np.full(len(hi), day_set[0] & 0xFFFF, dtype=np.uint16)
+                self._s.insert(hi, lo, tags, dup=False)
+                self._count(day_set[0], len(hi))
+            else:
+                d = days[order]
+                self._s.insert(hi, lo, (d & 0xFFFF).astype(np.uint16), dup=False)
+                for day, k in _tally(d):
+                    self._count(day, k)
+            self._unregister_empty(new_days)
+            if self._s.dead:
+                self._s.sweep(1)
+            return
         d = days[order]
-        start = _firsts(hi, lo)
+        start = np.ones(len(hi), dtype=bool) if distinct else _firsts(hi, lo)
         if not start.all():  # the same fingerprint twice in the batch: its latest day
             at = np.flatnonzero(start)
             d = np.maximum.reduceat(d, at)
             hi, lo, ri, pos, val = hi[at], lo[at], ri[at], pos[at], val[at]
-        found = ri >= 0
+        found = ri != -1
         old_days, live = self._days_of_tags(val, found)
         # a record takes the new day if its own is older, or was dropped (then it was absent)
         upd = found & ~(live & (old_days >= d))
@@ -573,7 +758,7 @@ class FingerprintSet:
         """
         _check_blob(blob)
         if blob:
-            self._add(blob, np.full(len(blob) // FP_SIZE, day, dtype=np.int64))
+            self._add(blob, np.full(len(blob) // FP_SIZE, day, dtype=np.int64), [day])
 
 
 class PairCounters:
@@ -651,12 +836,12 @@ class PairCounters:
             parts = [(d, np.flatnonzero(days == d)) for d in np.unique(days).tolist()]
         out = []
         for day, src in parts:
-            h, lo_ = hi[src], lo[src]
-            order = _sort(h, lo_)
+            h, lo_ = (hi, lo) if len(parts) == 1 else (hi[src], lo[src])
+            order, distinct = _sort_distinct(h, lo_)
             src, h, lo_ = src[order], h[order], lo_[order]
             entry = self._days.get(day)
             found = None if entry is None else entry[0].find(h, lo_)
-            out.append(_Group(day, src, h, lo_, found))
+            out.append(_Group(day, src, h, lo_, found, distinct))
         return out
 
     def _lookup(self, blob: bytes, days: NDArray[np.int64]) -> list[_Group]:
@@ -675,12 +860,12 @@ class PairCounters:
         k = val.astype(np.int64)
         big = self._days[g.day][1]
         if big:
-            for j in np.flatnonzero((val == _INLINE_MAX) & (ri >= 0)).tolist():
+            for j in np.flatnonzero((val == _INLINE_MAX) & (ri != -1)).tolist():
                 k[j] = big[_fp_at(g.hi, g.lo, j)]
         return k
 
     def get_many(self, keys: Sequence[tuple[int, bytes]]) -> list[int]:
-        """:meth:`get` of each ``(day, fp)`` of ``keys`` (a batch: one ``searchsorted`` a run).
+        """:meth:`get` of each ``(day, fp)`` of ``keys`` (a batch: as ``days_of_many``).
 
         Raises:
             ValueError: a fingerprint is not 16 bytes.
@@ -707,16 +892,21 @@ class PairCounters:
             raise ValueError(f"a count is at least 1, not {int(ks.min())}")
         groups = self._lookup(blob, np.array([d for d, _, _ in items], dtype=np.int64))
         self._gen += 1
+        held = len(self)  # (a day's runs may be a share of all the pairs: fewer of them)
         for g in groups:
-            self._write(g, ks[g.src])
+            self._write(g, ks[g.src], held)
 
-    def _write(self, g: _Group, k: NDArray[np.int64]) -> None:
+    def _write(self, g: _Group, k: NDArray[np.int64], held: int = 0) -> None:
         """Set the counts of a looked-up group (the last of equal keys wins)."""
         entry = self._days.get(g.day)
         if entry is None:
             entry = self._days[g.day] = (_Store(np.uint8), {})
         s, big = entry
         hi, lo = g.hi, g.lo
+        new_once = g.distinct and (g.found is None or not (g.found[0] != -1).any())
+        if new_once and int(k.max()) < _INLINE_MAX:  # (the common batch: new pairs, each once)
+            s.insert(hi, lo, k.astype(np.uint8), held, dup=False)
+            return
         if g.found is None:
             ri = np.full(len(hi), -1, dtype=np.int16)
             pos, val = np.zeros(len(hi), dtype=np.intp), np.zeros(len(hi), dtype=np.uint8)
@@ -725,7 +915,7 @@ class PairCounters:
         last = _firsts(hi[::-1], lo[::-1])[::-1]  # (sorted stably: a key's last is the latest)
         if not last.all():
             hi, lo, ri, pos, val, k = hi[last], lo[last], ri[last], pos[last], val[last], k[last]
-        found = ri >= 0
+        found = ri != -1
         for j in np.flatnonzero((k >= _INLINE_MAX) | (found & (val == _INLINE_MAX))).tolist():
             fp = _fp_at(hi, lo, j)
             if k[j] >= _INLINE_MAX:
@@ -735,7 +925,7 @@ class PairCounters:
         inline = np.minimum(k, _INLINE_MAX).astype(np.uint8)
         s.put(ri[found], pos[found], inline[found])
         new = ~found
-        s.insert(hi[new], lo[new], inline[new])
+        s.insert(hi[new], lo[new], inline[new], held)
 
     def drop_days_before(self, day: int) -> None:
         """Forget every counter of a day before ``day``."""
@@ -789,7 +979,7 @@ class PairCounters:
 class _Group:
     """The keys of a batch on one day: where they are in the batch, sorted, and found."""
 
-    __slots__ = ("day", "found", "hi", "lo", "src")
+    __slots__ = ("day", "distinct", "found", "hi", "lo", "src")
 
     def __init__(
         self,
@@ -798,5 +988,7 @@ class _Group:
         hi: _U64,
         lo: _U64,
         found: tuple[NDArray[np.int16], _Ix, _Arr] | None,
+        distinct: bool = False,
     ) -> None:
         self.day, self.src, self.hi, self.lo, self.found = day, src, hi, lo, found
+        self.distinct = distinct  # (no two keys share a ``hi``: none twice)

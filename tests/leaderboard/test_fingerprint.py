@@ -114,6 +114,7 @@ def test_a_million_ids_take_at_most_24_bytes_each() -> None:
     s.drop_days_before(15_527)
     s.compact()
     assert len(s) == n // 2
+    assert s.nbytes() <= 24 * len(s)  # (the filter is rebuilt for what is left)
     assert all(fingerprint(f"higgs-{j}") in s for j in range(n // 2, n, 997))
     assert not any(fingerprint(f"higgs-{j}") in s for j in range(0, n // 2, 997))
 
@@ -169,15 +170,38 @@ def test_a_million_ids_in_batches_take_at_most_24_bytes_each() -> None:
 # -- properties against models ---------------------------------------------------------------
 
 
+_SMALL_RUNS = {
+    # a few ids a run and a tiny per-item dict, so a short sequence flushes, merges and caps
+    "_BUF_MIN": 3,
+    "_MIN_CAP": 24,
+    "_SMALL": 4,
+    "_TAIL_RUNS": 2,
+    # a filter of ~1 bit a record, rebuilt every few: most absent ids answer "maybe" (the runs
+    # must still say no), and rebuilds, merges and filter updates go by chunks of 5
+    "_BLOOM_BITS": 1,
+    "_BLOOM_MIN": 4,
+    "_BLOOM_CHUNK": 5,
+}
+
+
 @contextmanager
 def _small_runs() -> Iterator[None]:
-    # a few ids a run and a tiny per-item dict, so a short sequence flushes, merges and caps
-    saved = fingerprint_module._BUF_MIN, fingerprint_module._MIN_CAP
-    fingerprint_module._BUF_MIN, fingerprint_module._MIN_CAP = 3, 24
+    saved = {name: getattr(fingerprint_module, name) for name in _SMALL_RUNS}
+    for name, value in _SMALL_RUNS.items():
+        setattr(fingerprint_module, name, value)
     try:
         yield
     finally:
-        fingerprint_module._BUF_MIN, fingerprint_module._MIN_CAP = saved
+        for name, value in saved.items():
+            setattr(fingerprint_module, name, value)
+
+
+def _assert_filter_covers(store: fingerprint_module._Store) -> None:
+    # the Bloom filter answers "maybe" for every record of the runs: a clear bit would make a
+    # held id look new (a double count)
+    for r in store.runs:
+        if len(r):
+            assert store.bloom.maybe(r.hi, r.lo).all()
 
 
 id_ops = st.lists(
@@ -232,6 +256,7 @@ def _check_ids(ops: list[tuple]) -> None:  # type: ignore[type-arg]
         else:
             s.compact()
         assert len(s) == len(model)
+        _assert_filter_covers(s._s)
     assert {f for f in POOL if f in s} == set(model)
     assert {f: s.day_of(f) for f in model} == model
     assert s.days_of_many(POOL) == [model.get(f) for f in POOL]
@@ -314,6 +339,8 @@ def _check_counters(ops: list[tuple]) -> None:  # type: ignore[type-arg]
         else:
             c = _reload_counters(c)
         assert len(c) == len(model)
+        for store, _ in c._days.values():
+            _assert_filter_covers(store)
     seen_days = {d for d, _ in model}
     assert set(c.days()) == seen_days
     for d in seen_days:
