@@ -23,6 +23,15 @@ from leaderboard.bait import Detector
 from leaderboard.fingerprint import FingerprintSet, PairCounters, fingerprint, pair_fingerprint
 from leaderboard.plan import SEEN_DAY_S, SEP, PartitionState, Plan, StoreState
 
+#: Days around a partition's newest day that its id set may hold (the set keeps days apart by
+#: their value modulo 65,536; any day a real clock gives is far inside this).
+DAY_SPAN = 30_000
+
+
+def plausible_day(day: int, newest: int | None) -> bool:
+    """Whether an id of ``day`` may be held beside a partition whose newest day is ``newest``."""
+    return newest is None or abs(day - newest) < DAY_SPAN
+
 
 @dataclass
 class OwnedPartition:
@@ -79,11 +88,28 @@ class OwnedState:
 
     def absorb(self, plan: Plan) -> None:
         """Take on the effects of a plan that is being applied (optimistically)."""
+        # Each partition's ids are added after its pruning and only within ``DAY_SPAN`` of its
+        # newest day: an id behind the cutoff is pruned in Redis by the same apply, and the set
+        # cannot hold two days 65,536 apart (a producer's year-2200 evidence next to today's
+        # ids must not crash the worker; such an id is simply not held).
+        cut_days: dict[int, tuple[int | None, int | None]] = {}
+        for u in plan.partitions:
+            newest = None if u.watermark is None else math.floor(u.watermark / SEEN_DAY_S)
+            if newest is None:  # (no scored event yet: the days it holds are the anchor)
+                newest = max(self.partitions[u.partition].seen.days(), default=None)
+            cut = None if u.seen_cutoff is None else math.floor(u.seen_cutoff / SEEN_DAY_S)
+            cut_days[u.partition] = (cut, newest)
         ids: dict[int, tuple[list[bytes], list[int]]] = defaultdict(lambda: ([], []))
         for (p, ts, _), fp in zip(plan.seen, plan.seen_fps, strict=True):
+            day = math.floor(ts / SEEN_DAY_S)
+            cut, newest = cut_days.get(p, (None, None))
+            if (cut is not None and day < cut) or not plausible_day(day, newest):
+                continue
             fps, days = ids[p]
             fps.append(fp)
-            days.append(math.floor(ts / SEEN_DAY_S))
+            days.append(day)
+        for u in plan.partitions:
+            self.partitions[u.partition].prune(u.seen_cutoff, None)
         for p, (fps, days) in ids.items():
             self.partitions[p].seen.add_many(fps, days)
         counters: dict[int, list[tuple[int, bytes, int]]] = defaultdict(list)

@@ -16,12 +16,11 @@ from leaderboard.bait import TABLES as BAIT_TABLES
 from leaderboard.bait import BaitParams, Decision, Detector
 from leaderboard.errors import ScoringVersionMismatch, StoreConflict
 from leaderboard.fingerprint import pair_fingerprint
-from leaderboard.owned import OwnedPartition, OwnedState
+from leaderboard.owned import OwnedPartition, OwnedState, plausible_day
 from leaderboard.plan import DECAY_PRUNE_MP, SEEN_DAY_S, SEP, Plan
 from leaderboard.store.base import StoreBase
 from leaderboard.store.keys import (
     ALERTS_MAXLEN,
-    POSTS_KEPT,
     Keys,
     generation_prefix,
 )
@@ -147,6 +146,10 @@ def _counter_records(plan: Plan, cap: int) -> list[str | bytes]:
 class ApplyMixin(StoreBase):
     """Loads partitions into the worker's copy and applies plans (``lua/apply.lua``)."""
 
+    #: the largest part of a (partition, day) fingerprint string (``lua/apply.lua``, section 8):
+    #: far below Redis's 512 MB cap on a string, which one busy partition-day could pass
+    part_bytes = 64 * 1024 * 1024
+
     @property
     def _dr_cap(self) -> int:
         # one more than the largest weight: the count at which every kind earns 0 (weight // k)
@@ -190,7 +193,8 @@ class ApplyMixin(StoreBase):
         pipe.mget(self.key("wm"), self.key("landmark"))
         pipe.hmget(self.key("fencepart"), parts)
         for p in parts:
-            pipe.zrange(self.key("iddays", p), 0, -1)
+            pipe.zrange(self.key("idparts", p), 0, -1)
+            pipe.zrange(self.key("drcparts", p), 0, -1)
             pipe.zrange(self.key("drdays", p), 0, -1)
         if bait is not None:
             for p in parts:
@@ -198,7 +202,7 @@ class ApplyMixin(StoreBase):
                     pipe.hgetall(self.key("bait", table, p))
         pipe.smembers(self.key("communities"))
         res = await pipe.execute()
-        tables_at = 4 + 2 * len(parts)
+        tables_at = 4 + 3 * len(parts)
         fences, pwms, (wm, landmark), fparts = res[0], res[1], res[2], res[3]
         if generation != owned.generation:
             # a rebuild switched the namespace: every partition held from before is stale
@@ -209,7 +213,7 @@ class ApplyMixin(StoreBase):
         owned.landmark = int(landmark) if landmark is not None else None
         # (added to, not replaced: an apply in flight may have admitted some the read missed)
         owned.communities.update(cast("set[str]", res[-1]))
-        day_lists: list[tuple[int, list[str]]] = []
+        day_lists: list[tuple[int, list[str], list[str], list[str]]] = []
         for j, p in enumerate(parts):
             o = OwnedPartition(
                 fence=int(fences[j]) if fences[j] is not None else -1,
@@ -222,42 +226,55 @@ class ApplyMixin(StoreBase):
                     dict(zip(BAIT_TABLES, res[at : at + len(BAIT_TABLES)], strict=True)), bait
                 )
             owned.partitions[p] = o
-            day_lists.append((p, res[5 + 2 * j]))  # (its dr days; ids days at 4 + 2j)
-        # the days' fingerprint strings (binary: read undecoded), and what a namespace from
-        # before fingerprints still holds (seen:<p> id → ts, dr:<p>:<day> hashes), until pruned
+            day_lists.append((p, res[4 + 3 * j], res[5 + 3 * j], res[6 + 3 * j]))
+        # the days' fingerprint strings (binary: read undecoded; "<day>:<part>" in the parts
+        # indexes), and what a namespace from before fingerprints still holds (seen:<p> id → ts,
+        # dr:<p>:<day> hashes listed in drdays:<p>), until pruned
         pipe = self.client.pipeline(transaction=False)
         raw = {NEVER_DECODE: True}
         queued: list[tuple[str, int, int]] = []
-        for (p, dr_days), id_days in zip(
-            day_lists, (res[4 + 2 * j] for j in range(len(parts))), strict=True
-        ):
-            for day_text in id_days:
-                pipe.execute_command("GET", self.key("ids", p, day_text), **raw)
-                queued.append(("ids", p, int(day_text)))
-            for day_text in dr_days:
-                pipe.execute_command("GET", self.key("drc", p, day_text), **raw)
-                queued.append(("drc", p, int(day_text)))
+        for p, id_parts, drc_parts, legacy_days in day_lists:
+            for name in id_parts:
+                pipe.execute_command("GET", self.key("ids", p, name), **raw)
+                queued.append(("ids", p, int(name.partition(":")[0])))
+            for name in drc_parts:
+                pipe.execute_command("GET", self.key("drc", p, name), **raw)
+                queued.append(("drc", p, int(name.partition(":")[0])))
+            for day_text in legacy_days:
                 pipe.hgetall(self.key("dr", p, day_text))
                 queued.append(("dr", p, int(day_text)))
             pipe.zrange(self.key("seen", p), 0, -1, withscores=True)
             queued.append(("seen", p, 0))
+        legacy: list[tuple[int, int, dict[str, str]]] = []
         for (kind, p, day), value in zip(queued, await pipe.execute(), strict=True):
             o = owned.partitions[p]
             if kind == "ids" and value:
-                o.seen.load_day(day, value)
+                if plausible_day(
+                    day, None if o.watermark is None else math.floor(o.watermark / SEEN_DAY_S)
+                ):
+                    o.seen.load_day(day, value)
             elif kind == "drc" and value:
                 o.dr.load_day(day, value)
-            elif kind == "dr":
-                # (after its day's records: the hash held the counts before fingerprints, the
-                # records only what came since)
-                for f, k in value.items():
-                    actor, _, target = f.partition(SEP)
-                    fp = pair_fingerprint(actor, target)
-                    (have,) = o.dr.get_many([(day, fp)])
-                    o.dr.set_many([(day, fp, have + int(k))])
+            elif kind == "dr" and value:
+                legacy.append((p, day, value))
             elif kind == "seen":
                 for event_id, ts in value:
                     o.add_seen(event_id, ts)
+        # (after the records: a legacy hash holds the counts before fingerprints, the records
+        # only what came since; one question per day, not per counter)
+        for p, day, counters in legacy:
+            dr = owned.partitions[p].dr
+            fps = []
+            for f in counters:
+                actor, _, target = f.partition(SEP)
+                fps.append(pair_fingerprint(actor, target))
+            have = dr.get_many([(day, fp) for fp in fps])
+            dr.set_many(
+                [
+                    (day, fp, h + int(k))
+                    for fp, h, k in zip(fps, have, counters.values(), strict=True)
+                ]
+            )
 
     def _argv(self, plan: Plan, max_rows: int) -> list[str | bytes]:
         argv: list[str | bytes] = [
@@ -310,13 +327,13 @@ class ApplyMixin(StoreBase):
         ext(("mcomm", str(len(plan.member_communities))))
         for m, c in plan.member_communities:
             ext((m, c))
-        ext(("seen", *_id_records(plan)))
+        ext(("seen", str(self.part_bytes), *_id_records(plan)))
         ext(("dr", *_counter_records(plan, self._dr_cap)))
         explain = [(k, v) for k, v in plan.explain.items() if v]
         ext(("explain", str(len(explain))))
         for (m, f), v in explain:
             ext((m, f, str(v)))
-        ext(("posts", str(POSTS_KEPT), str(len(plan.posts))))
+        ext(("posts", str(len(plan.posts))))
         for (m, post), v in plan.posts.items():
             ext((m, post, str(v)))
         stats = [(k, v) for k, v in (*plan.stats.items(), *plan.community_stats.items()) if v]

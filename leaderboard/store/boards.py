@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, cast
 
+from leaderboard.errors import StoreConflict
 from leaderboard.ranking import Entry, competition_ranks, percentile
 from leaderboard.scoring import DECAYED, format_mp
 from leaderboard.store.base import StoreBase, clock_of
@@ -111,9 +112,13 @@ class BoardsMixin(StoreBase):
         """The whole board as (rank, member, score text), best first.
 
         Milli-point boards print exact decimals; ``decayed`` prints the float in points.
+
+        Raises:
+            StoreConflict: a ``kudos rebuild`` switched the namespace during the export (its
+                generation is dropped soon after, so the rest could be missing): run it again.
         """
         self.rules.check_board(board)
-        await self.follow()
+        generation = await self.follow()
         key = self.key("board", board)
         is_decayed = board.partition(":")[0] == DECAYED
         clock = await self.clock()
@@ -121,10 +126,16 @@ class BoardsMixin(StoreBase):
         prev_score: float | None = None
         rank = 0
         while True:
-            rows = cast(
-                list[tuple[str, float]],
-                await self.client.zrevrange(key, offset, offset + chunk - 1, withscores=True),
-            )
+            pipe = self.client.pipeline(transaction=True)
+            pipe.zrevrange(key, offset, offset + chunk - 1, withscores=True)
+            pipe.get(self.serving.key("live"))
+            raw_rows, live = await pipe.execute()
+            if self.pinned is None and int(live or 0) != generation:
+                raise StoreConflict(
+                    f"board {board!r} was rebuilt during the export (after {offset} rows); "
+                    "run the export again"
+                )
+            rows = cast(list[tuple[str, float]], raw_rows)
             if not rows:
                 return
             for j, (m, s) in enumerate(rows):

@@ -45,9 +45,6 @@ COMMUNITY_STAT_FIELDS = ("community_refused", "community_capped")
 WEBHOOK_LOG_MAXLEN = 10_000
 
 
-#: Posts a member's ``posts:<member>`` keeps, the best (explain shows the top 10); trimmed back to
-#: this when it passes it by a quarter (``lua/apply.lua``, section "posts").
-POSTS_KEPT = 100
 #: Who writes a family (the rest of Kudos only reads it).
 APPLY = "worker apply"
 WEB = "web"
@@ -112,17 +109,20 @@ FAMILIES: tuple[Family, ...] = (
     Family("rescaled", "rescaled:<id>", "zset", APPLY, True, "shard",
            "swapped in when the move completes",
            "decayed board <id> rescaled to the new L"),
-    Family("ids", "ids:<p>:<day>", "string", APPLY, True, "shard",
-           "whole days pruned at partition watermark − dedupe horizon",
+    Family("ids", "ids:<p>:<day>:<part>", "string", APPLY, True, "shard",
+           "whole days pruned at partition watermark − dedupe horizon; a part ≤ 64 MB",
            "the 16-byte fingerprints of the ids applied that UTC day (de-duplication; APPENDed, "
-           "leaderboard/fingerprint.py)"),
-    Family("iddays", "iddays:<p>", "zset", APPLY, True, "shard", "as ids",
-           "days that have an ids string (for pruning)"),
-    Family("drc", "drc:<p>:<day>", "string", APPLY, True, "shard", "days behind the horizon deleted",
+           "leaderboard/fingerprint.py), in parts far below Redis's 512 MB string cap"),
+    Family("idparts", "idparts:<p>", "zset", APPLY, True, "shard", "as ids",
+           "\"<day>:<part>\" → day × 1000 + part: the ids strings (for loading and pruning)"),
+    Family("drc", "drc:<p>:<period>:<part>", "string", APPLY, True, "shard",
+           "periods behind the horizon deleted; a part ≤ 64 MB",
            "diminishing returns: one 16-byte fingerprint of \"actor␟target\" per event scored "
            "that period, up to the largest weight + 1 (APPENDed)"),
-    Family("drdays", "drdays:<p>", "zset", APPLY, True, "shard", "as drc",
-           "periods that have a drc string (or a legacy dr hash), for pruning"),
+    Family("drcparts", "drcparts:<p>", "zset", APPLY, True, "shard", "as drc",
+           "\"<period>:<part>\" → period × 1000 + part: the drc strings"),
+    Family("drdays", "drdays:<p>", "zset", APPLY, True, "shard", "as dr",
+           "legacy: the periods that have a dr hash (for pruning)"),
     Family("seen", "seen:<p>", "zset", APPLY, True, "shard",
            "legacy: written no more; read on load and drained by the same pruning",
            "event id → ts: de-duplication before fingerprints"),
@@ -133,7 +133,8 @@ FAMILIES: tuple[Family, ...] = (
            "one field per kind and counter (bounded by the scoring rules)",
            "n:<kind>, full:<kind>, mp:<kind>, self (read also: wh:<kind>)"),
     Family("posts", "posts:<member>", "zset", APPLY, True, "shard",
-           "the member's best POSTS_KEPT (100) posts, trimmed past 125",
+           "not bounded yet (one row per post the member earned on; a trim must not depend on "
+           "batch boundaries)",
            "post → milli-points the member earned on it (events naming a post)"),
     Family("bait", "bait:<t>:<p>", "hash", APPLY, True, "shard",
            "the detector's own bounds (docs/bait.md)",
@@ -196,6 +197,9 @@ FAMILIES: tuple[Family, ...] = (
            "namespace's keys are generation 0 whatever it says)"),
     Family("rebuilding", "rebuilding", "string", REBUILD, False, "namespace",
            "expires if the rebuild dies", "the lock of a running kudos rebuild"),
+    Family("generations", "generations", "string", REBUILD, False, "namespace", "one value",
+           "the last generation number a kudos rebuild took (INCR under the lock): every rebuild "
+           "builds into a number never used before, so two can never share one"),
 )  # fmt: skip
 
 BY_NAME: dict[str, Family] = {f.name: f for f in FAMILIES}

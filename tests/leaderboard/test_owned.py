@@ -75,3 +75,23 @@ def test_forget_empties_the_copy() -> None:
     owned = OwnedState(partitions={0: OwnedPartition(fence=3)})
     owned.forget()
     assert owned.missing([0, 1]) == [0, 1]
+
+
+def test_ids_of_days_65536_apart_in_one_batch_do_not_crash_the_worker() -> None:
+    """The id set tells days apart modulo 65,536: two valid events that far apart (no record
+    timestamp to bound them) once made absorb raise, a crash loop on that offset. The older one
+    is behind the new horizon, pruned in Redis by the same apply, and not held."""
+    owned = OwnedState(partitions={0: OwnedPartition()})
+    far = [share("a", 100 * DAY), share("b", 65_636 * DAY, actor="bob")]
+    p = build_plan(
+        [Message(0, 0, far)],
+        owned.store_state(),
+        RULES,
+        dedupe_horizon_s=H,
+        rebase_after_s=120 * DAY,
+        max_future_s=300,
+    )
+    assert p.stats == {"applied": 2}
+    owned.absorb(p)
+    held = owned.partitions[0].seen.days_of_many([fingerprint("a"), fingerprint("b")])
+    assert held == [None, 65_636]

@@ -8,7 +8,9 @@ import time
 
 import pytest
 from redis.client import NEVER_DECODE
+from redis.exceptions import ResponseError
 
+from leaderboard.errors import StoreConflict
 from leaderboard.events import Event
 from leaderboard.fingerprint import fingerprint, pair_fingerprint
 from leaderboard.owned import OwnedState
@@ -101,14 +103,14 @@ async def test_dedupe_ids_and_counters_survive_a_reload_as_fingerprints(
     await (await store.send_apply(plan))
     day = T0 // DAY
     blob = await store.client.execute_command(
-        "GET", store.key("ids", 0, day), **{NEVER_DECODE: True}
+        "GET", store.key("ids", 0, day, 0), **{NEVER_DECODE: True}
     )
     assert blob == b"".join(fingerprint(f"s{i}") for i in range(3))
     counted = await store.client.execute_command(
-        "GET", store.key("drc", 0, day), **{NEVER_DECODE: True}
+        "GET", store.key("drc", 0, day, 0), **{NEVER_DECODE: True}
     )
     assert counted == pair_fingerprint("ann", "tom") * 3
-    assert await store.client.zrange(store.key("iddays", 0), 0, -1) == [str(day), str(day + 1)]
+    assert await store.client.zrange(store.key("idparts", 0), 0, -1) == [f"{day}:0", f"{day + 1}:0"]
     # a fresh worker: the ids are duplicates, ann's fourth share of tom that day earns 1/4
     again = OwnedState()
     await store.load_partitions([0], again)
@@ -146,3 +148,67 @@ async def test_a_namespace_from_before_fingerprints_keeps_its_dedupe_and_counts(
     await store.load_partitions([0], later)
     fourth = _plan(later, Message(0, 6, [Event("n2", T0 + 6, "share", "ann", "tom")]))
     assert dict(fourth.totals) == {("all", "tom"): RULES.weights_mp["share"] // 4}
+
+
+async def test_an_apply_whose_layout_disagrees_with_the_script_writes_nothing(
+    namespace: Namespace,
+) -> None:
+    """The apply script checks its whole argument layout before its first write (Redis keeps
+    what a failing script wrote, so a retry would add it again): an extra argument anywhere is
+    refused by name with every board, id and fence untouched."""
+    store = namespace.store
+    owned = OwnedState()
+    await store.load_partitions([0], owned)
+    plan = _plan(owned, Message(0, 0, [Event("a", T0, "share", "ann", "tom")]))
+    good = store._argv(plan, 0)
+    for section in ("seen", "end"):
+        at = good.index(section)
+        bad = [*good[:at], "1", *good[at:]]
+        with pytest.raises(ResponseError, match=f"apply protocol: expected section {section}"):
+            await store.scripts.apply(keys=store._apply_keys(plan.generation), args=bad)
+        assert await store.client.zcard(store.key("board", "all")) == 0
+        assert await store.fences() == {} and (await store.stats())["total"] == 0
+    await store.scripts.apply(keys=store._apply_keys(plan.generation), args=good)
+    assert await store.fences() == {0: 0}
+
+
+async def test_a_busy_day_is_split_into_parts_that_all_load(namespace: Namespace) -> None:
+    """A (partition, day) string never grows past the part size (Redis caps a string at 512 MB,
+    and an APPEND past it would fail mid-apply): the next part starts, and a reload reads every
+    part, so every id stays a duplicate."""
+    store = namespace.store
+    store.part_bytes = 16 * 40  # 40 fingerprints a part
+    owned = OwnedState()
+    await store.load_partitions([0], owned)
+    for off in range(5):
+        events = [Event(f"e{off}-{i}", T0 + off, "click", f"a{i}", "tom") for i in range(30)]
+        plan = _plan(owned, Message(0, off, events))
+        await (await store.send_apply(plan))
+        owned.absorb(plan)
+    parts = await store.client.zrange(store.key("idparts", 0), 0, -1)
+    assert len(parts) >= 4 and all(p.startswith(f"{T0 // DAY}:") for p in parts)
+    for name in parts:
+        size = await store.client.strlen(store.key("ids", 0, name))
+        assert 0 < size <= 16 * 40
+    again = OwnedState()
+    await store.load_partitions([0], again)
+    resent = [
+        Event(f"e{off}-{i}", T0 + 9, "click", f"a{i}", "tom") for off in range(5) for i in range(30)
+    ]
+    assert _plan(again, Message(0, 5, resent)).stats == {"duplicate": 150}
+
+
+async def test_an_export_across_a_rebuild_switch_fails_instead_of_ending_early(
+    namespace: Namespace,
+) -> None:
+    """The old generation is dropped soon after a switch, so an export that kept paging it could
+    end early and still look complete: it stops with a clear error instead."""
+    store = namespace.store
+    await store.client.zadd(store.key("board", "all"), {f"m{i}": 1000 * i for i in range(25)})
+    rows = store.export("all", chunk=10)
+    first = [await anext(rows) for _ in range(10)]
+    assert first[0][1] == "m24"
+    await store.client.set(store.key("live"), 1)  # a kudos rebuild switched meanwhile
+    with pytest.raises(StoreConflict, match="rebuilt during the export"):
+        async for _ in rows:
+            pass

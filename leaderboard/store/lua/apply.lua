@@ -31,6 +31,64 @@ local function section(name)
   end
 end
 
+-- The whole layout is checked before anything is written: a script that fails half-way keeps
+-- what it wrote (Redis has no rollback), and a retry would add it again. Widths as read below.
+do
+  local j = 4
+  local function expect(name)
+    if ARGV[j] ~= name then
+      error('apply protocol: expected section ' .. name .. ' at ARGV[' .. j .. '], got ' ..
+            tostring(ARGV[j]))
+    end
+    j = j + 1
+  end
+  local function count()
+    local c = tonumber(ARGV[j])
+    if c == nil or c < 0 or c ~= math.floor(c) then
+      error('apply protocol: no count at ARGV[' .. j .. ']')
+    end
+    j = j + 1
+    return c
+  end
+  local function records(name, fixed, width)
+    expect(name)
+    j = j + fixed
+    local c = count()
+    j = j + c * width
+  end
+  records('partitions', 0, 8)
+  expect('landmark'); j = j + 3
+  records('communities', 1, 1)
+  local over = count(); j = j + over
+  expect('clock'); j = j + 3
+  records('windows', 0, 3)
+  records('totals', 0, 3)
+  records('buckets', 0, 5)
+  records('decayed', 0, 3)
+  records('boards', 0, 1)
+  records('mcomm', 0, 2)
+  records('seen', 1, 3)
+  records('dr', 0, 3)
+  records('explain', 0, 3)
+  records('posts', 0, 3)
+  records('stats', 0, 2)
+  records('bait', 0, 4)
+  records('alerts', 1, 3)
+  records('withheld', 0, 3)
+  expect('perks')
+  local rules = count()
+  j = j + 2  -- half-life, the serving prefix
+  for _ = 1, rules do
+    j = j + 7
+    local c = count()
+    j = j + c
+  end
+  expect('end')
+  if j ~= #ARGV + 1 then
+    error('apply protocol: ' .. (#ARGV + 1 - j) .. ' arguments after the last section')
+  end
+end
+
 -- 0. the namespace's scoring version (set by the first worker, or by `kudos rebuild` when it
 --    switches to a rescored log): a worker with other rules must not add to these boards
 local version = redis.call('HGET', K_META, 'scoring_version')
@@ -396,22 +454,39 @@ for _ = 1, n do
 end
 
 -- 8. de-duplication ids and diminishing-returns counters, as 16-byte fingerprint records
---    (leaderboard/fingerprint.py) appended to one string per (partition, day): ids:<p>:<day> holds
---    one record per id, drc:<p>:<day> one record per counted event of a pair (its count is how
---    often it occurs). Each record is written once, and whole days are pruned (section 11).
+--    (leaderboard/fingerprint.py) appended to strings per (partition, day): ids:<p>:<day>:<part>
+--    one record per id, drc:<p>:<period>:<part> one record per counted event of a pair (its
+--    count is how often it occurs). A day's string is split into parts of at most PART_BYTES,
+--    far below Redis's cap on a string (512 MB, which one busy partition-day could pass and
+--    APPEND would then fail); the index (idparts/drcparts, score day * 1000 + part) lists them
+--    for loading and for pruning whole days (section 11).
+local PART_BYTES = 0  -- (the first field of the seen section: leaderboard/store/apply.py)
+local function append_part(family, index_family, p, day, blob)
+  local index = prefix .. ':' .. index_family .. ':' .. p
+  local base = tonumber(day) * 1000
+  local last = redis.call('ZREVRANGEBYSCORE', index, base + 999, base, 'WITHSCORES', 'LIMIT', 0, 1)
+  local part = 0
+  if #last > 0 then part = tonumber(last[2]) - base end
+  local key = prefix .. ':' .. family .. ':' .. p .. ':' .. day .. ':' .. part
+  if redis.call('STRLEN', key) + #blob > PART_BYTES then
+    part = part + 1
+    key = prefix .. ':' .. family .. ':' .. p .. ':' .. day .. ':' .. part
+  end
+  redis.call('APPEND', key, blob)
+  redis.call('ZADD', index, base + part, day .. ':' .. part)
+end
 section('seen')
+PART_BYTES = tonumber(nxt())
 n = tonumber(nxt())
 for _ = 1, n do
   local p, day, blob = nxt(), nxt(), nxt()
-  redis.call('APPEND', prefix .. ':ids:' .. p .. ':' .. day, blob)
-  redis.call('ZADD', prefix .. ':iddays:' .. p, day, day)
+  append_part('ids', 'idparts', p, day, blob)
 end
 section('dr')
 n = tonumber(nxt())
 for _ = 1, n do
   local p, day, blob = nxt(), nxt(), nxt()
-  redis.call('APPEND', prefix .. ':drc:' .. p .. ':' .. day, blob)
-  redis.call('ZADD', prefix .. ':drdays:' .. p, day, day)
+  append_part('drc', 'drcparts', p, day, blob)
 end
 
 -- 9. explain counters, points per post (top posts; only events that name a post) and pipeline stats
@@ -422,22 +497,12 @@ for _ = 1, n do
   redis.call('HINCRBY', prefix .. ':explain:' .. member, f, delta)
 end
 section('posts')
--- a member keeps their best `keep` posts (explain shows the top 10): past keep * 5/4 the lowest
--- are trimmed back to keep, so a member's posts cost O(keep) whatever they post. A trimmed post
--- that earns again starts from its new points (under-counted by at most what the keep-th best
--- post had when it was trimmed; it shows only if it climbs into the top 10 anyway).
-local keep = tonumber(nxt())
+-- (not trimmed: a trim at the end of a batch would depend on where batches end, and a rebuild
+-- must give the same top posts; bounding posts:<member> needs a rule in the planner)
 n = tonumber(nxt())
-local touched = {}
 for _ = 1, n do
   local member, post, delta = nxt(), nxt(), nxt()
-  local key = prefix .. ':posts:' .. member
-  redis.call('ZINCRBY', key, delta, post)
-  touched[key] = true
-end
-for key in pairs(touched) do
-  local size = redis.call('ZCARD', key)
-  if size > keep + math.floor(keep / 4) then redis.call('ZREMRANGEBYRANK', key, 0, size - keep - 1) end
+  redis.call('ZINCRBY', prefix .. ':posts:' .. member, delta, post)
 end
 section('stats')
 n = tonumber(nxt())
@@ -577,22 +642,26 @@ for _, part in ipairs(parts) do
     redis.call('HSET', K_FENCEPART, p, part[6])
   end
   if pwm ~= '' then redis.call('HSET', K_PWM, p, pwm) end
+  local function prune_parts(family, index_family, cut)
+    local index = prefix .. ':' .. index_family .. ':' .. p
+    local bound = '(' .. string.format('%d', cut * 1000)
+    local old = redis.call('ZRANGEBYSCORE', index, '-inf', bound)
+    for _, name in ipairs(old) do redis.call('UNLINK', prefix .. ':' .. family .. ':' .. p .. ':' .. name) end
+    if #old > 0 then redis.call('ZREMRANGEBYSCORE', index, '-inf', bound) end
+  end
   if seen_cut ~= '' then
     -- whole days of ids (the planner's rule); and what is left of a namespace's ids from before
-    -- fingerprints (seen:<p>, id → ts), which drains this way
-    local cut = string.format('%d', math.floor(tonumber(seen_cut) / 86400))
-    local days_key = prefix .. ':iddays:' .. p
-    local old = redis.call('ZRANGEBYSCORE', days_key, '-inf', '(' .. cut)
-    for _, day in ipairs(old) do redis.call('UNLINK', prefix .. ':ids:' .. p .. ':' .. day) end
-    if #old > 0 then redis.call('ZREMRANGEBYSCORE', days_key, '-inf', '(' .. cut) end
-    redis.call('ZREMRANGEBYSCORE', prefix .. ':seen:' .. p, '-inf', '(' .. seen_cut)
+    -- fingerprints (seen:<p>, id → ts), drained by the same whole-day rule
+    local cut = math.floor(tonumber(seen_cut) / 86400)
+    prune_parts('ids', 'idparts', cut)
+    redis.call('ZREMRANGEBYSCORE', prefix .. ':seen:' .. p, '-inf', '(' .. string.format('%d', cut * 86400))
   end
   if dr_cut ~= '' then
+    prune_parts('drc', 'drcparts', tonumber(dr_cut))
+    -- legacy dr hashes (before fingerprints), listed in drdays
     local days_key = prefix .. ':drdays:' .. p
     local old = redis.call('ZRANGEBYSCORE', days_key, '-inf', '(' .. dr_cut)
-    for _, day in ipairs(old) do
-      redis.call('UNLINK', prefix .. ':drc:' .. p .. ':' .. day, prefix .. ':dr:' .. p .. ':' .. day)
-    end
+    for _, day in ipairs(old) do redis.call('UNLINK', prefix .. ':dr:' .. p .. ':' .. day) end
     if #old > 0 then redis.call('ZREMRANGEBYSCORE', days_key, '-inf', '(' .. dr_cut) end
   end
 end

@@ -54,8 +54,12 @@ for _, entry in ipairs(redis.call('XRANGE', key, '-', '(' .. cut[3], 'COUNT', st
   for j = 1, #f, 2 do
     if f[j] == id_field then
       local uid = f[j + 1]
-      if id_field == 'r' then uid = cjson.decode(uid)['id'] end
-      if uid then gone[#gone + 1] = uid end
+      if id_field == 'r' then
+        -- (an undecodable record has no mark to delete; it must not stop every later trim)
+        local ok, rec = pcall(cjson.decode, uid)
+        uid = ok and type(rec) == 'table' and rec['id'] or nil
+      end
+      if type(uid) == 'string' then gone[#gone + 1] = uid end
     end
   end
 end
