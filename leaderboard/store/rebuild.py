@@ -2,14 +2,17 @@
 
 The rebuilt families (:data:`REBUILT_FAMILIES`) of generation N live under ``<prefix>:g<N>:``
 (generation 0: under ``<prefix>:`` itself); the ``live`` key is the pointer to the live one.
-A rebuild fills generation N + 1 while N serves, switches by moving the pointer
-(``lua/switch.lua``: O(boards), not O(keys)), and then drops generation N in bounded steps.
+A rebuild takes a generation number never used before (:meth:`RebuildMixin.take_generation`:
+the ``generations`` counter, above the pointer), fills it while N serves, switches by moving the
+pointer (``lua/switch.lua``: O(boards), not O(keys)), and then drops generation N in bounded
+steps. Numbers are never reused, so a rebuild that lost its lock and still writes can only ever
+write into its own generation, which nothing else fills or switches to.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from typing import Any, cast
 
 from leaderboard.errors import StoreConflict
@@ -33,17 +36,20 @@ class RebuildMixin(StoreBase):
             await self.client.unlink(*keys[start : start + 1000])
         return len(keys)
 
-    async def switch_from(self, new: StoreBase, outbox_group: str, token: str) -> str:
-        """Make ``new``'s generation (a pinned store of this namespace, the live generation + 1)
-        the live one in one short atomic script and take on its scoring identity: "ok";
-        "behind" (nothing changed) if it is behind the live fences; "lock" if ``token`` no
-        longer holds the rebuild lock; "moved" if the live generation is no longer the one
-        before ``new``'s. Every board's change counter is bumped (the live feed re-reads) and
-        the deliverer's group is created at the end of the new generation's alerts outbox. The
-        old generation stays until :meth:`drop_generation`."""
+    async def switch_from(
+        self, new: StoreBase, outbox_group: str, token: str, *, previous: int | None = None
+    ) -> str:
+        """Make ``new``'s generation (a pinned store of this namespace) the live one in place of
+        ``previous`` (the live generation when the rebuild started; default: the one before
+        ``new``'s) in one short atomic script and take on its scoring identity: "ok"; "behind"
+        (nothing changed) if it is behind the live fences; "lock" if ``token`` no longer holds
+        the rebuild lock; "moved" if the live generation is no longer ``previous``. Every
+        board's change counter is bumped (the live feed re-reads) and the deliverer's group is
+        created at the end of the new generation's alerts outbox. The old generation stays
+        until :meth:`drop_generation`."""
         if new.pinned is None or new.prefix != self.prefix:
             raise ValueError("switch_from takes a store pinned at a generation of this namespace")
-        old = Keys(self.prefix, new.pinned - 1)
+        old = Keys(self.prefix, new.pinned - 1 if previous is None else previous)
         keys = [
             self.serving.key("rebuilding"),
             self.serving.key("live"),
@@ -61,19 +67,21 @@ class RebuildMixin(StoreBase):
             await self.follow(force=True)
         return str(res[0])
 
-    async def drop_steps(self, generation: int, step: int = DROP_STEP) -> AsyncIterator[int]:
+    async def drop_steps(self, generation: int, step: int = DROP_STEP) -> AsyncGenerator[int, None]:
         """Delete generation ``generation``'s keys (its rebuilt families; never serving state),
         one bounded step at a time (a SCAN of ``step`` and an UNLINK of what it found); yields
-        the keys each step removed. Refuses the live generation (StoreConflict).
+        the keys each step removed. Refuses the live generation (StoreConflict), and stops
+        with StoreConflict at the step where it finds the pointer moved to it: the pointer is
+        read again before every UNLINK, not only before the first (a drop takes many steps).
 
         Generation 0's keys have no segment of their own: its step scans the whole namespace
         and keeps the rebuilt families' keys without a ``g<N>`` segment."""
-        if generation == await self.pointer():
-            raise StoreConflict(f"generation {generation} is the live one: not dropping it")
         keys = Keys(self.prefix, generation)
         match = keys.generation_pattern() if generation else keys.pattern()
         cursor = 0
         while True:
+            if generation == await self.pointer():
+                raise StoreConflict(f"generation {generation} is the live one: not dropping it")
             cursor, found = await self.client.scan(cursor, match=match, count=step)
             names = cast("list[str]", found)
             if not generation:
@@ -116,6 +124,43 @@ class RebuildMixin(StoreBase):
             ttl_s,
         )
         return cast("str | None", holder)
+
+    async def renew_rebuild_lock(self, token: str, ttl_s: int) -> bool:
+        """Extend the rebuild lock if ``token`` still holds it; False if it does not (it ran
+        out, or another rebuild took it). Unlike :meth:`lock_rebuild` it never takes a free
+        lock: a rebuild whose lock ran out may have been overtaken by one that already finished,
+        so it must stop, not carry on."""
+        held = await self.client.eval(
+            "if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end\n"
+            "redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2]); return 1",
+            1,
+            self.key("rebuilding"),
+            token,
+            ttl_s,
+        )
+        return bool(held)
+
+    async def take_generation(self, token: str) -> int:
+        """A generation number never used before in this namespace, for the rebuild holding the
+        lock (``token``): the ``generations`` counter, first raised to the pointer (a namespace
+        from before the counter, or one whose counter was lost), then incremented, in one
+        script. So the number is above the live generation and above every number an earlier
+        rebuild took, dead or alive. Raises StoreConflict if ``token`` does not hold the lock."""
+        n = await self.client.eval(
+            "if redis.call('GET', KEYS[1]) ~= ARGV[1] then return false end\n"
+            "local live = tonumber(redis.call('GET', KEYS[2]) or '0')\n"
+            "local last = tonumber(redis.call('GET', KEYS[3]) or '0')\n"
+            "if last < live then redis.call('SET', KEYS[3], live) end\n"
+            "return redis.call('INCR', KEYS[3])",
+            3,
+            self.serving.key("rebuilding"),
+            self.serving.key("live"),
+            self.serving.key("generations"),
+            token,
+        )
+        if n is None:
+            raise StoreConflict("the rebuild lock is not held: not taking a generation number")
+        return int(n)
 
     async def unlock_rebuild(self, token: str) -> None:
         await self.client.eval(

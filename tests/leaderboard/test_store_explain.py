@@ -128,4 +128,3 @@ async def test_explain_reads_only_the_members_communities(store: Store) -> None:
     window = RULES.window("7d")
     assert window is not None
     assert zscores == len(RULES.base_boards) + window.buckets + 5 * 2
-

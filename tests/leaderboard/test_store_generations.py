@@ -12,6 +12,7 @@ import orjson
 import pytest
 import pytest_asyncio
 
+from leaderboard.errors import StoreConflict
 from leaderboard.plan import DeadLetter
 from leaderboard.scoring import ScoringRules
 from leaderboard.settings import WorkerSettings
@@ -265,3 +266,70 @@ async def test_a_namespace_from_before_generations_is_generation_0(
         assert reader.generation == 0 and worker.owned.generation == 0
     finally:
         await reader.close()
+
+
+def at(live: Store, generation: int) -> Store:
+    """A rebuild's store pinned at ``generation`` of ``live``'s namespace."""
+    return Store(live.client, live.prefix, RULES, generation=generation)
+
+
+async def test_two_rebuilds_never_fill_the_same_generation(store: Store) -> None:
+    """Rebuild A takes a number, fills part of it and loses its lock without noticing; rebuild B
+    drops A's leftovers and takes another number. A goes on writing, into its own generation
+    only: B's boards and switch are untouched, A cannot switch, and A's clean-up drops only its
+    own generation."""
+    raws, events = messages(10, 20)
+    await fill(store, raws)
+    assert await store.lock_rebuild("a", 60) is None
+    a = await store.take_generation("a")
+    await fill(at(store, a), raws[:3])
+    await store.client.delete(store.key("rebuilding"))  # (A's lock ran out)
+    with pytest.raises(StoreConflict):
+        await store.take_generation("a")  # no lock, no number
+    assert await store.lock_rebuild("b", 60) is None
+    await drop_dead(store, await store.pointer(), RULES)
+    assert await store.generations() == {0}
+    b = await store.take_generation("b")
+    assert b > a > 0
+    await fill(at(store, a), raws[3:6])  # A, stale, still writing
+    await fill(at(store, b), raws)
+    assert await store.switch_from(at(store, a), "deliver", "a", previous=0) == "lock"
+    assert await store.switch_from(at(store, b), "deliver", "b", previous=0) == "ok"
+    assert await store.pointer() == b
+    await store.drop_generation(a)  # A's clean-up: its own generation, not live
+    assert await store.generations() == {0, b}
+    assert await board(store) == compute(events)["all"]
+
+
+async def test_a_generation_number_is_above_the_live_one_and_every_one_taken(
+    store: Store,
+) -> None:
+    """A namespace whose pointer is ahead of the counter (the counter is newer than the
+    pointer, or was lost): the next number is above the pointer; then each is above the last."""
+    await store.client.set(store.key("live"), "3")
+    assert await store.lock_rebuild(TOKEN, 60) is None
+    try:
+        taken = [await store.take_generation(TOKEN) for _ in range(3)]
+    finally:
+        await store.unlock_rebuild(TOKEN)
+    assert taken == [4, 5, 6]
+
+
+async def test_a_drop_stops_at_the_step_where_its_generation_became_live(store: Store) -> None:
+    """The pointer is read again before every step of a drop, not only before the first: once
+    the generation being dropped is the live one, the drop stops and what is left stays."""
+    raws, _ = messages(10, 20, members=200)
+    g1 = next_generation(store)
+    await fill(g1, raws)
+    keys = Keys(store.prefix, 1).generation_pattern()
+    before = len([k async for k in store.client.scan_iter(match=keys)])
+    assert before > 200
+    steps = store.drop_steps(1, step=10)
+    removed = 0
+    while not removed:
+        removed += await anext(steps)
+    await store.client.set(store.key("live"), "1")  # (the pointer moved to it meanwhile)
+    with pytest.raises(StoreConflict, match="live"):
+        await anext(steps)
+    left = [k async for k in store.client.scan_iter(match=keys)]
+    assert len(left) == before - removed > 0

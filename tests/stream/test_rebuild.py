@@ -13,19 +13,25 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
+import time
 import urllib.request
+import uuid
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from kudos import servers
+from leaderboard.errors import StackError
 from leaderboard.scoring import ScoringRules
 from leaderboard.settings import ScoringSettings
+from leaderboard.store import Store
 from leaderboard.store.keys import Keys
 from stream.app import EXIT_CONFIG
-from tests.conftest import DATA, Namespace, configure
+from stream.rebuild import Renew, _keep_lock
+from tests.conftest import DATA, Namespace, Servers, configure
 from tests.eventually import eventually
 from tests.oracle import WEIGHTS, assert_board_equal, compute, read_edges
 from tests.web.live import start_web
@@ -216,3 +222,76 @@ async def test_rescoring_reports_who_moves_and_switches_without_failed_reads(
     ns.start_worker()
     await ns.wait(produced)
     await check_boards(ns, more, NEW_WEIGHTS)
+
+
+def keep_lock(renew: Renew, ttl_s: float = 60) -> asyncio.Task[None]:
+    """The renewer, renewing at once and again (no waiting a quarter of the lock's life)."""
+    return asyncio.create_task(
+        _keep_lock(
+            renew, held_since=time.monotonic(), ttl_s=ttl_s, every_s=0.01, retry_s=0.01,
+            margin_s=ttl_s / 4,
+        )
+    )  # fmt: skip
+
+
+async def test_the_lock_renewer_rides_out_a_transient_redis_error(real_servers: Servers) -> None:
+    store = Store.connect(real_servers.redis_url, f"lock-{uuid.uuid4().hex}", ScoringRules.load())
+    lock = store.key("rebuilding")
+    calls: list[str] = []
+
+    async def renew() -> bool:
+        calls.append("renew")
+        if len(calls) == 1:  # the connection dropped once, as redis-py reports it
+            raise RedisConnectionError("Connection reset by peer")
+        return await store.renew_rebuild_lock("t", 60)
+
+    try:
+        assert await store.lock_rebuild("t", 5) is None
+        task = keep_lock(renew)
+        try:
+            await eventually(lambda: len(calls) >= 3, what="renewals after the failed one")
+            if task.done():
+                task.result()  # (its error says why it stopped)
+            assert not task.done()
+            # renewed after the error: the lock now lasts the renewal's 60 s, not the first 5
+            assert await store.client.ttl(lock) > 5
+            assert await store.client.get(lock) == "t"
+        finally:
+            task.cancel()
+    finally:
+        await store.close()
+
+
+async def test_the_lock_renewer_stops_once_the_lock_is_not_its_own(real_servers: Servers) -> None:
+    """Taken over by another rebuild, or run out: the renewer raises (the rebuild's checks stop
+    it) and never takes the lock back; a Redis that stays unreachable: it gives up while the
+    lock, as last renewed, still holds (also when its renewal gets no reply at all)."""
+    store = Store.connect(real_servers.redis_url, f"lock-{uuid.uuid4().hex}", ScoringRules.load())
+    lock = store.key("rebuilding")
+
+    async def renew() -> bool:
+        return await store.renew_rebuild_lock("t", 60)
+
+    async def unreachable() -> bool:
+        raise RedisConnectionError("Connection refused")
+
+    async def silent() -> bool:
+        await asyncio.Event().wait()
+        return True
+
+    try:
+        assert await store.lock_rebuild("t", 60) is None
+        await store.client.set(lock, "other")  # another rebuild took the lock over
+        with pytest.raises(StackError, match="no longer this rebuild's"):
+            await asyncio.wait_for(keep_lock(renew), 20)
+        assert await store.client.get(lock) == "other"
+        await store.client.delete(lock)  # it ran out, and nobody holds it
+        with pytest.raises(StackError, match="no longer this rebuild's"):
+            await asyncio.wait_for(keep_lock(renew), 20)
+        assert await store.client.get(lock) is None
+        with pytest.raises(StackError, match="before it runs out"):
+            await asyncio.wait_for(keep_lock(unreachable, ttl_s=0.5), 20)
+        with pytest.raises(StackError, match="before it runs out"):  # a reply that never comes
+            await asyncio.wait_for(keep_lock(silent, ttl_s=0.5), 20)
+    finally:
+        await store.close()
