@@ -305,7 +305,9 @@ class ApplyMixin(StoreBase):
         ext(plan.new_communities)
         add(str(len(plan.capped_communities)))
         ext(plan.capped_communities)
-        ext(("clock", _num(plan.max_ts), repr(DECAY_PRUNE_MP), str(max_rows)))
+        # (a pinned store fills a rebuild's generation: no live change marks, see apply.lua)
+        marks = "1" if self.pinned is None else "0"
+        ext(("clock", _num(plan.max_ts), repr(DECAY_PRUNE_MP), str(max_rows), marks))
         windows = self.rules.windows
         ext(("windows", str(len(windows))))
         for w in windows:

@@ -17,6 +17,7 @@ from leaderboard.owned import OwnedState
 from leaderboard.perks import unlock_id
 from leaderboard.plan import Message, Plan, build_plan
 from leaderboard.scoring import ScoringRules
+from leaderboard.store import Store
 from tests.conftest import Namespace
 
 RULES = ScoringRules.load()
@@ -212,3 +213,24 @@ async def test_an_export_across_a_rebuild_switch_fails_instead_of_ending_early(
     with pytest.raises(StoreConflict, match="rebuilt during the export"):
         async for _ in rows:
             pass
+
+
+async def test_a_rebuild_filling_its_generation_leaves_the_live_change_marks_alone(
+    namespace: Namespace,
+) -> None:
+    """Web processes re-read a board when its change mark moves; a rebuild's applies go to a
+    generation nobody reads yet, so they must not make every web process re-read every board
+    while it runs (the switch marks them all at once). A live apply marks what it touched."""
+    live = namespace.store
+    shadow = Store(live.client, live.prefix, RULES, generation=1)
+    owned = OwnedState()
+    await shadow.load_partitions([0], owned)
+    plan = _plan(owned, Message(0, 0, [Event("a", T0, "share", "ann", "tom")]))
+    await (await shadow.send_apply(plan))
+    assert await shadow.client.zscore(shadow.key("board", "all"), "tom") == 4000
+    assert await live.client.hgetall(live.key("changes")) == {}
+    owned = OwnedState()
+    await live.load_partitions([0], owned)
+    plan = _plan(owned, Message(0, 0, [Event("a", T0, "share", "ann", "tom")]))
+    await (await live.send_apply(plan))
+    assert (await live.client.hgetall(live.key("changes")))["all"] == "1"

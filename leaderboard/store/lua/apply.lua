@@ -60,7 +60,7 @@ do
   expect('landmark'); j = j + 3
   records('communities', 1, 1)
   local over = count(); j = j + over
-  expect('clock'); j = j + 3
+  expect('clock'); j = j + 4
   records('windows', 0, 3)
   records('totals', 0, 3)
   records('buckets', 0, 5)
@@ -161,6 +161,12 @@ local max_ts, prune_below = nxt(), nxt()
 -- maintenance bound: board rows one call may expire or rescale (0: no bound); see below
 local budget = tonumber(nxt())
 if budget <= 0 then budget = math.huge end
+-- '0' for a kudos rebuild filling a generation nobody reads yet: the live feed's change marks
+-- (serving state) stay as they are until its switch marks every board at once
+local marks = nxt() == '1'
+local function changed(board)
+  if marks then redis.call('HINCRBY', K_CHANGES, board, 1) end
+end
 local work = 0
 local wm = redis.call('GET', K_WM)
 local W = wm and tonumber(wm) or nil
@@ -279,7 +285,7 @@ local function expire_all(target)
       if not dropped[board] then
         dropped[board] = true
         redis.call('UNLINK', prefix .. ':board:' .. board)
-        redis.call('HINCRBY', K_CHANGES, board, 1)
+        changed(board)
       end
     end
     redis.call('DEL', index_key)
@@ -321,7 +327,7 @@ local function expire_steps(target)
         local board = string.sub(entry, 1, sep - 1)
         local bkey = prefix .. ':bucket:' .. entry
         local bkey_board = prefix .. ':board:' .. board
-        redis.call('HINCRBY', K_CHANGES, board, 1)
+        changed(board)
         local brows = redis.call('ZRANGE', bkey, 0, -1, 'WITHSCORES')
         -- in slices: one ZMSCORE, one ZADD and one ZREM each rather than a call per row (the
         -- same subtraction ZINCRBY does; milli-points are integers, exact in a double)
@@ -438,7 +444,7 @@ for _ = 1, n do
   local board = nxt()
   redis.call('SADD', K_BOARDS, board)
   -- the live feed's change marks: web processes diff a board only when its counter moved
-  redis.call('HINCRBY', K_CHANGES, board, 1)
+  changed(board)
   if string.sub(board, 1, 7) == 'decayed' then
     redis.call('SADD', K_DECAYED_BOARDS, prefix .. ':board:' .. board)
   end
