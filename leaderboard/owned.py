@@ -122,7 +122,7 @@ class OwnedState:
             o.fence = u.fence
             o.part = u.part
             o.watermark = u.watermark
-            o.prune(u.seen_cutoff, u.dr_cutoff_day)
+            o.prune(None, u.dr_cutoff_day)  # (its ids were pruned before they were added)
         self.landmark = plan.landmark
         self.communities.update(plan.new_communities)
         if plan.max_ts is not None and (self.watermark is None or plan.max_ts > self.watermark):
