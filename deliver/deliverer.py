@@ -421,7 +421,10 @@ async def run(settings: Settings) -> None:
     webhook setting, StackError when the broker cannot be reached at start."""
     config = load_config(settings)
     store = Store.connect(
-        settings.redis.url, settings.redis.prefix, ScoringRules.load(settings.scoring.path or None)
+        settings.redis.url,
+        settings.redis.prefix,
+        ScoringRules.load(settings.scoring.path or None),
+        cluster=settings.redis.cluster,
     )
     deliverer = Deliverer(settings, store, config)
     loop = asyncio.get_running_loop()

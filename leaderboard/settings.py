@@ -32,6 +32,10 @@ class RedisSettings:
     url: str = "redis://127.0.0.1:6379/0"
     #: Every key Kudos writes starts with this; two deployments can share one Redis.
     prefix: str = "kudos"
+    #: A Redis Cluster (``KUDOS_REDIS_URL`` names any of its nodes): the client follows the
+    #: slot map and its fail-overs, and every key of the namespace takes the hash tag
+    #: ``{<prefix>}``, so each apply, read and transaction touches one slot (docs/scaling.md).
+    cluster: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -420,6 +424,11 @@ def _validate(obj: Any, name: str) -> None:
                 f"KUDOS_WEB_INGEST_TIMEOUT_S={obj.ingest_timeout_s:g}: must be in (0, 8] seconds "
                 "(the web server drops a request that is not answered within 10 s)"
             )
+    if isinstance(obj, RedisSettings) and obj.cluster and ("{" in obj.prefix or "}" in obj.prefix):
+        raise ConfigError(
+            f"KUDOS_REDIS_PREFIX={obj.prefix!r}: no braces with KUDOS_REDIS_CLUSTER=true (Kudos "
+            "makes the prefix the namespace's hash tag itself)"
+        )
     if isinstance(obj, BrokerSettings) and obj.replication_factor < 1:
         raise ConfigError("KUDOS_BROKER_REPLICATION_FACTOR must be at least 1")
     if isinstance(obj, BaitSettings):

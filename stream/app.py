@@ -210,6 +210,7 @@ def create_app(settings: Settings) -> faust.App:
             rules,
             perk_rules,
             scoring_id=identity(rules.version, bait),
+            cluster=settings.redis.cluster,
         )
         reader = KafkaLogReader(settings, ws.batch_messages)
         processor = Processor(
@@ -267,7 +268,9 @@ def create_app(settings: Settings) -> faust.App:
 
         @app.task  # type: ignore[untyped-decorator]
         async def metrics_endpoint() -> None:
-            store = Store.connect(settings.redis.url, settings.redis.prefix, rules)
+            store = Store.connect(
+                settings.redis.url, settings.redis.prefix, rules, cluster=settings.redis.cluster
+            )
 
             async def render() -> bytes:
                 await consumer_lag(app.consumer, settings.broker.topic, store, metrics)

@@ -146,7 +146,7 @@ async def rebuild(
     prefix = settings.redis.prefix
     bait = settings.bait.params()
     token = os.urandom(8).hex()
-    live = Store.connect(settings.redis.url, prefix, rules)
+    live = Store.connect(settings.redis.url, prefix, rules, cluster=settings.redis.cluster)
     shadow: Store | None = None
     letters = _DiscardDeadLetters()
     started = time.perf_counter()
@@ -184,7 +184,7 @@ async def rebuild(
         # a new generation, on the same prefix; the pointer still names the live one
         shadow = Store(
             live.client,
-            prefix,
+            live.prefix,  # the namespace's own (a hash tag on a cluster)
             rules,
             scoring_id=identity(rules.version, bait),
             generation=generation,

@@ -69,7 +69,12 @@ class Namespace:
     @classmethod
     def connect(cls, settings: Settings, home: Path) -> Namespace:
         """A namespace on ``settings`` with its store connected; ``store.close()`` when done."""
-        store = Store.connect(settings.redis.url, settings.redis.prefix, ScoringRules.load())
+        store = Store.connect(
+            settings.redis.url,
+            settings.redis.prefix,
+            ScoringRules.load(),
+            cluster=settings.redis.cluster,
+        )
         return cls(settings, home, store)
 
     def env(self) -> dict[str, str]:

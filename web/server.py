@@ -163,7 +163,9 @@ def make_process_request(  # type: ignore[no-untyped-def]
 async def run(settings: Settings, ready: asyncio.Event | None = None) -> None:
     """Serve until SIGTERM/SIGINT."""
     rules = ScoringRules.load(settings.scoring.path or None)
-    store = Store.connect(settings.redis.url, settings.redis.prefix, rules)
+    store = Store.connect(
+        settings.redis.url, settings.redis.prefix, rules, cluster=settings.redis.cluster
+    )
     hub = Hub(store, settings.web)
     stop = asyncio.get_running_loop().create_future()
     for sig in (signal.SIGTERM, signal.SIGINT):

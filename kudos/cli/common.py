@@ -28,7 +28,10 @@ from leaderboard.store import Store
 async def with_store(settings: Settings, fn: Callable[[Store], Awaitable[int]]) -> int:
     """``fn``'s exit code, run with a Store connected as ``settings`` say and closed after."""
     store = Store.connect(
-        settings.redis.url, settings.redis.prefix, ScoringRules.load(settings.scoring.path or None)
+        settings.redis.url,
+        settings.redis.prefix,
+        ScoringRules.load(settings.scoring.path or None),
+        cluster=settings.redis.cluster,
     )
     try:
         return await fn(store)

@@ -190,8 +190,10 @@ class ApplyMixin(StoreBase):
         pipe = self.client.pipeline(transaction=False)
         pipe.hmget(self.key("fence"), parts)
         pipe.hmget(self.key("pwm"), parts)
-        pipe.mget(self.key("wm"), self.key("landmark"))
         pipe.hmget(self.key("fencepart"), parts)
+        # (two GETs, not MGET: a cluster pipeline refuses multi-key commands)
+        pipe.get(self.key("wm"))
+        pipe.get(self.key("landmark"))
         for p in parts:
             pipe.zrange(self.key("idparts", p), 0, -1)
             pipe.zrange(self.key("drcparts", p), 0, -1)
@@ -202,8 +204,8 @@ class ApplyMixin(StoreBase):
                     pipe.hgetall(self.key("bait", table, p))
         pipe.smembers(self.key("communities"))
         res = await pipe.execute()
-        tables_at = 4 + 3 * len(parts)
-        fences, pwms, (wm, landmark), fparts = res[0], res[1], res[2], res[3]
+        tables_at = 5 + 3 * len(parts)
+        fences, pwms, fparts, wm, landmark = res[:5]
         if generation != owned.generation:
             # a rebuild switched the namespace: every partition held from before is stale
             owned.partitions.clear()
@@ -226,7 +228,7 @@ class ApplyMixin(StoreBase):
                     dict(zip(BAIT_TABLES, res[at : at + len(BAIT_TABLES)], strict=True)), bait
                 )
             owned.partitions[p] = o
-            day_lists.append((p, res[4 + 3 * j], res[5 + 3 * j], res[6 + 3 * j]))
+            day_lists.append((p, res[5 + 3 * j], res[6 + 3 * j], res[7 + 3 * j]))
         # the days' fingerprint strings (binary: read undecoded; "<day>:<part>" in the parts
         # indexes), and what a namespace from before fingerprints still holds (seen:<p> id → ts,
         # dr:<p>:<day> hashes listed in drdays:<p>), until pruned
@@ -407,24 +409,28 @@ class ApplyMixin(StoreBase):
         argv = self._argv(plan, max_rows)
         if self._sha is None:
             self._sha = await self.client.script_load(SOURCES["apply"])
-        pool = self.client.connection_pool
-        conn = await pool.get_connection()  # type: ignore[no-untyped-call]
+        keys = self._apply_keys(plan.generation)
+        conn, release = await self._connection_for(keys[0])
         try:
-            keys = self._apply_keys(plan.generation)
             await conn.send_command("EVALSHA", self._sha, len(keys), *keys, *argv)
-        except BaseException:
-            await pool.release(conn)
+        except BaseException as exc:
+            await release()
+            await self._after_error(exc)
             raise
 
         async def outcome() -> float | None:
             try:
                 res: list[Any] = await conn.read_response()
             except NoScriptError:
-                # Redis lost its script cache (restart, SCRIPT FLUSH): nothing ran; run it again
+                # Redis lost its script cache (restart, SCRIPT FLUSH, a promoted replica):
+                # nothing ran; run it again
                 self._sha = None
                 res = await self.scripts.apply(keys=keys, args=argv)
+            except BaseException as exc:
+                await self._after_error(exc)
+                raise
             finally:
-                await pool.release(conn)
+                await release()
             self.apply_work = [int(res[-1])] if res[0] in ("ok", "more") else []
             while res[0] == "more":
                 if self.between_apply_calls is not None:

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, Self
+from typing import Any, Self, cast
 
 import hiredis
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 from redis.connection import HiredisRespSerializer
+from redis.exceptions import RedisError
 
 from leaderboard.errors import StoreConflict
 from leaderboard.perks import PerkRule
 from leaderboard.scoring import DECAYED, ScoringRules, decayed_value
-from leaderboard.store.keys import Keys
+from leaderboard.store.keys import Keys, namespace_prefix
 from leaderboard.store.scripts import Scripts
 
 
@@ -40,6 +43,19 @@ class _HiredisPackConnection(aioredis.Connection):
         writer = getattr(self, "_writer", None)
         if writer is not None:
             writer.transport.set_write_buffer_limits(high=0)
+
+
+def cluster_client(url: str) -> Any:
+    """A Redis Cluster client from any node's URL, with the hiredis packing of the apply calls
+    (redis-py's cluster client fixes its connection class; its nodes take it from these kwargs).
+    It follows MOVED and ASK redirections and, on a node's loss, re-reads the slot map, so a
+    fail-over looks like a short outage to the retrying callers."""
+    client = RedisCluster.from_url(url, decode_responses=True)
+    if url.startswith("redis://"):
+        client.nodes_manager.connection_kwargs["connection_class"] = _HiredisPackConnection
+        for node in client.nodes_manager.startup_nodes.values():
+            node.connection_class = _HiredisPackConnection
+    return client
 
 
 #: How long a reader trusts its cached generation before it reads the pointer again (one GET).
@@ -69,6 +85,8 @@ class StoreBase:
         generation: int | None = None,
     ) -> None:
         self.client = client
+        #: on a Redis Cluster (the namespace is one slot: ``prefix`` is its hash tag)
+        self.cluster = isinstance(client, RedisCluster)
         self.prefix = prefix
         self.rules = rules
         #: the identity applies are guarded by (leaderboard.bait.identity: rules + bait settings)
@@ -99,7 +117,16 @@ class StoreBase:
         perk_rules: Sequence[PerkRule] = (),
         scoring_id: str | None = None,
         generation: int | None = None,
+        *,
+        cluster: bool = False,
     ) -> Self:
+        """A store on the Redis at ``url`` (with ``cluster``: on the Redis Cluster that node
+        belongs to; the namespace becomes one hash tag, :func:`namespace_prefix`)."""
+        if cluster:
+            return cls(
+                cluster_client(url), namespace_prefix(prefix, True), rules, perk_rules,
+                scoring_id, generation,
+            )  # fmt: skip
         kwargs: dict[str, Any] = {"decode_responses": True}
         if url.startswith("redis://"):
             kwargs["connection_class"] = _HiredisPackConnection
@@ -107,6 +134,49 @@ class StoreBase:
         return cls(
             aioredis.Redis.from_pool(pool), prefix, rules, perk_rules, scoring_id, generation
         )
+
+    async def _connection_for(self, key: str) -> tuple[Any, Callable[[], Awaitable[None]]]:
+        """A connection of its own to the node holding ``key`` (the apply's pipelined send and
+        read, see :meth:`send_apply`), and the coroutine that gives it back."""
+        if self.cluster:
+            cluster: Any = self.client
+            await cluster.initialize()  # (only when the slot map is to be read again)
+            node = cluster.get_node_from_key(key)
+            conn = node.acquire_connection()
+
+            async def give_back_node() -> None:
+                node.release(conn)
+
+            return conn, give_back_node
+        pool = self.client.connection_pool
+        conn = await pool.get_connection()  # type: ignore[no-untyped-call]
+
+        async def give_back() -> None:
+            await pool.release(conn)
+
+        return conn, give_back
+
+    async def _after_error(self, exc: BaseException) -> None:
+        """After a failed call on a connection of :meth:`_connection_for`: on a cluster, read
+        the slot map again (a fail-over moved the slot, or its node is gone), as the cluster
+        client does for its own calls; the caller's retry then goes to the new primary."""
+        if self.cluster and isinstance(exc, RedisError | OSError):
+            with contextlib.suppress(RedisError, OSError):
+                await cast(Any, self.client).nodes_manager.initialize()
+
+    async def _scan(self, cursor: int, match: str, count: int) -> tuple[int, list[str]]:
+        """One SCAN step over this namespace's keys; on a cluster, on the primary holding the
+        namespace's slot (a cluster client's own SCAN keeps a cursor per node). A fail-over
+        between two steps makes the cursor another node's: a walk that must see every key (the
+        rebuild's drop) is repeated by the next rebuild, which drops what is left."""
+        if not self.cluster:
+            c, found = await self.client.scan(cursor, match=match, count=count)
+            return int(c), cast("list[str]", found)
+        cluster: Any = self.client
+        await cluster.initialize()
+        node = cluster.get_node_from_key(self.serving.key("live"))
+        cursors, found = await cluster.scan(cursor, match=match, count=count, target_nodes=node)
+        return int(cursors[node.name]), cast("list[str]", found)
 
     async def close(self) -> None:
         await self.client.aclose()

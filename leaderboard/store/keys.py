@@ -6,10 +6,14 @@ an unregistered family) and the Lua scripts receive their keys in ``KEYS``.
 ``docs/keys.md`` is generated from this table (``python -m leaderboard.key_doc > docs/keys.md``);
 a test fails when it is out of date.
 
-Hash tags (for Redis Cluster, issue "Outgrow one Redis"): ``shard`` keys belong to the apply shard
-of a partition (a member's keys to the shard of the partition its events are keyed to), so one
-apply touches one slot; ``channel`` keys to their live-feed channel; ``namespace`` keys are few and
-small and live in the namespace's own slot; ``webhooks`` keys in the delivery slot.
+Hash tags on a Redis Cluster (``KUDOS_REDIS_CLUSTER=true``): today the whole namespace is one hash
+tag, ``{<prefix>}`` (:func:`namespace_prefix`), so every script, transaction and pipeline of Kudos
+touches one slot, as on a single Redis, and a namespace lives on one primary (with its replicas;
+several namespaces spread over the primaries). The ``tag`` column is the plan for spreading one
+namespace over shards (docs/scaling.md, still on paper): ``shard`` keys would belong to the apply
+shard of a partition (a member's keys to the shard of the partition its events are keyed to), so
+one apply touches one slot; ``channel`` keys to their live-feed channel; ``namespace`` keys (few
+and small) to the namespace's own slot; ``webhooks`` keys to the delivery slot.
 """
 
 from __future__ import annotations
@@ -212,6 +216,13 @@ _SCOPED = frozenset(REBUILT_FAMILIES)
 
 class UnknownKeyFamily(KeyError):
     """A key of a family this registry does not define (a typo, or a family added elsewhere)."""
+
+
+def namespace_prefix(prefix: str, cluster: bool) -> str:
+    """The prefix every key of namespace ``prefix`` starts with: on a Redis Cluster the prefix
+    in braces, a hash tag, so that the whole namespace is one slot (scripts may touch any key of
+    the namespace, transactions and pipelines stay on one node)."""
+    return "{" + prefix + "}" if cluster else prefix
 
 
 def generation_prefix(prefix: str, generation: int) -> str:

@@ -17,6 +17,7 @@ from leaderboard.store.keys import (
     PERK_MARKS,
     PERKBOX,
 )
+from leaderboard.store.scripts import SOURCES
 
 
 class OutboxMixin(StoreBase):
@@ -204,7 +205,9 @@ class OutboxMixin(StoreBase):
                     keys, args = feed_publish_call(
                         self.keys, NO_FRAME, records, maxlen, member_maxlen, boards
                     )
-                    await self.scripts.feed_publish(keys=keys, args=args, client=pipe)
+                    # EVAL, not EVALSHA: a transaction cannot load a missing script, and a
+                    # cluster pipeline refuses EVALSHA (the source is 2 KB, once per fan-out)
+                    pipe.execute_command("EVAL", SOURCES["feed_publish"], len(keys), *keys, *args)
                     for uid, (_, _, jobs) in todo.items():
                         pipe.hset(marks_key, uid, repr(now))
                         for job_id, fields in jobs:

@@ -82,8 +82,7 @@ class RebuildMixin(StoreBase):
         while True:
             if generation == await self.pointer():
                 raise StoreConflict(f"generation {generation} is the live one: not dropping it")
-            cursor, found = await self.client.scan(cursor, match=match, count=step)
-            names = cast("list[str]", found)
+            cursor, names = await self._scan(cursor, match, step)
             if not generation:
                 names = [k for k in names if keys.is_unscoped(k)]
             if names:

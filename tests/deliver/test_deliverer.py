@@ -199,7 +199,7 @@ async def unlock(
 async def deliverer(ns: Namespace, seed: int = 7) -> AsyncIterator[Deliverer]:
     """The delivering process's loops, in this event loop."""
     s = ns.settings
-    store = Store.connect(s.redis.url, s.redis.prefix, ns.store.rules)
+    store = Store.connect(s.redis.url, s.redis.prefix, ns.store.rules, cluster=s.redis.cluster)
     d = Deliverer(s, store, load_config(s), rng=random.Random(seed), consumer=f"test-{seed}")
     task = asyncio.create_task(d.run())
     try:

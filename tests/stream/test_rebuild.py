@@ -64,7 +64,7 @@ async def check_boards(
 async def lose_redis(ns: Namespace) -> None:
     """Every key of the namespace gone, as after a flush or a lost disk (the Valkey server is
     shared with other tests' namespaces, so FLUSHDB itself is not used)."""
-    keys = [k async for k in ns.store.client.scan_iter(match=ns.settings.redis.prefix + ":*")]
+    keys = [k async for k in ns.store.client.scan_iter(match=ns.store.prefix + ":*")]
     await ns.store.client.delete(*keys)
 
 
@@ -92,7 +92,7 @@ async def test_after_losing_redis_the_rebuild_restores_the_contract(namespace: N
     assert not [m async for m in ns.store.export("all")]
     # what rebuilds that died left: a half-filled next generation (the one this rebuild fills:
     # a leftover member would show on its boards) and an older one
-    dead = [Keys(ns.settings.redis.prefix, g) for g in (1, 7)]
+    dead = [Keys(ns.store.prefix, g) for g in (1, 7)]
     for k in dead:
         await ns.store.client.zadd(k.key("board", "all"), {"ghost": 1e9})
         await ns.store.client.hset(k.key("fence"), "0", "999999")
