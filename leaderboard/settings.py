@@ -424,11 +424,21 @@ def _validate(obj: Any, name: str) -> None:
                 f"KUDOS_WEB_INGEST_TIMEOUT_S={obj.ingest_timeout_s:g}: must be in (0, 8] seconds "
                 "(the web server drops a request that is not answered within 10 s)"
             )
-    if isinstance(obj, RedisSettings) and obj.cluster and ("{" in obj.prefix or "}" in obj.prefix):
-        raise ConfigError(
-            f"KUDOS_REDIS_PREFIX={obj.prefix!r}: no braces with KUDOS_REDIS_CLUSTER=true (Kudos "
-            "makes the prefix the namespace's hash tag itself)"
-        )
+    if isinstance(obj, RedisSettings) and obj.cluster:
+        if "{" in obj.prefix or "}" in obj.prefix:
+            raise ConfigError(
+                f"KUDOS_REDIS_PREFIX={obj.prefix!r}: no braces with KUDOS_REDIS_CLUSTER=true "
+                "(Kudos makes the prefix the namespace's hash tag itself)"
+            )
+        try:
+            path = urlsplit(obj.url).path
+        except ValueError:
+            path = ""  # (a malformed URL gets its own error from host_port)
+        if path.strip("/") not in ("", "0"):
+            raise ConfigError(
+                f"KUDOS_REDIS_URL={redact.setting_value('KUDOS_REDIS_URL', obj.url)}: a "
+                "Redis Cluster has database 0 only; end the URL with /0 or no path"
+            )
     if isinstance(obj, BrokerSettings) and obj.replication_factor < 1:
         raise ConfigError("KUDOS_BROKER_REPLICATION_FACTOR must be at least 1")
     if isinstance(obj, BaitSettings):

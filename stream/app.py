@@ -32,6 +32,7 @@ from leaderboard.plan import DeadLetter
 from leaderboard.scoring import ScoringRules
 from leaderboard.settings import Settings, load_settings
 from leaderboard.store import Store
+from leaderboard.store.base import cluster_mismatch
 from stream.lag import consumer_lag
 from stream.processor import Processor, Raw
 
@@ -247,7 +248,13 @@ def create_app(settings: Settings) -> faust.App:
                     break
                 except (RedisError, OSError, KafkaError, ProducerSendError) as exc:
                     metrics.batch_retries.inc()
-                    log.error("batch not applied (%s); retrying in %.1f s", exc, delay)
+                    hint = cluster_mismatch(exc, settings.redis.cluster)
+                    log.error(
+                        "batch not applied (%s%s); retrying in %.1f s",
+                        exc,
+                        f"; {hint}" if hint else "",
+                        delay,
+                    )
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, 5.0)
                 except ScoringVersionMismatch as exc:

@@ -16,6 +16,7 @@ from typing import TypeVar
 
 import orjson
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisClusterException, RedisError
 
 from leaderboard import redact
 from leaderboard.errors import KudosError
@@ -23,6 +24,7 @@ from leaderboard.explain import not_seen
 from leaderboard.scoring import ScoringRules
 from leaderboard.settings import Settings
 from leaderboard.store import Store
+from leaderboard.store.base import cluster_mismatch
 
 
 async def with_store(settings: Settings, fn: Callable[[Store], Awaitable[int]]) -> int:
@@ -41,6 +43,11 @@ async def with_store(settings: Settings, fn: Callable[[Store], Awaitable[int]]) 
             f"({redact.text(str(exc), settings.secrets())}); is the stack up? "
             "(`kudos up --background`, or set KUDOS_REDIS_URL)"
         ) from exc
+    except (RedisError, RedisClusterException) as exc:
+        hint = cluster_mismatch(exc, settings.redis.cluster)
+        if hint is None:
+            raise
+        raise KudosError(f"{redact.url(settings.redis.url)}: {exc}; {hint}") from exc
     finally:
         await store.close()
 

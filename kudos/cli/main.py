@@ -24,6 +24,14 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     s = sub.add_parser("up", help="start the embedded stack (broker, Redis, worker, web, deliver)")
     s.add_argument("--background", action="store_true", help="detach and return once healthy")
+    s.add_argument(
+        "--redis-cluster",
+        type=int,
+        metavar="N",
+        default=None,
+        help="start a Redis Cluster of N primaries (3 or more) with one replica each instead of "
+        "one Redis; its first primary takes KUDOS_REDIS_URL's port",
+    )
     s.set_defaults(fn=stack.cmd_up)
     sub.add_parser("down", help="stop the embedded stack").set_defaults(fn=stack.cmd_down)
     s = sub.add_parser("worker", help="run one Faust worker")

@@ -14,7 +14,7 @@ from leaderboard.settings import Settings
 def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
     from kudos.stack import up
 
-    return up(settings, background=args.background)
+    return up(settings, background=args.background, redis_cluster=args.redis_cluster)
 
 
 def cmd_down(settings: Settings, args: argparse.Namespace) -> int:

@@ -11,7 +11,7 @@ import hiredis
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 from redis.connection import HiredisRespSerializer
-from redis.exceptions import RedisError
+from redis.exceptions import AskError, RedisError
 
 from leaderboard.errors import StoreConflict
 from leaderboard.perks import PerkRule
@@ -56,6 +56,19 @@ def cluster_client(url: str) -> Any:
         for node in client.nodes_manager.startup_nodes.values():
             node.connection_class = _HiredisPackConnection
     return client
+
+
+def cluster_mismatch(exc: BaseException, cluster: bool) -> str | None:
+    """What to do when ``exc`` says the Redis is not the kind the settings name: a cluster node
+    answering a plain client (MOVED), or a plain Redis under a cluster client; None otherwise."""
+    text = str(exc)
+    signs = ("CLUSTERDOWN", "CROSSSLOT", "hash to the same slot")
+    redirected = isinstance(exc, AskError)  # (MovedError is one; its text is "<slot> <node>")
+    if not cluster and (redirected or any(s in text for s in signs)):
+        return "KUDOS_REDIS_URL names a Redis Cluster node: set KUDOS_REDIS_CLUSTER=true"
+    if cluster and "cluster" in text.lower() and "not enabled" in text.lower():
+        return "KUDOS_REDIS_URL is not a Redis Cluster node: unset KUDOS_REDIS_CLUSTER"
+    return None
 
 
 #: How long a reader trusts its cached generation before it reads the pointer again (one GET).

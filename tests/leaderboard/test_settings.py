@@ -333,3 +333,15 @@ def test_bait_settings_make_the_detector_parameters_and_are_checked() -> None:
         load_settings({"KUDOS_BAIT_MULTIPLIER_MIN": "0.5", "KUDOS_BAIT_MULTIPLIER_MAX": "0.2"})
     with pytest.raises(ConfigError, match="KUDOS_BAIT_MIN_COMMENTS"):
         load_settings({"KUDOS_BAIT_MIN_COMMENTS": "0"})
+
+
+def test_a_cluster_refuses_braces_in_the_prefix_and_databases_other_than_0() -> None:
+    ok = load_settings({"KUDOS_REDIS_CLUSTER": "true", "KUDOS_REDIS_URL": "redis://node-1:7000/0"})
+    assert ok.redis.cluster
+    with pytest.raises(ConfigError, match=r"KUDOS_REDIS_PREFIX.*braces"):
+        load_settings({"KUDOS_REDIS_CLUSTER": "true", "KUDOS_REDIS_PREFIX": "{kudos}"})
+    with pytest.raises(ConfigError, match=r"KUDOS_REDIS_URL.*database 0 only"):
+        load_settings({"KUDOS_REDIS_CLUSTER": "true", "KUDOS_REDIS_URL": "redis://node-1:7000/3"})
+    # a single Redis keeps its databases and any prefix
+    single = load_settings({"KUDOS_REDIS_URL": "redis://r:6379/3", "KUDOS_REDIS_PREFIX": "{k}"})
+    assert not single.redis.cluster

@@ -156,3 +156,16 @@ async def test_a_primary_killed_mid_stream_is_replaced_and_every_board_ends_exac
 
 async def _more(count: Callable[[], Awaitable[int]], than: int) -> bool:
     return await count() > than
+
+
+async def test_a_client_of_the_wrong_kind_is_told_what_to_set(
+    namespace: Namespace, real_servers: Servers
+) -> None:
+    plain = {"KUDOS_REDIS_CLUSTER": "false"}
+    out = rebuild.kudos(namespace, "board", "all", **plain)
+    assert out.returncode == 2, out
+    assert "set KUDOS_REDIS_CLUSTER=true" in out.stderr and "Traceback" not in out.stderr
+    single = {"KUDOS_REDIS_URL": real_servers.redis_url}
+    out = rebuild.kudos(namespace, "board", "all", **single)
+    assert out.returncode == 2, out
+    assert "unset KUDOS_REDIS_CLUSTER" in out.stderr and "Traceback" not in out.stderr
