@@ -8,9 +8,13 @@ JSON to ``bench/results/latest.json``. See ``bench/README.md``.
 
 Environment:
     BENCH_SCALE          float multiplier of every ingest event count (default 1.0)
-    BENCH_PHASES         comma list of phases to run (default:
-                         envelope,single,bare,naive,raw,reads,expiry,e2e,fanout); ``--only push`` runs
-                         just e2e,fanout (``make bench-push``); their knobs: bench/push.py
+    BENCH_PHASES         comma list of phases to run (default: envelope,envelope-cluster,single,
+                         bare,naive,raw,reads,expiry,e2e,fanout); ``--only push`` runs just
+                         e2e,fanout (``make bench-push``); their knobs: bench/push.py.
+                         ``envelope-cluster`` is the envelope phase on an embedded 3-primary Redis
+                         Cluster (one replica each, started beside the single Valkey when needed)
+    BENCH_ROUNDS         run the envelope phases this many times, alternating single and cluster
+                         (A B A B); each reports its fastest round and lists every round (default 1)
     BENCH_READ_MEMBERS   members of the read-benchmark board (default 1,000,000)
     BENCH_EXPIRY_MEMBERS members of the namespace whose watermark jumps a week (default 1,000,000;
                          ``--only expiry`` runs just that phase)
@@ -28,6 +32,7 @@ import asyncio
 import collections
 import contextlib
 import dataclasses
+import functools
 import itertools
 import json
 import math
@@ -42,10 +47,11 @@ from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer
+from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import ResponseError
 
 from bench import faust_apps
@@ -53,7 +59,8 @@ from broker.formats import Item, open_input, read_items
 from broker.producer import Produced, produce
 from broker.topics import bootstrap
 from kudos import servers
-from leaderboard.scoring import ScoringRules
+from kudos.cluster import EmbeddedCluster, start_cluster
+from leaderboard.scoring import DECAYED, ScoringRules
 from leaderboard.settings import Settings, load_settings, settings_env
 from leaderboard.store import Store
 from stream.processor import Processor, Raw
@@ -66,7 +73,23 @@ HIGGS_LINES = 563_069
 #: Higgs spans 2012-07-01..07 (604,621 s); a repeated pass is shifted by a week so time moves on.
 HIGGS_REPEAT_SHIFT_S = 7 * 86400
 
-ALL_PHASES = ("envelope", "single", "bare", "naive", "raw", "reads", "expiry", "e2e", "fanout")
+ALL_PHASES = (
+    "envelope",
+    "envelope-cluster",
+    "single",
+    "bare",
+    "naive",
+    "raw",
+    "reads",
+    "expiry",
+    "e2e",
+    "fanout",
+)
+#: the phases that ``--rounds`` repeats, alternately
+ENVELOPE_PHASES = ("envelope", "envelope-cluster")
+#: the embedded Redis Cluster of ``envelope-cluster``: primaries, replicas of each
+CLUSTER_PRIMARIES = 3
+CLUSTER_REPLICAS = 1
 #: ``--only GROUP``: a named set of phases (and no profile)
 GROUPS = {"push": ("e2e", "fanout"), "expiry": ("expiry",)}
 ENVELOPE_TARGET = 100_000.0
@@ -158,6 +181,37 @@ def _is_eval(command: bytes | str) -> bool:
     return text[:4].upper() == "EVAL"
 
 
+def _usec_per_event(cmds: dict[str, Any], events: int) -> float | None:
+    """Redis time in the apply script per event (``evalsha`` usec since the reset / events)."""
+    main = cmds["top"].get("evalsha")
+    return round(main["usec"] / events, 2) if main and events else None
+
+
+def _board_diff(board: str, x: dict[str, str], y: dict[str, str]) -> list[tuple[str, Any, Any]]:
+    """Members whose scores differ between two exports of ``board`` (member -> score text)."""
+    decayed = board.partition(":")[0] == DECAYED
+
+    def same(u: str | None, v: str | None) -> bool:
+        if u is None or v is None or not decayed:
+            return u == v
+        a, b = float(u), float(v)
+        return abs(a - b) <= 1e-9 * max(abs(a), abs(b))
+
+    return [
+        (m, x.get(m), y.get(m)) for m in sorted(x.keys() | y.keys()) if not same(x.get(m), y.get(m))
+    ]
+
+
+def _round_summary(round_no: int, res: dict[str, Any]) -> dict[str, Any]:
+    """What a round of ``rounds`` > 1 lists of itself."""
+    return {
+        "round": round_no,
+        "events_per_s": res["events_per_s"],
+        "redis_usec_per_event": res.get("redis_usec_per_event"),
+        "cpu": res.get("cpu"),
+    }
+
+
 def _fmt_cmds(cmds: dict[str, Any]) -> str:
     main = cmds["top"].get(cmds["main"])
     if not main:
@@ -185,6 +239,7 @@ class Bench:
         read_members: int,
         higgs: Path,
         expiry_members: int = 1_000_000,
+        rounds: int = 1,
     ) -> None:
         self.scale = scale
         self.phases = phases
@@ -193,11 +248,16 @@ class Bench:
         self.read_members = read_members
         self.expiry_members = expiry_members
         self.higgs = higgs
+        self.rounds = rounds
         self.run_id = datetime.now(UTC).strftime("%Y%m%d%H%M%S")
         self.redis_port = 0
         self.broker_port = 0
         self.redis_proc: subprocess.Popen[bytes] | None = None
         self.broker_proc: subprocess.Popen[bytes] | None = None
+        #: started by the first cluster phase (:meth:`redis_cluster`)
+        self.cluster: EmbeddedCluster | None = None
+        #: the settings of every worker namespace ingested, by run name (to compare boards)
+        self.namespaces: dict[str, Settings] = {}
         self.results: dict[str, dict[str, Any]] = {}
         self.errors: dict[str, str] = {}
         self._db = 0
@@ -219,21 +279,46 @@ class Bench:
         self.broker_proc = servers.start_broker(self.broker_port, WORK / "broker")
 
     def stop_servers(self) -> None:
+        if self.cluster is not None:
+            self.cluster.stop()
         for proc in (self.broker_proc, self.redis_proc):
             if proc is not None:
                 servers.stop(proc, timeout=5)
+
+    async def redis_cluster(self) -> EmbeddedCluster:
+        """The embedded Redis Cluster, started on first use (~2 s; it needs Redis 7+ or Valkey)."""
+        if self.cluster is None:
+            workdir = WORK / "redis-cluster"
+            say(
+                f"starting a Redis Cluster of {CLUSTER_PRIMARIES} primaries with "
+                f"{CLUSTER_REPLICAS} replica each under {workdir.relative_to(ROOT)}"
+            )
+            self.cluster = await asyncio.to_thread(
+                start_cluster, CLUSTER_PRIMARIES, workdir, replicas=CLUSTER_REPLICAS
+            )
+            say(f"  cluster up: {', '.join(str(n.port) for n in self.cluster.nodes())}")
+        return self.cluster
 
     def server_pids(self) -> dict[str, int]:
         assert self.redis_proc and self.broker_proc
         return {"redis": self.redis_proc.pid, "broker": self.broker_proc.pid}
 
-    def settings(self, name: str) -> tuple[Settings, dict[str, str]]:
-        """Settings of one phase: a fresh topic, consumer group, Redis db and key prefix."""
+    def settings(self, name: str, cluster: bool = False) -> tuple[Settings, dict[str, str]]:
+        """Settings of one phase: a fresh topic, consumer group, Redis db and key prefix; with
+        ``cluster``, on the Redis Cluster (started: :meth:`redis_cluster`), whose only db is 0."""
         self._db += 1
         tag = f"{name}-{self.run_id}"
+        if cluster:
+            assert self.cluster is not None, "start the cluster first (Bench.redis_cluster)"
+            redis_url = self.cluster.url
+        else:
+            redis_url = f"redis://127.0.0.1:{self.redis_port}/{self._db % 16}"
         overrides = {
             "KUDOS_HOME": str(WORK / name / "home"),
-            "KUDOS_REDIS_URL": f"redis://127.0.0.1:{self.redis_port}/{self._db % 16}",
+            "KUDOS_REDIS_URL": redis_url,
+            # the harness's own, as the addresses: a KUDOS_REDIS_CLUSTER in the environment
+            # would point a client of the single Valkey at a cluster
+            "KUDOS_REDIS_CLUSTER": "true" if cluster else "false",
             "KUDOS_REDIS_PREFIX": f"bench_{name}",
             "KUDOS_BROKER_URL": f"kafka://127.0.0.1:{self.broker_port}",
             "KUDOS_BROKER_TOPIC": f"bench.{tag}",
@@ -246,7 +331,16 @@ class Bench:
         return settings, env
 
     async def fresh_db(self, settings: Settings) -> None:
-        """Empty the phase's db and reset the server's command statistics."""
+        """Empty the phase's db and reset the server's command statistics (on a cluster: every
+        primary's db, every node's statistics)."""
+        if settings.redis.cluster:
+            rc = RedisCluster.from_url(settings.redis.url)
+            try:
+                await rc.flushdb(target_nodes=RedisCluster.PRIMARIES)
+                await rc.config_resetstat(target_nodes=RedisCluster.ALL_NODES)
+            finally:
+                await rc.aclose()
+            return
         r = aioredis.Redis.from_url(settings.redis.url)
         try:
             await r.flushdb()
@@ -254,9 +348,13 @@ class Bench:
         finally:
             await r.aclose()
 
-    async def redis_commands(self, settings: Settings, seconds: float) -> dict[str, Any]:
-        """Redis time per command since :meth:`fresh_db` (server-side execution time only)."""
-        r = aioredis.Redis.from_url(settings.redis.url)
+    async def redis_commands(
+        self, settings: Settings, seconds: float, node_url: str | None = None
+    ) -> dict[str, Any]:
+        """Redis time per command since :meth:`fresh_db` (server-side execution time only), of
+        the server at ``settings.redis.url`` or at ``node_url`` (one node of a cluster: the
+        primary that holds the namespace, :meth:`namespace_node`)."""
+        r = aioredis.Redis.from_url(node_url or settings.redis.url)
         try:
             info: dict[str, Any] = await r.info("commandstats")
         finally:
@@ -367,25 +465,57 @@ class Bench:
             await asyncio.sleep(POLL_S)
 
     async def prepared(
-        self, name: str, n_events: int, envelope: int
+        self, name: str, n_events: int, envelope: int, cluster: bool = False
     ) -> tuple[Settings, dict[str, str], Any, Store]:
         """A fresh namespace with ``n_events`` already produced, and a store to watch it."""
-        settings, env = self.settings(name)
+        settings, env = self.settings(name, cluster)
         await self.fresh_db(settings)
         out = await self.produce(settings, n_events, envelope)
         store = Store.connect(
             settings.redis.url,
             settings.redis.prefix,
             ScoringRules.load(settings.scoring.path or None),
+            cluster=settings.redis.cluster,
         )
         return settings, env, out, store
 
-    async def ingest_worker(self, name: str, n_events: int, envelope: int) -> dict[str, Any]:
-        settings, env, out, store = await self.prepared(name, n_events, envelope)
-        started = time.perf_counter()
-        proc = self.spawn(name, [sys.executable, "-m", "kudos", "worker"], env)
+    async def namespace_node(self, store: Store) -> tuple[str, dict[str, int]]:
+        """On the Redis Cluster: the URL of the primary that holds the store's namespace (one
+        hash tag, so one slot), and the pids of that primary and its replica, whose CPU is the
+        namespace's Redis cost (the other primaries sit idle)."""
+        assert self.cluster is not None
+        client = cast(RedisCluster, store.client)
+        await client.initialize()
+        node = client.get_node_from_key(store.key("fence"))
+        if node is None:
+            raise PhaseError(
+                f"no node of the Redis Cluster serves the slot of {store.key('fence')}: "
+                "is every slot assigned (CLUSTER INFO)?"
+            )
+        primary = self.cluster.node_at(int(node.port))
+        replica = self.cluster.replica_of(primary)
+        pids = {"redis": primary.proc.pid, "replica": replica.proc.pid}
+        return f"redis://{node.host}:{node.port}/0", pids
+
+    async def ingest_worker(
+        self, name: str, n_events: int, envelope: int, cluster: bool = False
+    ) -> dict[str, Any]:
+        """The real worker on a backlog of ``n_events``; with ``cluster``, on the Redis Cluster
+        (``KUDOS_REDIS_CLUSTER=true``), its Redis figures from the primary of the namespace."""
+        if cluster:
+            await self.redis_cluster()
+        settings, env, out, store = await self.prepared(name, n_events, envelope, cluster)
+        self.namespaces[name] = settings
+        node_url: str | None = None
+        redis_pids: dict[str, int] = {}
+        proc: subprocess.Popen[bytes] | None = None
         try:
-            meter = CpuMeter({"worker": proc.pid, **self.server_pids()})
+            if cluster:
+                node_url, redis_pids = await self.namespace_node(store)
+                say(f"  the namespace lives on the primary {node_url} (pids {redis_pids})")
+            started = time.perf_counter()
+            proc = self.spawn(name, [sys.executable, "-m", "kudos", "worker"], env)
+            meter = CpuMeter({"worker": proc.pid, **self.server_pids(), **redis_pids})
 
             async def total() -> int:
                 return (await store.stats())["total"]
@@ -396,9 +526,10 @@ class Bench:
             if behind:
                 raise PhaseError(f"{name}: every event counted but fences behind: {behind}")
             stats = await store.stats()
-            cmds = await self.redis_commands(settings, res["seconds"])
+            cmds = await self.redis_commands(settings, res["seconds"], node_url)
         finally:
-            servers.stop(proc, timeout=8)
+            if proc is not None:
+                servers.stop(proc, timeout=8)
             await store.close()
         rate = (res["n"] - res["n_first"]) / max(res["seconds"], 1e-9)
         say(
@@ -406,6 +537,12 @@ class Bench:
             f"{res['seconds']:.2f} s after the first batch); cpu % of a core: {res['cpu']}"
         )
         say(f"  redis command time: {_fmt_cmds(cmds)}")
+        extra: dict[str, Any] = {}
+        if cluster:
+            extra = {
+                "redis_node": node_url,
+                "cluster": {"primaries": CLUSTER_PRIMARIES, "replicas": CLUSTER_REPLICAS},
+            }
         return {
             "events_per_s": rate,
             "messages_per_s": rate / envelope,
@@ -414,8 +551,59 @@ class Bench:
             "envelope": envelope,
             "stats": stats,
             "redis_commands": cmds,
+            "redis_usec_per_event": _usec_per_event(cmds, out.events),
+            **extra,
             **res,
         }
+
+    async def ingest_cluster(
+        self, name: str, n_events: int, envelope: int, single: str | None
+    ) -> dict[str, Any]:
+        """:meth:`ingest_worker` on the Redis Cluster, then its boards beside those of the
+        single-Redis run ``single`` of the same events (when there is one): the same."""
+        res = await self.ingest_worker(name, n_events, envelope, cluster=True)
+        ref = self.namespaces.get(single) if single else None
+        if ref is None:
+            res["boards_match"] = None
+            say("  boards not compared: no single-Redis envelope run of these events")
+            return res
+        res["boards_match"] = await self.compare_boards(ref, self.namespaces[name])
+        res["boards_compared_with"] = single
+        return res
+
+    async def compare_boards(self, a: Settings, b: Settings) -> dict[str, int]:
+        """Every base board of namespace ``b`` equals that of ``a`` (both fed the same events):
+        milli-point boards exactly, ``decayed`` to a relative 1e-9 (batching may change the last
+        bits of its doubles). Members per board.
+
+        Raises:
+            PhaseError: a board differs; names the first few members that do.
+        """
+        rules = ScoringRules.load(a.scoring.path or None)
+        stores = [
+            Store.connect(s.redis.url, s.redis.prefix, rules, cluster=s.redis.cluster)
+            for s in (a, b)
+        ]
+        sizes: dict[str, int] = {}
+        try:
+            for board in rules.base_boards:
+                x, y = [{m: t async for _, m, t in st.export(board)} for st in stores]
+                wrong = _board_diff(board, x, y)
+                if wrong:
+                    raise PhaseError(
+                        f"board {board!r} differs between {a.redis.prefix} (single Redis) and "
+                        f"{b.redis.prefix} (cluster), {len(x):,} vs {len(y):,} members; e.g. "
+                        f"{wrong[:3]}"
+                    )
+                sizes[board] = len(x)
+        finally:
+            for st in stores:
+                await st.close()
+        say(
+            "  boards equal to the single-Redis run's: "
+            + ", ".join(f"{k} {v:,}" for k, v in sizes.items())
+        )
+        return sizes
 
     # -- ingest: minimal Faust apps ----------------------------------------------------------
 
@@ -785,7 +973,7 @@ class Bench:
             )
             worker = dataclasses.replace(settings.worker, max_maintenance_rows_per_call=bound)
 
-            async def no_dead_letters(_: object) -> None:
+            async def no_dead_letters(letters: object) -> None:
                 return None
 
             proc = Processor(store, rules, worker, no_dead_letters)
@@ -857,12 +1045,21 @@ class Bench:
     # -- driver ------------------------------------------------------------------------------
 
     async def phase(
-        self, name: str, title: str, fn: Callable[[], Awaitable[dict[str, Any]]]
+        self,
+        name: str,
+        title: str,
+        fn: Callable[[], Awaitable[dict[str, Any]]],
+        keep: Callable[[str, dict[str, Any]], None] | None = None,
     ) -> None:
+        """Run one phase; its result goes to ``results[name]`` (or to ``keep``)."""
         t = time.perf_counter()
         say(f"== phase {name}: {title}")
         try:
-            self.results[name] = await fn()
+            res = await fn()
+            if keep is None:
+                self.results[name] = res
+            else:
+                keep(name, res)
             say(f"== phase {name}: done in {time.perf_counter() - t:.1f} s")
         except Exception as exc:
             self.errors[name] = f"{type(exc).__name__}: {exc}"
@@ -870,15 +1067,46 @@ class Bench:
                 f"== phase {name}: FAILED after {time.perf_counter() - t:.1f} s: {self.errors[name]}"
             )
 
+    def keep_round(self, round_no: int) -> Callable[[str, dict[str, Any]], None]:
+        """With ``rounds`` > 1: a phase keeps its fastest round and lists every round's rate."""
+
+        def keep(name: str, res: dict[str, Any]) -> None:
+            prev = self.results.get(name)
+            rounds = [*(prev or {}).get("rounds", []), _round_summary(round_no, res)]
+            best = res if prev is None or res["events_per_s"] > prev["events_per_s"] else prev
+            self.results[name] = {**best, "rounds": rounds}
+
+        return keep
+
+    async def envelope_rounds(self, n_env: int) -> None:
+        """The envelope phases, single Redis then cluster, ``rounds`` times (A B A B): both see
+        the same load on the machine. A cluster round compares its boards with the single
+        round just before it (the same events)."""
+        phases = [p for p in ENVELOPE_PHASES if p in self.phases]
+        for k in range(1, self.rounds + 1):
+            suffix = f"-r{k}" if k > 1 else ""
+            of = f" (round {k} of {self.rounds})" if self.rounds > 1 else ""
+            keep = self.keep_round(k) if self.rounds > 1 else None
+            single = f"envelope{suffix}" if "envelope" in phases else None
+            for p in phases:
+                run_name = f"{p}{suffix}"
+                if p == "envelope":
+                    title = f"kudos worker, {n_env:,} Higgs events in envelopes of 500{of}"
+                    fn = functools.partial(self.ingest_worker, run_name, n_env, 500)
+                else:
+                    title = (
+                        f"kudos worker on a Redis Cluster of {CLUSTER_PRIMARIES} primaries "
+                        f"({CLUSTER_REPLICAS} replica each), {n_env:,} Higgs events in "
+                        f"envelopes of 500{of}"
+                    )
+                    fn = functools.partial(self.ingest_cluster, run_name, n_env, 500, single)
+                await self.phase(p, title, fn, keep)
+
     async def run(self) -> None:
         n_env, n_single, n_bare = self.n(200_000), self.n(30_000), self.n(30_000)
         n_naive, n_raw = self.n(30_000), self.n(200_000)
+        await self.envelope_rounds(n_env)
         plan: list[tuple[str, str, Callable[[], Awaitable[dict[str, Any]]]]] = [
-            (
-                "envelope",
-                f"kudos worker, {n_env:,} Higgs events in envelopes of 500",
-                lambda: self.ingest_worker("envelope", n_env, 500),
-            ),
             (
                 "single",
                 f"kudos worker, {n_single:,} single-event messages",
@@ -1059,8 +1287,21 @@ def build_rows(b: Bench) -> list[dict[str, Any]]:
             )
         return text
 
+    def cluster_detail(x: dict[str, Any]) -> str:
+        boards = x.get("boards_match")
+        exact = (
+            f"boards = single run's ({sum(boards.values()):,} rows)"
+            if boards
+            else "boards not compared"
+        )
+        return f"{exact}; {ingest_detail(x)} (redis = the namespace's primary)"
+
     names = {
         "envelope": ("ingest.envelope (kudos worker, 500/msg)", "events/s"),
+        "envelope-cluster": (
+            f"ingest.envelope_cluster (kudos worker, 500/msg, {CLUSTER_PRIMARIES}-primary cluster)",
+            "events/s",
+        ),
         "single": ("ingest.single (kudos worker, 1/msg)", "events/s"),
         "bare": ("ingest.bare_faust (no-op agent)", "msgs/s"),
         "naive": ("ingest.naive_faust (zincrby/event)", "events/s"),
@@ -1078,12 +1319,33 @@ def build_rows(b: Bench) -> list[dict[str, Any]]:
                     x["events_per_s"] >= ENVELOPE_TARGET,
                     ingest_detail(x),
                 )
+            elif key == "envelope-cluster":
+                row(metric, x["events_per_s"], unit, detail=cluster_detail(x))
             else:
                 row(metric, x["events_per_s"], unit, detail=ingest_detail(x))
         elif key in err:
             row(metric, None, unit, detail="ERROR: " + err[key].splitlines()[0][:120])
         elif key in b.phases:
             row(metric, None, unit, detail="not run")
+
+    def cluster_ratio_detail(a: dict[str, Any], c: dict[str, Any]) -> str:
+        def us(x: dict[str, Any]) -> str:
+            v = x.get("redis_usec_per_event")
+            return "?" if v is None else f"{v:.2f}"
+
+        text = (
+            f"same run; redis evalsha us/event {us(a)} single vs {us(c)} cluster; worker cpu "
+            f"{a['cpu'].get('worker', 0):.0f}% vs {c['cpu'].get('worker', 0):.0f}%"
+        )
+        pairs = zip(a.get("rounds", []), c.get("rounds", []), strict=False)
+        per_round = [
+            f"{p['events_per_s']:,.0f}/{q['events_per_s']:,.0f}"
+            for p, q in pairs
+            if p["round"] == q["round"]
+        ]
+        if per_round:
+            text += f"; best of {len(per_round)} rounds (single/cluster: {', '.join(per_round)})"
+        return text
 
     def ratio(metric: str, a: str, c: str, target: float | None = None, detail: str = "") -> None:
         if a in r and c in r:
@@ -1100,6 +1362,15 @@ def build_rows(b: Bench) -> list[dict[str, Any]]:
             row(metric, None, "x", "" if target is None else f">= {target}", detail="missing input")
 
     ratio("ratio envelope / naive", "envelope", "naive", detail="events/s over events/s")
+    if "envelope-cluster" in r and "envelope" in r:
+        ratio(
+            "ratio envelope_cluster / envelope",
+            "envelope-cluster",
+            "envelope",
+            detail=cluster_ratio_detail(r["envelope"], r["envelope-cluster"]),
+        )
+    elif "envelope-cluster" in b.phases and "envelope" in b.phases:
+        row("ratio envelope_cluster / envelope", None, "x", detail="missing input")
     ratio(
         "ratio single / bare_faust",
         "single",
@@ -1251,6 +1522,13 @@ def main(argv: list[str] | None = None) -> int:
         help="run just this group of phases, without the profile (push = e2e,fanout)",
     )
     ap.add_argument("--scale", type=float, default=float(os.environ.get("BENCH_SCALE", "1.0")))
+    ap.add_argument(
+        "--rounds",
+        type=int,
+        default=int(os.environ.get("BENCH_ROUNDS", "1")),
+        help="run the envelope phases this many times, alternating single Redis and cluster "
+        "(A B A B); each reports its fastest round",
+    )
     prof_env = os.environ.get("BENCH_PROFILE", "")
     pyspy_here = bool(shutil.which("py-spy") or Path(sys.executable).with_name("py-spy").exists())
     ap.add_argument(
@@ -1266,6 +1544,8 @@ def main(argv: list[str] | None = None) -> int:
     unknown = set(phases) - set(ALL_PHASES)
     if unknown or args.scale <= 0:
         ap.error(f"unknown phase(s) {sorted(unknown)}" if unknown else "--scale must be positive")
+    if args.rounds < 1:
+        ap.error("--rounds must be 1 or more")
     higgs = Path(os.environ.get("BENCH_HIGGS", str(DEFAULT_HIGGS)))
     if not higgs.is_file():
         ap.error(f"no Higgs data at {higgs} (set BENCH_HIGGS)")
@@ -1277,12 +1557,14 @@ def main(argv: list[str] | None = None) -> int:
         read_members=int(os.environ.get("BENCH_READ_MEMBERS", "1000000")),
         expiry_members=int(os.environ.get("BENCH_EXPIRY_MEMBERS", "1000000")),
         higgs=higgs,
+        rounds=args.rounds,
     )
     from bench import push
 
     started = datetime.now(UTC)
     say(
         f"kudos bench: scale {args.scale:g}, phases {','.join(phases)}"
+        f"{f', {args.rounds} envelope rounds' if args.rounds > 1 else ''}"
         f"{', profile' if args.profile else ''}; {os.cpu_count()} CPUs; data {higgs}"
     )
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -1304,6 +1586,7 @@ def main(argv: list[str] | None = None) -> int:
         "started_at": started.isoformat(timespec="seconds"),
         "duration_s": round(duration, 1),
         "scale": args.scale,
+        "rounds": args.rounds,
         "machine": {
             "cpus": os.cpu_count(),
             "platform": platform.platform(),
