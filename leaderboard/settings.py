@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_type_hints
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 from leaderboard import redact
 from leaderboard.bait import BaitParams
@@ -425,16 +425,27 @@ def _validate(obj: Any, name: str) -> None:
                 "(the web server drops a request that is not answered within 10 s)"
             )
     if isinstance(obj, RedisSettings) and obj.cluster:
+        if not obj.prefix:
+            raise ConfigError(
+                "KUDOS_REDIS_PREFIX is empty: with KUDOS_REDIS_CLUSTER=true the prefix is the "
+                "namespace's hash tag, and an empty one would spread it over every slot"
+            )
         if "{" in obj.prefix or "}" in obj.prefix:
             raise ConfigError(
                 f"KUDOS_REDIS_PREFIX={obj.prefix!r}: no braces with KUDOS_REDIS_CLUSTER=true "
                 "(Kudos makes the prefix the namespace's hash tag itself)"
             )
         try:
-            path = urlsplit(obj.url).path
+            parts = urlsplit(obj.url)
+            scheme, path, dbs = parts.scheme, parts.path, parse_qs(parts.query).get("db", [])
         except ValueError:
-            path = ""  # (a malformed URL gets its own error from host_port)
-        if path.strip("/") not in ("", "0"):
+            scheme, path, dbs = "redis", "", []  # (a malformed URL gets its own error)
+        if scheme not in ("redis", "rediss"):
+            raise ConfigError(
+                f"KUDOS_REDIS_URL={redact.setting_value('KUDOS_REDIS_URL', obj.url)}: a Redis "
+                "Cluster is reached over TCP: redis://host:port or rediss://host:port"
+            )
+        if path.strip("/") not in ("", "0") or any(d != "0" for d in dbs):
             raise ConfigError(
                 f"KUDOS_REDIS_URL={redact.setting_value('KUDOS_REDIS_URL', obj.url)}: a "
                 "Redis Cluster has database 0 only; end the URL with /0 or no path"

@@ -37,17 +37,17 @@ async def with_store(settings: Settings, fn: Callable[[Store], Awaitable[int]]) 
     )
     try:
         return await fn(store)
-    except RedisConnectionError as exc:
-        raise KudosError(
-            f"cannot reach Redis at {redact.url(settings.redis.url)} "
-            f"({redact.text(str(exc), settings.secrets())}); is the stack up? "
-            "(`kudos up --background`, or set KUDOS_REDIS_URL)"
-        ) from exc
     except (RedisError, RedisClusterException) as exc:
         hint = cluster_mismatch(exc, settings.redis.cluster)
-        if hint is None:
-            raise
-        raise KudosError(f"{redact.url(settings.redis.url)}: {exc}; {hint}") from exc
+        if hint is not None:
+            raise KudosError(f"{redact.url(settings.redis.url)}: {exc}; {hint}") from exc
+        if isinstance(exc, RedisConnectionError):
+            raise KudosError(
+                f"cannot reach Redis at {redact.url(settings.redis.url)} "
+                f"({redact.text(str(exc), settings.secrets())}); is the stack up? "
+                "(`kudos up --background`, or set KUDOS_REDIS_URL)"
+            ) from exc
+        raise
     finally:
         await store.close()
 

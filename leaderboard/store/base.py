@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Any, Self, cast
 
 import hiredis
 import redis.asyncio as aioredis
-from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.cluster import ClusterPipeline, RedisCluster
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from redis.connection import HiredisRespSerializer
-from redis.exceptions import AskError, RedisError
+from redis.exceptions import AskError, CrossSlotTransactionError, RedisClusterException, RedisError
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from leaderboard.errors import StoreConflict
 from leaderboard.perks import PerkRule
@@ -45,12 +48,60 @@ class _HiredisPackConnection(aioredis.Connection):
             writer.transport.set_write_buffer_limits(high=0)
 
 
+@contextlib.contextmanager
+def _outage() -> Iterator[None]:
+    """redis-py's cluster client raises RedisClusterException, not a RedisError, when no node
+    answers or a slot is not covered (a fail-over under way): as a ConnectionError, every
+    caller's retry for an unreachable Redis (the worker's batch loop, the deliverer's loops, the
+    web's 503) covers a cluster outage too. A cross-slot transaction is a bug: it stays."""
+    try:
+        yield
+    except CrossSlotTransactionError:
+        raise
+    except RedisClusterException as exc:
+        raise RedisConnectionError(f"Redis Cluster: {exc}") from exc
+
+
+class _ClusterPipeline(ClusterPipeline):
+    async def execute(
+        self, raise_on_error: bool = True, allow_redirections: bool = True
+    ) -> list[Any]:
+        with _outage():
+            return await super().execute(raise_on_error, allow_redirections)
+
+
+class _Cluster(RedisCluster):
+    """The cluster client Kudos uses: outages as ConnectionError (:func:`_outage`), and
+    transactions that are not retried by the client (see :meth:`pipeline`)."""
+
+    async def initialize(self, *args: Any, **kwargs: Any) -> Self:
+        with _outage():
+            await super().initialize(*args, **kwargs)
+        return self
+
+    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        with _outage():
+            return await super().execute_command(*args, **kwargs)
+
+    def pipeline(self, transaction: Any = None, shard_hint: Any = None) -> ClusterPipeline:
+        if shard_hint:
+            raise ValueError("shard_hint is not for a cluster")
+        pipe = _ClusterPipeline(self, transaction)  # type: ignore[abstract]
+        if transaction:
+            # redis-py retries a cluster MULTI/EXEC on a new connection after a connection
+            # error: the WATCH is gone then, and an EXEC whose reply was lost runs twice (the
+            # fan-out would make its webhook jobs again). With no retry the error reaches the
+            # caller, which starts over with a fresh WATCH, as on a single Redis.
+            pipe._execution_strategy._retry = Retry(NoBackoff(), 0)  # type: ignore[attr-defined]
+        return pipe
+
+
 def cluster_client(url: str) -> Any:
     """A Redis Cluster client from any node's URL, with the hiredis packing of the apply calls
     (redis-py's cluster client fixes its connection class; its nodes take it from these kwargs).
     It follows MOVED and ASK redirections and, on a node's loss, re-reads the slot map, so a
     fail-over looks like a short outage to the retrying callers."""
-    client = RedisCluster.from_url(url, decode_responses=True)
+    client = _Cluster.from_url(url, decode_responses=True)
     if url.startswith("redis://"):
         client.nodes_manager.connection_kwargs["connection_class"] = _HiredisPackConnection
         for node in client.nodes_manager.startup_nodes.values():

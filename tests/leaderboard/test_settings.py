@@ -342,6 +342,14 @@ def test_a_cluster_refuses_braces_in_the_prefix_and_databases_other_than_0() -> 
         load_settings({"KUDOS_REDIS_CLUSTER": "true", "KUDOS_REDIS_PREFIX": "{kudos}"})
     with pytest.raises(ConfigError, match=r"KUDOS_REDIS_URL.*database 0 only"):
         load_settings({"KUDOS_REDIS_CLUSTER": "true", "KUDOS_REDIS_URL": "redis://node-1:7000/3"})
+    with pytest.raises(ConfigError, match=r"KUDOS_REDIS_URL.*database 0 only"):
+        load_settings(
+            {"KUDOS_REDIS_CLUSTER": "true", "KUDOS_REDIS_URL": "redis://node-1:7000/0?db=2"}
+        )
+    with pytest.raises(ConfigError, match=r"KUDOS_REDIS_URL.*over TCP"):
+        load_settings({"KUDOS_REDIS_CLUSTER": "true", "KUDOS_REDIS_URL": "unix:///run/r.sock"})
+    with pytest.raises(ConfigError, match=r"KUDOS_REDIS_PREFIX is empty"):
+        load_settings({"KUDOS_REDIS_CLUSTER": "true", "KUDOS_REDIS_PREFIX": ""})
     # a single Redis keeps its databases and any prefix
     single = load_settings({"KUDOS_REDIS_URL": "redis://r:6379/3", "KUDOS_REDIS_PREFIX": "{k}"})
     assert not single.redis.cluster
