@@ -165,6 +165,12 @@ class BoardsMixin(StoreBase):
         return {int(p): int(o) for p, o in raw.items()}
 
     async def ping(self) -> bool:
+        """Whether the Redis holding this namespace answers. On a cluster, a read of the
+        namespace's slot (a PING would go to whichever node the client picked, not to the
+        primary serving the boards)."""
+        if self.cluster:
+            await self.client.exists(self.serving.key("live"))
+            return True
         return bool(await self.client.ping())
 
     async def board_known(self, board: str) -> bool:

@@ -186,6 +186,15 @@ async def test_a_cluster_outage_is_a_connection_error_and_transactions_are_not_r
     store = Store.connect(cluster.url, "outage", ScoringRules.load(), cluster=True)
     try:
         assert await store.fences() == {}
+        # /healthz's check asks the primary serving the namespace, not any node
+        await store.client.initialize()
+        holder = cluster.node_at(store.client.get_node_from_key(store.key("fence")).port)
+        others = [n for n in cluster.nodes() if n is not holder]
+        cluster.kill(holder)
+        with pytest.raises(RedisConnectionError):
+            await store.ping()
+        for node in others:
+            cluster.kill(node)
         pipe = store.client.pipeline(transaction=True)
         assert pipe._execution_strategy._retry._retries == 0
         cluster.stop()
