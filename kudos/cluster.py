@@ -111,11 +111,11 @@ class ClusterNode:
 
     def info(self, section: str) -> dict[str, str]:
         """``INFO section`` as a mapping, e.g. ``info("replication")["role"]``."""
-        return _fields(self.command("INFO", section))
+        return info_fields(self.command("INFO", section))
 
     def cluster_info(self) -> dict[str, str]:
         """``CLUSTER INFO`` as a mapping (``cluster_state``, ``cluster_slots_ok``, ...)."""
-        return _fields(self.command("CLUSTER", "INFO"))
+        return info_fields(self.command("CLUSTER", "INFO"))
 
     def log_tail(self, lines: int = 15) -> str:
         return f"--- {self.log}\n{servers.tail(self.log, lines)}"
@@ -155,7 +155,7 @@ class _Seen:
         return bool(self.flags & {"fail", "fail?", "handshake", "noaddr"})
 
 
-def _fields(text: str) -> dict[str, str]:
+def info_fields(text: str) -> dict[str, str]:
     """``INFO`` / ``CLUSTER INFO`` text as a mapping."""
     out = {}
     for line in text.splitlines():

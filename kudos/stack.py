@@ -43,7 +43,7 @@ import redis
 
 from broker.topics import ensure_topics
 from kudos import servers
-from kudos.cluster import EmbeddedCluster, start_cluster
+from kudos.cluster import EmbeddedCluster, info_fields, start_cluster
 from leaderboard import redact
 from leaderboard.errors import ConfigError, StackError
 from leaderboard.settings import Settings, load_settings, settings_env
@@ -500,9 +500,8 @@ def _expect_cluster(url: str) -> None:
             f"Redis Cluster at {shown} (KUDOS_REDIS_URL), but it does not answer ({exc}); "
             f"{start_one}"
         ) from exc
-    text = reply if isinstance(reply, str) else ""
-    state = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
-    if state.get("cluster_state", "").strip() != "ok":
+    state = info_fields(reply if isinstance(reply, str) else "")
+    if state.get("cluster_state") != "ok":
         raise StackError(
             f"the Redis Cluster at {shown} says cluster_state:{state.get('cluster_state', '?')}"
             " (not every slot is served); wait for it or fix it (CLUSTER INFO on its nodes)"

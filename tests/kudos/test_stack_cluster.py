@@ -94,6 +94,14 @@ def _processes(info: dict[str, Any]) -> dict[str, str]:
     return out
 
 
+def _higgs_lines(tmp_path: Path, n: int) -> Path:
+    """The first ``n`` lines of the real Higgs stream, as a file for ``kudos replay``."""
+    events = tmp_path / f"higgs-{n}.txt"
+    with gzip.open(HIGGS, "rb") as src:
+        events.write_bytes(b"".join(islice(src, n)))
+    return events
+
+
 def _ports(stack: Stack, info: dict[str, Any]) -> list[int]:
     nodes = info["redis"]["nodes"]
     return [stack.web_port, stack.broker_port, *(n["port"] for n in nodes)] + [
@@ -105,9 +113,7 @@ def test_up_with_a_redis_cluster_serves_boards_from_it_and_down_leaves_nothing(
     tmp_path: Path,
 ) -> None:
     stack = Stack(tmp_path)
-    events = tmp_path / "higgs-400.txt"
-    with gzip.open(HIGGS, "rb") as src:
-        events.write_bytes(b"".join(islice(src, 400)))
+    events = _higgs_lines(tmp_path, 400)
 
     up = stack.run("up", "--redis-cluster", "3", "--background")
     assert up.returncode == 0, up.stdout + up.stderr + stack.logs()
@@ -207,9 +213,7 @@ def test_kudos_redis_cluster_without_the_flag_uses_the_running_cluster_and_leave
     tmp_path: Path,
 ) -> None:
     stack = Stack(tmp_path)
-    events = tmp_path / "higgs-100.txt"
-    with gzip.open(HIGGS, "rb") as src:
-        events.write_bytes(b"".join(islice(src, 100)))
+    events = _higgs_lines(tmp_path, 100)
     with start_cluster(3, tmp_path / "theirs") as cluster:
         on_cluster = {"KUDOS_REDIS_CLUSTER": "true", "KUDOS_REDIS_URL": cluster.url}
         up = stack.run("up", "--background", **on_cluster)
