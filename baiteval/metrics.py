@@ -60,6 +60,10 @@ class Throttle:
     multiplier: float
     reasons: tuple[str, ...]
     withheld_mp: int
+    #: a retroactive throttle (``detected_at``: when it was found) and the interactions whose
+    #: points it clawed back, (actor, ts)
+    retroactive: bool = False
+    clawed: tuple[tuple[str, float], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -71,11 +75,18 @@ class ShapeResult:
     detected: int
     median_seconds: float | None  # detected_at − first farmed interaction's ts
     max_seconds: float | None
-    median_fraction: float | None  # farmed interactions before the throttle / all of them
+    #: farmed interactions counted in full in the end (before the first throttle, and not
+    #: clawed back by a retroactive one) / all of them
+    median_fraction: float | None
     max_fraction: float | None
     late: int  # detected campaigns throttled after more than FRACTION_TARGET of them
     full_mp: int
     withheld_mp: int
+    #: the worst share counted in full while the campaign ran (before the first throttle, claw-
+    #: backs not subtracted): what the live boards showed until a retroactive throttle
+    max_live_fraction: float | None = None
+    #: detected campaigns only caught retroactively (found in lockstep after the fact)
+    retroactive: int = 0
 
     @property
     def recall(self) -> float:
@@ -169,6 +180,9 @@ class _Group(NamedTuple):
     first: Throttle
     withheld_mp: int
     reasons: tuple[str, ...]
+    #: the times of the interactions retroactive throttles clawed back (a synthetic post's
+    #: interactions have distinct times)
+    clawed: frozenset[float] = frozenset()
 
 
 def _post_of(t: Throttle) -> str | None:
@@ -186,11 +200,12 @@ def _merge(throttles: Sequence[Throttle]) -> dict[str, _Group]:
         post = _post_of(t)
         key = "post:" + post if post is not None else t.group
         g = out.get(key)
+        clawed = frozenset(float(ts) for _, ts in t.clawed)
         if g is None:
-            out[key] = _Group(t, t.withheld_mp, t.reasons)
+            out[key] = _Group(t, t.withheld_mp, t.reasons, clawed)
         else:
             reasons = tuple(dict.fromkeys(g.reasons + t.reasons))
-            out[key] = _Group(g.first, g.withheld_mp + t.withheld_mp, reasons)
+            out[key] = _Group(g.first, g.withheld_mp + t.withheld_mp, reasons, g.clawed | clawed)
     return out
 
 
@@ -260,9 +275,10 @@ def _farmed(label: PostLabel) -> tuple[tuple[str, float], ...]:
     return label.farmed or label.comments
 
 
-def _fraction(label: PostLabel, group: _Group | None) -> float:
-    """Share of the farmed interactions scored in full before the throttle; 1.0 if never
-    throttled.
+def _fraction(label: PostLabel, group: _Group | None, *, live: bool = False) -> float:
+    """Share of the farmed interactions scored in full in the end: before the throttle, and not
+    clawed back by a retroactive one (``live``: before the throttle, what the boards showed
+    while it ran); 1.0 if never throttled.
 
     The interaction AT ``detected_at`` is already throttled; their times within a synthetic post
     are distinct, so counting the ones strictly before is exact.
@@ -271,22 +287,30 @@ def _fraction(label: PostLabel, group: _Group | None) -> float:
     if group is None or not farmed:
         return 1.0
     times = [ts for _, ts in farmed]
-    return bisect.bisect_left(times, group.first.detected_at) / len(times)
+    before = bisect.bisect_left(times, group.first.detected_at)
+    if live or not group.clawed:
+        return before / len(times)
+    kept = sum(float(ts) not in group.clawed for _, ts in farmed[:before])
+    return kept / len(times)
 
 
 def _shape_result(stream: EvalStream, shape: str, by_post: Mapping[str, _Group]) -> ShapeResult:
     labels = [lb for lb in stream.posts.values() if lb.bait and lb.shape == shape]
     seconds: list[float] = []
     fractions: list[float] = []
+    live: list[float] = []
+    retro = 0
     withheld = 0
     for label in labels:
         group = by_post.get(label.post)
         if group is None:
             continue
         withheld += group.withheld_mp
+        retro += group.first.retroactive
         if _farmed(label):
             seconds.append(group.first.detected_at - _farmed(label)[0][1])
         fractions.append(_fraction(label, group))
+        live.append(_fraction(label, group, live=True))
     return ShapeResult(
         shape=shape,
         campaigns=len(labels),
@@ -298,6 +322,8 @@ def _shape_result(stream: EvalStream, shape: str, by_post: Mapping[str, _Group])
         late=sum(f > FRACTION_TARGET for f in fractions),
         full_mp=sum(lb.full_mp for lb in labels),
         withheld_mp=withheld,
+        max_live_fraction=max(live, default=None),
+        retroactive=retro,
     )
 
 

@@ -171,6 +171,8 @@ async def _read_back(store: Store, result: RunResult) -> None:
                 a["multiplier"],
                 tuple(a["reasons"]),
                 w,
+                "retroactive_at" in a,
+                tuple((actor, ts) for actor, ts in a.get("clawed_back", ())),
             )
         )
     result.withheld_mp = sum(sum(v.values()) for v in withheld.values())

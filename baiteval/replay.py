@@ -130,6 +130,7 @@ def replay(
             for q, other in enumerate(dets):
                 if q != source:
                     other.flag(record)
+                    _claw_back(other, withheld, out)
         kind, ts, actor, target = ev["kind"], ev["ts"], ev["actor"], ev["target"]
         post = ev.get("post")
         p = memo.get(target)
@@ -137,8 +138,11 @@ def replay(
             p = memo[target] = partition_for(target.encode(), partitions)
         det = dets[p]
         mult = FULL
+        judged = False
         if kind in COMMENT_KINDS or post is not None or kind == "post":
             mult = det.observe(kind, ts, actor, target, post, ev.get("text"))
+            judged = True
+            _claw_back(det, withheld, out)
         elif kind in ENGAGEMENT_KINDS and "t:" + target in _groups(det):
             det.observe(kind, ts, actor, target, None, None)
         elif (touch := touches[p]) is not None:
@@ -161,6 +165,8 @@ def replay(
             withheld[gkey] = withheld.get(gkey, 0) + points - kept
             out.withheld_mp += points - kept
             points = kept
+        elif judged and (tell := getattr(det, "counted", None)) is not None:
+            tell(kind, points, ())  # (for a retroactive throttle, as the planner tells it)
         out.points_mp += points
     _drain(dets, out)
     out.events = i + 1
@@ -175,9 +181,31 @@ def replay(
         w = 0 if gkey in counted else withheld.get(gkey, 0)
         counted.add(gkey)
         out.throttles.append(
-            Throttle(d.group, d.post, d.target, d.at, d.multiplier, tuple(d.reasons), w)
+            Throttle(
+                d.group,
+                d.post,
+                d.target,
+                d.since if d.retroactive else d.at,
+                d.multiplier,
+                tuple(d.reasons),
+                w,
+                d.retroactive,
+                d.clawed,
+            )
         )
     return out
+
+
+def _claw_back(det: DetectorLike, withheld: dict[tuple[str, str], int], out: Replay) -> None:
+    """What a retroactive throttle took back, as the planner takes it (the fakes have none)."""
+    take = getattr(det, "take_clawbacks", None)
+    if take is None:
+        return
+    for c in take():
+        gkey = (c.target, c.post)
+        withheld[gkey] = withheld.get(gkey, 0) + c.withheld_mp
+        out.withheld_mp += c.withheld_mp
+        out.points_mp -= c.withheld_mp
 
 
 def _drain(dets: list[DetectorLike], out: Replay) -> None:

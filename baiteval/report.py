@@ -66,16 +66,20 @@ def format_report(r: EvalReport) -> str:
     lines = [
         f"comment-bait evaluation, {r.split} split: seed {r.seed}, texts half {r.half}",
         "(frac: share of a campaign's farmed interactions, its comments or a pod's shares and "
-        "likes, counted in full before the throttle)",
+        "likes, counted in full in the end: before the throttle and not clawed back; live max: "
+        "the worst share counted in full while it ran, before any claw-back; retro: caught only "
+        "retroactively, in lockstep with a later throttle)",
         "",
-        f"{'campaign shape':<30}{'n':>4}{'det':>5}{'recall':>8}{'t med':>8}{'t max':>8}"
-        f"{'frac med':>10}{'frac max':>10}{'>20%':>6}{'withheld':>10}",
+        f"{'campaign shape':<30}{'n':>4}{'det':>5}{'recall':>8}{'retro':>6}{'t med':>8}"
+        f"{'t max':>8}{'frac med':>10}{'frac max':>10}{'>20%':>6}{'live max':>10}"
+        f"{'withheld':>10}",
     ]
     for s in r.shapes.values():
         lines.append(
-            f"{s.shape:<30}{s.campaigns:>4}{s.detected:>5}{_pct(s.recall):>8}"
+            f"{s.shape:<30}{s.campaigns:>4}{s.detected:>5}{_pct(s.recall):>8}{s.retroactive:>6}"
             f"{_dur(s.median_seconds):>8}{_dur(s.max_seconds):>8}{_pct(s.median_fraction):>10}"
-            f"{_pct(s.max_fraction):>10}{s.late:>6}{_pct(s.withheld_share):>10}"
+            f"{_pct(s.max_fraction):>10}{s.late:>6}{_pct(s.max_live_fraction):>10}"
+            f"{_pct(s.withheld_share):>10}"
         )
     if r.campaigns:
         lines += [

@@ -115,6 +115,10 @@ def alert_event(alert: dict[str, Any]) -> dict[str, Any]:
         text = "throttle ended: comments calmed down"
     else:
         text = f"comments count {alert['multiplier']:g}x ({reasons})"
+        back = alert.get("clawed_back")
+        if back:
+            # (a ring found after the fact: its earlier interactions' points were taken back)
+            text += f"; {len(back)} earlier interactions' points taken back"
     return {"event": "bait", "member": alert["target"], "reason": text, **alert}
 
 

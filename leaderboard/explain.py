@@ -62,9 +62,13 @@ class ThrottleLine:
     multiplier: float
     reasons: tuple[str, ...]
     withheld_mp: int
+    #: when the post was found in lockstep with a ring's (a retroactive throttle), and how many
+    #: of its interactions had their points clawed back then (the alert names them)
+    retroactive_at: float | None = None
+    clawed_back: int = 0
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out = {
             "group": self.group,
             "post": self.post,
             "state": self.state,
@@ -74,6 +78,10 @@ class ThrottleLine:
             "reasons": list(self.reasons),
             "withheld": self.withheld_mp / 1000,
         }
+        if self.retroactive_at is not None or self.clawed_back:
+            out["retroactive_at"] = self.retroactive_at
+            out["clawed_back"] = self.clawed_back
+        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,6 +197,8 @@ def throttle_lines(records: Mapping[str, str], withheld: Mapping[str, int]) -> l
                 multiplier=r["multiplier"],
                 reasons=tuple(r.get("reasons", ())),
                 withheld_mp=withheld.get(group, 0),
+                retroactive_at=r.get("retroactive_at"),
+                clawed_back=len(r.get("clawed_back", ())),
             )
         )
     lines.sort(key=lambda t: -(t.ended_at or t.detected_at or 0.0))

@@ -61,6 +61,7 @@ from leaderboard.bait import (
     ENGAGEMENT_KINDS,
     FULL,
     POD_KINDS,
+    Clawback,
     Decision,
     Detector,
     Evidence,
@@ -331,6 +332,7 @@ def build_plan(
 
     mcomm: set[tuple[str, tuple[str, ...]]] = set()
     n_refused = n_capped = 0
+    claw_into = (totals, buckets, decayed, posts, withheld)
     by_partition: dict[int, list[Message]] = defaultdict(list)
     for m in messages:
         by_partition[m.partition].append(m)
@@ -411,6 +413,10 @@ def build_plan(
                     if det is not None:
                         det.flag(item)
                         plan.evidence_received += 1
+                        if det.clawbacks:
+                            _claw_back(
+                                det.take_clawbacks(), landmark, half_life, wins, ex, *claw_into
+                            )
                     else:
                         n_ignored += 1  # (the throttle is off: nothing takes it)
                     continue
@@ -460,11 +466,18 @@ def build_plan(
                     row = ex[(target, kind)] = [0, 0, 0, 0]  # n, full, mp, withheld
                 row[0] += 1
                 mult = FULL
+                judged = False
                 if det is not None:
                     # the detector sees each new event once, in partition order (it decides in
                     # event time, so batch boundaries never change what it decides)
                     if kind in COMMENT_KINDS or ev.post is not None or kind == "post":
                         mult = det.observe(kind, ts, ev.actor, target, ev.post, ev.text)
+                        judged = True
+                        if det.clawbacks:
+                            # (a throttle that found a ring: its earlier posts pay back first)
+                            _claw_back(
+                                det.take_clawbacks(), landmark, half_life, wins, ex, *claw_into
+                            )
                     elif kind in ENGAGEMENT_KINDS and "t:" + target in det_groups:
                         det.observe(kind, ts, ev.actor, target, None, None)
                     else:
@@ -522,6 +535,9 @@ def build_plan(
                     n_capped += cb[2]
                     if communities:
                         mcomm.add((target, communities))
+                if judged and mult == FULL:
+                    assert det is not None
+                    det.counted(kind, points, communities)  # (for a retroactive throttle)
                 if ts == floor(ts):
                     # one aggregate per (target, communities, base bucket); the all-time and
                     # window boards are expanded from it once per key after the loop
@@ -607,6 +623,41 @@ def build_plan(
         if n:
             plan.community_stats[name] = n
     return plan
+
+
+def _claw_back(
+    clawbacks: list[Clawback],
+    landmark: float | None,
+    half_life: float,
+    wins: list[tuple[int, int, str, int | None]],
+    ex: dict[tuple[str, str], list[int]],
+    totals: dict[tuple[str, str], int],
+    buckets: dict[tuple[int, int, str, str], int],
+    decayed: dict[tuple[str, str], float],
+    posts: dict[tuple[str, str], int],
+    withheld: dict[tuple[str, str], int],
+) -> None:
+    """Take back what a retroactive throttle withholds: from every board the interaction counted
+    on, at its own event time (its window buckets, where still live, and its decayed value at
+    the current landmark), from its post's points and its kind's counted points, into withheld.
+    (``landmark`` is set: a clawed interaction was counted, which set one.)"""
+    for c in clawbacks:
+        w = c.withheld_mp
+        _add_direct(totals, buckets, wins, c.target, c.communities, c.ts, -w)
+        if landmark is not None:
+            value = w * 2.0 ** ((c.ts - landmark) / half_life)
+            decayed[(DECAYED, c.target)] -= value
+            for comm in c.communities:
+                decayed[(DECAYED + ":" + comm, c.target)] -= value
+        pkey = (c.target, c.post)
+        posts[pkey] = posts.get(pkey, 0) - w
+        row = ex.get((c.target, c.kind))
+        if row is None:
+            row = ex[(c.target, c.kind)] = [0, 0, 0, 0]  # n, full, mp, withheld
+        row[2] -= w
+        row[3] += w
+        gkey = (c.target, c.group)
+        withheld[gkey] = withheld.get(gkey, 0) + w
 
 
 def _add_direct(

@@ -50,17 +50,25 @@ Across partitions. A throttle names its accounts in an :class:`~leaderboard.bait
 record, and a post's first accounts are named once it has 8 and 24 of them; the worker sends the
 records to the other partitions through the events log, where :meth:`Detector.flag` takes them
 (flagged accounts; shadows of other partitions' posts for the lockstep check).
+
+Retroactive. A ring's first post has nothing to be in lockstep with while it runs. Once a throttle
+rests on lockstep, every post of this partition in lockstep with it (and the throttled post itself)
+is treated as if it had been throttled at its ``min_coordinated``-th interaction: throttled from
+then on, and what its later interactions counted in full is clawed back (:class:`Clawback`; the
+planner tells the detector what each interaction counted with :meth:`Detector.counted`). Its
+evidence kind is then ``ring``/``pod``, and the other partitions do the same for their posts.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
-from leaderboard.bait.evidence import SAMPLE_KINDS, THROTTLE_KINDS, Evidence
+from leaderboard.bait.evidence import LOCKSTEP_KINDS, SAMPLE_KINDS, THROTTLE_KINDS, Evidence
 from leaderboard.bait.lockstep import Entry, Lockstep
 from leaderboard.bait.patterns import actor_hash, comment_features, phrasing, post_words
 from leaderboard.bait.shapes import Shapes
@@ -144,21 +152,48 @@ class Decision:
 
     #: when the throttle started (``at`` for a start; the start of the throttle that ``ended``)
     since: float = 0.0
+    #: a retroactive throttle (``at``: when the group was found in lockstep with a throttled
+    #: post, or found moving in lockstep itself once throttled), and the interactions a
+    #: throttle on lockstep clawed back: (account, event time), in the order counted
+    retroactive: bool = False
+    clawed: tuple[tuple[str, float], ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         """The alert record: ``GET /api/alerts``, topic ``bait-alerts``, the explain view."""
-        return {
+        out: dict[str, Any] = {
             "group": self.group,
             "post": self.post,
             "target": self.target,
             "state": self.state,
-            "detected_at": self.since if self.state == "ended" else self.at,
+            "detected_at": self.since if self.state == "ended" or self.retroactive else self.at,
             "ended_at": self.at if self.state == "ended" else None,
             "multiplier": self.multiplier,
             "reasons": list(self.reasons),
             "comments": self.comments,
             "signals": {k: round(v, 3) for k, v in self.signals.items()},
         }
+        if self.retroactive:
+            out["retroactive_at"] = self.at
+        if self.clawed:
+            out["clawed_back"] = [[actor, ts] for actor, ts in self.clawed]
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class Clawback:
+    """Points an interaction counted in full that a retroactive throttle takes back: the planner
+    subtracts ``withheld_mp`` from every board the interaction counted on (its ``ts`` decides
+    the window buckets and the decayed value, as it did when it counted) and records it as
+    withheld, on the group and the kind, like any throttled interaction's."""
+
+    target: str
+    group: str
+    post: str
+    kind: str
+    ts: float
+    actor: str
+    withheld_mp: int
+    communities: tuple[str, ...]
 
 
 #: Event-time seconds between sweeps of idle entries (a sweep scans every table, so not too often:
@@ -175,7 +210,8 @@ _SHAPE_INDEXES = 1024
 #: The detector's own version: bump it when a change to this package changes decisions (points),
 #: so a namespace scored by the old detector is not continued by the new one without a rebuild.
 #: 2: the response signals, lockstep, pods and cross-partition evidence (issue 13).
-DETECTOR_VERSION = 2
+#: 3: retroactive throttles of posts found in lockstep with a throttled one (issue 13).
+DETECTOR_VERSION = 3
 
 
 def identity(version: str, params: BaitParams | None) -> str:
@@ -240,6 +276,10 @@ class Detector:
         self._clock_moved = False
         self._decisions: list[Decision] = []
         self._evidence: list[Evidence] = []
+        self.clawbacks: list[Clawback] = []
+        #: the post group, sample index and time of the event just observed, while the group
+        #: counts in full (:meth:`counted` records what it scored there)
+        self._last: tuple[Group, int, float] | None = None
 
     # -- persistence ---------------------------------------------------------------------
 
@@ -299,6 +339,24 @@ class Detector:
         out, self._evidence = self._evidence, []
         return out
 
+    def take_clawbacks(self) -> list[Clawback]:
+        """The points retroactive throttles took back since the last call (the planner
+        subtracts them in log order: ask after each :meth:`observe` and :meth:`flag`)."""
+        out, self.clawbacks = self.clawbacks, []
+        return out
+
+    def counted(self, kind: str, points_mp: int, communities: tuple[str, ...]) -> None:
+        """The event just observed scored ``points_mp`` in full on ``communities`` too: kept for
+        a retroactive throttle of its post (only while the post counts in full, only its sampled
+        accounts' interactions, at most ``sample`` per post)."""
+        last = self._last
+        self._last = None
+        if last is None or points_mp <= 0:
+            return
+        g, index, ts = last
+        if g.mult == FULL and len(g.counted) < self.p.sample:
+            g.counted.append([index, ts, kind, points_mp, list(communities)])
+
     def size(self) -> int:
         return len(self.groups) + len(self.authors) + len(self.commenters) + len(self.shadows)
 
@@ -308,6 +366,7 @@ class Detector:
         self, kind: str, ts: float, actor: str, target: str, post: str | None, text: str | None
     ) -> int:
         """Take one new event into account; return the multiplier (per mille) its points get."""
+        self._last = None
         self._tick(ts)
         if kind in COMMENT_KINDS:
             if actor == target:
@@ -346,6 +405,7 @@ class Detector:
     def touch(self, ts: float, actor: str, target: str) -> None:
         """An event the detector does not judge (no post, not a comment): it still gives its
         actor a history here, and makes it known to the target if the target is an author."""
+        self._last = None
         self._tick(ts)
         if actor != target:
             a = self._known_author(target)
@@ -357,10 +417,17 @@ class Detector:
         """Take evidence from another partition, in this partition's order (its ts is its time):
         a throttle's accounts count as flagged from here on; a post's first accounts become a
         shadow post for the lockstep check."""
+        self._last = None
         self._tick(e.at)
         if e.kind in THROTTLE_KINDS:
             for actor in e.actors:
                 self._flag(actor, e.at)
+            sample = LOCKSTEP_KINDS.get(e.kind)
+            if sample is not None:
+                # a ring or pod throttled elsewhere: this partition's posts in lockstep with it
+                # were farmed by the same accounts, before anyone could tell
+                for key in self.lockstep.overlapping(e.actors, sample, e.at):
+                    self._retro(key, e.at)
             return
         if e.kind not in SAMPLE_KINDS or e.source in self.groups:
             return  # (a post of this very partition, e.g. a replayed log: not another's)
@@ -411,6 +478,7 @@ class Detector:
         self._add_comment(key, g, ts, actor, text, fresh=fresh, stranger=stranger)
         self._befriend(author, target, actor, h)
         self._touch(actor, ts)
+        self._remember(g, actor, ts)  # (:meth:`counted` checks the decision below)
         if g.comments < p.min_coordinated:
             return g.mult
         if g.post is None and g.comments < p.min_comments:
@@ -420,6 +488,12 @@ class Detector:
         sig = self._signals(key, g, author, ts)
         self._decide(key, g, author, ts, sig, g.comments >= p.min_comments)
         return g.mult
+
+    def _remember(self, g: Group, actor: str, ts: float) -> None:
+        """Point :meth:`counted` at this event if its post group counts it in full."""
+        if g.mult == FULL and g.post is not None and len(g.counted) < self.p.sample:
+            with contextlib.suppress(ValueError):  # (not in the sample: nothing to claw)
+                self._last = (g, g.commenters.index(actor), ts)
 
     def _decide(
         self, key: str, g: Group, a: Author, ts: float, sig: dict[str, float], enough: bool
@@ -465,6 +539,7 @@ class Detector:
                 if g.post is not None:
                     self.lockstep.add(key, self._entry(key, g), actor)
                 self._broadcast(key, g, "commenters")
+                self._ring_yet(key, g, ts)
         empty = not text
         if text:
             f = comment_features(text)
@@ -523,6 +598,8 @@ class Detector:
             g.texts += ts - pg.first <= 900.0
             self.lockstep.add(key, self._entry(key, g), actor)
             self._broadcast(key, g, "engagers")
+            self._ring_yet(key, g, ts)
+        self._remember(g, actor, ts)
         if g.mult < FULL and g.own:
             self._flag(actor, ts)
         if g.comments < p.min_coordinated:
@@ -790,9 +867,12 @@ class Detector:
         ]
         for actor in named:
             self._flag(actor, ts)
+        ring = sig["lockstep"] >= self.p.content_min
         if named:
-            kind = "engagement" if key.startswith("e:") else "comments"
-            self._evidence.append(Evidence.of(key, ts, kind, tuple(named)))
+            self._evidence.append(Evidence.of(key, ts, _evidence_kind(key, ring), tuple(named)))
+        # a throttle on lockstep: had the ring been known, this post would have been throttled
+        # at its ``min_coordinated``-th interaction; what counted in full since is clawed back
+        clawed = self._claw(key, g, g.mult) if ring else ()
         self._decisions.append(
             Decision(
                 key,
@@ -805,6 +885,118 @@ class Detector:
                 g.comments - 1,
                 sig,
                 since=ts,
+                clawed=clawed,
+            )
+        )
+        if ring:
+            self._partners(key, ts)
+
+    def _partners(self, key: str, ts: float) -> None:
+        """The posts ``key`` (just found to be a ring's or a pod's) is in lockstep with here were
+        farmed by the same accounts before the ring could be told from friends: throttled
+        retroactively (other partitions' posts: by its evidence, :meth:`flag`)."""
+        for other in self.lockstep.partner_keys(key):
+            if other in self.groups:
+                self._retro(other, ts)
+
+    def _ring_yet(self, key: str, g: Group, ts: float) -> None:
+        """After a new account joined a throttled post's sample: is it a ring's post after all?
+        (at most ``sample`` checks per episode, each a walk over the post's overlaps)"""
+        if g.mult == FULL or g.post is None or "lockstep" in g.reasons:
+            return
+        strangers = g.strangers / max(len(g.commenters), 1)
+        if _lockstep(self.lockstep.partners(key), strangers) >= self.p.content_min:
+            self._ring(key, g, ts)
+
+    def _ring(self, key: str, g: Group, ts: float) -> None:
+        """A group throttled on other evidence (flagged accounts) turns out to move in lockstep
+        as its sample grows: it is a ring's (or pod's) post after all. Its accounts are named to
+        every partition as a ring's, what counted in full after its ``min_coordinated - 1``-th
+        interaction is clawed back, and its partners here are throttled retroactively."""
+        g.reasons = [*g.reasons, "lockstep"]
+        g.own = True
+        self._dirty["g" + key] = None
+        for actor in g.commenters:
+            self._flag(actor, ts)
+        self._evidence.append(Evidence.of(key, ts, _evidence_kind(key, True), tuple(g.commenters)))
+        self._decisions.append(
+            Decision(
+                key,
+                g.post,
+                g.target,
+                "throttled",
+                ts,
+                g.mult / FULL,
+                tuple(g.reasons),
+                g.comments,
+                {"lockstep": 1.0},
+                since=g.since,
+                retroactive=True,
+                clawed=self._claw(key, g, g.mult),
+            )
+        )
+        self._partners(key, ts)
+
+    def _claw(self, key: str, g: Group, mult: int) -> tuple[tuple[str, float], ...]:
+        """Claw back, at ``mult``, what the group's interactions after its first
+        ``min_coordinated - 1`` counted in full (each once: the entries go); the (account, ts)
+        of each."""
+        head = self.p.min_coordinated - 1
+        if len(g.counted) <= head:
+            return ()
+        clawed: list[tuple[str, float]] = []
+        post = g.post
+        assert post is not None  # (only post groups keep entries)
+        for index, at, kind, points, communities in g.counted[head:]:
+            actor = g.commenters[index]
+            withheld = points - points * mult // FULL
+            clawed.append((actor, at))
+            if withheld > 0:
+                self.clawbacks.append(
+                    Clawback(g.target, key, post, kind, at, actor, withheld, tuple(communities))
+                )
+        del g.counted[head:]
+        self._dirty["g" + key] = None
+        return tuple(clawed)
+
+    def _retro(self, key: str, ts: float) -> None:
+        """Group ``key`` (a post of this partition) is in lockstep with a ring or pod throttled
+        at ``ts``: had that been known, it would have been throttled at its
+        ``min_coordinated``-th interaction. So it is throttled from now on if it is not yet, and
+        what its interactions after the first ``min_coordinated - 1`` counted in full is clawed
+        back (at most ``sample`` of them, each once). Nothing is deleted: the clawed points are
+        recorded as withheld, and the alert names the interactions."""
+        g = self.groups.get(key)
+        if g is None or g.post is None or self.newest - g.last > self.p.group_idle_s:
+            return
+        a = self._author(g.target, ts, count=False)
+        new = g.mult == FULL
+        clawed = self._claw(key, g, self._multiplier(self.p.threshold, a, ts) if new else g.mult)
+        if not new and not clawed:
+            return
+        if new:
+            g.mult = self._multiplier(self.p.threshold, a, ts)
+            g.since = ts
+            g.calm = self._calm_count()
+            g.reasons = ["lockstep", "retroactive"]
+            g.own = True
+            a.offences = [*(t for t in a.offences if ts - t <= self.p.offender_window_s), ts][-5:]
+            self._dirty["g" + key] = None
+            self._dirty["a" + g.target] = None
+        self._decisions.append(
+            Decision(
+                key,
+                g.post,
+                g.target,
+                "throttled",
+                ts,
+                g.mult / FULL,
+                tuple(g.reasons),
+                g.comments,
+                {"lockstep": 1.0},
+                since=g.since,
+                retroactive=True,
+                clawed=clawed,
             )
         )
 
@@ -837,6 +1029,9 @@ class Detector:
             self._ended(key, g, self._calm_time(g))
 
     def _ended(self, key: str, g: Group, at: float) -> None:
+        # (a retroactive throttle may start on a post that had calmed down already: it ends
+        # when it started, not before)
+        at = max(at, g.since)
         self._decisions.append(
             Decision(
                 key,
@@ -853,6 +1048,7 @@ class Detector:
 
     def _end(self, key: str, g: Group, at: float) -> Group:
         """End the throttle at ``at``; the post starts a new episode (its rate carries on)."""
+        at = max(at, g.since)
         self._ended(key, g, at)
         self.lockstep.drop(key)
         fresh = Group(
@@ -891,6 +1087,13 @@ class Detector:
 #: The parts of ``farmed`` that are evidence of a throttle's own (the pod's ``lockstep`` too),
 #: as opposed to accounts flagged by earlier throttles.
 _OWN_EVIDENCE = frozenset({"own", "lockstep"})
+
+
+def _evidence_kind(key: str, ring: bool) -> str:
+    """The kind of a throttle's evidence record: ``ring``/``pod`` when it rested on lockstep."""
+    if key.startswith("e:"):
+        return "pod" if ring else "engagement"
+    return "ring" if ring else "comments"
 
 
 def _shadow_entry(sh: Shadow) -> Entry:

@@ -36,10 +36,14 @@ MARKER = "kudos_evidence"
 VERSION = 1
 #: Accounts named by one record at most (a throttled post's sampled commenters or engagers).
 MAX_ACTORS = 64
-#: What the accounts did: took part in a throttled post (``comments``, ``engagement``: they count
-#: as flagged), or were the first accounts behind a post (``commenters``, ``engagers``: for the
-#: lockstep check across partitions; every post sends at most two such records per episode).
-THROTTLE_KINDS = frozenset({"comments", "engagement"})
+#: What the accounts did: took part in a throttled post (``comments``, ``engagement``; ``ring``
+#: and ``pod`` when the throttle rested on lockstep, so that a receiving partition also throttles,
+#: retroactively, its own posts in lockstep with it: they count as flagged), or were the first
+#: accounts behind a post (``commenters``, ``engagers``: for the lockstep check across
+#: partitions; every post sends at most two such records per episode).
+THROTTLE_KINDS = frozenset({"comments", "engagement", "ring", "pod"})
+#: lockstep throttle kinds → the kind of post sample they are compared with (comments, engagers)
+LOCKSTEP_KINDS = {"ring": "c", "pod": "e"}
 SAMPLE_KINDS = frozenset({"commenters", "engagers"})
 EVIDENCE_KINDS = THROTTLE_KINDS | SAMPLE_KINDS
 

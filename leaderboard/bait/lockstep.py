@@ -145,3 +145,44 @@ class Lockstep:
             if count >= self.min_share * min(size, len(self.members[other])):
                 n += 1
         return n
+
+    def partner_keys(self, key: str) -> list[str]:
+        """The posts :meth:`partners` counts, sorted (a retroactive throttle walks them in an
+        order that does not depend on the order of adds)."""
+        mine = self.shared.get(key)
+        if key not in self.entries or not mine:
+            return []
+        size = len(self.members[key])
+        return sorted(
+            other
+            for other, count in mine.items()
+            if count >= self.min_shared
+            and count >= self.min_share * min(size, len(self.members[other]))
+        )
+
+    def overlapping(self, actors: tuple[str, ...], kind: str, at: float) -> list[str]:
+        """This partition's own posts of ``kind`` in lockstep with an outside sample ``actors``
+        (another partition's throttled post, started or throttled at ``at``): by the same rule as
+        :meth:`partners` (shared non-busy accounts, at least ``min_shared`` and ``min_share`` of
+        the smaller sample, starts within ``window_s``). Sorted. Cost: one step per post each of
+        the (at most 64) accounts is sampled in, at most ``per_actor`` each."""
+        counts: dict[str, int] = {}
+        for actor in dict.fromkeys(actors):
+            posts = self.by_actor.get(actor)
+            if not posts or len(posts) > self.per_actor:
+                continue  # (busy accounts are in no overlap)
+            for key in posts:
+                counts[key] = counts.get(key, 0) + 1
+        size = len(set(actors))
+        out = []
+        for key, count in counts.items():
+            e = self.entries[key]
+            if (
+                e.author  # (a shadow is another partition's post: not ours to judge)
+                and e.kind == kind
+                and abs(e.start - at) <= self.window_s
+                and count >= self.min_shared
+                and count >= self.min_share * min(size, len(self.members[key]))
+            ):
+                out.append(key)
+        return sorted(out)

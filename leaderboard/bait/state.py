@@ -104,6 +104,11 @@ class Group(_Stored):
     #: the throttle rests on the response's own evidence (not only on flagged accounts): only
     #: then are its later commenters flagged (guilt by association does not spread)
     own: bool = False
+    #: what the sampled accounts' interactions counted in full while the group was not
+    #: throttled, for a retroactive throttle (at most ``sample`` entries, post groups only):
+    #: ``[index in commenters, ts, kind, milli-points, communities]``; an entry is dropped when
+    #: it is clawed back, so nothing is withheld twice
+    counted: list[list[Any]] = field(default_factory=list)
 
 
 @dataclass(slots=True)

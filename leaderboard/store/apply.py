@@ -322,7 +322,8 @@ class ApplyMixin(StoreBase):
         ext(("buckets", str(len(buckets))))
         for (wi, idx, b, m), v in buckets:
             ext((str(wi), str(idx), b, m, str(v)))
-        decayed = [(k, dv) for k, dv in plan.decayed.items() if dv > 0.0]
+        # (negative: a retroactive bait throttle taking points back)
+        decayed = [(k, dv) for k, dv in plan.decayed.items() if dv != 0.0]
         ext(("decayed", str(len(decayed))))
         for (b, m), dv in decayed:
             ext((b, m, repr(dv)))

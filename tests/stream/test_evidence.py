@@ -27,6 +27,7 @@ from leaderboard.store import Store
 from stream.processor import Processor, Raw, fan_out
 from tests.conftest import Namespace, Servers, configure
 from tests.eventually import eventually
+from tests.leaderboard.bait._streams import genuine
 from tests.stream.test_bait import youtube
 
 pytestmark = pytest.mark.integration
@@ -245,3 +246,67 @@ async def test_a_farm_throttled_on_one_partition_is_flagged_on_another(
     assert flagged["post"] == "quiz" and flagged["state"] == "throttled"
     assert "flagged_commenters" in flagged["reasons"]
     assert flagged["signals"]["flagged_commenters"] >= 0.5
+
+
+async def test_a_rings_first_post_elsewhere_pays_back_once_the_ring_is_proven(
+    namespace: Namespace,
+) -> None:
+    """A ring of accounts with a past comments on one member's post (nothing to compare it with:
+    it counts in full), then on another member's post on another partition. That second post is
+    throttled in lockstep with the first (whose first accounts reached it through the log); its
+    evidence says "ring", and the first post's partition, reading it in its own log, throttles
+    the first post retroactively and takes back what its comments after the fourth counted, on
+    every board, recorded as withheld and explained."""
+    ns = namespace
+    configure(ns, worker=WorkerSettings(batch_messages=20))
+    first_author = "ringA"
+    second_author = other_name(partition_for(first_author.encode(), PARTITIONS), "ringB")
+    ring = [f"rm{i}" for i in range(23)]
+    history: list[dict[str, Any]] = [
+        {"id": f"h{i}", "ts": T0 - 86400 + i, "kind": "like", "actor": a, "target": "elsewhere"}
+        for i, a in enumerate(ring)
+    ]
+
+    def post(author: str, name: str, t0: int, k: int) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = [
+            {"id": name, "ts": t0, "kind": "post", "actor": author, "target": author}
+            | {"post": name, "text": f"My thoughts on topic {k}"}
+        ]
+        out += [
+            {"id": f"{name}-{i}", "ts": t0 + 120 + 90 * i + (i * i * 37) % 80, "kind": "comment"}
+            | {"actor": a, "target": author, "post": name, "text": genuine(31 * k + i)}
+            for i, a in enumerate(ring)
+        ]
+        return out
+
+    ns.start_worker()
+    await ns.wait(await ns.replay([*history, *post(first_author, "rp0", T0, 0)], envelope=10))
+    assert await ns.store.alerts(10, member=first_author) == []
+    full = 23 * RULES.weights_mp["comment"]
+    assert await ns.store.client.zscore(ns.store.key("board", "all"), first_author) == full
+
+    await ns.wait(await ns.replay(post(second_author, "rp1", T0 + 3 * 3600, 1), envelope=10))
+    (second,) = await ns.store.alerts(10, member=second_author)
+    assert "lockstep" in second["reasons"]
+
+    async def retroactive() -> dict[str, Any] | None:
+        got = await ns.store.alerts(10, member=first_author)
+        return got[0] if got else None
+
+    retro = await eventually(retroactive, what="the first post's retroactive throttle")
+    assert retro["post"] == "rp0" and retro["reasons"] == ["lockstep", "retroactive"]
+    assert retro["retroactive_at"] == second["detected_at"]
+    first_times = [e["ts"] for e in post(first_author, "rp0", T0, 0)[1:]]
+    assert [ts for _, ts in retro["clawed_back"]] == first_times[4:]
+    mult = round(retro["multiplier"] * 1000)
+    comment = RULES.weights_mp["comment"]
+    kept = 4 * comment + 19 * (comment * mult // 1000)
+    for board in ("all", "24h", "7d"):
+        assert await ns.store.client.zscore(ns.store.key("board", board), first_author) == kept
+    explanation = await ns.store.explanation(first_author)
+    assert explanation is not None
+    line = explanation.kinds["comment"]
+    assert (line.points_mp, line.withheld_mp, line.count) == (kept, full - kept, 23)
+    (throttle,) = explanation.throttles
+    assert throttle.post == "rp0" and throttle.withheld_mp == full - kept
+    assert (throttle.retroactive_at, throttle.clawed_back) == (second["detected_at"], 19)

@@ -572,7 +572,10 @@
         if (ev.state === "ended") { toast("bait", `Throttle ended${on}${by}`, "its comments count in full again"); break; }
         const mult = ev.multiplier != null ? `comments count ×${nf3.format(ev.multiplier)}` : "";
         const reasons = Array.isArray(ev.reasons) ? ev.reasons.join(", ") : ev.reasons || "";
-        toast("bait", `Comment-bait throttled${on}${by}`, [mult, reasons].filter(Boolean).join(" · "));
+        // a retroactive throttle: found in lockstep with a ring after the fact, points taken back
+        const back = ev.clawed_back?.length ? `${ev.clawed_back.length} earlier interactions' points taken back` : "";
+        const title = ev.retroactive_at != null ? `Ring found${on}${by}` : `Comment-bait throttled${on}${by}`;
+        toast("bait", title, [mult, back, reasons].filter(Boolean).join(" · "));
         break;
       }
       default:
@@ -798,7 +801,7 @@
     if (ex.throttles?.length) {
       sec.append(h("h3", { style: { marginTop: "16px" }, text: "Comment-bait throttles" }),
         h("ul", { class: "throttles", "data-testid": "throttles" }, ex.throttles.map((t) => h("li", null,
-          h("span", { text: `${t.post || "comments without a post"} · ×${nf3.format(t.multiplier)}${t.state === "ended" ? " (ended)" : ""}`, title: (t.reasons || []).join(", ") }),
+          h("span", { text: `${t.post || "comments without a post"} · ×${nf3.format(t.multiplier)}${t.state === "ended" ? " (ended)" : ""}${t.clawed_back ? ` · ${t.clawed_back} taken back` : ""}`, title: (t.reasons || []).join(", ") }),
           h("span", { text: `−${pts(t.withheld)} pts` })))));
     }
     if (ex.top_posts?.length) {

@@ -384,12 +384,22 @@ if redis.call('EXISTS', K_RESCALE) == 1 then
   rescale_factor = tonumber(redis.call('HGET', K_RESCALE, 'factor'))
 end
 
+-- A negative delta is a retroactive bait throttle taking points back: a member it leaves
+-- with nothing leaves the sorted set (boards hold members with points; ``eps``: a decayed
+-- value's float residue counts as nothing).
+local function add(key, delta, member, eps)
+  local left = redis.call('ZINCRBY', key, delta, member)
+  if string.sub(delta, 1, 1) == '-' and tonumber(left) <= (eps or 0) then
+    redis.call('ZREM', key, member)
+  end
+end
+
 -- 5. all-time boards
 section('totals')
 local n = tonumber(nxt())
 for _ = 1, n do
   local board, member, delta = nxt(), nxt(), nxt()
-  redis.call('ZINCRBY', prefix .. ':board:' .. board, delta, member)
+  add(prefix .. ':board:' .. board, delta, member)
 end
 
 -- 6. window boards: add to the bucket while it is inside the window, and the sum of a batch's
@@ -405,7 +415,7 @@ for _ = 1, n do
   local cutoff = windows[wi + 1][2]
   if cutoff == nil or tonumber(idx) > cutoff then
     local entry = board .. '|' .. idx
-    redis.call('ZINCRBY', prefix .. ':bucket:' .. entry, delta, member)
+    add(prefix .. ':bucket:' .. entry, delta, member)
     local bm = board .. '\0' .. member
     local prev = board_sum[bm]
     if prev == nil then
@@ -422,8 +432,7 @@ for _ = 1, n do
 end
 for _, bm in ipairs(board_order) do
   -- %d: integer milli-points print exactly (Lua's default number format keeps only 14 digits)
-  redis.call('ZINCRBY', prefix .. ':board:' .. bm[1],
-             string.format('%d', board_sum[bm[1] .. '\0' .. bm[2]]), bm[2])
+  add(prefix .. ':board:' .. bm[1], string.format('%d', board_sum[bm[1] .. '\0' .. bm[2]]), bm[2])
 end
 
 -- 7. decayed boards (forward decay: values are stored against the landmark)
@@ -431,11 +440,12 @@ section('decayed')
 n = tonumber(nxt())
 for _ = 1, n do
   local board, member, delta = nxt(), nxt(), nxt()
-  redis.call('ZINCRBY', prefix .. ':board:' .. board, delta, member)
+  local eps = math.abs(tonumber(delta)) * 1e-9
+  add(prefix .. ':board:' .. board, delta, member, eps)
   if rescale_factor then
     -- a rescale is under way: its copy gets the value against the landmark it moves to
-    redis.call('ZINCRBY', prefix .. ':rescaled:' .. board,
-               string.format('%.17g', tonumber(delta) * rescale_factor), member)
+    add(prefix .. ':rescaled:' .. board,
+        string.format('%.17g', tonumber(delta) * rescale_factor), member, eps * rescale_factor)
   end
 end
 section('boards')
@@ -508,7 +518,7 @@ section('posts')
 n = tonumber(nxt())
 for _ = 1, n do
   local member, post, delta = nxt(), nxt(), nxt()
-  redis.call('ZINCRBY', prefix .. ':posts:' .. member, delta, post)
+  add(prefix .. ':posts:' .. member, delta, post)
 end
 section('stats')
 n = tonumber(nxt())

@@ -73,9 +73,17 @@ def genuine(i: int) -> str:
     return f"{_OPENERS[a]}, {_CLAUSES[b]}; {_TAILS[c]} ({i})"
 
 
+def points_of(e: Event) -> int:
+    """The milli-points the planner would tell :meth:`Detector.counted` an event scored in full
+    (a function of the event, so batch boundaries cannot change it)."""
+    return 1000 + int(e[1]) % 997
+
+
 def feed(d: Detector, events: Iterable[Event]) -> list[int]:
     """Each event's multiplier; an ``evidence`` row (kind, ts, actors joined by ",", "-",
-    source group, evidence kind) is handed to :meth:`Detector.flag` instead (multiplier 1000)."""
+    source group, evidence kind) is handed to :meth:`Detector.flag` instead (multiplier 1000).
+    Like the planner, it tells the detector what each event counted in full (its clawbacks stay
+    in the detector for :meth:`Detector.take_clawbacks`)."""
     out = []
     for e in events:
         if e[0] == "evidence":
@@ -84,7 +92,10 @@ def feed(d: Detector, events: Iterable[Event]) -> list[int]:
             d.flag(Evidence.of(source, ts, kind, tuple(actors.split(","))))
             out.append(FULL)
         else:
-            out.append(d.observe(*e))
+            mult = d.observe(*e)
+            if mult == FULL and e[2] != e[3]:
+                d.counted(e[0], points_of(e), ())
+            out.append(mult)
     return out
 
 
@@ -145,7 +156,9 @@ def streams(draw: st.DrawFn) -> list[Event]:
         if what == "evidence":
             # another partition's throttle or post sample naming some of the farm or the crowd
             who = draw(st.sampled_from((FARM, CROWD)))[: draw(st.integers(1, 12))]
-            kind = draw(st.sampled_from(("comments", "engagement", "commenters", "engagers")))
+            kind = draw(
+                st.sampled_from(("comments", "engagement", "ring", "pod", "commenters", "engagers"))
+            )
             source = f"p:remote{draw(st.integers(0, 3))}"
             events.append(("evidence", start, ",".join(who), "-", source, kind))
             continue

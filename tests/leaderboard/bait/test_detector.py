@@ -11,7 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from leaderboard.bait.detector import COMMENT_KINDS, POD_KINDS, BaitParams, Detector
+from deliver.outbox import alert_event
+from leaderboard.bait.detector import COMMENT_KINDS, POD_KINDS, BaitParams, Decision, Detector
 from leaderboard.bait.state import FULL
 from tests.leaderboard.bait._streams import (
     DAY,
@@ -148,8 +149,14 @@ def test_flagged_commenters_get_a_textless_flood_throttled() -> None:
     # a day later the same accounts flood another author's post, without any text
     flood = bait_campaign("q1", "bob", T0 + DAY, actors=FARM, texts=False, post_text=None)
     mults = feed(d, flood)[1:]
-    [decision] = d.take_decisions()
+    decision, retro = d.take_decisions()
     assert decision.post == "q1"
+    # the same accounts on two authors' posts a day apart are in lockstep: p1 counts as if it
+    # had been throttled at its 5th comment, so what its 5th to 11th counted in full (before
+    # its own throttle at the 12th) is clawed back
+    assert (retro.post, retro.retroactive, retro.since) == ("p1", True, T0 + 60 + 11 * 5.0)
+    assert [a for a, _ in retro.clawed] == list(FARM[4:11])
+    assert {c.post for c in d.take_clawbacks()} == {"p1"}
     assert decision.signals["flagged_commenters"] >= 0.5
     assert "flagged_commenters" in decision.reasons
     assert mults[-1] < FULL
@@ -333,3 +340,28 @@ def test_multipliers_stay_in_range_and_need_comments(
     ]
     assert set(feed(quiet, no_comments)) <= {FULL}
     assert quiet.take_decisions() == []
+
+
+def test_a_retroactive_alert_says_when_and_what_it_took_back() -> None:
+    d = Decision(
+        "p:p1",
+        "p1",
+        "alice",
+        "throttled",
+        T0 + 500,
+        0.25,
+        ("lockstep", "retroactive"),
+        23,
+        {"lockstep": 1.0},
+        since=T0 + 100,
+        retroactive=True,
+        clawed=(("u1", T0 + 10.0),),
+    )
+    record = d.to_json()
+    # detected_at keeps when the throttle took effect; retroactive_at is when the ring was found
+    assert (record["detected_at"], record["retroactive_at"]) == (T0 + 100, T0 + 500)
+    assert record["clawed_back"] == [["u1", T0 + 10.0]]
+    assert "1 earlier interactions' points taken back" in alert_event(record)["reason"]
+    plain = Decision("p:p2", "p2", "bob", "throttled", T0, 0.25, ("spike",), 12, since=T0)
+    assert "retroactive_at" not in plain.to_json() and "clawed_back" not in plain.to_json()
+    assert "taken back" not in alert_event(plain.to_json())["reason"]

@@ -48,6 +48,36 @@ def test_too_few_shared_accounts_far_apart_in_time_or_of_another_kind_do_not_cou
     assert ls.partners("crowd") == 1  # (with big only)
 
 
+def test_partner_keys_are_the_posts_partners_counts() -> None:
+    ls = Lockstep(min_shared=5, min_share=0.5)
+    for post, author in (("p1", "ann"), ("p2", "bob"), ("p3", "cat")):
+        for actor in RING[:8]:
+            ls.add(post, Entry(author, 0.0, "c"), actor)
+    for actor in RING[:4]:
+        ls.add("few", Entry("dan", 0.0, "c"), actor)  # (4 shared: not a partner)
+    assert ls.partner_keys("p3") == ["p1", "p2"] and ls.partners("p3") == 2
+    assert ls.partner_keys("few") == [] and ls.partner_keys("unknown") == []
+
+
+def test_an_outside_sample_overlaps_this_partitions_posts_by_the_same_rule() -> None:
+    ls = Lockstep(window_s=3600.0, min_shared=5, min_share=0.5, per_actor=5)
+    for actor in RING[:8]:
+        ls.add("mine", Entry("ann", 0.0, "c"), actor)
+        ls.add("pods", Entry("ann", 0.0, "e"), actor)  # another kind of sample
+        ls.add("old", Entry("bob", -7200.0, "c"), actor)  # started two hours before
+    for actor in RING[:6]:
+        ls.add("r:shadow", Entry("", 0.0, "c"), actor)  # another partition's post: never ours
+    outside = tuple(RING[:6])
+    assert ls.overlapping(outside, "c", 600.0) == ["mine"]
+    assert ls.overlapping(outside, "e", 600.0) == ["pods"]
+    assert ls.overlapping(tuple(RING[:4]), "c", 600.0) == []  # 4 shared: too few
+    # busy accounts (here in more than 5 posts) are in no overlap, as for partners
+    for post in ("x1", "x2"):
+        for actor in RING[:3]:
+            ls.add(post, Entry("cat", 0.0, "c"), actor)
+    assert ls.overlapping(outside, "c", 600.0) == []
+
+
 def test_dropping_a_post_removes_its_overlaps() -> None:
     ls = Lockstep()
     for post, author in (("p1", "ann"), ("p2", "bob")):

@@ -3,11 +3,20 @@ against bait it has never read, and the organic threads that look alike but are 
 
 from __future__ import annotations
 
-from leaderboard.bait.detector import BaitParams, Detector
+from leaderboard.bait.detector import BaitParams, Decision, Detector
 from leaderboard.bait.evidence import Evidence
 from leaderboard.bait.patterns import comment_features, phrasing, post_words, word_hash
 from leaderboard.bait.state import FULL
-from tests.leaderboard.bait._streams import DAY, HOUR, T0, Event, feed, genuine, throttles
+from tests.leaderboard.bait._streams import (
+    DAY,
+    HOUR,
+    T0,
+    Event,
+    feed,
+    genuine,
+    points_of,
+    throttles,
+)
 
 NEUTRAL = "Sunrise hikes versus sunset hikes, honestly torn this weekend"
 
@@ -127,7 +136,10 @@ def test_a_ring_commenting_on_each_others_posts_is_caught_by_lockstep() -> None:
     d = Detector()
     events = history(ring, T0) + ring_posts(ring, 6, T0)
     feed(d, events)
-    caught = {t.post: t for t in throttles(d.take_decisions())}
+    decisions = throttles(d.take_decisions())
+    caught: dict[str | None, Decision] = {}
+    for t in decisions:
+        caught.setdefault(t.post, t)  # (each post's first throttle)
     # from the second post on, every post shares most commenters with an earlier one of another
     # author, and they are strangers to its author; once one is throttled its accounts are
     # flagged, which decides the next ones at once
@@ -135,9 +147,19 @@ def test_a_ring_commenting_on_each_others_posts_is_caught_by_lockstep() -> None:
     assert "lockstep" in caught["ring1"].reasons
     assert all({"lockstep", "flagged_commenters"} & set(t.reasons) for t in caught.values())
     # ...early: the ring's comments on a post are mostly counted in full before it is
-    assert all(t.comments <= 0.2 * 23 + 1 for t in caught.values())
-    # the first post has nothing to be in lockstep with: what a ring gets away with
-    assert "ring0" not in caught
+    assert all(t.comments <= 0.2 * 23 + 1 for k, t in caught.items() if k != "ring0")
+    # the first post had nothing to be in lockstep with while it ran: once the second is
+    # throttled in lockstep with it, it is throttled retroactively, and everything after its
+    # first four comments (where a throttle on coordination evidence could have started) is
+    # clawed back: at the multiplier, recorded as withheld, named in the alert
+    first = caught["ring0"]
+    assert first.retroactive and first.reasons == ("lockstep", "retroactive")
+    assert first.at == caught["ring1"].at and first.comments == 23
+    assert len(first.clawed) == 23 - 4
+    back = [c for c in d.take_clawbacks() if c.post == "ring0"]
+    assert [(c.actor, c.ts) for c in back] == list(first.clawed)
+    full = {c.actor: points_of(("comment", c.ts, c.actor, c.target, c.post, None)) for c in back}
+    assert all(c.withheld_mp == full[c.actor] - full[c.actor] * 250 // FULL for c in back)
 
 
 def test_a_ring_across_partitions_is_seen_through_the_evidence_of_others() -> None:
@@ -156,6 +178,19 @@ def test_a_ring_across_partitions_is_seen_through_the_evidence_of_others() -> No
     feed(here, second)
     [t] = throttles(here.take_decisions())
     assert t.post == "ring1" and "lockstep" in t.reasons
+    # its evidence says the throttle rested on lockstep ("ring"); the first partition finds its
+    # own post in lockstep with the ring's accounts and throttles it retroactively
+    [ring_evidence] = [e for e in here.take_evidence() if e.kind == "ring"]
+    # (here, only ring1's own 5th comment: it counted in full before the throttle at the 6th)
+    assert [c.post for c in here.take_clawbacks()] == ["ring1"] * (t.comments - 4)
+    there.flag(ring_evidence)
+    [retro] = there.take_decisions()
+    assert (retro.post, retro.retroactive, retro.at) == ("ring0", True, t.at)
+    back = there.take_clawbacks()
+    assert len(back) == len(retro.clawed) == 23 - 4
+    assert {c.target for c in back} == {"ring-0"} and {c.kind for c in back} == {"comment"}
+    there.flag(ring_evidence)  # (a redelivered record is de-duplicated by the worker; even so)
+    assert there.take_decisions() == [] and there.take_clawbacks() == []
     # without the evidence, the same post here is the ring's first: not caught
     alone = Detector()
     feed(alone, history(ring, T0) + second)

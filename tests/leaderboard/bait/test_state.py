@@ -16,6 +16,7 @@ from leaderboard.bait.detector import (
     POD_KINDS,
     SWEEP_EVERY_S,
     BaitParams,
+    Clawback,
     Decision,
     Detector,
 )
@@ -52,21 +53,23 @@ def apply(tables: Tables, changes: Iterable[tuple[str, str, bytes | None]]) -> N
 
 def run_in_chunks(
     events: Sequence[Event], cuts: Iterable[int], params: BaitParams = DEFAULT
-) -> tuple[list[int], list[dict[str, object]]]:
+) -> tuple[list[int], list[dict[str, object]], list[Clawback]]:
     """Feed ``events`` in chunks; at every cut the state goes to tables and a fresh detector
     restored from them continues (a worker restart or a rebalance)."""
     tables: Tables = {}
     d = Detector(params)
     mults: list[int] = []
     decisions: list[Decision] = []
+    clawbacks: list[Clawback] = []
     prev = 0
     for cut in [*sorted(set(cuts)), len(events)]:
         mults += feed(d, events[prev:cut])
         decisions += d.take_decisions()
+        clawbacks += d.take_clawbacks()
         apply(tables, d.take_changes())
         d = Detector.restore(tables, params)
         prev = cut
-    return mults, [x.to_json() for x in decisions]
+    return mults, [x.to_json() for x in decisions], clawbacks
 
 
 def _late_comment_after_a_clock_only_batch() -> tuple[list[Event], BaitParams]:
@@ -245,4 +248,7 @@ def test_state_stays_bounded(events: list[Event]) -> None:
             assert len(g.commenters) <= p.sample
             assert len(g.hashes) <= p.sample
             assert len(g.shapes) <= p.sample // 2
+            # what a retroactive throttle could claw back: sampled accounts, at most ``sample``
+            assert len(g.counted) <= p.sample
+            assert all(0 <= entry[0] < len(g.commenters) for entry in g.counted)
     assert sweeps >= (events[-1][1] - events[0][1]) // (2 * SWEEP_EVERY_S)
