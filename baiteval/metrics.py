@@ -60,10 +60,10 @@ class Throttle:
     multiplier: float
     reasons: tuple[str, ...]
     withheld_mp: int
-    #: a retroactive throttle (``detected_at``: when it was found) and the interactions whose
-    #: points it clawed back, (actor, ts)
+    #: a retroactive throttle (``detected_at``: when it took effect), and the event times of
+    #: the interactions whose points a throttle on lockstep clawed back
     retroactive: bool = False
-    clawed: tuple[tuple[str, float], ...] = ()
+    clawed: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -200,7 +200,7 @@ def _merge(throttles: Sequence[Throttle]) -> dict[str, _Group]:
         post = _post_of(t)
         key = "post:" + post if post is not None else t.group
         g = out.get(key)
-        clawed = frozenset(float(ts) for _, ts in t.clawed)
+        clawed = frozenset(float(ts) for ts in t.clawed)
         if g is None:
             out[key] = _Group(t, t.withheld_mp, t.reasons, clawed)
         else:

@@ -172,7 +172,7 @@ async def _read_back(store: Store, result: RunResult) -> None:
                 tuple(a["reasons"]),
                 w,
                 "retroactive_at" in a,
-                tuple((actor, ts) for actor, ts in a.get("clawed_back", ())),
+                tuple(a.get("clawed_back", ())),
             )
         )
     result.withheld_mp = sum(sum(v.values()) for v in withheld.values())

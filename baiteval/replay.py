@@ -190,7 +190,7 @@ def replay(
                 tuple(d.reasons),
                 w,
                 d.retroactive,
-                d.clawed,
+                tuple(ts for _, ts in d.clawed),
             )
         )
     return out

@@ -1,8 +1,9 @@
 """The comment-bait detector's cost per event, pure (no I/O): ``python -m bench.bait_cost [FILE]``.
 
 Feeds a JSON-lines event log to one detector per partition exactly as the planner does
-(:func:`leaderboard.plan.build_plan`: comments, posts and engagement on a post are judged, other
-engagement on a followed target is counted, everything else only gives its actor a history) and
+(:func:`leaderboard.plan.build_plan`: comments, posts and engagement on a post are judged and told
+what they scored, other engagement on a followed target is counted, everything else only gives its
+actor a history) and
 prints the seconds per event, the best of ``--repeat`` runs, and what the detector holds at the end.
 Without FILE (``make bench``) it measures two inputs it builds itself: the first 200,000 Higgs
 events (no posts, no texts) and the tuning split of ``kudos bait-eval`` (comment-heavy). Run it
@@ -19,7 +20,7 @@ from pathlib import Path
 import orjson
 
 from broker.producer import partition_for
-from leaderboard.bait import COMMENT_KINDS, ENGAGEMENT_KINDS, Detector
+from leaderboard.bait import COMMENT_KINDS, ENGAGEMENT_KINDS, FULL, Detector
 
 Row = tuple[str, float, str, str, str | None, str | None]
 
@@ -74,7 +75,9 @@ def run(rows: list[Row], partitions: int) -> tuple[float, int]:
         if det is None:
             det = part[target] = dets[partition_for(target.encode(), partitions)]
         if kind in COMMENT_KINDS or post is not None or kind == "post":
-            det.observe(kind, ts, actor, target, post, text)
+            if det.observe(kind, ts, actor, target, post, text) == FULL and actor != target:
+                det.counted(kind, 1000, ())  # (what it scored: kept for a retroactive throttle)
+            det.take_clawbacks()
         elif kind in ENGAGEMENT_KINDS and "t:" + target in det.groups:
             det.observe(kind, ts, actor, target, None, None)
         elif hasattr(det, "touch"):

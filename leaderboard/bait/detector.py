@@ -175,7 +175,9 @@ class Decision:
         if self.retroactive:
             out["retroactive_at"] = self.at
         if self.clawed:
-            out["clawed_back"] = [[actor, ts] for actor, ts in self.clawed]
+            # the event times of the interactions taken back (not the accounts: alerts are
+            # public, and the author can find the interactions on their own post by time)
+            out["clawed_back"] = [ts for _, ts in self.clawed]
         return out
 
 
@@ -348,14 +350,21 @@ class Detector:
     def counted(self, kind: str, points_mp: int, communities: tuple[str, ...]) -> None:
         """The event just observed scored ``points_mp`` in full on ``communities`` too: kept for
         a retroactive throttle of its post (only while the post counts in full, only its sampled
-        accounts' interactions, at most ``sample`` per post)."""
+        accounts' interactions, at most ``sample`` per post; communities kept once per post)."""
         last = self._last
         self._last = None
-        if last is None or points_mp <= 0:
+        code = _KIND_CODES.get(kind)
+        if last is None or points_mp <= 0 or code is None:
             return
         g, index, ts = last
         if g.mult == FULL and len(g.counted) < self.p.sample:
-            g.counted.append([index, ts, kind, points_mp, list(communities)])
+            comms = list(communities)
+            try:
+                ci = g.comms.index(comms)
+            except ValueError:
+                ci = len(g.comms)
+                g.comms.append(comms)
+            g.counted.append([index, ts, code, points_mp, ci])
 
     def size(self) -> int:
         return len(self.groups) + len(self.authors) + len(self.commenters) + len(self.shadows)
@@ -423,7 +432,8 @@ class Detector:
             for actor in e.actors:
                 self._flag(actor, e.at)
             sample = LOCKSTEP_KINDS.get(e.kind)
-            if sample is not None:
+            if sample is not None and e.source not in self.groups:
+                # (a post of this very partition, e.g. a replayed log: its own throttle decided)
                 # a ring or pod throttled elsewhere: this partition's posts in lockstep with it
                 # were farmed by the same accounts, before anyone could tell
                 for key in self.lockstep.overlapping(e.actors, sample, e.at):
@@ -939,21 +949,32 @@ class Detector:
 
     def _claw(self, key: str, g: Group, mult: int) -> tuple[tuple[str, float], ...]:
         """Claw back, at ``mult``, what the group's interactions after its first
-        ``min_coordinated - 1`` counted in full (each once: the entries go); the (account, ts)
-        of each."""
+        ``min_coordinated - 1`` counted in full, whoever made them: what a throttle starting
+        there would have demoted (a forward throttle demotes every later interaction too; the
+        ring's accounts are, by then, often the author's network as well). Each once: the
+        entries go. Returns the (account, ts) of each."""
         head = self.p.min_coordinated - 1
         if len(g.counted) <= head:
             return ()
         clawed: list[tuple[str, float]] = []
         post = g.post
         assert post is not None  # (only post groups keep entries)
-        for index, at, kind, points, communities in g.counted[head:]:
+        for index, at, code, points, ci in g.counted[head:]:
             actor = g.commenters[index]
             withheld = points - points * mult // FULL
             clawed.append((actor, at))
             if withheld > 0:
                 self.clawbacks.append(
-                    Clawback(g.target, key, post, kind, at, actor, withheld, tuple(communities))
+                    Clawback(
+                        g.target,
+                        key,
+                        post,
+                        _KINDS_OF[code],
+                        at,
+                        actor,
+                        withheld,
+                        tuple(g.comms[ci]),
+                    )
                 )
         del g.counted[head:]
         self._dirty["g" + key] = None
@@ -969,20 +990,27 @@ class Detector:
         g = self.groups.get(key)
         if g is None or g.post is None or self.newest - g.last > self.p.group_idle_s:
             return
+        # the post must look like a ring's by itself too: in lockstep (the throttled post is one
+        # partner) with accounts that are strangers to its author; friends who follow each
+        # other around are a network, and a few ring accounts among them do not make it a ring
+        strangers = g.strangers / max(len(g.commenters), 1)
+        if _lockstep(max(self.lockstep.partners(key), 1), strangers) < self.p.content_min:
+            return
         a = self._author(g.target, ts, count=False)
         new = g.mult == FULL
-        clawed = self._claw(key, g, self._multiplier(self.p.threshold, a, ts) if new else g.mult)
+        mult = self._multiplier(self.p.threshold, a, ts) if new else g.mult
+        clawed = self._claw(key, g, mult)
         if not new and not clawed:
             return
         if new:
-            g.mult = self._multiplier(self.p.threshold, a, ts)
+            g.mult = mult
             g.since = ts
             g.calm = self._calm_count()
             g.reasons = ["lockstep", "retroactive"]
             g.own = True
-            a.offences = [*(t for t in a.offences if ts - t <= self.p.offender_window_s), ts][-5:]
+            # (no offence for the author: the proof came from another post; a ring's authors
+            # collect offences on their own posts' throttles)
             self._dirty["g" + key] = None
-            self._dirty["a" + g.target] = None
         self._decisions.append(
             Decision(
                 key,
@@ -1083,6 +1111,10 @@ class Detector:
             self.lockstep.drop(key)
             self._dirty["s" + key] = None
 
+
+#: The kinds a retroactive throttle can take back, and their one-letter codes in ``Group.counted``.
+_KIND_CODES = {"comment": "c", "reply": "r", "share": "s", "like": "l"}
+_KINDS_OF = {v: k for k, v in _KIND_CODES.items()}
 
 #: The parts of ``farmed`` that are evidence of a throttle's own (the pod's ``lockstep`` too),
 #: as opposed to accounts flagged by earlier throttles.

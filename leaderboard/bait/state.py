@@ -106,9 +106,11 @@ class Group(_Stored):
     own: bool = False
     #: what the sampled accounts' interactions counted in full while the group was not
     #: throttled, for a retroactive throttle (at most ``sample`` entries, post groups only):
-    #: ``[index in commenters, ts, kind, milli-points, communities]``; an entry is dropped when
-    #: it is clawed back, so nothing is withheld twice
+    #: ``[index in commenters, ts, kind code, milli-points, index in comms]``; an
+    #: entry is dropped when it is clawed back, so nothing is withheld twice
     counted: list[list[Any]] = field(default_factory=list)
+    #: the distinct community lists of those entries (each kept once)
+    comms: list[list[str]] = field(default_factory=list)
 
 
 @dataclass(slots=True)

@@ -55,7 +55,11 @@ def _part_text(part: tuple[int, int] | None) -> str:
 
 def alert_id(d: Decision) -> str:
     """A throttle decision's id: the same on every replay of the log (consumers de-duplicate)."""
-    raw = "\x1f".join((d.group, d.state, repr(d.at))).encode()
+    parts: tuple[str, ...] = (d.group, d.state, repr(d.at))
+    if d.retroactive:
+        # (a ring found at the very time of the post's own throttle is another alert)
+        parts += ("retroactive",)
+    raw = "\x1f".join(parts).encode()
     return "alr_" + hashlib.sha1(raw, usedforsecurity=False).hexdigest()
 
 

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from deliver.outbox import alert_event
 from leaderboard.bait.detector import COMMENT_KINDS, POD_KINDS, BaitParams, Decision, Detector
 from leaderboard.bait.state import FULL
+from leaderboard.store.apply import alert_id
 from tests.leaderboard.bait._streams import (
     DAY,
     DEFAULT,
@@ -360,8 +361,20 @@ def test_a_retroactive_alert_says_when_and_what_it_took_back() -> None:
     record = d.to_json()
     # detected_at keeps when the throttle took effect; retroactive_at is when the ring was found
     assert (record["detected_at"], record["retroactive_at"]) == (T0 + 100, T0 + 500)
-    assert record["clawed_back"] == [["u1", T0 + 10.0]]
+    # the times of the interactions taken back, never the accounts (alerts are public)
+    assert record["clawed_back"] == [T0 + 10.0] and "u1" not in str(record)
     assert "1 earlier interactions' points taken back" in alert_event(record)["reason"]
     plain = Decision("p:p2", "p2", "bob", "throttled", T0, 0.25, ("spike",), 12, since=T0)
     assert "retroactive_at" not in plain.to_json() and "clawed_back" not in plain.to_json()
     assert "taken back" not in alert_event(plain.to_json())["reason"]
+
+
+def test_a_retroactive_alert_has_its_own_id() -> None:
+    # a ring found at the very time of the post's own throttle: two alerts, two ids (consumers
+    # de-duplicate by id, so one id would drop the one that says what was taken back)
+    own = Decision("p:p1", "p1", "alice", "throttled", T0, 0.25, ("spike",), 12, since=T0)
+    retro = Decision(
+        "p:p1", "p1", "alice", "throttled", T0, 0.25, ("lockstep",), 12, since=T0, retroactive=True
+    )
+    assert alert_id(own) != alert_id(retro)
+    assert alert_id(own) == alert_id(Decision("p:p1", "p1", "alice", "throttled", T0, 0.1, (), 3))

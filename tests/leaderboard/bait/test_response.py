@@ -197,6 +197,49 @@ def test_a_ring_across_partitions_is_seen_through_the_evidence_of_others() -> No
     assert throttles(alone.take_decisions()) == []
 
 
+def _among_friends(ring_posts: int) -> Detector:
+    """A member's post gets comments from five ring accounts and from five friends (the
+    member's network); the ring then comments on ``ring_posts`` other authors' posts."""
+    d = Detector()
+    ring = [f"r{i}" for i in range(5)]
+    friends = [f"g{i}" for i in range(5)]
+    feed(d, history(ring + friends, T0))
+    events: list[Event] = [("post", T0 - 7200, "victim", "victim", "old", "an older post")]
+    events += [("click", T0 - 3600 + i, f, "victim", "old", None) for i, f in enumerate(friends)]
+    t = T0
+    events.append(("post", t, "victim", "victim", "photos", "My holiday photos"))
+    for i, actor in enumerate(ring + friends):
+        t += 200
+        events.append(("comment", t, actor, "victim", "photos", genuine(i)))
+    for k in range(ring_posts):
+        post, author = f"course{k}", f"boss{k}"
+        events.append(("post", t, author, author, post, "Buy my course"))
+        for i, actor in enumerate(ring):
+            t += 200
+            events.append(("comment", t, actor, author, post, genuine(100 + 10 * k + i)))
+    feed(d, events)
+    return d
+
+
+def test_a_post_of_friends_with_a_few_ring_accounts_is_not_a_rings() -> None:
+    # in lockstep with one caught ring post, but half its commenters are the author's network:
+    # friends who meet a few ring accounts are not a ring (two partners would be needed)
+    d = _among_friends(ring_posts=1)
+    assert any(x.post == "course0" for x in throttles(d.take_decisions()))
+    assert [c for c in d.take_clawbacks() if c.post == "photos"] == []
+    assert d.groups["p:photos"].mult == FULL
+
+
+def test_a_post_in_lockstep_with_two_ring_posts_pays_back_but_its_author_is_no_offender() -> None:
+    # with two caught ring posts it is in lockstep twice: treated as a ring's post, like a
+    # forward throttle it takes back every interaction after the fourth, the friends' too (the
+    # collateral docs/bait.md states); the author is not made a repeat offender for it
+    d = _among_friends(ring_posts=2)
+    back = [c for c in d.take_clawbacks() if c.post == "photos"]
+    assert [c.actor for c in back] == ["r4", "g0", "g1", "g2", "g3", "g4"]
+    assert d.authors["victim"].offences == []
+
+
 def test_an_engagement_pod_is_throttled_on_its_shares_and_likes() -> None:
     pod = [f"pod-{i}" for i in range(20)]
     d = Detector()
