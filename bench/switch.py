@@ -97,7 +97,7 @@ async def fill(client: aioredis.Redis, keys: Keys, n: int, rules: ScoringRules) 
             case 0:
                 pipe.hset(keys.key("explain", m), "n:share", 1)
             case 1:
-                pipe.zadd(keys.key("posts", m), {"p1": 1000})
+                pipe.zadd(keys.key("posts", m) + "|0", {"p1": 1000})
             case _:
                 pipe.hset(keys.key("withheld", m), "p:p1", 1000)
         if i % 1000 == 0:

@@ -21,6 +21,11 @@ from leaderboard.scoring import ALL, ScoringRules, Window
 HOUR = 3600
 #: How many of the member's best posts an explanation lists.
 TOP_POSTS = 10
+#: Top posts rank the points a member earned on each post in the current and the previous period
+#: of this many seconds of event time (UTC, from the epoch); older periods are dropped, so what a
+#: member's posts cost stays bounded by two periods' posts, whatever the member's age. A period is
+#: much longer than the dedupe horizon (7 days), so no event can land in a dropped period.
+POSTS_PERIOD_S = 30 * 86400
 #: Prefixes of the per-kind fields of the ``explain:<member>`` hash (see ``leaderboard.store``):
 #: events received, full weight of the scored ones, points counted, points withheld by the
 #: comment-bait throttle.

@@ -69,6 +69,7 @@ from leaderboard.bait import (
     pod_key,
 )
 from leaderboard.events import FUTURE, Event, Rejected, future_bound, future_detail
+from leaderboard.explain import POSTS_PERIOD_S
 from leaderboard.fingerprint import FingerprintSet, PairCounters, fingerprint, pair_fingerprint
 from leaderboard.scoring import ALL, DECAYED, ScoringRules, contribution
 
@@ -170,8 +171,9 @@ class Plan:
     dr: dict[tuple[int, int, str], int] = field(default_factory=dict)
     dr_fps: dict[tuple[int, int, str], tuple[bytes, int]] = field(default_factory=dict)
     explain: dict[tuple[str, str], int] = field(default_factory=lambda: defaultdict(int))
-    #: (member, post) → milli-points of the applied scored events that name a post (top posts)
-    posts: dict[tuple[str, str], int] = field(default_factory=dict)
+    #: (member, post, period) → milli-points of the applied scored events that name a post, by
+    #: the ``POSTS_PERIOD_S`` period of their event time (top posts)
+    posts: dict[tuple[str, str, int], int] = field(default_factory=dict)
     stats: Counter[str] = field(default_factory=Counter)
     #: comment-bait detector state changed by this batch: (partition, table, key, value or None)
     bait_state: list[tuple[int, str, str, bytes | None]] = field(default_factory=list)
@@ -523,7 +525,7 @@ def build_plan(
                 row[2] += points
                 post = ev.post
                 if post is not None:
-                    pkey = (target, post)
+                    pkey = (target, post, floor(ts / POSTS_PERIOD_S))
                     posts[pkey] = posts.get(pkey, 0) + points
                 communities = ev.communities
                 if communities:
@@ -634,7 +636,7 @@ def _claw_back(
     totals: dict[tuple[str, str], int],
     buckets: dict[tuple[int, int, str, str], int],
     decayed: dict[tuple[str, str], float],
-    posts: dict[tuple[str, str], int],
+    posts: dict[tuple[str, str, int], int],
     withheld: dict[tuple[str, str], int],
 ) -> None:
     """Take back what a retroactive throttle withholds: from every board the interaction counted
@@ -649,7 +651,7 @@ def _claw_back(
             decayed[(DECAYED, c.target)] -= value
             for comm in c.communities:
                 decayed[(DECAYED + ":" + comm, c.target)] -= value
-        pkey = (c.target, c.post)
+        pkey = (c.target, c.post, math.floor(c.ts / POSTS_PERIOD_S))
         posts[pkey] = posts.get(pkey, 0) - w
         row = ex.get((c.target, c.kind))
         if row is None:

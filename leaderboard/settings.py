@@ -22,6 +22,7 @@ from leaderboard import redact
 from leaderboard.bait import BaitParams
 from leaderboard.errors import ConfigError
 from leaderboard.events import valid_community
+from leaderboard.explain import POSTS_PERIOD_S
 from leaderboard.perks import DEFAULT_MAX_TIES, MAX_RANK
 from leaderboard.webhooks import parse_allow_list, parse_schedule
 
@@ -383,9 +384,11 @@ def _validate(obj: Any, name: str) -> None:
             raise ConfigError(
                 "KUDOS_WORKER_BATCH_MESSAGES and KUDOS_WORKER_MAX_EVENTS_PER_APPLY must be ≥ 1"
             )
-        if obj.dedupe_horizon_s < 86400:
+        if not 86400 <= obj.dedupe_horizon_s <= POSTS_PERIOD_S:
+            # (at most one top-posts period: a late event must never land in a dropped one)
             raise ConfigError(
-                "KUDOS_WORKER_DEDUPE_HORIZON_S must be at least 86400 (24 h of event time)"
+                "KUDOS_WORKER_DEDUPE_HORIZON_S must be between 86400 (24 h of event time) and "
+                f"{POSTS_PERIOD_S} (30 days)"
             )
         bad = sorted(c for c in obj.community_allow_list() or () if not valid_community(c))
         if bad:

@@ -343,8 +343,8 @@ class ApplyMixin(StoreBase):
         for (m, f), v in explain:
             ext((m, f, str(v)))
         ext(("posts", str(len(plan.posts))))
-        for (m, post), v in plan.posts.items():
-            ext((m, post, str(v)))
+        for (m, post, period), v in plan.posts.items():
+            ext((m, str(period), post, str(v)))
         stats = [(k, v) for k, v in (*plan.stats.items(), *plan.community_stats.items()) if v]
         ext(("stats", str(len(stats))))
         for f, v in stats:

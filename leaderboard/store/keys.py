@@ -136,10 +136,10 @@ FAMILIES: tuple[Family, ...] = (
     Family("explain", "explain:<member>", "hash", APPLY, True, "shard",
            "one field per kind and counter (bounded by the scoring rules)",
            "n:<kind>, full:<kind>, mp:<kind>, self (read also: wh:<kind>)"),
-    Family("posts", "posts:<member>", "zset", APPLY, True, "shard",
-           "not bounded yet (one row per post the member earned on; a trim must not depend on "
-           "batch boundaries)",
-           "post → milli-points the member earned on it (events naming a post)"),
+    Family("posts", "posts:<member>|<k>", "zset", APPLY, True, "shard",
+           "two 30-day periods of event time per member: writing period k drops k − 2",
+           "post → milli-points the member earned on it in period k = floor(ts / 30 days) "
+           "(top posts: the current and the previous period)"),
     Family("bait", "bait:<t>:<p>", "hash", APPLY, True, "shard",
            "the detector's own bounds (docs/bait.md)",
            "the comment-bait detector's state of partition p, table t (g: posts, a: authors, "

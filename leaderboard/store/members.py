@@ -7,6 +7,7 @@ from typing import Any
 import orjson
 
 from leaderboard.explain import (
+    POSTS_PERIOD_S,
     SELF_FIELD,
     TOP_POSTS,
     Explanation,
@@ -39,7 +40,7 @@ class MembersMixin(StoreBase):
         def build() -> tuple[list[str], list[Any]]:
             keys = [
                 self.key("explain", member),
-                self.key("posts", member),
+                self.key("posts", member) + "|",  # (one key per period: "|<k>")
                 self.key("wm"),
                 self.key("landmark"),
                 self.key("throttle", member),
@@ -54,7 +55,14 @@ class MembersMixin(StoreBase):
                     window.bucket_s,
                     window.buckets,
                 ]
-            return keys, [member, top_posts, *hourly_args, self.key("board", ""), *base]
+            return keys, [
+                member,
+                top_posts,
+                *hourly_args,
+                POSTS_PERIOD_S,
+                self.key("board", ""),
+                *base,
+            ]
 
         res: list[Any] = await self._atomic(self.scripts.explain, build)
         raw_explain, raw_posts, wm_text, lm_text, raw_boards, raw_hourly, raw_th, raw_wh = res[:8]

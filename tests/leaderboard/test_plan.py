@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from leaderboard.bait import Detector
 from leaderboard.events import Event, Rejected, decode_message
+from leaderboard.explain import POSTS_PERIOD_S
 from leaderboard.plan import (
     SEP,
     DeadLetter,
@@ -549,7 +550,8 @@ def test_points_per_post_are_what_counted_after_diminishing_returns() -> None:
             ),
         ]
     )
-    assert plan.posts == {("tom", "p1"): 6000, ("tom", "p2"): 2000, ("sue", "p1"): 4500}
+    k = T0 // POSTS_PERIOD_S  # (the 30-day period of event time the points are kept under)
+    assert plan.posts == {("tom", "p1", k): 6000, ("tom", "p2", k): 2000, ("sue", "p1", k): 4500}
     assert all_scores(plan) == {"tom": 9000, "sue": 4500}
 
 

@@ -12,6 +12,7 @@ import math
 
 from leaderboard.bait import Detector
 from leaderboard.events import Event
+from leaderboard.explain import POSTS_PERIOD_S
 from leaderboard.plan import Message, PartitionState, Plan, StoreState, build_plan
 from leaderboard.scoring import ScoringRules
 from tests.leaderboard.bait._streams import genuine
@@ -98,7 +99,7 @@ def test_a_rings_first_post_pays_back_what_it_counted_on_every_board() -> None:
     assert math.isclose(plan.decayed[("decayed", author)], value, rel_tol=1e-12)
     assert math.isclose(plan.decayed[("decayed:physics", author)], value, rel_tol=1e-12)
     # the post's points, and the explain counters: counted, withheld, nothing lost
-    assert plan.posts[(author, "rp0")] == total
+    assert plan.posts[(author, "rp0", math.floor(T0 / POSTS_PERIOD_S))] == total
     assert plan.explain[(author, "mp:comment")] == total
     assert plan.explain[(author, "wh:comment")] == withheld
     assert plan.explain[(author, "n:comment")] == len(first)

@@ -175,6 +175,13 @@ def test_out_of_range_values_are_rejected(env: dict[str, str], names: str) -> No
         load_settings(env)
 
 
+def test_a_dedupe_horizon_longer_than_a_top_posts_period_is_refused() -> None:
+    # a late event inside the horizon could land in a period of top posts already dropped
+    with pytest.raises(ConfigError, match="30 days"):
+        load_settings({"KUDOS_WORKER_DEDUPE_HORIZON_S": str(30 * 86400 + 1)})
+    assert load_settings({"KUDOS_WORKER_DEDUPE_HORIZON_S": str(30 * 86400)}).worker
+
+
 def test_dedupe_horizon_of_a_day_is_enough(tmp_path: Path) -> None:
     assert (
         load_settings({"KUDOS_WORKER_DEDUPE_HORIZON_S": "86400"}).worker.dedupe_horizon_s == 86400
@@ -238,7 +245,7 @@ def test_settings_env_covers_every_field() -> None:
     within=st.floats(0, 1e9, allow_nan=False),
     enabled=st.booleans(),
     topic=st.text(min_size=1, max_size=30).filter(lambda t: "\x00" not in t),
-    horizon=st.integers(86400, 10**9),
+    horizon=st.integers(86400, 30 * 86400),
 )
 def test_settings_env_round_trip_property(
     port: int, within: float, enabled: bool, topic: str, horizon: int

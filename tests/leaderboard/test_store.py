@@ -12,6 +12,7 @@ from redis.exceptions import ResponseError
 
 from leaderboard.errors import StoreConflict
 from leaderboard.events import Event
+from leaderboard.explain import POSTS_PERIOD_S
 from leaderboard.fingerprint import fingerprint, pair_fingerprint
 from leaderboard.owned import OwnedState
 from leaderboard.perks import unlock_id
@@ -267,11 +268,53 @@ async def test_points_taken_back_to_nothing_leave_every_board(namespace: Namespa
     for dk, dv in given.decayed.items():
         if dk[1] == "tom":
             back.decayed[dk] -= dv
-    back.posts[("tom", "p1")] = -given.posts[("tom", "p1")]
+    period = (T0 + 5) // POSTS_PERIOD_S
+    back.posts[("tom", "p1", period)] = -given.posts[("tom", "p1", period)]
     await (await store.send_apply(back))
     for board in boards:
         assert await store.client.zscore(store.key("board", board), "tom") is None, board
         assert await store.client.zscore(store.key("board", board), "bob"), board
     for entry in await store.client.zrange(store.key("buckets", "7d"), 0, -1):
         assert await store.client.zscore(store.key("bucket", entry), "tom") is None
-    assert await store.client.zcard(store.key("posts", "tom")) == 0
+    assert await store.client.zcard(store.key("posts", "tom") + f"|{period}") == 0
+
+
+async def test_top_posts_keep_two_periods_whatever_the_batches(namespace: Namespace) -> None:
+    """posts:<member> is bounded by time: points are kept per 30-day period of event time, top
+    posts sum the current and the previous period, and writing a period drops the one two
+    before. The same events in one batch or one per batch give the same top posts."""
+    period = POSTS_PERIOD_S
+    k = T0 // period + 1
+    start = k * period  # (the first second of period k)
+
+    def at(p: int, s: int) -> int:
+        return start + p * period + s
+
+    events = [
+        Event("a", at(0, 10), "share", "ann", "tom", "old"),  # period k: dropped later
+        Event("b", at(1, 10), "share", "bob", "tom", "mid"),  # k + 1
+        Event("c", at(1, 20), "share", "cat", "tom", "old"),  # the old post earns again in k + 1
+        Event("d", at(2, 10), "comment", "dan", "tom", "new", "a real answer"),  # k + 2
+        Event("e", at(2, 20), "share", "eve", "tom", "mid"),  # k + 2
+    ]
+    share, comment = RULES.weights_mp["share"], RULES.weights_mp["comment"]
+    want = [("mid", 2 * share), ("old", share), ("new", comment)]
+    store = namespace.store
+    for i, e in enumerate(events):  # one event per batch
+        owned = OwnedState()
+        await store.load_partitions([0], owned)
+        await (await store.send_apply(_plan(owned, Message(0, i, [e]))))
+    explanation = await store.explanation("tom")
+    assert explanation is not None and explanation.top_posts == want
+    # period k is gone (written period k + 2 dropped it); k + 1 and k + 2 are all there is
+    tom = store.key("posts", "tom")
+    assert not await store.client.exists(f"{tom}|{k}")
+    assert await store.client.zrange(f"{tom}|{k + 1}", 0, -1) == ["mid", "old"]
+    # the same events for another member (of another partition) in one batch
+    tim = [e._replace(id="t" + e.id, target="tim") for e in events]
+    owned = OwnedState()
+    await store.load_partitions([1], owned)
+    await (await store.send_apply(_plan(owned, Message(1, 0, tim))))
+    again = await store.explanation("tim")
+    assert again is not None and again.top_posts == want
+    assert not await store.client.exists(store.key("posts", "tim") + f"|{k}")

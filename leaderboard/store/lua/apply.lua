@@ -70,7 +70,7 @@ do
   records('seen', 1, 3)
   records('dr', 0, 3)
   records('explain', 0, 3)
-  records('posts', 0, 3)
+  records('posts', 0, 4)
   records('stats', 0, 2)
   records('bait', 0, 4)
   records('alerts', 1, 3)
@@ -513,12 +513,20 @@ for _ = 1, n do
   redis.call('HINCRBY', prefix .. ':explain:' .. member, f, delta)
 end
 section('posts')
--- (not trimmed: a trim at the end of a batch would depend on where batches end, and a rebuild
--- must give the same top posts; bounding posts:<member> needs a rule in the planner)
+-- one sorted set per member and period of event time (top posts read the current and the
+-- previous one). Writing period k drops period k - 2: no event can land there any more (a
+-- period is longer than the dedupe horizon) and no read looks at it, so when the drop happens
+-- never changes what anyone sees, and a rebuild gives the same top posts
 n = tonumber(nxt())
+local dropped = {}
 for _ = 1, n do
-  local member, post, delta = nxt(), nxt(), nxt()
-  add(prefix .. ':posts:' .. member, delta, post)
+  local member, period, post, delta = nxt(), nxt(), nxt(), nxt()
+  add(prefix .. ':posts:' .. member .. '|' .. period, delta, post)
+  local old = member .. '|' .. string.format('%d', tonumber(period) - 2)
+  if not dropped[old] then
+    dropped[old] = true
+    redis.call('UNLINK', prefix .. ':posts:' .. old)
+  end
 end
 section('stats')
 n = tonumber(nxt())

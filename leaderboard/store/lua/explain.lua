@@ -2,12 +2,14 @@
 -- posts, the comment-bait throttles on the member's posts, the member's place on each base board
 -- and on the boards of each of the member's communities, the clock (W, L) and the member's points
 -- in each live bucket of the hourly window, all from one moment.
--- KEYS: explain hash, posts zset, watermark, landmark, throttle hash, withheld hash, the member's
---       communities set (mcomm), then one board key per base board, then live.
+-- KEYS: explain hash, the member's posts key prefix ("<prefix>:posts:<member>|": one sorted set
+--       per period of event time, named by appending the period), watermark, landmark, throttle
+--       hash, withheld hash, the member's communities set (mcomm), then one board key per base
+--       board, then live.
 -- ARGV: member, top posts, hourly bucket key prefix ('' for none: "<prefix>:bucket:<window>|"),
---       bucket seconds, bucket count, board key prefix ("<prefix>:board:"), then the base board
---       ids (in KEYS order; a community board is "<base>:<community>"), then the generation
---       assumed.
+--       bucket seconds, bucket count, seconds per posts period, board key prefix
+--       ("<prefix>:board:"), then the base board ids (in KEYS order; a community board is
+--       "<base>:<community>"), then the generation assumed.
 -- Only the member's own communities are read (not every community board of the namespace), so
 -- the cost is the member's, whatever the number of boards.
 -- the generation: the last KEY is the pointer, the last ARGV the generation the caller named the
@@ -17,8 +19,22 @@ if ARGV[#ARGV] ~= '' and (redis.call('GET', KEYS[#KEYS]) or '0') ~= ARGV[#ARGV] 
 end
 local member = ARGV[1]
 local explain = redis.call('HGETALL', KEYS[1])
-local posts = redis.call('ZREVRANGE', KEYS[2], 0, tonumber(ARGV[2]) - 1, 'WITHSCORES')
 local wm = redis.call('GET', KEYS[3]) or ''
+-- top posts: the points of the current and the previous period of W, summed per post
+local posts = {}
+if wm ~= '' then
+  local k = math.floor(tonumber(wm) / tonumber(ARGV[6]))
+  local both = redis.call('ZUNION', 2, KEYS[2] .. string.format('%d', k),
+                          KEYS[2] .. string.format('%d', k - 1), 'WITHSCORES')
+  -- (ascending by score, then member: the best are at the end, ties by member descending as
+  -- ZREVRANGE gives them)
+  local top = tonumber(ARGV[2])
+  for r = #both - 1, 1, -2 do
+    if #posts >= 2 * top then break end
+    posts[#posts + 1] = both[r]
+    posts[#posts + 1] = both[r + 1]
+  end
+end
 local lm = redis.call('GET', KEYS[4]) or ''
 local throttles = redis.call('HGETALL', KEYS[5])
 local withheld = redis.call('HGETALL', KEYS[6])
@@ -33,9 +49,9 @@ local boards = {}
 for j = 8, #KEYS - 1 do boards[#boards + 1] = place(KEYS[j]) end
 -- {community board id, place} for each board of the member's communities the member is on
 local communities = {}
-local board_prefix = ARGV[6]
+local board_prefix = ARGV[7]
 for _, c in ipairs(redis.call('SMEMBERS', KEYS[7])) do
-  for j = 7, #ARGV - 1 do
+  for j = 8, #ARGV - 1 do
     local id = ARGV[j] .. ':' .. c
     local row = place(board_prefix .. id)
     if row ~= '' then communities[#communities + 1] = {id, row} end
