@@ -30,6 +30,7 @@ from kudos import servers
 from leaderboard.scoring import ScoringRules
 from leaderboard.settings import Settings, load_settings, settings_env
 from leaderboard.store import Store
+from leaderboard.store.keys import glob_escape
 
 #: Events per produced message (the envelope path, as `kudos replay --envelope` uses).
 ENVELOPE = 200
@@ -144,8 +145,14 @@ async def _read_back(store: Store, result: RunResult) -> None:
     result.alerts = alerts
     withheld: dict[str, dict[str, int]] = {}
     for target in {a["target"] for a in alerts}:
-        raw = cast("dict[str, str]", await store.client.hgetall(store.key("withheld", target)))
-        withheld[target] = {g: int(v) for g, v in raw.items()}
+        # (one hash per 30-day period of the interactions' time: every one still kept)
+        sums: dict[str, int] = {}
+        pattern = glob_escape(store.key("withheld", target) + "|") + "*"
+        async for key in store.client.scan_iter(match=pattern):
+            raw = cast("dict[str, str]", await store.client.hgetall(key))
+            for g, mp in raw.items():
+                sums[g] = sums.get(g, 0) + int(mp)
+        withheld[target] = sums
     # the worker keeps withheld points per group: ``t:<target>`` without a post, else
     # ``<kind>:<post>`` (its comments, its engagement…); the report counts a post once
     by_subject: dict[tuple[str, str], int] = {}

@@ -488,8 +488,8 @@ def plateau(samples: list[Sample], horizon: int) -> None:
         )
     rows = (last.post_rows - start.post_rows) / late
     print(
-        f"  posts:<member> rows: {last.post_rows:,} at day {days}, +{rows:.0f}/day after the "
-        f"horizon (never pruned: one per post a member earned on)"
+        f"  posts:<member> rows: {last.post_rows:,} at day {days}, {rows:+.0f}/day after the "
+        f"horizon (kept for two 30-day periods of event time: they level off after 60 days)"
     )
 
 

@@ -99,7 +99,7 @@ async def fill(client: aioredis.Redis, keys: Keys, n: int, rules: ScoringRules) 
             case 1:
                 pipe.zadd(keys.key("posts", m) + "|0", {"p1": 1000})
             case _:
-                pipe.hset(keys.key("withheld", m), "p:p1", 1000)
+                pipe.hset(keys.key("withheld", m) + "|0", "p:p1", 1000)
         if i % 1000 == 0:
             pipe.zadd(keys.key("board", boards[i // 1000 % len(boards)]), {m: i})
         if len(pipe) >= BATCH:

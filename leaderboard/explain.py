@@ -9,6 +9,7 @@ All amounts are kept as integer milli-points here and printed as points only in 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -186,12 +187,34 @@ def kind_lines(fields: Mapping[str, int], order: Iterable[str] = ()) -> dict[str
     }
 
 
-def throttle_lines(records: Mapping[str, str], withheld: Mapping[str, int]) -> list[ThrottleLine]:
+def shown_since(watermark: float | None) -> float | None:
+    """The oldest decision time a member's throttle lines show at ``watermark``: the start of the
+    previous ``POSTS_PERIOD_S`` period (older records are dropped as the member's change)."""
+    if watermark is None:
+        return None
+    return (math.floor(watermark / POSTS_PERIOD_S) - 1) * POSTS_PERIOD_S
+
+
+def decision_time(r: Mapping[str, Any]) -> float:
+    """The time of a throttle record's latest decision (as apply.lua's trim reads it)."""
+    return max(
+        float(r.get("detected_at") or 0.0),
+        float(r.get("ended_at") or 0.0),
+        float(r.get("retroactive_at") or 0.0),
+    )
+
+
+def throttle_lines(
+    records: Mapping[str, str], withheld: Mapping[str, int], since: float | None = None
+) -> list[ThrottleLine]:
     """The throttle lines of a member's ``throttle:`` records (JSON per group) and ``withheld:``
-    milli-points per group, the most recent decision first."""
+    milli-points per group (of the periods shown), the most recent decision first; only records
+    decided at or after ``since``."""
     lines = []
     for group, raw in records.items():
         r = orjson.loads(raw)
+        if since is not None and decision_time(r) < since:
+            continue
         lines.append(
             ThrottleLine(
                 group=group,

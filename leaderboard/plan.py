@@ -184,8 +184,9 @@ class Plan:
     evidence: list[tuple[int, Evidence]] = field(default_factory=list)
     #: evidence records from other partitions this batch handed to a detector
     evidence_received: int = 0
-    #: (member, group) → milli-points the throttle withheld in this batch
-    withheld: dict[tuple[str, str], int] = field(default_factory=dict)
+    #: (member, group, period) → milli-points the throttle withheld in this batch, by the
+    #: ``POSTS_PERIOD_S`` period of the interactions' event time
+    withheld: dict[tuple[str, str, int], int] = field(default_factory=dict)
     boards: set[str] = field(default_factory=set)
     dead: list[DeadLetter] = field(default_factory=list)
     #: communities this plan admits to boards, in the order it met them
@@ -509,7 +510,7 @@ def build_plan(
                         if kind in POD_KINDS and ev.post is not None
                         else group_key(ev.post, target)
                     )
-                    gkey = (target, group)
+                    gkey = (target, group, floor(ts / POSTS_PERIOD_S))
                     withheld[gkey] = withheld.get(gkey, 0) + points - kept
                     points = kept
                 n_applied += 1
@@ -637,7 +638,7 @@ def _claw_back(
     buckets: dict[tuple[int, int, str, str], int],
     decayed: dict[tuple[str, str], float],
     posts: dict[tuple[str, str, int], int],
-    withheld: dict[tuple[str, str], int],
+    withheld: dict[tuple[str, str, int], int],
 ) -> None:
     """Take back what a retroactive throttle withholds: from every board the interaction counted
     on, at its own event time (its window buckets, where still live, and its decayed value at
@@ -658,7 +659,7 @@ def _claw_back(
             row = ex[(c.target, c.kind)] = [0, 0, 0, 0]  # n, full, mp, withheld
         row[2] -= w
         row[3] += w
-        gkey = (c.target, c.group)
+        gkey = (c.target, c.group, math.floor(c.ts / POSTS_PERIOD_S))
         withheld[gkey] = withheld.get(gkey, 0) + w
 
 

@@ -15,6 +15,7 @@ from redis.exceptions import NoScriptError
 from leaderboard.bait import TABLES as BAIT_TABLES
 from leaderboard.bait import BaitParams, Decision, Detector
 from leaderboard.errors import ScoringVersionMismatch, StoreConflict
+from leaderboard.explain import POSTS_PERIOD_S
 from leaderboard.fingerprint import pair_fingerprint
 from leaderboard.owned import OwnedPartition, OwnedState, plausible_day
 from leaderboard.plan import DECAY_PRUNE_MP, SEEN_DAY_S, SEP, Plan
@@ -365,9 +366,9 @@ class ApplyMixin(StoreBase):
             record = d.to_json()
             record["id"] = alert_id(d)
             ext((d.target, d.group, orjson.dumps(record).decode()))
-        ext(("withheld", str(len(plan.withheld))))
-        for (m, group), mp in plan.withheld.items():
-            ext((m, group, str(mp)))
+        ext(("withheld", str(POSTS_PERIOD_S), str(len(plan.withheld))))
+        for (m, group, period), mp in plan.withheld.items():
+            ext((m, str(period), group, str(mp)))
 
     def _perk_argv(self, plan: Plan, argv: list[str | bytes]) -> None:
         """The perk rules for the apply script, each with the members to check when it has no

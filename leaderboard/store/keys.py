@@ -145,10 +145,12 @@ FAMILIES: tuple[Family, ...] = (
            "the comment-bait detector's state of partition p, table t (g: posts, a: authors, "
            "c: commenters, m: clock, ...), written with the fence"),
     Family("throttle", "throttle:<member>", "hash", APPLY, True, "shard",
-           "not bounded yet (one field per throttled group)",
+           "records decided in the two 30-day periods of W: older ones are dropped when the "
+           "member's records change (reads show the same ones)",
            "group (p:<post>/t:<member>/e:<post>) → the latest throttle decision (JSON)"),
-    Family("withheld", "withheld:<member>", "hash", APPLY, True, "shard", "as throttle",
-           "group → milli-points the throttle withheld there"),
+    Family("withheld", "withheld:<member>|<k>", "hash", APPLY, True, "shard",
+           "two 30-day periods of the interactions' event time: writing period k drops k − 2",
+           "group → milli-points the throttle withheld there in period k"),
     Family("alerts", "alerts", "stream", APPLY, True, "shard",
            "about ALERTS_MAXLEN; with a deliverer group, what it acknowledged is trimmed",
            "one entry per throttle decision (r: JSON with its id): GET /api/alerts and the "

@@ -15,6 +15,7 @@ from leaderboard.explain import (
     hourly_series,
     hourly_window,
     kind_lines,
+    shown_since,
     throttle_lines,
 )
 from leaderboard.ranking import percentile
@@ -44,7 +45,7 @@ class MembersMixin(StoreBase):
                 self.key("wm"),
                 self.key("landmark"),
                 self.key("throttle", member),
-                self.key("withheld", member),
+                self.key("withheld", member) + "|",  # (one key per period, as posts)
                 self.key("mcomm", member),
                 *(self.key("board", b) for b in base),
             ]
@@ -95,6 +96,7 @@ class MembersMixin(StoreBase):
             throttles=throttle_lines(
                 dict(zip(raw_th[0::2], raw_th[1::2], strict=True)),
                 dict(zip(raw_wh[0::2], map(int, raw_wh[1::2]), strict=True)),
+                since=shown_since(clock[0]),
             ),
         )
 

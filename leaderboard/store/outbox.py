@@ -8,6 +8,7 @@ from typing import Any, cast
 import orjson
 from redis.exceptions import ResponseError, WatchError
 
+from leaderboard.explain import decision_time, shown_since
 from leaderboard.store.base import StoreBase
 from leaderboard.store.feed import NO_FRAME, feed_publish_call
 from leaderboard.store.keys import (
@@ -63,7 +64,11 @@ class OutboxMixin(StoreBase):
             raw_map = cast(
                 "dict[str, str]", await self.client.hgetall(self.key("throttle", member))
             )
+            wm = await self.client.get(self.key("wm"))
+            since = shown_since(float(wm) if wm is not None else None)
             records = [orjson.loads(v) for v in raw_map.values()]
+            # (the same records the explain view shows: older ones are dropped as they change)
+            records = [r for r in records if since is None or decision_time(r) >= since]
             records.sort(key=lambda r: -(r.get("ended_at") or r.get("detected_at") or 0.0))
             return records[:limit]
         raw = cast(list[Any], await self.client.xrevrange(self.key(ALERTS), count=limit))

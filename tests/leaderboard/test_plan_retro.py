@@ -103,7 +103,7 @@ def test_a_rings_first_post_pays_back_what_it_counted_on_every_board() -> None:
     assert plan.explain[(author, "mp:comment")] == total
     assert plan.explain[(author, "wh:comment")] == withheld
     assert plan.explain[(author, "n:comment")] == len(first)
-    assert plan.withheld[(author, "p:rp0")] == withheld
+    assert plan.withheld[(author, "p:rp0", math.floor(T0 / POSTS_PERIOD_S))] == withheld
     # the second post's throttle is the ordinary one, from its sixth comment
     second = [d for d in plan.alerts if d.post == "rp1" and not d.retroactive]
     assert second and "lockstep" in second[0].reasons

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 
 import pytest
 from redis.client import NEVER_DECODE
 from redis.exceptions import ResponseError
 
+from leaderboard.bait import Decision
 from leaderboard.errors import StoreConflict
 from leaderboard.events import Event
 from leaderboard.explain import POSTS_PERIOD_S
@@ -318,3 +320,44 @@ async def test_top_posts_keep_two_periods_whatever_the_batches(namespace: Namesp
     again = await store.explanation("tim")
     assert again is not None and again.top_posts == want
     assert not await store.client.exists(store.key("posts", "tim") + f"|{k}")
+
+
+async def test_throttle_lines_keep_two_periods_and_older_ones_go(namespace: Namespace) -> None:
+    """throttle:<member> and withheld:<member> are bounded by time like posts: withheld points are
+    kept per 30-day period of the interactions, and a member's throttle records decided before
+    the previous period of W are dropped when the member's records change; the explain view and
+    the member's alerts show the same ones whenever the drop happened."""
+    period = POSTS_PERIOD_S
+    k = T0 // period + 1
+    store = namespace.store
+
+    def decision(group: str, at: float) -> Decision:
+        return Decision(group, group[2:], "tom", "throttled", at, 0.25, ("spike",), 12, since=at)
+
+    async def apply(offset: int, ts: int, target: str, extra: Callable[[Plan], None]) -> None:
+        owned = OwnedState()
+        await store.load_partitions([0], owned)
+        plan = _plan(owned, Message(0, offset, [Event(f"e{offset}", ts, "share", "ann", target)]))
+        extra(plan)
+        await (await store.send_apply(plan))
+
+    def old_throttle(plan: Plan) -> None:
+        plan.withheld[("tom", "p:old", k)] = 700
+        plan.alerts.append(decision("p:old", k * period + 10))
+
+    def new_throttle(plan: Plan) -> None:
+        plan.withheld[("tom", "p:new", k + 2)] = 300
+        plan.alerts.append(decision("p:new", (k + 2) * period + 10))
+
+    await apply(0, k * period + 10, "tom", old_throttle)
+    first = await store.explanation("tom")
+    assert first is not None and [t.group for t in first.throttles] == ["p:old"]
+    assert first.throttles[0].withheld_mp == 700
+    # two periods later, another throttle of tom's: the old record and its period go
+    await apply(1, (k + 2) * period + 10, "bob", new_throttle)
+    later = await store.explanation("tom")
+    assert later is not None
+    assert [(t.group, t.withheld_mp) for t in later.throttles] == [("p:new", 300)]
+    assert [a["group"] for a in await store.alerts(10, member="tom")] == ["p:new"]
+    assert await store.client.hkeys(store.key("throttle", "tom")) == ["p:new"]
+    assert not await store.client.exists(store.key("withheld", "tom") + f"|{k}")

@@ -74,7 +74,7 @@ do
   records('stats', 0, 2)
   records('bait', 0, 4)
   records('alerts', 1, 3)
-  records('withheld', 0, 3)
+  records('withheld', 1, 4)
   expect('perks')
   local rules = count()
   j = j + 2  -- half-life, the serving prefix
@@ -557,9 +557,11 @@ for key, vals in pairs(deleted) do bulk('HDEL', key, vals) end
 section('alerts')
 local alerts_max = nxt()
 n = tonumber(nxt())
+local throttled = {}
 for _ = 1, n do
   local member, group, record = nxt(), nxt(), nxt()
   redis.call('HSET', prefix .. ':throttle:' .. member, group, record)
+  throttled[member] = true
   redis.call('XADD', K_ALERTS, '*', 'r', record)
 end
 -- capped here only while no deliverer's group reads the stream; with one, `kudos deliver` trims
@@ -568,10 +570,33 @@ if n > 0 and #redis.call('XINFO', 'GROUPS', K_ALERTS) == 0 then
   redis.call('XTRIM', K_ALERTS, 'MAXLEN', '~', alerts_max)
 end
 section('withheld')
+-- per member and period of the interactions' event time, as posts (writing k drops k - 2); the
+-- throttle records shown are those of the two periods of W, and older ones are dropped when the
+-- member's record changes (a record is replaced whole, so when it is dropped changes nothing)
+local period_s = tonumber(nxt())
 n = tonumber(nxt())
+local gone = {}
 for _ = 1, n do
-  local member, group, delta = nxt(), nxt(), nxt()
-  redis.call('HINCRBY', prefix .. ':withheld:' .. member, group, delta)
+  local member, period, group, delta = nxt(), nxt(), nxt(), nxt()
+  redis.call('HINCRBY', prefix .. ':withheld:' .. member .. '|' .. period, group, delta)
+  local old = member .. '|' .. string.format('%d', tonumber(period) - 2)
+  if not gone[old] then
+    gone[old] = true
+    redis.call('UNLINK', prefix .. ':withheld:' .. old)
+  end
+end
+if W and next(throttled) then
+  local cutoff = (math.floor(W / period_s) - 1) * period_s
+  for member, _ in pairs(throttled) do
+    local key = prefix .. ':throttle:' .. member
+    local rows = redis.call('HGETALL', key)
+    for r = 1, #rows, 2 do
+      local rec = cjson.decode(rows[r + 1])
+      local t = math.max(tonumber(rec['detected_at']) or 0, tonumber(rec['ended_at']) or 0,
+                         tonumber(rec['retroactive_at']) or 0)
+      if t < cutoff then redis.call('HDEL', key, rows[r]) end
+    end
+  end
 end
 
 -- 10. perks: each rule is checked against the boards as this batch left them, and a member who

@@ -4,8 +4,8 @@
 -- in each live bucket of the hourly window, all from one moment.
 -- KEYS: explain hash, the member's posts key prefix ("<prefix>:posts:<member>|": one sorted set
 --       per period of event time, named by appending the period), watermark, landmark, throttle
---       hash, withheld hash, the member's communities set (mcomm), then one board key per base
---       board, then live.
+--       hash, the withheld key prefix (one hash per period, as posts), the member's communities
+--       set (mcomm), then one board key per base board, then live.
 -- ARGV: member, top posts, hourly bucket key prefix ('' for none: "<prefix>:bucket:<window>|"),
 --       bucket seconds, bucket count, seconds per posts period, board key prefix
 --       ("<prefix>:board:"), then the base board ids (in KEYS order; a community board is
@@ -37,7 +37,23 @@ if wm ~= '' then
 end
 local lm = redis.call('GET', KEYS[4]) or ''
 local throttles = redis.call('HGETALL', KEYS[5])
-local withheld = redis.call('HGETALL', KEYS[6])
+-- withheld per group: the current and the previous period of W, summed
+local withheld = {}
+if wm ~= '' then
+  local k = math.floor(tonumber(wm) / tonumber(ARGV[6]))
+  local sums, order = {}, {}
+  for _, key in ipairs({KEYS[6] .. string.format('%d', k - 1), KEYS[6] .. string.format('%d', k)}) do
+    local rows = redis.call('HGETALL', key)
+    for r = 1, #rows, 2 do
+      if sums[rows[r]] == nil then order[#order + 1] = rows[r]; sums[rows[r]] = 0 end
+      sums[rows[r]] = sums[rows[r]] + tonumber(rows[r + 1])
+    end
+  end
+  for _, g in ipairs(order) do
+    withheld[#withheld + 1] = g
+    withheld[#withheld + 1] = string.format('%d', sums[g])
+  end
+end
 local function place(key)
   local score = redis.call('ZSCORE', key, member)
   if not score then return '' end
