@@ -187,6 +187,11 @@ def kind_lines(fields: Mapping[str, int], order: Iterable[str] = ()) -> dict[str
     }
 
 
+#: The field of a ``throttle:<member>`` hash that is no throttle record: the period of W its
+#: old records were last dropped in (apply.lua drops them once per member and period).
+TRIMMED_FIELD = "~k"
+
+
 def shown_since(watermark: float | None) -> float | None:
     """The oldest decision time a member's throttle lines show at ``watermark``: the start of the
     previous ``POSTS_PERIOD_S`` period (older records are dropped as the member's change)."""
@@ -212,6 +217,8 @@ def throttle_lines(
     decided at or after ``since``."""
     lines = []
     for group, raw in records.items():
+        if group == TRIMMED_FIELD:
+            continue
         r = orjson.loads(raw)
         if since is not None and decision_time(r) < since:
             continue

@@ -418,7 +418,7 @@ def build_plan(
                         plan.evidence_received += 1
                         if det.clawbacks:
                             _claw_back(
-                                det.take_clawbacks(), landmark, half_life, wins, ex, *claw_into
+                                det.take_clawbacks(), pwm, landmark, half_life, wins, ex, *claw_into
                             )
                     else:
                         n_ignored += 1  # (the throttle is off: nothing takes it)
@@ -479,7 +479,7 @@ def build_plan(
                         if det.clawbacks:
                             # (a throttle that found a ring: its earlier posts pay back first)
                             _claw_back(
-                                det.take_clawbacks(), landmark, half_life, wins, ex, *claw_into
+                                det.take_clawbacks(), pwm, landmark, half_life, wins, ex, *claw_into
                             )
                     elif kind in ENGAGEMENT_KINDS and "t:" + target in det_groups:
                         det.observe(kind, ts, ev.actor, target, None, None)
@@ -630,6 +630,7 @@ def build_plan(
 
 def _claw_back(
     clawbacks: list[Clawback],
+    pwm: float | None,
     landmark: float | None,
     half_life: float,
     wins: list[tuple[int, int, str, int | None]],
@@ -643,7 +644,14 @@ def _claw_back(
     """Take back what a retroactive throttle withholds: from every board the interaction counted
     on, at its own event time (its window buckets, where still live, and its decayed value at
     the current landmark), from its post's points and its kind's counted points, into withheld.
-    (``landmark`` is set: a clawed interaction was counted, which set one.)"""
+    (``landmark`` is set: a clawed interaction was counted, which set one.)
+
+    Top posts and withheld points are kept per ``POSTS_PERIOD_S`` period, and a period is
+    dropped once the partition writes two periods later: like any write, a claw-back writes no
+    period before the previous one of the partition's watermark ``pwm`` (an interaction counted
+    longer ago than that: its post's points are in a period no read shows any more, and its
+    withheld points go to that previous period, where the throttle line shows them)."""
+    oldest = None if pwm is None else math.floor(pwm / POSTS_PERIOD_S) - 1
     for c in clawbacks:
         w = c.withheld_mp
         _add_direct(totals, buckets, wins, c.target, c.communities, c.ts, -w)
@@ -652,14 +660,16 @@ def _claw_back(
             decayed[(DECAYED, c.target)] -= value
             for comm in c.communities:
                 decayed[(DECAYED + ":" + comm, c.target)] -= value
-        pkey = (c.target, c.post, math.floor(c.ts / POSTS_PERIOD_S))
-        posts[pkey] = posts.get(pkey, 0) - w
+        period = math.floor(c.ts / POSTS_PERIOD_S)
+        if oldest is None or period >= oldest:
+            pkey = (c.target, c.post, period)
+            posts[pkey] = posts.get(pkey, 0) - w
         row = ex.get((c.target, c.kind))
         if row is None:
             row = ex[(c.target, c.kind)] = [0, 0, 0, 0]  # n, full, mp, withheld
         row[2] -= w
         row[3] += w
-        gkey = (c.target, c.group, math.floor(c.ts / POSTS_PERIOD_S))
+        gkey = (c.target, c.group, period if oldest is None else max(period, oldest))
         withheld[gkey] = withheld.get(gkey, 0) + w
 
 

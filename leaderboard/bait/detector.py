@@ -83,6 +83,7 @@ from leaderboard.bait.state import (
     group_key,
     pod_key,
 )
+from leaderboard.explain import POSTS_PERIOD_S
 
 #: Kinds whose contributions the comment throttle scales.
 COMMENT_KINDS = frozenset({"comment", "reply"})
@@ -220,12 +221,15 @@ def identity(version: str, params: BaitParams | None) -> str:
     """The scoring identity a namespace is kept under: the scoring.toml version, the detector's
     version and its settings (all change points). A worker with another identity must not apply.
     Only the settings an operator can change (``[bait]``) are in it, so a release that adds an
-    internal parameter does not stop every worker; such a release bumps DETECTOR_VERSION."""
+    internal parameter does not stop every worker; such a release bumps DETECTOR_VERSION.
+    It ends with how top posts and withheld points are kept (per ``POSTS_PERIOD_S`` period): a
+    namespace written under another layout is rescored by ``kudos rebuild``, never continued."""
+    layout = f"+posts{POSTS_PERIOD_S // 86400}d"
     if params is None:
-        return f"{version}+bait:off"
+        return f"{version}+bait:off{layout}"
     p = params
     knobs = f"{p.threshold:g}/{p.min_comments}/{p.calm_per_hour:g}/{p.multiplier_max:g}"
-    return f"{version}+bait{DETECTOR_VERSION}:{knobs}/{p.multiplier_min:g}"
+    return f"{version}+bait{DETECTOR_VERSION}:{knobs}/{p.multiplier_min:g}{layout}"
 
 
 def _clamp(x: float) -> float:

@@ -8,7 +8,7 @@ from typing import Any, cast
 import orjson
 from redis.exceptions import ResponseError, WatchError
 
-from leaderboard.explain import decision_time, shown_since
+from leaderboard.explain import TRIMMED_FIELD, decision_time, shown_since
 from leaderboard.store.base import StoreBase
 from leaderboard.store.feed import NO_FRAME, feed_publish_call
 from leaderboard.store.keys import (
@@ -66,7 +66,7 @@ class OutboxMixin(StoreBase):
             )
             wm = await self.client.get(self.key("wm"))
             since = shown_since(float(wm) if wm is not None else None)
-            records = [orjson.loads(v) for v in raw_map.values()]
+            records = [orjson.loads(v) for g, v in raw_map.items() if g != TRIMMED_FIELD]
             # (the same records the explain view shows: older ones are dropped as they change)
             records = [r for r in records if since is None or decision_time(r) >= since]
             records.sort(key=lambda r: -(r.get("ended_at") or r.get("detected_at") or 0.0))

@@ -64,8 +64,9 @@ class Model:
     #: (board, member) → value stored against ``landmark``
     decayed: dict[tuple[str, str], float] = field(default_factory=lambda: defaultdict(float))
     explain: Counter[tuple[str, str]] = field(default_factory=Counter)
-    #: (member, post) → milli-points (the ``posts:<member>`` zsets)
-    posts: Counter[tuple[str, str]] = field(default_factory=Counter)
+    #: (member, post, period) → milli-points (the ``posts:<member>|<period>`` zsets; the model
+    #: keeps every period: the drop of old ones is checked against the store)
+    posts: Counter[tuple[str, str, int]] = field(default_factory=Counter)
     stats: Counter[str] = field(default_factory=Counter)
     dead: list[DeadLetter] = field(default_factory=list)
     applied_plans: int = 0

@@ -117,3 +117,32 @@ def test_without_the_ring_nothing_is_taken_back() -> None:
     assert plan.alerts == []
     assert plan.totals[("all", RING[0])] == COMMENT_MP * n
     assert plan.explain.get((RING[0], "wh:comment"), 0) == 0
+
+
+def test_a_claw_back_writes_no_period_before_the_previous_one_of_the_watermark() -> None:
+    # a post kept alive for months keeps its first entries: a claw-back of one counted 61 days
+    # before the partition's watermark must not write into a period already dropped (top posts
+    # and withheld points are kept per 30-day period, two at a time)
+    from collections import defaultdict
+
+    from leaderboard.bait import Clawback
+    from leaderboard.plan import _claw_back
+
+    k = math.floor(T0 / POSTS_PERIOD_S)
+    pwm = (k + 2) * POSTS_PERIOD_S + 100.0
+    old = Clawback("ann", "p:x", "x", "comment", T0, "bob", 1500, ())
+    recent = Clawback("ann", "p:y", "y", "comment", pwm - 50, "bob", 500, ())
+    totals: dict[tuple[str, str], int] = defaultdict(int)
+    buckets: dict[tuple[int, int, str, str], int] = defaultdict(int)
+    decayed: dict[tuple[str, str], float] = defaultdict(float)
+    posts: dict[tuple[str, str, int], int] = {}
+    withheld: dict[tuple[str, str, int], int] = {}
+    ex: dict[tuple[str, str], list[int]] = {}
+    _claw_back(
+        [old, recent], pwm, T0, RULES.half_life_s, [], ex, totals, buckets, decayed, posts, withheld
+    )
+    # the old one's post points were in a period no read shows: nothing written there; its
+    # withheld points go to the previous period of the watermark, where its throttle line shows
+    assert posts == {("ann", "y", k + 2): -500}
+    assert withheld == {("ann", "p:x", k + 1): 1500, ("ann", "p:y", k + 2): 500}
+    assert totals[("all", "ann")] == -2000  # (the boards take back both, as counted)

@@ -586,15 +586,22 @@ for _ = 1, n do
   end
 end
 if W and next(throttled) then
-  local cutoff = (math.floor(W / period_s) - 1) * period_s
+  local k = string.format('%d', math.floor(W / period_s))
+  local cutoff = (tonumber(k) - 1) * period_s
   for member, _ in pairs(throttled) do
     local key = prefix .. ':throttle:' .. member
-    local rows = redis.call('HGETALL', key)
-    for r = 1, #rows, 2 do
-      local rec = cjson.decode(rows[r + 1])
-      local t = math.max(tonumber(rec['detected_at']) or 0, tonumber(rec['ended_at']) or 0,
-                         tonumber(rec['retroactive_at']) or 0)
-      if t < cutoff then redis.call('HDEL', key, rows[r]) end
+    -- (once per member and period of W: field '~k' remembers the last; records are read whole)
+    if redis.call('HGET', key, '~k') ~= k then
+      local rows = redis.call('HGETALL', key)
+      for r = 1, #rows, 2 do
+        if rows[r] ~= '~k' then
+          local rec = cjson.decode(rows[r + 1])
+          local t = math.max(tonumber(rec['detected_at']) or 0, tonumber(rec['ended_at']) or 0,
+                             tonumber(rec['retroactive_at']) or 0)
+          if t < cutoff then redis.call('HDEL', key, rows[r]) end
+        end
+      end
+      redis.call('HSET', key, '~k', k)
     end
   end
 end

@@ -20,20 +20,49 @@ end
 local member = ARGV[1]
 local explain = redis.call('HGETALL', KEYS[1])
 local wm = redis.call('GET', KEYS[3]) or ''
--- top posts: the points of the current and the previous period of W, summed per post
+-- top posts: the points of the current and the previous period of W, summed per post. The
+-- exact top n of the sums without reading either set whole (a member may have many posts): read
+-- both from the top, d rows each, sum every post seen there, and stop once the n-th best sum
+-- beats what any post not seen could reach (the d-th scores of the two sets added: Fagin's
+-- threshold algorithm); else look 4 times deeper.
 local posts = {}
+local function top_of(a, b, n)
+  local depth = n
+  while true do
+    local ra = redis.call('ZREVRANGE', a, 0, depth - 1, 'WITHSCORES')
+    local rb = redis.call('ZREVRANGE', b, 0, depth - 1, 'WITHSCORES')
+    local seen, rows = {}, {}
+    local function take(list, other)
+      for r = 1, #list, 2 do
+        local m = list[r]
+        if not seen[m] then
+          seen[m] = true
+          local s = tonumber(list[r + 1]) + tonumber(redis.call('ZSCORE', other, m) or '0')
+          rows[#rows + 1] = {m, s}
+        end
+      end
+    end
+    take(ra, b)
+    take(rb, a)
+    -- (best first; ties by post id descending, as ZREVRANGE orders one set)
+    table.sort(rows, function(x, y) if x[2] ~= y[2] then return x[2] > y[2] end return x[1] > y[1] end)
+    local done_a, done_b = #ra < 2 * depth, #rb < 2 * depth
+    local bound = (done_a and 0 or tonumber(ra[#ra])) + (done_b and 0 or tonumber(rb[#rb]))
+    if (done_a and done_b) or (#rows >= n and rows[n][2] > bound) then
+      local out = {}
+      for r = 1, math.min(n, #rows) do
+        out[#out + 1] = rows[r][1]
+        out[#out + 1] = string.format('%d', rows[r][2])
+      end
+      return out
+    end
+    depth = depth * 4
+  end
+end
 if wm ~= '' then
   local k = math.floor(tonumber(wm) / tonumber(ARGV[6]))
-  local both = redis.call('ZUNION', 2, KEYS[2] .. string.format('%d', k),
-                          KEYS[2] .. string.format('%d', k - 1), 'WITHSCORES')
-  -- (ascending by score, then member: the best are at the end, ties by member descending as
-  -- ZREVRANGE gives them)
-  local top = tonumber(ARGV[2])
-  for r = #both - 1, 1, -2 do
-    if #posts >= 2 * top then break end
-    posts[#posts + 1] = both[r]
-    posts[#posts + 1] = both[r + 1]
-  end
+  posts = top_of(KEYS[2] .. string.format('%d', k), KEYS[2] .. string.format('%d', k - 1),
+                 tonumber(ARGV[2]))
 end
 local lm = redis.call('GET', KEYS[4]) or ''
 local throttles = redis.call('HGETALL', KEYS[5])
