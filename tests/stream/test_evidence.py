@@ -27,6 +27,7 @@ from leaderboard.store import Store
 from stream.processor import Processor, Raw, fan_out
 from tests.conftest import Namespace, Servers, configure
 from tests.eventually import eventually
+from tests.kudos.test_cli import kudos
 from tests.leaderboard.bait._streams import genuine
 from tests.stream.test_bait import youtube
 
@@ -310,3 +311,18 @@ async def test_a_rings_first_post_elsewhere_pays_back_once_the_ring_is_proven(
     (throttle,) = explanation.throttles
     assert throttle.post == "rp0" and throttle.withheld_mp == full - kept
     assert (throttle.retroactive_at, throttle.clawed_back) == (second["detected_at"], 19)
+
+    # a rebuild from the log decides the same: the ring record is in the first post's partition's
+    # log, read at the same place (the rebuild itself produces no evidence)
+    ns.stop_workers()
+    boards = ("all", "24h", "7d", "decayed")
+    before = {b: await ns.export(b) for b in boards}
+    out = await asyncio.to_thread(kudos, ns, "rebuild", "--yes")
+    assert out.returncode == 0 and "switched" in out.stderr, out.stderr
+    assert await ns.store.pointer() == 1  # (the boards are the rebuilt generation's)
+    assert {b: await ns.export(b) for b in boards} == before
+    (again,) = await ns.store.alerts(10, member=first_author)
+    assert (
+        again["clawed_back"] == retro["clawed_back"]
+        and again["retroactive_at"] == retro["retroactive_at"]
+    )
