@@ -933,22 +933,7 @@ class Detector:
         for actor in g.commenters:
             self._flag(actor, ts)
         self._evidence.append(Evidence.of(key, ts, _evidence_kind(key, True), tuple(g.commenters)))
-        self._decisions.append(
-            Decision(
-                key,
-                g.post,
-                g.target,
-                "throttled",
-                ts,
-                g.mult / FULL,
-                tuple(g.reasons),
-                g.comments,
-                {"lockstep": 1.0},
-                since=g.since,
-                retroactive=True,
-                clawed=self._claw(key, g, g.mult),
-            )
-        )
+        self._retroactive(key, g, ts, self._claw(key, g, g.mult))
         self._partners(key, ts)
 
     def _claw(self, key: str, g: Group, mult: int) -> tuple[tuple[str, float], ...]:
@@ -1015,6 +1000,12 @@ class Detector:
             # (no offence for the author: the proof came from another post; a ring's authors
             # collect offences on their own posts' throttles)
             self._dirty["g" + key] = None
+        self._retroactive(key, g, ts, clawed)
+
+    def _retroactive(
+        self, key: str, g: Group, ts: float, clawed: tuple[tuple[str, float], ...]
+    ) -> None:
+        """The alert of a retroactive throttle: found at ``ts``, in effect since ``g.since``."""
         self._decisions.append(
             Decision(
                 key,

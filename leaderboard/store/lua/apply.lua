@@ -518,15 +518,19 @@ section('posts')
 -- period is longer than the dedupe horizon) and no read looks at it, so when the drop happens
 -- never changes what anyone sees, and a rebuild gives the same top posts
 n = tonumber(nxt())
+-- writing period k of a member's per-period key drops period k - 2 (once per key and apply)
+local function drop_two_before(family, member, period, dropped)
+  local old = family .. member .. '|' .. string.format('%d', tonumber(period) - 2)
+  if not dropped[old] then
+    dropped[old] = true
+    redis.call('UNLINK', prefix .. old)
+  end
+end
 local dropped = {}
 for _ = 1, n do
   local member, period, post, delta = nxt(), nxt(), nxt(), nxt()
   add(prefix .. ':posts:' .. member .. '|' .. period, delta, post)
-  local old = member .. '|' .. string.format('%d', tonumber(period) - 2)
-  if not dropped[old] then
-    dropped[old] = true
-    redis.call('UNLINK', prefix .. ':posts:' .. old)
-  end
+  drop_two_before(':posts:', member, period, dropped)
 end
 section('stats')
 n = tonumber(nxt())
@@ -579,11 +583,7 @@ local gone = {}
 for _ = 1, n do
   local member, period, group, delta = nxt(), nxt(), nxt(), nxt()
   redis.call('HINCRBY', prefix .. ':withheld:' .. member .. '|' .. period, group, delta)
-  local old = member .. '|' .. string.format('%d', tonumber(period) - 2)
-  if not gone[old] then
-    gone[old] = true
-    redis.call('UNLINK', prefix .. ':withheld:' .. old)
-  end
+  drop_two_before(':withheld:', member, period, gone)
 end
 if W and next(throttled) then
   local k = string.format('%d', math.floor(W / period_s))
