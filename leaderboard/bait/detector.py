@@ -54,14 +54,14 @@ records to the other partitions through the events log, where :meth:`Detector.fl
 Retroactive. A ring's first post has nothing to be in lockstep with while it runs. Once a throttle
 rests on lockstep, every post of this partition in lockstep with it (and the throttled post itself)
 is treated as if it had been throttled at its ``min_coordinated``-th interaction: throttled from
-then on, and what its later interactions counted in full is clawed back (:class:`Clawback`; the
-planner tells the detector what each interaction counted with :meth:`Detector.counted`). Its
+then on, and what its later interactions counted in full is clawed back, and what the accounts
+shown to move in lockstep counted before that too (:class:`Clawback`; the planner tells the
+detector what each interaction counted with :meth:`Detector.counted`). Its
 evidence kind is then ``ring``/``pod``, and the other partitions do the same for their posts.
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -128,6 +128,10 @@ class BaitParams:
     commenter_idle_s: float = 7 * 86400.0
     #: distinct commenters and answers remembered per post
     sample: int = 64
+    #: interactions per post whose points a retroactive throttle can claw back (its first ones;
+    #: about 31 B each while the post counts in full: a pod's first post is often liked by
+    #: more accounts than its sample holds before the pod is proven)
+    claw_entries: int = 128
     #: entries per partition (groups, authors, accounts, shadows); beyond it the least recent go
     max_groups: int = 50_000
     max_authors: int = 100_000
@@ -214,7 +218,9 @@ _SHAPE_INDEXES = 1024
 #: so a namespace scored by the old detector is not continued by the new one without a rebuild.
 #: 2: the response signals, lockstep, pods and cross-partition evidence (issue 13).
 #: 3: retroactive throttles of posts found in lockstep with a throttled one (issue 13).
-DETECTOR_VERSION = 3
+#: 4: a claw-back also takes the lockstep accounts' first interactions, and covers a post's first
+#: ``claw_entries`` interactions, sampled accounts or not.
+DETECTOR_VERSION = 4
 
 
 def identity(version: str, params: BaitParams | None) -> str:
@@ -353,15 +359,15 @@ class Detector:
 
     def counted(self, kind: str, points_mp: int, communities: tuple[str, ...]) -> None:
         """The event just observed scored ``points_mp`` in full on ``communities`` too: kept for
-        a retroactive throttle of its post (only while the post counts in full, only its sampled
-        accounts' interactions, at most ``sample`` per post; communities kept once per post)."""
+        a retroactive throttle of its post (only while the post counts in full, its first
+        ``claw_entries`` interactions; communities kept once per post)."""
         last = self._last
         self._last = None
         code = _KIND_CODES.get(kind)
         if last is None or points_mp <= 0 or code is None:
             return
         g, index, ts = last
-        if g.mult == FULL and len(g.counted) < self.p.sample:
+        if g.mult == FULL and len(g.counted) < self.p.claw_entries:
             comms = list(communities)
             try:
                 ci = g.comms.index(comms)
@@ -441,7 +447,7 @@ class Detector:
                 # a ring or pod throttled elsewhere: this partition's posts in lockstep with it
                 # were farmed by the same accounts, before anyone could tell
                 for key in self.lockstep.overlapping(e.actors, sample, e.at):
-                    self._retro(key, e.at)
+                    self._retro(key, e.at, e.actors)
             return
         if e.kind not in SAMPLE_KINDS or e.source in self.groups:
             return  # (a post of this very partition, e.g. a replayed log: not another's)
@@ -504,10 +510,15 @@ class Detector:
         return g.mult
 
     def _remember(self, g: Group, actor: str, ts: float) -> None:
-        """Point :meth:`counted` at this event if its post group counts it in full."""
-        if g.mult == FULL and g.post is not None and len(g.counted) < self.p.sample:
-            with contextlib.suppress(ValueError):  # (not in the sample: nothing to claw)
-                self._last = (g, g.commenters.index(actor), ts)
+        """Point :meth:`counted` at this event if its post group counts it in full (an account
+        outside the sample, e.g. a pod's late liker, is kept as index -1: what it counted can be
+        clawed back like the rest, it just cannot be told from the others)."""
+        if g.mult == FULL and g.post is not None and len(g.counted) < self.p.claw_entries:
+            try:
+                index = g.commenters.index(actor)
+            except ValueError:
+                index = -1
+            self._last = (g, index, ts)
 
     def _decide(
         self, key: str, g: Group, a: Author, ts: float, sig: dict[str, float], enough: bool
@@ -886,7 +897,7 @@ class Detector:
             self._evidence.append(Evidence.of(key, ts, _evidence_kind(key, ring), tuple(named)))
         # a throttle on lockstep: had the ring been known, this post would have been throttled
         # at its ``min_coordinated``-th interaction; what counted in full since is clawed back
-        clawed = self._claw(key, g, g.mult) if ring else ()
+        clawed = self._claw(key, g, g.mult, self._ring_accounts(key)) if ring else ()
         self._decisions.append(
             Decision(
                 key,
@@ -925,31 +936,45 @@ class Detector:
     def _ring(self, key: str, g: Group, ts: float) -> None:
         """A group throttled on other evidence (flagged accounts) turns out to move in lockstep
         as its sample grows: it is a ring's (or pod's) post after all. Its accounts are named to
-        every partition as a ring's, what counted in full after its ``min_coordinated - 1``-th
-        interaction is clawed back, and its partners here are throttled retroactively."""
+        every partition as a ring's, what counted in full is clawed back (:meth:`_claw`), and
+        its partners here are throttled retroactively."""
         g.reasons = [*g.reasons, "lockstep"]
         g.own = True
         self._dirty["g" + key] = None
         for actor in g.commenters:
             self._flag(actor, ts)
         self._evidence.append(Evidence.of(key, ts, _evidence_kind(key, True), tuple(g.commenters)))
-        self._retroactive(key, g, ts, self._claw(key, g, g.mult))
+        self._retroactive(key, g, ts, self._claw(key, g, g.mult, self._ring_accounts(key)))
         self._partners(key, ts)
 
-    def _claw(self, key: str, g: Group, mult: int) -> tuple[tuple[str, float], ...]:
-        """Claw back, at ``mult``, what the group's interactions after its first
-        ``min_coordinated - 1`` counted in full, whoever made them: what a throttle starting
-        there would have demoted (a forward throttle demotes every later interaction too; the
-        ring's accounts are, by then, often the author's network as well). Each once: the
-        entries go. Returns the (account, ts) of each."""
+    def _ring_accounts(self, key: str, outside: tuple[str, ...] = ()) -> frozenset[str]:
+        """The accounts of post ``key``'s sample that are proven to move in lockstep: in the
+        sample of a post it is in lockstep with (or of ``outside``, another partition's ring
+        post). At most ``sample`` of them; one walk over the post's partners."""
+        return self.lockstep.shared_accounts(key, outside)
+
+    def _claw(
+        self, key: str, g: Group, mult: int, ring: frozenset[str]
+    ) -> tuple[tuple[str, float], ...]:
+        """Claw back, at ``mult``, what the group's interactions counted in full: every one after
+        its first ``min_coordinated - 1``, whoever made it (what a throttle starting there would
+        have demoted: a forward throttle demotes every later interaction too, and the ring's
+        accounts are, by then, often the author's network as well), and among the first ones
+        those of the ``ring`` accounts (proven to move in lockstep: a ring's account earns
+        nothing on a ring's post, however early it came; the others' first interactions stay,
+        as a live throttle could not have started before them). Each once: clawed entries go.
+        Returns the (account, ts) of each (``""``: an account outside the sample)."""
         head = self.p.min_coordinated - 1
-        if len(g.counted) <= head:
-            return ()
         clawed: list[tuple[str, float]] = []
         post = g.post
         assert post is not None  # (only post groups keep entries)
-        for index, at, code, points, ci in g.counted[head:]:
-            actor = g.commenters[index]
+        kept: list[list[Any]] = []
+        for i, entry in enumerate(g.counted):
+            index, at, code, points, ci = entry
+            actor = g.commenters[index] if 0 <= index < len(g.commenters) else ""
+            if i < head and actor not in ring:
+                kept.append(entry)
+                continue
             withheld = points - points * mult // FULL
             clawed.append((actor, at))
             if withheld > 0:
@@ -965,17 +990,19 @@ class Detector:
                         tuple(g.comms[ci]),
                     )
                 )
-        del g.counted[head:]
-        self._dirty["g" + key] = None
+        if clawed:
+            g.counted[:] = kept
+            self._dirty["g" + key] = None
         return tuple(clawed)
 
-    def _retro(self, key: str, ts: float) -> None:
+    def _retro(self, key: str, ts: float, outside: tuple[str, ...] = ()) -> None:
         """Group ``key`` (a post of this partition) is in lockstep with a ring or pod throttled
         at ``ts``: had that been known, it would have been throttled at its
         ``min_coordinated``-th interaction. So it is throttled from now on if it is not yet, and
-        what its interactions after the first ``min_coordinated - 1`` counted in full is clawed
-        back (at most ``sample`` of them, each once). Nothing is deleted: the clawed points are
-        recorded as withheld, and the alert names the interactions."""
+        what its interactions counted in full is clawed back (:meth:`_claw`; ``outside``: the
+        accounts of the other partition's ring post, if that is where it was found). Nothing is
+        deleted: the clawed points are recorded as withheld, and the alert names the
+        interactions."""
         g = self.groups.get(key)
         if g is None or g.post is None or self.newest - g.last > self.p.group_idle_s:
             return
@@ -988,7 +1015,7 @@ class Detector:
         a = self._author(g.target, ts, count=False)
         new = g.mult == FULL
         mult = self._multiplier(self.p.threshold, a, ts) if new else g.mult
-        clawed = self._claw(key, g, mult)
+        clawed = self._claw(key, g, mult, self._ring_accounts(key, outside))
         if not new and not clawed:
             return
         if new:

@@ -160,6 +160,20 @@ class Lockstep:
             and count >= self.min_share * min(size, len(self.members[other]))
         )
 
+    def shared_accounts(self, key: str, outside: tuple[str, ...] = ()) -> frozenset[str]:
+        """The accounts of post ``key``'s sample that are also in the sample of a post it is in
+        lockstep with (:meth:`partner_keys`), or in ``outside`` (another partition's sample it
+        was found in lockstep with): the accounts that moved together. Busy accounts are in no
+        overlap, so not in this either. Cost: the post's partners' samples, at most ``sample``
+        accounts each."""
+        mine = self.members.get(key)
+        if not mine:
+            return frozenset()
+        seen: set[str] = set(outside)
+        for other in self.partner_keys(key):
+            seen |= self.members.get(other, set())
+        return frozenset(a for a in mine & seen if len(self.by_actor.get(a, ())) <= self.per_actor)
+
     def overlapping(self, actors: tuple[str, ...], kind: str, at: float) -> list[str]:
         """This partition's own posts of ``kind`` in lockstep with an outside sample ``actors``
         (another partition's throttled post, started or throttled at ``at``): by the same rule as

@@ -104,9 +104,9 @@ class Group(_Stored):
     #: the throttle rests on the response's own evidence (not only on flagged accounts): only
     #: then are its later commenters flagged (guilt by association does not spread)
     own: bool = False
-    #: what the sampled accounts' interactions counted in full while the group was not
-    #: throttled, for a retroactive throttle (at most ``sample`` entries, post groups only):
-    #: ``[index in commenters, ts, kind code, milli-points, index in comms]``; an
+    #: what the post's interactions counted in full while the group was not throttled, for a
+    #: retroactive throttle (its first ``claw_entries``, post groups only): ``[index in commenters
+    #: (-1: an account outside the sample), ts, kind code, milli-points, index in comms]``; an
     #: entry is dropped when it is clawed back, so nothing is withheld twice
     counted: list[list[Any]] = field(default_factory=list)
     #: the distinct community lists of those entries (each kept once)

@@ -153,11 +153,13 @@ def test_flagged_commenters_get_a_textless_flood_throttled() -> None:
     decision, retro = d.take_decisions()
     assert decision.post == "q1"
     # the same accounts on two authors' posts a day apart are in lockstep: p1 counts as if it
-    # had been throttled at its 5th comment, so what its 5th to 11th counted in full (before
-    # its own throttle at the 12th) is clawed back
+    # had been throttled at its 5th comment, and its first four were the ring's accounts too,
+    # so what all of its first 11 counted in full (before its own throttle at the 12th) is
+    # clawed back
     assert (retro.post, retro.retroactive, retro.since) == ("p1", True, T0 + 60 + 11 * 5.0)
-    assert [a for a, _ in retro.clawed] == list(FARM[4:11])
-    assert {c.post for c in d.take_clawbacks()} == {"p1"}
+    assert [a for a, _ in retro.clawed] == list(FARM[:11])
+    # (and q1's own first four, counted before its throttle: the ring's accounts)
+    assert {c.post for c in d.take_clawbacks()} == {"p1", "q1"}
     assert decision.signals["flagged_commenters"] >= 0.5
     assert "flagged_commenters" in decision.reasons
     assert mults[-1] < FULL

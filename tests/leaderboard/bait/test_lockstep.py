@@ -59,6 +59,25 @@ def test_partner_keys_are_the_posts_partners_counts() -> None:
     assert ls.partner_keys("few") == [] and ls.partner_keys("unknown") == []
 
 
+def test_shared_accounts_are_a_posts_accounts_seen_on_its_partners() -> None:
+    ls = Lockstep(min_shared=5, min_share=0.5, per_actor=3)
+    for actor in [*RING[:8], "friend"]:
+        ls.add("p1", Entry("ann", 0.0, "c"), actor)
+    for actor in RING[2:10]:
+        ls.add("p2", Entry("bob", 0.0, "c"), actor)
+    for actor in [*RING[:4], "z1", "z2", "z3", "z4"]:
+        ls.add("few", Entry("cat", 0.0, "c"), actor)  # 4 shared with p1: not a partner
+    # p1's accounts on p2 (its one partner), not the ones only "few" shares, nor the friend
+    assert ls.shared_accounts("p1") == frozenset(RING[2:8])
+    # another partition's ring sample adds its accounts (only those in p1's own sample)
+    assert ls.shared_accounts("p1", ("r0", "r1", "nobody")) == frozenset(RING[:8])
+    assert ls.shared_accounts("unknown", ("r0",)) == frozenset()
+    # a busy account (in more than 3 posts) is in no overlap, so not shown to be in lockstep
+    for post in ("x1", "x2"):
+        ls.add(post, Entry("dan", 0.0, "c"), "r2")
+    assert ls.shared_accounts("p1") == frozenset(RING[3:8])
+
+
 def test_an_outside_sample_overlaps_this_partitions_posts_by_the_same_rule() -> None:
     ls = Lockstep(window_s=3600.0, min_shared=5, min_share=0.5, per_actor=5)
     for actor in RING[:8]:

@@ -151,13 +151,18 @@ def test_a_ring_commenting_on_each_others_posts_is_caught_by_lockstep() -> None:
     # the first post had nothing to be in lockstep with while it ran: once the second is
     # throttled in lockstep with it, it is throttled retroactively, and everything after its
     # first four comments (where a throttle on coordination evidence could have started) is
-    # clawed back: at the multiplier, recorded as withheld, named in the alert
+    # clawed back, and those first four too where they came from the accounts that moved in
+    # lockstep: at the multiplier, recorded as withheld, named in the alert. Here that is
+    # everyone but ring1's author (who did not comment on ring1, so is not shown to be in it)
     first = caught["ring0"]
     assert first.retroactive and first.reasons == ("lockstep", "retroactive")
     assert first.at == caught["ring1"].at and first.comments == 23
-    assert len(first.clawed) == 23 - 4
+    assert {a for a, _ in first.clawed} == set(ring) - {"ring-0", "ring-1"}
+    assert len(first.clawed) == 22
     back = [c for c in d.take_clawbacks() if c.post == "ring0"]
-    assert [(c.actor, c.ts) for c in back] == list(first.clawed)
+    assert [(c.actor, c.ts) for c in back[:22]] == list(first.clawed)
+    # then ring2's throttle shows ring1's author in lockstep too: its comment on ring0 goes back
+    assert [c.actor for c in back[22:]] == ["ring-1"]
     full = {c.actor: points_of(("comment", c.ts, c.actor, c.target, c.post, None)) for c in back}
     assert all(c.withheld_mp == full[c.actor] - full[c.actor] * 250 // FULL for c in back)
 
@@ -181,13 +186,17 @@ def test_a_ring_across_partitions_is_seen_through_the_evidence_of_others() -> No
     # its evidence says the throttle rested on lockstep ("ring"); the first partition finds its
     # own post in lockstep with the ring's accounts and throttles it retroactively
     [ring_evidence] = [e for e in here.take_evidence() if e.kind == "ring"]
-    # (here, only ring1's own 5th comment: it counted in full before the throttle at the 6th)
-    assert [c.post for c in here.take_clawbacks()] == ["ring1"] * (t.comments - 4)
+    # here, what ring1's first five comments counted in full before its throttle at the 6th:
+    # all but ring-0's, which is among the first four and not in ring0's sample (its author)
+    assert t.comments == 5
+    assert [(c.post, c.actor) for c in here.take_clawbacks()] == [
+        ("ring1", a) for a in ("ring-2", "ring-3", "ring-4", "ring-5")
+    ]
     there.flag(ring_evidence)
     [retro] = there.take_decisions()
     assert (retro.post, retro.retroactive, retro.at) == ("ring0", True, t.at)
     back = there.take_clawbacks()
-    assert len(back) == len(retro.clawed) == 23 - 4
+    assert len(back) == len(retro.clawed) == 22  # (as above: all but ring1's author's)
     assert {c.target for c in back} == {"ring-0"} and {c.kind for c in back} == {"comment"}
     there.flag(ring_evidence)  # (a redelivered record is de-duplicated by the worker; even so)
     assert there.take_decisions() == [] and there.take_clawbacks() == []
@@ -197,9 +206,10 @@ def test_a_ring_across_partitions_is_seen_through_the_evidence_of_others() -> No
     assert throttles(alone.take_decisions()) == []
 
 
-def _among_friends(ring_posts: int) -> Detector:
+def _among_friends(ring_posts: int, *, friends_first: bool = False) -> Detector:
     """A member's post gets comments from five ring accounts and from five friends (the
-    member's network); the ring then comments on ``ring_posts`` other authors' posts."""
+    member's network, after the ring's or first); the ring then comments on ``ring_posts``
+    other authors' posts."""
     d = Detector()
     ring = [f"r{i}" for i in range(5)]
     friends = [f"g{i}" for i in range(5)]
@@ -208,7 +218,7 @@ def _among_friends(ring_posts: int) -> Detector:
     events += [("click", T0 - 3600 + i, f, "victim", "old", None) for i, f in enumerate(friends)]
     t = T0
     events.append(("post", t, "victim", "victim", "photos", "My holiday photos"))
-    for i, actor in enumerate(ring + friends):
+    for i, actor in enumerate(friends + ring if friends_first else ring + friends):
         t += 200
         events.append(("comment", t, actor, "victim", "photos", genuine(i)))
     for k in range(ring_posts):
@@ -233,11 +243,23 @@ def test_a_post_of_friends_with_a_few_ring_accounts_is_not_a_rings() -> None:
 def test_a_post_in_lockstep_with_two_ring_posts_pays_back_but_its_author_is_no_offender() -> None:
     # with two caught ring posts it is in lockstep twice: treated as a ring's post, like a
     # forward throttle it takes back every interaction after the fourth, the friends' too (the
-    # collateral docs/bait.md states); the author is not made a repeat offender for it
+    # collateral docs/bait.md states), and the first four, the ring's; the author is not made
+    # a repeat offender for it
     d = _among_friends(ring_posts=2)
     back = [c for c in d.take_clawbacks() if c.post == "photos"]
-    assert [c.actor for c in back] == ["r4", "g0", "g1", "g2", "g3", "g4"]
+    assert [c.actor for c in back] == ["r0", "r1", "r2", "r3", "r4", "g0", "g1", "g2", "g3", "g4"]
     assert d.authors["victim"].offences == []
+
+
+def test_a_ring_posts_first_interactions_by_friends_stay_counted() -> None:
+    # the same post, its friends first: a throttle could not have started before the fifth
+    # interaction, and the first four are not the ring's accounts, so they keep their points;
+    # every one from the fifth on is taken back, whoever made it
+    d = _among_friends(ring_posts=2, friends_first=True)
+    back = [c for c in d.take_clawbacks() if c.post == "photos"]
+    assert [c.actor for c in back] == ["g4", "r0", "r1", "r2", "r3", "r4"]
+    counted = [d.groups["p:photos"].commenters[e[0]] for e in d.groups["p:photos"].counted]
+    assert counted == ["g0", "g1", "g2", "g3"]
 
 
 def test_an_engagement_pod_is_throttled_on_its_shares_and_likes() -> None:
@@ -259,6 +281,46 @@ def test_an_engagement_pod_is_throttled_on_its_shares_and_likes() -> None:
     assert share_mults["pp5"][-1] < FULL and share_mults["pp0"] == [FULL] * 38
     # the pod's comments are not what was throttled: the comment group stays clean
     assert not any(k.startswith("p:") for k in caught)
+
+
+def test_a_pods_first_post_pays_back_late_likes_from_outside_its_sample_too() -> None:
+    # a pod's first post: the pod shares and likes it within minutes (its sample), then forty
+    # other accounts like it after the pod window (outside the sample: no lockstep evidence of
+    # their own; 78 interactions in all, more than the 64 accounts a sample holds). The pod's second post is throttled in lockstep with the first, which is then
+    # throttled retroactively: what every interaction counted in full goes back, the late
+    # likes' too (the planner tells the detector each one's points, as it would)
+    pod = [f"pod-{i}" for i in range(20)]
+    d = Detector()
+    feed(d, history(pod, T0))
+    points = {"share": 3000, "like": 1000}
+
+    def act(kind: str, ts: float, actor: str, author: str, post: str) -> int:
+        m = d.observe(kind, ts, actor, author, post, None)
+        if m == FULL:
+            d.counted(kind, points[kind], ())
+        return m
+
+    d.observe("post", T0, "pod-0", "pod-0", "pp0", "New photo set")
+    for i, actor in enumerate(pod[1:]):
+        for j, kind in enumerate(("share", "like")):
+            act(kind, T0 + 30 + 20 * i + j, actor, "pod-0", "pp0")
+    late = [T0 + 4000 + 60 * i for i in range(40)]
+    for i, ts in enumerate(late):
+        assert act("like", ts, f"late-{i}", "pod-0", "pp0") == FULL
+    assert throttles(d.take_decisions()) == []
+    d.observe("post", T0 + HOUR * 2, "pod-1", "pod-1", "pp1", "New photo set")
+    for i, actor in enumerate(a for a in pod if a != "pod-1"):
+        for j, kind in enumerate(("share", "like")):
+            act(kind, T0 + HOUR * 2 + 30 + 20 * i + j, actor, "pod-1", "pp1")
+    [retro] = [t for t in throttles(d.take_decisions()) if t.post == "pp0"]
+    assert retro.retroactive
+    assert [(a, ts) for a, ts in retro.clawed if ts in late] == [("", ts) for ts in late]
+    # every one but pod-1's share and like, among the first four and by pp1's author, who is not
+    # in pp1's sample (so not shown to be in lockstep)
+    assert {a for a, _ in retro.clawed} == set(pod[2:]) | {""}
+    assert len(retro.clawed) == 36 + 40
+    back = [c for c in d.take_clawbacks() if c.post == "pp0"]
+    assert sum(c.withheld_mp for c in back if c.ts in late) == 40 * (1000 - 1000 * 250 // FULL)
 
 
 def test_friends_liking_each_others_posts_over_hours_are_no_pod() -> None:

@@ -248,7 +248,8 @@ def test_state_stays_bounded(events: list[Event]) -> None:
             assert len(g.commenters) <= p.sample
             assert len(g.hashes) <= p.sample
             assert len(g.shapes) <= p.sample // 2
-            # what a retroactive throttle could claw back: sampled accounts, at most ``sample``
-            assert len(g.counted) <= p.sample
-            assert all(0 <= entry[0] < len(g.commenters) for entry in g.counted)
+            # what a retroactive throttle could claw back: at most ``claw_entries``
+            # interactions, by a sampled account or by one outside the sample (-1)
+            assert len(g.counted) <= p.claw_entries
+            assert all(-1 <= entry[0] < len(g.commenters) for entry in g.counted)
     assert sweeps >= (events[-1][1] - events[0][1]) // (2 * SWEEP_EVERY_S)
