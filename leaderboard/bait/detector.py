@@ -374,7 +374,12 @@ class Detector:
             except ValueError:
                 ci = len(g.comms)
                 g.comms.append(comms)
-            g.counted.append([index, ts, code, points_mp, ci])
+            entry: list[Any] = [index, ts, code, points_mp, ci]
+            if len(g.counted) < self.p.min_coordinated - 1:
+                # one of the post's first interactions (a claw takes it only if a lockstep
+                # account made it): marked, since clawing the others shifts the list
+                entry.append(1)
+            g.counted.append(entry)
 
     def size(self) -> int:
         return len(self.groups) + len(self.authors) + len(self.commenters) + len(self.shadows)
@@ -927,7 +932,12 @@ class Detector:
     def _ring_yet(self, key: str, g: Group, ts: float) -> None:
         """After a new account joined a throttled post's sample: is it a ring's post after all?
         (at most ``sample`` checks per episode, each a walk over the post's overlaps)"""
-        if g.mult == FULL or g.post is None or "lockstep" in g.reasons:
+        if g.mult == FULL or g.post is None:
+            return
+        if "lockstep" in g.reasons:
+            # a ring's post: its partners here may now show more of their samples in lockstep
+            # with it (what is left to claw on them; at most ``sample`` walks per episode)
+            self._partners(key, ts)
             return
         strangers = g.strangers / max(len(g.commenters), 1)
         if _lockstep(self.lockstep.partners(key), strangers) >= self.p.content_min:
@@ -954,7 +964,7 @@ class Detector:
         return self.lockstep.shared_accounts(key, outside)
 
     def _claw(
-        self, key: str, g: Group, mult: int, ring: frozenset[str]
+        self, key: str, g: Group, mult: int, ring: frozenset[str], *, outsiders: bool = True
     ) -> tuple[tuple[str, float], ...]:
         """Claw back, at ``mult``, what the group's interactions counted in full: every one after
         its first ``min_coordinated - 1``, whoever made it (what a throttle starting there would
@@ -963,16 +973,17 @@ class Detector:
         those of the ``ring`` accounts (proven to move in lockstep: a ring's account earns
         nothing on a ring's post, however early it came; the others' first interactions stay,
         as a live throttle could not have started before them). Each once: clawed entries go.
-        Returns the (account, ts) of each (``""``: an account outside the sample)."""
-        head = self.p.min_coordinated - 1
+        ``outsiders`` false: the interactions of accounts outside the sample stay (for a later
+        claw). Returns the (account, ts) of each (``""``: an account outside the sample)."""
         clawed: list[tuple[str, float]] = []
         post = g.post
         assert post is not None  # (only post groups keep entries)
         kept: list[list[Any]] = []
-        for i, entry in enumerate(g.counted):
-            index, at, code, points, ci = entry
+        for entry in g.counted:
+            index, at, code, points, ci = entry[:5]
             actor = g.commenters[index] if 0 <= index < len(g.commenters) else ""
-            if i < head and actor not in ring:
+            first = len(entry) > 5  # (one of the first ``min_coordinated - 1``)
+            if (first and actor not in ring) or (index < 0 and not outsiders):
                 kept.append(entry)
                 continue
             withheld = points - points * mult // FULL
@@ -1012,10 +1023,18 @@ class Detector:
         strangers = g.strangers / max(len(g.commenters), 1)
         if _lockstep(max(self.lockstep.partners(key), 1), strangers) < self.p.content_min:
             return
-        a = self._author(g.target, ts, count=False)
         new = g.mult == FULL
+        if not new and not g.counted:
+            return  # (throttled, and clawed already: nothing left to take)
+        ring = self._ring_accounts(key, outside)
+        # what accounts outside its sample counted is taken back only once most of the sample is
+        # shown to move in lockstep: a few ring accounts that came early to an honest post (to
+        # grief it) cost it no more than its sampled accounts' interactions; a ring's own post
+        # gets there as its partners' samples grow (:meth:`_ring_yet` asks again)
+        outsiders = 2 * len(ring) >= len(g.commenters)
+        a = self._author(g.target, ts, count=False)
         mult = self._multiplier(self.p.threshold, a, ts) if new else g.mult
-        clawed = self._claw(key, g, mult, self._ring_accounts(key, outside))
+        clawed = self._claw(key, g, mult, ring, outsiders=outsiders)
         if not new and not clawed:
             return
         if new:

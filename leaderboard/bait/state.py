@@ -106,7 +106,8 @@ class Group(_Stored):
     own: bool = False
     #: what the post's interactions counted in full while the group was not throttled, for a
     #: retroactive throttle (its first ``claw_entries``, post groups only): ``[index in commenters
-    #: (-1: an account outside the sample), ts, kind code, milli-points, index in comms]``; an
+    #: (-1: an account outside the sample), ts, kind code, milli-points, index in comms]``, with
+    #: a trailing 1 on the first ``min_coordinated - 1`` (they keep their mark when others go); an
     #: entry is dropped when it is clawed back, so nothing is withheld twice
     counted: list[list[Any]] = field(default_factory=list)
     #: the distinct community lists of those entries (each kept once)
