@@ -921,13 +921,15 @@ class Detector:
         if ring:
             self._partners(key, ts)
 
-    def _partners(self, key: str, ts: float) -> None:
+    def _partners(self, key: str, ts: float, *, grown: bool = False) -> None:
         """The posts ``key`` (just found to be a ring's or a pod's) is in lockstep with here were
         farmed by the same accounts before the ring could be told from friends: throttled
-        retroactively (other partitions' posts: by its evidence, :meth:`flag`)."""
+        retroactively (other partitions' posts: by its evidence, :meth:`flag`). ``grown``: asked
+        again because its sample grew, which only takes more from partners already throttled
+        (a new throttle there would spread from post to post through shared honest accounts)."""
         for other in self.lockstep.partner_keys(key):
             if other in self.groups:
-                self._retro(other, ts)
+                self._retro(other, ts, grown=grown)
 
     def _ring_yet(self, key: str, g: Group, ts: float) -> None:
         """After a new account joined a throttled post's sample: is it a ring's post after all?
@@ -935,9 +937,11 @@ class Detector:
         if g.mult == FULL or g.post is None:
             return
         if "lockstep" in g.reasons:
-            # a ring's post: its partners here may now show more of their samples in lockstep
-            # with it (what is left to claw on them; at most ``sample`` walks per episode)
-            self._partners(key, ts)
+            # a ring's post, proven by its own sample (not a retroactive one: that proof came
+            # from elsewhere): its throttled partners here may now show more of their samples
+            # in lockstep with it (at most ``sample`` walks per episode)
+            if "retroactive" not in g.reasons:
+                self._partners(key, ts, grown=True)
             return
         strangers = g.strangers / max(len(g.commenters), 1)
         if _lockstep(self.lockstep.partners(key), strangers) >= self.p.content_min:
@@ -1006,7 +1010,9 @@ class Detector:
             self._dirty["g" + key] = None
         return tuple(clawed)
 
-    def _retro(self, key: str, ts: float, outside: tuple[str, ...] = ()) -> None:
+    def _retro(
+        self, key: str, ts: float, outside: tuple[str, ...] = (), *, grown: bool = False
+    ) -> None:
         """Group ``key`` (a post of this partition) is in lockstep with a ring or pod throttled
         at ``ts``: had that been known, it would have been throttled at its
         ``min_coordinated``-th interaction. So it is throttled from now on if it is not yet, and
@@ -1017,15 +1023,15 @@ class Detector:
         g = self.groups.get(key)
         if g is None or g.post is None or self.newest - g.last > self.p.group_idle_s:
             return
+        new = g.mult == FULL
+        if (grown and new) or (not new and not g.counted):
+            return  # (a new throttle only from a proof; throttled and clawed: nothing left)
         # the post must look like a ring's by itself too: in lockstep (the throttled post is one
         # partner) with accounts that are strangers to its author; friends who follow each
         # other around are a network, and a few ring accounts among them do not make it a ring
         strangers = g.strangers / max(len(g.commenters), 1)
         if _lockstep(max(self.lockstep.partners(key), 1), strangers) < self.p.content_min:
             return
-        new = g.mult == FULL
-        if not new and not g.counted:
-            return  # (throttled, and clawed already: nothing left to take)
         ring = self._ring_accounts(key, outside)
         # what accounts outside its sample counted is taken back only once most of the sample is
         # shown to move in lockstep: a few ring accounts that came early to an honest post (to

@@ -58,8 +58,11 @@ def alert_id(d: Decision) -> str:
     """A throttle decision's id: the same on every replay of the log (consumers de-duplicate)."""
     parts: tuple[str, ...] = (d.group, d.state, repr(d.at))
     if d.retroactive:
-        # (a ring found at the very time of the post's own throttle is another alert)
+        # (a ring found at the very time of the post's own throttle is another alert, and so
+        # is each later claw-back on the same post, at the same time or not)
         parts += ("retroactive",)
+        if d.clawed:
+            parts += (repr(d.clawed[0][1]), str(len(d.clawed)))
     raw = "\x1f".join(parts).encode()
     return "alr_" + hashlib.sha1(raw, usedforsecurity=False).hexdigest()
 

@@ -380,3 +380,12 @@ def test_a_retroactive_alert_has_its_own_id() -> None:
     )
     assert alert_id(own) != alert_id(retro)
     assert alert_id(own) == alert_id(Decision("p:p1", "p1", "alice", "throttled", T0, 0.1, (), 3))
+    # claw-backs in steps (a ring's post's sample grows) at the same time: one id each
+    steps = [
+        Decision(
+            "p:p1", "p1", "alice", "throttled", T0, 0.25, ("lockstep",), 12, since=T0,
+            retroactive=True, clawed=clawed,
+        )
+        for clawed in ((("a", T0 - 60),), (("", T0 - 30), ("", T0 - 20)))
+    ]  # fmt: skip
+    assert len({alert_id(d) for d in [retro, *steps]}) == 3

@@ -279,6 +279,47 @@ def test_a_few_ring_accounts_early_on_an_honest_post_cost_it_no_more_than_its_sa
     assert len(d.groups["p:talk"].counted) == 41  # (the rest, kept for a claw that may follow)
 
 
+def test_a_retroactive_throttle_does_not_spread_through_shared_honest_accounts() -> None:
+    # a victim's post with five ring accounts among its friends and fans is throttled
+    # retroactively once the ring is caught on two other authors' posts. Another author's
+    # post, C, has no ring account at all, only five fans it shares with the victim's post.
+    # As the victim's post gets more comments, C stays untouched: a retroactive throttle's
+    # proof came from elsewhere, it is no proof against the posts it shares accounts with
+    ring = [f"r{i}" for i in range(5)]
+    fans = [f"f{i}" for i in range(10)]
+    friends = [f"g{i}" for i in range(34)]
+    ev: list[Event] = list(history(ring + fans + friends, T0))
+    ev.append(("post", T0 - 7200, "victim", "victim", "old", "older"))
+    ev += [("click", T0 - 3600 + i, g, "victim", "old", None) for i, g in enumerate(friends)]
+    t = T0
+    ev.append(("post", t, "other", "other", "C", "My garden"))
+    for i, f in enumerate(fans):
+        t += 1800 + (i * i * 137) % 1500
+        ev.append(("comment", t, f, "other", "C", genuine(300 + i)))
+        ev += [("like", t + 10 + j, f"lc{i}_{j}", "other", "C", None) for j in range(3)]
+    ev.append(("post", t, "victim", "victim", "talk", "Slides from my talk"))
+    order = friends[:10] + ring + friends[10:20] + fans[:5] + friends[20:30]
+    for i, a in enumerate(order):
+        t += 30 + (i * i * 137) % 270
+        ev.append(("comment", t, a, "victim", "talk", genuine(500 + i)))
+        ev += [("like", t + 10 + j, f"lt{i}_{j}", "victim", "talk", None) for j in range(3)]
+    for k in range(2):
+        post, author = f"course{k}", f"boss{k}"
+        ev.append(("post", t, author, author, post, "Buy my course"))
+        for i, a in enumerate(ring):
+            t += 200
+            ev.append(("comment", t, a, author, post, genuine(100 + 10 * k + i)))
+    for i, a in enumerate(friends[30:32]):
+        t += 60
+        ev.append(("comment", t, a, "victim", "talk", genuine(900 + i)))
+    d = Detector()
+    feed(d, ev)
+    posts = {x.post for x in throttles(d.take_decisions())}
+    assert {"course1", "talk"} <= posts and "C" not in posts
+    assert [c for c in d.take_clawbacks() if c.post == "C"] == []
+    assert d.groups["p:C"].mult == FULL
+
+
 def test_a_ring_posts_first_interactions_by_friends_stay_counted() -> None:
     # the same post, its friends first: a throttle could not have started before the fifth
     # interaction, and the first four are not the ring's accounts, so they keep their points;

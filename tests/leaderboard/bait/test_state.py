@@ -252,4 +252,7 @@ def test_state_stays_bounded(events: list[Event]) -> None:
             # interactions, by a sampled account or by one outside the sample (-1)
             assert len(g.counted) <= p.claw_entries
             assert all(-1 <= entry[0] < len(g.commenters) for entry in g.counted)
+            # the first interactions' marks: at most min_coordinated - 1, ahead of the others
+            marks = [len(entry) > 5 for entry in g.counted]
+            assert sum(marks) <= p.min_coordinated - 1 and marks == sorted(marks, reverse=True)
     assert sweeps >= (events[-1][1] - events[0][1]) // (2 * SWEEP_EVERY_S)
