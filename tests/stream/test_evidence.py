@@ -256,7 +256,8 @@ async def test_a_rings_first_post_elsewhere_pays_back_once_the_ring_is_proven(
     it counts in full), then on another member's post on another partition. That second post is
     throttled in lockstep with the first (whose first accounts reached it through the log); its
     evidence says "ring", and the first post's partition, reading it in its own log, throttles
-    the first post retroactively and takes back what its comments after the fourth counted, on
+    the first post retroactively and takes back what its comments counted (all of them: the first
+    four too, made by the ring's accounts that the record names), on
     every board, recorded as withheld and explained."""
     ns = namespace
     configure(ns, worker=WorkerSettings(batch_messages=20))
@@ -298,10 +299,10 @@ async def test_a_rings_first_post_elsewhere_pays_back_once_the_ring_is_proven(
     assert retro["post"] == "rp0" and retro["reasons"] == ["lockstep", "retroactive"]
     assert retro["retroactive_at"] == second["detected_at"]
     first_times = [e["ts"] for e in post(first_author, "rp0", T0, 0)[1:]]
-    assert retro["clawed_back"] == first_times[4:]  # (times only: the accounts stay private)
+    assert retro["clawed_back"] == first_times  # (times only: the accounts stay private)
     mult = round(retro["multiplier"] * 1000)
     comment = RULES.weights_mp["comment"]
-    kept = 4 * comment + 19 * (comment * mult // 1000)
+    kept = 23 * (comment * mult // 1000)
     for board in ("all", "24h", "7d"):
         assert await ns.store.client.zscore(ns.store.key("board", board), first_author) == kept
     explanation = await ns.store.explanation(first_author)
@@ -310,7 +311,7 @@ async def test_a_rings_first_post_elsewhere_pays_back_once_the_ring_is_proven(
     assert (line.points_mp, line.withheld_mp, line.count) == (kept, full - kept, 23)
     (throttle,) = explanation.throttles
     assert throttle.post == "rp0" and throttle.withheld_mp == full - kept
-    assert (throttle.retroactive_at, throttle.clawed_back) == (second["detected_at"], 19)
+    assert (throttle.retroactive_at, throttle.clawed_back) == (second["detected_at"], 23)
 
     # a rebuild from the log decides the same: the ring record is in the first post's partition's
     # log, read at the same place (the rebuild itself produces no evidence)
