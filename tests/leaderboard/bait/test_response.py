@@ -206,6 +206,19 @@ def test_a_ring_across_partitions_is_seen_through_the_evidence_of_others() -> No
     assert throttles(alone.take_decisions()) == []
 
 
+def _courses(ring: list[str], posts: int, t: float) -> tuple[list[Event], float]:
+    """The ring comments on ``posts`` other authors' posts, one after another from ``t`` (where
+    it is caught); the events and the time of the last."""
+    events: list[Event] = []
+    for k in range(posts):
+        post, author = f"course{k}", f"boss{k}"
+        events.append(("post", t, author, author, post, "Buy my course"))
+        for i, actor in enumerate(ring):
+            t += 200
+            events.append(("comment", t, actor, author, post, genuine(100 + 10 * k + i)))
+    return events, t
+
+
 def _among_friends(ring_posts: int, *, friends_first: bool = False) -> Detector:
     """A member's post gets comments from five ring accounts and from five friends (the
     member's network, after the ring's or first); the ring then comments on ``ring_posts``
@@ -221,12 +234,7 @@ def _among_friends(ring_posts: int, *, friends_first: bool = False) -> Detector:
     for i, actor in enumerate(friends + ring if friends_first else ring + friends):
         t += 200
         events.append(("comment", t, actor, "victim", "photos", genuine(i)))
-    for k in range(ring_posts):
-        post, author = f"course{k}", f"boss{k}"
-        events.append(("post", t, author, author, post, "Buy my course"))
-        for i, actor in enumerate(ring):
-            t += 200
-            events.append(("comment", t, actor, author, post, genuine(100 + 10 * k + i)))
+    events += _courses(ring, ring_posts, t)[0]
     feed(d, events)
     return d
 
@@ -266,12 +274,7 @@ def test_a_few_ring_accounts_early_on_an_honest_post_cost_it_no_more_than_its_sa
     for i, actor in enumerate(ring + fans):
         t += 120
         events.append(("comment", t, actor, "victim", "talk", genuine(500 + i)))
-    for k in range(2):
-        post, author = f"course{k}", f"boss{k}"
-        events.append(("post", t, author, author, post, "Buy my course"))
-        for i, actor in enumerate(ring):
-            t += 200
-            events.append(("comment", t, actor, author, post, genuine(100 + 10 * k + i)))
+    events += _courses(ring, 2, t)[0]
     feed(d, events)
     assert any(x.post == "course1" for x in throttles(d.take_decisions()))
     back = [c for c in d.take_clawbacks() if c.post == "talk"]
@@ -303,12 +306,8 @@ def test_a_retroactive_throttle_does_not_spread_through_shared_honest_accounts()
         t += 30 + (i * i * 137) % 270
         ev.append(("comment", t, a, "victim", "talk", genuine(500 + i)))
         ev += [("like", t + 10 + j, f"lt{i}_{j}", "victim", "talk", None) for j in range(3)]
-    for k in range(2):
-        post, author = f"course{k}", f"boss{k}"
-        ev.append(("post", t, author, author, post, "Buy my course"))
-        for i, a in enumerate(ring):
-            t += 200
-            ev.append(("comment", t, a, author, post, genuine(100 + 10 * k + i)))
+    courses, t = _courses(ring, 2, t)
+    ev += courses
     for i, a in enumerate(friends[30:32]):
         t += 60
         ev.append(("comment", t, a, "victim", "talk", genuine(900 + i)))
