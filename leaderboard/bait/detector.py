@@ -220,7 +220,10 @@ _SHAPE_INDEXES = 1024
 #: 3: retroactive throttles of posts found in lockstep with a throttled one (issue 13).
 #: 4: a claw-back also takes the lockstep accounts' first interactions, and covers a post's first
 #: ``claw_entries`` interactions, sampled accounts or not.
-DETECTOR_VERSION = 4
+#: 5: every throttle claws back what accounts flagged by earlier throttles counted on the post
+#: before it; a post of an author throttled of late is a ring's or pod's post by lockstep alone;
+#: the ``hollow`` signal (empty, echoing and repeated answers together).
+DETECTOR_VERSION = 5
 
 
 def identity(version: str, params: BaitParams | None) -> str:
@@ -584,6 +587,7 @@ class Detector:
             g.low += f.promo
             g.answers += f.stock or echo or f.mention_only
             empty = f.empty or echo or dup
+            g.hollow += empty
         if g.mult < FULL and g.own and empty:
             # answering a post throttled on its own evidence with nothing (or with what the farm
             # says): the account is flagged; a real reply under a farmed post is not
@@ -803,6 +807,9 @@ class Detector:
             "comments_dominate": _ramp(g.comments / (g.comments + g.engagement), 0.6, 0.9),
             "low_info": _ramp(g.empty / g.texts, 0.45, 0.8) if texted else 0.0,
             "duplicates": _ramp(g.dups / g.texts, 0.25, 0.6) if texted else 0.0,
+            # (empty, echoing or repeating: what a farm mixes, "check my channel" and the
+            # answer the post asked for; the two shares above miss it when split half and half)
+            "hollow": _ramp(g.hollow / g.texts, 0.6, 0.9) if texted else 0.0,
             "strangers": _ramp(g.strangers / n, 0.5, 0.85),
             # (counts too: a flood is many accounts, not three newcomers talking)
             "fresh": (
@@ -820,7 +827,7 @@ class Detector:
             "flagged_commenters": _clamp(g.flagged / g.comments / 0.3) * _clamp(g.flagged / 6.0),
             "repeat_offender": 1.0 if self._offences(a, ts) else 0.0,
         }
-        empty = max(sig["low_info"], sig["duplicates"])
+        empty = max(sig["low_info"], sig["duplicates"], sig["hollow"])
         # what the response shows by itself: empty answers from strangers (a friend's
         # "congrats!" is not bait), or new accounts flooding a post fast with empty or textless
         # comments that nothing else follows
@@ -892,6 +899,9 @@ class Detector:
         # throttle only renews the flags its accounts already had
         own = max(v for k, v in sig.items() if k in _OWN_EVIDENCE)
         g.own = own >= self.p.content_min
+        # the accounts already flagged by earlier throttles (before this one names its own): what
+        # they counted here in full, before the throttle could start, is taken back
+        flagged = frozenset(actor for actor in g.commenters if self._flagged(actor))
         named = [
             actor for actor in g.commenters if own >= self.p.content_min or self._flagged(actor)
         ]
@@ -901,8 +911,16 @@ class Detector:
         if named:
             self._evidence.append(Evidence.of(key, ts, _evidence_kind(key, ring), tuple(named)))
         # a throttle on lockstep: had the ring been known, this post would have been throttled
-        # at its ``min_coordinated``-th interaction; what counted in full since is clawed back
-        clawed = self._claw(key, g, g.mult, self._ring_accounts(key)) if ring else ()
+        # at its ``min_coordinated``-th interaction; what counted in full since is clawed back.
+        # Any throttle: a farm's accounts, flagged by an earlier throttle, earn nothing on a post
+        # throttled in its turn, however early they came (a live throttle needs a few of them
+        # before it can tell; their first interactions would otherwise keep their points)
+        if ring:
+            clawed = self._claw(key, g, g.mult, self._ring_accounts(key) | flagged)
+        elif flagged and g.post is not None:
+            clawed = self._claw(key, g, g.mult, flagged, outsiders=False, all_after=False)
+        else:
+            clawed = ()
         self._decisions.append(
             Decision(
                 key,
@@ -968,7 +986,14 @@ class Detector:
         return self.lockstep.shared_accounts(key, outside)
 
     def _claw(
-        self, key: str, g: Group, mult: int, ring: frozenset[str], *, outsiders: bool = True
+        self,
+        key: str,
+        g: Group,
+        mult: int,
+        ring: frozenset[str],
+        *,
+        outsiders: bool = True,
+        all_after: bool = True,
     ) -> tuple[tuple[str, float], ...]:
         """Claw back, at ``mult``, what the group's interactions counted in full: every one after
         its first ``min_coordinated - 1``, whoever made it (what a throttle starting there would
@@ -978,7 +1003,9 @@ class Detector:
         nothing on a ring's post, however early it came; the others' first interactions stay,
         as a live throttle could not have started before them). Each once: clawed entries go.
         ``outsiders`` false: the interactions of accounts outside the sample stay (for a later
-        claw). Returns the (account, ts) of each (``""``: an account outside the sample)."""
+        claw). ``all_after`` false: only the ``ring`` accounts' interactions, wherever they came
+        (a live throttle, which started at its own time: the others counted before it could).
+        Returns the (account, ts) of each (``""``: an account outside the sample)."""
         clawed: list[tuple[str, float]] = []
         post = g.post
         assert post is not None  # (only post groups keep entries)
@@ -986,7 +1013,7 @@ class Detector:
         for entry in g.counted:
             index, at, code, points, ci = entry[:5]
             actor = g.commenters[index] if 0 <= index < len(g.commenters) else ""
-            first = len(entry) > 5  # (one of the first ``min_coordinated - 1``)
+            first = len(entry) > 5 or not all_after  # (one of the first ``min_coordinated - 1``)
             if (first and actor not in ring) or (index < 0 and not outsiders):
                 kept.append(entry)
                 continue
@@ -1028,9 +1055,14 @@ class Detector:
             return  # (a new throttle only from a proof; throttled and clawed: nothing left)
         # the post must look like a ring's by itself too: in lockstep (the throttled post is one
         # partner) with accounts that are strangers to its author; friends who follow each
-        # other around are a network, and a few ring accounts among them do not make it a ring
+        # other around are a network, and a few ring accounts among them do not make it a ring.
+        # Unless its author was throttled of late: a pod's accounts are soon its authors'
+        # "network" (they engage every post), and its authors collect throttles of their own
+        a = self._author(g.target, ts, count=False)
         strangers = g.strangers / max(len(g.commenters), 1)
-        if _lockstep(max(self.lockstep.partners(key), 1), strangers) < self.p.content_min:
+        if _lockstep(
+            max(self.lockstep.partners(key), 1), strangers
+        ) < self.p.content_min and not self._offences(a, ts):
             return
         ring = self._ring_accounts(key, outside)
         # what accounts outside its sample counted is taken back only once most of the sample is
@@ -1038,7 +1070,6 @@ class Detector:
         # grief it) cost it no more than its sampled accounts' interactions; a ring's own post
         # gets there as its partners' samples grow (:meth:`_ring_yet` asks again)
         outsiders = 2 * len(ring) >= len(g.commenters)
-        a = self._author(g.target, ts, count=False)
         mult = self._multiplier(self.p.threshold, a, ts) if new else g.mult
         clawed = self._claw(key, g, mult, ring, outsiders=outsiders)
         if not new and not clawed:

@@ -112,6 +112,9 @@ class Group(_Stored):
     counted: list[list[Any]] = field(default_factory=list)
     #: the distinct community lists of those entries (each kept once)
     comms: list[list[str]] = field(default_factory=list)
+    #: texted comments that are any of the three above (empty, an echo or a near-duplicate):
+    #: a farm mixes them, and each share alone stays low
+    hollow: int = 0
 
 
 @dataclass(slots=True)

@@ -12,6 +12,7 @@ from tests.leaderboard.bait._streams import (
     HOUR,
     T0,
     Event,
+    bait_campaign,
     feed,
     genuine,
     points_of,
@@ -104,6 +105,32 @@ def test_a_greeting_farmed_with_near_identical_greetings_is_throttled() -> None:
     feed(d, events)
     [t] = throttles(d.take_decisions())
     assert t.signals["duplicates"] == 1.0 and t.comments < 30
+
+
+def test_self_promotion_mixed_with_the_asked_for_answer_is_hollow() -> None:
+    # a farm's mix (tuning seeds 8, 9 and 11: campaigns at 22-91 %): of every twenty comments
+    # from strangers, nine are self-promotion (empty, but distinct), eight the answer the post
+    # asked for in four forms (repeats, not empty: three or four words), three are real. Empty
+    # answers are 45 % and repeats 40 %, each under its ramp; together 85 % carry nothing
+    who = [f"s{i}" for i in range(200)]
+    love = ["I love you mom", "love u mom!!", "i love you mom 😍", "LOVE YOU MOM"]
+    mix = "PLPLGPLPLPLPGPLPLPLG"
+    texts = [
+        f"{genuine(i)}, subscribe to my channel"
+        if mix[i % 20] == "P"
+        else love[i % 4]
+        if mix[i % 20] == "L"
+        else genuine(1000 + i)
+        for i in range(200)
+    ]
+    d = Detector()
+    events: list[Event] = [*history(who, T0), ("post", T0, "kat", "kat", "v", "My new video")]
+    events += answers("v", "kat", T0, texts, who)
+    feed(d, events)
+    [t] = throttles(d.take_decisions())
+    assert "hollow" in t.reasons
+    assert t.signals["low_info"] < 0.5 and t.signals["duplicates"] < 0.5
+    assert t.comments < 0.2 * 200
 
 
 def test_long_varied_answers_from_strangers_are_an_ama() -> None:
@@ -391,6 +418,74 @@ def test_a_pods_first_post_pays_back_late_likes_from_outside_its_sample_too() ->
     assert len(clawed) == 36 + 40
     back = [c for c in d.take_clawbacks() if c.post == "pp0"]
     assert sum(c.withheld_mp for c in back if c.ts in late) == 40 * (1000 - 1000 * 250 // FULL)
+
+
+def _network_pod(*, author_offended: bool) -> Detector:
+    """A pod of twelve that is also ann's network (they clicked her older post) shares and
+    likes her post pp0 within minutes; two hours later it does the same to bob's post pp1, to
+    whom the pod are strangers. ``author_offended``: ann's own comment-bait post was throttled
+    just before (an offence of hers)."""
+    pod = [f"pod-{i}" for i in range(12)]
+    d = Detector()
+    feed(d, history(pod, T0 - 3 * DAY))
+    ev: list[Event] = [("post", T0 - 7200, "ann", "ann", "old", "an older post")]
+    ev += [("click", T0 - 3600 + i, a, "ann", "old", None) for i, a in enumerate(pod)]
+    if author_offended:
+        ev += bait_campaign("bait", "ann", T0 - 1800)
+    for author, post, t in (("ann", "pp0", T0), ("bob", "pp1", T0 + 2 * HOUR)):
+        ev.append(("post", t, author, author, post, "New photo set"))
+        for i, a in enumerate(pod):
+            ev.append(("share", t + 30 + 20 * i, a, author, post, None))
+            ev.append(("like", t + 31 + 20 * i, a, author, post, None))
+    feed(d, sorted(ev, key=lambda e: e[1]))
+    return d
+
+
+def test_a_pod_that_is_its_authors_network_pays_back_once_the_author_offends() -> None:
+    # pp1 is throttled in lockstep with pp0. The pod are ann's network, so pp0 alone does not
+    # look like a pod's post (friends who follow each other around); but ann was throttled of
+    # late, and a throttled author's post in lockstep with a pod's is a pod's: retroactive,
+    # every share and like clawed back (seed 5 of the tuning split: a pod's post never caught)
+    d = _network_pod(author_offended=True)
+    caught = {t.group: t for t in throttles(d.take_decisions())}
+    assert "lockstep" in caught["e:pp1"].reasons
+    retro = caught["e:pp0"]
+    assert retro.retroactive and len(retro.clawed) == 24
+    assert sum(c.post == "pp0" for c in d.take_clawbacks()) == 24
+    # the same without her offence: a network, left alone
+    d = _network_pod(author_offended=False)
+    assert "e:pp0" not in {t.group for t in throttles(d.take_decisions())}
+    assert [c for c in d.take_clawbacks() if c.post == "pp0"] == []
+
+
+def test_a_live_throttle_claws_back_what_flagged_accounts_counted_before_it() -> None:
+    # twelve accounts flagged by a throttle on another partition; two fans comment first on
+    # ann's post, then the flagged accounts: the throttle starts at the sixth comment (flagged
+    # accounts decide before min_comments), and what the first three flagged accounts counted
+    # before it is taken back; the fans keep theirs (seed 5 of the tuning split: ring posts at
+    # 25-33 %, their first comments from the ring's flagged accounts)
+    farm = [f"farm{i}" for i in range(12)]
+    fans = ["fan0", "fan1"]
+    d = Detector()
+    feed(d, history(farm + fans, T0))
+    d.flag(Evidence.of("p:far", T0, "comments", tuple(farm)))
+    t = T0 + 600
+    ev: list[Event] = [("post", t, "ann", "ann", "q", "Pictures from the weekend")]
+    for i, a in enumerate(fans + farm):
+        ev.append(("comment", t + 90 * (i + 1), a, "ann", "q", genuine(700 + i)))
+    feed(d, ev)
+    [x] = throttles(d.take_decisions())
+    assert x.comments == 5 and "flagged_commenters" in x.reasons and not x.retroactive
+    assert [a for a, _ in x.clawed] == ["farm0", "farm1", "farm2"]
+    back = d.take_clawbacks()
+    assert [(c.actor, c.post) for c in back] == [(a, "q") for a in ("farm0", "farm1", "farm2")]
+    full = {e[2]: points_of(e) for e in ev[1:]}
+    m = round(x.multiplier * FULL)
+    assert m < FULL and all(
+        c.withheld_mp == full[c.actor] - full[c.actor] * m // FULL for c in back
+    )
+    g = d.groups["p:q"]
+    assert [g.commenters[e[0]] for e in g.counted] == fans  # (kept, for a claw that may follow)
 
 
 def test_friends_liking_each_others_posts_over_hours_are_no_pod() -> None:
