@@ -233,7 +233,8 @@ def throttle_lines(
                 reasons=tuple(r.get("reasons", ())),
                 withheld_mp=withheld.get(group, 0),
                 retroactive_at=r.get("retroactive_at"),
-                clawed_back=len(r.get("clawed_back", ())),
+                # (the episode's total; records from before it was kept: the last step's)
+                clawed_back=int(r.get("clawed_total") or len(r.get("clawed_back", ()))),
             )
         )
     lines.sort(key=lambda t: -(t.ended_at or t.detected_at or 0.0))

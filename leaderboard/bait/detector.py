@@ -162,6 +162,11 @@ class Decision:
     #: throttle on lockstep clawed back: (account, event time), in the order counted
     retroactive: bool = False
     clawed: tuple[tuple[str, float], ...] = ()
+    #: the episode so far, for the record that this decision replaces (the explain view keeps
+    #: the latest decision per group): when a ring was last found (None: never), and how many
+    #: interactions were clawed back in all, this decision's included
+    retro_at: float | None = None
+    clawed_total: int = 0
 
     def to_json(self) -> dict[str, Any]:
         """The alert record: ``GET /api/alerts``, topic ``bait-alerts``, the explain view."""
@@ -179,10 +184,14 @@ class Decision:
         }
         if self.retroactive:
             out["retroactive_at"] = self.at
+        elif self.retro_at is not None:
+            out["retroactive_at"] = self.retro_at  # (a later decision keeps what was found)
         if self.clawed:
             # the event times of the interactions taken back (not the accounts: alerts are
             # public, and the author can find the interactions on their own post by time)
             out["clawed_back"] = [ts for _, ts in self.clawed]
+        if self.clawed_total:
+            out["clawed_total"] = self.clawed_total
         return out
 
 
@@ -934,6 +943,7 @@ class Detector:
                 sig,
                 since=ts,
                 clawed=clawed,
+                **self._episode(g, clawed),
             )
         )
         if ring:
@@ -1089,6 +1099,8 @@ class Detector:
         self, key: str, g: Group, ts: float, clawed: tuple[tuple[str, float], ...]
     ) -> None:
         """The alert of a retroactive throttle: found at ``ts``, in effect since ``g.since``."""
+        g.retro_at = ts
+        self._dirty["g" + key] = None
         self._decisions.append(
             Decision(
                 key,
@@ -1103,8 +1115,16 @@ class Detector:
                 since=g.since,
                 retroactive=True,
                 clawed=clawed,
+                **self._episode(g, clawed),
             )
         )
+
+    @staticmethod
+    def _episode(g: Group, clawed: tuple[tuple[str, float], ...] = ()) -> dict[str, Any]:
+        """What a decision's record carries of the episode so far (``clawed``: this decision's
+        claw-back, counted into the group's total here)."""
+        g.clawed_n += len(clawed)
+        return {"retro_at": g.retro_at or None, "clawed_total": g.clawed_n}
 
     def _calm_count(self) -> float:
         """``calm_per_hour`` as a weighted comment count (the form ``Group.rate`` is kept in)."""
@@ -1149,6 +1169,7 @@ class Detector:
                 tuple(g.reasons),
                 g.comments,
                 since=g.since,
+                **self._episode(g),
             )
         )
 

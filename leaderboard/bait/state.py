@@ -115,6 +115,10 @@ class Group(_Stored):
     #: texted comments that are any of the three above (empty, an echo or a near-duplicate):
     #: a farm mixes them, and each share alone stays low
     hollow: int = 0
+    #: this episode's throttle record, which later decisions replace whole: when a retroactive
+    #: throttle last found it in lockstep (0: never), and the interactions clawed back in all
+    retro_at: float = 0.0
+    clawed_n: int = 0
 
 
 @dataclass(slots=True)

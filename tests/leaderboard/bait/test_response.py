@@ -3,10 +3,13 @@ against bait it has never read, and the organic threads that look alike but are 
 
 from __future__ import annotations
 
+import orjson
+
 from leaderboard.bait.detector import BaitParams, Decision, Detector
 from leaderboard.bait.evidence import Evidence
 from leaderboard.bait.patterns import comment_features, phrasing, post_words, word_hash
 from leaderboard.bait.state import FULL
+from leaderboard.explain import throttle_lines
 from tests.leaderboard.bait._streams import (
     DAY,
     HOUR,
@@ -418,6 +421,39 @@ def test_a_pods_first_post_pays_back_late_likes_from_outside_its_sample_too() ->
     assert len(clawed) == 36 + 40
     back = [c for c in d.take_clawbacks() if c.post == "pp0"]
     assert sum(c.withheld_mp for c in back if c.ts in late) == 40 * (1000 - 1000 * 250 // FULL)
+
+
+def test_a_throttle_record_says_what_every_step_took_back_and_keeps_it_when_it_ends() -> None:
+    # the explain view keeps one record per post, replaced whole by the latest decision: after
+    # claw-backs in steps and the throttle's end it still says when the ring was found and how
+    # many interactions were taken back in all (not only the last step's, nor none at the end)
+    pod = [f"pod-{i}" for i in range(20)]
+    d = Detector()
+    feed(d, history(pod, T0))
+    d.observe("post", T0, "pod-0", "pod-0", "pp0", "New photo set")
+    for start, author, post in ((T0, "pod-0", "pp0"), (T0 + HOUR * 2, "pod-1", "pp1")):
+        if post != "pp0":
+            d.observe("post", start, author, author, post, "New photo set")
+        for i, actor in enumerate(a for a in pod if a != author):
+            for j, kind in enumerate(("share", "like")):
+                if d.observe(kind, start + 30 + 20 * i + j, actor, author, post, None) == FULL:
+                    d.counted(kind, 3000 if kind == "share" else 1000, ())
+        if post == "pp0":  # (likes from outside the sample, after the pod window)
+            for i in range(40):
+                d.observe("like", T0 + 4000 + 60 * i, f"late-{i}", "pod-0", "pp0", None)
+                d.counted("like", 1000, ())
+    retros = [t for t in throttles(d.take_decisions()) if t.post == "pp0"]
+    assert len(retros) >= 2  # (in steps, as the sample of pp1 grows)
+    total = sum(len(t.clawed) for t in retros)
+    last = retros[-1].to_json()
+    assert last["clawed_total"] == total > len(last["clawed_back"])
+    feed(d, [("share", T0 + 3 * DAY, "x", "bob", "other", None)])  # (pp0 is forgotten: it ends)
+    (end,) = [x for x in d.take_decisions() if x.post == "pp0"]
+    record = end.to_json()
+    assert record["state"] == "ended" and record["retroactive_at"] == retros[-1].at
+    assert record["clawed_total"] == total and "clawed_back" not in record  # (an alert's own)
+    line = throttle_lines({"e:pp0": orjson.dumps(record).decode()}, {})[0]
+    assert (line.retroactive_at, line.clawed_back) == (retros[-1].at, total)
 
 
 def _network_pod(*, author_offended: bool) -> Detector:
