@@ -232,7 +232,9 @@ _SHAPE_INDEXES = 1024
 #: 5: every throttle claws back what accounts flagged by earlier throttles counted on the post
 #: before it; a post of an author throttled of late is a ring's or pod's post by lockstep alone;
 #: the ``hollow`` signal (empty, echoing and repeated answers together).
-DETECTOR_VERSION = 5
+#: 6: the offender exception to the network rule needs most of the post's accounts in lockstep
+#: too; ``hollow`` leaves out emoji-only comments (both from an adversarial review).
+DETECTOR_VERSION = 6
 
 
 def identity(version: str, params: BaitParams | None) -> str:
@@ -596,7 +598,8 @@ class Detector:
             g.low += f.promo
             g.answers += f.stock or echo or f.mention_only
             empty = f.empty or echo or dup
-            g.hollow += empty
+            # (emoji alone are a reaction, not a farm's filler: a star's fans answer so)
+            g.hollow += (empty and not f.emoji_only) or dup
         if g.mult < FULL and g.own and empty:
             # answering a post throttled on its own evidence with nothing (or with what the farm
             # says): the account is flagged; a real reply under a farmed post is not
@@ -1061,20 +1064,33 @@ class Detector:
         if g is None or g.post is None or self.newest - g.last > self.p.group_idle_s:
             return
         new = g.mult == FULL
-        if (grown and new) or (not new and not g.counted):
-            return  # (a new throttle only from a proof; throttled and clawed: nothing left)
+        if not new and not g.counted:
+            return  # (throttled and clawed: nothing left)
         # the post must look like a ring's by itself too: in lockstep (the throttled post is one
         # partner) with accounts that are strangers to its author; friends who follow each
         # other around are a network, and a few ring accounts among them do not make it a ring.
-        # Unless its author was throttled of late: a pod's accounts are soon its authors'
-        # "network" (they engage every post), and its authors collect throttles of their own
-        a = self._author(g.target, ts, count=False)
+        # Unless its author was throttled of late and most of the post's accounts are the
+        # ring's: a pod's accounts are soon its authors' "network" (they engage every post), and
+        # its authors collect throttles of their own (often on the pod's flagged accounts). Not
+        # an offence alone: one an attacker brought about (flagged accounts on the author's
+        # post), or a false throttle, would then let a few ring accounts among the author's
+        # friends make any later post pay back; a majority the attacker would have to supply.
+        # A new throttle comes from a proof (a partner's throttle), not from that partner's
+        # sample growing (``grown``: the same proof, asked again) — except by that exception,
+        # whose "most of the post's accounts" the growing sample may only now show.
         strangers = g.strangers / max(len(g.commenters), 1)
-        if _lockstep(
-            max(self.lockstep.partners(key), 1), strangers
-        ) < self.p.content_min and not self._offences(a, ts):
+        if _lockstep(max(self.lockstep.partners(key), 1), strangers) < self.p.content_min:
+            a = self.authors.get(g.target)
+            if a is None or not self._offences(a, ts):
+                return
+            ring = self._ring_accounts(key, outside)
+            if 2 * len(ring) < len(g.commenters):
+                return
+        elif grown and new:
             return
-        ring = self._ring_accounts(key, outside)
+        else:
+            ring = self._ring_accounts(key, outside)
+        a = self._author(g.target, ts, count=False)
         # what accounts outside its sample counted is taken back only once most of the sample is
         # shown to move in lockstep: a few ring accounts that came early to an honest post (to
         # grief it) cost it no more than its sampled accounts' interactions; a ring's own post

@@ -4,6 +4,7 @@ against bait it has never read, and the organic threads that look alike but are 
 from __future__ import annotations
 
 import orjson
+import pytest
 
 from leaderboard.bait.detector import BaitParams, Decision, Detector
 from leaderboard.bait.evidence import Evidence
@@ -134,6 +135,26 @@ def test_self_promotion_mixed_with_the_asked_for_answer_is_hollow() -> None:
     assert "hollow" in t.reasons
     assert t.signals["low_info"] < 0.5 and t.signals["duplicates"] < 0.5
     assert t.comments < 0.2 * 200
+
+
+def test_emoji_reactions_to_a_celebrity_are_not_hollow_answers() -> None:
+    # 150 first-time fans react to a star's news: over half with emoji alone, a fifth with the
+    # same three congratulations, the rest personal. Emoji are a reaction, not a farm's filler
+    # (they stay low-information): hollow counts the repeats only, and stays under its ramp
+    emoji = ["😍", "🔥🔥", "❤️❤️❤️", "👏", "🥰", "💯", "😭❤️", "🙌🙌"]
+    cheers = ["congratulations to you both", "so happy for you two", "wishing you both joy"]
+    who = [f"u{i}" for i in range(150)]
+    texts = [
+        emoji[i % 8] if i % 20 < 11 else cheers[i % 3] if i % 20 < 15 else genuine(i)
+        for i in range(150)
+    ]
+    d = Detector()
+    events: list[Event] = [*history(who, T0), ("post", T0, "star", "star", "v", "We got engaged!")]
+    events += answers("v", "star", T0, texts, who)
+    feed(d, events)
+    g = d.groups["p:v"]
+    assert g.hollow == sum(1 for i in range(150) if 11 <= i % 20 < 15) - 3  # (the repeats)
+    assert all(t.signals.get("hollow", 0.0) == 0.0 for t in throttles(d.take_decisions()))
 
 
 def test_long_varied_answers_from_strangers_are_an_ama() -> None:
@@ -492,6 +513,69 @@ def test_a_pod_that_is_its_authors_network_pays_back_once_the_author_offends() -
     d = _network_pod(author_offended=False)
     assert "e:pp0" not in {t.group for t in throttles(d.take_decisions())}
     assert [c for c in d.take_clawbacks() if c.post == "pp0"] == []
+
+
+def _network_post_grief(offence: str) -> tuple[Detector, list[str]]:
+    """ann has 80 friends (they clicked her older post) and an offence of late; then her post P
+    draws 60 of them, with six other accounts among them, and those six comment on one other
+    post, R, which is throttled in lockstep with P. ``offence``: how ann got hers: the six,
+    flagged by a throttle elsewhere, commented on a small post of hers (a throttle that rests on
+    flagged accounts alone: an attacker can make one), or a false throttle of a thread of
+    thirty first-time fans' congratulations (no attacker)."""
+    six = [f"six{i}" for i in range(6)]
+    friends = [f"fr{i}" for i in range(80)]
+    fans = [f"fan{i}" for i in range(30)]  # (with the friends and the six: ≤ NETWORK accounts)
+    d = Detector()
+    feed(d, history(six + friends + fans, T0))
+    feed(d, [("post", T0 - 5 * HOUR, "ann", "ann", "old", "an older post")])
+    feed(d, [("click", T0 - 4 * HOUR + i, f, "ann", "old", None) for i, f in enumerate(friends)])
+    t = T0
+    if offence == "flagged":
+        d.flag(Evidence.of("p:elsewhere", T0 - HOUR, "comments", tuple(six)))
+        ev: list[Event] = [("post", t, "ann", "ann", "X", "Morning run done")]
+        ev += [
+            ("comment", t + 120 * (i + 1), a, "ann", "X", genuine(i))
+            for i, a in enumerate(friends[:6] + six)
+        ]
+    else:
+        cheers = ["Congrats!!", "congratulations 🎉", "So happy for you", "congrats ❤️", "yay!"]
+        ev = [("post", t, "ann", "ann", "X", "We got engaged!")]
+        for i, a in enumerate(fans):
+            ev.append(("comment", t + 20 * (i + 1), a, "ann", "X", cheers[i % len(cheers)]))
+            ev.append(("like", t + 20 * (i + 1) + 3, a, "ann", "X", None))
+    feed(d, ev)
+    assert {x.post for x in throttles(d.take_decisions())} == {"X"}  # (the offence)
+    d.take_clawbacks()
+    t += 3 * HOUR
+    order = list(friends[6:66])
+    for k, a in enumerate(six):
+        order.insert(8 + 10 * k, a)
+    ev = [("post", t, "ann", "ann", "P", "Pictures from our trip to the coast")]
+    ev += [
+        ("comment", t + 120 * (i + 1), a, "ann", "P", genuine(100 + i)) for i, a in enumerate(order)
+    ]
+    t += 120 * len(order) + 600
+    ev.append(("post", t, "mallory", "mallory", "R", "Buy my course"))
+    ev += [
+        ("comment", t + 60 * (i + 1), a, "mallory", "R", genuine(900 + i))
+        for i, a in enumerate(six)
+    ]
+    feed(d, ev)
+    return d, six
+
+
+@pytest.mark.parametrize("offence", ["flagged", "false throttle"])
+def test_an_offence_does_not_make_a_network_post_with_a_few_ring_accounts_a_rings(
+    offence: str,
+) -> None:
+    # the offender exception to the network rule (a pod's author collects throttles of its
+    # own) needs a throttle on the author's own evidence and most of the post's accounts in
+    # lockstep: six accounts among sixty friends cost P nothing beyond their own interactions
+    d, six = _network_post_grief(offence)
+    decisions = throttles(d.take_decisions())
+    assert "P" not in [x.post for x in decisions if x.retroactive]
+    assert d.groups["p:P"].mult == FULL
+    assert all(c.actor in six for c in d.take_clawbacks() if c.post == "P")
 
 
 def test_a_live_throttle_claws_back_what_flagged_accounts_counted_before_it() -> None:
