@@ -126,6 +126,9 @@ class BaitParams:
     group_idle_s: float = 2 * 86400.0
     author_idle_s: float = 14 * 86400.0
     commenter_idle_s: float = 7 * 86400.0
+    #: a flag lasts this long after the throttle (or evidence) that gave it, however active the
+    #: account stays (a renewed flag starts it again): evidence of a week, not a mark for life
+    flag_ttl_s: float = 7 * 86400.0
     #: distinct commenters and answers remembered per post
     sample: int = 64
     #: interactions per post whose points a retroactive throttle can claw back (its first ones;
@@ -233,7 +236,7 @@ _SHAPE_INDEXES = 1024
 #: before it; a post of an author throttled of late is a ring's or pod's post by lockstep alone;
 #: the ``hollow`` signal (empty, echoing and repeated answers together).
 #: 6: the offender exception to the network rule needs most of the post's accounts in lockstep
-#: too; ``hollow`` leaves out emoji-only comments (both from an adversarial review).
+#: too; ``hollow`` leaves out emoji-only comments; a flag lasts a week (an adversarial review).
 DETECTOR_VERSION = 6
 
 
@@ -791,7 +794,12 @@ class Detector:
 
     def _flagged(self, actor: str) -> bool:
         c = self.commenters.get(actor)
-        return c is not None and c.flagged > 0 and self.newest - c.last <= self.p.commenter_idle_s
+        return (
+            c is not None
+            and c.flagged > 0
+            and self.newest - c.last <= self.p.commenter_idle_s
+            and self.newest - c.flagged_at <= self.p.flag_ttl_s
+        )
 
     def _flag(self, actor: str, ts: float) -> None:
         c = self.commenters.get(actor)
@@ -799,6 +807,7 @@ class Detector:
             # (idle beyond the horizon is new, as everywhere; a flag is no action here)
             c = self.commenters[actor] = Commenter(last=ts)
         c.flagged += 1
+        c.flagged_at = max(c.flagged_at, ts)
         c.last = max(c.last, ts)
         self._dirty["c" + actor] = None
 

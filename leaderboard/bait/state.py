@@ -145,6 +145,8 @@ class Commenter(_Stored):
     first: float | None = None
     #: actions seen, saturating at 3 (only "new" versus "has a history" matters)
     acts: int = 0
+    #: event time of its latest flag (a flag lasts ``BaitParams.flag_ttl_s`` from it)
+    flagged_at: float = 0.0
 
 
 @dataclass(slots=True)

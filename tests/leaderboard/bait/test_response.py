@@ -608,6 +608,33 @@ def test_a_live_throttle_claws_back_what_flagged_accounts_counted_before_it() ->
     assert [g.commenters[e[0]] for e in g.counted] == fans  # (kept, for a claw that may follow)
 
 
+@pytest.mark.parametrize("days", [2, 8])
+def test_a_flag_expires_a_week_after_it_was_given_however_active_the_account(days: int) -> None:
+    # twelve accounts flagged once (say, under a throttle that was false), then active every
+    # day: a flag is evidence of a week, not a mark for life (an account's own idle horizon is
+    # renewed by any action, so it alone never let the flag go)
+    farm = [f"farm{i}" for i in range(12)]
+    d = Detector()
+    feed(d, history(farm, T0))
+    d.flag(Evidence.of("p:far", T0, "comments", tuple(farm)))
+    feed(
+        d,
+        [
+            ("like", T0 + k * DAY + i, a, "elsewhere", None, None)
+            for k in range(1, days + 1)
+            for i, a in enumerate(farm)
+        ],
+    )
+    t = T0 + days * DAY + HOUR
+    ev: list[Event] = [("post", t, "ann", "ann", "q", "Pictures from the weekend")]
+    ev += [
+        ("comment", t + 90 * (i + 1), a, "ann", "q", genuine(700 + i)) for i, a in enumerate(farm)
+    ]
+    feed(d, ev)
+    flagged = [x for x in throttles(d.take_decisions()) if "flagged_commenters" in x.reasons]
+    assert bool(flagged) == (days < 7)
+
+
 def test_friends_liking_each_others_posts_over_hours_are_no_pod() -> None:
     friends = [f"fr-{i}" for i in range(20)]
     d = Detector()
