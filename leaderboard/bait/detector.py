@@ -462,7 +462,9 @@ class Detector:
         self._tick(e.at)
         if e.kind in THROTTLE_KINDS:
             for actor in e.actors:
-                self._flag(actor, e.at)
+                # (from when it arrives here: another partition's clock may run days behind,
+                # and its place in this partition's log is fixed, so a rebuild decides alike)
+                self._flag(actor, self.newest)
             sample = LOCKSTEP_KINDS.get(e.kind)
             if sample is not None and e.source not in self.groups:
                 # (a post of this very partition, e.g. a replayed log: its own throttle decided)
@@ -601,8 +603,9 @@ class Detector:
             g.low += f.promo
             g.answers += f.stock or echo or f.mention_only
             empty = f.empty or echo or dup
-            # (emoji alone are a reaction, not a farm's filler: a star's fans answer so)
-            g.hollow += (empty and not f.emoji_only) or dup
+            # (in halves: emoji alone are half hollow — a star's fans react so, and a farm pads
+            # its repeats with them — the rest whole)
+            g.hollow += 2 * (empty and not f.emoji_only or dup) + (f.emoji_only and not dup)
         if g.mult < FULL and g.own and empty:
             # answering a post throttled on its own evidence with nothing (or with what the farm
             # says): the account is flagged; a real reply under a farmed post is not
@@ -830,7 +833,7 @@ class Detector:
             "duplicates": _ramp(g.dups / g.texts, 0.25, 0.6) if texted else 0.0,
             # (empty, echoing or repeating: what a farm mixes, "check my channel" and the
             # answer the post asked for; the two shares above miss it when split half and half)
-            "hollow": _ramp(g.hollow / g.texts, 0.6, 0.9) if texted else 0.0,
+            "hollow": _ramp(g.hollow / (2 * g.texts), 0.45, 0.75) if texted else 0.0,
             "strangers": _ramp(g.strangers / n, 0.5, 0.85),
             # (counts too: a flood is many accounts, not three newcomers talking)
             "fresh": (
@@ -984,7 +987,12 @@ class Detector:
                 self._partners(key, ts, grown=True)
             return
         strangers = g.strangers / max(len(g.commenters), 1)
-        if _lockstep(self.lockstep.partners(key), strangers) >= self.p.content_min:
+        partners = self.lockstep.partners(key)
+        if _lockstep(1, strangers) < self.p.content_min:
+            # (a post of the author's network: friends' posts it shares accounts with are
+            # friends meeting, no proof; only partners throttled on their own evidence count)
+            partners = sum(self._proven(o) for o in self.lockstep.partner_keys(key))
+        if _lockstep(partners, strangers) >= self.p.content_min:
             self._ring(key, g, ts)
 
     def _ring(self, key: str, g: Group, ts: float) -> None:
@@ -1000,6 +1008,13 @@ class Detector:
         self._evidence.append(Evidence.of(key, ts, _evidence_kind(key, True), tuple(g.commenters)))
         self._retroactive(key, g, ts, self._claw(key, g, g.mult, self._ring_accounts(key)))
         self._partners(key, ts)
+
+    def _proven(self, key: str) -> bool:
+        """Post ``key`` is throttled on the response's own evidence (not on flagged accounts
+        alone, which an attacker can bring about, nor retroactively: that proof came from
+        elsewhere, and must not spread from post to post through shared honest accounts)."""
+        g = self.groups.get(key)
+        return g is not None and g.mult < FULL and g.own and "retroactive" not in g.reasons
 
     def _ring_accounts(self, key: str, outside: tuple[str, ...] = ()) -> frozenset[str]:
         """The accounts of post ``key``'s sample that are proven to move in lockstep: in the
@@ -1076,26 +1091,31 @@ class Detector:
         if not new and not g.counted:
             return  # (throttled and clawed: nothing left)
         # the post must look like a ring's by itself too: in lockstep (the throttled post is one
-        # partner) with accounts that are strangers to its author; friends who follow each
-        # other around are a network, and a few ring accounts among them do not make it a ring.
-        # Unless its author was throttled of late and most of the post's accounts are the
-        # ring's: a pod's accounts are soon its authors' "network" (they engage every post), and
-        # its authors collect throttles of their own (often on the pod's flagged accounts). Not
-        # an offence alone: one an attacker brought about (flagged accounts on the author's
-        # post), or a false throttle, would then let a few ring accounts among the author's
-        # friends make any later post pay back; a majority the attacker would have to supply.
-        # A new throttle comes from a proof (a partner's throttle), not from that partner's
-        # sample growing (``grown``: the same proof, asked again) — except by that exception,
-        # whose "most of the post's accounts" the growing sample may only now show.
+        # partner) with accounts that are strangers to its author. A post of the author's own
+        # network (friends who follow each other around) is a ring's only when most of its
+        # sample is accounts it shares with proven ring posts (throttled, not retroactively:
+        # the proof must not spread from post to post through honest accounts, and an honest
+        # post of mutual friends proves nothing), and it is in lockstep with two posts — or
+        # one, if the author was throttled of late: a pod's accounts are soon its authors'
+        # "network" (they engage every post), and its authors collect throttles of their own.
+        # (An offence alone is not enough: an attacker can bring one about, and a false
+        # throttle is no proof; with it, a few ring accounts among the author's friends would
+        # make any later post pay back.)
         strangers = g.strangers / max(len(g.commenters), 1)
-        if _lockstep(max(self.lockstep.partners(key), 1), strangers) < self.p.content_min:
-            a = self.authors.get(g.target)
-            if a is None or not self._offences(a, ts):
+        if _lockstep(1, strangers) < self.p.content_min:
+            proven = [o for o in self.lockstep.partner_keys(key) if self._proven(o)]
+            proof = self.lockstep.shared_with(key, proven, outside)
+            if 2 * len(proof) < len(g.commenters):
                 return
-            ring = self._ring_accounts(key, outside)
-            if 2 * len(ring) < len(g.commenters):
-                return
+            if max(self.lockstep.partners(key), len(proven) + bool(outside)) < 2:
+                a = self.authors.get(g.target)
+                if a is None or not self._offences(a, ts):
+                    return
+            ring = proof  # (the accounts shown to move with a ring, not mutual friends)
         elif grown and new:
+            # (a new throttle comes from a proof, a partner's throttle, not from that partner's
+            # sample growing — except on the network path above, whose "most of the sample" the
+            # growing sample may only now show)
             return
         else:
             ring = self._ring_accounts(key, outside)

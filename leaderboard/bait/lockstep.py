@@ -166,11 +166,18 @@ class Lockstep:
         was found in lockstep with): the accounts that moved together. Busy accounts are in no
         overlap, so not in this either. Cost: the post's partners' samples, at most ``sample``
         accounts each."""
+        return self.shared_with(key, self.partner_keys(key), outside)
+
+    def shared_with(
+        self, key: str, others: list[str], outside: tuple[str, ...] = ()
+    ) -> frozenset[str]:
+        """The accounts of post ``key``'s sample that are in the sample of one of ``others`` or
+        in ``outside``, busy accounts left out (as :meth:`shared_accounts`)."""
         mine = self.members.get(key)
         if not mine:
             return frozenset()
         seen: set[str] = set(outside)
-        for other in self.partner_keys(key):
+        for other in others:
             seen |= self.members.get(other, set())
         return frozenset(a for a in mine & seen if len(self.by_actor.get(a, ())) <= self.per_actor)
 

@@ -112,8 +112,8 @@ class Group(_Stored):
     counted: list[list[Any]] = field(default_factory=list)
     #: the distinct community lists of those entries (each kept once)
     comms: list[list[str]] = field(default_factory=list)
-    #: texted comments that are any of the three above (empty, an echo or a near-duplicate):
-    #: a farm mixes them, and each share alone stays low
+    #: texted comments that are any of the three above (empty, an echo or a near-duplicate), in
+    #: halves: 2 each, 1 for emoji alone: a farm mixes them, and each share alone stays low
     hollow: int = 0
     #: this episode's throttle record, which later decisions replace whole: when a retroactive
     #: throttle last found it in lockstep (0: never), and the interactions clawed back in all

@@ -3,6 +3,8 @@ against bait it has never read, and the organic threads that look alike but are 
 
 from __future__ import annotations
 
+import random
+
 import orjson
 import pytest
 
@@ -137,24 +139,57 @@ def test_self_promotion_mixed_with_the_asked_for_answer_is_hollow() -> None:
     assert t.comments < 0.2 * 200
 
 
-def test_emoji_reactions_to_a_celebrity_are_not_hollow_answers() -> None:
-    # 150 first-time fans react to a star's news: over half with emoji alone, a fifth with the
-    # same three congratulations, the rest personal. Emoji are a reaction, not a farm's filler
-    # (they stay low-information): hollow counts the repeats only, and stays under its ramp
-    emoji = ["😍", "🔥🔥", "❤️❤️❤️", "👏", "🥰", "💯", "😭❤️", "🙌🙌"]
-    cheers = ["congratulations to you both", "so happy for you two", "wishing you both joy"]
-    who = [f"u{i}" for i in range(150)]
-    texts = [
-        emoji[i % 8] if i % 20 < 11 else cheers[i % 3] if i % 20 < 15 else genuine(i)
-        for i in range(150)
-    ]
+EMOJI = ["😍", "🔥🔥", "❤️❤️❤️", "👏", "🥰", "💯", "😭❤️", "🙌🙌"]
+
+
+def _emoji_thread(texts: list[str]) -> tuple[Detector, list[Decision]]:
+    who = [f"u{i}" for i in range(len(texts))]
     d = Detector()
     events: list[Event] = [*history(who, T0), ("post", T0, "star", "star", "v", "We got engaged!")]
     events += answers("v", "star", T0, texts, who)
     feed(d, events)
-    g = d.groups["p:v"]
-    assert g.hollow == sum(1 for i in range(150) if 11 <= i % 20 < 15) - 3  # (the repeats)
-    assert all(t.signals.get("hollow", 0.0) == 0.0 for t in throttles(d.take_decisions()))
+    return d, throttles(d.take_decisions())
+
+
+def test_emoji_reactions_to_a_celebrity_are_not_hollow_answers() -> None:
+    # 150 first-time fans react to a star's news: over half with emoji alone, a fifth with the
+    # same three congratulations, the rest personal. Emoji alone are a reaction (they stay
+    # low-information) and count half as hollow: with the repeats, under the ramp
+    cheers = ["congratulations to you both", "so happy for you two", "wishing you both joy"]
+    texts = [
+        EMOJI[i % 8] if i % 20 < 11 else cheers[i % 3] if i % 20 < 15 else genuine(i)
+        for i in range(150)
+    ]
+    d, decisions = _emoji_thread(texts)
+    repeats = sum(1 for i in range(150) if 11 <= i % 20 < 15) - 3  # (each phrase's first is new)
+    assert d.groups["p:v"].hollow == 2 * repeats + sum(1 for i in range(150) if i % 20 < 11)
+    # (this thread of strangers at a steady beat with no likes is throttled anyway, on
+    # low_info: what is pinned here is that hollow is not among the reasons)
+    assert all(t.signals.get("hollow", 0.0) < 0.1 for t in decisions)
+
+
+@pytest.mark.parametrize("seed", range(1, 11))
+def test_a_farm_padding_its_repeats_with_emoji_is_hollow(seed: int) -> None:
+    # strangers answer with emoji (55 %) and four forms of one line (45 %), nothing else, at
+    # random gaps, a few likes between: each share stays under its own ramp (emoji carry no
+    # words to repeat), hollow over both throttles it (left out of hollow, emoji let 7 of
+    # these 10 through: an adversarial review; by the 11th-55th comment of 150)
+    line = ["I love you mom so much", "love you mom so much!!", "i love you so much mom"]
+    line.append("LOVE YOU SO MUCH MOM")
+    rnd = random.Random(seed)
+    d = Detector()
+    who = [f"u{i}" for i in range(150)]
+    feed(d, history(who, T0))
+    d.observe("post", T0, "kat", "kat", "v", "My new video")
+    t = float(T0)
+    for i, actor in enumerate(who):
+        text = rnd.choice(EMOJI) if rnd.random() < 0.55 else rnd.choice(line)
+        t += rnd.expovariate(1 / 20)
+        d.observe("comment", t, actor, "kat", "v", text)
+        if rnd.random() < 0.3:
+            d.observe("like", t + 1, f"l{i}", "kat", "v", None)
+    [x] = throttles(d.take_decisions())
+    assert x.comments < 0.4 * 150
 
 
 def test_long_varied_answers_from_strangers_are_an_ama() -> None:
@@ -334,12 +369,12 @@ def test_a_few_ring_accounts_early_on_an_honest_post_cost_it_no_more_than_its_sa
 
 
 def test_a_retroactive_throttle_does_not_spread_through_shared_honest_accounts() -> None:
-    # a victim's post with five ring accounts among its friends and fans is throttled
+    # a victim's post with ten ring accounts among five friends and five fans is throttled
     # retroactively once the ring is caught on two other authors' posts. Another author's
     # post, C, has no ring account at all, only five fans it shares with the victim's post.
     # As the victim's post gets more comments, C stays untouched: a retroactive throttle's
     # proof came from elsewhere, it is no proof against the posts it shares accounts with
-    ring = [f"r{i}" for i in range(5)]
+    ring = [f"r{i}" for i in range(10)]
     fans = [f"f{i}" for i in range(10)]
     friends = [f"g{i}" for i in range(34)]
     ev: list[Event] = list(history(ring + fans + friends, T0))
@@ -352,7 +387,7 @@ def test_a_retroactive_throttle_does_not_spread_through_shared_honest_accounts()
         ev.append(("comment", t, f, "other", "C", genuine(300 + i)))
         ev += [("like", t + 10 + j, f"lc{i}_{j}", "other", "C", None) for j in range(3)]
     ev.append(("post", t, "victim", "victim", "talk", "Slides from my talk"))
-    order = friends[:10] + ring + friends[10:20] + fans[:5] + friends[20:30]
+    order = friends[:5] + ring + fans[:5]  # (the ring half of the sample: a ring's post)
     for i, a in enumerate(order):
         t += 30 + (i * i * 137) % 270
         ev.append(("comment", t, a, "victim", "talk", genuine(500 + i)))
@@ -515,13 +550,15 @@ def test_a_pod_that_is_its_authors_network_pays_back_once_the_author_offends() -
     assert [c for c in d.take_clawbacks() if c.post == "pp0"] == []
 
 
-def _network_post_grief(offence: str) -> tuple[Detector, list[str]]:
+def _network_post_grief(offence: str, *, mutual: str = "") -> tuple[Detector, list[str]]:
     """ann has 80 friends (they clicked her older post) and an offence of late; then her post P
     draws 60 of them, with six other accounts among them, and those six comment on one other
     post, R, which is throttled in lockstep with P. ``offence``: how ann got hers: the six,
     flagged by a throttle elsewhere, commented on a small post of hers (a throttle that rests on
     flagged accounts alone: an attacker can make one), or a false throttle of a thread of
-    thirty first-time fans' congratulations (no attacker)."""
+    thirty first-time fans' congratulations (no attacker). ``mutual``: thirty of P's friends are
+    bob's friends too and comment on his post Q as well, so P is in lockstep with an honest post
+    (``"six too"``: and so do the six, flagged: Q is throttled on them)."""
     six = [f"six{i}" for i in range(6)]
     friends = [f"fr{i}" for i in range(80)]
     fans = [f"fan{i}" for i in range(30)]  # (with the friends and the six: ≤ NETWORK accounts)
@@ -529,6 +566,11 @@ def _network_post_grief(offence: str) -> tuple[Detector, list[str]]:
     feed(d, history(six + friends + fans, T0))
     feed(d, [("post", T0 - 5 * HOUR, "ann", "ann", "old", "an older post")])
     feed(d, [("click", T0 - 4 * HOUR + i, f, "ann", "old", None) for i, f in enumerate(friends)])
+    if mutual:
+        feed(d, [("post", T0 - 5 * HOUR, "bob", "bob", "oldb", "an older post")])
+        feed(
+            d, [("click", T0 - 4 * HOUR + i, f, "bob", "oldb", None) for i, f in enumerate(friends)]
+        )
     t = T0
     if offence == "flagged":
         d.flag(Evidence.of("p:elsewhere", T0 - HOUR, "comments", tuple(six)))
@@ -555,6 +597,19 @@ def _network_post_grief(offence: str) -> tuple[Detector, list[str]]:
         ("comment", t + 120 * (i + 1), a, "ann", "P", genuine(100 + i)) for i, a in enumerate(order)
     ]
     t += 120 * len(order) + 600
+    if mutual:
+        ev.append(("post", t, "bob", "bob", "Q", "Dinner with the crew, part two"))
+        ev += [
+            ("comment", t + 60 * (i + 1), a, "bob", "Q", genuine(400 + i))
+            for i, a in enumerate(friends[6:36])
+        ]
+        if mutual == "six too":
+            ev += [
+                ("comment", t + 65 + 60 * k, a, "bob", "Q", genuine(950 + k))
+                for k, a in enumerate(six)
+            ]
+            ev.sort(key=lambda e: e[1])
+        t += 60 * 31
     ev.append(("post", t, "mallory", "mallory", "R", "Buy my course"))
     ev += [
         ("comment", t + 60 * (i + 1), a, "mallory", "R", genuine(900 + i))
@@ -564,14 +619,17 @@ def _network_post_grief(offence: str) -> tuple[Detector, list[str]]:
     return d, six
 
 
+@pytest.mark.parametrize("mutual", ["", "friends", "six too"])
 @pytest.mark.parametrize("offence", ["flagged", "false throttle"])
 def test_an_offence_does_not_make_a_network_post_with_a_few_ring_accounts_a_rings(
-    offence: str,
+    offence: str, mutual: str
 ) -> None:
     # the offender exception to the network rule (a pod's author collects throttles of its
-    # own) needs a throttle on the author's own evidence and most of the post's accounts in
-    # lockstep: six accounts among sixty friends cost P nothing beyond their own interactions
-    d, six = _network_post_grief(offence)
+    # own) needs most of the post's sample in lockstep with proven ring posts: six accounts
+    # among sixty friends cost P nothing beyond their own interactions; nor does an honest
+    # post of mutual friends count as a second partner (it proves nothing), even once the six
+    # got it throttled (on flagged accounts alone: no proof either)
+    d, six = _network_post_grief(offence, mutual=mutual)
     decisions = throttles(d.take_decisions())
     assert "P" not in [x.post for x in decisions if x.retroactive]
     assert d.groups["p:P"].mult == FULL
@@ -633,6 +691,24 @@ def test_a_flag_expires_a_week_after_it_was_given_however_active_the_account(day
     feed(d, ev)
     flagged = [x for x in throttles(d.take_decisions()) if "flagged_commenters" in x.reasons]
     assert bool(flagged) == (days < 7)
+
+
+def test_a_flag_from_late_evidence_lasts_a_week_from_when_it_arrived() -> None:
+    # another partition's clock runs days behind this one: its evidence (stamped with its own
+    # event time) flags the accounts for a week from when it reaches this partition, not from
+    # the other partition's time (which would leave the flag a few hours, or none)
+    farm = [f"farm{i}" for i in range(12)]
+    d = Detector()
+    feed(d, history(farm, T0))
+    feed(d, [("like", T0 + 7 * DAY + i, a, "elsewhere", None, None) for i, a in enumerate(farm)])
+    d.flag(Evidence.of("p:far", T0 - HOUR, "comments", tuple(farm)))  # (over 7 days behind)
+    t = T0 + 7 * DAY + 2 * HOUR
+    ev: list[Event] = [("post", t, "ann", "ann", "q", "Pictures from the weekend")]
+    ev += [
+        ("comment", t + 90 * (i + 1), a, "ann", "q", genuine(700 + i)) for i, a in enumerate(farm)
+    ]
+    feed(d, ev)
+    assert any("flagged_commenters" in x.reasons for x in throttles(d.take_decisions()))
 
 
 def test_friends_liking_each_others_posts_over_hours_are_no_pod() -> None:
