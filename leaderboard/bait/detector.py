@@ -605,7 +605,7 @@ class Detector:
             empty = f.empty or echo or dup
             # (in halves: emoji alone are half hollow — a star's fans react so, and a farm pads
             # its repeats with them — the rest whole)
-            g.hollow += 2 * (empty and not f.emoji_only or dup) + (f.emoji_only and not dup)
+            g.hollow += 2 * ((empty and not f.emoji_only) or dup) + (f.emoji_only and not dup)
         if g.mult < FULL and g.own and empty:
             # answering a post throttled on its own evidence with nothing (or with what the farm
             # says): the account is flagged; a real reply under a farmed post is not
