@@ -466,6 +466,11 @@ class Detector:
                 # and its place in this partition's log is fixed, so a rebuild decides alike)
                 self._flag(actor, self.newest)
             sample = LOCKSTEP_KINDS.get(e.kind)
+            shadow = self.shadows.get("r:" + e.source)
+            level = 1 if sample is None else 2
+            if shadow is not None and shadow.throttled < level:
+                shadow.throttled = level
+                self._dirty["sr:" + e.source] = None
             if sample is not None and e.source not in self.groups:
                 # (a post of this very partition, e.g. a replayed log: its own throttle decided)
                 # a ring or pod throttled elsewhere: this partition's posts in lockstep with it
@@ -476,9 +481,12 @@ class Detector:
         if e.kind not in SAMPLE_KINDS or e.source in self.groups:
             return  # (a post of this very partition, e.g. a replayed log: not another's)
         key = "r:" + e.source
-        if key in self.shadows:
+        old = self.shadows.get(key)
+        if old is not None:
             self.lockstep.drop(key)
-        sh = self.shadows[key] = Shadow(e.at, e.kind, list(e.actors))
+        sh = self.shadows[key] = Shadow(
+            e.at, e.kind, list(e.actors), throttled=old.throttled if old is not None else 0
+        )
         self._dirty["s" + key] = None
         for actor in sh.actors:
             self.lockstep.add(key, _shadow_entry(sh), actor)
@@ -990,8 +998,11 @@ class Detector:
         partners = self.lockstep.partners(key)
         if _lockstep(1, strangers) < self.p.content_min:
             # (a post of the author's network: friends' posts it shares accounts with are
-            # friends meeting, no proof; only partners throttled on their own evidence count)
-            partners = sum(self._proven(o) for o in self.lockstep.partner_keys(key))
+            # friends meeting, no proof; only throttled partners count, and most of its sample
+            # must be the proof's accounts, :meth:`_proof`)
+            proof, partners = self._proof(key)
+            if 2 * len(proof) < len(g.commenters):
+                return
         if _lockstep(partners, strangers) >= self.p.content_min:
             self._ring(key, g, ts)
 
@@ -1009,12 +1020,36 @@ class Detector:
         self._retroactive(key, g, ts, self._claw(key, g, g.mult, self._ring_accounts(key)))
         self._partners(key, ts)
 
-    def _proven(self, key: str) -> bool:
-        """Post ``key`` is throttled on the response's own evidence (not on flagged accounts
-        alone, which an attacker can bring about, nor retroactively: that proof came from
-        elsewhere, and must not spread from post to post through shared honest accounts)."""
-        g = self.groups.get(key)
-        return g is not None and g.mult < FULL and g.own and "retroactive" not in g.reasons
+    def _proof(self, key: str, outside: tuple[str, ...] = ()) -> tuple[frozenset[str], int]:
+        """The accounts of post ``key``'s sample shown to move with a ring, and how many of its
+        lockstep partners are throttled. A partner throttled on the response's own evidence
+        (here, or another partition's post whose ring or pod record came) proves every account
+        it shares; any other partner (throttled on flagged accounts alone, which an attacker
+        can bring about; retroactively, a proof that came from elsewhere and must not spread
+        from post to post through shared honest accounts; or not at all: an honest post of
+        mutual friends) only the shared accounts a throttle flagged. ``outside``: another
+        partition's ring record's accounts."""
+        partners = self.lockstep.partner_keys(key)
+        own: list[str] = []
+        throttled = 0
+        for other in partners:
+            if other.startswith("r:"):
+                sh = self.shadows.get(other)
+                if sh is not None and sh.throttled:
+                    throttled += 1
+                    if sh.throttled == 2:
+                        own.append(other)
+                continue
+            o = self.groups.get(other)
+            if o is None or o.mult == FULL or "retroactive" in o.reasons:
+                continue
+            throttled += 1
+            if o.own:
+                own.append(other)
+        proof = self.lockstep.shared_with(key, own, outside)
+        # (and on any partner, the accounts flagged by a throttle: a ring's, once caught anywhere)
+        proof |= {a for a in self.lockstep.shared_with(key, partners) if self._flagged(a)}
+        return proof, throttled
 
     def _ring_accounts(self, key: str, outside: tuple[str, ...] = ()) -> frozenset[str]:
         """The accounts of post ``key``'s sample that are proven to move in lockstep: in the
@@ -1093,9 +1128,8 @@ class Detector:
         # the post must look like a ring's by itself too: in lockstep (the throttled post is one
         # partner) with accounts that are strangers to its author. A post of the author's own
         # network (friends who follow each other around) is a ring's only when most of its
-        # sample is accounts it shares with proven ring posts (throttled, not retroactively:
-        # the proof must not spread from post to post through honest accounts, and an honest
-        # post of mutual friends proves nothing), and it is in lockstep with two posts — or
+        # sample is accounts shown to move with a ring (:meth:`_proof`: an honest post of mutual
+        # friends proves nothing), and it is in lockstep with two posts — or
         # one, if the author was throttled of late: a pod's accounts are soon its authors'
         # "network" (they engage every post), and its authors collect throttles of their own.
         # (An offence alone is not enough: an attacker can bring one about, and a false
@@ -1103,11 +1137,10 @@ class Detector:
         # make any later post pay back.)
         strangers = g.strangers / max(len(g.commenters), 1)
         if _lockstep(1, strangers) < self.p.content_min:
-            proven = [o for o in self.lockstep.partner_keys(key) if self._proven(o)]
-            proof = self.lockstep.shared_with(key, proven, outside)
+            proof, throttled = self._proof(key, outside)
             if 2 * len(proof) < len(g.commenters):
                 return
-            if max(self.lockstep.partners(key), len(proven) + bool(outside)) < 2:
+            if max(self.lockstep.partners(key), throttled + bool(outside)) < 2:
                 a = self.authors.get(g.target)
                 if a is None or not self._offences(a, ts):
                     return

@@ -156,6 +156,10 @@ class Shadow(_Stored):
     last: float
     kind: str
     actors: list[str] = field(default_factory=list)
+    #: its partition's throttle records of it so far: 0 none, 1 a throttle (its accounts named
+    #: are the flagged ones), 2 a ring or pod throttle (a proven ring's post); for the network
+    #: rule of a retroactive throttle
+    throttled: int = 0
 
 
 # Every record a batch changed is dumped (most events change one): one attrgetter call dumps a
