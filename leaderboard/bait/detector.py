@@ -235,8 +235,9 @@ _SHAPE_INDEXES = 1024
 #: 5: every throttle claws back what accounts flagged by earlier throttles counted on the post
 #: before it; a post of an author throttled of late is a ring's or pod's post by lockstep alone;
 #: the ``hollow`` signal (empty, echoing and repeated answers together).
-#: 6: the offender exception to the network rule needs most of the post's accounts in lockstep
-#: too; ``hollow`` leaves out emoji-only comments; a flag lasts a week (an adversarial review).
+#: 6: a post of the author's network pays back only when most of its sample is shown to move
+#: with a ring (:meth:`Detector._proof`), an offence alone no longer enough; emoji-only comments
+#: count half in ``hollow``; a flag lasts a week (three adversarial reviews).
 DETECTOR_VERSION = 6
 
 
@@ -996,7 +997,7 @@ class Detector:
             return
         strangers = g.strangers / max(len(g.commenters), 1)
         partners = self.lockstep.partners(key)
-        if _lockstep(1, strangers) < self.p.content_min:
+        if self._network_post(g):
             # (a post of the author's network: friends' posts it shares accounts with are
             # friends meeting, no proof; only throttled partners count, and most of its sample
             # must be the proof's accounts, :meth:`_proof`)
@@ -1019,6 +1020,12 @@ class Detector:
         self._evidence.append(Evidence.of(key, ts, _evidence_kind(key, True), tuple(g.commenters)))
         self._retroactive(key, g, ts, self._claw(key, g, g.mult, self._ring_accounts(key)))
         self._partners(key, ts)
+
+    def _network_post(self, g: Group) -> bool:
+        """Most of the post's sampled accounts are its author's network (under about two thirds
+        strangers): one lockstep partner does not make it a ring's (:func:`_lockstep`)."""
+        strangers = g.strangers / max(len(g.commenters), 1)
+        return _lockstep(1, strangers) < self.p.content_min
 
     def _proof(self, key: str, outside: tuple[str, ...] = ()) -> tuple[frozenset[str], int]:
         """The accounts of post ``key``'s sample shown to move with a ring, and how many of its
@@ -1135,8 +1142,7 @@ class Detector:
         # (An offence alone is not enough: an attacker can bring one about, and a false
         # throttle is no proof; with it, a few ring accounts among the author's friends would
         # make any later post pay back.)
-        strangers = g.strangers / max(len(g.commenters), 1)
-        if _lockstep(1, strangers) < self.p.content_min:
+        if self._network_post(g):
             proof, throttled = self._proof(key, outside)
             if 2 * len(proof) < len(g.commenters):
                 return
