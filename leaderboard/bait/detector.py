@@ -238,7 +238,9 @@ _SHAPE_INDEXES = 1024
 #: 6: a post of the author's network pays back only when most of its sample is shown to move
 #: with a ring (:meth:`Detector._proof`), an offence alone no longer enough; emoji-only comments
 #: count half in ``hollow``; a flag lasts a week (three adversarial reviews).
-DETECTOR_VERSION = 6
+#: 7: a post of the author's network is in lockstep (live) only while most of its own sample is
+#: shared with partners other than friends' unthrottled posts (:meth:`Detector._moving`).
+DETECTOR_VERSION = 7
 
 
 def identity(version: str, params: BaitParams | None) -> str:
@@ -851,7 +853,7 @@ class Detector:
                 else 0.0
             ),
             "silent": 1.0 - g.texts / g.comments,
-            "lockstep": _lockstep(self.lockstep.partners(key), g.strangers / n) if g.post else 0.0,
+            "lockstep": self._lockstep_signal(key, g, g.strangers / n) if g.post else 0.0,
             "regular": regular,
             "repeat_commenters": _ramp(-len(g.commenters) / max(g.sampled, 1), -0.85, -0.45),
             "bait_phrasing": (
@@ -875,6 +877,34 @@ class Detector:
         )
         sig["farmed"] = max(sig["own"], sig["lockstep"], sig["flagged_commenters"])
         return sig
+
+    def _lockstep_signal(self, key: str, g: Group, strangers: float) -> float:
+        """In lockstep with other authors' posts. A post of its author's network is a ring's
+        only when most of *its* sample moves with its partners: five accounts among forty
+        friends, with two small posts of their own, are all of those posts' samples but not
+        this post's response (before, such a post was throttled live and paid back every
+        friend's interaction). A partner here that is an unthrottled post of its own author's
+        network is friends meeting, and shows nothing (:meth:`_moving`)."""
+        v = _lockstep(self.lockstep.partners(key), strangers)
+        if (
+            v >= self.p.content_min
+            and _lockstep(1, strangers) < self.p.content_min
+            and 2 * len(self._moving(key)) < len(g.commenters)
+        ):
+            return 0.0
+        return v
+
+    def _moving(self, key: str) -> frozenset[str]:
+        """The accounts of post ``key``'s sample shared with a lockstep partner that is not an
+        unthrottled post of its author's network (another partition's post counts: it cannot
+        be judged here). One walk over the partners' samples."""
+        others = []
+        for other in self.lockstep.partner_keys(key):
+            o = self.groups.get(other)
+            if o is not None and o.mult == FULL and self._network_post(o):
+                continue
+            others.append(other)
+        return self.lockstep.shared_with(key, others)
 
     def _offences(self, a: Author, ts: float) -> int:
         # (a plain loop: at most 5 offences, asked for every judged comment, and most authors

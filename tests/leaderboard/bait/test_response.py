@@ -636,6 +636,68 @@ def test_an_offence_does_not_make_a_network_post_with_a_few_ring_accounts_a_ring
     assert all(c.actor in six for c in d.take_clawbacks() if c.post == "P")
 
 
+def _strangers_on_a_network_post(friends: int, *, mutual: bool, trigger: str) -> Detector:
+    """ann's post V draws ``friends`` of her network (they clicked her older post) and five
+    other accounts among them; the five then comment, eight times each, on two posts of their
+    own (mallory's R0 and R1: small samples that are all the five), and one more comment comes
+    to V (``trigger``: from one of the five, or from a friend). ``mutual``: R1 is instead an
+    honest post of bob's (whose network they are too) that the friends comment on as well."""
+    five = [f"A{i}" for i in range(5)]
+    fr = [f"fr{i}" for i in range(friends + 1)]
+    d = Detector()
+    feed(d, history(five + fr, T0 - 2 * DAY))
+    ev: list[Event] = [("post", T0 - 2 * DAY, "ann", "ann", "old", "an older post")]
+    ev += [("click", T0 - 2 * DAY + 100 + i, f, "ann", "old", None) for i, f in enumerate(fr)]
+    if mutual:
+        ev.append(("post", T0 - 2 * DAY, "bob", "bob", "oldb", "an older post"))
+        ev += [("click", T0 - DAY + i, f, "bob", "oldb", None) for i, f in enumerate(fr)]
+    feed(d, ev)
+    t = T0
+    order = fr[:friends]
+    for k, a in enumerate(five):
+        order.insert(2 + 3 * k, a)
+    ev = [("post", t, "ann", "ann", "V", "Pictures from our trip to the coast")]
+    for i, a in enumerate(order):
+        t += 120 + (i * i * 137) % 360
+        ev.append(("comment", t, a, "ann", "V", genuine(100 + i)))
+    feed(d, ev)
+    assert throttles(d.take_decisions()) == []
+    t += 600
+    cheap = ["nice", "1", "🔥🔥", "yes", "wow", "amen", "👍", "ok"]
+    for r in range(2):
+        if mutual and r == 1:  # (bob's friends are ann's: half of V's sample)
+            ev = [("post", t, "bob", "bob", "R1", "Dinner with the crew")]
+            for i, a in enumerate(fr[: len(order) // 2]):
+                t += 90
+                ev.append(("comment", t, a, "bob", "R1", genuine(400 + i)))
+        else:
+            ev = [("post", t, "mallory", "mallory", f"R{r}", "Buy my course")]
+            for i in range(8):
+                t += 20
+                ev.append(("comment", t, five[i % 5], "mallory", f"R{r}", cheap[i]))
+        feed(d, ev)
+    t += 60
+    feed(d, [("comment", t, five[0] if trigger == "five" else fr[friends], "ann", "V", "and")])
+    return d
+
+
+@pytest.mark.parametrize("friends", [20, 60])
+@pytest.mark.parametrize("mutual", [False, True])
+@pytest.mark.parametrize("trigger", ["five", "friend"])
+def test_a_few_strangers_whose_own_posts_move_together_do_not_make_a_network_post_a_rings(
+    friends: int, mutual: bool, trigger: str
+) -> None:
+    # five accounts among ann's friends, with two posts of their own (or one, and an honest
+    # post of mutual friends): her post is in lockstep with both, since each shares most of
+    # *their* samples; but a post of the author's network is a ring's only when most of its
+    # own sample moves with its partners. Before: throttled live, paying back every honest
+    # interaction after the fourth (17-57 of them, 20-76k mp)
+    d = _strangers_on_a_network_post(friends, mutual=mutual, trigger=trigger)
+    assert [x for x in throttles(d.take_decisions()) if x.post == "V"] == []
+    assert [c for c in d.take_clawbacks() if c.post == "V"] == []
+    assert d.groups["p:V"].mult == FULL
+
+
 def test_a_live_throttle_claws_back_what_flagged_accounts_counted_before_it() -> None:
     # twelve accounts flagged by a throttle on another partition; two fans comment first on
     # ann's post, then the flagged accounts: the throttle starts at the sixth comment (flagged
