@@ -888,7 +888,7 @@ class Detector:
         v = _lockstep(self.lockstep.partners(key), strangers)
         if (
             v >= self.p.content_min
-            and _lockstep(1, strangers) < self.p.content_min
+            and self._network_post(g)
             and 2 * len(self._moving(key)) < len(g.commenters)
         ):
             return 0.0
