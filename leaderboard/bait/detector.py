@@ -240,7 +240,9 @@ _SHAPE_INDEXES = 1024
 #: count half in ``hollow``; a flag lasts a week (three adversarial reviews).
 #: 7: a post of the author's network is in lockstep (live) only while most of its own sample is
 #: shared with partners other than friends' unthrottled posts (:meth:`Detector._moving`).
-DETECTOR_VERSION = 7
+#: 8: a pod post is in lockstep when most of its sample is proven by one throttled partner
+#: (:meth:`Detector._pod_lockstep`); a throttle heard of before its post's sample keeps its level.
+DETECTOR_VERSION = 8
 
 
 def identity(version: str, params: BaitParams | None) -> str:
@@ -474,6 +476,13 @@ class Detector:
             if shadow is not None and shadow.throttled < level:
                 shadow.throttled = level
                 self._dirty["sr:" + e.source] = None
+            elif shadow is None and e.source not in self.groups:
+                # (a throttle can come before the post's first sample: a pod throttled at its
+                # 7th account is heard of here before its sample of 8. Its level waits in an
+                # empty shadow, which that sample then fills; before, it was lost, and a later
+                # post of the same pod had no throttled partner to be proven by)
+                self.shadows["r:" + e.source] = Shadow(e.at, _SAMPLE_OF[e.kind], [], level)
+                self._dirty["sr:" + e.source] = None
             if sample is not None and e.source not in self.groups:
                 # (a post of this very partition, e.g. a replayed log: its own throttle decided)
                 # a ring or pod throttled elsewhere: this partition's posts in lockstep with it
@@ -673,7 +682,7 @@ class Detector:
         partners = self.lockstep.partners(key)
         n = max(len(g.commenters), 1)
         sig = {
-            "lockstep": _lockstep(partners, g.strangers / n),
+            "lockstep": self._pod_lockstep(key, g, partners),
             "flagged_commenters": _clamp(g.flagged / g.comments / 0.3) * _clamp(g.flagged / 6.0),
             "fast": _ramp(g.texts / n, 0.3, 0.7),
             "repeat_offender": 1.0 if self._offences(a, ts) else 0.0,
@@ -691,6 +700,20 @@ class Detector:
         elif score >= p.threshold and sig["farmed"] >= p.content_min:
             self._throttle(key, g, a, ts, sig, score)
         return g.mult
+
+    def _pod_lockstep(self, key: str, g: Group, partners: int) -> float:
+        """A pod post's lockstep: as a comment thread's, and also 1 when most of its sample is
+        proven to move with a throttled partner (:meth:`_proof`). A pod's accounts are soon its
+        authors' network (they engage every post), so a network post's one partner would show
+        nothing; but a sample that is mostly a throttled pod's accounts is that pod again.
+        (This gives an attacker nothing new: a throttle flags those accounts, and flagged
+        accounts at 30 % of a post's engagement throttle it already.)"""
+        v = _lockstep(partners, g.strangers / max(len(g.commenters), 1))
+        if v < self.p.content_min and partners:
+            proof, throttled = self._proof(key)
+            if throttled and 2 * len(proof) >= len(g.commenters):
+                return 1.0
+        return v
 
     # -- internals -----------------------------------------------------------------------
 
@@ -1328,6 +1351,14 @@ class Detector:
 #: The kinds a retroactive throttle can take back, and their one-letter codes in ``Group.counted``.
 _KIND_CODES = {"comment": "c", "reply": "r", "share": "s", "like": "l"}
 _KINDS_OF = {v: k for k, v in _KIND_CODES.items()}
+
+#: Throttle evidence kinds → the kind of sample their post broadcasts (for an empty shadow).
+_SAMPLE_OF = {
+    "comments": "commenters",
+    "ring": "commenters",
+    "engagement": "engagers",
+    "pod": "engagers",
+}
 
 #: The parts of ``farmed`` that are evidence of a throttle's own (the pod's ``lockstep`` too),
 #: as opposed to accounts flagged by earlier throttles.
