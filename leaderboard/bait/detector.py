@@ -220,6 +220,11 @@ class Clawback:
 SWEEP_EVERY_S = 6 * 3600.0
 #: Sizes of a post's account sample at which it is sent to the other partitions.
 BROADCAST_AT = (8, 24)
+
+#: :meth:`Detector._flag_level`: flagged for answering bait (counts on empty answers only), or
+#: as a farm's account (counts everywhere).
+BAIT_FLAG = 1
+FARM_FLAG = 2
 #: Groups whose shapes are indexed at once, at most (an index holds up to 96 small sets: memory
 #: stays bounded with 50,000 groups; a group that returns after this many others is re-indexed,
 #: 32 sets to build).
@@ -242,7 +247,10 @@ _SHAPE_INDEXES = 1024
 #: shared with partners other than friends' unthrottled posts (:meth:`Detector._moving`).
 #: 8: a pod post is in lockstep when most of its sample is proven by one throttled partner
 #: (:meth:`Detector._pod_lockstep`); a throttle heard of before its post's sample keeps its level.
-DETECTOR_VERSION = 8
+#: 9: two kinds of flag: a farm's (lockstep, a pod's throttle, their records) counts everywhere,
+#: a bait answerer's (a comment throttle on the answers alone) only on empty answers (held-out
+#: seed 34).
+DETECTOR_VERSION = 9
 
 
 def identity(version: str, params: BaitParams | None) -> str:
@@ -466,10 +474,11 @@ class Detector:
         self._last = None
         self._tick(e.at)
         if e.kind in THROTTLE_KINDS:
+            farm = e.kind != "comments"  # (only a plain comment throttle judges answers)
             for actor in e.actors:
                 # (from when it arrives here: another partition's clock may run days behind,
                 # and its place in this partition's log is fixed, so a rebuild decides alike)
-                self._flag(actor, self.newest)
+                self._flag(actor, self.newest, farm=farm)
             sample = LOCKSTEP_KINDS.get(e.kind)
             shadow = self.shadows.get("r:" + e.source)
             level = 1 if sample is None else 2
@@ -598,7 +607,7 @@ class Detector:
             delta = gap - g.gap_mean
             g.gap_mean += delta / g.gap_n
             g.gap_m2 += delta * (gap - g.gap_mean)
-        self._arrive(g, ts, actor)
+        self._arrive(g, ts)
         if len(g.commenters) < p.sample:
             g.sampled += 1
             if actor not in g.commenters:
@@ -626,19 +635,22 @@ class Detector:
             # (in halves: emoji alone are half hollow — a star's fans react so, and a farm pads
             # its repeats with them — the rest whole)
             g.hollow += 2 * ((empty and not f.emoji_only) or dup) + (f.emoji_only and not dup)
+        # (a farm's flag counts everywhere; a bait answer's only on an empty answer again)
+        level = self._flag_level(actor)
+        g.flagged += level == FARM_FLAG or (level == BAIT_FLAG and empty)
         if g.mult < FULL and g.own and empty:
             # answering a post throttled on its own evidence with nothing (or with what the farm
-            # says): the account is flagged; a real reply under a farmed post is not
-            self._flag(actor, ts)
+            # says): the account is flagged; a real reply under a farmed post is not. A farm's
+            # flag only if the throttle showed a farm (:data:`_FARM_REASONS`)
+            self._flag(actor, ts, farm=not _FARM_REASONS.isdisjoint(g.reasons))
 
-    def _arrive(self, g: Group, ts: float, actor: str) -> None:
+    def _arrive(self, g: Group, ts: float) -> None:
         """One more event of the group's stream (a comment, or a pod's share or like): its
-        count, weighted rate and flagged share."""
+        count and weighted rate (the caller counts a flagged account: how depends on the kind)."""
         g.comments += 1
         g.rate = g.rate * _decay(ts - g.rate_at, self.p.rate_half_life_s) + 1.0
         g.rate_at = max(g.rate_at, ts)
         g.last = max(g.last, ts)
-        g.flagged += self._flagged(actor)
 
     # -- engagement pods -----------------------------------------------------------------
 
@@ -660,7 +672,9 @@ class Detector:
             ended = self._calm_end(g, ts)
             if ended is not None:
                 g = self._end(key, g, ended)
-        self._arrive(g, ts, actor)
+        self._arrive(g, ts)
+        # (a share or like is no answer: only a farm's flag counts)
+        g.flagged += self._flag_level(actor) == FARM_FLAG
         if young and len(g.commenters) < p.sample and actor not in g.commenters:
             g.sampled += 1
             g.commenters.append(actor)
@@ -673,7 +687,7 @@ class Detector:
             self._ring_yet(key, g, ts)
         self._remember(g, actor, ts)
         if g.mult < FULL and g.own:
-            self._flag(actor, ts)
+            self._flag(actor, ts, farm=True)  # (a pod's own throttle is lockstep)
         if g.comments < p.min_coordinated:
             return g.mult
         a = self._author(target, ts, count=False)
@@ -830,21 +844,31 @@ class Detector:
         self._dirty["c" + actor] = None
 
     def _flagged(self, actor: str) -> bool:
-        c = self.commenters.get(actor)
-        return (
-            c is not None
-            and c.flagged > 0
-            and self.newest - c.last <= self.p.commenter_idle_s
-            and self.newest - c.flagged_at <= self.p.flag_ttl_s
-        )
+        return self._flag_level(actor) > 0
 
-    def _flag(self, actor: str, ts: float) -> None:
+    def _flag_level(self, actor: str) -> int:
+        """0, :data:`BAIT_FLAG` (it answered posts throttled as bait) or :data:`FARM_FLAG` (a
+        throttle showed it moving with a farm: lockstep, or a pod's throttle, here or in another
+        partition's record)."""
+        c = self.commenters.get(actor)
+        if (
+            c is None
+            or c.flagged <= 0
+            or self.newest - c.last > self.p.commenter_idle_s
+            or self.newest - c.flagged_at > self.p.flag_ttl_s
+        ):
+            return 0
+        return FARM_FLAG if self.newest - c.farm_at <= self.p.flag_ttl_s else BAIT_FLAG
+
+    def _flag(self, actor: str, ts: float, *, farm: bool) -> None:
         c = self.commenters.get(actor)
         if c is None or self.newest - c.last > self.p.commenter_idle_s:
             # (idle beyond the horizon is new, as everywhere; a flag is no action here)
             c = self.commenters[actor] = Commenter(last=ts)
         c.flagged += 1
         c.flagged_at = max(c.flagged_at, ts)
+        if farm:
+            c.farm_at = max(c.farm_at, ts)
         c.last = max(c.last, ts)
         self._dirty["c" + actor] = None
 
@@ -991,8 +1015,14 @@ class Detector:
         named = [
             actor for actor in g.commenters if own >= self.p.content_min or self._flagged(actor)
         ]
+        # (a farm's flag when the response showed a farm; strangers who answer a bait post in a
+        # word show that the post is bait, not that they are a farm: real people answer bait,
+        # and a farm's flag for a week would throttle the next advice thread they join)
+        # (a pod's throttle judges no answers: it rests on lockstep or on a farm's flags, and
+        # names a farm's accounts, as its record does on the other partitions)
+        farm = key.startswith("e:") or (g.own and not _FARM_REASONS.isdisjoint(g.reasons))
         for actor in named:
-            self._flag(actor, ts)
+            self._flag(actor, ts, farm=farm or self._flag_level(actor) == FARM_FLAG)
         ring = sig["lockstep"] >= self.p.content_min
         if named:
             self._evidence.append(Evidence.of(key, ts, _evidence_kind(key, ring), tuple(named)))
@@ -1069,7 +1099,7 @@ class Detector:
         g.own = True
         self._dirty["g" + key] = None
         for actor in g.commenters:
-            self._flag(actor, ts)
+            self._flag(actor, ts, farm=True)
         self._evidence.append(Evidence.of(key, ts, _evidence_kind(key, True), tuple(g.commenters)))
         self._retroactive(key, g, ts, self._claw(key, g, g.mult, self._ring_accounts(key)))
         self._partners(key, ts)
@@ -1108,7 +1138,9 @@ class Detector:
                 own.append(other)
         proof = self.lockstep.shared_with(key, own, outside)
         # (and on any partner, the accounts flagged by a throttle: a ring's, once caught anywhere)
-        proof |= {a for a in self.lockstep.shared_with(key, partners) if self._flagged(a)}
+        proof |= {
+            a for a in self.lockstep.shared_with(key, partners) if self._flag_level(a) == FARM_FLAG
+        }
         return proof, throttled
 
     def _ring_accounts(self, key: str, outside: tuple[str, ...] = ()) -> frozenset[str]:
@@ -1359,6 +1391,12 @@ _SAMPLE_OF = {
     "engagement": "engagers",
     "pod": "engagers",
 }
+
+#: The reasons of a throttle on its own evidence that show a farm, not only a bait post (its
+#: accounts move in lockstep): its accounts get a farm's flag. (Not ``fresh``: an account is new
+#: to a partition the first time it acts on one of its authors, as a real person answering a
+#: bait post often does; a flood's accounts are caught again on their next empty answers.)
+_FARM_REASONS = frozenset({"lockstep"})
 
 #: The parts of ``farmed`` that are evidence of a throttle's own (the pod's ``lockstep`` too),
 #: as opposed to accounts flagged by earlier throttles.

@@ -147,6 +147,10 @@ class Commenter(_Stored):
     acts: int = 0
     #: event time of its latest flag (a flag lasts ``BaitParams.flag_ttl_s`` from it)
     flagged_at: float = 0.0
+    #: event time of its latest *farm* flag (lockstep, a pod's throttle, their records): it
+    #: counts on every post; a flag from a throttle on a bait post's answers alone counts only
+    #: where the account answers with nothing again (real people answer bait)
+    farm_at: float = 0.0
 
 
 @dataclass(slots=True)

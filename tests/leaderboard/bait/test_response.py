@@ -598,7 +598,7 @@ def _network_post_grief(offence: str, *, mutual: str = "") -> tuple[Detector, li
     """ann has 80 friends (they clicked her older post) and an offence of late; then her post P
     draws 60 of them, with six other accounts among them, and those six comment on one other
     post, R, which is throttled in lockstep with P. ``offence``: how ann got hers: the six,
-    flagged by a throttle elsewhere, commented on a small post of hers (a throttle that rests on
+    flagged by a ring's throttle elsewhere, commented on a small post of hers (a throttle that rests on
     flagged accounts alone: an attacker can make one), or a false throttle of a thread of
     thirty first-time fans' congratulations (no attacker). ``mutual``: thirty of P's friends are
     bob's friends too and comment on his post Q as well, so P is in lockstep with an honest post
@@ -617,7 +617,7 @@ def _network_post_grief(offence: str, *, mutual: str = "") -> tuple[Detector, li
         )
     t = T0
     if offence == "flagged":
-        d.flag(Evidence.of("p:elsewhere", T0 - HOUR, "comments", tuple(six)))
+        d.flag(Evidence.of("p:elsewhere", T0 - HOUR, "ring", tuple(six)))
         ev: list[Event] = [("post", t, "ann", "ann", "X", "Morning run done")]
         ev += [
             ("comment", t + 120 * (i + 1), a, "ann", "X", genuine(i))
@@ -743,7 +743,7 @@ def test_a_few_strangers_whose_own_posts_move_together_do_not_make_a_network_pos
 
 
 def test_a_live_throttle_claws_back_what_flagged_accounts_counted_before_it() -> None:
-    # twelve accounts flagged by a throttle on another partition; two fans comment first on
+    # twelve accounts flagged by a ring's throttle on another partition; two fans comment first on
     # ann's post, then the flagged accounts: the throttle starts at the sixth comment (flagged
     # accounts decide before min_comments), and what the first three flagged accounts counted
     # before it is taken back; the fans keep theirs (seed 5 of the tuning split: ring posts at
@@ -752,7 +752,7 @@ def test_a_live_throttle_claws_back_what_flagged_accounts_counted_before_it() ->
     fans = ["fan0", "fan1"]
     d = Detector()
     feed(d, history(farm + fans, T0))
-    d.flag(Evidence.of("p:far", T0, "comments", tuple(farm)))
+    d.flag(Evidence.of("p:far", T0, "ring", tuple(farm)))
     t = T0 + 600
     ev: list[Event] = [("post", t, "ann", "ann", "q", "Pictures from the weekend")]
     for i, a in enumerate(fans + farm):
@@ -774,13 +774,13 @@ def test_a_live_throttle_claws_back_what_flagged_accounts_counted_before_it() ->
 
 @pytest.mark.parametrize("days", [2, 8])
 def test_a_flag_expires_a_week_after_it_was_given_however_active_the_account(days: int) -> None:
-    # twelve accounts flagged once (say, under a throttle that was false), then active every
+    # twelve accounts flagged once as a ring's (say, under a throttle that was false), then active every
     # day: a flag is evidence of a week, not a mark for life (an account's own idle horizon is
     # renewed by any action, so it alone never let the flag go)
     farm = [f"farm{i}" for i in range(12)]
     d = Detector()
     feed(d, history(farm, T0))
-    d.flag(Evidence.of("p:far", T0, "comments", tuple(farm)))
+    d.flag(Evidence.of("p:far", T0, "ring", tuple(farm)))
     feed(
         d,
         [
@@ -807,7 +807,7 @@ def test_a_flag_from_late_evidence_lasts_a_week_from_when_it_arrived() -> None:
     d = Detector()
     feed(d, history(farm, T0))
     feed(d, [("like", T0 + 7 * DAY + i, a, "elsewhere", None, None) for i, a in enumerate(farm)])
-    d.flag(Evidence.of("p:far", T0 - HOUR, "comments", tuple(farm)))  # (over 7 days behind)
+    d.flag(Evidence.of("p:far", T0 - HOUR, "ring", tuple(farm)))  # (over 7 days behind)
     t = T0 + 7 * DAY + 2 * HOUR
     ev: list[Event] = [("post", t, "ann", "ann", "q", "Pictures from the weekend")]
     ev += [
@@ -892,6 +892,81 @@ def test_only_empty_answers_under_a_farmed_post_flag_their_accounts() -> None:
     feed(d, [("comment", later + 1, "echo", "ann", "q", "sunset!!")])
     assert "reader" not in d.commenters or d.commenters["reader"].flagged == 0
     assert d.commenters["echo"].flagged == 1
+
+
+def _bait_answerers_then(thread: str, *, evidence: bool) -> list[Decision]:
+    """Sixty accounts with a past answer an either-or post in a word: a bait post, throttled on
+    its answers alone (strangers, one-word answers). A day later some of them comment on bob's
+    post: ``thread`` "advice" (fifteen of them among thirty-five others, real answers, a
+    sentence each: too few of the sixty to be in lockstep, but 30 % of the thread) or "flood"
+    (forty of them, without a word). ``evidence``: the bait post was on another partition, and its
+    throttle's record (kind ``comments``) is what reached this one. Answers the decisions about
+    bob's post."""
+    who = [f"s{i}" for i in range(60)]
+    others = [f"o{i}" for i in range(35)]
+    home = Detector()
+    d = Detector() if evidence else home
+    for det in {id(home): home, id(d): d}.values():
+        feed(det, history(who + others, T0))
+    events: list[Event] = [("post", T0, "ann", "ann", "q", NEUTRAL)]
+    events += answers("q", "ann", T0, ["sunrise", "sunset"] * 30, who)
+    feed(home, events)
+    [bait] = throttles(home.take_decisions())
+    assert "lockstep" not in bait.reasons and "fresh" not in bait.reasons
+    if evidence:
+        [record] = [e for e in home.take_evidence() if e.kind == "comments"]
+        d.flag(record)
+    t = T0 + DAY
+    ev: list[Event] = [("post", t, "bob", "bob", "b", "How do I fix a dripping tap?")]
+    if thread == "advice":
+        crowd = list(others)
+        for k in range(15):
+            crowd.insert(1 + 10 * k // 3, who[k])
+        ev += [
+            ("comment", t + 60 * (i + 1), a, "bob", "b", genuine(300 + i))
+            for i, a in enumerate(crowd)
+        ]
+    else:
+        ev += [("comment", t + 5 * (i + 1), a, "bob", "b", None) for i, a in enumerate(who[:40])]
+    feed(d, ev)
+    return [x for x in throttles(d.take_decisions()) if x.post == "b"]
+
+
+@pytest.mark.parametrize("evidence", [False, True])
+def test_answering_bait_in_a_word_does_not_make_the_next_thread_you_join_bait(
+    evidence: bool,
+) -> None:
+    # held-out seed 34: an advice thread was throttled on flagged accounts, flagged a week for
+    # answering either-or, tag-a-friend and puzzle posts in a word. Real people answer bait:
+    # such a flag counts only where the account again answers with nothing
+    assert _bait_answerers_then("advice", evidence=evidence) == []
+    # the same accounts flooding a post without a word: a farm moving on, throttled on its flags
+    [flood] = _bait_answerers_then("flood", evidence=evidence)
+    assert "flagged_commenters" in flood.reasons
+
+
+@pytest.mark.parametrize("kind", ["engagement", "comments"])
+def test_a_pod_throttles_record_flags_a_farm_and_a_bait_posts_record_answerers(kind: str) -> None:
+    # twelve accounts named by another partition's throttle, then they share and like a post
+    # here within minutes. A pod's throttle (record ``engagement``: it rested on flagged
+    # accounts) names a farm's accounts, whose shares and likes count everywhere (held-out seed
+    # 39: a pod's second post never throttled when they counted only on empty comments); a
+    # comment throttle's (``comments``) names people who answered bait, which a like is not
+    pod = [f"pod-{i}" for i in range(12)]
+    d = Detector()
+    feed(d, history(pod, T0 - DAY))
+    d.flag(Evidence.of("e:far", T0 - HOUR, kind, tuple(pod)))
+    ev: list[Event] = [("post", T0, "ann", "ann", "pp", "New photo set")]
+    for i, a in enumerate(pod):
+        ev += [("share", T0 + 30 + 20 * i, a, "ann", "pp", None)]
+        ev += [("like", T0 + 31 + 20 * i, a, "ann", "pp", None)]
+    mults = feed(d, ev)[1:]
+    caught = [x for x in throttles(d.take_decisions()) if x.post == "pp"]
+    if kind == "engagement":
+        [t] = caught
+        assert "flagged_commenters" in t.reasons and mults[-1] < FULL
+    else:
+        assert caught == [] and set(mults) == {FULL}
 
 
 def test_evidence_edge_cases_decode_and_are_judged_as_documented() -> None:
