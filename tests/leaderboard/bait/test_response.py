@@ -9,7 +9,7 @@ import orjson
 import pytest
 
 from leaderboard.bait.detector import BaitParams, Decision, Detector
-from leaderboard.bait.evidence import Evidence
+from leaderboard.bait.evidence import THROTTLE_KINDS, Evidence
 from leaderboard.bait.patterns import comment_features, phrasing, post_words, word_hash
 from leaderboard.bait.state import FULL
 from leaderboard.explain import throttle_lines
@@ -577,14 +577,17 @@ def test_a_pod_that_is_its_authors_network_pays_back_once_the_author_offends() -
     assert [c for c in d.take_clawbacks() if c.post == "pp0"] == []
 
 
-def _pod_after_a_pod_throttled_elsewhere(*, throttled: bool) -> tuple[list[int], list[Decision]]:
+def _pod_after_a_pod_throttled_elsewhere(
+    *, throttled: bool, order: list[int] | None = None
+) -> tuple[Detector, list[int], list[Decision]]:
     """A pod of thirty that is also ann's network (they clicked her older post). Another
     partition's post of the pod, ``e:rp``, was throttled as a pod's at its 7th account, so that
-    evidence comes here before the post's first sample of 8, then its sample of 24 (the order a
-    partition sends them in). Then the pod shares and likes ann's post within minutes, the seven
-    accounts the throttle flagged last. ``throttled``: without it, ``e:rp`` is only a post whose
-    accounts ann's post shares (friends who meet on another post). Answers the multipliers of
-    ann's post's shares and likes, and the decisions about it."""
+    record (naming those seven) comes here before the post's first sample of 8, then its sample
+    of 24 (the order a partition sends them in). Then the pod shares and likes ann's post within
+    minutes, the seven accounts the record named last. ``throttled``: without the record,
+    ``e:rp`` is only a post whose accounts ann's post shares (friends who meet on another
+    post). ``order``: the pod's accounts that engage, in order (default: all thirty). Answers
+    the detector, the multipliers of ann's post's shares and likes and its decisions."""
     pod = [f"pod-{i}" for i in range(30)]
     d = Detector()
     feed(d, history(pod, T0 - 3 * DAY))
@@ -596,29 +599,90 @@ def _pod_after_a_pod_throttled_elsewhere(*, throttled: bool) -> tuple[list[int],
     d.flag(Evidence.of("e:rp", first, "engagers", tuple(pod[:8])))
     d.flag(Evidence.of("e:rp", first, "engagers", tuple(pod[:24])))
     d.take_decisions()
-    order = pod[7:] + pod[:7]
+    d.take_evidence()
+    who = [pod[k] for k in order] if order is not None else pod[7:] + pod[:7]
     mults = [d.observe("post", T0, "ann", "ann", "pp", "New photo set")]
-    for i, a in enumerate(order):
+    for i, a in enumerate(who):
         for j, kind in enumerate(("share", "like")):
             mults.append(d.observe(kind, T0 + 30 + 20 * i + j, a, "ann", "pp", None))
-    return mults[1:], [x for x in throttles(d.take_decisions()) if x.post == "pp"]
+    return d, mults[1:], [x for x in throttles(d.take_decisions()) if x.post == "pp"]
 
 
 def test_a_pod_that_is_its_authors_network_is_caught_by_its_throttle_on_another_partition() -> None:
     # held-out seed 29 (now looked at): a pod's third post, its author's network by then, had
-    # one lockstep partner, another partition's post throttled as the pod's. That throttle's
-    # record came before the post's sample and was lost, and one partner of a network post
-    # showed nothing; the post was throttled on flagged accounts at its 41st of 49 interactions
-    # (65 % counted in full). Now its sample, mostly that pod's accounts, is the pod again
-    mults, caught = _pod_after_a_pod_throttled_elsewhere(throttled=True)
+    # one lockstep partner, another partition's post throttled as the pod's at its 7th account.
+    # That record named those seven, the sample that followed flagged nobody, and the post was
+    # throttled on flagged accounts at its 41st of 49 interactions (65 % counted in full). A
+    # proven pod's sample now flags its accounts where it arrives, as its own partition flags
+    # every account that engages the throttled post: the post is caught early, on flagged
+    # accounts (a throttle that spreads to no one: it names only those)
+    d, mults, caught = _pod_after_a_pod_throttled_elsewhere(throttled=True)
     [t] = caught
-    assert "lockstep" in t.reasons and t.comments <= 0.2 * len(mults)
+    assert "flagged_commenters" in t.reasons and t.comments <= 0.2 * len(mults)
     assert mults[-1] < FULL
+    sent = [e.kind for e in d.take_evidence() if e.source == "e:pp"]
+    assert [k for k in sent if k in THROTTLE_KINDS] == ["engagement"]
     # the same accounts, when the other post was never throttled: friends meeting, left alone
-    # (until the flagged seven come: a throttle flags its accounts, and they weigh by themselves)
-    mults, caught = _pod_after_a_pod_throttled_elsewhere(throttled=False)
-    assert mults[: 2 * 23] == [FULL] * 46
+    _, mults, caught = _pod_after_a_pod_throttled_elsewhere(throttled=False)
+    assert set(mults) == {FULL} and caught == []
+
+
+def test_a_proven_pods_accounts_do_not_make_an_honest_post_spread_a_throttle() -> None:
+    # an adversarial review of detector 8: six accounts of a throttled sock pod's sample (not in
+    # its record) like a friends' post between twelve friends. Detector 8 judged the post in
+    # lockstep on its one partner: a pod's own throttle, which flagged every friend and named
+    # them all in a pod record to every partition. Now the six are flagged accounts, which may
+    # throttle the post (as the seven the record named could before), but the throttle names no
+    # friend and takes back only the six's interactions
+    pod = [f"pod-{i}" for i in range(24)]
+    friends = [f"fr{i}" for i in range(12)]
+    d = Detector()
+    feed(d, history(pod + friends, T0 - 3 * DAY))
+    feed(d, [("post", T0 - 7200, "ann", "ann", "old", "an older post")])
+    feed(d, [("click", T0 - 6000 + i, a, "ann", "old", None) for i, a in enumerate(friends)])
+    first = T0 - 3 * HOUR
+    d.flag(Evidence.of("e:rp", first + 120, "pod", tuple(pod[:5])))
+    d.flag(Evidence.of("e:rp", first, "engagers", tuple(pod[:8])))
+    d.flag(Evidence.of("e:rp", first, "engagers", tuple(pod)))
+    d.take_evidence()
+    d.observe("post", T0, "ann", "ann", "pp", "New photo set")
+    for i, a in enumerate(friends[:6] + pod[5:11] + friends[6:]):
+        if d.observe("like", T0 + 30 + 20 * i, a, "ann", "pp", None) == FULL:
+            d.counted("like", 1000, ())
+    caught = [x for x in throttles(d.take_decisions()) if x.post == "pp"]
     assert all("lockstep" not in x.reasons for x in caught)
+    assert not any(d._flagged(f) for f in friends)
+    records = [e for e in d.take_evidence() if e.kind in THROTTLE_KINDS]
+    assert all(not set(e.actors) & set(friends) for e in records)
+    assert {c.actor for c in d.take_clawbacks() if c.post == "pp"} <= set(pod[5:11])
+
+
+def test_a_rings_first_post_pays_back_when_the_rings_grown_sample_arrives() -> None:
+    # held-out seed 57 (now looked at): a ring's first post here shares half its accounts with
+    # the ring's post on another partition, throttled there at its fifth comment. Its record
+    # named those five, too few of this post's accounts; the sample of 24 that came after named
+    # the rest, but a sample record throttled nothing, and the post kept every point
+    ring = [f"r{i}" for i in range(30)]
+    d = Detector()
+    feed(d, history(ring, T0 - DAY))
+    ev: list[Event] = [("post", T0, "quinn", "quinn", "q", "Thoughts on the new bridge design")]
+    ev += [
+        ("comment", T0 + 60 * (i + 1), a, "quinn", "q", genuine(400 + i))
+        for i, a in enumerate(ring[10:28])
+    ]
+    feed(d, ev)
+    assert throttles(d.take_decisions()) == []
+    at = T0 + 3 * HOUR
+    far = ring[:3] + ring[10:12] + ring[12:24] + ring[3:10]
+    d.flag(Evidence.of("p:far", at + 300, "ring", tuple(far[:5])))
+    d.flag(Evidence.of("p:far", at, "commenters", tuple(far[:8])))
+    assert throttles(d.take_decisions()) == []  # (two of its accounts, then four: no lockstep)
+    d.flag(Evidence.of("p:far", at, "commenters", tuple(far)))
+    [t] = throttles(d.take_decisions())
+    assert (t.post, t.retroactive) == ("q", True)
+    # fourteen of its eighteen accounts are the ring's (r10-r23), over half: every comment pays
+    # back, the first four because the ring's accounts made them, the other four accounts' too
+    assert sorted(a for a, _ in t.clawed) == sorted(ring[10:28])
 
 
 def _network_post_grief(offence: str, *, mutual: str = "") -> tuple[Detector, list[str]]:
