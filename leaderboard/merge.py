@@ -1,0 +1,91 @@
+"""Reads of a board kept as disjoint slices, one per shard, merged; pure (no Redis here).
+
+On a sharded namespace (docs/scaling.md, "Boards sharded by member") a board is the union of its
+slices: every member's points live in exactly one slice, the one of the shard its events are keyed
+to. The store reads each slice (one small call per shard, pipelined) and merges here, so that a
+merged read gives the answers one sorted set holding the union would:
+
+- **a page** (offset, limit) is the rows at those positions of the k-way merge of each slice's
+  first ``offset + limit`` rows, in Redis's own order (score high to low, equal scores by member
+  from high to low, bytewise), so pages of a merged board tile it as ``ZREVRANGE`` pages do;
+- **the first row's competition rank** comes from the fetched rows alone: a row scoring strictly
+  more than the page's first row is ahead of it in the merge, so it is among the first ``offset``
+  merged rows, and each slice's share of those is within the ``offset + limit`` rows it sent;
+- **a member's rank** is 1 + the sum over slices of ``ZCOUNT (score +inf``; **the size** the sum of
+  ``ZCARD``.
+
+Decayed boards store each slice's values against that slice's landmark L; :func:`rebase` puts them
+on one landmark before they are compared (the order within a slice does not change).
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterable, Sequence
+
+from leaderboard.ranking import Entry, competition_ranks
+
+#: One slice's rows, best first: (member, score), scores in one unit across the slices.
+Rows = Sequence[tuple[str, float]]
+
+
+class SliceOrderError(ValueError):
+    """A slice's rows are not in ``ZREVRANGE`` order (so a merge of them would be wrong)."""
+
+
+def _order(row: tuple[str, float]) -> tuple[float, str]:
+    # ZREVRANGE order is (score, member) descending; Python compares str by code point, which
+    # is the order of their UTF-8 bytes, Redis's memcmp order of members
+    return row[1], row[0]
+
+
+def _check(rows: Rows, shard: int) -> None:
+    for j in range(1, len(rows)):
+        if _order(rows[j]) >= _order(rows[j - 1]):
+            raise SliceOrderError(
+                f"slice {shard}: row {j} ({rows[j]!r}) is not below row {j - 1} ({rows[j - 1]!r})"
+            )
+
+
+def merge_page(slices: Sequence[Rows], offset: int, limit: int) -> list[Entry]:
+    """Rows ``offset`` to ``offset + limit - 1`` of the merged board, with competition ranks.
+
+    ``slices`` holds, for each slice, its first ``offset + limit`` rows (all of them if it has
+    fewer), best first.
+
+    Raises:
+        ValueError: a negative offset or limit.
+        SliceOrderError: a slice's rows are out of order.
+    """
+    if offset < 0 or limit < 0:
+        raise ValueError(f"offset and limit must be >= 0, got {offset} and {limit}")
+    for shard, rows in enumerate(slices):
+        _check(rows, shard)
+    merged = list(heapq.merge(*slices, key=_order, reverse=True))
+    page = merged[offset : offset + limit]
+    if not page:
+        return []
+    top = page[0][1]
+    # every row scoring more than the page's first row is ahead of it, so among ``merged``
+    first_rank = 1 + sum(1 for _, s in merged[:offset] if s > top)
+    scores = [s for _, s in page]
+    ranks = competition_ranks(scores, first_rank, offset)
+    return [Entry(r, m, s) for r, (m, s) in zip(ranks, page, strict=True)]
+
+
+def merged_rank(counts_above: Iterable[int]) -> int:
+    """A member's competition rank from each slice's count of strictly higher scores."""
+    return 1 + sum(counts_above)
+
+
+def merged_size(sizes: Iterable[int]) -> int:
+    return sum(sizes)
+
+
+def rebase(stored: float, landmark: float, common: float, half_life_s: float) -> float:
+    """A decayed value stored against ``landmark``, restated against ``common``.
+
+    The decayed points at W are ``stored × 2^(-(W − L)/h)`` (``scoring.decayed_value``), so the
+    same points against L' are ``stored × 2^((L − L')/h)``, whatever W is.
+    """
+    return float(stored * 2.0 ** ((landmark - common) / half_life_s))
