@@ -80,6 +80,8 @@ from leaderboard.bait.state import (
     Commenter,
     Group,
     Shadow,
+    engaged,
+    engagers,
     group_key,
     pod_key,
 )
@@ -255,7 +257,7 @@ _SHAPE_INDEXES = 1024
 #: 11: a proven pod's sample record flags its accounts, and 8's one-partner pod lockstep is gone
 #: (an adversarial review: it spread a throttle to honest friends); a proven ring's or pod's grown
 #: sample throttles a post retroactively where it is half of its sample (held-out seed 57).
-DETECTOR_VERSION = 11
+DETECTOR_VERSION = 12
 
 
 def identity(version: str, params: BaitParams | None) -> str:
@@ -448,7 +450,10 @@ class Detector:
             key = group_key(post, target)
             g = self._group(key, post, target, ts, create=post is not None)
             if g is not None:
-                g.engagement += 1
+                if actor != target:
+                    # (each account and kind about once: the author's own clicks, scored
+                    # nothing, or one account's hundred likes are not fans engaging)
+                    engaged(g, actor, kind)
                 g.last = max(g.last, ts)
                 self._dirty["g" + key] = None
                 if post is not None and kind in POD_KINDS and actor != target:
@@ -502,7 +507,7 @@ class Detector:
                 # a ring or pod throttled elsewhere: this partition's posts in lockstep with it
                 # were farmed by the same accounts, before anyone could tell
                 for key in self.lockstep.overlapping(e.actors, sample, e.at):
-                    self._retro(key, e.at, e.actors)
+                    self._retro(key, e.at, e.actors, source=e.source)
             return
         if e.kind not in SAMPLE_KINDS or e.source in self.groups:
             return  # (a post of this very partition, e.g. a replayed log: not another's)
@@ -529,7 +534,7 @@ class Detector:
             # this partition's posts in lockstep with it now, as :meth:`_ring_yet` asks its own
             # partners again (``grown``: a new throttle only where it is half of their sample)
             for other in self.lockstep.overlapping(e.actors, letter, e.at):
-                self._retro(other, self.newest, e.actors, grown=True)
+                self._retro(other, self.newest, e.actors, grown=True, source=e.source)
 
     # -- comments ------------------------------------------------------------------------
 
@@ -661,7 +666,13 @@ class Detector:
             # answering a post throttled on its own evidence with nothing (or with what the farm
             # says): the account is flagged; a real reply under a farmed post is not. A farm's
             # flag only if the throttle showed a farm (:data:`_FARM_REASONS`)
-            self._flag(actor, ts, farm=not _FARM_REASONS.isdisjoint(g.reasons))
+            # (and not under a retroactive throttle: its proof came from another post, and a
+            # farm's flag would spread it to the next thread these accounts join)
+            self._flag(
+                actor,
+                ts,
+                farm=not _FARM_REASONS.isdisjoint(g.reasons) and "retroactive" not in g.reasons,
+            )
 
     def _arrive(self, g: Group, ts: float) -> None:
         """One more event of the group's stream (a comment, or a pod's share or like): its
@@ -885,13 +896,14 @@ class Detector:
         base = max(a.baseline * per_hour / p.baseline_half_life_s, p.baseline_floor_per_hour)
         texted = g.texts >= 8
         n = max(len(g.commenters), 1)
+        engaging = engagers(g)
         regular = 0.0
         if g.gap_n >= 10 and g.gap_mean > 0.0:
             cv = math.sqrt(max(g.gap_m2, 0.0) / g.gap_n) / g.gap_mean
             regular = _ramp(-cv, -0.5, -0.15)
         sig = {
             "spike": _clamp(math.log(max(rate / base, 1.0)) / math.log(20.0)),
-            "comments_dominate": _ramp(g.comments / (g.comments + g.engagement), 0.6, 0.9),
+            "comments_dominate": _ramp(g.comments / (g.comments + engaging), 0.6, 0.9),
             "low_info": _ramp(g.empty / g.texts, 0.45, 0.8) if texted else 0.0,
             "duplicates": _ramp(g.dups / g.texts, 0.25, 0.6) if texted else 0.0,
             # (empty, echoing or repeating: what a farm mixes, "check my channel" and the
@@ -919,7 +931,7 @@ class Detector:
         # the response (a friend's "congrats!" is not bait, nor a star's fans reacting with an
         # emoji and a like or two each: bait pays in comments), or new accounts flooding a post
         # fast with empty or textless comments that nothing else follows
-        share = g.comments / (g.comments + g.engagement)
+        share = g.comments / (g.comments + engaging)
         sig["own"] = max(
             min(empty, sig["strangers"], _ramp(share, 0.3, 0.45)),
             min(
@@ -1208,8 +1220,24 @@ class Detector:
             self._dirty["g" + key] = None
         return tuple(clawed)
 
+    def _throttled_partner(self, key: str, source: str) -> bool:
+        """Whether another partition's post ``source`` is a throttled lockstep partner of
+        ``key`` here (its sample's shadow overlaps and its throttle record came)."""
+        sh = self.shadows.get("r:" + source)
+        return (
+            sh is not None
+            and sh.throttled > 0
+            and "r:" + source in self.lockstep.partner_keys(key)
+        )
+
     def _retro(
-        self, key: str, ts: float, outside: tuple[str, ...] = (), *, grown: bool = False
+        self,
+        key: str,
+        ts: float,
+        outside: tuple[str, ...] = (),
+        *,
+        grown: bool = False,
+        source: str = "",
     ) -> None:
         """Group ``key`` (a post of this partition) is in lockstep with a ring or pod throttled
         at ``ts``: had that been known, it would have been throttled at its
@@ -1235,10 +1263,20 @@ class Detector:
         # throttle is no proof; with it, a few ring accounts among the author's friends would
         # make any later post pay back.)
         if self._network_post(g):
+            if grown:
+                # (a grown sample names whoever commented on the ring's post after its throttle,
+                # real replies too, which no throttle flags: on the network path only its
+                # accounts flagged as a farm's prove anything, and :meth:`_proof` finds those
+                # on any partner. Before, the friends who replied there made their friend's post
+                # a ring's on another partition, with no ring account on it: a review)
+                outside = ()
             proof, throttled = self._proof(key, outside)
             if 2 * len(proof) < len(g.commenters):
                 return
-            if max(self.lockstep.partners(key), throttled + bool(outside)) < 2:
+            # (the ring's post elsewhere is one proof: as a throttled partner here, or by its
+            # record's accounts when it is not one; never both)
+            elsewhere = bool(outside) and not self._throttled_partner(key, source)
+            if max(self.lockstep.partners(key), throttled + elsewhere) < 2:
                 a = self.authors.get(g.target)
                 if a is None or not self._offences(a, ts):
                     return

@@ -8,7 +8,7 @@ import random
 import orjson
 import pytest
 
-from leaderboard.bait.detector import BaitParams, Decision, Detector
+from leaderboard.bait.detector import BAIT_FLAG, BaitParams, Decision, Detector
 from leaderboard.bait.evidence import THROTTLE_KINDS, Evidence
 from leaderboard.bait.patterns import comment_features, phrasing, post_words, word_hash
 from leaderboard.bait.state import FULL
@@ -193,6 +193,33 @@ def test_fans_who_like_and_share_as_they_congratulate_are_not_farmed(engagements
     else:
         [x] = caught
         assert {"hollow", "strangers"} <= set(x.reasons) and x.comments < 0.2 * 160
+
+
+@pytest.mark.parametrize("who", ["author", "one account"])
+def test_engagement_a_bait_post_gives_itself_does_not_make_its_answers_fans(who: str) -> None:
+    # 300 strangers answer an either-or question in a word; the author (scored nothing), or a
+    # single sock, clicks and likes the post twice a comment. Detector 10 read that as fans
+    # who engage as they answer: the post was never throttled and all 300 answers counted
+    # (an adversarial review). Engagement counts each account and kind once
+    clicker = "ann" if who == "author" else "sock"
+    fans = [f"s{i}" for i in range(300)]
+    opts = ["sunrise", "Sunset!", "sunset 🌅", "SUNRISE", "sunsets", "sunrise obviously"]
+    d = Detector()
+    feed(d, history([*fans, "sock"], T0))
+    ev: list[Event] = [("post", T0, "ann", "ann", "q", NEUTRAL)]
+    for _, t, a, target, post, text in answers(
+        "q", "ann", T0, [opts[i % 6] for i in range(300)], fans
+    ):
+        ev += [
+            (k, t - 0.5 + 0.1 * j, clicker, "ann", "q", None)
+            for j, k in enumerate(("click", "like"))
+        ]
+        ev.append(("comment", t, a, target, post, text))
+    mults = feed(d, ev)
+    [x] = throttles(d.take_decisions())
+    comment_mults = [m for m, e in zip(mults, ev, strict=True) if e[0] == "comment"]
+    assert sum(m == FULL for m in comment_mults) < 0.1 * 300
+    assert "strangers" in x.reasons
 
 
 @pytest.mark.parametrize("seed", range(1, 11))
@@ -683,6 +710,74 @@ def test_a_rings_first_post_pays_back_when_the_rings_grown_sample_arrives() -> N
     # fourteen of its eighteen accounts are the ring's (r10-r23), over half: every comment pays
     # back, the first four because the ring's accounts made them, the other four accounts' too
     assert sorted(a for a, _ in t.clawed) == sorted(ring[10:28])
+
+
+@pytest.mark.parametrize(("victims", "overlap"), [(12, 12), (20, 10), (36, 18)])
+def test_friends_who_reply_on_a_rings_post_do_not_make_their_friends_post_a_rings(
+    victims: int, overlap: int
+) -> None:
+    # an adversarial review of detector 11: six socks comment on two sock posts on another
+    # partition, the second is throttled on lockstep (its ring record names the six); then
+    # ann's friends reply there with real sentences, and its sample of 24 goes out. Here
+    # ann's post, which only her friends commented on (no sock), was throttled retroactively
+    # and paid back every comment: the grown sample's honest accounts were its "proof"
+    socks, friends = [f"sock{i}" for i in range(6)], [f"fr{i}" for i in range(60)]
+    here, there = Detector(), Detector()
+    for d in (here, there):
+        feed(d, history(socks + friends, T0 - DAY))
+    feed(here, [("post", T0 - DAY, "ann", "ann", "old", "older post")])
+    feed(here, [("click", T0 - DAY + 60 + i, f, "ann", "old", None) for i, f in enumerate(friends)])
+    ev: list[Event] = [("post", T0, "ann", "ann", "V", "Pictures from our trip to the coast")]
+    ev += [
+        ("comment", T0 + 60 * (i + 1), f, "ann", "V", genuine(100 + i))
+        for i, f in enumerate(friends[:victims])
+    ]
+    feed(here, ev)
+    t = T0 + 2 * HOUR
+    ev = []
+    for k, author in enumerate(("mal1", "mal2")):
+        ev.append(("post", t, author, author, f"M{k}", "Hot take on the coast trip"))
+        for i, s in enumerate(socks):
+            t += 30
+            ev.append(("comment", t, s, author, f"M{k}", genuine(900 + 10 * k + i)))
+    for i, f in enumerate(friends[:overlap] + [f"passer{i}" for i in range(18 - overlap)]):
+        t += 60
+        ev.append(("comment", t, f, "mal2", "M1", genuine(300 + i)))
+    feed(there, ev)
+    assert any("lockstep" in x.reasons for x in throttles(there.take_decisions()))
+    records = there.take_evidence()
+    assert ("commenters", 24) in {(e.kind, len(e.actors)) for e in records}
+    for e in records:
+        here.flag(e)
+    assert [x for x in throttles(here.take_decisions()) if x.post == "V"] == []
+    assert [c for c in here.take_clawbacks() if c.post == "V"] == []
+    assert not any(here._flagged(f) for f in friends)
+
+
+def test_answering_a_post_throttled_retroactively_earns_a_bait_flag_not_a_farms() -> None:
+    # a review: a farm's flag for answering, in a word, a post whose throttle was proven by
+    # another post (retroactively) spread that proof to the next thread the account joined
+    ring = [f"r{i}" for i in range(30)]
+    late = [f"late{i}" for i in range(3)]
+    d = Detector()
+    feed(d, history(ring + late, T0 - DAY))
+    ev: list[Event] = [("post", T0, "quinn", "quinn", "q", "Thoughts on the new bridge design")]
+    ev += [
+        ("comment", T0 + 60 * (i + 1), a, "quinn", "q", genuine(400 + i))
+        for i, a in enumerate(ring[10:28])
+    ]
+    feed(d, ev)
+    at = T0 + 60 * 19
+    far = ring[:3] + ring[10:12] + ring[12:24] + ring[3:10]
+    d.flag(Evidence.of("p:far", at + 300, "ring", tuple(far[:5])))
+    d.flag(Evidence.of("p:far", at, "commenters", tuple(far)))
+    [t] = throttles(d.take_decisions())
+    assert (t.post, t.retroactive) == ("q", True)
+    mults = feed(
+        d, [("comment", at + 1 + i, a, "quinn", "q", "Congrats!!") for i, a in enumerate(late)]
+    )
+    assert d.groups["p:q"].reasons == ["lockstep", "retroactive"] and max(mults) < FULL
+    assert [d._flag_level(a) for a in late] == [BAIT_FLAG] * 3
 
 
 def _network_post_grief(offence: str, *, mutual: str = "") -> tuple[Detector, list[str]]:
