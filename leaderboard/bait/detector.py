@@ -1031,9 +1031,19 @@ class Detector:
         # the accounts already flagged by earlier throttles (before this one names its own): what
         # they counted here in full, before the throttle could start, is taken back
         flagged = frozenset(actor for actor in g.commenters if self._flagged(actor))
-        named = [
-            actor for actor in g.commenters if own >= self.p.content_min or self._flagged(actor)
-        ]
+        if not key.startswith("e:") and sig.get("own", 0.0) < self.p.content_min:
+            # lockstep was all the response showed (the answers carry information): the
+            # accounts that move with another post are the ring, the rest may be people (a
+            # review: five accounts among a new author's first fifteen commenters, with one
+            # post of their own, had every honest commenter named and flagged as a farm's)
+            proven = self._ring_accounts(key) if own >= self.p.content_min else frozenset()
+            named = [a for a in g.commenters if a in proven or a in flagged]
+        else:
+            named = [
+                actor
+                for actor in g.commenters
+                if own >= self.p.content_min or self._flagged(actor)
+            ]
         # (a farm's flag when the response showed a farm; strangers who answer a bait post in a
         # word show that the post is bait, not that they are a farm: real people answer bait,
         # and a farm's flag for a week would throttle the next advice thread they join)

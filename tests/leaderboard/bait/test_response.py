@@ -780,6 +780,32 @@ def test_answering_a_post_throttled_retroactively_earns_a_bait_flag_not_a_farms(
     assert [d._flag_level(a) for a in late] == [BAIT_FLAG] * 3
 
 
+def test_a_throttle_on_lockstep_alone_names_the_accounts_that_move_not_the_people() -> None:
+    # an adversarial review: five socks with one post of their own comment among a new
+    # author's first fifteen commenters (real sentences, strangers to the author). The post is
+    # throttled on lockstep; its record named all fifteen and flagged the ten people as a
+    # farm's, here and on every partition, where eight of them then got a friend's advice
+    # thread throttled. Now only the five that move together are named
+    socks, people = [f"sock{i}" for i in range(5)], [f"h{i}" for i in range(40)]
+    d = Detector()
+    feed(d, history(socks + people, T0 - DAY))
+    ev: list[Event] = [("post", T0, "mal", "mal", "M", "a sock post")]
+    ev += [
+        ("comment", T0 + 30 * (i + 1), s, "mal", "M", genuine(900 + i)) for i, s in enumerate(socks)
+    ]
+    t = T0 + HOUR
+    ev.append(("post", t, "newbie", "newbie", "V", "Slides from my first talk"))
+    for i, a in enumerate(people[:10] + socks + people[10:]):
+        t += 90
+        ev.append(("comment", t, a, "newbie", "V", genuine(100 + i)))
+        ev.append(("like", t + 5, f"lk{i}", "newbie", "V", None))
+    feed(d, ev)
+    assert any("lockstep" in x.reasons for x in throttles(d.take_decisions()) if x.post == "V")
+    records = [e for e in d.take_evidence() if e.kind in THROTTLE_KINDS]
+    assert records and all(set(e.actors) <= set(socks) for e in records)
+    assert not any(d._flagged(a) for a in people)
+
+
 def _network_post_grief(offence: str, *, mutual: str = "") -> tuple[Detector, list[str]]:
     """ann has 80 friends (they clicked her older post) and an offence of late; then her post P
     draws 60 of them, with six other accounts among them, and those six comment on one other
