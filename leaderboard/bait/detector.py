@@ -1141,35 +1141,28 @@ class Detector:
 
     def _proof(self, key: str, outside: tuple[str, ...] = ()) -> tuple[frozenset[str], int]:
         """The accounts of post ``key``'s sample shown to move with a ring, and how many of its
-        lockstep partners are throttled. A partner throttled on the response's own evidence
-        (here, or another partition's post whose ring or pod record came) proves every account
-        it shares; any other partner (throttled on flagged accounts alone, which an attacker
-        can bring about; retroactively, a proof that came from elsewhere and must not spread
-        from post to post through shared honest accounts; or not at all: an honest post of
-        mutual friends) only the shared accounts a throttle flagged. ``outside``: another
-        partition's ring record's accounts."""
+        lockstep partners are throttled. The proof is the accounts it shares with a partner (or
+        with ``outside``, another partition's ring record's accounts) that a throttle flagged as
+        a farm's: a ring's, once caught anywhere. A partner's sample alone proves nothing, even
+        a partner throttled on its own evidence: after its throttle, people reply under it too,
+        with real sentences no throttle flags (an adversarial review: the friends who replied
+        on a ring's post made their friend's post a ring's), and a proof from elsewhere must
+        not spread from post to post through shared honest accounts."""
         partners = self.lockstep.partner_keys(key)
-        own: list[str] = []
         throttled = 0
         for other in partners:
             if other.startswith("r:"):
                 sh = self.shadows.get(other)
-                if sh is not None and sh.throttled:
-                    throttled += 1
-                    if sh.throttled == 2:
-                        own.append(other)
+                throttled += sh is not None and sh.throttled > 0
                 continue
             o = self.groups.get(other)
-            if o is None or o.mult == FULL or "retroactive" in o.reasons:
-                continue
-            throttled += 1
-            if o.own:
-                own.append(other)
-        proof = self.lockstep.shared_with(key, own, outside)
-        # (and on any partner, the accounts flagged by a throttle: a ring's, once caught anywhere)
-        proof |= {
-            a for a in self.lockstep.shared_with(key, partners) if self._flag_level(a) == FARM_FLAG
-        }
+            if o is not None and o.mult < FULL and "retroactive" not in o.reasons:
+                throttled += 1
+        proof = frozenset(
+            a
+            for a in self.lockstep.shared_with(key, partners, outside)
+            if self._flag_level(a) == FARM_FLAG
+        )
         return proof, throttled
 
     def _ring_accounts(self, key: str, outside: tuple[str, ...] = ()) -> frozenset[str]:
@@ -1273,13 +1266,6 @@ class Detector:
         # throttle is no proof; with it, a few ring accounts among the author's friends would
         # make any later post pay back.)
         if self._network_post(g):
-            if grown:
-                # (a grown sample names whoever commented on the ring's post after its throttle,
-                # real replies too, which no throttle flags: on the network path only its
-                # accounts flagged as a farm's prove anything, and :meth:`_proof` finds those
-                # on any partner. Before, the friends who replied there made their friend's post
-                # a ring's on another partition, with no ring account on it: a review)
-                outside = ()
             proof, throttled = self._proof(key, outside)
             if 2 * len(proof) < len(g.commenters):
                 return

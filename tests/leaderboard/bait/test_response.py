@@ -780,6 +780,41 @@ def test_answering_a_post_throttled_retroactively_earns_a_bait_flag_not_a_farms(
     assert [d._flag_level(a) for a in late] == [BAIT_FLAG] * 3
 
 
+def test_friends_who_reply_on_a_rings_post_here_do_not_make_their_friends_post_pay_back() -> None:
+    # the same on one partition (a review; detector 10 too): the six socks, flagged by their
+    # ring's throttle, give ann an offence by commenting on a small post of hers; then ten of
+    # her friends reply on the ring's post M1. ann's post V, which no sock touched, paid back
+    # all twenty comments: M1's own throttle "proved" every account V shares with it
+    socks, friends = [f"sock{i}" for i in range(6)], [f"fr{i}" for i in range(60)]
+    d = Detector()
+    feed(d, history(socks + friends, T0 - DAY))
+    feed(d, [("post", T0 - DAY, "ann", "ann", "old", "older post")])
+    feed(d, [("click", T0 - DAY + 60 + i, f, "ann", "old", None) for i, f in enumerate(friends)])
+    ev: list[Event] = [("post", T0, "ann", "ann", "V", "Pictures from our trip")]
+    ev += [
+        ("comment", T0 + 60 * (i + 1), f, "ann", "V", genuine(100 + i))
+        for i, f in enumerate(friends[:20])
+    ]
+    t = T0 + 2 * HOUR
+    for k, author in enumerate(("mal1", "mal2")):
+        ev.append(("post", t, author, author, f"M{k}", "Hot take"))
+        for i, s in enumerate(socks):
+            t += 30
+            ev.append(("comment", t, s, author, f"M{k}", genuine(900 + 10 * k + i)))
+    ev.append(("post", t + 60, "ann", "ann", "X", "Morning run done"))
+    ev += [
+        ("comment", t + 120 + 60 * i, s, "ann", "X", genuine(950 + i)) for i, s in enumerate(socks)
+    ]
+    t += 600
+    for i, f in enumerate(friends[:10] + [f"passer{j}" for j in range(8)]):
+        ev.append(("comment", t + 60 * i, f, "mal2", "M1", genuine(300 + i)))
+    feed(d, ev)
+    caught = {x.post for x in throttles(d.take_decisions())}
+    assert {"M1", "X"} <= caught  # (the ring's post, and ann's offence)
+    assert "V" not in caught
+    assert [c for c in d.take_clawbacks() if c.post == "V"] == []
+
+
 def test_a_throttle_on_lockstep_alone_names_the_accounts_that_move_not_the_people() -> None:
     # an adversarial review: five socks with one post of their own comment among a new
     # author's first fifteen commenters (real sentences, strangers to the author). The post is
