@@ -265,12 +265,15 @@ def build_plan(
     max_future_s: float,
     allowed_communities: Set[str] | None = None,
     max_communities: int = 0,
+    watermark_floor: float | None = None,
 ) -> Plan:
     """Score a batch against ``state`` and aggregate everything it writes into one :class:`Plan`.
 
     ``max_future_s``: how far an event's ts may run ahead of its message's ``record_ts``.
     ``allowed_communities``: the only communities that get boards (None: any);
     ``max_communities``: most distinct communities with boards in the namespace (0: no cap).
+    ``watermark_floor``: on a sharded namespace, the largest W of all shards (docs/scaling.md):
+    this shard's windows are cut and expired at it too, as one namespace's would be at its W.
     """
     plan = Plan()
     weights = rules.weights_mp
@@ -278,6 +281,8 @@ def build_plan(
     half_life = rules.half_life_s
     windows = rules.windows
     watermark = state.watermark
+    if watermark_floor is not None and (watermark is None or watermark_floor > watermark):
+        watermark = watermark_floor
     # hot loop below: everything it looks up per event is prepared here once
     wins = [
         (wi, w.bucket_s, w.name, w.cutoff(watermark) if watermark is not None else None)
@@ -583,6 +588,14 @@ def build_plan(
                 part=new_part,
             )
         )
+    # (W moves to the floor with the batch; a floor alone, with nothing to apply, is
+    # Store.raise_watermark's)
+    if (
+        watermark_floor is not None
+        and plan.partitions
+        and (max_ts is None or watermark_floor > max_ts)
+    ):
+        max_ts = watermark_floor
     plan.max_ts = max_ts
     nested = [(wi, bucket_s // base, name, cut) for wi, bucket_s, name, cut in wins]
     for (target, communities, bidx), pts in agg.items():

@@ -1040,9 +1040,7 @@ class Detector:
             named = [a for a in g.commenters if a in proven or a in flagged]
         else:
             named = [
-                actor
-                for actor in g.commenters
-                if own >= self.p.content_min or self._flagged(actor)
+                actor for actor in g.commenters if own >= self.p.content_min or self._flagged(actor)
             ]
         # (a farm's flag when the response showed a farm; strangers who answer a bait post in a
         # word show that the post is bait, not that they are a farm: real people answer bait,
@@ -1228,9 +1226,7 @@ class Detector:
         ``key`` here (its sample's shadow overlaps and its throttle record came)."""
         sh = self.shadows.get("r:" + source)
         return (
-            sh is not None
-            and sh.throttled > 0
-            and "r:" + source in self.lockstep.partner_keys(key)
+            sh is not None and sh.throttled > 0 and "r:" + source in self.lockstep.partner_keys(key)
         )
 
     def _retro(

@@ -400,6 +400,29 @@ class ApplyMixin(StoreBase):
             ]
             argv += cands
 
+    async def raise_watermark(self, floor: float, max_rows: int = 0) -> float | None:
+        """Move this namespace's W up to ``floor`` (and expire its windows there) with no
+        events: on a sharded namespace a shard whose partitions are quiet still follows the
+        largest W of all shards (docs/scaling.md). Its W after the call.
+
+        Raises:
+            StoreConflict: the decay landmark or the generation moved meanwhile (call again).
+        """
+        generation = await self.follow(force=True)
+        raw_wm, raw_lm = await self.client.mget(self.key("wm"), self.key("landmark"))
+        wm = float(raw_wm) if raw_wm is not None else None
+        landmark = int(raw_lm) if raw_lm is not None else None
+        if wm is not None and wm >= floor:
+            return wm
+        plan = Plan(
+            expected_landmark=landmark,
+            landmark=landmark,
+            generation=generation,
+            max_ts=floor,
+        )
+        moved: float | None = await (await self._send(plan, max_rows))
+        return moved
+
     async def send_apply(self, plan: Plan, max_rows: int = 0) -> Awaitable[float | None]:
         """Send ``plan``'s apply call and return once it is on the wire, with an awaitable for
         its outcome: the watermark after it, or StoreConflict if a fence or the landmark moved
@@ -415,6 +438,9 @@ class ApplyMixin(StoreBase):
         """
         if plan.empty:
             return _done(None)
+        return await self._send(plan, max_rows)
+
+    async def _send(self, plan: Plan, max_rows: int) -> Awaitable[float | None]:
         argv = self._argv(plan, max_rows)
         if self._sha is None:
             self._sha = await self.client.script_load(SOURCES["apply"])

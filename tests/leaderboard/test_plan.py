@@ -483,6 +483,24 @@ def test_window_edge_at_planning_uses_the_stored_watermark() -> None:
     assert one_h == {("sue", T0 // 60 + 61)}
 
 
+def test_a_shards_windows_are_cut_at_the_floor_of_all_shards_ws() -> None:
+    # a shard's own W is an hour behind the namespace's (another shard's): its plan cuts the
+    # one-hour window where one namespace would, and moves its W to the floor
+    floor = T0 + 2 * 3600 + 30
+    state = StoreState({}, watermark=T0 + 3600)
+    batch = [
+        msg(0, 0, ev("in-cut", "share", "ann", "tom", T0 + 3600 + 59)),
+        msg(0, 1, ev("after-cut", "share", "bob", "sue", T0 + 3600 + 60)),
+    ]
+    plan = build_plan(
+        batch, state, RULES, dedupe_horizon_s=WEEK, rebase_after_s=120 * DAY,
+        max_future_s=MAX_FUTURE, watermark_floor=floor,
+    )  # fmt: skip
+    assert {(m, idx) for wi, idx, _, m in plan.buckets if wi == 0} == {("sue", T0 // 60 + 61)}
+    assert plan.max_ts == floor
+    assert plan_of(batch, state).max_ts == T0 + 3600 + 60  # (no floor: its own events)
+
+
 def test_messages_are_planned_in_offset_order_whatever_the_arrival_order() -> None:
     m0 = msg(0, 0, ev("a", "share", "ann", "tom", T0))
     m1 = msg(0, 1, ev("b", "like", "ann", "tom", T0 + 1))
