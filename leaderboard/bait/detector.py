@@ -1031,28 +1031,44 @@ class Detector:
         # the accounts already flagged by earlier throttles (before this one names its own): what
         # they counted here in full, before the throttle could start, is taken back
         flagged = frozenset(actor for actor in g.commenters if self._flagged(actor))
-        if not key.startswith("e:") and sig.get("own", 0.0) < self.p.content_min:
-            # lockstep was all the response showed (the answers carry information): the
-            # accounts that move with another post are the ring, the rest may be people (a
-            # review: five accounts among a new author's first fifteen commenters, with one
-            # post of their own, had every honest commenter named and flagged as a farm's)
-            proven = self._ring_accounts(key) if own >= self.p.content_min else frozenset()
-            named = [a for a in g.commenters if a in proven or a in flagged]
-        else:
-            named = [
-                actor for actor in g.commenters if own >= self.p.content_min or self._flagged(actor)
-            ]
+        named = [
+            actor for actor in g.commenters if own >= self.p.content_min or self._flagged(actor)
+        ]
         # (a farm's flag when the response showed a farm; strangers who answer a bait post in a
         # word show that the post is bait, not that they are a farm: real people answer bait,
         # and a farm's flag for a week would throttle the next advice thread they join)
         # (a pod's throttle judges no answers: it rests on lockstep or on a farm's flags, and
         # names a farm's accounts, as its record does on the other partitions)
         farm = key.startswith("e:") or (g.own and not _FARM_REASONS.isdisjoint(g.reasons))
-        for actor in named:
-            self._flag(actor, ts, farm=farm or self._flag_level(actor) == FARM_FLAG)
         ring = sig["lockstep"] >= self.p.content_min
-        if named:
-            self._evidence.append(Evidence.of(key, ts, _evidence_kind(key, ring), tuple(named)))
+        proven: frozenset[str] | None = None
+        if farm and not key.startswith("e:") and sig.get("own", 0.0) < self.p.content_min:
+            # lockstep was all the response showed (the answers carry information): the
+            # accounts that move with another post are the ring's, a farm's flag and a ring
+            # record; the others may be people, a bait answerer's flag and a plain record (a
+            # review: five accounts among a new author's first fifteen commenters, with one
+            # post of their own, had the ten people flagged as a farm's on every partition,
+            # and eight of them got a friend's advice thread throttled)
+            proven = self._ring_accounts(key) | {
+                a for a in g.commenters if self._flag_level(a) == FARM_FLAG
+            }
+        for actor in named:
+            self._flag(
+                actor,
+                ts,
+                farm=(farm and (proven is None or actor in proven))
+                or self._flag_level(actor) == FARM_FLAG,
+            )
+        if proven is None:
+            if named:
+                self._evidence.append(Evidence.of(key, ts, _evidence_kind(key, ring), tuple(named)))
+        else:
+            moving = tuple(a for a in named if a in proven)
+            rest = tuple(a for a in named if a not in proven)
+            if moving:
+                self._evidence.append(Evidence.of(key, ts, _evidence_kind(key, ring), moving))
+            if rest:
+                self._evidence.append(Evidence.of(key, ts, _evidence_kind(key, False), rest))
         # a throttle on lockstep: had the ring been known, this post would have been throttled
         # at its ``min_coordinated``-th interaction; what counted in full since is clawed back.
         # Any throttle: a farm's accounts, flagged by an earlier throttle, earn nothing on a post

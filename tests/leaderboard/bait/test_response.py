@@ -8,7 +8,7 @@ import random
 import orjson
 import pytest
 
-from leaderboard.bait.detector import BAIT_FLAG, BaitParams, Decision, Detector
+from leaderboard.bait.detector import BAIT_FLAG, FARM_FLAG, BaitParams, Decision, Detector
 from leaderboard.bait.evidence import THROTTLE_KINDS, Evidence
 from leaderboard.bait.patterns import comment_features, phrasing, post_words, word_hash
 from leaderboard.bait.state import FULL
@@ -820,7 +820,7 @@ def test_a_throttle_on_lockstep_alone_names_the_accounts_that_move_not_the_peopl
     # author's first fifteen commenters (real sentences, strangers to the author). The post is
     # throttled on lockstep; its record named all fifteen and flagged the ten people as a
     # farm's, here and on every partition, where eight of them then got a friend's advice
-    # thread throttled. Now only the five that move together are named
+    # thread throttled. Now only the five that move together are a ring's
     socks, people = [f"sock{i}" for i in range(5)], [f"h{i}" for i in range(40)]
     d = Detector()
     feed(d, history(socks + people, T0 - DAY))
@@ -837,8 +837,15 @@ def test_a_throttle_on_lockstep_alone_names_the_accounts_that_move_not_the_peopl
     feed(d, ev)
     assert any("lockstep" in x.reasons for x in throttles(d.take_decisions()) if x.post == "V")
     records = [e for e in d.take_evidence() if e.kind in THROTTLE_KINDS]
-    assert records and all(set(e.actors) <= set(socks) for e in records)
-    assert not any(d._flagged(a) for a in people)
+    assert {a for e in records if e.kind == "ring" for a in e.actors} == set(socks)
+    # the people it sampled: a bait answerer's flag at most (it counts on empty answers only),
+    # here and where the plain record goes
+    there = Detector()
+    for e in records:
+        there.flag(e)
+    for det in (d, there):
+        assert max(det._flag_level(a) for a in people) <= BAIT_FLAG
+        assert all(det._flag_level(s) == FARM_FLAG for s in socks)
 
 
 def _network_post_grief(offence: str, *, mutual: str = "") -> tuple[Detector, list[str]]:
