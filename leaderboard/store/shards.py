@@ -42,9 +42,6 @@ class Shards:
             raise ValueError("a sharded namespace needs at least one shard")
         self.stores = tuple(stores)
 
-    def of_partition(self, partition: int) -> Store:
-        return self.stores[shard_of(partition, len(self.stores))]
-
     async def clock(self) -> tuple[float | None, int | None]:
         """(W, L): the largest W of the shards (the namespace's), and the landmark of the shard
         that has it."""

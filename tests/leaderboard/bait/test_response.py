@@ -712,6 +712,20 @@ def test_a_rings_first_post_pays_back_when_the_rings_grown_sample_arrives() -> N
     assert sorted(a for a, _ in t.clawed) == sorted(ring[10:28])
 
 
+def _ann_and_her_friends(d: Detector, socks: list[str], friends: list[str]) -> list[Event]:
+    """Six socks and sixty friends with a past; the friends are ann's network (they clicked
+    her older post). Answers ann's post V, commented on by her friends (for the caller to feed
+    with whatever follows)."""
+    feed(d, history(socks + friends, T0 - DAY))
+    feed(d, [("post", T0 - DAY, "ann", "ann", "old", "older post")])
+    feed(d, [("click", T0 - DAY + 60 + i, f, "ann", "old", None) for i, f in enumerate(friends)])
+    ev: list[Event] = [("post", T0, "ann", "ann", "V", "Pictures from our trip to the coast")]
+    return ev + [
+        ("comment", T0 + 60 * (i + 1), f, "ann", "V", genuine(100 + i))
+        for i, f in enumerate(friends)
+    ]
+
+
 @pytest.mark.parametrize(("victims", "overlap"), [(12, 12), (20, 10), (36, 18)])
 def test_friends_who_reply_on_a_rings_post_do_not_make_their_friends_post_a_rings(
     victims: int, overlap: int
@@ -723,16 +737,8 @@ def test_friends_who_reply_on_a_rings_post_do_not_make_their_friends_post_a_ring
     # and paid back every comment: the grown sample's honest accounts were its "proof"
     socks, friends = [f"sock{i}" for i in range(6)], [f"fr{i}" for i in range(60)]
     here, there = Detector(), Detector()
-    for d in (here, there):
-        feed(d, history(socks + friends, T0 - DAY))
-    feed(here, [("post", T0 - DAY, "ann", "ann", "old", "older post")])
-    feed(here, [("click", T0 - DAY + 60 + i, f, "ann", "old", None) for i, f in enumerate(friends)])
-    ev: list[Event] = [("post", T0, "ann", "ann", "V", "Pictures from our trip to the coast")]
-    ev += [
-        ("comment", T0 + 60 * (i + 1), f, "ann", "V", genuine(100 + i))
-        for i, f in enumerate(friends[:victims])
-    ]
-    feed(here, ev)
+    feed(there, history(socks + friends, T0 - DAY))
+    feed(here, _ann_and_her_friends(here, socks, friends)[: 1 + victims])
     t = T0 + 2 * HOUR
     ev = []
     for k, author in enumerate(("mal1", "mal2")):
@@ -787,14 +793,7 @@ def test_friends_who_reply_on_a_rings_post_here_do_not_make_their_friends_post_p
     # all twenty comments: M1's own throttle "proved" every account V shares with it
     socks, friends = [f"sock{i}" for i in range(6)], [f"fr{i}" for i in range(60)]
     d = Detector()
-    feed(d, history(socks + friends, T0 - DAY))
-    feed(d, [("post", T0 - DAY, "ann", "ann", "old", "older post")])
-    feed(d, [("click", T0 - DAY + 60 + i, f, "ann", "old", None) for i, f in enumerate(friends)])
-    ev: list[Event] = [("post", T0, "ann", "ann", "V", "Pictures from our trip")]
-    ev += [
-        ("comment", T0 + 60 * (i + 1), f, "ann", "V", genuine(100 + i))
-        for i, f in enumerate(friends[:20])
-    ]
+    ev = _ann_and_her_friends(d, socks, friends)[:21]
     t = T0 + 2 * HOUR
     for k, author in enumerate(("mal1", "mal2")):
         ev.append(("post", t, author, author, f"M{k}", "Hot take"))
