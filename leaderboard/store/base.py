@@ -33,7 +33,7 @@ class _HiredisPackConnection(aioredis.Connection):
       default 64 KiB limit the tail of a 1 MB command waited for the next loop iteration).
     """
 
-    _packer = HiredisRespSerializer()
+    _packer = HiredisRespSerializer()  # type: ignore[no-untyped-call,unused-ignore]  # (redis 8.2)
 
     def pack_command(self, *args: Any) -> list[bytes]:
         if args and args[0] == "EVALSHA":
