@@ -20,6 +20,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from leaderboard import redact
 from leaderboard.bait import BaitParams
+from leaderboard.bait.keyed import MIN_KEY_CHARS
 from leaderboard.errors import ConfigError
 from leaderboard.events import valid_community
 from leaderboard.explain import POSTS_PERIOD_S
@@ -232,6 +233,12 @@ class BaitSettings:
     multiplier_max: float = 0.25
     #: ... falling to this for strong evidence (halved per recent throttle of the author).
     multiplier_min: float = 0.1
+    #: Secret key of the detector's hashes of account ids (16 characters or more, e.g.
+    #: `openssl rand -hex 32`). Empty: a public default, which lets anyone aim collisions
+    #: (a sock passing for an author's friend, a few likes counting as hundreds of fans): set
+    #: it where adversaries post. Every worker and `kudos rebuild` need the same key; a new
+    #: key is a new scoring identity (rebuild to change it).
+    key: str = ""
 
     def params(self) -> BaitParams | None:
         """The detector's parameters, or None when the throttle is off."""
@@ -243,6 +250,7 @@ class BaitSettings:
             calm_per_hour=self.calm_per_hour,
             multiplier_max=self.multiplier_max,
             multiplier_min=self.multiplier_min,
+            key=self.key.encode(),
         )
 
 
@@ -282,7 +290,7 @@ class Settings:
     def secrets(self) -> tuple[str, ...]:
         """Every secret these settings hold (tokens, passwords in URLs, whole URLs that carry
         one), for :func:`leaderboard.redact.text` to hide in messages that quote them."""
-        found = [self.web.token, self.web.ingest_token]
+        found = [self.web.token, self.web.ingest_token, self.bait.key]
         for u in (self.redis.url, self.broker.url):
             with contextlib.suppress(ValueError):
                 password = urlsplit(u).password
@@ -465,6 +473,11 @@ def _validate(obj: Any, name: str) -> None:
             raise ConfigError(
                 f"KUDOS_BAIT_MULTIPLIER_MIN={obj.multiplier_min:g} and "
                 f"KUDOS_BAIT_MULTIPLIER_MAX={obj.multiplier_max:g}: need 0 < min <= max <= 1"
+            )
+        if obj.key and len(obj.key) < MIN_KEY_CHARS:
+            raise ConfigError(
+                f"KUDOS_BAIT_KEY is {len(obj.key)} characters: use {MIN_KEY_CHARS} or more (e.g. "
+                "openssl rand -hex 32), or leave it empty for the public default"
             )
     if isinstance(obj, PerksSettings) and obj.max_ties > MAX_RANK:
         raise ConfigError(f"KUDOS_PERKS_MAX_TIES={obj.max_ties}: must be at most {MAX_RANK}")

@@ -205,6 +205,12 @@ def create_app(settings: Settings) -> faust.App:
     @app.agent(topic)
     async def score(stream: faust.StreamT[bytes]) -> None:
         bait = settings.bait.params()
+        if bait is not None and not bait.key:
+            log.warning(
+                "KUDOS_BAIT_KEY is not set: the bait detector hashes account ids with its public "
+                "default key, so anyone can aim their collisions (docs/security.md). Set a "
+                "secret of 16 or more characters, the same for every worker, and rebuild"
+            )
         store = Store.connect(
             settings.redis.url,
             settings.redis.prefix,

@@ -38,7 +38,10 @@ INFRA = {"kafka", "redis", "proxy", "prometheus"}
 
 #: What the operator must set before compose starts the stack (README, "What runs"); the tests
 #: read the file as compose would with these set.
-REQUIRED = {"KUDOS_WEB_INGEST_TOKEN": "a-token-from-dot-env"}
+REQUIRED = {
+    "KUDOS_WEB_INGEST_TOKEN": "a-token-from-dot-env",
+    "KUDOS_BAIT_KEY": "a-key-of-32-characters-from-env!",
+}
 
 
 class Refused(Exception):
@@ -335,7 +338,7 @@ def test_the_stack_refuses_to_start_without_an_ingest_token(
             f"{name}: KUDOS_WEB_INGEST_TOKEN: ${{KUDOS_WEB_INGEST_TOKEN:?why}}, not {raw!r}"
         )
         assert _settings(services[name]).web.ingest_token == REQUIRED["KUDOS_WEB_INGEST_TOKEN"]
-    for unset in ({}, {"KUDOS_WEB_INGEST_TOKEN": ""}):
+    for unset in ({**REQUIRED, "KUDOS_WEB_INGEST_TOKEN": ""}, {"KUDOS_BAIT_KEY": "k" * 16}):
         with pytest.raises(Refused, match="KUDOS_WEB_INGEST_TOKEN"):
             _expand(_raw_compose(), unset)
     readme = (ROOT / "README.md").read_text()
@@ -343,6 +346,23 @@ def test_the_stack_refuses_to_start_without_an_ingest_token(
     assert "KUDOS_WEB_INGEST_TOKEN" in compose_part and ".env" in compose_part, (
         "README says how to set the token before `docker compose up`"
     )
+
+
+def test_every_worker_needs_the_same_secret_bait_key(compose: dict[str, Any]) -> None:
+    """With the public default key anyone can aim the detector's hash collisions (a sock passing
+    for an author's friend): compose refuses to start a worker without one, and every worker
+    (and a `run worker kudos rebuild`) gets the same, or they would not share an identity."""
+    workers = [n for n in compose["services"] if n.startswith("worker")]
+    assert sorted(workers) == ["worker", "worker-cluster"]
+    for name in workers:
+        raw = _raw_compose()["services"][name]["environment"].get("KUDOS_BAIT_KEY", "")
+        assert re.fullmatch(r"\$\{KUDOS_BAIT_KEY:\?[^}]+\}", raw), f"{name}: {raw!r}"
+        assert _settings(compose["services"][name]).bait.key == REQUIRED["KUDOS_BAIT_KEY"]
+    with pytest.raises(Refused, match="KUDOS_BAIT_KEY"):
+        _expand(_raw_compose(), {**REQUIRED, "KUDOS_BAIT_KEY": ""})
+    readme = (ROOT / "README.md").read_text()
+    compose_part = readme[readme.index("The compose stack") :].partition("\n\n")[0]
+    assert "KUDOS_BAIT_KEY" in compose_part
 
 
 # -- profile cluster: Redis Cluster instead of the one Redis ----------------------------------

@@ -68,9 +68,16 @@ from typing import Any
 
 import orjson
 
-from leaderboard.bait.evidence import LOCKSTEP_KINDS, SAMPLE_KINDS, THROTTLE_KINDS, Evidence
+from leaderboard.bait.evidence import (
+    BESIDE,
+    LOCKSTEP_KINDS,
+    SAMPLE_KINDS,
+    THROTTLE_KINDS,
+    Evidence,
+)
+from leaderboard.bait.keyed import Keyed, fingerprint
 from leaderboard.bait.lockstep import Entry, Lockstep
-from leaderboard.bait.patterns import actor_hash, comment_features, phrasing, post_words
+from leaderboard.bait.patterns import comment_features, phrasing, post_words
 from leaderboard.bait.shapes import Shapes
 from leaderboard.bait.state import (
     _CLOCK,
@@ -142,6 +149,9 @@ class BaitParams:
     max_authors: int = 100_000
     max_commenters: int = 200_000
     max_shadows: int = 20_000
+    #: the key of the detector's hashes of account ids (:mod:`leaderboard.bait.keyed`; empty:
+    #: the public default)
+    key: bytes = field(default=b"", repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -257,7 +267,12 @@ _SHAPE_INDEXES = 1024
 #: 11: a proven pod's sample record flags its accounts, and 8's one-partner pod lockstep is gone
 #: (an adversarial review: it spread a throttle to honest friends); a proven ring's or pod's grown
 #: sample throttles a post retroactively where it is half of its sample (held-out seed 57).
-DETECTOR_VERSION = 12
+#: 12: engagement counted per account and kind about once; a throttle on lockstep alone gives a
+#: farm's flag only to the accounts that move; proofs by farm-flagged accounts only.
+#: 13: keyed hashes of account ids (:mod:`leaderboard.bait.keyed`) and engagers counted in
+#: sampled levels (never every click once a bitmap is full); a throttle on lockstep alone names
+#: only the accounts that move and the ones already flagged (an adversarial review of 12).
+DETECTOR_VERSION = 13
 
 
 def identity(version: str, params: BaitParams | None) -> str:
@@ -272,7 +287,9 @@ def identity(version: str, params: BaitParams | None) -> str:
         return f"{version}+bait:off{layout}"
     p = params
     knobs = f"{p.threshold:g}/{p.min_comments}/{p.calm_per_hour:g}/{p.multiplier_max:g}"
-    return f"{version}+bait{DETECTOR_VERSION}:{knobs}/{p.multiplier_min:g}{layout}"
+    # (a changed key changes every stored hash: four hex digits of it tell keys apart)
+    key = f"/k{fingerprint(p.key)}" if p.key else ""
+    return f"{version}+bait{DETECTOR_VERSION}:{knobs}/{p.multiplier_min:g}{key}{layout}"
 
 
 def _clamp(x: float) -> float:
@@ -297,6 +314,7 @@ class Detector:
 
     def __init__(self, params: BaitParams | None = None) -> None:
         self.p = params or BaitParams()
+        self._keyed = Keyed(self.p.key)
         self.groups: dict[str, Group] = {}
         self.authors: dict[str, Author] = {}
         self.commenters: dict[str, Commenter] = {}
@@ -453,7 +471,7 @@ class Detector:
                 if actor != target:
                     # (each account and kind about once: the author's own clicks, scored
                     # nothing, or one account's hundred likes are not fans engaging)
-                    engaged(g, actor, kind)
+                    engaged(g, self._keyed.pair(actor, kind))
                 g.last = max(g.last, ts)
                 self._dirty["g" + key] = None
                 if post is not None and kind in POD_KINDS and actor != target:
@@ -483,6 +501,10 @@ class Detector:
         shadow post for the lockstep check."""
         self._last = None
         self._tick(e.at)
+        if e.kind == BESIDE:
+            for actor in e.actors:
+                self._mark_beside(actor, self.newest)
+            return
         if e.kind in THROTTLE_KINDS:
             farm = e.kind != "comments"  # (only a plain comment throttle judges answers)
             for actor in e.actors:
@@ -570,7 +592,7 @@ class Detector:
                 g = self._end(key, g, ended)
         author = self._author(target, ts)
         fresh = self._fresh(actor, ts)
-        h = actor_hash(actor)
+        h = self._keyed.actor(actor)
         stranger = h not in self._network(author, target)
         self._add_comment(key, g, ts, actor, text, fresh=fresh, stranger=stranger)
         self._befriend(author, target, actor, h)
@@ -662,6 +684,11 @@ class Detector:
         # (a farm's flag counts everywhere; a bait answer's only on an empty answer again)
         level = self._flag_level(actor)
         g.flagged += level == FARM_FLAG or (level == BAIT_FLAG and empty)
+        g.farmers += level == FARM_FLAG
+        g.beside += level == 0 and empty and self._beside(actor)
+        if g.mult < FULL and not g.own and empty and level == 0 and "lockstep" in g.reasons:
+            # (answering with nothing a ring's post throttled on lockstep alone: beside it)
+            self._mark_beside(actor, ts)
         if g.mult < FULL and g.own and empty:
             # answering a post throttled on its own evidence with nothing (or with what the farm
             # says): the account is flagged; a real reply under a farmed post is not. A farm's
@@ -817,13 +844,13 @@ class Detector:
         return net
 
     def _knows(self, a: Author, target: str, actor: str) -> bool:
-        return actor_hash(actor) in self._network(a, target)
+        return self._keyed.actor(actor) in self._network(a, target)
 
     def _befriend(self, a: Author, target: str, actor: str, h: int | None = None) -> None:
         """``actor`` interacted with author ``target``: from now on it is in the network
-        (``h``: its :func:`actor_hash`, if the caller has it already)."""
+        (``h``: its :meth:`Keyed.actor`, if the caller has it already)."""
         if h is None:
-            h = actor_hash(actor)
+            h = self._keyed.actor(actor)
         net = self._network(a, target)
         if h in net:
             return
@@ -888,6 +915,24 @@ class Detector:
         c.last = max(c.last, ts)
         self._dirty["c" + actor] = None
 
+    def _beside(self, actor: str) -> bool:
+        """Marked as seen beside a ring within ``flag_ttl_s`` (:attr:`Commenter.beside_at`)."""
+        c = self.commenters.get(actor)
+        return (
+            c is not None
+            and c.beside_at > 0.0
+            and self.newest - c.last <= self.p.commenter_idle_s
+            and self.newest - c.beside_at <= self.p.flag_ttl_s
+        )
+
+    def _mark_beside(self, actor: str, ts: float) -> None:
+        c = self.commenters.get(actor)
+        if c is None or self.newest - c.last > self.p.commenter_idle_s:
+            c = self.commenters[actor] = Commenter(last=ts)
+        c.beside_at = max(c.beside_at, ts)
+        c.last = max(c.last, ts)
+        self._dirty["c" + actor] = None
+
     def _signals(self, key: str, g: Group, a: Author, ts: float) -> dict[str, float]:
         p = self.p
         per_hour = 3600.0 * LN2
@@ -897,6 +942,8 @@ class Detector:
         texted = g.texts >= 8
         n = max(len(g.commenters), 1)
         engaging = engagers(g)
+        # (accounts seen beside a ring count where one of its flagged accounts comments too)
+        flagged = g.flagged + (g.beside if g.farmers else 0)
         regular = 0.0
         if g.gap_n >= 10 and g.gap_mean > 0.0:
             cv = math.sqrt(max(g.gap_m2, 0.0) / g.gap_n) / g.gap_mean
@@ -923,7 +970,7 @@ class Detector:
             "bait_phrasing": (
                 1.0 if g.phrasing else _clamp(g.answers / g.texts / 0.3) if texted else 0.0
             ),
-            "flagged_commenters": _clamp(g.flagged / g.comments / 0.3) * _clamp(g.flagged / 6.0),
+            "flagged_commenters": _clamp(flagged / g.comments / 0.3) * _clamp(flagged / 6.0),
             "repeat_offender": 1.0 if self._offences(a, ts) else 0.0,
         }
         empty = max(sig["low_info"], sig["duplicates"], sig["hollow"])
@@ -1027,7 +1074,10 @@ class Detector:
         # the evidence: guilt by association must not spread from account to account, so such a
         # throttle only renews the flags its accounts already had
         own = max(v for k, v in sig.items() if k in _OWN_EVIDENCE)
-        g.own = own >= self.p.content_min
+        # (a comment throttle on lockstep alone: the ring is proven, not the post's answerers,
+        # so its later empty answers flag nobody; a pod's own evidence is lockstep)
+        alone = not key.startswith("e:") and sig.get("own", 0.0) < self.p.content_min
+        g.own = own >= self.p.content_min and not alone
         # the accounts already flagged by earlier throttles (before this one names its own): what
         # they counted here in full, before the throttle could start, is taken back
         flagged = frozenset(actor for actor in g.commenters if self._flagged(actor))
@@ -1039,45 +1089,58 @@ class Detector:
         # and a farm's flag for a week would throttle the next advice thread they join)
         # (a pod's throttle judges no answers: it rests on lockstep or on a farm's flags, and
         # names a farm's accounts, as its record does on the other partitions)
-        farm = key.startswith("e:") or (g.own and not _FARM_REASONS.isdisjoint(g.reasons))
+        farm = key.startswith("e:") or (
+            own >= self.p.content_min and not _FARM_REASONS.isdisjoint(g.reasons)
+        )
         ring = sig["lockstep"] >= self.p.content_min
-        proven: frozenset[str] | None = None
-        if farm and not key.startswith("e:") and sig.get("own", 0.0) < self.p.content_min:
+        if farm and alone:
             # lockstep was all the response showed (the answers carry information): the
             # accounts that move with another post are the ring's, a farm's flag and a ring
-            # record; the others may be people, a bait answerer's flag and a plain record (a
-            # review: five accounts among a new author's first fifteen commenters, with one
-            # post of their own, had the ten people flagged as a farm's on every partition,
-            # and eight of them got a friend's advice thread throttled)
+            # record; the others may be people: no flag (the flagged ones' are renewed), only a
+            # mark of being seen beside a ring, and a ``beside`` record (a ring's accounts that
+            # do not move yet are caught on its next post, where its flagged accounts comment
+            # too). Two reviews: five accounts among a new author's first fifteen commenters,
+            # with one post of their own, had the ten people flagged as a farm's on every
+            # partition (eight of them got a friend's advice thread throttled); and, flagged as
+            # bait answerers, eight friends' "Congrats!!" throttled the author's next post.
             proven = self._ring_accounts(key) | {
                 a for a in g.commenters if self._flag_level(a) == FARM_FLAG
             }
-        for actor in named:
-            self._flag(
-                actor,
-                ts,
-                farm=(farm and (proven is None or actor in proven))
-                or self._flag_level(actor) == FARM_FLAG,
-            )
-        if proven is None:
+            moving = tuple(a for a in g.commenters if a in proven)
+            renewed = tuple(a for a in g.commenters if a in flagged and a not in proven)
+            beside = tuple(a for a in g.commenters if a not in proven and a not in flagged)
+            for actor in moving:
+                self._flag(actor, ts, farm=True)
+            for actor in renewed:
+                self._flag(actor, ts, farm=False)
+            for actor in beside:
+                self._mark_beside(actor, ts)
+            for kind, actors in (
+                (_evidence_kind(key, ring), moving),
+                (_evidence_kind(key, False), renewed),
+                (BESIDE, beside),
+            ):
+                if actors:
+                    self._evidence.append(Evidence.of(key, ts, kind, actors))
+        else:
+            for actor in named:
+                self._flag(actor, ts, farm=farm or self._flag_level(actor) == FARM_FLAG)
             if named:
                 self._evidence.append(Evidence.of(key, ts, _evidence_kind(key, ring), tuple(named)))
-        else:
-            moving = tuple(a for a in named if a in proven)
-            rest = tuple(a for a in named if a not in proven)
-            if moving:
-                self._evidence.append(Evidence.of(key, ts, _evidence_kind(key, ring), moving))
-            if rest:
-                self._evidence.append(Evidence.of(key, ts, _evidence_kind(key, False), rest))
         # a throttle on lockstep: had the ring been known, this post would have been throttled
         # at its ``min_coordinated``-th interaction; what counted in full since is clawed back.
         # Any throttle: a farm's accounts, flagged by an earlier throttle, earn nothing on a post
         # throttled in its turn, however early they came (a live throttle needs a few of them
         # before it can tell; their first interactions would otherwise keep their points)
+        # (and the accounts seen beside a ring, where they counted: a ring's farm-flagged
+        # accounts comment here too)
+        taken = flagged | (
+            {a for a in g.commenters if self._beside(a)} if g.farmers else frozenset()
+        )
         if ring:
-            clawed = self._claw(key, g, g.mult, self._ring_accounts(key) | flagged)
-        elif flagged and g.post is not None:
-            clawed = self._claw(key, g, g.mult, flagged, outsiders=False, all_after=False)
+            clawed = self._claw(key, g, g.mult, self._ring_accounts(key) | taken)
+        elif taken and g.post is not None:
+            clawed = self._claw(key, g, g.mult, taken, outsiders=False, all_after=False)
         else:
             clawed = ()
         self._decisions.append(
@@ -1139,12 +1202,23 @@ class Detector:
         every partition as a ring's, what counted in full is clawed back (:meth:`_claw`), and
         its partners here are throttled retroactively."""
         g.reasons = [*g.reasons, "lockstep"]
-        g.own = True
+        # (a pod's later engagers are its own; a comment post's later answerers, and the sampled
+        # ones that do not move with it, are not proven: as for a throttle on lockstep alone)
+        pod = key.startswith("e:")
+        g.own = g.own or pod
         self._dirty["g" + key] = None
-        for actor in g.commenters:
+        ring = self._ring_accounts(key)
+        named = tuple(a for a in g.commenters if pod or a in ring)
+        beside = tuple(a for a in g.commenters if a not in named and not self._flagged(a))
+        for actor in named:
             self._flag(actor, ts, farm=True)
-        self._evidence.append(Evidence.of(key, ts, _evidence_kind(key, True), tuple(g.commenters)))
-        self._retroactive(key, g, ts, self._claw(key, g, g.mult, self._ring_accounts(key)))
+        for actor in beside:
+            self._mark_beside(actor, ts)
+        if named:
+            self._evidence.append(Evidence.of(key, ts, _evidence_kind(key, True), named))
+        if beside:
+            self._evidence.append(Evidence.of(key, ts, BESIDE, beside))
+        self._retroactive(key, g, ts, self._claw(key, g, g.mult, ring))
         self._partners(key, ts)
 
     def _network_post(self, g: Group) -> bool:
@@ -1313,7 +1387,8 @@ class Detector:
             g.since = ts
             g.calm = self._calm_count()
             g.reasons = ["lockstep", "retroactive"]
-            g.own = True
+            # (its later answerers are not proven: only a pod's later engagers are flagged)
+            g.own = key.startswith("e:")
             # (no offence for the author: the proof came from another post; a ring's authors
             # collect offences on their own posts' throttles)
             self._dirty["g" + key] = None

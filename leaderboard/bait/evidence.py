@@ -40,12 +40,15 @@ MAX_ACTORS = 64
 #: and ``pod`` when the throttle rested on lockstep, so that a receiving partition also throttles,
 #: retroactively, its own posts in lockstep with it: they count as flagged), or were the first
 #: accounts behind a post (``commenters``, ``engagers``: for the lockstep check across
-#: partitions; every post sends at most two such records per episode).
+#: partitions; every post sends at most two such records per episode), or were sampled beside a
+#: ring on a post throttled on lockstep alone without moving with it (``beside``: no flag, a
+#: mark that counts only where a farm's account comments too).
 THROTTLE_KINDS = frozenset({"comments", "engagement", "ring", "pod"})
 #: lockstep throttle kinds → the kind of post sample they are compared with (comments, engagers)
 LOCKSTEP_KINDS = {"ring": "c", "pod": "e"}
 SAMPLE_KINDS = frozenset({"commenters", "engagers"})
-EVIDENCE_KINDS = THROTTLE_KINDS | SAMPLE_KINDS
+BESIDE = "beside"
+EVIDENCE_KINDS = THROTTLE_KINDS | SAMPLE_KINDS | {BESIDE}
 
 
 class BadEvidence(ValueError):

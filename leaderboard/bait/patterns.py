@@ -319,12 +319,6 @@ MAX_COMMENT_WORDS = 16
 MAX_POST_WORDS = 48
 
 
-def actor_hash(actor: str) -> int:
-    """A 24-bit hash of an account id (an author's network keeps these: 1 in 16 million odds
-    that a stranger passes for someone known, per known account)."""
-    return zlib.crc32(actor.encode()) & 0xFFFFFF
-
-
 @functools.lru_cache(maxsize=1 << 16)
 def word_hash(word: str) -> int:
     """A 24-bit hash of a word with its letter runs collapsed ("goood" and "god" alike): a

@@ -20,7 +20,6 @@ Each record is kept as a compact JSON array of its fields (:class:`_Stored`) in 
 from __future__ import annotations
 
 import math
-import zlib
 from dataclasses import dataclass, field
 from operator import attrgetter
 from typing import Any, ClassVar, Self
@@ -121,11 +120,16 @@ class Group(_Stored):
     #: throttle last found it in lockstep (0: never), and the interactions clawed back in all
     retro_at: float = 0.0
     clawed_n: int = 0
-    #: the accounts and kinds that engaged with the post, as a bitmap of ENGAGERS_BITS bits
-    #: (eight 32-bit words, empty until the first): ``engagement`` counts each (account, kind)
-    #: about once with it (:func:`engagers`), so that a post's author, or one account, cannot
-    #: make its comments look like a part of fans' engagement by clicking it over and over
+    #: the accounts and kinds that engaged with the post, as bitmaps of ENGAGERS_BITS bits
+    #: (eight 32-bit words per level, empty until the first): ``engagement`` counts each
+    #: (account, kind) about once with them (:func:`engagers`), so that a post's author, or one
+    #: account, cannot make its comments look like a part of fans' engagement by clicking it
     eng: list[int] = field(default_factory=list)
+    #: comments by accounts with a farm's flag, and empty ones by accounts marked as seen beside
+    #: a ring (:attr:`Commenter.beside_at`, not flagged): those count as flagged only where
+    #: a farm's account comments too
+    farmers: int = 0
+    beside: int = 0
 
 
 @dataclass(slots=True)
@@ -158,6 +162,11 @@ class Commenter(_Stored):
     #: counts on every post; a flag from a throttle on a bait post's answers alone counts only
     #: where the account answers with nothing again (real people answer bait)
     farm_at: float = 0.0
+    #: event time it was last seen beside a ring without moving with it: sampled on a post
+    #: throttled on lockstep alone, or answering one with nothing (lasts ``flag_ttl_s``). No
+    #: flag: people congratulate a friend beside five socks; it counts, on an empty answer, only
+    #: on a post where an account with a farm's flag comments too (a ring's next post)
+    beside_at: float = 0.0
 
 
 @dataclass(slots=True)
@@ -184,31 +193,55 @@ for _record in (Group, Author, Commenter, Shadow):
 #: Accounts remembered per author as its network.
 NETWORK = 128
 
-#: Bits of a group's engagers bitmap (linear counting: about exact for tens of engagers, within
-#: a few per cent up to ~500; from ~880, when fewer than ENGAGERS_FULL bits are left, it is full)
+#: A group's engagers are counted in ENGAGERS_LEVELS bitmaps of ENGAGERS_BITS bits (linear
+#: counting): level 0 holds every (account, kind), level k the 1 in 16**k whose hash says so.
+#: The first level with at least ENGAGERS_FULL bits still clear gives the estimate, scaled by
+#: 16**k: about exact for tens of engagers, within a few per cent up to ~500, within ~15 % from
+#: there to ~220,000 distinct pairs, and never more than that however the pairs are chosen (a
+#: full bitmap once counted every engagement, so one account's clicks could count as fans').
 ENGAGERS_BITS = 256
 ENGAGERS_FULL = 8
+ENGAGERS_LEVELS = 3
+_WORDS = ENGAGERS_BITS // 32
+_LEVEL_SHIFT = 4  # (16 times sparser per level)
+_MAX_ENGAGERS = (
+    (1 << (_LEVEL_SHIFT * (ENGAGERS_LEVELS - 1)))
+    * -ENGAGERS_BITS
+    * math.log(ENGAGERS_FULL / ENGAGERS_BITS)
+)
 
 
-def engaged(g: Group, actor: str, kind: str) -> None:
-    """Count an engagement of ``actor`` (not the post's author) on group ``g``."""
+def engaged(g: Group, h: int) -> None:
+    """Count an engagement on group ``g`` of the (account, kind) whose keyed 64-bit hash is
+    ``h`` (:meth:`leaderboard.bait.keyed.Keyed.pair`; never the post's author's)."""
     g.engagement += 1
-    h = zlib.crc32(f"{actor}\x1f{kind}".encode()) % ENGAGERS_BITS
-    if not g.eng:
-        g.eng = [0] * (ENGAGERS_BITS // 32)
-    g.eng[h >> 5] |= 1 << (h & 31)
+    bit = h % ENGAGERS_BITS
+    sample = h >> 8
+    level = 0
+    while level + 1 < ENGAGERS_LEVELS and sample & 0xF == 0:
+        level += 1
+        sample >>= _LEVEL_SHIFT
+    need = _WORDS * (level + 1)
+    if len(g.eng) < need:
+        g.eng.extend([0] * (need - len(g.eng)))
+    for k in range(level + 1):
+        g.eng[k * _WORDS + (bit >> 5)] |= 1 << (bit & 31)
 
 
 def engagers(g: Group) -> float:
-    """The group's engagement with each (account, kind) counted once: the bitmap's estimate
-    of the distinct pairs, at most ``engagement``. A full bitmap (hundreds of distinct
-    engagers, not one account clicking) counts every engagement."""
+    """The group's engagement with each (account, kind) counted once: the bitmaps' estimate
+    of the distinct pairs, at most ``engagement`` (and at most ~220,000)."""
     if not g.eng:
         return float(g.engagement)
-    zeros = ENGAGERS_BITS - sum(w.bit_count() for w in g.eng)
-    if zeros < ENGAGERS_FULL:
-        return float(g.engagement)
-    return min(float(g.engagement), -ENGAGERS_BITS * math.log(zeros / ENGAGERS_BITS))
+    for level in range(ENGAGERS_LEVELS):
+        words = g.eng[level * _WORDS : (level + 1) * _WORDS]
+        zeros = ENGAGERS_BITS - sum(w.bit_count() for w in words)
+        if zeros >= ENGAGERS_FULL:
+            scale = 1 << (_LEVEL_SHIFT * level)
+            return min(
+                float(g.engagement), -scale * ENGAGERS_BITS * math.log(zeros / ENGAGERS_BITS)
+            )
+    return min(float(g.engagement), _MAX_ENGAGERS)
 
 
 #: The tables a partition's detector state is kept in (``bait:<table>:<partition>`` hashes):

@@ -8,8 +8,8 @@ import random
 import orjson
 import pytest
 
-from leaderboard.bait.detector import BAIT_FLAG, FARM_FLAG, BaitParams, Decision, Detector
-from leaderboard.bait.evidence import THROTTLE_KINDS, Evidence
+from leaderboard.bait.detector import FARM_FLAG, BaitParams, Decision, Detector
+from leaderboard.bait.evidence import BESIDE, THROTTLE_KINDS, Evidence
 from leaderboard.bait.patterns import comment_features, phrasing, post_words, word_hash
 from leaderboard.bait.state import FULL
 from leaderboard.explain import throttle_lines
@@ -760,9 +760,10 @@ def test_friends_who_reply_on_a_rings_post_do_not_make_their_friends_post_a_ring
     assert not any(here._flagged(f) for f in friends)
 
 
-def test_answering_a_post_throttled_retroactively_earns_a_bait_flag_not_a_farms() -> None:
+def test_answering_a_post_throttled_retroactively_earns_no_flag() -> None:
     # a review: a farm's flag for answering, in a word, a post whose throttle was proven by
-    # another post (retroactively) spread that proof to the next thread the account joined
+    # another post (retroactively) spread that proof to the next thread the account joined; a
+    # later review: a bait answerer's flag did too (it counts on the next empty answer)
     ring = [f"r{i}" for i in range(30)]
     late = [f"late{i}" for i in range(3)]
     d = Detector()
@@ -783,7 +784,7 @@ def test_answering_a_post_throttled_retroactively_earns_a_bait_flag_not_a_farms(
         d, [("comment", at + 1 + i, a, "quinn", "q", "Congrats!!") for i, a in enumerate(late)]
     )
     assert d.groups["p:q"].reasons == ["lockstep", "retroactive"] and max(mults) < FULL
-    assert [d._flag_level(a) for a in late] == [BAIT_FLAG] * 3
+    assert [d._flag_level(a) for a in late] == [0] * 3
 
 
 def test_friends_who_reply_on_a_rings_post_here_do_not_make_their_friends_post_pay_back() -> None:
@@ -835,16 +836,90 @@ def test_a_throttle_on_lockstep_alone_names_the_accounts_that_move_not_the_peopl
         ev.append(("like", t + 5, f"lk{i}", "newbie", "V", None))
     feed(d, ev)
     assert any("lockstep" in x.reasons for x in throttles(d.take_decisions()) if x.post == "V")
-    records = [e for e in d.take_evidence() if e.kind in THROTTLE_KINDS]
+    records = [e for e in d.take_evidence() if e.kind in THROTTLE_KINDS | {BESIDE}]
     assert {a for e in records if e.kind == "ring" for a in e.actors} == set(socks)
-    # the people it sampled: a bait answerer's flag at most (it counts on empty answers only),
-    # here and where the plain record goes
+    # the people it sampled: no flag, here or where the records go
     there = Detector()
     for e in records:
         there.flag(e)
     for det in (d, there):
-        assert max(det._flag_level(a) for a in people) <= BAIT_FLAG
+        assert not any(det._flagged(a) for a in people)
         assert all(det._flag_level(s) == FARM_FLAG for s in socks)
+        # (the ten it sampled are marked as seen beside a ring, which counts only where a
+        # ring's flagged accounts comment too)
+        assert [a for a in people if det._beside(a)] == people[:10]
+
+
+def test_people_who_congratulate_beside_a_ring_do_not_carry_a_flag_to_the_next_post() -> None:
+    # an adversarial review of detector 12: five socks in lockstep comment first on a new
+    # author's news, eight people say "Congrats!!". The throttle (lockstep alone) flagged the
+    # eight as bait answerers, and such a flag counts on empty answers: their "Congrats!!" on
+    # the author's next post got it throttled with 7 of 20 comments counted. Only the accounts
+    # that move together are flagged now
+    socks, people = [f"sock{i}" for i in range(5)], [f"h{i}" for i in range(40)]
+    d = Detector()
+    feed(d, history(socks + people, T0 - DAY))
+    ev: list[Event] = [("post", T0, "mal", "mal", "M", "a sock post")]
+    ev += [
+        ("comment", T0 + 30 * (i + 1), s, "mal", "M", genuine(900 + i)) for i, s in enumerate(socks)
+    ]
+    t = T0 + HOUR
+    ev.append(("post", t, "bob", "bob", "V", "I got the job!"))
+    for i, a in enumerate(socks + people[:8] + people[20:27]):
+        t += 90
+        text = "Congrats!!" if a in people[:8] else genuine(100 + i)
+        ev.append(("comment", t, a, "bob", "V", text))
+    feed(d, ev)
+    assert any(x.post == "V" and "lockstep" in x.reasons for x in throttles(d.take_decisions()))
+    # no flag for the eight, here or on the other partitions: here, a mark of being seen beside
+    # a ring (they answered it after its throttle, so no record names them)
+    there = Detector()
+    for e in d.take_evidence():
+        there.flag(e)
+    assert not any(det._flagged(a) for det in (d, there) for a in people[:8])
+    assert all(d._beside(a) for a in people[:8])
+    t += 6 * HOUR
+    ev = [("post", t, "bob", "bob", "W", "Starting Monday: any advice for the first week?")]
+    for i, a in enumerate(people[:8] + people[8:20]):
+        t += 120
+        text = "Congrats!!" if a in people[:8] else genuine(300 + i)
+        ev.append(("comment", t, a, "bob", "W", text))
+    mults = feed(d, ev)
+    assert [x for x in throttles(d.take_decisions()) if x.post == "W"] == []
+    assert all(m == FULL for m in mults)
+
+
+def test_a_rings_accounts_seen_beside_it_count_on_its_next_post_where_its_flagged_ones_comment() -> (
+    None
+):
+    # the other side of the test above (held-out seed 84): a young ring's accounts that do not
+    # yet move with another post (only five of them did) answer the author's next post with
+    # praise, with two of the five among them. There the marks count as flags, and the post
+    # pays back what the marked and flagged accounts counted before its throttle
+    socks, crew = [f"sock{i}" for i in range(5)], [f"crew{i}" for i in range(10)]
+    d = Detector()
+    feed(d, history(socks + crew, T0 - DAY))
+    ev: list[Event] = [("post", T0, "mal", "mal", "M", "a sock post")]
+    ev += [
+        ("comment", T0 + 30 * (i + 1), s, "mal", "M", genuine(900 + i)) for i, s in enumerate(socks)
+    ]
+    t = T0 + HOUR
+    ev.append(("post", t, "rin", "rin", "V", "New shoot, new colours"))
+    for i, a in enumerate(socks + crew):
+        t += 90
+        ev.append(("comment", t, a, "rin", "V", "Splendid 🔥" if a in crew else genuine(100 + i)))
+    feed(d, ev)
+    assert any(x.post == "V" and "lockstep" in x.reasons for x in throttles(d.take_decisions()))
+    t += HOUR
+    ev = [("post", t, "rin", "rin", "W", "Another one from the shoot")]
+    for i, a in enumerate(crew[:6] + socks[:2] + crew[6:]):
+        t += 90
+        ev.append(("comment", t, a, "rin", "W", "Pure art 🔥" if a in crew else genuine(200 + i)))
+    feed(d, ev)
+    [w] = [x for x in throttles(d.take_decisions()) if x.post == "W"]
+    assert "flagged_commenters" in w.reasons
+    back = {c.actor for c in d.take_clawbacks() if c.post == "W"}
+    assert set(crew[:6]) <= back, "the marked accounts' early comments pay back"
 
 
 def _network_post_grief(offence: str, *, mutual: str = "") -> tuple[Detector, list[str]]:
