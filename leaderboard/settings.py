@@ -20,7 +20,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from leaderboard import redact
 from leaderboard.bait import BaitParams
-from leaderboard.bait.keyed import MIN_KEY_CHARS
+from leaderboard.bait.keyed import MIN_KEY_CHARS, PUBLIC_KEY
 from leaderboard.errors import ConfigError
 from leaderboard.events import valid_community
 from leaderboard.explain import POSTS_PERIOD_S
@@ -233,7 +233,7 @@ class BaitSettings:
     multiplier_max: float = 0.25
     #: ... falling to this for strong evidence (halved per recent throttle of the author).
     multiplier_min: float = 0.1
-    #: Secret key of the detector's hashes of account ids (16 characters or more, e.g.
+    #: Secret key of the detector's hashes of account ids (32 characters or more, e.g.
     #: `openssl rand -hex 32`). Empty: a public default, which lets anyone aim collisions
     #: (a sock passing for an author's friend, a few likes counting as hundreds of fans): set
     #: it where adversaries post. Every worker and `kudos rebuild` need the same key; a new
@@ -478,6 +478,11 @@ def _validate(obj: Any, name: str) -> None:
             raise ConfigError(
                 f"KUDOS_BAIT_KEY is {len(obj.key)} characters: use {MIN_KEY_CHARS} or more (e.g. "
                 "openssl rand -hex 32), or leave it empty for the public default"
+            )
+        if obj.key.encode() == PUBLIC_KEY:
+            raise ConfigError(
+                "KUDOS_BAIT_KEY is the public default key, which anyone can read in the source: "
+                "use a secret (e.g. openssl rand -hex 32)"
             )
     if isinstance(obj, PerksSettings) and obj.max_ties > MAX_RANK:
         raise ConfigError(f"KUDOS_PERKS_MAX_TIES={obj.max_ties}: must be at most {MAX_RANK}")

@@ -209,7 +209,7 @@ def create_app(settings: Settings) -> faust.App:
             log.warning(
                 "KUDOS_BAIT_KEY is not set: the bait detector hashes account ids with its public "
                 "default key, so anyone can aim their collisions (docs/security.md). Set a "
-                "secret of 16 or more characters, the same for every worker, and rebuild"
+                "secret of 32 or more characters, the same for every worker, and rebuild"
             )
         store = Store.connect(
             settings.redis.url,

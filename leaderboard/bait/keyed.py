@@ -5,7 +5,7 @@ is no stranger) and a post's engagers (each account and kind counted about once)
 hash (crc32) an attacker computes offline which account ids collide: a sock that passes for
 someone in the author's network, or forty-six accounts whose likes fill a post's engagers bitmap
 so that one account's thousand clicks count as a thousand fans (an adversarial review of detector
-12). A keyed BLAKE2b (``[bait] key``, ``KUDOS_BAIT_KEY``) makes those collisions as unlikely as
+12). A keyed BLAKE2b (``[bait] key``, ``KUDOS_BAIT_KEY``, 32 characters or more) makes those collisions as unlikely as
 chance; the same key gives the same hashes, so a rebuild from the log makes the same decisions.
 
 Without a key the hashes use :data:`PUBLIC_KEY`, which everyone can read here: fine for a demo
@@ -19,8 +19,9 @@ import hashlib
 #: The key used when none is configured (public: it is in this file).
 PUBLIC_KEY = b"kudos bait detector: public default key"
 #: A configured key must have at least this many characters (a short one can be guessed
-#: offline, from the hashes' effects or from the scoring identity's key fingerprint).
-MIN_KEY_CHARS = 16
+#: offline, from the hashes' effects or from the scoring identity's key fingerprint); the
+#: public key itself is refused.
+MIN_KEY_CHARS = 32
 
 
 class Keyed:

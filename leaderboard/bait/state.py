@@ -125,11 +125,6 @@ class Group(_Stored):
     #: (account, kind) about once with them (:func:`engagers`), so that a post's author, or one
     #: account, cannot make its comments look like a part of fans' engagement by clicking it
     eng: list[int] = field(default_factory=list)
-    #: comments by accounts with a farm's flag, and empty ones by accounts marked as seen beside
-    #: a ring (:attr:`Commenter.beside_at`, not flagged): those count as flagged only where
-    #: a farm's account comments too
-    farmers: int = 0
-    beside: int = 0
 
 
 @dataclass(slots=True)
@@ -162,11 +157,6 @@ class Commenter(_Stored):
     #: counts on every post; a flag from a throttle on a bait post's answers alone counts only
     #: where the account answers with nothing again (real people answer bait)
     farm_at: float = 0.0
-    #: event time it was last seen beside a ring without moving with it: sampled on a post
-    #: throttled on lockstep alone, or answering one with nothing (lasts ``flag_ttl_s``). No
-    #: flag: people congratulate a friend beside five socks; it counts, on an empty answer, only
-    #: on a post where an account with a farm's flag comments too (a ring's next post)
-    beside_at: float = 0.0
 
 
 @dataclass(slots=True)

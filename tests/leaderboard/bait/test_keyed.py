@@ -103,9 +103,11 @@ def test_the_key_is_a_setting_refused_when_short_and_hidden_from_messages() -> N
     params = s.bait.params()
     assert params is not None and params.key == SECRET
     assert SECRET.decode() in s.secrets()
-    with pytest.raises(ConfigError, match="KUDOS_BAIT_KEY is 6 characters: use 16 or more") as e:
+    with pytest.raises(ConfigError, match="KUDOS_BAIT_KEY is 6 characters: use 32 or more") as e:
         load_settings({"KUDOS_BAIT_KEY": "hunter"})
     assert "hunter" not in str(e.value)
+    with pytest.raises(ConfigError, match="the public default key"):
+        load_settings({"KUDOS_BAIT_KEY": PUBLIC_KEY.decode()})
 
 
 def test_a_detector_under_a_key_makes_the_same_decisions_on_a_replay() -> None:

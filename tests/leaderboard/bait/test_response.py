@@ -9,7 +9,7 @@ import orjson
 import pytest
 
 from leaderboard.bait.detector import FARM_FLAG, BaitParams, Decision, Detector
-from leaderboard.bait.evidence import BESIDE, THROTTLE_KINDS, Evidence
+from leaderboard.bait.evidence import THROTTLE_KINDS, Evidence
 from leaderboard.bait.patterns import comment_features, phrasing, post_words, word_hash
 from leaderboard.bait.state import FULL
 from leaderboard.explain import throttle_lines
@@ -836,7 +836,7 @@ def test_a_throttle_on_lockstep_alone_names_the_accounts_that_move_not_the_peopl
         ev.append(("like", t + 5, f"lk{i}", "newbie", "V", None))
     feed(d, ev)
     assert any("lockstep" in x.reasons for x in throttles(d.take_decisions()) if x.post == "V")
-    records = [e for e in d.take_evidence() if e.kind in THROTTLE_KINDS | {BESIDE}]
+    records = [e for e in d.take_evidence() if e.kind in THROTTLE_KINDS]
     assert {a for e in records if e.kind == "ring" for a in e.actors} == set(socks)
     # the people it sampled: no flag, here or where the records go
     there = Detector()
@@ -845,9 +845,6 @@ def test_a_throttle_on_lockstep_alone_names_the_accounts_that_move_not_the_peopl
     for det in (d, there):
         assert not any(det._flagged(a) for a in people)
         assert all(det._flag_level(s) == FARM_FLAG for s in socks)
-        # (the ten it sampled are marked as seen beside a ring, which counts only where a
-        # ring's flagged accounts comment too)
-        assert [a for a in people if det._beside(a)] == people[:10]
 
 
 def test_people_who_congratulate_beside_a_ring_do_not_carry_a_flag_to_the_next_post() -> None:
@@ -871,13 +868,10 @@ def test_people_who_congratulate_beside_a_ring_do_not_carry_a_flag_to_the_next_p
         ev.append(("comment", t, a, "bob", "V", text))
     feed(d, ev)
     assert any(x.post == "V" and "lockstep" in x.reasons for x in throttles(d.take_decisions()))
-    # no flag for the eight, here or on the other partitions: here, a mark of being seen beside
-    # a ring (they answered it after its throttle, so no record names them)
     there = Detector()
     for e in d.take_evidence():
         there.flag(e)
     assert not any(det._flagged(a) for det in (d, there) for a in people[:8])
-    assert all(d._beside(a) for a in people[:8])
     t += 6 * HOUR
     ev = [("post", t, "bob", "bob", "W", "Starting Monday: any advice for the first week?")]
     for i, a in enumerate(people[:8] + people[8:20]):
@@ -889,37 +883,39 @@ def test_people_who_congratulate_beside_a_ring_do_not_carry_a_flag_to_the_next_p
     assert all(m == FULL for m in mults)
 
 
-def test_a_rings_accounts_seen_beside_it_count_on_its_next_post_where_its_flagged_ones_comment() -> (
-    None
-):
-    # the other side of the test above (held-out seed 84): a young ring's accounts that do not
-    # yet move with another post (only five of them did) answer the author's next post with
-    # praise, with two of the five among them. There the marks count as flags, and the post
-    # pays back what the marked and flagged accounts counted before its throttle
-    socks, crew = [f"sock{i}" for i in range(5)], [f"crew{i}" for i in range(10)]
+def test_one_flagged_account_commenting_often_is_one_flagged_commenter() -> None:
+    # an adversarial review: one sock with a farm's flag, commenting six times among twenty
+    # friends' real answers on a thread of the author's network, counted as six flagged
+    # commenters and got the thread throttled (11 of 26 counted). An account counts once
+    socks, people = [f"sock{i}" for i in range(5)], [f"h{i}" for i in range(30)]
     d = Detector()
-    feed(d, history(socks + crew, T0 - DAY))
-    ev: list[Event] = [("post", T0, "mal", "mal", "M", "a sock post")]
+    feed(d, history(socks + people, T0 - DAY))
+    ev: list[Event] = []
+    t = T0
+    for author, post in (("mal", "M"), ("carl", "C")):
+        ev.append(("post", t, author, author, post, "a sock post"))
+        ev += [
+            ("comment", t + 30 * (i + 1), s, author, post, genuine(900 + i))
+            for i, s in enumerate(socks)
+        ]
+        t += HOUR
+    feed(d, ev)
+    assert d._flag_level("sock0") == FARM_FLAG
+    feed(d, [("post", t, "bob", "bob", "old", "older post")])
+    feed(d, [("like", t + 1 + i, a, "bob", "old", None) for i, a in enumerate(people)])
+    d.take_decisions()
+    t += 3 * HOUR
+    seq = people[:20]
+    for j in range(6):
+        seq.insert(2 + 3 * j, "sock0")
+    ev = [("post", t, "bob", "bob", "W", "Any advice for the first week?")]
     ev += [
-        ("comment", T0 + 30 * (i + 1), s, "mal", "M", genuine(900 + i)) for i, s in enumerate(socks)
+        ("comment", t + 120 * (i + 1), a, "bob", "W", None if a == "sock0" else genuine(300 + i))
+        for i, a in enumerate(seq)
     ]
-    t = T0 + HOUR
-    ev.append(("post", t, "rin", "rin", "V", "New shoot, new colours"))
-    for i, a in enumerate(socks + crew):
-        t += 90
-        ev.append(("comment", t, a, "rin", "V", "Splendid 🔥" if a in crew else genuine(100 + i)))
-    feed(d, ev)
-    assert any(x.post == "V" and "lockstep" in x.reasons for x in throttles(d.take_decisions()))
-    t += HOUR
-    ev = [("post", t, "rin", "rin", "W", "Another one from the shoot")]
-    for i, a in enumerate(crew[:6] + socks[:2] + crew[6:]):
-        t += 90
-        ev.append(("comment", t, a, "rin", "W", "Pure art 🔥" if a in crew else genuine(200 + i)))
-    feed(d, ev)
-    [w] = [x for x in throttles(d.take_decisions()) if x.post == "W"]
-    assert "flagged_commenters" in w.reasons
-    back = {c.actor for c in d.take_clawbacks() if c.post == "W"}
-    assert set(crew[:6]) <= back, "the marked accounts' early comments pay back"
+    mults = feed(d, ev)
+    assert [x for x in throttles(d.take_decisions()) if x.post == "W"] == []
+    assert all(m == FULL for m in mults)
 
 
 def _network_post_grief(offence: str, *, mutual: str = "") -> tuple[Detector, list[str]]:
@@ -1171,7 +1167,7 @@ def test_evidence_flags_accounts_and_names_a_throttles_accounts() -> None:
     [t] = throttles(d2.take_decisions())
     sent = d2.take_evidence()
     kinds = [e.kind for e in sent]
-    assert kinds.count("commenters") == 2  # the post's sample at 8 and at 24 accounts
+    assert kinds.count("commenters") == 4  # the post's sample at 8, 16, 24 and 40 accounts
     [thr] = [e for e in sent if e.kind == "comments"]
     assert thr.source == "p:q" and thr.at == t.at and set(thr.actors) <= set(who)
     # the same decision again (a redelivered batch) names the same record
