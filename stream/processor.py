@@ -195,6 +195,9 @@ class Processor:
         self._partition_of: dict[str, int] = {}
         #: partition → (start, end): the log was read from start to end by a gap fill
         self._read: dict[int, tuple[int, int]] = {}
+        #: on a namespace kept as shards, the largest W of all shards, which this shard's plans
+        #: take as their own (set per batch by :class:`stream.sharded.ShardedProcessor`)
+        self.watermark_floor: float | None = None
 
     async def process(self, raws: Sequence[Raw]) -> None:
         """Apply ``raws`` (any partitions, offsets ascending per partition) in chunks of at most
@@ -365,6 +368,7 @@ class Processor:
                     max_future_s=self.settings.max_future_s,
                     allowed_communities=self._allowed_communities,
                     max_communities=self.settings.max_communities,
+                    watermark_floor=self.watermark_floor,
                 )
                 if inflight is not None:
                     pending, inflight = inflight, None

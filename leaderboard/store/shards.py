@@ -8,8 +8,9 @@ all shards as a floor (``build_plan(watermark_floor=…)``, :meth:`Store.raise_w
 its windows are cut where one namespace's would be. Here the reads: each shard's slice is read
 with its own atomic script, and :mod:`leaderboard.merge` merges them.
 
-Not built yet (the worker, the feed, perks, rebuild on shards): see docs/scaling.md. A merged
-read is not atomic across shards: an apply between two slices' reads shows in one of them only.
+The worker's side is :mod:`stream.sharded`. Not built yet (``kudos worker`` on shards, the feed,
+perks, rebuild): see docs/scaling.md. A merged read is not atomic across shards: an apply
+between two slices' reads shows in one of them only.
 """
 
 from __future__ import annotations

@@ -1,0 +1,76 @@
+"""The worker's side of a namespace kept as shards: one :class:`Processor` per shard.
+
+A shard *k* of S holds the partitions p with ``p mod S == k`` (:mod:`leaderboard.store.shards`),
+so a batch splits by shard without splitting any partition's messages, and each shard's
+messages are applied by that shard's processor, with its own fences, owned state and apply, as
+one namespace's would be. What ties the shards together is W, the largest event time applied:
+each shard plans with the namespace's W as a floor (read from every shard once per batch, then
+raised by what the batch's earlier shards applied), so that its windows are cut where one
+namespace's would be; and a shard the batch did not touch is raised to W, now and then, so that
+its window buckets expire while its partitions are quiet.
+
+Not wired into ``kudos worker`` yet (docs/scaling.md, "The route we are taking": the reads, the
+feed, perks and rebuild on shards come first).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from leaderboard.errors import StoreConflict
+from leaderboard.store import Store
+from leaderboard.store.shards import Shards, shard_of
+from stream.processor import Processor, Raw
+
+#: A quiet shard is raised to W once W has moved this far (event-time seconds) since its last
+#: raise: one short call per quiet shard per minute of event time, not per batch (so its
+#: windows may show, for up to that long, what one namespace's would have expired).
+RAISE_EVERY_S = 60.0
+
+
+class ShardedProcessor:
+    """Applies batches (any partitions) to a namespace kept as the shards of ``stores`` (in
+    shard order), through one processor per shard made by ``make``."""
+
+    def __init__(
+        self,
+        stores: Sequence[Store],
+        make: Callable[[Store], Processor],
+        *,
+        raise_every_s: float = RAISE_EVERY_S,
+    ) -> None:
+        self.shards = Shards(stores)
+        #: a quiet shard's windows may lag W by this much (0: raised after every batch)
+        self.raise_every_s = raise_every_s
+        self.processors = [make(store) for store in self.shards.stores]
+        #: the W each shard is known to have (after its apply, or its last raise)
+        self._known: list[float | None] = [None] * len(self.processors)
+
+    async def process(self, raws: Sequence[Raw]) -> None:
+        """Apply ``raws`` (offsets ascending per partition), shard by shard in shard order."""
+        n = len(self.processors)
+        mine: dict[int, list[Raw]] = {}
+        for r in raws:
+            mine.setdefault(shard_of(r.partition, n), []).append(r)
+        floor, _ = await self.shards.clock()
+        for k in sorted(mine):
+            proc = self.processors[k]
+            proc.watermark_floor = floor
+            await proc.process(mine[k])
+            w = self._known[k] = proc.owned.watermark
+            if w is not None and (floor is None or w > floor):
+                floor = w
+        if floor is None:
+            return
+        # every shard behind W, quiet or applied to before a later shard moved W, is raised to
+        # it (at most once per ``raise_every_s`` of event time)
+        for k, store in enumerate(self.shards.stores):
+            known = self._known[k]
+            if known is not None and floor - known <= self.raise_every_s:
+                continue
+            # (its processor's copy may now hold an old landmark: its next apply conflicts and
+            # reloads, as after any other writer)
+            try:
+                self._known[k] = await store.raise_watermark(floor)
+            except StoreConflict:
+                continue  # (its landmark moved meanwhile: the next batch raises it)
