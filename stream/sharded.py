@@ -6,8 +6,9 @@ messages are applied by that shard's processor, with its own fences, owned state
 one namespace's would be. What ties the shards together is W, the largest event time applied:
 each shard plans with the namespace's W as a floor (read from every shard once per batch, then
 raised by what the batch's earlier shards applied), so that its windows are cut where one
-namespace's would be; and a shard the batch did not touch is raised to W, now and then, so that
-its window buckets expire while its partitions are quiet.
+namespace's would be; and a shard left behind W (the batch did not touch it, or a later shard
+of the batch moved W past it) is raised to W, now and then, so that its window buckets expire
+while its partitions are quiet.
 
 Not wired into ``kudos worker`` yet (docs/scaling.md, "The route we are taking": the reads, the
 feed, perks and rebuild on shards come first).
