@@ -21,7 +21,7 @@ on one landmark before they are compared (the order within a slice does not chan
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 
 from leaderboard.ranking import Entry, competition_ranks
 
@@ -89,3 +89,46 @@ def rebase(stored: float, landmark: float, common: float, half_life_s: float) ->
     same points against L' are ``stored × 2^((L − L')/h)``, whatever W is.
     """
     return float(stored * 2.0 ** ((landmark - common) / half_life_s))
+
+
+class _Head:
+    """A slice's current row in the merge heap (heapq is a min-heap: the best row is least)."""
+
+    __slots__ = ("key", "row", "shard")
+
+    def __init__(self, key: tuple[float, str], row: tuple[str, float, float], shard: int) -> None:
+        self.key, self.row, self.shard = key, row, shard
+
+    def __lt__(self, other: _Head) -> bool:
+        return self.key > other.key
+
+
+async def merge_stream(
+    slices: Sequence[AsyncIterator[tuple[str, float, float]]],
+) -> AsyncIterator[tuple[str, float, float]]:
+    """The rows of every slice, (member, points, stored) each best first, as one stream best
+    first: a k-way merge holding one row per slice (an export of any size in bounded memory).
+
+    Raises:
+        SliceOrderError: a slice's rows are out of order.
+    """
+    heap: list[_Head] = []
+    for shard, it in enumerate(slices):
+        row = await anext(it, None)
+        if row is not None:
+            heap.append(_Head((row[1], row[0]), row, shard))
+    heapq.heapify(heap)
+    while heap:
+        head = heap[0]
+        yield head.row
+        row = await anext(slices[head.shard], None)
+        if row is None:
+            heapq.heappop(heap)
+            continue
+        if row[1] > head.row[1]:
+            # (points only: far down a decayed slice two stored values can become the same
+            # points, and then their members are in stored order, not in member order)
+            raise SliceOrderError(
+                f"slice {head.shard}: row {row!r} scores more than the row before it {head.row!r}"
+            )
+        heapq.heapreplace(heap, _Head((row[1], row[0]), row, head.shard))

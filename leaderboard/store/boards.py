@@ -117,14 +117,27 @@ class BoardsMixin(StoreBase):
             StoreConflict: a ``kudos rebuild`` switched the namespace during the export (its
                 generation is dropped soon after, so the rest could be missing): run it again.
         """
+        clock = await self.clock()
+        rows = (
+            (m, self._to_points(board, s, clock), s)
+            async for m, s in self.export_rows(board, chunk)
+        )
+        async for line in export_lines(board, rows):
+            yield line
+
+    async def export_rows(
+        self, board: str, chunk: int = 10_000
+    ) -> AsyncIterator[tuple[str, float]]:
+        """The whole board's stored rows, (member, stored score) in ``ZREVRANGE`` order, read
+        ``chunk`` at a time (what :meth:`export` prints, and a sharded export merges).
+
+        Raises:
+            StoreConflict: a ``kudos rebuild`` switched the namespace during the read.
+        """
         self.rules.check_board(board)
         generation = await self.follow()
         key = self.key("board", board)
-        is_decayed = board.partition(":")[0] == DECAYED
-        clock = await self.clock()
         offset = 0
-        prev_score: float | None = None
-        rank = 0
         while True:
             pipe = self.client.pipeline(transaction=True)
             pipe.zrevrange(key, offset, offset + chunk - 1, withscores=True)
@@ -138,16 +151,8 @@ class BoardsMixin(StoreBase):
             rows = cast(list[tuple[str, float]], raw_rows)
             if not rows:
                 return
-            for j, (m, s) in enumerate(rows):
-                # ranks follow the printed value: far down a decayed board two stored values can
-                # become the same (subnormal) number of points, and equal scores share a rank
-                pts = self._to_points(board, s, clock)
-                if pts != prev_score:
-                    rank = offset + j + 1
-                    prev_score = pts
-                # decayed: the exact double; batching can change its last bits
-                text = repr(pts) if is_decayed else format_mp(int(s))
-                yield rank, m, text
+            for row in rows:
+                yield row
             offset += len(rows)
 
     async def stats(self) -> dict[str, int]:
@@ -191,3 +196,25 @@ class BoardsMixin(StoreBase):
             pipe.zscore(self.key("board", b), member)
         found = await pipe.execute()
         return bool(found[0]) or any(s is not None for s in found[1:])
+
+
+async def export_lines(
+    board: str, rows: AsyncIterator[tuple[str, float, float]]
+) -> AsyncIterator[tuple[int, str, str]]:
+    """(rank, member, score text) of ``rows``, (member, points, stored score) best first.
+
+    Ranks follow the printed value: far down a decayed board two stored values can become the
+    same (subnormal) number of points, and equal scores share a rank. Milli-point boards print
+    the stored value's exact decimals, ``decayed`` the float in points (the exact double;
+    batching can change its last bits).
+    """
+    is_decayed = board.partition(":")[0] == DECAYED
+    prev: float | None = None
+    rank = 0
+    i = 0
+    async for m, pts, stored in rows:
+        i += 1
+        if pts != prev:
+            rank = i
+            prev = pts
+        yield rank, m, repr(pts) if is_decayed else format_mp(int(stored))

@@ -16,13 +16,14 @@ between two slices' reads shows in one of them only.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 
-from leaderboard.merge import merge_page, merged_size
+from leaderboard.merge import merge_page, merge_stream, merged_size
 from leaderboard.ranking import Entry
 from leaderboard.scoring import DECAYED
 from leaderboard.store import Store
 from leaderboard.store.base import clock_of
+from leaderboard.store.boards import export_lines
 
 
 def shard_prefix(prefix: str, shard: int) -> str:
@@ -88,3 +89,26 @@ class Shards:
             )
             size += int(res[2])
         return merge_page(slices, offset, limit), size
+
+    async def export(self, board: str, chunk: int = 10_000) -> AsyncIterator[tuple[int, str, str]]:
+        """The whole merged board as (rank, member, score text), best first, as
+        :meth:`Store.export` prints one namespace's: a streaming merge of the shards' slices,
+        each read ``chunk`` rows at a time (decayed points at the namespace's W).
+
+        Raises:
+            UnknownBoard: ``board`` is not a valid board id.
+            StoreConflict: a shard was rebuilt during the export: run it again.
+        """
+        clocks = await asyncio.gather(*(s.clock() for s in self.stores))
+        known = [w for w, _ in clocks if w is not None]
+        common = max(known) if known else None
+        decayed = board.partition(":")[0] == DECAYED
+
+        async def rows(store: Store, lm: int | None) -> AsyncIterator[tuple[str, float, float]]:
+            at = (common, lm) if decayed else (None, None)
+            async for m, s in store.export_rows(board, chunk):
+                yield m, store._to_points(board, s, at), s
+
+        merged = merge_stream([rows(s, lm) for s, (_, lm) in zip(self.stores, clocks, strict=True)])
+        async for line in export_lines(board, merged):
+            yield line

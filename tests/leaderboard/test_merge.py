@@ -4,6 +4,9 @@ Valkey's ZREVRANGE."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
+
 import pytest
 import redis.asyncio as aioredis
 from hypothesis import given, settings
@@ -12,6 +15,7 @@ from hypothesis import strategies as st
 from leaderboard.merge import (
     SliceOrderError,
     merge_page,
+    merge_stream,
     merged_rank,
     merged_size,
     rebase,
@@ -39,6 +43,31 @@ _members = st.dictionaries(
     st.integers(0, 5).map(float),
     max_size=40,
 )
+
+
+async def _rows(rows: list[tuple[str, float]]) -> AsyncIterator[tuple[str, float, float]]:
+    for m, s in rows:
+        yield m, s, s
+
+
+async def _drain(slices: list[list[tuple[str, float]]]) -> list[tuple[str, float]]:
+    return [(m, p) async for m, p, _ in merge_stream([_rows(r) for r in slices])]
+
+
+@given(_members, st.integers(1, 5), st.data())
+def test_the_streaming_merge_is_the_union_in_board_order(
+    members: dict[str, float], shards: int, data: st.DataObject
+) -> None:
+    slices: list[list[tuple[str, float]]] = [[] for _ in range(shards)]
+    for m, s in members.items():
+        slices[data.draw(st.integers(0, shards - 1))].append((m, s))
+    got = asyncio.run(_drain([_board_order(rows) for rows in slices]))
+    assert got == _board_order(list(members.items()))
+
+
+def test_the_streaming_merge_refuses_a_slice_out_of_order() -> None:
+    with pytest.raises(SliceOrderError, match="slice 1"):
+        asyncio.run(_drain([[("a", 3.0)], [("b", 1.0), ("c", 2.0)]]))
 
 
 @given(_members, st.integers(1, 5), st.integers(0, 45), st.integers(0, 12), st.data())

@@ -136,6 +136,17 @@ async def test_boards_of_three_shards_read_merged_are_the_boards_of_one_namespac
                     offset,
                 )
                 assert [e.score for e in merged] == pytest.approx([e.score for e in want], rel=1e-9)
+        # the export: the whole merged board streamed, a few rows of each shard at a time
+        for board in boards:
+            whole_export = [x async for x in single.export(board)]
+            merged_export = [x async for x in shards.export(board, chunk=7)]
+            assert [(r, m) for r, m, _ in merged_export] == [(r, m) for r, m, _ in whole_export]
+            if board.startswith("decayed"):
+                assert [float(t) for _, _, t in merged_export] == pytest.approx(
+                    [float(t) for _, _, t in whole_export], rel=1e-9
+                )
+            else:
+                assert [t for _, _, t in merged_export] == [t for _, _, t in whole_export], board
         # the windows did cut: a one-hour board is not the all-time board
         assert (await single.page("1h", limit=100))[1] < (await single.page("all", limit=100))[1]
     finally:
