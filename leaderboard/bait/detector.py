@@ -269,8 +269,9 @@ _SHAPE_INDEXES = 1024
 #: 12: engagement counted per account and kind about once; a throttle on lockstep alone gives a
 #: farm's flag only to the accounts that move; proofs by farm-flagged accounts only.
 #: 13: keyed hashes of account ids (:mod:`leaderboard.bait.keyed`) and engagers counted in
-#: sampled levels (never every click once a bitmap is full); a throttle on lockstep alone names
-#: only the accounts that move and the ones already flagged (an adversarial review of 12).
+#: sampled levels (never every click once a bitmap is full); a throttle on lockstep alone (live,
+#: retroactive or grown) flags only the accounts that move; a flagged account counts once per
+#: post's comments; commenter samples sent at 16 and 40 too (two adversarial reviews).
 DETECTOR_VERSION = 13
 
 
@@ -723,9 +724,9 @@ class Detector:
             if ended is not None:
                 g = self._end(key, g, ended)
         self._arrive(g, ts)
-        # (a share or like is no answer: only a farm's flag counts; each of them, as a pod's
-        # accounts both like and share: counted once per account, held-out seed 85's pod post
-        # counted 27 % before its throttle)
+        # (a share or like is no answer: only a farm's flag counts, on every share and like, not
+        # once per account as on comments: a pod's accounts both like and share, and counted
+        # once each, held-out seed 85's pod post counted 27 % before its throttle)
         g.flagged += self._flag_level(actor) == FARM_FLAG
         if young and len(g.commenters) < p.sample and actor not in g.commenters:
             g.sampled += 1

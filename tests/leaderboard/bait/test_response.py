@@ -815,19 +815,26 @@ def test_friends_who_reply_on_a_rings_post_here_do_not_make_their_friends_post_p
     assert [c for c in d.take_clawbacks() if c.post == "V"] == []
 
 
+def _five_socks_and_their_post(d: Detector) -> tuple[list[str], list[str], list[Event]]:
+    """Five socks and forty people with a past, and the socks' own post M commented on by the
+    five (events for the caller to feed, with what follows from ``T0 + HOUR``)."""
+    socks, people = [f"sock{i}" for i in range(5)], [f"h{i}" for i in range(40)]
+    feed(d, history(socks + people, T0 - DAY))
+    ev: list[Event] = [("post", T0, "mal", "mal", "M", "a sock post")]
+    ev += [
+        ("comment", T0 + 30 * (i + 1), s, "mal", "M", genuine(900 + i)) for i, s in enumerate(socks)
+    ]
+    return socks, people, ev
+
+
 def test_a_throttle_on_lockstep_alone_names_the_accounts_that_move_not_the_people() -> None:
     # an adversarial review: five socks with one post of their own comment among a new
     # author's first fifteen commenters (real sentences, strangers to the author). The post is
     # throttled on lockstep; its record named all fifteen and flagged the ten people as a
     # farm's, here and on every partition, where eight of them then got a friend's advice
     # thread throttled. Now only the five that move together are a ring's
-    socks, people = [f"sock{i}" for i in range(5)], [f"h{i}" for i in range(40)]
     d = Detector()
-    feed(d, history(socks + people, T0 - DAY))
-    ev: list[Event] = [("post", T0, "mal", "mal", "M", "a sock post")]
-    ev += [
-        ("comment", T0 + 30 * (i + 1), s, "mal", "M", genuine(900 + i)) for i, s in enumerate(socks)
-    ]
+    socks, people, ev = _five_socks_and_their_post(d)
     t = T0 + HOUR
     ev.append(("post", t, "newbie", "newbie", "V", "Slides from my first talk"))
     for i, a in enumerate(people[:10] + socks + people[10:]):
@@ -853,13 +860,8 @@ def test_people_who_congratulate_beside_a_ring_do_not_carry_a_flag_to_the_next_p
     # eight as bait answerers, and such a flag counts on empty answers: their "Congrats!!" on
     # the author's next post got it throttled with 7 of 20 comments counted. Only the accounts
     # that move together are flagged now
-    socks, people = [f"sock{i}" for i in range(5)], [f"h{i}" for i in range(40)]
     d = Detector()
-    feed(d, history(socks + people, T0 - DAY))
-    ev: list[Event] = [("post", T0, "mal", "mal", "M", "a sock post")]
-    ev += [
-        ("comment", T0 + 30 * (i + 1), s, "mal", "M", genuine(900 + i)) for i, s in enumerate(socks)
-    ]
+    socks, people, ev = _five_socks_and_their_post(d)
     t = T0 + HOUR
     ev.append(("post", t, "bob", "bob", "V", "I got the job!"))
     for i, a in enumerate(socks + people[:8] + people[20:27]):
