@@ -12,7 +12,10 @@ merged read gives the answers one sorted set holding the union would:
   more than the page's first row is ahead of it in the merge, so it is among the first ``offset``
   merged rows, and each slice's share of those is within the ``offset + limit`` rows it sent;
 - **a member's rank** is 1 + the sum over slices of ``ZCOUNT (score +inf``; **the size** the sum of
-  ``ZCARD``.
+  ``ZCARD``;
+- **a member's neighbours** (:func:`merge_around`) come from each slice's rows around the place
+  where the member is or would be in it (``read.lua``'s ``near``), their ranks from each
+  slice's count above its first row.
 
 Decayed boards store each slice's values against that slice's landmark L; :func:`rebase` puts them
 on one landmark before they are compared (the order within a slice does not change).
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import AsyncIterator, Iterable, Sequence
+from typing import NamedTuple
 
 from leaderboard.ranking import Entry, competition_ranks
 
@@ -71,6 +75,67 @@ def merge_page(slices: Sequence[Rows], offset: int, limit: int) -> list[Entry]:
     scores = [s for _, s in page]
     ranks = competition_ranks(scores, first_rank, offset)
     return [Entry(r, m, s) for r, (m, s) in zip(ranks, page, strict=True)]
+
+
+class Window(NamedTuple):
+    """One slice's rows around a member's place: ``rows`` (best first) are its rows from
+    position ``start`` on, covering ``max(around, 1)`` rows before the place (or all of them)
+    and ``around`` from it; ``above_first`` of its rows score strictly more than ``rows[0]``."""
+
+    start: int
+    rows: Rows
+    above_first: int
+
+
+def _above(w: Window, score: float) -> int:
+    """How many of the slice's rows score strictly more than ``score``, for a score within
+    ``around`` merged rows of the member (see :func:`merge_around`)."""
+    if not w.rows:
+        return 0
+    if w.rows[0][1] > score:
+        # every row before the window scores at least as much as its first
+        return w.start + sum(1 for _, s in w.rows if s > score)
+    # (the window's first row scores at most ``score``: no row between the two, and then none
+    # before the window either unless they tie, since a slice with ``around`` rows before the
+    # place puts one of them ahead of every merged neighbour)
+    return w.above_first
+
+
+def merge_around(
+    member: str, windows: Sequence[Window], around: int
+) -> tuple[int, int, list[Entry]] | None:
+    """(rank, position, rows) of ``member`` on the merged board: its competition rank, its
+    0-based position, and the ``around`` merged rows above and below it (itself included)
+    with their competition ranks; None when no window holds the member.
+
+    Each window holds the rows around the place of (the member's score, ``member``) in its
+    slice, at least one before it (or the slice has none): else a slice's rows tied with the
+    member before the place could not be told from those scoring more. The merged ``around`` rows on each side are among those windows' rows (a slice's
+    nearest rows to the place are the only ones of it that can be), the member's position is
+    the sum of each slice's rows before the place, and the first row's rank comes from each
+    slice's count above it.
+
+    Raises:
+        SliceOrderError: a window's rows are out of order.
+    """
+    for shard, w in enumerate(windows):
+        _check(w.rows, shard)
+    found = [(m, s) for w in windows for m, s in w.rows if m == member]
+    if not found:
+        return None
+    key = _order(found[0])
+    merged = list(heapq.merge(*(w.rows for w in windows), key=_order, reverse=True))
+    i = merged.index(found[0])
+    # the slices' rows before the place: those before each window, and those in it
+    position = sum(w.start + sum(1 for r in w.rows if _order(r) > key) for w in windows)
+    lo = max(0, i - around)
+    shown = merged[lo : i + around + 1]
+    first = shown[0][1]
+    first_rank = 1 + sum(_above(w, first) for w in windows)
+    rank = 1 + sum(_above(w, key[0]) for w in windows)
+    first_position = position - (i - lo)
+    ranks = competition_ranks([s for _, s in shown], first_rank, first_position)
+    return rank, position, [Entry(r, m, s) for r, (m, s) in zip(ranks, shown, strict=True)]
 
 
 def merged_rank(counts_above: Iterable[int]) -> int:

@@ -17,13 +17,19 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Sequence
+from typing import Any
 
-from leaderboard.merge import merge_page, merge_stream, merged_size
-from leaderboard.ranking import Entry
+from broker.producer import partition_for
+from leaderboard.errors import StoreConflict
+from leaderboard.merge import Window, merge_around, merge_page, merge_stream, merged_size, rebase
+from leaderboard.ranking import Entry, percentile
 from leaderboard.scoring import DECAYED
-from leaderboard.store import Store
+from leaderboard.store import Standing, Store
 from leaderboard.store.base import clock_of
 from leaderboard.store.boards import export_lines
+
+#: A standing read again when a shard's landmark moved between its two calls.
+STANDING_RETRIES = 3
 
 
 def shard_prefix(prefix: str, shard: int) -> str:
@@ -37,12 +43,34 @@ def shard_of(partition: int, shards: int) -> int:
 
 
 class Shards:
-    """The reads of one namespace over its shards' stores (in shard order)."""
+    """The reads of one namespace over its shards' stores (in shard order); ``partitions``,
+    the topic's partition count, finds a member's shard (the reads of one member need it)."""
 
-    def __init__(self, stores: Sequence[Store]) -> None:
+    def __init__(self, stores: Sequence[Store], partitions: int | None = None) -> None:
         if not stores:
             raise ValueError("a sharded namespace needs at least one shard")
         self.stores = tuple(stores)
+        self.partitions = partitions
+        self.rules = self.stores[0].rules
+
+    def store_of(self, member: str) -> Store:
+        """The shard holding ``member``'s points: the one of its partition (events are keyed by
+        target, and a worker on shards dead-letters any that is not, ``wrong_partition``)."""
+        if self.partitions is None:
+            raise ValueError("a member's shard needs the topic's partition count")
+        p = partition_for(member.encode(), self.partitions)
+        return self.stores[shard_of(p, len(self.stores))]
+
+    async def fences(self) -> dict[int, int]:
+        """Every shard's partition fences (each partition is in one shard only)."""
+        out: dict[int, int] = {}
+        for part in await asyncio.gather(*(s.fences() for s in self.stores)):
+            out.update(part)
+        return out
+
+    async def close(self) -> None:
+        for s in self.stores:
+            await s.close()
 
     async def clock(self) -> tuple[float | None, int | None]:
         """(W, L): the largest W of the shards (the namespace's), and the landmark of the shard
@@ -89,6 +117,71 @@ class Shards:
             )
             size += int(res[2])
         return merge_page(slices, offset, limit), size
+
+    async def standing(self, board: str, member: str, around: int = 2) -> Standing | None:
+        """A member's rank, points, percentile and the ``around`` members above and below on the
+        merged board (:func:`leaderboard.merge.merge_around`); None if absent. Two round trips:
+        the member's own shard, then every other one at the member's score.
+
+        Raises:
+            UnknownBoard: ``board`` is not a valid board id.
+            StoreConflict: shards' landmarks kept moving under the read.
+        """
+        own = self.store_of(member)
+        decayed = board.partition(":")[0] == DECAYED
+        fetch = max(around, 1)  # (merge_around needs a row before the place, when there is one)
+        for _ in range(STANDING_RETRIES):
+            first, clocks = await asyncio.gather(
+                own._read(board, "member", member, fetch),
+                asyncio.gather(*(s.clock() for s in self.stores)),
+            )
+            if first is None:
+                return None
+            stored, (_, own_lm) = first[5], clock_of(first[3], first[4])
+            asked: list[int | None] = []
+            calls = []
+            for s, (_, lm) in zip(self.stores, clocks, strict=True):
+                if s is own:
+                    continue
+                at = stored  # (milli-points: the same units on every shard)
+                if decayed and own_lm is not None and lm is not None:
+                    # a decayed value is stored against its shard's landmark
+                    at = repr(rebase(float(stored), own_lm, lm, self.rules.half_life_s))
+                asked.append(lm)
+                calls.append(s._read(board, "near", at, member, fetch))
+            got = [r for r in await asyncio.gather(*calls) if r is not None]  # ('near': never None)
+            moved = (clock_of(r[3], r[4])[1] != lm for r, lm in zip(got, asked, strict=True))
+            if decayed and any(moved):
+                continue  # (a landmark moved since it was read: the place asked for is off)
+            it = iter(got)
+            reads = [first if s is own else next(it) for s in self.stores]
+            return self._standing(board, member, around, reads)
+        raise StoreConflict("shards' decay landmarks kept moving under a standing read")
+
+    def _standing(
+        self, board: str, member: str, around: int, reads: Sequence[list[Any]]
+    ) -> Standing | None:
+        known = [w for r in reads if (w := clock_of(r[3], r[4])[0]) is not None]
+        common = max(known) if known else None
+        decayed = board.partition(":")[0] == DECAYED
+        windows = []
+        size = 0
+        for store, res in zip(self.stores, reads, strict=True):
+            flat = res[0]
+            at = (common, clock_of(res[3], res[4])[1]) if decayed else (None, None)
+            rows = [
+                (m, store._to_points(board, float(v), at))
+                for m, v in zip(flat[0::2], flat[1::2], strict=True)
+            ]
+            start = int(res[7])
+            windows.append(Window(start, rows, int(res[1]) - 1 if rows else 0))
+            size += int(res[2])
+        found = merge_around(member, windows, around)
+        if found is None:
+            return None
+        rank, _, shown = found
+        score = next(e.score for e in shown if e.member == member)
+        return Standing(board, member, rank, score, size, percentile(rank, size), shown)
 
     async def export(self, board: str, chunk: int = 10_000) -> AsyncIterator[tuple[int, str, str]]:
         """The whole merged board as (rank, member, score text), best first, as

@@ -14,6 +14,8 @@ from hypothesis import strategies as st
 
 from leaderboard.merge import (
     SliceOrderError,
+    Window,
+    merge_around,
     merge_page,
     merge_stream,
     merged_rank,
@@ -68,6 +70,56 @@ def test_the_streaming_merge_is_the_union_in_board_order(
 def test_the_streaming_merge_refuses_a_slice_out_of_order() -> None:
     with pytest.raises(SliceOrderError, match="slice 1"):
         asyncio.run(_drain([[("a", 3.0)], [("b", 1.0), ("c", 2.0)]]))
+
+
+def _window(rows: list[tuple[str, float]], score: float, member: str, around: int) -> Window:
+    """What ``read.lua``'s ``near`` (or ``member``) answers for a slice: the rows around the
+    place of (score, member) in board order."""
+    ordered = _board_order(rows)
+    place = sum(1 for m, s in ordered if (s, m) > (score, member))
+    start = max(0, place - around)
+    shown = ordered[start : place + around + 1]
+    above = sum(1 for _, s in ordered if shown and s > shown[0][1])
+    return Window(start, shown, above)
+
+
+@given(_members, st.integers(1, 5), st.integers(0, 4), st.data())
+def test_a_members_neighbours_on_the_merge_are_its_neighbours_on_the_union(
+    members: dict[str, float], shards: int, around: int, data: st.DataObject
+) -> None:
+    if not members:
+        return
+    where = {m: data.draw(st.integers(0, shards - 1)) for m in members}
+    slices = [[(m, s) for m, s in members.items() if where[m] == k] for k in range(shards)]
+    union = _board_order(list(members.items()))
+    scores = [s for _, s in union]
+    ranks = competition_ranks(scores, 1, 0)
+    member = data.draw(st.sampled_from(sorted(members)))
+    score = members[member]
+    # (a slice's window covers at least one row before the place: see merge_around)
+    windows = [_window(rows, score, member, max(1, around)) for rows in slices]
+    got = merge_around(member, windows, around)
+    assert got is not None
+    rank, position, shown = got
+    i = union.index((member, score))
+    assert position == i
+    assert rank == 1 + sum(1 for s in scores if s > score)
+    lo = max(0, i - around)
+    want = list(zip(ranks, union, strict=True))[lo : i + around + 1]
+    assert [(e.rank, e.member, e.score) for e in shown] == [(r, m, s) for r, (m, s) in want]
+    # a member on no slice has no standing
+    assert merge_around("absent", [_window(r, 0.0, "absent", 1) for r in slices], around) is None
+
+
+def test_neighbours_across_slices_take_their_rank_from_scores_above_the_window() -> None:
+    # slice 0: a long run of 5s above; slice 1: the member in a tie of 3s, with 4s above
+    s0 = [(f"a{i}", 5.0) for i in range(6)] + [("b", 3.0)]
+    s1 = [("c", 4.0), ("d", 4.0), ("m", 3.0), ("e", 1.0)]
+    windows = [_window(s0, 3.0, "m", 1), _window(s1, 3.0, "m", 1)]
+    rank, position, shown = merge_around("m", windows, 1) or (0, 0, [])
+    # union: a5..a0 (5), d c (4), m b (3), e (1): m is 9th, tied with b at rank 9
+    assert (rank, position) == (9, 8)
+    assert [(e.rank, e.member) for e in shown] == [(7, "c"), (9, "m"), (9, "b")]
 
 
 @given(_members, st.integers(1, 5), st.integers(0, 45), st.integers(0, 12), st.data())

@@ -83,7 +83,8 @@ async def test_boards_of_three_shards_read_merged_are_the_boards_of_one_namespac
         [
             Store.connect(namespace.settings.redis.url, shard_prefix(single.prefix, k), RULES)
             for k in range(SHARDS)
-        ]
+        ],
+        partitions=PARTITIONS,
     )
     try:
         messages = _messages(seed)
@@ -136,6 +137,25 @@ async def test_boards_of_three_shards_read_merged_are_the_boards_of_one_namespac
                     offset,
                 )
                 assert [e.score for e in merged] == pytest.approx([e.score for e in want], rel=1e-9)
+        # a member's standing: rank, percentile and neighbours, which come from other shards
+        # too (ties included: many members share a score on the window boards)
+        for board in boards:
+            whole, _ = await single.page(board, limit=100)
+            for e in whole[:: max(1, len(whole) // 9)] + whole[-2:]:
+                for around in (0, 1, 3):
+                    want = await single.standing(board, e.member, around)
+                    got = await shards.standing(board, e.member, around)
+                    assert want is not None and got is not None
+                    assert (got.rank, got.members, got.percentile) == (
+                        want.rank,
+                        want.members,
+                        want.percentile,
+                    ), (board, e.member)
+                    assert [(n.rank, n.member) for n in got.around] == [
+                        (n.rank, n.member) for n in want.around
+                    ], (board, e.member, around)
+                    assert got.score == pytest.approx(want.score, rel=1e-9)
+            assert await shards.standing(board, "nobody") is None
         # the export: the whole merged board streamed, a few rows of each shard at a time
         for board in boards:
             whole_export = [x async for x in single.export(board)]
