@@ -13,7 +13,7 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import orjson
 from aiokafka import AIOKafkaProducer
@@ -27,6 +27,9 @@ from leaderboard.bait.evidence import MARKER
 from leaderboard.errors import BrokerUnavailable, StackError
 from leaderboard.settings import Settings
 from leaderboard.store import Store
+
+if TYPE_CHECKING:
+    from leaderboard.store.shards import Shards
 
 log = logging.getLogger("kudos.producer")
 
@@ -293,7 +296,7 @@ class SharedProducer:
 
 
 async def wait_applied(
-    store: Store,
+    store: Store | Shards,
     end_offsets: dict[int, int],
     *,
     on_progress: Callable[[int, int], None] | None = None,

@@ -97,6 +97,20 @@ class ScoringVersionMismatch(KudosError):
         self.ours = ours
 
 
+class ShardCountMismatch(KudosError):
+    """The namespace is kept as another number of shards than ``KUDOS_REDIS_SHARDS`` says."""
+
+    def __init__(self, namespace_shards: int, ours: int) -> None:
+        super().__init__(
+            f"the namespace is kept as {namespace_shards} shard(s) but KUDOS_REDIS_SHARDS="
+            f"{ours}: set KUDOS_REDIS_SHARDS={namespace_shards} for every process, or use "
+            "another KUDOS_REDIS_PREFIX (the count is fixed for a namespace's life: its "
+            "partitions' state lives in their shards)"
+        )
+        self.namespace_shards = namespace_shards
+        self.ours = ours
+
+
 class ClientError(KudosError, ValueError):
     """A websocket client's message breaks the protocol (docs/protocol.md). The server answers
     it with an ``error`` frame carrying ``code``, never with a crash or a close."""

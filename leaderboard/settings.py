@@ -38,6 +38,13 @@ class RedisSettings:
     #: slot map and its fail-overs, and every key of the namespace takes the hash tag
     #: ``{<prefix>}``, so each apply, read and transaction touches one slot (docs/scaling.md).
     cluster: bool = False
+    #: Keep the namespace as this many shards, each a namespace of its own (``<prefix>|s<k>``,
+    #: on a cluster one slot each) holding the partitions p with p mod shards = k, so that its
+    #: writes spread over primaries. Fixed for the namespace's life (a worker with another
+    #: count refuses to start). At most the topic's partition count. Built so far: the worker,
+    #: ``kudos board``/``export``/``member``/``stats``; the web, ``kudos deliver`` and
+    #: ``kudos rebuild`` refuse a sharded namespace (docs/scaling.md, "The route we are taking").
+    shards: int = 1
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -320,6 +327,9 @@ _SECTIONS = ("redis", "broker", "worker", "web", "scoring", "bait", "perks", "we
 
 
 #: Values of ``KUDOS_LOG_LEVEL`` ("" = the process's default).
+#: Shards a namespace may be kept as (KUDOS_REDIS_SHARDS): one per partition at most, and as
+#: many as a 256-partition topic (docs/scaling.md) may want.
+MAX_SHARDS = 256
 LOG_LEVELS = ("", "debug", "info", "warning", "error", "critical")
 
 
@@ -461,6 +471,8 @@ def _validate(obj: Any, name: str) -> None:
                 f"KUDOS_REDIS_URL={redact.setting_value('KUDOS_REDIS_URL', obj.url)}: a "
                 "Redis Cluster has database 0 only; end the URL with /0 or no path"
             )
+    if isinstance(obj, RedisSettings) and not 1 <= obj.shards <= MAX_SHARDS:
+        raise ConfigError(f"KUDOS_REDIS_SHARDS={obj.shards}: must be between 1 and {MAX_SHARDS}")
     if isinstance(obj, BrokerSettings) and obj.replication_factor < 1:
         raise ConfigError("KUDOS_BROKER_REPLICATION_FACTOR must be at least 1")
     if isinstance(obj, BaitSettings):
@@ -533,6 +545,12 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     hints = get_type_hints(Settings)
     sections = {name: _section(hints[name], name, data.get(name, {}), env) for name in _SECTIONS}
     home = Path(env.get("KUDOS_HOME", ".kudos"))
+    shards, partitions = sections["redis"].shards, sections["broker"].partitions
+    if shards > partitions:
+        raise ConfigError(
+            f"KUDOS_REDIS_SHARDS={shards} is more than KUDOS_BROKER_PARTITIONS={partitions}: a "
+            "shard holds whole partitions, so the extra shards would stay empty"
+        )
     return Settings(home=home, **sections)
 
 

@@ -25,7 +25,7 @@ from redis.exceptions import RedisError
 from broker.topics import bootstrap
 from kudos.http import serve_metrics
 from leaderboard.bait import Evidence, identity
-from leaderboard.errors import ScoringVersionMismatch
+from leaderboard.errors import ConfigError, ScoringVersionMismatch, ShardCountMismatch
 from leaderboard.metrics import WorkerMetrics
 from leaderboard.perks import load_perks_file
 from leaderboard.plan import DeadLetter
@@ -33,8 +33,10 @@ from leaderboard.scoring import ScoringRules
 from leaderboard.settings import Settings, load_settings
 from leaderboard.store import Store
 from leaderboard.store.base import cluster_mismatch
+from leaderboard.store.shards import Shards, check_shards, connect_shards
 from stream.lag import consumer_lag
 from stream.processor import Processor, Raw
+from stream.sharded import ShardedProcessor
 
 log = logging.getLogger(__name__)
 #: Exit status of a worker whose scoring rules are not the namespace's (sysexits EX_CONFIG).
@@ -168,6 +170,14 @@ def create_app(settings: Settings) -> faust.App:
     rules = ScoringRules.load(settings.scoring.path or None)
     # bad rules fail at start
     perk_rules, _ = load_perks_file(settings.perks.path, rules, max_ties=settings.perks.max_ties)
+    ranked = [r.id for r in perk_rules if r.rank_max is not None]
+    if settings.redis.shards > 1 and ranked:
+        # (the apply judges a rank rule on its own shard's slice, not on the merged board)
+        raise ConfigError(
+            f"perk rule {ranked[0]!r} has a rank condition, which a namespace kept as shards "
+            f"(KUDOS_REDIS_SHARDS={settings.redis.shards}) cannot judge yet: use score "
+            'conditions only, or one shard (docs/scaling.md, "The route we are taking")'
+        )
     ws = settings.worker
     app, topic = faust_app(settings)
     metrics = WorkerMetrics()
@@ -211,30 +221,52 @@ def create_app(settings: Settings) -> faust.App:
                 "default key, so anyone can aim their collisions (docs/security.md). Set a "
                 "secret of 32 or more characters, the same for every worker, and rebuild"
             )
-        store = Store.connect(
+        scoring_id = identity(rules.version, bait)
+        reader = KafkaLogReader(settings, ws.batch_messages)
+
+        def make(store: Store) -> Processor:
+            return Processor(
+                store,
+                rules,
+                ws,
+                send_dead_letters,
+                metrics=metrics,
+                bait=bait,
+                log_reader=reader,
+                evidence=send_evidence if bait is not None else None,
+            )
+
+        processor: Processor | ShardedProcessor
+        base = Store.connect(
             settings.redis.url,
             settings.redis.prefix,
             rules,
             perk_rules,
-            scoring_id=identity(rules.version, bait),
+            scoring_id=scoring_id,
             cluster=settings.redis.cluster,
         )
-        reader = KafkaLogReader(settings, ws.batch_messages)
-        processor = Processor(
-            store,
-            rules,
-            ws,
-            send_dead_letters,
-            metrics=metrics,
-            bait=bait,
-            log_reader=reader,
-            evidence=send_evidence if bait is not None else None,
-        )
-        version = await store.claim_scoring_version()
-        if version != store.scoring_id:
-            log.critical("%s", ScoringVersionMismatch(version, store.scoring_id))
+        try:
+            await check_shards(base, settings.redis.shards)
+        except ShardCountMismatch as exc:
+            log.critical("%s", exc)
             logging.shutdown()
             os._exit(EXIT_CONFIG)
+        if settings.redis.shards > 1:
+            await base.close()
+            shards = connect_shards(
+                settings.redis, settings.broker.partitions, rules, perk_rules, scoring_id
+            )
+            stores = list(shards.stores)
+            processor = ShardedProcessor(stores, make)
+        else:
+            stores = [base]
+            processor = make(base)
+        for store in stores:
+            version = await store.claim_scoring_version()
+            if version != store.scoring_id:
+                log.critical("%s", ScoringVersionMismatch(version, store.scoring_id))
+                logging.shutdown()
+                os._exit(EXIT_CONFIG)
         async for events in stream.take_events(  # type: ignore[attr-defined]
             ws.batch_messages, within=ws.batch_within_s
         ):
@@ -281,8 +313,12 @@ def create_app(settings: Settings) -> faust.App:
 
         @app.task  # type: ignore[untyped-decorator]
         async def metrics_endpoint() -> None:
-            store = Store.connect(
-                settings.redis.url, settings.redis.prefix, rules, cluster=settings.redis.cluster
+            store: Store | Shards = (
+                connect_shards(settings.redis, settings.broker.partitions, rules)
+                if settings.redis.shards > 1
+                else Store.connect(
+                    settings.redis.url, settings.redis.prefix, rules, cluster=settings.redis.cluster
+                )
             )
 
             async def render() -> bytes:

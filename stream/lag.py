@@ -12,6 +12,7 @@ from redis.exceptions import RedisError
 
 from leaderboard.metrics import WorkerMetrics
 from leaderboard.store import Store
+from leaderboard.store.shards import Shards
 
 log = logging.getLogger("kudos.metrics")
 
@@ -19,7 +20,9 @@ log = logging.getLogger("kudos.metrics")
 END_OFFSETS_TIMEOUT_S = 2.0
 
 
-async def consumer_lag(consumer: Any, topic: str, store: Store, metrics: WorkerMetrics) -> None:
+async def consumer_lag(
+    consumer: Any, topic: str, store: Store | Shards, metrics: WorkerMetrics
+) -> None:
     """Set ``kudos_worker_consumer_lag`` for the partitions of ``topic`` assigned to ``consumer``
     (a Faust consumer): the broker's end offset minus the next offset the Redis fence awaits.
     Partitions no longer assigned disappear; when the broker does not answer in time (starting,

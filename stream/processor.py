@@ -198,6 +198,9 @@ class Processor:
         #: on a namespace kept as shards, the largest W of all shards, which this shard's plans
         #: take as their own (set per batch by :class:`stream.sharded.ShardedProcessor`)
         self.watermark_floor: float | None = None
+        #: check single-event messages' targets too, not only envelopes' (a namespace kept as
+        #: shards: a target's points must all be in the shard of its partition)
+        self.check_singles = False
 
     async def process(self, raws: Sequence[Raw]) -> None:
         """Apply ``raws`` (any partitions, offsets ascending per partition) in chunks of at most
@@ -296,7 +299,7 @@ class Processor:
     ) -> list[Event | Evidence | Rejected]:
         """``items`` of an envelope, with the events of other partitions' targets rejected."""
         n = self.partitions
-        if n is None or not is_envelope(r.value):
+        if n is None or not (self.check_singles or is_envelope(r.value)):
             return items
         memo = self._partition_of
         out: list[Event | Evidence | Rejected] = []
@@ -313,7 +316,13 @@ class Processor:
                         orjson.dumps(item.to_json()),
                         WRONG_PARTITION,
                         f"target {item.target!r} belongs on partition {q} of {n}, not "
-                        f"{r.partition}: envelopes hold the events of one partition (by target)",
+                        f"{r.partition}: "
+                        + (
+                            "envelopes hold the events of one partition (by target)"
+                            if is_envelope(r.value)
+                            else "on a namespace kept as shards (KUDOS_REDIS_SHARDS) every "
+                            "event is keyed by its target"
+                        ),
                     )
             out.append(item)
         return out

@@ -10,8 +10,10 @@ namespace's would be; and a shard left behind W (the batch did not touch it, or 
 of the batch moved W past it) is raised to W, now and then, so that its window buckets expire
 while its partitions are quiet.
 
-Not wired into ``kudos worker`` yet (docs/scaling.md, "The route we are taking": the reads, the
-feed, perks and rebuild on shards come first).
+``kudos worker`` runs one with ``KUDOS_REDIS_SHARDS`` > 1. Every processor checks the target
+of single events as well as envelopes' (``wrong_partition``): a target's points must all be in
+its partition's shard, or the merged boards would list it twice. After each batch the
+``kudos_worker_watermark`` gauge (of the processors' metrics) shows the namespace's W.
 """
 
 from __future__ import annotations
@@ -44,8 +46,20 @@ class ShardedProcessor:
         #: a quiet shard's windows may lag W by this much (0: raised after every batch)
         self.raise_every_s = raise_every_s
         self.processors = [make(store) for store in self.shards.stores]
+        for proc in self.processors:
+            proc.check_singles = True
         #: the W each shard is known to have (after its apply, or its last raise)
         self._known: list[float | None] = [None] * len(self.processors)
+
+    @property
+    def partitions(self) -> int | None:
+        """The topic's partition count (envelope and single events are checked against it)."""
+        return self.processors[0].partitions
+
+    @partitions.setter
+    def partitions(self, n: int | None) -> None:
+        for proc in self.processors:
+            proc.partitions = n
 
     async def process(self, raws: Sequence[Raw]) -> None:
         """Apply ``raws`` (offsets ascending per partition), shard by shard in shard order."""
@@ -63,6 +77,8 @@ class ShardedProcessor:
                 floor = w
         if floor is None:
             return
+        for metrics in {id(p.metrics): p.metrics for p in self.processors}.values():
+            metrics.watermark.set(floor)
         # every shard behind W, quiet or applied to before a later shard moved W, is raised to
         # it (at most once per ``raise_every_s`` of event time)
         for k, store in enumerate(self.shards.stores):

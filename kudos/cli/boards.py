@@ -8,15 +8,16 @@ import sys
 
 import orjson
 
-from kudos.cli.common import run_with_store, unknown_member
+from kudos.cli.common import run_with_reads, unknown_member
 from kudos.cli.output import print_explanation
 from leaderboard.errors import KudosError
 from leaderboard.settings import Settings
 from leaderboard.store import Store
+from leaderboard.store.shards import Shards
 
 
 def cmd_board(settings: Settings, args: argparse.Namespace) -> int:
-    async def go(store: Store) -> int:
+    async def go(store: Store | Shards) -> int:
         entries, size = await store.page(args.board, args.limit, args.offset)
         wm, _ = await store.clock()
         if args.json:
@@ -39,22 +40,22 @@ def cmd_board(settings: Settings, args: argparse.Namespace) -> int:
             print(f"{e.rank:>6}  {e.member:<32} {e.score:>14.3f}")
         return 0
 
-    return run_with_store(settings, go)
+    return run_with_reads(settings, go)
 
 
 def cmd_export(settings: Settings, args: argparse.Namespace) -> int:
-    async def go(store: Store) -> int:
+    async def go(store: Store | Shards) -> int:
         w = csv.writer(sys.stdout, lineterminator="\n")
         w.writerow(["rank", "member", "score"])
         async for rank, member, score in store.export(args.board):
             w.writerow([rank, member, score])
         return 0
 
-    return run_with_store(settings, go)
+    return run_with_reads(settings, go)
 
 
 def cmd_member(settings: Settings, args: argparse.Namespace) -> int:
-    async def go(store: Store) -> int:
+    async def go(store: Store | Shards) -> int:
         explanation = await store.explanation(args.id)
         if explanation is None:
             return unknown_member(args.id, args.json)
@@ -65,17 +66,17 @@ def cmd_member(settings: Settings, args: argparse.Namespace) -> int:
             print_explanation(body, sys.stdout)
         return 0
 
-    return run_with_store(settings, go)
+    return run_with_reads(settings, go)
 
 
 def cmd_stats(settings: Settings, args: argparse.Namespace) -> int:
-    async def go(store: Store) -> int:
+    async def go(store: Store | Shards) -> int:
         stats = await store.stats()
         wm, lm = await store.clock()
         sys.stdout.buffer.write(orjson.dumps({**stats, "watermark": wm, "landmark": lm}) + b"\n")
         return 0
 
-    return run_with_store(settings, go)
+    return run_with_reads(settings, go)
 
 
 def cmd_watch(settings: Settings, args: argparse.Namespace) -> int:

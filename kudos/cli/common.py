@@ -12,30 +12,65 @@ import asyncio
 import sys
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import TypeVar
+from typing import TypeVar, cast
 
 import orjson
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisClusterException, RedisError
 
 from leaderboard import redact
-from leaderboard.errors import KudosError
+from leaderboard.errors import KudosError, ShardCountMismatch
 from leaderboard.explain import not_seen
 from leaderboard.scoring import ScoringRules
 from leaderboard.settings import Settings
 from leaderboard.store import Store
 from leaderboard.store.base import cluster_mismatch
+from leaderboard.store.shards import Shards, connect_shards
+
+#: The commands that work on a namespace kept as shards (KUDOS_REDIS_SHARDS > 1) so far.
+SHARDED_COMMANDS = "board, export, member, stats, replay and the worker"
+
+
+def refuse_shards(settings: Settings) -> None:
+    """Refuse a command that does not work on a namespace kept as shards yet.
+
+    Raises:
+        KudosError: ``KUDOS_REDIS_SHARDS`` > 1.
+    """
+    if settings.redis.shards > 1:
+        raise KudosError(
+            f"this command does not work on a namespace kept as shards yet (KUDOS_REDIS_SHARDS="
+            f'{settings.redis.shards}); these do: {SHARDED_COMMANDS} (docs/scaling.md, "The '
+            'route we are taking")'
+        )
 
 
 async def with_store(settings: Settings, fn: Callable[[Store], Awaitable[int]]) -> int:
-    """``fn``'s exit code, run with a Store connected as ``settings`` say and closed after."""
-    store = Store.connect(
-        settings.redis.url,
-        settings.redis.prefix,
-        ScoringRules.load(settings.scoring.path or None),
-        cluster=settings.redis.cluster,
+    """``fn``'s exit code, run with a Store connected as ``settings`` say and closed after.
+    Refused with ``KUDOS_REDIS_SHARDS`` > 1: such a command reads one namespace's keys."""
+    refuse_shards(settings)
+    return await with_reads(settings, cast("Callable[[Store | Shards], Awaitable[int]]", fn))
+
+
+async def with_reads(settings: Settings, fn: Callable[[Store | Shards], Awaitable[int]]) -> int:
+    """``fn``'s exit code, run with the namespace's board reads: a Store, or with
+    ``KUDOS_REDIS_SHARDS`` > 1 the merged reads of its shards; closed after.
+
+    Raises:
+        ShardCountMismatch: the namespace is kept as another number of shards.
+    """
+    rules = ScoringRules.load(settings.scoring.path or None)
+    base = Store.connect(
+        settings.redis.url, settings.redis.prefix, rules, cluster=settings.redis.cluster
     )
+    store: Store | Shards = base
     try:
+        kept = await base.shard_count()
+        if kept != settings.redis.shards:
+            raise ShardCountMismatch(kept, settings.redis.shards)
+        if kept > 1:
+            store = connect_shards(settings.redis, settings.broker.partitions, rules)
+            await base.close()
         return await fn(store)
     except (RedisError, RedisClusterException) as exc:
         hint = cluster_mismatch(exc, settings.redis.cluster)
@@ -50,6 +85,13 @@ async def with_store(settings: Settings, fn: Callable[[Store], Awaitable[int]]) 
         raise
     finally:
         await store.close()
+        if store is not base:
+            await base.close()
+
+
+def run_with_reads(settings: Settings, fn: Callable[[Store | Shards], Awaitable[int]]) -> int:
+    """:func:`with_reads` in an event loop of its own."""
+    return asyncio.run(with_reads(settings, fn))
 
 
 def run_with_store(settings: Settings, fn: Callable[[Store], Awaitable[int]]) -> int:

@@ -8,10 +8,11 @@ import sys
 
 import orjson
 
-from kudos.cli.common import with_store
+from kudos.cli.common import refuse_shards, with_reads
 from leaderboard.scoring import ScoringRules
 from leaderboard.settings import Settings
 from leaderboard.store import Store
+from leaderboard.store.shards import Shards
 
 
 def cmd_replay(settings: Settings, args: argparse.Namespace) -> int:
@@ -42,7 +43,7 @@ def cmd_replay(settings: Settings, args: argparse.Namespace) -> int:
         if args.wait:
             abar = Progress("applied ", None, tty)
 
-            async def waiting(store: Store) -> int:
+            async def waiting(store: Store | Shards) -> int:
                 await wait_applied(
                     store,
                     out.end_offsets,
@@ -55,7 +56,7 @@ def cmd_replay(settings: Settings, args: argparse.Namespace) -> int:
                 )
                 return 0
 
-            return await with_store(settings, waiting)
+            return await with_reads(settings, waiting)
         return 0
 
     return asyncio.run(go())
@@ -68,6 +69,7 @@ def cmd_rebuild(settings: Settings, args: argparse.Namespace) -> int:
     from leaderboard.rescore import Diff, format_diff
     from stream.rebuild import rebuild
 
+    refuse_shards(settings)
     rules = ScoringRules.load(args.scoring or settings.scoring.path or None)
     bar = Progress("rebuilt (messages)", None, sys.stderr.isatty() or args.progress)
 

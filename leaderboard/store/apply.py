@@ -184,6 +184,24 @@ class ApplyMixin(StoreBase):
             current = self.scoring_id
         return current
 
+    async def claim_shards(self, shards: int) -> int:
+        """The number of shards this namespace (the store of its base prefix) is kept as,
+        recording ``shards`` if it has none yet; a namespace that already holds boards in one
+        piece stays one (the caller compares: :class:`ShardCountMismatch`)."""
+        await self.follow(force=True)
+        key = self.serving.key("shards")
+        # (a namespace holding boards in one piece has fences or a ``meta`` of its own: it
+        # stays one)
+        unclaimed = shards > 1 and await self.client.get(key) is None
+        if unclaimed and not await self.client.exists(self.key("meta"), self.key("fence")):
+            await self.client.set(key, shards, nx=True)
+        return await self.shard_count()
+
+    async def shard_count(self) -> int:
+        """How many shards this namespace (the store of its base prefix) is kept as (1: one
+        piece, or not claimed yet)."""
+        return int(await self.client.get(self.serving.key("shards")) or 1)
+
     async def load_partitions(
         self, parts: list[int], owned: OwnedState, bait: BaitParams | None = None
     ) -> None:

@@ -193,6 +193,10 @@ FAMILIES: tuple[Family, ...] = (
     Family("meta", "meta", "hash", WORKER, True, "namespace", "fixed fields",
            "scoring_version: the scoring identity the generation was built with (applies must "
            "match it)"),
+    Family("shards", "shards", "string", WORKER, False, "namespace", "one value",
+           "how many shards the namespace is kept as (KUDOS_REDIS_SHARDS; <prefix>|s<k> each), "
+           "claimed by its first worker on shards; absent: one piece (every process with "
+           "another count refuses it)"),
     Family("live", "live", "string", REBUILD, False, "namespace", "one value",
            "the live generation N (0 when absent): the pointer every reader follows, set by "
            "the kudos rebuild switch; applies planned from an older generation are refused "

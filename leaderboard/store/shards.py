@@ -16,17 +16,22 @@ between two slices' reads shows in one of them only.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from broker.producer import partition_for
-from leaderboard.errors import StoreConflict
+from leaderboard.errors import ShardCountMismatch, StoreConflict
+from leaderboard.explain import Explanation, Place
 from leaderboard.merge import Window, merge_around, merge_page, merge_stream, merged_size, rebase
+from leaderboard.perks import PerkRule
 from leaderboard.ranking import Entry, percentile
-from leaderboard.scoring import DECAYED
+from leaderboard.scoring import DECAYED, ScoringRules
+from leaderboard.settings import RedisSettings
 from leaderboard.store import Standing, Store
 from leaderboard.store.base import clock_of
 from leaderboard.store.boards import export_lines
+from leaderboard.store.keys import namespace_prefix
 
 #: A standing read again when a shard's landmark moved between its two calls.
 STANDING_RETRIES = 3
@@ -40,6 +45,44 @@ def shard_prefix(prefix: str, shard: int) -> str:
 def shard_of(partition: int, shards: int) -> int:
     """The shard holding partition ``partition`` (partitions are dealt round the shards)."""
     return partition % shards
+
+
+def connect_shards(
+    redis: RedisSettings,
+    partitions: int,
+    rules: ScoringRules,
+    perk_rules: Sequence[PerkRule] = (),
+    scoring_id: str | None = None,
+) -> Shards:
+    """The ``redis.shards`` shard stores of namespace ``redis.prefix``, on one client."""
+    first = Store.connect(
+        redis.url, shard_prefix(redis.prefix, 0), rules, perk_rules, scoring_id,
+        cluster=redis.cluster,
+    )  # fmt: skip
+    stores = [first] + [
+        Store(
+            first.client,
+            namespace_prefix(shard_prefix(redis.prefix, k), redis.cluster),
+            rules,
+            perk_rules,
+            scoring_id,
+        )
+        for k in range(1, redis.shards)
+    ]
+    return Shards(stores, partitions)
+
+
+async def check_shards(store: Store, shards: int) -> None:
+    """Refuse to run with ``shards`` (``KUDOS_REDIS_SHARDS``) on a namespace kept as another
+    number; ``store`` is the namespace's own (base prefix). The first worker on shards claims
+    the count.
+
+    Raises:
+        ShardCountMismatch: the namespace is kept as another number of shards.
+    """
+    kept = await store.claim_shards(shards)
+    if kept != shards:
+        raise ShardCountMismatch(kept, shards)
 
 
 class Shards:
@@ -69,8 +112,27 @@ class Shards:
         return out
 
     async def close(self) -> None:
-        for s in self.stores:
-            await s.close()
+        for client in {id(s.client): s.client for s in self.stores}.values():
+            await client.aclose()
+
+    async def explanation(self, member: str) -> Explanation | None:
+        """The member's explain view from its shard, with its places on the merged boards (rank,
+        size, percentile; decayed points at the namespace's W)."""
+        got = await self.store_of(member).explanation(member)
+        if got is None:
+            return None
+        places = await asyncio.gather(*(self.standing(b, member, 0) for b in got.boards))
+        boards = {
+            b: Place(st.rank, st.score, st.members, st.percentile)
+            for b, st in zip(got.boards, places, strict=True)
+            if st is not None
+        }
+        as_of, _ = await self.clock()
+        return dataclasses.replace(got, boards=boards, as_of=as_of)
+
+    async def perks_of(self, member: str) -> list[dict[str, Any]] | None:
+        """The member's unlocks (from its shard)."""
+        return await self.store_of(member).perks_of(member)
 
     async def clock(self) -> tuple[float | None, int | None]:
         """(W, L): the largest W of the shards (the namespace's), and the landmark of the shard

@@ -360,3 +360,27 @@ def test_a_cluster_refuses_braces_in_the_prefix_and_databases_other_than_0() -> 
     # a single Redis keeps its databases and any prefix
     single = load_settings({"KUDOS_REDIS_URL": "redis://r:6379/3", "KUDOS_REDIS_PREFIX": "{k}"})
     assert not single.redis.cluster
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"KUDOS_REDIS_SHARDS": "0"}, "KUDOS_REDIS_SHARDS=0: must be between 1 and 256"),
+        ({"KUDOS_REDIS_SHARDS": "300"}, "KUDOS_REDIS_SHARDS=300: must be between 1 and 256"),
+        (
+            {"KUDOS_REDIS_SHARDS": "5"},
+            "KUDOS_REDIS_SHARDS=5 is more than KUDOS_BROKER_PARTITIONS=4",
+        ),
+    ],
+)
+def test_a_shard_count_outside_one_to_the_partitions_is_refused(
+    env: dict[str, str], message: str
+) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_settings(env)
+
+
+def test_shards_up_to_the_partition_count_are_accepted() -> None:
+    s = load_settings({"KUDOS_REDIS_SHARDS": "4"})
+    assert (s.redis.shards, s.broker.partitions) == (4, 4)
+    assert load_settings({}).redis.shards == 1

@@ -9,12 +9,13 @@ import random
 import pytest
 
 from broker.producer import partition_for
+from leaderboard.errors import ShardCountMismatch
 from leaderboard.events import Event
 from leaderboard.owned import OwnedState
 from leaderboard.plan import Message, build_plan
 from leaderboard.scoring import ScoringRules
 from leaderboard.store import Store
-from leaderboard.store.shards import Shards, shard_of, shard_prefix
+from leaderboard.store.shards import Shards, check_shards, shard_of, shard_prefix
 from tests.conftest import Namespace
 
 RULES = ScoringRules.load()
@@ -143,18 +144,18 @@ async def test_boards_of_three_shards_read_merged_are_the_boards_of_one_namespac
             whole, _ = await single.page(board, limit=100)
             for e in whole[:: max(1, len(whole) // 9)] + whole[-2:]:
                 for around in (0, 1, 3):
-                    want = await single.standing(board, e.member, around)
+                    ref = await single.standing(board, e.member, around)
                     got = await shards.standing(board, e.member, around)
-                    assert want is not None and got is not None
+                    assert ref is not None and got is not None
                     assert (got.rank, got.members, got.percentile) == (
-                        want.rank,
-                        want.members,
-                        want.percentile,
+                        ref.rank,
+                        ref.members,
+                        ref.percentile,
                     ), (board, e.member)
                     assert [(n.rank, n.member) for n in got.around] == [
-                        (n.rank, n.member) for n in want.around
+                        (n.rank, n.member) for n in ref.around
                     ], (board, e.member, around)
-                    assert got.score == pytest.approx(want.score, rel=1e-9)
+                    assert got.score == pytest.approx(ref.score, rel=1e-9)
             assert await shards.standing(board, "nobody") is None
         # the export: the whole merged board streamed, a few rows of each shard at a time
         for board in boards:
@@ -172,3 +173,25 @@ async def test_boards_of_three_shards_read_merged_are_the_boards_of_one_namespac
     finally:
         for s in shards.stores:
             await s.close()
+
+
+async def test_a_namespace_holding_boards_in_one_piece_is_not_claimed_for_shards(
+    namespace: Namespace,
+) -> None:
+    store = namespace.store
+    assert await store.shard_count() == 1
+    await _apply(store, OwnedState(), _messages(3)[:5], None)
+    # a worker on shards finds boards in one piece: the count stays one, and it refuses
+    assert await store.claim_shards(3) == 1
+    with pytest.raises(ShardCountMismatch, match="kept as 1 shard"):
+        await check_shards(store, 3)
+
+
+async def test_the_first_worker_on_shards_claims_the_count(namespace: Namespace) -> None:
+    store = namespace.store
+    await check_shards(store, 3)
+    assert await store.shard_count() == 3
+    await check_shards(store, 3)  # (the same count again: accepted)
+    for other in (1, 2):
+        with pytest.raises(ShardCountMismatch, match="KUDOS_REDIS_SHARDS=3 for every process"):
+            await check_shards(store, other)

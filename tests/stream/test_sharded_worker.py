@@ -1,0 +1,142 @@
+"""``kudos worker`` on a namespace kept as shards (KUDOS_REDIS_SHARDS=3 over 6 partitions), on
+real servers: a Higgs slice in envelopes, a SIGKILL and a restart mid-stream, then single events;
+every base board read back through ``kudos export`` (the merge of the shards' slices) equals the
+independent oracle, ``kudos member`` ranks on the merged boards, the counters add up, and a
+single event on another partition than its target's is dead-lettered, not split across shards.
+A process with another shard count refuses the namespace."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import subprocess
+import sys
+from decimal import Decimal
+
+import orjson
+import pytest
+from aiokafka import AIOKafkaProducer
+
+from broker.producer import partition_for, wait_applied
+from broker.topics import bootstrap
+from leaderboard.scoring import ScoringRules
+from leaderboard.store.shards import connect_shards
+from tests.conftest import DATA, Namespace, configure
+from tests.eventually import eventually
+from tests.oracle import assert_board_equal, compute, read_edges
+from tests.stream.test_bad_input import read_dlq
+
+pytestmark = pytest.mark.integration
+
+HIGGS = DATA / "higgs" / "higgs-activity_time.txt.gz"
+BOARDS = ("all", "1h", "24h", "7d", "decayed")
+PARTITIONS = 6
+SHARDS = 3
+
+
+def kudos(ns: Namespace, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "kudos", *args],
+        env=ns.env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def export(ns: Namespace, board: str) -> list[tuple[int, str, str]]:
+    out = kudos(ns, "export", board)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()[1:]
+    return [(int(r), m, s) for r, m, s in (line.rsplit(",", 2) for line in lines)]
+
+
+async def test_a_worker_on_three_shards_makes_the_oracles_boards(namespace: Namespace) -> None:
+    ns = namespace
+    events = read_edges(HIGGS, "higgs", 15_000)
+    configure(
+        ns,
+        bait=dataclasses.replace(ns.settings.bait, enabled=False),  # (the oracle has no throttle)
+        broker=dataclasses.replace(ns.settings.broker, partitions=PARTITIONS),
+        redis=dataclasses.replace(ns.settings.redis, shards=SHARDS),
+    )
+    shards = connect_shards(ns.settings.redis, PARTITIONS, ScoringRules.load())
+    try:
+        worker = ns.start_worker()
+        producing = asyncio.create_task(
+            ns.replay(list[object](events[:12_000]), envelope=50, rate=1200)
+        )
+
+        async def some_applied() -> bool:
+            return (await shards.stats()).get("applied", 0) > 0
+
+        await eventually(
+            some_applied, timeout=60, what="the worker applies", details=ns.worker_logs
+        )
+        ns.kill_worker(worker)
+        assert not producing.done(), "the kill must land while events are still produced"
+        ns.start_worker()
+        first = await producing
+        singles = await ns.replay(list[object](events[12_000:]), envelope=1)
+        # a single event keyed to another partition than its target's
+        target = events[0]["target"]
+        wrong = (partition_for(target.encode(), PARTITIONS) + 1) % PARTITIONS
+        stray = {"id": "stray", "ts": events[-1]["ts"], "kind": "share", "actor": "x"}
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap(ns.settings))
+        await producer.start()
+        try:
+            sent = await producer.send_and_wait(
+                ns.settings.broker.topic,
+                orjson.dumps({**stray, "target": target}),
+                key=b"not-the-target",
+                partition=wrong,
+            )
+        finally:
+            await producer.stop()
+        ends = dict(first.end_offsets)
+        for p, o in [*singles.end_offsets.items(), (wrong, sent.offset)]:
+            ends[p] = max(ends.get(p, -1), o)
+        await asyncio.wait_for(wait_applied(shards, ends), 120)
+
+        expected = compute(events)
+        for board in BOARDS:
+            assert_board_equal(board, export(ns, board), expected[board])
+        stats = await shards.stats()
+        counted = sum(stats.get(k, 0) for k in ("applied", "ignored", "duplicate", "invalid"))
+        assert counted == len(events) + 1, stats
+        assert stats["invalid"] == 1
+        (value, headers), *_ = await read_dlq(ns, 1)
+        assert headers["kudos-error"] == b"wrong_partition"
+        assert orjson.loads(value)["id"] == "stray"
+
+        # a member's ranks on the merged boards, as the oracle ranks them
+        top = max(expected["all"], key=lambda m: expected["all"][m])
+        out = kudos(ns, "member", top, "--json")
+        assert out.returncode == 0, out.stderr
+        places = orjson.loads(out.stdout)["boards"]
+        for board in ("all", "7d"):
+            scores = expected[board]
+            mine = scores[top]
+            assert places[board]["rank"] == 1 + sum(1 for v in scores.values() if v > mine)
+            assert places[board]["members"] == len(scores)
+            assert Decimal(str(places[board]["score"])) * 1000 == mine
+        # each shard holds its own partitions only; the base namespace holds just the count
+        for k, store in enumerate(shards.stores):
+            assert set(await store.fences()) == {p for p in ends if p % SHARDS == k}
+        assert await ns.store.shard_count() == SHARDS
+        assert await ns.store.fences() == {}
+
+        # a process with another shard count refuses the namespace
+        ns.stop_workers()
+        configure(ns, redis=dataclasses.replace(ns.settings.redis, shards=1))
+        one = ns.start_worker()
+        assert one.wait(timeout=60) == 78
+        assert "kept as 3 shard(s)" in ns.worker_logs()
+        out = kudos(ns, "board", "all")
+        assert out.returncode == 2 and "KUDOS_REDIS_SHARDS=3" in out.stderr
+        # and a command not built for shards says so
+        configure(ns, redis=dataclasses.replace(ns.settings.redis, shards=SHARDS))
+        out = kudos(ns, "perks")
+        assert out.returncode == 2 and "does not work on a namespace kept as shards" in out.stderr
+    finally:
+        await shards.close()
