@@ -57,6 +57,7 @@ import random
 import signal
 import socket
 import time
+from collections.abc import Sequence
 
 import aiohttp
 from aiokafka import AIOKafkaProducer
@@ -74,6 +75,7 @@ from leaderboard.metrics import DeliverMetrics
 from leaderboard.scoring import ScoringRules
 from leaderboard.settings import Settings
 from leaderboard.store import OUTBOX_GROUP, ClaimedJob, Store
+from leaderboard.store.shards import check_shards, connect_shards
 
 log = logging.getLogger("kudos.deliver")
 
@@ -141,9 +143,13 @@ class Deliverer:
         *,
         rng: wh.RandomSource | None = None,
         consumer: str | None = None,
+        sources: Sequence[Store] | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
+        #: the stores whose outboxes are read (a namespace kept as shards: every shard's; the
+        #: fan-out marks, member channels and webhook jobs stay in ``store``, the namespace's)
+        self.sources = tuple(sources) if sources is not None else (store,)
         self.config = config
         self.rng = rng or random.Random()
         self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
@@ -174,7 +180,8 @@ class Deliverer:
         try:
             async with guarded_session(self.config.allow) as session, asyncio.TaskGroup() as tg:
                 for box in self.outboxes:
-                    tg.create_task(self._fan_out_loop(producer, box))
+                    for source in self.sources:
+                        tg.create_task(self._fan_out_loop(producer, box, source))
                 tg.create_task(self._job_loop(session))
         finally:
             await producer.stop()
@@ -187,11 +194,13 @@ class Deliverer:
 
     # -- fan-out ---------------------------------------------------------------------------
 
-    async def _fan_out_loop(self, producer: AIOKafkaProducer, outbox: Outbox) -> None:
-        """Read ``outbox``'s stream in the consumer group (taking over entries of dead
-        deliverers) and fan the entries out."""
+    async def _fan_out_loop(
+        self, producer: AIOKafkaProducer, outbox: Outbox, source: Store
+    ) -> None:
+        """Read ``outbox``'s stream of ``source`` in the consumer group (taking over entries of
+        dead deliverers) and fan the entries out."""
         box = outbox.stream
-        store, lease_s = self.store, self.settings.webhooks.lease_s
+        store, lease_s = source, self.settings.webhooks.lease_s
         idle_ms = int(lease_s * 1000)
         next_reclaim = 0.0
         joined = False
@@ -226,7 +235,7 @@ class Deliverer:
                 if not entries:
                     entries = await store.outbox_read(GROUP, self.consumer, BATCH, BLOCK_MS, box)
                 if entries:
-                    await self.fan_out(producer, outbox, entries)
+                    await self.fan_out(producer, outbox, entries, source)
                 backoff = 0.1
             except (RedisError, OSError, KafkaError) as exc:
                 if "NOGROUP" in str(exc):
@@ -237,10 +246,16 @@ class Deliverer:
                 backoff = min(backoff * 2, 5.0)
 
     async def fan_out(
-        self, producer: AIOKafkaProducer, box: Outbox, entries: list[tuple[str, dict[str, str]]]
+        self,
+        producer: AIOKafkaProducer,
+        box: Outbox,
+        entries: list[tuple[str, dict[str, str]]],
+        source: Store | None = None,
     ) -> None:
-        """Fan out a batch of ``box``'s entries (see :mod:`deliver.outbox`), then acknowledge
-        them. An entry that does not decode is logged and skipped (acknowledged: it never will)."""
+        """Fan out a batch of ``box``'s entries (see :mod:`deliver.outbox`) read from
+        ``source``'s outbox (default: the namespace's), then acknowledge them there. An entry
+        that does not decode is logged and skipped (acknowledged: it never will)."""
+        source = source or self.store
         items: dict[str, Item] = {}
         for entry_id, fields in entries:
             try:
@@ -269,9 +284,9 @@ class Deliverer:
             if n_jobs:
                 self._wake.set()
             log.info("fanned out %d %s (%d webhook jobs)", len(fanned), box.things, n_jobs)
-        await self.store.outbox_ack(GROUP, [entry_id for entry_id, _ in entries], box.stream)
+        await source.outbox_ack(GROUP, [entry_id for entry_id, _ in entries], box.stream)
         # the group knows what is acknowledged now: trim only that (see deliver.outbox)
-        await self.store.outbox_trim(box.stream, box.keep)
+        await source.outbox_trim(box.stream, box.keep)
 
     # -- delivery --------------------------------------------------------------------------
 
@@ -420,13 +435,24 @@ async def run(settings: Settings) -> None:
     """``kudos deliver``: until SIGTERM or SIGINT. Raises ConfigError for a bad perks file or
     webhook setting, StackError when the broker cannot be reached at start."""
     config = load_config(settings)
+    rules = ScoringRules.load(settings.scoring.path or None)
     store = Store.connect(
-        settings.redis.url,
-        settings.redis.prefix,
-        ScoringRules.load(settings.scoring.path or None),
-        cluster=settings.redis.cluster,
+        settings.redis.url, settings.redis.prefix, rules, cluster=settings.redis.cluster
     )
-    deliverer = Deliverer(settings, store, config)
+    sources: list[Store] | None = None
+    try:
+        await check_shards(store, settings.redis.shards, claim=False)
+    except BaseException:
+        await store.close()
+        raise
+    if settings.redis.shards > 1:
+        # every shard's outboxes, fanned out into the namespace's own store (its member
+        # channels, its webhook jobs)
+        await store.close()
+        shards = connect_shards(settings.redis, settings.broker.partitions, rules)
+        assert shards.base is not None
+        store, sources = shards.base, list(shards.stores)
+    deliverer = Deliverer(settings, store, config, sources=sources)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, deliverer.stop)

@@ -21,6 +21,7 @@ from leaderboard.errors import UnknownBoard
 from leaderboard.explain import not_seen
 from leaderboard.ranking import Entry
 from leaderboard.store import Store
+from leaderboard.store.shards import Shards
 
 MAX_LIMIT = 1000
 JSON = "application/json"
@@ -50,7 +51,7 @@ class Query:
 class Request:
     """What a handler sees: the store, the path parameters and the integer/str query values."""
 
-    store: Store
+    store: Store | Shards
     params: Mapping[str, str]
     ints: Mapping[str, int]
     query: Mapping[str, list[str]]
@@ -339,7 +340,9 @@ def _int_param(query: Mapping[str, list[str]], q: Query) -> int:
     return value
 
 
-async def handle(store: Store, method: str, target: str, *, authorized: bool = False) -> Answer:
+async def handle(
+    store: Store | Shards, method: str, target: str, *, authorized: bool = False
+) -> Answer:
     """Answer one API request: the first route whose template fits, else 404. ``authorized``:
     the request carried the read token (it sees perk payloads)."""
     url = urlsplit(target)

@@ -25,6 +25,7 @@ from websockets.protocol import State
 from leaderboard.metrics import WebMetrics
 from leaderboard.settings import WebSettings
 from leaderboard.store import BoardPoll, FeedFrame, MemberPoll, Store
+from leaderboard.store.shards import Shards
 from web import feed, session
 from web.channels import BoardChannel, Channel, MemberChannel
 from web.clients import Client, client_address
@@ -47,7 +48,7 @@ DRAIN_POLL_S = 0.01
 class Hub:
     """All websocket clients of one web process and the channels they follow."""
 
-    def __init__(self, store: Store, settings: WebSettings) -> None:
+    def __init__(self, store: Store | Shards, settings: WebSettings) -> None:
         self.store = store
         self.settings = settings
         self.clients: set[Client] = set()

@@ -13,6 +13,7 @@ from websockets.http11 import Request, Response
 
 from leaderboard.metrics import METRICS_PATH, WebMetrics
 from leaderboard.store import COMMUNITY_STAT_FIELDS, STAT_FIELDS, Store
+from leaderboard.store.shards import Shards
 from web.hub import Hub
 
 #: First path segments after /api/ → (number of segments, class) of the read API's routes.
@@ -47,7 +48,7 @@ def path_class(target: str) -> str:
     return "other"
 
 
-async def scrape(hub: Hub, store: Store) -> bytes:
+async def scrape(hub: Hub, store: Store | Shards) -> bytes:
     """The exposition of this process's metrics, refreshed from the hub and Redis. Redis being
     down is reported as ``kudos_redis_up 0`` (the pipeline counters keep their last values)."""
     m = hub.metrics

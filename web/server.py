@@ -11,6 +11,7 @@ from importlib import resources
 from urllib.parse import urlsplit
 
 import orjson
+from redis.exceptions import RedisError
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.http11 import Request, Response
 
@@ -21,6 +22,7 @@ from leaderboard.metrics import METRICS_PATH
 from leaderboard.scoring import ScoringRules
 from leaderboard.settings import Settings, WebSettings
 from leaderboard.store import Store
+from leaderboard.store.shards import Shards, check_shards, connect_shards
 from web import api, openapi
 from web.hosts import AllowedHosts
 from web.http_body import BodyConnection, connection_class
@@ -74,7 +76,7 @@ def _error(status: int, message: str) -> Response:
 
 
 def make_process_request(  # type: ignore[no-untyped-def]
-    store: Store,
+    store: Store | Shards,
     hub: Hub | None = None,
     ingest: Ingest | None = None,
     web: WebSettings | None = None,
@@ -163,9 +165,21 @@ def make_process_request(  # type: ignore[no-untyped-def]
 async def run(settings: Settings, ready: asyncio.Event | None = None) -> None:
     """Serve until SIGTERM/SIGINT."""
     rules = ScoringRules.load(settings.scoring.path or None)
-    store = Store.connect(
+    base = Store.connect(
         settings.redis.url, settings.redis.prefix, rules, cluster=settings.redis.cluster
     )
+    try:
+        await check_shards(base, settings.redis.shards, claim=False)
+    except (RedisError, OSError) as exc:
+        # (reads wait for Redis; the count is checked by the workers, which claim it)
+        log.warning("could not check the namespace's shard count: %s", exc)
+    except BaseException:
+        await base.close()
+        raise
+    store: Store | Shards = base
+    if settings.redis.shards > 1:
+        await base.close()
+        store = connect_shards(settings.redis, settings.broker.partitions, rules)
     hub = Hub(store, settings.web)
     stop = asyncio.get_running_loop().create_future()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -25,6 +25,7 @@ from websockets.exceptions import ConnectionClosed
 from leaderboard.errors import ClientError, UnknownBoard
 from leaderboard.settings import WebSettings
 from leaderboard.store import Store
+from leaderboard.store.shards import Shards
 from web import feed
 from web.channels import BoardChannel, Channel, MemberChannel
 from web.clients import Client
@@ -48,7 +49,7 @@ REPLAY_CHUNK = 50
 log = logging.getLogger("kudos.web.push")
 
 
-def hello(store: Store, settings: WebSettings) -> bytes:
+def hello(store: Store | Shards, settings: WebSettings) -> bytes:
     """The first frame of every connection; the hub serialises it once."""
     return orjson.dumps(
         {

@@ -19,16 +19,16 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisClusterException, RedisError
 
 from leaderboard import redact
-from leaderboard.errors import KudosError, ShardCountMismatch
+from leaderboard.errors import KudosError
 from leaderboard.explain import not_seen
 from leaderboard.scoring import ScoringRules
 from leaderboard.settings import Settings
 from leaderboard.store import Store
 from leaderboard.store.base import cluster_mismatch
-from leaderboard.store.shards import Shards, connect_shards
+from leaderboard.store.shards import Shards, check_shards, connect_shards
 
 #: The commands that work on a namespace kept as shards (KUDOS_REDIS_SHARDS > 1) so far.
-SHARDED_COMMANDS = "board, export, member, stats, replay and the worker"
+SHARDED_COMMANDS = "up, worker, web, deliver, board, export, member, stats and replay"
 
 
 def refuse_shards(settings: Settings) -> None:
@@ -65,10 +65,8 @@ async def with_reads(settings: Settings, fn: Callable[[Store | Shards], Awaitabl
     )
     store: Store | Shards = base
     try:
-        kept = await base.shard_count()
-        if kept != settings.redis.shards:
-            raise ShardCountMismatch(kept, settings.redis.shards)
-        if kept > 1:
+        await check_shards(base, settings.redis.shards, claim=False)
+        if settings.redis.shards > 1:
             store = connect_shards(settings.redis, settings.broker.partitions, rules)
             await base.close()
         return await fn(store)

@@ -7,7 +7,6 @@ import argparse
 import asyncio
 import logging
 
-from kudos.cli.common import refuse_shards
 from leaderboard.errors import KudosError
 from leaderboard.settings import Settings
 
@@ -15,7 +14,6 @@ from leaderboard.settings import Settings
 def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
     from kudos.stack import up
 
-    refuse_shards(settings)  # (it starts the web process and the deliverer)
     return up(settings, background=args.background, redis_cluster=args.redis_cluster)
 
 
@@ -74,7 +72,6 @@ def cmd_web(settings: Settings, args: argparse.Namespace) -> int:
     from kudos.logs import configure
     from web.server import run
 
-    refuse_shards(settings)
     configure(settings.log)
     logging.getLogger("websockets").setLevel(logging.WARNING)
     asyncio.run(run(settings))
@@ -85,7 +82,6 @@ def cmd_deliver(settings: Settings, args: argparse.Namespace) -> int:
     from deliver.deliverer import run
     from kudos.logs import configure
 
-    refuse_shards(settings)
     configure(settings.log)
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
     asyncio.run(run(settings))

@@ -188,19 +188,21 @@ class ApplyMixin(StoreBase):
         """The number of shards this namespace (the store of its base prefix) is kept as,
         recording ``shards`` if it has none yet; a namespace that already holds boards in one
         piece stays one (the caller compares: :class:`ShardCountMismatch`)."""
-        await self.follow(force=True)
-        key = self.serving.key("shards")
-        # (a namespace holding boards in one piece has fences or a ``meta`` of its own: it
-        # stays one)
-        unclaimed = shards > 1 and await self.client.get(key) is None
-        if unclaimed and not await self.client.exists(self.key("meta"), self.key("fence")):
-            await self.client.set(key, shards, nx=True)
-        return await self.shard_count()
+        kept = await self.shard_count()
+        if kept is None and shards > 1:
+            await self.client.set(self.serving.key("shards"), shards, nx=True)
+            kept = await self.shard_count()
+        return kept or 1
 
-    async def shard_count(self) -> int:
-        """How many shards this namespace (the store of its base prefix) is kept as (1: one
-        piece, or not claimed yet)."""
-        return int(await self.client.get(self.serving.key("shards")) or 1)
+    async def shard_count(self) -> int | None:
+        """How many shards this namespace (the store of its base prefix) is kept as: the count
+        its first worker on shards claimed, or 1 when it holds boards in one piece (fences or a
+        ``meta`` of its own); None while neither (nothing applied yet: any count will do)."""
+        await self.follow(force=True)
+        claimed = await self.client.get(self.serving.key("shards"))
+        if claimed is not None:
+            return int(claimed)
+        return 1 if await self.client.exists(self.key("meta"), self.key("fence")) else None
 
     async def load_partitions(
         self, parts: list[int], owned: OwnedState, bait: BaitParams | None = None

@@ -114,9 +114,12 @@ class FeedMixin(StoreBase):
         return cast(str, await self.client.get(key))
 
     async def feed_board(
-        self, board: str, after_seq: int, depth: int, max_frames: int
+        self, board: str, after_seq: int, depth: int, max_frames: int, src: str = ""
     ) -> BoardPoll:
-        """A board channel's state; ``after_seq`` < 0 also returns the published snapshot."""
+        """A board channel's state; ``after_seq`` < 0 also returns the published snapshot.
+        ``src``: the change mark of a board kept as shards (this store is the namespace's
+        own, holding the feed; the caller reads the rows from the shards), compared instead
+        of this namespace's own mark."""
         self.rules.check_board(board)
         channel = f"board:{board}"
 
@@ -128,7 +131,7 @@ class FeedMixin(StoreBase):
                 self.key("changes"),
                 self.key("board", board),
             ]
-            return keys, ["board", max_frames, board, depth, after_seq]
+            return keys, ["board", max_frames, board, depth, after_seq, src]
 
         res: list[Any] = await self._atomic(self.scripts.feed_poll, build)
         epoch, wm, lm, seq, src, changed, snap, frames, flat, size, first, at = res

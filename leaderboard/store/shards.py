@@ -32,6 +32,7 @@ from leaderboard.store import Standing, Store
 from leaderboard.store.base import clock_of
 from leaderboard.store.boards import export_lines
 from leaderboard.store.keys import namespace_prefix
+from leaderboard.store.shards_live import ShardsLiveMixin
 
 #: A standing read again when a shard's landmark moved between its two calls.
 STANDING_RETRIES = 3
@@ -54,46 +55,48 @@ def connect_shards(
     perk_rules: Sequence[PerkRule] = (),
     scoring_id: str | None = None,
 ) -> Shards:
-    """The ``redis.shards`` shard stores of namespace ``redis.prefix``, on one client."""
-    first = Store.connect(
-        redis.url, shard_prefix(redis.prefix, 0), rules, perk_rules, scoring_id,
-        cluster=redis.cluster,
-    )  # fmt: skip
-    stores = [first] + [
+    """The ``redis.shards`` shard stores of namespace ``redis.prefix`` and its own store (the
+    live feed's), on one client."""
+    base = Store.connect(redis.url, redis.prefix, rules, cluster=redis.cluster)
+    stores = [
         Store(
-            first.client,
+            base.client,
             namespace_prefix(shard_prefix(redis.prefix, k), redis.cluster),
             rules,
             perk_rules,
             scoring_id,
         )
-        for k in range(1, redis.shards)
+        for k in range(redis.shards)
     ]
-    return Shards(stores, partitions)
+    return Shards(stores, partitions, base)
 
 
-async def check_shards(store: Store, shards: int) -> None:
+async def check_shards(store: Store, shards: int, *, claim: bool = True) -> None:
     """Refuse to run with ``shards`` (``KUDOS_REDIS_SHARDS``) on a namespace kept as another
-    number; ``store`` is the namespace's own (base prefix). The first worker on shards claims
-    the count.
+    number; ``store`` is the namespace's own (base prefix). With ``claim`` (the workers), the
+    first process on shards claims the count; readers only compare.
 
     Raises:
         ShardCountMismatch: the namespace is kept as another number of shards.
     """
-    kept = await store.claim_shards(shards)
-    if kept != shards:
+    kept = await (store.claim_shards(shards) if claim else store.shard_count())
+    if kept is not None and kept != shards:
         raise ShardCountMismatch(kept, shards)
 
 
-class Shards:
+class Shards(ShardsLiveMixin):
     """The reads of one namespace over its shards' stores (in shard order); ``partitions``,
-    the topic's partition count, finds a member's shard (the reads of one member need it)."""
+    the topic's partition count, finds a member's shard (the reads of one member need it);
+    ``base``, the namespace's own store, holds the live feed (:mod:`.shards_live`)."""
 
-    def __init__(self, stores: Sequence[Store], partitions: int | None = None) -> None:
+    def __init__(
+        self, stores: Sequence[Store], partitions: int | None = None, base: Store | None = None
+    ) -> None:
         if not stores:
             raise ValueError("a sharded namespace needs at least one shard")
         self.stores = tuple(stores)
         self.partitions = partitions
+        self.base = base
         self.rules = self.stores[0].rules
 
     def store_of(self, member: str) -> Store:
@@ -112,7 +115,8 @@ class Shards:
         return out
 
     async def close(self) -> None:
-        for client in {id(s.client): s.client for s in self.stores}.values():
+        stores = [*self.stores, *([self.base] if self.base is not None else [])]
+        for client in {id(s.client): s.client for s in stores}.values():
             await client.aclose()
 
     async def explanation(self, member: str) -> Explanation | None:

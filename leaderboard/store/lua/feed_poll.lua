@@ -29,18 +29,24 @@ end
 
 if mode == 'board' then
   -- KEYS[4..]: the channel's feed hash and log, changes, the board
-  -- ARGV[3..]: board, depth, after_seq (-1: also return the snapshot)
+  -- ARGV[3..]: board, depth, after_seq (-1: also return the snapshot), src ('' : the board's
+  -- own change mark; else the change mark of a board kept as shards, whose rows the caller
+  -- reads from the shards: none are read here)
   local board, depth, after = ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5])
   local log, key = KEYS[5], KEYS[7]
   local st = redis.call('HMGET', KEYS[4], 'seq', 'src', 'snap', 'at')
   local seq = tonumber(st[1] or '0')
-  local src = redis.call('HGET', KEYS[6], board) or '0'
-  if string.sub(board, 1, 7) == 'decayed' then src = src .. '@' .. wm end
+  local src = ARGV[6]
+  local own = src == ''
+  if own then
+    src = redis.call('HGET', KEYS[6], board) or '0'
+    if string.sub(board, 1, 7) == 'decayed' then src = src .. '@' .. wm end
+  end
   local changed = src ~= (st[2] or '')
   local snap = ''
   if after < 0 or changed then snap = st[3] or '' end
   local rows = {}
-  if changed then rows = redis.call('ZREVRANGE', key, 0, depth - 1, 'WITHSCORES') end
+  if changed and own then rows = redis.call('ZREVRANGE', key, 0, depth - 1, 'WITHSCORES') end
   local size = redis.call('ZCARD', key)
   return {epoch, wm, lm, seq, src, changed and 1 or 0, snap, frames_after(log, after, seq),
           rows, size, first_retained(log), st[4] or ''}
