@@ -7,8 +7,9 @@ one namespace's would be. What ties the shards together is W, the largest event 
 each shard plans with the namespace's W as a floor (read from every shard once per batch, then
 raised by what the batch's earlier shards applied), so that its windows are cut where one
 namespace's would be; and a shard left behind W (the batch did not touch it, or a later shard
-of the batch moved W past it) is raised to W, now and then, so that its window buckets expire
-while its partitions are quiet.
+of the batch moved W past it) is raised to W whenever W crossed a window bucket's edge since
+the shard's own W, so that its window buckets expire while its partitions are quiet and every
+window board is exact after every batch.
 
 ``kudos worker`` runs one with ``KUDOS_REDIS_SHARDS`` > 1. Every processor checks the target
 of single events as well as envelopes' (``wrong_partition``): a target's points must all be in
@@ -18,17 +19,13 @@ its partition's shard, or the merged boards would list it twice. After each batc
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 
 from leaderboard.errors import StoreConflict
 from leaderboard.store import Store
 from leaderboard.store.shards import Shards, shard_of
 from stream.processor import Processor, Raw
-
-#: A quiet shard is raised to W once W has moved this far (event-time seconds) since its last
-#: raise: one short call per quiet shard per minute of event time, not per batch (so its
-#: windows may show, for up to that long, what one namespace's would have expired).
-RAISE_EVERY_S = 60.0
 
 
 class ShardedProcessor:
@@ -39,17 +36,20 @@ class ShardedProcessor:
         self,
         stores: Sequence[Store],
         make: Callable[[Store], Processor],
-        *,
-        raise_every_s: float = RAISE_EVERY_S,
     ) -> None:
         self.shards = Shards(stores)
-        #: a quiet shard's windows may lag W by this much (0: raised after every batch)
-        self.raise_every_s = raise_every_s
         self.processors = [make(store) for store in self.shards.stores]
+        #: window bucket sizes: a shard behind W is raised when W crossed a bucket edge since
+        #: its own W (the only moves of W that change a window board)
+        self._buckets = sorted({w.bucket_s for w in self.processors[0].rules.windows})
         for proc in self.processors:
             proc.check_singles = True
         #: the W each shard is known to have (after its apply, or its last raise)
         self._known: list[float | None] = [None] * len(self.processors)
+
+    def _crossed(self, known: float, floor: float) -> bool:
+        """Whether a window bucket's edge lies in (known, floor]."""
+        return any(math.floor(floor / b) != math.floor(known / b) for b in self._buckets)
 
     @property
     def partitions(self) -> int | None:
@@ -80,10 +80,12 @@ class ShardedProcessor:
         for metrics in {id(p.metrics): p.metrics for p in self.processors}.values():
             metrics.watermark.set(floor)
         # every shard behind W, quiet or applied to before a later shard moved W, is raised to
-        # it (at most once per ``raise_every_s`` of event time)
+        # it when W crossed a window bucket's edge since the shard's own W (so every window
+        # board is exact after every batch, and a quiet shard costs one short call per bucket
+        # of event time, a minute by default, not one per batch)
         for k, store in enumerate(self.shards.stores):
             known = self._known[k]
-            if known is not None and floor - known <= self.raise_every_s:
+            if known is not None and not self._crossed(known, floor):
                 continue
             # (its processor's copy may now hold an old landmark: its next apply conflicts and
             # reloads, as after any other writer)

@@ -19,9 +19,11 @@ import pytest_asyncio
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from broker.producer import wait_applied
 from kudos.cluster import EmbeddedCluster, start_cluster
 from leaderboard.scoring import ScoringRules
 from leaderboard.store import Store
+from leaderboard.store.shards import connect_shards
 from tests.cluster_fixture import cluster_fixture
 from tests.conftest import Namespace, Servers, configure, make_settings
 from tests.deliver import test_deliverer as deliverer
@@ -32,6 +34,7 @@ from tests.stream import test_perks as perks
 from tests.stream import test_pipeline as single
 from tests.stream import test_rebuild as rebuild
 from tests.stream import test_scale_out as scale_out
+from tests.stream import test_sharded_worker as sharded
 from tests.stream.test_pipeline import HIGGS, check_boards
 
 pytestmark = pytest.mark.integration
@@ -80,6 +83,34 @@ test_unlocks_happen_once_through_kills_and_a_full_resend = (
 test_end_to_end_from_events_to_the_example_receiver = (
     deliverer.test_end_to_end_from_events_to_the_example_receiver
 )
+
+# a namespace kept as three shards (KUDOS_REDIS_SHARDS=3): one slot each, on three primaries
+test_a_worker_on_three_shards_makes_the_oracles_boards = (
+    sharded.test_a_worker_on_three_shards_makes_the_oracles_boards
+)
+
+
+async def test_three_shards_are_three_slots_on_the_three_primaries(namespace: Namespace) -> None:
+    configure(
+        namespace,
+        broker=dataclasses.replace(namespace.settings.broker, partitions=6),
+        redis=dataclasses.replace(namespace.settings.redis, shards=3),
+    )
+    namespace.start_worker()
+    produced = await namespace.replay(read_edges(HIGGS, "higgs", 2_000), envelope=100)
+    shards = connect_shards(namespace.settings.redis, 6, ScoringRules.load())
+    try:
+        await asyncio.wait_for(wait_applied(shards, produced.end_offsets), 60)
+        client = shards.stores[0].client
+        await client.initialize()
+        nodes = set()
+        for store in shards.stores:
+            node = client.get_node_from_key(store.key("fence"))
+            assert await client.exists(store.key("fence"), store.key("board", "all")) == 2
+            nodes.add(node.name)
+        assert len(nodes) == 3, f"the shards are on {len(nodes)} primaries"
+    finally:
+        await shards.close()
 
 
 async def test_the_namespace_is_one_slot_on_one_primary(

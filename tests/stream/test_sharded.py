@@ -38,11 +38,9 @@ async def test_a_processor_per_shard_makes_the_boards_of_one_namespace(
         for k in range(SHARDS)
     ]
     letters = Letters()
-    # (quiet shards raised after every batch: the boards agree after every batch, not only in
-    # the end; by default a quiet shard's windows may lag W by a minute of event time)
-    sharded = ShardedProcessor(
-        stores, lambda s: Processor(s, RULES, settings, letters), raise_every_s=0.0
-    )
+    # (a shard behind W is raised whenever W crossed a window bucket's edge: the boards agree
+    # after every batch, not only in the end)
+    sharded = ShardedProcessor(stores, lambda s: Processor(s, RULES, settings, letters))
     try:
         raws = [_raw(m) for m in _messages(3)]
         for n, i in enumerate(range(0, len(raws), 7)):

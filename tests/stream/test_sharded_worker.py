@@ -53,7 +53,7 @@ def export(ns: Namespace, board: str) -> list[tuple[int, str, str]]:
 
 async def test_a_worker_on_three_shards_makes_the_oracles_boards(namespace: Namespace) -> None:
     ns = namespace
-    events = read_edges(HIGGS, "higgs", 15_000)
+    events = read_edges(HIGGS, "higgs", 9_000)
     configure(
         ns,
         bait=dataclasses.replace(ns.settings.bait, enabled=False),  # (the oracle has no throttle)
@@ -64,7 +64,7 @@ async def test_a_worker_on_three_shards_makes_the_oracles_boards(namespace: Name
     try:
         worker = ns.start_worker()
         producing = asyncio.create_task(
-            ns.replay(list[object](events[:12_000]), envelope=50, rate=1200)
+            ns.replay(list[object](events[:7_500]), envelope=50, rate=1000)
         )
 
         async def some_applied() -> bool:
@@ -77,7 +77,7 @@ async def test_a_worker_on_three_shards_makes_the_oracles_boards(namespace: Name
         assert not producing.done(), "the kill must land while events are still produced"
         ns.start_worker()
         first = await producing
-        singles = await ns.replay(list[object](events[12_000:]), envelope=1)
+        singles = await ns.replay(list[object](events[7_500:]), envelope=1)
         # a single event keyed to another partition than its target's
         target = events[0]["target"]
         wrong = (partition_for(target.encode(), PARTITIONS) + 1) % PARTITIONS
