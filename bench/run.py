@@ -8,11 +8,14 @@ JSON to ``bench/results/latest.json``. See ``bench/README.md``.
 
 Environment:
     BENCH_SCALE          float multiplier of every ingest event count (default 1.0)
-    BENCH_PHASES         comma list of phases to run (default: envelope,envelope-cluster,single,
+    BENCH_PHASES         comma list of phases to run (default: envelope,envelope-cluster,
+                         envelope-shards,single,
                          bare,naive,raw,reads,expiry,e2e,fanout); ``--only push`` runs just
                          e2e,fanout (``make bench-push``); their knobs: bench/push.py.
                          ``envelope-cluster`` is the envelope phase on an embedded 3-primary Redis
-                         Cluster (one replica each, started beside the single Valkey when needed)
+                         Cluster (one replica each, started beside the single Valkey when needed);
+                         ``envelope-shards`` the same with the namespace kept as 3 shards over 6
+                         partitions (KUDOS_REDIS_SHARDS=3), one per primary
     BENCH_ROUNDS         run the envelope phases this many times, alternating single and cluster
                          (A B A B); each reports its fastest round and lists every round (default 1)
     BENCH_READ_MEMBERS   members of the read-benchmark board (default 1,000,000)
@@ -63,6 +66,7 @@ from kudos.cluster import EmbeddedCluster, start_cluster
 from leaderboard.scoring import DECAYED, ScoringRules
 from leaderboard.settings import Settings, load_settings, settings_env
 from leaderboard.store import Store
+from leaderboard.store.shards import Shards, connect_shards
 from stream.processor import Processor, Raw
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -76,6 +80,7 @@ HIGGS_REPEAT_SHIFT_S = 7 * 86400
 ALL_PHASES = (
     "envelope",
     "envelope-cluster",
+    "envelope-shards",
     "single",
     "bare",
     "naive",
@@ -86,10 +91,14 @@ ALL_PHASES = (
     "fanout",
 )
 #: the phases that ``--rounds`` repeats, alternately
-ENVELOPE_PHASES = ("envelope", "envelope-cluster")
+ENVELOPE_PHASES = ("envelope", "envelope-cluster", "envelope-shards")
 #: the embedded Redis Cluster of ``envelope-cluster``: primaries, replicas of each
 CLUSTER_PRIMARIES = 3
 CLUSTER_REPLICAS = 1
+#: ``envelope-shards``: the namespace kept as this many shards over this many partitions, on
+#: the cluster (one shard per primary)
+SHARDS = 3
+SHARD_PARTITIONS = 6
 #: ``--only GROUP``: a named set of phases (and no profile)
 GROUPS = {"push": ("e2e", "fanout"), "expiry": ("expiry",)}
 ENVELOPE_TARGET = 100_000.0
@@ -185,6 +194,38 @@ def _usec_per_event(cmds: dict[str, Any], events: int) -> float | None:
     """Redis time in the apply script per event (``evalsha`` usec since the reset / events)."""
     main = cmds["top"].get("evalsha")
     return round(main["usec"] / events, 2) if main and events else None
+
+
+def _reads(settings: Settings) -> Store | Shards:
+    """The board reads of a phase's namespace: its store, or the merge of its shards."""
+    rules = ScoringRules.load(settings.scoring.path or None)
+    if settings.redis.shards > 1:
+        return connect_shards(settings.redis, settings.broker.partitions, rules)
+    return Store.connect(
+        settings.redis.url, settings.redis.prefix, rules, cluster=settings.redis.cluster
+    )
+
+
+def _sum_cmds(per_node: list[dict[str, Any]]) -> dict[str, Any]:
+    """:meth:`Bench.redis_commands` of several primaries (a namespace kept as shards) as one:
+    calls and usec summed per command, the main command's share of a core summed."""
+    if len(per_node) == 1:
+        return per_node[0]
+    top: dict[str, dict[str, Any]] = {}
+    for c in per_node:
+        for k, v in c["top"].items():
+            t = top.setdefault(k, {"calls": 0, "usec": 0})
+            t["calls"] += v["calls"]
+            t["usec"] += v["usec"]
+    for t in top.values():
+        t["usec_per_call"] = round(t["usec"] / max(t["calls"], 1), 2)
+    return {
+        "main": per_node[0]["main"],
+        "main_pct_of_window": round(sum(c["main_pct_of_window"] for c in per_node), 1),
+        "main_pct_by_primary": [c["main_pct_of_window"] for c in per_node],
+        "top": dict(sorted(top.items(), key=lambda kv: -kv[1]["usec"])[:6]),
+        "note": per_node[0]["note"] + f"; summed over {len(per_node)} primaries",
+    }
 
 
 def _board_diff(board: str, x: dict[str, str], y: dict[str, str]) -> list[tuple[str, Any, Any]]:
@@ -303,9 +344,12 @@ class Bench:
         assert self.redis_proc and self.broker_proc
         return {"redis": self.redis_proc.pid, "broker": self.broker_proc.pid}
 
-    def settings(self, name: str, cluster: bool = False) -> tuple[Settings, dict[str, str]]:
+    def settings(
+        self, name: str, cluster: bool = False, shards: int = 1
+    ) -> tuple[Settings, dict[str, str]]:
         """Settings of one phase: a fresh topic, consumer group, Redis db and key prefix; with
-        ``cluster``, on the Redis Cluster (started: :meth:`redis_cluster`), whose only db is 0."""
+        ``cluster``, on the Redis Cluster (started: :meth:`redis_cluster`), whose only db is 0;
+        with ``shards``, the namespace kept as that many shards over SHARD_PARTITIONS."""
         self._db += 1
         tag = f"{name}-{self.run_id}"
         if cluster:
@@ -323,7 +367,8 @@ class Bench:
             "KUDOS_BROKER_URL": f"kafka://127.0.0.1:{self.broker_port}",
             "KUDOS_BROKER_TOPIC": f"bench.{tag}",
             "KUDOS_BROKER_DLQ_TOPIC": f"bench.{tag}.dlq",
-            "KUDOS_BROKER_PARTITIONS": str(PARTITIONS),
+            "KUDOS_BROKER_PARTITIONS": str(PARTITIONS if shards == 1 else SHARD_PARTITIONS),
+            "KUDOS_REDIS_SHARDS": str(shards),
             "KUDOS_WORKER_APP_ID": f"bench-{tag}",
         }
         settings = load_settings({**os.environ, **overrides})
@@ -465,54 +510,59 @@ class Bench:
             await asyncio.sleep(POLL_S)
 
     async def prepared(
-        self, name: str, n_events: int, envelope: int, cluster: bool = False
-    ) -> tuple[Settings, dict[str, str], Any, Store]:
+        self, name: str, n_events: int, envelope: int, cluster: bool = False, shards: int = 1
+    ) -> tuple[Settings, dict[str, str], Any, Store | Shards]:
         """A fresh namespace with ``n_events`` already produced, and a store to watch it."""
-        settings, env = self.settings(name, cluster)
+        settings, env = self.settings(name, cluster, shards)
         await self.fresh_db(settings)
         out = await self.produce(settings, n_events, envelope)
-        store = Store.connect(
-            settings.redis.url,
-            settings.redis.prefix,
-            ScoringRules.load(settings.scoring.path or None),
-            cluster=settings.redis.cluster,
-        )
-        return settings, env, out, store
+        return settings, env, out, _reads(settings)
 
-    async def namespace_node(self, store: Store) -> tuple[str, dict[str, int]]:
-        """On the Redis Cluster: the URL of the primary that holds the store's namespace (one
-        hash tag, so one slot), and the pids of that primary and its replica, whose CPU is the
-        namespace's Redis cost (the other primaries sit idle)."""
+    async def namespace_nodes(self, store: Store | Shards) -> tuple[list[str], dict[str, int]]:
+        """On the Redis Cluster: the URLs of the primaries that hold the store's namespace (one
+        hash tag, so one slot; or one per shard), and the pids of those primaries and their
+        replicas, whose CPU is the namespace's Redis cost (any other primary sits idle)."""
         assert self.cluster is not None
-        client = cast(RedisCluster, store.client)
-        await client.initialize()
-        node = client.get_node_from_key(store.key("fence"))
-        if node is None:
-            raise PhaseError(
-                f"no node of the Redis Cluster serves the slot of {store.key('fence')}: "
-                "is every slot assigned (CLUSTER INFO)?"
-            )
-        primary = self.cluster.node_at(int(node.port))
-        replica = self.cluster.replica_of(primary)
-        pids = {"redis": primary.proc.pid, "replica": replica.proc.pid}
-        return f"redis://{node.host}:{node.port}/0", pids
+        stores = store.stores if isinstance(store, Shards) else (store,)
+        urls: list[str] = []
+        pids: dict[str, int] = {}
+        for s in stores:
+            client = cast(RedisCluster, s.client)
+            await client.initialize()
+            node = client.get_node_from_key(s.key("fence"))
+            if node is None:
+                raise PhaseError(
+                    f"no node of the Redis Cluster serves the slot of {s.key('fence')}: "
+                    "is every slot assigned (CLUSTER INFO)?"
+                )
+            url = f"redis://{node.host}:{node.port}/0"
+            if url in urls:
+                continue
+            primary = self.cluster.node_at(int(node.port))
+            replica = self.cluster.replica_of(primary)
+            k = len(urls)
+            urls.append(url)
+            pids[f"redis{k or ''}"] = primary.proc.pid
+            pids[f"replica{k or ''}"] = replica.proc.pid
+        return urls, pids
 
     async def ingest_worker(
-        self, name: str, n_events: int, envelope: int, cluster: bool = False
+        self, name: str, n_events: int, envelope: int, cluster: bool = False, shards: int = 1
     ) -> dict[str, Any]:
         """The real worker on a backlog of ``n_events``; with ``cluster``, on the Redis Cluster
-        (``KUDOS_REDIS_CLUSTER=true``), its Redis figures from the primary of the namespace."""
+        (``KUDOS_REDIS_CLUSTER=true``), its Redis figures from the primaries of the namespace
+        (of each shard's slot, with ``shards``)."""
         if cluster:
             await self.redis_cluster()
-        settings, env, out, store = await self.prepared(name, n_events, envelope, cluster)
+        settings, env, out, store = await self.prepared(name, n_events, envelope, cluster, shards)
         self.namespaces[name] = settings
-        node_url: str | None = None
+        node_urls: list[str] = []
         redis_pids: dict[str, int] = {}
         proc: subprocess.Popen[bytes] | None = None
         try:
             if cluster:
-                node_url, redis_pids = await self.namespace_node(store)
-                say(f"  the namespace lives on the primary {node_url} (pids {redis_pids})")
+                node_urls, redis_pids = await self.namespace_nodes(store)
+                say(f"  the namespace lives on the primaries {node_urls} (pids {redis_pids})")
             started = time.perf_counter()
             proc = self.spawn(name, [sys.executable, "-m", "kudos", "worker"], env)
             meter = CpuMeter({"worker": proc.pid, **self.server_pids(), **redis_pids})
@@ -526,7 +576,11 @@ class Bench:
             if behind:
                 raise PhaseError(f"{name}: every event counted but fences behind: {behind}")
             stats = await store.stats()
-            cmds = await self.redis_commands(settings, res["seconds"], node_url)
+            per_node = [
+                await self.redis_commands(settings, res["seconds"], url)
+                for url in node_urls or [None]  # type: ignore[list-item]
+            ]
+            cmds = _sum_cmds(per_node)
         finally:
             if proc is not None:
                 servers.stop(proc, timeout=8)
@@ -540,9 +594,15 @@ class Bench:
         extra: dict[str, Any] = {}
         if cluster:
             extra = {
-                "redis_node": node_url,
+                "redis_node": node_urls[0] if len(node_urls) == 1 else node_urls,
                 "cluster": {"primaries": CLUSTER_PRIMARIES, "replicas": CLUSTER_REPLICAS},
             }
+        if shards > 1:
+            extra["shards"] = shards
+            extra["partitions"] = SHARD_PARTITIONS
+            extra["redis_usec_per_event_by_primary"] = [
+                _usec_per_event(c, out.events) for c in per_node
+            ]
         return {
             "events_per_s": rate,
             "messages_per_s": rate / envelope,
@@ -557,11 +617,12 @@ class Bench:
         }
 
     async def ingest_cluster(
-        self, name: str, n_events: int, envelope: int, single: str | None
+        self, name: str, n_events: int, envelope: int, single: str | None, shards: int = 1
     ) -> dict[str, Any]:
-        """:meth:`ingest_worker` on the Redis Cluster, then its boards beside those of the
-        single-Redis run ``single`` of the same events (when there is one): the same."""
-        res = await self.ingest_worker(name, n_events, envelope, cluster=True)
+        """:meth:`ingest_worker` on the Redis Cluster (the namespace in one slot, or kept as
+        ``shards``), then its boards beside those of the single-Redis run ``single`` of the
+        same events (when there is one): the same."""
+        res = await self.ingest_worker(name, n_events, envelope, cluster=True, shards=shards)
         ref = self.namespaces.get(single) if single else None
         if ref is None:
             res["boards_match"] = None
@@ -580,10 +641,7 @@ class Bench:
             PhaseError: a board differs; names the first few members that do.
         """
         rules = ScoringRules.load(a.scoring.path or None)
-        stores = [
-            Store.connect(s.redis.url, s.redis.prefix, rules, cluster=s.redis.cluster)
-            for s in (a, b)
-        ]
+        stores = [_reads(s) for s in (a, b)]
         sizes: dict[str, int] = {}
         try:
             for board in rules.base_boards:
@@ -1093,6 +1151,15 @@ class Bench:
                 if p == "envelope":
                     title = f"kudos worker, {n_env:,} Higgs events in envelopes of 500{of}"
                     fn = functools.partial(self.ingest_worker, run_name, n_env, 500)
+                elif p == "envelope-shards":
+                    title = (
+                        f"kudos worker, the namespace kept as {SHARDS} shards over "
+                        f"{SHARD_PARTITIONS} partitions on the {CLUSTER_PRIMARIES}-primary "
+                        f"Redis Cluster, {n_env:,} Higgs events in envelopes of 500{of}"
+                    )
+                    fn = functools.partial(
+                        self.ingest_cluster, run_name, n_env, 500, single, SHARDS
+                    )
                 else:
                     title = (
                         f"kudos worker on a Redis Cluster of {CLUSTER_PRIMARIES} primaries "
@@ -1294,12 +1361,24 @@ def build_rows(b: Bench) -> list[dict[str, Any]]:
             if boards
             else "boards not compared"
         )
+        if x.get("shards"):
+            per = ", ".join(f"{v:.2f}" for v in x.get("redis_usec_per_event_by_primary") or [])
+            return (
+                f"{exact}; {x['shards']} shards over {x['partitions']} partitions, redis "
+                f"evalsha us/event by primary: {per}; {ingest_detail(x)} (redis = the "
+                "shards' primaries, summed)"
+            )
         return f"{exact}; {ingest_detail(x)} (redis = the namespace's primary)"
 
     names = {
         "envelope": ("ingest.envelope (kudos worker, 500/msg)", "events/s"),
         "envelope-cluster": (
             f"ingest.envelope_cluster (kudos worker, 500/msg, {CLUSTER_PRIMARIES}-primary cluster)",
+            "events/s",
+        ),
+        "envelope-shards": (
+            f"ingest.envelope_shards (kudos worker, 500/msg, {SHARDS} shards on the "
+            f"{CLUSTER_PRIMARIES}-primary cluster)",
             "events/s",
         ),
         "single": ("ingest.single (kudos worker, 1/msg)", "events/s"),
@@ -1319,7 +1398,7 @@ def build_rows(b: Bench) -> list[dict[str, Any]]:
                     x["events_per_s"] >= ENVELOPE_TARGET,
                     ingest_detail(x),
                 )
-            elif key == "envelope-cluster":
+            elif key in ("envelope-cluster", "envelope-shards"):
                 row(metric, x["events_per_s"], unit, detail=cluster_detail(x))
             else:
                 row(metric, x["events_per_s"], unit, detail=ingest_detail(x))
@@ -1371,6 +1450,15 @@ def build_rows(b: Bench) -> list[dict[str, Any]]:
         )
     elif "envelope-cluster" in b.phases and "envelope" in b.phases:
         row("ratio envelope_cluster / envelope", None, "x", detail="missing input")
+    if "envelope-shards" in r and "envelope" in r:
+        ratio(
+            "ratio envelope_shards / envelope",
+            "envelope-shards",
+            "envelope",
+            detail=cluster_ratio_detail(r["envelope"], r["envelope-shards"]),
+        )
+    elif "envelope-shards" in b.phases and "envelope" in b.phases:
+        row("ratio envelope_shards / envelope", None, "x", detail="missing input")
     ratio(
         "ratio single / bare_faust",
         "single",

@@ -41,9 +41,9 @@ class RedisSettings:
     #: Keep the namespace as this many shards, each a namespace of its own (``<prefix>|s<k>``,
     #: on a cluster one slot each) holding the partitions p with p mod shards = k, so that its
     #: writes spread over primaries. Fixed for the namespace's life (a worker with another
-    #: count refuses to start). At most the topic's partition count. Built so far: the worker,
-    #: ``kudos board``/``export``/``member``/``stats``; the web, ``kudos deliver`` and
-    #: ``kudos rebuild`` refuse a sharded namespace (docs/scaling.md, "The route we are taking").
+    #: count refuses to start). At most the topic's partition count; every event keyed by its
+    #: target. Not yet on shards (they refuse): ``kudos rebuild``, ``perks``, ``alerts``,
+    #: ``webhooks`` and rank perk rules (docs/scaling.md, "One namespace over many slots").
     shards: int = 1
 
 

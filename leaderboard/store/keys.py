@@ -6,14 +6,15 @@ an unregistered family) and the Lua scripts receive their keys in ``KEYS``.
 ``docs/keys.md`` is generated from this table (``python -m leaderboard.key_doc > docs/keys.md``);
 a test fails when it is out of date.
 
-Hash tags on a Redis Cluster (``KUDOS_REDIS_CLUSTER=true``): today the whole namespace is one hash
+Hash tags on a Redis Cluster (``KUDOS_REDIS_CLUSTER=true``): the whole namespace is one hash
 tag, ``{<prefix>}`` (:func:`namespace_prefix`), so every script, transaction and pipeline of Kudos
 touches one slot, as on a single Redis, and a namespace lives on one primary (with its replicas;
-several namespaces spread over the primaries). The ``tag`` column is the plan for spreading one
-namespace over shards (docs/scaling.md, still on paper): ``shard`` keys would belong to the apply
-shard of a partition (a member's keys to the shard of the partition its events are keyed to), so
-one apply touches one slot; ``channel`` keys to their live-feed channel; ``namespace`` keys (few
-and small) to the namespace's own slot; ``webhooks`` keys to the delivery slot.
+several namespaces spread over the primaries). A namespace kept as shards
+(``KUDOS_REDIS_SHARDS``, docs/scaling.md) is one namespace per shard, ``{<prefix>|s<k>.<n>}``,
+each one slot: the ``shard`` keys of the ``tag`` column live in the shard of their partition (a
+member's in the shard of the partition its events are keyed to), so one apply touches one slot;
+the live feed's ``channel`` and ``namespace`` keys stay in the namespace's own ``{<prefix>}``
+slot (the plan puts a channel's keys in a slot of their own), and so do the ``webhooks`` keys.
 """
 
 from __future__ import annotations

@@ -2,15 +2,16 @@
 
 A shard *k* of S is a whole namespace, ``<prefix>|s<k>`` (on a Redis Cluster its hash tag, so a
 shard is one slot), holding the partitions p with ``p mod S == k`` and so every member keyed to
-them: a board is the union of its shards' slices, disjoint by member (docs/scaling.md, "The
-route we are taking"). Each shard is applied to as a namespace of its own, with the largest W of
+them: a board is the union of its shards' slices, disjoint by member (docs/scaling.md, "One
+namespace over many slots"). Each shard is applied to as a namespace of its own, with the largest W of
 all shards as a floor (``build_plan(watermark_floor=…)``, :meth:`Store.raise_watermark`), so that
 its windows are cut where one namespace's would be. Here the reads: each shard's slice is read
 with its own atomic script, and :mod:`leaderboard.merge` merges them.
 
-The worker's side is :mod:`stream.sharded`. Not built yet (``kudos worker`` on shards, the feed,
-perks, rebuild): see docs/scaling.md. A merged read is not atomic across shards: an apply
-between two slices' reads shows in one of them only.
+The worker's side is :mod:`stream.sharded`; the live feed and the web's other reads are
+:mod:`.shards_live`. Not built yet (rank-rule perks, the rebuild on shards): see docs/scaling.md.
+A merged read is not atomic across shards: an apply between two slices' reads shows in one of
+them only.
 """
 
 from __future__ import annotations
