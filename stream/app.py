@@ -176,7 +176,7 @@ def create_app(settings: Settings) -> faust.App:
         raise ConfigError(
             f"perk rule {ranked[0]!r} has a rank condition, which a namespace kept as shards "
             f"(KUDOS_REDIS_SHARDS={settings.redis.shards}) cannot judge yet: use score "
-            'conditions only, or one shard (docs/scaling.md, "The route we are taking")'
+            'conditions only, or one shard (docs/scaling.md, "One namespace over many slots")'
         )
     ws = settings.worker
     app, topic = faust_app(settings)

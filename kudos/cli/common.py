@@ -40,8 +40,8 @@ def refuse_shards(settings: Settings) -> None:
     if settings.redis.shards > 1:
         raise KudosError(
             f"this command does not work on a namespace kept as shards yet (KUDOS_REDIS_SHARDS="
-            f'{settings.redis.shards}); these do: {SHARDED_COMMANDS} (docs/scaling.md, "The '
-            'route we are taking")'
+            f'{settings.redis.shards}); these do: {SHARDED_COMMANDS} (docs/scaling.md, "One '
+            'namespace over many slots")'
         )
 
 
