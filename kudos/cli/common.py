@@ -1,8 +1,9 @@
 """What the ``kudos`` commands share; it holds no commands.
 
-:func:`run_with_store` (and :func:`with_store`, for a command already in an event loop) is the one
-place a command gets a Store: made from the settings, closed after, and a Redis connection error
-turned into a :class:`KudosError` naming the URL, which ``main`` prints and exits 2 on.
+:func:`run_with_reads` (and :func:`with_reads`, for a command already in an event loop) is the
+one place a command gets a Store (on a namespace kept as shards, the merged reads of its
+shards): made from the settings, closed after, and a Redis connection error turned into a
+:class:`KudosError` naming the URL, which ``main`` prints and exits 2 on.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import asyncio
 import sys
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import TypeVar, cast
+from typing import TypeVar
 
 import orjson
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -27,9 +28,6 @@ from leaderboard.store import Store
 from leaderboard.store.base import cluster_mismatch
 from leaderboard.store.shards import Shards, check_shards, connect_shards
 
-#: The commands that work on a namespace kept as shards (KUDOS_REDIS_SHARDS > 1) so far.
-SHARDED_COMMANDS = "up, worker, web, deliver, board, export, member, stats and replay"
-
 
 def refuse_shards(settings: Settings) -> None:
     """Refuse a command that does not work on a namespace kept as shards yet.
@@ -40,16 +38,9 @@ def refuse_shards(settings: Settings) -> None:
     if settings.redis.shards > 1:
         raise KudosError(
             f"this command does not work on a namespace kept as shards yet (KUDOS_REDIS_SHARDS="
-            f'{settings.redis.shards}); these do: {SHARDED_COMMANDS} (docs/scaling.md, "One '
+            f'{settings.redis.shards}); every other command does (docs/scaling.md, "One '
             'namespace over many slots")'
         )
-
-
-async def with_store(settings: Settings, fn: Callable[[Store], Awaitable[int]]) -> int:
-    """``fn``'s exit code, run with a Store connected as ``settings`` say and closed after.
-    Refused with ``KUDOS_REDIS_SHARDS`` > 1: such a command reads one namespace's keys."""
-    refuse_shards(settings)
-    return await with_reads(settings, cast("Callable[[Store | Shards], Awaitable[int]]", fn))
 
 
 async def with_reads(settings: Settings, fn: Callable[[Store | Shards], Awaitable[int]]) -> int:
@@ -90,11 +81,6 @@ async def with_reads(settings: Settings, fn: Callable[[Store | Shards], Awaitabl
 def run_with_reads(settings: Settings, fn: Callable[[Store | Shards], Awaitable[int]]) -> int:
     """:func:`with_reads` in an event loop of its own."""
     return asyncio.run(with_reads(settings, fn))
-
-
-def run_with_store(settings: Settings, fn: Callable[[Store], Awaitable[int]]) -> int:
-    """:func:`with_store` in an event loop of its own: the whole of a command that reads Redis."""
-    return asyncio.run(with_store(settings, fn))
 
 
 def unknown_member(member: str, as_json: bool) -> int:

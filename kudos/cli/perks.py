@@ -10,16 +10,17 @@ from typing import Any
 
 import orjson
 
-from kudos.cli.common import run_with_store, unknown_member, utc
+from kudos.cli.common import run_with_reads, unknown_member, utc
 from kudos.cli.output import alert_line
 from leaderboard.settings import Settings
 from leaderboard.store import Store
+from leaderboard.store.shards import Shards
 
 
 def cmd_perks(settings: Settings, args: argparse.Namespace) -> int:
     from leaderboard.perks import Unlock
 
-    async def go(store: Store) -> int:
+    async def go(store: Store | Shards) -> int:
         ties: dict[str, dict[str, Any]] = {}
         if args.member is None:
             rows = []
@@ -56,11 +57,11 @@ def cmd_perks(settings: Settings, args: argparse.Namespace) -> int:
             )
         return 0
 
-    return run_with_store(settings, go)
+    return run_with_reads(settings, go)
 
 
 def cmd_webhooks_log(settings: Settings, args: argparse.Namespace) -> int:
-    async def go(store: Store) -> int:
+    async def go(store: Store | Shards) -> int:
         entries = await store.webhook_log(args.limit)
         if args.json:
             for e in entries:
@@ -82,11 +83,11 @@ def cmd_webhooks_log(settings: Settings, args: argparse.Namespace) -> int:
             )
         return 0
 
-    return run_with_store(settings, go)
+    return run_with_reads(settings, go)
 
 
 def cmd_webhooks_replay(settings: Settings, args: argparse.Namespace) -> int:
-    async def go(store: Store) -> int:
+    async def go(store: Store | Shards) -> int:
         replayed, left, enabled = await store.webhook_replay(
             args.endpoint or "", args.enable, time.time()
         )
@@ -107,11 +108,11 @@ def cmd_webhooks_replay(settings: Settings, args: argparse.Namespace) -> int:
             )
         return 0
 
-    return run_with_store(settings, go)
+    return run_with_reads(settings, go)
 
 
 def cmd_alerts(settings: Settings, args: argparse.Namespace) -> int:
-    async def go(store: Store) -> int:
+    async def go(store: Store | Shards) -> int:
         alerts = await store.alerts(args.limit, args.member)
         if args.json:
             sys.stdout.buffer.write(orjson.dumps({"alerts": alerts}) + b"\n")
@@ -122,4 +123,4 @@ def cmd_alerts(settings: Settings, args: argparse.Namespace) -> int:
             print(f"{a['target']:<20} {alert_line(a)}")
         return 0
 
-    return run_with_store(settings, go)
+    return run_with_reads(settings, go)

@@ -249,6 +249,33 @@ class ShardsLiveMixin:
         merged.sort(key=lambda r: -(r.get("ended_at") or r.get("detected_at") or 0.0))
         return merged[:limit]
 
+    async def outbox_recent(self, limit: int) -> list[dict[str, str]]:
+        """The newest ``limit`` unlocks of every shard's outbox, oldest first (by the event
+        time they happened at; within a shard, outbox order)."""
+        got = await asyncio.gather(*(s.outbox_recent(limit) for s in self.stores))
+        rows = [(float(f.get("at") or 0.0), k, i, f) for k, part in enumerate(got)
+                for i, f in enumerate(part)]  # fmt: skip
+        rows.sort(key=lambda r: r[:3])
+        return [f for *_, f in rows[-limit:]] if limit > 0 else []
+
+    async def perk_ties(self) -> dict[str, dict[str, Any]]:
+        """Rank rule → its latest check that left a tie out, over the shards."""
+        out: dict[str, dict[str, Any]] = {}
+        for part in await asyncio.gather(*(s.perk_ties() for s in self.stores)):
+            for rule, t in part.items():
+                if rule not in out or float(t.get("at") or 0) > float(out[rule].get("at") or 0):
+                    out[rule] = t
+        return out
+
+    async def webhook_log(self, limit: int) -> list[dict[str, str]]:
+        """The newest webhook attempts (the jobs live in the namespace's own store)."""
+        return await self.own.webhook_log(limit)
+
+    async def webhook_replay(
+        self, endpoint: str, enable: bool, now: float
+    ) -> tuple[list[str], list[str], list[str]]:
+        return await self.own.webhook_replay(endpoint, enable, now)
+
     async def ping(self) -> bool:
         """Whether the namespace's store and every shard answer (on a cluster, their slots)."""
         return all(await asyncio.gather(self.own.ping(), *(s.ping() for s in self.stores)))

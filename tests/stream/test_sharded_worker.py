@@ -136,7 +136,7 @@ async def test_a_worker_on_three_shards_makes_the_oracles_boards(namespace: Name
         assert out.returncode == 2 and "KUDOS_REDIS_SHARDS=3" in out.stderr
         # and a command not built for shards says so
         configure(ns, redis=dataclasses.replace(ns.settings.redis, shards=SHARDS))
-        out = kudos(ns, "perks")
+        out = kudos(ns, "rebuild", "--yes")
         assert out.returncode == 2 and "does not work on a namespace kept as shards" in out.stderr
     finally:
         await shards.close()

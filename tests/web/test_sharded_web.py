@@ -23,6 +23,7 @@ from leaderboard.store.shards import connect_shards
 from tests.conftest import DATA, Namespace, configure
 from tests.deliver.test_deliverer import read_topic
 from tests.oracle import compute, read_edges
+from tests.stream.test_sharded_worker import kudos
 from tests.web.live import LiveClient, api_top, start_web
 
 pytestmark = pytest.mark.integration
@@ -107,6 +108,10 @@ async def test_live_push_reads_and_unlocks_on_three_shards(
         records = await read_topic(ns, len(forty))
         unlocks = [orjson.loads(r.value) for r in records]
         assert sorted(u["member"] for u in unlocks) == sorted(forty)
+        # and kudos perks lists them, from every shard's outbox
+        out = kudos(ns, "perks", "--json", "--limit", "1000")
+        assert out.returncode == 0, out.stderr
+        assert sorted(p["member"] for p in orjson.loads(out.stdout)["perks"]) == sorted(forty)
     finally:
         if client is not None:
             await client.close()
