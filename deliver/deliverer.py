@@ -286,7 +286,7 @@ class Deliverer:
             log.info("fanned out %d %s (%d webhook jobs)", len(fanned), box.things, n_jobs)
         await source.outbox_ack(GROUP, [entry_id for entry_id, _ in entries], box.stream)
         # the group knows what is acknowledged now: trim only that (see deliver.outbox)
-        await source.outbox_trim(box.stream, box.keep)
+        await source.outbox_trim(box.stream, box.keep, marks_in=self.store)
 
     # -- delivery --------------------------------------------------------------------------
 

@@ -44,6 +44,11 @@ class UnknownBoard(KudosError, LookupError):
     """A board id that cannot exist (bad base board or bad community tag)."""
 
 
+class PageTooDeep(KudosError, ValueError):
+    """A page of a board kept as shards beyond the merged depth (each shard would send every
+    row before it): page by score from the export instead."""
+
+
 class StoreConflict(KudosError):
     """A batch was planned against state that another writer has since changed; re-plan and retry."""
 

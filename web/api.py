@@ -17,7 +17,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import orjson
 from redis.exceptions import RedisError
 
-from leaderboard.errors import UnknownBoard
+from leaderboard.errors import PageTooDeep, UnknownBoard
 from leaderboard.explain import not_seen
 from leaderboard.ranking import Entry
 from leaderboard.store import Store
@@ -362,6 +362,8 @@ async def handle(
             return await route.handler(Request(store, params, ints, query, authorized))
         except UnknownBoard as exc:
             return _error(404, str(exc))
+        except PageTooDeep as exc:
+            return _error(400, str(exc))
         except RedisError as exc:
             # the reason goes to the log: Redis's own words may name hosts and keys
             log.warning("GET %s: Redis is unavailable: %s", url.path, exc)

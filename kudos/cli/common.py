@@ -30,17 +30,37 @@ from leaderboard.store.shards import Shards, check_shards, connect_shards
 
 
 def refuse_shards(settings: Settings) -> None:
-    """Refuse a command that does not work on a namespace kept as shards yet.
+    """Refuse a command that does not work on a namespace kept as shards yet: by the setting,
+    and by the namespace itself (a process that forgot ``KUDOS_REDIS_SHARDS`` would otherwise
+    work on the namespace's empty base).
 
     Raises:
-        KudosError: ``KUDOS_REDIS_SHARDS`` > 1.
+        KudosError: ``KUDOS_REDIS_SHARDS`` > 1, or the namespace is kept as shards.
     """
-    if settings.redis.shards > 1:
-        raise KudosError(
-            f"this command does not work on a namespace kept as shards yet (KUDOS_REDIS_SHARDS="
-            f'{settings.redis.shards}); every other command does (docs/scaling.md, "One '
-            'namespace over many slots")'
-        )
+    if settings.redis.shards == 1:
+
+        async def kept() -> int | None:
+            base = Store.connect(
+                settings.redis.url, settings.redis.prefix, ScoringRules.load(),
+                cluster=settings.redis.cluster,
+            )  # fmt: skip
+            try:
+                return await base.shard_count()
+            finally:
+                await base.close()
+
+        try:
+            shards = asyncio.run(kept())
+        except (RedisError, OSError):
+            return  # (the command itself says that Redis is not there)
+        if shards is None or shards == 1:
+            return
+    else:
+        shards = settings.redis.shards
+    raise KudosError(
+        f"this command does not work on a namespace kept as shards yet ({shards} shards); "
+        'every other command does (docs/scaling.md, "One namespace over many slots")'
+    )
 
 
 async def with_reads(settings: Settings, fn: Callable[[Store | Shards], Awaitable[int]]) -> int:

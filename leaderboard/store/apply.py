@@ -186,13 +186,13 @@ class ApplyMixin(StoreBase):
 
     async def claim_shards(self, shards: int) -> int:
         """The number of shards this namespace (the store of its base prefix) is kept as,
-        recording ``shards`` if it has none yet; a namespace that already holds boards in one
-        piece stays one (the caller compares: :class:`ShardCountMismatch`)."""
+        recording ``shards`` if it has none yet (one too: a worker on one piece claims it, so a
+        worker on shards started before its first apply cannot claim another count); a
+        namespace that already holds boards in one piece stays one (the caller compares:
+        :class:`ShardCountMismatch`)."""
         kept = await self.shard_count()
-        if kept is None and shards > 1:
-            await self.client.set(self.serving.key("shards"), shards, nx=True)
-            kept = await self.shard_count()
-        return kept or 1
+        await self.client.set(self.serving.key("shards"), kept or shards, nx=True)
+        return await self.shard_count() or shards
 
     async def shard_count(self) -> int | None:
         """How many shards this namespace (the store of its base prefix) is kept as: the count

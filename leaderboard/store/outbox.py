@@ -122,12 +122,15 @@ class OutboxMixin(StoreBase):
         if ids:
             await self.client.xack(self.key(box), group, *ids)
 
-    async def outbox_trim(self, box: str, keep: int) -> int:
+    async def outbox_trim(self, box: str, keep: int, marks_in: StoreBase | None = None) -> int:
         """Trim an outbox stream to its newest ``keep`` entries, but only entries that every
         consumer group on it has acknowledged: one a group has not read yet, or read and not
         acknowledged, stays however many wait (a stream with no group is left alone: the first
         deliverer reads it from the start). How many entries it removed (see
-        ``lua/outbox_trim.lua``). The fan-out marks of the entries it removes go with them."""
+        ``lua/outbox_trim.lua``). The fan-out marks of the entries it removes go with them,
+        from ``marks_in``'s marks when given (a shard's outbox, whose entries were fanned out
+        into the namespace's own store: deleted right after each step there, so a crash in
+        between leaves at most a step's marks behind, which only cost memory)."""
         await self.follow()  # (the alerts outbox is the live generation's)
         marks, id_field = (ALERT_MARKS, "r") if box == ALERTS else (PERK_MARKS, "id")
         removed = 0
@@ -136,6 +139,8 @@ class OutboxMixin(StoreBase):
                 keys=[self.key(box), self.key(marks)], args=[keep, OUTBOX_TRIM_STEP, id_field]
             )
             removed += int(res[0])
+            if marks_in is not None and marks_in is not self and res[2]:
+                await marks_in.client.hdel(marks_in.key(marks), *res[2])
             if not int(res[1]):
                 return removed
 

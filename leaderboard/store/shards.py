@@ -24,7 +24,7 @@ from typing import Any
 from redis.crc import key_slot
 
 from broker.producer import partition_for
-from leaderboard.errors import ShardCountMismatch, StoreConflict
+from leaderboard.errors import PageTooDeep, ShardCountMismatch, StoreConflict
 from leaderboard.explain import Explanation, Place
 from leaderboard.merge import Window, merge_around, merge_page, merge_stream, merged_size, rebase
 from leaderboard.perks import PerkRule
@@ -37,6 +37,9 @@ from leaderboard.store.boards import export_lines
 from leaderboard.store.keys import namespace_prefix
 from leaderboard.store.shards_live import ShardsLiveMixin
 
+#: The deepest row a page of a board kept as shards may reach (offset + limit): each shard sends
+#: its first offset + limit rows, so a deeper page would cost every shard's whole board.
+MAX_MERGED_DEPTH = 10_000
 #: Slots of a Redis Cluster.
 CLUSTER_SLOTS = 16384
 #: A standing read again when a shard's landmark moved between its two calls.
@@ -183,7 +186,14 @@ class Shards(ShardsLiveMixin):
 
         Raises:
             UnknownBoard: ``board`` is not a valid board id.
+            PageTooDeep: ``offset + limit`` is past :data:`MAX_MERGED_DEPTH`.
         """
+        if offset + limit > MAX_MERGED_DEPTH:
+            raise PageTooDeep(
+                f"offset {offset} + limit {limit} is past row {MAX_MERGED_DEPTH:,}, the deepest "
+                "a page of a board kept as shards reaches (KUDOS_REDIS_SHARDS): read the whole "
+                "board with kudos export"
+            )
         stop = offset + limit - 1
         reads = await asyncio.gather(*(s._read(board, "page", 0, stop) for s in self.stores))
         clocks = [clock_of(r[3], r[4]) for r in reads if r is not None]

@@ -22,8 +22,11 @@ from typing import Any
 from leaderboard.merge import merge_page, rebase
 from leaderboard.ranking import Entry
 from leaderboard.scoring import DECAYED, ScoringRules, decayed_value
+from leaderboard.settings import MAX_SHARDS
 from leaderboard.store import BoardPoll, FeedFrame, MemberPoll, Store
 
+#: The board list's cursor names a shard as its value modulo this (KUDOS_REDIS_SHARDS ≤ it).
+CURSOR_SHARDS = MAX_SHARDS
 #: Standing of a member on one board, as ``feed_members`` gives it: (rank, stored, points).
 Place = tuple[int, float, float] | None
 
@@ -210,26 +213,44 @@ class ShardsLiveMixin:
 
     async def boards(self, cursor: int = 0, limit: int = 100) -> tuple[list[tuple[str, int]], int]:
         """One page of the boards of any shard, with their merged sizes, and the cursor of the
-        next page (0: the last). The cursor is a position in the union (base boards first, then
-        community boards by community), which is read whole from every shard each call: its
-        size is bounded by the community cap (``KUDOS_WORKER_MAX_COMMUNITIES`` per shard)."""
-        sizes: dict[str, int] = {}
-        for s in self.stores:
-            nxt = 0
-            while True:
-                part, nxt = await s.boards(nxt, 1000)
-                for b, n in part:
-                    sizes[b] = sizes.get(b, 0) + n
-                if nxt == 0:
-                    break
+        next page (0: the last). The first page starts with the base boards; then each shard's
+        board set is scanned in turn (one ``SSCAN`` step of about ``limit`` per page, the cursor
+        naming the shard and its scan position), a board listed from the first shard that
+        has it. A page costs about ``limit`` reads per shard, whatever the number of boards;
+        one may come back short or empty with a next page to follow (SSCAN's own guarantee: a
+        board made while paging may be missed, never one that existed throughout)."""
+        n = len(self.stores)
+        k, inner = cursor % CURSOR_SHARDS, cursor // CURSOR_SHARDS
+        if k >= n:
+            return [], 0
+        s = self.stores[k]
+        await s.follow()
+        nxt, found = await s.client.sscan(s.key("boards"), inner, count=limit)
         base = {b: i for i, b in enumerate(self.rules.base_boards)}
-        ordered = list(self.rules.base_boards) + sorted(
-            (b for b in sizes if b not in base),
+        names = sorted(
+            {str(b) for b in found} - set(base),
             key=lambda b: (b.partition(":")[2], base.get(b.partition(":")[0], 99)),
         )
-        page = ordered[cursor : cursor + limit]
-        nxt = cursor + limit if cursor + limit < len(ordered) else 0
-        return [(b, sizes.get(b, 0)) for b in page], nxt
+        if k > 0 and names:
+            # (listed already from an earlier shard that has it)
+            earlier = await asyncio.gather(
+                *(e.client.smismember(e.key("boards"), names) for e in self.stores[:k])
+            )
+            names = [b for i, b in enumerate(names) if not any(m[i] for m in earlier)]
+        if cursor == 0:
+            names = list(self.rules.base_boards) + names
+
+        async def sizes(st: Store) -> list[int]:
+            pipe = st.client.pipeline(transaction=False)
+            for b in names:
+                pipe.zcard(st.key("board", b))
+            return [int(x) for x in await pipe.execute()]
+
+        per = await asyncio.gather(*(sizes(st) for st in self.stores)) if names else []
+        page = [(b, sum(p[i] for p in per)) for i, b in enumerate(names)]
+        if int(nxt):
+            return page, int(nxt) * CURSOR_SHARDS + k
+        return page, (k + 1 if k + 1 < n else 0)
 
     async def board_known(self, board: str) -> bool:
         if board in self.rules.base_boards:

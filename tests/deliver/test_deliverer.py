@@ -910,3 +910,43 @@ def test_example_receiver_verifies_and_handles_each_message_once(tmp_path: Path)
     # a restarted receiver remembers what it handled
     assert example.Receiver([SECRET], db, handle=handled.append).receive(body, again) == 204
     assert len(handled) == 1
+
+
+class _NoProducer:
+    """A producer that acknowledges every send at once (the topic is not what is tested)."""
+
+    async def send(self, *args: Any, **kwargs: Any) -> asyncio.Future[None]:
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        done.set_result(None)
+        return done
+
+
+async def test_a_shards_trimmed_outbox_takes_its_marks_from_the_namespaces_store(
+    namespace: Namespace,
+) -> None:
+    # (on shards the deliverer reads each shard's outbox but marks the namespace's own store:
+    # trimming the shard's outbox must delete those marks, or they grow for ever)
+    from leaderboard.store.shards import shard_prefix
+
+    configure(namespace, perks=replace(namespace.settings.perks, outbox_keep=10))
+    base = namespace.store
+    shard = Store.connect(namespace.settings.redis.url, shard_prefix(base.prefix, 0), base.rules)
+    try:
+        d = Deliverer(
+            namespace.settings, base, load_config(namespace.settings), sources=[shard],
+            consumer="c",
+        )  # fmt: skip
+        box = d.outboxes[0]
+        await shard.outbox_join(GROUP, box.stream)
+        for i in range(60):
+            unlock = {"id": f"unl_{i}", "rule": "r", "title": "t", "member": f"m{i}",
+                      "board": "all", "rank": "1", "score": "1.0", "at": "1.0", "payload": "{}"}  # fmt: skip
+            await shard.record_unlock(unlock)
+            entries = await shard.outbox_read(GROUP, "c", 10, 10, box.stream)
+            await d.fan_out(_NoProducer(), box, entries, shard)  # type: ignore[arg-type]
+        assert await shard.client.xlen(shard.key(PERKBOX)) <= 10
+        marks = await base.client.hkeys(base.key(PERK_MARKS))
+        assert 0 < len(marks) <= 10, len(marks)
+        assert set(marks) <= {f"unl_{i}" for i in range(50, 60)}
+    finally:
+        await shard.close()

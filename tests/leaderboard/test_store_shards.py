@@ -157,6 +157,18 @@ async def test_boards_of_three_shards_read_merged_are_the_boards_of_one_namespac
                     ], (board, e.member, around)
                     assert got.score == pytest.approx(ref.score, rel=1e-9)
             assert await shards.standing(board, "nobody") is None
+        # the board list, paged a few at a time: every board once, sizes merged
+        want_list, _ = await single.boards(0, 1000)
+        got_list: list[tuple[str, int]] = []
+        cursor, pages = 0, 0
+        while True:
+            page, cursor = await shards.boards(cursor, 2)
+            got_list += page
+            pages += 1
+            if cursor == 0:
+                break
+        assert sorted(got_list) == sorted(want_list) and pages > 2
+        assert [b for b, _ in got_list[:5]] == list(RULES.base_boards)
         # the export: the whole merged board streamed, a few rows of each shard at a time
         for board in boards:
             whole_export = [x async for x in single.export(board)]
@@ -197,3 +209,12 @@ async def test_the_first_worker_on_shards_claims_the_count(namespace: Namespace)
     for other in (1, 2):
         with pytest.raises(ShardCountMismatch, match="KUDOS_REDIS_SHARDS=3 for every process"):
             await check_shards(store, other)
+
+
+async def test_a_worker_on_one_piece_claims_it_before_its_first_apply(namespace: Namespace) -> None:
+    # (else a worker on shards started meanwhile would claim shards, and both would run)
+    store = namespace.store
+    await check_shards(store, 1)
+    assert await store.shard_count() == 1
+    with pytest.raises(ShardCountMismatch, match="kept as 1 shard"):
+        await check_shards(store, 3)

@@ -134,6 +134,8 @@ async def test_a_worker_on_three_shards_makes_the_oracles_boards(namespace: Name
         assert "kept as 3 shard(s)" in ns.worker_logs()
         out = kudos(ns, "board", "all")
         assert out.returncode == 2 and "KUDOS_REDIS_SHARDS=3" in out.stderr
+        out = kudos(ns, "rebuild", "--yes")  # (the namespace says it is kept as shards)
+        assert out.returncode == 2 and "(3 shards)" in out.stderr, out.stderr
         # and a command not built for shards says so
         configure(ns, redis=dataclasses.replace(ns.settings.redis, shards=SHARDS))
         out = kudos(ns, "rebuild", "--yes")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import subprocess
 import sys
+import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -96,6 +97,11 @@ async def test_live_push_reads_and_unlocks_on_three_shards(
         member = order[40]
         st = get(port, f"/api/boards/7d/members/{member}")
         assert (st["rank"], st["members"]) == (on_7d[member][0], len(on_7d))
+        # a page deeper than the merge reaches is refused, not read from every shard's whole board
+        with pytest.raises(urllib.error.HTTPError) as deep:
+            get(port, "/api/boards/all?offset=100000&limit=10")
+        assert deep.value.code == 400
+        assert "kudos export" in orjson.loads(deep.value.read())["error"]
         sizes = {b["id"]: b["members"] for b in get(port, "/api/boards")["boards"]}
         assert {b: sizes[b] for b in ("all", "7d")} == {"all": len(on_all), "7d": len(on_7d)}
         explain = get(port, f"/api/members/{top}/explain")

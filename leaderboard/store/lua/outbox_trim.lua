@@ -3,7 +3,9 @@
 -- fan-out marks of the entries it removes (KEYS[2]: perkfanout or alertfanout): a mark only stops
 -- a redelivered entry from fanning out twice, and a trimmed entry is never delivered again. The
 -- entry's id is its field ARGV[3] ('id'), or the "id" of the JSON record in that field ('r').
--- Returns {removed, more}: more = 1 when entries past the keep may still be trimmed (call again).
+-- Returns {removed, more, ids}: more = 1 when entries past the keep may still be trimmed (call
+-- again); ids, the entries' ids whose marks it deleted (a namespace kept as shards keeps its marks
+-- in another slot than the shard's outbox: the caller deletes them there).
 -- An entry a group has not read yet (after its last-delivered-id) or has read but not acknowledged
 -- (its oldest pending entry onwards) is never removed: that would lose an unlock or an alert no
 -- deliverer has fanned out. A stream with no group is left alone: the first deliverer's group
@@ -11,9 +13,9 @@
 local key, marks, keep, step = KEYS[1], KEYS[2], tonumber(ARGV[1]), tonumber(ARGV[2])
 local id_field = ARGV[3]
 local len = redis.call('XLEN', key)
-if len <= keep then return {0, 0} end
+if len <= keep then return {0, 0, {}} end
 local groups = redis.call('XINFO', 'GROUPS', key)
-if #groups == 0 then return {0, 0} end
+if #groups == 0 then return {0, 0, {}} end
 
 -- stream ids as {ms, seq, text}; ms (13 digits) and seq are exact in a double
 local function id(text, bump)
@@ -67,4 +69,4 @@ if #gone > 0 then redis.call('HDEL', marks, unpack(gone)) end
 local removed = redis.call('XTRIM', key, 'MINID', cut[3])
 local more = 0
 if removed == excess and len - removed > keep then more = 1 end
-return {removed, more}
+return {removed, more, gone}
