@@ -19,6 +19,7 @@ its partition's shard, or the merged boards would list it twice. After each batc
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections.abc import Callable, Sequence
 
@@ -44,8 +45,6 @@ class ShardedProcessor:
         self._buckets = sorted({w.bucket_s for w in self.processors[0].rules.windows})
         for proc in self.processors:
             proc.check_singles = True
-        #: the W each shard is known to have (after its apply, or its last raise)
-        self._known: list[float | None] = [None] * len(self.processors)
 
     def _crossed(self, known: float, floor: float) -> bool:
         """Whether a window bucket's edge lies in (known, floor]."""
@@ -67,12 +66,16 @@ class ShardedProcessor:
         mine: dict[int, list[Raw]] = {}
         for r in raws:
             mine.setdefault(shard_of(r.partition, n), []).append(r)
-        floor, _ = await self.shards.clock()
+        # each shard's own W, read from Redis every batch (not remembered: a fail-over or
+        # another worker may have moved it either way since)
+        known = [w for w, _ in await asyncio.gather(*(s.clock() for s in self.shards.stores))]
+        ws = [w for w in known if w is not None]
+        floor = max(ws) if ws else None
         for k in sorted(mine):
             proc = self.processors[k]
             proc.watermark_floor = floor
             await proc.process(mine[k])
-            w = self._known[k] = proc.owned.watermark
+            w = known[k] = proc.owned.watermark
             if w is not None and (floor is None or w > floor):
                 floor = w
         if floor is None:
@@ -84,12 +87,11 @@ class ShardedProcessor:
         # board is exact after every batch, and a quiet shard costs one short call per bucket
         # of event time, a minute by default, not one per batch)
         for k, store in enumerate(self.shards.stores):
-            known = self._known[k]
-            if known is not None and not self._crossed(known, floor):
+            if known[k] is not None and not self._crossed(known[k] or 0.0, floor):
                 continue
             # (its processor's copy may now hold an old landmark: its next apply conflicts and
             # reloads, as after any other writer)
             try:
-                self._known[k] = await store.raise_watermark(floor)
+                await store.raise_watermark(floor)
             except StoreConflict:
                 continue  # (its landmark moved meanwhile: the next batch raises it)

@@ -19,6 +19,7 @@ import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
+from leaderboard.errors import StoreConflict
 from leaderboard.merge import merge_page, rebase
 from leaderboard.ranking import Entry
 from leaderboard.scoring import DECAYED, ScoringRules, decayed_value
@@ -27,6 +28,14 @@ from leaderboard.store import BoardPoll, FeedFrame, MemberPoll, Store
 
 #: The board list's cursor names a shard as its value modulo this (KUDOS_REDIS_SHARDS ≤ it).
 CURSOR_SHARDS = MAX_SHARDS
+#: A standings read again when a shard's landmark moved between its two calls.
+PLACES_RETRIES = 3
+
+
+class _Moved(Exception):
+    """A shard's landmark moved between the two calls of :meth:`ShardsLiveMixin.places`."""
+
+
 #: Standing of a member on one board, as ``feed_members`` gives it: (rank, stored, points).
 Place = tuple[int, float, float] | None
 
@@ -154,7 +163,22 @@ class ShardsLiveMixin:
     ) -> tuple[dict[str, dict[str, Place]], float | None]:
         """Each member's (rank, stored score, points) on each board, merged (None: not on it),
         and the namespace's W: the scores from each member's shard, then every shard's count
-        above them (two round trips for any number of members)."""
+        above them (two round trips for any number of members). Read again (at most
+        :data:`PLACES_RETRIES` times) when a shard's decay landmark moved in between, which
+        would put its counts of a decayed board off by the move's factor.
+
+        Raises:
+            StoreConflict: the landmarks kept moving.
+        """
+        for _ in range(PLACES_RETRIES):
+            got = await self._places(members, boards)
+            if got is not None:
+                return got
+        raise StoreConflict("shards' decay landmarks kept moving under a standings read")
+
+    async def _places(
+        self, members: Sequence[str], boards: Sequence[str]
+    ) -> tuple[dict[str, dict[str, Place]], float | None] | None:
         clocks = await asyncio.gather(*(s.clock() for s in self.stores))
         known = [w for w, _ in clocks if w is not None]
         common = max(known) if known else None
@@ -184,15 +208,22 @@ class ShardsLiveMixin:
             if not asked:
                 return []
             pipe = s.client.pipeline(transaction=False)
+            pipe.get(s.key("landmark"))
             for m, b in asked:
                 v, own = stored[(m, b)]
                 own_lm, lm = lm_of[id(own)], lm_of[id(s)]
                 if b.partition(":")[0] == DECAYED and own_lm is not None and lm is not None:
                     v = rebase(v, own_lm, lm, self.rules.half_life_s)
                 pipe.zcount(s.key("board", b), f"({v!r}", "+inf")
-            return [int(n) for n in await pipe.execute()]
+            lm, *found = await pipe.execute()
+            if (int(lm) if lm is not None else None) != lm_of[id(s)]:
+                raise _Moved
+            return [int(n) for n in found]
 
-        counts = await asyncio.gather(*(above(s) for s in self.stores))
+        try:
+            counts = await asyncio.gather(*(above(s) for s in self.stores))
+        except _Moved:
+            return None
         out: dict[str, dict[str, Place]] = {m: dict.fromkeys(boards) for m in members}
         for i, (m, b) in enumerate(asked):
             v, own = stored[(m, b)]
