@@ -250,7 +250,13 @@ ROUTES: tuple[Route, ...] = (
         "One page of a board, best first, with competition ranks",
         ints=(
             Query("limit", 10, 1, MAX_LIMIT, "entries on the page"),
-            Query("offset", 0, 0, 10**12, "entries to skip"),
+            Query(
+                "offset",
+                0,
+                0,
+                10**12,
+                "entries to skip (at most 10,000 with offset + limit on a namespace kept as shards: 400)",
+            ),
         ),
         answers={
             200: (
