@@ -1441,24 +1441,12 @@ def build_rows(b: Bench) -> list[dict[str, Any]]:
             row(metric, None, "x", "" if target is None else f">= {target}", detail="missing input")
 
     ratio("ratio envelope / naive", "envelope", "naive", detail="events/s over events/s")
-    if "envelope-cluster" in r and "envelope" in r:
-        ratio(
-            "ratio envelope_cluster / envelope",
-            "envelope-cluster",
-            "envelope",
-            detail=cluster_ratio_detail(r["envelope"], r["envelope-cluster"]),
-        )
-    elif "envelope-cluster" in b.phases and "envelope" in b.phases:
-        row("ratio envelope_cluster / envelope", None, "x", detail="missing input")
-    if "envelope-shards" in r and "envelope" in r:
-        ratio(
-            "ratio envelope_shards / envelope",
-            "envelope-shards",
-            "envelope",
-            detail=cluster_ratio_detail(r["envelope"], r["envelope-shards"]),
-        )
-    elif "envelope-shards" in b.phases and "envelope" in b.phases:
-        row("ratio envelope_shards / envelope", None, "x", detail="missing input")
+    for phase in ("envelope-cluster", "envelope-shards"):
+        metric = f"ratio {phase.replace('-', '_')} / envelope"
+        if phase in r and "envelope" in r:
+            ratio(metric, phase, "envelope", detail=cluster_ratio_detail(r["envelope"], r[phase]))
+        elif phase in b.phases and "envelope" in b.phases:
+            row(metric, None, "x", detail="missing input")
     ratio(
         "ratio single / bare_faust",
         "single",

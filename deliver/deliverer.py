@@ -448,10 +448,8 @@ async def run(settings: Settings) -> None:
     if settings.redis.shards > 1:
         # every shard's outboxes, fanned out into the namespace's own store (its member
         # channels, its webhook jobs)
-        await store.close()
-        shards = connect_shards(settings.redis, settings.broker.partitions, rules)
-        assert shards.base is not None
-        store, sources = shards.base, list(shards.stores)
+        shards = connect_shards(settings.redis, settings.broker.partitions, rules, base=store)
+        sources = list(shards.stores)
     deliverer = Deliverer(settings, store, config, sources=sources)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -252,10 +252,10 @@ def create_app(settings: Settings) -> faust.App:
             logging.shutdown()
             os._exit(EXIT_CONFIG)
         if settings.redis.shards > 1:
-            await base.close()
             shards = connect_shards(
-                settings.redis, settings.broker.partitions, rules, perk_rules, scoring_id
-            )
+                settings.redis, settings.broker.partitions, rules, perk_rules, scoring_id,
+                base=base,
+            )  # fmt: skip
             stores = list(shards.stores)
             processor = ShardedProcessor(stores, make)
         else:

@@ -178,8 +178,7 @@ async def run(settings: Settings, ready: asyncio.Event | None = None) -> None:
         raise
     store: Store | Shards = base
     if settings.redis.shards > 1:
-        await base.close()
-        store = connect_shards(settings.redis, settings.broker.partitions, rules)
+        store = connect_shards(settings.redis, settings.broker.partitions, rules, base=base)
     hub = Hub(store, settings.web)
     stop = asyncio.get_running_loop().create_future()
     for sig in (signal.SIGTERM, signal.SIGINT):

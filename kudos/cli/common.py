@@ -78,8 +78,7 @@ async def with_reads(settings: Settings, fn: Callable[[Store | Shards], Awaitabl
     try:
         await check_shards(base, settings.redis.shards, claim=False)
         if settings.redis.shards > 1:
-            store = connect_shards(settings.redis, settings.broker.partitions, rules)
-            await base.close()
+            store = connect_shards(settings.redis, settings.broker.partitions, rules, base=base)
         return await fn(store)
     except (RedisError, RedisClusterException) as exc:
         hint = cluster_mismatch(exc, settings.redis.cluster)
@@ -93,9 +92,7 @@ async def with_reads(settings: Settings, fn: Callable[[Store | Shards], Awaitabl
             ) from exc
         raise
     finally:
-        await store.close()
-        if store is not base:
-            await base.close()
+        await store.close()  # (shards share the base's client)
 
 
 def run_with_reads(settings: Settings, fn: Callable[[Store | Shards], Awaitable[int]]) -> int:

@@ -77,10 +77,13 @@ def connect_shards(
     rules: ScoringRules,
     perk_rules: Sequence[PerkRule] = (),
     scoring_id: str | None = None,
+    *,
+    base: Store | None = None,
 ) -> Shards:
     """The ``redis.shards`` shard stores of namespace ``redis.prefix`` and its own store (the
-    live feed's), on one client."""
-    base = Store.connect(redis.url, redis.prefix, rules, cluster=redis.cluster)
+    live feed's; ``base`` when the caller has it connected already), on one client."""
+    if base is None:
+        base = Store.connect(redis.url, redis.prefix, rules, cluster=redis.cluster)
     stores = [
         Store(
             base.client,

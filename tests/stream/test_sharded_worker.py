@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import subprocess
-import sys
 from decimal import Decimal
 
 import orjson
@@ -23,6 +21,7 @@ from leaderboard.scoring import ScoringRules
 from leaderboard.store.shards import connect_shards
 from tests.conftest import DATA, Namespace, configure
 from tests.eventually import eventually
+from tests.kudos.test_cli import kudos
 from tests.oracle import assert_board_equal, compute, read_edges
 from tests.stream.test_bad_input import read_dlq
 
@@ -32,16 +31,6 @@ HIGGS = DATA / "higgs" / "higgs-activity_time.txt.gz"
 BOARDS = ("all", "1h", "24h", "7d", "decayed")
 PARTITIONS = 6
 SHARDS = 3
-
-
-def kudos(ns: Namespace, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "kudos", *args],
-        env=ns.env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
 
 
 def export(ns: Namespace, board: str) -> list[tuple[int, str, str]]:

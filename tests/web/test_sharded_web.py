@@ -23,8 +23,8 @@ from leaderboard.settings import PerksSettings
 from leaderboard.store.shards import connect_shards
 from tests.conftest import DATA, Namespace, configure
 from tests.deliver.test_deliverer import read_topic
+from tests.kudos.test_cli import kudos
 from tests.oracle import compute, read_edges
-from tests.stream.test_sharded_worker import kudos
 from tests.web.live import LiveClient, api_top, start_web
 
 pytestmark = pytest.mark.integration
