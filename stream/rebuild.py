@@ -56,6 +56,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from broker.producer import partition_for
 from broker.topics import bootstrap
 from leaderboard import redact
 from leaderboard.bait import identity
@@ -65,7 +66,9 @@ from leaderboard.rescore import Diff, candidates, diff
 from leaderboard.scoring import ALL, ScoringRules
 from leaderboard.settings import Settings
 from leaderboard.store import OUTBOX_GROUP, Store
+from leaderboard.store.shards import check_shards, connect_shards, shard_of
 from stream.processor import Processor, Raw
+from stream.sharded import ShardedProcessor
 
 #: Suffix of the shadow namespaces of rebuilds from before generations (dropped when found).
 SHADOW = "~rebuild"
@@ -125,6 +128,19 @@ class _DiscardDeadLetters:
         self.count += len(letters)
 
 
+@dataclass
+class _Piece:
+    """One namespace the rebuild fills and switches: the whole namespace, or one of its shards
+    (``KUDOS_REDIS_SHARDS``; each shard has its own pointer, lock, generations and fences)."""
+
+    live: Store
+    #: the live generation when the rebuild started
+    current: int = 0
+    #: the new generation's store, once taken
+    shadow: Store | None = None
+    switched: bool = False
+
+
 async def rebuild(
     settings: Settings,
     rules: ScoringRules,
@@ -133,21 +149,29 @@ async def rebuild(
     on_progress: Progress | None = None,
     allow_truncated: bool = False,
 ) -> RebuildResult:
-    """Rebuild the boards from the topic under ``rules`` (and the bait settings) into a shadow
-    namespace, report the difference, and switch (``switch`` True, or a callable that sees the
+    """Rebuild the boards from the topic under ``rules`` (and the bait settings) into a new
+    generation, report the difference, and switch (``switch`` True, or a callable that sees the
     diff and decides; it runs in a thread, so it may prompt).
+
+    On a namespace kept as shards (``KUDOS_REDIS_SHARDS`` > 1) every shard fills a generation
+    of its own, through one :class:`~stream.sharded.ShardedProcessor` as the workers apply, and
+    is switched by its own short call once it has caught up with its live fences: S calls, so a
+    merged read between two of them sees some shards rebuilt and others not yet (for a few
+    milliseconds; each shard's own reads never mix generations). A shard that has switched
+    takes no more of the rebuild's messages: its live workers carry on from its fences.
 
     Raises:
         StackError: the broker has no interactions topic; the topic no longer starts at offset 0
             (retention deleted history) and ``allow_truncated`` is not set; another rebuild is
             running or took over the lock; the topic stalled; or live workers outran the
             rebuild for ``CATCH_UP_S`` after the decision.
+        ShardCountMismatch: the namespace is kept as another number of shards.
     """
     prefix = settings.redis.prefix
     bait = settings.bait.params()
     token = os.urandom(8).hex()
-    live = Store.connect(settings.redis.url, prefix, rules, cluster=settings.redis.cluster)
-    shadow: Store | None = None
+    base = Store.connect(settings.redis.url, prefix, rules, cluster=settings.redis.cluster)
+    pieces: list[_Piece] = []
     letters = _DiscardDeadLetters()
     started = time.perf_counter()
     consumer = AIOKafkaConsumer(
@@ -159,40 +183,62 @@ async def rebuild(
     )
     renewer: asyncio.Task[None] | None = None
     try:
-        taken = time.monotonic()
-        holder = await live.lock_rebuild(token, LOCK_S)
-        if holder is not None:
-            raise StackError(
-                f"another kudos rebuild is running on {prefix!r}; wait for it (its lock "
-                f"expires {LOCK_S} s after it stops)"
+        await check_shards(base, settings.redis.shards, claim=False)
+        stores = (
+            [base]
+            if settings.redis.shards == 1
+            else list(
+                connect_shards(settings.redis, settings.broker.partitions, rules, base=base).stores
             )
+        )
+        taken = time.monotonic()
+        for store in stores:
+            holder = await store.lock_rebuild(token, LOCK_S)
+            pieces.append(_Piece(store))  # (unlocked at the end, held or not: token-checked)
+            if holder is not None:
+                raise StackError(
+                    f"another kudos rebuild is running on {prefix!r}; wait for it (its lock "
+                    f"expires {LOCK_S} s after it stops)"
+                )
 
         async def renew() -> bool:
-            return await live.renew_rebuild_lock(token, LOCK_S)
+            held = await asyncio.gather(*(p.live.renew_rebuild_lock(token, LOCK_S) for p in pieces))
+            return all(held)
 
         renewer = asyncio.create_task(_keep_lock(renew, held_since=taken))
         check = _lock_check(renewer)
-        # (we hold the lock: no other rebuild can switch, and no live one takes a number now)
-        current = await live.follow(force=True)
-        # first: the number taken next is above every number a rebuild took from the counter,
-        # but leftovers of rebuilds from before the counter may sit at any number
-        await drop_dead(live, current, rules, check)
-        try:
-            generation = await live.take_generation(token)
-        except StoreConflict as exc:
-            raise StackError("the rebuild lock ran out before the rebuild began; retry") from exc
-        # a new generation, on the same prefix; the pointer still names the live one
-        shadow = Store(
-            live.client,
-            live.prefix,  # the namespace's own (a hash tag on a cluster)
-            rules,
-            scoring_id=identity(rules.version, bait),
-            generation=generation,
-        )
-        await shadow.claim_scoring_version()
+        for piece in pieces:
+            live = piece.live
+            # (we hold the lock: no other rebuild can switch, and no live one takes a number now)
+            piece.current = await live.follow(force=True)
+            # first: the number taken next is above every number a rebuild took from the
+            # counter, but leftovers of rebuilds from before the counter may sit at any number
+            await drop_dead(live, piece.current, rules, check)
+            try:
+                generation = await live.take_generation(token)
+            except StoreConflict as exc:
+                raise StackError(
+                    "the rebuild lock ran out before the rebuild began; retry"
+                ) from exc
+            # a new generation, on the same prefix; the pointer still names the live one
+            piece.shadow = Store(
+                live.client,
+                live.prefix,  # the namespace's own (a hash tag on a cluster)
+                rules,
+                scoring_id=identity(rules.version, bait),
+                generation=generation,
+            )
+            await piece.shadow.claim_scoring_version()
+        shadows = [p.shadow for p in pieces if p.shadow is not None]
+
         # (no evidence sink: the evidence is in the log already; no perk rules: unlocks are
         # serving state the live workers own)
-        processor = Processor(shadow, rules, settings.worker, letters, bait=bait)
+        def make(store: Store) -> Processor:
+            return Processor(store, rules, settings.worker, letters, bait=bait)
+
+        processor: Processor | ShardedProcessor = (
+            make(shadows[0]) if len(shadows) == 1 else ShardedProcessor(shadows, make)
+        )
         await consumer.start()
         topic = settings.broker.topic
         parts = consumer.partitions_for_topic(topic)
@@ -218,13 +264,20 @@ async def rebuild(
         deadline = math.inf
         while True:
             check()
-            # read up to the topic's end now, or the live fences if the workers are further
+            # read up to the topic's end now, or the live fences if the workers are further;
+            # a switched shard's partitions are its live workers' now
             ends = await consumer.end_offsets(tps)
-            fences = await live.fences()
-            target = {tp.partition: max(ends[tp] - 1, fences.get(tp.partition, -1)) for tp in tps}
-            messages += await _read_until(consumer, processor, target, on_progress, check)
+            fences = await _fences([p.live for p in pieces])
+            done = await _fences(shadows)
+            mine = {
+                tp.partition
+                for tp in tps
+                if not pieces[shard_of(tp.partition, len(pieces))].switched
+            }
+            target = {p: max(ends[TopicPartition(topic, p)] - 1, fences.get(p, -1)) for p in mine}
+            messages += await _read_until(consumer, processor, target, done, on_progress, check)
             if decided is None:
-                report = await _diff(live, shadow, rules)
+                report = await _diff(pieces, len(parts), rules)
                 decided = await asyncio.to_thread(switch, report) if callable(switch) else switch
                 result = RebuildResult(report, messages=messages, dead_letters=letters.count)
                 if not decided:
@@ -232,29 +285,43 @@ async def rebuild(
                 # catching up with live workers has its own time from here
                 deadline = time.monotonic() + CATCH_UP_S
             check()  # (the switch checks the token too; this says why it is refused)
-            t = time.perf_counter()
-            outcome = await live.switch_from(shadow, OUTBOX_GROUP, token, previous=current)
-            result.switch_s = time.perf_counter() - t
-            if outcome == "ok":
+            for k, piece in enumerate(pieces):
+                if piece.switched or piece.shadow is None:
+                    continue
+                t = time.perf_counter()
+                outcome = await piece.live.switch_from(
+                    piece.shadow, OUTBOX_GROUP, token, previous=piece.current
+                )
+                result.switch_s += time.perf_counter() - t
+                if outcome == "ok":
+                    piece.switched = True
+                    if isinstance(processor, ShardedProcessor):
+                        processor.retire(k)
+                    continue
+                why = {
+                    "lock": "another kudos rebuild took over the lock",
+                    "moved": "the live generation moved during the rebuild",
+                }.get(outcome)
+                if why is not None:
+                    raise StackError(f"{why}; not switching{_partial(pieces)}")
+            if all(p.switched for p in pieces):
                 result.switched = True
                 break
-            if outcome == "lock":
-                raise StackError("another kudos rebuild took over the lock; not switching")
-            if outcome == "moved":
-                raise StackError("the live generation moved during the rebuild; not switching")
             if time.monotonic() > deadline:
                 raise StackError(
                     f"the live workers kept ahead of the rebuild for {CATCH_UP_S:.0f} s; "
-                    "retry at a quieter time, or stop the workers during the rebuild"
+                    f"retry at a quieter time, or stop the workers during the rebuild"
+                    f"{_partial(pieces)}"
                 )
         result.messages, result.dead_letters = messages, letters.count
-        result.fences = await shadow.fences()
-        result.generation = generation
+        result.fences = await _fences(shadows)
+        result.generation = shadows[0].pinned or 0
         if result.switched:
             # plain reads may still be on the old generation for FOLLOW_S: wait, then drop it
             # (only while the lock is ours: a rebuild that lost it leaves the drop to the next)
             await asyncio.sleep(DROP_GRACE_S)
-            result.dropped = await _drop(live, current, check)
+            for piece in pieces:
+                result.dropped += await _drop(piece.live, piece.current, check)
         result.seconds = time.perf_counter() - started
         return result
     finally:
@@ -263,13 +330,35 @@ async def rebuild(
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await renewer  # (its error, if any, was raised by a check already)
         await consumer.stop()
-        with contextlib.suppress(Exception):
-            if shadow is not None and await live.pointer() != shadow.generation:
-                # not switched: the generation it filled goes, its own number only, lock or
-                # not (nobody else fills it); drop_steps refuses it if it is live at any step
-                await live.drop_generation(shadow.generation)
-            await live.unlock_rebuild(token)
-        await live.close()
+        for piece in pieces:
+            with contextlib.suppress(Exception):
+                shadow = piece.shadow
+                if shadow is not None and await piece.live.pointer() != shadow.generation:
+                    # not switched: the generation it filled goes, its own number only, lock
+                    # or not (nobody else fills it); drop_steps refuses it if it is live
+                    await piece.live.drop_generation(shadow.generation)
+                await piece.live.unlock_rebuild(token)
+        await base.close()  # (the shards' stores share its client)
+
+
+def _partial(pieces: Sequence[_Piece]) -> str:
+    """What a stop after some shards switched leaves, for the error ("" if none did)."""
+    done = [k for k, p in enumerate(pieces) if p.switched]
+    if not done:
+        return ""
+    rest = [k for k, p in enumerate(pieces) if not p.switched]
+    return (
+        f" (shards {done} switched, {rest} did not: each shard is whole, but the namespace is "
+        "on two generations; run kudos rebuild again to bring every shard to one)"
+    )
+
+
+async def _fences(stores: Sequence[Store]) -> dict[int, int]:
+    """The partition fences of ``stores`` (each partition is in one of them only)."""
+    out: dict[int, int] = {}
+    for part in await asyncio.gather(*(s.fences() for s in stores)):
+        out.update(part)
+    return out
 
 
 async def drop_dead(
@@ -356,20 +445,19 @@ async def _keep_lock(
 
 async def _read_until(
     consumer: AIOKafkaConsumer,
-    processor: Processor,
+    processor: Processor | ShardedProcessor,
     target: dict[int, int],
+    fences: dict[int, int],
     on_progress: Progress | None,
     check: Check,
 ) -> int:
-    """Apply every message up to ``target`` (partition → offset) in the shadow namespace;
-    ``check`` (the lock is still ours) before every chunk: the first pass reads the whole
-    topic, possibly for hours."""
-    done = {p: -1 for p in target}
+    """Apply every message up to ``target`` (partition → offset) in the new generation, whose
+    fences are ``fences``; messages of partitions not in ``target`` (a switched shard's) are
+    dropped. ``check`` (the lock is still ours) before every chunk: the first pass reads the
+    whole topic, possibly for hours."""
+    done = {p: fences.get(p, -1) for p in target}
     total = sum(o + 1 for o in target.values())
     applied = 0
-    fences = await processor.store.fences()
-    for p in target:
-        done[p] = fences.get(p, -1)
     last_read = time.monotonic()
     while any(done[p] < target[p] for p in target):
         check()
@@ -382,6 +470,8 @@ async def _read_until(
             )
         raws: list[Raw] = []
         for tp, records in batch.items():
+            if tp.partition not in target:
+                continue
             for r in records:
                 # (past the target too: what was read must be applied, it is not read again)
                 # (the record timestamp bounds its events' ts, as in the worker; ms → s)
@@ -399,15 +489,34 @@ async def _read_until(
     return applied
 
 
-async def _diff(live: Store, shadow: Store, rules: ScoringRules) -> Diff:
-    before = await live.board_mp(ALL)
-    after = await shadow.board_mp(ALL)
+async def _diff(pieces: Sequence[_Piece], partitions: int, rules: ScoringRules) -> Diff:
+    """Who moves on ``all``: the live boards against the new generation's, merged over the
+    shards (disjoint by member); each member's explain counters from its own shard."""
+    before: dict[str, int] = {}
+    after: dict[str, int] = {}
+    for piece in pieces:
+        assert piece.shadow is not None
+        before.update(await piece.live.board_mp(ALL))
+        after.update(await piece.shadow.board_mp(ALL))
     who = candidates(before, after)
+    mine: dict[int, list[str]] = {}
+    for m in who:
+        k = shard_of(partition_for(m.encode(), partitions), len(pieces)) if len(pieces) > 1 else 0
+        mine.setdefault(k, []).append(m)
+    was: dict[str, dict[str, int]] = {}
+    now: dict[str, dict[str, int]] = {}
+    for k, members in mine.items():
+        shadow = pieces[k].shadow
+        assert shadow is not None
+        was.update(await pieces[k].live.explain_counters(members))
+        now.update(await shadow.explain_counters(members))
+    first = pieces[0].shadow
+    assert first is not None
     return diff(
         ALL,
         before,
         after,
-        (await live.scoring_version() or "", shadow.scoring_id),
-        await live.explain_counters(who),
-        await shadow.explain_counters(who),
+        (await pieces[0].live.scoring_version() or "", first.scoring_id),
+        {m: was[m] for m in who},
+        {m: now[m] for m in who},
     )

@@ -45,6 +45,13 @@ class ShardedProcessor:
         self._buckets = sorted({w.bucket_s for w in self.processors[0].rules.windows})
         for proc in self.processors:
             proc.check_singles = True
+        #: shards this processor no longer writes (the rebuild's, once a shard has switched)
+        self.retired: set[int] = set()
+
+    def retire(self, shard: int) -> None:
+        """Write nothing more to ``shard``: its messages are dropped and it is not raised (a
+        rebuild's shard that has switched belongs to the live workers from then on)."""
+        self.retired.add(shard)
 
     def _crossed(self, known: float, floor: float) -> bool:
         """Whether a window bucket's edge lies in (known, floor]."""
@@ -65,7 +72,9 @@ class ShardedProcessor:
         n = len(self.processors)
         mine: dict[int, list[Raw]] = {}
         for r in raws:
-            mine.setdefault(shard_of(r.partition, n), []).append(r)
+            k = shard_of(r.partition, n)
+            if k not in self.retired:
+                mine.setdefault(k, []).append(r)
         # each shard's own W, read from Redis every batch (not remembered: a fail-over or
         # another worker may have moved it either way since)
         known = [w for w, _ in await asyncio.gather(*(s.clock() for s in self.shards.stores))]
@@ -87,6 +96,8 @@ class ShardedProcessor:
         # board is exact after every batch, and a quiet shard costs one short call per bucket
         # of event time, a minute by default, not one per batch)
         for k, store in enumerate(self.shards.stores):
+            if k in self.retired:
+                continue
             if known[k] is not None and not self._crossed(known[k] or 0.0, floor):
                 continue
             # (its processor's copy may now hold an old landmark: its next apply conflicts and

@@ -29,40 +29,6 @@ from leaderboard.store.base import cluster_mismatch
 from leaderboard.store.shards import Shards, check_shards, connect_shards
 
 
-def refuse_shards(settings: Settings) -> None:
-    """Refuse a command that does not work on a namespace kept as shards yet: by the setting,
-    and by the namespace itself (a process that forgot ``KUDOS_REDIS_SHARDS`` would otherwise
-    work on the namespace's empty base).
-
-    Raises:
-        KudosError: ``KUDOS_REDIS_SHARDS`` > 1, or the namespace is kept as shards.
-    """
-    if settings.redis.shards == 1:
-
-        async def kept() -> int | None:
-            base = Store.connect(
-                settings.redis.url, settings.redis.prefix, ScoringRules.load(),
-                cluster=settings.redis.cluster,
-            )  # fmt: skip
-            try:
-                return await base.shard_count()
-            finally:
-                await base.close()
-
-        try:
-            shards = asyncio.run(kept())
-        except (RedisError, OSError):
-            return  # (the command itself says that Redis is not there)
-        if shards is None or shards == 1:
-            return
-    else:
-        shards = settings.redis.shards
-    raise KudosError(
-        f"this command does not work on a namespace kept as shards yet ({shards} shards); "
-        'every other command does (docs/scaling.md, "One namespace over many slots")'
-    )
-
-
 async def with_reads(settings: Settings, fn: Callable[[Store | Shards], Awaitable[int]]) -> int:
     """``fn``'s exit code, run with the namespace's board reads: a Store, or with
     ``KUDOS_REDIS_SHARDS`` > 1 the merged reads of its shards; closed after.

@@ -8,7 +8,7 @@ import sys
 
 import orjson
 
-from kudos.cli.common import refuse_shards, with_reads
+from kudos.cli.common import with_reads
 from leaderboard.scoring import ScoringRules
 from leaderboard.settings import Settings
 from leaderboard.store import Store
@@ -69,7 +69,6 @@ def cmd_rebuild(settings: Settings, args: argparse.Namespace) -> int:
     from leaderboard.rescore import Diff, format_diff
     from stream.rebuild import rebuild
 
-    refuse_shards(settings)
     rules = ScoringRules.load(args.scoring or settings.scoring.path or None)
     bar = Progress("rebuilt (messages)", None, sys.stderr.isatty() or args.progress)
 

@@ -108,6 +108,26 @@ async def test_a_processor_per_shard_makes_the_boards_of_one_namespace(
         )
         await sharded.process([again])
         assert (await back.clock())[0] == w_now
+
+        # a retired shard (the rebuild's, once it switched: the live workers' from then on)
+        # takes nothing more, neither its own messages nor a raise to W
+        sharded.retire(quiet)
+        await back.client.set(back.key("wm"), repr(w_now - 3600))
+        before = (await back.fences(), await back.stats())
+        q = next(q for q in range(PARTITIONS) if shard_of(q, SHARDS) == quiet)
+        theirs = next(
+            m for m in (f"m{j}" for j in range(400)) if partition_for(m.encode(), PARTITIONS) == q
+        )
+        later = w_now + 7200
+
+        def share(part: int, offset: int, eid: str, target: str) -> Raw:
+            event = {"id": eid, "ts": later, "kind": "share", "actor": "z", "target": target}
+            return Raw(part, offset, orjson.dumps(event), later)
+
+        await sharded.process([share(q, 20_000, "r1", theirs), share(p, 10_002, "r2", targets[1])])
+        assert (await back.fences(), await back.stats()) == before
+        assert (await back.clock())[0] == w_now - 3600
+        assert (await stores[shard_of(p, SHARDS)].clock())[0] == later
     finally:
         for s in stores:
             await s.close()

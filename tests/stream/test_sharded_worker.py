@@ -123,6 +123,35 @@ async def test_a_worker_on_three_shards_makes_the_oracles_boards(namespace: Name
         assert await ns.store.shard_count() == SHARDS
         assert await ns.store.fences() == {}
 
+        # the rebuild on shards: one shard's state is lost (its primary's disk, say); every
+        # shard fills a new generation from the log and switches, and the boards are whole again
+        ns.stop_workers()
+        lost = await shards.stores[1].drop_namespace()
+        assert lost > 0
+        assert len(export(ns, "all")) < len(expected["all"])
+        out = kudos(ns, "rebuild", "--yes")
+        assert out.returncode == 0, out.stderr
+        assert "switched in" in out.stderr
+        for board in BOARDS:
+            assert_board_equal(board, export(ns, board), expected[board])
+        stats = await shards.stats()
+        assert sum(stats.get(k, 0) for k in ("applied", "ignored", "duplicate", "invalid")) == (
+            len(events) + 1
+        )
+        for k, store in enumerate(shards.stores):
+            # (each shard on its new generation, the old one dropped; its fences its own)
+            live = await store.pointer()
+            assert live > 0 and await store.generations() == {live}
+            assert set(await store.fences()) == {p for p in ends if p % SHARDS == k}
+        # and the workers carry on from the rebuilt fences
+        ns.start_worker()
+        more = [dict(e, id=f"{e['id']}-again", ts=e["ts"] + 1) for e in events[-300:]]
+        again = await ns.replay(list[object](more), envelope=50)
+        await asyncio.wait_for(wait_applied(shards, again.end_offsets), 120)
+        expected = compute([*events, *more])
+        for board in ("all", "7d"):
+            assert_board_equal(board, export(ns, board), expected[board])
+
         # a process with another shard count refuses the namespace
         ns.stop_workers()
         configure(ns, redis=dataclasses.replace(ns.settings.redis, shards=1))
@@ -132,10 +161,45 @@ async def test_a_worker_on_three_shards_makes_the_oracles_boards(namespace: Name
         out = kudos(ns, "board", "all")
         assert out.returncode == 2 and "KUDOS_REDIS_SHARDS=3" in out.stderr
         out = kudos(ns, "rebuild", "--yes")  # (the namespace says it is kept as shards)
-        assert out.returncode == 2 and "(3 shards)" in out.stderr, out.stderr
-        # and a command not built for shards says so
-        configure(ns, redis=dataclasses.replace(ns.settings.redis, shards=SHARDS))
-        out = kudos(ns, "rebuild", "--yes")
-        assert out.returncode == 2 and "does not work on a namespace kept as shards" in out.stderr
+        assert out.returncode == 2 and "KUDOS_REDIS_SHARDS=3" in out.stderr, out.stderr
+    finally:
+        await shards.close()
+
+
+async def test_a_rebuild_on_three_shards_while_the_worker_applies(namespace: Namespace) -> None:
+    """The rebuild reads the log while a live worker applies new events to every shard: each
+    shard switches once it has caught up with its live fences, takes none of the rebuild's
+    messages after that, and every board ends equal to the oracle of every event."""
+    ns = namespace
+    events = read_edges(HIGGS, "higgs", 6_000)
+    configure(
+        ns,
+        bait=dataclasses.replace(ns.settings.bait, enabled=False),
+        broker=dataclasses.replace(ns.settings.broker, partitions=PARTITIONS),
+        redis=dataclasses.replace(ns.settings.redis, shards=SHARDS),
+    )
+    shards = connect_shards(ns.settings.redis, PARTITIONS, ScoringRules.load())
+    try:
+        ns.start_worker()
+        first = await ns.replay(list[object](events[:3_000]), envelope=50)
+        await asyncio.wait_for(wait_applied(shards, first.end_offsets), 120)
+        producing = asyncio.create_task(
+            ns.replay(list[object](events[3_000:]), envelope=20, rate=600)
+        )
+        out = await asyncio.to_thread(kudos, ns, "rebuild", "--yes")
+        assert out.returncode == 0, out.stderr
+        assert "switched in" in out.stderr
+        assert not producing.done(), "the rebuild must finish while events are still produced"
+        rest = await producing
+        await asyncio.wait_for(wait_applied(shards, rest.end_offsets), 120)
+        expected = compute(events)
+        for board in BOARDS:
+            assert_board_equal(board, export(ns, board), expected[board])
+        for store in shards.stores:
+            live = await store.pointer()
+            assert live > 0 and await store.generations() == {live}
+        stats = await shards.stats()
+        counted = sum(stats.get(k, 0) for k in ("applied", "ignored", "duplicate", "invalid"))
+        assert counted == len(events), stats
     finally:
         await shards.close()
