@@ -42,8 +42,8 @@ class RedisSettings:
     #: on a cluster one slot each) holding the partitions p with p mod shards = k, so that its
     #: writes spread over primaries. Fixed for the namespace's life (a worker with another
     #: count refuses to start). At most the topic's partition count; every event keyed by its
-    #: target. Not yet on shards (refused): ``kudos rebuild`` and perk rules with a rank
-    #: condition (docs/scaling.md, "One namespace over many slots").
+    #: target. Reads merge the shards' slices; a page deeper than 10,000 rows is refused
+    #: (docs/scaling.md, "One namespace over many slots").
     shards: int = 1
 
 

@@ -25,7 +25,7 @@ from redis.exceptions import RedisError
 from broker.topics import bootstrap
 from kudos.http import serve_metrics
 from leaderboard.bait import Evidence, identity
-from leaderboard.errors import ConfigError, ScoringVersionMismatch, ShardCountMismatch
+from leaderboard.errors import ScoringVersionMismatch, ShardCountMismatch
 from leaderboard.metrics import WorkerMetrics
 from leaderboard.perks import load_perks_file
 from leaderboard.plan import DeadLetter
@@ -170,14 +170,6 @@ def create_app(settings: Settings) -> faust.App:
     rules = ScoringRules.load(settings.scoring.path or None)
     # bad rules fail at start
     perk_rules, _ = load_perks_file(settings.perks.path, rules, max_ties=settings.perks.max_ties)
-    ranked = [r.id for r in perk_rules if r.rank_max is not None]
-    if settings.redis.shards > 1 and ranked:
-        # (the apply judges a rank rule on its own shard's slice, not on the merged board)
-        raise ConfigError(
-            f"perk rule {ranked[0]!r} has a rank condition, which a namespace kept as shards "
-            f"(KUDOS_REDIS_SHARDS={settings.redis.shards}) cannot judge yet: use score "
-            'conditions only, or one shard (docs/scaling.md, "One namespace over many slots")'
-        )
     ws = settings.worker
     app, topic = faust_app(settings)
     metrics = WorkerMetrics()
@@ -252,12 +244,15 @@ def create_app(settings: Settings) -> faust.App:
             logging.shutdown()
             os._exit(EXIT_CONFIG)
         if settings.redis.shards > 1:
+            # (a shard's apply judges the score-only rules; the rank rules want the merged
+            # board, stream/rank_judge.py)
+            scored = [r for r in perk_rules if r.rank_max is None]
+            ranked = [r for r in perk_rules if r.rank_max is not None]
             shards = connect_shards(
-                settings.redis, settings.broker.partitions, rules, perk_rules, scoring_id,
-                base=base,
-            )  # fmt: skip
+                settings.redis, settings.broker.partitions, rules, scored, scoring_id, base=base
+            )
             stores = list(shards.stores)
-            processor = ShardedProcessor(stores, make)
+            processor = ShardedProcessor(stores, make, ranked)
         else:
             stores = [base]
             processor = make(base)
@@ -267,6 +262,16 @@ def create_app(settings: Settings) -> faust.App:
                 log.critical("%s", ScoringVersionMismatch(version, store.scoring_id))
                 logging.shutdown()
                 os._exit(EXIT_CONFIG)
+        if isinstance(processor, ShardedProcessor) and processor.judge is not None:
+            # a worker that died between a batch and its check of the rank rules left that
+            # check to us: make it now, not only after our first batch (there may be none)
+            processor.shards.partitions = settings.broker.partitions
+            try:
+                await processor.check_rank_rules()
+            except (RedisError, OSError) as exc:
+                log.error(
+                    "rank perk rules not checked at start (%s); checked after each batch", exc
+                )
         async for events in stream.take_events(  # type: ignore[attr-defined]
             ws.batch_messages, within=ws.batch_within_s
         ):

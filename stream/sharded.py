@@ -11,6 +11,9 @@ of the batch moved W past it) is raised to W whenever W crossed a window bucket'
 the shard's own W, so that its window buckets expire while its partitions are quiet and every
 window board is exact after every batch.
 
+Perk rules with a rank condition are judged on the merged boards after each batch
+(:mod:`stream.rank_judge`); the score-only rules inside each shard's apply, as on one namespace.
+
 ``kudos worker`` runs one with ``KUDOS_REDIS_SHARDS`` > 1. Every processor checks the target
 of single events as well as envelopes' (``wrong_partition``): a target's points must all be in
 its partition's shard, or the merged boards would list it twice. After each batch the
@@ -24,9 +27,11 @@ import math
 from collections.abc import Callable, Sequence
 
 from leaderboard.errors import StoreConflict
+from leaderboard.perks import PerkRule
 from leaderboard.store import Store
 from leaderboard.store.shards import Shards, shard_of
 from stream.processor import Processor, Raw
+from stream.rank_judge import RankJudge
 
 
 class ShardedProcessor:
@@ -37,9 +42,13 @@ class ShardedProcessor:
         self,
         stores: Sequence[Store],
         make: Callable[[Store], Processor],
+        rank_rules: Sequence[PerkRule] = (),
     ) -> None:
         self.shards = Shards(stores)
         self.processors = [make(store) for store in self.shards.stores]
+        #: the perk rules with a rank condition, judged on the merged boards after each batch
+        #: (the shards' stores hold the score-only rules, judged inside their applies)
+        self.judge = RankJudge(self.shards, rank_rules) if rank_rules else None
         #: window bucket sizes: a shard behind W is raised when W crossed a bucket edge since
         #: its own W (the only moves of W that change a window board)
         self._buckets = sorted({w.bucket_s for w in self.processors[0].rules.windows})
@@ -64,8 +73,22 @@ class ShardedProcessor:
 
     @partitions.setter
     def partitions(self, n: int | None) -> None:
+        self.shards.partitions = n
         for proc in self.processors:
             proc.partitions = n
+
+    async def check_rank_rules(self, at: float | None = None) -> list[str]:
+        """Judge the rank perk rules on the merged boards as of W = ``at`` (default: the
+        namespace's W as Redis has it); the unlocks recorded. After every batch, and once when
+        a worker starts: a worker that died between a batch and its check leaves the check to
+        the next one."""
+        if self.judge is None:
+            return []
+        if at is None:
+            at, _ = await self.shards.clock()
+            if at is None:
+                return []
+        return await self.judge.check(at)
 
     async def process(self, raws: Sequence[Raw]) -> None:
         """Apply ``raws`` (offsets ascending per partition), shard by shard in shard order."""
@@ -106,3 +129,4 @@ class ShardedProcessor:
                 await store.raise_watermark(floor)
             except StoreConflict:
                 continue  # (its landmark moved meanwhile: the next batch raises it)
+        await self.check_rank_rules(floor)

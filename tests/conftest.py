@@ -23,6 +23,7 @@ from kudos import servers
 from leaderboard.scoring import ScoringRules
 from leaderboard.settings import Settings, load_settings, settings_env
 from leaderboard.store import Store
+from leaderboard.store.shards import Shards, connect_shards
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 _counter = itertools.count()
@@ -109,12 +110,21 @@ class Namespace:
         return await produce(self.settings, items, envelope=envelope, rate=rate)  # type: ignore[arg-type]
 
     async def wait(self, produced: Produced, timeout: float = 120.0) -> None:
+        """Until the workers applied everything ``produced`` (on every shard, when the
+        namespace is kept as shards)."""
+        redis = self.settings.redis
+        target: Store | Shards = self.store
+        if redis.shards > 1:
+            target = connect_shards(redis, self.settings.broker.partitions, self.store.rules)
         try:
-            await asyncio.wait_for(wait_applied(self.store, produced.end_offsets), timeout)
+            await asyncio.wait_for(wait_applied(target, produced.end_offsets), timeout)
         except TimeoutError:
             raise AssertionError(
                 f"events not applied within {timeout} s\n{self.worker_logs()}"
             ) from None
+        finally:
+            if target is not self.store:
+                await target.close()
 
     async def export(self, board: str) -> list[tuple[int, str, str]]:
         return [row async for row in self.store.export(board)]

@@ -174,15 +174,18 @@ FAMILIES: tuple[Family, ...] = (
            "member → unix time until which some web process has a subscriber"),
     Family("perks", "perks:<member>", "hash", APPLY, False, "shard",
            "one field per (rule, member), ever",
-           "rule id → the unlock record (JSON); set once, never revoked"),
+           "rule id → the unlock record (JSON); set once, never revoked (on shards, a rank "
+           "rule's by the worker right after the batch, stream/rank_judge.py)"),
     Family("perkseen", "perkseen", "hash", APPLY, False, "shard", "one field per rank rule",
-           "rank rule → the board's change mark when the rule last looked"),
+           "rank rule → the board's change mark when the rule last looked (one namespace; on "
+           "shards the worker keeps the merged mark in memory)"),
     Family("perkties", "perkties", "hash", APPLY, False, "shard", "one field per rank rule",
            "rank rule → JSON {at, board, rank, tied, cap} of its latest check that left a tie out"),
     Family("perkbox", "perkbox", "stream", APPLY, False, "shard",
            "what the deliverer acknowledged beyond KUDOS_PERKS_OUTBOX_KEEP is trimmed",
            "one entry per unlock (id, rule, title, member, board, rank, score, at, payload), "
-           "written with the scores that earned it; read by the consumer group deliver"),
+           "written with the scores that earned it (on shards, a rank rule's right after the "
+           "batch); read by the consumer group deliver"),
     Family("perkfanout", "perkfanout", "hash", DELIVER, False, "shard",
            "a mark goes when the outbox trim removes its unlock",
            "unlock id → unix time kudos deliver pushed it to the websocket and made its jobs"),

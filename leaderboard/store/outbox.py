@@ -9,6 +9,7 @@ import orjson
 from redis.exceptions import ResponseError, WatchError
 
 from leaderboard.explain import TRIMMED_FIELD, decision_time, shown_since
+from leaderboard.perks import Unlock
 from leaderboard.store.base import StoreBase
 from leaderboard.store.feed import NO_FRAME, feed_publish_call
 from leaderboard.store.keys import (
@@ -24,32 +25,39 @@ from leaderboard.store.scripts import SOURCES
 class OutboxMixin(StoreBase):
     """Outbox streams and fan-out."""
 
+    async def record_unlocks(self, unlocks: Sequence[Unlock]) -> list[str]:
+        """Record unlocks as the apply script records its own: each into ``perks:<member>``
+        once, ever, and if it was new, an outbox entry, in one atomic call (``lua/unlock.lua``).
+        The rank rules of a namespace kept as shards (``stream/rank_judge.py``), and tests and
+        tools that run no worker. The ids recorded (those not held already)."""
+        if not unlocks:
+            return []
+        keys = [self.key("perkbox"), *(self.key("perks", u.member) for u in unlocks)]
+        args: list[str | bytes] = []
+        for u in unlocks:
+            args += [
+                u.rule,
+                orjson.dumps({**u.data(), "score": u.score}),
+                u.id,
+                u.title,
+                u.member,
+                u.board,
+                str(u.rank),
+                repr(u.score),
+                repr(u.at),
+            ]
+        args += [orjson.dumps(u.payload) for u in unlocks]
+        done = await self.scripts.unlock(keys=keys, args=args)
+        return [str(x) for x in done]
+
     async def record_unlock(self, unlock: Mapping[str, str]) -> bool:
-        """Record an unlock as the apply script does: into ``perks:<member>`` once, and if it
-        was new, an outbox entry (all fields of ``unlock``, strings). For tests and tools that
-        run no worker; False when the member already had the rule."""
-        record = {
-            "id": unlock["id"],
-            "rule": unlock["rule"],
-            "title": unlock["title"],
-            "member": unlock["member"],
-            "board": unlock["board"],
-            "rank": int(unlock["rank"]),
-            "score": float(unlock["score"]),
-            "at": float(unlock["at"]),
-        }
-        fields = [x for kv in unlock.items() for x in kv]
-        added = await self.client.eval(
-            "if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 0 then return 0 end\n"
-            "redis.call('XADD', KEYS[2], '*', unpack(ARGV, 3))\nreturn 1",
-            2,
-            self.key("perks", unlock["member"]),
-            self.key("perkbox"),
-            unlock["rule"],
-            orjson.dumps(record),
-            *fields,
-        )
-        return bool(added)
+        """:meth:`record_unlocks` of one unlock given as its outbox fields (strings); False
+        when the member already had the rule."""
+        return bool(await self.record_unlocks([Unlock.from_fields(unlock)]))
+
+    async def record_tie(self, rule: str, record: Mapping[str, Any]) -> None:
+        """A rank rule's latest check that left a tie out (``perkties``; ``kudos perks``)."""
+        await self.client.hset(self.key("perkties"), rule, orjson.dumps(record))
 
     async def outbox_recent(self, limit: int) -> list[dict[str, str]]:
         """The newest ``limit`` outbox entries (every member's unlocks), oldest first."""

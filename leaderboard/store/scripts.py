@@ -22,6 +22,7 @@ NAMES = (
     "webhook_replay",
     "switch",
     "outbox_trim",
+    "unlock",
 )
 
 SOURCES: dict[str, str] = {
@@ -44,3 +45,4 @@ class Scripts:
         self.webhook_replay: AsyncScript = s["webhook_replay"]
         self.switch: AsyncScript = s["switch"]
         self.outbox_trim: AsyncScript = s["outbox_trim"]
+        self.unlock: AsyncScript = s["unlock"]

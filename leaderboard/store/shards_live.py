@@ -90,7 +90,7 @@ class ShardsLiveMixin:
 
     # -- board channels -----------------------------------------------------------------------
 
-    async def _marks(self, board: str) -> tuple[str, float | None, int]:
+    async def board_mark(self, board: str) -> tuple[str, float | None, int]:
         """The board's change mark over the shards, the namespace's W, and the board's size
         (one pipelined read per shard, not atomic across them: only to see whether to look)."""
         decayed = board.partition(":")[0] == DECAYED
@@ -114,7 +114,7 @@ class ShardsLiveMixin:
         """A board channel's state, as :meth:`Store.feed_board` gives one namespace's, with the
         merged top ``depth`` rows when the shards' mark moved since the last publish."""
         self.rules.check_board(board)
-        src, wm, size = await self._marks(board)
+        src, wm, size = await self.board_mark(board)
         poll = await self.own.feed_board(board, after_seq, depth, max_frames, src=src)
         poll = dataclasses.replace(poll, as_of=wm, members=size)
         if not poll.changed:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -10,9 +9,7 @@ import orjson
 import pytest
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 
-from leaderboard.errors import ConfigError
-from leaderboard.settings import load_settings
-from stream.app import KafkaLogReader, create_app, use_fetch_max_wait
+from stream.app import KafkaLogReader, use_fetch_max_wait
 from tests.conftest import Namespace
 
 
@@ -59,18 +56,3 @@ async def test_the_log_reader_reads_exactly_the_gap(namespace: Namespace) -> Non
     assert [r.offset for r in raws] == list(range(5, 17))
     assert all(r.partition == p and r.record_ts is not None for r in raws)
     assert [orjson.loads(r.value or b"")["id"] for r in raws] == [f"g{i}" for i in range(5, 17)]
-
-
-def test_a_rank_perk_rule_is_refused_on_shards(tmp_path: Path) -> None:
-    # (the apply judges rank rules inside one shard's slice, which is not the merged board)
-    rule = '[[rule]]\nid = "{id}"\ntitle = "T"\nboard = "all"\nwhen = "{when}"\n'
-    perks = tmp_path / "perks.toml"
-    env = {"KUDOS_HOME": str(tmp_path), "KUDOS_PERKS_PATH": str(perks)}
-    perks.write_text(
-        rule.format(id="big", when="score >= 50") + rule.format(id="top", when="rank <= 3")
-    )
-    with pytest.raises(ConfigError, match="perk rule 'top' has a rank condition"):
-        create_app(load_settings({**env, "KUDOS_REDIS_SHARDS": "2"}))
-    create_app(load_settings(env))  # (on one piece: fine)
-    perks.write_text(rule.format(id="big", when="score >= 50"))
-    create_app(load_settings({**env, "KUDOS_REDIS_SHARDS": "2"}))  # (score rules: fine)

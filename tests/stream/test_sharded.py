@@ -5,11 +5,14 @@ quiet still follows W; a re-delivered batch changes nothing."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import orjson
 import pytest
 
 from broker.producer import partition_for
 from leaderboard.events import Event
+from leaderboard.perks import PerkRule
 from leaderboard.plan import Message
 from leaderboard.settings import WorkerSettings
 from leaderboard.store import Store
@@ -17,7 +20,7 @@ from leaderboard.store.shards import shard_of, shard_prefix
 from stream.processor import Processor, Raw
 from stream.sharded import ShardedProcessor
 from tests.conftest import Namespace
-from tests.leaderboard.test_store_shards import DAY, PARTITIONS, RULES, SHARDS, _messages
+from tests.leaderboard.test_store_shards import DAY, PARTITIONS, RULES, SHARDS, T0, _messages
 from tests.stream.test_processor import Letters
 
 pytestmark = pytest.mark.integration
@@ -128,6 +131,80 @@ async def test_a_processor_per_shard_makes_the_boards_of_one_namespace(
         assert (await back.fences(), await back.stats()) == before
         assert (await back.clock())[0] == w_now - 3600
         assert (await stores[shard_of(p, SHARDS)].clock())[0] == later
+    finally:
+        for s in stores:
+            await s.close()
+
+
+async def test_rank_rules_are_judged_on_the_merged_board(namespace: Namespace) -> None:
+    """A shard's best member is not the board's: the rank rules look at the merged board, the
+    tie policy holds across shards, and a re-delivered batch unlocks nothing twice."""
+    stores = [
+        Store.connect(namespace.settings.redis.url, shard_prefix(namespace.store.prefix, k), RULES)
+        for k in range(SHARDS)
+    ]
+    first = PerkRule("first", "Number one", "all", 1, None, {"crown": True})
+    top2 = PerkRule("top2", "Top two", "all", 2, None, {}, max_ties=0)
+    letters = Letters()
+    sharded = ShardedProcessor(
+        stores, lambda s: Processor(s, RULES, WorkerSettings(), letters), [first, top2]
+    )
+    sharded.partitions = PARTITIONS
+
+    def on(shard: int) -> str:
+        return next(
+            m
+            for m in (f"u{j}" for j in range(1000))
+            if shard_of(partition_for(m.encode(), PARTITIONS), SHARDS) == shard
+        )
+
+    a, b, c = on(0), on(1), on(2)
+    offsets: dict[int, int] = {}
+    n = 0
+
+    def shares(target: str, count: int) -> list[Raw]:
+        nonlocal n
+        part = partition_for(target.encode(), PARTITIONS)
+        out = []
+        for _ in range(count):
+            n += 1
+            offsets[part] = offsets.get(part, -1) + 1
+            e = {"id": f"e{n}", "ts": T0 + n, "kind": "share", "actor": f"x{n}", "target": target}
+            out.append(Raw(part, offsets[part], orjson.dumps(e), T0 + n))
+        return out
+
+    async def holders(rule: str) -> dict[str, dict[str, Any]]:
+        out = {}
+        for m in (a, b, c):
+            for u in await sharded.shards.perks_of(m) or []:
+                if u["rule"] == rule:
+                    out[m] = u
+        return out
+
+    try:
+        # a leads the board; b leads shard 1's slice and c shard 2's, but neither is number one
+        await sharded.process([*shares(a, 3), *shares(b, 2), *shares(c, 1)])
+        assert set(await holders("first")) == {a}
+        assert set(await holders("top2")) == {a, b}
+        got = (await holders("first"))[a]
+        assert (got["rank"], got["payload"], got["at"]) == (1, {"crown": True}, T0 + n)
+        assert got["score"] == (await sharded.shards.standing("all", a, 0)).score  # type: ignore[union-attr]
+        # b and c draw level with a: a tie of three at place 1 fits "first" (max_ties 10), and
+        # does not fit "top2" (max_ties 0): none of it unlocks there, and the tie is recorded
+        batch = [*shares(b, 1), *shares(c, 2)]
+        await sharded.process(batch)
+        assert set(await holders("first")) == {a, b, c}
+        assert {u["rank"] for u in (await holders("first")).values()} == {1}
+        assert set(await holders("top2")) == {a, b}
+        ties = (await sharded.shards.perk_ties())["top2"]
+        assert (ties["tied"], ties["rank"], ties["cap"]) == (3, 1, 2)
+        # the batch again (a worker restarted before committing): nothing is unlocked twice
+        before = await sharded.shards.outbox_recent(100)
+        await sharded.process(batch)
+        assert await sharded.shards.outbox_recent(100) == before
+        ids = [u["id"] for u in before]
+        assert len(ids) == len(set(ids)) == 5
+        assert letters.letters == []
     finally:
         for s in stores:
             await s.close()
