@@ -252,7 +252,7 @@ def create_app(settings: Settings) -> faust.App:
                 settings.redis, settings.broker.partitions, rules, scored, scoring_id, base=base
             )
             stores = list(shards.stores)
-            processor = ShardedProcessor(stores, make, ranked)
+            processor = ShardedProcessor(stores, make, ranked, gate=base)
         else:
             stores = [base]
             processor = make(base)

@@ -81,6 +81,19 @@ def fan_out(
     return [(q, e) for p, e in evidence for q in range(partitions) if q != p]
 
 
+class CommunityGate(Protocol):
+    """Where a namespace kept as shards decides its community cap: its own store
+    (:meth:`Store.admit_communities`), since each shard's apply sees its own admissions only."""
+
+    async def communities(self) -> set[str]:
+        """The namespace's admitted communities."""
+        ...
+
+    async def admit_communities(self, new: Sequence[str], refused: Sequence[str], cap: int) -> bool:
+        """Admit ``new`` within ``cap``; False if the plan must be made again (see the store)."""
+        ...
+
+
 class LogReader(Protocol):
     """Reads a partition's messages again, from the log itself."""
 
@@ -198,6 +211,9 @@ class Processor:
         #: on a namespace kept as shards, the largest W of all shards, which this shard's plans
         #: take as their own (set per batch by :class:`stream.sharded.ShardedProcessor`)
         self.watermark_floor: float | None = None
+        #: on a namespace kept as shards, where the community cap is decided for every shard
+        #: (set by :class:`stream.sharded.ShardedProcessor`; None: by this store's apply alone)
+        self.community_gate: CommunityGate | None = None
         #: check single-event messages' targets too, not only envelopes' (a namespace kept as
         #: shards: a target's points must all be in the shard of its partition)
         self.check_singles = False
@@ -368,20 +384,11 @@ class Processor:
                             pending, inflight = inflight, None
                             await self._settle(*pending)
                         raise _GapFound(first, gap)
-                plan = build_plan(
-                    chunk,
-                    self.owned.store_state(),
-                    self.rules,
-                    dedupe_horizon_s=self.settings.dedupe_horizon_s,
-                    rebase_after_s=self.settings.decay_rebase_after_s,
-                    max_future_s=self.settings.max_future_s,
-                    allowed_communities=self._allowed_communities,
-                    max_communities=self.settings.max_communities,
-                    watermark_floor=self.watermark_floor,
-                )
+                plan = self._plan(chunk)
                 if inflight is not None:
                     pending, inflight = inflight, None
                     await self._settle(*pending)
+                plan = await self._gate(chunk, plan)
                 if plan.empty:
                     continue
                 # Dead letters go out before the fence moves: a crash in between re-sends them
@@ -406,6 +413,35 @@ class Processor:
                 # pool; its outcome does not matter, the caller forgets our copy and reloads
                 with contextlib.suppress(Exception):
                     await inflight[0]
+
+    def _plan(self, chunk: Sequence[Message]) -> Plan:
+        return build_plan(
+            chunk,
+            self.owned.store_state(),
+            self.rules,
+            dedupe_horizon_s=self.settings.dedupe_horizon_s,
+            rebase_after_s=self.settings.decay_rebase_after_s,
+            max_future_s=self.settings.max_future_s,
+            allowed_communities=self._allowed_communities,
+            max_communities=self.settings.max_communities,
+            watermark_floor=self.watermark_floor,
+        )
+
+    async def _gate(self, chunk: Sequence[Message], plan: Plan) -> Plan:
+        """On shards, the plan's community admissions and cap refusals as the namespace's own
+        set decides them (not only this shard's): re-planned from that set until it agrees.
+        Each round admits some or learns of some admitted, so they end by the cap. An admission
+        whose apply never lands (a crash) keeps its place in the cap: its events, re-delivered,
+        find it admitted."""
+        gate, cap = self.community_gate, self.settings.max_communities
+        if gate is None or not cap:
+            return plan
+        while plan.new_communities or plan.capped_communities:
+            if await gate.admit_communities(plan.new_communities, plan.capped_communities, cap):
+                break
+            self.owned.communities |= await gate.communities()
+            plan = self._plan(chunk)
+        return plan
 
     async def _send_evidence(self, evidence: Sequence[tuple[int, Evidence]]) -> None:
         n, sink = self.partitions, self.evidence

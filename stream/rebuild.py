@@ -237,7 +237,7 @@ async def rebuild(
             return Processor(store, rules, settings.worker, letters, bait=bait)
 
         processor: Processor | ShardedProcessor = (
-            make(shadows[0]) if len(shadows) == 1 else ShardedProcessor(shadows, make)
+            make(shadows[0]) if len(shadows) == 1 else ShardedProcessor(shadows, make, gate=base)
         )
         await consumer.start()
         topic = settings.broker.topic

@@ -11,6 +11,10 @@ of the batch moved W past it) is raised to W whenever W crossed a window bucket'
 the shard's own W, so that its window buckets expire while its partitions are quiet and every
 window board is exact after every batch.
 
+The community cap (``KUDOS_WORKER_MAX_COMMUNITIES``) is the namespace's: each shard's plan has
+its admissions agreed by the namespace's own store first (``gate``, :meth:`Store.admit_communities`),
+so no community has a board on one shard and is capped on another.
+
 Perk rules with a rank condition are judged on the merged boards after each batch
 (:mod:`stream.rank_judge`); the score-only rules inside each shard's apply, as on one namespace.
 
@@ -30,7 +34,7 @@ from leaderboard.errors import StoreConflict
 from leaderboard.perks import PerkRule
 from leaderboard.store import Store
 from leaderboard.store.shards import Shards, shard_of
-from stream.processor import Processor, Raw
+from stream.processor import CommunityGate, Processor, Raw
 from stream.rank_judge import RankJudge
 
 
@@ -43,9 +47,13 @@ class ShardedProcessor:
         stores: Sequence[Store],
         make: Callable[[Store], Processor],
         rank_rules: Sequence[PerkRule] = (),
+        gate: CommunityGate | None = None,
     ) -> None:
         self.shards = Shards(stores)
         self.processors = [make(store) for store in self.shards.stores]
+        for proc in self.processors:
+            # (the namespace's own store: each shard's apply sees its own admissions only)
+            proc.community_gate = gate
         #: the perk rules with a rank condition, judged on the merged boards after each batch
         #: (the shards' stores hold the score-only rules, judged inside their applies)
         self.judge = RankJudge(self.shards, rank_rules) if rank_rules else None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Sequence
 from typing import Any, cast
 
 import orjson
@@ -419,6 +419,22 @@ class ApplyMixin(StoreBase):
                 str(len(cands)),
             ]
             argv += cands
+
+    async def communities(self) -> set[str]:
+        """The communities admitted to boards in this namespace."""
+        await self.follow()
+        return cast("set[str]", await self.client.smembers(self.key("communities")))
+
+    async def admit_communities(self, new: Sequence[str], refused: Sequence[str], cap: int) -> bool:
+        """On a namespace kept as shards, the namespace's own store decides the community cap
+        for every shard (``lua/admit.lua``): admit ``new`` (in order) within ``cap``; False if
+        one would pass it or one of ``refused`` (for the cap) was admitted meanwhile: the
+        caller re-plans from :meth:`communities`."""
+        await self.follow()
+        ok = await self.scripts.admit(
+            keys=[self.key("communities")], args=[cap, len(new), *new, *refused]
+        )
+        return bool(ok)
 
     async def raise_watermark(self, floor: float, max_rows: int = 0) -> float | None:
         """Move this namespace's W up to ``floor`` (and expire its windows there) with no

@@ -103,7 +103,8 @@ FAMILIES: tuple[Family, ...] = (
     Family("communities", "communities", "set", APPLY, True, "shard",
            "at most the workers' max_communities",
            "the communities admitted to boards (only grows, checked by every apply that admits "
-           "or refuses one for the cap)"),
+           "or refuses one for the cap; on shards the namespace's own set decides the cap for "
+           "every shard, lua/admit.lua)"),
     Family("mcomm", "mcomm:<member>", "set", APPLY, True, "shard", "a subset of communities",
            "the communities the member has points in (explain reads only their boards)"),
     Family("decayed_boards", "decayed_boards", "set", APPLY, True, "shard", "one per decayed board",

@@ -23,6 +23,7 @@ NAMES = (
     "switch",
     "outbox_trim",
     "unlock",
+    "admit",
 )
 
 SOURCES: dict[str, str] = {
@@ -46,3 +47,4 @@ class Scripts:
         self.switch: AsyncScript = s["switch"]
         self.outbox_trim: AsyncScript = s["outbox_trim"]
         self.unlock: AsyncScript = s["unlock"]
+        self.admit: AsyncScript = s["admit"]

@@ -208,3 +208,58 @@ async def test_rank_rules_are_judged_on_the_merged_board(namespace: Namespace) -
     finally:
         for s in stores:
             await s.close()
+
+
+async def test_the_community_cap_is_the_namespaces_not_each_shards(namespace: Namespace) -> None:
+    """With a cap of two communities over three shards, the third community has a board on no
+    shard, and one admitted first on one shard has its board on every shard."""
+    settings = WorkerSettings(max_communities=2)
+    stores = [
+        Store.connect(namespace.settings.redis.url, shard_prefix(namespace.store.prefix, k), RULES)
+        for k in range(SHARDS)
+    ]
+    letters = Letters()
+    sharded = ShardedProcessor(
+        stores, lambda s: Processor(s, RULES, settings, letters), gate=namespace.store
+    )
+    sharded.partitions = PARTITIONS
+    members = [
+        next(
+            m
+            for m in (f"u{j}" for j in range(1000))
+            if shard_of(partition_for(m.encode(), PARTITIONS), SHARDS) == k
+        )
+        for k in range(SHARDS)
+    ]
+    offsets: dict[int, int] = {}
+
+    def share(n: int, target: str, community: str) -> Raw:
+        part = partition_for(target.encode(), PARTITIONS)
+        offsets[part] = offsets.get(part, -1) + 1
+        e = {
+            "id": f"c{n}", "ts": T0 + n, "kind": "share", "actor": f"x{n}", "target": target,
+            "communities": [community],
+        }  # fmt: skip
+        return Raw(part, offsets[part], orjson.dumps(e), T0 + n)
+
+    try:
+        a, b, c = members
+        await sharded.process([share(1, a, "rust")])  # shard 0 admits rust
+        await sharded.process([share(2, b, "go")])  # shard 1 admits go: the cap is full
+        # shard 2 had admitted neither: on its own it would admit zig and keep rust off
+        await sharded.process([share(3, c, "zig"), share(4, c, "rust")])
+        boards: set[str] = set()
+        cursor = 0
+        while True:  # (the board list comes a shard at a time)
+            listed, cursor = await sharded.shards.boards(cursor, limit=1000)
+            boards |= {b for b, _ in listed}
+            if not cursor:
+                break
+        assert {b for b in boards if b.startswith("all:")} == {"all:rust", "all:go"}
+        rust, size = await sharded.shards.page("all:rust")
+        assert size == 2 and {e.member for e in rust} == {a, c}
+        assert await namespace.store.communities() == {"rust", "go"}
+        assert letters.letters == []
+    finally:
+        for s in stores:
+            await s.close()
