@@ -38,6 +38,11 @@ from stream.processor import CommunityGate, Processor, Raw
 from stream.rank_judge import RankJudge
 
 
+#: Tries of a raise that met a conflict (another worker moved the shard's landmark between the
+#: raise's read and its call) before it is left to the next batch.
+RAISE_TRIES = 3
+
+
 class ShardedProcessor:
     """Applies batches (any partitions) to a namespace kept as the shards of ``stores`` (in
     shard order), through one processor per shard made by ``make``."""
@@ -133,8 +138,10 @@ class ShardedProcessor:
                 continue
             # (its processor's copy may now hold an old landmark: its next apply conflicts and
             # reloads, as after any other writer)
-            try:
-                await store.raise_watermark(floor)
-            except StoreConflict:
-                continue  # (its landmark moved meanwhile: the next batch raises it)
+            for _ in range(RAISE_TRIES):
+                try:
+                    await store.raise_watermark(floor)
+                    break
+                except StoreConflict:
+                    continue  # (its landmark moved between the read and the call: read again)
         await self.check_rank_rules(floor)

@@ -11,6 +11,7 @@ import orjson
 import pytest
 
 from broker.producer import partition_for
+from leaderboard.errors import StoreConflict
 from leaderboard.events import Event
 from leaderboard.perks import PerkRule
 from leaderboard.plan import Message
@@ -260,6 +261,45 @@ async def test_the_community_cap_is_the_namespaces_not_each_shards(namespace: Na
         assert size == 2 and {e.member for e in rust} == {a, c}
         assert await namespace.store.communities() == {"rust", "go"}
         assert letters.letters == []
+    finally:
+        for s in stores:
+            await s.close()
+
+
+async def test_a_raise_that_met_a_conflict_is_tried_again_at_once(
+    namespace: Namespace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another worker moved a quiet shard's landmark between the raise's read and its call:
+    the raise reads again at once, so the shard's windows do not wait for a next batch that
+    may never come."""
+    stores = [
+        Store.connect(namespace.settings.redis.url, shard_prefix(namespace.store.prefix, k), RULES)
+        for k in range(SHARDS)
+    ]
+    sharded = ShardedProcessor(stores, lambda s: Processor(s, RULES, WorkerSettings(), Letters()))
+    sharded.partitions = PARTITIONS
+    target = next(
+        m
+        for m in (f"u{j}" for j in range(1000))
+        if shard_of(partition_for(m.encode(), PARTITIONS), SHARDS) == 0
+    )
+    part = partition_for(target.encode(), PARTITIONS)
+    quiet = stores[1]
+    real = quiet.raise_watermark
+    met: list[float] = []
+
+    async def conflict_once(floor: float, max_rows: int = 0) -> float | None:
+        if not met:
+            met.append(floor)
+            raise StoreConflict("landmark moved")
+        return await real(floor, max_rows)
+
+    monkeypatch.setattr(quiet, "raise_watermark", conflict_once)
+    try:
+        e = {"id": "r", "ts": T0, "kind": "share", "actor": "x", "target": target}
+        await sharded.process([Raw(part, 0, orjson.dumps(e), T0)])
+        assert met == [T0]
+        assert (await quiet.clock())[0] == T0
     finally:
         for s in stores:
             await s.close()
