@@ -37,7 +37,6 @@ from leaderboard.store.shards import Shards, shard_of
 from stream.processor import CommunityGate, Processor, Raw
 from stream.rank_judge import RankJudge
 
-
 #: Tries of a raise that met a conflict (another worker moved the shard's landmark between the
 #: raise's read and its call) before it is left to the next batch.
 RAISE_TRIES = 3
