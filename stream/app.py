@@ -253,6 +253,10 @@ def create_app(settings: Settings) -> faust.App:
             )
             stores = list(shards.stores)
             processor = ShardedProcessor(stores, make, ranked, gate=base)
+            # (a namespace kept as shards from before its own store decided the community cap:
+            # its set starts as the union of what the shards admitted)
+            admitted = await asyncio.gather(*(s.communities() for s in stores))
+            await base.add_communities(set().union(*admitted))
         else:
             stores = [base]
             processor = make(base)

@@ -12,11 +12,14 @@ reads the merged top ``cap + 1`` rows, picks who qualifies under the same tie po
 What differs from one namespace, and why it is still the contract ("boards are checked at batch
 boundaries", leaderboard/perks.py): the check follows the batch instead of being part of its
 apply, so a worker that dies between the two leaves that check to its successor, which checks
-at its start and then after every batch (an unlock is never lost, only judged on a later
-board); the merged read is not atomic across shards, so with several workers the board judged
-may join slices of slightly different moments (each slice as some batch left it). Unlocks stay
-once per (rule, member): two workers judging at once record each only once. A tie left out is
-recorded with the size seen in the rows read (at least ``cap + 1`` members).
+at its start and then after every batch: the board of that one batch boundary is judged later,
+as it is by then. With several workers, one's batch may lift a member into the top N and
+another's push them out before either judges, so a place held only between two workers'
+batches can go unnoticed, as a place held only inside one batch does on one namespace; and the
+merged read is not atomic across shards, so the board judged may join slices of slightly
+different moments (each slice as some batch left it). Unlocks stay once per (rule, member):
+two workers judging at once record each only once. A tie left out is recorded with the size
+seen in the rows read (at least ``cap + 1`` members).
 """
 
 from __future__ import annotations

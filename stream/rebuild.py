@@ -77,6 +77,10 @@ SHADOW = "~rebuild"
 DROP_GRACE_S = 3.0
 #: Messages applied per Processor call while reading the topic.
 CHUNK = 5_000
+#: On shards, the switch pass starts once every shard's new generation is at most this many
+#: messages behind its live fences in all (the shards that answer "behind" read those, and
+#: switch at the next round).
+SWITCH_LAG = 1_000
 #: How long the rebuild keeps catching up with live workers before giving up.
 CATCH_UP_S = 120.0
 #: The rebuild gives up when the topic delivers nothing for this long while it is behind.
@@ -155,10 +159,15 @@ async def rebuild(
 
     On a namespace kept as shards (``KUDOS_REDIS_SHARDS`` > 1) every shard fills a generation
     of its own, through one :class:`~stream.sharded.ShardedProcessor` as the workers apply, and
-    is switched by its own short call once it has caught up with its live fences: S calls, so a
-    merged read between two of them sees some shards rebuilt and others not yet (for a few
-    milliseconds; each shard's own reads never mix generations). A shard that has switched
-    takes no more of the rebuild's messages: its live workers carry on from its fences.
+    so does the namespace's own store (its community set, the cap's, which the rebuild must not
+    write in the live generation). Once every shard is within :data:`SWITCH_LAG` messages of its
+    live fences, the namespace's store and then every shard are switched, each by its own short
+    call; a shard that answers "behind" (its live workers moved on) reads those messages and
+    switches at the next round. So a merged read may see some shards rebuilt and others not
+    yet: for the calls of one pass with the workers stopped, for about a read round under live
+    load (each shard's own reads never mix generations). A shard that has switched takes no
+    more of the rebuild's messages (its partitions are paused): its live workers carry on from
+    its fences.
 
     Raises:
         StackError: the broker has no interactions topic; the topic no longer starts at offset 0
@@ -182,8 +191,12 @@ async def rebuild(
         max_partition_fetch_bytes=16 * 1024 * 1024,
     )
     renewer: asyncio.Task[None] | None = None
+    #: the stores whose lock this rebuild asked for (released at the end, held or not)
+    locked: list[_Piece] = []
     try:
-        await check_shards(base, settings.redis.shards, claim=False)
+        # (claimed as a worker claims it: after losing every key, the rebuild may be the first
+        # process on the namespace; one holding boards in one piece stays one)
+        await check_shards(base, settings.redis.shards)
         stores = (
             [base]
             if settings.redis.shards == 1
@@ -191,10 +204,15 @@ async def rebuild(
                 connect_shards(settings.redis, settings.broker.partitions, rules, base=base).stores
             )
         )
+        # on shards the namespace's own store is rebuilt too: its community set decides the cap
+        # for every shard (the rebuild's own, not the live one, which it must not write)
+        gate = _Piece(base) if len(stores) > 1 else None
+        every = [*(_Piece(store) for store in stores), *([gate] if gate is not None else [])]
+        pieces.extend(every[: len(stores)])
         taken = time.monotonic()
-        for store in stores:
-            holder = await store.lock_rebuild(token, LOCK_S)
-            pieces.append(_Piece(store))  # (unlocked at the end, held or not: token-checked)
+        for piece in every:
+            holder = await piece.live.lock_rebuild(token, LOCK_S)
+            locked.append(piece)  # (unlocked at the end, held or not: token-checked)
             if holder is not None:
                 raise StackError(
                     f"another kudos rebuild is running on {prefix!r}; wait for it (its lock "
@@ -202,12 +220,12 @@ async def rebuild(
                 )
 
         async def renew() -> bool:
-            held = await asyncio.gather(*(p.live.renew_rebuild_lock(token, LOCK_S) for p in pieces))
+            held = await asyncio.gather(*(p.live.renew_rebuild_lock(token, LOCK_S) for p in every))
             return all(held)
 
         renewer = asyncio.create_task(_keep_lock(renew, held_since=taken))
         check = _lock_check(renewer)
-        for piece in pieces:
+        for piece in every:
             live = piece.live
             # (we hold the lock: no other rebuild can switch, and no live one takes a number now)
             piece.current = await live.follow(force=True)
@@ -237,7 +255,7 @@ async def rebuild(
             return Processor(store, rules, settings.worker, letters, bait=bait)
 
         processor: Processor | ShardedProcessor = (
-            make(shadows[0]) if len(shadows) == 1 else ShardedProcessor(shadows, make, gate=base)
+            make(shadows[0]) if gate is None else ShardedProcessor(shadows, make, gate=gate.shadow)
         )
         await consumer.start()
         topic = settings.broker.topic
@@ -247,6 +265,10 @@ async def rebuild(
                 f"no topic {topic!r} on {redact.url(settings.broker.url)}: nothing to rebuild"
             )
         tps = [TopicPartition(topic, p) for p in sorted(parts)]
+        of_shard = {
+            k: [tp for tp in tps if shard_of(tp.partition, len(pieces)) == k]
+            for k in range(len(pieces))
+        }
         processor.partitions = len(parts)  # (wrong_partition, decided as the workers do)
         consumer.assign(tps)
         starts = await consumer.beginning_offsets(tps)
@@ -285,6 +307,27 @@ async def rebuild(
                 # catching up with live workers has its own time from here
                 deadline = time.monotonic() + CATCH_UP_S
             check()  # (the switch checks the token too; this says why it is refused)
+            if not any(p.switched for p in pieces):
+                # the shards switch in one pass, so a merged read sees them on two generations
+                # for as short a time as may be: not before every shard is nearly caught up
+                lag = await _lag(pieces)
+                if lag > SWITCH_LAG:
+                    if time.monotonic() > deadline:
+                        raise StackError(
+                            f"the live workers kept ahead of the rebuild for {CATCH_UP_S:.0f} s "
+                            f"({lag:,} messages behind); retry at a quieter time, or stop the "
+                            "workers during the rebuild"
+                        )
+                    continue
+                if gate is not None and not gate.switched and gate.shadow is not None:
+                    # the community set first: the live workers gate by the rebuilt set from
+                    # now on, as the rebuild's catch-up does
+                    outcome = await base.switch_from(
+                        gate.shadow, OUTBOX_GROUP, token, previous=gate.current
+                    )
+                    if outcome in ("lock", "moved"):
+                        raise StackError(f"{_refusal(outcome)}; not switching")
+                    gate.switched = outcome == "ok"
             for k, piece in enumerate(pieces):
                 if piece.switched or piece.shadow is None:
                     continue
@@ -296,14 +339,12 @@ async def rebuild(
                 if outcome == "ok":
                     piece.switched = True
                     if isinstance(processor, ShardedProcessor):
+                        # its live workers carry on from its fences: not one more message
                         processor.retire(k)
+                        consumer.pause(*of_shard[k])
                     continue
-                why = {
-                    "lock": "another kudos rebuild took over the lock",
-                    "moved": "the live generation moved during the rebuild",
-                }.get(outcome)
-                if why is not None:
-                    raise StackError(f"{why}; not switching{_partial(pieces)}")
+                if outcome in ("lock", "moved"):
+                    raise StackError(f"{_refusal(outcome)}; not switching{_partial(pieces)}")
             if all(p.switched for p in pieces):
                 result.switched = True
                 break
@@ -320,8 +361,9 @@ async def rebuild(
             # plain reads may still be on the old generation for FOLLOW_S: wait, then drop it
             # (only while the lock is ours: a rebuild that lost it leaves the drop to the next)
             await asyncio.sleep(DROP_GRACE_S)
-            for piece in pieces:
-                result.dropped += await _drop(piece.live, piece.current, check)
+            for piece in every:
+                if piece.switched:
+                    result.dropped += await _drop(piece.live, piece.current, check)
         result.seconds = time.perf_counter() - started
         return result
     finally:
@@ -330,7 +372,7 @@ async def rebuild(
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await renewer  # (its error, if any, was raised by a check already)
         await consumer.stop()
-        for piece in pieces:
+        for piece in locked:
             with contextlib.suppress(Exception):
                 shadow = piece.shadow
                 if shadow is not None and await piece.live.pointer() != shadow.generation:
@@ -339,6 +381,20 @@ async def rebuild(
                     await piece.live.drop_generation(shadow.generation)
                 await piece.live.unlock_rebuild(token)
         await base.close()  # (the shards' stores share its client)
+
+
+def _refusal(outcome: str) -> str:
+    """Why a switch was refused ("lock" or "moved")."""
+    if outcome == "lock":
+        return "another kudos rebuild took over the lock"
+    return "the live generation moved during the rebuild"
+
+
+async def _lag(pieces: Sequence[_Piece]) -> int:
+    """Messages the new generations are behind their live fences, over every shard."""
+    live = await _fences([p.live for p in pieces])
+    new = await _fences([p.shadow for p in pieces if p.shadow is not None])
+    return sum(max(0, o - new.get(part, -1)) for part, o in live.items())
 
 
 def _partial(pieces: Sequence[_Piece]) -> str:

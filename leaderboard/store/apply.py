@@ -425,6 +425,13 @@ class ApplyMixin(StoreBase):
         await self.follow()
         return cast("set[str]", await self.client.smembers(self.key("communities")))
 
+    async def add_communities(self, names: set[str]) -> None:
+        """Add ``names`` to the admitted communities (a namespace kept as shards from before its
+        own store decided the cap starts from the union of its shards' sets)."""
+        if names:
+            await self.follow()
+            await self.client.sadd(self.key("communities"), *sorted(names))
+
     async def admit_communities(self, new: Sequence[str], refused: Sequence[str], cap: int) -> bool:
         """On a namespace kept as shards, the namespace's own store decides the community cap
         for every shard (``lua/admit.lua``): admit ``new`` (in order) within ``cap``; False if

@@ -19,6 +19,7 @@ from leaderboard.settings import WorkerSettings
 from leaderboard.store import Store
 from leaderboard.store.shards import shard_of, shard_prefix
 from stream.processor import Processor, Raw
+from stream.rank_judge import RankJudge
 from stream.sharded import ShardedProcessor
 from tests.conftest import Namespace
 from tests.leaderboard.test_store_shards import DAY, PARTITIONS, RULES, SHARDS, T0, _messages
@@ -199,9 +200,12 @@ async def test_rank_rules_are_judged_on_the_merged_board(namespace: Namespace) -
         assert set(await holders("top2")) == {a, b}
         ties = (await sharded.shards.perk_ties())["top2"]
         assert (ties["tied"], ties["rank"], ties["cap"]) == (3, 1, 2)
-        # the batch again (a worker restarted before committing): nothing is unlocked twice
+        # the batch again (a worker restarted before committing), judged by a new worker's judge
+        # (which has seen no mark yet, so it looks): nothing is unlocked twice
         before = await sharded.shards.outbox_recent(100)
         await sharded.process(batch)
+        fresh = RankJudge(sharded.shards, [first, top2])
+        assert await fresh.check(T0 + n) == []
         assert await sharded.shards.outbox_recent(100) == before
         ids = [u["id"] for u in before]
         assert len(ids) == len(set(ids)) == 5

@@ -167,11 +167,11 @@ async def test_a_worker_on_three_shards_makes_the_oracles_boards(namespace: Name
 
 
 async def test_a_rebuild_on_three_shards_while_the_worker_applies(namespace: Namespace) -> None:
-    """The rebuild reads the log while a live worker applies new events to every shard: each
-    shard switches once it has caught up with its live fences, takes none of the rebuild's
-    messages after that, and every board ends equal to the oracle of every event."""
+    """The rebuild reads the log while a live worker applies new events to every shard: every
+    shard switches (some at a later round than others when their live fences moved on), and
+    every board ends equal to the oracle of every event."""
     ns = namespace
-    events = read_edges(HIGGS, "higgs", 6_000)
+    events = read_edges(HIGGS, "higgs", 12_000)
     configure(
         ns,
         bait=dataclasses.replace(ns.settings.bait, enabled=False),
@@ -183,23 +183,89 @@ async def test_a_rebuild_on_three_shards_while_the_worker_applies(namespace: Nam
         ns.start_worker()
         first = await ns.replay(list[object](events[:3_000]), envelope=50)
         await asyncio.wait_for(wait_applied(shards, first.end_offsets), 120)
-        producing = asyncio.create_task(
-            ns.replay(list[object](events[3_000:]), envelope=20, rate=600)
-        )
-        out = await asyncio.to_thread(kudos, ns, "rebuild", "--yes")
+        rebuilt = asyncio.Event()
+        sent = 3_000
+        ends: dict[int, int] = {}
+
+        async def keep_producing() -> None:
+            # (small rounds until the rebuild has ended: it must meet new events at its end)
+            nonlocal sent
+            while not rebuilt.is_set():
+                assert sent < len(events), "the rebuild outlasted the events to produce"
+                more = await ns.replay(list[object](events[sent : sent + 100]), envelope=20)
+                sent += 100
+                for p, o in more.end_offsets.items():
+                    ends[p] = max(ends.get(p, -1), o)
+                await asyncio.sleep(0.1)
+
+        producing = asyncio.create_task(keep_producing())
+        try:
+            out = await asyncio.to_thread(kudos, ns, "rebuild", "--yes")
+        finally:
+            rebuilt.set()
+        await producing
         assert out.returncode == 0, out.stderr
         assert "switched in" in out.stderr
-        assert not producing.done(), "the rebuild must finish while events are still produced"
-        rest = await producing
-        await asyncio.wait_for(wait_applied(shards, rest.end_offsets), 120)
+        assert sent > 3_000
+        await asyncio.wait_for(wait_applied(shards, ends), 120)
+        events = events[:sent]
         expected = compute(events)
         for board in BOARDS:
             assert_board_equal(board, export(ns, board), expected[board])
-        for store in shards.stores:
+        # every shard and the namespace's own store (its community set) on the new generation
+        for store in (*shards.stores, ns.store):
             live = await store.pointer()
             assert live > 0 and await store.generations() == {live}
         stats = await shards.stats()
         counted = sum(stats.get(k, 0) for k in ("applied", "ignored", "duplicate", "invalid"))
         assert counted == len(events), stats
+    finally:
+        await shards.close()
+
+
+async def test_a_rebuild_on_shards_decides_the_community_cap_again(
+    namespace: Namespace,
+) -> None:
+    """The community cap of a namespace kept as shards is decided in its own store, and the
+    rebuild decides it again from the log, in a generation of its own: rebuilt under a lower
+    cap, the namespace keeps the communities that came first in the log, as one namespace's
+    rebuild does, and a dry run leaves the live set alone."""
+    ns = namespace
+    configure(
+        ns,
+        bait=dataclasses.replace(ns.settings.bait, enabled=False),
+        broker=dataclasses.replace(ns.settings.broker, partitions=PARTITIONS),
+        redis=dataclasses.replace(ns.settings.redis, shards=SHARDS),
+        worker=dataclasses.replace(ns.settings.worker, max_communities=3),
+    )
+    names = ["c1", "c2", "c3"]
+    # every target has a c1 event, then a c2 one, then c3 ones: whatever the interleaving of
+    # partitions and shards, c1 and c2 are the first two communities to score
+    log = [
+        {
+            "id": f"c{i}", "ts": 1_341_100_800 + 30 * i, "kind": "share", "actor": f"a{i % 13}",
+            "target": f"t{i % 40}", "communities": [names[min(i // 40, 2)]],
+        }
+        for i in range(400)
+    ]  # fmt: skip
+    shards = connect_shards(ns.settings.redis, PARTITIONS, ScoringRules.load())
+    try:
+        ns.start_worker()
+        await ns.wait(await ns.replay(list[object](log), envelope=20))
+        assert await ns.store.communities() == set(names)
+        assert export(ns, "all:c3") != []
+        ns.stop_workers()
+        configure(ns, worker=dataclasses.replace(ns.settings.worker, max_communities=2))
+        dry = kudos(ns, "rebuild", "--dry-run")
+        assert dry.returncode == 0, dry.stderr
+        assert await ns.store.communities() == set(names)
+        out = kudos(ns, "rebuild", "--yes")
+        assert out.returncode == 0, out.stderr
+        expected = compute(log, max_communities=2)
+        assert {b.partition(":")[2] for b in expected if ":" in b} == {"c1", "c2"}
+        for board in ("all", "7d", "all:c1", "7d:c2"):
+            assert_board_equal(board, export(ns, board), expected[board])
+        assert export(ns, "all:c3") == []
+        assert await ns.store.communities() == {"c1", "c2"}
     finally:
         await shards.close()
