@@ -1,9 +1,11 @@
-"""Competition ranking ("1224") and percentiles, pure."""
+"""Competition ranking ("1224"), percentiles and cohorts (peer boards), pure."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+
+from leaderboard.ids import id_problem
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,3 +38,46 @@ def percentile(rank: int, members: int) -> float:
     if members <= 0:
         return 0.0
     return round(100.0 * (members - rank + 1) / members, 4)
+
+
+#: Most members one cohort read (a peer board) asks about.
+MAX_COHORT = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class CohortEntry:
+    """A member of a cohort: their competition rank among the cohort, and on the whole board."""
+
+    rank: int
+    member: str
+    score: float
+    global_rank: int
+
+
+def rank_cohort(found: Sequence[tuple[str, float, int]]) -> list[CohortEntry]:
+    """The cohort's members on the board ((member, points, global rank), any order), ranked
+    among themselves: best first, ties in the board's own order (ZREVRANGE: member bytes
+    descending), competition ranks ("1224")."""
+    ordered = sorted(found, key=lambda f: (f[1], f[0].encode()), reverse=True)
+    ranks = competition_ranks([s for _, s, _ in ordered], 1, 0)
+    return [CohortEntry(r, m, s, g) for r, (m, s, g) in zip(ranks, ordered, strict=True)]
+
+
+def parse_cohort(text: str, limit: int = MAX_COHORT) -> list[str]:
+    """The member ids of a cohort given as ``a,b,c``: each as events name members (1-128
+    characters, no control characters; ``leaderboard.ids``), duplicates dropped, first order
+    kept.
+
+    Raises:
+        ValueError: none, more than ``limit`` distinct, or an id that cannot be a member's.
+    """
+    members = list(dict.fromkeys(m for m in text.split(",") if m))
+    if not members:
+        raise ValueError("members= names no member: give ids separated by commas")
+    if len(members) > limit:
+        raise ValueError(f"members= names {len(members):,} members; at most {limit:,}")
+    for m in members:
+        problem = id_problem(m)
+        if problem is not None:
+            raise ValueError(f"members=: {m[:40]!r} {problem}")
+    return members

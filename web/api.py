@@ -19,7 +19,7 @@ from redis.exceptions import RedisError
 
 from leaderboard.errors import PageTooDeep, UnknownBoard
 from leaderboard.explain import not_seen
-from leaderboard.ranking import Entry
+from leaderboard.ranking import MAX_COHORT, Entry, parse_cohort
 from leaderboard.store import Store
 from leaderboard.store.shards import Shards
 
@@ -73,6 +73,8 @@ class Route:
     ints: tuple[Query, ...] = ()
     #: optional string query parameters: name → description
     strs: Mapping[str, str] = field(default_factory=dict)
+    #: required string query parameters: name → (description, JSON schema of the value)
+    needs: Mapping[str, tuple[str, dict[str, Any]]] = field(default_factory=dict)
     answers: Mapping[int, tuple[str, dict[str, Any]]] = field(default_factory=dict)
 
     @property
@@ -186,6 +188,28 @@ async def _board_member(r: Request) -> Answer:
     )
 
 
+async def _cohort(r: Request) -> Answer:
+    board = r.params["board"]
+    try:
+        members = parse_cohort(r.query.get("members", [""])[-1])
+    except ValueError as exc:
+        return _error(400, str(exc))
+    entries, size, missing = await r.store.cohort(board, members)
+    wm, _ = await r.store.clock()
+    return _ok(
+        {
+            "board": board,
+            "members": size,
+            "as_of": wm,
+            "entries": [
+                {"rank": e.rank, "member": e.member, "score": e.score, "global_rank": e.global_rank}
+                for e in entries
+            ],
+            "missing": missing,
+        }
+    )
+
+
 # -- the table -----------------------------------------------------------------------------
 
 _INT: dict[str, Any] = {"type": "integer"}
@@ -206,6 +230,9 @@ def _list(items: dict[str, Any]) -> dict[str, Any]:
 
 
 _ENTRY = _obj({"rank": _INT, "member": _STR, "score": _NUM})
+#: A member id that needs no percent-encoding in a query (and that ``+`` cannot turn into a
+#: space): what the cohort's documented pattern shows.
+_PLAIN_ID = "[A-Za-z0-9._~:@!$'()*;=-]{1,128}"
 ERROR = _obj({"error": {"type": "string", "description": "what went wrong, what to do"}})
 _BAD = ("a query parameter is out of range", ERROR)
 _UNKNOWN_BOARD = ("no such board (or member)", ERROR)
@@ -297,6 +324,42 @@ ROUTES: tuple[Route, ...] = (
                     optional=("as_of", "around"),
                 ),
             ),
+            404: _UNKNOWN_BOARD,
+        },
+    ),
+    Route(
+        "/api/boards/{board}/cohort",
+        _cohort,
+        "A peer board: the members named ranked among themselves, with their ranks on the board",
+        needs={
+            "members": (
+                f"1-{MAX_COHORT:,} member ids separated by commas (duplicates dropped). Any "
+                "id works, percent-encoded; the pattern shows the ids that need no encoding. "
+                "The request line must fit the server's 8 KiB: a long list of long ids goes "
+                "in several requests (or `kudos board BOARD --members`)",
+                {
+                    "type": "string",
+                    "pattern": f"^{_PLAIN_ID}(,{_PLAIN_ID}){{0,{MAX_COHORT - 1}}}$",
+                    "maxLength": 7000,
+                },
+            )
+        },
+        answers={
+            200: (
+                "the cohort, best first; `rank` among the cohort, `global_rank` on the board",
+                _obj(
+                    {
+                        "board": _STR,
+                        "members": {"type": "integer", "description": "the board's size"},
+                        "as_of": _AS_OF,
+                        "entries": _list(
+                            _obj({"rank": _INT, "member": _STR, "score": _NUM, "global_rank": _INT})
+                        ),
+                        "missing": _list(_STR),
+                    }
+                ),
+            ),
+            400: ("members= is missing, empty, too long or names a bad id", ERROR),
             404: _UNKNOWN_BOARD,
         },
     ),

@@ -50,6 +50,10 @@ def _route(route: api.Route) -> dict[str, Any]:
         }
         for name, d in route.strs.items()
     ]
+    params += [
+        {"name": name, "in": "query", "required": True, "description": d, "schema": schema}
+        for name, (d, schema) in route.needs.items()
+    ]
     answers = {**route.answers, **api.COMMON_ANSWERS}
     op: dict[str, Any] = {
         "summary": route.summary,

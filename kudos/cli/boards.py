@@ -11,12 +11,16 @@ import orjson
 from kudos.cli.common import run_with_reads, unknown_member
 from kudos.cli.output import print_explanation
 from leaderboard.errors import KudosError
+from leaderboard.ranking import parse_cohort
 from leaderboard.settings import Settings
 from leaderboard.store import Store
 from leaderboard.store.shards import Shards
 
 
 def cmd_board(settings: Settings, args: argparse.Namespace) -> int:
+    if args.members is not None:
+        return _cohort(settings, args)
+
     async def go(store: Store | Shards) -> int:
         entries, size = await store.page(args.board, args.limit, args.offset)
         wm, _ = await store.clock()
@@ -38,6 +42,40 @@ def cmd_board(settings: Settings, args: argparse.Namespace) -> int:
         print(f"{args.board}: {size:,} members" + (f", as of event time {wm:.0f}" if wm else ""))
         for e in entries:
             print(f"{e.rank:>6}  {e.member:<32} {e.score:>14.3f}")
+        return 0
+
+    return run_with_reads(settings, go)
+
+
+def _cohort(settings: Settings, args: argparse.Namespace) -> int:
+    """``kudos board BOARD --members a,b``: a peer board, as GET /api/boards/{board}/cohort."""
+    try:
+        members = parse_cohort(args.members)
+    except ValueError as exc:
+        raise KudosError(str(exc)) from None
+
+    async def go(store: Store | Shards) -> int:
+        entries, size, missing = await store.cohort(args.board, members)
+        wm, _ = await store.clock()
+        if args.json:
+            body = {
+                "board": args.board,
+                "members": size,
+                "as_of": wm,
+                "entries": [
+                    {"rank": e.rank, "member": e.member, "score": e.score,
+                     "global_rank": e.global_rank}
+                    for e in entries
+                ],
+                "missing": missing,
+            }  # fmt: skip
+            sys.stdout.buffer.write(orjson.dumps(body) + b"\n")
+            return 0
+        print(f"{args.board}: {len(entries):,} of {len(members):,} members on it, of {size:,}")
+        for e in entries:
+            print(f"{e.rank:>6}  {e.member:<32} {e.score:>14.3f}  (#{e.global_rank:,} overall)")
+        if missing:
+            print("not on the board: " + ", ".join(missing))
         return 0
 
     return run_with_reads(settings, go)

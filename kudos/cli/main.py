@@ -126,6 +126,12 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("board")
     s.add_argument("--limit", type=int, default=10)
     s.add_argument("--offset", type=int, default=0)
+    s.add_argument(
+        "--members",
+        metavar="A,B,...",
+        help="a peer board: only these members (up to 1,000), ranked among themselves, "
+        "with their ranks on the whole board",
+    )
     s.add_argument("--json", action="store_true")
     s.set_defaults(fn=boards.cmd_board)
     s = sub.add_parser("export", help="the whole board as CSV rank,member,score")

@@ -1,13 +1,13 @@
-"""Board reads: pages, standings, export, the board list, the clock and counters."""
+"""Board reads: pages, standings, cohorts, export, the board list, the clock and counters."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
 from leaderboard.errors import StoreConflict
-from leaderboard.ranking import Entry, competition_ranks, percentile
+from leaderboard.ranking import CohortEntry, Entry, competition_ranks, percentile, rank_cohort
 from leaderboard.scoring import DECAYED, format_mp
 from leaderboard.store.base import StoreBase, clock_of
 from leaderboard.store.keys import (
@@ -87,6 +87,40 @@ class BoardsMixin(StoreBase):
             Entry(r, m, self._to_points(board, s, clock))
             for r, m, s in zip(ranks, members, scores, strict=True)
         ]
+
+    async def cohort_read(
+        self, board: str, members: Sequence[str], thresholds: Sequence[str] = ()
+    ) -> list[Any]:
+        """``lua/cohort.lua`` on the live generation: {scores, ranks, counts above each of
+        ``thresholds`` (stored units), size, W, L}."""
+        self.rules.check_board(board)
+
+        def build() -> tuple[list[str], list[Any]]:
+            keys = [self.key("board", board), self.key("wm"), self.key("landmark")]
+            return keys, [len(members), *members, *thresholds]
+
+        return await self._atomic(self.scripts.cohort, build)  # type: ignore[no-any-return]
+
+    async def cohort(
+        self, board: str, members: Sequence[str]
+    ) -> tuple[list[CohortEntry], int, list[str]]:
+        """A peer board: ``members`` (at most :data:`~leaderboard.ranking.MAX_COHORT`) ranked
+        among themselves, each with their rank on the whole board, read in one atomic call;
+        the board's size; and those of ``members`` not on it.
+
+        Raises:
+            UnknownBoard: ``board`` is not a valid board id.
+        """
+        scores, ranks, _, size, wm, lm = await self.cohort_read(board, members)
+        clock = clock_of(wm, lm)
+        found: list[tuple[str, float, int]] = []
+        missing: list[str] = []
+        for m, s, r in zip(members, scores, ranks, strict=True):
+            if s == "":
+                missing.append(m)
+            else:
+                found.append((m, self._to_points(board, float(s), clock), int(r)))
+        return rank_cohort(found), int(size), missing
 
     async def page(self, board: str, limit: int = 10, offset: int = 0) -> tuple[list[Entry], int]:
         """One page of a board, best first, with competition ranks; and the board's size.

@@ -24,6 +24,7 @@ NAMES = (
     "outbox_trim",
     "unlock",
     "admit",
+    "cohort",
 )
 
 SOURCES: dict[str, str] = {
@@ -48,3 +49,4 @@ class Scripts:
         self.outbox_trim: AsyncScript = s["outbox_trim"]
         self.unlock: AsyncScript = s["unlock"]
         self.admit: AsyncScript = s["admit"]
+        self.cohort: AsyncScript = s["cohort"]

@@ -28,7 +28,7 @@ from leaderboard.errors import PageTooDeep, ShardCountMismatch, StoreConflict
 from leaderboard.explain import Explanation, Place
 from leaderboard.merge import Window, merge_around, merge_page, merge_stream, merged_size, rebase
 from leaderboard.perks import PerkRule
-from leaderboard.ranking import Entry, percentile
+from leaderboard.ranking import CohortEntry, Entry, percentile, rank_cohort
 from leaderboard.scoring import DECAYED, ScoringRules
 from leaderboard.settings import RedisSettings
 from leaderboard.store import Standing, Store
@@ -44,6 +44,11 @@ MAX_MERGED_DEPTH = 10_000
 CLUSTER_SLOTS = 16384
 #: A standing read again when a shard's landmark moved between its two calls.
 STANDING_RETRIES = 3
+
+
+async def _nothing() -> None:
+    """A shard with nothing to count (an awaitable for the gather)."""
+    return None
 
 
 def shard_prefix(prefix: str, shard: int, shards: int = 0) -> str:
@@ -258,6 +263,75 @@ class Shards(ShardsLiveMixin):
             reads = [first if s is own else next(it) for s in self.stores]
             return self._standing(board, member, around, reads)
         raise StoreConflict("shards' decay landmarks kept moving under a standing read")
+
+    async def cohort(
+        self, board: str, members: Sequence[str]
+    ) -> tuple[list[CohortEntry], int, list[str]]:
+        """A peer board on the merged board, as :meth:`Store.cohort` gives one namespace's:
+        each member's score and rank from its own shard, then every other shard's count of
+        rows above each of those scores (restated on its own decay landmark), two rounds of
+        one call per shard; read again if a landmark moved in between.
+
+        Raises:
+            UnknownBoard: ``board`` is not a valid board id.
+            StoreConflict: shards' landmarks kept moving under the read.
+        """
+        n = len(self.stores)
+        mine: list[list[str]] = [[] for _ in range(n)]
+        for m in members:
+            mine[self.stores.index(self.store_of(m))].append(m)
+        decayed = board.partition(":")[0] == DECAYED
+        for _ in range(STANDING_RETRIES):
+            first = await asyncio.gather(
+                *(s.cohort_read(board, mine[k]) for k, s in enumerate(self.stores))
+            )
+            clocks = [clock_of(r[4], r[5]) for r in first]
+            known = [w for w, _ in clocks if w is not None]
+            common = max(known) if known else None
+            # (member, its shard, its stored score, its rank in its own shard)
+            own = [
+                (m, k, s, int(r))
+                for k, res in enumerate(first)
+                for m, s, r in zip(mine[k], res[0], res[1], strict=True)
+                if s != ""
+            ]
+            asked: list[list[int]] = []
+            calls = []
+            for j, store in enumerate(self.stores):
+                lm = clocks[j][1]
+                at: list[str] = []
+                which: list[int] = []
+                for i, (_, k, stored, _) in enumerate(own):
+                    if k == j:
+                        continue
+                    own_lm = clocks[k][1]
+                    if decayed and own_lm is not None and lm is not None:
+                        at.append(repr(rebase(float(stored), own_lm, lm, self.rules.half_life_s)))
+                    else:
+                        at.append(stored)  # (milli-points: the same units on every shard)
+                    which.append(i)
+                asked.append(which)
+                calls.append(store.cohort_read(board, [], at) if at else _nothing())
+            second = await asyncio.gather(*calls)
+            moved = any(
+                r is not None and clock_of(r[4], r[5])[1] != clocks[j][1]
+                for j, r in enumerate(second)
+            )
+            if decayed and moved:
+                continue  # (a landmark moved since it was read: the counts asked for are off)
+            above = [r - 1 for *_, r in own]
+            for which, res in zip(asked, second, strict=True):
+                if res is not None:
+                    for i, c in zip(which, res[2], strict=True):
+                        above[i] += int(c)
+            found = [
+                (m, self.stores[k]._to_points(board, float(s), (common, clocks[k][1])), a + 1)
+                for (m, k, s, _), a in zip(own, above, strict=True)
+            ]
+            on = {m for m, *_ in own}
+            size = sum(int(r[3]) for r in first)
+            return rank_cohort(found), size, [m for m in members if m not in on]
+        raise StoreConflict("shards' decay landmarks kept moving under a cohort read")
 
     def _standing(
         self, board: str, member: str, around: int, reads: Sequence[list[Any]]

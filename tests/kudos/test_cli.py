@@ -64,6 +64,20 @@ async def test_export_board_member_and_stats(namespace: Namespace) -> None:
     ]
     assert page["members"] == 3
 
+    # a peer board: bob and carol among themselves, their ranks on the board beside
+    out = kudos(namespace, "board", "all", "--members", "bob,carol,zed", "--json")
+    assert out.returncode == 0, out.stderr
+    peers = orjson.loads(out.stdout)
+    assert [(e["rank"], e["member"], e["global_rank"]) for e in peers["entries"]] == [
+        (1, "carol", 1),
+        (2, "bob", 3),
+    ]
+    assert peers["missing"] == ["zed"]
+    out = kudos(namespace, "board", "all", "--members", "bob,carol")
+    assert "(#3 overall)" in out.stdout and out.stdout.startswith("all: 2 of 2 members")
+    out = kudos(namespace, "board", "all", "--members", ",")
+    assert out.returncode == 2 and "names no member" in out.stderr
+
     out = kudos(namespace, "member", "alice", "--json")
     member = orjson.loads(out.stdout)
     on_all = member["boards"]["all"]

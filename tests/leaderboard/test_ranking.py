@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from leaderboard.ranking import competition_ranks, percentile
+from leaderboard.ranking import competition_ranks, parse_cohort, percentile, rank_cohort
 
 
 @pytest.mark.parametrize(
@@ -67,3 +67,28 @@ def test_percentile(rank: int, members: int, pct: float) -> None:
 def test_tied_members_share_a_percentile() -> None:
     ranks = competition_ranks([10, 8, 8, 5], 1, 0)
     assert [percentile(r, 4) for r in ranks] == [100.0, 75.0, 75.0, 25.0]
+
+
+def test_a_cohort_is_ranked_among_itself_in_the_boards_order() -> None:
+    got = rank_cohort([("b", 5.0, 9), ("a", 5.0, 9), ("c", 7.0, 3), ("d", 1.0, 40)])
+    # ties in ZREVRANGE order (member bytes descending), competition ranks
+    assert [(e.rank, e.member, e.global_rank) for e in got] == [
+        (1, "c", 3),
+        (2, "b", 9),
+        (2, "a", 9),
+        (4, "d", 40),
+    ]
+    assert rank_cohort([]) == []
+
+
+def test_a_cohort_list_is_checked_like_event_ids() -> None:
+    assert parse_cohort("a,b,,a,c") == ["a", "b", "c"]
+    for bad, words in (
+        ("", "names no member"),
+        (",", "names no member"),
+        ("a," + "x" * 129, "1-128 characters"),
+        ("a\u2028b", "control character"),
+        (",".join(str(i) for i in range(11)), "at most 10"),
+    ):
+        with pytest.raises(ValueError, match=words):
+            parse_cohort(bad, limit=10)

@@ -180,6 +180,20 @@ async def test_boards_of_three_shards_read_merged_are_the_boards_of_one_namespac
                 )
             else:
                 assert [t for _, _, t in merged_export] == [t for _, _, t in whole_export], board
+        # a peer board (cohort): a third of the members and one who is not on the board, ranked
+        # among themselves in the board's own order, with their ranks on the whole board
+        for board in boards:
+            whole, size = await single.page(board, limit=1000)
+            asked = [*(e.member for e in reversed(whole[::3])), "nobody"]
+            picked = [e for e in whole if e.member in asked]
+            want = [
+                (1 + sum(1 for o in picked if o.score > e.score), e.member, e.rank) for e in picked
+            ]
+            for store in (single, shards):
+                got, gsize, missing = await store.cohort(board, asked)
+                assert gsize == size and missing == ["nobody"], board
+                assert [(c.rank, c.member, c.global_rank) for c in got] == want, (board, store)
+                assert [c.score for c in got] == pytest.approx([e.score for e in picked], rel=1e-9)
         # the windows did cut: a one-hour board is not the all-time board
         assert (await single.page("1h", limit=100))[1] < (await single.page("all", limit=100))[1]
     finally:

@@ -96,6 +96,24 @@ async def test_read_api(namespace: Namespace) -> None:
         assert why["boards"]["all"]["rank"] == 6 and "all:math" in why["boards"]
 
         assert get(port, "/api/boards/all/members/nobody")[0] == 404
+        # a peer board: these members ranked among themselves, with their ranks on the board;
+        # the tie at rank 11 stays a tie, and a member not on the board is named apart
+        status, peers = get(port, "/api/boards/7d:math/cohort?members=m11,m5,nobody,m10,m5")
+        assert status == 200, peers
+        assert (peers["board"], peers["members"], peers["missing"]) == ("7d:math", 12, ["nobody"])
+        assert [
+            (e["rank"], e["member"], e["score"], e["global_rank"]) for e in peers["entries"]
+        ] == [(1, "m5", 28.0, 6), (2, "m11", 8.0, 11), (2, "m10", 8.0, 11)]
+        for query, words in (
+            ("", "names no member"),
+            ("?members=,,", "names no member"),
+            ("?members=" + ",".join(f"x{i}" for i in range(1001)), "at most 1,000"),
+            ("?members=ok,bad%01id", "control character"),
+            ("?members=" + "y" * 129, "1-128 characters"),
+        ):
+            status, err = get(port, "/api/boards/all/cohort" + query)
+            assert status == 400 and words in err["error"], (query, err)
+        assert get(port, "/api/boards/monthly/cohort?members=m1")[0] == 404
         status, err = get(port, "/api/boards/monthly")
         assert status == 404 and "unknown board" in err["error"]
         status, err = get(port, "/api/boards/all?limit=5000")

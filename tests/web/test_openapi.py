@@ -24,7 +24,7 @@ def test_every_route_is_described_with_its_parameters() -> None:
     for route in api.ROUTES:
         op = doc["paths"][route.path]["get"]
         names = {p["name"] for p in op.get("parameters", [])}
-        assert {q.name for q in route.ints} | set(route.strs) <= names
+        assert {q.name for q in route.ints} | set(route.strs) | set(route.needs) <= names
         assert {s[1:-1] for s in route.segments if s.startswith("{")} <= names
         assert "503" in op["responses"] and "200" in op["responses"]
     assert "post" in doc["paths"]["/api/events"]
