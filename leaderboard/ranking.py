@@ -53,6 +53,15 @@ class CohortEntry:
     score: float
     global_rank: int
 
+    def to_json(self) -> dict[str, int | str | float]:
+        """As the read API and ``kudos board --members --json`` give it."""
+        return {
+            "rank": self.rank,
+            "member": self.member,
+            "score": self.score,
+            "global_rank": self.global_rank,
+        }
+
 
 def rank_cohort(found: Sequence[tuple[str, float, int]]) -> list[CohortEntry]:
     """The cohort's members on the board ((member, points, global rank), any order), ranked

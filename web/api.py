@@ -201,10 +201,7 @@ async def _cohort(r: Request) -> Answer:
             "board": board,
             "members": size,
             "as_of": wm,
-            "entries": [
-                {"rank": e.rank, "member": e.member, "score": e.score, "global_rank": e.global_rank}
-                for e in entries
-            ],
+            "entries": [e.to_json() for e in entries],
             "missing": missing,
         }
     )

@@ -62,11 +62,7 @@ def _cohort(settings: Settings, args: argparse.Namespace) -> int:
                 "board": args.board,
                 "members": size,
                 "as_of": wm,
-                "entries": [
-                    {"rank": e.rank, "member": e.member, "score": e.score,
-                     "global_rank": e.global_rank}
-                    for e in entries
-                ],
+                "entries": [e.to_json() for e in entries],
                 "missing": missing,
             }  # fmt: skip
             sys.stdout.buffer.write(orjson.dumps(body) + b"\n")
