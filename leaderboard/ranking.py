@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from leaderboard.ids import id_problem
@@ -72,15 +72,25 @@ def rank_cohort(found: Sequence[tuple[str, float, int]]) -> list[CohortEntry]:
     return [CohortEntry(r, m, s, g) for r, (m, s, g) in zip(ranks, ordered, strict=True)]
 
 
-def parse_cohort(text: str, limit: int = MAX_COHORT) -> list[str]:
+def parse_cohort(
+    text: str, limit: int = MAX_COHORT, decode: Callable[[str], str] | None = None
+) -> list[str]:
     """The member ids of a cohort given as ``a,b,c``: each as events name members (1-128
     characters, no control characters; ``leaderboard.ids``), duplicates dropped, first order
-    kept.
+    kept. ``decode`` (a query string's percent-decoding) runs on each piece after the split, so
+    an id may hold an encoded comma.
 
     Raises:
-        ValueError: none, more than ``limit`` distinct, or an id that cannot be a member's.
+        ValueError: none, more than ``limit`` distinct, an id that cannot be a member's, or a
+            piece ``decode`` refuses.
     """
-    members = list(dict.fromkeys(m for m in text.split(",") if m))
+    pieces = [p for p in text.split(",") if p]
+    if decode is not None:
+        try:
+            pieces = [decode(p) for p in pieces]
+        except UnicodeDecodeError:
+            raise ValueError("members=: an id is not UTF-8 once percent-decoded") from None
+    members = list(dict.fromkeys(m for m in pieces if m))
     if not members:
         raise ValueError("members= names no member: give ids separated by commas")
     if len(members) > limit:

@@ -12,12 +12,12 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs, unquote, unquote_plus, urlsplit
 
 import orjson
 from redis.exceptions import RedisError
 
-from leaderboard.errors import PageTooDeep, UnknownBoard
+from leaderboard.errors import PageTooDeep, StoreConflict, UnknownBoard
 from leaderboard.explain import not_seen
 from leaderboard.ranking import MAX_COHORT, Entry, parse_cohort
 from leaderboard.store import Store
@@ -57,6 +57,8 @@ class Request:
     query: Mapping[str, list[str]]
     #: the request carried the read token (``Authorization: Bearer <KUDOS_WEB_TOKEN>``)
     authorized: bool = False
+    #: the query string as sent, not decoded (a list parameter splits before it decodes)
+    raw_query: str = ""
 
 
 Handler = Callable[[Request], Awaitable[Answer]]
@@ -188,10 +190,19 @@ async def _board_member(r: Request) -> Answer:
     )
 
 
+def _decode(piece: str) -> str:
+    """One piece of a comma-separated query value, percent-decoded (``+`` is a space, as in any
+    form-encoded query); not UTF-8: UnicodeDecodeError."""
+    return unquote_plus(piece, errors="strict")
+
+
 async def _cohort(r: Request) -> Answer:
     board = r.params["board"]
+    given = [v for k, _, v in (p.partition("=") for p in r.raw_query.split("&")) if k == "members"]
+    if len(given) > 1:
+        return _error(400, "members= is given more than once: give one comma-separated list")
     try:
-        members = parse_cohort(r.query.get("members", [""])[-1])
+        members = parse_cohort(given[0] if given else "", decode=_decode)
     except ValueError as exc:
         return _error(400, str(exc))
     entries, size, missing = await r.store.cohort(board, members)
@@ -391,7 +402,7 @@ ROUTES: tuple[Route, ...] = (
 #: Every route answers these too.
 COMMON_ANSWERS: dict[int, tuple[str, dict[str, Any]]] = {
     421: ("the Host is not one this process answers (KUDOS_WEB_ALLOWED_HOSTS)", ERROR),
-    503: ("Redis is unavailable; retry with backoff", ERROR),
+    503: ("Redis is unavailable, or the board moved under the read; retry with backoff", ERROR),
 }
 
 
@@ -425,11 +436,19 @@ async def handle(
         except ValueError as exc:
             return _error(400, str(exc))
         try:
-            return await route.handler(Request(store, params, ints, query, authorized))
+            return await route.handler(
+                Request(store, params, ints, query, authorized, raw_query=url.query)
+            )
         except UnknownBoard as exc:
             return _error(404, str(exc))
         except PageTooDeep as exc:
             return _error(400, str(exc))
+        except StoreConflict as exc:
+            # (a rebuild's switch or a decay landmark kept moving under the read: rare, brief)
+            log.warning("GET %s: %s", url.path, exc)
+            return _error(
+                503, "the board moved under the read (a rebuild or a decay rescale); retry"
+            )
         except RedisError as exc:
             # the reason goes to the log: Redis's own words may name hosts and keys
             log.warning("GET %s: Redis is unavailable: %s", url.path, exc)

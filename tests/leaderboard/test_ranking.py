@@ -92,3 +92,14 @@ def test_a_cohort_list_is_checked_like_event_ids() -> None:
     ):
         with pytest.raises(ValueError, match=words):
             parse_cohort(bad, limit=10)
+
+
+def test_a_cohort_list_splits_before_it_decodes() -> None:
+    from urllib.parse import unquote_plus
+
+    def decode(p: str) -> str:
+        return unquote_plus(p, errors="strict")
+
+    assert parse_cohort("acme%2Cinc,b+c", decode=decode) == ["acme,inc", "b c"]
+    with pytest.raises(ValueError, match="not UTF-8"):
+        parse_cohort("a,%FF", decode=decode)

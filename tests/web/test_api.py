@@ -110,10 +110,15 @@ async def test_read_api(namespace: Namespace) -> None:
             ("?members=" + ",".join(f"x{i}" for i in range(1001)), "at most 1,000"),
             ("?members=ok,bad%01id", "control character"),
             ("?members=" + "y" * 129, "1-128 characters"),
+            ("?members=m1&members=m2", "more than once"),
+            ("?members=m1,%FF", "not UTF-8"),
         ):
             status, err = get(port, "/api/boards/all/cohort" + query)
             assert status == 400 and words in err["error"], (query, err)
         assert get(port, "/api/boards/monthly/cohort?members=m1")[0] == 404
+        # the list splits before it decodes: an encoded comma stays inside its id
+        status, peers = get(port, "/api/boards/all/cohort?members=m1%2Cx,m2")
+        assert [e["member"] for e in peers["entries"]] == ["m2"] and peers["missing"] == ["m1,x"]
         status, err = get(port, "/api/boards/monthly")
         assert status == 404 and "unknown board" in err["error"]
         status, err = get(port, "/api/boards/all?limit=5000")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import urllib.request
+from typing import Any
 
 import orjson
 import pytest
@@ -14,6 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from kudos import servers
+from leaderboard.errors import StoreConflict
 from tests.conftest import Namespace
 from web import api, openapi
 
@@ -84,3 +86,16 @@ def _fuzz(doc: dict[str, object], base: str) -> None:
             case.call_and_validate(base_url=base, timeout=10)
 
         check()
+
+
+async def test_a_read_that_met_a_moving_board_is_a_503_to_retry() -> None:
+    """A rebuild's switch or a decay landmark kept moving under a read (StoreConflict): the
+    answer is the documented 503 with a reason, not a server error."""
+
+    class Moving:  # (the store seam: only the call this route makes)
+        async def cohort(self, board: str, members: list[str]) -> Any:
+            raise StoreConflict("the rebuild generation kept moving under a read")
+
+    status, body = await api.handle(Moving(), "GET", "/api/boards/all/cohort?members=a")  # type: ignore[arg-type]
+    assert status == 503 and "retry" in orjson.loads(body)["error"]
+    assert "503" in openapi.document()["paths"]["/api/boards/{board}/cohort"]["get"]["responses"]
