@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from decimal import Decimal
+from pathlib import Path
 
 import orjson
 import pytest
@@ -18,12 +19,15 @@ from aiokafka import AIOKafkaProducer
 from broker.producer import partition_for, wait_applied
 from broker.topics import bootstrap
 from leaderboard.scoring import ScoringRules
+from leaderboard.settings import ScoringSettings
 from leaderboard.store.shards import connect_shards
+from stream.app import EXIT_CONFIG
 from tests.conftest import DATA, Namespace, configure
 from tests.eventually import eventually
 from tests.kudos.test_cli import kudos
 from tests.oracle import assert_board_equal, compute, read_edges
 from tests.stream.test_bad_input import read_dlq
+from tests.stream.test_rebuild import NEW_WEIGHTS, new_scoring
 
 pytestmark = pytest.mark.integration
 
@@ -223,13 +227,14 @@ async def test_a_rebuild_on_three_shards_while_the_worker_applies(namespace: Nam
         await shards.close()
 
 
-async def test_a_rebuild_on_shards_decides_the_community_cap_again(
-    namespace: Namespace,
+async def test_a_rebuild_on_shards_rescores_and_decides_the_community_cap_again(
+    namespace: Namespace, tmp_path: Path
 ) -> None:
-    """The community cap of a namespace kept as shards is decided in its own store, and the
-    rebuild decides it again from the log, in a generation of its own: rebuilt under a lower
-    cap, the namespace keeps the communities that came first in the log, as one namespace's
-    rebuild does, and a dry run leaves the live set alone."""
+    """A rescoring on shards, under a lower community cap: every shard's boards follow the new
+    scoring.toml; the community cap, decided in the namespace's own store, is decided again
+    from the log in a generation of its own, so the namespace keeps the communities that came
+    first in the log, as one namespace's rebuild does, and a dry run leaves the live set alone.
+    A worker on the old rules then refuses the namespace; one on the new rules carries on."""
     ns = namespace
     configure(
         ns,
@@ -256,16 +261,27 @@ async def test_a_rebuild_on_shards_decides_the_community_cap_again(
         assert export(ns, "all:c3") != []
         ns.stop_workers()
         configure(ns, worker=dataclasses.replace(ns.settings.worker, max_communities=2))
-        dry = kudos(ns, "rebuild", "--dry-run")
+        scoring = new_scoring(tmp_path)
+        dry = kudos(ns, "rebuild", "--scoring", str(scoring), "--dry-run")
         assert dry.returncode == 0, dry.stderr
         assert await ns.store.communities() == set(names)
-        out = kudos(ns, "rebuild", "--yes")
+        out = kudos(ns, "rebuild", "--scoring", str(scoring), "--yes")
         assert out.returncode == 0, out.stderr
-        expected = compute(log, max_communities=2)
+        expected = compute(log, NEW_WEIGHTS, max_communities=2)
         assert {b.partition(":")[2] for b in expected if ":" in b} == {"c1", "c2"}
         for board in ("all", "7d", "all:c1", "7d:c2"):
             assert_board_equal(board, export(ns, board), expected[board])
         assert export(ns, "all:c3") == []
         assert await ns.store.communities() == {"c1", "c2"}
+        # every shard is on the new rules: a worker on the old ones refuses the namespace
+        old = ns.start_worker()
+        assert await asyncio.to_thread(old.wait, 60) == EXIT_CONFIG
+        configure(ns, scoring=ScoringSettings(path=str(scoring)))
+        ns.start_worker()
+        more = [dict(e, id=f"{e['id']}-more", ts=e["ts"] + 40_000) for e in log[:80]]
+        await ns.wait(await ns.replay(list[object](more), envelope=20))
+        expected = compute([*log, *more], NEW_WEIGHTS, max_communities=2)
+        for board in ("all", "all:c1"):
+            assert_board_equal(board, export(ns, board), expected[board])
     finally:
         await shards.close()
