@@ -436,12 +436,14 @@ class ApplyMixin(StoreBase):
         """On a namespace kept as shards, the namespace's own store decides the community cap
         for every shard (``lua/admit.lua``): admit ``new`` (in order) within ``cap``; False if
         one would pass it or one of ``refused`` (for the cap) was admitted meanwhile: the
-        caller re-plans from :meth:`communities`."""
-        await self.follow()
-        ok = await self.scripts.admit(
-            keys=[self.key("communities")], args=[cap, len(new), *new, *refused]
-        )
-        return bool(ok)
+        caller re-plans from :meth:`communities`. Always in the live generation's set: the
+        script checks the pointer (a rebuild on shards switches this store's generation too),
+        and the call follows it and runs again if it moved."""
+
+        def build() -> tuple[list[str], list[Any]]:
+            return [self.key("communities")], [cap, len(new), *new, *refused]
+
+        return bool(await self._atomic(self.scripts.admit, build))
 
     async def raise_watermark(self, floor: float, max_rows: int = 0) -> float | None:
         """Move this namespace's W up to ``floor`` (and expire its windows there) with no

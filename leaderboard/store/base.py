@@ -274,9 +274,10 @@ class StoreBase:
         return self.keys.generation
 
     async def _atomic(self, script: Any, build: Callable[[], tuple[list[str], list[Any]]]) -> Any:
-        """Run a read script (``read``, ``explain``, ``feed_poll``) on the live generation:
-        ``build`` names its keys after :meth:`follow`; the script gets the pointer as its last
-        KEY and the generation assumed as its last ARGV, and answers 'stale' (having read
+        """Run a script on the live generation (the reads, ``explain``, ``feed_poll``, and
+        ``admit``, which writes the community set of a namespace kept as shards): ``build``
+        names its keys after :meth:`follow`; the script gets the pointer as its last KEY and the
+        generation assumed as its last ARGV, and answers 'stale' (having read and written
         nothing) when they differ: then the pointer is read again and the call retried, so one
         answer never mixes two generations or reads a dropped one."""
         for _ in range(STALE_RETRIES):

@@ -333,3 +333,19 @@ async def test_a_drop_stops_at_the_step_where_its_generation_became_live(store: 
         await anext(steps)
     left = [k async for k in store.client.scan_iter(match=keys)]
     assert len(left) == before - removed > 0
+
+
+async def test_a_community_admission_follows_a_switch_it_did_not_see(store: Store) -> None:
+    """The community cap of a namespace kept as shards is decided in the namespace's own set,
+    which a rebuild switches too: a store still holding the old generation (cached for
+    FOLLOW_S) admits into the live one, never into the one about to be dropped."""
+    await store.follow(force=True)
+    assert await store.admit_communities(["rust"], [], 2)
+    await store.client.set(store.serving.key("live"), "1")  # (a rebuild switched it)
+    assert await store.admit_communities(["go"], [], 2)
+    assert await store.client.smembers(Keys(store.prefix, 1).key("communities")) == {"go"}
+    assert await store.client.smembers(Keys(store.prefix, 0).key("communities")) == {"rust"}
+    # the cap counts the live set only, and a refused community admitted there is news
+    assert not await store.admit_communities(["zig", "ada"], [], 2)
+    assert not await store.admit_communities([], ["go"], 1)
+    assert await store.admit_communities([], ["rust"], 1)
