@@ -45,7 +45,7 @@ def load_config(settings: Settings) -> DeliveryConfig:
     """Endpoints from the ``[[endpoint]]`` tables of the perks file, checked against its rules.
 
     Raises ConfigError naming the file, endpoint and field (or the setting)."""
-    scoring = ScoringRules.load(settings.scoring.path or None)
+    scoring = settings.periods.apply(ScoringRules.load(settings.scoring.path or None))
     rules, data = load_perks_file(settings.perks.path, scoring)
     allow = wh.parse_allow_list(settings.webhooks.allow)
     endpoints = wh.parse_endpoints(

@@ -435,7 +435,7 @@ async def run(settings: Settings) -> None:
     """``kudos deliver``: until SIGTERM or SIGINT. Raises ConfigError for a bad perks file or
     webhook setting, StackError when the broker cannot be reached at start."""
     config = load_config(settings)
-    rules = ScoringRules.load(settings.scoring.path or None)
+    rules = settings.periods.apply(ScoringRules.load(settings.scoring.path or None))
     store = Store.connect(
         settings.redis.url, settings.redis.prefix, rules, cluster=settings.redis.cluster
     )

@@ -68,6 +68,7 @@ from leaderboard.bait import (
     group_key,
     pod_key,
 )
+from leaderboard.calendar import DAY_S, day_periods
 from leaderboard.events import FUTURE, Event, Rejected, future_bound, future_detail
 from leaderboard.explain import POSTS_PERIOD_S
 from leaderboard.fingerprint import FingerprintSet, PairCounters, fingerprint, pair_fingerprint
@@ -159,6 +160,12 @@ class Plan:
     max_ts: float | None = None
     #: (board, member) → milli-points, for boards without windows (all, all:<c>)
     totals: dict[tuple[str, str], int] = field(default_factory=lambda: defaultdict(int))
+    #: (unit index, period index, label, archive board, member) → milli-points, for the
+    #: archived calendar periods (``day@2012-07-04``, ``week@2012-W27:physics``, ...; the apply
+    #: adds what falls in W's period to the live ``day``/``week``/``month`` boards too)
+    archives: dict[tuple[int, int, str, str, str], int] = field(
+        default_factory=lambda: defaultdict(int)
+    )
     #: (window index, bucket index, board, member) → milli-points
     buckets: dict[tuple[int, int, str, str], int] = field(default_factory=lambda: defaultdict(int))
     #: (board, member) → forward-decayed milli-points relative to ``landmark``
@@ -290,8 +297,9 @@ def build_plan(
     ]
     fields = {k: ("n:" + k, "full:" + k, "mp:" + k, "wh:" + k) for k in weights}
     # Window buckets nest: with b a multiple of the base size and an integral ts,
-    # floor(ts / b) == floor(ts / base) // (b / base) exactly, so one aggregate serves every window.
-    base = math.gcd(*(w.bucket_s for w in windows)) if windows else 1
+    # floor(ts / b) == floor(ts / base) // (b / base) exactly, so one aggregate serves every window
+    # (and every calendar period: the base divides a day, and periods are whole days).
+    base = math.gcd(DAY_S, *(w.bucket_s for w in windows))
     agg: dict[tuple[str, tuple[str, ...], int], int] = {}
     ex: dict[tuple[str, str], list[int]] = {}
     withheld = plan.withheld
@@ -340,7 +348,8 @@ def build_plan(
 
     mcomm: set[tuple[str, tuple[str, ...]]] = set()
     n_refused = n_capped = 0
-    claw_into = (totals, buckets, decayed, posts, withheld)
+    archives = plan.archives
+    claw_into = (totals, archives, buckets, decayed, posts, withheld)
     by_partition: dict[int, list[Message]] = defaultdict(list)
     for m in messages:
         by_partition[m.partition].append(m)
@@ -552,7 +561,7 @@ def build_plan(
                     akey = (target, communities, floor(ts / base))
                     agg[akey] = agg.get(akey, 0) + points
                 else:
-                    _add_direct(totals, buckets, wins, target, communities, ts, points)
+                    _add_direct(totals, archives, buckets, wins, target, communities, ts, points)
                 if landmark is None or ts - landmark > rebase_after_s:
                     moved = choose_landmark(landmark, ts, rebase_after_s)
                     assert moved is not None
@@ -598,10 +607,15 @@ def build_plan(
         max_ts = watermark_floor
     plan.max_ts = max_ts
     nested = [(wi, bucket_s // base, name, cut) for wi, bucket_s, name, cut in wins]
+    per_day = DAY_S // base
     for (target, communities, bidx), pts in agg.items():
         suffixes = ("", *(":" + c for c in communities)) if communities else ("",)
         for s in suffixes:
             totals[(ALL + s, target)] += pts
+        for u, per in enumerate(day_periods(bidx // per_day)):
+            name = per.board
+            for s in suffixes:
+                archives[(u, per.index, per.label, name + s, target)] += pts
         for wi, ratio, name, cut in nested:
             idx = bidx // ratio
             if cut is not None and idx <= cut:
@@ -649,6 +663,7 @@ def _claw_back(
     wins: list[tuple[int, int, str, int | None]],
     ex: dict[tuple[str, str], list[int]],
     totals: dict[tuple[str, str], int],
+    archives: dict[tuple[int, int, str, str, str], int],
     buckets: dict[tuple[int, int, str, str], int],
     decayed: dict[tuple[str, str], float],
     posts: dict[tuple[str, str, int], int],
@@ -667,7 +682,7 @@ def _claw_back(
     oldest = None if pwm is None else math.floor(pwm / POSTS_PERIOD_S) - 1
     for c in clawbacks:
         w = c.withheld_mp
-        _add_direct(totals, buckets, wins, c.target, c.communities, c.ts, -w)
+        _add_direct(totals, archives, buckets, wins, c.target, c.communities, c.ts, -w)
         if landmark is not None:
             value = w * 2.0 ** ((c.ts - landmark) / half_life)
             decayed[(DECAYED, c.target)] -= value
@@ -688,6 +703,7 @@ def _claw_back(
 
 def _add_direct(
     totals: dict[tuple[str, str], int],
+    archives: dict[tuple[int, int, str, str, str], int],
     buckets: dict[tuple[int, int, str, str], int],
     wins: list[tuple[int, int, str, int | None]],
     target: str,
@@ -695,11 +711,15 @@ def _add_direct(
     ts: float,
     points: int,
 ) -> None:
-    """The all-time and window contributions of one event with a fractional ts (bucket indices
-    computed straight from the contract's floor(ts / b))."""
+    """The all-time, calendar and window contributions of one event with a fractional ts (bucket
+    indices computed straight from the contract's floor(ts / b))."""
     suffixes = ("", *(":" + c for c in communities))
     for s in suffixes:
         totals[(ALL + s, target)] += points
+    for u, per in enumerate(day_periods(math.floor(ts / DAY_S))):
+        name = per.board
+        for s in suffixes:
+            archives[(u, per.index, per.label, name + s, target)] += points
     for wi, bucket_s, name, cut in wins:
         idx = math.floor(ts / bucket_s)
         if cut is not None and idx <= cut:

@@ -6,6 +6,7 @@ only writes what the plan says.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import tomllib
 from collections.abc import Mapping
@@ -14,6 +15,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from leaderboard.calendar import DEFAULT_KEEP, UNITS, parse_label
 from leaderboard.errors import ConfigError, UnknownBoard
 
 ALL = "all"
@@ -49,6 +51,9 @@ class ScoringRules:
     windows: tuple[Window, ...]
     half_life_s: float = 86400.0
     dr_period_s: int = 86400
+    #: archived calendar periods kept per unit (day, week, month; 0: every one), from the
+    #: ``[periods]`` settings (``KUDOS_PERIODS_KEEP_*``), not scoring.toml: see :meth:`keeping`
+    periods_keep: tuple[int, int, int] = DEFAULT_KEEP
 
     @property
     def kinds(self) -> frozenset[str]:
@@ -56,7 +61,12 @@ class ScoringRules:
 
     @property
     def base_boards(self) -> tuple[str, ...]:
-        return (ALL, *(w.name for w in self.windows), DECAYED)
+        """The boards every namespace has (the live calendar boards last: leaderboard.calendar)."""
+        return (ALL, *(w.name for w in self.windows), DECAYED, *UNITS)
+
+    def keeping(self, days: int, weeks: int, months: int) -> ScoringRules:
+        """These rules with the calendar retention of the settings (``KUDOS_PERIODS_KEEP_*``)."""
+        return dataclasses.replace(self, periods_keep=(days, weeks, months))
 
     def window(self, name: str) -> Window | None:
         for w in self.windows:
@@ -65,15 +75,26 @@ class ScoringRules:
         return None
 
     def check_board(self, board: str) -> str:
-        """Return the base board of ``board`` (``7d:physics`` → ``7d``).
+        """Return the base board of ``board`` (``7d:physics`` → ``7d``; an archived calendar
+        period is its own base: ``week@2012-W27:physics`` → ``week@2012-W27``).
 
         Raises:
-            UnknownBoard: the base is not a configured board or the community tag is malformed.
+            UnknownBoard: the base is not a configured board or an archived period (a real
+                ``day@YYYY-MM-DD``, ``week@YYYY-Www``, ``month@YYYY-MM``), or the community
+                tag is malformed.
         """
         base, sep, community = board.partition(":")
-        if base not in self.base_boards or (sep and not _valid_community(community)):
+        unit, at, label = base.partition("@")
+        known = (
+            (unit in UNITS and parse_label(unit, label) is not None)
+            if at
+            else (base in self.base_boards)
+        )
+        if not known or (sep and not _valid_community(community)):
             raise UnknownBoard(
-                f"unknown board {board!r}; boards are {', '.join(self.base_boards)}, optionally ':<community>'"
+                f"unknown board {board!r}; boards are {', '.join(self.base_boards)} and the "
+                "archived periods day@YYYY-MM-DD, week@YYYY-Www, month@YYYY-MM, each optionally "
+                "':<community>'"
             )
         return base
 
@@ -116,7 +137,7 @@ class ScoringRules:
                 raise ConfigError(
                     f"{source}: windows.{name} needs positive integer bucket_seconds and buckets"
                 )
-            if not _valid_community(name) or name in (ALL, DECAYED):
+            if not _valid_community(name) or name in (ALL, DECAYED, *UNITS):
                 raise ConfigError(f"{source}: window name {name!r} is reserved or malformed")
             windows.append(Window(name, b, n))
         half_life = _table(data, "decay", source).get("half_life_seconds", 86400)

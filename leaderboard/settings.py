@@ -21,10 +21,12 @@ from urllib.parse import parse_qs, urlsplit
 from leaderboard import redact
 from leaderboard.bait import BaitParams
 from leaderboard.bait.keyed import MIN_KEY_CHARS, PUBLIC_KEY
+from leaderboard.calendar import DEFAULT_KEEP
 from leaderboard.errors import ConfigError
 from leaderboard.events import valid_community
 from leaderboard.explain import POSTS_PERIOD_S
 from leaderboard.perks import DEFAULT_MAX_TIES, MAX_RANK
+from leaderboard.scoring import ScoringRules
 from leaderboard.webhooks import parse_allow_list, parse_schedule
 
 
@@ -187,6 +189,26 @@ class ScoringSettings:
 
 
 @dataclass(frozen=True, kw_only=True)
+class PeriodsSettings:
+    """Calendar boards (``day``/``week``/``month`` and their archives ``day@YYYY-MM-DD``, ...):
+    how many archived periods of each unit are kept, counted back from the period of W (the
+    live one included). Older archives are dropped as W moves, and late points for them are not
+    kept. Every worker and ``kudos rebuild`` of a namespace must use the same values. 0 keeps
+    every period. The memory cost: README "Calendar boards"."""
+
+    #: Archived days kept (``day@YYYY-MM-DD``), the live day included; 0: every one.
+    keep_days: int = DEFAULT_KEEP[0]
+    #: Archived ISO weeks kept (``week@YYYY-Www``), the live week included; 0: every one.
+    keep_weeks: int = DEFAULT_KEEP[1]
+    #: Archived months kept (``month@YYYY-MM``), the live month included; 0: every one.
+    keep_months: int = DEFAULT_KEEP[2]
+
+    def apply(self, rules: ScoringRules) -> ScoringRules:
+        """``rules`` keeping these many periods."""
+        return rules.keeping(self.keep_days, self.keep_weeks, self.keep_months)
+
+
+@dataclass(frozen=True, kw_only=True)
 class PerksSettings:
     #: A TOML file of perk rules ([[rule]]) and webhook endpoints ([[endpoint]]); empty: none.
     path: str = ""
@@ -283,6 +305,7 @@ class Settings:
     scoring: ScoringSettings = field(default_factory=ScoringSettings)
     bait: BaitSettings = field(default_factory=BaitSettings)
     perks: PerksSettings = field(default_factory=PerksSettings)
+    periods: PeriodsSettings = field(default_factory=PeriodsSettings)
     webhooks: WebhooksSettings = field(default_factory=WebhooksSettings)
     log: LogSettings = field(default_factory=LogSettings)
 
@@ -323,7 +346,9 @@ def host_port(url: str, name: str, default_port: int) -> tuple[str, int]:
     return parts.hostname, port
 
 
-_SECTIONS = ("redis", "broker", "worker", "web", "scoring", "bait", "perks", "webhooks", "log")
+_SECTIONS = (
+    "redis", "broker", "worker", "web", "scoring", "bait", "perks", "periods", "webhooks", "log",
+)  # fmt: skip
 
 
 #: Values of ``KUDOS_LOG_LEVEL`` ("" = the process's default).
@@ -571,6 +596,7 @@ __all__ = [
     "BaitSettings",
     "BrokerSettings",
     "LogSettings",
+    "PeriodsSettings",
     "PerksSettings",
     "RedisSettings",
     "ScoringSettings",

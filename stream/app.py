@@ -167,7 +167,7 @@ def faust_app(settings: Settings) -> tuple[faust.App, faust.TopicT]:
 
 def create_app(settings: Settings) -> faust.App:
     """Build the Kudos Faust app: one agent on the interactions topic that applies batches."""
-    rules = ScoringRules.load(settings.scoring.path or None)
+    rules = settings.periods.apply(ScoringRules.load(settings.scoring.path or None))
     # bad rules fail at start
     perk_rules, _ = load_perks_file(settings.perks.path, rules, max_ties=settings.perks.max_ties)
     ws = settings.worker

@@ -73,7 +73,7 @@ class Namespace:
         store = Store.connect(
             settings.redis.url,
             settings.redis.prefix,
-            ScoringRules.load(),
+            settings.periods.apply(ScoringRules.load()),
             cluster=settings.redis.cluster,
         )
         return cls(settings, home, store)

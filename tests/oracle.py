@@ -7,6 +7,7 @@ nothing from the production code. It walks the events in log order with plain di
 
 from __future__ import annotations
 
+import datetime as dt
 import gzip
 import itertools
 import math
@@ -29,6 +30,8 @@ WEIGHTS = {
 }
 WINDOWS = {"1h": (60, 60), "24h": (900, 96), "7d": (3600, 168)}
 HALF_LIFE = 86400.0
+#: archived calendar periods kept by default (KUDOS_PERIODS_KEEP_DAYS, _WEEKS, _MONTHS)
+KEEP = {"day": 31, "week": 53, "month": 24}
 HIGGS = {"RT": "share", "MT": "mention", "RE": "reply"}
 SX = {"a2q": "reply", "c2q": "comment", "c2a": "comment"}
 
@@ -52,26 +55,60 @@ def compute(
     *,
     allowed_communities: Iterable[str] | None = None,
     max_communities: int = 0,
+    keep: dict[str, int] | None = None,
 ) -> dict[str, dict[str, float]]:
     """Board → member → score. Milli-point boards hold ints (milli-points); decayed holds points.
     ``weights`` (points per kind) replace the contract's defaults, as a new scoring.toml would.
     Communities get boards only if in ``allowed_communities`` (None: any) and among the first
-    ``max_communities`` (0: any) to score points, in log order."""
+    ``max_communities`` (0: any) to score points, in log order.
+
+    Calendar boards: an archive per UTC day, ISO week and month (``day@2012-07-04``,
+    ``week@2012-W27``, ``month@2012-07``, each per community too) with the points of the events
+    whose ts falls in it; ``keep`` periods of each unit (0: all; default :data:`KEEP`) counted
+    back from W's period, and the live ``day``/``week``/``month`` = the archive of W's period.
+    (It assumes no event arrives for a period already dropped: the logs here are in time order.)"""
+    keep = KEEP if keep is None else keep
     scored, _ = _bounded(_scored(events, weights), allowed_communities, max_communities)
     boards: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(int))
     if not scored:
         return {}
     wm = max(ts for ts, *_ in scored)
+    now = calendar_periods(wm)
     for ts, target, mp, communities in scored:
         if mp == 0:
             continue
+        periods = calendar_periods(ts)
         for suffix in ("", *(":" + c for c in communities)):
             boards["all" + suffix][target] += mp
             for name, (b, n) in WINDOWS.items():
                 if math.floor(ts / b) > math.floor(wm / b) - n:
                     boards[name + suffix][target] += mp
             boards["decayed" + suffix][target] += mp / 1000 * 2 ** (-(wm - ts) / HALF_LIFE)
+            for unit, (index, label) in periods.items():
+                if keep[unit] and index <= now[unit][0] - keep[unit]:
+                    continue
+                boards[f"{unit}@{label}{suffix}"][target] += mp
+                if index == now[unit][0]:
+                    boards[unit + suffix][target] += mp
     return {b: {m: s for m, s in members.items() if s > 0} for b, members in boards.items()}
+
+
+def calendar_periods(ts: float) -> dict[str, tuple[int, str]]:
+    """Unit → (an index that orders its periods, its label) of the UTC day, ISO week and month
+    of ``ts``, straight from the datetime module."""
+    d = dt.datetime.fromtimestamp(ts, dt.UTC).date()
+    iso = d.isocalendar()
+    monday = d - dt.timedelta(days=d.weekday())
+    return {
+        "day": (d.toordinal(), d.isoformat()),
+        "week": (monday.toordinal() // 7, f"{iso.year}-W{iso.week:02d}"),
+        "month": (d.year * 12 + d.month, f"{d.year}-{d.month:02d}"),
+    }
+
+
+def calendar_boards(expected: dict[str, dict[str, float]]) -> list[str]:
+    """The calendar boards (live and archived) of an oracle result."""
+    return sorted(b for b in expected if b.partition(":")[0].partition("@")[0] in KEEP)
 
 
 def community_counts(

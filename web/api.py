@@ -17,6 +17,7 @@ from urllib.parse import parse_qs, unquote, unquote_plus, urlsplit
 import orjson
 from redis.exceptions import RedisError
 
+from leaderboard.calendar import period_of
 from leaderboard.errors import PageTooDeep, StoreConflict, UnknownBoard
 from leaderboard.explain import not_seen
 from leaderboard.ranking import MAX_COHORT, Entry, parse_cohort
@@ -218,6 +219,21 @@ async def _cohort(r: Request) -> Answer:
     )
 
 
+async def _periods(r: Request) -> Answer:
+    unit, limit = r.params["board"], r.ints["limit"]
+    rows = await r.store.periods(unit, limit)
+    wm, _ = await r.store.clock()
+    live = None if wm is None else period_of(unit, wm).board
+    return _ok(
+        {
+            "board": unit,
+            "as_of": wm,
+            "live": live,
+            "periods": [{"id": b, "members": n} for b, n in rows],
+        }
+    )
+
+
 # -- the table -----------------------------------------------------------------------------
 
 _INT: dict[str, Any] = {"type": "integer"}
@@ -369,6 +385,27 @@ ROUTES: tuple[Route, ...] = (
             ),
             400: ("members= is missing, empty, too long or names a bad id", ERROR),
             404: _UNKNOWN_BOARD,
+        },
+    ),
+    Route(
+        "/api/boards/{board}/periods",
+        _periods,
+        "The archived periods of a calendar board (day, week or month) that are kept, newest first",
+        ints=(Query("limit", 100, 1, MAX_LIMIT, "periods to return"),),
+        answers={
+            200: (
+                "the periods; `live` is the archive the live board is now (the period of W)",
+                _obj(
+                    {
+                        "board": _STR,
+                        "as_of": _AS_OF,
+                        "live": {"type": ["string", "null"]},
+                        "periods": _list(_obj({"id": _STR, "members": _INT})),
+                    }
+                ),
+            ),
+            400: _BAD,
+            404: ("not a calendar board (day, week or month)", ERROR),
         },
     ),
     Route(

@@ -164,7 +164,7 @@ def make_process_request(  # type: ignore[no-untyped-def]
 
 async def run(settings: Settings, ready: asyncio.Event | None = None) -> None:
     """Serve until SIGTERM/SIGINT."""
-    rules = ScoringRules.load(settings.scoring.path or None)
+    rules = settings.periods.apply(ScoringRules.load(settings.scoring.path or None))
     base = Store.connect(
         settings.redis.url, settings.redis.prefix, rules, cluster=settings.redis.cluster
     )

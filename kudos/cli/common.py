@@ -36,7 +36,7 @@ async def with_reads(settings: Settings, fn: Callable[[Store | Shards], Awaitabl
     Raises:
         ShardCountMismatch: the namespace is kept as another number of shards.
     """
-    rules = ScoringRules.load(settings.scoring.path or None)
+    rules = settings.periods.apply(ScoringRules.load(settings.scoring.path or None))
     base = Store.connect(
         settings.redis.url, settings.redis.prefix, rules, cluster=settings.redis.cluster
     )

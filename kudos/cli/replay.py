@@ -69,7 +69,7 @@ def cmd_rebuild(settings: Settings, args: argparse.Namespace) -> int:
     from leaderboard.rescore import Diff, format_diff
     from stream.rebuild import rebuild
 
-    rules = ScoringRules.load(args.scoring or settings.scoring.path or None)
+    rules = settings.periods.apply(ScoringRules.load(args.scoring or settings.scoring.path or None))
     bar = Progress("rebuilt (messages)", None, sys.stderr.isatty() or args.progress)
 
     def progress(_: str, done: int, total: int) -> None:

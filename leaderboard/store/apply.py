@@ -14,6 +14,7 @@ from redis.exceptions import NoScriptError
 
 from leaderboard.bait import TABLES as BAIT_TABLES
 from leaderboard.bait import BaitParams, Decision, Detector
+from leaderboard.calendar import UNITS, live_board, periods_of
 from leaderboard.errors import ScoringVersionMismatch, StoreConflict
 from leaderboard.explain import POSTS_PERIOD_S
 from leaderboard.fingerprint import pair_fingerprint
@@ -87,6 +88,7 @@ APPLY_KEYS = (
     "perkseen",
     "perkties",
     "perkbox",
+    "calendar",
 )
 #: The sections of the apply's ARGV, in order; each starts with its name (checked by the script).
 APPLY_SECTIONS = (
@@ -95,7 +97,9 @@ APPLY_SECTIONS = (
     "communities",
     "clock",
     "windows",
+    "calendar",
     "totals",
+    "archives",
     "buckets",
     "decayed",
     "boards",
@@ -342,10 +346,22 @@ class ApplyMixin(StoreBase):
         ext(("windows", str(len(windows))))
         for w in windows:
             ext((w.name, str(w.bucket_s), str(w.buckets)))
+        keep = self.rules.periods_keep
+        ext(("calendar", str(len(UNITS))))
+        now = None if plan.max_ts is None else periods_of(plan.max_ts)
+        for ui, unit in enumerate(UNITS):
+            if now is None:
+                ext((unit, str(keep[ui]), "", ""))
+            else:
+                ext((unit, str(keep[ui]), str(now[ui].index), now[ui].label))
         totals = [(b, m, v) for (b, m), v in plan.totals.items() if v]
         ext(("totals", str(len(totals))))
         for b, m, v in totals:
             ext((b, m, str(v)))
+        archives = [(k, v) for k, v in plan.archives.items() if v]
+        ext(("archives", str(len(archives))))
+        for (ai, idx, label, b, m), v in archives:
+            ext((str(ai), str(idx), label, b, m, str(v)))
         buckets = [(k, v) for k, v in plan.buckets.items() if v]
         ext(("buckets", str(len(buckets))))
         for (wi, idx, b, m), v in buckets:
@@ -404,6 +420,9 @@ class ApplyMixin(StoreBase):
             if rule.rank_max is None:
                 if rule.board not in touched:
                     members = {m for b, m in plan.totals if b == rule.board}
+                    # (a live calendar board: every archive of its unit the plan wrote; the
+                    # script checks the member's score on the live board itself)
+                    members |= {k[4] for k in plan.archives if live_board(k[3]) == rule.board}
                     members |= {m for b, m in plan.decayed if b == rule.board}
                     members |= {k[3] for k in plan.buckets if k[2] == rule.board}
                     touched[rule.board] = sorted(members)

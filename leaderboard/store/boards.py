@@ -6,7 +6,8 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from leaderboard.errors import StoreConflict
+from leaderboard.calendar import UNITS, parse_board
+from leaderboard.errors import StoreConflict, UnknownBoard
 from leaderboard.ranking import CohortEntry, Entry, competition_ranks, percentile, rank_cohort
 from leaderboard.scoring import DECAYED, format_mp
 from leaderboard.store.base import StoreBase, clock_of
@@ -213,11 +214,32 @@ class BoardsMixin(StoreBase):
         return bool(await self.client.ping())
 
     async def board_known(self, board: str) -> bool:
-        """A base board, or a community board that has had members."""
+        """A base board, a community board that has had members, or an archived calendar
+        period that is kept (leaderboard.calendar)."""
         if board in self.rules.base_boards:
             return True
         await self.follow()
+        cb = parse_board(board)
+        if cb is not None and cb.period is not None:
+            found = await self.client.zscore(self.key("archives", cb.unit), board)
+            return found is not None
         return bool(await self.client.sismember(self.key("boards"), board))
+
+    async def periods(self, unit: str, limit: int = 100) -> list[tuple[str, int]]:
+        """The archived periods of ``unit`` (day, week or month) that are kept, newest first,
+        each as (archive board id, members on it): at most ``limit``."""
+        if unit not in UNITS:
+            raise UnknownBoard(f"{unit!r} is not a calendar unit; they are {', '.join(UNITS)}")
+        await self.follow()
+        labels = cast(
+            "list[str]", await self.client.zrevrange(self.key("periods", unit), 0, limit - 1)
+        )
+        ids = [f"{unit}@{label}" for label in labels]
+        pipe = self.client.pipeline(transaction=False)
+        for b in ids:
+            pipe.zcard(self.key("board", b))
+        sizes = await pipe.execute() if ids else []
+        return list(zip(ids, (int(n) for n in sizes), strict=True))
 
     async def member_known(self, member: str) -> bool:
         """Whether ``member`` was ever seen, as :meth:`explanation` decides it (explain data, or

@@ -90,7 +90,8 @@ FAMILIES: tuple[Family, ...] = (
     Family("landmark", "landmark", "string", APPLY, True, "shard", "one value",
            "forward-decay landmark L (unix seconds, whole days)"),
     Family("board", "board:<id>", "zset", APPLY, True, "shard",
-           "members with points; window boards lose what leaves the window",
+           "members with points; window boards lose what leaves the window; archived calendar "
+           "periods (<unit>@<label>) are kept as archives says",
            "member → score (milli-points; decayed: stored against L)"),
     Family("bucket", "bucket:<id>|<i>", "zset", APPLY, True, "shard",
            "expired when bucket i leaves the window",
@@ -98,6 +99,16 @@ FAMILIES: tuple[Family, ...] = (
     Family("buckets", "buckets:<window>", "zset", APPLY, True, "shard",
            "the live buckets of one window",
            "\"<board>|<i>\" → i, the live buckets of one window (for expiry)"),
+    Family("calendar", "calendar", "hash", APPLY, True, "shard", "one field per calendar unit",
+           "unit (day, week, month) → \"<index>|<label>\" of the period holding W: the period the "
+           "live day/week/month boards are the archive of (leaderboard/calendar.py)"),
+    Family("archives", "archives:<unit>", "zset", APPLY, True, "shard",
+           "KUDOS_PERIODS_KEEP_<UNIT>S periods (0: every one) × (1 + communities)",
+           "archive board id (day@2012-07-04, day@2012-07-04:physics) → period index: every "
+           "archived period's boards (retention drops them by index)"),
+    Family("periods", "periods:<unit>", "zset", APPLY, True, "shard", "as archives",
+           "label (2012-07-04, 2012-W27, 2012-07) → period index of the unit's archived "
+           "periods (GET /api/boards/<unit>/periods)"),
     Family("boards", "boards", "set", APPLY, True, "shard", "base boards + admitted communities",
            "every board id that has ever had a member"),
     Family("communities", "communities", "set", APPLY, True, "shard",

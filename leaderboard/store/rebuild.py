@@ -15,6 +15,7 @@ import re
 from collections.abc import AsyncGenerator, Sequence
 from typing import Any, cast
 
+from leaderboard.calendar import UNITS
 from leaderboard.errors import StoreConflict
 from leaderboard.store.base import StoreBase
 from leaderboard.store.keys import Keys, glob_escape
@@ -60,6 +61,7 @@ class RebuildMixin(StoreBase):
             new.key("alerts"),
             self.serving.key("changes"),
             new.key("meta"),
+            *(k.key("archives", unit) for unit in UNITS for k in (old, new)),
         ]
         args: list[str | int] = [token, old.generation, new.pinned, outbox_group, new.scoring_id]
         res: list[Any] = await self.scripts.switch(keys=keys, args=args)

@@ -288,6 +288,17 @@ class ShardsLiveMixin:
             return True
         return any(await asyncio.gather(*(s.board_known(board) for s in self.stores)))
 
+    async def periods(self, unit: str, limit: int = 100) -> list[tuple[str, int]]:
+        """The archived periods of ``unit`` on any shard, newest first, with the members of
+        each merged archive (a member is on one shard)."""
+        got = await asyncio.gather(*(s.periods(unit, limit) for s in self.stores))
+        sizes: dict[str, int] = {}
+        for rows in got:
+            for board, n in rows:
+                sizes[board] = sizes.get(board, 0) + n
+        # (labels of one unit sort as their periods do: zero-padded, most significant first)
+        return sorted(sizes.items(), reverse=True)[:limit]
+
     async def member_known(self, member: str) -> bool:
         return await self.store_of(member).member_known(member)
 

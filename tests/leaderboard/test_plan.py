@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from leaderboard.bait import Detector
+from leaderboard.calendar import UNITS, periods_of
 from leaderboard.events import Event, Rejected, decode_message
 from leaderboard.explain import POSTS_PERIOD_S
 from leaderboard.plan import (
@@ -31,6 +32,8 @@ from leaderboard.scoring import ScoringRules
 from tests.leaderboard._model import Model, dr_counters, run, seen_set
 
 RULES = ScoringRules.load()
+#: the boards a plan names itself (the live calendar boards are the apply's: leaderboard.calendar)
+SCORED_BOARDS = [b for b in RULES.base_boards if b not in UNITS]
 DAY = 86400
 WEEK = 7 * DAY
 T0 = 1_341_100_800  # 2012-07-01T00:00:00Z, a UTC day boundary
@@ -454,7 +457,13 @@ def test_communities_add_community_boards() -> None:
         ("decayed:physics", "tom"),
         ("decayed:cern", "tom"),
     }
-    assert plan.boards == {b + s for b in RULES.base_boards for s in ("", ":physics", ":cern")}
+    assert plan.boards == {b + s for b in SCORED_BOARDS for s in ("", ":physics", ":cern")}
+    # the archived periods of its day, ISO week and month (the live boards are the apply's)
+    assert plan.archives == {
+        (u, p.index, p.label, p.board + s, "tom"): 4000
+        for u, p in enumerate(periods_of(T0))
+        for s in ("", ":physics", ":cern")
+    }
 
 
 def test_events_in_expired_buckets_skip_that_window_only() -> None:

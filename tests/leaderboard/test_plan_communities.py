@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence, Set
 
+from leaderboard.calendar import UNITS
 from leaderboard.events import Event
 from leaderboard.plan import Message, Plan, StoreState, build_plan
 from leaderboard.scoring import ScoringRules
@@ -42,7 +43,7 @@ def community_boards(plan: Plan) -> set[str]:
 
 def test_only_allowed_communities_get_boards_and_the_event_still_scores() -> None:
     plan = plan_of([ev(1, "tom", "physics", "spam"), ev(2, "tom", "spam")], allowed={"physics"})
-    assert community_boards(plan) == {b + ":physics" for b in RULES.base_boards}
+    assert community_boards(plan) == {b + ":physics" for b in RULES.base_boards if b not in UNITS}
     assert plan.totals[("all", "tom")] == 4000 + 2000  # both events, on the base boards
     assert plan.totals[("all:physics", "tom")] == 4000
     assert plan.community_stats == {"community_refused": 2}

@@ -9,6 +9,7 @@ buckets), not by the planner's code."""
 from __future__ import annotations
 
 import math
+from collections import defaultdict
 
 from leaderboard.bait import Detector
 from leaderboard.events import Event
@@ -126,7 +127,6 @@ def test_a_claw_back_writes_no_period_before_the_previous_one_of_the_watermark()
     # a post kept alive for months keeps its first entries: a claw-back of one counted 61 days
     # before the partition's watermark must not write into a period already dropped (top posts
     # and withheld points are kept per 30-day period, two at a time)
-    from collections import defaultdict
 
     from leaderboard.bait import Clawback
     from leaderboard.plan import _claw_back
@@ -142,7 +142,18 @@ def test_a_claw_back_writes_no_period_before_the_previous_one_of_the_watermark()
     withheld: dict[tuple[str, str, int], int] = {}
     ex: dict[tuple[str, str], list[int]] = {}
     _claw_back(
-        [old, recent], pwm, T0, RULES.half_life_s, [], ex, totals, buckets, decayed, posts, withheld
+        [old, recent],
+        pwm,
+        T0,
+        RULES.half_life_s,
+        [],
+        ex,
+        totals,
+        defaultdict(int),
+        buckets,
+        decayed,
+        posts,
+        withheld,
     )
     # the old one's post points were in a period no read shows: nothing written there; its
     # withheld points go to the previous period of the watermark, where its throttle line shows

@@ -46,7 +46,7 @@ def test_default_windows_decay_and_period_are_the_contract() -> None:
     )
     assert RULES.half_life_s == 86400.0
     assert RULES.dr_period_s == 86400
-    assert RULES.base_boards == ("all", "1h", "24h", "7d", "decayed")
+    assert RULES.base_boards == ("all", "1h", "24h", "7d", "decayed", "day", "week", "month")
     assert RULES.window("24h") == Window("24h", 900, 96)
     assert RULES.window("all") is None
     assert RULES.version

@@ -122,9 +122,9 @@ async def test_explain_reads_only_the_members_communities(store: Store) -> None:
     community = {b: p for b, p in explanation.boards.items() if ":" in b}
     assert community == await _every_community_place(store, "alice")
     assert {b.partition(":")[2] for b in community} == {"physics", "math"}
-    assert list(explanation.boards)[:5] == list(RULES.base_boards)
-    # the base boards, each live bucket of the hourly trend (168 of 7d), and the five boards of
-    # each of alice's two communities: not the 1,500 boards of the others'
+    assert list(explanation.boards)[:8] == list(RULES.base_boards)
+    # the base boards, each live bucket of the hourly trend (168 of 7d), and the base boards of
+    # each of alice's two communities (eight each): not the boards of the others'
     window = RULES.window("7d")
     assert window is not None
-    assert zscores == len(RULES.base_boards) + window.buckets + 5 * 2
+    assert zscores == len(RULES.base_boards) + window.buckets + len(RULES.base_boards) * 2

@@ -10,7 +10,7 @@ import random
 import pytest
 
 from tests.conftest import DATA, Namespace, configure
-from tests.oracle import assert_board_equal, compute, read_edges
+from tests.oracle import assert_board_equal, calendar_boards, compute, read_edges
 
 pytestmark = pytest.mark.integration
 
@@ -20,11 +20,24 @@ SX = DATA / "mathoverflow" / "sx-mathoverflow-typed.DERIVED.txt.gz"
 
 
 async def check_boards(
-    ns: Namespace, events: list[dict[str, object]], boards: tuple[str, ...] = BOARDS
+    ns: Namespace,
+    events: list[dict[str, object]],
+    boards: tuple[str, ...] = BOARDS,
+    keep: dict[str, int] | None = None,
 ) -> None:
-    expected = compute(events)
-    for board in boards:
+    """Every board of ``boards`` and every calendar board, live and archived, equals the
+    oracle's; and the archived periods the namespace lists are the ones the oracle keeps."""
+    expected = compute(events, keep=keep)
+    for board in (*boards, *calendar_boards(expected)):
         assert_board_equal(board, await ns.export(board), expected.get(board, {}))
+    await check_periods(ns, expected)
+
+
+async def check_periods(ns: Namespace, expected: dict[str, dict[str, float]]) -> None:
+    for unit in ("day", "week", "month"):
+        listed = [b for b, _ in await ns.store.periods(unit, 1000)]
+        kept = sorted(b for b in expected if b.startswith(unit + "@") and ":" not in b)
+        assert listed == kept[::-1][:1000], f"{unit}: {listed[:5]} … against {kept[-5:]}"
 
 
 async def test_higgs_envelopes_match_the_contract(namespace: Namespace) -> None:
@@ -68,6 +81,25 @@ async def test_mathoverflow_two_workers_four_partitions_with_landmark_moves(
     assert sorted(fences) == [0, 1, 2, 3]
     _, landmark = await namespace.store.clock()
     assert landmark is not None and landmark > int(events[0]["ts"]) + 20 * 86400  # type: ignore[call-overload]
+
+
+async def test_mathoverflow_six_and_a_half_years_of_calendar_periods(namespace: Namespace) -> None:
+    """One event in 25 of the whole MathOverflow log (2009-09 to 2016-03): every day, ISO week
+    and month archive of 6.5 years, kept whole (KUDOS_PERIODS_KEEP_* = 0)."""
+    configure(
+        namespace,
+        periods=dataclasses.replace(
+            namespace.settings.periods, keep_days=0, keep_weeks=0, keep_months=0
+        ),
+    )
+    events = read_edges(SX, "sx", 10**9)[::25]
+    namespace.start_worker()
+    produced = await namespace.replay(events, envelope=500)
+    await namespace.wait(produced)
+    keep = {"day": 0, "week": 0, "month": 0}
+    expected = compute(events, keep=keep)
+    assert sum(b.startswith("month@") for b in expected) > 75  # (the whole log, not a slice)
+    await check_boards(namespace, events, ("all",), keep=keep)
 
 
 async def test_sigkill_three_times_changes_no_score(namespace: Namespace) -> None:

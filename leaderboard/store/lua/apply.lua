@@ -7,7 +7,7 @@
 -- leaderboard/store/apply.py builds it.
 -- KEYS: the namespace's fixed keys, in the order of APPLY_KEYS in leaderboard/store/apply.py
 --       (fence, fencepart, pwm, wm, landmark, meta, live, communities, rescale,
---       decayed_boards, boards, changes, stats, alerts, perkseen, perkties, perkbox).
+--       decayed_boards, boards, changes, stats, alerts, perkseen, perkties, perkbox, calendar).
 -- ARGV[1] is the key prefix (of the plan's generation, "<prefix>:g<N>", or "<prefix>" for N = 0)
 -- of the families named per board, member or partition (board:<id>,
 -- explain:<member>, seen:<p>, ...; see leaderboard/store/keys.py), the only keys not in KEYS: a
@@ -18,7 +18,7 @@ local prefix = ARGV[1]
 local K_FENCE, K_FENCEPART, K_PWM, K_WM, K_LANDMARK = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local K_META, K_LIVE, K_COMMUNITIES, K_RESCALE = KEYS[6], KEYS[7], KEYS[8], KEYS[9]
 local K_DECAYED_BOARDS, K_BOARDS, K_CHANGES, K_STATS, K_ALERTS = KEYS[10], KEYS[11], KEYS[12], KEYS[13], KEYS[14]
-local K_PERKSEEN, K_PERKTIES, K_PERKBOX = KEYS[15], KEYS[16], KEYS[17]
+local K_PERKSEEN, K_PERKTIES, K_PERKBOX, K_CALENDAR = KEYS[15], KEYS[16], KEYS[17], KEYS[18]
 local i = 4
 local function nxt() local v = ARGV[i]; i = i + 1; return v end
 -- every section starts with its name (APPLY_SECTIONS in leaderboard/store/apply.py): a builder and
@@ -62,7 +62,9 @@ do
   local over = count(); j = j + over
   expect('clock'); j = j + 4
   records('windows', 0, 3)
+  records('calendar', 0, 4)
   records('totals', 0, 3)
+  records('archives', 0, 6)
   records('buckets', 0, 5)
   records('decayed', 0, 3)
   records('boards', 0, 1)
@@ -174,6 +176,11 @@ section('windows')
 local nw = tonumber(nxt())
 local windows = {}
 for j = 1, nw do windows[j] = {nxt(), tonumber(nxt()), tonumber(nxt())} end
+-- the calendar units (leaderboard/calendar.py): name, periods kept (0: all), and the index and
+-- label of the period of the plan's newest event time ('' with none)
+section('calendar')
+local units = {}
+for u = 1, tonumber(nxt()) do units[u] = {nxt(), tonumber(nxt()), nxt(), nxt()} end
 
 -- 2. maintenance in bounded steps, before anything of this batch is written. A call that leaves
 --    work returns {'more', work} having written none of the plan (fences unmoved): the worker
@@ -373,6 +380,54 @@ end
 -- the first landmark (a later move is the rescale above)
 if landmark ~= '' and cur_landmark == '' then redis.call('SET', K_LANDMARK, landmark) end
 
+-- 3b. calendar periods. The live day/week/month boards (and <unit>:<community>) are the archives
+--     of the period holding W (calendar: unit → "<index>|<label>"). When W enters a new period,
+--     the live boards of the old one go and copies of the new one's archives (normally none yet:
+--     no event was past W) take their place; the points section 5b adds to both from then on.
+--     Retention: a unit keeping k periods drops every archive of index <= current - k, at most
+--     1,000 per unit and call (the rest in the next ones), and refuses points for them (5b), as
+--     an expired window bucket does. archives:<unit> lists every archive board by index,
+--     periods:<unit> the labels of the base archives (GET /api/boards/<unit>/periods).
+local moved_to = max_ts ~= '' and W ~= nil and tonumber(max_ts) == W
+for _, u in ipairs(units) do
+  local unit, keep, idx, label = u[1], u[2], u[3], u[4]
+  local archives_key = prefix .. ':archives:' .. unit
+  local stored = redis.call('HGET', K_CALENDAR, unit)
+  local cur, cur_label = nil, nil
+  if stored then
+    local bar = string.find(stored, '|', 1, true)
+    cur, cur_label = tonumber(string.sub(stored, 1, bar - 1)), string.sub(stored, bar + 1)
+  end
+  if moved_to and idx ~= '' and (cur == nil or tonumber(idx) > cur) then
+    if cur ~= nil then
+      for _, archive in ipairs(redis.call('ZRANGEBYSCORE', archives_key, cur, cur)) do
+        local live = unit .. string.sub(archive, #unit + 2 + #cur_label)
+        redis.call('UNLINK', prefix .. ':board:' .. live)
+        changed(live)
+      end
+    end
+    cur = tonumber(idx)
+    for _, archive in ipairs(redis.call('ZRANGEBYSCORE', archives_key, cur, cur)) do
+      local live = unit .. string.sub(archive, #unit + 2 + #label)
+      redis.call('COPY', prefix .. ':board:' .. archive, prefix .. ':board:' .. live, 'REPLACE')
+      changed(live)
+    end
+    redis.call('HSET', K_CALENDAR, unit, idx .. '|' .. label)
+  end
+  u[5] = cur
+  if keep > 0 and cur ~= nil then
+    local old = redis.call('ZRANGEBYSCORE', archives_key, '-inf', cur - keep, 'LIMIT', 0, 1000)
+    for _, archive in ipairs(old) do
+      redis.call('UNLINK', prefix .. ':board:' .. archive)
+      if marks then redis.call('HDEL', K_CHANGES, archive) end
+    end
+    if #old > 0 then
+      bulk('ZREM', archives_key, old)
+      redis.call('ZREMRANGEBYSCORE', prefix .. ':periods:' .. unit, '-inf', cur - keep)
+    end
+  end
+end
+
 -- 4. window cutoffs at W (every bucket at or below them has been expired above)
 for j = 1, nw do
   local cutoff = nil
@@ -400,6 +455,35 @@ local n = tonumber(nxt())
 for _ = 1, n do
   local board, member, delta = nxt(), nxt(), nxt()
   add(prefix .. ':board:' .. board, delta, member)
+end
+
+-- 5b. archived calendar periods (unit, period index, label, archive board, member, delta), and
+--     the live board of what falls in W's period. A period retention already dropped (or is
+--     dropping) gets nothing.
+section('archives')
+n = tonumber(nxt())
+local registered_archive = {}
+for _ = 1, n do
+  local u, idx, label, board, member, delta = units[tonumber(nxt()) + 1], tonumber(nxt()), nxt(), nxt(), nxt(), nxt()
+  local cur, keep = u[5], u[2]
+  if cur == nil or keep == 0 or idx > cur - keep then
+    add(prefix .. ':board:' .. board, delta, member)
+    local live = nil
+    if idx == cur then live = u[1] .. string.sub(board, #u[1] + 2 + #label) end
+    if not registered_archive[board] then
+      registered_archive[board] = true
+      redis.call('ZADD', prefix .. ':archives:' .. u[1], 'NX', idx, board)
+      if #board == #u[1] + 1 + #label then
+        redis.call('ZADD', prefix .. ':periods:' .. u[1], 'NX', idx, label)
+      end
+      changed(board)
+      if live then
+        redis.call('SADD', K_BOARDS, live)
+        changed(live)
+      end
+    end
+    if live then add(prefix .. ':board:' .. live, delta, member) end
+  end
 end
 
 -- 6. window boards: add to the bucket while it is inside the window, and the sum of a batch's

@@ -5,7 +5,8 @@
 -- skip the messages between the two (they resume after the fence they find).
 -- The old generation's keys stay; the rebuild drops them afterwards, in bounded steps.
 -- KEYS: rebuilding (the lock), live (the pointer), the live generation's fence and boards,
---       the new generation's fence, boards and alerts, changes, the new generation's meta.
+--       the new generation's fence, boards and alerts, changes, the new generation's meta, then
+--       archives:<unit> of the live and the new generation for each calendar unit.
 -- ARGV: the rebuild lock's token, the live generation, the new one, the outbox consumer group,
 --       the scoring identity the new generation was built with.
 local token, live, new, group, identity = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
@@ -30,6 +31,10 @@ redis.call('HSET', KEYS[9], 'scoring_version', identity)
 local boards = {}
 for _, b in ipairs(redis.call('SMEMBERS', KEYS[4])) do boards[b] = true end
 for _, b in ipairs(redis.call('SMEMBERS', KEYS[6])) do boards[b] = true end
+-- and the archived calendar periods of both (KEYS[10..]: archives:<unit>, bounded by retention)
+for k = 10, #KEYS do
+  for _, b in ipairs(redis.call('ZRANGE', KEYS[k], 0, -1)) do boards[b] = true end
+end
 local n = 0
 for b in pairs(boards) do
   redis.call('HINCRBY', KEYS[8], b, 1)

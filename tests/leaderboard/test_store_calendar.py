@@ -1,0 +1,161 @@
+"""Calendar boards in the store against real Redis: the archives of each UTC day, ISO week and
+month, the live ``day``/``week``/``month`` boards that follow W's period, late points, and
+retention (leaderboard/calendar.py, lua/apply.lua sections 3b and 5b)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pytest
+
+from leaderboard.events import Event
+from leaderboard.owned import OwnedState
+from leaderboard.plan import Message, build_plan
+from leaderboard.scoring import ScoringRules
+from leaderboard.store import Store
+from tests.conftest import Namespace
+
+DAY = 86400
+SUN = 1_341_100_800  # 2012-07-01T00:00:00Z, a Sunday: ISO week 2012-W26
+MON = SUN + DAY  # 2012-07-02, the first day of 2012-W27
+
+pytestmark = pytest.mark.integration
+
+
+class Applier:
+    """Applies events as a worker would: one message per call, one partition."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.owned = OwnedState()
+        self.offset = 0
+
+    async def __call__(self, *events: Event) -> None:
+        await self.store.load_partitions([0], self.owned)
+        plan = build_plan(
+            [Message(0, self.offset, list(events))],
+            self.owned.store_state(),
+            self.store.rules,
+            dedupe_horizon_s=7 * DAY,
+            rebase_after_s=120 * DAY,
+            max_future_s=300,
+        )
+        self.offset += 1
+        await (await self.store.send_apply(plan))
+
+
+def _store(namespace: Namespace, keep: tuple[int, int, int]) -> Store:
+    rules = ScoringRules.load().keeping(*keep)
+    return Store(namespace.store.client, namespace.store.prefix, rules)
+
+
+async def _board(store: Store, board: str) -> dict[str, float]:
+    rows, _ = await store.page(board, 100)
+    return {e.member: e.score for e in rows}
+
+
+def ev(n: int, ts: float, kind: str, actor: str, target: str, *cs: str) -> Event:
+    return Event(f"e{n}", ts, kind, actor, target, communities=tuple(cs))
+
+
+async def _boards(store: Store, names: Sequence[str]) -> dict[str, dict[str, float]]:
+    return {b: await _board(store, b) for b in names}
+
+
+async def test_live_calendar_boards_follow_the_period_of_w_and_archives_keep_every_period(
+    namespace: Namespace,
+) -> None:
+    store = _store(namespace, (0, 0, 0))
+    apply = Applier(store)
+    await apply(ev(1, SUN + 100, "share", "ann", "tom", "physics"))
+    assert await _boards(store, ["day", "week", "month", "day:physics"]) == {
+        "day": {"tom": 4.0},
+        "week": {"tom": 4.0},
+        "month": {"tom": 4.0},
+        "day:physics": {"tom": 4.0},
+    }
+    # W enters Monday: a new day and a new ISO week, the same month
+    await apply(ev(2, MON + 100, "like", "bob", "tom"), ev(3, MON + 200, "like", "cy", "amy"))
+    # a late event of Sunday goes to Sunday's archives (and the month), not to the live day
+    await apply(ev(4, SUN + 300, "click", "dan", "amy", "physics"))
+    assert await _boards(store, ["day", "week", "month", "day:physics", "week:physics"]) == {
+        "day": {"tom": 1.0, "amy": 1.0},
+        "week": {"tom": 1.0, "amy": 1.0},
+        "month": {"tom": 5.0, "amy": 2.0},
+        "day:physics": {},
+        "week:physics": {},
+    }
+    assert await _boards(
+        store,
+        [
+            "day@2012-07-01",
+            "day@2012-07-02",
+            "week@2012-W26",
+            "week@2012-W27",
+            "month@2012-07",
+            "day@2012-07-01:physics",
+            "week@2012-W26:physics",
+            "month@2012-07:physics",
+        ],
+    ) == {
+        "day@2012-07-01": {"tom": 4.0, "amy": 1.0},
+        "day@2012-07-02": {"tom": 1.0, "amy": 1.0},
+        "week@2012-W26": {"tom": 4.0, "amy": 1.0},
+        "week@2012-W27": {"tom": 1.0, "amy": 1.0},
+        "month@2012-07": {"tom": 5.0, "amy": 2.0},
+        "day@2012-07-01:physics": {"tom": 4.0, "amy": 1.0},
+        "week@2012-W26:physics": {"tom": 4.0, "amy": 1.0},
+        "month@2012-07:physics": {"tom": 4.0, "amy": 1.0},
+    }
+    assert await store.periods("day") == [("day@2012-07-02", 2), ("day@2012-07-01", 2)]
+    assert await store.periods("week") == [("week@2012-W27", 2), ("week@2012-W26", 2)]
+    assert await store.board_known("week@2012-W26:physics")
+    assert not await store.board_known("week@2012-W25")
+    # the live boards are boards like any other: their members' standings, listed boards
+    standing = await store.standing("week", "amy")
+    assert standing is not None and (standing.rank, standing.score) == (1, 1.0)
+    listed = dict((await store.boards())[0])
+    assert listed["day"] == 2 and "day@2012-07-01" not in listed
+
+
+async def test_a_month_rolls_over_at_its_utc_end_and_iso_weeks_cross_the_year(
+    namespace: Namespace,
+) -> None:
+    store = _store(namespace, (0, 0, 0))
+    apply = Applier(store)
+    new_year = 1_356_998_400  # 2013-01-01T00:00:00Z, a Tuesday of ISO week 2013-W01
+    await apply(ev(1, new_year - 1, "share", "ann", "tom"))  # 2012-12-31 23:59:59, 2013-W01
+    await apply(ev(2, new_year, "like", "bob", "amy"))
+    assert await _boards(store, ["day", "week", "month", "month@2012-12", "week@2013-W01"]) == {
+        "day": {"amy": 1.0},
+        "week": {"tom": 4.0, "amy": 1.0},
+        "month": {"amy": 1.0},
+        "month@2012-12": {"tom": 4.0},
+        "week@2013-W01": {"tom": 4.0, "amy": 1.0},
+    }
+
+
+async def test_retention_drops_old_archives_and_refuses_late_points_for_them(
+    namespace: Namespace,
+) -> None:
+    store = _store(namespace, (2, 0, 0))
+    apply = Applier(store)
+    await apply(ev(1, SUN + 10, "share", "ann", "tom", "physics"))
+    await apply(ev(2, MON + 10, "share", "ann", "amy", "physics"))
+    assert [b for b, _ in await store.periods("day")] == ["day@2012-07-02", "day@2012-07-01"]
+    await apply(ev(3, MON + DAY + 10, "like", "bob", "tom"))
+    # Sunday is the third day back: its archives (base and community) are gone
+    assert [b for b, _ in await store.periods("day")] == ["day@2012-07-03", "day@2012-07-02"]
+    assert not await store.client.exists(
+        store.key("board", "day@2012-07-01"), store.key("board", "day@2012-07-01:physics")
+    )
+    assert not await store.board_known("day@2012-07-01")
+    # a late Sunday event still scores on all, the week and the month, but makes no Sunday again
+    await apply(ev(4, SUN + 20, "click", "cy", "tom"))
+    assert not await store.client.exists(store.key("board", "day@2012-07-01"))
+    assert await _boards(store, ["all", "day", "week@2012-W26"]) == {
+        "all": {"tom": 6.0, "amy": 4.0},
+        "day": {"tom": 1.0},
+        "week@2012-W26": {"tom": 5.0},
+    }
+    assert await store.client.zcard(store.key("archives", "day")) == 3  # two days, one community
