@@ -101,6 +101,10 @@ ALICE: dict[str, Any] = {
         "24h": {"rank": 1, "score": 20.333, "members": 2, "percentile": 100.0},
         "7d": {"rank": 1, "score": 24.333, "members": 2, "percentile": 100.0},
         "decayed": {"rank": 1, "score": ALICE_DECAYED, "members": 2, "percentile": 100.0},
+        # W is on Sunday 2020-09-13, the last day of ISO week 2020-W37; e0 is on the Friday
+        "day": {"rank": 1, "score": 20.333, "members": 2, "percentile": 100.0},
+        "week": {"rank": 1, "score": 24.333, "members": 2, "percentile": 100.0},
+        "month": {"rank": 1, "score": 24.333, "members": 2, "percentile": 100.0},
     },
     "trend": {
         "24h": 20.333,

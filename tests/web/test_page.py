@@ -277,6 +277,28 @@ async def test_live_page(namespace: Namespace, browser: Any) -> None:
         SCREENSHOT.parent.mkdir(exist_ok=True)
         await page.screenshot(path=str(SCREENSHOT), full_page=True)
 
+        # Calendar boards: this week live, then a past week from the period picker
+        await page.click("[data-testid=bases] button[data-board=week]")
+        week, _ = await namespace.store.page("week", 20)
+        await wait_board(page, week)
+        assert await page.inner_text("#board-title") == "This week (ISO, UTC)"
+        picker = page.locator("[data-testid=period]")
+        await page.wait_for_function(
+            "[...document.querySelectorAll('[data-testid=period-option]')]"
+            ".some(o => o.value === '2012-W26')",
+            timeout=WAIT_MS,
+        )
+        listed = get_json(port, "/api/boards/week/periods")
+        assert listed["live"] == "week@2012-W27"
+        assert [p["id"] for p in listed["periods"]] == ["week@2012-W27", "week@2012-W26"]
+        await picker.select_option("2012-W26")
+        past, _ = await namespace.store.page("week@2012-W26", 20)
+        assert past and [(e.member, e.score) for e in past] != [(e.member, e.score) for e in week]
+        await wait_board(page, past)
+        assert await page.inner_text("#board-title") == "Week 2012-W26"
+        assert "board=week%402012-W26" in page.url
+        assert any('"channel":"board:week@2012-W26"' in f.replace(" ", "") for f in sent)
+
         # A 375 px phone: nothing wider than the screen, board and open card alike
         await page.set_viewport_size({"width": 375, "height": 812})
         await page.wait_for_timeout(300)

@@ -2,9 +2,12 @@
 // Speaks the websocket protocol of docs/protocol.md (version 1) on /ws and reads the JSON API.
 "use strict";
 (() => {
-  const BASES = ["all", "1h", "24h", "7d", "decayed"];
-  const LABEL = { all: "All time", "1h": "Last hour", "24h": "Last 24 hours", "7d": "Last 7 days", decayed: "Decayed" };
-  const SHORT = { all: "All time", "1h": "1h", "24h": "24h", "7d": "7d", decayed: "Decayed" };
+  const BASES = ["all", "1h", "24h", "7d", "decayed", "day", "week", "month"];
+  const CALENDAR = ["day", "week", "month"]; // UTC periods: live, or an archived one (board "week@2012-W27")
+  const LABEL = { all: "All time", "1h": "Last hour", "24h": "Last 24 hours", "7d": "Last 7 days", decayed: "Decayed",
+    day: "Today (UTC)", week: "This week (ISO, UTC)", month: "This month (UTC)" };
+  const SHORT = { all: "All time", "1h": "1h", "24h": "24h", "7d": "7d", decayed: "Decayed", day: "Day", week: "Week", month: "Month" };
+  const PERIOD_NAME = { day: "Day", week: "Week", month: "Month" };
   const LIMIT = 20; // rows of the board shown
   const MAX_COMMUNITY_LOOKUPS = 24; // community boards asked about when a member card opens
   const MAX_BOARD_PAGES = 10; // community pickers list at most ~10,000 boards
@@ -62,9 +65,14 @@
     const letters = id.replace(/[^\p{L}\p{N}]/gu, "").slice(0, 2) || "?";
     return h("span", { class: "avatar", "aria-hidden": "true", style: { background: `hsl(${hue(id)} 52% 46%)` }, text: letters });
   }
+  const baseLabel = (base, short) => {
+    const at = base.indexOf("@");
+    if (at > 0) return `${PERIOD_NAME[base.slice(0, at)] || base.slice(0, at)} ${base.slice(at + 1)}`;
+    return (short ? SHORT : LABEL)[base] || base;
+  };
   const boardLabel = (b) => {
     const i = b.indexOf(":");
-    return i < 0 ? LABEL[b] || b : `${SHORT[b.slice(0, i)] || b.slice(0, i)} · ${b.slice(i + 1)}`;
+    return i < 0 ? baseLabel(b, false) : `${baseLabel(b.slice(0, i), true)} · ${b.slice(i + 1)}`;
   };
   async function getJSON(path) {
     const r = await fetch(path, { headers: { Accept: "application/json" }, cache: "no-store" });
@@ -247,6 +255,8 @@
   // ---- page state ---------------------------------------------------------------------------
   const state = {
     base: "all",
+    period: "", // a calendar base's archived period ("2012-W27"); "" is the live one
+    periods: [], // the archived periods of the calendar base shown, newest first
     community: "",
     rows: new Map(), // member -> {rank, score}
     members: null,
@@ -258,7 +268,8 @@
     boardIds: new Set(),
     card: null, // {member, standings: Map, explain, explainStatus, gen}
   };
-  const boardId = () => (state.community ? `${state.base}:${state.community}` : state.base);
+  const boardBase = () => (state.period ? `${state.base}@${state.period}` : state.base);
+  const boardId = () => (state.community ? `${boardBase()}:${state.community}` : boardBase());
   const boardChannel = () => `board:${boardId()}`;
 
   // ---- status and as-of -----------------------------------------------------------------------
@@ -436,12 +447,17 @@
     basesEl.append(h("button", { type: "button", "data-board": b, "aria-pressed": "false", title: LABEL[b], text: SHORT[b], onclick: () => selectBoard(b, state.community) }));
   }
   const communityEl = $("community");
-  communityEl.addEventListener("change", () => selectBoard(state.base, communityEl.value));
-  function selectBoard(base, community, force = false) {
+  communityEl.addEventListener("change", () => selectBoard(state.base, communityEl.value, false, state.period));
+  const periodEl = $("period");
+  periodEl.addEventListener("change", () => selectBoard(state.base, state.community, false, periodEl.value));
+  function selectBoard(base, community, force = false, period = "") {
     if (!BASES.includes(base)) base = "all";
-    if (!force && base === state.base && community === state.community) return;
+    if (!CALENDAR.includes(base) || !/^[0-9]{4}-(W[0-9]{2}|[0-9]{2}(-[0-9]{2})?)$/.test(period || "")) period = "";
+    if (!force && base === state.base && community === state.community && period === state.period) return;
     feed.unsubscribe(boardChannel());
+    const unitChanged = base !== state.base;
     state.base = base;
+    state.period = period;
     state.community = community || "";
     state.rows = new Map();
     state.members = null;
@@ -449,7 +465,11 @@
     state.quiet = true;
     for (const btn of basesEl.children) btn.setAttribute("aria-pressed", String(btn.dataset.board === state.base));
     syncCommunityOptions();
-    $("board-title").textContent = state.community ? `${LABEL[state.base]} · ${state.community}` : LABEL[state.base];
+    if (unitChanged) state.periods = [];
+    syncPeriodOptions();
+    if (CALENDAR.includes(base) && (unitChanged || force)) loadPeriods(base);
+    const title = baseLabel(boardBase(), false);
+    $("board-title").textContent = state.community ? `${title} · ${state.community}` : title;
     feed.subscribe(boardChannel(), LIMIT);
     writeHash();
     scheduleRender();
@@ -468,6 +488,24 @@
     communityEl.replaceChildren(...opts);
     communityEl.value = state.community;
     communityEl.parentElement.hidden = names.length === 0;
+  }
+  function syncPeriodOptions() {
+    const wrap = periodEl.parentElement;
+    wrap.hidden = !CALENDAR.includes(state.base);
+    if (wrap.hidden) return;
+    const labels = state.periods.map((id) => id.slice(id.indexOf("@") + 1));
+    if (state.period && !labels.includes(state.period)) labels.push(state.period);
+    const name = PERIOD_NAME[state.base].toLowerCase();
+    const opts = [h("option", { value: "", text: `Current ${name} (live)` })];
+    for (const label of labels) opts.push(h("option", { value: label, "data-testid": "period-option", text: label }));
+    periodEl.replaceChildren(...opts);
+    periodEl.value = state.period;
+  }
+  async function loadPeriods(unit) {
+    const { status, body } = await getJSON(`/api/boards/${unit}/periods?limit=200`).catch(() => ({}));
+    if (status !== 200 || !body || unit !== state.base) return;
+    state.periods = body.periods.map((p) => p.id).filter((id) => id !== body.live);
+    if (document.activeElement !== periodEl) syncPeriodOptions();
   }
   async function loadBoards() {
     const all = [];
@@ -833,7 +871,12 @@
     const p = new URLSearchParams(location.hash.slice(1));
     const b = p.get("board") || "all";
     const i = b.indexOf(":");
-    return { base: i < 0 ? b : b.slice(0, i), community: i < 0 ? "" : b.slice(i + 1), member: p.get("member") };
+    const head = i < 0 ? b : b.slice(0, i);
+    const at = head.indexOf("@");
+    return {
+      base: at < 0 ? head : head.slice(0, at), period: at < 0 ? "" : head.slice(at + 1),
+      community: i < 0 ? "" : b.slice(i + 1), member: p.get("member"),
+    };
   }
 
   // ---- wiring ---------------------------------------------------------------------------------
@@ -853,7 +896,7 @@
         feed.markReady(channel);
         scheduleRender();
         clearTimeout(missingRetry); // a community board appears with its first event: try again later
-        missingRetry = setTimeout(() => { if (channel === boardChannel() && state.boardMissing) selectBoard(state.base, state.community, true); }, 10000);
+        missingRetry = setTimeout(() => { if (channel === boardChannel() && state.boardMissing) selectBoard(state.base, state.community, true, state.period); }, 10000);
         return;
       }
       if (msg.code === "unavailable") { toast("error", "The server cannot reach its store", "Retrying…"); return; }
@@ -871,17 +914,17 @@
   window.addEventListener("online", () => feed.reconnectNow());
   window.addEventListener("hashchange", () => {
     const want = readHash();
-    selectBoard(want.base, want.community);
+    selectBoard(want.base, want.community, false, want.period);
     if (want.member && want.member !== state.card?.member) openMember(want.member);
     else if (!want.member && state.card) closeMember();
   });
 
   const initial = readHash();
-  selectBoard(initial.base, initial.community, true);
+  selectBoard(initial.base, initial.community, true, initial.period);
   feed.subscribe("alerts"); // comment-bait throttles, as toasts
   feed.connect();
   loadBoards().then(() => { if (state.card) refreshCard(); });
-  setInterval(loadBoards, 20000);
+  setInterval(() => { loadBoards(); if (CALENDAR.includes(state.base)) loadPeriods(state.base); }, 20000);
   if (initial.member) openMember(initial.member);
   window.kudos = { state, feed, openMember, closeMember, selectBoard }; // for debugging and tests
 })();
