@@ -191,6 +191,11 @@ def parse_rules(
             scoring.check_board(board)
         except UnknownBoard as exc:
             raise ConfigError(f"{where}: {exc}") from None
+        if "@" in board:
+            raise ConfigError(
+                f"{where}: board {board!r} is an archived period, which changes only with late "
+                "events; a rule watches a live board (day, week, month, ...)"
+            )
         payload = r.get("payload", {})
         if not isinstance(payload, dict):
             raise ConfigError(f"{where}: payload must be a table")

@@ -596,7 +596,7 @@ async def test_watch_against_real_servers(namespace: Namespace) -> None:
     port = namespace.settings.web.port
     web = start_web(namespace, port)
     try:
-        text = await Watch.start(namespace, "all", "member:m3", "--count", "7", "--for", "30")
+        text = await Watch.start(namespace, "all", "member:m3", "--count", "10", "--for", "30")
         js = await Watch.start(
             namespace, "board:all", "--limit", "5", "--json", "--count", "1", "--for", "30"
         )
@@ -640,7 +640,7 @@ async def test_watch_against_real_servers(namespace: Namespace) -> None:
                 "👑 m9 took #1 on all (53 pts), passing m0, m1, m2 and 6 others",
                 *(
                     f"⚔️ m9 overtook m3 on {b}, now #1"
-                    for b in ("all", "1h", "24h", "7d", "decayed")
+                    for b in ("all", "1h", "24h", "7d", "decayed", "day", "week", "month")
                 ),
                 "📉 m3 fell to #5 on decayed (35.865 pts)",
             ]

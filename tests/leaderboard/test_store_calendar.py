@@ -10,6 +10,7 @@ import pytest
 
 from leaderboard.events import Event
 from leaderboard.owned import OwnedState
+from leaderboard.perks import PerkRule
 from leaderboard.plan import Message, build_plan
 from leaderboard.scoring import ScoringRules
 from leaderboard.store import Store
@@ -159,3 +160,23 @@ async def test_retention_drops_old_archives_and_refuses_late_points_for_them(
         "week@2012-W26": {"tom": 5.0},
     }
     assert await store.client.zcard(store.key("archives", "day")) == 3  # two days, one community
+
+
+async def test_perk_rules_watch_the_live_calendar_boards(namespace: Namespace) -> None:
+    """A rank rule on ``week`` judges each week's board as it is live (a new week, a new
+    leader); a score rule on ``day`` sees today's points only."""
+    rules = ScoringRules.load().keeping(0, 0, 0)
+    perks = [
+        PerkRule("wk1", "Top of the week", "week", 1, None),
+        PerkRule("d5", "Five points in a day", "day", None, 5.0),
+    ]
+    store = Store(namespace.store.client, namespace.store.prefix, rules, perks)
+    apply = Applier(store)
+    await apply(ev(1, SUN + 10, "share", "ann", "tom"))  # tom: 4 on Sunday, week W26
+    await apply(ev(2, MON + 10, "share", "ann", "amy"), ev(3, MON + 20, "like", "bob", "amy"))
+    await apply(ev(4, MON + 30, "like", "cy", "tom"), ev(5, MON + 40, "click", "dan", "tom"))
+    tom = {p["rule"]: p for p in await store.perks_of("tom") or []}
+    amy = {p["rule"]: p for p in await store.perks_of("amy") or []}
+    # tom led week W26 (and has 4 + 2 points all told, but never 5 in one day)
+    assert set(tom) == {"wk1"} and (tom["wk1"]["board"], tom["wk1"]["score"]) == ("week", 4.0)
+    assert set(amy) == {"wk1", "d5"} and amy["d5"]["score"] == 5.0
