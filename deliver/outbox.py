@@ -22,6 +22,7 @@ from typing import Any
 
 import orjson
 
+from leaderboard.calendar import live_board
 from leaderboard.metrics import Counter
 from leaderboard.perks import Unlock
 from leaderboard.settings import Settings
@@ -88,8 +89,12 @@ def unlocks(settings: Settings, jobs_for: Callable[[Unlock], list[Job]], fanned:
             orjson.dumps(u.data()),
             feed.member_record(None, [u.event()], u.at),
             jobs_for(u),
-            # the unlock also rides on its board's channel, as a frame with no changes
-            (u.board, feed.encode_board_record([], [u.event()], u.at, 0)),
+            # the unlock also rides on its board's channel, as a frame with no changes (a
+            # winners' perk on the live board's, board:week for week@2012-W27: the announcement)
+            (
+                u.board if u.period is None else live_board(u.board),
+                feed.encode_board_record([], [u.event()], u.at, 0),
+            ),
         )
 
     return Outbox(

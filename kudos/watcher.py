@@ -340,6 +340,12 @@ class Watcher:
         title = ev.get("title") or ev.get("perk") or ev.get("name")
         reason = ev.get("reason")
         detail = " — ".join(str(x) for x in (title, reason) if x)
+        if kind == "perk" and ev.get("period"):
+            # a winners' perk: the announcement of the period's close, one line per winner
+            rank = f" at #{ev['rank']}" if ev.get("rank") else ""
+            return f"🏁 {ev.get('board')} closed: {member} won{rank}" + (
+                f" — {detail}" if detail else ""
+            )
         if kind == "perk":
             return f"🎁 {member} unlocked a perk{on}" + (f": {detail}" if detail else "")
         if kind == "bait":

@@ -27,6 +27,12 @@ DAY_S = 86400
 #: Archived periods kept by default (``KUDOS_PERIODS_KEEP_DAYS``, ``_WEEKS``, ``_MONTHS``): a
 #: month of days, a year of weeks, two years of months (README "Calendar boards": the memory).
 DEFAULT_KEEP = (31, 53, 24)
+#: Late events counted after a period's end before its winners' perks are judged
+#: (``KUDOS_PERIODS_GRACE_S``).
+DEFAULT_GRACE_S = 3600
+#: How much longer than the grace a partition with no new events may hold a close back
+#: (``KUDOS_PERIODS_IDLE_S``).
+DEFAULT_IDLE_S = 86400
 _EPOCH = dt.date(1970, 1, 1)
 #: (the week index counts Mondays: 1970-01-01 was a Thursday, three days after one)
 _WEEK_SHIFT = 3

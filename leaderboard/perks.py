@@ -9,6 +9,7 @@ Rules live in the TOML file named by ``KUDOS_PERKS_PATH``::
     board = "7d"                      # any board: all, 1h, 24h, 7d, decayed, <base>:<community>
     when = "rank <= 10"               # rank <= N | score >= X | entered_top N, joined with "and"
     payload = { coupon = "TOP10" }    # optional, passed through to the unlock
+    at = "close"                      # optional, on day/week/month boards: winners of each period
 
 An unlock happens once per (rule, member), ever: the worker's apply script checks the rules after
 each batch, atomically with the scores, and records the unlock only if the member has none for
@@ -26,6 +27,14 @@ as before. A member left out can unlock at a later check, once the tie breaks or
 checked at batch boundaries, so like any rank condition this depends on where they fall).
 ``max_ties = 0`` lets no tie cross place N. :meth:`PerkRule.rank_qualifiers` is the policy;
 the apply script does the same in Lua.
+
+**Winners' perks.** A rule with ``at = "close"`` on a calendar board (``day``, ``week``,
+``month``, or one per community) is judged once per period, on that period's archive, when the
+watermark passes the period's end plus ``KUDOS_PERIODS_GRACE_S`` (late events within the grace
+count): one unlock per (rule, member, period), id :func:`unlock_id` of the three, recorded in
+``perks:<member>`` under ``<rule>@<period>``, and delivered like any unlock with ``period`` set and ``board`` the
+archive (``week@2012-W27``); its ``perk`` event also goes to the live board's channel
+(``board:week``): the closing announcement. The same tie policy applies.
 """
 
 from __future__ import annotations
@@ -41,6 +50,7 @@ from typing import Any
 
 import orjson
 
+from leaderboard.calendar import UNITS as CALENDAR_UNITS
 from leaderboard.errors import ConfigError, UnknownBoard
 from leaderboard.scoring import ScoringRules
 
@@ -67,6 +77,8 @@ class PerkRule:
     payload: dict[str, Any] = field(default_factory=dict)
     #: members a tie at place ``rank_max`` may add beyond it at one check (see "Ties" above)
     max_ties: int = DEFAULT_MAX_TIES
+    #: judged once per closed period of its calendar board ("Winners' perks" above)
+    at_close: bool = False
 
     @property
     def cap(self) -> int | None:
@@ -107,13 +119,14 @@ class PerkRule:
         return math.ceil(round(self.score_min * 1000, 6))
 
 
-def unlock_id(rule_id: str, member: str) -> str:
+def unlock_id(rule_id: str, member: str, period: str | None = None) -> str:
     """The same (rule, member) always gets the same id: webhook receivers de-duplicate by it, and
     a replay of the whole log after losing Redis issues the same ids again. No dots (Standard
     Webhooks signs ``id.timestamp.body``)."""
     # SHA-1 because the apply script computes the same id with Redis's redis.sha1hex; it names
     # an unlock, it does not protect anything
-    digest = hashlib.sha1(f"{rule_id}\x1f{member}".encode(), usedforsecurity=False).hexdigest()
+    text = f"{rule_id}\x1f{member}" + ("" if period is None else f"\x1f{period}")
+    digest = hashlib.sha1(text.encode(), usedforsecurity=False).hexdigest()
     return f"unl_{digest}"
 
 
@@ -181,7 +194,7 @@ def parse_rules(
     if not 0 <= max_ties <= MAX_RANK:
         raise ConfigError(f"KUDOS_PERKS_MAX_TIES={max_ties}: must be between 0 and {MAX_RANK}")
     rules: list[PerkRule] = []
-    fields = ("id", "title", "board", "when", "payload", "max_ties")
+    fields = ("id", "title", "board", "when", "payload", "max_ties", "at")
     for rid, where, r in tables(data, "rule", fields, source):
         title = r.get("title", rid)
         board, when = r.get("board"), r.get("when")
@@ -210,7 +223,20 @@ def parse_rules(
             raise ConfigError(
                 f"{where}: max_ties needs a rank condition (rank <= N, entered_top N)"
             )
-        rules.append(PerkRule(rid, title, board, rank_max, score_min, payload, ties))
+        at = r.get("at", "live")
+        if at not in ("live", "close"):
+            raise ConfigError(f'{where}: at must be "live" (the default) or "close"')
+        if at == "close" and board.partition(":")[0] not in CALENDAR_UNITS:
+            raise ConfigError(
+                f'{where}: at = "close" judges the winners of each closed period: the board '
+                f"must be day, week or month (or one of their community boards), not {board!r}"
+            )
+        if at == "close" and rank_max is None:
+            raise ConfigError(
+                f'{where}: at = "close" needs a rank condition (rank <= N): it names the '
+                "winners of each period"
+            )
+        rules.append(PerkRule(rid, title, board, rank_max, score_min, payload, ties, at == "close"))
     return rules
 
 
@@ -246,6 +272,8 @@ class Unlock:
     #: event time of the unlock (the watermark of the batch that earned it), unix seconds
     at: float
     payload: dict[str, Any] = field(default_factory=dict)
+    #: a winners' perk: the period it was won in (``2012-W27``; ``board`` is its archive)
+    period: str | None = None
 
     @classmethod
     def from_fields(cls, fields: Mapping[str, str]) -> Unlock:
@@ -260,7 +288,8 @@ class Unlock:
             raise ValueError(f"bad rank, score, at or payload ({exc})") from None
         if not isinstance(payload, dict):
             raise ValueError("payload is not a JSON object")
-        return cls(rank=rank, score=score, at=at, payload=payload, **text)
+        period = fields.get("period") or None
+        return cls(rank=rank, score=score, at=at, payload=payload, period=period, **text)
 
     def data(self) -> dict[str, Any]:
         """What the ``perk-unlocks`` topic and the webhook's ``data`` carry."""
@@ -275,6 +304,7 @@ class Unlock:
             "score": round(self.score, 3),
             "at": self.at,
             "payload": self.payload,
+            **({} if self.period is None else {"period": self.period}),
         }
 
     def event(self) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from leaderboard.calendar import DEFAULT_KEEP, UNITS, parse_label
+from leaderboard.calendar import DEFAULT_GRACE_S, DEFAULT_IDLE_S, DEFAULT_KEEP, UNITS, parse_label
 from leaderboard.errors import ConfigError, UnknownBoard
 
 ALL = "all"
@@ -54,6 +54,12 @@ class ScoringRules:
     #: archived calendar periods kept per unit (day, week, month; 0: every one), from the
     #: ``[periods]`` settings (``KUDOS_PERIODS_KEEP_*``), not scoring.toml: see :meth:`keeping`
     periods_keep: tuple[int, int, int] = DEFAULT_KEEP
+    #: how long after a period's end late events still count before its winners' perks are
+    #: judged (``KUDOS_PERIODS_GRACE_S``)
+    periods_grace_s: int = DEFAULT_GRACE_S
+    #: how much longer a partition with no new events may hold a close back
+    #: (``KUDOS_PERIODS_IDLE_S``)
+    periods_idle_s: int = DEFAULT_IDLE_S
 
     @property
     def kinds(self) -> frozenset[str]:
@@ -64,9 +70,22 @@ class ScoringRules:
         """The boards every namespace has (the live calendar boards last: leaderboard.calendar)."""
         return (ALL, *(w.name for w in self.windows), DECAYED, *UNITS)
 
-    def keeping(self, days: int, weeks: int, months: int) -> ScoringRules:
-        """These rules with the calendar retention of the settings (``KUDOS_PERIODS_KEEP_*``)."""
-        return dataclasses.replace(self, periods_keep=(days, weeks, months))
+    def keeping(
+        self,
+        days: int,
+        weeks: int,
+        months: int,
+        grace_s: int = DEFAULT_GRACE_S,
+        idle_s: int = DEFAULT_IDLE_S,
+    ) -> ScoringRules:
+        """These rules with the calendar retention (``KUDOS_PERIODS_KEEP_*``) and the closing
+        of winners' perks (``KUDOS_PERIODS_GRACE_S``, ``_IDLE_S``) of the settings."""
+        return dataclasses.replace(
+            self,
+            periods_keep=(days, weeks, months),
+            periods_grace_s=grace_s,
+            periods_idle_s=idle_s,
+        )
 
     def window(self, name: str) -> Window | None:
         for w in self.windows:

@@ -21,7 +21,7 @@ from urllib.parse import parse_qs, urlsplit
 from leaderboard import redact
 from leaderboard.bait import BaitParams
 from leaderboard.bait.keyed import MIN_KEY_CHARS, PUBLIC_KEY
-from leaderboard.calendar import DEFAULT_KEEP
+from leaderboard.calendar import DEFAULT_GRACE_S, DEFAULT_IDLE_S, DEFAULT_KEEP
 from leaderboard.errors import ConfigError
 from leaderboard.events import valid_community
 from leaderboard.explain import POSTS_PERIOD_S
@@ -202,10 +202,19 @@ class PeriodsSettings:
     keep_weeks: int = DEFAULT_KEEP[1]
     #: Archived months kept (``month@YYYY-MM``), the live month included; 0: every one.
     keep_months: int = DEFAULT_KEEP[2]
+    #: Seconds of event time after a period's end during which late events still count before
+    #: its winners' perks (rules with ``at = "close"``) are judged.
+    grace_s: int = DEFAULT_GRACE_S
+    #: A period's winners are judged once every partition that has carried events is past the
+    #: period's end plus the grace (one catching up keeps its late events), or at the latest
+    #: once W is this many seconds further (a partition with no new events holds it no longer).
+    idle_s: int = DEFAULT_IDLE_S
 
     def apply(self, rules: ScoringRules) -> ScoringRules:
-        """``rules`` keeping these many periods."""
-        return rules.keeping(self.keep_days, self.keep_weeks, self.keep_months)
+        """``rules`` keeping these many periods, closing them so."""
+        return rules.keeping(
+            self.keep_days, self.keep_weeks, self.keep_months, self.grace_s, self.idle_s
+        )
 
 
 @dataclass(frozen=True, kw_only=True)

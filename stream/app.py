@@ -25,7 +25,7 @@ from redis.exceptions import RedisError
 from broker.topics import bootstrap
 from kudos.http import serve_metrics
 from leaderboard.bait import Evidence, identity
-from leaderboard.errors import ScoringVersionMismatch, ShardCountMismatch
+from leaderboard.errors import ConfigError, ScoringVersionMismatch, ShardCountMismatch
 from leaderboard.metrics import WorkerMetrics
 from leaderboard.perks import load_perks_file
 from leaderboard.plan import DeadLetter
@@ -170,6 +170,13 @@ def create_app(settings: Settings) -> faust.App:
     rules = settings.periods.apply(ScoringRules.load(settings.scoring.path or None))
     # bad rules fail at start
     perk_rules, _ = load_perks_file(settings.perks.path, rules, max_ties=settings.perks.max_ties)
+    closing = [r.id for r in perk_rules if r.at_close]
+    if closing and settings.redis.shards > 1:
+        raise ConfigError(
+            f'perk rule(s) {", ".join(closing)}: winners\' perks (at = "close") are not judged '
+            "on a namespace kept as shards yet (KUDOS_REDIS_SHARDS > 1): use a live rule, or "
+            "one Redis or Redis Cluster namespace (docs/scaling.md)"
+        )
     ws = settings.worker
     app, topic = faust_app(settings)
     metrics = WorkerMetrics()

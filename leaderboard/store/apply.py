@@ -14,7 +14,7 @@ from redis.exceptions import NoScriptError
 
 from leaderboard.bait import TABLES as BAIT_TABLES
 from leaderboard.bait import BaitParams, Decision, Detector
-from leaderboard.calendar import UNITS, live_board, periods_of
+from leaderboard.calendar import UNITS, live_board, period_start, periods_of
 from leaderboard.errors import ScoringVersionMismatch, StoreConflict
 from leaderboard.explain import POSTS_PERIOD_S
 from leaderboard.fingerprint import pair_fingerprint
@@ -89,6 +89,7 @@ APPLY_KEYS = (
     "perkties",
     "perkbox",
     "calendar",
+    "perkclosed",
 )
 #: The sections of the apply's ARGV, in order; each starts with its name (checked by the script).
 APPLY_SECTIONS = (
@@ -347,7 +348,8 @@ class ApplyMixin(StoreBase):
         for w in windows:
             ext((w.name, str(w.bucket_s), str(w.buckets)))
         keep = self.rules.periods_keep
-        ext(("calendar", str(len(UNITS))))
+        grace, idle = self.rules.periods_grace_s, self.rules.periods_idle_s
+        ext(("calendar", str(grace), str(idle), str(len(UNITS))))
         now = None if plan.max_ts is None else periods_of(plan.max_ts)
         for ui, unit in enumerate(UNITS):
             if now is None:
@@ -360,8 +362,12 @@ class ApplyMixin(StoreBase):
             ext((b, m, str(v)))
         archives = [(k, v) for k, v in plan.archives.items() if v]
         ext(("archives", str(len(archives))))
+        ends: dict[tuple[int, int], str] = {}
         for (ai, idx, label, b, m), v in archives:
-            ext((str(ai), str(idx), label, b, m, str(v)))
+            end = ends.get((ai, idx))
+            if end is None:
+                end = ends[(ai, idx)] = str(period_start(UNITS[ai], idx + 1))
+            ext((str(ai), str(idx), label, end, b, m, str(v)))
         buckets = [(k, v) for k, v in plan.buckets.items() if v]
         ext(("buckets", str(len(buckets))))
         for (wi, idx, b, m), v in buckets:
@@ -417,7 +423,7 @@ class ApplyMixin(StoreBase):
         touched: dict[str, list[str]] = {}
         for rule in self.perk_rules:
             cands: list[str] = []
-            if rule.rank_max is None:
+            if rule.rank_max is None and not rule.at_close:
                 if rule.board not in touched:
                     members = {m for b, m in plan.totals if b == rule.board}
                     # (a live calendar board: every archive of its unit the plan wrote; the
@@ -435,6 +441,7 @@ class ApplyMixin(StoreBase):
                 rule.title,
                 orjson.dumps(rule.payload).decode(),
                 "0" if rule.cap is None else str(rule.cap),
+                "close" if rule.at_close else "",
                 str(len(cands)),
             ]
             argv += cands

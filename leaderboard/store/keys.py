@@ -107,8 +107,8 @@ FAMILIES: tuple[Family, ...] = (
            "archive board id (day@2012-07-04, day@2012-07-04:physics) → period index: every "
            "archived period's boards (retention drops them by index)"),
     Family("periods", "periods:<unit>", "zset", APPLY, True, "shard", "as archives",
-           "label (2012-07-04, 2012-W27, 2012-07) → period index of the unit's archived "
-           "periods (GET /api/boards/<unit>/periods)"),
+           "label (2012-07-04, 2012-W27, 2012-07) → the end (unix seconds) of each archived "
+           "period of the unit (GET /api/boards/<unit>/periods; winners' perks close by it)"),
     Family("boards", "boards", "set", APPLY, True, "shard", "base boards + admitted communities",
            "every board id that has ever had a member"),
     Family("communities", "communities", "set", APPLY, True, "shard",
@@ -191,6 +191,9 @@ FAMILIES: tuple[Family, ...] = (
     Family("perkseen", "perkseen", "hash", APPLY, False, "shard", "one field per rank rule",
            "rank rule → the board's change mark when the rule last looked (one namespace; on "
            "shards the worker keeps the merged mark in memory)"),
+    Family("perkclosed", "perkclosed", "hash", APPLY, True, "shard", "one field per winners' rule",
+           "winners' rule (at = \"close\") → end of the last period it judged (a rebuild judges "
+           "again: perks:<member> keeps each unlock once)"),
     Family("perkties", "perkties", "hash", APPLY, False, "shard", "one field per rank rule",
            "rank rule → JSON {at, board, rank, tied, cap} of its latest check that left a tie out"),
     Family("perkbox", "perkbox", "stream", APPLY, False, "shard",

@@ -781,7 +781,11 @@ async def test_end_to_end_from_events_to_the_example_receiver(
     log is produced again; `kudos perks` and GET /api/members/{id}/perks list the unlocks."""
     receiver_port = servers.free_port()
     url = f"http://127.0.0.1:{receiver_port}/hooks/kudos"
-    setup(namespace, endpoint("example", url, rules='"big"'))
+    winners = (
+        '\n[[rule]]\nid = "best-day"\ntitle = "Best of the day"\nboard = "day"\n'
+        'when = "rank <= 1"\nat = "close"\n'
+    )
+    setup(namespace, endpoint("example", url, rules='"big", "best-day"') + winners)
     receiver_log = namespace.home / "receiver.log"
     receiver = servers.spawn(
         [
@@ -820,14 +824,18 @@ async def test_end_to_end_from_events_to_the_example_receiver(
         ]
         # seen (a self-interaction, which scores nothing) but on no board: no perks
         events.append({"id": "s", "ts": T0, "kind": "like", "actor": "quiet", "target": "quiet"})
+        # two days later: 2023-11-14 has closed, m0 won it (a winners' perk, "best-day")
+        later = T0 + 2 * 86400
+        events.append({"id": "l", "ts": later, "kind": "like", "actor": "fan0", "target": "m2"})
         await namespace.wait(await namespace.replay(events, envelope=5))
-        big = {unlock_id("big", "m0"), unlock_id("big", "m1")}
+        best = unlock_id("best-day", "m0", "2023-11-14")
+        big = {unlock_id("big", "m0"), unlock_id("big", "m1"), best}
 
         def handled() -> list[str]:
             return [line for line in receiver_log.read_text().splitlines() if "unlocked" in line]
 
         await eventually(
-            lambda: len(handled()) == 2,
+            lambda: len(handled()) == 3,
             timeout=30,
             what="the receiver handling both unlocks",
             details=receiver_log.read_text,
@@ -837,9 +845,19 @@ async def test_end_to_end_from_events_to_the_example_receiver(
         # receiver (unlocked again by the re-sent log, fanned out, delivered)
         await asyncio.sleep(2.0)
         lines = handled()
-        assert len(lines) == 2
+        assert len(lines) == 3
         assert {line.rsplit(" ", 1)[1] for line in lines} == big
         assert any("m0 unlocked 'Big hitter'" in line for line in lines)
+        # the winners' perk is announced on the live day board's channel, with its period
+        store = namespace.store
+        frames = [
+            orjson.loads(f["r"])
+            for _, f in await store.client.xrange(store.key("feedlog", "board:day"), "-", "+")
+        ]
+        perks = [e for f in frames for e in f.get("events", []) if e.get("event") == "perk"]
+        assert [(e["id"], e["board"], e["period"], e["rank"]) for e in perks] == [
+            (best, "day@2023-11-14", "2023-11-14", 1)
+        ]
 
         out = kudos(namespace, "perks", "--json")
         recent = orjson.loads(out.stdout)["perks"]

@@ -10,7 +10,7 @@ import pytest
 
 from leaderboard.events import Event
 from leaderboard.owned import OwnedState
-from leaderboard.perks import PerkRule
+from leaderboard.perks import PerkRule, unlock_id
 from leaderboard.plan import Message, build_plan
 from leaderboard.scoring import ScoringRules
 from leaderboard.store import Store
@@ -26,15 +26,16 @@ pytestmark = pytest.mark.integration
 class Applier:
     """Applies events as a worker would: one message per call, one partition."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, partition: int = 0) -> None:
         self.store = store
         self.owned = OwnedState()
         self.offset = 0
+        self.partition = partition
 
     async def __call__(self, *events: Event) -> None:
-        await self.store.load_partitions([0], self.owned)
+        await self.store.load_partitions([self.partition], self.owned)
         plan = build_plan(
-            [Message(0, self.offset, list(events))],
+            [Message(self.partition, self.offset, list(events))],
             self.owned.store_state(),
             self.store.rules,
             dedupe_horizon_s=7 * DAY,
@@ -180,3 +181,56 @@ async def test_perk_rules_watch_the_live_calendar_boards(namespace: Namespace) -
     # tom led week W26 (and has 4 + 2 points all told, but never 5 in one day)
     assert set(tom) == {"wk1"} and (tom["wk1"]["board"], tom["wk1"]["score"]) == ("week", 4.0)
     assert set(amy) == {"wk1", "d5"} and amy["d5"]["score"] == 5.0
+
+
+async def test_winners_of_a_week_unlock_once_after_its_end_and_the_grace(
+    namespace: Namespace,
+) -> None:
+    """``at = "close"``: the top of week W26 is judged on its archive once W is an hour (the
+    grace) past its end; a late event inside the grace counts, and nothing unlocks twice."""
+    rules = ScoringRules.load().keeping(0, 0, 0, 3600)
+    perks = [PerkRule("wk1", "Winner of the week", "week", 1, None, at_close=True)]
+    store = Store(namespace.store.client, namespace.store.prefix, rules, perks)
+    apply = Applier(store)
+    await apply(ev(1, SUN + 10, "share", "ann", "tom"))  # tom leads W26 with 4
+    await apply(ev(2, MON + 10, "like", "bob", "cy"))  # W26 ended, the grace runs
+    await apply(ev(3, SUN + 20, "conversion", "dan", "amy"))  # late, in the grace: amy 10
+    assert await store.client.xlen(store.key("perkbox")) == 0
+    await apply(ev(4, MON + 3700, "like", "eve", "cy"))  # past end + grace: W26 closes
+    await apply(ev(5, MON + 2 * DAY, "like", "fay", "cy"))
+    (entry,) = [f for _, f in await store.client.xrange(store.key("perkbox"), "-", "+")]
+    assert (entry["member"], entry["board"], entry["period"], entry["rank"]) == (
+        "amy",
+        "week@2012-W26",
+        "2012-W26",
+        "1",
+    )
+    assert entry["id"] == unlock_id("wk1", "amy", "2012-W26") != unlock_id("wk1", "amy")
+    held = await store.perks_of("amy")
+    assert held is not None and [p["period"] for p in held] == ["2012-W26"]
+    # W27 is still open: cy leads it, and gets nothing yet
+    assert await store.perks_of("cy") in (None, [])
+
+
+async def test_a_partition_behind_holds_the_close_back_until_it_catches_up_or_idles(
+    namespace: Namespace,
+) -> None:
+    """Partition 1 runs W past Sunday's end + grace while partition 0, which has carried events,
+    is still at Sunday: the day does not close until partition 0 passes it too (its late Sunday
+    event counts), or, for a partition that stays quiet, until W is KUDOS_PERIODS_IDLE_S later."""
+    rules = ScoringRules.load().keeping(0, 0, 0, 3600, 6 * 3600)
+    perks = [PerkRule("d1", "Best of the day", "day", 1, None, at_close=True)]
+    store = Store(namespace.store.client, namespace.store.prefix, rules, perks)
+    p0, p1 = Applier(store, 0), Applier(store, 1)
+    await p0(ev(1, SUN + 10, "share", "ann", "tom"))
+    await p1(ev(2, SUN + 20, "like", "bob", "cy"), ev(3, MON + 2 * 3600, "share", "bob", "cy"))
+    assert await store.client.xlen(store.key("perkbox")) == 0  # p0 is still at Sunday
+    await p0(ev(4, SUN + 30, "conversion", "dan", "amy"), ev(5, MON + 3 * 3600, "like", "x", "y"))
+    sunday = [f for _, f in await store.client.xrange(store.key("perkbox"), "-", "+")]
+    assert [(f["member"], f["period"]) for f in sunday] == [("amy", "2012-07-01")]
+    # Monday: p0 goes quiet at Monday 03:00; p1 alone closes it once W is end + grace + 6 h
+    await p1(ev(6, MON + DAY + 3600 + 10, "share", "eve", "cy"))  # Tuesday 01:00: held back
+    assert await store.client.xlen(store.key("perkbox")) == 1
+    await p1(ev(7, MON + DAY + 7 * 3600 + 10, "like", "fay", "zed"))  # Tuesday 07:00: closes
+    monday = [f for _, f in await store.client.xrange(store.key("perkbox"), "-", "+")][1:]
+    assert [(f["member"], f["period"]) for f in monday] == [("cy", "2012-07-02")]

@@ -53,6 +53,16 @@ board = "decayed"
 when = "score >= 10 and rank <= 50"
 """
 
+#: A winners' perk (one namespace: not judged on shards yet)
+WINNERS = """
+[[rule]]
+id = "top3-day"
+title = "Top 3 of the day"
+board = "day"
+when = "rank <= 3"
+at = "close"
+"""
+
 
 async def outbox(store: Store) -> list[dict[str, str]]:
     rows: list[Any] = await store.client.xrange(store.key("perkbox"), "-", "+")
@@ -72,7 +82,7 @@ async def test_unlocks_happen_once_through_kills_and_a_full_resend(
     (stream/rank_judge.py), the score rules inside each shard's apply: the same contract."""
     events = read_edges(HIGGS, "higgs", 12_000)
     perks = tmp_path / "perks.toml"
-    perks.write_text(RULES)
+    perks.write_text(RULES + (WINNERS if shards == 1 else ""))
     configure(
         namespace,
         perks=PerksSettings(path=str(perks)),
@@ -131,6 +141,20 @@ async def test_unlocks_happen_once_through_kills_and_a_full_resend(
         assert len(hot) >= 2
         for m in hot:
             assert "first-1h" in await unlocked(store_of(m), m)
+        if shards == 1:
+            # the winners of 2012-07-01 (closed: the log runs to 07-02 16:18), once each, on
+            # that day's archive; 07-02 is still open
+            winners = [e for e in first if e["rule"] == "top3-day"]
+            day = expected["day@2012-07-01"]
+            top3 = sorted(day, key=lambda m: -day[m])[:3]
+            assert sorted(e["member"] for e in winners) == sorted(top3)
+            assert {(e["board"], e["period"]) for e in winners} == {
+                ("day@2012-07-01", "2012-07-01")
+            }
+            assert sorted(int(e["rank"]) for e in winners) == [1, 2, 3]
+            for e in winners:
+                assert e["id"] == unlock_id("top3-day", e["member"], "2012-07-01")
+                assert float(e["score"]) * 1000 == day[e["member"]]
         if shards > 1:
             # the shards' applies never judged a rank rule on their own slices (perkseen is the
             # apply's note of a rank rule's last look)

@@ -600,6 +600,10 @@
       case "perk": {
         const who = ev.member || me || "";
         const what = ev.title || ev.rule || "a perk";
+        if (ev.period) { // a winners' perk: the period closed (the board is its archive)
+          toast("perk", `${boardLabel(ev.board || "")} closed: ${who} won ${what}`, ev.rank != null ? `#${ev.rank}` : "");
+          break;
+        }
         const where = ev.rank != null ? `#${ev.rank}${onBoards(boards)}` : onBoards(boards).trim();
         toast("perk", `${who} unlocked ${what}`, where);
         break;

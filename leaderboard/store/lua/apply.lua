@@ -7,7 +7,8 @@
 -- leaderboard/store/apply.py builds it.
 -- KEYS: the namespace's fixed keys, in the order of APPLY_KEYS in leaderboard/store/apply.py
 --       (fence, fencepart, pwm, wm, landmark, meta, live, communities, rescale,
---       decayed_boards, boards, changes, stats, alerts, perkseen, perkties, perkbox, calendar).
+--       decayed_boards, boards, changes, stats, alerts, perkseen, perkties, perkbox, calendar,
+--       perkclosed).
 -- ARGV[1] is the key prefix (of the plan's generation, "<prefix>:g<N>", or "<prefix>" for N = 0)
 -- of the families named per board, member or partition (board:<id>,
 -- explain:<member>, seen:<p>, ...; see leaderboard/store/keys.py), the only keys not in KEYS: a
@@ -19,6 +20,7 @@ local K_FENCE, K_FENCEPART, K_PWM, K_WM, K_LANDMARK = KEYS[1], KEYS[2], KEYS[3],
 local K_META, K_LIVE, K_COMMUNITIES, K_RESCALE = KEYS[6], KEYS[7], KEYS[8], KEYS[9]
 local K_DECAYED_BOARDS, K_BOARDS, K_CHANGES, K_STATS, K_ALERTS = KEYS[10], KEYS[11], KEYS[12], KEYS[13], KEYS[14]
 local K_PERKSEEN, K_PERKTIES, K_PERKBOX, K_CALENDAR = KEYS[15], KEYS[16], KEYS[17], KEYS[18]
+local K_PERKCLOSED = KEYS[19]
 local i = 4
 local function nxt() local v = ARGV[i]; i = i + 1; return v end
 -- every section starts with its name (APPLY_SECTIONS in leaderboard/store/apply.py): a builder and
@@ -62,9 +64,9 @@ do
   local over = count(); j = j + over
   expect('clock'); j = j + 4
   records('windows', 0, 3)
-  records('calendar', 0, 4)
+  records('calendar', 2, 4)
   records('totals', 0, 3)
-  records('archives', 0, 6)
+  records('archives', 0, 7)
   records('buckets', 0, 5)
   records('decayed', 0, 3)
   records('boards', 0, 1)
@@ -81,7 +83,7 @@ do
   local rules = count()
   j = j + 2  -- half-life, the serving prefix
   for _ = 1, rules do
-    j = j + 7
+    j = j + 8
     local c = count()
     j = j + c
   end
@@ -176,11 +178,16 @@ section('windows')
 local nw = tonumber(nxt())
 local windows = {}
 for j = 1, nw do windows[j] = {nxt(), tonumber(nxt()), tonumber(nxt())} end
--- the calendar units (leaderboard/calendar.py): name, periods kept (0: all), and the index and
--- label of the period of the plan's newest event time ('' with none)
+-- the calendar: the grace for late events before a period's winners are judged, and how much
+-- longer an idle partition may hold that back (seconds), then each unit (leaderboard/calendar.py): name, periods kept (0: all), and
+-- the index and label of the period of the plan's newest event time ('' with none)
 section('calendar')
-local units = {}
-for u = 1, tonumber(nxt()) do units[u] = {nxt(), tonumber(nxt()), nxt(), nxt()} end
+local grace, idle = tonumber(nxt()), tonumber(nxt())
+local units, unit_named = {}, {}
+for u = 1, tonumber(nxt()) do
+  units[u] = {nxt(), tonumber(nxt()), nxt(), nxt()}
+  unit_named[units[u][1]] = units[u]
+end
 
 -- 2. maintenance in bounded steps, before anything of this batch is written. A call that leaves
 --    work returns {'more', work} having written none of the plan (fences unmoved): the worker
@@ -387,7 +394,8 @@ if landmark ~= '' and cur_landmark == '' then redis.call('SET', K_LANDMARK, land
 --     Retention: a unit keeping k periods drops every archive of index <= current - k, at most
 --     1,000 per unit and call (the rest in the next ones), and refuses points for them (5b), as
 --     an expired window bucket does. archives:<unit> lists every archive board by index,
---     periods:<unit> the labels of the base archives (GET /api/boards/<unit>/periods).
+--     periods:<unit> the labels of the base archives by their periods' ends (unix seconds; GET
+--     /api/boards/<unit>/periods, and the winners' perks, section 10).
 local moved_to = max_ts ~= '' and W ~= nil and tonumber(max_ts) == W
 for _, u in ipairs(units) do
   local unit, keep, idx, label = u[1], u[2], u[3], u[4]
@@ -417,14 +425,16 @@ for _, u in ipairs(units) do
   u[5] = cur
   if keep > 0 and cur ~= nil then
     local old = redis.call('ZRANGEBYSCORE', archives_key, '-inf', cur - keep, 'LIMIT', 0, 1000)
+    local labels = {}
     for _, archive in ipairs(old) do
       redis.call('UNLINK', prefix .. ':board:' .. archive)
       if marks then redis.call('HDEL', K_CHANGES, archive) end
+      if not string.find(archive, ':', 1, true) then
+        labels[#labels + 1] = string.sub(archive, #unit + 2)
+      end
     end
-    if #old > 0 then
-      bulk('ZREM', archives_key, old)
-      redis.call('ZREMRANGEBYSCORE', prefix .. ':periods:' .. unit, '-inf', cur - keep)
-    end
+    if #old > 0 then bulk('ZREM', archives_key, old) end
+    if #labels > 0 then bulk('ZREM', prefix .. ':periods:' .. unit, labels) end
   end
 end
 
@@ -464,7 +474,8 @@ section('archives')
 n = tonumber(nxt())
 local registered_archive = {}
 for _ = 1, n do
-  local u, idx, label, board, member, delta = units[tonumber(nxt()) + 1], tonumber(nxt()), nxt(), nxt(), nxt(), nxt()
+  local u, idx, label, ends = units[tonumber(nxt()) + 1], tonumber(nxt()), nxt(), nxt()
+  local board, member, delta = nxt(), nxt(), nxt()
   local cur, keep = u[5], u[2]
   if cur == nil or keep == 0 or idx > cur - keep then
     add(prefix .. ':board:' .. board, delta, member)
@@ -474,7 +485,7 @@ for _ = 1, n do
       registered_archive[board] = true
       redis.call('ZADD', prefix .. ':archives:' .. u[1], 'NX', idx, board)
       if #board == #u[1] + 1 + #label then
-        redis.call('ZADD', prefix .. ':periods:' .. u[1], 'NX', idx, label)
+        redis.call('ZADD', prefix .. ':periods:' .. u[1], 'NX', ends, label)
       end
       changed(board)
       if live then
@@ -704,7 +715,7 @@ local half_life = tonumber(nxt())
 local serving_prefix = nxt()  -- the namespace's own: unlocks (perks:<member>) are serving state
 local rules = {}
 for r = 1, nr do
-  local rule = {nxt(), nxt(), nxt(), nxt(), nxt(), nxt(), tonumber(nxt()), {}}
+  local rule = {nxt(), nxt(), nxt(), nxt(), nxt(), nxt(), tonumber(nxt()), {}, nxt() == 'close'}
   for c = 1, tonumber(nxt()) do rule[8][c] = nxt() end
   rules[r] = rule
 end
@@ -712,62 +723,122 @@ section('end')
 if i ~= #ARGV + 1 then
   error('apply protocol: ' .. (#ARGV + 1 - i) .. ' arguments left after the last section')
 end
+-- The rows that pass a rank rule on board key ``key`` at one check: every row scoring at least the
+-- Nth row (and ``thr``, stored units, if set), at most cap; a tie at the Nth score that would pass
+-- cap is left out whole, and recorded in perkties under ``rid``.
+local function rank_cands(key, rid, board, n, thr, cap)
+  local nth = redis.call('ZREVRANGE', key, n - 1, n - 1, 'WITHSCORES')
+  local lo = '-inf'
+  if #nth > 0 then lo = nth[2] end
+  if thr and (lo == '-inf' or thr > tonumber(lo)) then lo = string.format('%.17g', thr) end
+  -- every row at or above the Nth score has competition rank <= N
+  local cands = redis.call('ZREVRANGEBYSCORE', key, '+inf', lo, 'LIMIT', 0, cap + 1)
+  if #cands > cap then
+    -- only a tie at the Nth score gets here (fewer than N rows are above it): all or none
+    -- of a tie, so no member name or arrival order picks; the rows above it still qualify
+    local tied = redis.call('ZCOUNT', key, lo, lo)
+    cands = redis.call('ZREVRANGEBYSCORE', key, '+inf', '(' .. lo)
+    redis.call('HSET', K_PERKTIES, rid, cjson.encode({
+      at = W, board = board, rank = #cands + 1, tied = tied, cap = cap}))
+  end
+  return cands
+end
+-- Unlock rule ``rid`` for each of ``cands`` still qualifying on ``key`` (``thr`` in stored units)
+-- that has no unlock under ``field`` yet; ``period``: a winners' perk (its label; '' none).
+local function unlock(cands, key, rid, field, board, thr, scale, decayed, title, payload, period)
+  for _, m in ipairs(cands) do
+    local pkey = serving_prefix .. ':perks:' .. m
+    if redis.call('HEXISTS', pkey, field) == 0 then
+      local s = redis.call('ZSCORE', key, m)
+      if s and (thr == nil or tonumber(s) >= thr) then
+        local rank = redis.call('ZCOUNT', key, '(' .. s, '+inf') + 1
+        local ident = rid .. '\31' .. m
+        if period ~= '' then ident = ident .. '\31' .. period end
+        local uid = 'unl_' .. redis.sha1hex(ident)
+        local points = tonumber(s) * scale
+        if not decayed then points = tonumber(s) / 1000 end  -- exact: 12.0, not 12.000000000000002
+        local record = {
+          id = uid, rule = rid, title = title, member = m, board = board, rank = rank,
+          score = points, at = W, payload = cjson.decode(payload)}
+        if period ~= '' then record.period = period end
+        redis.call('HSET', pkey, field, cjson.encode(record))
+        -- (not capped: one entry per unlock, ever, like the perks hashes themselves)
+        local entry = {'id', uid, 'rule', rid, 'title', title, 'member', m, 'board', board,
+                       'rank', rank, 'score', string.format('%.17g', points), 'at', W,
+                       'payload', payload}
+        if period ~= '' then
+          entry[#entry + 1] = 'period'
+          entry[#entry + 1] = period
+        end
+        redis.call('XADD', K_PERKBOX, '*', unpack(entry))
+      end
+    end
+  end
+end
+-- A period closes for its winners once every partition that has carried events is past its end
+-- plus the grace (a partition catching up must not lose its late events), and at the latest once
+-- W is a further ``idle`` seconds past that (a partition with no new events holds it no longer).
+local closed_at = nil
+if nr > 0 and W and moved_to then
+  local low = nil
+  local pwms = redis.call('HGETALL', K_PWM)
+  local mine = {}
+  for _, part in ipairs(parts) do if part[3] ~= '' then mine[part[1]] = tonumber(part[3]) end end
+  for j = 1, #pwms, 2 do
+    local v = mine[pwms[j]] or tonumber(pwms[j + 1])
+    mine[pwms[j]] = nil
+    if low == nil or v < low then low = v end
+  end
+  for _, v in pairs(mine) do if low == nil or v < low then low = v end end
+  closed_at = math.max(low or W, W - idle)
+end
 if nr > 0 and W then
   local L = tonumber(redis.call('GET', K_LANDMARK) or '0')
   for _, rule in ipairs(rules) do
     local rid, board, rank_max, score_min, title, payload = unpack(rule, 1, 6)
     local cap, cands = rule[7], rule[8]
-    local key = prefix .. ':board:' .. board
-    -- points = stored * scale (decayed values are stored against the landmark L)
-    local decayed = string.sub(board, 1, 7) == 'decayed'
-    local scale = 0.001
-    if decayed then scale = 0.001 * 2 ^ ((L - W) / half_life) end
     local thr = nil  -- the threshold in stored units; milli-point boards compare exact integers
-    if score_min ~= '' then
-      thr = tonumber(score_min)
-      if decayed then thr = thr * 0.001 / scale end
-    end
-    if rank_max ~= '' then
-      cands = {}
-      local mark = redis.call('HGET', K_CHANGES, board) or '0'
-      if redis.call('HGET', K_PERKSEEN, rid) ~= mark then
-        redis.call('HSET', K_PERKSEEN, rid, mark)
-        local n = tonumber(rank_max)
-        local nth = redis.call('ZREVRANGE', key, n - 1, n - 1, 'WITHSCORES')
-        local lo = '-inf'
-        if #nth > 0 then lo = nth[2] end
-        if thr and (lo == '-inf' or thr > tonumber(lo)) then lo = string.format('%.17g', thr) end
-        -- every row at or above the Nth score has competition rank <= N
-        cands = redis.call('ZREVRANGEBYSCORE', key, '+inf', lo, 'LIMIT', 0, cap + 1)
-        if #cands > cap then
-          -- only a tie at the Nth score gets here (fewer than N rows are above it): all or none
-          -- of a tie, so no member name or arrival order picks; the rows above it still qualify
-          local tied = redis.call('ZCOUNT', key, lo, lo)
-          cands = redis.call('ZREVRANGEBYSCORE', key, '+inf', '(' .. lo)
-          redis.call('HSET', K_PERKTIES, rid, cjson.encode({
-            at = W, board = board, rank = #cands + 1, tied = tied, cap = cap}))
+    if rule[9] then
+      -- a winners' perk: each period of its calendar board closed since it last looked, on that
+      -- period's archive, once (at most 50 periods a call: the rest at the next move of W)
+      local unit = string.match(board, '^[a-z]+')
+      local suffix = string.sub(board, #unit + 1)
+      if closed_at and unit_named[unit] then
+        if score_min ~= '' then thr = tonumber(score_min) end
+        local last = redis.call('HGET', K_PERKCLOSED, rid)
+        local from = '-inf'
+        if last then from = '(' .. last end
+        local found = redis.call('ZRANGEBYSCORE', prefix .. ':periods:' .. unit, from,
+                                 closed_at - grace, 'WITHSCORES', 'LIMIT', 0, 50)
+        for p = 1, #found, 2 do
+          local label = found[p]
+          local archive = unit .. '@' .. label .. suffix
+          local key = prefix .. ':board:' .. archive
+          local winners = rank_cands(key, rid, archive, tonumber(rank_max), thr, cap)
+          unlock(winners, key, rid, rid .. '@' .. label, archive, thr, 0.001, false, title,
+                 payload, label)
+          redis.call('HSET', K_PERKCLOSED, rid, found[p + 1])
         end
       end
-    end
-    for _, m in ipairs(cands) do
-      local pkey = serving_prefix .. ':perks:' .. m
-      if redis.call('HEXISTS', pkey, rid) == 0 then
-        local s = redis.call('ZSCORE', key, m)
-        if s and (thr == nil or tonumber(s) >= thr) then
-          local rank = redis.call('ZCOUNT', key, '(' .. s, '+inf') + 1
-          local uid = 'unl_' .. redis.sha1hex(rid .. '\31' .. m)
-          local points = tonumber(s) * scale
-          if not decayed then points = tonumber(s) / 1000 end  -- exact: 12.0, not 12.000000000000002
-          redis.call('HSET', pkey, rid, cjson.encode({
-            id = uid, rule = rid, title = title, member = m, board = board, rank = rank,
-            score = points, at = W, payload = cjson.decode(payload)}))
-          -- (not capped: one entry per unlock, ever, like the perks hashes themselves)
-          redis.call('XADD', K_PERKBOX, '*',
-                     'id', uid, 'rule', rid, 'title', title, 'member', m, 'board', board,
-                     'rank', rank, 'score', string.format('%.17g', points), 'at', W,
-                     'payload', payload)
+    else
+      local key = prefix .. ':board:' .. board
+      -- points = stored * scale (decayed values are stored against the landmark L)
+      local decayed = string.sub(board, 1, 7) == 'decayed'
+      local scale = 0.001
+      if decayed then scale = 0.001 * 2 ^ ((L - W) / half_life) end
+      if score_min ~= '' then
+        thr = tonumber(score_min)
+        if decayed then thr = thr * 0.001 / scale end
+      end
+      if rank_max ~= '' then
+        cands = {}
+        local mark = redis.call('HGET', K_CHANGES, board) or '0'
+        if redis.call('HGET', K_PERKSEEN, rid) ~= mark then
+          redis.call('HSET', K_PERKSEEN, rid, mark)
+          cands = rank_cands(key, rid, board, tonumber(rank_max), thr, cap)
         end
       end
+      unlock(cands, key, rid, rid, board, thr, scale, decayed, title, payload, '')
     end
   end
 end
