@@ -164,6 +164,41 @@ async def test_unlocks_happen_once_through_kills_and_a_full_resend(
         # every event again: duplicates change no score and unlock nothing
         await namespace.wait(await namespace.replay(events, envelope=50))
         assert await everything() == first
+        if shards == 1:
+            # a rebuild, then W two days on: the rebuilt generation judges the closed days again
+            # (its perkclosed starts empty) and unlocks only 2012-07-02's winners, new
+            out = subprocess.run(
+                [sys.executable, "-m", "kudos", "rebuild", "--yes"],
+                env=namespace.env(),
+                capture_output=True,
+                text=True,
+                timeout=180,
+            )
+            assert out.returncode == 0, out.stderr
+            later = float(events[-1]["ts"]) + 2 * 86400  # type: ignore[arg-type]
+            await namespace.wait(
+                await namespace.replay(
+                    [
+                        {
+                            "id": f"later-{k}",
+                            "ts": later,
+                            "kind": "like",
+                            "actor": "x",
+                            "target": f"y{k}",
+                        }
+                        for k in range(4)
+                    ]
+                )
+            )
+            after = await everything()
+            assert after[: len(first)] == first
+            # (the four newcomers lead the emptied 1h window: "first-1h" unlocks them)
+            new = [e for e in after[len(first) :] if e["rule"] == "top3-day"]
+            day2 = expected["day@2012-07-02"]
+            assert sorted(e["member"] for e in new) == sorted(
+                sorted(day2, key=lambda m: -day2[m])[:3]
+            )
+            assert {(e["rule"], e["period"]) for e in new} == {("top3-day", "2012-07-02")}
     finally:
         if shards > 1:
             await sharded.close()
