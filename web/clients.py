@@ -31,6 +31,8 @@ class Client:
     subs: dict[str, int] = field(default_factory=dict)
     #: channels on which this client missed frames while it was slow
     stale: set[str] = field(default_factory=set)
+    #: cohort channel name → the hub's channel of its (board, members) (web.cohorts)
+    cohorts: dict[str, Any] = field(default_factory=dict)
     slow_since: float | None = None
     #: the address it counts against for ``max_connections_per_address`` (``client_address``)
     address: str = ""

@@ -26,9 +26,10 @@ from leaderboard.metrics import WebMetrics
 from leaderboard.settings import WebSettings
 from leaderboard.store import BoardPoll, FeedFrame, MemberPoll, Store
 from leaderboard.store.shards import Shards
-from web import feed, session
+from web import cohorts, feed, session
 from web.channels import BoardChannel, Channel, MemberChannel
 from web.clients import Client, client_address
+from web.cohorts import CohortChannel
 from web.protocol import ALERTS_CHANNEL, CLOSE_TRY_AGAIN, WATCH_EVERY_S
 
 log = logging.getLogger("kudos.web.push")
@@ -57,6 +58,8 @@ class Hub:
         self.addresses: dict[str, int] = {}
         self.boards: dict[str, BoardChannel] = {}
         self.members: dict[str, MemberChannel] = {}
+        #: (board, members) → its cohort channel (web.cohorts)
+        self.cohorts: dict[tuple[str, tuple[str, ...]], CohortChannel] = {}
         self.frames_sent = 0
         self.slow_dropped = 0
         #: counters and timings of this process, exposed at GET /metrics (``web.metrics``)
@@ -103,6 +106,7 @@ class Hub:
                 )
             srcs = {b: self.boards[b].last_src for b in self.store.rules.base_boards}
             await self._tick_members(members, srcs)
+        await self._tick_cohorts()
         # forget channels nobody follows (their state is in Redis)
         for name in [
             b
@@ -112,6 +116,26 @@ class Hub:
             del self.boards[name]
         for name in [m for m, ch in self.members.items() if not ch.subscribers and not ch.pending]:
             del self.members[name]
+        for key in [k for k, ch in self.cohorts.items() if not ch.subscribers and not ch.pending]:
+            del self.cohorts[key]
+
+    def cohort(self, board: str, members: tuple[str, ...]) -> CohortChannel:
+        ch = self.cohorts.get((board, members))
+        if ch is None:
+            ch = self.cohorts[(board, members)] = cohorts.new_channel(board, members)
+        return ch
+
+    async def _tick_cohorts(self) -> None:
+        """Read again each followed cohort not read for ``cohorts.TICK_S``; send what changed."""
+        now = time.monotonic()
+        due = [
+            ch
+            for ch in self.cohorts.values()
+            if ch.subscribers and ch.loaded and now - ch.polled_at >= cohorts.TICK_S
+        ]
+        for ch in due:
+            if await cohorts.poll(self.store, ch):
+                self._broadcast(list(ch.subscribers), ch.name, cohorts.frame(ch, "delta"))
 
     def _board(self, board: str) -> BoardChannel:
         ch = self.boards.get(board)
@@ -372,8 +396,10 @@ class Hub:
         return None
 
     def _snapshot_frame(self, ch: Channel, n: int, **extra: Any) -> bytes:
-        if isinstance(ch, BoardChannel):
-            body: dict[str, Any] = {
+        if isinstance(ch, CohortChannel):
+            body: dict[str, Any] = ch.body()
+        elif isinstance(ch, BoardChannel):
+            body = {
                 "as_of": ch.as_of,
                 "members": ch.members,
                 "entries": feed.entries(ch.rows, n),
@@ -413,7 +439,7 @@ class Hub:
                 client.stale.clear()
                 client.slow_since = None
                 for name in stale:  # (under the bound too: a channel held back stays stale)
-                    ch = self._lookup(name)
+                    ch = self.channel_of(client, name)
                     if ch is not None and ch.loaded and name in client.subs:
                         n = client.subs[name]
                         self._send_one(client, self._snapshot_frame(ch, n, conflated=True), name)
@@ -427,6 +453,13 @@ class Hub:
                 )
                 self._closing.add(task)
                 task.add_done_callback(self._closing.discard)
+
+    def channel_of(self, client: Client, name: str) -> Channel | None:
+        """The channel ``client`` follows as ``name`` (a cohort's is the client's own)."""
+        if name.startswith(cohorts.PREFIX):
+            found: CohortChannel | None = client.cohorts.get(name)
+            return found
+        return self._lookup(name)
 
     def _lookup(self, name: str) -> Channel | None:
         kind, _, key = name.partition(":")

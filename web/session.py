@@ -26,7 +26,7 @@ from leaderboard.errors import ClientError, UnknownBoard
 from leaderboard.settings import WebSettings
 from leaderboard.store import Store
 from leaderboard.store.shards import Shards
-from web import feed
+from web import cohorts, feed
 from web.channels import BoardChannel, Channel, MemberChannel
 from web.clients import Client
 from web.protocol import (
@@ -165,9 +165,10 @@ async def _handle(hub: Hub, client: Client, message: str | bytes) -> bytes | Non
             name = msg.get("channel")
             if not isinstance(name, str) or name not in client.subs:
                 raise ClientError("not_subscribed", f"not subscribed to {name!r}")
+            ch = hub.channel_of(client, name)
             del client.subs[name]
             client.stale.discard(name)
-            ch = hub._lookup(name)
+            client.cohorts.pop(name, None)
             if ch is not None:
                 ch.subscribers.discard(client)
             return orjson.dumps({"type": "unsubscribed", "channel": name, "id": request_id})
@@ -204,7 +205,8 @@ def _parse_channel(hub: Hub, msg: dict[str, Any]) -> tuple[str, str, int]:
     kind, sep, key = name.partition(":")
     if not sep or not key:
         raise ClientError(
-            "bad_channel", f"{name!r}: channels are board:<id>, member:<id> or alerts"
+            "bad_channel",
+            f"{name!r}: channels are board:<id>, member:<id>, cohort:<board> or alerts",
         )
     if kind == "board":
         try:
@@ -221,10 +223,16 @@ def _parse_channel(hub: Hub, msg: dict[str, Any]) -> tuple[str, str, int]:
                 "bad_channel", f"member ids are 1–{MAX_MEMBER_ID} printable characters"
             )
         return kind, key, 0
-    raise ClientError("bad_channel", f"{name!r}: channels are board:<id>, member:<id> or alerts")
+    raise ClientError(
+        "bad_channel", f"{name!r}: channels are board:<id>, member:<id>, cohort:<board> or alerts"
+    )
 
 
 async def _subscribe(hub: Hub, client: Client, msg: dict[str, Any]) -> None:
+    name = msg.get("channel")
+    if isinstance(name, str) and name.startswith(cohorts.PREFIX):
+        await _subscribe_cohort(hub, client, msg)
+        return
     kind, key, limit = _parse_channel(hub, msg)
     name = ALERTS_CHANNEL if kind == "alerts" else f"{kind}:{key}"
     if name not in client.subs and len(client.subs) >= hub.settings.max_subscriptions:
@@ -294,6 +302,52 @@ async def _subscribe(hub: Hub, client: Client, msg: dict[str, Any]) -> None:
             _join(client, ch, limit)
             if decision is feed.Resume.SNAPSHOT:
                 hub._send_one(client, hub._snapshot_frame(ch, limit), name)
+    finally:
+        ch.pending -= 1
+
+
+async def _subscribe_cohort(hub: Hub, client: Client, msg: dict[str, Any]) -> None:
+    """A cohort (web.cohorts): the client's own list on one board, one per board and
+    connection (subscribing again replaces the list)."""
+    name = msg["channel"]
+    board, members = cohorts.parse(hub.store, msg)
+    if name not in client.subs and len(client.subs) >= hub.settings.max_subscriptions:
+        raise ClientError(
+            "too_many_subscriptions",
+            f"at most {hub.settings.max_subscriptions} channels per connection; unsubscribe first",
+        )
+    resume = msg.get("resume")
+    if resume is not None and not isinstance(resume, dict):
+        raise ClientError("bad_request", 'resume is {"epoch": ..., "seq": ...}')
+    if not await hub.store.board_known(board):
+        raise ClientError("unknown_board", f"no board {board!r} yet; see GET /api/boards")
+    old = client.cohorts.pop(name, None)
+    if old is not None:
+        old.subscribers.discard(client)
+        client.subs.pop(name, None)
+        client.stale.discard(name)
+    ch = hub.cohort(board, members)
+    ch.pending += 1
+    try:
+        if not ch.loaded:
+            await cohorts.poll(hub.store, ch)
+        recovered = (
+            resume is not None and resume.get("epoch") == ch.epoch and resume.get("seq") == ch.seq
+        )
+        reply = {
+            "type": "subscribed",
+            "channel": name,
+            "epoch": ch.epoch,
+            "seq": ch.seq,
+            "recovered": recovered,
+            "members": list(members),
+            "id": msg.get("id"),
+        }
+        hub._send_one(client, orjson.dumps(reply))
+        client.cohorts[name] = ch
+        _join(client, ch, 0)
+        if not recovered:
+            hub._send_one(client, cohorts.frame(ch, "snapshot"), name)
     finally:
         ch.pending -= 1
 

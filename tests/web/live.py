@@ -138,6 +138,8 @@ class LiveClient:
             self.position[ch] = (epoch, f["seq"])
             if kind == "event":
                 self.events.append(f)
+            elif "entries" in f:  # a cohort's frame carries the whole cohort
+                self.tops[ch] = {e["member"]: (e["rank"], e["score"]) for e in f["entries"]}
             elif "boards" in f:
                 self.standing[ch].update(f["boards"])
             else:

@@ -11,6 +11,7 @@ from kudos import servers
 from tests.conftest import Namespace
 from tests.web.events import T0, base_events, climb
 from tests.web.live import LiveClient, api_top, start_web
+from tests.web.test_page import get_json
 from web import feed
 from web.hub import Hub
 
@@ -77,6 +78,57 @@ async def test_snapshot_deltas_and_rank_events(namespace: Namespace) -> None:
         assert reply["type"] == "unsubscribed"
         for c in (board, m9, m3):
             await c.close()
+    finally:
+        servers.stop(web)
+
+
+async def test_a_cohort_channel_ranks_its_members_among_themselves_live(
+    namespace: Namespace,
+) -> None:
+    """``cohort:<board>`` with members: the REST cohort's answer as a snapshot, then a frame
+    each time it changes; bad lists are refused with the reason; a resume with nothing new in
+    between is recovered."""
+    namespace.start_worker()
+    await namespace.wait(await namespace.replay(base_events(), envelope=50))
+    port = namespace.settings.web.port
+    web = start_web(namespace, port)
+    try:
+        c = await LiveClient.open(port)
+        reply = await c.subscribe("cohort:all", members=["m3", "m9", "nobody"])
+        assert reply["members"] == ["m3", "m9", "nobody"]
+        snap = c.frames[-1]
+        rest = get_json(port, "/api/boards/all/cohort?members=m3,m9,nobody")
+        assert snap["entries"] == rest["entries"] and snap["missing"] == ["nobody"]
+        assert [(e["member"], e["rank"]) for e in snap["entries"]] == [("m3", 1), ("m9", 2)]
+        # m9 climbs from 10th to 1st: first of the cohort, first of the board
+        await namespace.wait(await namespace.replay(climb("m9", "up", 4, T0 + 500), envelope=5))
+        await c.until(lambda: c.tops["cohort:all"].get("m9") == (1, 53.0))
+        last = next(f for f in reversed(c.frames) if f["type"] == "delta")
+        assert last["entries"][0] == {"rank": 1, "member": "m9", "score": 53.0, "global_rank": 1}
+        assert last["seq"] == snap["seq"] + len([f for f in c.frames if f["type"] == "delta"])
+        # nothing changed since: a resume at this (epoch, seq) is recovered, no snapshot
+        again = await LiveClient.open(port)
+        resumed = await again.subscribe(
+            "cohort:all",
+            members=["m3", "m9", "nobody"],
+            resume={"epoch": last["epoch"], "seq": last["seq"]},
+        )
+        assert resumed["recovered"] is True
+        for bad, code in (
+            ({"members": [f"u{i}" for i in range(101)]}, "bad_request"),
+            ({"members": []}, "bad_request"),
+            ({"members": ["a\nb"]}, "bad_request"),
+            ({"members": "m3"}, "bad_request"),
+        ):
+            err = await c.request({"op": "subscribe", "channel": "cohort:all", **bad})
+            assert (err["type"], err["code"]) == ("error", code), err
+        err = await c.request({"op": "subscribe", "channel": "cohort:nope", "members": ["m3"]})
+        assert err["code"] == "unknown_board"
+        assert (await c.request({"op": "unsubscribe", "channel": "cohort:all"}))["type"] == (
+            "unsubscribed"
+        )
+        for x in (c, again):
+            await x.close()
     finally:
         servers.stop(web)
 

@@ -299,6 +299,29 @@ async def test_live_page(namespace: Namespace, browser: Any) -> None:
         assert "board=week%402012-W26" in page.url
         assert any('"channel":"board:week@2012-W26"' in f.replace(" ", "") for f in sent)
 
+        # Following two members (their cards' Follow buttons), then the Following view: those
+        # two ranked among themselves, live over a cohort channel, with their overall ranks
+        await page.click("[data-testid=bases] button[data-board=all]")
+        top, _ = await namespace.store.page("all", 20)
+        await wait_board(page, top)
+        picks = [top[5], top[2]]
+        for e in picks:
+            await page.click(f"[data-testid=row][data-member='{e.member}']")
+            await card.locator(f"[data-testid=member-name]:text-is('{e.member}')").wait_for()
+            await card.locator("[data-testid=follow]").click()
+            await card.locator("[data-testid=follow][aria-pressed=true]").wait_for()
+        await page.click("[data-testid=following]")
+        await wait_board(page, [Entry(1, top[2].member, 0.0), Entry(2, top[5].member, 0.0)])
+        overall = await page.eval_on_selector_all(
+            "[data-testid=row]", "rows => rows.map(r => [r.dataset.member, +r.dataset.globalRank])"
+        )
+        assert overall == [[top[2].member, top[2].rank], [top[5].member, top[5].rank]]
+        assert await page.inner_text("#board-title") == "Following · All time"
+        subs = [orjson.loads(f) for f in sent if '"cohort:all"' in f]
+        assert subs and sorted(subs[-1]["members"]) == sorted(e.member for e in picks)
+        stored = await page.evaluate("localStorage.getItem('kudos-following')")
+        assert sorted(orjson.loads(stored)) == sorted(e.member for e in picks)
+
         # A 375 px phone: nothing wider than the screen, board and open card alike
         await page.set_viewport_size({"width": 375, "height": 812})
         await page.wait_for_timeout(300)

@@ -16,6 +16,17 @@
   // this tab only (never in the URL: URLs end up in logs, history and Referer headers).
   const TOKEN_KEY = "kudos-token";
   const storedToken = () => { try { return sessionStorage.getItem(TOKEN_KEY) || ""; } catch { return ""; } };
+  // The members this visitor follows (the "Following" view: a cohort channel of the board shown),
+  // kept in this browser only.
+  const FOLLOW_KEY = "kudos-following";
+  const MAX_FOLLOWING = 100; // a cohort channel follows at most 100 members
+  const loadFollowing = () => {
+    try {
+      const v = JSON.parse(localStorage.getItem(FOLLOW_KEY) || "[]");
+      return Array.isArray(v) ? v.filter((m) => typeof m === "string" && m).slice(0, MAX_FOLLOWING) : [];
+    } catch { return []; }
+  };
+  const saveFollowing = (list) => { try { localStorage.setItem(FOLLOW_KEY, JSON.stringify(list)); } catch { /* private mode */ } };
   const storeToken = (t) => { try { if (t) sessionStorage.setItem(TOKEN_KEY, t); else sessionStorage.removeItem(TOKEN_KEY); } catch { /* private mode */ } };
 
   // ---- small helpers ------------------------------------------------------------------------
@@ -172,13 +183,14 @@
       const id = this.nextId++;
       const msg = { op: "subscribe", channel: ch, id };
       if (w.limit) msg.limit = w.limit;
+      if (w.members) msg.members = w.members;
       const p = this.pos.get(ch);
       if (resume && p) msg.resume = { epoch: p.epoch, seq: p.seq };
       this.reqs.set(id, ch);
       this.send(msg);
     }
-    subscribe(ch, limit) {
-      this.want.set(ch, { limit });
+    subscribe(ch, limit, members) {
+      this.want.set(ch, { limit, members });
       this.pos.delete(ch);
       this.ready.delete(ch);
       this.resyncing.delete(ch);
@@ -267,10 +279,13 @@
     communities: [], // names
     boardIds: new Set(),
     card: null, // {member, standings: Map, explain, explainStatus, gen}
+    following: loadFollowing(), // member ids
+    followMode: false, // show the followed members on the board (a cohort) instead of its top
   };
+  const followView = () => state.followMode && state.following.length > 0;
   const boardBase = () => (state.period ? `${state.base}@${state.period}` : state.base);
   const boardId = () => (state.community ? `${boardBase()}:${state.community}` : boardBase());
-  const boardChannel = () => `board:${boardId()}`;
+  const boardChannel = () => (followView() ? `cohort:${boardId()}` : `board:${boardId()}`);
 
   // ---- status and as-of -----------------------------------------------------------------------
   const statusEl = $("status");
@@ -313,7 +328,7 @@
     const li = h("li", { class: "row", "data-testid": "row", "data-member": member, tabindex: "0", role: "button" },
       h("span", { class: "rank num" }),
       h("span", { class: "who" }, avatar(member),
-        h("span", { class: "name" }, h("span", { class: "id", text: member, title: member }), h("span", { class: "bar" }, h("i")))),
+        h("span", { class: "name" }, h("span", { class: "id", text: member, title: member }), h("span", { class: "global", "data-testid": "global-rank" }), h("span", { class: "bar" }, h("i")))),
       h("span", { class: "right" }, h("span", { class: "move num" }), h("span", { class: "score num" })));
     li.addEventListener("click", () => openMember(member));
     li.addEventListener("keydown", (ev) => {
@@ -334,6 +349,9 @@
     li.setAttribute("aria-label", `Rank ${e.rank}: ${e.member}, ${pts(e.score)} points`);
     li.classList.toggle("selected", state.card?.member === e.member);
     li.querySelector(".rank").textContent = String(e.rank);
+    const g = li.querySelector(".global");
+    g.textContent = e.global != null ? `#${nf0.format(e.global)} overall` : "";
+    if (e.global != null) li.dataset.globalRank = String(e.global); else delete li.dataset.globalRank;
     const sc = li.querySelector(".score");
     sc.textContent = pts(e.score);
     sc.title = `${nf3.format(e.score)} points`;
@@ -359,7 +377,8 @@
   }
   function render() {
     renderQueued = false;
-    const entries = [...state.rows].map(([member, r]) => ({ member, rank: r.rank, score: r.score }));
+    const nobody = state.followMode && !state.following.length;
+    const entries = nobody ? [] : [...state.rows].map(([member, r]) => ({ member, rank: r.rank, score: r.score, global: r.global }));
     entries.sort((a, b) => a.rank - b.rank || b.score - a.score || (a.member < b.member ? -1 : a.member > b.member ? 1 : 0));
     const top = entries.reduce((m, e) => Math.max(m, e.score), 0);
     const quiet = state.quiet;
@@ -401,7 +420,8 @@
     const empty = $("empty");
     if (entries.length === 0) {
       empty.hidden = false;
-      empty.replaceChildren(
+      if (nobody) empty.replaceChildren(h("strong", { text: "You follow nobody yet" }), "Open a member's card and press Follow.");
+      else empty.replaceChildren(
         h("strong", { text: state.boardMissing ? `No one is on ${boardLabel(boardId())} yet` : "No points on this board yet" }),
         state.boardMissing ? "This board appears with its first interaction." : "Scores appear here the moment interactions arrive.");
     } else {
@@ -414,8 +434,8 @@
     if (msg.members !== undefined) state.members = msg.members;
     state.boardMissing = false;
     state.boardFromHttp = false;
-    if (msg.type === "snapshot") {
-      state.rows = new Map((msg.entries || []).map((e) => [e.member, { rank: e.rank, score: e.score }]));
+    if (msg.type === "snapshot" || (msg.type === "delta" && msg.entries)) { // (a cohort's frame: the whole cohort)
+      state.rows = new Map((msg.entries || []).map((e) => [e.member, { rank: e.rank, score: e.score, global: e.global_rank }]));
     } else if (msg.type === "delta") {
       for (const e of msg.left || []) state.rows.delete(e.member);
       for (const e of msg.entered || []) state.rows.set(e.member, { rank: e.rank, score: e.score });
@@ -432,9 +452,12 @@
   async function httpSnapshot() { // only while the websocket has never delivered this board
     const ch = boardChannel();
     if (feed.pos.has(ch) || feed.open) return;
-    const { status, body } = await getJSON(`/api/boards/${enc(boardId())}?limit=${LIMIT}`).catch(() => ({}));
+    const path = followView()
+      ? `/api/boards/${enc(boardId())}/cohort?members=${state.following.map(enc).join(",")}`
+      : `/api/boards/${enc(boardId())}?limit=${LIMIT}`;
+    const { status, body } = await getJSON(path).catch(() => ({}));
     if (ch !== boardChannel() || feed.pos.has(ch) || status !== 200 || !body) return;
-    state.rows = new Map(body.entries.map((e) => [e.member, { rank: e.rank, score: e.score }]));
+    state.rows = new Map(body.entries.map((e) => [e.member, { rank: e.rank, score: e.score, global: e.global_rank }]));
     state.members = body.members;
     state.boardFromHttp = true;
     setAsOf(body.as_of);
@@ -469,8 +492,11 @@
     syncPeriodOptions();
     if (CALENDAR.includes(base) && (unitChanged || force)) loadPeriods(base);
     const title = baseLabel(boardBase(), false);
-    $("board-title").textContent = state.community ? `${title} · ${state.community}` : title;
-    feed.subscribe(boardChannel(), LIMIT);
+    const named = state.community ? `${title} · ${state.community}` : title;
+    $("board-title").textContent = state.followMode ? `Following · ${named}` : named;
+    syncFollowToggle();
+    if (followView()) feed.subscribe(boardChannel(), 0, [...state.following]);
+    else feed.subscribe(boardChannel(), LIMIT);
     writeHash();
     scheduleRender();
     if (!feed.open) httpSnapshot();
@@ -488,6 +514,27 @@
     communityEl.replaceChildren(...opts);
     communityEl.value = state.community;
     communityEl.parentElement.hidden = names.length === 0;
+  }
+  const followEl = $("following");
+  followEl.addEventListener("click", () => {
+    feed.unsubscribe(boardChannel());
+    state.followMode = !state.followMode;
+    selectBoard(state.base, state.community, true, state.period);
+  });
+  function syncFollowToggle() {
+    followEl.setAttribute("aria-pressed", String(state.followMode));
+    followEl.textContent = state.following.length ? `Following (${state.following.length})` : "Following";
+  }
+  function toggleFollow(member) {
+    const was = followView() ? boardChannel() : null;
+    const i = state.following.indexOf(member);
+    if (i >= 0) state.following.splice(i, 1);
+    else if (state.following.length < MAX_FOLLOWING) state.following.push(member);
+    else { toast("error", "Following 100 members already", "Unfollow someone first."); return; }
+    saveFollowing(state.following);
+    if (state.followMode) { if (was) feed.unsubscribe(was); selectBoard(state.base, state.community, true, state.period); }
+    else syncFollowToggle();
+    if (state.card) renderCard();
   }
   function syncPeriodOptions() {
     const wrap = periodEl.parentElement;
@@ -733,10 +780,13 @@
     else sub = `Not on ${boardLabel(focusBoard)}`;
     const closeBtn = h("button", { class: "icon-btn", type: "button", "aria-label": "Close", title: "Close (Esc)", onclick: closeMember },
       s("svg", { width: 14, height: 14, viewBox: "0 0 14 14", "aria-hidden": "true" }, s("path", { d: "M2 2l10 10M12 2L2 12", stroke: "currentColor", "stroke-width": 1.8, "stroke-linecap": "round" })));
+    const followed = state.following.includes(m);
+    const followBtn = h("button", { class: "follow-btn", type: "button", "data-testid": "follow", "aria-pressed": String(followed),
+      text: followed ? "Following ✓" : "Follow", title: followed ? "Stop following" : "Add to your Following view", onclick: () => toggleFollow(m) });
     const parts = [
       h("div", { class: "mc-head" }, avatar(m),
         h("div", { class: "mc-title" }, h("h2", { text: m, title: m, "data-testid": "member-name" }), h("p", { text: sub, "data-testid": "member-sub" })),
-        closeBtn),
+        followBtn, closeBtn),
     ];
     if (card.loading) {
       parts.push(h("div", { class: "mc-section" }, h("div", { class: "skeleton" }), h("div", { class: "skeleton", style: { width: "70%" } }), h("div", { class: "skeleton", style: { width: "85%" } })));
