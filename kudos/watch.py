@@ -14,9 +14,11 @@ import io
 import os
 import random
 import sys
+import urllib.request
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TextIO
+from urllib.parse import quote
 
 import orjson
 from websockets.asyncio.client import ClientConnection, connect
@@ -50,6 +52,25 @@ class Options:
     seconds: float | None = None
 
 
+#: Members one name lookup asks about, and how long it may take.
+MAX_NAME_LOOKUP = 100
+NAME_TIMEOUT_S = 2.0
+
+
+def _members_of(frame: Mapping[str, Any]) -> Iterable[Any]:
+    """Every member id a frame names (entries, changes, events)."""
+    for part in ("entries", "entered", "moved", "score", "left"):
+        for e in frame.get(part) or ():
+            if isinstance(e, dict):
+                yield e.get("member")
+    events = list(frame.get("events") or ())
+    if frame.get("type") == "event":
+        events.append(frame)
+    for ev in events:
+        if isinstance(ev, dict):
+            yield from (ev.get(k) for k in ("member", "overtaker", "overtaken"))
+
+
 class _Done(Exception):
     """``--count`` reached, or nobody reads the output any more."""
 
@@ -67,6 +88,8 @@ class _Session:
     requests: dict[int, str] = field(default_factory=dict)
     next_id: int = 1
     retries: set[asyncio.Task[None]] = field(default_factory=set)
+    #: members whose display names were asked for (once each)
+    asked: set[str] = field(default_factory=set)
 
     def notice(self, text: str) -> None:
         print(f"kudos watch: {text}", file=self.err, flush=True)
@@ -138,6 +161,8 @@ class _Session:
             if not isinstance(frame, dict):
                 self.notice(f"ignored a frame that is not a JSON object: {raw[:80]!r}")
                 continue
+            if not self.opts.json:
+                await self.learn_names(frame)
             self.emit(
                 raw, self.watcher.handle(frame), update=frame.get("type") in ("delta", "event")
             )
@@ -146,6 +171,32 @@ class _Session:
             for ch in list(self.watcher.channels.values()):
                 if ch.gap:  # resume from the last frame applied: the server replays the rest
                     await self.subscribe(ws, ch)
+
+    async def learn_names(self, frame: Mapping[str, Any]) -> None:
+        """Display names of the members a frame names that the watcher does not know yet, from
+        ``GET /api/profiles`` on the same port (best effort: ids when it does not answer)."""
+        ids = {str(c) for c in _members_of(frame) if c} - self.asked
+        if frame.get("type") == "subscribed" and str(frame.get("channel", "")).startswith(
+            "member:"
+        ):
+            ids.add(str(frame["channel"])[len("member:") :])
+        ids -= self.asked
+        if not ids:
+            return
+        self.asked |= ids
+        base = self.opts.url.replace("wss://", "https://", 1).replace("ws://", "http://", 1)
+        query = ",".join(quote(m, safe="") for m in sorted(ids)[:MAX_NAME_LOOKUP])
+        url = base.rsplit("/ws", 1)[0] + f"/api/profiles?members={query}"
+
+        def get() -> Any:
+            with urllib.request.urlopen(url, timeout=NAME_TIMEOUT_S) as r:
+                return orjson.loads(r.read())
+
+        with contextlib.suppress(OSError, ValueError):
+            body = await asyncio.to_thread(get)
+            for m, p in (body.get("profiles") or {}).items():
+                if isinstance(p, dict) and isinstance(p.get("name"), str):
+                    self.watcher.names[m] = p["name"]
 
     def _error(self, ws: ClientConnection, frame: Mapping[str, Any]) -> None:
         rid = frame.get("id")

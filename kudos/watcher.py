@@ -106,7 +106,15 @@ class Watcher:
     def __init__(self, channels: Iterable[str], limit: int = 10, scores: bool = False) -> None:
         self.channels = {name: Channel(name, limit) for name in channels}
         self.scores = scores
+        #: member → display name (profile events), filled by the caller (kudos watch reads
+        #: GET /api/profiles for the members of each frame before handing it over)
+        self.names: dict[str, str] = {}
         self._seen: deque[bytes] = deque(maxlen=512)
+
+    def who(self, member: str) -> str:
+        """How a line names a member: their display name with the id, or the id."""
+        name = self.names.get(member)
+        return f"{name} ({member})" if name else member
 
     # -- frames ----------------------------------------------------------------------------
 
@@ -196,7 +204,9 @@ class Watcher:
         size = f" of {members:,}" if isinstance(members, int) and members >= len(entries) else ""
         if not entries:
             return f"📋 {ch.key}: no one on the board yet"
-        shown = ", ".join(f"#{e['rank']} {e['member']} ({num(e['score'])})" for e in entries[:3])
+        shown = ", ".join(
+            f"#{e['rank']} {self.who(e['member'])} ({num(e['score'])})" for e in entries[:3]
+        )
         more = f", … {len(entries) - 3} more" if len(entries) > 3 else ""
         return f"📋 {ch.key}: top {ch.limit}{size} — {shown}{more}"
 
@@ -204,8 +214,12 @@ class Watcher:
         on = [f"#{v['rank']:,} on {b} ({num(v['score'])} pts)" for b, v in ch.standing.items() if v]
         off = [b for b, v in ch.standing.items() if not v]
         if not on:
-            return f"👤 {ch.key}: not on any board yet"
-        return f"👤 {ch.key}: " + ", ".join(on) + (f"; not on {', '.join(off)}" if off else "")
+            return f"👤 {self.who(ch.key)}: not on any board yet"
+        return (
+            f"👤 {self.who(ch.key)}: "
+            + ", ".join(on)
+            + (f"; not on {', '.join(off)}" if off else "")
+        )
 
     # -- board channels --------------------------------------------------------------------
 
@@ -232,13 +246,16 @@ class Watcher:
                 others.append(ev)
 
         out: list[tuple[int, str]] = []
+        w = self.who
         for e in f.get("entered", []):
             m, rank, pts = e["member"], e["rank"], num(e["score"])
             tier = tiers.get(m, n)
             if tier < n:
-                out.append((rank, self._reached(m, tier, board, rank, pts)))
+                out.append((rank, self._reached(w(m), tier, board, rank, pts)))
             else:
-                out.append((rank, f"🆕 {m} entered the top {n} on {board} at #{rank} ({pts} pts)"))
+                out.append(
+                    (rank, f"🆕 {w(m)} entered the top {n} on {board} at #{rank} ({pts} pts)")
+                )
         for e in f.get("moved", []):
             m, was, rank = e["member"], e["from"], e["to"]
             pts = num(e["score"])
@@ -250,28 +267,30 @@ class Watcher:
                     if b != m and r < was and (b not in top or top[b][0] > rank)
                 ]
                 if m in tiers:
-                    text = self._reached(m, tiers[m], board, rank, pts)
+                    text = self._reached(w(m), tiers[m], board, rank, pts)
                 elif len(passed) == 1:
-                    text = f"⚔️ {m} overtook {passed[0]} on {board}, now #{rank} ({pts} pts)"
+                    text = f"⚔️ {w(m)} overtook {w(passed[0])} on {board}, now #{rank} ({pts} pts)"
                 else:
-                    text = f"📈 {m} climbed to #{rank} on {board} ({pts} pts)"
+                    text = f"📈 {w(m)} climbed to #{rank} on {board} ({pts} pts)"
                 if passed and (m in tiers or len(passed) > 1):
-                    text += f", passing {_names(passed)}"
+                    text += f", passing {_names([w(b) for b in passed])}"
                 out.append((rank, text))
             elif rank > was and gained < 0:
-                out.append((rank, f"📉 {m} fell to #{rank} on {board} ({pts} pts)"))
+                out.append((rank, f"📉 {w(m)} fell to #{rank} on {board} ({pts} pts)"))
             elif self.scores:
-                out.append((rank, f"↕️ {m} moved to #{rank} on {board} ({pts} pts)"))
+                out.append((rank, f"↕️ {w(m)} moved to #{rank} on {board} ({pts} pts)"))
         if self.scores:
             for e in f.get("score", []):
                 out.append(
                     (
                         e["rank"],
-                        f"💯 {e['member']} now {num(e['score'])} pts on {board} (#{e['rank']})",
+                        f"💯 {w(e['member'])} now {num(e['score'])} pts on {board} (#{e['rank']})",
                     )
                 )
         lines = [Line(text) for _, text in sorted(out, key=lambda rt: rt[0])]
-        lines += [Line(f"👋 {e['member']} left the top {n} on {board}") for e in f.get("left", [])]
+        lines += [
+            Line(f"👋 {w(e['member'])} left the top {n} on {board}") for e in f.get("left", [])
+        ]
         lines += [Line(self._event(ch, ev)) for ev in others]
         return lines
 
@@ -284,7 +303,7 @@ class Watcher:
     # -- member channels -------------------------------------------------------------------
 
     def _member_delta(self, ch: Channel, boards: Mapping[str, Any]) -> list[Line]:
-        m = ch.key
+        m = self.who(ch.key)
         lines: list[Line] = []
         for board, new in boards.items():
             old = ch.standing.get(board)
@@ -320,17 +339,16 @@ class Watcher:
         self._seen.append(key)
         return True
 
-    @staticmethod
-    def _event(ch: Channel, ev: Mapping[str, Any]) -> str:
+    def _event(self, ch: Channel, ev: Mapping[str, Any]) -> str:
         kind = ev.get("event")
         board = ev.get("board")
         on = f" on {board}" if board else ""
-        member = ev.get("member") or (ch.key if ch.kind == "member" else "someone")
+        member = self.who(ev.get("member") or (ch.key if ch.kind == "member" else "someone"))
         if kind == "overtaken":
-            a, b = ev.get("overtaker"), ev.get("overtaken")
+            a, b = str(ev.get("overtaker")), str(ev.get("overtaken"))
             ranks = ev.get("ranks") or {}
             now = f", now #{ranks[a]}" if ranks.get(a) else ""
-            return f"⚔️ {a} overtook {b}{on}{now}"
+            return f"⚔️ {self.who(a)} overtook {self.who(b)}{on}{now}"
         if kind == "entered_top":
             rank, tier = ev.get("rank"), ev.get("top")
             if tier == 1:

@@ -20,6 +20,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple
+from urllib.parse import urlsplit
 
 import orjson
 
@@ -82,6 +83,95 @@ class Event(NamedTuple):
         if self.communities:
             out["communities"] = list(self.communities)
         return out
+
+
+#: The kind of a profile event (:class:`Profile`): not a scoring kind, whatever scoring.toml says.
+PROFILE = "profile"
+MAX_NAME = 64
+MAX_AVATAR_URL = 512
+#: Characters a display name may not hold: control characters, and the bidirectional overrides
+#: and isolates that would make a name render as another (U+202A-U+202E, U+2066-U+2069).
+_NOT_IN_NAME = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+class Profile(NamedTuple):
+    """A member's display name and avatar, set through the event stream (kind ``profile``,
+    actor = target = the member; README "Names and avatars"), so a rebuild restores them. It
+    scores nothing and moves no clock; the latest by (ts, id) wins whatever the order of
+    arrival. ``None``: leave as is; ``""``: clear."""
+
+    id: str
+    ts: float
+    member: str
+    name: str | None
+    avatar: str | None
+
+    @property
+    def target(self) -> str:
+        return self.member
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "id": self.id,
+            "ts": self.ts,
+            "kind": PROFILE,
+            "actor": self.member,
+            "target": self.member,
+        }
+        if self.name is not None:
+            out["name"] = self.name
+        if self.avatar is not None:
+            out["avatar"] = self.avatar
+        return out
+
+
+def check_avatar(url: str) -> str | None:
+    """What is wrong with ``url`` as an avatar (None: nothing): an ``https`` URL with a host, no
+    credentials, no whitespace or control characters, at most 512 characters."""
+    if len(url) > MAX_AVATAR_URL:
+        return f"is {len(url)} characters, at most {MAX_AVATAR_URL}"
+    if any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in url) or not url.isascii():
+        return "holds whitespace, control or non-ASCII characters (percent-encode them)"
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+    except ValueError as exc:
+        return f"is not a URL ({exc})"
+    if parts.scheme != "https":
+        return "must be an https URL"
+    if not host or "@" in parts.netloc:
+        return "must name a host, without credentials"
+    return None
+
+
+def _profile(obj: dict[str, Any], event_id: str, actor: str, target: str, ts: float) -> Profile:
+    if actor != target:
+        raise InvalidEvent(
+            "bad_profile", "a 'profile' event is a member's own: actor must equal target"
+        )
+    name, avatar = obj.get("name"), obj.get("avatar")
+    if name is None and avatar is None:
+        raise InvalidEvent("bad_profile", "a 'profile' event sets 'name', 'avatar' or both")
+    if name is not None:
+        if not isinstance(name, str):
+            raise InvalidEvent("bad_type", "'name' must be a string")
+        if len(name) > MAX_NAME:
+            raise InvalidEvent(
+                "bad_length", f"'name' is {len(name)} characters, at most {MAX_NAME}"
+            )
+        if _NOT_IN_NAME.search(name):
+            raise InvalidEvent(
+                "control_chars", "'name' holds control or bidirectional-override characters"
+            )
+        if name and not name.strip():
+            raise InvalidEvent("bad_profile", "'name' is only whitespace ('' clears it)")
+    if avatar is not None:
+        if not isinstance(avatar, str):
+            raise InvalidEvent("bad_type", "'avatar' must be a string")
+        problem = check_avatar(avatar) if avatar else None
+        if problem is not None:
+            raise InvalidEvent("bad_avatar", f"'avatar' {problem}")
+    return Profile(event_id, ts, actor, name, avatar)
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,12 +263,15 @@ def future_detail(ts: float, recorded: float, max_future_s: float, clock: str) -
     )
 
 
-def parse_event(obj: Any, kinds: Collection[str]) -> Event:
+def parse_event(obj: Any, kinds: Collection[str]) -> Event | Profile:
     """Validate one decoded JSON value against the schema.
+
+    A ``profile`` event (a display name and avatar) is a :class:`Profile`.
 
     Raises:
         InvalidEvent: with a stable ``reason`` code (missing_field, bad_type, bad_length,
-            control_chars, unknown_kind, bad_ts, bad_communities, not_object).
+            control_chars, unknown_kind, bad_ts, bad_communities, not_object, bad_profile,
+            bad_avatar).
     """
     if not isinstance(obj, dict):
         raise InvalidEvent(
@@ -201,6 +294,11 @@ def parse_event(obj: Any, kinds: Collection[str]) -> Event:
     kind = obj.get("kind")
     if kind is None:
         raise InvalidEvent("missing_field", "'kind' is required")
+    if kind == PROFILE:
+        if not fast:
+            actor, target = _ident(obj, "actor"), _ident(obj, "target")
+        assert event_id is not None and actor is not None and target is not None
+        return _profile(obj, event_id, actor, target, parse_ts(obj.get("ts")))
     if not isinstance(kind, str) or kind not in kinds:
         raise InvalidEvent(
             "unknown_kind", f"'kind' {str(kind)[:40]!r} is not one of {', '.join(sorted(kinds))}"
@@ -241,7 +339,9 @@ def parse_event(obj: Any, kinds: Collection[str]) -> Event:
     return Event(event_id, ts, kind, actor, target, post, text, communities)
 
 
-def decode_message(raw: bytes | None, kinds: Collection[str]) -> list[Event | Evidence | Rejected]:
+def decode_message(
+    raw: bytes | None, kinds: Collection[str]
+) -> list[Event | Profile | Evidence | Rejected]:
     """Decode one Kafka message value into events and rejections, in envelope order (or into
     one evidence record, when the value is one object with the evidence marker)."""
     if raw is None:
@@ -283,7 +383,7 @@ def _in_envelope(index: int, value: dict[str, Any]) -> Rejected:
 
 def _one(
     index: int | None, value: Any, kinds: Collection[str], raw: bytes | None = None
-) -> Event | Rejected:
+) -> Event | Profile | Rejected:
     try:
         return parse_event(value, kinds)
     except InvalidEvent as exc:

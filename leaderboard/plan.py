@@ -69,7 +69,7 @@ from leaderboard.bait import (
     pod_key,
 )
 from leaderboard.calendar import DAY_S, day_periods
-from leaderboard.events import FUTURE, Event, Rejected, future_bound, future_detail
+from leaderboard.events import FUTURE, Event, Profile, Rejected, future_bound, future_detail
 from leaderboard.explain import POSTS_PERIOD_S
 from leaderboard.fingerprint import FingerprintSet, PairCounters, fingerprint, pair_fingerprint
 from leaderboard.scoring import ALL, DECAYED, ScoringRules, contribution
@@ -90,7 +90,7 @@ class Message:
 
     partition: int
     offset: int
-    items: Sequence[Event | Evidence | Rejected]
+    items: Sequence[Event | Profile | Evidence | Rejected]
     #: the Kafka record's timestamp in unix seconds (None: the broker recorded none)
     record_ts: float | None = None
     #: a piece of a big envelope (applies stay bounded): the envelope index of ``items[0]``, and
@@ -166,6 +166,9 @@ class Plan:
     archives: dict[tuple[int, int, str, str, str], int] = field(
         default_factory=lambda: defaultdict(int)
     )
+    #: (member, "name" or "avatar") → (ts, id, value) of this plan's latest (by ts, then id)
+    #: profile event setting it ("" clears); the apply keeps the latest ever, field by field
+    profiles: dict[tuple[str, str], tuple[float, str, str]] = field(default_factory=dict)
     #: (window index, bucket index, board, member) → milli-points
     buckets: dict[tuple[int, int, str, str], int] = field(default_factory=lambda: defaultdict(int))
     #: (board, member) → forward-decayed milli-points relative to ``landmark``
@@ -254,6 +257,8 @@ def _lookup(
                 eid = SEP + item.id
                 if eid not in fps:
                     fps[eid] = fingerprint(eid)
+            elif type(item) is Profile and item.id not in fps:
+                fps[item.id] = fingerprint(item.id)
     days = pstate.seen.days_of_many(list(fps.values()))
     seen = {eid: d for eid, d in zip(fps, days, strict=True) if d is not None}
     keys = list(periods)
@@ -391,6 +396,48 @@ def build_plan(
                         plan.dead.append(
                             DeadLetter(p, m.offset, item.index, item.raw, item.reason, item.detail)
                         )
+                        continue
+                    if type(item) is Profile:
+                        # a display name / avatar: de-duplicated, future and late like an event;
+                        # it scores nothing and moves no clock (counted as ignored)
+                        pts_ = item.ts
+                        reason = None
+                        if pts_ > not_after:
+                            assert m.record_ts is not None
+                            n_future += 1
+                            reason, detail = (
+                                FUTURE,
+                                future_detail(
+                                    pts_, m.record_ts, max_future_s, "its Kafka record's time"
+                                ),
+                            )
+                        elif pwm is not None and pts_ < pwm - dedupe_horizon_s:
+                            n_late += 1
+                            reason, detail = "late", _late(pts_, pwm, dedupe_horizon_s)
+                        if reason is not None:
+                            plan.dead.append(
+                                DeadLetter(p, m.offset, pos, _raw(item), reason, detail)
+                            )
+                            continue
+                        first = batch_ids.get(item.id)
+                        if first is None:
+                            first = seen_before.get(item.id)
+                        if first is not None and (
+                            pwm is None or first >= floor((pwm - dedupe_horizon_s) / SEEN_DAY_S)
+                        ):
+                            n_duplicate += 1
+                            continue
+                        batch_ids[item.id] = floor(pts_ / SEEN_DAY_S)
+                        plan.seen.append((p, pts_, item.id))
+                        plan.seen_fps.append(fps[item.id])
+                        for fname, value in (("name", item.name), ("avatar", item.avatar)):
+                            if value is None:
+                                continue
+                            pkey_ = (item.member, fname)
+                            had = plan.profiles.get(pkey_)
+                            if had is None or (pts_, item.id) > had[:2]:
+                                plan.profiles[pkey_] = (pts_, item.id, value)
+                        n_ignored += 1
                         continue
                     assert isinstance(item, Evidence)
                     at = item.at
@@ -728,7 +775,7 @@ def _add_direct(
             buckets[(wi, idx, name + s, target)] += points
 
 
-def _raw(item: Event | Evidence) -> bytes:
+def _raw(item: Event | Profile | Evidence) -> bytes:
     return orjson.dumps(item.to_json())
 
 

@@ -39,7 +39,7 @@ import orjson
 from broker.producer import partition_for
 from leaderboard.bait import BaitParams, Evidence
 from leaderboard.errors import StoreConflict
-from leaderboard.events import Event, Rejected, decode_message
+from leaderboard.events import Event, Profile, Rejected, decode_message
 from leaderboard.metrics import WorkerMetrics
 from leaderboard.owned import OwnedState
 from leaderboard.plan import DeadLetter, Message, Plan, build_plan
@@ -311,16 +311,16 @@ class Processor:
             )
 
     def _checked(
-        self, r: Raw, items: list[Event | Evidence | Rejected]
-    ) -> list[Event | Evidence | Rejected]:
+        self, r: Raw, items: list[Event | Profile | Evidence | Rejected]
+    ) -> list[Event | Profile | Evidence | Rejected]:
         """``items`` of an envelope, with the events of other partitions' targets rejected."""
         n = self.partitions
         if n is None or not (self.check_singles or is_envelope(r.value)):
             return items
         memo = self._partition_of
-        out: list[Event | Evidence | Rejected] = []
+        out: list[Event | Profile | Evidence | Rejected] = []
         for i, item in enumerate(items):
-            if isinstance(item, Event):
+            if isinstance(item, Event | Profile):
                 q = memo.get(item.target)
                 if q is None:
                     if len(memo) >= PARTITION_MEMO:

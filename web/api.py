@@ -104,6 +104,15 @@ def _entry(e: Entry) -> dict[str, Any]:
     return {"rank": e.rank, "member": e.member, "score": e.score}
 
 
+async def _named(store: Store | Shards, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``rows`` (entries with a ``member``) with each member's display ``name`` and ``avatar``,
+    where they set one (profile events; ids stay the key)."""
+    found = await store.profiles([row["member"] for row in rows])
+    for row in rows:
+        row.update(found.get(row["member"], {}))
+    return rows
+
+
 def _error(status: int, message: str) -> Answer:
     return status, orjson.dumps({"error": message})
 
@@ -123,7 +132,9 @@ async def _explain(r: Request) -> Answer:
     explanation = await r.store.explanation(member)
     if explanation is None:
         return _error(404, not_seen(member))
-    return _ok(explanation.to_json())
+    body = explanation.to_json()
+    body.update((await r.store.profiles([member])).get(member, {}))
+    return _ok(body)
 
 
 async def _perks(r: Request) -> Answer:
@@ -166,7 +177,7 @@ async def _board(r: Request) -> Answer:
             "as_of": wm,
             "limit": limit,
             "offset": offset,
-            "entries": [_entry(e) for e in entries],
+            "entries": await _named(r.store, [_entry(e) for e in entries]),
         }
     )
 
@@ -177,8 +188,11 @@ async def _board_member(r: Request) -> Answer:
     if st is None:
         return _error(404, f"{member!r} is not on board {board!r}")
     wm, _ = await r.store.clock()
+    around = await _named(r.store, [_entry(e) for e in st.around])
+    me = (await r.store.profiles([member])).get(member, {})
     return _ok(
         {
+            **me,
             "board": board,
             "member": st.member,
             "rank": st.rank,
@@ -186,7 +200,7 @@ async def _board_member(r: Request) -> Answer:
             "members": st.members,
             "percentile": st.percentile,
             "as_of": wm,
-            "around": [_entry(e) for e in st.around],
+            "around": around,
         }
     )
 
@@ -213,10 +227,21 @@ async def _cohort(r: Request) -> Answer:
             "board": board,
             "members": size,
             "as_of": wm,
-            "entries": [e.to_json() for e in entries],
+            "entries": await _named(r.store, [e.to_json() for e in entries]),
             "missing": missing,
         }
     )
+
+
+async def _profiles(r: Request) -> Answer:
+    given = [v for k, _, v in (p.partition("=") for p in r.raw_query.split("&")) if k == "members"]
+    if len(given) > 1:
+        return _error(400, "members= is given more than once: give one comma-separated list")
+    try:
+        members = parse_cohort(given[0] if given else "", decode=_decode)
+    except ValueError as exc:
+        return _error(400, str(exc))
+    return _ok({"profiles": await r.store.profiles(members)})
 
 
 async def _periods(r: Request) -> Answer:
@@ -253,7 +278,9 @@ def _list(items: dict[str, Any]) -> dict[str, Any]:
     return {"type": "array", "items": items}
 
 
-_ENTRY = _obj({"rank": _INT, "member": _STR, "score": _NUM})
+#: a member's display name and avatar (https URL), where they set one (profile events)
+_NAMED = {"name": _STR, "avatar": {"type": "string", "format": "uri"}}
+_ENTRY = _obj({"rank": _INT, "member": _STR, "score": _NUM, **_NAMED}, optional=tuple(_NAMED))
 #: A member id that needs no percent-encoding in a query (and that ``+`` cannot turn into a
 #: space): what the cohort's documented pattern shows.
 _PLAIN_ID = "[A-Za-z0-9._~:@!$'()*;=-]{1,128}"
@@ -344,8 +371,9 @@ ROUTES: tuple[Route, ...] = (
                         "percentile": _NUM,
                         "as_of": _AS_OF,
                         "around": _list(_ENTRY),
+                        **_NAMED,
                     },
-                    optional=("as_of", "around"),
+                    optional=("as_of", "around", *_NAMED),
                 ),
             ),
             404: _UNKNOWN_BOARD,
@@ -377,7 +405,16 @@ ROUTES: tuple[Route, ...] = (
                         "members": {"type": "integer", "description": "the board's size"},
                         "as_of": _AS_OF,
                         "entries": _list(
-                            _obj({"rank": _INT, "member": _STR, "score": _NUM, "global_rank": _INT})
+                            _obj(
+                                {
+                                    "rank": _INT,
+                                    "member": _STR,
+                                    "score": _NUM,
+                                    "global_rank": _INT,
+                                    **_NAMED,
+                                },
+                                optional=tuple(_NAMED),
+                            )
                         ),
                         "missing": _list(_STR),
                     }
@@ -406,6 +443,32 @@ ROUTES: tuple[Route, ...] = (
             ),
             400: _BAD,
             404: ("not a calendar board (day, week or month)", ERROR),
+        },
+    ),
+    Route(
+        "/api/profiles",
+        _profiles,
+        "Display names and avatars of the members named (those who set one)",
+        needs={
+            "members": (
+                f"1-{MAX_COHORT:,} member ids separated by commas, as for the cohort",
+                {"type": "string", "maxLength": 7000},
+            )
+        },
+        answers={
+            200: (
+                "member → its name and avatar (either may be absent); members with neither are "
+                "left out",
+                _obj(
+                    {
+                        "profiles": {
+                            "type": "object",
+                            "additionalProperties": _obj(_NAMED, tuple(_NAMED)),
+                        }
+                    }
+                ),
+            ),
+            400: ("members= is missing, empty, too long or names a bad id", ERROR),
         },
     ),
     Route(

@@ -94,6 +94,7 @@ def cmd_member(settings: Settings, args: argparse.Namespace) -> int:
         if explanation is None:
             return unknown_member(args.id, args.json)
         body = explanation.to_json()
+        body.update((await store.profiles([args.id])).get(args.id, {}))  # (as the API's)
         if args.json:
             sys.stdout.buffer.write(orjson.dumps(body) + b"\n")
         else:

@@ -47,7 +47,9 @@ def print_explanation(body: dict[str, Any], out: TextIO) -> None:
     when = ""
     if as_of is not None:
         when = f"; as of event time {as_of:.0f} = {utc(as_of, '%Y-%m-%d %H:%M:%S')} UTC"
-    print(f"{body['member']}  (scoring {body['scoring_version']}{when})", file=out)
+    # (a display name is the member's own text: printed as is after the id, never in its place)
+    named = f"  “{body['name']}”" if body.get("name") else ""
+    print(f"{body['member']}{named}  (scoring {body['scoring_version']}{when})", file=out)
     for b, pl in body["boards"].items():
         top = 100 - pl["percentile"] + 100 / max(pl["members"], 1)
         print(

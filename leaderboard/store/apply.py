@@ -109,6 +109,7 @@ APPLY_SECTIONS = (
     "dr",
     "explain",
     "posts",
+    "profiles",
     "stats",
     "bait",
     "alerts",
@@ -391,6 +392,9 @@ class ApplyMixin(StoreBase):
         ext(("posts", str(len(plan.posts))))
         for (m, post, period), v in plan.posts.items():
             ext((m, str(period), post, str(v)))
+        ext(("profiles", str(len(plan.profiles))))
+        for (m, fname), (ts, pid, value) in plan.profiles.items():
+            ext((m, fname, _num(ts), pid, value))
         stats = [(k, v) for k, v in (*plan.stats.items(), *plan.community_stats.items()) if v]
         ext(("stats", str(len(stats))))
         for f, v in stats:

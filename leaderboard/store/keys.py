@@ -149,6 +149,9 @@ FAMILIES: tuple[Family, ...] = (
     Family("explain", "explain:<member>", "hash", APPLY, True, "shard",
            "one field per kind and counter (bounded by the scoring rules)",
            "n:<kind>, full:<kind>, mp:<kind>, self (read also: wh:<kind>)"),
+    Family("profile", "profile:<member>", "hash", APPLY, True, "shard", "two fields and their stamps",
+           "name, avatar: the member's display name and avatar URL from profile events, and "
+           "name@ / avatar@ → \"<ts>|<id>\" of the event that set each (the latest wins)"),
     Family("posts", "posts:<member>|<k>", "zset", APPLY, True, "shard",
            "two 30-day periods of event time per member: writing period k drops k − 2",
            "post → milli-points the member earned on it in period k = floor(ts / 30 days) "

@@ -25,6 +25,22 @@ from leaderboard.store.base import StoreBase, clock_of
 class MembersMixin(StoreBase):
     """Member reads."""
 
+    async def profiles(self, members: list[str]) -> dict[str, dict[str, str]]:
+        """The display names and avatars of ``members`` that have one (profile events):
+        member → {"name": …, "avatar": …} (either may be absent). One pipelined HMGET each."""
+        if not members:
+            return {}
+        await self.follow()
+        pipe = self.client.pipeline(transaction=False)
+        for m in members:
+            pipe.hmget(self.key("profile", m), ["name", "avatar"])
+        out: dict[str, dict[str, str]] = {}
+        for m, (name, avatar) in zip(members, await pipe.execute(), strict=True):
+            found = {k: v for k, v in (("name", name), ("avatar", avatar)) if v}
+            if found:
+                out[m] = found
+        return out
+
     async def explanation(self, member: str, top_posts: int = TOP_POSTS) -> Explanation | None:
         """Why ``member`` has their scores and where they are heading, read in one atomic
         script; None if the member was never seen (no explain data and on no board).

@@ -167,6 +167,14 @@ class Shards(ShardsLiveMixin):
         as_of, _ = await self.clock()
         return dataclasses.replace(got, boards=boards, as_of=as_of)
 
+    async def profiles(self, members: list[str]) -> dict[str, dict[str, str]]:
+        """Display names and avatars, each from its member's shard."""
+        by_store: dict[int, list[str]] = {}
+        for m in members:
+            by_store.setdefault(self.stores.index(self.store_of(m)), []).append(m)
+        got = await asyncio.gather(*(self.stores[k].profiles(ms) for k, ms in by_store.items()))
+        return {m: p for part in got for m, p in part.items()}
+
     async def perks_of(self, member: str) -> list[dict[str, Any]] | None:
         """The member's unlocks (from its shard)."""
         return await self.store_of(member).perks_of(member)

@@ -592,7 +592,16 @@ class Watch:
 @pytest.mark.integration
 async def test_watch_against_real_servers(namespace: Namespace) -> None:
     namespace.start_worker()
-    await namespace.wait(await namespace.replay(base_events(), envelope=50))
+    # m9 has a display name (a profile event): the text lines show it beside the id
+    profile = {
+        "id": "p9",
+        "ts": T0,
+        "kind": "profile",
+        "actor": "m9",
+        "target": "m9",
+        "name": "Mona N.",
+    }
+    await namespace.wait(await namespace.replay([*base_events(), profile], envelope=50))
     port = namespace.settings.web.port
     web = start_web(namespace, port)
     try:
@@ -637,9 +646,9 @@ async def test_watch_against_real_servers(namespace: Namespace) -> None:
         # fall sometimes came before an overtake and took its place.)
         assert sorted(lines[2:]) == sorted(
             [
-                "👑 m9 took #1 on all (53 pts), passing m0, m1, m2 and 6 others",
+                "👑 Mona N. (m9) took #1 on all (53 pts), passing m0, m1, m2 and 6 others",
                 *(
-                    f"⚔️ m9 overtook m3 on {b}, now #1"
+                    f"⚔️ Mona N. (m9) overtook m3 on {b}, now #1"
                     for b in ("all", "1h", "24h", "7d", "decayed", "day", "week", "month")
                 ),
                 "📉 m3 fell to #5 on decayed (35.865 pts)",

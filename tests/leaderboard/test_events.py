@@ -397,3 +397,52 @@ def test_decode_of_any_json_envelope_returns_one_result_per_element(value: list[
         if isinstance(x, Rejected):
             assert x.index == i
             assert orjson.loads(x.raw) == value[i]
+
+
+def _profile(**fields: Any) -> dict[str, Any]:
+    return {
+        "id": "p1",
+        "ts": 1_341_100_800,
+        "kind": "profile",
+        "actor": "ann",
+        "target": "ann",
+        **fields,
+    }
+
+
+def test_a_profile_event_carries_a_display_name_and_an_https_avatar() -> None:
+    from leaderboard.events import Profile
+
+    got = parse_event(_profile(name="Ann Lee 🚀", avatar="https://img.example/a.png?s=64"), KINDS)
+    assert got == Profile(
+        "p1", 1_341_100_800.0, "ann", "Ann Lee 🚀", "https://img.example/a.png?s=64"
+    )
+    assert parse_event(_profile(name=""), KINDS) == Profile("p1", 1_341_100_800.0, "ann", "", None)
+    # a profile is not a scoring kind, whatever scoring.toml lists
+    assert "profile" not in KINDS
+    assert parse_event(got.to_json(), KINDS) == got
+
+
+@pytest.mark.parametrize(
+    ("fields", "reason"),
+    [
+        ({"name": "Ann", "target": "bob"}, "bad_profile"),  # someone else's profile
+        ({}, "bad_profile"),  # sets nothing
+        ({"name": "   "}, "bad_profile"),
+        ({"name": "x" * 65}, "bad_length"),
+        ({"name": "Ann\u202eevil"}, "control_chars"),  # a right-to-left override
+        ({"name": "Ann\nLee"}, "control_chars"),
+        ({"name": 7}, "bad_type"),
+        ({"avatar": "http://img.example/a.png"}, "bad_avatar"),
+        ({"avatar": "javascript:alert(1)"}, "bad_avatar"),
+        ({"avatar": "https://user:pw@img.example/a.png"}, "bad_avatar"),
+        ({"avatar": "https:///a.png"}, "bad_avatar"),
+        ({"avatar": "https://img.example/a b.png"}, "bad_avatar"),
+        ({"avatar": "https://img.example/" + "a" * 500}, "bad_avatar"),
+        ({"avatar": "https://[::1"}, "bad_avatar"),
+    ],
+)
+def test_bad_profiles_are_refused_with_a_reason(fields: dict[str, Any], reason: str) -> None:
+    with pytest.raises(InvalidEvent) as err:
+        parse_event(_profile(**fields), KINDS)
+    assert err.value.reason == reason

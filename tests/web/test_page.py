@@ -48,6 +48,10 @@ PEOPLE = (  # noqa: SIM905 - a cast list reads better as words
     "ada grace linus guido margaret alan barbara ken dennis bjarne anders radia frances hedy "
     "shafi leslie katherine edsger donald niklaus sophie tim"
 ).split()
+#: display names of every third member (profile events); the others show their ids. One holds
+#: markup, which must show as typed
+NAMES = {who: f"{who.capitalize()} {who[0].upper()}." for who in PEOPLE[::3]}
+NAMES["hedy"] = "Hedy <b>Lamarr</b>"
 KINDS = ["like"] * 8 + ["share"] * 4 + ["comment"] * 3 + ["mention"] * 2 + ["reply", "click"]
 KINDS += ["follow", "conversion"]
 
@@ -76,6 +80,16 @@ def history() -> list[object]:
         events.append(
             {"kind": "like", "actor": who, "target": who, "post": posts[0], "ts": END - DAY}
         )
+        if who in NAMES:  # a display name, set through the event stream
+            events.append(
+                {
+                    "kind": "profile",
+                    "actor": who,
+                    "target": who,
+                    "name": NAMES[who],
+                    "ts": END - 8 * DAY,
+                }
+            )
     events.sort(key=lambda e: e["ts"])
     for n, e in enumerate(events):
         e["id"] = f"h-{n}"
@@ -191,6 +205,18 @@ async def test_live_page(namespace: Namespace, browser: Any) -> None:
         await wait_live(page)
         assert same_board(await board_rows(page), before), "the page shows the store's top 20"
         assert "2012" in await page.inner_text("[data-testid=asof]")
+        # display names: text, never markup (the <b> shows as typed), ids stay the key
+        named = "hedy"
+        assert named in {e.member for e in before}
+        row = page.locator(f"[data-testid=row][data-member='{named}']")
+        await page.wait_for_function(
+            f"document.querySelector(\"[data-testid=row][data-member='{named}']\").dataset.name",
+            timeout=WAIT_MS,
+        )
+        assert await row.locator(".id").inner_text() == NAMES[named]
+        assert await row.locator(".id b").count() == 0
+        api = get_json(port, "/api/boards/all?limit=20")
+        assert {e["member"]: e.get("name") for e in api["entries"]}[named] == NAMES[named]
         await page.evaluate("window.__sameDocument = true")
         leader_row = await page.query_selector(f"[data-testid=row][data-member='{leader}']")
         assert leader_row is not None and await leader_row.get_attribute("data-rank") == "1"
@@ -215,7 +241,12 @@ async def test_live_page(namespace: Namespace, browser: Any) -> None:
         await leader_row.click()
         card = page.locator("[data-testid=member-card]")
         await card.locator("[data-testid=breakdown] table").wait_for(timeout=WAIT_MS)
-        assert await card.locator("[data-testid=member-name]").inner_text() == leader
+        assert (
+            await card.locator("[data-testid=member-name]").get_attribute("data-member") == leader
+        )
+        assert await card.locator("[data-testid=member-name]").inner_text() == NAMES.get(
+            leader, leader
+        )
         assert await card.locator("[data-testid=kpi-rank] .v").inner_text() == "#2"
         explain = get_json(port, f"/api/members/{leader}/explain")
         kinds = await card.locator("[data-testid=kind]").evaluate_all(
@@ -307,7 +338,7 @@ async def test_live_page(namespace: Namespace, browser: Any) -> None:
         picks = [top[5], top[2]]
         for e in picks:
             await page.click(f"[data-testid=row][data-member='{e.member}']")
-            await card.locator(f"[data-testid=member-name]:text-is('{e.member}')").wait_for()
+            await card.locator(f"[data-testid=member-name][data-member='{e.member}']").wait_for()
             await card.locator("[data-testid=follow]").click()
             await card.locator("[data-testid=follow][aria-pressed=true]").wait_for()
         await page.click("[data-testid=following]")

@@ -72,9 +72,48 @@
     for (let i = 0; i < id.length; i++) x = Math.imul(x ^ id.charCodeAt(i), 16777619);
     return (x >>> 0) % 360;
   }
+  // Display names and avatars (profile events; GET /api/profiles), fetched for the members on
+  // screen and kept for this page. Names are text (textContent), never markup; avatars are https
+  // URLs the server checked, loaded without a Referer.
+  const names = new Map(); // member -> {name, avatar} ({} when they set none)
+  const nameWanted = new Set();
+  let nameTimer = 0;
+  const nameOf = (id) => names.get(id)?.name || id;
+  function wantNames(ids) {
+    for (const id of ids) if (!names.has(id)) nameWanted.add(id);
+    if (nameWanted.size && !nameTimer) nameTimer = setTimeout(fetchNames, 50);
+  }
+  async function fetchNames() {
+    nameTimer = 0;
+    const ids = [...nameWanted].slice(0, 100);
+    for (const id of ids) nameWanted.delete(id);
+    const { status, body } = await getJSON(`/api/profiles?members=${ids.map(enc).join(",")}`).catch(() => ({}));
+    if (status === 200 && body && body.profiles) {
+      for (const id of ids) names.set(id, body.profiles[id] || {});
+      for (const [member, li] of nodes) if (ids.includes(member)) paintName(li, member);
+      if (state.card && ids.includes(state.card.member)) renderCard();
+    }
+    if (nameWanted.size) nameTimer = setTimeout(fetchNames, 50);
+  }
   function avatar(id) {
-    const letters = id.replace(/[^\p{L}\p{N}]/gu, "").slice(0, 2) || "?";
-    return h("span", { class: "avatar", "aria-hidden": "true", style: { background: `hsl(${hue(id)} 52% 46%)` }, text: letters });
+    const letters = nameOf(id).replace(/[^\p{L}\p{N}]/gu, "").slice(0, 2) || "?";
+    const el = h("span", { class: "avatar", "aria-hidden": "true", style: { background: `hsl(${hue(id)} 52% 46%)` }, text: letters });
+    const url = names.get(id)?.avatar;
+    if (url && url.startsWith("https://")) {
+      const img = h("img", { src: url, alt: "", loading: "lazy", referrerpolicy: "no-referrer", decoding: "async" });
+      img.addEventListener("error", () => img.remove()); // the letters stay
+      el.append(img);
+    }
+    return el;
+  }
+  function paintName(li, member) {
+    const idEl = li.querySelector(".id");
+    const named = names.get(member)?.name;
+    idEl.textContent = named || member;
+    idEl.title = named ? `${named} (${member})` : member;
+    if (named) li.dataset.name = named; else delete li.dataset.name;
+    const old = li.querySelector(".avatar");
+    if (old) old.replaceWith(avatar(member));
   }
   const baseLabel = (base, short) => {
     const at = base.indexOf("@");
@@ -330,6 +369,7 @@
       h("span", { class: "who" }, avatar(member),
         h("span", { class: "name" }, h("span", { class: "id", text: member, title: member }), h("span", { class: "global", "data-testid": "global-rank" }), h("span", { class: "bar" }, h("i")))),
       h("span", { class: "right" }, h("span", { class: "move num" }), h("span", { class: "score num" })));
+    if (names.has(member)) paintName(li, member);
     li.addEventListener("click", () => openMember(member));
     li.addEventListener("keydown", (ev) => {
       if (ev.key === "Enter" || ev.key === " ") { ev.preventDefault(); openMember(member); }
@@ -392,7 +432,7 @@
     entries.forEach((e, i) => {
       let li = nodes.get(e.member);
       const isNew = !li;
-      if (isNew) { li = makeRow(e.member); nodes.set(e.member, li); }
+      if (isNew) { li = makeRow(e.member); nodes.set(e.member, li); wantNames([e.member]); }
       updateRow(li, e, top, isNew, quiet);
       if (rowsEl.children[i] !== li) rowsEl.insertBefore(li, rowsEl.children[i] || null);
     });
@@ -687,6 +727,7 @@
   function openMember(member) {
     member = member.trim();
     if (!member) return;
+    wantNames([member]);
     if (state.card?.member !== member) {
       if (state.card) feed.unsubscribe(`member:${state.card.member}`);
       state.card = { member, standings: new Map(), explain: undefined, explainStatus: 0, gen: ++cardGen, loading: true };
@@ -785,7 +826,8 @@
       text: followed ? "Following ✓" : "Follow", title: followed ? "Stop following" : "Add to your Following view", onclick: () => toggleFollow(m) });
     const parts = [
       h("div", { class: "mc-head" }, avatar(m),
-        h("div", { class: "mc-title" }, h("h2", { text: m, title: m, "data-testid": "member-name" }), h("p", { text: sub, "data-testid": "member-sub" })),
+        h("div", { class: "mc-title" }, h("h2", { text: nameOf(m), title: m, "data-testid": "member-name", "data-member": m }),
+          h("p", { text: names.get(m)?.name ? `${m} · ${sub}` : sub, "data-testid": "member-sub" })),
         followBtn, closeBtn),
     ];
     if (card.loading) {

@@ -75,6 +75,7 @@ do
   records('dr', 0, 3)
   records('explain', 0, 3)
   records('posts', 0, 4)
+  records('profiles', 0, 5)
   records('stats', 0, 2)
   records('bait', 0, 4)
   records('alerts', 1, 3)
@@ -626,6 +627,29 @@ for _ = 1, n do
   local member, period, post, delta = nxt(), nxt(), nxt(), nxt()
   add(prefix .. ':posts:' .. member .. '|' .. period, delta, post)
   drop_two_before(':posts:', member, period, dropped)
+end
+-- 8c. display names and avatars (kind profile, leaderboard/events.py): field by field, the
+--     latest by (event time, id) wins whatever the order the events arrive in ('' clears)
+section('profiles')
+n = tonumber(nxt())
+for _ = 1, n do
+  local member, field, ts, id, value = nxt(), nxt(), nxt(), nxt(), nxt()
+  local key = prefix .. ':profile:' .. member
+  local at = redis.call('HGET', key, field .. '@')
+  local newer = true
+  if at then
+    local bar = string.find(at, '|', 1, true)
+    local at_ts, at_id = tonumber(string.sub(at, 1, bar - 1)), string.sub(at, bar + 1)
+    newer = tonumber(ts) > at_ts or (tonumber(ts) == at_ts and id > at_id)
+  end
+  if newer then
+    redis.call('HSET', key, field .. '@', ts .. '|' .. id)
+    if value == '' then
+      redis.call('HDEL', key, field)
+    else
+      redis.call('HSET', key, field, value)
+    end
+  end
 end
 section('stats')
 n = tonumber(nxt())
