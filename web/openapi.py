@@ -51,7 +51,15 @@ def _route(route: api.Route) -> dict[str, Any]:
         for name, d in route.strs.items()
     ]
     params += [
-        {"name": name, "in": "query", "required": True, "description": d, "schema": schema}
+        {
+            "name": name,
+            "in": "query",
+            "required": True,
+            "description": d,
+            "schema": schema,
+            # a list is one comma-separated value (a=x,y), never a=x&a=y
+            **({"style": "form", "explode": False} if schema.get("type") == "array" else {}),
+        }
         for name, (d, schema) in route.needs.items()
     ]
     answers = {**route.answers, **api.COMMON_ANSWERS}
