@@ -5,7 +5,8 @@ rank on the whole board, as ``GET /api/boards/{board}/cohort`` answers.
 A cohort is one visitor's own list, so there is nothing to share across web processes: each
 distinct (board, members) is kept once per process, in memory, read again with
 :meth:`Store.cohort <leaderboard.store.Store.cohort>` at most every :data:`TICK_S` (about
-0.4 ms of Redis for 100 members), and a frame goes out only when the answer changed. A frame
+0.4 ms of Redis for 100 members) and only when the board's change mark moved (one pipelined
+read otherwise), and a frame goes out only when the answer changed. A frame
 carries the whole cohort (a ``snapshot`` first, then ``delta`` frames with ``entries`` to
 replace: at most 100 rows, smaller than a diff's bookkeeping). Its ``(epoch, seq)`` are this
 process's: a resume here recovers when nothing changed since, anywhere else it gets a fresh
@@ -41,8 +42,9 @@ class CohortChannel(Channel):
     entries: list[dict[str, Any]] = field(default_factory=list)
     size: int = 0
     missing: list[str] = field(default_factory=list)
-    #: when this process last read it (monotonic seconds)
+    #: when this process last read it (monotonic seconds), and the board's change mark then
     polled_at: float = -1e9
+    mark: str = ""
 
     def body(self) -> dict[str, Any]:
         return {
@@ -88,8 +90,13 @@ def new_channel(board: str, members: tuple[str, ...]) -> CohortChannel:
 
 
 async def poll(store: Store | Shards, ch: CohortChannel) -> bool:
-    """Read the cohort again; True if its answer changed (then ``seq`` moved on by one)."""
+    """Read the cohort again if its board changed since the last read; True if its answer
+    changed (then ``seq`` moved on by one)."""
     ch.polled_at = time.monotonic()
+    mark, _, _ = await store.board_mark(ch.board)
+    if ch.loaded and mark == ch.mark:
+        return False  # (one cheap read: the board's change counter did not move)
+    ch.mark = mark
     entries, size, missing = await store.cohort(ch.board, list(ch.members))
     wm, _ = await store.clock()
     rows = [e.to_json() for e in entries]

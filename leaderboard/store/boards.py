@@ -67,6 +67,20 @@ class BoardsMixin(StoreBase):
         wm, lm = await self.client.mget(self.key("wm"), self.key("landmark"))
         return (float(wm) if wm is not None else None, int(lm) if lm is not None else None)
 
+    async def board_mark(self, board: str) -> tuple[str, float | None, int]:
+        """The board's change mark (with W on a decayed board, whose points move with it), W,
+        and the board's size: to see whether to read it again (not atomic)."""
+        self.rules.check_board(board)
+        await self.follow()
+        pipe = self.client.pipeline(transaction=False)
+        pipe.hget(self.key("changes"), board)
+        pipe.get(self.key("wm"))
+        pipe.zcard(self.key("board", board))
+        mark, wm, size = await pipe.execute()
+        decayed = board.partition(":")[0] == DECAYED
+        text = f"{self.generation}:{mark or 0}" + (f"@{wm or ''}" if decayed else "")
+        return text, float(wm) if wm is not None else None, int(size)
+
     async def count(self, board: str) -> int:
         self.rules.check_board(board)
         await self.follow()
