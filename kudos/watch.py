@@ -52,9 +52,11 @@ class Options:
     seconds: float | None = None
 
 
-#: Members one name lookup asks about, and how long it may take.
-MAX_NAME_LOOKUP = 100
+#: Members one name lookup asks about, how long it may take, and lookups under way at once
+#: (members beyond that are asked about with a later frame that names them).
+MAX_NAME_LOOKUP = 50
 NAME_TIMEOUT_S = 2.0
+MAX_LOOKUPS = 4
 
 
 def _members_of(frame: Mapping[str, Any]) -> Iterable[Any]:
@@ -88,8 +90,9 @@ class _Session:
     requests: dict[int, str] = field(default_factory=dict)
     next_id: int = 1
     retries: set[asyncio.Task[None]] = field(default_factory=set)
-    #: members whose display names were asked for (once each)
+    #: members whose display names were asked for (once each), and the lookups under way
     asked: set[str] = field(default_factory=set)
+    lookups: set[asyncio.Task[None]] = field(default_factory=set)
 
     def notice(self, text: str) -> None:
         print(f"kudos watch: {text}", file=self.err, flush=True)
@@ -162,7 +165,7 @@ class _Session:
                 self.notice(f"ignored a frame that is not a JSON object: {raw[:80]!r}")
                 continue
             if not self.opts.json:
-                await self.learn_names(frame)
+                self.learn_names(frame)
             self.emit(
                 raw, self.watcher.handle(frame), update=frame.get("type") in ("delta", "event")
             )
@@ -172,27 +175,32 @@ class _Session:
                 if ch.gap:  # resume from the last frame applied: the server replays the rest
                     await self.subscribe(ws, ch)
 
-    async def learn_names(self, frame: Mapping[str, Any]) -> None:
-        """Display names of the members a frame names that the watcher does not know yet, from
-        ``GET /api/profiles`` on the same port (best effort: ids when it does not answer)."""
-        ids = {str(c) for c in _members_of(frame) if c} - self.asked
-        if frame.get("type") == "subscribed" and str(frame.get("channel", "")).startswith(
-            "member:"
-        ):
-            ids.add(str(frame["channel"])[len("member:") :])
-        ids -= self.asked
-        if not ids:
-            return
-        self.asked |= ids
+    def learn_names(self, frame: Mapping[str, Any]) -> None:
+        """Ask ``GET /api/profiles`` (same port) in the background for the display names of
+        the members a frame names that were not asked about yet: the frames never wait for it,
+        and a line printed before the answer shows the id alone (best effort)."""
+        ids = {str(c) for c in _members_of(frame) if c}
+        channel = str(frame.get("channel", ""))
+        if frame.get("type") == "subscribed" and channel.startswith("member:"):
+            ids.add(channel[len("member:") :])
+        fresh = sorted(ids - self.asked)
+        while fresh and len(self.lookups) < MAX_LOOKUPS:
+            batch, fresh = fresh[:MAX_NAME_LOOKUP], fresh[MAX_NAME_LOOKUP:]
+            self.asked.update(batch)
+            task = asyncio.get_running_loop().create_task(self._lookup(batch))
+            self.lookups.add(task)
+            task.add_done_callback(self.lookups.discard)
+
+    async def _lookup(self, ids: list[str]) -> None:
         base = self.opts.url.replace("wss://", "https://", 1).replace("ws://", "http://", 1)
-        query = ",".join(quote(m, safe="") for m in sorted(ids)[:MAX_NAME_LOOKUP])
+        query = ",".join(quote(m, safe="") for m in ids)
         url = base.rsplit("/ws", 1)[0] + f"/api/profiles?members={query}"
 
         def get() -> Any:
             with urllib.request.urlopen(url, timeout=NAME_TIMEOUT_S) as r:
                 return orjson.loads(r.read())
 
-        with contextlib.suppress(OSError, ValueError):
+        with contextlib.suppress(OSError, ValueError, AttributeError):
             body = await asyncio.to_thread(get)
             for m, p in (body.get("profiles") or {}).items():
                 if isinstance(p, dict) and isinstance(p.get("name"), str):

@@ -14,6 +14,7 @@ always produced in envelopes, can pass one off).
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import re
 from collections.abc import Collection
@@ -89,9 +90,14 @@ class Event(NamedTuple):
 PROFILE = "profile"
 MAX_NAME = 64
 MAX_AVATAR_URL = 512
-#: Characters a display name may not hold: control characters, and the bidirectional overrides
-#: and isolates that would make a name render as another (U+202A-U+202E, U+2066-U+2069).
-_NOT_IN_NAME = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+#: Characters a display name may not hold: control characters; the bidirectional marks,
+#: overrides and isolates that would make a name render as another (U+061C, U+200E-U+200F,
+#: U+202A-U+202E, U+2066-U+2069); invisible ones that would make two names look the same (soft
+#: hyphen, zero-width space/joiners, word joiner and invisible operators, BOM); line and
+#: paragraph separators.
+_NOT_IN_NAME = re.compile(
+    "[\x00-\x1f\x7f-\x9f\u00ad\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]"
+)
 
 
 class Profile(NamedTuple):
@@ -141,7 +147,19 @@ def check_avatar(url: str) -> str | None:
         return "must be an https URL"
     if not host or "@" in parts.netloc:
         return "must name a host, without credentials"
+    # (every viewer's browser fetches it: not this machine or a bare address, which could point
+    # viewers at their own network; names that resolve to private addresses are not caught here)
+    if host == "localhost" or host.endswith((".localhost", ".local")) or _is_ip(host):
+        return "must name a public host by name (not localhost or an IP address)"
     return None
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return host.replace(".", "").isdigit()  # (also 2130706433, 127.1: what browsers accept)
+    return True
 
 
 def _profile(obj: dict[str, Any], event_id: str, actor: str, target: str, ts: float) -> Profile:
@@ -161,7 +179,8 @@ def _profile(obj: dict[str, Any], event_id: str, actor: str, target: str, ts: fl
             )
         if _NOT_IN_NAME.search(name):
             raise InvalidEvent(
-                "control_chars", "'name' holds control or bidirectional-override characters"
+                "control_chars",
+                "'name' holds control, invisible or bidirectional-formatting characters",
             )
         if name and not name.strip():
             raise InvalidEvent("bad_profile", "'name' is only whitespace ('' clears it)")

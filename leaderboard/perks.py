@@ -240,6 +240,30 @@ def parse_rules(
     return rules
 
 
+def check_winners_retention(rules: Iterable[PerkRule], scoring: ScoringRules) -> None:
+    """A winners' rule needs its period's archive until the period closes: at the latest once W
+    is the grace and the idle allowance past its end. Retention drops it once W is ``keep - 1``
+    periods past its end (the shortest: a 28-day month).
+
+    Raises:
+        ConfigError: naming the rule and the setting to raise.
+    """
+    shortest = {"day": 86400, "week": 7 * 86400, "month": 28 * 86400}
+    wait = scoring.periods_grace_s + scoring.periods_idle_s
+    for r in rules:
+        if not r.at_close:
+            continue
+        unit = r.board.partition(":")[0]
+        keep = scoring.periods_keep[CALENDAR_UNITS.index(unit)]
+        if keep and (keep - 1) * shortest[unit] <= wait:
+            raise ConfigError(
+                f"perk rule {r.id!r} judges each {unit} once it closes, up to "
+                f"{wait:,} s after its end (KUDOS_PERIODS_GRACE_S + KUDOS_PERIODS_IDLE_S), but "
+                f"KUDOS_PERIODS_KEEP_{unit.upper()}S={keep} drops the archive before that: keep "
+                f"at least {2 + wait // shortest[unit]} {unit}s"
+            )
+
+
 def load_perks_file(
     path: str, scoring: ScoringRules, *, max_ties: int = DEFAULT_MAX_TIES
 ) -> tuple[list[PerkRule], dict[str, Any]]:

@@ -27,7 +27,7 @@ from kudos.http import serve_metrics
 from leaderboard.bait import Evidence, identity
 from leaderboard.errors import ConfigError, ScoringVersionMismatch, ShardCountMismatch
 from leaderboard.metrics import WorkerMetrics
-from leaderboard.perks import load_perks_file
+from leaderboard.perks import check_winners_retention, load_perks_file
 from leaderboard.plan import DeadLetter
 from leaderboard.scoring import ScoringRules
 from leaderboard.settings import Settings, load_settings
@@ -170,6 +170,7 @@ def create_app(settings: Settings) -> faust.App:
     rules = settings.periods.apply(ScoringRules.load(settings.scoring.path or None))
     # bad rules fail at start
     perk_rules, _ = load_perks_file(settings.perks.path, rules, max_ties=settings.perks.max_ties)
+    check_winners_retention(perk_rules, rules)
     closing = [r.id for r in perk_rules if r.at_close]
     if closing and settings.redis.shards > 1:
         raise ConfigError(

@@ -22,6 +22,7 @@ from websockets.asyncio.server import ServerConnection, broadcast
 from websockets.datastructures import Headers
 from websockets.protocol import State
 
+from leaderboard.errors import StoreConflict
 from leaderboard.metrics import WebMetrics
 from leaderboard.settings import WebSettings
 from leaderboard.store import BoardPoll, FeedFrame, MemberPoll, Store
@@ -133,9 +134,19 @@ class Hub:
             for ch in self.cohorts.values()
             if ch.subscribers and ch.loaded and now - ch.polled_at >= cohorts.TICK_S
         ]
-        for ch in due:
-            if await cohorts.poll(self.store, ch):
+        gate = asyncio.Semaphore(cohorts.CONCURRENCY)
+
+        async def one(ch: CohortChannel) -> None:
+            async with gate:
+                try:
+                    changed = await cohorts.poll(self.store, ch)
+                except (RedisError, StoreConflict) as exc:  # (that cohort only; next second again)
+                    log.warning("cohort %s: read failed: %s", ch.board, exc)
+                    return
+            if changed:
                 self._broadcast(list(ch.subscribers), ch.name, cohorts.frame(ch, "delta"))
+
+        await asyncio.gather(*(one(ch) for ch in due))
 
     def _board(self, board: str) -> BoardChannel:
         ch = self.boards.get(board)

@@ -55,6 +55,7 @@ async def scrape(hub: Hub, store: Store | Shards) -> bytes:
     m.ws_connections.set(len(hub.clients))
     m.ws_subscriptions.set(sum(len(ch.subscribers) for ch in hub.boards.values()), kind="board")
     m.ws_subscriptions.set(sum(len(ch.subscribers) for ch in hub.members.values()), kind="member")
+    m.ws_subscriptions.set(sum(len(ch.subscribers) for ch in hub.cohorts.values()), kind="cohort")
     m.ws_frames_sent.set_total(hub.frames_sent)
     m.ws_slow_conflated.set_total(hub.slow_dropped)
     try:

@@ -117,9 +117,10 @@ async def serve(hub: Hub, ws: ServerConnection) -> None:
     finally:
         hub.disconnect(client)
         for name in client.subs:
-            ch = hub._lookup(name)
+            ch = hub.channel_of(client, name)
             if ch is not None:
                 ch.subscribers.discard(client)
+        client.cohorts.clear()
 
 
 async def _authenticate(hub: Hub, client: Client) -> bool:
@@ -311,6 +312,16 @@ async def _subscribe_cohort(hub: Hub, client: Client, msg: dict[str, Any]) -> No
     connection (subscribing again replaces the list)."""
     name = msg["channel"]
     board, members = cohorts.parse(hub.store, msg)
+    if name not in client.cohorts and len(client.cohorts) >= cohorts.PER_CONNECTION:
+        raise ClientError(
+            "too_many_subscriptions",
+            f"at most {cohorts.PER_CONNECTION} cohort channels per connection; unsubscribe first",
+        )
+    if (board, members) not in hub.cohorts and len(hub.cohorts) >= cohorts.PER_PROCESS:
+        raise ClientError(
+            "unavailable",
+            f"this web process follows {cohorts.PER_PROCESS:,} cohorts already; retry later",
+        )
     if name not in client.subs and len(client.subs) >= hub.settings.max_subscriptions:
         raise ClientError(
             "too_many_subscriptions",

@@ -440,6 +440,14 @@ def test_a_profile_event_carries_a_display_name_and_an_https_avatar() -> None:
         ({"avatar": "https://img.example/a b.png"}, "bad_avatar"),
         ({"avatar": "https://img.example/" + "a" * 500}, "bad_avatar"),
         ({"avatar": "https://[::1"}, "bad_avatar"),
+        ({"avatar": "https://127.0.0.1/a.png"}, "bad_avatar"),
+        ({"avatar": "https://[::1]/a.png"}, "bad_avatar"),
+        ({"avatar": "https://2130706433/a.png"}, "bad_avatar"),
+        ({"avatar": "https://localhost:8080/a.png"}, "bad_avatar"),
+        ({"avatar": "https://printer.local/a.png"}, "bad_avatar"),
+        ({"name": "ad\u200ba"}, "control_chars"),  # a zero-width space: "ada" twice
+        ({"name": "ada\u200e"}, "control_chars"),
+        ({"name": "\ufeffada"}, "control_chars"),
     ],
 )
 def test_bad_profiles_are_refused_with_a_reason(fields: dict[str, Any], reason: str) -> None:

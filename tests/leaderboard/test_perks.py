@@ -197,3 +197,17 @@ def test_max_ties_per_rule_overrides_the_setting_and_is_checked() -> None:
         rules('[[rule]]\nid = "a"\nboard = "all"\nwhen = "score >= 5"\nmax_ties = 3')
     with pytest.raises(ConfigError, match="KUDOS_PERKS_MAX_TIES"):
         parse_rules({}, RULES, "perks.toml", max_ties=MAX_RANK + 1)
+
+
+def test_a_winners_rule_refuses_a_retention_that_drops_its_archive_before_it_closes() -> None:
+    from leaderboard.errors import ConfigError
+    from leaderboard.perks import check_winners_retention
+
+    rule = PerkRule("best-day", "Best of the day", "day", 1, None, at_close=True)
+    live = PerkRule("top-day", "Top today", "day", 1, None)
+    short = ScoringRules.load().keeping(2, 53, 24)  # (grace 1 h + idle 24 h > one more day)
+    with pytest.raises(ConfigError, match=r"KUDOS_PERIODS_KEEP_DAYS=2.*at least 3 days"):
+        check_winners_retention([rule], short)
+    check_winners_retention([live], short)  # a live rule needs no archive
+    check_winners_retention([rule], ScoringRules.load().keeping(3, 53, 24))
+    check_winners_retention([rule], ScoringRules.load().keeping(0, 0, 0))  # every period kept

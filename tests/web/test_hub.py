@@ -9,8 +9,9 @@ import pytest
 
 from kudos import servers
 from tests.conftest import Namespace
+from tests.eventually import eventually
 from tests.web.events import T0, base_events, climb
-from tests.web.live import LiveClient, api_top, start_web
+from tests.web.live import LiveClient, api_top, scrape, start_web, value
 from tests.web.test_page import get_json
 from web import feed
 from web.hub import Hub
@@ -127,8 +128,21 @@ async def test_a_cohort_channel_ranks_its_members_among_themselves_live(
         assert (await c.request({"op": "unsubscribe", "channel": "cohort:all"}))["type"] == (
             "unsubscribed"
         )
+        # at most five cohorts per connection
+        for b in ("1h", "24h", "7d", "decayed", "day"):
+            await c.subscribe(f"cohort:{b}", members=["m3"])
+        err = await c.request({"op": "subscribe", "channel": "cohort:week", "members": ["m3"]})
+        assert err["code"] == "too_many_subscriptions"
+
+        def cohort_subscriptions() -> float:
+            _, samples = scrape(port)
+            return value(samples, "kudos_ws_subscriptions", kind="cohort")
+
+        assert cohort_subscriptions() == 6  # (five here, one on the resumed connection)
+        # a closed connection leaves no cohort behind (none is read again for nobody)
         for x in (c, again):
             await x.close()
+        await eventually(lambda: cohort_subscriptions() == 0, what="cohorts left by the closed")
     finally:
         servers.stop(web)
 

@@ -214,6 +214,7 @@ async def test_live_page(namespace: Namespace, browser: Any) -> None:
             timeout=WAIT_MS,
         )
         assert await row.locator(".id").inner_text() == NAMES[named]
+        assert await row.locator(".handle").inner_text() == named  # (the id beside the name)
         assert await row.locator(".id b").count() == 0
         api = get_json(port, "/api/boards/all?limit=20")
         assert {e["member"]: e.get("name") for e in api["entries"]}[named] == NAMES[named]

@@ -85,7 +85,13 @@
   }
   async function fetchNames() {
     nameTimer = 0;
-    const ids = [...nameWanted].slice(0, 100);
+    const ids = [];
+    let length = 0; // the request line must fit the server's 8 KiB
+    for (const id of nameWanted) {
+      if (ids.length && (ids.length >= 100 || length + enc(id).length + 1 > 6000)) break;
+      ids.push(id);
+      length += enc(id).length + 1;
+    }
     for (const id of ids) nameWanted.delete(id);
     const { status, body } = await getJSON(`/api/profiles?members=${ids.map(enc).join(",")}`).catch(() => ({}));
     if (status === 200 && body && body.profiles) {
@@ -111,6 +117,7 @@
     const named = names.get(member)?.name;
     idEl.textContent = named || member;
     idEl.title = named ? `${named} (${member})` : member;
+    li.querySelector(".handle").textContent = named ? member : ""; // (the id always shows beside a name)
     if (named) li.dataset.name = named; else delete li.dataset.name;
     const old = li.querySelector(".avatar");
     if (old) old.replaceWith(avatar(member));
@@ -367,7 +374,7 @@
     const li = h("li", { class: "row", "data-testid": "row", "data-member": member, tabindex: "0", role: "button" },
       h("span", { class: "rank num" }),
       h("span", { class: "who" }, avatar(member),
-        h("span", { class: "name" }, h("span", { class: "id", text: member, title: member }), h("span", { class: "global", "data-testid": "global-rank" }), h("span", { class: "bar" }, h("i")))),
+        h("span", { class: "name" }, h("span", { class: "id", text: member, title: member }), h("span", { class: "handle" }), h("span", { class: "global", "data-testid": "global-rank" }), h("span", { class: "bar" }, h("i")))),
       h("span", { class: "right" }, h("span", { class: "move num" }), h("span", { class: "score num" })));
     if (names.has(member)) paintName(li, member);
     li.addEventListener("click", () => openMember(member));
@@ -568,9 +575,12 @@
   function toggleFollow(member) {
     const was = followView() ? boardChannel() : null;
     const i = state.following.indexOf(member);
+    // (the subscribe must fit the server's message limit, which its hello says)
+    const limit = (feed.hello && feed.hello.limits && feed.hello.limits.max_message_bytes) || 4096;
+    const size = JSON.stringify({ op: "subscribe", channel: `cohort:${boardId()}`, members: [...state.following, member], id: 1e9 }).length;
     if (i >= 0) state.following.splice(i, 1);
-    else if (state.following.length < MAX_FOLLOWING) state.following.push(member);
-    else { toast("error", "Following 100 members already", "Unfollow someone first."); return; }
+    else if (state.following.length < MAX_FOLLOWING && size <= limit) state.following.push(member);
+    else { toast("error", `Following ${state.following.length} members already`, "That is as many as one live view can follow; unfollow someone first."); return; }
     saveFollowing(state.following);
     if (state.followMode) { if (was) feed.unsubscribe(was); selectBoard(state.base, state.community, true, state.period); }
     else syncFollowToggle();

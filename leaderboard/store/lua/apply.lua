@@ -629,7 +629,16 @@ for _ = 1, n do
   drop_two_before(':posts:', member, period, dropped)
 end
 -- 8c. display names and avatars (kind profile, leaderboard/events.py): field by field, the
---     latest by (event time, id) wins whatever the order the events arrive in ('' clears)
+--     latest by (event time, id) wins whatever the order the events arrive in ('' clears). Ids
+--     compare byte by byte, as Python's str order does on UTF-8 (Lua's '>' follows the server's
+--     locale: Redis sets LC_COLLATE from its environment).
+local function bytes_after(a, b)
+  for k = 1, math.min(#a, #b) do
+    local x, y = string.byte(a, k), string.byte(b, k)
+    if x ~= y then return x > y end
+  end
+  return #a > #b
+end
 section('profiles')
 n = tonumber(nxt())
 for _ = 1, n do
@@ -640,7 +649,7 @@ for _ = 1, n do
   if at then
     local bar = string.find(at, '|', 1, true)
     local at_ts, at_id = tonumber(string.sub(at, 1, bar - 1)), string.sub(at, bar + 1)
-    newer = tonumber(ts) > at_ts or (tonumber(ts) == at_ts and id > at_id)
+    newer = tonumber(ts) > at_ts or (tonumber(ts) == at_ts and bytes_after(id, at_id))
   end
   if newer then
     redis.call('HSET', key, field .. '@', ts .. '|' .. id)
