@@ -56,6 +56,16 @@ async def test_export_board_member_and_stats(namespace: Namespace) -> None:
         ["3", "bob", "5"],
     ]
 
+    # calendar boards by name: t is 2020-09-13 (a Sunday of ISO week 2020-W37), live and archived
+    for board in ("week", "week@2020-W37", "day@2020-09-13", "month@2020-09"):
+        out = kudos(namespace, "export", board)
+        assert out.returncode == 0, out.stderr
+        assert list(csv.reader(io.StringIO(out.stdout))) == rows, board
+    out = kudos(namespace, "board", "day@2020-09-12", "--json")  # the day before: nobody
+    assert out.returncode == 0 and orjson.loads(out.stdout)["entries"] == [], out.stderr
+    bad = kudos(namespace, "board", "week@2020-W54")
+    assert bad.returncode != 0 and "week@YYYY-Www" in bad.stderr
+
     out = kudos(namespace, "board", "all", "--limit", "2", "--offset", "1", "--json")
     page = orjson.loads(out.stdout)
     assert [(e["rank"], e["member"], e["score"]) for e in page["entries"]] == [
