@@ -211,13 +211,22 @@ def _decode(piece: str) -> str:
     return unquote_plus(piece, errors="strict")
 
 
-async def _cohort(r: Request) -> Answer:
-    board = r.params["board"]
+def _members(r: Request) -> list[str]:
+    """The ids of ``members=a,b,…`` (split on literal commas before percent-decoding).
+
+    Raises:
+        ValueError: given twice, none, too many, or a bad id (the reason, for a 400).
+    """
     given = [v for k, _, v in (p.partition("=") for p in r.raw_query.split("&")) if k == "members"]
     if len(given) > 1:
-        return _error(400, "members= is given more than once: give one comma-separated list")
+        raise ValueError("members= is given more than once: give one comma-separated list")
+    return parse_cohort(given[0] if given else "", decode=_decode)
+
+
+async def _cohort(r: Request) -> Answer:
+    board = r.params["board"]
     try:
-        members = parse_cohort(given[0] if given else "", decode=_decode)
+        members = _members(r)
     except ValueError as exc:
         return _error(400, str(exc))
     entries, size, missing = await r.store.cohort(board, members)
@@ -234,11 +243,8 @@ async def _cohort(r: Request) -> Answer:
 
 
 async def _profiles(r: Request) -> Answer:
-    given = [v for k, _, v in (p.partition("=") for p in r.raw_query.split("&")) if k == "members"]
-    if len(given) > 1:
-        return _error(400, "members= is given more than once: give one comma-separated list")
     try:
-        members = parse_cohort(given[0] if given else "", decode=_decode)
+        members = _members(r)
     except ValueError as exc:
         return _error(400, str(exc))
     return _ok({"profiles": await r.store.profiles(members)})

@@ -236,14 +236,7 @@ async def _subscribe(hub: Hub, client: Client, msg: dict[str, Any]) -> None:
         return
     kind, key, limit = _parse_channel(hub, msg)
     name = ALERTS_CHANNEL if kind == "alerts" else f"{kind}:{key}"
-    if name not in client.subs and len(client.subs) >= hub.settings.max_subscriptions:
-        raise ClientError(
-            "too_many_subscriptions",
-            f"at most {hub.settings.max_subscriptions} channels per connection; unsubscribe first",
-        )
-    resume = msg.get("resume")
-    if resume is not None and not isinstance(resume, dict):
-        raise ClientError("bad_request", 'resume is {"epoch": ..., "seq": ...}')
+    resume = _room_and_resume(hub, client, name, msg)
     if kind == "board" and not await hub.store.board_known(key):
         # (a community board nobody has scored on yet; also keeps clients from creating keys)
         raise ClientError("unknown_board", f"no board {key!r} yet; see GET /api/boards")
@@ -307,6 +300,23 @@ async def _subscribe(hub: Hub, client: Client, msg: dict[str, Any]) -> None:
         ch.pending -= 1
 
 
+def _room_and_resume(hub: Hub, client: Client, name: str, msg: dict[str, Any]) -> Any:
+    """The subscribe's ``resume`` (None or a dict), once the connection has room for ``name``.
+
+    Raises:
+        ClientError: too many subscriptions, or a resume that is not an object.
+    """
+    if name not in client.subs and len(client.subs) >= hub.settings.max_subscriptions:
+        raise ClientError(
+            "too_many_subscriptions",
+            f"at most {hub.settings.max_subscriptions} channels per connection; unsubscribe first",
+        )
+    resume = msg.get("resume")
+    if resume is not None and not isinstance(resume, dict):
+        raise ClientError("bad_request", 'resume is {"epoch": ..., "seq": ...}')
+    return resume
+
+
 async def _subscribe_cohort(hub: Hub, client: Client, msg: dict[str, Any]) -> None:
     """A cohort (web.cohorts): the client's own list on one board, one per board and
     connection (subscribing again replaces the list)."""
@@ -322,14 +332,7 @@ async def _subscribe_cohort(hub: Hub, client: Client, msg: dict[str, Any]) -> No
             "unavailable",
             f"this web process follows {cohorts.PER_PROCESS:,} cohorts already; retry later",
         )
-    if name not in client.subs and len(client.subs) >= hub.settings.max_subscriptions:
-        raise ClientError(
-            "too_many_subscriptions",
-            f"at most {hub.settings.max_subscriptions} channels per connection; unsubscribe first",
-        )
-    resume = msg.get("resume")
-    if resume is not None and not isinstance(resume, dict):
-        raise ClientError("bad_request", 'resume is {"epoch": ..., "seq": ...}')
+    resume = _room_and_resume(hub, client, name, msg)
     if not await hub.store.board_known(board):
         raise ClientError("unknown_board", f"no board {board!r} yet; see GET /api/boards")
     old = client.cohorts.pop(name, None)
