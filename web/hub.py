@@ -66,7 +66,10 @@ class Hub:
         #: counters and timings of this process, exposed at GET /metrics (``web.metrics``)
         self.metrics = WebMetrics()
         self._retention = settings.feed_retention
-        self._member_retention = max(10, settings.feed_retention // 20)
+        # (a member channel gets a frame per tick on which any of its eight base boards moved,
+        # from every web process: 200 frames is about 5 s of the busiest member at 20 ticks a
+        # second from two processes, what a process stalled under load must catch up from)
+        self._member_retention = max(10, settings.feed_retention // 10)
         self._member_lock = asyncio.Lock()
         self._closing: set[asyncio.Task[None]] = set()
         self._next_sweep = 0.0
