@@ -169,7 +169,7 @@ class WebSettings:
     slow_client_bytes: int = 1 << 20
     #: A client slow for this long is closed with 1013 (it can reconnect and resume).
     slow_client_timeout_s: float = 10.0
-    #: Frames each board channel keeps for resuming clients (member channels keep a twentieth).
+    #: Frames each board channel keeps for resuming clients (member channels keep a tenth).
     feed_retention: int = 2000
     #: Largest POST /api/events body (bytes); bigger is refused with 413 before it is read.
     ingest_max_bytes: int = 1 << 20
