@@ -432,7 +432,8 @@ class ApplyMixin(StoreBase):
                     members = {m for b, m in plan.totals if b == rule.board}
                     # (a live calendar board: every archive of its unit the plan wrote; the
                     # script checks the member's score on the live board itself)
-                    members |= {k[4] for k in plan.archives if live_board(k[3]) == rule.board}
+                    if rule.board.partition(":")[0] in UNITS:  # (else no archive feeds it)
+                        members |= {k[4] for k in plan.archives if live_board(k[3]) == rule.board}
                     members |= {m for b, m in plan.decayed if b == rule.board}
                     members |= {k[3] for k in plan.buckets if k[2] == rule.board}
                     touched[rule.board] = sorted(members)
