@@ -14,7 +14,8 @@
     ├── InvalidBody(ValueError)          an HTTP ingest body is neither JSON nor NDJSON
     ├── ScoringVersionMismatch           the namespace is scored under other rules than this process's
     ├── ClientError(ValueError)          a websocket client's message breaks the protocol; ``code`` is sent
-    └── WatchError                       ``kudos watch`` cannot go on (unreachable, refused, no channel)
+    ├── WatchError                       ``kudos watch`` cannot go on (unreachable, refused, no channel)
+    └── ModerationError(ValueError)      an erase's reason or actor cannot be recorded
 
 Every error a caller can act on is one of these; anything else escaping a public function is a bug.
 Private control-flow exceptions (a retry signal inside one module) stay in their module.
@@ -128,3 +129,8 @@ class ClientError(KudosError, ValueError):
 class WatchError(KudosError):
     """``kudos watch`` cannot go on (server unreachable, token refused, no valid channel); the
     message says what to do next."""
+
+
+class ModerationError(KudosError, ValueError):
+    """An erase (or another moderation action) whose reason or actor the audit log cannot record:
+    too long, control or invisible characters, a name outside ``[A-Za-z0-9._@-]{1,64}``."""

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 
 from leaderboard.bait import Detector
 from leaderboard.fingerprint import FingerprintSet, PairCounters, fingerprint, pair_fingerprint
+from leaderboard.moderation import Tombstones
 from leaderboard.plan import SEEN_DAY_S, SEP, PartitionState, Plan, StoreState
 
 #: Days around a partition's newest day that its id set may hold (the set keeps days apart by
@@ -69,6 +70,10 @@ class OwnedState:
     #: the namespace's admitted communities as far as this worker knows (the set only grows; an
     #: apply whose cap decisions the set in Redis contradicts is refused, and this reloaded)
     communities: set[str] = field(default_factory=set)
+    #: the erased members' tombstones and the erasure counter they were read at (an apply
+    #: planned before a later erase is refused, and this reloaded)
+    erased: Tombstones = field(default_factory=Tombstones)
+    erasures: int = 0
 
     def missing(self, parts: Iterable[int]) -> list[int]:
         return sorted({p for p in parts if p not in self.partitions})
@@ -84,6 +89,8 @@ class OwnedState:
             landmark=self.landmark,
             generation=self.generation,
             communities=self.communities,
+            erased=self.erased,
+            erasures=self.erasures,
         )
 
     def absorb(self, plan: Plan) -> None:

@@ -51,8 +51,9 @@ from __future__ import annotations
 
 import math
 from collections import Counter, defaultdict
-from collections.abc import Mapping, Sequence, Set
+from collections.abc import Container, Mapping, Sequence, Set
 from dataclasses import dataclass, field
+from typing import Any
 
 import orjson
 
@@ -125,6 +126,10 @@ class StoreState:
     generation: int = 0
     #: the communities admitted to boards so far (the ``communities`` set; a copy may lag it)
     communities: Set[str] = frozenset()
+    #: the erased members (leaderboard.moderation): their events are read, nothing is written
+    #: for them; and the erasure counter the tombstones were read at (apply.lua checks it)
+    erased: Container[str] = frozenset()
+    erasures: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,6 +210,8 @@ class Plan:
     capped_communities: list[str] = field(default_factory=list)
     #: the cap those decisions used (0: none)
     max_communities: int = 0
+    #: the erasure counter the plan's tombstones were read at (an erase since: re-planned)
+    erasures: int = 0
     #: (member, community) of every community board this plan adds points to (``mcomm``)
     member_communities: set[tuple[str, str]] = field(default_factory=set)
     #: community_refused / community_capped: applied events that scored without some of their
@@ -309,7 +316,12 @@ def build_plan(
     ex: dict[tuple[str, str], list[int]] = {}
     withheld = plan.withheld
     floor = math.floor
-    n_invalid = n_late = n_future = n_duplicate = n_ignored = n_applied = 0
+    n_invalid = n_late = n_future = n_duplicate = n_ignored = n_applied = n_erased = 0
+    # erased members (leaderboard.moderation): their events go through everything as before (the
+    # detector, diminishing returns and the clocks must see what they saw, or others' scores
+    # would change), and what the plan would write for them is taken out at the end
+    erased = state.erased if state.erased else None
+    hit: set[str] = set()
     totals, buckets, decayed, explain, posts, stats = (
         plan.totals,
         plan.buckets,
@@ -430,6 +442,9 @@ def build_plan(
                         batch_ids[item.id] = floor(pts_ / SEEN_DAY_S)
                         plan.seen.append((p, pts_, item.id))
                         plan.seen_fps.append(fps[item.id])
+                        if erased is not None and item.member in erased:
+                            n_erased += 1
+                            continue
                         for fname, value in (("name", item.name), ("avatar", item.avatar)):
                             if value is None:
                                 continue
@@ -479,7 +494,13 @@ def build_plan(
                         plan.evidence_received += 1
                         if det.clawbacks:
                             _claw_back(
-                                det.take_clawbacks(), pwm, landmark, half_life, wins, ex, *claw_into
+                                _noted(det.take_clawbacks(), erased, hit),
+                                pwm,
+                                landmark,
+                                half_life,
+                                wins,
+                                ex,
+                                *claw_into,
                             )
                     else:
                         n_ignored += 1  # (the throttle is off: nothing takes it)
@@ -525,6 +546,9 @@ def build_plan(
                 plan.seen_fps.append(fps[ev.id])
                 target = ev.target
                 kind = ev.kind
+                gone = erased is not None and target in erased
+                if gone:
+                    hit.add(target)
                 row = ex.get((target, kind))
                 if row is None:
                     row = ex[(target, kind)] = [0, 0, 0, 0]  # n, full, mp, withheld
@@ -540,7 +564,13 @@ def build_plan(
                         if det.clawbacks:
                             # (a throttle that found a ring: its earlier posts pay back first)
                             _claw_back(
-                                det.take_clawbacks(), pwm, landmark, half_life, wins, ex, *claw_into
+                                _noted(det.take_clawbacks(), erased, hit),
+                                pwm,
+                                landmark,
+                                half_life,
+                                wins,
+                                ex,
+                                *claw_into,
                             )
                     elif kind in ENGAGEMENT_KINDS and "t:" + target in det_groups:
                         det.observe(kind, ts, ev.actor, target, None, None)
@@ -550,7 +580,10 @@ def build_plan(
                         det.touch(ts, ev.actor, target)
                 weight = weights[kind]
                 if ev.actor == target or weight == 0:
-                    n_ignored += 1
+                    if gone:
+                        n_erased += 1
+                    else:
+                        n_ignored += 1
                     if ev.actor == target:
                         explain[(target, "self")] += 1
                     continue
@@ -574,7 +607,10 @@ def build_plan(
                     gkey = (target, group, floor(ts / POSTS_PERIOD_S))
                     withheld[gkey] = withheld.get(gkey, 0) + points - kept
                     points = kept
-                n_applied += 1
+                if gone:
+                    n_erased += 1
+                else:
+                    n_applied += 1
                 # W and the partition clock advance with applied events only (the contract's word;
                 # self/zero-weight are not): an ignored event must not make later events late
                 if max_ts is None or ts > max_ts:
@@ -688,9 +724,15 @@ def build_plan(
         ("invalid", n_invalid),
         ("late", n_late),
         (FUTURE, n_future),
+        ("erased", n_erased),
     ):
         if n:
             stats[name] = n
+    if hit:
+        _scrub(plan, hit, mcomm)
+    if erased is not None:
+        plan.alerts = [d for d in plan.alerts if d.target not in erased]
+    plan.erasures = state.erasures
     plan.boards = {b for b, _ in totals} | {b for b, _ in decayed} | {k[2] for k in buckets}
     plan.new_communities = list(new)
     plan.capped_communities = list(over)
@@ -700,6 +742,34 @@ def build_plan(
         if n:
             plan.community_stats[name] = n
     return plan
+
+
+def _scrub(plan: Plan, members: set[str], mcomm: set[tuple[str, tuple[str, ...]]]) -> None:
+    """Take out of ``plan`` everything it writes for ``members`` (erased): their rows on every
+    board, archive and bucket, explain counters, posts, withheld points and communities."""
+    tables: tuple[tuple[dict[Any, Any], int], ...] = (
+        (plan.totals, 1),
+        (plan.archives, 4),
+        (plan.buckets, 3),
+        (plan.decayed, 1),
+        (plan.explain, 0),
+        (plan.posts, 0),
+        (plan.withheld, 0),
+    )
+    for table, at in tables:
+        for key in [k for k in table if k[at] in members]:
+            del table[key]
+    for entry in [e for e in mcomm if e[0] in members]:
+        mcomm.discard(entry)
+
+
+def _noted(
+    clawbacks: list[Clawback], erased: Container[str] | None, hit: set[str]
+) -> list[Clawback]:
+    """``clawbacks``, with their erased targets noted in ``hit`` (scrubbed from the plan)."""
+    if erased is not None:
+        hit.update(c.target for c in clawbacks if c.target in erased)
+    return clawbacks
 
 
 def _claw_back(

@@ -90,12 +90,14 @@ APPLY_KEYS = (
     "perkbox",
     "calendar",
     "perkclosed",
+    "erasures",
 )
 #: The sections of the apply's ARGV, in order; each starts with its name (checked by the script).
 APPLY_SECTIONS = (
     "partitions",
     "landmark",
     "communities",
+    "erasures",
     "clock",
     "windows",
     "calendar",
@@ -236,6 +238,11 @@ class ApplyMixin(StoreBase):
             for p in parts:
                 for table in BAIT_TABLES:
                     pipe.hgetall(self.key("bait", table, p))
+        # (the erasure counter before the tombstones: an erase between the two reads leaves
+        # this copy with the new tombstone and the old count, so the next apply is refused and
+        # reloads; the other way round it would apply with the tombstone unseen)
+        pipe.get(self.key("erasures"))
+        pipe.smembers(self.key("tombstones"))
         pipe.smembers(self.key("communities"))
         res = await pipe.execute()
         tables_at = 5 + 3 * len(parts)
@@ -249,6 +256,8 @@ class ApplyMixin(StoreBase):
         owned.landmark = int(landmark) if landmark is not None else None
         # (added to, not replaced: an apply in flight may have admitted some the read missed)
         owned.communities.update(cast("set[str]", res[-1]))
+        owned.erasures = int(res[-3] or 0)
+        owned.erased.update(cast("set[str]", res[-2]))
         day_lists: list[tuple[int, list[str], list[str], list[str]]] = []
         for j, p in enumerate(parts):
             o = OwnedPartition(
@@ -341,6 +350,7 @@ class ApplyMixin(StoreBase):
         ext(plan.new_communities)
         add(str(len(plan.capped_communities)))
         ext(plan.capped_communities)
+        ext(("erasures", str(plan.erasures)))
         # (a pinned store fills a rebuild's generation: no live change marks, see apply.lua)
         marks = "1" if self.pinned is None else "0"
         ext(("clock", _num(plan.max_ts), repr(DECAY_PRUNE_MP), str(max_rows), marks))

@@ -40,7 +40,8 @@ OUTBOX_GROUP = "deliver"
 
 ALERTS = "alerts"
 
-STAT_FIELDS = ("applied", "ignored", "duplicate", "invalid", "late", "future")
+#: (``erased``: events about an erased member, read and not scored, leaderboard/moderation.py)
+STAT_FIELDS = ("applied", "ignored", "duplicate", "invalid", "late", "future", "erased")
 
 #: Applied events that scored without some of their communities' boards: not in the allow-list,
 #: or beyond the cap on distinct communities. A part of ``applied``, so not in the sum above.
@@ -56,6 +57,7 @@ WEB = "web"
 DELIVER = "deliverer"
 REBUILD = "kudos rebuild"
 WORKER = "worker"
+MODERATE = "kudos erase (and the web's moderation API)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,7 +177,7 @@ FAMILIES: tuple[Family, ...] = (
            "a mark goes when the outbox trim removes its alert",
            "alert id → unix time kudos deliver fanned it out"),
     Family("stats", "stats", "hash", APPLY, True, "shard", "fixed fields",
-           "applied / ignored / duplicate / invalid / late / future event counts, and "
+           "applied / ignored / duplicate / invalid / late / future / erased event counts, and "
            "community_refused / community_capped"),
     Family("changes", "changes", "hash", APPLY, False, "shard", "one field per board",
            "board → change counter, bumped by every apply that touches it (live feed)"),
@@ -212,6 +214,15 @@ FAMILIES: tuple[Family, ...] = (
            "jobs deleted once delivered; dead ones wait for a replay; the log is capped",
            "webhook jobs (<endpoint>:<unlock id>), their due and dead-letter sets, disabled "
            "endpoints and the attempts log"),
+    Family("tombstones", "tombstones", "set", MODERATE, False, "shard", "one per member ever erased",
+           "the erased members, as SHA-1 of a salt and the id (leaderboard/moderation.py): "
+           "kudos erase adds one; every plan leaves their events unscored, a rebuild too"),
+    Family("erasures", "erasures", "string", MODERATE, False, "shard", "one value",
+           "erasures so far: an apply planned before the latest is refused (the worker reloads "
+           "the tombstones)"),
+    Family("modlog", "modlog", "stream", MODERATE, False, "namespace", "about MODLOG_MAXLEN",
+           "the moderation audit log: action (erase), subject (the tombstone: the log keeps no "
+           "erased id), by, at, reason (kudos moderation, GET /api/moderation)"),
     Family("meta", "meta", "hash", WORKER, True, "namespace", "fixed fields",
            "scoring_version: the scoring identity the generation was built with (applies must "
            "match it)"),

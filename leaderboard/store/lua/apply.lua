@@ -8,7 +8,7 @@
 -- KEYS: the namespace's fixed keys, in the order of APPLY_KEYS in leaderboard/store/apply.py
 --       (fence, fencepart, pwm, wm, landmark, meta, live, communities, rescale,
 --       decayed_boards, boards, changes, stats, alerts, perkseen, perkties, perkbox, calendar,
---       perkclosed).
+--       perkclosed, erasures).
 -- ARGV[1] is the key prefix (of the plan's generation, "<prefix>:g<N>", or "<prefix>" for N = 0)
 -- of the families named per board, member or partition (board:<id>,
 -- explain:<member>, seen:<p>, ...; see leaderboard/store/keys.py), the only keys not in KEYS: a
@@ -20,7 +20,7 @@ local K_FENCE, K_FENCEPART, K_PWM, K_WM, K_LANDMARK = KEYS[1], KEYS[2], KEYS[3],
 local K_META, K_LIVE, K_COMMUNITIES, K_RESCALE = KEYS[6], KEYS[7], KEYS[8], KEYS[9]
 local K_DECAYED_BOARDS, K_BOARDS, K_CHANGES, K_STATS, K_ALERTS = KEYS[10], KEYS[11], KEYS[12], KEYS[13], KEYS[14]
 local K_PERKSEEN, K_PERKTIES, K_PERKBOX, K_CALENDAR = KEYS[15], KEYS[16], KEYS[17], KEYS[18]
-local K_PERKCLOSED = KEYS[19]
+local K_PERKCLOSED, K_ERASURES = KEYS[19], KEYS[20]
 local i = 4
 local function nxt() local v = ARGV[i]; i = i + 1; return v end
 -- every section starts with its name (APPLY_SECTIONS in leaderboard/store/apply.py): a builder and
@@ -62,6 +62,7 @@ do
   expect('landmark'); j = j + 3
   records('communities', 1, 1)
   local over = count(); j = j + over
+  expect('erasures'); j = j + 1
   expect('clock'); j = j + 4
   records('windows', 0, 3)
   records('calendar', 2, 4)
@@ -161,6 +162,11 @@ if max_communities > 0 and (#admit > 0 or n_over > 0) then
   end
   if over_in or size > max_communities then return {'conflict', 'communities', size} end
 end
+-- the erasure counter the plan's tombstones were read at: a member erased since (kudos erase)
+-- may have rows in this plan, so the worker reloads the tombstones and plans again
+section('erasures')
+local erasures = redis.call('GET', K_ERASURES) or '0'
+if erasures ~= nxt() then return {'conflict', 'erasures', erasures} end
 section('clock')
 local max_ts, prune_below = nxt(), nxt()
 -- maintenance bound: board rows one call may expire or rescale (0: no bound); see below
