@@ -7,7 +7,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from kudos.cli import bait, boards, perks, replay, stack
+from kudos.cli import bait, boards, moderation, perks, replay, stack
 from kudos.cli.common import positive
 from leaderboard import redact
 from leaderboard.errors import KudosError
@@ -144,6 +144,21 @@ def parser() -> argparse.ArgumentParser:
     sub.add_parser(
         "stats", help="pipeline counters (applied, duplicate, ...) as JSON"
     ).set_defaults(fn=boards.cmd_stats)
+    s = sub.add_parser(
+        "erase",
+        help="erase a member (the right to erasure): off every board, archive, explain, perk, "
+        "outbox and feed, and never scored again (a tombstone; a rebuild leaves them out too)",
+    )
+    s.add_argument("member", metavar="MEMBER")
+    s.add_argument("--yes", action="store_true", help="erase without asking (it is for good)")
+    s.add_argument("--reason", default="", help="why (kept in the audit log, `kudos moderation`)")
+    s.add_argument("--by", default=None, help="who is erasing (default: your login name)")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(fn=moderation.cmd_erase)
+    s = sub.add_parser("moderation", help="the moderation audit log (erasures), newest first")
+    s.add_argument("--limit", type=positive(int), default=20)
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(fn=moderation.cmd_moderation)
     s = sub.add_parser("watch", help="print live updates of boards and members, one line each")
     s.add_argument(
         "channels", nargs="+", metavar="CHANNEL", help="board:ID, member:ID, alerts or a board id"

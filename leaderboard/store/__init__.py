@@ -36,6 +36,7 @@ from leaderboard.store.keys import (
     WEBHOOK_LOG_MAXLEN,
 )
 from leaderboard.store.members import MembersMixin
+from leaderboard.store.moderation import ModerationMixin
 from leaderboard.store.outbox import OutboxMixin
 from leaderboard.store.rebuild import RebuildMixin
 from leaderboard.store.webhook_jobs import ClaimedJob, WebhookJobsMixin
@@ -69,6 +70,7 @@ class Store(
     FeedMixin,
     OutboxMixin,
     WebhookJobsMixin,
+    ModerationMixin,
     RebuildMixin,
 ):
     """Kudos state in Redis. Create with :meth:`connect`; close with :meth:`close`."""

@@ -25,6 +25,7 @@ NAMES = (
     "unlock",
     "admit",
     "cohort",
+    "erase",
 )
 
 SOURCES: dict[str, str] = {
@@ -50,3 +51,4 @@ class Scripts:
         self.unlock: AsyncScript = s["unlock"]
         self.admit: AsyncScript = s["admit"]
         self.cohort: AsyncScript = s["cohort"]
+        self.erase: AsyncScript = s["erase"]

@@ -57,14 +57,15 @@ def test_every_key_the_python_code_names_is_registered() -> None:
 
 
 def test_lua_scripts_name_keys_only_through_keys_or_registered_shard_families() -> None:
-    """Only apply.lua and switch.lua build key names from a namespace prefix (apply.lua: the
-    families named per board, member or partition, all in the apply's slot; switch.lua: the
-    rebuild's key walk). The others receive every key in KEYS, or a registered family's prefix."""
+    """Only apply.lua, erase.lua and switch.lua build key names from a namespace prefix
+    (apply.lua and erase.lua: the families named per board, member or partition, all in the
+    apply's slot; switch.lua: the rebuild's key walk). The others receive every key in KEYS, or
+    a registered family's prefix."""
     built = re.compile(r"""prefix \.\. ':([a-z_]+)""")
     for path in sorted(LUA.glob("*.lua")):
         names = set(built.findall(path.read_text()))
-        if path.name == "apply.lua":
-            assert names, "the scan sees apply.lua's named families"
+        if path.name in ("apply.lua", "erase.lua"):
+            assert names, f"the scan sees {path.name}'s named families"
             for n in names:
                 assert n in keys.BY_NAME, n
                 assert keys.BY_NAME[n].tag == "shard", f"{n} is not in the apply's slot"

@@ -1,0 +1,87 @@
+"""The moderation commands: ``erase`` (the right to erasure) and ``moderation`` (the audit log)."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import sys
+
+import orjson
+
+from kudos.cli.common import run_with_reads, utc
+from leaderboard.settings import Settings
+from leaderboard.store import Store
+from leaderboard.store.moderation import erase
+from leaderboard.store.shards import Shards
+
+
+def _actor(args: argparse.Namespace) -> str:
+    """Who is erasing: ``--by``, else the login name (the audit log records it)."""
+    if args.by:
+        return str(args.by)
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+def _parts(store: Store | Shards) -> tuple[list[Store], Store]:
+    if isinstance(store, Shards):
+        return list(store.stores), store.own
+    return [store], store
+
+
+def cmd_erase(settings: Settings, args: argparse.Namespace) -> int:
+    if not args.yes:
+        if not sys.stdin.isatty():
+            print(
+                f"not erasing {args.member}: pass --yes to erase without asking "
+                "(it cannot be undone)",
+                file=sys.stderr,
+            )
+            return 1
+        answer = input(f"erase {args.member} from every board, for good? [y/N] ")
+        if answer.strip().lower() not in ("y", "yes"):
+            return 1
+
+    async def go(store: Store | Shards) -> int:
+        stores, own = _parts(store)
+        done = await erase(stores, own, args.member, by=_actor(args), reason=args.reason or "")
+        if args.json:
+            body = {
+                "erased": True,
+                "tombstone": done.tombstone,
+                "rows": done.rows,
+                "unlocks": done.unlocks,
+                "outbox_entries": done.outbox_entries,
+                "webhook_jobs": done.webhook_jobs,
+                "logged": done.logged,
+            }
+            sys.stdout.buffer.write(orjson.dumps(body) + b"\n")
+        else:
+            print(
+                f"erased {args.member}: {done.rows} board rows, {done.unlocks} unlocks, "
+                f"{done.outbox_entries} outbox and log entries, {done.webhook_jobs} webhook jobs; "
+                f"tombstone {done.tombstone} (later events about them are not scored, and "
+                "`kudos rebuild` leaves them out)"
+            )
+        return 0
+
+    return run_with_reads(settings, go)
+
+
+def cmd_moderation(settings: Settings, args: argparse.Namespace) -> int:
+    async def go(store: Store | Shards) -> int:
+        _, own = _parts(store)
+        entries = await own.moderation_log(args.limit)
+        if args.json:
+            sys.stdout.buffer.write(orjson.dumps({"log": entries}) + b"\n")
+            return 0
+        if not entries:
+            print("no moderation actions yet")
+        for e in entries:
+            why = f"  ({e['reason']})" if e["reason"] else ""
+            print(f"{utc(e['at'])}  {e['action']:<6} {e['subject']}  by {e['by']}{why}")
+        return 0
+
+    return run_with_reads(settings, go)

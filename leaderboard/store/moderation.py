@@ -1,0 +1,245 @@
+"""Erasing a member (``kudos erase``, ``POST /api/members/{member}/erase``) in Redis.
+
+:func:`erase` runs the whole erasure over a namespace's stores (one, or its shards and its own
+store): it takes the rebuild lock (a rebuild filling a generation meanwhile would write the member
+back), records the tombstone and removes the member's scoring state in one atomic script per
+store (``lua/erase.lua``), then removes what names them from the outboxes (unlocks, bait
+alerts), the webhook jobs and attempts log, the live feed (every channel's history: a new
+feed epoch, so every client starts again from a snapshot), and logs the erasure with who, when
+and why in ``modlog`` (with the tombstone, not the id). The rules are
+:mod:`leaderboard.moderation`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, cast
+
+import orjson
+
+from leaderboard.calendar import UNITS
+from leaderboard.errors import StoreConflict
+from leaderboard.explain import POSTS_PERIOD_S
+from leaderboard.ids import id_problem
+from leaderboard.moderation import (
+    ERASE,
+    MODLOG_MAXLEN,
+    ModerationError,
+    audit_entry,
+    audit_fields,
+    check_actor,
+    check_reason,
+    tombstone,
+)
+from leaderboard.store.keys import ALERTS, PERKBOX, glob_escape
+from leaderboard.store.rebuild import RebuildMixin
+
+log = logging.getLogger(__name__)
+
+#: Stream entries read per step while looking for a member's (the outboxes, the webhook log).
+SCAN_STEP = 1000
+#: How long an erase holds the rebuild lock at most (it is released as soon as it is done).
+LOCK_TTL_S = 600
+
+
+@dataclass(frozen=True, slots=True)
+class Erasure:
+    """What one erase removed."""
+
+    tombstone: str
+    #: board, archive, bucket and rescale rows
+    rows: int
+    unlocks: int
+    #: entries taken out of the outboxes, webhook jobs and the webhook log
+    outbox_entries: int
+    webhook_jobs: int
+    #: live-feed keys deleted (the channels' states and histories)
+    feed_keys: int
+    #: the modlog entry's id
+    logged: str
+
+
+class ModerationMixin(RebuildMixin):
+    """The per-store steps of :func:`erase`, and the audit log."""
+
+    async def erase_scoring(self, member: str) -> tuple[int, list[str]]:
+        """``lua/erase.lua`` on the live generation: the tombstone, and the member's rows and
+        hashes gone; (rows removed, ids of the unlocks deleted)."""
+        rules = self.rules
+
+        def build() -> tuple[list[str], list[Any]]:
+            keys = [
+                self.key("tombstones"),
+                self.key("erasures"),
+                self.key("changes"),
+                self.key("wm"),
+                self.key("perkfanout"),
+            ]
+            args: list[Any] = [
+                member,
+                tombstone(member),
+                self.keys.scoped,
+                self.prefix,
+                POSTS_PERIOD_S,
+            ]
+            for names in (rules.base_boards, [w.name for w in rules.windows], UNITS):
+                args += [len(names), *names]
+            return keys, args
+
+        rows, uids = await self._atomic(self.scripts.erase, build)
+        return int(rows), list(uids)
+
+    async def _drop_entries(self, key: str, names_member: Any) -> int:
+        """XDEL every entry of stream ``key`` that ``names_member(fields)`` picks, read
+        :data:`SCAN_STEP` at a time, and acknowledge them for every consumer group (a deleted
+        entry left pending would be reported lost)."""
+        groups = []
+        if await self.client.exists(key):
+            groups = [g["name"] for g in await self.client.xinfo_groups(key)]
+        dropped = 0
+        start = "-"
+        while True:
+            raw = cast(list[Any], await self.client.xrange(key, start, "+", count=SCAN_STEP))
+            ids = [i for i, fields in raw if fields is not None and names_member(fields)]
+            if ids:
+                pipe = self.client.pipeline(transaction=False)
+                pipe.xdel(key, *ids)
+                for g in groups:
+                    pipe.xack(key, g, *ids)
+                await pipe.execute()
+                dropped += len(ids)
+            if len(raw) < SCAN_STEP:
+                return dropped
+            last = raw[-1][0]
+            start = "(" + last
+
+    async def erase_outboxes(self, member: str) -> int:
+        """Take the member's unlocks out of ``perkbox`` and the bait alerts on their posts out
+        of ``alerts`` (the live generation's); how many entries."""
+        await self.follow()
+
+        def is_alert_of(fields: dict[str, str]) -> bool:
+            try:
+                return bool(orjson.loads(fields.get("r", "{}")).get("target") == member)
+            except (orjson.JSONDecodeError, AttributeError):
+                return False
+
+        n = await self._drop_entries(self.key(PERKBOX), lambda f: f.get("member") == member)
+        return n + await self._drop_entries(self.key(ALERTS), is_alert_of)
+
+    async def erase_webhooks(self, unlock_ids: Sequence[str]) -> tuple[int, int]:
+        """Delete the webhook jobs of ``unlock_ids`` (due or dead; a job id is
+        ``<endpoint>:<unlock id>``) and their attempts-log entries; (jobs, log entries)."""
+        if not unlock_ids:
+            return 0, 0
+        wanted = set(unlock_ids)
+        jobs: list[str] = []
+        for which in ("due", "dead"):
+            async for job, _ in self.client.zscan_iter(self.key("wh", which), count=SCAN_STEP):
+                if str(job).rpartition(":")[2] in wanted:
+                    jobs.append(str(job))
+        if jobs:
+            pipe = self.client.pipeline(transaction=False)
+            for job in jobs:
+                pipe.zrem(self.key("wh", "due"), job)
+                pipe.zrem(self.key("wh", "dead"), job)
+                pipe.unlink(self.key("wh", "job", job))
+            await pipe.execute()
+        logged = await self._drop_entries(
+            self.key("wh", "log"), lambda f: f.get("unlock") in wanted
+        )
+        return len(set(jobs)), logged
+
+    async def erase_feed(self, member: str) -> int:
+        """Forget the live feed's histories (every channel's: other members' channels and the
+        boards' logs carry rank events and rows naming the member): its keys are deleted and a
+        new epoch started, so every client and web process starts again from a snapshot read
+        after the erase. Deleted twice, around the new epoch, so that a frame published from a
+        snapshot read before the erase is caught. The keys deleted."""
+        await self.client.zrem(self.key("watched"), member)
+        n = await self._drop_feed_keys()
+        await self.client.set(self.key("feedepoch"), os.urandom(6).hex())
+        return n + await self._drop_feed_keys()
+
+    async def _drop_feed_keys(self) -> int:
+        epoch = self.key("feedepoch")
+        pattern = glob_escape(self.serving.key("feed")) + "*"
+        n, cursor = 0, 0
+        while True:
+            cursor, found = await self._scan(cursor, pattern, SCAN_STEP)
+            doomed = [k for k in found if k != epoch]
+            if doomed:
+                await self.client.unlink(*doomed)
+                n += len(doomed)
+            if cursor == 0:
+                return n
+
+    async def moderation_log(self, limit: int = 100) -> list[dict[str, Any]]:
+        """The newest ``limit`` entries of the moderation audit log, newest first."""
+        raw = cast(list[Any], await self.client.xrevrange(self.key("modlog"), count=limit))
+        return [audit_entry(i, f) for i, f in raw]
+
+    async def log_moderation(self, fields: list[str]) -> str:
+        entry: dict[Any, Any] = dict(zip(fields[0::2], fields[1::2], strict=True))
+        return str(
+            await self.client.xadd(
+                self.key("modlog"), entry, maxlen=MODLOG_MAXLEN, approximate=True
+            )
+        )
+
+    async def erased(self, member: str) -> bool:
+        """Whether ``member`` was erased (their tombstone is recorded)."""
+        return bool(await self.client.sismember(self.key("tombstones"), tombstone(member)))
+
+
+async def erase(
+    stores: Sequence[ModerationMixin],
+    own: ModerationMixin,
+    member: str,
+    *,
+    by: str,
+    reason: str = "",
+) -> Erasure:
+    """Erase ``member`` from a namespace: ``stores`` hold its scoring state (the one store, or
+    every shard: the member's data is in one, the tombstone goes in each, so that no shard's
+    worker scores them again), ``own`` its serving state (the rebuild lock, the live feed, the
+    webhooks, the audit log; the same store when not sharded).
+
+    Raises:
+        ModerationError: ``member``, ``by`` or ``reason`` cannot be recorded.
+        StoreConflict: a ``kudos rebuild`` is running (erase after it has switched).
+    """
+    problem = id_problem(member) if isinstance(member, str) else "must be a string"
+    if problem is not None:
+        raise ModerationError(f"the member id {problem}")
+    by = check_actor(by)
+    reason = check_reason(reason)
+    token = "erase:" + os.urandom(8).hex()
+    holder = await own.lock_rebuild(token, LOCK_TTL_S)
+    if holder is not None:
+        raise StoreConflict(
+            f"a kudos rebuild is running ({holder}): erase once it has switched "
+            "(`kudos rebuild` prints when), or it would write the member back"
+        )
+    try:
+        rows, uids, boxed = 0, [], 0
+        for s in stores:
+            r, u = await s.erase_scoring(member)
+            rows += r
+            uids += u
+            boxed += await s.erase_outboxes(member)
+        jobs, logged = await own.erase_webhooks(uids)
+        feed_keys = await own.erase_feed(member)
+        stone = tombstone(member)
+        entry = await own.log_moderation(audit_fields(ERASE, stone, by, time.time(), reason))
+        log.info(
+            "erased member %s: %d rows, %d unlocks, %d outbox entries, %d webhook jobs",
+            stone, rows, len(uids), boxed + logged, jobs,
+        )  # fmt: skip
+        return Erasure(stone, rows, len(uids), boxed + logged, jobs, feed_keys, entry)
+    finally:
+        await own.unlock_rebuild(token)
