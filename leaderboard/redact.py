@@ -15,7 +15,9 @@ from urllib.parse import urlsplit
 HIDDEN = "***"
 
 #: Settings (``KUDOS_<SECTION>_<NAME>``) whose values are secrets, whole.
-SECRET_SETTINGS = frozenset({"KUDOS_WEB_TOKEN", "KUDOS_WEB_INGEST_TOKEN", "KUDOS_BAIT_KEY"})
+SECRET_SETTINGS = frozenset(
+    {"KUDOS_WEB_TOKEN", "KUDOS_WEB_INGEST_TOKEN", "KUDOS_WEB_ADMIN_TOKENS", "KUDOS_BAIT_KEY"}
+)
 #: Settings whose values are URLs that may carry a password.
 URL_SETTINGS = frozenset({"KUDOS_REDIS_URL", "KUDOS_BROKER_URL"})
 

@@ -11,6 +11,7 @@ import contextlib
 import dataclasses
 import math
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -177,6 +178,10 @@ class WebSettings:
     #: otherwise). Empty: anyone who can reach the port may post events (the compose stack
     #: refuses to start so).
     ingest_token: str = ""
+    #: Who may erase members over HTTP (POST /api/members/{member}/erase): comma-separated
+    #: ``name:token`` pairs, a token of at least 16 characters each; the audit log records the
+    #: name. Empty: the moderation endpoints answer 403 (``kudos erase`` still works).
+    admin_tokens: str = ""
     #: How long POST /api/events waits for the broker to acknowledge a request's events before it
     #: answers 503 (at most 8 s: a request, its upload included, must be answered within 10 s).
     ingest_timeout_s: float = 5.0
@@ -330,12 +335,47 @@ class Settings:
         """Every secret these settings hold (tokens, passwords in URLs, whole URLs that carry
         one), for :func:`leaderboard.redact.text` to hide in messages that quote them."""
         found = [self.web.token, self.web.ingest_token, self.bait.key]
+        found += [t for _, t in admin_tokens(self.web.admin_tokens)]
         for u in (self.redis.url, self.broker.url):
             with contextlib.suppress(ValueError):
                 password = urlsplit(u).password
                 if password:
                     found += [u, password]
         return tuple(sorted({f for f in found if f}, key=len, reverse=True))
+
+
+#: Shortest admin token (KUDOS_WEB_ADMIN_TOKENS): 16 characters of a random token are ~96 bits.
+MIN_ADMIN_TOKEN = 16
+_ADMIN_NAME = re.compile(r"[A-Za-z0-9._@-]{1,64}")
+
+
+def admin_tokens(raw: str) -> tuple[tuple[str, str], ...]:
+    """``KUDOS_WEB_ADMIN_TOKENS`` as (name, token) pairs.
+
+    Raises:
+        ConfigError: a pair without a name or token, a name outside ``[A-Za-z0-9._@-]{1,64}``,
+            a token shorter than :data:`MIN_ADMIN_TOKEN`, or a name or token given twice.
+    """
+    out: list[tuple[str, str]] = []
+    for i, item in enumerate(p.strip() for p in raw.split(",")):
+        if not item:
+            continue
+        name, sep, token = item.partition(":")
+        where = f"KUDOS_WEB_ADMIN_TOKENS: entry {i + 1}"
+        if not sep or not _ADMIN_NAME.fullmatch(name):
+            raise ConfigError(
+                f"{where} is not name:token with a name of 1-64 letters, digits or ._@- "
+                "(the audit log records it)"
+            )
+        if len(token) < MIN_ADMIN_TOKEN or any(c.isspace() or c == "," for c in token):
+            raise ConfigError(
+                f"{where} ({name}): the token must be at least {MIN_ADMIN_TOKEN} characters "
+                "without spaces (e.g. `python -c 'import secrets; print(secrets.token_urlsafe())'`)"
+            )
+        out.append((name, token))
+    if len({n for n, _ in out}) != len(out) or len({t for _, t in out}) != len(out):
+        raise ConfigError("KUDOS_WEB_ADMIN_TOKENS: a name or a token is given twice")
+    return tuple(out)
 
 
 def host_port(url: str, name: str, default_port: int) -> tuple[str, int]:
@@ -473,6 +513,12 @@ def _validate(obj: Any, name: str) -> None:
         if obj.ingest_max_bytes < 1024:
             raise ConfigError(
                 f"KUDOS_WEB_INGEST_MAX_BYTES={obj.ingest_max_bytes}: must be at least 1024"
+            )
+        tokens = admin_tokens(obj.admin_tokens)
+        if len({t for _, t in tokens} & {obj.token, obj.ingest_token}) > 0:
+            raise ConfigError(
+                "KUDOS_WEB_ADMIN_TOKENS: an admin token may not be KUDOS_WEB_TOKEN or "
+                "KUDOS_WEB_INGEST_TOKEN (readers and producers must not be able to erase)"
             )
         if not 0 < obj.ingest_timeout_s <= 8:
             raise ConfigError(

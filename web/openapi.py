@@ -142,10 +142,97 @@ _INGEST = {
 }
 
 
+_ADMIN = "needs Authorization: Bearer <a token of KUDOS_WEB_ADMIN_TOKENS>"
+
+_ERASE = {
+    "post": {
+        "summary": "Erase a member (the right to erasure, as `kudos erase`): off every board, "
+        "archive, explain view, perk, outbox and feed, and never scored again; " + _ADMIN,
+        "parameters": [
+            {"name": "member", "in": "path", "required": True, "schema": {"type": "string"}}
+        ],
+        "requestBody": {
+            "required": False,
+            "content": {
+                api.JSON: {
+                    "schema": {
+                        "type": "object",
+                        "properties": {"reason": {"type": "string", "maxLength": 300}},
+                        "additionalProperties": False,
+                    }
+                }
+            },
+        },
+        "responses": {
+            "200": _json(
+                "erased (also a member never seen: their later events will not score)",
+                {
+                    "type": "object",
+                    "required": ["erased", "tombstone", "rows", "by", "logged"],
+                    "properties": {
+                        "erased": {"const": True},
+                        "tombstone": {"type": "string"},
+                        "rows": {"type": "integer"},
+                        "unlocks": {"type": "integer"},
+                        "outbox_entries": {"type": "integer"},
+                        "webhook_jobs": {"type": "integer"},
+                        "by": {"type": "string"},
+                        "logged": {"type": "string"},
+                    },
+                },
+            ),
+            "400": _json("a bad member id, body or reason", api.ERROR),
+            "401": _json("no admin token, or a wrong one", api.ERROR),
+            "403": _json("KUDOS_WEB_ADMIN_TOKENS is not set, or a browser Origin", api.ERROR),
+            "405": _json("not POST", api.ERROR),
+            "409": _json("a kudos rebuild is running: retry after Retry-After", api.ERROR),
+            "411": _json("a chunked body", api.ERROR),
+            "413": _json("a body of more than 4096 bytes", api.ERROR),
+            "415": _json("a body that is not application/json", api.ERROR),
+            "421": _json("the Host is not one this process answers", api.ERROR),
+            "503": _json("Redis did not answer: send the same erase again", api.ERROR),
+        },
+    }
+}
+
+_MODLOG = {
+    "get": {
+        "summary": "The moderation audit log, newest first: action, subject (an erased member's "
+        "tombstone), by, at, reason; " + _ADMIN,
+        "parameters": [
+            {
+                "name": "limit",
+                "in": "query",
+                "required": False,
+                "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100},
+            }
+        ],
+        "responses": {
+            "200": _json(
+                "the entries",
+                {
+                    "type": "object",
+                    "required": ["log"],
+                    "properties": {"log": {"type": "array", "items": {"type": "object"}}},
+                },
+            ),
+            "400": _json("a bad limit", api.ERROR),
+            "401": _json("no admin token, or a wrong one", api.ERROR),
+            "403": _json("KUDOS_WEB_ADMIN_TOKENS is not set", api.ERROR),
+            "405": _json("not GET", api.ERROR),
+            "421": _json("the Host is not one this process answers", api.ERROR),
+            "503": _json("Redis did not answer: retry", api.ERROR),
+        },
+    }
+}
+
+
 def document() -> dict[str, Any]:
     """The OpenAPI document (a fresh dict each call)."""
     paths: dict[str, Any] = {route.path: _route(route) for route in api.ROUTES}
     paths["/api/events"] = _INGEST
+    paths["/api/members/{member}/erase"] = _ERASE
+    paths["/api/moderation"] = _MODLOG
     paths["/metrics"] = {
         "get": {
             "summary": "Prometheus metrics of this web process (docs/metrics.md)",
@@ -163,7 +250,7 @@ def document() -> dict[str, Any]:
         "info": {
             "title": "Kudos",
             "version": "1",
-            "description": "Read API and HTTP ingest of a Kudos web process. The live push "
+            "description": "Read API, HTTP ingest and moderation of a Kudos web process. The live push "
             "protocol (GET /ws, a websocket) is described in docs/protocol.md; the page is GET /.",
         },
         "paths": paths,

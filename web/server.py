@@ -20,7 +20,7 @@ from kudos.http import response
 from leaderboard.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from leaderboard.metrics import METRICS_PATH
 from leaderboard.scoring import ScoringRules
-from leaderboard.settings import Settings, WebSettings
+from leaderboard.settings import Settings, WebSettings, admin_tokens
 from leaderboard.store import Store
 from leaderboard.store.shards import Shards, check_shards, connect_shards
 from web import api, openapi
@@ -30,6 +30,7 @@ from web.hub import Hub
 from web.ingest import PATH as INGEST_PATH
 from web.ingest import Ingest
 from web.metrics import count_responses, scrape
+from web.moderation import Moderation, is_moderation_path
 
 #: The websocket endpoint (docs/protocol.md); every other path is plain HTTP.
 WS_PATH = "/ws"
@@ -85,6 +86,7 @@ def make_process_request(  # type: ignore[no-untyped-def]
         web = hub.settings if hub is not None else WebSettings()
     hosts = AllowedHosts.of(web)  # ConfigError at start for a malformed list
     allowed_origins = web.allowed_origins
+    moderation = Moderation(store, admin_tokens(web.admin_tokens))
 
     async def process_request(connection: ServerConnection, request: Request) -> Response | None:
         # one Host, one of ours (every path, the websocket upgrade included): DNS rebinding
@@ -97,7 +99,9 @@ def make_process_request(  # type: ignore[no-untyped-def]
                 "name, add it to KUDOS_WEB_ALLOWED_HOSTS (a loopback web process answers only "
                 "its own names, against DNS rebinding)",
             )
-        if request.path.partition("?")[0] == INGEST_PATH and ingest is not None:
+        posting = request.path.partition("?")[0] == INGEST_PATH and ingest is not None
+        moderating = is_moderation_path(request.path)
+        if posting or moderating:
             # a browser always sends Origin on a POST: a page on another site may not post
             origins = request.headers.get_all("Origin")
             if len(origins) > 1 or not origin_allowed(
@@ -105,16 +109,22 @@ def make_process_request(  # type: ignore[no-untyped-def]
             ):
                 return _error(
                     403,
-                    "a page on another site may not post events: its Origin is neither this "
-                    "server's host nor in KUDOS_WEB_ALLOWED_ORIGINS. Producers post from a "
-                    "server, without an Origin header",
+                    "a page on another site may not post events or moderate: its Origin is "
+                    "neither this server's host nor in KUDOS_WEB_ALLOWED_ORIGINS. Producers post "
+                    "from a server, without an Origin header",
                 )
             body, refused = (
                 (connection.request_body, connection.body_refused)
                 if isinstance(connection, BodyConnection)
                 else (None, None)
             )
-            answer = await ingest.handle(request.method, request.headers, body, refused)
+            if moderating:
+                answer = await moderation.handle(
+                    request.method, request.path, request.headers, body, refused
+                )
+            else:
+                assert ingest is not None
+                answer = await ingest.handle(request.method, request.headers, body, refused)
             return response(answer.status, answer.body, api.JSON, answer.headers)
         if request.path.partition("?")[0] == WS_PATH and hub is not None:
             web = hub.settings
