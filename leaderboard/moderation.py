@@ -1,6 +1,7 @@
-"""Erasure of members (pure, no I/O): tombstones, the rules for who and why, and the audit
-record. The Redis side is :mod:`leaderboard.store.moderation`; the command ``kudos erase``, the
-HTTP endpoint :mod:`web.moderation`.
+"""Erasing and hiding members (pure, no I/O): tombstones, the rules for who and why, and the
+audit record. The Redis side is :mod:`leaderboard.store.moderation` (and ``lua/hidden.lua``); the
+commands ``kudos erase``, ``kudos hide``, ``kudos unhide``; the HTTP endpoints
+:mod:`web.moderation`.
 
 - **Erase** (the right to erasure): the member's rows go from every board, archive and window
   bucket, with their explain counters, posts, throttles, perks, profile and live-feed logs, and
@@ -9,6 +10,10 @@ HTTP endpoint :mod:`web.moderation`.
   as before, so every other member's score is what it was), and nothing is written for them:
   they are counted as ``erased``. Points they gave to others stay; their id is kept only inside
   fingerprints.
+- **Hide** (moderation): the member's points keep accruing exactly as the contract gives, but
+  every read (pages, standings, peer boards, exports, explain views, the live feed, perk rules'
+  ranks) leaves them out and ranks the others as if they were not there; ``unhide`` shows them
+  again, with nothing lost.
 
 A tombstone is the SHA-1 of :data:`TOMBSTONE_SALT` and the id, so the namespace lists no erased id.
 Anyone who can read Redis can still test a guessed id against it (the worker has to: it must
@@ -30,7 +35,11 @@ __all__ = ["ModerationError", "Tombstones", "audit_entry", "audit_fields", "tomb
 #: Hashed with the id into its tombstone (the same in Python and in the apply script).
 TOMBSTONE_SALT = "kudos erased member\x1f"
 
-#: Longest reason (characters) an erase may carry.
+#: Most members hidden at once in a namespace: every board read checks them (one ZMSCORE of the
+#: hidden ids, and a ZREVRANK for each one on the board read), so the set must stay small.
+MAX_HIDDEN = 1000
+
+#: Longest reason (characters) an erase, hide or unhide may carry.
 MAX_REASON = 300
 
 #: Who did it: a name of 1-64 letters, digits and ``._@-`` (a login, a token's name).
@@ -39,8 +48,8 @@ _ACTOR = re.compile(r"[A-Za-z0-9._@-]{1,64}")
 #: Audit entries kept (the ``modlog`` stream), about.
 MODLOG_MAXLEN = 100_000
 
-ERASE = "erase"
-ACTIONS = (ERASE,)
+ERASE, HIDE, UNHIDE = "erase", "hide", "unhide"
+ACTIONS = (ERASE, HIDE, UNHIDE)
 
 
 def tombstone(member: str) -> str:
@@ -74,8 +83,9 @@ def check_actor(actor: str) -> str:
 
 
 def audit_fields(action: str, subject: str, actor: str, at: float, reason: str) -> list[str]:
-    """The fields of one ``modlog`` entry: the action, its subject (for an erase the tombstone:
-    the log must not keep an erased id), who, when (unix seconds, wall clock) and why."""
+    """The fields of one ``modlog`` entry: the action, its subject (the member's id for hide
+    and unhide, the tombstone for an erase: the log must not keep an erased id), who, when
+    (unix seconds, wall clock) and why."""
     if action not in ACTIONS:
         raise ValueError(f"unknown moderation action {action!r}")
     return ["action", action, "subject", subject, "by", actor, "at", repr(at), "reason", reason]

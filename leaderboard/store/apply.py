@@ -91,6 +91,7 @@ APPLY_KEYS = (
     "calendar",
     "perkclosed",
     "erasures",
+    "hidden",
 )
 #: The sections of the apply's ARGV, in order; each starts with its name (checked by the script).
 APPLY_SECTIONS = (

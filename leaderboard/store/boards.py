@@ -90,7 +90,8 @@ class BoardsMixin(StoreBase):
         self.rules.check_board(board)
 
         def build() -> tuple[list[str], list[Any]]:
-            return [self.key("board", board), self.key("wm"), self.key("landmark")], list(args)
+            keys = [self.key("board", board), self.key("wm"), self.key("landmark")]
+            return [*keys, self.key("hidden")], list(args)
 
         return await self._atomic(self.scripts.read, build)  # type: ignore[no-any-return]
 
@@ -112,7 +113,7 @@ class BoardsMixin(StoreBase):
 
         def build() -> tuple[list[str], list[Any]]:
             keys = [self.key("board", board), self.key("wm"), self.key("landmark")]
-            return keys, [len(members), *members, *thresholds]
+            return [*keys, self.key("hidden")], [len(members), *members, *thresholds]
 
         return await self._atomic(self.scripts.cohort, build)  # type: ignore[no-any-return]
 
@@ -191,7 +192,8 @@ class BoardsMixin(StoreBase):
             pipe = self.client.pipeline(transaction=True)
             pipe.zrevrange(key, offset, offset + chunk - 1, withscores=True)
             pipe.get(self.serving.key("live"))
-            raw_rows, live = await pipe.execute()
+            pipe.hkeys(self.key("hidden"))
+            raw_rows, live, hidden = await pipe.execute()
             if self.pinned is None and int(live or 0) != generation:
                 raise StoreConflict(
                     f"board {board!r} was rebuilt during the export (after {offset} rows); "
@@ -201,7 +203,8 @@ class BoardsMixin(StoreBase):
             if not rows:
                 return
             for row in rows:
-                yield row
+                if row[0] not in hidden:  # (kudos hide: left out, the ranks as if not there)
+                    yield row
             offset += len(rows)
 
     async def stats(self) -> dict[str, int]:

@@ -130,6 +130,7 @@ class FeedMixin(StoreBase):
                 self.key("feedlog", channel),
                 self.key("changes"),
                 self.key("board", board),
+                self.key("hidden"),
             ]
             return keys, ["board", max_frames, board, depth, after_seq, src]
 
@@ -168,7 +169,7 @@ class FeedMixin(StoreBase):
                 channel = member_channel(m)
                 keys += [self.key("feed", channel), self.key("feedlog", channel)]
                 args += [m, after, "1" if want else "0"]
-            return keys, args
+            return [*keys, self.key("hidden")], args
 
         res: list[Any] = await self._atomic(self.scripts.feed_poll, build)
         epoch, wm, lm = res[0], res[1], res[2]

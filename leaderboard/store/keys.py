@@ -220,6 +220,9 @@ FAMILIES: tuple[Family, ...] = (
     Family("erasures", "erasures", "string", MODERATE, False, "shard", "one value",
            "erasures so far: an apply planned before the latest is refused (the worker reloads "
            "the tombstones)"),
+    Family("hidden", "hidden", "hash", MODERATE, False, "shard", "at most MAX_HIDDEN members",
+           "member → JSON {by, at, reason}: members kudos hide took off every board (their points "
+           "stay and accrue; every read leaves them out, lua/hidden.lua) until kudos unhide"),
     Family("modlog", "modlog", "stream", MODERATE, False, "namespace", "about MODLOG_MAXLEN",
            "the moderation audit log: action (erase), subject (the tombstone: the log keeps no "
            "erased id), by, at, reason (kudos moderation, GET /api/moderation)"),

@@ -64,6 +64,7 @@ class MembersMixin(StoreBase):
                 self.key("withheld", member) + "|",  # (one key per period, as posts)
                 self.key("mcomm", member),
                 *(self.key("board", b) for b in base),
+                self.key("hidden"),
             ]
             hourly_args: list[str | int] = ["", 0, 0]
             if window is not None:

@@ -1,4 +1,5 @@
-"""Erasing a member (``kudos erase``, ``POST /api/members/{member}/erase``) in Redis.
+"""Erasing and hiding members (``kudos erase``, ``kudos hide``, ``kudos unhide`` and their HTTP
+endpoints) in Redis.
 
 :func:`erase` runs the whole erasure over a namespace's stores (one, or its shards and its own
 store): it takes the rebuild lock (a rebuild filling a generation meanwhile would write the member
@@ -6,8 +7,10 @@ back), records the tombstone and removes the member's scoring state in one atomi
 store (``lua/erase.lua``), then removes what names them from the outboxes (unlocks, bait
 alerts), the webhook jobs and attempts log, the live feed (every channel's history: a new
 feed epoch, so every client starts again from a snapshot), and logs the erasure with who, when
-and why in ``modlog`` (with the tombstone, not the id). The rules are
-:mod:`leaderboard.moderation`.
+and why in ``modlog`` (with the tombstone, not the id). :func:`hide` and :func:`unhide` set or
+clear the member's entry in the ``hidden`` hash of every store (every read leaves hidden members
+out, ``lua/hidden.lua``) and bump their boards' change marks, so the live feed re-reads them.
+The rules are :mod:`leaderboard.moderation`.
 """
 
 from __future__ import annotations
@@ -27,7 +30,10 @@ from leaderboard.explain import POSTS_PERIOD_S
 from leaderboard.ids import id_problem
 from leaderboard.moderation import (
     ERASE,
+    HIDE,
+    MAX_HIDDEN,
     MODLOG_MAXLEN,
+    UNHIDE,
     ModerationError,
     audit_entry,
     audit_fields,
@@ -178,6 +184,30 @@ class ModerationMixin(RebuildMixin):
             if cursor == 0:
                 return n
 
+    async def set_hidden(self, member: str, record: bytes | None) -> int:
+        """Hide ``member`` with ``record`` (JSON: by, at, reason), or unhide them (None): 1 if
+        that changed something, 0 if not, -1 when :data:`MAX_HIDDEN` members are hidden
+        already (nothing changed). The member's boards get a new change mark."""
+        await self.follow()
+        base = self.rules.base_boards
+        res = await self.client.eval(
+            _SET_HIDDEN,
+            3,
+            self.key("hidden"),
+            self.key("changes"),
+            self.key("mcomm", member),
+            member,
+            record or b"",
+            MAX_HIDDEN,
+            *base,
+        )
+        return int(res)
+
+    async def hidden_members(self) -> dict[str, dict[str, Any]]:
+        """Every hidden member → their record (by, at, reason)."""
+        raw = cast("dict[str, str]", await self.client.hgetall(self.key("hidden")))
+        return {m: orjson.loads(v) for m, v in raw.items()}
+
     async def moderation_log(self, limit: int = 100) -> list[dict[str, Any]]:
         """The newest ``limit`` entries of the moderation audit log, newest first."""
         raw = cast(list[Any], await self.client.xrevrange(self.key("modlog"), count=limit))
@@ -194,6 +224,88 @@ class ModerationMixin(RebuildMixin):
     async def erased(self, member: str) -> bool:
         """Whether ``member`` was erased (their tombstone is recorded)."""
         return bool(await self.client.sismember(self.key("tombstones"), tombstone(member)))
+
+
+#: Hide (ARGV[2] a record) or unhide (ARGV[2] '') one member, and mark their boards changed.
+#: KEYS: hidden, changes, mcomm:<member>; ARGV: member, record, the cap, the base boards.
+_SET_HIDDEN = """
+local m, record = ARGV[1], ARGV[2]
+local done
+if record == '' then
+  done = redis.call('HDEL', KEYS[1], m)
+else
+  if redis.call('HEXISTS', KEYS[1], m) == 0 and redis.call('HLEN', KEYS[1]) >= tonumber(ARGV[3])
+  then return -1 end
+  done = redis.call('HSET', KEYS[1], m, record)
+  if done == 0 then return 0 end
+end
+if done == 1 then
+  local communities = redis.call('SMEMBERS', KEYS[3])
+  for j = 4, #ARGV do
+    redis.call('HINCRBY', KEYS[2], ARGV[j], 1)
+    for _, c in ipairs(communities) do redis.call('HINCRBY', KEYS[2], ARGV[j] .. ':' .. c, 1) end
+  end
+end
+return done
+"""
+
+
+def _checked(member: str, by: str, reason: str, *, required: bool = False) -> tuple[str, str]:
+    problem = id_problem(member) if isinstance(member, str) else "must be a string"
+    if problem is not None:
+        raise ModerationError(f"the member id {problem}")
+    return check_actor(by), check_reason(reason, required=required)
+
+
+async def hide(
+    stores: Sequence[ModerationMixin],
+    own: ModerationMixin,
+    member: str,
+    *,
+    by: str,
+    reason: str,
+) -> bool:
+    """Take ``member`` off every board of the namespace (``stores``: the store, or every shard)
+    until :func:`unhide`, with ``reason`` (required) logged in ``own``'s ``modlog`` under the
+    member's id; False if they were hidden already (nothing logged).
+
+    Raises:
+        ModerationError: a bad id, actor or reason, or MAX_HIDDEN members hidden already.
+    """
+    by, reason = _checked(member, by, reason, required=True)
+    at = time.time()
+    record = orjson.dumps({"by": by, "at": at, "reason": reason})
+    changed = 0
+    for s in stores:
+        got = await s.set_hidden(member, record)
+        if got < 0:
+            raise ModerationError(
+                f"{MAX_HIDDEN} members are hidden already (every read checks them): unhide some, "
+                "or erase those who are gone for good"
+            )
+        changed = max(changed, got)
+    if changed:
+        await own.log_moderation(audit_fields(HIDE, member, by, at, reason))
+    return bool(changed)
+
+
+async def unhide(
+    stores: Sequence[ModerationMixin],
+    own: ModerationMixin,
+    member: str,
+    *,
+    by: str,
+    reason: str = "",
+) -> bool:
+    """Show ``member`` on the boards again (their points never stopped accruing); False if they
+    were not hidden (nothing logged)."""
+    by, reason = _checked(member, by, reason)
+    changed = 0
+    for s in stores:
+        changed = max(changed, await s.set_hidden(member, None))
+    if changed:
+        await own.log_moderation(audit_fields(UNHIDE, member, by, time.time(), reason))
+    return bool(changed)
 
 
 async def erase(
@@ -213,11 +325,7 @@ async def erase(
         ModerationError: ``member``, ``by`` or ``reason`` cannot be recorded.
         StoreConflict: a ``kudos rebuild`` is running (erase after it has switched).
     """
-    problem = id_problem(member) if isinstance(member, str) else "must be a string"
-    if problem is not None:
-        raise ModerationError(f"the member id {problem}")
-    by = check_actor(by)
-    reason = check_reason(reason)
+    by, reason = _checked(member, by, reason)
     token = "erase:" + os.urandom(8).hex()
     holder = await own.lock_rebuild(token, LOCK_TTL_S)
     if holder is not None:
@@ -232,7 +340,10 @@ async def erase(
             rows += r
             uids += u
             boxed += await s.erase_outboxes(member)
+            await s.set_hidden(member, None)  # (nothing left to hide)
         jobs, logged = await own.erase_webhooks(uids)
+        # (hide and unhide entries name the member: this erase's entry stands for them)
+        logged += await own._drop_entries(own.key("modlog"), lambda f: f.get("subject") == member)
         feed_keys = await own.erase_feed(member)
         stone = tombstone(member)
         entry = await own.log_moderation(audit_fields(ERASE, stone, by, time.time(), reason))

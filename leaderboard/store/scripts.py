@@ -28,9 +28,20 @@ NAMES = (
     "erase",
 )
 
-SOURCES: dict[str, str] = {
-    n: resources.files("leaderboard.store").joinpath(f"lua/{n}.lua").read_text() for n in NAMES
-}
+#: The scripts that read board rows or ranks get ``lua/hidden.lua`` (a library: hidden members
+#: left out of every read) put in front of them.
+WITH_HIDDEN = frozenset({"apply", "read", "feed_poll", "explain", "cohort"})
+
+
+def _source(name: str) -> str:
+    text = resources.files("leaderboard.store").joinpath(f"lua/{name}.lua").read_text()
+    if name in WITH_HIDDEN:
+        return _HIDDEN + text
+    return text
+
+
+_HIDDEN = resources.files("leaderboard.store").joinpath("lua/hidden.lua").read_text()
+SOURCES: dict[str, str] = {n: _source(n) for n in NAMES}
 
 
 class Scripts:

@@ -183,6 +183,9 @@ class ShardsLiveMixin:
         known = [w for w, _ in clocks if w is not None]
         common = max(known) if known else None
         stored: dict[tuple[str, str], tuple[float, Store]] = {}
+        # hidden members (kudos hide) have no place, and do not count above anyone
+        hidden = await asyncio.gather(*(s.client.hkeys(s.key("hidden")) for s in self.stores))
+        hidden_of = {id(s): [str(m) for m in h] for s, h in zip(self.stores, hidden, strict=True)}
 
         async def scores(s: Store, mine: list[str]) -> None:
             await s.follow()
@@ -194,7 +197,7 @@ class ShardsLiveMixin:
             for m in mine:
                 for b in boards:
                     v = next(got)
-                    if v is not None:
+                    if v is not None and m not in hidden_of[id(s)]:
                         stored[(m, b)] = (float(v), s)
 
         by_store: dict[int, list[str]] = {}
@@ -209,16 +212,30 @@ class ShardsLiveMixin:
                 return []
             pipe = s.client.pipeline(transaction=False)
             pipe.get(s.key("landmark"))
+            ids = hidden_of[id(s)]
+            values = []
             for m, b in asked:
                 v, own = stored[(m, b)]
                 own_lm, lm = lm_of[id(own)], lm_of[id(s)]
                 if b.partition(":")[0] == DECAYED and own_lm is not None and lm is not None:
                     v = rebase(v, own_lm, lm, self.rules.half_life_s)
+                values.append(v)
                 pipe.zcount(s.key("board", b), f"({v!r}", "+inf")
+            marked = sorted({b for _, b in asked}) if ids else []
+            for b in marked:
+                pipe.zmscore(s.key("board", b), ids)
             lm, *found = await pipe.execute()
             if (int(lm) if lm is not None else None) != lm_of[id(s)]:
                 raise _Moved
-            return [int(n) for n in found]
+            counts, tail = found[: len(asked)], found[len(asked) :]
+            hid = {
+                b: [float(x) for x in got if x is not None]
+                for b, got in zip(marked, tail, strict=True)
+            }
+            return [
+                int(n) - sum(1 for h in hid.get(b, ()) if h > v)
+                for n, (_, b), v in zip(counts, asked, values, strict=True)
+            ]
 
         try:
             counts = await asyncio.gather(*(above(s) for s in self.stores))

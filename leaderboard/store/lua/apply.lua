@@ -8,7 +8,7 @@
 -- KEYS: the namespace's fixed keys, in the order of APPLY_KEYS in leaderboard/store/apply.py
 --       (fence, fencepart, pwm, wm, landmark, meta, live, communities, rescale,
 --       decayed_boards, boards, changes, stats, alerts, perkseen, perkties, perkbox, calendar,
---       perkclosed, erasures).
+--       perkclosed, erasures, hidden).
 -- ARGV[1] is the key prefix (of the plan's generation, "<prefix>:g<N>", or "<prefix>" for N = 0)
 -- of the families named per board, member or partition (board:<id>,
 -- explain:<member>, seen:<p>, ...; see leaderboard/store/keys.py), the only keys not in KEYS: a
@@ -20,7 +20,7 @@ local K_FENCE, K_FENCEPART, K_PWM, K_WM, K_LANDMARK = KEYS[1], KEYS[2], KEYS[3],
 local K_META, K_LIVE, K_COMMUNITIES, K_RESCALE = KEYS[6], KEYS[7], KEYS[8], KEYS[9]
 local K_DECAYED_BOARDS, K_BOARDS, K_CHANGES, K_STATS, K_ALERTS = KEYS[10], KEYS[11], KEYS[12], KEYS[13], KEYS[14]
 local K_PERKSEEN, K_PERKTIES, K_PERKBOX, K_CALENDAR = KEYS[15], KEYS[16], KEYS[17], KEYS[18]
-local K_PERKCLOSED, K_ERASURES = KEYS[19], KEYS[20]
+local K_PERKCLOSED, K_ERASURES, K_HIDDEN = KEYS[19], KEYS[20], KEYS[21]
 local i = 4
 local function nxt() local v = ARGV[i]; i = i + 1; return v end
 -- every section starts with its name (APPLY_SECTIONS in leaderboard/store/apply.py): a builder and
@@ -765,18 +765,27 @@ end
 -- The rows that pass a rank rule on board key ``key`` at one check: every row scoring at least the
 -- Nth row (and ``thr``, stored units, if set), at most cap; a tie at the Nth score that would pass
 -- cap is left out whole, and recorded in perkties under ``rid``.
+-- Hidden members (kudos hide, lua/hidden.lua) neither qualify nor count: the Nth is the Nth visible.
+local hidden_ids = nil
+local function hidden_view(key)
+  if hidden_ids == nil then hidden_ids = HID.ids(K_HIDDEN) end
+  return HID.view(key, hidden_ids)
+end
 local function rank_cands(key, rid, board, n, thr, cap)
-  local nth = redis.call('ZREVRANGE', key, n - 1, n - 1, 'WITHSCORES')
+  local view = hidden_view(key)
+  local nth = HID.range(view, key, n - 1, n - 1)
   local lo = '-inf'
   if #nth > 0 then lo = nth[2] end
   if thr and (lo == '-inf' or thr > tonumber(lo)) then lo = string.format('%.17g', thr) end
   -- every row at or above the Nth score has competition rank <= N
-  local cands = redis.call('ZREVRANGEBYSCORE', key, '+inf', lo, 'LIMIT', 0, cap + 1)
+  local extra = view and view.n or 0
+  local cands = HID.drop(view, redis.call('ZREVRANGEBYSCORE', key, '+inf', lo, 'LIMIT', 0,
+                                          cap + 1 + extra))
   if #cands > cap then
     -- only a tie at the Nth score gets here (fewer than N rows are above it): all or none
     -- of a tie, so no member name or arrival order picks; the rows above it still qualify
-    local tied = redis.call('ZCOUNT', key, lo, lo)
-    cands = redis.call('ZREVRANGEBYSCORE', key, '+inf', '(' .. lo)
+    local tied = redis.call('ZCOUNT', key, lo, lo) - (lo == '-inf' and 0 or HID.equal(view, lo))
+    cands = HID.drop(view, redis.call('ZREVRANGEBYSCORE', key, '+inf', '(' .. lo))
     redis.call('HSET', K_PERKTIES, rid, cjson.encode({
       at = W, board = board, rank = #cands + 1, tied = tied, cap = cap}))
   end
@@ -785,12 +794,13 @@ end
 -- Unlock rule ``rid`` for each of ``cands`` still qualifying on ``key`` (``thr`` in stored units)
 -- that has no unlock under ``field`` yet; ``period``: a winners' perk (its label; '' none).
 local function unlock(cands, key, rid, field, board, thr, scale, decayed, title, payload, period)
+  local view = hidden_view(key)
   for _, m in ipairs(cands) do
     local pkey = serving_prefix .. ':perks:' .. m
-    if redis.call('HEXISTS', pkey, field) == 0 then
+    if redis.call('HEXISTS', pkey, field) == 0 and not HID.hidden(view, m) then
       local s = redis.call('ZSCORE', key, m)
       if s and (thr == nil or tonumber(s) >= thr) then
-        local rank = redis.call('ZCOUNT', key, '(' .. s, '+inf') + 1
+        local rank = redis.call('ZCOUNT', key, '(' .. s, '+inf') + 1 - HID.above(view, s)
         local ident = rid .. '\31' .. m
         if period ~= '' then ident = ident .. '\31' .. period end
         local uid = 'unl_' .. redis.sha1hex(ident)

@@ -5,7 +5,8 @@
 -- KEYS: explain hash, the member's posts key prefix ("<prefix>:posts:<member>|": one sorted set
 --       per period of event time, named by appending the period), watermark, landmark, throttle
 --       hash, the withheld key prefix (one hash per period, as posts), the member's communities
---       set (mcomm), then one board key per base board, then live.
+--       set (mcomm), then one board key per base board, then hidden, then live.
+-- A hidden member (lua/hidden.lua) is on no board; the others' ranks leave hidden members out.
 -- ARGV: member, top posts, hourly bucket key prefix ('' for none: "<prefix>:bucket:<window>|"),
 --       bucket seconds, bucket count, seconds per posts period, board key prefix
 --       ("<prefix>:board:"), then the base board ids (in KEYS order; a community board is
@@ -83,15 +84,18 @@ if wm ~= '' then
     withheld[#withheld + 1] = string.format('%d', sums[g])
   end
 end
+local hidden_ids = HID.ids(KEYS[#KEYS - 1])
 local function place(key)
   local score = redis.call('ZSCORE', key, member)
   if not score then return '' end
+  local view = HID.view(key, hidden_ids)
+  if HID.hidden(view, member) then return '' end
   -- competition rank: 1 + members with a strictly higher score (scores are exact strings)
-  local rank = redis.call('ZCOUNT', key, '(' .. score, '+inf') + 1
-  return {score, rank, redis.call('ZCARD', key)}
+  local rank = redis.call('ZCOUNT', key, '(' .. score, '+inf') + 1 - HID.above(view, score)
+  return {score, rank, HID.size(view, key)}
 end
 local boards = {}
-for j = 8, #KEYS - 1 do boards[#boards + 1] = place(KEYS[j]) end
+for j = 8, #KEYS - 2 do boards[#boards + 1] = place(KEYS[j]) end
 -- {community board id, place} for each board of the member's communities the member is on
 local communities = {}
 local board_prefix = ARGV[7]

@@ -5,7 +5,8 @@
 -- published snapshot.
 -- Member channels ('members'): per member, seq, snapshot, frames after the caller's seq and, when
 -- asked for that member, the current (rank, stored score) on each listed board.
--- KEYS: feedepoch, wm, landmark, then per mode (below), then live (the generation pointer).
+-- KEYS: feedepoch, wm, landmark, then per mode (below), then hidden, then live (the generation
+-- pointer). Hidden members (lua/hidden.lua) are left out of the rows, ranks and sizes.
 -- ARGV: mode, max_frames, ..., then the generation assumed.
 -- the generation: the last KEY is the pointer, the last ARGV the generation the caller named the
 -- keys in ('' : pinned, no check); 'stale' (nothing read) when a rebuild switch moved it
@@ -16,6 +17,7 @@ local mode, maxf = ARGV[1], tonumber(ARGV[2])
 local epoch = redis.call('GET', KEYS[1]) or ''
 local wm = redis.call('GET', KEYS[2]) or ''
 local lm = redis.call('GET', KEYS[3]) or ''
+local hidden_ids = HID.ids(KEYS[#KEYS - 1])
 
 local function frames_after(log, after, seq)
   if after < 0 or after >= seq then return {} end
@@ -46,8 +48,9 @@ if mode == 'board' then
   local snap = ''
   if after < 0 or changed then snap = st[3] or '' end
   local rows = {}
-  if changed and own then rows = redis.call('ZREVRANGE', key, 0, depth - 1, 'WITHSCORES') end
-  local size = redis.call('ZCARD', key)
+  local view = HID.view(key, hidden_ids)
+  if changed and own then rows = HID.range(view, key, 0, depth - 1) end
+  local size = HID.size(view, key)
   return {epoch, wm, lm, seq, src, changed and 1 or 0, snap, frames_after(log, after, seq),
           rows, size, first_retained(log), st[4] or ''}
 end
@@ -68,8 +71,11 @@ for _ = 1, nm do
   if want then
     for j = 1, nb do
       local score = redis.call('ZSCORE', KEYS[3 + j], member)
-      if score then
+      local view = nil
+      if score then view = HID.view(KEYS[3 + j], hidden_ids) end
+      if score and not HID.hidden(view, member) then
         standing[#standing + 1] = redis.call('ZCOUNT', KEYS[3 + j], '(' .. score, '+inf') + 1
+          - HID.above(view, score)
         standing[#standing + 1] = score
       else
         standing[#standing + 1] = 0

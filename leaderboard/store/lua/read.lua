@@ -1,7 +1,9 @@
 -- Read a slice of a board atomically (no writes): the rows, the competition rank of the first row,
 -- the board size and the clock (W, L), all from one moment, so a concurrent apply or landmark move
 -- can never mix two states in one answer.
--- KEYS: board, watermark, landmark, live (the generation pointer).
+-- KEYS: board, watermark, landmark, hidden, live (the generation pointer).
+-- Hidden members (lua/hidden.lua, put in front of this script) are left out: positions, ranks
+-- and the size are the visible ones; a hidden member's own read answers as if absent.
 -- ARGV: 'page', start, stop  |  'member', member, around  |  'near', score, member, around;
 -- then the generation assumed.
 -- 'near' (a slice of a board kept as shards, leaderboard.merge.merge_around): the rows around the
@@ -14,6 +16,7 @@ if ARGV[#ARGV] ~= '' and (redis.call('GET', KEYS[#KEYS]) or '0') ~= ARGV[#ARGV] 
 end
 local key = KEYS[1]
 local start, stop
+local view = HID.view(key, HID.ids(KEYS[4]))
 
 -- a < b in Redis's member order (memcmp): Lua's own '<' follows the server's LC_COLLATE
 local function bytes_lt(a, b)
@@ -27,9 +30,11 @@ end
 local member_score, member_rank = '', 0
 if ARGV[1] == 'member' then
   local pos = redis.call('ZREVRANK', key, ARGV[2])
-  if not pos then return false end
+  if not pos or HID.hidden(view, ARGV[2]) then return false end
   member_score = redis.call('ZSCORE', key, ARGV[2])
   member_rank = redis.call('ZCOUNT', key, '(' .. member_score, '+inf') + 1
+    - HID.above(view, member_score)
+  pos = pos - HID.before(view, pos)
   local around = tonumber(ARGV[3])
   start = pos - around
   if start < 0 then start = 0 end
@@ -47,15 +52,18 @@ elseif ARGV[1] == 'near' then
     if bytes_lt(m, row) then lo = mid + 1 else hi = mid end
   end
   pos = pos + lo
+  pos = pos - HID.before(view, pos)
   start = pos - around
   if start < 0 then start = 0 end
   stop = pos + around
 else
   start, stop = tonumber(ARGV[2]), tonumber(ARGV[3])
 end
-local rows = redis.call('ZREVRANGE', key, start, stop, 'WITHSCORES')
+local rows = HID.range(view, key, start, stop)
 local first_rank = 0
 -- scores come back from Redis as exact strings, so '(' .. score is an exact exclusive bound
-if #rows > 0 then first_rank = redis.call('ZCOUNT', key, '(' .. rows[2], '+inf') + 1 end
-return {rows, first_rank, redis.call('ZCARD', key), redis.call('GET', KEYS[2]) or '',
+if #rows > 0 then
+  first_rank = redis.call('ZCOUNT', key, '(' .. rows[2], '+inf') + 1 - HID.above(view, rows[2])
+end
+return {rows, first_rank, HID.size(view, key), redis.call('GET', KEYS[2]) or '',
         redis.call('GET', KEYS[3]) or '', member_score, member_rank, start}
