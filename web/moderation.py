@@ -1,9 +1,11 @@
 """The moderation endpoints: ``POST /api/members/{member}/erase`` (the right to erasure, as
-``kudos erase``) and ``GET /api/moderation`` (the audit log).
+``kudos erase``), ``POST /api/members/{member}/hide`` and ``/unhide`` (as ``kudos hide`` and
+``kudos unhide``), and ``GET /api/moderation`` (the hidden members and the audit log).
 
 Both need ``Authorization: Bearer <token>`` with one of ``KUDOS_WEB_ADMIN_TOKENS`` (``name:token``
 pairs; the audit log records the name as who did it); with none configured they answer 403. The
-erase's body, if any, is a JSON object ``{"reason": "..."}`` of at most :data:`MAX_BODY` bytes.
+body, if any, is a JSON object ``{"reason": "..."}`` of at most :data:`MAX_BODY` bytes (a hide
+needs one).
 This module decides the answer; ``web.server`` owns the socket (and refuses a cross-site browser
 ``Origin``, as for ingest), :mod:`leaderboard.store.moderation` does the erasing.
 """
@@ -22,14 +24,16 @@ from redis.exceptions import RedisError
 from leaderboard.errors import ModerationError, StoreConflict
 from leaderboard.moderation import MAX_REASON
 from leaderboard.store import Store
-from leaderboard.store.moderation import erase
+from leaderboard.store.moderation import erase, hide, unhide
 from leaderboard.store.shards import Shards
 from web.ingest import JSON, Answer
 
 log = logging.getLogger("kudos.web.moderation")
 
 LOG_PATH = "/api/moderation"
-ERASE_PREFIX, ERASE_SUFFIX = "/api/members/", "/erase"
+MEMBERS_PREFIX = "/api/members/"
+#: The POST actions on a member: /api/members/{member}/<action>
+ACTIONS = ("erase", "hide", "unhide")
 #: Largest erase body (a reason of MAX_REASON characters fits many times over).
 MAX_BODY = 4096
 #: Most audit entries one GET returns.
@@ -42,7 +46,10 @@ def _error(status: int, message: str, *headers: tuple[str, str]) -> Answer:
 
 def is_moderation_path(path: str) -> bool:
     path = path.partition("?")[0]
-    return path == LOG_PATH or (path.startswith(ERASE_PREFIX) and path.endswith(ERASE_SUFFIX))
+    if path == LOG_PATH:
+        return True
+    head, _, action = path.rpartition("/")
+    return action in ACTIONS and head.startswith(MEMBERS_PREFIX) and len(head) > len(MEMBERS_PREFIX)
 
 
 class Moderation:
@@ -109,8 +116,9 @@ class Moderation:
                 return _error(503, "Redis did not answer; retry", ("Retry-After", "5"))
         if refused is not None:
             return _error(*refused)
+        head, _, action = path.rpartition("/")
         try:
-            member = unquote(path[len(ERASE_PREFIX) : -len(ERASE_SUFFIX)], errors="strict")
+            member = unquote(head[len(MEMBERS_PREFIX) :], errors="strict")
         except UnicodeDecodeError:
             return _error(400, "the member id in the path is not UTF-8 once percent-decoded")
         reason = self._reason(headers.get("Content-Type"), body or b"")
@@ -118,6 +126,10 @@ class Moderation:
             return reason
         stores, own = self._parts()
         try:
+            if action != "erase":
+                act = hide if action == "hide" else unhide
+                changed = await act(stores, own, member, by=who, reason=reason)
+                return Answer(200, orjson.dumps({action: member, "changed": changed, "by": who}))
             done = await erase(stores, own, member, by=who, reason=reason)
         except ModerationError as exc:
             return _error(400, str(exc))
@@ -171,6 +183,7 @@ class Moderation:
         raw = parse_qs(urlsplit("?" + query).query).get("limit", ["100"])[-1]
         if not raw.isdigit() or not 1 <= int(raw) <= MAX_LOG:
             return _error(400, f"limit must be an integer in 1..{MAX_LOG}")
-        _, own = self._parts()
+        stores, own = self._parts()
         entries = await own.moderation_log(int(raw))
-        return Answer(200, orjson.dumps({"log": entries}))
+        hidden = await stores[0].hidden_members()
+        return Answer(200, orjson.dumps({"hidden": hidden, "log": entries}))

@@ -144,7 +144,7 @@ _INGEST = {
 
 _ADMIN = "needs Authorization: Bearer <a token of KUDOS_WEB_ADMIN_TOKENS>"
 
-_ERASE = {
+_ERASE: dict[str, Any] = {
     "post": {
         "summary": "Erase a member (the right to erasure, as `kudos erase`): off every board, "
         "archive, explain view, perk, outbox and feed, and never scored again; " + _ADMIN,
@@ -195,9 +195,61 @@ _ERASE = {
     }
 }
 
+
+def _member_action(action: str, summary: str, body: str) -> dict[str, Any]:
+    return {
+        "post": {
+            "summary": summary + "; " + _ADMIN,
+            "parameters": [
+                {"name": "member", "in": "path", "required": True, "schema": {"type": "string"}}
+            ],
+            "requestBody": {
+                "required": action == "hide",
+                "content": {
+                    api.JSON: {
+                        "schema": {
+                            "type": "object",
+                            "description": body,
+                            "properties": {"reason": {"type": "string", "maxLength": 300}},
+                            "additionalProperties": False,
+                        }
+                    }
+                },
+            },
+            "responses": {
+                "200": _json(
+                    "done (changed: false when there was nothing to change)",
+                    {
+                        "type": "object",
+                        "required": [action, "changed", "by"],
+                        "properties": {
+                            action: {"type": "string"},
+                            "changed": {"type": "boolean"},
+                            "by": {"type": "string"},
+                        },
+                    },
+                ),
+                **{k: v for k, v in _ERASE["post"]["responses"].items() if k not in ("200", "409")},
+                "400": _json(
+                    "a bad member id, body or reason; or 1,000 members hidden already", api.ERROR
+                ),
+            },
+        }
+    }
+
+
+_HIDE = _member_action(
+    "hide",
+    "Take a member off every board for moderation (their points keep accruing, exactly)",
+    "reason: required",
+)
+_UNHIDE = _member_action(
+    "unhide", "Show a hidden member on the boards again, nothing lost", "reason: optional"
+)
+
 _MODLOG = {
     "get": {
-        "summary": "The moderation audit log, newest first: action, subject (an erased member's "
+        "summary": "The hidden members and the moderation audit log, newest first: action, subject (an erased member's "
         "tombstone), by, at, reason; " + _ADMIN,
         "parameters": [
             {
@@ -212,8 +264,11 @@ _MODLOG = {
                 "the entries",
                 {
                     "type": "object",
-                    "required": ["log"],
-                    "properties": {"log": {"type": "array", "items": {"type": "object"}}},
+                    "required": ["hidden", "log"],
+                    "properties": {
+                        "hidden": {"type": "object"},
+                        "log": {"type": "array", "items": {"type": "object"}},
+                    },
                 },
             ),
             "400": _json("a bad limit", api.ERROR),
@@ -232,6 +287,8 @@ def document() -> dict[str, Any]:
     paths: dict[str, Any] = {route.path: _route(route) for route in api.ROUTES}
     paths["/api/events"] = _INGEST
     paths["/api/members/{member}/erase"] = _ERASE
+    paths["/api/members/{member}/hide"] = _HIDE
+    paths["/api/members/{member}/unhide"] = _UNHIDE
     paths["/api/moderation"] = _MODLOG
     paths["/metrics"] = {
         "get": {

@@ -155,7 +155,23 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--by", default=None, help="who is erasing (default: your login name)")
     s.add_argument("--json", action="store_true")
     s.set_defaults(fn=moderation.cmd_erase)
-    s = sub.add_parser("moderation", help="the moderation audit log (erasures), newest first")
+    for verb, what in (
+        ("hide", "take a member off every board for moderation (their points keep accruing)"),
+        ("unhide", "show a hidden member on the boards again, with everything they earned"),
+    ):
+        s = sub.add_parser(verb, help=what)
+        s.add_argument("member", metavar="MEMBER")
+        s.add_argument(
+            "--reason",
+            required=verb == "hide",
+            default="",
+            help="why (kept in the audit log, `kudos moderation`)",
+        )
+        s.add_argument("--by", default=None, help="who (default: your login name)")
+        s.set_defaults(fn=moderation.cmd_hide)
+    s = sub.add_parser(
+        "moderation", help="the hidden members and the moderation audit log, newest first"
+    )
     s.add_argument("--limit", type=positive(int), default=20)
     s.add_argument("--json", action="store_true")
     s.set_defaults(fn=moderation.cmd_moderation)

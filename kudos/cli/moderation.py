@@ -1,4 +1,5 @@
-"""The moderation commands: ``erase`` (the right to erasure) and ``moderation`` (the audit log)."""
+"""The moderation commands: ``erase`` (the right to erasure), ``hide`` and ``unhide`` (off the
+boards and back, nothing lost) and ``moderation`` (the hidden members and the audit log)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import orjson
 from kudos.cli.common import run_with_reads, utc
 from leaderboard.settings import Settings
 from leaderboard.store import Store
-from leaderboard.store.moderation import erase
+from leaderboard.store.moderation import erase, hide, unhide
 from leaderboard.store.shards import Shards
 
 
@@ -70,13 +71,37 @@ def cmd_erase(settings: Settings, args: argparse.Namespace) -> int:
     return run_with_reads(settings, go)
 
 
+def cmd_hide(settings: Settings, args: argparse.Namespace) -> int:
+    async def go(store: Store | Shards) -> int:
+        stores, own = _parts(store)
+        if args.command == "hide":
+            done = await hide(stores, own, args.member, by=_actor(args), reason=args.reason)
+            print(
+                f"hid {args.member}: off every board (their points still accrue; "
+                "`kudos unhide` shows them again)"
+                if done
+                else f"{args.member} was hidden already"
+            )
+        else:
+            done = await unhide(stores, own, args.member, by=_actor(args), reason=args.reason)
+            print(
+                f"{args.member} is on the boards again" if done else f"{args.member} was not hidden"
+            )
+        return 0
+
+    return run_with_reads(settings, go)
+
+
 def cmd_moderation(settings: Settings, args: argparse.Namespace) -> int:
     async def go(store: Store | Shards) -> int:
-        _, own = _parts(store)
+        stores, own = _parts(store)
         entries = await own.moderation_log(args.limit)
+        hidden = await stores[0].hidden_members()
         if args.json:
-            sys.stdout.buffer.write(orjson.dumps({"log": entries}) + b"\n")
+            sys.stdout.buffer.write(orjson.dumps({"hidden": hidden, "log": entries}) + b"\n")
             return 0
+        for m, r in sorted(hidden.items()):
+            print(f"hidden: {m}  since {utc(float(r['at']))} by {r['by']}  ({r['reason']})")
         if not entries:
             print("no moderation actions yet")
         for e in entries:

@@ -1,7 +1,8 @@
-"""``kudos erase`` end to end on real servers (the acceptance of README "Erasure"): after the
-erase the member is on no board and ``kudos member`` does not know them; the same after new
-events about them and after ``kudos rebuild --yes``; every other member's boards stay exactly
-the contract's (an independent computation, tests/oracle.py). The HTTP endpoint erases too."""
+"""``kudos erase`` and ``kudos hide`` end to end on real servers (the acceptance of README
+"Erasure"): after the erase the member is on no board and ``kudos member`` does not know them; the
+same after new events about them and after ``kudos rebuild --yes``; every other member's boards
+stay exactly the contract's (an independent computation, tests/oracle.py). The HTTP endpoint
+erases too. A hidden member is on no board through a rebuild, and unhidden is exactly back."""
 
 from __future__ import annotations
 
@@ -30,16 +31,23 @@ def with_communities(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{**e, "communities": ["physics"]} if int(e["actor"]) % 3 == 0 else e for e in events]
 
 
-async def check(ns: Namespace, events: list[dict[str, Any]], erased: set[str]) -> None:
+async def check(
+    ns: Namespace, events: list[dict[str, Any]], erased: set[str], hidden: set[str] = frozenset()
+) -> None:
+    """Every board is the contract's without ``erased`` (and the hidden, who are in it); the
+    erased are unknown, the hidden known (their points still accrue) and on no board."""
     expected = compute(events)
     boards = ["all", "1h", "24h", "7d", "decayed", "all:physics", "7d:physics"]
     boards += [b for b in calendar_boards(expected) if "@" not in b or b.endswith("physics")]
     for board in boards:
         want = {m: s for m, s in expected.get(board, {}).items() if m not in erased}
         assert_board_equal(board, await ns.export(board), want)
-    for m in erased:
+    for m in erased - hidden:
         out = kudos(ns, "member", m)
         assert out.returncode == 1 and "never been seen" in out.stderr, (out.returncode, out.stderr)
+    for m in hidden:
+        out = kudos(ns, "member", m, "--json")
+        assert out.returncode == 0 and orjson.loads(out.stdout)["boards"] == {}, out.stdout
 
 
 def post_erase(port: int, member: str, token: str | None) -> tuple[int, dict[str, Any]]:
@@ -96,10 +104,23 @@ async def test_an_erased_member_stays_gone_through_new_events_and_a_rebuild(
     stats = orjson.loads(kudos(ns, "stats").stdout)
     assert stats["erased"] == sum(1 for e in second if e["target"] in (gone, also))
 
+    # a hidden member (moderation) stays hidden through a rebuild, and comes back exact
+    (third, _) = Counter(
+        e["target"] for e in events if e["target"] not in (gone, also)
+    ).most_common(1)[0]
+    assert kudos(ns, "hide", third).returncode == 2  # (--reason is required)
+    out = kudos(ns, "hide", third, "--reason", "reported for spam", "--by", "mod")
+    assert out.returncode == 0, out.stderr
+    await check(ns, events, {gone, also, third}, hidden={third})
+
     servers.stop(worker, timeout=10)
     out = await asyncio.to_thread(kudos, ns, "rebuild", "--yes", "--json")
     assert out.returncode == 0, out.stderr
+    await check(ns, events, {gone, also, third}, hidden={third})
+    assert kudos(ns, "unhide", third, "--by", "mod").returncode == 0
     await check(ns, events, {gone, also})
     log = orjson.loads(kudos(ns, "moderation", "--json").stdout)["log"]
-    assert [(e["by"], e["action"]) for e in log] == [("moderator-1", "erase"), ("dpo", "erase")]
+    assert [(e["by"], e["action"]) for e in log] == [
+        ("mod", "unhide"), ("mod", "hide"), ("moderator-1", "erase"), ("dpo", "erase"),
+    ]  # fmt: skip
     assert gone not in str(log) and also not in str(log)

@@ -1,5 +1,5 @@
-"""The moderation endpoints (web/moderation.py) against real Redis: who may erase, what a body
-may hold, and what is logged; and KUDOS_WEB_ADMIN_TOKENS refused when unsafe."""
+"""The moderation endpoints (web/moderation.py) against real Redis: who may erase and hide, what
+a body may hold, and what is logged; and KUDOS_WEB_ADMIN_TOKENS refused when unsafe."""
 
 from __future__ import annotations
 
@@ -35,7 +35,8 @@ async def answer(
 @pytest.mark.integration
 async def test_only_an_admin_token_erases_and_the_log_says_who(namespace: Namespace) -> None:
     store = namespace.store
-    await Applier(store)(Event("a", SUN + 1, "share", "ann", "bob"))
+    apply = Applier(store)
+    await apply(Event("a", SUN + 1, "share", "ann", "bob"))
     path = "/api/members/bob/erase"
     off = Moderation(store, ())
     assert (await answer(off, path, auth()))[0] == 403
@@ -63,6 +64,18 @@ async def test_only_an_admin_token_erases_and_the_log_says_who(namespace: Namesp
     ]
     assert (await answer(m, "/api/moderation?limit=0", auth(), method="GET"))[0] == 400
     assert (await answer(m, "/api/moderation", JSON, method="GET"))[0] == 401
+    # hide and unhide: a reason is required to hide; the log and the hidden list say who
+    await apply(Event("b", SUN + 2, "share", "bob", "ann"))
+    assert await store.standing("all", "ann") is not None
+    assert (await answer(m, "/api/members/ann/hide", auth()))[0] == 400
+    status, body = await answer(m, "/api/members/ann/hide", auth(), {"reason": "spam"})
+    assert (status, body) == (200, {"hide": "ann", "changed": True, "by": "alice"})
+    assert await store.standing("all", "ann") is None
+    status, body = await answer(m, "/api/moderation", auth(), method="GET")
+    assert body["hidden"]["ann"]["reason"] == "spam" and body["log"][0]["action"] == "hide"
+    status, body = await answer(m, "/api/members/ann/unhide", auth())
+    assert (status, body["changed"]) == (200, True) and await store.standing("all", "ann")
+    assert (await answer(m, "/api/members/ann/unhide", auth()))[1]["changed"] is False
     # a rebuild running: refused, retry later
     assert await store.lock_rebuild("rb", 60) is None
     status, body = await answer(m, "/api/members/ann/erase", auth())
@@ -71,7 +84,10 @@ async def test_only_an_admin_token_erases_and_the_log_says_who(namespace: Namesp
 
 def test_the_paths_and_the_tokens_setting() -> None:
     assert is_moderation_path("/api/members/x/erase") and is_moderation_path("/api/moderation")
+    assert is_moderation_path("/api/members/x/hide") and is_moderation_path("/api/members/x/unhide")
     assert not is_moderation_path("/api/members/x") and not is_moderation_path("/api/boards")
+    assert not is_moderation_path("/api/members//hide")
+    assert not is_moderation_path("/api/members/x/explain")
     assert admin_tokens(" a:" + "1" * 16 + " , b.c@d:" + "2" * 16) == (
         ("a", "1" * 16), ("b.c@d", "2" * 16),
     )  # fmt: skip
