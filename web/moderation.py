@@ -144,21 +144,7 @@ class Moderation:
                 ("Retry-After", "5"),
             )
         log.info("erase by %s: tombstone %s", who, done.tombstone)
-        return Answer(
-            200,
-            orjson.dumps(
-                {
-                    "erased": True,
-                    "tombstone": done.tombstone,
-                    "rows": done.rows,
-                    "unlocks": done.unlocks,
-                    "outbox_entries": done.outbox_entries,
-                    "webhook_jobs": done.webhook_jobs,
-                    "by": who,
-                    "logged": done.logged,
-                }
-            ),
-        )
+        return Answer(200, orjson.dumps(done.to_json(who)))
 
     @staticmethod
     def _reason(content_type: str | None, body: bytes) -> str | Answer:

@@ -49,15 +49,7 @@ def cmd_erase(settings: Settings, args: argparse.Namespace) -> int:
         stores, own = _parts(store)
         done = await erase(stores, own, args.member, by=_actor(args), reason=args.reason or "")
         if args.json:
-            body = {
-                "erased": True,
-                "tombstone": done.tombstone,
-                "rows": done.rows,
-                "unlocks": done.unlocks,
-                "outbox_entries": done.outbox_entries,
-                "webhook_jobs": done.webhook_jobs,
-                "logged": done.logged,
-            }
+            body = done.to_json(_actor(args))
             sys.stdout.buffer.write(orjson.dumps(body) + b"\n")
         else:
             print(

@@ -68,6 +68,19 @@ class Erasure:
     #: the modlog entry's id
     logged: str
 
+    def to_json(self, by: str) -> dict[str, Any]:
+        """What ``kudos erase --json`` and the HTTP endpoint answer."""
+        return {
+            "erased": True,
+            "tombstone": self.tombstone,
+            "rows": self.rows,
+            "unlocks": self.unlocks,
+            "outbox_entries": self.outbox_entries,
+            "webhook_jobs": self.webhook_jobs,
+            "by": by,
+            "logged": self.logged,
+        }
+
 
 class ModerationMixin(RebuildMixin):
     """The per-store steps of :func:`erase`, and the audit log."""

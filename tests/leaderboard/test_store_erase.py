@@ -13,13 +13,11 @@ import pytest
 from leaderboard.errors import ModerationError, StoreConflict
 from leaderboard.events import Event, Profile
 from leaderboard.moderation import tombstone
-from leaderboard.owned import OwnedState
 from leaderboard.perks import PerkRule
 from leaderboard.plan import Message, build_plan
 from leaderboard.scoring import ScoringRules
 from leaderboard.store import Store
 from leaderboard.store.moderation import erase
-from leaderboard.store.shards import Shards, shard_of, shard_prefix
 from tests.conftest import Namespace
 from tests.leaderboard.test_store_calendar import DAY, SUN, Applier
 
@@ -188,28 +186,13 @@ async def test_an_erase_waits_for_a_running_rebuild_and_checks_what_it_logs(
 async def test_on_shards_the_member_goes_from_every_shard_and_the_merged_boards_agree(
     namespace: Namespace,
 ) -> None:
-    from tests.leaderboard.test_store_shards import PARTITIONS, SHARDS, _apply, _messages
+    from tests.leaderboard.test_store_shards import Twin, _messages
 
-    rules = ScoringRules.load()
-    single = namespace.store
-    client, prefix = single.client, single.prefix
-    shards = Shards(
-        [Store(client, shard_prefix(prefix, k), rules) for k in range(SHARDS)],
-        partitions=PARTITIONS,
-        base=Store(client, prefix + "-own", rules),
-    )
+    twin = Twin(namespace.store)
+    single, shards = twin.single, twin.shards
+    rules = single.rules
     messages = _messages(3)
-    one, owned = OwnedState(), [OwnedState() for _ in range(SHARDS)]
-
-    async def feed(batches: list[Message]) -> None:
-        for i in range(0, len(batches), 5):
-            batch = batches[i : i + 5]
-            await _apply(single, one, batch, None)
-            floor, _ = await shards.clock()
-            for k in range(SHARDS):
-                mine = [m for m in batch if shard_of(m.partition, SHARDS) == k]
-                if mine:
-                    await _apply(shards.stores[k], owned[k], mine, floor)
+    feed = twin.feed
 
     half = len(messages) // 2
     await feed(messages[:half])

@@ -140,28 +140,11 @@ async def test_hiding_is_bounded_and_an_erase_clears_it(namespace: Namespace) ->
 async def test_on_shards_the_merged_reads_leave_a_hidden_member_out_as_one_namespace_does(
     namespace: Namespace,
 ) -> None:
-    from leaderboard.owned import OwnedState
-    from leaderboard.store.shards import Shards, shard_of, shard_prefix
-    from tests.leaderboard.test_store_shards import PARTITIONS, SHARDS, _apply, _messages
+    from tests.leaderboard.test_store_shards import Twin, _messages
 
-    rules = ScoringRules.load()
-    single = namespace.store
-    client, prefix = single.client, single.prefix
-    shards = Shards(
-        [Store(client, shard_prefix(prefix, k), rules) for k in range(SHARDS)],
-        partitions=PARTITIONS,
-        base=Store(client, prefix + "-own", rules),
-    )
-    one, owned = OwnedState(), [OwnedState() for _ in range(SHARDS)]
-    messages = _messages(4)
-    for i in range(0, len(messages), 5):
-        batch = messages[i : i + 5]
-        await _apply(single, one, batch, None)
-        floor, _ = await shards.clock()
-        for k in range(SHARDS):
-            mine = [m for m in batch if shard_of(m.partition, SHARDS) == k]
-            if mine:
-                await _apply(shards.stores[k], owned[k], mine, floor)
+    twin = Twin(namespace.store)
+    single, shards = twin.single, twin.shards
+    await twin.feed(_messages(4))
     top = (await single.page("all", 1))[0][0].member
     await hide([single], single, top, by="mod", reason="spam")
     await hide(list(shards.stores), shards.own, top, by="mod", reason="spam")

@@ -232,3 +232,28 @@ async def test_a_worker_on_one_piece_claims_it_before_its_first_apply(namespace:
     assert await store.shard_count() == 1
     with pytest.raises(ShardCountMismatch, match="kept as 1 shard"):
         await check_shards(store, 3)
+
+
+class Twin:
+    """One namespace and the same namespace kept as shards (with its own store for the feed
+    and the audit log), fed the same messages as a worker on each would apply them."""
+
+    def __init__(self, single: Store, rules: ScoringRules = RULES) -> None:
+        client, prefix = single.client, single.prefix
+        self.single = single
+        self.shards = Shards(
+            [Store(client, shard_prefix(prefix, k), rules) for k in range(SHARDS)],
+            partitions=PARTITIONS,
+            base=Store(client, prefix + "-own", rules),
+        )
+        self._one, self._owned = OwnedState(), [OwnedState() for _ in range(SHARDS)]
+
+    async def feed(self, messages: list[Message]) -> None:
+        for i in range(0, len(messages), 5):
+            batch = messages[i : i + 5]
+            await _apply(self.single, self._one, batch, None)
+            floor, _ = await self.shards.clock()
+            for k in range(SHARDS):
+                mine = [m for m in batch if shard_of(m.partition, SHARDS) == k]
+                if mine:
+                    await _apply(self.shards.stores[k], self._owned[k], mine, floor)
