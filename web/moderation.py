@@ -12,6 +12,7 @@ This module decides the answer; ``web.server`` owns the socket (and refuses a cr
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 from collections.abc import Mapping, Sequence
@@ -22,9 +23,9 @@ import orjson
 from redis.exceptions import RedisError
 
 from leaderboard.errors import ModerationError, StoreConflict
-from leaderboard.moderation import MAX_REASON
+from leaderboard.moderation import MAX_REASON, tombstone
 from leaderboard.store import Store
-from leaderboard.store.moderation import erase, hide, unhide
+from leaderboard.store.moderation import Erasure, erase, hide, unhide
 from leaderboard.store.shards import Shards
 from web.ingest import JSON, Answer
 
@@ -38,10 +39,20 @@ ACTIONS = ("erase", "hide", "unhide")
 MAX_BODY = 4096
 #: Most audit entries one GET returns.
 MAX_LOG = 1000
+#: How long a request waits for its erase (websockets drops a request not answered within 10 s):
+#: a longer one goes on in the background, answered 202, and shows in GET /api/moderation.
+ERASE_WAIT_S = 7.0
 
 
 def _error(status: int, message: str, *headers: tuple[str, str]) -> Answer:
     return Answer(status, orjson.dumps({"error": message}), headers)
+
+
+def _all(headers: Mapping[str, str], name: str) -> list[str]:
+    get_all = getattr(headers, "get_all", None)  # (websockets' Headers; a dict in tests)
+    return (
+        list(get_all(name)) if get_all is not None else [headers[name]] if name in headers else []
+    )
 
 
 def is_moderation_path(path: str) -> bool:
@@ -55,9 +66,17 @@ def is_moderation_path(path: str) -> bool:
 class Moderation:
     """Answers the moderation endpoints for ``store`` (a Store, or a namespace's shards)."""
 
-    def __init__(self, store: Store | Shards, tokens: Sequence[tuple[str, str]]) -> None:
+    def __init__(
+        self,
+        store: Store | Shards,
+        tokens: Sequence[tuple[str, str]],
+        erase_wait_s: float = ERASE_WAIT_S,
+    ) -> None:
         self.store = store
         self.tokens = tuple(tokens)
+        self.erase_wait_s = erase_wait_s
+        #: erases still running after their request was answered (kept from the collector)
+        self.running: set[asyncio.Task[Erasure]] = set()
 
     def _who(self, authorization: str | None) -> str | Answer:
         """The name of the admin token presented, or the refusal."""
@@ -106,6 +125,9 @@ class Moderation:
         allowed = "GET" if path == LOG_PATH else "POST"
         if method != allowed:
             return _error(405, f"{method} is not allowed on {path}; {allowed}", ("Allow", allowed))
+        for name in ("Authorization", "Content-Type"):
+            if len(_all(headers, name)) > 1:
+                return _error(400, f"send one {name} header, not several")
         who = self._who(headers.get("Authorization"))
         if isinstance(who, Answer):
             return who
@@ -130,7 +152,26 @@ class Moderation:
                 act = hide if action == "hide" else unhide
                 changed = await act(stores, own, member, by=who, reason=reason)
                 return Answer(200, orjson.dumps({action: member, "changed": changed, "by": who}))
-            done = await erase(stores, own, member, by=who, reason=reason)
+            task = asyncio.ensure_future(erase(stores, own, member, by=who, reason=reason))
+            try:
+                done = await asyncio.wait_for(asyncio.shield(task), self.erase_wait_s)
+            except TimeoutError:
+                # (the erase goes on: its audit entry is written already, its clean-up follows)
+                self.running.add(task)
+                task.add_done_callback(self._finished)
+                return Answer(
+                    202,
+                    orjson.dumps(
+                        {
+                            "erased": True,
+                            "tombstone": tombstone(member),
+                            "by": who,
+                            "running": "the member is off every board and never scored again; "
+                            "their outbox, webhook and feed entries are being removed "
+                            "(GET /api/moderation shows the erase)",
+                        }
+                    ),
+                )
         except ModerationError as exc:
             return _error(400, str(exc))
         except StoreConflict as exc:
@@ -145,6 +186,11 @@ class Moderation:
             )
         log.info("erase by %s: tombstone %s", who, done.tombstone)
         return Answer(200, orjson.dumps(done.to_json(who)))
+
+    def _finished(self, task: asyncio.Task[Erasure]) -> None:
+        self.running.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("a background erase failed (send it again): %s", task.exception())
 
     @staticmethod
     def _reason(content_type: str | None, body: bytes) -> str | Answer:

@@ -181,7 +181,21 @@ _ERASE: dict[str, Any] = {
                     },
                 },
             ),
-            "400": _json("a bad member id, body or reason", api.ERROR),
+            "202": _json(
+                "off every board and tombstoned; the rest of the erase (outboxes, webhooks, "
+                "the feed) still running",
+                {
+                    "type": "object",
+                    "required": ["erased", "tombstone", "by", "running"],
+                    "properties": {
+                        "erased": {"const": True},
+                        "tombstone": {"type": "string"},
+                        "by": {"type": "string"},
+                        "running": {"type": "string"},
+                    },
+                },
+            ),
+            "400": _json("a bad member id, body or reason; a repeated header", api.ERROR),
             "401": _json("no admin token, or a wrong one", api.ERROR),
             "403": _json("KUDOS_WEB_ADMIN_TOKENS is not set, or a browser Origin", api.ERROR),
             "405": _json("not POST", api.ERROR),

@@ -496,7 +496,9 @@ class ApplyMixin(StoreBase):
             StoreConflict: the decay landmark or the generation moved meanwhile (call again).
         """
         generation = await self.follow(force=True)
-        raw_wm, raw_lm = await self.client.mget(self.key("wm"), self.key("landmark"))
+        raw_wm, raw_lm, erasures = await self.client.mget(
+            self.key("wm"), self.key("landmark"), self.key("erasures")
+        )
         wm = float(raw_wm) if raw_wm is not None else None
         landmark = int(raw_lm) if raw_lm is not None else None
         if wm is not None and wm >= floor:
@@ -506,6 +508,8 @@ class ApplyMixin(StoreBase):
             landmark=landmark,
             generation=generation,
             max_ts=floor,
+            # (no rows: only the apply's check that no erase happened since wants the count)
+            erasures=int(erasures or 0),
         )
         moved: float | None = await (await self._send(plan, max_rows))
         return moved

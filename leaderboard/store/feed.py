@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple, cast
 
+from leaderboard.moderation import tombstone
 from leaderboard.store.base import StoreBase, clock_of
 from leaderboard.store.keys import Keys
 
@@ -209,6 +210,11 @@ class FeedMixin(StoreBase):
         """Mark members as watched for ``ttl_s`` (rank events reach only watched members'
         channels) and drop marks that ran out."""
         now = time.time()
+        if members:
+            # an erased member is watched no more (a web process may still hold their channel)
+            stones = [tombstone(m) for m in members]
+            hits = await self.client.smismember(self.key("tombstones"), stones)
+            members = [m for m, hit in zip(members, hits, strict=True) if not hit]
         pipe = self.client.pipeline(transaction=False)
         if members:
             pipe.zadd(self.key("watched"), dict.fromkeys(members, now + ttl_s))

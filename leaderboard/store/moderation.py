@@ -85,9 +85,9 @@ class Erasure:
 class ModerationMixin(RebuildMixin):
     """The per-store steps of :func:`erase`, and the audit log."""
 
-    async def erase_scoring(self, member: str) -> tuple[int, list[str]]:
+    async def erase_scoring(self, member: str) -> tuple[int, list[str], bool]:
         """``lua/erase.lua`` on the live generation: the tombstone, and the member's rows and
-        hashes gone; (rows removed, ids of the unlocks deleted)."""
+        hashes gone; (rows removed, ids of the unlocks deleted, whether erased before)."""
         rules = self.rules
 
         def build() -> tuple[list[str], list[Any]]:
@@ -109,8 +109,8 @@ class ModerationMixin(RebuildMixin):
                 args += [len(names), *names]
             return keys, args
 
-        rows, uids = await self._atomic(self.scripts.erase, build)
-        return int(rows), list(uids)
+        rows, uids, new = await self._atomic(self.scripts.erase, build)
+        return int(rows), list(uids), not int(new)
 
     async def _drop_entries(self, key: str, names_member: Any) -> int:
         """XDEL every entry of stream ``key`` that ``names_member(fields)`` picks, read
@@ -346,20 +346,30 @@ async def erase(
             f"a kudos rebuild is running ({holder}): erase once it has switched "
             "(`kudos rebuild` prints when), or it would write the member back"
         )
+    stone = tombstone(member)
     try:
-        rows, uids, boxed = 0, [], 0
-        for s in stores:
-            r, u = await s.erase_scoring(member)
+        # first the tombstone and the scoring state in every store (the own store too, when
+        # sharded: its live feed checks the tombstone), then the audit entry, then the rest;
+        # the lock renewed between the steps (an erase of a big namespace scans its outboxes)
+        rows, uids, boxed, again = 0, [], 0, False
+        everywhere = [*stores, *([] if any(s is own for s in stores) else [own])]
+        for s in everywhere:
+            r, u, before = await s.erase_scoring(member)
             rows += r
             uids += u
-            boxed += await s.erase_outboxes(member)
+            again = again or before
             await s.set_hidden(member, None)  # (nothing left to hide)
+        entry = await own.log_moderation(audit_fields(ERASE, stone, by, time.time(), reason))
+        for s in stores:
+            await own.lock_rebuild(token, LOCK_TTL_S)
+            boxed += await s.erase_outboxes(member)
+        await own.lock_rebuild(token, LOCK_TTL_S)
         jobs, logged = await own.erase_webhooks(uids)
         # (hide and unhide entries name the member: this erase's entry stands for them)
         logged += await own._drop_entries(own.key("modlog"), lambda f: f.get("subject") == member)
-        feed_keys = await own.erase_feed(member)
-        stone = tombstone(member)
-        entry = await own.log_moderation(audit_fields(ERASE, stone, by, time.time(), reason))
+        # the feed's history goes unless the member cannot be in it (never on a board, never
+        # unlocked, never erased before: a repeat finishes an erase that may have been cut off)
+        feed_keys = await own.erase_feed(member) if rows or uids or again else 0
         log.info(
             "erased member %s: %d rows, %d unlocks, %d outbox entries, %d webhook jobs",
             stone, rows, len(uids), boxed + logged, jobs,

@@ -9,6 +9,7 @@ import orjson
 from redis.exceptions import ResponseError, WatchError
 
 from leaderboard.explain import TRIMMED_FIELD, decision_time, shown_since
+from leaderboard.moderation import tombstone
 from leaderboard.perks import Unlock
 from leaderboard.store.base import StoreBase
 from leaderboard.store.feed import NO_FRAME, feed_publish_call
@@ -32,7 +33,11 @@ class OutboxMixin(StoreBase):
         tools that run no worker. The ids recorded (those not held already)."""
         if not unlocks:
             return []
-        keys = [self.key("perkbox"), *(self.key("perks", u.member) for u in unlocks)]
+        keys = [
+            self.key("perkbox"),
+            self.key("tombstones"),
+            *(self.key("perks", u.member) for u in unlocks),
+        ]
         args: list[str | bytes] = []
         for u in unlocks:
             args += [
@@ -47,6 +52,7 @@ class OutboxMixin(StoreBase):
                 repr(u.at),
             ]
         args += [orjson.dumps(u.payload) for u in unlocks]
+        args += [tombstone(u.member) for u in unlocks]
         done = await self.scripts.unlock(keys=keys, args=args)
         return [str(x) for x in done]
 
@@ -198,20 +204,34 @@ class OutboxMixin(StoreBase):
         Bait alerts use the same path with their own ``marks`` and no jobs;
         ``to_alerts_channel`` pushes every record to the ``alerts`` channel too."""
         marks_key = self.key(marks)
+        stones_key = self.key("tombstones")
         due = self.key("wh", "due")
         async with self.client.pipeline(transaction=True) as pipe:
             while True:
                 try:
-                    await pipe.watch(marks_key)
+                    # (the tombstones watched too: an erase meanwhile makes this start over)
+                    await pipe.watch(marks_key, stones_key)
                     ids = [u[0] for u in unlocks]
                     seen = await pipe.hmget(marks_key, ids) if ids else []
+                    stones = [tombstone(u[1]) for u in unlocks if u[1]]
+                    hits = await pipe.smismember(stones_key, stones) if stones else []
+                    gone = {s for s, hit in zip(stones, hits, strict=True) if hit}
                     todo: dict[str, tuple[str, bytes, Sequence[Any]]] = {}
+                    dropped: list[str] = []
                     for (uid, member, record, jobs), mark in zip(unlocks, seen, strict=True):
                         if mark is None and uid not in todo:
-                            todo[uid] = (member, record, jobs)
+                            if member and tombstone(member) in gone:
+                                dropped.append(uid)  # (erased: marked, never pushed)
+                            else:
+                                todo[uid] = (member, record, jobs)
                     pipe.multi()  # type: ignore[no-untyped-call]
+                    for uid in dropped:
+                        pipe.hset(marks_key, uid, repr(now))
                     if not todo:
-                        await pipe.reset()  # type: ignore[no-untyped-call]
+                        if dropped:
+                            await pipe.execute()
+                        else:
+                            await pipe.reset()  # type: ignore[no-untyped-call]
                         return []
                     records = [(member, record) for member, record, _ in todo.values()]
                     if to_alerts_channel:

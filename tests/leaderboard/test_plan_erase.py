@@ -115,3 +115,20 @@ def test_reasons_and_actors_the_audit_log_cannot_record_are_refused() -> None:
     for bad in ("", "a b", "x" * 65, "root\n"):
         with pytest.raises(ModerationError):
             check_actor(bad)
+
+
+def test_an_erased_authors_throttles_and_claw_backs_write_nothing_for_them() -> None:
+    from tests.leaderboard.test_plan_retro import ring_events
+
+    items: list[Event | Profile] = list(ring_events())
+    before = plan_of(items, Tombstones())
+    retro = [d for d in before.alerts if d.retroactive]
+    assert retro and before.withheld, "the ring should be throttled with claw-backs"
+    author = retro[0].target
+    after = plan_of(items, Tombstones([tombstone(author)]))
+    assert not [d for d in after.alerts if d.target == author]
+    assert [d for d in after.alerts] == [d for d in before.alerts if d.target != author]
+    b, a = tables(before), tables(after)
+    for name, at in AT.items():
+        assert not [k for k in a[name] if k[at] == author], name
+        assert a[name] == {k: v for k, v in b[name].items() if k[at] != author}, name

@@ -56,15 +56,21 @@ async def every_board(store: Store) -> dict[str, dict[str, float]]:
 
 async def keys_naming(store: Store, member: str) -> list[str]:
     """Every key of the namespace that holds ``member`` in its name, as a board or bucket row,
-    as a hash field or in a stream entry (the detector's own state aside: docs/security.md)."""
+    in a hash field or value or in a stream entry (the detector's own state aside:
+    docs/security.md)."""
     client = store.client
     found = []
+
+    async def in_hash(key: str) -> bool:
+        fields = await client.hgetall(key)
+        return member in fields or any(member in v for v in fields.values())
+
     async for key in client.scan_iter(match=store.prefix + ":*", count=1000):
         kind = await client.type(key)
         if (
             member in key.split(":", 2)[-1]
             or (kind == "zset" and await client.zscore(key, member) is not None)
-            or (kind == "hash" and ":bait:" not in key and await client.hexists(key, member))
+            or (kind == "hash" and ":bait:" not in key and await in_hash(key))
         ):
             found.append(key)
         elif kind == "stream":
@@ -158,6 +164,21 @@ async def test_a_batch_planned_before_an_erase_is_refused_and_planned_again(
     await apply(Event("b", SUN + 2, "share", "bob", "gone"))
     assert await store.explanation("gone") is None
     assert (await store.stats())["erased"] == 1
+    # a quiet shard's watermark still follows the others' after an erase
+    assert await store.raise_watermark(SUN + 10 * DAY) == SUN + 10 * DAY
+    # what read the member before the erase and writes after finds the tombstone: a rank
+    # judge's unlock, a deliverer's fan-out (no webhook job, no frame), a web process's watch
+    from leaderboard.perks import Unlock
+
+    late = Unlock(id="unl_late", rule="five", title="Five", member="gone", board="all",
+                  rank=1, score=9.0, at=SUN, payload={})  # fmt: skip
+    assert await store.record_unlocks([late]) == []
+    job = ("crm:unl_late", {"endpoint": "crm", "unlock": "unl_late"})
+    assert await store.fan_out([("unl_late", "gone", b"{}", [job])], now=1.0) == []
+    assert await store.webhook_jobs("due") == []
+    await store.feed_watch(["gone", "ann"], 60)
+    assert await store.client.zrange(store.key("watched"), 0, -1) == ["ann"]
+    assert await keys_naming(store, "gone") == []
 
 
 async def test_an_erase_waits_for_a_running_rebuild_and_checks_what_it_logs(

@@ -7,6 +7,7 @@ from typing import Any
 
 import orjson
 import pytest
+from websockets.datastructures import Headers
 
 from leaderboard.errors import ConfigError
 from leaderboard.events import Event
@@ -25,7 +26,7 @@ def auth(token: str = TOKEN) -> dict[str, str]:
 
 
 async def answer(
-    m: Moderation, path: str, headers: dict[str, str], body: Any = None, method: str = "POST"
+    m: Moderation, path: str, headers: Any, body: Any = None, method: str = "POST"
 ) -> tuple[int, dict[str, Any]]:
     raw = body if isinstance(body, bytes) or body is None else orjson.dumps(body)
     got = await m.handle(method, path, headers, raw)
@@ -76,9 +77,19 @@ async def test_only_an_admin_token_erases_and_the_log_says_who(namespace: Namesp
     status, body = await answer(m, "/api/members/ann/unhide", auth())
     assert (status, body["changed"]) == (200, True) and await store.standing("all", "ann")
     assert (await answer(m, "/api/members/ann/unhide", auth()))[1]["changed"] is False
+    # a long erase goes on after its answer (202): websockets would drop a request after 10 s
+    slow = Moderation(store, [("alice", TOKEN)], erase_wait_s=0)
+    status, body = await answer(slow, "/api/members/ann/erase", auth())
+    assert status == 202 and body["tombstone"] == tombstone("ann") and body["running"]
+    for task in list(slow.running):
+        await task
+    assert await store.explanation("ann") is None and not slow.running
+    # one Authorization, one Content-Type
+    two = Headers([("Authorization", f"Bearer {TOKEN}"), ("Authorization", "Bearer x")])
+    assert (await answer(m, "/api/members/cy/erase", two))[0] == 400
     # a rebuild running: refused, retry later
     assert await store.lock_rebuild("rb", 60) is None
-    status, body = await answer(m, "/api/members/ann/erase", auth())
+    status, body = await answer(m, "/api/members/cy/erase", auth())
     assert status == 409 and "rebuild" in body["error"]
 
 

@@ -11,7 +11,8 @@
 -- ARGV: member, tombstone, the generation's key prefix, the serving prefix, seconds per posts
 --       period, the number of base boards and their ids, the number of windows and their names,
 --       the number of calendar units and their names; then the generation assumed.
--- Returns {rows removed, unlock ids deleted (for the caller's outbox and webhook clean-up)}.
+-- Returns {rows removed, unlock ids deleted (for the caller's outbox and webhook clean-up),
+-- 1 if the tombstone is new (0: erased before)}.
 if ARGV[#ARGV] ~= '' and (redis.call('GET', KEYS[#KEYS]) or '0') ~= ARGV[#ARGV] then
   return 'stale'
 end
@@ -28,7 +29,8 @@ local function list()
 end
 local base, windows, units = list(), list(), list()
 
-if redis.call('SADD', K_TOMBSTONES, stone) == 1 then redis.call('INCR', K_ERASURES) end
+local new = redis.call('SADD', K_TOMBSTONES, stone)
+if new == 1 then redis.call('INCR', K_ERASURES) end
 
 local mcomm_key = prefix .. ':mcomm:' .. member
 local suffixes = {''}
@@ -86,4 +88,4 @@ end
 for _, uid in ipairs(uids) do redis.call('HDEL', K_FANOUT, uid) end
 redis.call('UNLINK', prefix .. ':explain:' .. member, prefix .. ':profile:' .. member,
            prefix .. ':throttle:' .. member, mcomm_key, perks_key)
-return {removed, uids}
+return {removed, uids, new}
