@@ -6,7 +6,7 @@
 -- the usual case: one ZMSCORE). The rest take that view (nil: nothing hidden) and answer in
 -- visible terms: rows, positions, ranks and the size without the hidden rows.
 -- Cost: one ZMSCORE of the hidden ids and one ZREVRANK per hidden member on the board
--- (at most MAX_HIDDEN, leaderboard/moderation.py).
+-- (at most MAX_HIDDEN, leaderboard/moderation.py); a rank is then a bisection of their scores.
 local HID = {}
 
 function HID.ids(hidden_key)
@@ -28,25 +28,32 @@ function HID.view(key, ids)
   end
   if view.n == 0 then return nil end
   table.sort(view.pos)
+  table.sort(view.scores)
   return view
+end
+
+-- how many hidden scores are <= s (``le``) or < s: bisection of the scores, ascending
+local function count_below(view, s, le)
+  local lo, hi = 0, #view.scores
+  while lo < hi do
+    local mid = math.floor((lo + hi) / 2)
+    local h = view.scores[mid + 1]
+    if h < s or (le and h == s) then lo = mid + 1 else hi = mid end
+  end
+  return lo
 end
 
 -- hidden rows scoring strictly more than ``s`` (a number or an exact score string)
 function HID.above(view, s)
   if not view then return 0 end
-  s = tonumber(s)
-  local c = 0
-  for _, h in ipairs(view.scores) do if h > s then c = c + 1 end end
-  return c
+  return #view.scores - count_below(view, tonumber(s), true)
 end
 
 -- hidden rows scoring exactly ``s``
 function HID.equal(view, s)
   if not view then return 0 end
   s = tonumber(s)
-  local c = 0
-  for _, h in ipairs(view.scores) do if h == s then c = c + 1 end end
-  return c
+  return count_below(view, s, true) - count_below(view, s, false)
 end
 
 -- hidden rows before raw position ``p`` (ZREVRANGE order)
