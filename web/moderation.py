@@ -156,7 +156,7 @@ class Moderation:
             try:
                 done = await asyncio.wait_for(asyncio.shield(task), self.erase_wait_s)
             except TimeoutError:
-                # (the erase goes on: its audit entry is written already, its clean-up follows)
+                # (the erase goes on; a failure is logged, and a repeat finishes it)
                 self.running.add(task)
                 task.add_done_callback(self._finished)
                 return Answer(
@@ -166,9 +166,10 @@ class Moderation:
                             "erased": True,
                             "tombstone": tombstone(member),
                             "by": who,
-                            "running": "the member is off every board and never scored again; "
-                            "their outbox, webhook and feed entries are being removed "
-                            "(GET /api/moderation shows the erase)",
+                            "running": "the erase goes on after this answer (its tombstone "
+                            "and board rows come first, then outbox, webhook and feed entries); "
+                            "GET /api/moderation shows it once logged, and sending it again "
+                            "is safe",
                         }
                     ),
                 )
