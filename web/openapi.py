@@ -182,8 +182,8 @@ _ERASE: dict[str, Any] = {
                 },
             ),
             "202": _json(
-                "off every board and tombstoned; the rest of the erase (outboxes, webhooks, "
-                "the feed) still running",
+                "accepted: the erase is still running (tombstone and board rows first, then "
+                "outboxes, webhooks, the feed); sending it again is safe",
                 {
                     "type": "object",
                     "required": ["erased", "tombstone", "by", "running"],
