@@ -5,9 +5,10 @@
     python examples/chat_bot.py --board 24h --member alice --member bob
     python examples/chat_bot.py --url ws://kudos.example:8000/ws --token s3cret
 
-It speaks the live push protocol (docs/protocol.md) and needs only the `websockets` package. When the
-connection drops it reconnects and resumes every channel from the last frame it saw, so nothing is
-announced twice and nothing is missed while the server still holds the frames.
+It is built on Kudos's Python client (kudos/client.py, docs/clients.md), which speaks the live
+push protocol (docs/protocol.md): when the connection drops it reconnects with backoff and resumes
+every channel from the last frame it saw, so nothing is announced twice and nothing is missed while
+the server still holds the frames.
 """
 
 from __future__ import annotations
@@ -18,11 +19,12 @@ import contextlib
 import json
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from websockets.asyncio.client import connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake
+from kudos.client import Client
+from kudos.subscriptions import Update
+from leaderboard.errors import LiveError
 
 
 def post(message: str) -> None:
@@ -42,7 +44,7 @@ def post(message: str) -> None:
 
 
 class Bot:
-    """Keeps what the protocol says a client keeps (position and top N) and words the news."""
+    """Words the news of a board's top N and of some members; the client keeps the state."""
 
     def __init__(
         self,
@@ -53,69 +55,41 @@ class Bot:
     ) -> None:
         self.board, self.limit, self.post = board, limit, post
         self.channels = [f"board:{board}", *(f"member:{m}" for m in members)]
-        self.position: dict[str, tuple[str, int]] = {}  # channel → (epoch, seq) last applied
-        self.top: dict[str, tuple[int, float]] = {}  # member → (rank, score) in our top N
         self.announced: set[str] = set()  # an event reaches every channel it concerns: say it once
 
-    def subscriptions(self) -> list[dict[str, Any]]:
-        """Subscribe messages for a new connection, resuming where the last one stopped."""
-        out = []
-        for channel in self.channels:
-            msg: dict[str, Any] = {"op": "subscribe", "channel": channel}
-            if channel.startswith("board:"):
-                msg["limit"] = self.limit
-            if channel in self.position:
-                epoch, seq = self.position[channel]
-                msg["resume"] = {"epoch": epoch, "seq": seq}
-            out.append(msg)
-        return out
-
-    def handle(self, frame: dict[str, Any]) -> list[str]:
-        """The announcements one frame makes (and the state it updates)."""
-        kind, channel = frame.get("type"), frame.get("channel", "")
-        if kind == "error":
-            print(f"server error: {frame.get('code')}: {frame.get('message')}", file=sys.stderr)
-        if kind == "snapshot":
-            self.position[channel] = (frame["epoch"], frame["seq"])
-            if "entries" in frame:
-                self.top = {e["member"]: (e["rank"], e["score"]) for e in frame["entries"]}
+    def handle(self, update: Update) -> list[str]:
+        """The announcements one update makes."""
+        if update.kind == "error":
+            print(
+                f"server error: {update.frame.get('code')}: {update.frame.get('message')}",
+                file=sys.stderr,
+            )
             return []
-        if kind not in ("delta", "event") or channel not in self.position:
-            return []
-        epoch, seq = self.position[channel]
-        if frame["epoch"] != epoch or frame["seq"] <= seq:
-            return []  # a frame we already have
-        self.position[channel] = (epoch, frame["seq"])
-        if kind == "event":
-            return self.events([frame])
-        if "entered" not in frame:
-            return []  # a member's standing changed: the events say what matters
-        return self.board_delta(frame)
+        if update.kind == "event":
+            return self.events(update.events)
+        if update.kind != "delta" or not update.channel.startswith("board:"):
+            return []  # a snapshot, or a member's standing: their events say what matters
+        return self.board_delta(update)
 
-    def board_delta(self, delta: dict[str, Any]) -> list[str]:
-        old, board, news = dict(self.top), self.board, []
-        for e in delta["left"]:
-            self.top.pop(e["member"], None)
-        for e in delta["entered"] + delta["score"]:
-            self.top[e["member"]] = (e["rank"], e["score"])
-        for e in delta["moved"]:
-            self.top[e["member"]] = (e["to"], e["score"])
+    def board_delta(self, update: Update) -> list[str]:
+        delta, board, news = update.frame, self.board, []
+        before = {e["member"]: e["score"] for e in update.previous}
         # reaching the top 1, 3, 10 or 100 comes as an event: that one line says it best
-        reached = {ev["member"] for ev in delta.get("events", [])}
-        for e in delta["entered"]:
+        reached = {ev.get("member") for ev in update.events}
+        for e in delta.get("entered", []):
             if e["member"] not in reached:
                 news.append(
                     f"🆕 {e['member']} entered the top {self.limit} on {board} at #{e['rank']}"
                 )
-        for e in delta["moved"]:  # a climb with more points, not a shift because others moved
-            gained = e["score"] > old.get(e["member"], (0, e["score"]))[1]
+        for e in delta.get("moved", []):  # a climb with more points, not a shift: others moved
+            gained = e["score"] > before.get(e["member"], e["score"])
             if e["to"] < e["from"] and gained and e["member"] not in reached:
                 news.append(
                     f"📈 {e['member']} climbed to #{e['to']} on {board} ({e['score']:g} pts)"
                 )
-        return news + self.events(delta.get("events", []), delta.get("as_of"))
+        return news + self.events(update.events, delta.get("as_of"))
 
-    def events(self, events: list[dict[str, Any]], as_of: Any = None) -> list[str]:
+    def events(self, events: list[Mapping[str, Any]], as_of: Any = None) -> list[str]:
         news = []
         for ev in events:
             fields = ("event", "board", "member", "top", "overtaker", "overtaken", "title")
@@ -126,35 +100,32 @@ class Bot:
                 self.announced.clear()
             self.announced.add(key)
             on = f" on {ev['board']}" if ev.get("board") else ""
-            who = ev.get("member") or ev.get("channel", "").partition(":")[2]
-            if ev["event"] == "overtaken":
+            who = ev.get("member") or str(ev.get("channel", "")).partition(":")[2]
+            if ev.get("event") == "overtaken":
                 news.append(f"⚔️ {ev['overtaker']} overtook {ev['overtaken']}{on}")
-            elif ev["event"] == "entered_top":
+            elif ev.get("event") == "entered_top":
                 news.append(f"🏆 {who} reached the top {ev['top']}{on} at #{ev['rank']}")
-            elif ev["event"] == "perk":
+            elif ev.get("event") == "perk":
                 news.append(f"🎁 {who} unlocked {ev.get('title') or 'a perk'}{on}")
         return news
 
 
 async def run(url: str, token: str, bot: Bot) -> None:
-    delay = 1.0
-    while True:
-        try:
-            async with connect(url) as ws:
-                json.loads(await ws.recv())  # hello
-                if token:
-                    await ws.send(json.dumps({"op": "auth", "token": token}))
-                for msg in bot.subscriptions():
-                    await ws.send(json.dumps(msg))
-                delay = 1.0
-                async for raw in ws:
-                    for message in bot.handle(json.loads(raw)):
-                        # in a thread: a slow webhook must not stall the connection
-                        await asyncio.to_thread(bot.post, message)
-        except (OSError, ConnectionClosed, InvalidHandshake) as exc:
-            print(f"connection lost ({exc}); reconnecting in {delay:.0f} s", file=sys.stderr)
-        await asyncio.sleep(delay)
-        delay = min(delay * 2, 60.0)
+    def notice(text: str) -> None:  # reconnecting, resumed: for the operator, not the chat
+        print(text, file=sys.stderr, flush=True)
+
+    async with Client(url, token=token, on_notice=notice) as client:
+        for channel in bot.channels:
+            client.subscribe(channel, limit=bot.limit if channel.startswith("board:") else None)
+        async for update in client.updates():
+            if update.fatal and not client.subs.channels:  # the server refused every channel
+                message = update.frame.get("message")
+                raise LiveError(
+                    str(update.frame.get("code")), f"cannot follow {update.channel}: {message}"
+                )
+            for message in bot.handle(update):
+                # in a thread: a slow webhook must not stall the connection
+                await asyncio.to_thread(bot.post, message)
 
 
 def main() -> None:
@@ -167,7 +138,10 @@ def main() -> None:
     p.add_argument("--member", action="append", default=[], help="a member to follow (repeat)")
     args = p.parse_args()
     with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C stops the bot
-        asyncio.run(run(args.url, args.token, Bot(args.board, args.limit, tuple(args.member))))
+        try:
+            asyncio.run(run(args.url, args.token, Bot(args.board, args.limit, tuple(args.member))))
+        except LiveError as exc:  # unreachable at the start, a refused token, a refused board
+            sys.exit(f"chat_bot: {exc}")
 
 
 if __name__ == "__main__":

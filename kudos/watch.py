@@ -1,9 +1,10 @@
 """``kudos watch``: follow live channels over the websocket protocol (docs/protocol.md) and print one
 line per update, the way a chat bot would post it, or every frame as JSON.
 
-:class:`kudos.watcher.Watcher` (pure, no sockets) holds each channel's state and turns frames
-into lines; this module owns the connection: hello, auth, subscribe, resume after a reconnect
-(with backoff), ``--count`` and ``--for``.
+:class:`kudos.client.Client` owns the connection (hello, auth, subscribe, resume after a
+reconnect with backoff) and hands over each channel's updates in order;
+:class:`kudos.watcher.Watcher` (pure) words them. This module prints them, looks up display
+names, and stops at ``--count`` or ``--for``.
 """
 
 from __future__ import annotations
@@ -12,29 +13,20 @@ import asyncio
 import contextlib
 import io
 import os
-import random
 import sys
 import urllib.request
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 from urllib.parse import quote
 
 import orjson
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
-from kudos.watcher import Channel, Line, Watcher
-from leaderboard.errors import WatchError
-from web.protocol import CLOSE_POLICY, PROTOCOL
+from kudos.client import Client
+from kudos.subscriptions import Update
+from kudos.watcher import Watcher, parse_channel
+from leaderboard.errors import LiveError, WatchError
 
-#: Reconnect delays (seconds): the first, doubled per failed attempt up to the cap, ±20 % each.
-BACKOFF_FIRST_S = 0.5
-BACKOFF_MAX_S = 30.0
-#: The server lets a client burst 40 messages; beyond that the subscribes are paced.
-BURST = 30
-#: Error codes that mean a channel can never be followed (the others are worth a retry).
-FATAL_CODES = frozenset({"bad_request", "bad_channel", "unknown_board", "too_many_subscriptions"})
 # -- the connection ------------------------------------------------------------------------
 
 
@@ -85,11 +77,6 @@ class _Session:
     err: TextIO
     #: updates printed so far (``--count``)
     printed: int = 0
-    connected_once: bool = False
-    #: request id → channel, to tell which subscribe an error answers
-    requests: dict[int, str] = field(default_factory=dict)
-    next_id: int = 1
-    retries: set[asyncio.Task[None]] = field(default_factory=set)
     #: members whose display names were asked for (once each), and the lookups under way
     asked: set[str] = field(default_factory=set)
     lookups: set[asyncio.Task[None]] = field(default_factory=set)
@@ -97,28 +84,36 @@ class _Session:
     def notice(self, text: str) -> None:
         print(f"kudos watch: {text}", file=self.err, flush=True)
 
-    def emit(self, raw: str | bytes, lines: Iterable[Line], update: bool) -> None:
-        """Print a frame's lines (or, with ``json``, the frame itself) and count the updates."""
+    def frame(self, raw: str, frame: dict[str, Any]) -> None:
+        """``--json``: every frame as it arrives, unmodified."""
+        self._guard(lambda: self._write(raw))
+
+    def _write(self, raw: str) -> None:
+        self.out.write(raw)
+        self.out.write("\n")
+        self.out.flush()
+
+    def emit(self, update: Update) -> None:
+        """Print an update's lines (with ``json``, only its notices) and count the updates."""
+        self._guard(lambda: self._emit(update))
+
+    def _guard(self, write: Callable[[], None]) -> None:
         try:
-            self._emit(raw, lines, update)
+            write()
         except BrokenPipeError:  # `kudos watch ... | head`: the reader has gone
             if self.out is sys.stdout:  # and the interpreter's last flush must not fail either
                 os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             raise _Done from None
 
-    def _emit(self, raw: str | bytes, lines: Iterable[Line], update: bool) -> None:
-        if self.opts.json:
-            self.out.write(raw if isinstance(raw, str) else raw.decode())
-            self.out.write("\n")
-            self.out.flush()
-        for line in lines:
+    def _emit(self, update: Update) -> None:
+        for line in self.watcher.handle(update):
             if line.kind == "notice":
                 self.notice(line.text)
             elif not self.opts.json:
                 print(line.text, file=self.out, flush=True)
                 if line.kind == "update":
                     self._count()
-        if self.opts.json and update:
+        if self.opts.json and update.kind in ("delta", "event"):
             self._count()
 
     def _count(self) -> None:
@@ -126,54 +121,20 @@ class _Session:
         if self.opts.count is not None and self.printed >= self.opts.count:
             raise _Done
 
-    async def send(self, ws: ClientConnection, msg: dict[str, Any]) -> None:
-        await ws.send(orjson.dumps(msg).decode())
-
-    async def subscribe(self, ws: ClientConnection, ch: Channel) -> None:
-        rid = self.next_id
-        self.next_id += 1
-        self.requests[rid] = ch.name
-        ch.gap, ch.resyncing = False, True
-        await self.send(ws, ch.subscribe(rid))
-
-    async def connection(self, ws: ClientConnection) -> None:
-        """One connection: hello, auth, (re)subscribe every channel, then frames until it closes."""
-        raw = await asyncio.wait_for(ws.recv(), 10)
-        hello = orjson.loads(raw)
-        self.emit(raw, [], update=False)
-        if not isinstance(hello, dict) or hello.get("type") != "hello":
-            raise WatchError(f"{self.opts.url} sent no hello frame: is it a Kudos web process?")
-        if hello.get("protocol") != PROTOCOL:
-            self.notice(
-                f"the server speaks protocol {hello.get('protocol')}, this client {PROTOCOL}"
-            )
-        if (hello.get("limits") or {}).get("auth") and not self.opts.token:
-            raise WatchError("the server requires a token: set KUDOS_WEB_TOKEN or pass --token")
-        if self.opts.token:
-            await self.send(ws, {"op": "auth", "token": self.opts.token})
-        for i, ch in enumerate(list(self.watcher.channels.values())):
-            if i >= BURST:  # stay under the server's message rate
-                await asyncio.sleep(0.1)
-            await self.subscribe(ws, ch)
-        self.connected_once = True
-        async for raw in ws:
-            try:
-                frame = orjson.loads(raw)
-            except orjson.JSONDecodeError:
-                frame = None
-            if not isinstance(frame, dict):
-                self.notice(f"ignored a frame that is not a JSON object: {raw[:80]!r}")
-                continue
+    async def follow(self, client: Client) -> None:
+        for name in map(parse_channel, self.opts.channels):
+            client.subscribe(name, limit=self.opts.limit if name.startswith("board:") else None)
+        async for update in client.updates():
             if not self.opts.json:
-                self.learn_names(frame)
-            self.emit(
-                raw, self.watcher.handle(frame), update=frame.get("type") in ("delta", "event")
-            )
-            if frame.get("type") == "error":
-                self._error(ws, frame)
-            for ch in list(self.watcher.channels.values()):
-                if ch.gap:  # resume from the last frame applied: the server replays the rest
-                    await self.subscribe(ws, ch)
+                self.learn_names(update.frame)
+            self.emit(update)
+            if update.fatal:  # the server refused the channel for good
+                if not client.subs.channels:
+                    raise WatchError(
+                        update.frame.get("code", "refused"),
+                        f"cannot follow {update.channel}: {update.frame.get('message')}",
+                    )
+                self.notice(f"not following {update.channel}")
 
     def learn_names(self, frame: Mapping[str, Any]) -> None:
         """Ask ``GET /api/profiles`` (same port) in the background for the display names of
@@ -206,82 +167,34 @@ class _Session:
                 if isinstance(p, dict) and isinstance(p.get("name"), str):
                     self.watcher.names[m] = p["name"]
 
-    def _error(self, ws: ClientConnection, frame: Mapping[str, Any]) -> None:
-        rid = frame.get("id")
-        name = self.requests.get(rid) if isinstance(rid, int) else None
-        if name is None or name not in self.watcher.channels:
-            return
-        if frame.get("code") in FATAL_CODES:
-            del self.watcher.channels[name]
-            if not self.watcher.channels:
-                raise WatchError(f"cannot follow {name}: {frame.get('message')}")
-            self.notice(f"not following {name}")
-            return
-        ch = self.watcher.channels[name]
 
-        async def later() -> None:  # e.g. "unavailable": Redis is down for a moment
-            await asyncio.sleep(1.0)
-            with contextlib.suppress(ConnectionClosed):
-                await self.subscribe(ws, ch)
-
-        task = asyncio.get_running_loop().create_task(later())
-        self.retries.add(task)
-        task.add_done_callback(self.retries.discard)
-
-    async def loop(self) -> None:
-        """Connect, and reconnect with backoff for as long as it takes once connected."""
-        attempt = 0
-        while True:
-            try:
-                async with connect(
-                    self.opts.url, open_timeout=10, max_size=16 << 20, close_timeout=2
-                ) as ws:
-                    if attempt:
-                        self.notice(f"reconnected to {self.opts.url}; resuming")
-                    attempt = 0
-                    try:
-                        await self.connection(ws)
-                    except (WatchError, _Done, asyncio.CancelledError):
-                        await ws.close()  # a normal close (1000), not an internal error
-                        raise
-                code, why = ws.close_code, ws.close_reason
-                reason = f"the server closed the connection ({code}{': ' + why if why else ''})"
-            except ConnectionClosed as exc:
-                code = exc.rcvd.code if exc.rcvd else None
-                why = exc.rcvd.reason if exc.rcvd else ""
-                if code == CLOSE_POLICY:
-                    raise WatchError(
-                        f"the server refused this client: {why or 'policy violation'}"
-                        " (check KUDOS_WEB_TOKEN / --token)"
-                    ) from None
-                reason = f"connection lost ({code or 'no close frame'}{': ' + why if why else ''})"
-            except (OSError, TimeoutError, InvalidHandshake, InvalidURI) as exc:
-                what = str(exc) or type(exc).__name__
-                if not self.connected_once:
-                    raise WatchError(
-                        f"cannot reach the Kudos web process at {self.opts.url} ({what}); start "
-                        "the stack with `kudos up --background` (or run `kudos web`), or check "
-                        "KUDOS_WEB_PORT / --url"
-                    ) from None
-                reason = f"cannot reconnect ({what})"
-            for task in list(self.retries):
-                task.cancel()
-            delay = min(BACKOFF_MAX_S, BACKOFF_FIRST_S * 2**attempt) * random.uniform(0.8, 1.2)
-            attempt += 1
-            self.notice(f"{reason}; reconnecting in {delay:.1f} s")
-            await asyncio.sleep(delay)
+#: What to do next, by the client's error code.
+HINTS = {
+    "unreachable": "; start the stack with `kudos up --background` (or run `kudos web`), or "
+    "check KUDOS_WEB_PORT / --url",
+    "auth": ": set KUDOS_WEB_TOKEN or pass --token",
+    "refused": " (check KUDOS_WEB_TOKEN / --token)",
+}
 
 
 async def watch(opts: Options, out: TextIO | None = None, err: TextIO | None = None) -> int:
     """Follow ``opts.channels`` until ``count`` updates or ``seconds``; the exit status."""
-    session = _Session(
-        opts, Watcher(opts.channels, opts.limit, opts.scores), out or sys.stdout, err or sys.stderr
+    session = _Session(opts, Watcher(opts.limit, opts.scores), out or sys.stdout, err or sys.stderr)
+    client = Client(
+        opts.url,
+        token=opts.token,
+        on_frame=session.frame if opts.json else None,
+        on_notice=session.notice,
     )
     try:
-        async with asyncio.timeout(opts.seconds):
-            await session.loop()
+        async with client, asyncio.timeout(opts.seconds):
+            await session.follow(client)
     except _Done:
         return 0
+    except WatchError:
+        raise
+    except LiveError as exc:
+        raise WatchError(exc.code, f"{exc}{HINTS.get(exc.code, '')}") from None
     except TimeoutError:
         if opts.count is not None:
             session.notice(f"only {session.printed} of {opts.count} updates in {opts.seconds:g} s")

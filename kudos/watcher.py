@@ -1,17 +1,18 @@
-"""What a ``kudos watch`` client knows and says, pure (no sockets): :class:`Watcher` holds each
-channel's state exactly as the protocol (docs/protocol.md) says a client should, and turns every
-frame into :class:`Line` s, the way a chat bot would post them. :mod:`kudos.watch` owns the
-connection.
+"""What ``kudos watch`` says, pure (no sockets): :class:`Watcher` turns every update of a
+channel (:mod:`kudos.subscriptions`, which holds each channel's state as docs/protocol.md says a
+client should) into :class:`Line` s, the way a chat bot would post them. :mod:`kudos.watch` runs
+it on :class:`kudos.client.Client`.
 """
 
 from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import orjson
+
+from kudos.subscriptions import Update
 
 #: How many names of passed members a climb line spells out.
 MAX_NAMES = 3
@@ -53,58 +54,21 @@ def _names(names: list[str]) -> str:
     return f"{', '.join(names[:MAX_NAMES])} and {rest} other{'s' if rest > 1 else ''}"
 
 
-@dataclass
-class Channel:
-    """What the client knows of one channel (docs/protocol.md): position and state."""
-
-    name: str
-    limit: int = 10
-    epoch: str | None = None
-    seq: int | None = None
-    #: board channels: member → (rank, score)
-    top: dict[str, tuple[int, float]] = field(default_factory=dict)
-    #: member channels: board → {"rank", "score"} or None (not on that board)
-    standing: dict[str, Any] = field(default_factory=dict)
-    #: a snapshot was applied (later snapshots are re-syncs: their differences are printed)
-    synced: bool = False
-    #: a frame arrived out of sequence: resubscribe with resume
-    gap: bool = False
-    #: a subscribe is on its way: frames out of sequence meanwhile are dropped, not re-flagged
-    resyncing: bool = False
-
-    @property
-    def kind(self) -> str:
-        return self.name.partition(":")[0]
-
-    @property
-    def key(self) -> str:
-        return self.name.partition(":")[2]
-
-    @property
-    def resume(self) -> dict[str, Any] | None:
-        if self.epoch is None or self.seq is None:
-            return None
-        return {"epoch": self.epoch, "seq": self.seq}
-
-    def subscribe(self, request_id: int) -> dict[str, Any]:
-        msg: dict[str, Any] = {"op": "subscribe", "channel": self.name, "id": request_id}
-        if self.kind == "board":
-            msg["limit"] = self.limit
-        if self.resume is not None:
-            msg["resume"] = self.resume
-        return msg
+def _rows(entries: Iterable[Mapping[str, Any]]) -> dict[str, tuple[int, float]]:
+    return {e["member"]: (int(e["rank"]), float(e["score"])) for e in entries}
 
 
 class Watcher:
-    """Applies frames to the channels' state and says what changed, one line per update.
+    """Turns each channel's updates (:class:`kudos.subscriptions.Update`, in order, from
+    :class:`kudos.client.Client`) into lines, one per thing that happened.
 
     Pure score changes and rank shifts caused by others (a member pushed down when someone passes
     them, or up when someone above falls back) are left out unless ``scores`` is set: the climb or
     fall that caused them has its own line.
     """
 
-    def __init__(self, channels: Iterable[str], limit: int = 10, scores: bool = False) -> None:
-        self.channels = {name: Channel(name, limit) for name in channels}
+    def __init__(self, limit: int = 10, scores: bool = False) -> None:
+        self.limit = limit
         self.scores = scores
         #: member → display name (profile events), filled by the caller (kudos watch reads
         #: GET /api/profiles for the members of each frame before handing it over)
@@ -116,78 +80,51 @@ class Watcher:
         name = self.names.get(member)
         return f"{name} ({member})" if name else member
 
-    # -- frames ----------------------------------------------------------------------------
+    # -- updates ---------------------------------------------------------------------------
 
-    def handle(self, frame: Mapping[str, Any]) -> list[Line]:
-        kind = frame.get("type")
-        if kind == "error":
-            where = f" ({frame['channel']})" if frame.get("channel") else ""
-            return [
-                Line(f"server error{where}: {frame.get('code')}: {frame.get('message')}", "notice")
-            ]
-        ch = self.channels.get(str(frame.get("channel")))
-        if ch is None:
-            return []  # hello, pong, authenticated, unsubscribed, or a channel we let go of
-        if kind == "subscribed":
-            ch.resyncing = False
-            if "limit" in frame:
-                ch.limit = int(frame["limit"])
-            if frame.get("recovered") and ch.synced and ch.seq is not None:
-                missed = int(frame["seq"]) - ch.seq
-                return [Line(f"{ch.name}: resumed after seq {ch.seq}, {missed} missed", "notice")]
+    def handle(self, u: Update) -> list[Line]:
+        f = u.frame
+        kind, _, key = u.channel.partition(":")
+        if u.kind == "error":
+            where = f" ({f['channel']})" if f.get("channel") else ""
+            return [Line(f"server error{where}: {f.get('code')}: {f.get('message')}", "notice")]
+        if u.kind == "resumed":
+            after = int(f["seq"]) - u.missed
+            return [Line(f"{u.channel}: resumed after seq {after}, {u.missed} missed", "notice")]
+        if u.kind == "snapshot":
+            return self._snapshot(u, kind, key)
+        if u.kind == "event":
+            return self._events(u.channel, [f], f.get("as_of"))
+        if u.kind != "delta":
             return []
-        if kind == "snapshot":
-            return self._snapshot(ch, frame)
-        if kind not in ("delta", "event"):
-            return []
-        if ch.epoch != frame.get("epoch") or ch.seq is None:
-            return []  # not ours yet: a snapshot or a resume reply comes first
-        seq = int(frame["seq"])
-        if seq <= ch.seq:
-            return []  # already applied
-        if seq != ch.seq + 1:
-            if ch.resyncing:
-                return []
-            ch.gap = True
-            return [Line(f"{ch.name}: frame {seq} after {ch.seq}; resuming", "notice")]
-        ch.seq = seq
-        if kind == "event":
-            return self._events(ch, [frame], frame.get("as_of"))
-        if ch.kind == "board":
-            return self._board_delta(ch, frame)
-        return self._member_delta(ch, frame.get("boards") or {})
+        if kind == "board":
+            return self._board_delta(key, u.limit or self.limit, u.previous, u.entries, f)
+        if kind == "member":
+            return self._member_delta(key, u.previous_boards, f.get("boards") or {})
+        return []
 
-    def _snapshot(self, ch: Channel, f: Mapping[str, Any]) -> list[Line]:
-        ch.epoch, ch.seq, ch.gap = f["epoch"], int(f["seq"]), False
-        first = not ch.synced
-        ch.synced = True
+    def _snapshot(self, u: Update, kind: str, key: str) -> list[Line]:
+        f = u.frame
         notice = []
-        if not first:
-            why = (
-                "conflated"
-                if f.get("conflated")
-                else "the feed was reset"
-                if f.get("reset")
-                else ""
-            )
+        if not u.first:
+            why = {"conflated": "conflated", "reset": "the feed was reset"}.get(u.reason)
             why = why or "could not resume"
-            notice = [Line(f"{ch.name}: caught up from a fresh snapshot ({why})", "notice")]
-        if ch.kind == "alerts":
-            return notice if not first else [Line("🎣 following comment-bait alerts", "summary")]
-        if ch.kind == "member":
-            boards = dict(f.get("boards") or {})
-            if first:
-                ch.standing = boards
-                return [Line(self._member_summary(ch), "summary")]
-            changed = {b: v for b, v in boards.items() if ch.standing.get(b) != v}
-            return notice + self._member_delta(ch, changed)
-        entries = f.get("entries") or []
-        if first:
-            ch.top = {e["member"]: (e["rank"], e["score"]) for e in entries}
-            return [Line(self._board_summary(ch, entries, f.get("members")), "summary")]
+            notice = [Line(f"{u.channel}: caught up from a fresh snapshot ({why})", "notice")]
+        if kind == "alerts":
+            return notice if not u.first else [Line("🎣 following comment-bait alerts", "summary")]
+        if kind == "member":
+            if u.first:
+                return [Line(self._member_summary(key, u.boards), "summary")]
+            old = u.previous_boards
+            changed = {b: v for b, v in u.boards.items() if old.get(b) != v}
+            return notice + self._member_delta(key, old, changed)
+        limit = u.limit or self.limit
+        if u.first:
+            return [
+                Line(self._board_summary(key, limit, list(u.entries), f.get("members")), "summary")
+            ]
         # a re-sync (conflated, reset, or a reconnect that could not resume): what changed meanwhile
-        new = {e["member"]: (int(e["rank"]), float(e["score"])) for e in entries}
-        old = ch.top
+        new, old = _rows(u.entries), _rows(u.previous)
         delta: dict[str, Any] = {"entered": [], "left": [], "moved": [], "score": []}
         for m, (rank, score) in new.items():
             if m not in old:
@@ -197,44 +134,44 @@ class Watcher:
             elif old[m][1] != score:
                 delta["score"].append({"member": m, "rank": rank, "score": score})
         delta["left"] = [{"member": m, "rank": r} for m, (r, _) in old.items() if m not in new]
-        return notice + self._board_delta(ch, delta)
+        return notice + self._board_delta(key, limit, u.previous, u.entries, delta)
 
-    def _board_summary(self, ch: Channel, entries: list[dict[str, Any]], members: Any) -> str:
+    def _board_summary(
+        self, board: str, limit: int, entries: list[Mapping[str, Any]], members: Any
+    ) -> str:
         # (a size smaller than the entries shown is not one: say nothing rather than "of 0")
         size = f" of {members:,}" if isinstance(members, int) and members >= len(entries) else ""
         if not entries:
-            return f"📋 {ch.key}: no one on the board yet"
+            return f"📋 {board}: no one on the board yet"
         shown = ", ".join(
             f"#{e['rank']} {self.who(e['member'])} ({num(e['score'])})" for e in entries[:3]
         )
         more = f", … {len(entries) - 3} more" if len(entries) > 3 else ""
-        return f"📋 {ch.key}: top {ch.limit}{size} — {shown}{more}"
+        return f"📋 {board}: top {limit}{size} — {shown}{more}"
 
-    def _member_summary(self, ch: Channel) -> str:
-        on = [f"#{v['rank']:,} on {b} ({num(v['score'])} pts)" for b, v in ch.standing.items() if v]
-        off = [b for b, v in ch.standing.items() if not v]
+    def _member_summary(self, member: str, standing: Mapping[str, Any]) -> str:
+        on = [f"#{v['rank']:,} on {b} ({num(v['score'])} pts)" for b, v in standing.items() if v]
+        off = [b for b, v in standing.items() if not v]
         if not on:
-            return f"👤 {self.who(ch.key)}: not on any board yet"
+            return f"👤 {self.who(member)}: not on any board yet"
         return (
-            f"👤 {self.who(ch.key)}: "
+            f"👤 {self.who(member)}: "
             + ", ".join(on)
             + (f"; not on {', '.join(off)}" if off else "")
         )
 
     # -- board channels --------------------------------------------------------------------
 
-    def _board_delta(self, ch: Channel, f: Mapping[str, Any]) -> list[Line]:
-        board, n = ch.key, ch.limit
-        old = dict(ch.top)
-        top = ch.top
-        for e in f.get("left", []):
-            top.pop(e["member"], None)
-        for e in f.get("entered", []):
-            top[e["member"]] = (e["rank"], e["score"])
-        for e in f.get("moved", []):
-            top[e["member"]] = (e["to"], e["score"])
-        for e in f.get("score", []):
-            top[e["member"]] = (e["rank"], e["score"])
+    def _board_delta(
+        self,
+        board: str,
+        n: int,
+        before: Iterable[Mapping[str, Any]],
+        after: Iterable[Mapping[str, Any]],
+        f: Mapping[str, Any],
+    ) -> list[Line]:
+        """The lines of a change of the top ``n`` from ``before`` to ``after`` (``f``: the delta)."""
+        old, top = _rows(before), _rows(after)
 
         tiers: dict[str, int] = {}
         others: list[Mapping[str, Any]] = []
@@ -291,7 +228,7 @@ class Watcher:
         lines += [
             Line(f"👋 {w(e['member'])} left the top {n} on {board}") for e in f.get("left", [])
         ]
-        lines += [Line(self._event(ch, ev)) for ev in others]
+        lines += [Line(self._event("board:" + board, ev)) for ev in others]
         return lines
 
     @staticmethod
@@ -302,12 +239,13 @@ class Watcher:
 
     # -- member channels -------------------------------------------------------------------
 
-    def _member_delta(self, ch: Channel, boards: Mapping[str, Any]) -> list[Line]:
-        m = self.who(ch.key)
+    def _member_delta(
+        self, member: str, before: Mapping[str, Any], boards: Mapping[str, Any]
+    ) -> list[Line]:
+        m = self.who(member)
         lines: list[Line] = []
         for board, new in boards.items():
-            old = ch.standing.get(board)
-            ch.standing[board] = new
+            old = before.get(board)
             if new is None:
                 if old is not None:
                     lines.append(Line(f"👋 {m} dropped off {board}"))
@@ -327,8 +265,8 @@ class Watcher:
                 lines.append(Line(f"💯 {m} now {pts} pts on {board} (#{rank:,})"))
         return lines
 
-    def _events(self, ch: Channel, events: list[Mapping[str, Any]], as_of: Any) -> list[Line]:
-        return [Line(self._event(ch, ev)) for ev in events if self._remember(ev, as_of)]
+    def _events(self, channel: str, events: list[Mapping[str, Any]], as_of: Any) -> list[Line]:
+        return [Line(self._event(channel, ev)) for ev in events if self._remember(ev, as_of)]
 
     def _remember(self, ev: Mapping[str, Any], as_of: Any) -> bool:
         """False if this event was already printed (it reaches every channel it concerns)."""
@@ -339,11 +277,12 @@ class Watcher:
         self._seen.append(key)
         return True
 
-    def _event(self, ch: Channel, ev: Mapping[str, Any]) -> str:
+    def _event(self, channel: str, ev: Mapping[str, Any]) -> str:
         kind = ev.get("event")
         board = ev.get("board")
         on = f" on {board}" if board else ""
-        member = self.who(ev.get("member") or (ch.key if ch.kind == "member" else "someone"))
+        ckind, _, key = channel.partition(":")
+        member = self.who(ev.get("member") or (key if ckind == "member" else "someone"))
         if kind == "overtaken":
             a, b = str(ev.get("overtaker")), str(ev.get("overtaken"))
             ranks = ev.get("ranks") or {}

@@ -14,7 +14,8 @@
     ├── InvalidBody(ValueError)          an HTTP ingest body is neither JSON nor NDJSON
     ├── ScoringVersionMismatch           the namespace is scored under other rules than this process's
     ├── ClientError(ValueError)          a websocket client's message breaks the protocol; ``code`` is sent
-    ├── WatchError                       ``kudos watch`` cannot go on (unreachable, refused, no channel)
+    ├── LiveError                        the live client (kudos.client) cannot go on; ``code`` says why
+    │   └── WatchError                   ``kudos watch`` cannot go on (unreachable, refused, no channel)
     └── ModerationError(ValueError)      an erase's reason or actor cannot be recorded
 
 Every error a caller can act on is one of these; anything else escaping a public function is a bug.
@@ -126,7 +127,19 @@ class ClientError(KudosError, ValueError):
         self.code = code
 
 
-class WatchError(KudosError):
+class LiveError(KudosError):
+    """The live client (:mod:`kudos.client`) cannot go on, or refused a subscription before
+    sending it. ``code``: ``unreachable`` (no connection yet), ``refused`` (closed with 1008: a
+    token or an origin), ``auth`` (the server needs a token and none was given), ``protocol``
+    (not a Kudos web process), ``bad_channel``, or the server's error code for a channel it
+    refused (``unknown_board``, ...)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class WatchError(LiveError):
     """``kudos watch`` cannot go on (server unreachable, token refused, no valid channel); the
     message says what to do next."""
 

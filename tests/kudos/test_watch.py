@@ -9,53 +9,50 @@ import importlib.util
 import io
 import signal
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import orjson
 import pytest
-from websockets.asyncio.server import ServerConnection, serve
+from websockets.asyncio.server import ServerConnection
 
 from kudos import servers
+from kudos.subscriptions import Subscriptions
 from kudos.watch import Options, watch
-from kudos.watcher import Watcher, num, parse_channel
+from kudos.watcher import Line, Watcher, num, parse_channel
 from leaderboard.errors import WatchError
 from tests.conftest import Namespace
 from tests.eventually import eventually
+from tests.kudos.frames import E, board_snapshot, delta, event, recv, scripted_server, send
 from tests.web.events import T0, base_events, climb
 from tests.web.live import scrape, start_web, value
 
 ROOT = Path(__file__).resolve().parents[2]
-E = "ep1"
 
 
-def board_snapshot(seq: int = 4, n: int = 5, channel: str = "board:all") -> dict[str, Any]:
-    """m0..m{n-1} with 48, 44, 40, ... points."""
-    entries = [{"rank": i + 1, "member": f"m{i}", "score": 48.0 - 4 * i} for i in range(n)]
-    return {
-        "type": "snapshot",
-        "channel": channel,
-        "epoch": E,
-        "seq": seq,
-        "as_of": 1.0,
-        "members": 12,
-        "entries": entries,
-    }
+class Fed:
+    """A :class:`Watcher` fed frames through the client's core, as `kudos watch` feeds it."""
+
+    def __init__(self, channels: list[str], limit: int = 10, scores: bool = False) -> None:
+        self.subs = Subscriptions()
+        for c in channels:
+            self.subs.add(c, limit if c.startswith("board:") else None)
+        self.watcher = Watcher(limit, scores)
+        self.sent: list[dict[str, Any]] = []
+
+    def handle(self, frame: dict[str, Any]) -> list[Line]:
+        acts = self.subs.receive(frame)
+        self.sent += acts.send
+        lines = [Line(t, "notice") for t in acts.notices]
+        return lines + [line for u in acts.updates for line in self.watcher.handle(u)]
+
+    def top(self, name: str) -> dict[str, tuple[int, float]]:
+        return {e["member"]: (e["rank"], e["score"]) for e in self.subs.channels[name].entries()}
 
 
-def delta(seq: int, channel: str = "board:all", **lists: Any) -> dict[str, Any]:
-    body = {"entered": [], "left": [], "moved": [], "score": [], **lists}
-    return {"type": "delta", "channel": channel, "epoch": E, "seq": seq, "as_of": 2.0, **body}
-
-
-def event(channel: str, seq: int, **body: Any) -> dict[str, Any]:
-    return {"type": "event", "channel": channel, "epoch": E, "seq": seq, "as_of": 2.0, **body}
-
-
-def texts(w: Watcher, *frames: dict[str, Any]) -> list[str]:
+def texts(w: Fed, *frames: dict[str, Any]) -> list[str]:
     return [line.text for f in frames for line in w.handle(f)]
 
 
@@ -81,7 +78,7 @@ def test_parse_channel_and_numbers() -> None:
 
 
 def test_board_lines_climbs_entries_exits_and_no_score_noise() -> None:
-    w = Watcher(["board:all"], limit=5)
+    w = Fed(["board:all"], limit=5)
     [summary] = w.handle(board_snapshot())
     assert summary.kind == "summary"
     assert summary.text == "📋 all: top 5 of 12 — #1 m0 (48), #2 m1 (44), #3 m2 (40), … 2 more"
@@ -103,7 +100,7 @@ def test_board_lines_climbs_entries_exits_and_no_score_noise() -> None:
         ("🏆 m9 reached the top 3 on all at #3 (43 pts)", "update"),
         ("👋 m4 left the top 5 on all", "update"),
     ]
-    assert w.channels["board:all"].top == {
+    assert w.top("board:all") == {
         "m0": (1, 48.0),
         "m1": (2, 44.0),
         "m9": (3, 43.0),
@@ -153,13 +150,13 @@ def test_board_lines_climbs_entries_exits_and_no_score_noise() -> None:
     assert texts(w, delta(9, moved=moved)) == [
         "📈 m9 climbed to #2 on all (50 pts), passing m0 and m1"
     ]
-    top = w.channels["board:all"].top
+    top = w.top("board:all")
     assert sorted(top, key=lambda m: top[m]) == ["m3", "m9", "m0", "m1", "m7"]
     assert texts(w, delta(10)) == []  # a frame with nothing in our top N
 
 
 def test_scores_flag_shows_score_ticks_and_passive_shifts() -> None:
-    w = Watcher(["board:all"], limit=5, scores=True)
+    w = Fed(["board:all"], limit=5, scores=True)
     w.handle(board_snapshot())
     assert texts(
         w,
@@ -179,7 +176,7 @@ def test_scores_flag_shows_score_ticks_and_passive_shifts() -> None:
 
 
 def test_member_lines_events_once_and_perk_bait_generic() -> None:
-    w = Watcher(["member:m3", "member:m9"])
+    w = Fed(["member:m3", "member:m9"])
     assert texts(
         w,
         {
@@ -262,7 +259,7 @@ def test_member_lines_events_once_and_perk_bait_generic() -> None:
 
 
 def test_alerts_channel_prints_each_throttle_once() -> None:
-    w = Watcher(["alerts"])
+    w = Fed(["alerts"])
     snap = {"type": "snapshot", "channel": "alerts", "epoch": E, "seq": 3, "as_of": 1.0}
     alert = {"event": "bait", "member": "baiter", "post": "tea", "state": "throttled"}
     alert["reason"] = "comments count 0.1x (low_value, bait_phrasing:vote)"
@@ -273,16 +270,18 @@ def test_alerts_channel_prints_each_throttle_once() -> None:
 
 
 def test_sequence_gaps_duplicates_resync_and_errors() -> None:
-    w = Watcher(["board:all"], limit=5)
+    w = Fed(["board:all"], limit=5)
     # frames before the snapshot are not ours yet
     assert w.handle(delta(3)) == []
     w.handle(board_snapshot(seq=4))
     assert w.handle(delta(4)) == []  # already in the snapshot
     [gap] = w.handle(delta(6))
     assert gap.kind == "notice" and "resuming" in gap.text
-    assert w.channels["board:all"].gap and w.channels["board:all"].seq == 4
-    w.channels["board:all"].gap, w.channels["board:all"].resyncing = False, True
+    # a gap: subscribe again, resuming from the last frame applied
+    [again] = w.sent
+    assert again["resume"] == {"epoch": E, "seq": 4} and again["limit"] == 5
     assert w.handle(delta(7)) == []  # while the resubscribe is on its way: dropped quietly
+    assert len(w.sent) == 1
     [resumed] = w.handle(
         {
             "type": "subscribed",
@@ -307,7 +306,7 @@ def test_sequence_gaps_duplicates_resync_and_errors() -> None:
         "👋 m4 left the top 5 on all",
     ]
     # a member channel re-synced after a reset: its standing's differences
-    m = Watcher(["member:m3"])
+    m = Fed(["member:m3"])
     first = {"type": "snapshot", "channel": "member:m3", "epoch": E, "seq": 1, "boards": {}}
     m.handle({**first, "boards": {"all": {"rank": 9, "score": 10.0}, "24h": None}})
     again = {**first, "seq": 7, "reset": True}
@@ -316,7 +315,7 @@ def test_sequence_gaps_duplicates_resync_and_errors() -> None:
         "📈 m3 climbed to #4 on all (20 pts)",
     ]
     # a snapshot whose size is smaller than its own entries does not say "of 0"
-    fresh = Watcher(["board:all"], limit=2)
+    fresh = Fed(["board:all"], limit=2)
     assert texts(fresh, {**board_snapshot(n=2), "members": 0}) == [
         "📋 all: top 2 — #1 m0 (48), #2 m1 (44)"
     ]
@@ -336,13 +335,17 @@ def test_chat_bot_announcements() -> None:
     chat_bot = load_chat_bot()
     posted: list[str] = []
     bot = chat_bot.Bot("all", 5, ("m3",), post=posted.append)
-    assert bot.subscriptions() == [
-        {"op": "subscribe", "channel": "board:all", "limit": 5},
-        {"op": "subscribe", "channel": "member:m3"},
-    ]
-    assert bot.handle(board_snapshot()) == []
-    bot.handle({"type": "snapshot", "channel": "member:m3", "epoch": E, "seq": 2, "boards": {}})
-    news = bot.handle(
+    assert bot.channels == ["board:all", "member:m3"]
+    subs = Subscriptions()
+    subs.add("board:all", 5)
+    subs.add("member:m3")
+
+    def say(frame: dict[str, Any]) -> list[str]:
+        return [news for u in subs.receive(frame).updates for news in bot.handle(u)]
+
+    assert say(board_snapshot()) == []
+    say({"type": "snapshot", "channel": "member:m3", "epoch": E, "seq": 2, "boards": {}})
+    news = say(
         delta(
             5,
             entered=[{"member": "m9", "rank": 3, "score": 43.0}],
@@ -352,53 +355,24 @@ def test_chat_bot_announcements() -> None:
         )
     )
     assert news == ["🏆 m9 reached the top 3 on all at #3"]
-    assert bot.handle(delta(6, moved=[{"member": "m2", "from": 4, "to": 3, "score": 44.0}])) == [
+    assert say(delta(6, moved=[{"member": "m2", "from": 4, "to": 3, "score": 44.0}])) == [
         "📈 m2 climbed to #3 on all (44 pts)"
     ]
-    assert bot.handle(
+    # a shift down and back up with no new points is not a climb
+    assert say(delta(7, moved=[{"member": "m2", "from": 3, "to": 4, "score": 44.0}])) == []
+    assert say(delta(8, moved=[{"member": "m2", "from": 4, "to": 3, "score": 44.0}])) == []
+    assert say(
         event("member:m3", 3, event="overtaken", board="all", overtaker="m9", overtaken="m3")
     ) == ["⚔️ m9 overtook m3 on all"]
-    assert bot.handle(event("member:m3", 4, event="perk", member="m3", title="Rising star")) == [
+    assert say(event("member:m3", 4, event="perk", member="m3", title="Rising star")) == [
         "🎁 m3 unlocked Rising star"
     ]
-    assert bot.handle(event("member:m3", 4, event="perk", member="m3", title="again?")) == []
-    # a new connection resumes every channel from the last frame seen
-    assert bot.subscriptions() == [
-        {"op": "subscribe", "channel": "board:all", "limit": 5, "resume": {"epoch": E, "seq": 6}},
-        {"op": "subscribe", "channel": "member:m3", "resume": {"epoch": E, "seq": 4}},
-    ]
+    # the same unlock again (a new frame, the same event): said once
+    assert say(event("member:m3", 5, event="perk", member="m3", title="Rising star")) == []
+    assert say(delta(8, moved=[{"member": "m2", "from": 4, "to": 3, "score": 99.0}])) == []
 
 
 # -- the connection, against a scripted server -----------------------------------------------------
-
-Script = Callable[[ServerConnection, int], Awaitable[None]]
-
-
-@asynccontextmanager
-async def scripted_server(script: Script, auth: bool = False) -> AsyncIterator[str]:
-    """A websocket server that greets like Kudos and then runs ``script(ws, connection_number)``."""
-    count = 0
-
-    async def handler(ws: ServerConnection) -> None:
-        nonlocal count
-        count += 1
-        hello = {"type": "hello", "protocol": 1, "limits": {"auth": auth}}
-        await ws.send(orjson.dumps(hello).decode())
-        await script(ws, count)
-
-    async with serve(handler, "127.0.0.1", 0) as server:
-        port = server.sockets[0].getsockname()[1]
-        yield f"ws://127.0.0.1:{port}/ws"
-
-
-async def recv(ws: ServerConnection) -> dict[str, Any]:
-    msg: dict[str, Any] = orjson.loads(await asyncio.wait_for(ws.recv(), 5))
-    return msg
-
-
-async def send(ws: ServerConnection, *frames: dict[str, Any]) -> None:
-    for f in frames:
-        await ws.send(orjson.dumps(f).decode())
 
 
 async def test_reconnects_and_resumes_where_it_stopped() -> None:

@@ -1,0 +1,345 @@
+"""What a live-feed client must know of its channels, pure (no sockets): the ``(epoch, seq)``
+bookkeeping of docs/protocol.md, resume, gap and epoch handling, and each channel's state
+(a board's top N with deltas applied, a cohort, a member's standings).
+
+:class:`Subscriptions` takes every frame the server sends and answers what to hand the
+application (:class:`Update` s, in order, each at most once) and what to send back (resubscribes
+after a gap). :class:`kudos.client.Client` owns the socket around it; the page's
+``web/static/kudos-client.js`` is the same state machine in JavaScript.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+from leaderboard.errors import LiveError
+
+#: Error codes after which a channel can never be followed as asked (the others, such as
+#: ``unavailable``, are worth a retry).
+FATAL_CODES = frozenset({"bad_request", "bad_channel", "unknown_board", "too_many_subscriptions"})
+#: The server's bounds (docs/protocol.md): a board's top N, and a cohort's members.
+MAX_LIMIT = 100
+MAX_COHORT = 100
+KINDS = ("board", "member", "cohort", "alerts")
+
+
+@dataclass(frozen=True, slots=True)
+class Update:
+    """One thing that happened on a channel, handed to the application in order.
+
+    ``kind``:
+
+    - ``snapshot``: the channel's whole state. ``first`` on the first one; a later one is a
+      re-sync (``reason``: ``conflated``, ``reset``, or ``not_recovered`` after a reconnect that
+      could not resume), and ``previous`` / ``previous_boards`` hold what it replaces.
+    - ``delta``: a change, already applied to ``entries`` / ``boards``.
+    - ``event``: a rank event, perk unlock or bait alert on its own (``frame`` is the event).
+    - ``resumed``: a reconnect resumed the channel; ``missed`` frames follow as deltas.
+    - ``error``: the server refused a request about the channel (``frame`` has ``code`` and
+      ``message``); ``fatal`` when the channel was dropped because of it.
+    """
+
+    channel: str
+    kind: str
+    frame: Mapping[str, Any]
+    #: board and cohort channels: the rows held after this update, best first
+    entries: tuple[Mapping[str, Any], ...] = ()
+    #: ... and before it (a delta's, or a re-sync snapshot's, starting point)
+    previous: tuple[Mapping[str, Any], ...] = ()
+    #: member channels: board → {"rank", "score"} or None, after and before
+    boards: Mapping[str, Any] = field(default_factory=dict)
+    previous_boards: Mapping[str, Any] = field(default_factory=dict)
+    limit: int | None = None
+    first: bool = False
+    reason: str = ""
+    missed: int = 0
+    fatal: bool = False
+
+    @property
+    def events(self) -> list[Mapping[str, Any]]:
+        """The rank events, perks and alerts this update carries (a delta's ``events``, or the
+        event frame itself)."""
+        if self.kind == "event":
+            return [self.frame]
+        return [e for e in self.frame.get("events") or () if isinstance(e, Mapping)]
+
+
+class Actions(NamedTuple):
+    """What one frame asks of the connection: updates for the application, messages to send
+    now, channels to subscribe to again after a pause (``unavailable``), and what to tell a
+    human (a gap being resumed)."""
+
+    updates: list[Update]
+    send: list[dict[str, Any]]
+    retry: list[str]
+    notices: list[str]
+
+
+@dataclass
+class _Channel:
+    name: str
+    limit: int | None
+    members: tuple[str, ...]
+    epoch: str | None = None
+    seq: int | None = None
+    #: a snapshot was applied (a later one is a re-sync)
+    synced: bool = False
+    #: a subscribe is on its way: frames out of sequence meanwhile are dropped, not re-flagged
+    resyncing: bool = False
+    rows: dict[str, Mapping[str, Any]] = field(default_factory=dict)
+    boards: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def kind(self) -> str:
+        return self.name.partition(":")[0]
+
+    def entries(self) -> tuple[Mapping[str, Any], ...]:
+        return tuple(sorted(self.rows.values(), key=lambda e: (e.get("rank", 0), e["member"])))
+
+
+def check_channel(
+    name: str, limit: int | None = None, members: tuple[str, ...] = ()
+) -> tuple[int | None, tuple[str, ...]]:
+    """Refuse, before anything is sent, a subscription the server would refuse; the limit and
+    members to send."""
+    kind, sep, key = name.partition(":")
+    if kind not in KINDS or (kind == "alerts") == bool(sep) or (sep and not key):
+        raise LiveError(
+            "bad_channel",
+            f"{name!r} is not a channel: board:<board>, member:<id>, cohort:<board> or alerts",
+        )
+    if kind == "cohort":
+        if not 1 <= len(members) <= MAX_COHORT or not all(
+            isinstance(m, str) and m for m in members
+        ):
+            raise LiveError("bad_channel", f"{name}: give 1 to {MAX_COHORT} member ids")
+    elif members:
+        raise LiveError("bad_channel", f"{name}: only a cohort channel takes members")
+    if kind != "board":
+        return None, tuple(members)
+    if limit is not None and not (isinstance(limit, int) and 1 <= limit <= MAX_LIMIT):
+        raise LiveError("bad_channel", f"{name}: a limit is 1 to {MAX_LIMIT}, not {limit!r}")
+    return limit, ()
+
+
+class Subscriptions:
+    """Every channel a client follows, and where it stands in each (docs/protocol.md)."""
+
+    def __init__(self) -> None:
+        self.channels: dict[str, _Channel] = {}
+        #: request id → channel, to tell which subscribe an error answers
+        self._requests: dict[int, str] = {}
+        self._next_id = 1
+        self.connected = False
+
+    # -- the application's side ---------------------------------------------------------------
+
+    def add(
+        self, name: str, limit: int | None = None, members: tuple[str, ...] = ()
+    ) -> list[dict[str, Any]]:
+        """Follow ``name`` (again: a new limit or cohort, a fresh snapshot); what to send."""
+        limit, members = check_channel(name, limit, tuple(members))
+        self.channels[name] = _Channel(name, limit, members)
+        return [self._subscribe(self.channels[name])] if self.connected else []
+
+    def remove(self, name: str) -> list[dict[str, Any]]:
+        if self.channels.pop(name, None) is None or not self.connected:
+            return []
+        return [{"op": "unsubscribe", "channel": name}]
+
+    def position(self, name: str) -> tuple[str, int] | None:
+        """The ``(epoch, seq)`` of the last frame applied on ``name``."""
+        ch = self.channels.get(name)
+        if ch is None or ch.epoch is None or ch.seq is None:
+            return None
+        return ch.epoch, ch.seq
+
+    def snapshot(self, name: str) -> Update | None:
+        """The channel's state now, as a re-sync snapshot (for a consumer that fell behind)."""
+        ch = self.channels.get(name)
+        if ch is None or not ch.synced:
+            return None
+        return Update(
+            name,
+            "snapshot",
+            {"type": "snapshot", "channel": name, "epoch": ch.epoch, "seq": ch.seq},
+            ch.entries(),
+            boards=dict(ch.boards),
+            limit=ch.limit,
+            reason="conflated",
+        )
+
+    # -- the connection's side ----------------------------------------------------------------
+
+    def on_connect(self) -> list[dict[str, Any]]:
+        """A new connection (after hello and auth): subscribe to every channel, resuming each
+        from its last frame."""
+        self.connected = True
+        self._requests.clear()
+        return [self._subscribe(ch) for ch in self.channels.values()]
+
+    def on_disconnect(self) -> None:
+        self.connected = False
+        for ch in self.channels.values():
+            ch.resyncing = False
+
+    def resubscribe(self, name: str) -> list[dict[str, Any]]:
+        """After an ``unavailable`` pause: ask again, resuming."""
+        ch = self.channels.get(name)
+        return [self._subscribe(ch)] if ch is not None and self.connected else []
+
+    def receive(self, frame: Mapping[str, Any]) -> Actions:
+        """Apply one frame from the server."""
+        out = Actions([], [], [], [])
+        kind = frame.get("type")
+        if kind == "error":
+            self._error(frame, out)
+            return out
+        ch = self.channels.get(str(frame.get("channel")))
+        if ch is None:
+            return out  # hello, pong, authenticated, unsubscribed, a channel we let go of
+        if kind == "subscribed":
+            self._subscribed(ch, frame, out)
+        elif kind == "snapshot":
+            out.updates.append(self._snapshot(ch, frame))
+        elif kind in ("delta", "event"):
+            self._frame(ch, frame, out)
+        return out
+
+    # -- internals ------------------------------------------------------------------------------
+
+    def _subscribe(self, ch: _Channel, resume: bool = True) -> dict[str, Any]:
+        rid = self._next_id
+        self._next_id += 1
+        self._requests[rid] = ch.name
+        ch.resyncing = True
+        msg: dict[str, Any] = {"op": "subscribe", "channel": ch.name, "id": rid}
+        if ch.limit is not None:
+            msg["limit"] = ch.limit
+        if ch.members:
+            msg["members"] = list(ch.members)
+        if resume and ch.epoch is not None and ch.seq is not None:
+            msg["resume"] = {"epoch": ch.epoch, "seq": ch.seq}
+        return msg
+
+    def _error(self, frame: Mapping[str, Any], out: Actions) -> None:
+        rid = frame.get("id")
+        name = self._requests.get(rid) if isinstance(rid, int) else None
+        name = name or str(frame.get("channel") or "")
+        ch = self.channels.get(name)
+        fatal = ch is not None and frame.get("code") in FATAL_CODES
+        out.updates.append(Update(name, "error", frame, fatal=fatal))
+        if ch is None:
+            return
+        ch.resyncing = False
+        if fatal:
+            del self.channels[name]
+        elif frame.get("code") == "unavailable":  # Redis is down for a moment: ask again later
+            out.retry.append(name)
+
+    def _subscribed(self, ch: _Channel, f: Mapping[str, Any], out: Actions) -> None:
+        ch.resyncing = False
+        if isinstance(f.get("limit"), int) and ch.kind == "board":
+            ch.limit = f["limit"]  # what the server granted
+        recovered = f.get("recovered") and ch.synced and ch.seq is not None
+        if recovered and f.get("epoch") == ch.epoch and isinstance(f.get("seq"), int):
+            missed = max(0, f["seq"] - (ch.seq or 0))
+            if missed:
+                out.updates.append(Update(ch.name, "resumed", f, missed=missed))
+            return
+        # a snapshot follows: frames before it are already in it
+        ch.seq = None
+
+    def _snapshot(self, ch: _Channel, f: Mapping[str, Any]) -> Update:
+        previous, previous_boards = ch.entries(), dict(ch.boards)
+        first = not ch.synced
+        ch.epoch, ch.seq, ch.synced, ch.resyncing = f.get("epoch"), _int(f.get("seq")), True, False
+        if ch.kind in ("board", "cohort"):
+            ch.rows = {e["member"]: e for e in _entries(f)}
+        elif ch.kind == "member":
+            ch.boards = dict(f.get("boards") or {})
+        reason = "" if first else _why(f)
+        return Update(
+            ch.name,
+            "snapshot",
+            f,
+            ch.entries(),
+            () if first else previous,
+            dict(ch.boards),
+            {} if first else previous_boards,
+            ch.limit,
+            first=first,
+            reason=reason,
+        )
+
+    def _frame(self, ch: _Channel, f: Mapping[str, Any], out: Actions) -> None:
+        if ch.seq is None:
+            return  # before the snapshot (or the resume reply): it will include this
+        seq = _int(f.get("seq"))
+        if f.get("epoch") != ch.epoch:  # the feed's history is gone: start again
+            if not ch.resyncing:
+                ch.seq = None
+                out.send.append(self._subscribe(ch, resume=False))
+            return
+        if seq is None or seq <= ch.seq:
+            return  # already applied (a replay overlapping live frames)
+        if seq != ch.seq + 1:  # a gap: resume from the last frame applied
+            if not ch.resyncing:
+                out.notices.append(f"{ch.name}: frame {seq} after {ch.seq}; resuming")
+                out.send.append(self._subscribe(ch))
+            return
+        ch.seq = seq
+        previous, previous_boards = ch.entries(), dict(ch.boards)
+        if f.get("type") == "delta":
+            if ch.kind == "cohort" or (ch.kind == "board" and "entries" in f):
+                ch.rows = {e["member"]: e for e in _entries(f)}
+            elif ch.kind == "board":
+                _apply(ch.rows, f)
+            elif ch.kind == "member":
+                ch.boards.update(f.get("boards") or {})
+        out.updates.append(
+            Update(
+                ch.name,
+                str(f.get("type")),
+                f,
+                ch.entries(),
+                previous,
+                dict(ch.boards),
+                previous_boards,
+                ch.limit,
+            )
+        )
+
+
+def _apply(rows: dict[str, Mapping[str, Any]], f: Mapping[str, Any]) -> None:
+    """A board delta: ``left``, then ``entered``, ``moved`` and ``score`` (docs/protocol.md)."""
+    for e in _list(f, "left"):
+        rows.pop(e["member"], None)
+    for e in _list(f, "entered"):
+        rows[e["member"]] = {"rank": e["rank"], "member": e["member"], "score": e["score"]}
+    for e in _list(f, "moved"):
+        rows[e["member"]] = {"rank": e["to"], "member": e["member"], "score": e["score"]}
+    for e in _list(f, "score"):
+        rows[e["member"]] = {"rank": e["rank"], "member": e["member"], "score": e["score"]}
+
+
+def _list(f: Mapping[str, Any], part: str) -> list[Mapping[str, Any]]:
+    return [e for e in f.get(part) or () if isinstance(e, Mapping) and "member" in e]
+
+
+def _entries(f: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    return _list(f, "entries")
+
+
+def _int(x: Any) -> int | None:
+    return x if isinstance(x, int) and not isinstance(x, bool) else None
+
+
+def _why(f: Mapping[str, Any]) -> str:
+    if f.get("conflated"):
+        return "conflated"
+    if f.get("reset"):
+        return "reset"
+    return "not_recovered"

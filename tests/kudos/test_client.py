@@ -1,0 +1,246 @@
+"""The Python live client (kudos.client) and its sans-I/O core (kudos.subscriptions): the state a
+client holds per channel, sequence gaps and resume, then the connection against a scripted
+websocket server (reconnect with backoff, resume, auth, refusals, readers in several tasks, a
+reader that falls behind). kudos watch and the chat bot on real servers: tests/kudos/test_watch.py."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import pytest
+from websockets.asyncio.server import ServerConnection
+
+from kudos import servers
+from kudos.client import Client
+from kudos.subscriptions import Subscriptions, Update
+from leaderboard.errors import LiveError
+from tests.kudos.frames import E, board_snapshot, delta, event, recv, scripted_server, send
+
+
+def ranks(u: Update) -> list[tuple[int, str, float]]:
+    return [(e["rank"], e["member"], e["score"]) for e in u.entries]
+
+
+# -- the core (pure) -------------------------------------------------------------------------------
+
+
+def test_board_state_follows_the_deltas_in_order_and_once() -> None:
+    subs = Subscriptions()
+    assert subs.add("board:week", 5) == []  # not connected: nothing to send yet
+    [sub] = subs.on_connect()
+    assert sub == {"op": "subscribe", "channel": "board:week", "id": 1, "limit": 5}
+    assert subs.receive(delta(3, "board:week")).updates == []  # before the snapshot: in it
+    [snap] = subs.receive(board_snapshot(4, channel="board:week")).updates
+    assert snap.kind == "snapshot" and snap.first and snap.limit == 5
+    assert ranks(snap) == [(1, "m0", 48.0), (2, "m1", 44.0), (3, "m2", 40.0), (4, "m3", 36.0),
+                           (5, "m4", 32.0)]  # fmt: skip
+    step = delta(
+        5,
+        "board:week",
+        left=[{"member": "m4", "rank": 5}],
+        entered=[{"member": "m9", "rank": 1, "score": 60.0}],
+        moved=[{"member": m, "from": r, "to": r + 1, "score": s}
+               for m, r, s in (("m0", 1, 48.0), ("m1", 2, 44.0), ("m2", 3, 40.0), ("m3", 4, 36.0))],
+    )  # fmt: skip
+    [u] = subs.receive(step).updates
+    assert u.kind == "delta" and not u.first
+    assert ranks(u) == [(1, "m9", 60.0), (2, "m0", 48.0), (3, "m1", 44.0), (4, "m2", 40.0),
+                        (5, "m3", 36.0)]  # fmt: skip
+    assert [e["member"] for e in u.previous] == ["m0", "m1", "m2", "m3", "m4"]
+    assert subs.receive(step).updates == []  # a duplicate (a replay overlapping live frames)
+    [s] = subs.receive(delta(6, "board:week", score=[{"member": "m9", "rank": 1, "score": 61.0}]))[
+        0
+    ]
+    assert s.entries[0]["score"] == 61.0 and subs.position("board:week") == (E, 6)
+    [ev] = subs.receive(event("board:week", 7, event="entered_top", member="m9", top=1)).updates
+    assert ev.kind == "event" and ev.events == [ev.frame] and ranks(ev) == ranks(s)
+
+
+def test_gap_resumes_epoch_change_starts_again_and_a_resume_says_what_it_missed() -> None:
+    subs = Subscriptions()
+    subs.add("board:all", 5)
+    subs.on_connect()
+    subs.receive(board_snapshot(4))
+    gap = subs.receive(delta(6))
+    assert gap.updates == [] and gap.notices == ["board:all: frame 6 after 4; resuming"]
+    [again] = gap.send
+    assert again["resume"] == {"epoch": E, "seq": 4}
+    assert subs.receive(delta(7)).send == []  # the resubscribe is on its way: not asked twice
+    reply = {"type": "subscribed", "channel": "board:all", "epoch": E, "seq": 7, "limit": 5}
+    [resumed] = subs.receive({**reply, "recovered": True, "id": again["id"]}).updates
+    assert resumed.kind == "resumed" and resumed.missed == 3
+    assert [len(subs.receive(delta(n)).updates) for n in (5, 6, 7, 7)] == [1, 1, 1, 0]
+    # the feed's history is gone (a rebuild, an erase): a new epoch, subscribe without resume
+    other = {**delta(8), "epoch": "ep2"}
+    out = subs.receive(other)
+    assert out.updates == [] and "resume" not in out.send[0]
+    subs.receive({**reply, "epoch": "ep2", "seq": 20, "recovered": False})
+    assert subs.receive({**delta(21), "epoch": "ep2"}).updates == []  # the snapshot comes first
+    snap = {**board_snapshot(21), "epoch": "ep2", "reset": True}
+    snap["entries"] = snap["entries"][:2]
+    [fresh] = subs.receive(snap).updates
+    assert not fresh.first and fresh.reason == "reset" and len(fresh.previous) == 5
+    assert [e["member"] for e in fresh.entries] == ["m0", "m1"]
+    # a reconnect resumes every channel from its last frame
+    subs.on_disconnect()
+    [sub] = subs.on_connect()
+    assert sub["resume"] == {"epoch": "ep2", "seq": 21} and sub["limit"] == 5
+
+
+def test_member_cohort_and_refusals() -> None:
+    subs = Subscriptions()
+    subs.on_connect()
+    [msg] = subs.add("cohort:week", members=("ann", "tom"))
+    assert msg["members"] == ["ann", "tom"] and "limit" not in msg
+    subs.add("member:ann")
+    cohort = {"type": "snapshot", "channel": "cohort:week", "epoch": "c1", "seq": 1,
+              "entries": [{"rank": 1, "member": "tom", "score": 9.0, "global_rank": 4}]}  # fmt: skip
+    [c] = subs.receive(cohort).updates
+    assert c.entries[0]["global_rank"] == 4
+    two = [{"rank": 1, "member": "ann", "score": 12.0, "global_rank": 2},
+           {"rank": 2, "member": "tom", "score": 9.0, "global_rank": 5}]  # fmt: skip
+    [c] = subs.receive({**cohort, "type": "delta", "seq": 2, "entries": two}).updates
+    assert [e["member"] for e in c.entries] == ["ann", "tom"]  # a cohort delta replaces
+    mem = {"type": "snapshot", "channel": "member:ann", "epoch": E, "seq": 3,
+           "boards": {"all": {"rank": 9, "score": 1.0}, "24h": None}}  # fmt: skip
+    subs.receive(mem)
+    [m] = subs.receive(
+        {**mem, "type": "delta", "seq": 4, "boards": {"24h": {"rank": 2, "score": 1.0}}}
+    ).updates
+    assert m.boards == {"all": {"rank": 9, "score": 1.0}, "24h": {"rank": 2, "score": 1.0}}
+    assert m.previous_boards["24h"] is None
+    # refused before anything is sent
+    for bad, kw in [("week", {}), ("board:", {}), ("alerts:x", {}), ("cohort:week", {}),
+                    ("board:all", {"limit": 101}), ("member:a", {"members": ("b",)}),
+                    ("cohort:week", {"members": tuple(str(i) for i in range(101))})]:  # fmt: skip
+        with pytest.raises(LiveError) as exc:
+            subs.add(bad, **kw)
+        assert exc.value.code == "bad_channel"
+    # the server's refusals: a fatal one drops the channel, "unavailable" is retried
+    [sub] = subs.add("board:nope", 3)
+    err = {"type": "error", "code": "unknown_board", "message": "no board", "id": sub["id"]}
+    out = subs.receive(err)
+    assert out.updates[0].fatal and out.updates[0].channel == "board:nope"
+    assert "board:nope" not in subs.channels
+    [sub] = subs.add("board:all", 3)
+    out = subs.receive({"type": "error", "code": "unavailable", "message": "", "id": sub["id"]})
+    assert not out.updates[0].fatal and out.retry == ["board:all"]
+
+
+# -- the connection, against a scripted server -----------------------------------------------------
+
+
+async def test_subscribe_reconnects_with_backoff_and_resumes() -> None:
+    seen: list[tuple[float, dict[str, Any]]] = []
+
+    async def script(ws: ServerConnection, n: int) -> None:
+        sub = await recv(ws)
+        seen.append((time.monotonic(), sub))
+        reply = {"type": "subscribed", "channel": "board:week", "epoch": E, "limit": 3}
+        if n == 1:
+            await send(ws, {**reply, "seq": 4, "recovered": False, "id": sub["id"]})
+            await send(ws, board_snapshot(4, 3, "board:week"))
+            await send(
+                ws, delta(5, "board:week", score=[{"member": "m0", "rank": 1, "score": 50.0}])
+            )
+            await ws.close(1013, "too slow")
+        elif n < 4:  # two attempts that fail at once: the backoff grows
+            await ws.close(1011, "internal error")
+        else:
+            assert sub["resume"] == {"epoch": E, "seq": 5}
+            await send(ws, {**reply, "seq": 7, "recovered": True, "id": sub["id"]})
+            # the replay overlaps a live frame: 6 twice, then 7
+            moved = [{"member": "m2", "from": 3, "to": 1, "score": 70.0},
+                     {"member": "m0", "from": 1, "to": 2, "score": 50.0},
+                     {"member": "m1", "from": 2, "to": 3, "score": 44.0}]  # fmt: skip
+            await send(ws, delta(6, "board:week", moved=moved), delta(6, "board:week"))
+            await send(ws, delta(7, "board:week"))
+            await ws.wait_closed()
+
+    notices: list[str] = []
+    got: list[Update] = []
+    async with scripted_server(script) as url:
+        client = Client(url, on_notice=notices.append, backoff_first=0.1)
+        async with client:
+            async for update in client.subscribe("board:week", limit=3):
+                got.append(update)
+                if len(got) == 5:
+                    break
+    assert [u.kind for u in got] == ["snapshot", "delta", "resumed", "delta", "delta"]
+    assert [e["member"] for e in got[3].entries] == ["m2", "m0", "m1"]
+    assert [f[1]["id"] for f in seen] == [1, 2, 3, 4]  # a fresh request id per connection
+    assert "resume" not in seen[0][1] and all(s["resume"]["seq"] == 5 for _, s in seen[1:])
+    gaps = [b[0] - a[0] for a, b in zip(seen[1:], seen[2:], strict=False)]
+    assert gaps[1] > gaps[0] * 1.2, gaps  # 0.1 s ±20 %, then 0.2 s ±20 %
+    assert notices[0].startswith("connection lost (1013: too slow); reconnecting in 0.")
+    assert any(n.startswith("reconnected to ws://127.0.0.1") for n in notices)
+
+
+async def test_auth_refusals_and_unreachable() -> None:
+    async def script(ws: ServerConnection, n: int) -> None:
+        first = await recv(ws)
+        if first.get("token") != "s3cret":
+            await ws.close(1008, "wrong token")
+            return
+        sub = await recv(ws)
+        await send(ws, {"type": "error", "code": "unknown_board", "message": "no board 'x'",
+                        "id": sub["id"]})  # fmt: skip
+        await ws.wait_closed()
+
+    async def first_update(client: Client, channel: str) -> Update:
+        async with client:
+            async for u in client.subscribe(channel):
+                return u
+        raise AssertionError("no update")
+
+    async with scripted_server(script, auth=True) as url:
+        for token, code, text in [("", "auth", "requires a token"),
+                                  ("guess", "refused", "refused this client: wrong token"),
+                                  ("s3cret", "unknown_board", "cannot follow board:x: no board 'x'")]:  # fmt: skip
+            with pytest.raises(LiveError, match=text) as exc:
+                await asyncio.wait_for(first_update(Client(url, token=token), "board:x"), 10)
+            assert exc.value.code == code
+    url = f"ws://127.0.0.1:{servers.free_port()}/ws"
+    with pytest.raises(LiveError, match="cannot reach the Kudos web process") as exc:
+        await first_update(Client(url), "board:all")
+    assert exc.value.code == "unreachable"
+
+
+async def test_readers_in_several_tasks_and_one_that_falls_behind() -> None:
+    async def script(ws: ServerConnection, n: int) -> None:
+        subs = [await recv(ws), await recv(ws)]
+        for sub in subs:
+            ch = sub["channel"]
+            reply = {"type": "subscribed", "channel": ch, "epoch": E, "seq": 0, "id": sub["id"]}
+            await send(ws, {**reply, "recovered": False}, board_snapshot(0, 2, ch))
+        for seq in range(1, 31):
+            for ch in ("board:a", "board:b"):
+                score = [{"member": "m0", "rank": 1, "score": 48.0 + seq}]
+                await send(ws, delta(seq, ch, score=score))
+        await ws.wait_closed()
+
+    async with scripted_server(script) as url:
+        client = Client(url, max_pending=5)
+        async with client:
+            a, b = client.subscribe("board:a", limit=2), client.subscribe("board:b", limit=2)
+
+            async def read(sub: Any, pause: float) -> list[Update]:
+                out = []
+                async for u in sub:
+                    out.append(u)
+                    await asyncio.sleep(pause)
+                    if u.frame["seq"] == 30:  # the last frame
+                        return out
+                return out
+
+            fast, slow = await asyncio.wait_for(asyncio.gather(read(a, 0), read(b, 0.2)), 20)
+    # the fast reader got every frame, in order, though the other task drove the socket at times
+    assert [u.frame["seq"] for u in fast] == list(range(31))
+    assert fast[-1].entries[0]["score"] == 78.0
+    # the slow one fell more than 5 behind: its backlog was replaced by the state now
+    assert any(u.kind == "snapshot" and u.reason == "conflated" for u in slow[1:]), slow
+    seqs = [u.frame["seq"] for u in slow]
+    assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs) and len(slow) < 10
+    assert slow[-1].entries[0]["score"] == 78.0  # and it ends with the same state
