@@ -43,6 +43,8 @@ SHUTDOWN_GRACE_S = 2.0
 _ASSETS = {
     "/static/app.js": ("app.js", "text/javascript; charset=utf-8"),
     "/static/app.css": ("app.css", "text/css; charset=utf-8"),
+    # the live client as an ES module, for the page and for anyone's (docs/clients.md)
+    "/static/kudos-client.js": ("kudos-client.js", "text/javascript; charset=utf-8"),
 }
 
 

@@ -182,8 +182,9 @@ async def test_live_page(namespace: Namespace, browser: Any) -> None:
     web = start_web()
     context = None
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/static/app.js", timeout=5) as r:
-            assert r.headers["Content-Type"].startswith("text/javascript")
+        for path in ("/static/app.js", "/static/kudos-client.js"):  # module scripts need it
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as r:
+                assert r.headers["Content-Type"].startswith("text/javascript")
         for path in ("/static/nope.js", "/static/../server.py", "/static/%2e%2e/api.py"):
             with pytest.raises(urllib.error.HTTPError) as err:
                 urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5)

@@ -1,6 +1,8 @@
 // Kudos live leaderboard: plain JS, no dependencies, no network access except this server.
-// Speaks the websocket protocol of docs/protocol.md (version 1) on /ws and reads the JSON API.
-"use strict";
+// Follows the live feed with kudos-client.js (the websocket protocol of docs/protocol.md, on /ws)
+// and reads the JSON API.
+import { KudosClient } from "./kudos-client.js";
+
 (() => {
   const BASES = ["all", "1h", "24h", "7d", "decayed", "day", "week", "month"];
   const CALENDAR = ["day", "week", "month"]; // UTC periods: live, or an archived one (board "week@2012-W27")
@@ -140,175 +142,6 @@
   const enc = encodeURIComponent;
   const narrow = matchMedia("(max-width: 600px)");
   const pct = (p) => nf1.format(Math.floor(p * 10 + 1e-6) / 10); // 99.96 is not yet 100.0
-
-  // ---- websocket feed: subscriptions, (epoch, seq) bookkeeping, resume, reconnect ------------
-  class Feed {
-    constructor(handlers) {
-      this.h = handlers;
-      this.want = new Map(); // channel -> {limit}
-      this.pos = new Map(); // channel -> {epoch, seq} of the last frame applied
-      this.ready = new Set(); // channels whose state is current (snapshot, or resumed)
-      this.resyncing = new Set();
-      this.reqs = new Map(); // request id -> channel
-      this.nextId = 1;
-      this.attempt = 0;
-      this.ws = null;
-      this.open = false;
-      this.everOpen = false;
-      this.retryAt = 0;
-      this.timer = 0;
-    }
-    connect() {
-      clearTimeout(this.timer);
-      this.status();
-      const url = `${location.protocol === "https:" ? "wss:" : "ws:"}//${location.host}/ws`;
-      let ws;
-      try { ws = new WebSocket(url); } catch { this.retry(); return; }
-      this.ws = ws;
-      let helloTimer = 0;
-      ws.onopen = () => {
-        const token = storedToken();
-        if (token) ws.send(JSON.stringify({ op: "auth", token }));
-        helloTimer = setTimeout(() => this.start(ws), 1500); // a server that sends no hello
-      };
-      ws.onmessage = (ev) => {
-        let msg;
-        try { msg = JSON.parse(ev.data); } catch { return; }
-        if (this.ws !== ws) return;
-        if (msg.type === "hello") {
-          clearTimeout(helloTimer);
-          this.hello = msg;
-          if (msg.limits && msg.limits.auth && !storedToken()) {
-            const token = (window.prompt("This leaderboard's live feed needs a token:") || "").trim();
-            if (token) { storeToken(token); ws.send(JSON.stringify({ op: "auth", token })); }
-          }
-          this.start(ws);
-          return;
-        }
-        this.handle(msg);
-      };
-      ws.onclose = (ev) => {
-        clearTimeout(helloTimer);
-        if (this.ws !== ws) return;
-        this.ws = null;
-        this.open = false;
-        this.ready.clear();
-        this.resyncing.clear();
-        this.reqs.clear();
-        this.h.onClose?.(ev.code, ev.reason);
-        this.retry();
-      };
-    }
-    start(ws) {
-      if (this.ws !== ws || this.open) return;
-      this.open = true;
-      this.everOpen = true;
-      this.attempt = 0;
-      for (const ch of this.want.keys()) this.sendSub(ch, true);
-      this.status();
-    }
-    retry() {
-      const base = Math.min(10000, 500 * 2 ** this.attempt);
-      this.attempt += 1;
-      const delay = Math.round(base * (0.6 + 0.4 * Math.random()));
-      this.retryAt = Date.now() + delay;
-      clearTimeout(this.timer);
-      this.timer = setTimeout(() => this.connect(), delay);
-      this.status();
-      this.h.onDown?.();
-    }
-    reconnectNow() {
-      if (!this.ws && !this.open) this.connect();
-    }
-    send(obj) {
-      if (this.ws && this.ws.readyState === WebSocket.OPEN) this.ws.send(JSON.stringify(obj));
-    }
-    sendSub(ch, resume) {
-      const w = this.want.get(ch);
-      if (!w) return;
-      const id = this.nextId++;
-      const msg = { op: "subscribe", channel: ch, id };
-      if (w.limit) msg.limit = w.limit;
-      if (w.members) msg.members = w.members;
-      const p = this.pos.get(ch);
-      if (resume && p) msg.resume = { epoch: p.epoch, seq: p.seq };
-      this.reqs.set(id, ch);
-      this.send(msg);
-    }
-    subscribe(ch, limit, members) {
-      this.want.set(ch, { limit, members });
-      this.pos.delete(ch);
-      this.ready.delete(ch);
-      this.resyncing.delete(ch);
-      if (this.open) this.sendSub(ch, false);
-      this.status();
-    }
-    unsubscribe(ch) {
-      if (!this.want.delete(ch)) return;
-      this.pos.delete(ch);
-      this.ready.delete(ch);
-      this.resyncing.delete(ch);
-      if (this.open) this.send({ op: "unsubscribe", channel: ch });
-      this.status();
-    }
-    markReady(ch) { // e.g. an unknown board: nothing to wait for
-      this.ready.add(ch);
-      this.status();
-    }
-    resync(ch, resume) {
-      if (this.resyncing.has(ch)) return;
-      this.resyncing.add(ch);
-      if (!resume) this.pos.delete(ch);
-      this.sendSub(ch, resume);
-    }
-    handle(msg) {
-      const ch = msg.channel;
-      switch (msg.type) {
-        case "subscribed":
-          if (!this.want.has(ch)) return;
-          this.resyncing.delete(ch);
-          if (msg.recovered && this.pos.has(ch)) this.ready.add(ch); // missed frames follow
-          else this.pos.delete(ch); // a snapshot follows
-          this.status();
-          return;
-        case "snapshot":
-          if (!this.want.has(ch)) return;
-          this.pos.set(ch, { epoch: msg.epoch, seq: msg.seq });
-          this.resyncing.delete(ch);
-          this.ready.add(ch);
-          this.h.onFrame(msg);
-          this.status();
-          return;
-        case "delta":
-        case "event": {
-          if (!this.want.has(ch)) return;
-          const p = this.pos.get(ch);
-          if (!p) return; // before the snapshot: the snapshot will include it
-          if (msg.epoch !== p.epoch) { this.resync(ch, false); return; }
-          if (msg.seq <= p.seq) return; // already applied (a replay overlapping live frames)
-          if (msg.seq !== p.seq + 1) { this.resync(ch, true); return; } // a gap: resume from p.seq
-          p.seq = msg.seq;
-          this.h.onFrame(msg);
-          return;
-        }
-        case "error": {
-          const sub = msg.id != null ? this.reqs.get(msg.id) : undefined;
-          if (sub && msg.code === "unavailable") {
-            setTimeout(() => { if (this.open && this.want.has(sub)) this.sendSub(sub, true); }, 2000);
-          }
-          this.h.onError(msg, sub);
-          return;
-        }
-        default: // unsubscribed, pong, anything newer
-      }
-    }
-    state() {
-      if (!this.open) return this.everOpen || this.attempt > 0 ? "reconnecting" : "connecting";
-      for (const ch of this.want.keys()) if (!this.ready.has(ch)) return "syncing";
-      return "live";
-    }
-    status() { this.h.onStatus(this.state()); }
-  }
 
   // ---- page state ---------------------------------------------------------------------------
   const state = {
@@ -498,12 +331,12 @@
   }
   async function httpSnapshot() { // only while the websocket has never delivered this board
     const ch = boardChannel();
-    if (feed.pos.has(ch) || feed.open) return;
+    if (feed.position(ch) || feed.open) return;
     const path = followView()
       ? `/api/boards/${enc(boardId())}/cohort?members=${state.following.map(enc).join(",")}`
       : `/api/boards/${enc(boardId())}?limit=${LIMIT}`;
     const { status, body } = await getJSON(path).catch(() => ({}));
-    if (ch !== boardChannel() || feed.pos.has(ch) || status !== 200 || !body) return;
+    if (ch !== boardChannel() || feed.position(ch) || status !== 200 || !body) return;
     state.rows = new Map(body.entries.map((e) => [e.member, { rank: e.rank, score: e.score, global: e.global_rank }]));
     state.members = body.members;
     state.boardFromHttp = true;
@@ -542,8 +375,8 @@
     const named = state.community ? `${title} · ${state.community}` : title;
     $("board-title").textContent = state.followMode ? `Following · ${named}` : named;
     syncFollowToggle();
-    if (followView()) feed.subscribe(boardChannel(), 0, [...state.following]);
-    else feed.subscribe(boardChannel(), LIMIT);
+    if (followView()) feed.subscribe(boardChannel(), { members: [...state.following] });
+    else feed.subscribe(boardChannel(), { limit: LIMIT });
     writeHash();
     scheduleRender();
     if (!feed.open) httpSnapshot();
@@ -987,9 +820,16 @@
 
   // ---- wiring ---------------------------------------------------------------------------------
   let missingRetry = 0;
-  const feed = new Feed({
+  const feed = new KudosClient({
+    token: storedToken,
+    onAuthNeeded() { // the hello says a token is needed: ask once, keep it for this tab
+      const token = (window.prompt("This leaderboard's live feed needs a token:") || "").trim();
+      if (token) storeToken(token);
+      return token;
+    },
     onStatus: showStatus,
-    onFrame(msg) {
+    onUpdate({ frame: msg, kind }) {
+      if (kind === "resumed") return; // the missed frames follow as deltas
       if (msg.channel === boardChannel()) boardFrame(msg);
       else if (msg.channel === "alerts") { if (msg.type === "event") eventToast(msg); }
       else if (state.card && msg.channel === `member:${state.card.member}`) memberFrame(msg);

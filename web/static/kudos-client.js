@@ -1,0 +1,324 @@
+// Kudos live client: an ES module, no dependencies, served by every Kudos web process at
+// /static/kudos-client.js. It speaks the websocket protocol of docs/protocol.md (version 1):
+// subscribe, a snapshot then deltas applied to each channel's state, resume after a gap or a
+// reconnect, reconnect with backoff. The page (app.js) is built on it; docs/clients.md says how
+// to use it elsewhere:
+//
+//   import { KudosClient } from "http://kudos.example:8000/static/kudos-client.js";
+//   const live = new KudosClient({ onUpdate: (u) => console.log(u.channel, u.kind, u.entries) });
+//   live.subscribe("board:week", { limit: 10 });
+//   live.connect();
+//
+// The same state machine in Python: kudos/subscriptions.py (with kudos/client.py).
+
+export const PROTOCOL = 1;
+/** Error codes after which a channel can never be followed as asked (others are retried). */
+export const FATAL_CODES = new Set(["bad_request", "bad_channel", "unknown_board", "too_many_subscriptions"]);
+const KINDS = ["board", "member", "cohort", "alerts"];
+const MAX_LIMIT = 100;
+const MAX_COHORT = 100;
+const RETRY_MS = 2000; // after an "unavailable" error: Redis is down for a moment
+const HELLO_MS = 1500; // a server that sends no hello: go on without it
+
+/** The websocket of the page's own origin: ws(s)://host/ws. */
+export function defaultUrl(loc = globalThis.location) {
+  return `${loc.protocol === "https:" ? "wss:" : "ws:"}//${loc.host}/ws`;
+}
+
+/** A board delta applied to rows (Map member -> {rank, member, score}): left, then entered,
+ *  moved and score, as docs/protocol.md says; the map is changed in place and returned. */
+export function applyDelta(rows, delta) {
+  const ok = (e) => e && typeof e === "object" && typeof e.member === "string";
+  for (const e of (delta.left || []).filter(ok)) rows.delete(e.member);
+  for (const e of (delta.entered || []).filter(ok)) rows.set(e.member, { rank: e.rank, member: e.member, score: e.score });
+  for (const e of (delta.moved || []).filter(ok)) rows.set(e.member, { rank: e.to, member: e.member, score: e.score });
+  for (const e of (delta.score || []).filter(ok)) rows.set(e.member, { rank: e.rank, member: e.member, score: e.score });
+  return rows;
+}
+
+/** Throws what the server would refuse, before anything is sent. */
+export function checkChannel(channel, { limit, members } = {}) {
+  const [kind, ...rest] = String(channel).split(":");
+  const key = rest.join(":");
+  if (!KINDS.includes(kind) || (kind === "alerts") === (rest.length > 0) || (rest.length > 0 && !key)) {
+    throw new TypeError(`${JSON.stringify(channel)} is not a channel: board:<board>, member:<id>, cohort:<board> or alerts`);
+  }
+  if (kind === "cohort" && !(Array.isArray(members) && members.length >= 1 && members.length <= MAX_COHORT
+      && members.every((m) => typeof m === "string" && m))) {
+    throw new TypeError(`${channel}: give 1 to ${MAX_COHORT} member ids`);
+  }
+  if (kind === "board" && limit != null && !(Number.isInteger(limit) && limit >= 1 && limit <= MAX_LIMIT)) {
+    throw new TypeError(`${channel}: a limit is 1 to ${MAX_LIMIT}, not ${limit}`);
+  }
+}
+
+const sorted = (rows) => [...rows.values()].sort((a, b) => (a.rank ?? 0) - (b.rank ?? 0) || (a.member < b.member ? -1 : 1));
+
+/**
+ * One websocket connection (re-opened as needed) carrying every channel subscribed.
+ *
+ * Options (all optional):
+ * - url: the websocket (default: this page's origin, /ws)
+ * - token: a string, or a function returning one, sent as the first message of each connection
+ * - onAuthNeeded(): the server's hello says a token is needed and none was given: return one
+ *   (or nothing, and the server closes with 1008)
+ * - onUpdate(update): each channel's updates, in order and once each:
+ *   {channel, kind: "snapshot"|"delta"|"event"|"resumed", frame, entries, previous, boards,
+ *   first, reason, missed}; entries (board and cohort channels) are the rows held after it,
+ *   boards (member channels) the standings
+ * - onError(frame, channel): an error frame (channel: the subscription it answers, if known;
+ *   frame.fatal is set when the channel was dropped)
+ * - onStatus(state): "connecting", "reconnecting", "syncing" or "live"
+ * - onClose(code, reason), onDown(): a connection ended; onHello(hello)
+ * - backoff: {first: 500, max: 10000} ms: the delay before a reconnect, doubled per failed
+ *   attempt up to max, times 0.6–1.0 (jitter)
+ * - WebSocket: the implementation (default: the global one)
+ */
+export class KudosClient {
+  constructor(options = {}) {
+    this.o = options;
+    this.url = options.url || defaultUrl();
+    this.backoff = { first: 500, max: 10000, ...(options.backoff || {}) };
+    this.WS = options.WebSocket || globalThis.WebSocket;
+    this.want = new Map(); // channel -> {limit, members}
+    this.pos = new Map(); // channel -> {epoch, seq} of the last frame applied
+    this.rows = new Map(); // board/cohort channel -> Map member -> entry
+    this.boards = new Map(); // member channel -> {board: standing}
+    this.synced = new Set(); // channels that had a snapshot (a later one is a re-sync)
+    this.ready = new Set(); // channels whose state is current (snapshot, or resumed)
+    this.resyncing = new Set(); // a subscribe is on its way
+    this.reqs = new Map(); // request id -> channel
+    this.nextId = 1;
+    this.attempt = 0;
+    this.ws = null;
+    this.open = false;
+    this.everOpen = false;
+    this.closed = false;
+    this.retryAt = 0;
+    this.timer = 0;
+    this.hello = null;
+  }
+
+  // ---- the application's side ---------------------------------------------------------------
+  /** Follow a channel (again: a new limit or cohort, and a fresh snapshot). */
+  subscribe(channel, { limit, members } = {}) {
+    checkChannel(channel, { limit, members });
+    this.want.set(channel, { limit: limit || undefined, members: members ? [...members] : undefined });
+    this.forget(channel);
+    if (this.open) this.sendSub(channel, false);
+    this.status();
+  }
+  unsubscribe(channel) {
+    if (!this.want.delete(channel)) return;
+    this.forget(channel);
+    if (this.open) this.send({ op: "unsubscribe", channel });
+    this.status();
+  }
+  /** Count a channel as current without a snapshot (e.g. a board that does not exist yet). */
+  markReady(channel) {
+    this.ready.add(channel);
+    this.status();
+  }
+  position(channel) { return this.pos.get(channel); }
+  entries(channel) { return sorted(this.rows.get(channel) || new Map()); }
+  connect() {
+    this.closed = false;
+    clearTimeout(this.timer);
+    this.status();
+    let ws;
+    try { ws = new this.WS(this.url); } catch { this.retry(); return; }
+    this.ws = ws;
+    let helloTimer = 0;
+    ws.onopen = () => {
+      const token = this.token();
+      if (token) ws.send(JSON.stringify({ op: "auth", token }));
+      helloTimer = setTimeout(() => this.start(ws), HELLO_MS);
+    };
+    ws.onmessage = (ev) => {
+      let msg;
+      try { msg = JSON.parse(ev.data); } catch { return; }
+      if (this.ws !== ws || !msg || typeof msg !== "object") return;
+      if (msg.type === "hello") {
+        clearTimeout(helloTimer);
+        this.hello = msg;
+        this.o.onHello?.(msg);
+        if (msg.limits && msg.limits.auth && !this.token()) {
+          const token = this.o.onAuthNeeded?.();
+          if (token) { this.given = token; ws.send(JSON.stringify({ op: "auth", token })); }
+        }
+        this.start(ws);
+        return;
+      }
+      this.attempt = 0; // the connection works (the hello alone does not reset the backoff)
+      this.handle(msg);
+    };
+    ws.onclose = (ev) => {
+      clearTimeout(helloTimer);
+      if (this.ws !== ws) return;
+      this.ws = null;
+      this.open = false;
+      this.ready.clear();
+      this.resyncing.clear();
+      this.reqs.clear();
+      if (ev.code === 1008) this.given = ""; // a refused token is asked for again
+      this.o.onClose?.(ev.code, ev.reason);
+      if (!this.closed) this.retry();
+    };
+  }
+  /** Reconnect now if waiting to (e.g. the browser came back online). */
+  reconnectNow() {
+    if (!this.ws && !this.open && !this.closed) this.connect();
+  }
+  /** Close for good (until connect() again). */
+  close() {
+    this.closed = true;
+    clearTimeout(this.timer);
+    const ws = this.ws;
+    this.ws = null;
+    this.open = false;
+    if (ws) ws.close(1000);
+    this.status();
+  }
+  state() {
+    if (!this.open) return this.everOpen || this.attempt > 0 ? "reconnecting" : "connecting";
+    for (const ch of this.want.keys()) if (!this.ready.has(ch)) return "syncing";
+    return "live";
+  }
+
+  // ---- the connection -----------------------------------------------------------------------
+  token() {
+    const t = typeof this.o.token === "function" ? this.o.token() : this.o.token;
+    return t || this.given || "";
+  }
+  forget(channel) {
+    this.pos.delete(channel);
+    this.rows.delete(channel);
+    this.boards.delete(channel);
+    this.synced.delete(channel);
+    this.ready.delete(channel);
+    this.resyncing.delete(channel);
+  }
+  start(ws) {
+    if (this.ws !== ws || this.open) return;
+    this.open = true;
+    this.everOpen = true;
+    for (const ch of this.want.keys()) this.sendSub(ch, true);
+    this.status();
+  }
+  retry() {
+    const base = Math.min(this.backoff.max, this.backoff.first * 2 ** this.attempt);
+    this.attempt += 1;
+    const delay = Math.round(base * (0.6 + 0.4 * Math.random()));
+    this.retryAt = Date.now() + delay;
+    clearTimeout(this.timer);
+    this.timer = setTimeout(() => this.connect(), delay);
+    this.status();
+    this.o.onDown?.();
+  }
+  send(obj) {
+    if (this.ws && this.ws.readyState === 1) this.ws.send(JSON.stringify(obj));
+  }
+  sendSub(ch, resume) {
+    const w = this.want.get(ch);
+    if (!w) return;
+    const id = this.nextId++;
+    const msg = { op: "subscribe", channel: ch, id };
+    if (w.limit) msg.limit = w.limit;
+    if (w.members) msg.members = w.members;
+    const p = this.pos.get(ch);
+    if (resume && p) msg.resume = { epoch: p.epoch, seq: p.seq };
+    this.reqs.set(id, ch);
+    this.resyncing.add(ch);
+    this.send(msg);
+  }
+  resync(ch, resume) {
+    if (this.resyncing.has(ch)) return;
+    if (!resume) this.pos.delete(ch);
+    this.sendSub(ch, resume);
+  }
+  update(ch, kind, frame, extra = {}) {
+    const previous = this.rows.has(ch) ? sorted(this.rows.get(ch)) : [];
+    const previousBoards = { ...(this.boards.get(ch) || {}) };
+    return { channel: ch, kind, frame, previous, previousBoards, first: false, reason: "", missed: 0, ...extra };
+  }
+  deliver(u) {
+    u.entries = this.entries(u.channel);
+    u.boards = { ...(this.boards.get(u.channel) || {}) };
+    this.o.onUpdate?.(u);
+  }
+  handle(msg) {
+    const ch = msg.channel;
+    const kind = ch ? String(ch).split(":")[0] : "";
+    switch (msg.type) {
+      case "subscribed": {
+        if (!this.want.has(ch)) return;
+        this.resyncing.delete(ch);
+        const p = this.pos.get(ch);
+        if (msg.recovered && p && msg.epoch === p.epoch && Number.isInteger(msg.seq)) {
+          this.ready.add(ch); // the missed frames follow
+          if (msg.seq > p.seq) this.deliver(this.update(ch, "resumed", msg, { missed: msg.seq - p.seq }));
+        } else {
+          this.pos.delete(ch); // a snapshot follows
+        }
+        this.status();
+        return;
+      }
+      case "snapshot": {
+        if (!this.want.has(ch)) return;
+        const first = !this.synced.has(ch);
+        const u = this.update(ch, "snapshot", msg, {
+          first,
+          reason: first ? "" : msg.conflated ? "conflated" : msg.reset ? "reset" : "not_recovered",
+        });
+        if (first) { u.previous = []; u.previousBoards = {}; }
+        this.pos.set(ch, { epoch: msg.epoch, seq: msg.seq });
+        if (kind === "board" || kind === "cohort") {
+          this.rows.set(ch, new Map((msg.entries || []).filter((e) => e && typeof e.member === "string").map((e) => [e.member, e])));
+        } else if (kind === "member") {
+          this.boards.set(ch, { ...(msg.boards || {}) });
+        }
+        this.synced.add(ch);
+        this.resyncing.delete(ch);
+        this.ready.add(ch);
+        this.deliver(u);
+        this.status();
+        return;
+      }
+      case "delta":
+      case "event": {
+        if (!this.want.has(ch)) return;
+        const p = this.pos.get(ch);
+        if (!p) return; // before the snapshot: the snapshot will include it
+        if (msg.epoch !== p.epoch) { this.resync(ch, false); return; } // the feed's history is gone
+        if (msg.seq <= p.seq) return; // already applied (a replay overlapping live frames)
+        if (msg.seq !== p.seq + 1) { this.resync(ch, true); return; } // a gap: resume from p.seq
+        p.seq = msg.seq;
+        const u = this.update(ch, msg.type, msg);
+        if (msg.type === "delta") {
+          if (kind === "cohort" || (kind === "board" && Array.isArray(msg.entries))) {
+            this.rows.set(ch, new Map(msg.entries.filter((e) => e && typeof e.member === "string").map((e) => [e.member, e])));
+          } else if (kind === "board") {
+            applyDelta(this.rows.get(ch) || this.rows.set(ch, new Map()).get(ch), msg);
+          } else if (kind === "member") {
+            this.boards.set(ch, { ...(this.boards.get(ch) || {}), ...(msg.boards || {}) });
+          }
+        }
+        this.deliver(u);
+        return;
+      }
+      case "error": {
+        const sub = msg.id != null ? this.reqs.get(msg.id) : undefined;
+        if (sub) this.resyncing.delete(sub);
+        const fatal = Boolean(sub && this.want.has(sub) && FATAL_CODES.has(msg.code));
+        if (fatal) { this.want.delete(sub); this.forget(sub); this.status(); } // subscribe again to retry
+        if (sub && msg.code === "unavailable") {
+          setTimeout(() => { if (this.open && this.want.has(sub)) this.sendSub(sub, true); }, RETRY_MS);
+        }
+        this.o.onError?.({ ...msg, fatal }, sub);
+        return;
+      }
+      default: // authenticated, unsubscribed, pong, anything newer
+    }
+  }
+  status() { this.o.onStatus?.(this.state()); }
+}
