@@ -20,7 +20,7 @@ from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
 from tests.kudos.frames import E, board_snapshot, delta, recv, send
-from tests.web.test_page import WAIT_MS, browser  # noqa: F401 - the fixture
+from tests.web.test_page import WAIT_MS
 
 pytestmark = pytest.mark.integration
 

@@ -15,13 +15,11 @@ import subprocess
 import sys
 import urllib.error
 import urllib.request
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
-import pytest_asyncio
 
 from kudos import servers
 from leaderboard.ranking import Entry
@@ -29,15 +27,6 @@ from tests.conftest import Namespace
 
 pytestmark = pytest.mark.integration
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "screenshot.png"
 #: generous: a first render, a worker apply and one or two web ticks are well under a second
 WAIT_MS = 30_000
@@ -115,22 +104,6 @@ def surge(member: str, actors: int, start: float, tag: str) -> list[object]:
 def get_json(port: int, path: str) -> Any:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as r:
         return orjson.loads(r.read())
-
-
-@pytest_asyncio.fixture
-async def browser() -> AsyncIterator[Any]:
-    if not Path(CHROMIUM).exists():
-        pytest.fail(
-            f"{CHROMIUM} is missing: `make test` (or `make browser`) installs Debian's chromium"
-        )
-    from playwright.async_api import async_playwright
-
-    async with async_playwright() as pw:
-        b = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield b
-        finally:
-            await b.close()
 
 
 async def wait_live(page: Any) -> None:
