@@ -290,6 +290,11 @@ class Subscriptions:
                 out.notices.append(f"{ch.name}: frame {seq} after {ch.seq}; resuming")
                 out.send.append(self._subscribe(ch))
             return
+        if not _well_formed(ch.kind, f):  # a frame this client cannot apply: start again
+            out.notices.append(f"{ch.name}: frame {seq} is malformed; asking for a snapshot")
+            ch.seq = None
+            out.send.append(self._subscribe(ch, resume=False))
+            return
         ch.seq = seq
         previous, previous_boards = ch.entries(), dict(ch.boards)
         if f.get("type") == "delta":
@@ -311,6 +316,48 @@ class Subscriptions:
                 ch.limit,
             )
         )
+
+
+def _num(x: Any) -> bool:
+    return isinstance(x, int | float) and not isinstance(x, bool)
+
+
+#: the fields each list of a board delta must carry (docs/protocol.md)
+_DELTA_FIELDS = {
+    "entered": ("rank", "score"),
+    "score": ("rank", "score"),
+    "moved": ("from", "to", "score"),
+    "left": ("rank",),
+}
+
+
+def _well_formed(kind: str, f: Mapping[str, Any]) -> bool:
+    """Whether a delta carries what applying it (and wording it) reads: a hostile or broken
+    server's frame must not crash the reader half-way through."""
+    if f.get("type") != "delta":
+        return True
+    if kind == "member":
+        boards = f.get("boards", {})
+        return isinstance(boards, Mapping) and all(
+            v is None or (isinstance(v, Mapping) and _num(v.get("rank")) and _num(v.get("score")))
+            for v in boards.values()
+        )
+    if kind == "cohort" or "entries" in f:
+        lists: dict[str, tuple[str, ...]] = {"entries": ("rank", "score")}
+    elif kind == "board":
+        lists = _DELTA_FIELDS
+    else:
+        return True
+    for part, needs in lists.items():
+        items = f.get(part) or []
+        if not isinstance(items, list):
+            return False
+        for e in items:
+            if not isinstance(e, Mapping) or not isinstance(e.get("member"), str):
+                return False
+            if not all(_num(e.get(k)) for k in needs):
+                return False
+    return True
 
 
 def _apply(rows: dict[str, Mapping[str, Any]], f: Mapping[str, Any]) -> None:

@@ -175,7 +175,9 @@ class Watcher:
 
         tiers: dict[str, int] = {}
         others: list[Mapping[str, Any]] = []
-        for ev in f.get("events", []):
+        for ev in f.get("events") or []:
+            if not isinstance(ev, Mapping):
+                continue
             self._remember(ev, f.get("as_of"))
             if ev.get("event") == "entered_top" and ev.get("member") in top:
                 tiers[ev["member"]] = min(int(ev["top"]), tiers.get(ev["member"], n + 1))

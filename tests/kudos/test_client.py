@@ -73,6 +73,13 @@ def test_gap_resumes_epoch_change_starts_again_and_a_resume_says_what_it_missed(
     [resumed] = subs.receive({**reply, "recovered": True, "id": again["id"]}).updates
     assert resumed.kind == "resumed" and resumed.missed == 3
     assert [len(subs.receive(delta(n)).updates) for n in (5, 6, 7, 7)] == [1, 1, 1, 0]
+    # a frame that cannot be applied (a broken or hostile server): a fresh snapshot, no crash
+    for bad in ({"entered": [{"member": "x"}]}, {"moved": "no"}, {"left": [7]},
+                {"score": [{"member": "m0", "rank": 1, "score": "1e999"}]}):  # fmt: skip
+        out = subs.receive({**delta(8), **bad})
+        assert out.updates == [] and "malformed" in out.notices[0], bad
+        assert "resume" not in out.send[0]
+        subs.receive(board_snapshot(7))
     # the feed's history is gone (a rebuild, an erase): a new epoch, subscribe without resume
     other = {**delta(8), "epoch": "ep2"}
     out = subs.receive(other)
