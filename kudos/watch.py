@@ -24,7 +24,7 @@ import orjson
 
 from kudos.client import Client
 from kudos.subscriptions import Update
-from kudos.watcher import Watcher, parse_channel
+from kudos.watcher import Line, Watcher, parse_channel
 from leaderboard.errors import LiveError, WatchError
 
 # -- the connection ------------------------------------------------------------------------
@@ -106,7 +106,11 @@ class _Session:
             raise _Done from None
 
     def _emit(self, update: Update) -> None:
-        for line in self.watcher.handle(update):
+        try:
+            lines = self.watcher.handle(update)
+        except (KeyError, TypeError, ValueError) as exc:  # a field of an odd type: say so, go on
+            lines = [Line(f"{update.channel}: could not word a {update.kind} ({exc!r})", "notice")]
+        for line in lines:
             if line.kind == "notice":
                 self.notice(line.text)
             elif not self.opts.json:
