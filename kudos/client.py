@@ -10,9 +10,10 @@ connection drops reconnects with backoff and resumes every channel from its last
 :mod:`kudos.subscriptions` is its sans-I/O core; ``kudos watch`` and ``examples/chat_bot.py``
 are built on it.
 
-Several channels: subscribe to each, then read them all, in arrival order, from
-:meth:`Client.updates`; or read each :class:`Subscription` in a task of its own (whichever task
-is reading drives the connection for the others).
+One task of the client's own owns the socket: it reads every frame, applies it, and puts the
+updates in each reader's queue; another sends, in order and paced under the server's rate
+limit. Readers only wait on their queue, so a reader may be cancelled (a timeout around
+``anext``) without losing anything, and several readers may run in tasks of their own.
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import weakref
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import orjson
@@ -35,37 +37,47 @@ from web.protocol import CLOSE_POLICY, PROTOCOL
 #: Reconnect delays (seconds): the first, doubled per failed attempt up to the cap, ±20 % each.
 BACKOFF_FIRST_S = 0.5
 BACKOFF_MAX_S = 30.0
-#: The server lets a client burst 40 messages; beyond that the subscribes are paced.
-BURST = 30
+#: Outgoing messages per second and burst: under the server's 20/s with a burst of 40
+#: (KUDOS_WEB_MAX_MESSAGES_PER_S), auth included.
+SEND_RATE = 15.0
+SEND_BURST = 30
 #: Updates one reader may fall behind by before its backlog is replaced by a fresh snapshot of
 #: each channel (the server conflates a slow client the same way).
 MAX_PENDING = 1000
-#: Wait after an ``unavailable`` error before asking again.
+#: Wait before asking again after ``unavailable`` (Redis down for a moment) or a malformed frame.
 RETRY_S = 1.0
 HELLO_TIMEOUT_S = 10.0
+#: The largest frame accepted: a top-100 snapshot or a cohort of 100 is tens of KB.
+MAX_FRAME_BYTES = 1 << 20
 
 
 class _Sink:
     """One reader's queue: a channel's updates, or every channel's (``channel`` None)."""
 
-    def __init__(self, channel: str | None) -> None:
+    def __init__(self, channel: str | None, frames: bool = False) -> None:
         self.channel = channel
+        self.frames = frames
         self.items: deque[Update] = deque()
         self.wake = asyncio.Event()
         #: it fell behind by MAX_PENDING: its backlog was dropped, snapshots come next
         self.behind = False
         self.done: BaseException | None = None
+        self.ended = False
+        #: per channel, the rows and standings of the last update handed out (the ``previous``
+        #: of a catch-up snapshot)
+        self.last: dict[str, tuple[tuple[Mapping[str, Any], ...], Mapping[str, Any]]] = {}
 
     def wants(self, u: Update) -> bool:
+        if u.kind == "frame" and not self.frames:
+            return False
         return self.channel is None or self.channel == u.channel
 
 
 class Client:
     """One websocket connection (re-opened as needed) carrying every channel subscribed.
 
-    ``on_frame(raw, frame)`` sees every frame as it arrives (``hello`` and replies included);
     ``on_notice(text)`` hears what a person would want to know (reconnecting, resumed, a
-    protocol mismatch). Errors the client cannot get past raise :class:`LiveError` from the
+    protocol mismatch). Errors the client cannot get past raise :class:`LiveError` from every
     reader: no server at the first attempt, a refused token, a server that is not Kudos.
     """
 
@@ -74,7 +86,6 @@ class Client:
         url: str,
         *,
         token: str = "",
-        on_frame: Callable[[str, dict[str, Any]], None] | None = None,
         on_notice: Callable[[str], None] | None = None,
         backoff_first: float = BACKOFF_FIRST_S,
         backoff_max: float = BACKOFF_MAX_S,
@@ -83,20 +94,21 @@ class Client:
     ) -> None:
         self.url = url
         self.token = token
-        self._on_frame = on_frame
         self._on_notice = on_notice
         self._backoff = (backoff_first, backoff_max)
         self._open_timeout = open_timeout
         self._max_pending = max_pending
         self.subs = Subscriptions()
         self._ws: ClientConnection | None = None
-        self._attempt = 0
         self._connected_once = False
-        self._lost = ""  # why the last connection ended (said when reconnecting)
-        self._sinks: list[_Sink] = []
-        self._driving = False
+        self._sinks: weakref.WeakSet[_Sink] = weakref.WeakSet()
         self._closed = False
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._failure: LiveError | None = None
+        self._runner: asyncio.Task[None] | None = None
+        self._outbox: deque[dict[str, Any]] = deque()
+        self._out_wake = asyncio.Event()
+        self._retries: dict[str, asyncio.TimerHandle] = {}
+        self._served = False
 
     async def __aenter__(self) -> Client:
         return self
@@ -112,17 +124,27 @@ class Client:
         """Follow ``channel`` (``board:<board>``, ``member:<id>``, ``cohort:<board>`` with
         ``members``, ``alerts``); subscribing again replaces the limit or the cohort. Refuses
         with :class:`LiveError` what the server would refuse."""
-        self._send_soon(self.subs.add(channel, limit, tuple(members)))
-        return Subscription(self, channel)
+        self._queue(self.subs.add(channel, limit, tuple(members)))
+        sub = Subscription(self, channel)
+        self._register(sub._sink)
+        return sub
 
-    async def unsubscribe(self, channel: str) -> None:
-        for msg in self.subs.remove(channel):
-            await self._send(msg)
+    def unsubscribe(self, channel: str) -> None:
+        """Stop following ``channel``; its readers end."""
+        self._cancel_retry(channel)
+        self._queue(self.subs.remove(channel))
+        for sink in list(self._sinks):
+            if sink.channel == channel:
+                sink.ended = True
+                sink.wake.set()
 
-    def updates(self) -> AsyncIterator[Update]:
+    def updates(self, *, frames: bool = False) -> Reader:
         """Every channel's updates in the order they arrive, errors included (``kind`` error;
-        ``fatal`` when the channel was dropped)."""
-        return self._read(_Sink(None))
+        ``fatal`` when the channel was dropped). With ``frames``, also every frame as it
+        arrived (``kind`` frame: hello, replies and duplicates too), just before its updates."""
+        reader = Reader(self, _Sink(None, frames))
+        self._register(reader._sink)
+        return reader
 
     def position(self, channel: str) -> tuple[str, int] | None:
         """``(epoch, seq)`` of the last frame applied on ``channel``."""
@@ -131,71 +153,69 @@ class Client:
     async def close(self) -> None:
         """Close the connection (1000) and end every reader."""
         self._closed = True
-        for task in list(self._tasks):
-            task.cancel()
-        ws, self._ws = self._ws, None
-        if ws is not None:
-            with contextlib.suppress(Exception):
-                await ws.close()
+        for name in list(self._retries):
+            self._cancel_retry(name)
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            runner.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await runner
         self._wake_all()
 
     # -- readers ----------------------------------------------------------------------------------
 
-    async def _read(self, sink: _Sink) -> AsyncIterator[Update]:
-        self._sinks.append(sink)
-        try:
-            while True:
-                u = await self._next(sink)
-                if u is None:
-                    return
-                yield u
-        finally:
-            self._sinks.remove(sink)
+    def _register(self, sink: _Sink) -> None:
+        self._sinks.add(sink)
+        if self._failure is not None:
+            sink.done = self._failure
+        elif self._runner is None and not self._closed:
+            self._runner = asyncio.get_running_loop().create_task(self._run())
 
     async def _next(self, sink: _Sink) -> Update | None:
-        """The sink's next update, driving the connection while nobody else does."""
         while True:
             if sink.behind:
                 sink.behind = False
-                snaps = [self.subs.snapshot(n) for n in list(self.subs.channels)]
-                sink.items.extend(u for u in snaps if u is not None and sink.wants(u))
+                for name in list(self.subs.channels):
+                    if sink.channel in (None, name):
+                        u = self.subs.snapshot(name, *sink.last.get(name, ((), {})))
+                        if u is not None:
+                            sink.items.append(u)
             if sink.items:
-                return sink.items.popleft()
+                u = sink.items.popleft()
+                if u.kind != "frame":
+                    sink.last[u.channel] = (u.entries, u.boards)
+                return u
             if sink.done is not None:
                 raise sink.done
-            if self._closed:
+            if self._closed or sink.ended:
                 return None
-            if self._driving:
-                sink.wake.clear()
-                await sink.wake.wait()
-                continue
-            self._driving = True
-            try:
-                await self._step()
-            finally:
-                self._driving = False
-                self._wake_all()
+            sink.wake.clear()
+            await sink.wake.wait()
 
     def _deliver(self, updates: Iterable[Update]) -> None:
         for u in updates:
-            for sink in self._sinks:
+            for sink in list(self._sinks):
                 if not sink.wants(u):
                     continue
                 if sink.channel is not None and u.kind == "error":
                     if u.fatal:
                         code, msg = str(u.frame.get("code")), str(u.frame.get("message"))
                         sink.done = LiveError(code, f"cannot follow {u.channel}: {msg}")
+                        sink.wake.set()
                     continue  # a retried error: the subscription goes on
-                if sink.behind:
-                    continue  # the snapshot it gets next holds this update too
-                if len(sink.items) >= self._max_pending:
-                    sink.items.clear()
-                    sink.behind = True
-                    continue
+                if u.kind != "error":  # errors are never dropped (replies: few)
+                    if sink.behind:
+                        continue  # the snapshot it gets next holds this update too
+                    if len(sink.items) >= self._max_pending:
+                        sink.items = deque(x for x in sink.items if x.kind == "error")
+                        sink.behind = True
+                        sink.wake.set()
+                        continue
                 sink.items.append(u)
+                sink.wake.set()
 
     def _wake_all(self) -> None:
-        for sink in self._sinks:
+        for sink in list(self._sinks):
             sink.wake.set()
 
     def _notice(self, text: str) -> None:
@@ -204,51 +224,67 @@ class Client:
 
     # -- the connection ------------------------------------------------------------------------
 
-    async def _step(self) -> None:
-        """Connect if there is no connection; else read and apply one frame."""
+    async def _run(self) -> None:
+        """Connect, read, reconnect with backoff, until closed or failed."""
+        attempt = 0
+        lost = ""
         try:
-            if self._ws is None:
-                await self._open()
-                return
-            raw = await self._ws.recv()
-            self._receive(raw)
-        except ConnectionClosed as exc:
-            rcvd = exc.rcvd
-            code, why = (rcvd.code, rcvd.reason) if rcvd else (None, "")
-            if code == CLOSE_POLICY:
-                self._fail(
-                    LiveError(
-                        "refused", f"the server refused this client: {why or 'policy violation'}"
+            while not self._closed:
+                if attempt:
+                    first, cap = self._backoff
+                    delay = min(cap, first * 2 ** (attempt - 1)) * random.uniform(0.8, 1.2)
+                    self._notice(f"{lost}; reconnecting in {delay:.1f} s")
+                    await asyncio.sleep(delay)
+                attempt += 1
+                self._served = False
+                try:
+                    await self._connection()
+                except ConnectionClosed as exc:
+                    rcvd = exc.rcvd
+                    code, why = (rcvd.code, rcvd.reason) if rcvd else (None, "")
+                    if code == CLOSE_POLICY:
+                        why = why or "policy violation"
+                        raise LiveError(
+                            "refused", f"the server refused this client: {why}"
+                        ) from None
+                    lost = (
+                        f"connection lost ({code or 'no close frame'}{': ' + why if why else ''})"
                     )
-                )
-                return
-            self._down(f"connection lost ({code or 'no close frame'}{': ' + why if why else ''})")
-        except (OSError, TimeoutError, InvalidHandshake, InvalidURI) as exc:
-            what = str(exc) or type(exc).__name__
-            if not self._connected_once:
-                self._fail(
-                    LiveError(
-                        "unreachable", f"cannot reach the Kudos web process at {self.url} ({what})"
-                    )
-                )
-                return
-            self._down(f"cannot reconnect ({what})")
+                except (OSError, TimeoutError, InvalidHandshake, InvalidURI) as exc:
+                    what = str(exc) or type(exc).__name__
+                    if not self._connected_once:
+                        raise LiveError(
+                            "unreachable",
+                            f"cannot reach the Kudos web process at {self.url} ({what})",
+                        ) from None
+                    lost = f"cannot reconnect ({what})"
+                finally:
+                    self._down()
+                if self._served:  # it worked (a subscribe was answered): back off from the start
+                    attempt = 1
         except LiveError as exc:
             self._fail(exc)
+        except Exception as exc:  # a bug: say it to every reader rather than leave them waiting
+            self._fail(LiveError("internal", f"the live client stopped: {exc!r}"))
+            raise
+        finally:
+            self._closed = self._closed or self._failure is not None
+            self._wake_all()
 
-    async def _open(self) -> None:
-        if self._attempt:
-            first, cap = self._backoff
-            delay = min(cap, first * 2 ** (self._attempt - 1)) * random.uniform(0.8, 1.2)
-            self._notice(f"{self._lost}; reconnecting in {delay:.1f} s")
-            await asyncio.sleep(delay)
-        self._attempt += 1
+    def _fail(self, exc: LiveError) -> None:
+        self._failure = exc
+        for sink in list(self._sinks):
+            sink.done = exc
+
+    async def _connection(self) -> None:
+        """One connection, until it closes (``ConnectionClosed``)."""
         ws = await connect(
-            self.url, open_timeout=self._open_timeout, max_size=16 << 20, close_timeout=2
+            self.url, open_timeout=self._open_timeout, max_size=MAX_FRAME_BYTES, close_timeout=2
         )
+        sender: asyncio.Task[None] | None = None
         try:
             raw = await asyncio.wait_for(ws.recv(), HELLO_TIMEOUT_S)
-            hello = self._decode(raw)
+            hello = self._frame(raw)
             if not isinstance(hello, dict) or hello.get("type") != "hello":
                 raise LiveError(
                     "protocol", f"{self.url} sent no hello frame: is it a Kudos web process?"
@@ -257,97 +293,135 @@ class Client:
                 self._notice(
                     f"the server speaks protocol {hello.get('protocol')}, this client {PROTOCOL}"
                 )
-            if (hello.get("limits") or {}).get("auth") and not self.token:
+            limits = hello.get("limits")
+            if isinstance(limits, dict) and limits.get("auth") is True and not self.token:
                 raise LiveError("auth", "the server requires a token")
-            if self.token:
-                await ws.send(orjson.dumps({"op": "auth", "token": self.token}).decode())
             if self._connected_once:
                 self._notice(f"reconnected to {self.url}; resuming")
-            self._ws = ws
             self._connected_once = True
-            for i, msg in enumerate(self.subs.on_connect()):
-                if i and i % BURST == 0:  # stay under the server's message rate
-                    await asyncio.sleep(0.1)
-                await ws.send(orjson.dumps(msg).decode())
-        except BaseException:
-            if self._ws is not ws:
-                with contextlib.suppress(Exception):
-                    await ws.close()
-            raise
+            self._ws = ws
+            self._outbox.clear()  # what was queued for the last connection: on_connect redoes it
+            if self.token:
+                self._outbox.append({"op": "auth", "token": self.token})
+            self._outbox.extend(self.subs.on_connect())
+            sender = asyncio.get_running_loop().create_task(self._send_loop(ws))
+            while True:
+                self._receive(await ws.recv())
+        finally:
+            if sender is not None:
+                sender.cancel()
+            with contextlib.suppress(Exception):
+                await ws.close()
 
-    def _decode(self, raw: str | bytes) -> Any:
+    async def _send_loop(self, ws: ClientConnection) -> None:
+        """Send the outbox in order, at most SEND_RATE a second after a burst of SEND_BURST."""
+        loop = asyncio.get_running_loop()
+        tokens, at = float(SEND_BURST), loop.time()
+        with contextlib.suppress(ConnectionClosed):
+            while True:
+                if not self._outbox:
+                    self._out_wake.clear()
+                    await self._out_wake.wait()
+                    continue
+                now = loop.time()
+                tokens, at = min(float(SEND_BURST), tokens + (now - at) * SEND_RATE), now
+                if tokens < 1:
+                    await asyncio.sleep((1 - tokens) / SEND_RATE)
+                    continue
+                tokens -= 1
+                await ws.send(orjson.dumps(self._outbox.popleft()).decode())
+
+    def _frame(self, raw: str | bytes) -> Any:
         try:
             frame = orjson.loads(raw)
         except orjson.JSONDecodeError:
             frame = None
-        if self._on_frame is not None and isinstance(frame, dict):
-            self._on_frame(raw if isinstance(raw, str) else raw.decode(errors="replace"), frame)
+        if isinstance(frame, dict):
+            text = raw if isinstance(raw, str) else raw.decode(errors="replace")
+            self._deliver([Update(str(frame.get("channel") or ""), "frame", frame, raw=text)])
         return frame
 
     def _receive(self, raw: str | bytes) -> None:
-        frame = self._decode(raw)
+        """Apply one frame."""
+        frame = self._frame(raw)
         if not isinstance(frame, dict):
             self._notice(f"ignored a frame that is not a JSON object: {raw[:80]!r}")
             return
-        # the connection works (a server that greets and then drops every client keeps the
-        # backoff growing: it is reset by the first frame after the hello, not by the hello)
-        self._attempt = 0
+        # the server serves us (not merely greets): the backoff starts again after this one
+        self._served = self._served or frame.get("type") in ("subscribed", "snapshot")
         actions = self.subs.receive(frame)
         for text in actions.notices:
             self._notice(text)
-        self._send_soon(actions.send)
+        self._queue(actions.send)
         for name in actions.retry:
-            self._later(name)
+            self._retry_later(name)
         self._deliver(actions.updates)
 
-    def _down(self, reason: str) -> None:
+    def _down(self) -> None:
         self._ws = None
-        self._lost = reason
-        self._attempt = max(self._attempt, 1)
+        self._outbox.clear()
         self.subs.on_disconnect()
+        for name in list(self._retries):  # the next connection subscribes to everything
+            self._cancel_retry(name)
 
-    def _fail(self, exc: LiveError) -> None:
-        """An error nothing can get past: every reader raises it."""
-        self._down(str(exc))
-        self._closed = True
-        for sink in self._sinks:
-            sink.done = exc
+    def _queue(self, msgs: list[dict[str, Any]]) -> None:
+        if msgs and self._ws is not None:
+            self._outbox.extend(msgs)
+            self._out_wake.set()
 
-    def _send_soon(self, msgs: list[dict[str, Any]]) -> None:
-        for msg in msgs:
-            task = asyncio.get_running_loop().create_task(self._send(msg))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+    def _retry_later(self, name: str) -> None:
+        """Subscribe to ``name`` again in RETRY_S (once, however many reasons come meanwhile)."""
+        if name in self._retries:
+            return
 
-    async def _send(self, msg: dict[str, Any]) -> None:
-        ws = self._ws
-        if ws is None:
-            return  # the next connection subscribes to everything again
-        with contextlib.suppress(ConnectionClosed):
-            await ws.send(orjson.dumps(msg).decode())
+        def again() -> None:
+            self._retries.pop(name, None)
+            self._queue(self.subs.resubscribe(name))
 
-    def _later(self, name: str) -> None:
-        async def again() -> None:  # e.g. "unavailable": Redis is down for a moment
-            await asyncio.sleep(RETRY_S)
-            for msg in self.subs.resubscribe(name):
-                await self._send(msg)
+        self._retries[name] = asyncio.get_running_loop().call_later(RETRY_S, again)
 
-        task = asyncio.get_running_loop().create_task(again())
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+    def _cancel_retry(self, name: str) -> None:
+        handle = self._retries.pop(name, None)
+        if handle is not None:
+            handle.cancel()
 
 
-class Subscription:
+class Reader:
+    """An async iterator of updates (``async for``); cancelling one ``anext`` loses nothing."""
+
+    def __init__(self, client: Client, sink: _Sink) -> None:
+        self.client = client
+        self._sink = sink
+
+    def __aiter__(self) -> Reader:
+        return self
+
+    async def __anext__(self) -> Update:
+        u = await self.client._next(self._sink)
+        if u is None:
+            raise StopAsyncIteration
+        return u
+
+    async def aclose(self) -> None:
+        """Stop reading (the channels stay followed)."""
+        self._sink.ended = True
+        self.client._sinks.discard(self._sink)
+
+
+class Subscription(Reader):
     """One channel's updates (``async for update in subscription``): snapshots, deltas,
     events and resumes; a refusal of the channel raises :class:`LiveError`."""
 
     def __init__(self, client: Client, channel: str) -> None:
-        self.client = client
+        super().__init__(client, _Sink(channel))
         self.channel = channel
-
-    def __aiter__(self) -> AsyncIterator[Update]:
-        return self.client._read(_Sink(self.channel))
 
     async def close(self) -> None:
         """Stop following the channel."""
-        await self.client.unsubscribe(self.channel)
+        self.client.unsubscribe(self.channel)
+
+    def __repr__(self) -> str:
+        return f"Subscription({self.channel!r})"
+
+
+__all__ = ["Client", "LiveError", "Reader", "Subscription", "Update"]

@@ -22,6 +22,8 @@ FATAL_CODES = frozenset({"bad_request", "bad_channel", "unknown_board", "too_man
 #: The server's bounds (docs/protocol.md): a board's top N, and a cohort's members.
 MAX_LIMIT = 100
 MAX_COHORT = 100
+#: A member channel's standings: one per base board (8 today), with room for more.
+MAX_BOARDS = 64
 KINDS = ("board", "member", "cohort", "alerts")
 
 
@@ -39,6 +41,8 @@ class Update:
     - ``resumed``: a reconnect resumed the channel; ``missed`` frames follow as deltas.
     - ``error``: the server refused a request about the channel (``frame`` has ``code`` and
       ``message``); ``fatal`` when the channel was dropped because of it.
+    - ``frame``: only for a reader that asked for frames (``Client.updates(frames=True)``):
+      a frame as it arrived (``raw``), before the updates it makes.
     """
 
     channel: str
@@ -56,6 +60,7 @@ class Update:
     reason: str = ""
     missed: int = 0
     fatal: bool = False
+    raw: str = ""
 
     @property
     def events(self) -> list[Mapping[str, Any]]:
@@ -156,17 +161,25 @@ class Subscriptions:
             return None
         return ch.epoch, ch.seq
 
-    def snapshot(self, name: str) -> Update | None:
-        """The channel's state now, as a re-sync snapshot (for a consumer that fell behind)."""
+    def snapshot(
+        self,
+        name: str,
+        previous: tuple[Mapping[str, Any], ...] = (),
+        previous_boards: Mapping[str, Any] | None = None,
+    ) -> Update | None:
+        """The channel's state now, as a catch-up snapshot for a reader that fell behind
+        (``previous``: what that reader last saw)."""
         ch = self.channels.get(name)
-        if ch is None or not ch.synced:
+        if ch is None or not ch.synced or ch.seq is None:
             return None
         return Update(
             name,
             "snapshot",
             {"type": "snapshot", "channel": name, "epoch": ch.epoch, "seq": ch.seq},
             ch.entries(),
-            boards=dict(ch.boards),
+            previous,
+            dict(ch.boards),
+            dict(previous_boards or {}),
             limit=ch.limit,
             reason="conflated",
         )
@@ -200,13 +213,25 @@ class Subscriptions:
         ch = self.channels.get(str(frame.get("channel")))
         if ch is None:
             return out  # hello, pong, authenticated, unsubscribed, a channel we let go of
-        if kind == "subscribed":
-            self._subscribed(ch, frame, out)
-        elif kind == "snapshot":
-            out.updates.append(self._snapshot(ch, frame))
-        elif kind in ("delta", "event"):
-            self._frame(ch, frame, out)
+        try:
+            if kind == "subscribed":
+                self._subscribed(ch, frame, out)
+            elif kind == "snapshot":
+                self._snapshot(ch, frame, out)
+            elif kind in ("delta", "event"):
+                self._frame(ch, frame, out)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:  # a last resort
+            out.updates.clear()
+            self._malformed(ch, f"a {kind} frame it cannot apply ({type(exc).__name__})", out)
         return out
+
+    def _malformed(self, ch: _Channel, what: str, out: Actions) -> None:
+        """A frame this client cannot apply: forget the position, ask for a fresh snapshot
+        after a pause (a server that keeps sending such frames gets one request a second)."""
+        out.notices.append(f"{ch.name}: {what}; asking for a snapshot")
+        ch.seq = None
+        ch.resyncing = True  # frames meanwhile are dropped
+        out.retry.append(ch.name)
 
     # -- internals ------------------------------------------------------------------------------
 
@@ -226,23 +251,27 @@ class Subscriptions:
 
     def _error(self, frame: Mapping[str, Any], out: Actions) -> None:
         rid = frame.get("id")
-        name = self._requests.get(rid) if isinstance(rid, int) else None
+        name = self._requests.pop(rid, None) if isinstance(rid, int) else None
         name = name or str(frame.get("channel") or "")
         ch = self.channels.get(name)
-        fatal = ch is not None and frame.get("code") in FATAL_CODES
+        code = frame.get("code")
+        fatal = ch is not None and isinstance(code, str) and code in FATAL_CODES
         out.updates.append(Update(name, "error", frame, fatal=fatal))
         if ch is None:
             return
         ch.resyncing = False
         if fatal:
             del self.channels[name]
-        elif frame.get("code") == "unavailable":  # Redis is down for a moment: ask again later
+        elif code == "unavailable":  # Redis is down for a moment: ask again later
             out.retry.append(name)
 
     def _subscribed(self, ch: _Channel, f: Mapping[str, Any], out: Actions) -> None:
+        if isinstance(f.get("id"), int):
+            self._requests.pop(f["id"], None)
         ch.resyncing = False
-        if isinstance(f.get("limit"), int) and ch.kind == "board":
-            ch.limit = f["limit"]  # what the server granted
+        limit = _int(f.get("limit"))
+        if limit is not None and ch.kind == "board" and 1 <= limit <= MAX_LIMIT:
+            ch.limit = limit  # what the server granted
         recovered = f.get("recovered") and ch.synced and ch.seq is not None
         if recovered and f.get("epoch") == ch.epoch and isinstance(f.get("seq"), int):
             missed = max(0, f["seq"] - (ch.seq or 0))
@@ -252,48 +281,54 @@ class Subscriptions:
         # a snapshot follows: frames before it are already in it
         ch.seq = None
 
-    def _snapshot(self, ch: _Channel, f: Mapping[str, Any]) -> Update:
+    def _snapshot(self, ch: _Channel, f: Mapping[str, Any], out: Actions) -> None:
+        if not _well_formed(ch, f):
+            self._malformed(ch, "a malformed snapshot", out)
+            return
         previous, previous_boards = ch.entries(), dict(ch.boards)
         first = not ch.synced
-        ch.epoch, ch.seq, ch.synced, ch.resyncing = f.get("epoch"), _int(f.get("seq")), True, False
+        ch.epoch, ch.seq, ch.synced, ch.resyncing = f["epoch"], f["seq"], True, False
         if ch.kind in ("board", "cohort"):
             ch.rows = {e["member"]: e for e in _entries(f)}
         elif ch.kind == "member":
             ch.boards = dict(f.get("boards") or {})
         reason = "" if first else _why(f)
-        return Update(
-            ch.name,
-            "snapshot",
-            f,
-            ch.entries(),
-            () if first else previous,
-            dict(ch.boards),
-            {} if first else previous_boards,
-            ch.limit,
-            first=first,
-            reason=reason,
+        out.updates.append(
+            Update(
+                ch.name,
+                "snapshot",
+                f,
+                ch.entries(),
+                () if first else previous,
+                dict(ch.boards),
+                {} if first else previous_boards,
+                ch.limit,
+                first=first,
+                reason=reason,
+            )
         )
 
     def _frame(self, ch: _Channel, f: Mapping[str, Any], out: Actions) -> None:
         if ch.seq is None:
             return  # before the snapshot (or the resume reply): it will include this
         seq = _int(f.get("seq"))
+        if seq is None:
+            self._malformed(ch, "a frame without a sequence number", out)
+            return
         if f.get("epoch") != ch.epoch:  # the feed's history is gone: start again
             if not ch.resyncing:
                 ch.seq = None
                 out.send.append(self._subscribe(ch, resume=False))
             return
-        if seq is None or seq <= ch.seq:
+        if seq <= ch.seq:
             return  # already applied (a replay overlapping live frames)
         if seq != ch.seq + 1:  # a gap: resume from the last frame applied
             if not ch.resyncing:
                 out.notices.append(f"{ch.name}: frame {seq} after {ch.seq}; resuming")
                 out.send.append(self._subscribe(ch))
             return
-        if not _well_formed(ch.kind, f):  # a frame this client cannot apply: start again
-            out.notices.append(f"{ch.name}: frame {seq} is malformed; asking for a snapshot")
-            ch.seq = None
-            out.send.append(self._subscribe(ch, resume=False))
+        if not _well_formed(ch, f):  # a frame this client cannot apply: start again
+            self._malformed(ch, f"frame {seq} is malformed", out)
             return
         ch.seq = seq
         previous, previous_boards = ch.entries(), dict(ch.boards)
@@ -304,6 +339,9 @@ class Subscriptions:
                 _apply(ch.rows, f)
             elif ch.kind == "member":
                 ch.boards.update(f.get("boards") or {})
+            if len(ch.rows) > (ch.limit or MAX_LIMIT) or len(ch.boards) > MAX_BOARDS:
+                self._malformed(ch, f"frame {seq} leaves more rows than subscribed", out)
+                return
         out.updates.append(
             Update(
                 ch.name,
@@ -331,33 +369,47 @@ _DELTA_FIELDS = {
 }
 
 
-def _well_formed(kind: str, f: Mapping[str, Any]) -> bool:
-    """Whether a delta carries what applying it (and wording it) reads: a hostile or broken
-    server's frame must not crash the reader half-way through."""
-    if f.get("type") != "delta":
+def _rows_ok(items: Any, needs: tuple[str, ...], most: int) -> bool:
+    if not isinstance(items, list) or len(items) > most:
+        return False
+    return all(
+        isinstance(e, Mapping)
+        and isinstance(e.get("member"), str)
+        and all(_num(e.get(k)) for k in needs)
+        for e in items
+    )
+
+
+def _well_formed(ch: _Channel, f: Mapping[str, Any]) -> bool:
+    """Whether a snapshot or delta carries what applying it (and wording it) reads, within the
+    bounds of the subscription: a hostile or broken server's frame must not crash the reader
+    half-way through, nor grow its state beyond what it asked for."""
+    kind = f.get("type")
+    most = ch.limit or MAX_LIMIT if ch.kind == "board" else MAX_COHORT
+    if kind == "snapshot" and (not isinstance(f.get("epoch"), str) or _int(f.get("seq")) is None):
+        return False
+    if kind not in ("snapshot", "delta"):
         return True
-    if kind == "member":
+    if ch.kind == "member":
         boards = f.get("boards", {})
-        return isinstance(boards, Mapping) and all(
-            v is None or (isinstance(v, Mapping) and _num(v.get("rank")) and _num(v.get("score")))
-            for v in boards.values()
+        return (
+            isinstance(boards, Mapping)
+            and len(boards) <= MAX_BOARDS
+            and all(
+                v is None
+                or (isinstance(v, Mapping) and _num(v.get("rank")) and _num(v.get("score")))
+                for v in boards.values()
+            )
         )
-    if kind == "cohort" or "entries" in f:
-        lists: dict[str, tuple[str, ...]] = {"entries": ("rank", "score")}
-    elif kind == "board":
-        lists = _DELTA_FIELDS
-    else:
+    if ch.kind == "alerts":
         return True
-    for part, needs in lists.items():
-        items = f.get(part) or []
-        if not isinstance(items, list):
-            return False
-        for e in items:
-            if not isinstance(e, Mapping) or not isinstance(e.get("member"), str):
-                return False
-            if not all(_num(e.get(k)) for k in needs):
-                return False
-    return True
+    if ch.kind == "cohort" and "entries" not in f:
+        return False  # a cohort's every frame carries the whole cohort
+    if kind == "snapshot" or ch.kind == "cohort" or "entries" in f:
+        return _rows_ok(f.get("entries", []), ("rank", "score"), most)
+    return all(
+        _rows_ok(f.get(part) or [], needs, 4 * MAX_LIMIT) for part, needs in _DELTA_FIELDS.items()
+    )
 
 
 def _apply(rows: dict[str, Mapping[str, Any]], f: Mapping[str, Any]) -> None:

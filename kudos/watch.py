@@ -38,7 +38,8 @@ class Options:
     token: str = ""
     json: bool = False
     scores: bool = False
-    #: exit 0 after this many updates (lines, or with ``json`` delta and event frames)
+    #: exit 0 after this many updates (lines; with ``json``, delta and event frames applied:
+    #: a duplicate or a frame before its snapshot is printed but not counted)
     count: int | None = None
     #: exit after this many seconds (0 if ``count`` is unset or reached, else 1)
     seconds: float | None = None
@@ -84,8 +85,8 @@ class _Session:
     def notice(self, text: str) -> None:
         print(f"kudos watch: {text}", file=self.err, flush=True)
 
-    def frame(self, raw: str, frame: dict[str, Any]) -> None:
-        """``--json``: every frame as it arrives, unmodified."""
+    def frame(self, raw: str) -> None:
+        """``--json``: every frame as it arrived, unmodified."""
         self._guard(lambda: self._write(raw))
 
     def _write(self, raw: str) -> None:
@@ -128,9 +129,12 @@ class _Session:
     async def follow(self, client: Client) -> None:
         for name in map(parse_channel, self.opts.channels):
             client.subscribe(name, limit=self.opts.limit if name.startswith("board:") else None)
-        async for update in client.updates():
+        async for update in client.updates(frames=self.opts.json):
+            if update.kind == "frame":
+                self.frame(update.raw)
+                continue
             if not self.opts.json:
-                self.learn_names(update.frame)
+                self.learn_names(update)
             self.emit(update)
             if update.fatal:  # the server refused the channel for good
                 if not client.subs.channels:
@@ -140,14 +144,13 @@ class _Session:
                     )
                 self.notice(f"not following {update.channel}")
 
-    def learn_names(self, frame: Mapping[str, Any]) -> None:
+    def learn_names(self, update: Update) -> None:
         """Ask ``GET /api/profiles`` (same port) in the background for the display names of
-        the members a frame names that were not asked about yet: the frames never wait for it,
-        and a line printed before the answer shows the id alone (best effort)."""
-        ids = {str(c) for c in _members_of(frame) if c}
-        channel = str(frame.get("channel", ""))
-        if frame.get("type") == "subscribed" and channel.startswith("member:"):
-            ids.add(channel[len("member:") :])
+        the members an update names that were not asked about yet: the updates never wait for
+        it, and a line printed before the answer shows the id alone (best effort)."""
+        ids = {str(c) for c in _members_of(update.frame) if c}
+        if update.channel.startswith("member:"):
+            ids.add(update.channel[len("member:") :])
         fresh = sorted(ids - self.asked)
         while fresh and len(self.lookups) < MAX_LOOKUPS:
             batch, fresh = fresh[:MAX_NAME_LOOKUP], fresh[MAX_NAME_LOOKUP:]
@@ -184,12 +187,7 @@ HINTS = {
 async def watch(opts: Options, out: TextIO | None = None, err: TextIO | None = None) -> int:
     """Follow ``opts.channels`` until ``count`` updates or ``seconds``; the exit status."""
     session = _Session(opts, Watcher(opts.limit, opts.scores), out or sys.stdout, err or sys.stderr)
-    client = Client(
-        opts.url,
-        token=opts.token,
-        on_frame=session.frame if opts.json else None,
-        on_notice=session.notice,
-    )
+    client = Client(opts.url, token=opts.token, on_notice=session.notice)
     try:
         async with client, asyncio.timeout(opts.seconds):
             await session.follow(client)

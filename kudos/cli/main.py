@@ -188,7 +188,8 @@ def parser() -> argparse.ArgumentParser:
         "--count",
         type=positive(int),
         metavar="N",
-        help="exit 0 after N updates (1 if --for ends first)",
+        help="exit 0 after N updates (lines; with --json, deltas and events applied; "
+        "1 if --for ends first)",
     )
     s.add_argument(
         "--for", dest="seconds", type=positive(float), metavar="SECONDS", help="exit after SECONDS"

@@ -6,7 +6,7 @@ reader that falls behind). kudos watch and the chat bot on real servers: tests/k
 from __future__ import annotations
 
 import asyncio
-import itertools
+import contextlib
 import time
 from typing import Any
 
@@ -17,6 +17,7 @@ from kudos import servers
 from kudos.client import Client
 from kudos.subscriptions import Subscriptions, Update
 from leaderboard.errors import LiveError
+from tests.eventually import eventually
 from tests.kudos.frames import E, board_snapshot, delta, event, recv, scripted_server, send
 
 
@@ -73,12 +74,24 @@ def test_gap_resumes_epoch_change_starts_again_and_a_resume_says_what_it_missed(
     [resumed] = subs.receive({**reply, "recovered": True, "id": again["id"]}).updates
     assert resumed.kind == "resumed" and resumed.missed == 3
     assert [len(subs.receive(delta(n)).updates) for n in (5, 6, 7, 7)] == [1, 1, 1, 0]
-    # a frame that cannot be applied (a broken or hostile server): a fresh snapshot, no crash
+    # a frame that cannot be applied (a broken or hostile server): no crash, no update, and a
+    # fresh snapshot asked for after a pause (the client's retry), not at once
+    six = [{"member": f"x{i}", "rank": i + 1, "score": 1.0} for i in range(6)]
     for bad in ({"entered": [{"member": "x"}]}, {"moved": "no"}, {"left": [7]},
-                {"score": [{"member": "m0", "rank": 1, "score": "1e999"}]}):  # fmt: skip
+                {"score": [{"member": "m0", "rank": 1, "score": "1e999"}]},
+                {"seq": "8"}, {"entered": six}):  # fmt: skip
         out = subs.receive({**delta(8), **bad})
-        assert out.updates == [] and "malformed" in out.notices[0], bad
-        assert "resume" not in out.send[0]
+        assert out.updates == [] and out.send == [] and out.retry == ["board:all"], bad
+        assert "asking for a snapshot" in out.notices[0]
+        assert subs.receive(delta(9)).updates == []  # nothing applied until the snapshot
+        [again] = subs.resubscribe("board:all")
+        assert "resume" not in again
+        subs.receive(board_snapshot(7))
+    for bad in ({"entries": [{"member": "m0", "rank": None, "score": 1.0}]},
+                {"entries": [{"member": ["m0"], "rank": 1, "score": 1.0}]}, {"entries": "xy"},
+                {"entries": six}, {"seq": None}, {"epoch": 7}):  # fmt: skip
+        out = subs.receive({**board_snapshot(7), **bad})
+        assert out.updates == [] and out.retry == ["board:all"], bad
         subs.receive(board_snapshot(7))
     # the feed's history is gone (a rebuild, an erase): a new epoch, subscribe without resume
     other = {**delta(8), "epoch": "ep2"}
@@ -126,6 +139,12 @@ def test_member_cohort_and_refusals() -> None:
         with pytest.raises(LiveError) as exc:
             subs.add(bad, **kw)
         assert exc.value.code == "bad_channel"
+    # a member snapshot or a cohort delta it cannot apply, an error with an odd code
+    assert subs.receive({**mem, "seq": 5, "boards": "xy"}).retry == ["member:ann"]
+    bare = {k: v for k, v in cohort.items() if k != "entries"}
+    assert subs.receive({**bare, "type": "delta", "seq": 3}).retry == ["cohort:week"]
+    [odd] = subs.receive({"type": "error", "code": ["unknown_board"], "id": 2}).updates
+    assert odd.kind == "error" and not odd.fatal
     # the server's refusals: a fatal one drops the channel, "unavailable" is retried
     [sub] = subs.add("board:nope", 3)
     err = {"type": "error", "code": "unknown_board", "message": "no board", "id": sub["id"]}
@@ -180,8 +199,12 @@ async def test_subscribe_reconnects_with_backoff_and_resumes() -> None:
     assert [e["member"] for e in got[3].entries] == ["m2", "m0", "m1"]
     assert [f[1]["id"] for f in seen] == [1, 2, 3, 4]  # a fresh request id per connection
     assert "resume" not in seen[0][1] and all(s["resume"]["seq"] == 5 for _, s in seen[1:])
-    gaps = [b[0] - a[0] for a, b in itertools.pairwise(seen[1:])]
-    assert gaps[1] > gaps[0] * 1.2, gaps  # 0.2 s ±20 %, then 0.4 s ±20 %
+    # 0.1 s after a connection that served; then, after connections that failed before any
+    # answer (the hello alone does not reset the backoff), 0.2 s and 0.4 s; each ±20 %
+    delays = [float(n.split("reconnecting in ")[1].split(" s")[0]) for n in notices
+              if "reconnecting in" in n]  # fmt: skip
+    assert delays[:2] == [0.1, 0.2] and delays[2] in (0.3, 0.4, 0.5), delays  # (one decimal)
+    assert seen[3][0] - seen[2][0] >= delays[1] - 0.01  # and it did wait
     assert notices[0].startswith("connection lost (1013: too slow); reconnecting in 0.")
     assert any(n.startswith("reconnected to ws://127.0.0.1") for n in notices)
 
@@ -224,6 +247,7 @@ async def test_readers_in_several_tasks_and_one_that_falls_behind() -> None:
             reply = {"type": "subscribed", "channel": ch, "epoch": E, "seq": 0, "id": sub["id"]}
             await send(ws, {**reply, "recovered": False}, board_snapshot(0, 2, ch))
         for seq in range(1, 31):
+            await asyncio.sleep(0.01)  # a reader that keeps up is never more than 5 behind
             for ch in ("board:a", "board:b"):
                 score = [{"member": "m0", "rank": 1, "score": 48.0 + seq}]
                 await send(ws, delta(seq, ch, score=score))
@@ -244,11 +268,74 @@ async def test_readers_in_several_tasks_and_one_that_falls_behind() -> None:
                 return out
 
             fast, slow = await asyncio.wait_for(asyncio.gather(read(a, 0), read(b, 0.2)), 20)
-    # the fast reader got every frame, in order, though the other task drove the socket at times
+    # the reader that keeps up got every frame, in order
     assert [u.frame["seq"] for u in fast] == list(range(31))
     assert fast[-1].entries[0]["score"] == 78.0
     # the slow one fell more than 5 behind: its backlog was replaced by the state now
-    assert any(u.kind == "snapshot" and u.reason == "conflated" for u in slow[1:]), slow
+    catch_up = next(u for u in slow if u.reason == "conflated")
+    before = slow[slow.index(catch_up) - 1]
+    assert catch_up.kind == "snapshot" and catch_up.previous == before.entries  # what it last saw
     seqs = [u.frame["seq"] for u in slow]
     assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs) and len(slow) < 10
     assert slow[-1].entries[0]["score"] == 78.0  # and it ends with the same state
+
+
+async def test_cancel_safe_paced_ordered_and_closed_for_good() -> None:
+    """A reader cancelled mid-wait loses nothing; 45 subscribes stay under the server's rate
+    limit; an unsubscribe right after a subscribe reaches the server after it; frames on
+    request; close() during a backoff opens nothing more."""
+    got: list[tuple[float, dict[str, Any]]] = []
+    connections = 0
+
+    async def script(ws: ServerConnection, n: int) -> None:
+        nonlocal connections
+        connections += 1
+        if n > 1:
+            await ws.close(1011, "down")
+            return
+        for _ in range(47):
+            msg = await recv(ws)
+            got.append((time.monotonic(), msg))
+            if msg["op"] == "subscribe" and msg["channel"] == "board:c0":
+                reply = {"type": "subscribed", "channel": "board:c0", "epoch": E, "seq": 0}
+                await send(ws, {**reply, "recovered": False, "id": msg["id"]})
+                await send(ws, board_snapshot(0, 2, "board:c0"))
+                for seq in range(1, 4):
+                    await asyncio.sleep(0.05)
+                    await send(ws, delta(seq, "board:c0"))
+        await ws.close(1012, "restart")
+
+    async with scripted_server(script) as url:
+        client = Client(url, backoff_first=5.0)
+        frames = client.updates(frames=True)
+        c0 = client.subscribe("board:c0", limit=2)
+        for i in range(1, 45):
+            client.subscribe(f"board:c{i}", limit=2)
+        seqs = []
+        while len(seqs) < 4:  # cancelled many times while waiting: nothing lost
+            with contextlib.suppress(TimeoutError):
+                u = await asyncio.wait_for(anext(c0), 0.01)
+                seqs.append(u.frame["seq"])
+        assert seqs == [0, 1, 2, 3]
+        client.subscribe("member:gone")  # connected now: both go out, in this order
+        client.unsubscribe("member:gone")
+        kinds = []
+        async for f in frames:
+            kinds.append((f.kind, f.frame.get("type")))
+            if f.kind == "delta" and f.frame["seq"] == 3:
+                break
+        assert kinds[0] == ("frame", "hello") and ("frame", "subscribed") in kinds
+        await eventually(lambda: len(got) == 47, what="47 messages at the server")
+        await asyncio.sleep(0.3)  # the 1012 close: a reconnect is 5 s away
+        t0 = time.monotonic()
+        await client.close()
+        assert time.monotonic() - t0 < 1.0
+        assert [u async for u in c0] == []  # readers end
+    await asyncio.sleep(0.2)
+    assert connections == 1  # nothing opened after close()
+    tokens, at = 40.0, got[0][0]
+    for t, _ in got:  # the server's bucket: 40 at once, then 20 a second; never overdrawn
+        tokens, at = min(40.0, tokens + (t - at) * 20.0) - 1, t
+        assert tokens >= -0.5, [t - got[0][0] for t, _ in got]
+    ops = [(m["op"], m["channel"]) for _, m in got]
+    assert ops.index(("unsubscribe", "member:gone")) > ops.index(("subscribe", "member:gone"))

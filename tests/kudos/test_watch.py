@@ -333,8 +333,7 @@ def load_chat_bot() -> ModuleType:
 
 def test_chat_bot_announcements() -> None:
     chat_bot = load_chat_bot()
-    posted: list[str] = []
-    bot = chat_bot.Bot("all", 5, ("m3",), post=posted.append)
+    bot = chat_bot.Bot("all", 5, ("m3",), post=print)
     assert bot.channels == ["board:all", "member:m3"]
     subs = Subscriptions()
     subs.add("board:all", 5)
@@ -369,7 +368,11 @@ def test_chat_bot_announcements() -> None:
     ]
     # the same unlock again (a new frame, the same event): said once
     assert say(event("member:m3", 5, event="perk", member="m3", title="Rising star")) == []
-    assert say(delta(8, moved=[{"member": "m2", "from": 4, "to": 3, "score": 99.0}])) == []
+    # an entry from outside the top (m4 is back; the last of the five leaves)
+    back = delta(
+        9, entered=[{"member": "m4", "rank": 1, "score": 99.0}], left=[{"member": "m3", "rank": 5}]
+    )
+    assert say(back) == ["🆕 m4 entered the top 5 on all at #1"]
 
 
 # -- the connection, against a scripted server -----------------------------------------------------

@@ -17,8 +17,11 @@ export const FATAL_CODES = new Set(["bad_request", "bad_channel", "unknown_board
 const KINDS = ["board", "member", "cohort", "alerts"];
 const MAX_LIMIT = 100;
 const MAX_COHORT = 100;
-const RETRY_MS = 2000; // after an "unavailable" error: Redis is down for a moment
+const RETRY_MS = 1000; // after "unavailable" (Redis down for a moment) or a malformed frame
 const HELLO_MS = 1500; // a server that sends no hello: go on without it
+const SEND_RATE = 15; // messages a second after a burst of SEND_BURST: under the server's 20/s, 40
+const SEND_BURST = 30;
+const MAX_BOARDS = 64; // a member channel's standings
 
 /** The websocket of the page's own origin: ws(s)://host/ws. */
 export function defaultUrl(loc = globalThis.location) {
@@ -47,9 +50,33 @@ export function checkChannel(channel, { limit, members } = {}) {
       && members.every((m) => typeof m === "string" && m))) {
     throw new TypeError(`${channel}: give 1 to ${MAX_COHORT} member ids`);
   }
+  if (kind !== "cohort" && members != null) throw new TypeError(`${channel}: only a cohort channel takes members`);
+  if (kind !== "board" && limit != null) throw new TypeError(`${channel}: only a board channel takes a limit`);
   if (kind === "board" && limit != null && !(Number.isInteger(limit) && limit >= 1 && limit <= MAX_LIMIT)) {
     throw new TypeError(`${channel}: a limit is 1 to ${MAX_LIMIT}, not ${limit}`);
   }
+}
+
+const isNum = (x) => typeof x === "number" && Number.isFinite(x);
+const rowsOk = (items, needs, most) => Array.isArray(items) && items.length <= most
+  && items.every((e) => e && typeof e === "object" && typeof e.member === "string" && needs.every((k) => isNum(e[k])));
+const DELTA_FIELDS = { entered: ["rank", "score"], score: ["rank", "score"], moved: ["from", "to", "score"], left: ["rank"] };
+
+/** Whether a snapshot or delta carries what applying it reads, within the subscription's bounds
+ *  (a broken or hostile server's frame must not throw half-way, nor grow the state). */
+export function wellFormed(kind, limit, msg) {
+  if (msg.type === "snapshot" && (typeof msg.epoch !== "string" || !Number.isInteger(msg.seq))) return false;
+  if (msg.type !== "snapshot" && msg.type !== "delta") return true;
+  if (kind === "member") {
+    const b = msg.boards ?? {};
+    return typeof b === "object" && !Array.isArray(b) && Object.keys(b).length <= MAX_BOARDS
+      && Object.values(b).every((v) => v === null || (v && typeof v === "object" && isNum(v.rank) && isNum(v.score)));
+  }
+  if (kind === "alerts") return true;
+  if (kind === "cohort" && !("entries" in msg)) return false;
+  const most = kind === "board" ? limit || MAX_LIMIT : MAX_COHORT;
+  if (msg.type === "snapshot" || kind === "cohort" || "entries" in msg) return rowsOk(msg.entries ?? [], ["rank", "score"], most);
+  return Object.entries(DELTA_FIELDS).every(([part, needs]) => rowsOk(msg[part] ?? [], needs, 4 * MAX_LIMIT));
 }
 
 const sorted = (rows) => [...rows.values()].sort((a, b) => (a.rank ?? 0) - (b.rank ?? 0) || (a.member < b.member ? -1 : 1));
@@ -69,7 +96,8 @@ const sorted = (rows) => [...rows.values()].sort((a, b) => (a.rank ?? 0) - (b.ra
  * - onError(frame, channel): an error frame (channel: the subscription it answers, if known;
  *   frame.fatal is set when the channel was dropped)
  * - onStatus(state): "connecting", "reconnecting", "syncing" or "live"
- * - onClose(code, reason), onDown(): a connection ended; onHello(hello)
+ * - onClose(code, reason), onDown(delayMs): a connection ended (the next attempt is in delayMs);
+ *   onHello(hello)
  * - backoff: {first: 500, max: 10000} ms: the delay before a reconnect, doubled per failed
  *   attempt up to max, times 0.6–1.0 (jitter)
  * - WebSocket: the implementation (default: the global one)
@@ -87,6 +115,11 @@ export class KudosClient {
     this.synced = new Set(); // channels that had a snapshot (a later one is a re-sync)
     this.ready = new Set(); // channels whose state is current (snapshot, or resumed)
     this.resyncing = new Set(); // a subscribe is on its way
+    this.retries = new Map(); // channel -> timer of a subscribe to send again
+    this.outbox = []; // messages waiting for the rate limit, in order
+    this.tokens = SEND_BURST;
+    this.tokensAt = Date.now();
+    this.sendTimer = 0;
     this.reqs = new Map(); // request id -> channel
     this.nextId = 1;
     this.attempt = 0;
@@ -103,7 +136,7 @@ export class KudosClient {
   /** Follow a channel (again: a new limit or cohort, and a fresh snapshot). */
   subscribe(channel, { limit, members } = {}) {
     checkChannel(channel, { limit, members });
-    this.want.set(channel, { limit: limit || undefined, members: members ? [...members] : undefined });
+    this.want.set(channel, { limit: limit ?? undefined, members: members ? [...members] : undefined });
     this.forget(channel);
     if (this.open) this.sendSub(channel, false);
     this.status();
@@ -131,25 +164,25 @@ export class KudosClient {
     let helloTimer = 0;
     ws.onopen = () => {
       const token = this.token();
-      if (token) ws.send(JSON.stringify({ op: "auth", token }));
+      if (token) this.send({ op: "auth", token });
       helloTimer = setTimeout(() => this.start(ws), HELLO_MS);
     };
     ws.onmessage = (ev) => {
       let msg;
       try { msg = JSON.parse(ev.data); } catch { return; }
       if (this.ws !== ws || !msg || typeof msg !== "object") return;
+      if (msg.type === "subscribed" || msg.type === "snapshot") this.served = true;
       if (msg.type === "hello") {
         clearTimeout(helloTimer);
         this.hello = msg;
         this.o.onHello?.(msg);
         if (msg.limits && msg.limits.auth && !this.token()) {
           const token = this.o.onAuthNeeded?.();
-          if (token) { this.given = token; ws.send(JSON.stringify({ op: "auth", token })); }
+          if (token) { this.given = token; this.send({ op: "auth", token }); }
         }
         this.start(ws);
         return;
       }
-      this.attempt = 0; // the connection works (the hello alone does not reset the backoff)
       this.handle(msg);
     };
     ws.onclose = (ev) => {
@@ -160,6 +193,11 @@ export class KudosClient {
       this.ready.clear();
       this.resyncing.clear();
       this.reqs.clear();
+      this.dropOutbox();
+      // it served (a subscribe was answered): the backoff starts again; a server that greets
+      // and then drops every client keeps it growing
+      if (this.served) this.attempt = 0;
+      this.served = false;
       if (ev.code === 1008) this.given = ""; // a refused token is asked for again
       this.o.onClose?.(ev.code, ev.reason);
       if (!this.closed) this.retry();
@@ -173,6 +211,7 @@ export class KudosClient {
   close() {
     this.closed = true;
     clearTimeout(this.timer);
+    this.dropOutbox();
     const ws = this.ws;
     this.ws = null;
     this.open = false;
@@ -191,6 +230,8 @@ export class KudosClient {
     return t || this.given || "";
   }
   forget(channel) {
+    clearTimeout(this.retries.get(channel));
+    this.retries.delete(channel);
     this.pos.delete(channel);
     this.rows.delete(channel);
     this.boards.delete(channel);
@@ -213,10 +254,43 @@ export class KudosClient {
     clearTimeout(this.timer);
     this.timer = setTimeout(() => this.connect(), delay);
     this.status();
-    this.o.onDown?.();
+    this.o.onDown?.(delay);
   }
+  /** Send in order, at most SEND_RATE a second after a burst of SEND_BURST. */
   send(obj) {
-    if (this.ws && this.ws.readyState === 1) this.ws.send(JSON.stringify(obj));
+    if (!this.ws || this.ws.readyState !== 1) return;
+    this.outbox.push(obj);
+    this.flush();
+  }
+  flush() {
+    clearTimeout(this.sendTimer);
+    const now = Date.now();
+    this.tokens = Math.min(SEND_BURST, this.tokens + ((now - this.tokensAt) / 1000) * SEND_RATE);
+    this.tokensAt = now;
+    while (this.outbox.length && this.tokens >= 1 && this.ws && this.ws.readyState === 1) {
+      this.tokens -= 1;
+      this.ws.send(JSON.stringify(this.outbox.shift()));
+    }
+    if (this.outbox.length) this.sendTimer = setTimeout(() => this.flush(), Math.ceil(((1 - this.tokens) / SEND_RATE) * 1000));
+  }
+  dropOutbox() { // the next connection subscribes to everything again
+    this.outbox = [];
+    clearTimeout(this.sendTimer);
+    for (const t of this.retries.values()) clearTimeout(t);
+    this.retries.clear();
+  }
+  /** Subscribe again after RETRY_MS (once per channel, however many reasons come meanwhile). */
+  retryLater(ch) {
+    if (this.retries.has(ch)) return;
+    this.retries.set(ch, setTimeout(() => {
+      this.retries.delete(ch);
+      if (this.open && this.want.has(ch)) this.sendSub(ch, true);
+    }, RETRY_MS));
+  }
+  malformed(ch) { // a frame this client cannot apply: a fresh snapshot, after a pause
+    this.pos.delete(ch);
+    this.resyncing.add(ch);
+    this.retryLater(ch);
   }
   sendSub(ch, resume) {
     const w = this.want.get(ch);
@@ -251,8 +325,11 @@ export class KudosClient {
     const kind = ch ? String(ch).split(":")[0] : "";
     switch (msg.type) {
       case "subscribed": {
+        this.reqs.delete(msg.id);
         if (!this.want.has(ch)) return;
         this.resyncing.delete(ch);
+        const w = this.want.get(ch);
+        if (kind === "board" && Number.isInteger(msg.limit) && msg.limit >= 1 && msg.limit <= MAX_LIMIT) w.limit = msg.limit;
         const p = this.pos.get(ch);
         if (msg.recovered && p && msg.epoch === p.epoch && Number.isInteger(msg.seq)) {
           this.ready.add(ch); // the missed frames follow
@@ -265,6 +342,7 @@ export class KudosClient {
       }
       case "snapshot": {
         if (!this.want.has(ch)) return;
+        if (!wellFormed(kind, this.want.get(ch).limit, msg)) { this.malformed(ch); return; }
         const first = !this.synced.has(ch);
         const u = this.update(ch, "snapshot", msg, {
           first,
@@ -289,9 +367,11 @@ export class KudosClient {
         if (!this.want.has(ch)) return;
         const p = this.pos.get(ch);
         if (!p) return; // before the snapshot: the snapshot will include it
+        if (!Number.isInteger(msg.seq)) { this.malformed(ch); return; }
         if (msg.epoch !== p.epoch) { this.resync(ch, false); return; } // the feed's history is gone
         if (msg.seq <= p.seq) return; // already applied (a replay overlapping live frames)
         if (msg.seq !== p.seq + 1) { this.resync(ch, true); return; } // a gap: resume from p.seq
+        if (!wellFormed(kind, this.want.get(ch).limit, msg)) { this.malformed(ch); return; }
         p.seq = msg.seq;
         const u = this.update(ch, msg.type, msg);
         if (msg.type === "delta") {
@@ -302,18 +382,22 @@ export class KudosClient {
           } else if (kind === "member") {
             this.boards.set(ch, { ...(this.boards.get(ch) || {}), ...(msg.boards || {}) });
           }
+          const most = kind === "board" ? this.want.get(ch).limit || MAX_LIMIT : MAX_COHORT;
+          if ((this.rows.get(ch)?.size ?? 0) > most || Object.keys(this.boards.get(ch) || {}).length > MAX_BOARDS) {
+            this.malformed(ch); // more rows than subscribed to
+            return;
+          }
         }
         this.deliver(u);
         return;
       }
       case "error": {
         const sub = msg.id != null ? this.reqs.get(msg.id) : undefined;
+        this.reqs.delete(msg.id);
         if (sub) this.resyncing.delete(sub);
-        const fatal = Boolean(sub && this.want.has(sub) && FATAL_CODES.has(msg.code));
+        const fatal = Boolean(sub && this.want.has(sub) && typeof msg.code === "string" && FATAL_CODES.has(msg.code));
         if (fatal) { this.want.delete(sub); this.forget(sub); this.status(); } // subscribe again to retry
-        if (sub && msg.code === "unavailable") {
-          setTimeout(() => { if (this.open && this.want.has(sub)) this.sendSub(sub, true); }, RETRY_MS);
-        }
+        if (sub && msg.code === "unavailable") this.retryLater(sub);
         this.o.onError?.({ ...msg, fatal }, sub);
         return;
       }
