@@ -144,6 +144,13 @@ def make_settings(srv: Servers, home: Path, **env: str) -> Settings:
         "KUDOS_BROKER_ALERTS_TOPIC": f"bait-alerts-{tag}",
         "KUDOS_WORKER_APP_ID": f"kudos-{tag}",
         "KUDOS_WEB_PORT": str(servers.free_port()),
+        # Tansu 0.6 holds a new member's JoinGroup for half its session timeout (measured: 10 s
+        # → 5.0 s, 6 s → 3.0 s, 3 s → 2.0 s): with the default, every worker start in the suite
+        # waited 5 s to join its group, and a killed worker's partitions moved after 10 s. 4 s
+        # is still four heartbeats (Faust sends them from its consumer thread, not the loop the
+        # batches run on).
+        "KUDOS_WORKER_SESSION_TIMEOUT_S": "4",
+        "KUDOS_WORKER_REBALANCE_TIMEOUT_S": "4",
     }
     base.update(env)
     return load_settings(base)
