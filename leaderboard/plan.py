@@ -212,6 +212,10 @@ class Plan:
     max_communities: int = 0
     #: the erasure counter the plan's tombstones were read at (an erase since: re-planned)
     erasures: int = 0
+    #: the topic's partition count (0: unknown). A period's winners are judged once every
+    #: partition is past its end plus the grace; until each has carried an event, the ones
+    #: that have not count as behind (only the idle allowance closes it then)
+    partitions_total: int = 0
     #: (member, community) of every community board this plan adds points to (``mcomm``)
     member_communities: set[tuple[str, str]] = field(default_factory=set)
     #: community_refused / community_capped: applied events that scored without some of their
@@ -285,6 +289,7 @@ def build_plan(
     allowed_communities: Set[str] | None = None,
     max_communities: int = 0,
     watermark_floor: float | None = None,
+    partitions_total: int = 0,
 ) -> Plan:
     """Score a batch against ``state`` and aggregate everything it writes into one :class:`Plan`.
 
@@ -293,8 +298,9 @@ def build_plan(
     ``max_communities``: most distinct communities with boards in the namespace (0: no cap).
     ``watermark_floor``: on a sharded namespace, the largest W of all shards (docs/scaling.md):
     this shard's windows are cut and expired at it too, as one namespace's would be at its W.
+    ``partitions_total``: the topic's partition count, for the close of winners' periods.
     """
-    plan = Plan()
+    plan = Plan(partitions_total=partitions_total)
     weights = rules.weights_mp
     period = rules.dr_period_s
     half_life = rules.half_life_s

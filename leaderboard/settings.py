@@ -210,9 +210,10 @@ class PeriodsSettings:
     #: Seconds of event time after a period's end during which late events still count before
     #: its winners' perks (rules with ``at = "close"``) are judged.
     grace_s: int = DEFAULT_GRACE_S
-    #: A period's winners are judged once every partition that has carried events is past the
-    #: period's end plus the grace (one catching up keeps its late events), or at the latest
-    #: once W is this many seconds further (a partition with no new events holds it no longer).
+    #: A period's winners are judged once every partition of the topic is past the period's
+    #: end plus the grace (one catching up keeps its late events; one that has not carried an
+    #: event yet counts as behind), or at the latest once W is this many seconds further (a
+    #: partition with no new events holds it no longer).
     idle_s: int = DEFAULT_IDLE_S
 
     def apply(self, rules: ScoringRules) -> ScoringRules:

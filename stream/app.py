@@ -268,6 +268,8 @@ def create_app(settings: Settings) -> faust.App:
         else:
             stores = [base]
             processor = make(base)
+            # (a winners' period closes once every partition of the topic has passed it)
+            processor.partitions_total = settings.broker.partitions
         for store in stores:
             version = await store.claim_scoring_version()
             if version != store.scoring_id:

@@ -217,6 +217,9 @@ class Processor:
         #: check single-event messages' targets too, not only envelopes' (a namespace kept as
         #: shards: a target's points must all be in the shard of its partition)
         self.check_singles = False
+        #: the topic's partition count, for the close of winners' periods (Plan.partitions_total;
+        #: 0: unknown, only the partitions that have carried events hold a close back)
+        self.partitions_total = partitions or 0
 
     async def process(self, raws: Sequence[Raw]) -> None:
         """Apply ``raws`` (any partitions, offsets ascending per partition) in chunks of at most
@@ -425,6 +428,7 @@ class Processor:
             allowed_communities=self._allowed_communities,
             max_communities=self.settings.max_communities,
             watermark_floor=self.watermark_floor,
+            partitions_total=self.partitions_total,
         )
 
     async def _gate(self, chunk: Sequence[Message], plan: Plan) -> Plan:

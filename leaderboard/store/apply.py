@@ -361,7 +361,7 @@ class ApplyMixin(StoreBase):
             ext((w.name, str(w.bucket_s), str(w.buckets)))
         keep = self.rules.periods_keep
         grace, idle = self.rules.periods_grace_s, self.rules.periods_idle_s
-        ext(("calendar", str(grace), str(idle), str(len(UNITS))))
+        ext(("calendar", str(grace), str(idle), str(plan.partitions_total), str(len(UNITS))))
         now = None if plan.max_ts is None else periods_of(plan.max_ts)
         for ui, unit in enumerate(UNITS):
             if now is None:

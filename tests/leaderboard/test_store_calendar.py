@@ -26,11 +26,12 @@ pytestmark = pytest.mark.integration
 class Applier:
     """Applies events as a worker would: one message per call, one partition."""
 
-    def __init__(self, store: Store, partition: int = 0) -> None:
+    def __init__(self, store: Store, partition: int = 0, partitions_total: int = 0) -> None:
         self.store = store
         self.owned = OwnedState()
         self.offset = 0
         self.partition = partition
+        self.partitions_total = partitions_total
 
     async def __call__(self, *events: Event) -> None:
         await self.store.load_partitions([self.partition], self.owned)
@@ -41,6 +42,7 @@ class Applier:
             dedupe_horizon_s=7 * DAY,
             rebase_after_s=120 * DAY,
             max_future_s=300,
+            partitions_total=self.partitions_total,
         )
         self.offset += 1
         await (await self.store.send_apply(plan))
@@ -234,3 +236,26 @@ async def test_a_partition_behind_holds_the_close_back_until_it_catches_up_or_id
     await p1(ev(7, MON + DAY + 7 * 3600 + 10, "like", "fay", "zed"))  # Tuesday 07:00: closes
     monday = [f for _, f in await store.client.xrange(store.key("perkbox"), "-", "+")][1:]
     assert [(f["member"], f["period"]) for f in monday] == [("cy", "2012-07-02")]
+
+
+async def test_a_partition_that_has_not_carried_an_event_yet_holds_the_close_back(
+    namespace: Namespace,
+) -> None:
+    """A worker starting on a backlog may apply partition 1 a day ahead before partition 0's
+    first event: with the topic's partition count known, partition 0 counts as behind, so the
+    day closes on its full archive once partition 0 passes it (or after the idle allowance)."""
+    rules = ScoringRules.load().keeping(0, 0, 0, 3600, 6 * 3600)
+    perks = [PerkRule("d1", "Best of the day", "day", 1, None, at_close=True)]
+    store = Store(namespace.store.client, namespace.store.prefix, rules, perks)
+    p0, p1 = Applier(store, 0, partitions_total=2), Applier(store, 1, partitions_total=2)
+    await p1(ev(1, SUN + 20, "like", "bob", "cy"), ev(2, MON + 2 * 3600, "share", "bob", "cy"))
+    assert await store.client.xlen(store.key("perkbox")) == 0  # p0 has carried nothing yet
+    await p0(ev(3, SUN + 30, "conversion", "dan", "amy"), ev(4, MON + 3 * 3600, "like", "x", "y"))
+    sunday = [f for _, f in await store.client.xrange(store.key("perkbox"), "-", "+")]
+    assert [(f["member"], f["period"]) for f in sunday] == [("amy", "2012-07-01")]
+    # with the count unknown (0), partition 1 alone would have closed Sunday on cy's point
+    other = Store(namespace.store.client, namespace.store.prefix + "-b", rules, perks)
+    q1 = Applier(other, 1)
+    await q1(ev(1, SUN + 20, "like", "bob", "cy"), ev(2, MON + 2 * 3600, "share", "bob", "cy"))
+    early = [f for _, f in await other.client.xrange(other.key("perkbox"), "-", "+")]
+    assert [(f["member"], f["period"]) for f in early] == [("cy", "2012-07-01")]

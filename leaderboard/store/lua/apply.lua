@@ -65,7 +65,7 @@ do
   expect('erasures'); j = j + 1
   expect('clock'); j = j + 4
   records('windows', 0, 3)
-  records('calendar', 2, 4)
+  records('calendar', 3, 4)
   records('totals', 0, 3)
   records('archives', 0, 7)
   records('buckets', 0, 5)
@@ -185,11 +185,13 @@ section('windows')
 local nw = tonumber(nxt())
 local windows = {}
 for j = 1, nw do windows[j] = {nxt(), tonumber(nxt()), tonumber(nxt())} end
--- the calendar: the grace for late events before a period's winners are judged, and how much
--- longer an idle partition may hold that back (seconds), then each unit (leaderboard/calendar.py): name, periods kept (0: all), and
+-- the calendar: the grace for late events before a period's winners are judged, how much
+-- longer an idle partition may hold that back (seconds), the topic's partition count (0:
+-- unknown), then each unit (leaderboard/calendar.py): name, periods kept (0: all), and
 -- the index and label of the period of the plan's newest event time ('' with none)
 section('calendar')
 local grace, idle = tonumber(nxt()), tonumber(nxt())
+local partitions_total = tonumber(nxt())
 local units, unit_named = {}, {}
 for u = 1, tonumber(nxt()) do
   units[u] = {nxt(), tonumber(nxt()), nxt(), nxt()}
@@ -824,21 +826,30 @@ local function unlock(cands, key, rid, field, board, thr, scale, decayed, title,
     end
   end
 end
--- A period closes for its winners once every partition that has carried events is past its end
--- plus the grace (a partition catching up must not lose its late events), and at the latest once
--- W is a further ``idle`` seconds past that (a partition with no new events holds it no longer).
+-- A period closes for its winners once every partition is past its end plus the grace (a
+-- partition catching up must not lose its late events), and at the latest once W is a further
+-- ``idle`` seconds past that (a partition with no new events holds it no longer). A partition
+-- that has not carried an event yet counts as behind (a worker starting on a backlog may apply
+-- one partition far ahead of another before the other's first event); with the count unknown,
+-- only the partitions that have carried events count.
 local closed_at = nil
 if nr > 0 and W and moved_to then
   local low = nil
+  local seen = 0
   local pwms = redis.call('HGETALL', K_PWM)
   local mine = {}
   for _, part in ipairs(parts) do if part[3] ~= '' then mine[part[1]] = tonumber(part[3]) end end
   for j = 1, #pwms, 2 do
     local v = mine[pwms[j]] or tonumber(pwms[j + 1])
     mine[pwms[j]] = nil
+    seen = seen + 1
     if low == nil or v < low then low = v end
   end
-  for _, v in pairs(mine) do if low == nil or v < low then low = v end end
+  for _, v in pairs(mine) do
+    seen = seen + 1
+    if low == nil or v < low then low = v end
+  end
+  if seen < partitions_total then low = W - idle end
   closed_at = math.max(low or W, W - idle)
 end
 if nr > 0 and W then
