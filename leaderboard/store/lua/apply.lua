@@ -832,8 +832,13 @@ end
 -- that has not carried an event yet counts as behind (a worker starting on a backlog may apply
 -- one partition far ahead of another before the other's first event); with the count unknown,
 -- only the partitions that have carried events count.
+-- Looked at whenever W moves or a partition catches up (the last partition to pass a close may
+-- do so behind W, and W may never move again: the end of a replay), with winners' rules only.
 local closed_at = nil
-if nr > 0 and W and moved_to then
+local has_close, caught_up = false, false
+for _, rule in ipairs(rules) do if rule[9] then has_close = true end end
+for _, part in ipairs(parts) do if part[3] ~= '' then caught_up = true end end
+if has_close and W and (moved_to or caught_up) then
   local low = nil
   local seen = 0
   local pwms = redis.call('HGETALL', K_PWM)
