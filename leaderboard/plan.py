@@ -451,13 +451,13 @@ def build_plan(
                         if erased is not None and item.member in erased:
                             n_erased += 1
                             continue
-                        for fname, value in (("name", item.name), ("avatar", item.avatar)):
-                            if value is None:
+                        for fname, pvalue in (("name", item.name), ("avatar", item.avatar)):
+                            if pvalue is None:
                                 continue
                             pkey_ = (item.member, fname)
                             had = plan.profiles.get(pkey_)
                             if had is None or (pts_, item.id) > had[:2]:
-                                plan.profiles[pkey_] = (pts_, item.id, value)
+                                plan.profiles[pkey_] = (pts_, item.id, pvalue)
                         n_ignored += 1
                         continue
                     assert isinstance(item, Evidence)
