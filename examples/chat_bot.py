@@ -123,7 +123,14 @@ async def run(url: str, token: str, bot: Bot) -> None:
                 raise LiveError(
                     str(update.frame.get("code")), f"cannot follow {update.channel}: {message}"
                 )
-            for message in bot.handle(update):
+            try:
+                news = bot.handle(update)
+            except (KeyError, TypeError, ValueError, AttributeError) as exc:  # an odd frame
+                print(
+                    f"could not word a {update.kind} on {update.channel}: {exc!r}", file=sys.stderr
+                )
+                continue
+            for message in news:
                 # in a thread: a slow webhook must not stall the connection
                 await asyncio.to_thread(bot.post, message)
 

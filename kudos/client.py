@@ -49,6 +49,9 @@ RETRY_S = 1.0
 HELLO_TIMEOUT_S = 10.0
 #: The largest frame accepted: a top-100 snapshot or a cohort of 100 is tens of KB.
 MAX_FRAME_BYTES = 1 << 20
+#: Error updates one reader keeps waiting beyond its backlog (fatal ones always): replies to
+#: its own requests, but a server could send any number.
+MAX_PENDING_ERRORS = 100
 
 
 class _Sink:
@@ -63,6 +66,7 @@ class _Sink:
         self.behind = False
         self.done: BaseException | None = None
         self.ended = False
+        self.errors = 0  # error updates in items
         #: per channel, the rows and standings of the last update handed out (the ``previous``
         #: of a catch-up snapshot)
         self.last: dict[str, tuple[tuple[Mapping[str, Any], ...], Mapping[str, Any]]] = {}
@@ -124,6 +128,8 @@ class Client:
         """Follow ``channel`` (``board:<board>``, ``member:<id>``, ``cohort:<board>`` with
         ``members``, ``alerts``); subscribing again replaces the limit or the cohort. Refuses
         with :class:`LiveError` what the server would refuse."""
+        asyncio.get_running_loop()  # (refused before any state changes: the client needs one)
+        self._cancel_retry(channel)
         self._queue(self.subs.add(channel, limit, tuple(members)))
         sub = Subscription(self, channel)
         self._register(sub._sink)
@@ -134,6 +140,7 @@ class Client:
         self._cancel_retry(channel)
         self._queue(self.subs.remove(channel))
         for sink in list(self._sinks):
+            sink.last.pop(channel, None)
             if sink.channel == channel:
                 sink.ended = True
                 sink.wake.set()
@@ -142,6 +149,7 @@ class Client:
         """Every channel's updates in the order they arrive, errors included (``kind`` error;
         ``fatal`` when the channel was dropped). With ``frames``, also every frame as it
         arrived (``kind`` frame: hello, replies and duplicates too), just before its updates."""
+        asyncio.get_running_loop()
         reader = Reader(self, _Sink(None, frames))
         self._register(reader._sink)
         return reader
@@ -177,13 +185,16 @@ class Client:
                 sink.behind = False
                 for name in list(self.subs.channels):
                     if sink.channel in (None, name):
-                        u = self.subs.snapshot(name, *sink.last.get(name, ((), {})))
+                        seen = sink.last.get(name)
+                        u = self.subs.snapshot(name, *(seen or ((), None)))
                         if u is not None:
                             sink.items.append(u)
             if sink.items:
                 u = sink.items.popleft()
-                if u.kind != "frame":
-                    sink.last[u.channel] = (u.entries, u.boards)
+                if u.kind == "error":
+                    sink.errors -= 1
+                elif u.kind in ("snapshot", "delta", "event") and u.channel in self.subs.channels:
+                    sink.last[u.channel] = (u.entries, u.boards)  # (a catch-up's previous)
                 return u
             if sink.done is not None:
                 raise sink.done
@@ -197,16 +208,22 @@ class Client:
             for sink in list(self._sinks):
                 if not sink.wants(u):
                     continue
+                if u.fatal:
+                    sink.last.pop(u.channel, None)
                 if sink.channel is not None and u.kind == "error":
                     if u.fatal:
                         code, msg = str(u.frame.get("code")), str(u.frame.get("message"))
                         sink.done = LiveError(code, f"cannot follow {u.channel}: {msg}")
                         sink.wake.set()
                     continue  # a retried error: the subscription goes on
-                if u.kind != "error":  # errors are never dropped (replies: few)
+                if u.kind == "error":  # kept through a catch-up; a fatal one always
+                    if sink.errors >= MAX_PENDING_ERRORS and not u.fatal:
+                        continue
+                    sink.errors += 1
+                else:
                     if sink.behind:
                         continue  # the snapshot it gets next holds this update too
-                    if len(sink.items) >= self._max_pending:
+                    if len(sink.items) - sink.errors >= self._max_pending:
                         sink.items = deque(x for x in sink.items if x.kind == "error")
                         sink.behind = True
                         sink.wake.set()
@@ -268,7 +285,7 @@ class Client:
             self._fail(LiveError("internal", f"the live client stopped: {exc!r}"))
             raise
         finally:
-            self._closed = self._closed or self._failure is not None
+            self._closed = True  # however it ended (closed, failed, cancelled): readers end
             self._wake_all()
 
     def _fail(self, exc: LiveError) -> None:

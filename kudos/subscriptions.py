@@ -68,7 +68,8 @@ class Update:
         event frame itself)."""
         if self.kind == "event":
             return [self.frame]
-        return [e for e in self.frame.get("events") or () if isinstance(e, Mapping)]
+        events = self.frame.get("events")
+        return [e for e in events if isinstance(e, Mapping)] if isinstance(events, list) else []
 
 
 class Actions(NamedTuple):
@@ -93,6 +94,9 @@ class _Channel:
     synced: bool = False
     #: a subscribe is on its way: frames out of sequence meanwhile are dropped, not re-flagged
     resyncing: bool = False
+    #: the id of the subscribe on its way (its reply alone ends ``resyncing``: one request per
+    #: channel in flight, however many gaps a server makes)
+    request: int | None = None
     rows: dict[str, Mapping[str, Any]] = field(default_factory=dict)
     boards: dict[str, Any] = field(default_factory=dict)
 
@@ -172,6 +176,7 @@ class Subscriptions:
         ch = self.channels.get(name)
         if ch is None or not ch.synced or ch.seq is None:
             return None
+        first = previous_boards is None  # the reader had seen nothing of it yet
         return Update(
             name,
             "snapshot",
@@ -181,7 +186,8 @@ class Subscriptions:
             dict(ch.boards),
             dict(previous_boards or {}),
             limit=ch.limit,
-            reason="conflated",
+            first=first,
+            reason="" if first else "conflated",
         )
 
     # -- the connection's side ----------------------------------------------------------------
@@ -196,7 +202,7 @@ class Subscriptions:
     def on_disconnect(self) -> None:
         self.connected = False
         for ch in self.channels.values():
-            ch.resyncing = False
+            ch.resyncing, ch.request = False, None
 
     def resubscribe(self, name: str) -> list[dict[str, Any]]:
         """After an ``unavailable`` pause: ask again, resuming."""
@@ -238,7 +244,10 @@ class Subscriptions:
     def _subscribe(self, ch: _Channel, resume: bool = True) -> dict[str, Any]:
         rid = self._next_id
         self._next_id += 1
+        if ch.request is not None:
+            self._requests.pop(ch.request, None)  # its reply, if any, is stale now
         self._requests[rid] = ch.name
+        ch.request = rid
         ch.resyncing = True
         msg: dict[str, Any] = {"op": "subscribe", "channel": ch.name, "id": rid}
         if ch.limit is not None:
@@ -252,23 +261,25 @@ class Subscriptions:
     def _error(self, frame: Mapping[str, Any], out: Actions) -> None:
         rid = frame.get("id")
         name = self._requests.pop(rid, None) if isinstance(rid, int) else None
-        name = name or str(frame.get("channel") or "")
-        ch = self.channels.get(name)
+        ch = self.channels.get(name) if name is not None else None
+        if ch is not None and ch.request != rid:
+            ch = None  # the answer to a request since replaced: nothing to act on
         code = frame.get("code")
         fatal = ch is not None and isinstance(code, str) and code in FATAL_CODES
-        out.updates.append(Update(name, "error", frame, fatal=fatal))
-        if ch is None:
+        out.updates.append(Update(name or "", "error", frame, fatal=fatal))
+        if ch is None or name is None:
             return
-        ch.resyncing = False
+        ch.resyncing, ch.request = False, None
         if fatal:
             del self.channels[name]
         elif code == "unavailable":  # Redis is down for a moment: ask again later
             out.retry.append(name)
 
     def _subscribed(self, ch: _Channel, f: Mapping[str, Any], out: Actions) -> None:
-        if isinstance(f.get("id"), int):
-            self._requests.pop(f["id"], None)
-        ch.resyncing = False
+        if ch.request is None or f.get("id") != ch.request:
+            return  # a reply to a request since replaced (or none of ours): stale
+        self._requests.pop(ch.request, None)
+        ch.resyncing, ch.request = False, None
         limit = _int(f.get("limit"))
         if limit is not None and ch.kind == "board" and 1 <= limit <= MAX_LIMIT:
             ch.limit = limit  # what the server granted
@@ -386,6 +397,9 @@ def _well_formed(ch: _Channel, f: Mapping[str, Any]) -> bool:
     half-way through, nor grow its state beyond what it asked for."""
     kind = f.get("type")
     most = ch.limit or MAX_LIMIT if ch.kind == "board" else MAX_COHORT
+    events = f.get("events", [])
+    if not isinstance(events, list) or not all(isinstance(e, Mapping) for e in events):
+        return False
     if kind == "snapshot" and (not isinstance(f.get("epoch"), str) or _int(f.get("seq")) is None):
         return False
     if kind not in ("snapshot", "delta"):

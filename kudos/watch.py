@@ -17,6 +17,7 @@ import sys
 import urllib.request
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from http.client import HTTPException
 from typing import Any, TextIO
 from urllib.parse import quote
 
@@ -52,13 +53,17 @@ NAME_TIMEOUT_S = 2.0
 MAX_LOOKUPS = 4
 
 
+def _list(x: Any) -> list[Any]:
+    return x if isinstance(x, list) else []
+
+
 def _members_of(frame: Mapping[str, Any]) -> Iterable[Any]:
     """Every member id a frame names (entries, changes, events)."""
     for part in ("entries", "entered", "moved", "score", "left"):
-        for e in frame.get(part) or ():
+        for e in _list(frame.get(part)):
             if isinstance(e, dict):
                 yield e.get("member")
-    events = list(frame.get("events") or ())
+    events = list(_list(frame.get("events")))
     if frame.get("type") == "event":
         events.append(frame)
     for ev in events:
@@ -109,7 +114,7 @@ class _Session:
     def _emit(self, update: Update) -> None:
         try:
             lines = self.watcher.handle(update)
-        except (KeyError, TypeError, ValueError) as exc:  # a field of an odd type: say so, go on
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:  # an odd field: go on
             lines = [Line(f"{update.channel}: could not word a {update.kind} ({exc!r})", "notice")]
         for line in lines:
             if line.kind == "notice":
@@ -168,7 +173,7 @@ class _Session:
             with urllib.request.urlopen(url, timeout=NAME_TIMEOUT_S) as r:
                 return orjson.loads(r.read())
 
-        with contextlib.suppress(OSError, ValueError, AttributeError):
+        with contextlib.suppress(OSError, ValueError, AttributeError, HTTPException):
             body = await asyncio.to_thread(get)
             for m, p in (body.get("profiles") or {}).items():
                 if isinstance(p, dict) and isinstance(p.get("name"), str):

@@ -93,6 +93,21 @@ def test_gap_resumes_epoch_change_starts_again_and_a_resume_says_what_it_missed(
         out = subs.receive({**board_snapshot(7), **bad})
         assert out.updates == [] and out.retry == ["board:all"], bad
         subs.receive(board_snapshot(7))
+    # a server that answers gaps with replies naming no request of ours: one subscribe in
+    # flight per channel, however many gaps (the outbox and the request ids stay bounded)
+    sent = []
+    for n in range(50):
+        out = subs.receive(delta(20 + 2 * n))
+        sent += out.send
+        subs.receive({**reply, "seq": 7, "recovered": True})  # no id: not an answer
+        subs.receive({**reply, "seq": 7, "recovered": True, "id": 10_000 + n})  # not ours
+    assert len(sent) <= 1 and len(subs._requests) <= 2
+    [pending] = [m for m in subs.resubscribe("board:all")]
+    subs.receive({**reply, "seq": 7, "recovered": True, "id": pending["id"]})
+    assert [u.kind for u in subs.receive(delta(8)).updates] == ["delta"]
+    # a delta whose events are not a list of objects: not applied, no crash
+    assert subs.receive({**delta(9), "events": 1}).retry == ["board:all"]
+    subs.receive(board_snapshot(8))
     # the feed's history is gone (a rebuild, an erase): a new epoch, subscribe without resume
     other = {**delta(8), "epoch": "ep2"}
     out = subs.receive(other)

@@ -290,6 +290,7 @@ def test_sequence_gaps_duplicates_resync_and_errors() -> None:
             "seq": 7,
             "recovered": True,
             "limit": 5,
+            "id": again["id"],
         }
     )
     assert resumed == ("board:all: resumed after seq 4, 3 missed", "notice")
@@ -693,3 +694,28 @@ def test_unreachable_server_exit_code(tmp_path: Path) -> None:
     )
     assert out.returncode == 2
     assert "kudos up --background" in out.stderr and "KUDOS_WEB_PORT" in out.stderr
+
+
+async def test_odd_frames_are_notices_not_tracebacks() -> None:
+    """A server's frame of odd shape (events that are not a list, ranks that are not an
+    object) costs a notice; the next good frame prints as usual."""
+
+    async def script(ws: ServerConnection, n: int) -> None:
+        sub = await recv(ws)
+        reply = {"type": "subscribed", "channel": "board:all", "epoch": E, "seq": 4}
+        await send(ws, {**reply, "recovered": False, "limit": 5, "id": sub["id"]})
+        await send(ws, board_snapshot(seq=4), {**delta(5), "events": 1})
+        await send(ws, board_snapshot(seq=5))  # (the client asks again after a second)
+        odd = {"event": "overtaken", "board": "all", "overtaker": "m1", "overtaken": "m0",
+               "ranks": [1]}  # fmt: skip
+        await send(ws, delta(6, events=[odd]))
+        await send(ws, delta(7, left=[{"member": "m4", "rank": 5}]))
+        await ws.wait_closed()
+
+    out, err = io.StringIO(), io.StringIO()
+    async with scripted_server(script) as url:
+        status = await watch(Options(url, ["all"], limit=5, count=1, seconds=20), out, err)
+    assert status == 0, err.getvalue()
+    assert out.getvalue().splitlines()[-1] == "👋 m4 left the top 5 on all"
+    assert "frame 5 is malformed" in err.getvalue()
+    assert "could not word a delta" in err.getvalue()

@@ -67,13 +67,15 @@ const DELTA_FIELDS = { entered: ["rank", "score"], score: ["rank", "score"], mov
 export function wellFormed(kind, limit, msg) {
   if (msg.type === "snapshot" && (typeof msg.epoch !== "string" || !Number.isInteger(msg.seq))) return false;
   if (msg.type !== "snapshot" && msg.type !== "delta") return true;
+  if ("events" in msg && !(Array.isArray(msg.events) && msg.events.every((e) => e && typeof e === "object"))) return false;
   if (kind === "member") {
-    const b = msg.boards ?? {};
-    return typeof b === "object" && !Array.isArray(b) && Object.keys(b).length <= MAX_BOARDS
+    const b = "boards" in msg ? msg.boards : {};
+    return b !== null && typeof b === "object" && !Array.isArray(b) && Object.keys(b).length <= MAX_BOARDS
       && Object.values(b).every((v) => v === null || (v && typeof v === "object" && isNum(v.rank) && isNum(v.score)));
   }
   if (kind === "alerts") return true;
   if (kind === "cohort" && !("entries" in msg)) return false;
+  if ("entries" in msg && !Array.isArray(msg.entries)) return false;
   const most = kind === "board" ? limit || MAX_LIMIT : MAX_COHORT;
   if (msg.type === "snapshot" || kind === "cohort" || "entries" in msg) return rowsOk(msg.entries ?? [], ["rank", "score"], most);
   return Object.entries(DELTA_FIELDS).every(([part, needs]) => rowsOk(msg[part] ?? [], needs, 4 * MAX_LIMIT));
@@ -121,6 +123,7 @@ export class KudosClient {
     this.tokensAt = Date.now();
     this.sendTimer = 0;
     this.reqs = new Map(); // request id -> channel
+    this.reqOf = new Map(); // channel -> the id of its subscribe on its way (one in flight)
     this.nextId = 1;
     this.attempt = 0;
     this.ws = null;
@@ -157,6 +160,12 @@ export class KudosClient {
   connect() {
     this.closed = false;
     clearTimeout(this.timer);
+    if (this.ws) { // already connected or connecting: start again on a new socket
+      const old = this.ws;
+      this.ws = null;
+      this.open = false;
+      old.close(1000);
+    }
     this.status();
     let ws;
     try { ws = new this.WS(this.url); } catch { this.retry(); return; }
@@ -193,6 +202,7 @@ export class KudosClient {
       this.ready.clear();
       this.resyncing.clear();
       this.reqs.clear();
+      this.reqOf.clear();
       this.dropOutbox();
       // it served (a subscribe was answered): the backoff starts again; a server that greets
       // and then drops every client keeps it growing
@@ -230,6 +240,8 @@ export class KudosClient {
     return t || this.given || "";
   }
   forget(channel) {
+    this.reqs.delete(this.reqOf.get(channel));
+    this.reqOf.delete(channel);
     clearTimeout(this.retries.get(channel));
     this.retries.delete(channel);
     this.pos.delete(channel);
@@ -271,7 +283,9 @@ export class KudosClient {
       this.tokens -= 1;
       this.ws.send(JSON.stringify(this.outbox.shift()));
     }
-    if (this.outbox.length) this.sendTimer = setTimeout(() => this.flush(), Math.ceil(((1 - this.tokens) / SEND_RATE) * 1000));
+    if (this.outbox.length && this.ws && this.ws.readyState === 1) {
+      this.sendTimer = setTimeout(() => this.flush(), Math.ceil(((1 - this.tokens) / SEND_RATE) * 1000));
+    }
   }
   dropOutbox() { // the next connection subscribes to everything again
     this.outbox = [];
@@ -301,7 +315,9 @@ export class KudosClient {
     if (w.members) msg.members = w.members;
     const p = this.pos.get(ch);
     if (resume && p) msg.resume = { epoch: p.epoch, seq: p.seq };
+    this.reqs.delete(this.reqOf.get(ch)); // its reply, if any, is stale now
     this.reqs.set(id, ch);
+    this.reqOf.set(ch, id);
     this.resyncing.add(ch);
     this.send(msg);
   }
@@ -325,8 +341,9 @@ export class KudosClient {
     const kind = ch ? String(ch).split(":")[0] : "";
     switch (msg.type) {
       case "subscribed": {
+        if (!this.want.has(ch) || this.reqOf.get(ch) !== msg.id) return; // stale, or not ours
         this.reqs.delete(msg.id);
-        if (!this.want.has(ch)) return;
+        this.reqOf.delete(ch);
         this.resyncing.delete(ch);
         const w = this.want.get(ch);
         if (kind === "board" && Number.isInteger(msg.limit) && msg.limit >= 1 && msg.limit <= MAX_LIMIT) w.limit = msg.limit;
@@ -375,7 +392,7 @@ export class KudosClient {
         p.seq = msg.seq;
         const u = this.update(ch, msg.type, msg);
         if (msg.type === "delta") {
-          if (kind === "cohort" || (kind === "board" && Array.isArray(msg.entries))) {
+          if (kind === "cohort" || (kind === "board" && "entries" in msg)) {
             this.rows.set(ch, new Map(msg.entries.filter((e) => e && typeof e.member === "string").map((e) => [e.member, e])));
           } else if (kind === "board") {
             applyDelta(this.rows.get(ch) || this.rows.set(ch, new Map()).get(ch), msg);
@@ -392,9 +409,10 @@ export class KudosClient {
         return;
       }
       case "error": {
-        const sub = msg.id != null ? this.reqs.get(msg.id) : undefined;
+        let sub = msg.id != null ? this.reqs.get(msg.id) : undefined;
         this.reqs.delete(msg.id);
-        if (sub) this.resyncing.delete(sub);
+        if (sub && this.reqOf.get(sub) !== msg.id) sub = undefined; // a request since replaced
+        if (sub) { this.resyncing.delete(sub); this.reqOf.delete(sub); }
         const fatal = Boolean(sub && this.want.has(sub) && typeof msg.code === "string" && FATAL_CODES.has(msg.code));
         if (fatal) { this.want.delete(sub); this.forget(sub); this.status(); } // subscribe again to retry
         if (sub && msg.code === "unavailable") this.retryLater(sub);
