@@ -15,13 +15,11 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from leaderboard.errors import LiveError
+from web.protocol import MAX_COHORT, MAX_LIMIT
 
 #: Error codes after which a channel can never be followed as asked (the others, such as
 #: ``unavailable``, are worth a retry).
 FATAL_CODES = frozenset({"bad_request", "bad_channel", "unknown_board", "too_many_subscriptions"})
-#: The server's bounds (docs/protocol.md): a board's top N, and a cohort's members.
-MAX_LIMIT = 100
-MAX_COHORT = 100
 #: A member channel's standings: one per base board (8 today), with room for more.
 MAX_BOARDS = 64
 KINDS = ("board", "member", "cohort", "alerts")

@@ -26,10 +26,11 @@ from leaderboard.store import Store
 from leaderboard.store.shards import Shards
 from web import feed
 from web.channels import Channel
+from web.protocol import MAX_COHORT
 
 PREFIX = "cohort:"
 #: Most members one cohort channel follows.
-MAX_MEMBERS = 100
+MAX_MEMBERS = MAX_COHORT
 #: Seconds between two reads of one cohort.
 TICK_S = 1.0
 #: Cohort channels one connection may hold, and distinct cohorts one web process keeps: with

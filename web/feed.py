@@ -15,8 +15,10 @@ from typing import Any, NamedTuple
 
 import orjson
 
+from web.protocol import MAX_LIMIT
+
 #: Rows of a board that the shared log tracks; a subscriber's ``limit`` is at most this.
-DEPTH = 100
+DEPTH = MAX_LIMIT
 #: ``entered_top`` fires when a member reaches one of these tiers from below.
 TIERS = (1, 3, 10, 100)
 #: At most this many ``overtaken`` events per board and publish, nearest the top first.

@@ -1,7 +1,7 @@
 """Facts of the live push protocol (docs/protocol.md) that both ends rely on: the version, the
 fixed channel name, close codes and the limits a client can count on. The server (``web.hub``,
-``web.session``) and the client (``kudos watch``) both import them from here, so the two cannot
-drift apart. Plain constants with no imports: the client takes them without the server's
+``web.session``, ``web.feed``, ``web.cohorts``) and the client (``kudos.client``,
+``kudos.subscriptions``) both import them from here, so the two cannot drift apart. Plain constants with no imports: the client takes them without the server's
 dependencies.
 """
 
@@ -13,6 +13,10 @@ PROTOCOL = 1
 ALERTS_CHANNEL = "alerts"
 #: A client further behind than this gets a snapshot rather than a replay.
 MAX_REPLAY = 500
+#: The largest ``limit`` of a board channel (the rows of a board the shared log tracks).
+MAX_LIMIT = 100
+#: Most members one cohort channel follows.
+MAX_COHORT = 100
 #: Web processes re-mark their members as watched this often, for twice as long.
 WATCH_EVERY_S = 15.0
 

@@ -43,8 +43,11 @@ Script = Callable[[ServerConnection, int], Awaitable[None]]
 
 
 @asynccontextmanager
-async def scripted_server(script: Script, auth: bool = False) -> AsyncIterator[str]:
-    """A websocket server that greets like Kudos and then runs ``script(ws, connection_number)``."""
+async def scripted_server(
+    script: Script, auth: bool = False, http: Any = None
+) -> AsyncIterator[str]:
+    """A websocket server that greets like Kudos and then runs ``script(ws, connection_number)``
+    (``http``: websockets' ``process_request``, to answer plain HTTP on the same port)."""
     count = 0
 
     async def handler(ws: ServerConnection) -> None:
@@ -57,7 +60,7 @@ async def scripted_server(script: Script, auth: bool = False) -> AsyncIterator[s
             await ws.send(orjson.dumps(hello).decode())
             await script(ws, count)
 
-    async with serve(handler, "127.0.0.1", 0) as server:
+    async with serve(handler, "127.0.0.1", 0, process_request=http) as server:
         port = server.sockets[0].getsockname()[1]
         yield f"ws://127.0.0.1:{port}/ws"
 

@@ -8,22 +8,20 @@ real servers: tests/web/test_page.py."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib import resources
 from typing import Any
 
 import orjson
 import pytest
-from websockets.asyncio.server import ServerConnection, serve
+from websockets.asyncio.server import ServerConnection
 from websockets.datastructures import Headers
-from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from tests.kudos.frames import E, board_snapshot, delta, recv, send
+from tests.kudos.frames import E, Script, board_snapshot, delta, recv, scripted_server, send
 from tests.web.test_page import WAIT_MS
 
 pytestmark = pytest.mark.integration
@@ -38,37 +36,26 @@ window.errors = [];
 window.statuses = [];
 </script>"""
 
-Script = Callable[[ServerConnection, int], Awaitable[None]]
+
+def http(connection: ServerConnection, request: Request) -> Response | None:
+    """The module and a blank page that imports it; /ws goes on to the websocket."""
+    if request.path == "/ws":
+        return None
+    if request.path == "/static/kudos-client.js":
+        body, kind = MODULE.read_bytes(), "text/javascript; charset=utf-8"
+    elif request.path == "/":
+        body, kind = HARNESS, "text/html; charset=utf-8"
+    else:
+        return Response(404, "Not Found", Headers({"Content-Length": "0"}), b"")
+    headers = Headers({"Content-Type": kind, "Content-Length": str(len(body))})
+    return Response(200, "OK", headers, body)
 
 
 @asynccontextmanager
 async def harness(script: Script, auth: bool = False) -> AsyncIterator[str]:
-    """An HTTP + websocket server: the module and a blank page that imports it, and a /ws that
-    greets like Kudos and then runs ``script(ws, connection_number)``."""
-    count = 0
-
-    def http(connection: ServerConnection, request: Request) -> Response | None:
-        if request.path == "/ws":
-            return None
-        if request.path == "/static/kudos-client.js":
-            body, kind = MODULE.read_bytes(), "text/javascript; charset=utf-8"
-        elif request.path == "/":
-            body, kind = HARNESS, "text/html; charset=utf-8"
-        else:
-            return Response(404, "Not Found", Headers({"Content-Length": "0"}), b"")
-        headers = Headers({"Content-Type": kind, "Content-Length": str(len(body))})
-        return Response(200, "OK", headers, body)
-
-    async def handler(ws: ServerConnection) -> None:
-        nonlocal count
-        count += 1
-        hello = {"type": "hello", "protocol": 1, "limits": {"auth": auth}}
-        with contextlib.suppress(ConnectionClosed):  # a page that left mid-script
-            await ws.send(orjson.dumps(hello).decode())
-            await script(ws, count)
-
-    async with serve(handler, "127.0.0.1", 0, process_request=http) as server:
-        yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/"
+    """The page's URL on a scripted Kudos websocket server (tests/kudos/frames.py)."""
+    async with scripted_server(script, auth, http) as url:
+        yield url.replace("ws://", "http://").removesuffix("ws")
 
 
 START = """([opts]) => {
