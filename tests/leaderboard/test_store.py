@@ -22,6 +22,7 @@ from leaderboard.perks import unlock_id
 from leaderboard.plan import Message, Plan, build_plan
 from leaderboard.scoring import ScoringRules
 from leaderboard.store import Store
+from leaderboard.store.apply import wire_args
 from tests.conftest import Namespace
 
 RULES = ScoringRules.load()
@@ -165,15 +166,21 @@ async def test_an_apply_whose_layout_disagrees_with_the_script_writes_nothing(
     owned = OwnedState()
     await store.load_partitions([0], owned)
     plan = _plan(owned, Message(0, 0, [Event("a", T0, "share", "ann", "tom")]))
-    good = store._argv(plan, 0)
+    good, blobs = store._argv(plan, 0)
+    keys = store._apply_keys(plan.generation)
     for section in ("seen", "end"):
         at = good.index(section)
         bad = [*good[:at], "1", *good[at:]]
         with pytest.raises(ResponseError, match=f"apply protocol: expected section {section}"):
-            await store.scripts.apply(keys=store._apply_keys(plan.generation), args=bad)
+            await store.scripts.apply(keys=keys, args=wire_args(bad, blobs))
         assert await store.client.zcard(store.key("board", "all")) == 0
         assert await store.fences() == {} and (await store.stats())["total"] == 0
-    await store.scripts.apply(keys=store._apply_keys(plan.generation), args=good)
+    # (a fingerprint blob more or fewer than the seen and dr records name)
+    for wrong in ([*blobs, b"x" * 16], blobs[:-1]):
+        with pytest.raises(ResponseError, match=r"apply protocol: .* fingerprint blobs named"):
+            await store.scripts.apply(keys=keys, args=wire_args(good, wrong))
+        assert await store.fences() == {}
+    await store.scripts.apply(keys=keys, args=wire_args(good, blobs))
     assert await store.fences() == {0: 0}
 
 
