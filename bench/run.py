@@ -8,7 +8,7 @@ JSON to ``bench/results/latest.json``. See ``bench/README.md``.
 
 Environment:
     BENCH_SCALE          float multiplier of every ingest event count (default 1.0)
-    BENCH_PHASES         comma list of phases to run (default: envelope,envelope-cluster,
+    BENCH_PHASES         comma list of phases to run (default: zincrby,envelope,envelope-cluster,
                          envelope-shards,single,
                          bare,naive,raw,reads,expiry,e2e,fanout); ``--only push`` runs just
                          e2e,fanout (``make bench-push``); their knobs: bench/push.py.
@@ -34,6 +34,7 @@ import argparse
 import asyncio
 import collections
 import contextlib
+import csv
 import dataclasses
 import functools
 import itertools
@@ -78,6 +79,7 @@ HIGGS_LINES = 563_069
 HIGGS_REPEAT_SHIFT_S = 7 * 86400
 
 ALL_PHASES = (
+    "zincrby",
     "envelope",
     "envelope-cluster",
     "envelope-shards",
@@ -102,6 +104,12 @@ SHARD_PARTITIONS = 6
 #: ``--only GROUP``: a named set of phases (and no profile)
 GROUPS = {"push": ("e2e", "fanout"), "expiry": ("expiry",)}
 ENVELOPE_TARGET = 100_000.0
+#: issue 16's yardsticks, both against the same Valkey in the same run: the envelope worker at
+#: this share of the pipelined ZINCRBY rate, Redis CPU per applied event at most this many ZINCRBYs
+ZINCRBY_RATE_SHARE_TARGET = 0.4
+REDIS_CPU_ZINCRBYS_TARGET = 3.0
+#: ``redis-benchmark -P 64 -r 1000000 -n ZINCRBY_OPS zincrby ...`` (scaled by BENCH_SCALE)
+ZINCRBY_OPS = 2_000_000
 SINGLE_VS_BARE_TARGET = 0.7
 TOP100_P99_TARGET_MS = 5.0
 RANK_P99_TARGET_MS = 2.0
@@ -508,6 +516,63 @@ class Bench:
                 say(f"  ... {n:,}/{target:,} events")
                 next_note = now + 5.0
             await asyncio.sleep(POLL_S)
+
+    async def zincrby(self, name: str) -> dict[str, Any]:
+        """The yardstick of the ingest targets: pipelined ``ZINCRBY`` on the bench's own Valkey
+        (``redis-benchmark -P 64 -r 1000000``, Debian's redis-tools; ``make bench`` installs
+        it), into one sorted set of up to a million random members. Its rate, and Redis's CPU
+        per ZINCRBY (protocol included, as an apply's events pay theirs)."""
+        tool = shutil.which("redis-benchmark") or shutil.which("valkey-benchmark")
+        if tool is None:
+            raise PhaseError(
+                "redis-benchmark is not installed: `make bench` installs Debian's redis-tools "
+                "(or: apt-get install redis-tools)"
+            )
+        settings, _ = self.settings(name)
+        await self.fresh_db(settings)
+        ops = self.n(ZINCRBY_OPS)
+        db = self._db % 16
+        argv = [
+            tool, "-h", "127.0.0.1", "-p", str(self.redis_port), "--dbnum", str(db),
+            "-P", "64", "-r", "1000000", "-n", str(ops), "--csv",
+            "zincrby", "bench:zincrby", "1", "__rand_int__",
+        ]  # fmt: skip
+        say(f"  {' '.join(argv[1:])}")
+        proc = await asyncio.create_subprocess_exec(
+            *argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+        meter = CpuMeter({"redis": self.server_pids()["redis"]})
+        meter.begin()
+        t = time.perf_counter()
+        out, err = await proc.communicate()
+        wall = time.perf_counter() - t
+        cpu = meter.end()
+        if proc.returncode != 0:
+            raise PhaseError(f"{name}: {tool} exited {proc.returncode}: {err.decode()[-300:]}")
+        rows = list(csv.reader(out.decode().splitlines()))
+        rps = float(rows[-1][1])
+        r = aioredis.Redis.from_url(settings.redis.url)
+        try:
+            stat = (await r.info("commandstats")).get("cmdstat_zincrby", {})
+            members = await r.zcard("bench:zincrby")
+            await r.flushdb()
+        finally:
+            await r.aclose()
+        usec_cpu = cpu["redis"] / 100 * wall / ops * 1e6
+        say(
+            f"  zincrby: {rps:,.0f} ops/s, {members:,} members; redis cpu {cpu['redis']:.0f}% = "
+            f"{usec_cpu:.2f} us per ZINCRBY ({stat.get('usec_per_call', 0):.2f} us inside)"
+        )
+        return {
+            "ops_per_s": rps,
+            "ops": ops,
+            "seconds": wall,
+            "members": members,
+            "cpu": {"redis": cpu["redis"]},
+            "redis_cpu_usec_per_op": usec_cpu,
+            "redis_usec_per_call": float(stat.get("usec_per_call", 0.0)),
+            "command": " ".join(argv[1:]),
+        }
 
     async def prepared(
         self, name: str, n_events: int, envelope: int, cluster: bool = False, shards: int = 1
@@ -1172,6 +1237,12 @@ class Bench:
     async def run(self) -> None:
         n_env, n_single, n_bare = self.n(200_000), self.n(30_000), self.n(30_000)
         n_naive, n_raw = self.n(30_000), self.n(200_000)
+        if "zincrby" in self.phases:
+            await self.phase(
+                "zincrby",
+                "the yardstick: pipelined ZINCRBY on the same Valkey (redis-benchmark -P 64)",
+                lambda: self.zincrby("zincrby"),
+            )
         await self.envelope_rounds(n_env)
         plan: list[tuple[str, str, Callable[[], Awaitable[dict[str, Any]]]]] = [
             (
@@ -1440,6 +1511,55 @@ def build_rows(b: Bench) -> list[dict[str, Any]]:
         elif a in b.phases and c in b.phases:
             row(metric, None, "x", "" if target is None else f">= {target}", detail="missing input")
 
+    if "zincrby" in r:
+        z = r["zincrby"]
+        row(
+            "redis.zincrby (redis-benchmark -P 64, yardstick)",
+            z["ops_per_s"],
+            "ops/s",
+            detail=f"{z['members']:,} members; redis cpu {z['cpu']['redis']:.0f}% = "
+            f"{z['redis_cpu_usec_per_op']:.2f} us per ZINCRBY "
+            f"({z['redis_usec_per_call']:.2f} us of it inside the command)",
+        )
+    elif "zincrby" in err:
+        row("redis.zincrby", None, "ops/s", detail="ERROR: " + err["zincrby"].splitlines()[0][:120])
+    if "envelope" in r:
+        e = r["envelope"]
+        timed = e["n"] - e["n_first"]
+        per_event = {k: v / 100 * e["seconds"] / max(timed, 1) * 1e6 for k, v in e["cpu"].items()}
+        row(
+            "cpu.envelope worker per event",
+            per_event.get("worker"),
+            "us",
+            detail="CPU of the worker process over the timed window / events applied in it",
+        )
+        row(
+            "cpu.envelope redis per event",
+            per_event.get("redis"),
+            "us",
+            detail="CPU of Valkey over the timed window / events applied in it",
+        )
+        if "zincrby" in r:
+            z = r["zincrby"]
+            share = e["events_per_s"] / z["ops_per_s"]
+            row(
+                "ratio envelope / pipelined zincrby rate",
+                share,
+                "x",
+                f">= {ZINCRBY_RATE_SHARE_TARGET}",
+                share >= ZINCRBY_RATE_SHARE_TARGET,
+                f"{e['events_per_s']:,.0f} events/s over {z['ops_per_s']:,.0f} ZINCRBY/s",
+            )
+            zs = per_event["redis"] / z["redis_cpu_usec_per_op"]
+            row(
+                "ratio redis cpu per event / per zincrby",
+                zs,
+                "x",
+                f"<= {REDIS_CPU_ZINCRBYS_TARGET:g}",
+                zs <= REDIS_CPU_ZINCRBYS_TARGET,
+                f"{per_event['redis']:.2f} us per applied event over "
+                f"{z['redis_cpu_usec_per_op']:.2f} us per pipelined ZINCRBY",
+            )
     ratio("ratio envelope / naive", "envelope", "naive", detail="events/s over events/s")
     for phase in ("envelope-cluster", "envelope-shards"):
         metric = f"ratio {phase.replace('-', '_')} / envelope"
