@@ -8,11 +8,12 @@ importing this module creates nothing.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import os
 import time
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from typing import Any
 
 import faust
@@ -47,6 +48,11 @@ EXIT_CONFIG = 78
 MAX_DEAD_LETTER_BYTES = 900_000
 #: A gap re-read that receives nothing for this long fails (the batch is retried).
 LOG_READ_STALL_S = 30.0
+#: How soon a worker with no new batch settles the apply it left in flight (its metrics, a
+#: re-plan if Redis refused it): Processor.process's overlap
+IDLE_SETTLE_S = 0.25
+#: How long a stopping worker waits to settle it
+STOP_SETTLE_S = 5.0
 
 
 class KafkaLogReader:
@@ -286,23 +292,15 @@ def create_app(settings: Settings) -> faust.App:
                 log.error(
                     "rank perk rules not checked at start (%s); checked after each batch", exc
                 )
-        async for events in stream.take_events(  # type: ignore[attr-defined]
-            ws.batch_messages, within=ws.batch_within_s
-        ):
-            if processor.partitions is None:
-                processor.partitions = topic_partitions(app, settings)
-            # (Faust gives the record timestamp in seconds, None when the broker recorded none)
-            raws = [
-                Raw(e.message.partition, e.message.offset, e.message.value, e.message.timestamp)
-                for e in events
-            ]
-            # Events are acked only after this body returns, so retrying here keeps at-least-once
-            # delivery; the fences turn it into an exactly-once effect.
+
+        async def with_retries(call: Callable[[], Awaitable[None]]) -> None:
+            # Events are acked only after the agent's body returns, so retrying here keeps
+            # at-least-once delivery; the fences turn it into an exactly-once effect.
             delay = 0.1
             while True:
                 try:
-                    await processor.process(raws)
-                    break
+                    await call()
+                    return
                 except (RedisError, OSError, KafkaError, ProducerSendError) as exc:
                     metrics.batch_retries.inc()
                     hint = cluster_mismatch(exc, settings.redis.cluster)
@@ -327,6 +325,54 @@ def create_app(settings: Settings) -> faust.App:
                     log.critical("unexpected error applying a batch; exiting", exc_info=True)
                     logging.shutdown()
                     os._exit(70)
+
+        # One store's processor returns with its last apply in flight (Processor.process's
+        # overlap): Redis runs it while Faust fetches the next batch, and the next batch is
+        # planned before its answer is awaited. When no batch follows, this settles it (its
+        # metrics, and a re-plan should Redis have refused it) within IDLE_SETTLE_S.
+        single = processor if isinstance(processor, Processor) else None
+        busy = asyncio.Lock()
+
+        async def settle_when_idle(p: Processor) -> None:
+            while True:
+                await asyncio.sleep(IDLE_SETTLE_S)
+                if p.in_flight and not busy.locked():
+                    async with busy:
+                        await with_retries(p.flush)
+
+        idle = asyncio.create_task(settle_when_idle(single)) if single is not None else None
+        try:
+            async for events in stream.take_events(  # type: ignore[attr-defined]
+                ws.batch_messages, within=ws.batch_within_s
+            ):
+                if processor.partitions is None:
+                    processor.partitions = topic_partitions(app, settings)
+                # (Faust gives the record timestamp in seconds, None when the broker recorded
+                # none)
+                raws = [
+                    Raw(
+                        e.message.partition,
+                        e.message.offset,
+                        e.message.value,
+                        e.message.timestamp,
+                    )
+                    for e in events
+                ]
+                async with busy:
+                    if single is not None:
+                        call = functools.partial(single.process, raws, overlap=True)
+                    else:
+                        call = functools.partial(processor.process, raws)
+                    await with_retries(call)
+        finally:
+            if idle is not None:
+                idle.cancel()
+            if single is not None and single.in_flight:
+                # (stopping: Redis runs the apply on the wire whatever happens here; reading
+                # its answer hands the connection back and re-plans a refused one. A worker
+                # that cannot is caught up by the next owner, from the fences)
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(single.flush(), STOP_SETTLE_S)
 
     if ws.metrics_port:
 

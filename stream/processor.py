@@ -27,7 +27,9 @@ Two more things keep every consumed event counted exactly once:
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import AsyncGenerator, Awaitable, Iterable, Iterator, Mapping, Sequence
@@ -220,21 +222,61 @@ class Processor:
         #: the topic's partition count, for the close of winners' periods (Plan.partitions_total;
         #: 0: unknown, only the partitions that have carried events hold a close back)
         self.partitions_total = partitions or 0
+        #: the apply ``process(..., overlap=True)`` left in flight, and the messages from its
+        #: chunk on (they head the next call's batch until it is settled)
+        self._pending: _InFlight | None = None
+        self._tail: list[Raw] = []
 
-    async def process(self, raws: Sequence[Raw]) -> None:
+    async def process(self, raws: Sequence[Raw], *, overlap: bool = False) -> None:
         """Apply ``raws`` (any partitions, offsets ascending per partition) in chunks of at most
         ``max_events_per_apply`` events (whole messages, but for bigger ones); return when all
-        are applied, and any gap behind their fences too."""
+        are applied, and any gap behind their fences too.
+
+        With ``overlap``, return as soon as the last apply is on the wire: Redis runs it while
+        the caller fetches the next batch, and the next call plans its first chunk before it
+        waits for that answer (a worker that waited would leave the CPU idle for the apply and
+        Redis idle for the fetch and the planning). The next call, or :meth:`flush`, settles it
+        and, if Redis refused it, plans its messages again (they stay with this processor until
+        then, and go with the next call if this one raises). What the caller acknowledges to
+        Kafka may then be ahead of the fences; the fences decide, so a crash in between costs a
+        re-read of the gap from the log (the ``Gaps`` above), never a lost or doubled event."""
         started = time.perf_counter()
-        await self._process(raws)
+        tail, pending = self._tail, self._pending
+        self._tail, self._pending = [], None
+        batch = [*tail, *raws] if tail else raws
+        try:
+            # (an apply left in flight is the first of the batch: its messages head it)
+            await self._process(batch, len(tail) if pending is not None else 0, pending, overlap)
+        except BaseException:
+            # the caller retries the call (the worker's loop does): the messages before it
+            # whose apply has no known outcome go with the retry
+            if not self._tail:
+                self._tail = list(tail)
+            raise
         self.metrics.batch_seconds.observe(time.perf_counter() - started)
 
-    async def _process(self, raws: Sequence[Raw]) -> None:
-        start = 0
+    @property
+    def in_flight(self) -> bool:
+        """Whether a ``process(..., overlap=True)`` left an apply to settle (:meth:`flush`)."""
+        return self._pending is not None or bool(self._tail)
+
+    async def flush(self) -> None:
+        """Settle the apply that ``process(..., overlap=True)`` left in flight, planning its
+        messages again if Redis refused it; return when they are applied."""
+        if self.in_flight:
+            await self.process([])
+
+    async def _process(
+        self,
+        raws: Sequence[Raw],
+        start: int = 0,
+        pending: _InFlight | None = None,
+        overlap: bool = False,
+    ) -> None:
         conflicts = 0
         while True:
             try:
-                await self._run(raws, start)
+                await self._run(raws, start, pending, overlap)
                 return
             except _Conflict as c:
                 self.metrics.conflicts.inc()
@@ -248,11 +290,11 @@ class Processor:
                 # copy, reload, re-plan from the first chunk not applied. Messages now behind the
                 # fence are skipped; a fence now further back is a gap, filled first.
                 log.info("re-planning after conflict (attempt %d): %s", conflicts, c.reason)
-                start = c.resume_at
+                start, pending = c.resume_at, None
                 self.owned.forget()
                 continue
             except _GapFound as g:
-                start, gap = g.resume_at, g.gap
+                start, gap, pending = g.resume_at, g.gap, None
             except BaseException:
                 # Anything else (Redis down, a dead-letter send failing, cancellation) may leave an
                 # apply whose outcome is unknown while our copy already holds its effects: forget
@@ -297,7 +339,7 @@ class Processor:
                 if not page:
                     continue
                 self._read[p] = (last + 1, page[0].offset)
-                await self._process(page)
+                await self._process(page)  # (no overlap: the gap is applied before the batch)
                 last = page[-1].offset
                 n += len(page)
                 self.metrics.rewound_messages.inc(len(page), partition=label)
@@ -369,9 +411,13 @@ class Processor:
         if chunk:
             yield first, chunk
 
-    async def _run(self, raws: Sequence[Raw], start: int) -> None:
-        """Plan chunk i+1 while Redis applies chunk i (one apply in flight, sent in order)."""
-        inflight: tuple[Awaitable[float | None], int, Plan, float] | None = None
+    async def _run(
+        self, raws: Sequence[Raw], start: int, pending: _InFlight | None, keep: bool
+    ) -> None:
+        """Plan chunk i+1 while Redis applies chunk i (one apply in flight, sent in order).
+        ``pending``: an apply already in flight for ``raws[0:start]``; ``keep``: leave the
+        last one in flight (:meth:`process`'s ``overlap``)."""
+        inflight = pending
         try:
             for first, chunk in self._chunks(raws, start):
                 missing = self.owned.missing(m.partition for m in chunk)
@@ -384,13 +430,13 @@ class Processor:
                     gap = find_gap(((m.partition, m.offset) for m in chunk), fences, self._read)
                     if gap is not None:
                         if inflight is not None:
-                            pending, inflight = inflight, None
-                            await self._settle(*pending)
+                            last, inflight = inflight, None
+                            await self._settle(*last)
                         raise _GapFound(first, gap)
                 plan = self._plan(chunk)
                 if inflight is not None:
-                    pending, inflight = inflight, None
-                    await self._settle(*pending)
+                    last, inflight = inflight, None
+                    await self._settle(*last)
                 plan = await self._gate(chunk, plan)
                 if plan.empty:
                     continue
@@ -406,10 +452,21 @@ class Processor:
                 # returns once the call is on the wire: Redis runs it while we plan the next chunk
                 sent = time.perf_counter()
                 budget = self.settings.max_maintenance_rows_per_call
-                inflight = (await self.store.send_apply(plan, budget), first, plan, sent)
+                # (a task: the answer is read, and the connection given back, as soon as Redis
+                # has run it, whether this call waits for it or returns first)
+                outcome = asyncio.ensure_future(await self.store.send_apply(plan, budget))
+                # (counted once Redis accepted it, not when the caller settles it: a worker
+                # that left it in flight shows it as soon as the fences do)
+                outcome.add_done_callback(functools.partial(self._accepted, plan, sent))
+                inflight = (outcome, first, plan, sent)
             if inflight is not None:
-                pending, inflight = inflight, None
-                await self._settle(*pending)
+                last, inflight = inflight, None
+                if keep:
+                    # its messages, and the apply as the first of the next call's batch
+                    self._tail = list(raws[last[1] :])
+                    self._pending = (last[0], 0, last[2], last[3])
+                    return
+                await self._settle(*last)
         finally:
             if inflight is not None:
                 # failing with a call in flight: wait for it so its connection goes back to the
@@ -468,11 +525,15 @@ class Processor:
             raise
         if wm is not None and (self.owned.watermark is None or wm > self.owned.watermark):
             self.owned.watermark = wm
-        self._count(plan, time.perf_counter() - sent)
+            self.metrics.watermark.set(wm)
+
+    def _accepted(self, plan: Plan, sent: float, outcome: asyncio.Future[float | None]) -> None:
+        if not outcome.cancelled() and outcome.exception() is None:
+            self._count(plan, time.perf_counter() - sent)
 
     def _count(self, plan: Plan, seconds: float) -> None:
-        """Metrics of an apply Redis accepted. Its latency runs until the answer is read, which
-        waits for the next chunk's planning when that takes longer."""
+        """Metrics of an apply Redis accepted. Its latency runs until the answer is read (by
+        the apply's task, as soon as it arrives)."""
         m = self.metrics
         for outcome, n in plan.stats.items():
             if n:
@@ -489,6 +550,11 @@ class Processor:
         m.apply_seconds.observe(seconds)
         if self.owned.watermark is not None:
             m.watermark.set(self.owned.watermark)
+
+
+#: an apply on the wire: its outcome, the index of its chunk's first message in the batch, its
+#: plan and when it was sent
+_InFlight = tuple[Awaitable[float | None], int, Plan, float]
 
 
 class _GapFound(Exception):

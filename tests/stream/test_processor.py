@@ -389,3 +389,78 @@ async def test_envelope_events_of_other_partitions_are_dead_lettered(store: Stor
     one = {"id": "x", "ts": T0, "kind": "like", "actor": "a", "target": "t0"}
     await p.process([Raw((home + 1) % 4, 0, orjson.dumps(one), None)])
     assert (await store.stats())["applied"] == 40 - len(wrong) + 1
+
+
+# -- overlap: the last apply left in flight across calls (the worker's loop) ----------------
+
+
+@integration
+async def test_an_apply_left_in_flight_is_settled_by_the_next_call(store: Store) -> None:
+    """With ``overlap`` a call returns with its last apply on the wire; the next call plans its
+    batch first, then takes that answer; every event counts once, and the metrics too."""
+    raws, events = messages(30, 40)
+    proc = Processor(store, RULES, WorkerSettings(max_events_per_apply=100), Letters())
+    await proc.process(raws[:10], overlap=True)
+    assert proc.in_flight
+    await proc.process(raws[10:], overlap=True)
+    await proc.flush()
+    assert not proc.in_flight
+    await check_boards(store, events)
+    assert (await store.stats())["applied"] == len(events)
+    assert await store.fences() == {0: 29}
+    applied = proc.metrics.events.value(outcome="applied")
+    assert applied == len(events)
+
+
+@integration
+async def test_an_apply_refused_after_its_call_returned_is_planned_again(store: Store) -> None:
+    """Another worker moved the fence: the apply a call left in flight is refused, and flush
+    plans its messages again from what Redis holds (nothing lost, nothing twice)."""
+    raws, events = messages(25, 40)
+    settings = WorkerSettings(max_events_per_apply=5000)  # one apply per call
+    a = Processor(store, RULES, settings, Letters())
+    b = Processor(store, RULES, settings, Letters())
+    await b.process(raws[:5])
+    await a.process(raws[:20])  # b's copy is stale now
+    await b.process(raws, overlap=True)  # its one apply is refused once it lands
+    assert b.in_flight
+    await b.flush()
+    await check_boards(store, events)
+    assert (await store.stats())["applied"] == len(events)
+    assert await store.fences() == {0: 24}
+
+
+@integration
+async def test_a_call_that_fails_retries_the_messages_of_the_apply_before_it(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The apply left in flight never reached Redis (a connection lost): the next call fails,
+    and its retry (the worker's loop calls again with the same batch) applies those messages
+    too, though the caller acknowledged them already."""
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    raws, events = messages(20, 40)
+    proc = Processor(store, RULES, WorkerSettings(max_events_per_apply=5000), Letters())
+    real = store.send_apply
+    lost = False
+
+    async def send_apply(plan: Plan, max_rows: int = 0) -> Awaitable[float | None]:
+        nonlocal lost
+        if not lost:
+            lost = True
+
+            async def never_sent() -> float | None:
+                raise RedisConnectionError("connection lost before the apply was sent")
+
+            return never_sent()
+        return await real(plan, max_rows)
+
+    monkeypatch.setattr(store, "send_apply", send_apply)
+    await proc.process(raws[:10], overlap=True)
+    with pytest.raises(RedisConnectionError):
+        await proc.process(raws[10:], overlap=True)
+    await proc.process(raws[10:], overlap=True)
+    await proc.flush()
+    await check_boards(store, events)
+    assert (await store.stats())["applied"] == len(events)
+    assert await store.fences() == {0: 19}
