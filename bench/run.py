@@ -10,7 +10,7 @@ Environment:
     BENCH_SCALE          float multiplier of every ingest event count (default 1.0)
     BENCH_PHASES         comma list of phases to run (default: zincrby,envelope,envelope-cluster,
                          envelope-shards,single,
-                         bare,naive,raw,reads,expiry,e2e,fanout); ``--only push`` runs just
+                         bare,naive,replay,naive-file,raw,reads,expiry,e2e,fanout); ``--only push`` runs just
                          e2e,fanout (``make bench-push``); their knobs: bench/push.py.
                          ``envelope-cluster`` is the envelope phase on an embedded 3-primary Redis
                          Cluster (one replica each, started beside the single Valkey when needed);
@@ -86,6 +86,8 @@ ALL_PHASES = (
     "single",
     "bare",
     "naive",
+    "replay",
+    "naive-file",
     "raw",
     "reads",
     "expiry",
@@ -108,6 +110,8 @@ ENVELOPE_TARGET = 100_000.0
 #: this share of the pipelined ZINCRBY rate, Redis CPU per applied event at most this many ZINCRBYs
 ZINCRBY_RATE_SHARE_TARGET = 0.4
 REDIS_CPU_ZINCRBYS_TARGET = 3.0
+#: file to boards (kudos replay ... --wait) against the naive agent timed the same way
+FILE_VS_NAIVE_TARGET = 35.0
 #: ``redis-benchmark -P 64 -r 1000000 -n ZINCRBY_OPS zincrby ...`` (scaled by BENCH_SCALE)
 ZINCRBY_OPS = 2_000_000
 SINGLE_VS_BARE_TARGET = 0.7
@@ -774,6 +778,115 @@ class Bench:
             "redis_commands": cmds,
         }
 
+    # -- file to boards: kudos replay, and the naive agent timed the same way -----------------
+
+    async def _warm(
+        self,
+        settings: Settings,
+        applied: Callable[[], Awaitable[int]],
+        name: str,
+        proc: subprocess.Popen[bytes],
+    ) -> None:
+        """One event through ``proc`` (a worker or a Faust app that has still to join its
+        group): the clock of a file-to-boards phase starts with a consumer that is up."""
+        t = time.perf_counter()
+        await produce(settings, [{"id": "bench-warm", "ts": 1341100800, "kind": "like",
+                                  "actor": "bench-a", "target": "bench-t"}])  # fmt: skip
+        while await applied() < 1:
+            if proc.poll() is not None or time.perf_counter() - t > 60:
+                raise PhaseError(
+                    f"{name}: the consumer applied nothing:\n"
+                    f"{servers.tail(WORK / name / f'{name}.log')}"
+                )
+            await asyncio.sleep(0.05)
+        say(f"  {name}: consumer up ({time.perf_counter() - t:.1f} s)")
+
+    async def replay(self, name: str, n_events: int, envelope: int = 500) -> dict[str, Any]:
+        """File to boards, producer included: ``kudos replay FILE --format higgs --envelope 500
+        --wait`` of the first ``n_events`` Higgs lines into a running worker, timed whole (from
+        the command's start to its exit, once every event is applied)."""
+        settings, env = self.settings(name)
+        await self.fresh_db(settings)
+        path = WORK / name / "higgs.txt"
+        path.parent.mkdir(parents=True, exist_ok=True)
+
+        def head() -> None:
+            with open_input(str(self.higgs)) as src, open(path, "wb") as dst:
+                dst.writelines(itertools.islice(src, n_events))
+
+        await asyncio.to_thread(head)
+        store = _reads(settings)
+        proc = self.spawn(name, [sys.executable, "-m", "kudos", "worker"], env)
+        try:
+
+            async def applied() -> int:
+                return (await store.stats())["total"]
+
+            await self._warm(settings, applied, name, proc)
+            meter = CpuMeter({"worker": proc.pid, **self.server_pids()})
+            argv = [sys.executable, "-m", "kudos", "replay", str(path), "--format", "higgs",
+                    "--envelope", str(envelope), "--wait", "--no-count"]  # fmt: skip
+            say(f"  {' '.join(argv[1:])}")
+            meter.begin()
+            t = time.perf_counter()
+            rp = await asyncio.create_subprocess_exec(
+                *argv, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+            )
+            _, err = await rp.communicate()
+            wall = time.perf_counter() - t
+            cpu = meter.end()
+            if rp.returncode != 0:
+                raise PhaseError(
+                    f"{name}: kudos replay exited {rp.returncode}: {err.decode()[-400:]}"
+                )
+            stats = await store.stats()
+        finally:
+            servers.stop(proc, timeout=8)
+            await store.close()
+        if stats["total"] != n_events + 1:
+            raise PhaseError(f"{name}: {stats['total']:,} events counted, {n_events + 1:,} sent")
+        rate = n_events / wall
+        say(
+            f"  {name}: {n_events:,} events file to boards in {wall:.2f} s = {rate:,.0f} events/s; cpu % of a core: {cpu}"
+        )
+        return {"events_per_s": rate, "events": n_events, "seconds": wall, "cpu": cpu,
+                "envelope": envelope, "stats": stats}  # fmt: skip
+
+    async def naive_file(self, name: str, n_events: int) -> dict[str, Any]:
+        """The naive agent timed as :meth:`replay` is: its produce (one event per message, as
+        a user of it would) plus its consume, from the first send to the last ZINCRBY."""
+        settings, env = self.settings(name)
+        await self.fresh_db(settings)
+        r = aioredis.Redis.from_url(settings.redis.url, decode_responses=True)
+        skey = faust_apps.stats_key(settings)
+        proc = self.spawn(name, [sys.executable, "-m", "bench.faust_apps", "naive"], env)
+        try:
+
+            async def count() -> int:
+                return int(await r.hget(skey, "count") or 0)
+
+            await self._warm(settings, count, name, proc)
+            meter = CpuMeter({"worker": proc.pid, **self.server_pids()})
+            meter.begin()
+            t = time.perf_counter()
+            out = await produce(settings, higgs_items(self.higgs, n_events), envelope=1)
+            produced_s = time.perf_counter() - t
+            while await count() < out.messages + 1:
+                if proc.poll() is not None:
+                    raise PhaseError(f"{name}: the naive agent exited {proc.returncode}")
+                await asyncio.sleep(POLL_S)
+            wall = time.perf_counter() - t
+            cpu = meter.end()
+        finally:
+            servers.stop(proc, timeout=8)
+            await r.aclose()
+        rate = out.events / wall
+        say(
+            f"  {name}: {out.events:,} events produced in {produced_s:.2f} s, all applied after {wall:.2f} s = {rate:,.0f} events/s; cpu % of a core: {cpu}"
+        )
+        return {"events_per_s": rate, "events": out.events, "seconds": wall,
+                "produce_s": produced_s, "cpu": cpu}  # fmt: skip
+
     # -- ingest: raw aiokafka ----------------------------------------------------------------
 
     async def ingest_raw(self, name: str, n_events: int) -> dict[str, Any]:
@@ -1261,6 +1374,18 @@ class Bench:
                 lambda: self.ingest_faust("naive", "naive", n_naive),
             ),
             (
+                "replay",
+                f"file to boards: kudos replay --envelope 500 --wait of {n_env:,} Higgs events "
+                "into a running worker",
+                lambda: self.replay("replay", n_env),
+            ),
+            (
+                "naive-file",
+                f"file to boards, naive: produce {n_naive:,} single-event messages to the naive "
+                "Faust agent and wait for its last ZINCRBY",
+                lambda: self.naive_file("naive-file", n_naive),
+            ),
+            (
                 "raw",
                 f"raw aiokafka consumer, {n_raw:,} single-event messages",
                 lambda: self.ingest_raw("raw", n_raw),
@@ -1561,6 +1686,24 @@ def build_rows(b: Bench) -> list[dict[str, Any]]:
                 f"{z['redis_cpu_usec_per_op']:.2f} us per pipelined ZINCRBY",
             )
     ratio("ratio envelope / naive", "envelope", "naive", detail="events/s over events/s")
+    for key, metric in (
+        ("replay", "file.replay (kudos replay --envelope 500 --wait)"),
+        ("naive-file", "file.naive_faust (produce + consume)"),
+    ):
+        if key in r:
+            x = r[key]
+            cpu = ", ".join(f"{k} {v:.0f}%" for k, v in x["cpu"].items())
+            row(metric, x["events_per_s"], "events/s",
+                detail=f"{x['events']:,} events in {x['seconds']:.2f} s, producer included; cpu {cpu}")  # fmt: skip
+        elif key in err:
+            row(metric, None, "events/s", detail="ERROR: " + err[key].splitlines()[0][:120])
+    ratio(
+        "ratio file replay / naive",
+        "replay",
+        "naive-file",
+        FILE_VS_NAIVE_TARGET,
+        "file to boards, each timed from its first send to its last apply",
+    )
     for phase in ("envelope-cluster", "envelope-shards"):
         metric = f"ratio {phase.replace('-', '_')} / envelope"
         if phase in r and "envelope" in r:
