@@ -10,7 +10,7 @@ Environment:
     BENCH_SCALE          float multiplier of every ingest event count (default 1.0)
     BENCH_PHASES         comma list of phases to run (default: zincrby,envelope,envelope-cluster,
                          envelope-shards,single,
-                         bare,naive,replay,naive-file,raw,reads,expiry,e2e,fanout); ``--only push`` runs just
+                         bare,naive,replay,naive-file,http,raw,reads,expiry,e2e,fanout); ``--only push`` runs just
                          e2e,fanout (``make bench-push``); their knobs: bench/push.py.
                          ``envelope-cluster`` is the envelope phase on an embedded 3-primary Redis
                          Cluster (one replica each, started beside the single Valkey when needed);
@@ -53,6 +53,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
 
+import orjson
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer
 from redis.asyncio.cluster import RedisCluster
@@ -88,6 +89,7 @@ ALL_PHASES = (
     "naive",
     "replay",
     "naive-file",
+    "http",
     "raw",
     "reads",
     "expiry",
@@ -112,6 +114,11 @@ ZINCRBY_RATE_SHARE_TARGET = 0.4
 REDIS_CPU_ZINCRBYS_TARGET = 3.0
 #: file to boards (kudos replay ... --wait) against the naive agent timed the same way
 FILE_VS_NAIVE_TARGET = 35.0
+#: HTTP ingest: events per NDJSON body, requests in flight, and the target against the worker's
+#: backlog rate (one web process should feed at least half of what one worker applies)
+HTTP_EVENTS_PER_REQUEST = 1000
+HTTP_CONCURRENCY = 2  # (web.ingest.BIG_READERS: more bodies over 64 KiB at once get a 503)
+HTTP_VS_ENVELOPE_TARGET = 0.5
 #: ``redis-benchmark -P 64 -r 1000000 -n ZINCRBY_OPS zincrby ...`` (scaled by BENCH_SCALE)
 ZINCRBY_OPS = 2_000_000
 SINGLE_VS_BARE_TARGET = 0.7
@@ -887,6 +894,91 @@ class Bench:
         return {"events_per_s": rate, "events": out.events, "seconds": wall,
                 "produce_s": produced_s, "cpu": cpu}  # fmt: skip
 
+    # -- HTTP ingest: POST /api/events to one kudos web ---------------------------------------
+
+    async def http_ingest(
+        self, name: str, n_events: int, per_request: int = HTTP_EVENTS_PER_REQUEST
+    ) -> dict[str, Any]:
+        """``POST /api/events`` with NDJSON bodies of ``per_request`` Higgs events to one
+        ``kudos web``, HTTP_CONCURRENCY requests at a time (a connection each): events/s
+        accepted (a 202 comes once the broker acknowledged every event of the body) and each
+        request's latency. Bodies are encoded before the clock starts."""
+        import aiohttp
+
+        settings, env = self.settings(name)
+        port = servers.free_port()
+        env["KUDOS_WEB_PORT"] = str(port)
+        await self.fresh_db(settings)
+        items = [i for i in higgs_items(self.higgs, n_events + per_request) if isinstance(i, dict)]
+        bodies = [
+            b"\n".join(orjson.dumps(e) for e in items[k : k + per_request])
+            for k in range(0, len(items) - per_request + 1, per_request)
+        ]
+        warm, bodies = bodies[0], bodies[1:]
+        web = self.spawn(name, [sys.executable, "-m", "kudos", "web"], env)
+        url = f"http://127.0.0.1:{port}/api/events"
+        headers = {"Content-Type": "application/x-ndjson"}
+        latencies: list[float] = []
+        accepted = 0
+        try:
+            await asyncio.to_thread(
+                servers.wait_port, name, "127.0.0.1", port, web, WORK / name / f"{name}.log"
+            )
+            # (a connection per request: kudos web answers HTTP on its websocket server, which
+            # closes the connection after each answer)
+            connector = aiohttp.TCPConnector(limit=HTTP_CONCURRENCY, force_close=True)
+            async with aiohttp.ClientSession(connector=connector) as session:
+
+                async def post(body: bytes) -> int:
+                    async with session.post(url, data=body, headers=headers) as resp:
+                        answer = await resp.read()
+                        if resp.status != 202:
+                            raise PhaseError(f"{name}: {resp.status} {answer[:300]!r}")
+                        return int(orjson.loads(answer)["accepted"])
+
+                await post(warm)  # (the web process starts its producer on the first request)
+                queue = iter(bodies)
+
+                async def client() -> None:
+                    nonlocal accepted
+                    for body in queue:
+                        t0 = time.perf_counter()
+                        n = await post(body)  # (not `accepted += await`: it reads first)
+                        latencies.append(time.perf_counter() - t0)
+                        accepted += n
+
+                meter = CpuMeter({"web": web.pid, **self.server_pids()})
+                meter.begin()
+                t = time.perf_counter()
+                await asyncio.gather(*(client() for _ in range(HTTP_CONCURRENCY)))
+                wall = time.perf_counter() - t
+                cpu = meter.end()
+        finally:
+            servers.stop(web, timeout=8)
+        sent = sum(body.count(b"\n") + 1 for body in bodies)
+        if accepted != sent:
+            raise PhaseError(f"{name}: {accepted:,} events accepted of {sent:,} sent")
+        lat = sorted(latencies)
+        rate = accepted / wall
+        say(
+            f"  {name}: {accepted:,} events in {len(bodies):,} requests of {per_request:,} in "
+            f"{wall:.2f} s = {rate:,.0f} events/s; per request p50 "
+            f"{quantile(lat, 0.5) * 1000:.0f} ms, p99 {quantile(lat, 0.99) * 1000:.0f} ms; cpu % "
+            f"of a core: {cpu}"
+        )
+        return {
+            "events_per_s": rate,
+            "events": accepted,
+            "requests": len(bodies),
+            "per_request": per_request,
+            "concurrency": HTTP_CONCURRENCY,
+            "seconds": wall,
+            "p50_ms": quantile(lat, 0.5) * 1000,
+            "p99_ms": quantile(lat, 0.99) * 1000,
+            "max_ms": lat[-1] * 1000,
+            "cpu": cpu,
+        }
+
     # -- ingest: raw aiokafka ----------------------------------------------------------------
 
     async def ingest_raw(self, name: str, n_events: int) -> dict[str, Any]:
@@ -1386,6 +1478,12 @@ class Bench:
                 lambda: self.naive_file("naive-file", n_naive),
             ),
             (
+                "http",
+                f"HTTP ingest: POST /api/events, NDJSON bodies of {HTTP_EVENTS_PER_REQUEST:,} "
+                f"events, {n_env:,} events, {HTTP_CONCURRENCY} requests at a time",
+                lambda: self.http_ingest("http", n_env),
+            ),
+            (
                 "raw",
                 f"raw aiokafka consumer, {n_raw:,} single-event messages",
                 lambda: self.ingest_raw("raw", n_raw),
@@ -1697,6 +1795,32 @@ def build_rows(b: Bench) -> list[dict[str, Any]]:
                 detail=f"{x['events']:,} events in {x['seconds']:.2f} s, producer included; cpu {cpu}")  # fmt: skip
         elif key in err:
             row(metric, None, "events/s", detail="ERROR: " + err[key].splitlines()[0][:120])
+    if "http" in r:
+        x = r["http"]
+        cpu = ", ".join(f"{k} {v:.0f}%" for k, v in x["cpu"].items())
+        row(
+            "http.ingest (POST /api/events, NDJSON)",
+            x["events_per_s"],
+            "events/s",
+            detail=f"{x['events']:,} events in {x['requests']:,} requests of "
+            f"{x['per_request']:,}, {x['concurrency']} at a time; cpu {cpu}",
+        )
+        row(
+            "http.ingest request p99",
+            x["p99_ms"],
+            "ms",
+            detail=f"p50 {x['p50_ms']:.0f} ms, max {x['max_ms']:.0f} ms per request of "
+            f"{x['per_request']:,} events (202 once the broker acknowledged them all)",
+        )
+    elif "http" in err:
+        row("http.ingest", None, "events/s", detail="ERROR: " + err["http"].splitlines()[0][:120])
+    ratio(
+        "ratio http ingest / envelope",
+        "http",
+        "envelope",
+        HTTP_VS_ENVELOPE_TARGET,
+        "one web process's accepted events/s over one worker's backlog rate",
+    )
     ratio(
         "ratio file replay / naive",
         "replay",
