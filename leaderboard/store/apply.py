@@ -165,6 +165,15 @@ def _counter_records(plan: Plan, cap: int, blobs: list[bytes]) -> list[str]:
     return out
 
 
+def _row(groups: dict[Any, list[str]], key: Any, name: str, value: str) -> None:
+    """Append a (member or field, value) row to its key's group of a grouped section."""
+    rows = groups.get(key)
+    if rows is None:
+        groups[key] = [name, value]
+    else:
+        rows += (name, value)
+
+
 def wire_args(fields: list[str], blobs: list[bytes]) -> list[str | bytes]:
     """The apply call's ARGV: the fields as one JSON array (``lua/apply.lua`` decodes it in C;
     hiredis packed ~17 separate arguments per event at ~0.26 µs each), then the blobs."""
@@ -382,27 +391,42 @@ class ApplyMixin(StoreBase):
                 ext((unit, str(keep[ui]), "", ""))
             else:
                 ext((unit, str(keep[ui]), str(now[ui].index), now[ui].label))
-        totals = [(b, m, v) for (b, m), v in plan.totals.items() if v]
+        # (the board sections and explain go as groups per key: lua/apply.lua names and checks
+        # each key once, and a row is its member and delta alone)
+        totals: dict[str, list[str]] = {}
+        for (b, m), v in plan.totals.items():
+            if v:
+                _row(totals, b, m, str(v))
         ext(("totals", str(len(totals))))
-        for b, m, v in totals:
-            ext((b, m, str(v)))
-        archives = [(k, v) for k, v in plan.archives.items() if v]
+        for b, rows in totals.items():
+            ext((b, str(len(rows) // 2)))
+            ext(rows)
+        archives: dict[tuple[int, int, str, str], list[str]] = {}
+        for (ai, idx, label, b, m), v in plan.archives.items():
+            if v:
+                _row(archives, (ai, idx, label, b), m, str(v))
         ext(("archives", str(len(archives))))
-        ends: dict[tuple[int, int], str] = {}
-        for (ai, idx, label, b, m), v in archives:
-            end = ends.get((ai, idx))
-            if end is None:
-                end = ends[(ai, idx)] = str(period_start(UNITS[ai], idx + 1))
-            ext((str(ai), str(idx), label, end, b, m, str(v)))
-        buckets = [(k, v) for k, v in plan.buckets.items() if v]
+        for (ai, idx, label, b), rows in archives.items():
+            end = str(period_start(UNITS[ai], idx + 1))
+            ext((str(ai), str(idx), label, end, b, str(len(rows) // 2)))
+            ext(rows)
+        buckets: dict[tuple[int, int, str], list[str]] = {}
+        for (wi, idx, b, m), v in plan.buckets.items():
+            if v:
+                _row(buckets, (wi, idx, b), m, str(v))
         ext(("buckets", str(len(buckets))))
-        for (wi, idx, b, m), v in buckets:
-            ext((str(wi), str(idx), b, m, str(v)))
+        for (wi, idx, b), rows in buckets.items():
+            ext((str(wi), str(idx), b, str(len(rows) // 2)))
+            ext(rows)
         # (negative: a retroactive bait throttle taking points back)
-        decayed = [(k, dv) for k, dv in plan.decayed.items() if dv != 0.0]
+        decayed: dict[str, list[str]] = {}
+        for (b, m), dv in plan.decayed.items():
+            if dv != 0.0:
+                _row(decayed, b, m, repr(dv))
         ext(("decayed", str(len(decayed))))
-        for (b, m), dv in decayed:
-            ext((b, m, repr(dv)))
+        for b, rows in decayed.items():
+            ext((b, str(len(rows) // 2)))
+            ext(rows)
         ext(("boards", str(len(plan.boards))))
         ext(sorted(plan.boards))
         ext(("mcomm", str(len(plan.member_communities))))
@@ -410,10 +434,14 @@ class ApplyMixin(StoreBase):
             ext((m, c))
         ext(("seen", str(self.part_bytes), *_id_records(plan, blobs)))
         ext(("dr", *_counter_records(plan, self._dr_cap, blobs)))
-        explain = [(k, v) for k, v in plan.explain.items() if v]
+        explain: dict[str, list[str]] = {}
+        for (m, f), v in plan.explain.items():
+            if v:
+                _row(explain, m, f, str(v))
         ext(("explain", str(len(explain))))
-        for (m, f), v in explain:
-            ext((m, f, str(v)))
+        for m, rows in explain.items():
+            ext((m, str(len(rows) // 2)))
+            ext(rows)
         ext(("posts", str(len(plan.posts))))
         for (m, post, period), v in plan.posts.items():
             ext((m, str(period), post, str(v)))

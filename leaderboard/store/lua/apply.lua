@@ -5,8 +5,10 @@
 -- (section 2): a call that leaves some returns 'more' without writing the batch, and is repeated.
 -- ARGV[1] is a JSON array of strings (cjson decodes it in C: one argument instead of ~17 per event,
 -- which the worker packed at ~0.26 us each and Redis parsed one by one), called A below: a flat
--- list of sections, each its name, then "count, then count records"; leaderboard/store/apply.py
--- builds it. ARGV[2..] are the binary fingerprint blobs of the seen and dr records, in order (JSON
+-- list of sections, each its name, then "count, then count records"; the board sections (totals,
+-- archives, buckets, decayed) and explain are grouped by key instead: "count of groups, then each
+-- group's head (what names the key), its row count and its (member or field, delta) rows", so a
+-- key is named and checked once per call, not once per row. leaderboard/store/apply.py builds it. ARGV[2..] are the binary fingerprint blobs of the seen and dr records, in order (JSON
 -- holds no raw bytes).
 -- KEYS: the namespace's fixed keys, in the order of APPLY_KEYS in leaderboard/store/apply.py
 --       (fence, fencepart, pwm, wm, landmark, meta, live, communities, rescale,
@@ -68,6 +70,14 @@ do
     j = j + c * width
     return c
   end
+  local function grouped(name, head, width)
+    expect(name)
+    for _ = 1, count() do
+      j = j + head
+      local c = count()
+      j = j + c * width
+    end
+  end
   records('partitions', 0, 8)
   expect('landmark'); j = j + 3
   records('communities', 1, 1)
@@ -76,15 +86,15 @@ do
   expect('clock'); j = j + 4
   records('windows', 0, 3)
   records('calendar', 3, 4)
-  records('totals', 0, 3)
-  records('archives', 0, 7)
-  records('buckets', 0, 5)
-  records('decayed', 0, 3)
+  grouped('totals', 1, 2)
+  grouped('archives', 5, 2)
+  grouped('buckets', 3, 2)
+  grouped('decayed', 1, 2)
   records('boards', 0, 1)
   records('mcomm', 0, 2)
   local blobs = records('seen', 1, 2)
   blobs = blobs + records('dr', 0, 2)
-  records('explain', 0, 3)
+  grouped('explain', 1, 2)
   records('posts', 0, 4)
   records('profiles', 0, 5)
   records('stats', 0, 2)
@@ -483,86 +493,105 @@ end
 
 -- 5. all-time boards
 section('totals')
-local n = tonumber(nxt())
-for _ = 1, n do
-  local board, member, delta = nxt(), nxt(), nxt()
-  add(prefix .. ':board:' .. board, delta, member)
+for _ = 1, tonumber(nxt()) do
+  local key = prefix .. ':board:' .. nxt()
+  for _ = 1, tonumber(nxt()) do
+    local member, delta = nxt(), nxt()
+    add(key, delta, member)
+  end
 end
 
--- 5b. archived calendar periods (unit, period index, label, archive board, member, delta), and
---     the live board of what falls in W's period. A period retention already dropped (or is
---     dropping) gets nothing.
+-- 5b. archived calendar periods, a group per archive board (unit, period index, label, period
+--     end, archive board; then member, delta rows), and the live board of what falls in W's
+--     period. A period retention already dropped (or is dropping) gets nothing.
 section('archives')
-n = tonumber(nxt())
-local registered_archive = {}
-for _ = 1, n do
-  local u, idx, label, ends = units[tonumber(nxt()) + 1], tonumber(nxt()), nxt(), nxt()
-  local board, member, delta = nxt(), nxt(), nxt()
+local n
+for _ = 1, tonumber(nxt()) do
+  local u, idx, label, ends, board = units[tonumber(nxt()) + 1], tonumber(nxt()), nxt(), nxt(), nxt()
+  n = tonumber(nxt())
   local cur, keep = u[5], u[2]
   if cur == nil or keep == 0 or idx > cur - keep then
-    add(prefix .. ':board:' .. board, delta, member)
-    local live = nil
-    if idx == cur then live = u[1] .. string.sub(board, #u[1] + 2 + #label) end
-    if not registered_archive[board] then
-      registered_archive[board] = true
-      redis.call('ZADD', prefix .. ':archives:' .. u[1], 'NX', idx, board)
-      if #board == #u[1] + 1 + #label then
-        redis.call('ZADD', prefix .. ':periods:' .. u[1], 'NX', ends, label)
-      end
-      changed(board)
-      if live then
-        redis.call('SADD', K_BOARDS, live)
-        changed(live)
-      end
+    local key, live_key = prefix .. ':board:' .. board, nil
+    redis.call('ZADD', prefix .. ':archives:' .. u[1], 'NX', idx, board)
+    if #board == #u[1] + 1 + #label then
+      redis.call('ZADD', prefix .. ':periods:' .. u[1], 'NX', ends, label)
     end
-    if live then add(prefix .. ':board:' .. live, delta, member) end
+    changed(board)
+    if idx == cur then
+      local live = u[1] .. string.sub(board, #u[1] + 2 + #label)
+      live_key = prefix .. ':board:' .. live
+      redis.call('SADD', K_BOARDS, live)
+      changed(live)
+    end
+    for _ = 1, n do
+      local member, delta = nxt(), nxt()
+      add(key, delta, member)
+      if live_key then add(live_key, delta, member) end
+    end
+  else
+    i = i + 2 * n
   end
 end
 
 -- 6. window boards: add to the bucket while it is inside the window, and the sum of a batch's
---    live buckets to the board once per (board, member). Deltas are integer milli-points, exact
---    in a double, so summing them here loses nothing.
+--    live buckets to the board once per (board, member). A group per bucket (window index,
+--    bucket index, board; then member, delta rows). Deltas are integer milli-points, exact in a
+--    double, so summing them here loses nothing.
 section('buckets')
-n = tonumber(nxt())
-local registered = {}
-local board_sum = {}
-local board_order = {}
-for _ = 1, n do
-  local wi, idx, board, member, delta = tonumber(nxt()), nxt(), nxt(), nxt(), nxt()
+local sums = {}  -- board → {board, its members in order, member → points}
+local sum_order = {}
+for _ = 1, tonumber(nxt()) do
+  local wi, idx, board = tonumber(nxt()), nxt(), nxt()
+  n = tonumber(nxt())
   local cutoff = windows[wi + 1][2]
   if cutoff == nil or tonumber(idx) > cutoff then
     local entry = board .. '|' .. idx
-    add(prefix .. ':bucket:' .. entry, delta, member)
-    local bm = board .. '\0' .. member
-    local prev = board_sum[bm]
-    if prev == nil then
-      board_order[#board_order + 1] = {board, member}
-      board_sum[bm] = tonumber(delta)
-    else
-      board_sum[bm] = prev + tonumber(delta)
+    local key = prefix .. ':bucket:' .. entry
+    redis.call('ZADD', prefix .. ':buckets:' .. windows[wi + 1][1], idx, entry)
+    local b = sums[board]
+    if b == nil then
+      b = {board, {}, {}}
+      sums[board] = b
+      sum_order[#sum_order + 1] = b
     end
-    if not registered[entry] then
-      registered[entry] = true
-      redis.call('ZADD', prefix .. ':buckets:' .. windows[wi + 1][1], idx, entry)
+    local members, points = b[2], b[3]
+    for _ = 1, n do
+      local member, delta = nxt(), nxt()
+      add(key, delta, member)
+      local prev = points[member]
+      if prev == nil then
+        members[#members + 1] = member
+        points[member] = tonumber(delta)
+      else
+        points[member] = prev + tonumber(delta)
+      end
     end
+  else
+    i = i + 2 * n
   end
 end
-for _, bm in ipairs(board_order) do
-  -- %d: integer milli-points print exactly (Lua's default number format keeps only 14 digits)
-  add(prefix .. ':board:' .. bm[1], string.format('%d', board_sum[bm[1] .. '\0' .. bm[2]]), bm[2])
+for _, b in ipairs(sum_order) do
+  local key, points = prefix .. ':board:' .. b[1], b[3]
+  for _, member in ipairs(b[2]) do
+    -- %d: integer milli-points print exactly (Lua's default number format keeps only 14 digits)
+    add(key, string.format('%d', points[member]), member)
+  end
 end
 
 -- 7. decayed boards (forward decay: values are stored against the landmark)
 section('decayed')
-n = tonumber(nxt())
-for _ = 1, n do
-  local board, member, delta = nxt(), nxt(), nxt()
-  local eps = math.abs(tonumber(delta)) * 1e-9
-  add(prefix .. ':board:' .. board, delta, member, eps)
-  if rescale_factor then
-    -- a rescale is under way: its copy gets the value against the landmark it moves to
-    add(prefix .. ':rescaled:' .. board,
-        string.format('%.17g', tonumber(delta) * rescale_factor), member, eps * rescale_factor)
+for _ = 1, tonumber(nxt()) do
+  local board = nxt()
+  local key, rescaled = prefix .. ':board:' .. board, prefix .. ':rescaled:' .. board
+  for _ = 1, tonumber(nxt()) do
+    local member, delta = nxt(), nxt()
+    local eps = math.abs(tonumber(delta)) * 1e-9
+    add(key, delta, member, eps)
+    if rescale_factor then
+      -- a rescale is under way: its copy gets the value against the landmark it moves to
+      add(rescaled,
+          string.format('%.17g', tonumber(delta) * rescale_factor), member, eps * rescale_factor)
+    end
   end
 end
 section('boards')
@@ -624,10 +653,12 @@ end
 
 -- 9. explain counters, points per post (top posts; only events that name a post) and pipeline stats
 section('explain')
-n = tonumber(nxt())
-for _ = 1, n do
-  local member, f, delta = nxt(), nxt(), nxt()
-  redis.call('HINCRBY', prefix .. ':explain:' .. member, f, delta)
+for _ = 1, tonumber(nxt()) do
+  local key = prefix .. ':explain:' .. nxt()
+  for _ = 1, tonumber(nxt()) do
+    local f, delta = nxt(), nxt()
+    redis.call('HINCRBY', key, f, delta)
+  end
 end
 section('posts')
 -- one sorted set per member and period of event time (top posts read the current and the
