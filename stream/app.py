@@ -21,6 +21,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError, KafkaTimeoutError
 from faust.exceptions import ProducerSendError
+from faust.types import TP
 from redis.exceptions import RedisError
 
 from broker.topics import bootstrap
@@ -53,6 +54,9 @@ LOG_READ_STALL_S = 30.0
 IDLE_SETTLE_S = 0.25
 #: How long a stopping worker waits to settle it
 STOP_SETTLE_S = 5.0
+#: A worker with no batch for this long whose fences trail the log's end reads the rest from
+#: the log (Processor.catch_up)
+CATCH_UP_S = 5.0
 
 
 class KafkaLogReader:
@@ -293,7 +297,7 @@ def create_app(settings: Settings) -> faust.App:
                     "rank perk rules not checked at start (%s); checked after each batch", exc
                 )
 
-        async def with_retries(call: Callable[[], Awaitable[None]]) -> None:
+        async def with_retries(call: Callable[[], Awaitable[object]]) -> None:
             # Events are acked only after the agent's body returns, so retrying here keeps
             # at-least-once delivery; the fences turn it into an exactly-once effect.
             delay = 0.1
@@ -316,6 +320,7 @@ def create_app(settings: Settings) -> faust.App:
                     # `kudos rebuild` switched the boards to other rules while we ran: stop
                     # rather than add to them with ours (the supervisor's restart reloads the file)
                     log.critical("%s", exc)
+                    await give_back()
                     logging.shutdown()
                     os._exit(EXIT_CONFIG)
                 except Exception:
@@ -323,22 +328,72 @@ def create_app(settings: Settings) -> faust.App:
                     # and keep a dead agent around; exit instead so the supervisor restarts the
                     # worker, which resumes from the Redis fences without losing the batch.
                     log.critical("unexpected error applying a batch; exiting", exc_info=True)
+                    await give_back()
                     logging.shutdown()
                     os._exit(70)
+
+        async def give_back() -> None:
+            # Exiting with messages acknowledged to Kafka but not applied (an apply left in
+            # flight, then refused: Processor.process's overlap): commit the group's offsets
+            # back to them, so the next owner reads them again rather than starting past them.
+            held = single.unapplied() if single is not None else {}
+            if not held:
+                return
+            topic_name = settings.broker.topic
+            try:
+                # (Faust's own commit only ever moves forward; its _commit takes the offsets)
+                commit = app.consumer._commit  # type: ignore[attr-defined]
+                await asyncio.wait_for(
+                    commit({TP(topic_name, p): o for p, o in held.items()}), STOP_SETTLE_S
+                )
+                log.warning("committed offsets back to the messages not applied: %s", held)
+            except Exception as exc:
+                log.error("could not commit offsets back to %s: %r", held, exc)
 
         # One store's processor returns with its last apply in flight (Processor.process's
         # overlap): Redis runs it while Faust fetches the next batch, and the next batch is
         # planned before its answer is awaited. When no batch follows, this settles it (its
         # metrics, and a re-plan should Redis have refused it) within IDLE_SETTLE_S.
+        # Because of it, what Faust acknowledges may be ahead of the fences: an apply refused
+        # after its batch was acked, by a worker that then died, leaves messages no batch will
+        # bring again (and so does a Redis that loses applies while no message comes). So when
+        # no batch has come for CATCH_UP_S and the fences trail what this worker consumed,
+        # those offsets are read from the log (Processor.catch_up); a worker that exits with
+        # messages not applied first commits its group's offsets back to them.
         single = processor if isinstance(processor, Processor) else None
         busy = asyncio.Lock()
+        last_batch = time.monotonic()
+
+        async def behind(p: Processor) -> dict[int, int]:
+            mine = {
+                tp.partition
+                for tp in app.consumer.assignment()
+                if tp.topic == settings.broker.topic
+            }
+            fences = await base.fences()
+            return {
+                q: end for q, end in p.consumed.items() if q in mine and fences.get(q, -1) + 1 < end
+            }
 
         async def settle_when_idle(p: Processor) -> None:
             while True:
                 await asyncio.sleep(IDLE_SETTLE_S)
-                if p.in_flight and not busy.locked():
+                if busy.locked():
+                    continue
+                if p.in_flight:
                     async with busy:
                         await with_retries(p.flush)
+                    continue
+                if time.monotonic() - last_batch < CATCH_UP_S:
+                    continue
+                try:
+                    ends = await behind(p)
+                except Exception as exc:  # (starting, rebalancing, Redis away: next time)
+                    log.debug("no catch-up check this time: %r", exc)
+                    ends = {}
+                if ends and not busy.locked() and time.monotonic() - last_batch >= CATCH_UP_S:
+                    async with busy:
+                        await with_retries(functools.partial(p.catch_up, ends))
 
         idle = asyncio.create_task(settle_when_idle(single)) if single is not None else None
         try:
@@ -359,6 +414,7 @@ def create_app(settings: Settings) -> faust.App:
                     for e in events
                 ]
                 async with busy:
+                    last_batch = time.monotonic()
                     if single is not None:
                         call = functools.partial(single.process, raws, overlap=True)
                     else:

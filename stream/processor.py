@@ -226,6 +226,9 @@ class Processor:
         #: chunk on (they head the next call's batch until it is settled)
         self._pending: _InFlight | None = None
         self._tail: list[Raw] = []
+        #: partition → one past the newest offset handed to :meth:`process` (what the caller
+        #: acknowledges, so what :meth:`catch_up` compares the fences with)
+        self.consumed: dict[int, int] = {}
 
     async def process(self, raws: Sequence[Raw], *, overlap: bool = False) -> None:
         """Apply ``raws`` (any partitions, offsets ascending per partition) in chunks of at most
@@ -241,6 +244,10 @@ class Processor:
         Kafka may then be ahead of the fences; the fences decide, so a crash in between costs a
         re-read of the gap from the log (the ``Gaps`` above), never a lost or doubled event."""
         started = time.perf_counter()
+        consumed = self.consumed
+        for r in raws:
+            if r.offset >= consumed.get(r.partition, 0):
+                consumed[r.partition] = r.offset + 1
         tail, pending = self._tail, self._pending
         self._tail, self._pending = [], None
         batch = [*tail, *raws] if tail else raws
@@ -254,6 +261,16 @@ class Processor:
                 self._tail = list(tail)
             raise
         self.metrics.batch_seconds.observe(time.perf_counter() - started)
+
+    def unapplied(self) -> dict[int, int]:
+        """Partition → the first offset of the messages held for an apply left in flight (not
+        known to be applied): a worker that must exit commits its group's offsets back to
+        these, so the next owner reads them again."""
+        out: dict[int, int] = {}
+        for r in self._tail:
+            if r.offset < out.get(r.partition, r.offset + 1):
+                out[r.partition] = r.offset
+        return out
 
     @property
     def in_flight(self) -> bool:
@@ -314,18 +331,46 @@ class Processor:
                 self.owned.forget()
                 raise
 
-    async def _fill(self, gap: Gap) -> None:
-        """Apply the gap's messages from the log, then let the batch go on after it."""
+    async def catch_up(self, ends: Mapping[int, int]) -> list[int]:
+        """Apply what the log holds past the Redis fences of ``ends``' partitions up to the
+        offsets given (partition → offset: what this worker consumed, :attr:`consumed`), which
+        no batch will bring: applies Redis lost (a fail-over, AOF ``everysec``) while no
+        message came to show the gap.
+        The worker calls it when it has had no batch for a while and the fences trail what it
+        consumed. Returns the partitions that had such a gap (read from the log, applied)."""
+        if self.log_reader is None or not ends:
+            return []
+        await self.flush()
+        parts = sorted(ends)
+        self.owned.forget()  # (the fences as Redis holds them now, not as this copy hopes)
+        await self.store.load_partitions(parts, self.owned, self.bait)
+        behind = []
+        for p in parts:
+            fence = self.owned.partitions[p].fence
+            if fence + 1 < ends[p]:
+                behind.append(p)
+                await self._fill(Gap(p, fence + 1, ends[p]), idle=True)
+        return behind
+
+    async def _fill(self, gap: Gap, idle: bool = False) -> None:
+        """Apply the gap's messages from the log, then let the batch go on after it (``idle``:
+        found by :meth:`catch_up`, with no batch)."""
         assert self.log_reader is not None
         p = gap.partition
         label = str(p)
         self.metrics.rewinds.inc(partition=label)
         log.warning(
-            "partition %d: the Redis fence (%d) is behind what this worker consumed (offset %d): "
-            "Redis lost applies; re-reading %d message(s), offsets %d..%d, from the log",
+            "partition %d: the Redis fence (%d) is behind %s (offset %d): %s; re-reading %d "
+            "message(s), offsets %d..%d, from the log",
             p,
             gap.start - 1,
+            "what this worker consumed, and no message came"
+            if idle
+            else "what this worker consumed",
             gap.end,
+            "Redis lost applies (or refused one whose batch was acknowledged)"
+            if idle
+            else "Redis lost applies",
             gap.end - gap.start,
             gap.start,
             gap.end - 1,

@@ -464,3 +464,21 @@ async def test_a_call_that_fails_retries_the_messages_of_the_apply_before_it(
     await check_boards(store, events)
     assert (await store.stats())["applied"] == len(events)
     assert await store.fences() == {0: 19}
+
+
+@integration
+async def test_catch_up_applies_what_the_log_holds_past_the_fences(store: Store) -> None:
+    """Messages acknowledged but never applied (no batch will bring them again): catch_up reads
+    them from the log up to the end it is given, and only those."""
+    raws, events = messages(20, 40)
+    log = Log(raws)
+    done = Processor(store, RULES, WorkerSettings(), Letters())
+    await done.process(raws[:12])
+    proc = Processor(store, RULES, WorkerSettings(), Letters(), log_reader=log)
+    assert await proc.catch_up({0: 12}) == []  # (nothing past the fence: nothing read)
+    assert log.reads == []
+    assert await proc.catch_up({0: 20}) == [0]
+    assert log.reads[0] == (0, 12, 20)
+    await check_boards(store, events)
+    assert (await store.stats())["applied"] == len(events)
+    assert await store.fences() == {0: 19}

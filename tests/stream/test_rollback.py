@@ -111,6 +111,29 @@ async def test_a_redis_rollback_is_re_read_without_a_restart(namespace: Namespac
     assert "re-reading" in ns.worker_logs()
 
 
+async def test_a_rollback_no_message_follows_is_caught_up_from_the_log(
+    namespace: Namespace,
+) -> None:
+    """Redis lost applies and no message comes after them to show the gap (or a worker died
+    after Redis refused an apply whose batch it had acknowledged): with no batch for a while
+    and its fences behind the log's end, the worker reads the rest from the log by itself."""
+    ns = namespace
+    no_bait(ns)
+    events = read_edges(HIGGS, "higgs", 6_000)
+    worker = ns.start_worker()
+    await ns.wait(await ns.replay(events[:3_000], envelope=40))
+    dumped = await snapshot(ns)
+    produced = await ns.replay(events[3_000:], envelope=40)
+    await ns.wait(produced)
+    await roll_back(ns, dumped)
+    await ns.wait(produced, timeout=60)  # (nothing more is produced)
+    await check_boards(ns, events)
+    stats = await ns.store.stats()
+    assert stats["total"] == len(events) and stats["duplicate"] == 0, stats
+    assert worker.poll() is None and len(ns.workers) == 1, "the worker was restarted"
+    assert "no message came" in ns.worker_logs()
+
+
 async def test_a_huge_envelope_is_applied_in_bounded_pieces(namespace: Namespace) -> None:
     ns = namespace
     port = no_bait(ns, max_events_per_apply=100)
