@@ -9,9 +9,9 @@ JSON to ``bench/results/latest.json``. See ``bench/README.md``.
 Environment:
     BENCH_SCALE          float multiplier of every ingest event count (default 1.0)
     BENCH_PHASES         comma list of phases to run (default: zincrby,envelope,envelope-cluster,
-                         envelope-shards,single,
-                         bare,naive,replay,naive-file,http,raw,reads,expiry,e2e,fanout); ``--only push`` runs just
-                         e2e,fanout (``make bench-push``); their knobs: bench/push.py.
+                         envelope-shards,single,bare,naive,replay,naive-file,http,raw,reads,
+                         expiry,e2e,fanout); ``--only push`` runs just e2e,fanout
+                         (``make bench-push``); their knobs: bench/push.py.
                          ``envelope-cluster`` is the envelope phase on an embedded 3-primary Redis
                          Cluster (one replica each, started beside the single Valkey when needed);
                          ``envelope-shards`` the same with the namespace kept as 3 shards over 6

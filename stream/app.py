@@ -54,8 +54,8 @@ LOG_READ_STALL_S = 30.0
 IDLE_SETTLE_S = 0.25
 #: How long a stopping worker waits to settle it
 STOP_SETTLE_S = 5.0
-#: A worker with no batch for this long whose fences trail the log's end reads the rest from
-#: the log (Processor.catch_up)
+#: A worker with no batch for this long whose fences trail what it consumed reads the rest
+#: from the log (Processor.catch_up)
 CATCH_UP_S = 5.0
 
 
@@ -425,8 +425,8 @@ def create_app(settings: Settings) -> faust.App:
                 idle.cancel()
             if single is not None and single.in_flight:
                 # (stopping: Redis runs the apply on the wire whatever happens here; reading
-                # its answer hands the connection back and re-plans a refused one. A worker
-                # that cannot is caught up by the next owner, from the fences)
+                # its answer hands the connection back and re-plans a refused one. Should that
+                # fail, the next owner finds the gap behind the fences at its next message)
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(single.flush(), STOP_SETTLE_S)
 

@@ -360,17 +360,13 @@ class Processor:
         label = str(p)
         self.metrics.rewinds.inc(partition=label)
         log.warning(
-            "partition %d: the Redis fence (%d) is behind %s (offset %d): %s; re-reading %d "
-            "message(s), offsets %d..%d, from the log",
+            "partition %d: the Redis fence (%d) is behind what this worker consumed%s (offset "
+            "%d): Redis lost applies%s; re-reading %d message(s), offsets %d..%d, from the log",
             p,
             gap.start - 1,
-            "what this worker consumed, and no message came"
-            if idle
-            else "what this worker consumed",
+            ", and no message came" if idle else "",
             gap.end,
-            "Redis lost applies (or refused one whose batch was acknowledged)"
-            if idle
-            else "Redis lost applies",
+            " (or refused one whose batch was acknowledged)" if idle else "",
             gap.end - gap.start,
             gap.start,
             gap.end - 1,
