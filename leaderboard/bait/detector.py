@@ -69,6 +69,7 @@ from typing import Any
 import orjson
 
 from leaderboard.bait.evidence import LOCKSTEP_KINDS, SAMPLE_KINDS, THROTTLE_KINDS, Evidence
+from leaderboard.bait.idle import IdleIndex
 from leaderboard.bait.keyed import Keyed, fingerprint
 from leaderboard.bait.lockstep import Entry, Lockstep
 from leaderboard.bait.patterns import comment_features, phrasing, post_words
@@ -319,6 +320,9 @@ class Detector:
         self.authors: dict[str, Author] = {}
         self.commenters: dict[str, Commenter] = {}
         self.shadows: dict[str, Shadow] = {}
+        #: each table's keys by the hour of their ``last``, for :meth:`_sweep` (derived: every
+        #: new entry is filed where it is made, and all of them by :meth:`restore`)
+        self._idle = {t: IdleIndex() for t in "gacs"}
         #: the newest event time seen (expiry is measured from it, so only the order matters)
         self.newest = -math.inf
         self.swept = -math.inf
@@ -360,6 +364,10 @@ class Detector:
         d.authors = {k: Author.load(v) for k, v in tables.get("a", {}).items()}
         d.commenters = {k: Commenter.load(v) for k, v in tables.get("c", {}).items()}
         d.shadows = {k: Shadow.load(v) for k, v in tables.get("s", {}).items()}
+        d._idle["g"].rebuild(d.groups)
+        d._idle["a"].rebuild(d.authors)
+        d._idle["c"].rebuild(d.commenters)
+        d._idle["s"].rebuild(d.shadows)
         clock = tables.get("m", {}).get(_CLOCK)
         if clock is not None:
             # [newest, swept] (before issue 13), then [newest, swept, born]
@@ -519,6 +527,7 @@ class Detector:
                 # empty shadow, which that sample then fills; before, it was lost, and a later
                 # post of the same pod had no throttled partner to be proven by)
                 self.shadows["r:" + e.source] = Shadow(e.at, _SAMPLE_OF[e.kind], [], level)
+                self._idle["s"].add("r:" + e.source, e.at)
                 self._dirty["sr:" + e.source] = None
             if sample is not None and e.source not in self.groups:
                 # (a post of this very partition, e.g. a replayed log: its own throttle decided)
@@ -536,6 +545,7 @@ class Detector:
         sh = self.shadows[key] = Shadow(
             e.at, e.kind, list(e.actors), throttled=old.throttled if old is not None else 0
         )
+        self._idle["s"].add(key, sh.last)
         self._dirty["s" + key] = None
         for actor in sh.actors:
             self.lockstep.add(key, _shadow_entry(sh), actor)
@@ -718,6 +728,7 @@ class Detector:
             if not young:
                 return FULL  # late engagement joins no pod sample
             g = self.groups[key] = Group(target, post, pg.first, ts, rate_at=ts)
+            self._idle["g"].add(key, g.last)
         self._dirty["g" + key] = None
         if g.mult < FULL:
             ended = self._calm_end(g, ts)
@@ -799,6 +810,7 @@ class Detector:
             g = self.groups[key] = Group(
                 target, post, ts, ts, rate_at=ts, phrasing=wording, words=words
             )
+            self._idle["g"].add(key, g.last)
             self._dirty["g" + key] = None
         return g
 
@@ -821,6 +833,7 @@ class Detector:
         a = self.authors.get(target)
         if a is None or self.newest - a.last > self.p.author_idle_s:
             a = self.authors[target] = Author(last=ts, at=ts)
+            self._idle["a"].add(target, ts)
             self._networks.pop(target, None)
             self._dirty["a" + target] = None
         if count:
@@ -873,6 +886,7 @@ class Detector:
         c = self.commenters.get(actor)
         if c is None or self.newest - c.last > self.p.commenter_idle_s:
             self.commenters[actor] = Commenter(hour, 0, ts, 1)  # (last, flagged, first, acts)
+            self._idle["c"].add(actor, hour)
         elif c.last >= hour and c.acts >= 3:
             return
         else:
@@ -904,6 +918,7 @@ class Detector:
         if c is None or self.newest - c.last > self.p.commenter_idle_s:
             # (idle beyond the horizon is new, as everywhere; a flag is no action here)
             c = self.commenters[actor] = Commenter(last=ts)
+            self._idle["c"].add(actor, ts)
         c.flagged += 1
         c.flagged_at = max(c.flagged_at, ts)
         if farm:
@@ -1448,6 +1463,7 @@ class Detector:
             sent=g.sent,
         )
         self.groups[key] = fresh
+        self._idle["g"].add(key, fresh.last)
         return fresh
 
     def _sweep(self) -> None:
@@ -1455,15 +1471,30 @@ class Detector:
         them), then the least recent beyond the caps. Runs at fixed steps of the event clock."""
         self.swept = self.newest
         p = self.p
-        for key in _expired(self.groups, self.newest - p.group_idle_s, p.max_groups):
+        idle = self._idle
+        for key in _expired(self.groups, idle["g"], self.newest - p.group_idle_s, p.max_groups):
             self._forget(key)
-        _expire(self.authors, "a", self.newest - p.author_idle_s, p.max_authors, self._dirty)
+        _expire(
+            self.authors,
+            idle["a"],
+            "a",
+            self.newest - p.author_idle_s,
+            p.max_authors,
+            self._dirty,
+        )
         for target in [t for t in self._networks if t not in self.authors]:
             del self._networks[target]
         _expire(
-            self.commenters, "c", self.newest - p.commenter_idle_s, p.max_commenters, self._dirty
+            self.commenters,
+            idle["c"],
+            "c",
+            self.newest - p.commenter_idle_s,
+            p.max_commenters,
+            self._dirty,
         )
-        for key in _expired(self.shadows, self.newest - p.lockstep_window_s, p.max_shadows):
+        for key in _expired(
+            self.shadows, idle["s"], self.newest - p.lockstep_window_s, p.max_shadows
+        ):
             del self.shadows[key]
             self.lockstep.drop(key)
             self._dirty["s" + key] = None
@@ -1527,14 +1558,11 @@ def _score(sig: dict[str, float]) -> float:
     )
 
 
-def _expired(entries: dict[str, Any], cutoff: float, cap: int) -> list[str]:
+def _expired(entries: dict[str, Any], index: IdleIndex, cutoff: float, cap: int) -> list[str]:
     """Keys idle since before ``cutoff``, then the least recent beyond ``cap``."""
-    # (sorted: a sweep's decisions come out in the same order after a restore. A scan reads
-    # every record, ~100 ns each, bound by memory reads: a list comprehension, not a generator.
-    # An index of records by ``last`` costs less on a sparse stream but more per new record,
-    # which dominates a dense one such as the Higgs log.)
-    dead = [k for k, e in entries.items() if e.last < cutoff]
-    dead.sort()
+    # (sorted: a sweep's decisions come out in the same order after a restore. The idle ones
+    # from the table's index, which reads only the hours before the cutoff: leaderboard.bait.idle)
+    dead = index.idle(entries, cutoff)
     left = len(entries) - len(dead)
     if left > cap:
         gone = set(dead)
@@ -1544,8 +1572,13 @@ def _expired(entries: dict[str, Any], cutoff: float, cap: int) -> list[str]:
 
 
 def _expire(
-    entries: dict[str, Any], table: str, cutoff: float, cap: int, dirty: dict[str, None]
+    entries: dict[str, Any],
+    index: IdleIndex,
+    table: str,
+    cutoff: float,
+    cap: int,
+    dirty: dict[str, None],
 ) -> None:
-    for k in _expired(entries, cutoff, cap):
+    for k in _expired(entries, index, cutoff, cap):
         del entries[k]
         dirty[table + k] = None
