@@ -226,6 +226,12 @@ class Plan:
     def empty(self) -> bool:
         return not self.partitions
 
+    @property
+    def board_rows(self) -> int:
+        """Board rows the plan writes (totals, archives, buckets, decayed), a measure of how long
+        its apply holds Redis."""
+        return len(self.totals) + len(self.archives) + len(self.buckets) + len(self.decayed)
+
 
 def choose_landmark(
     current: int | None, newest_ts: float | None, rebase_after_s: int

@@ -86,7 +86,9 @@ class WorkerSettings:
     max_events_per_apply: int = 5000
     #: Upper bound of board rows one apply call expires (window buckets leaving W) or rescales (a
     #: decay landmark move) before its batch: a long jump of W runs in several short calls, so
-    #: Redis keeps serving reads in between (they see exact boards). 0 = no bound (one call).
+    #: Redis keeps serving reads in between (they see exact boards). A batch that writes more
+    #: board rows than this may expire as many as it writes (its call holds Redis that long
+    #: anyway). 0 = no bound (one call).
     max_maintenance_rows_per_call: int = 3000
     #: How far behind its partition's newest event time an event may arrive and still be scored;
     #: ids are de-duplicated for this long (event time). Older events are dead-lettered as late.

@@ -493,6 +493,13 @@ class Processor:
                 # returns once the call is on the wire: Redis runs it while we plan the next chunk
                 sent = time.perf_counter()
                 budget = self.settings.max_maintenance_rows_per_call
+                if budget:
+                    # a call may expire or rescale as many rows as its batch writes: a big
+                    # batch's call holds Redis about that long anyway, and each further call
+                    # re-sends the batch and, with this loop busy planning the next chunk,
+                    # waits its turn (at 0.7x the backlog rate, live, that idled a third of
+                    # the worker while it fell behind)
+                    budget = max(budget, plan.board_rows)
                 # (a task: the answer is read, and the connection given back, as soon as Redis
                 # has run it, whether this call waits for it or returns first)
                 outcome = asyncio.ensure_future(await self.store.send_apply(plan, budget))
