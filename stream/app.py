@@ -191,6 +191,9 @@ def create_app(settings: Settings) -> faust.App:
     ws = settings.worker
     app, topic = faust_app(settings)
     metrics = WorkerMetrics()
+    #: partition → the offset after the last message the agent took (the consumer lag's floor:
+    #: stream.lag.consumer_lag)
+    taken: dict[int, int] = {}
     dlq = app.topic(settings.broker.dlq_topic, value_type=bytes, key_type=bytes, internal=False)
 
     async def send_dead_letters(letters: Sequence[DeadLetter]) -> None:
@@ -413,6 +416,9 @@ def create_app(settings: Settings) -> faust.App:
                     )
                     for e in events
                 ]
+                for r in raws:
+                    if r.offset >= taken.get(r.partition, 0):
+                        taken[r.partition] = r.offset + 1
                 async with busy:
                     last_batch = time.monotonic()
                     if single is not None:
@@ -443,7 +449,7 @@ def create_app(settings: Settings) -> faust.App:
             )
 
             async def render() -> bytes:
-                await consumer_lag(app.consumer, settings.broker.topic, store, metrics)
+                await consumer_lag(app.consumer, settings.broker.topic, store, metrics, taken)
                 return metrics.exposition().encode()
 
             server = await serve_metrics(ws.metrics_host, ws.metrics_port, render)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from redis.exceptions import RedisError
@@ -21,12 +22,21 @@ END_OFFSETS_TIMEOUT_S = 2.0
 
 
 async def consumer_lag(
-    consumer: Any, topic: str, store: Store | Shards, metrics: WorkerMetrics
+    consumer: Any,
+    topic: str,
+    store: Store | Shards,
+    metrics: WorkerMetrics,
+    consumed: Mapping[int, int] | None = None,
 ) -> None:
     """Set ``kudos_worker_consumer_lag`` for the partitions of ``topic`` assigned to ``consumer``
     (a Faust consumer): the broker's end offset minus the next offset the Redis fence awaits.
     Partitions no longer assigned disappear; when the broker does not answer in time (starting,
-    rebalancing) the gauge is left empty rather than wrong."""
+    rebalancing) the gauge is left empty rather than wrong.
+
+    ``consumed``: partition → the offset after the last message this worker took from it. The
+    end offset counted is at least that: Tansu 0.6 answers ListOffsets (latest) with the base
+    offset of the partition's last record batch + 1, not the log's end, so a worker holding a
+    whole batch of messages not yet applied read a lag of 0."""
     metrics.consumer_lag.clear()
     try:
         tps = [tp for tp in consumer.assignment() if tp.topic == topic]
@@ -44,5 +54,7 @@ async def consumer_lag(
     for tp in tps:
         end = ends.get(tp)
         if end is not None:
+            if consumed is not None:
+                end = max(int(end), consumed.get(tp.partition, 0))
             lag = max(0, int(end) - fences.get(tp.partition, -1) - 1)
             metrics.consumer_lag.set(lag, partition=str(tp.partition))

@@ -129,6 +129,23 @@ async def test_consumer_lag_is_end_offset_minus_next_fenced_offset(namespace: Na
     assert metrics.consumer_lag._values == {}
 
 
+@pytest.mark.integration
+async def test_consumer_lag_counts_what_the_worker_took_when_the_broker_answers_less(
+    namespace: Namespace,
+) -> None:
+    # Tansu 0.6 answers ListOffsets (latest) with its last record batch's base offset + 1: a
+    # worker holding 30 messages of partition 0 not yet applied (fence 9, taken up to 40) was
+    # told its end is 12, and read a lag of 2
+    store = namespace.store
+    topic = namespace.settings.broker.topic
+    await store.client.hset(store.key("fence"), mapping={"0": 9, "1": 41})
+    metrics = WorkerMetrics()
+    consumer = FakeConsumer({TP(topic, 0): 12, TP(topic, 1): 50})
+    await consumer_lag(consumer, topic, store, metrics, {0: 40, 1: 42, 5: 99})
+    # p0: 30 taken and not applied; p1: the broker's answer is ahead of what was taken
+    assert {k[0]: v for k, v in metrics.consumer_lag._values.items()} == {"0": 30.0, "1": 8.0}
+
+
 def shares(n: int, t0: int) -> list[dict[str, Any]]:
     return [
         {"id": f"w{t0}-{i}", "ts": t0 + i, "kind": "share", "actor": f"a{i}", "target": f"t{i % 9}"}
