@@ -36,6 +36,7 @@ from leaderboard.settings import Settings, load_settings
 from leaderboard.store import Store
 from leaderboard.store.base import cluster_mismatch
 from leaderboard.store.shards import Shards, check_shards, connect_shards
+from stream.heap import HeapKeeper
 from stream.lag import consumer_lag
 from stream.processor import Processor, Raw
 from stream.sharded import ShardedProcessor
@@ -237,6 +238,8 @@ def create_app(settings: Settings) -> faust.App:
         scoring_id = identity(rules.version, bait)
         reader = KafkaLogReader(settings, ws.batch_messages)
 
+        heap = HeapKeeper(ws.gc_full_every_s)
+
         def make(store: Store) -> Processor:
             return Processor(
                 store,
@@ -247,6 +250,7 @@ def create_app(settings: Settings) -> faust.App:
                 bait=bait,
                 log_reader=reader,
                 evidence=send_evidence if bait is not None else None,
+                heap=heap,
             )
 
         processor: Processor | ShardedProcessor

@@ -48,6 +48,7 @@ from leaderboard.plan import DeadLetter, Message, Plan, build_plan
 from leaderboard.scoring import ScoringRules
 from leaderboard.settings import WorkerSettings
 from leaderboard.store import Store
+from stream.heap import HeapKeeper
 
 log = logging.getLogger(__name__)
 
@@ -187,6 +188,7 @@ class Processor:
         log_reader: LogReader | None = None,
         partitions: int | None = None,
         evidence: EvidenceSink | None = None,
+        heap: HeapKeeper | None = None,
     ) -> None:
         self.store = store
         self.rules = rules
@@ -229,6 +231,9 @@ class Processor:
         #: partition → one past the newest offset handed to :meth:`process` (what the caller
         #: acknowledges, so what :meth:`catch_up` compares the fences with)
         self.consumed: dict[int, int] = {}
+        #: told after each apply is sent (stream/heap.py: the collector's young generations then,
+        #: while Redis runs it); None: Python's own schedule
+        self.heap = heap
 
     async def process(self, raws: Sequence[Raw], *, overlap: bool = False) -> None:
         """Apply ``raws`` (any partitions, offsets ascending per partition) in chunks of at most
@@ -507,6 +512,8 @@ class Processor:
                 # that left it in flight shows it as soon as the fences do)
                 outcome.add_done_callback(functools.partial(self._accepted, plan, sent))
                 inflight = (outcome, first, plan, sent)
+                if self.heap is not None:
+                    self.heap.after_apply()
             if inflight is not None:
                 last, inflight = inflight, None
                 if keep:
