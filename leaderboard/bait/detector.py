@@ -1498,6 +1498,13 @@ class Detector:
             del self.shadows[key]
             self.lockstep.drop(key)
             self._dirty["s" + key] = None
+        for table, entries in (
+            ("g", self.groups),
+            ("a", self.authors),
+            ("c", self.commenters),
+            ("s", self.shadows),
+        ):
+            idle[table].compact(entries)
 
 
 #: The kinds a retroactive throttle can take back, and their one-letter codes in ``Group.counted``.

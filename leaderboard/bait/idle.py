@@ -82,6 +82,14 @@ class IdleIndex:
         dead.sort()
         return dead
 
+    def compact(self, entries: Mapping[str, Timed]) -> None:
+        """Refile from ``entries`` when the filings outnumber them twice over. A key removed by
+        another path (the caps' eviction, a replaced entry) keeps its filing until its hour is
+        read, up to the idle horizon: under a flood of new accounts the index would outgrow
+        the capped table. Called after each sweep's removals."""
+        if len(self) > 2 * len(entries) + 64:
+            self.rebuild(entries)
+
     def __len__(self) -> int:
-        """Filings held (for tests and the state's memory: about one per entry)."""
+        """Filings held (at most about twice the entries, by :meth:`compact`)."""
         return sum(len(v) for v in self._hours.values())

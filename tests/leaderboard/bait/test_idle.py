@@ -131,3 +131,13 @@ def _tables(d: Detector) -> dict[str, dict[str, str]]:
     tables: dict[str, dict[str, str]] = {}
     apply(tables, d.take_changes())
     return tables
+
+
+def test_the_index_stays_bounded_when_the_caps_evict_a_flood() -> None:
+    # 20,000 new accounts in half an hour against a cap of 100: the table stays capped, and so
+    # does the index (the evicted keys' filings do not wait out the 7-day idle horizon)
+    d = Detector(BaitParams(max_commenters=100))
+    for i in range(20_000):
+        d.touch(T0 + i * 0.1, f"spam{i}", "author")
+    assert len(d.commenters) <= 2 * 100 + 1
+    assert len(d._idle["c"]) <= 2 * len(d.commenters) + 64 + 1
