@@ -121,8 +121,8 @@ class WorkerSettings:
     #: hold every live event up to that long).
     fetch_max_wait_ms: int = 100
     #: How often (seconds) the worker runs Python's full cycle collection. Between them it
-    #: collects each batch's young objects and freezes the survivors, so its long-lived state is
-    #: not walked at every full collection (stream/heap.py). 0 = Python's own schedule.
+    #: collects what each apply left and freezes the survivors, so its long-lived state is not
+    #: walked at every full collection (stream/heap.py). 0 = Python's own schedule.
     gc_full_every_s: float = 300.0
     #: Address of the worker's Prometheus endpoint (GET /metrics); 0.0.0.0 to be scraped from
     #: other hosts or containers.

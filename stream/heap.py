@@ -7,11 +7,11 @@ collections, 1.7 s (10 % of the worker's CPU), each a pause of up to 180 ms that
 flight waits out (live p99).
 
 So after each apply it sends (at most ``max_events_per_apply`` events: a backlog batch holds
-hundreds of them) the worker collects what is new since the last apply (that chunk's own
-cyclic garbage: everything older is frozen, so this is small) and freezes what survived (``gc.freeze``): frozen objects are never walked again.
-Refcounting still frees them as usual; only a cycle among frozen objects that becomes garbage
-later would stay, so once every ``full_every_s`` the worker unfreezes and runs one full
-collection. Same batches, 38.6–40.3 µs of CPU per event instead of 44.5–51.9, longest pause
+hundreds of them) the worker collects what is new since the last apply (that chunk's own cyclic
+garbage: everything older is frozen, so this is small) and freezes what survived
+(``gc.freeze``): frozen objects are never walked again. Refcounting still frees them as usual;
+only a cycle among frozen objects that becomes garbage later would stay, so once every
+``full_every_s`` the worker unfreezes and runs one full collection. Same batches, 38.6–40.3 µs of CPU per event instead of 44.5–51.9, longest pause
 20 ms instead of 173 (``gc.callbacks``, in-process, alternating runs).
 """
 
@@ -26,7 +26,8 @@ log = logging.getLogger("kudos.worker")
 
 
 class HeapKeeper:
-    """:meth:`after_apply` after each apply sent; ``full_every_s`` 0 leaves Python's collector alone."""
+    """Call :meth:`after_apply` after each apply sent; ``full_every_s`` 0 leaves Python's
+    collector alone."""
 
     def __init__(self, full_every_s: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.full_every_s = full_every_s

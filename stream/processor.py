@@ -231,8 +231,8 @@ class Processor:
         #: partition → one past the newest offset handed to :meth:`process` (what the caller
         #: acknowledges, so what :meth:`catch_up` compares the fences with)
         self.consumed: dict[int, int] = {}
-        #: told after each apply is sent (stream/heap.py: the collector's young generations then,
-        #: while Redis runs it); None: Python's own schedule
+        #: told after each apply is sent (stream/heap.py: what is new since the last one is
+        #: collected and frozen while Redis runs it); None: Python's own schedule
         self.heap = heap
 
     async def process(self, raws: Sequence[Raw], *, overlap: bool = False) -> None:
