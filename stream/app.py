@@ -192,9 +192,9 @@ def create_app(settings: Settings) -> faust.App:
     ws = settings.worker
     app, topic = faust_app(settings)
     metrics = WorkerMetrics()
-    #: partition → the offset after the last message the agent took (the consumer lag's floor:
+    #: the agent's processor once it runs (what it consumed is the consumer lag's floor:
     #: stream.lag.consumer_lag)
-    taken: dict[int, int] = {}
+    running: list[Processor | ShardedProcessor] = []
     dlq = app.topic(settings.broker.dlq_topic, value_type=bytes, key_type=bytes, internal=False)
 
     async def send_dead_letters(letters: Sequence[DeadLetter]) -> None:
@@ -368,6 +368,7 @@ def create_app(settings: Settings) -> faust.App:
         # those offsets are read from the log (Processor.catch_up); a worker that exits with
         # messages not applied first commits its group's offsets back to them.
         single = processor if isinstance(processor, Processor) else None
+        running[:] = [processor]
         busy = asyncio.Lock()
         last_batch = time.monotonic()
 
@@ -420,9 +421,6 @@ def create_app(settings: Settings) -> faust.App:
                     )
                     for e in events
                 ]
-                for r in raws:
-                    if r.offset >= taken.get(r.partition, 0):
-                        taken[r.partition] = r.offset + 1
                 async with busy:
                     last_batch = time.monotonic()
                     if single is not None:
@@ -453,7 +451,8 @@ def create_app(settings: Settings) -> faust.App:
             )
 
             async def render() -> bytes:
-                await consumer_lag(app.consumer, settings.broker.topic, store, metrics, taken)
+                consumed = running[0].consumed if running else None
+                await consumer_lag(app.consumer, settings.broker.topic, store, metrics, consumed)
                 return metrics.exposition().encode()
 
             server = await serve_metrics(ws.metrics_host, ws.metrics_port, render)

@@ -89,6 +89,12 @@ class ShardedProcessor:
         for proc in self.processors:
             proc.partitions = n
 
+    @property
+    def consumed(self) -> dict[int, int]:
+        """Partition → one past the newest offset handed to :meth:`process` (each shard's
+        processor keeps its own partitions')."""
+        return {q: o for proc in self.processors for q, o in proc.consumed.items()}
+
     async def check_rank_rules(self, at: float | None = None) -> list[str]:
         """Judge the rank perk rules on the merged boards as of W = ``at`` (default: the
         namespace's W as Redis has it); the unlocks recorded. After every batch, and once when

@@ -364,10 +364,8 @@ class Detector:
         d.authors = {k: Author.load(v) for k, v in tables.get("a", {}).items()}
         d.commenters = {k: Commenter.load(v) for k, v in tables.get("c", {}).items()}
         d.shadows = {k: Shadow.load(v) for k, v in tables.get("s", {}).items()}
-        d._idle["g"].rebuild(d.groups)
-        d._idle["a"].rebuild(d.authors)
-        d._idle["c"].rebuild(d.commenters)
-        d._idle["s"].rebuild(d.shadows)
+        for t, entries in d._tables().items():
+            d._idle[t].rebuild(entries)
         clock = tables.get("m", {}).get(_CLOCK)
         if clock is not None:
             # [newest, swept] (before issue 13), then [newest, swept, born]
@@ -383,15 +381,14 @@ class Detector:
                 d.lockstep.add(key, _shadow_entry(sh), actor)
         return d
 
+    def _tables(self) -> dict[str, dict[str, Any]]:
+        """The four tables by their letters in the stored state (and in ``_dirty``)."""
+        return {"g": self.groups, "a": self.authors, "c": self.commenters, "s": self.shadows}
+
     def take_changes(self) -> list[tuple[str, str, bytes | None]]:
         """(table, key, value or None when deleted) of every entry changed since the last call."""
         out: list[tuple[str, str, bytes | None]] = []
-        tables: dict[str, dict[str, Any]] = {
-            "g": self.groups,
-            "a": self.authors,
-            "c": self.commenters,
-            "s": self.shadows,
-        }
+        tables = self._tables()
         for changed in self._dirty:
             table, key = changed[0], changed[1:]
             entry = tables[table].get(key)
@@ -1498,13 +1495,8 @@ class Detector:
             del self.shadows[key]
             self.lockstep.drop(key)
             self._dirty["s" + key] = None
-        for table, entries in (
-            ("g", self.groups),
-            ("a", self.authors),
-            ("c", self.commenters),
-            ("s", self.shadows),
-        ):
-            idle[table].compact(entries)
+        for t, entries in self._tables().items():
+            idle[t].compact(entries)
 
 
 #: The kinds a retroactive throttle can take back, and their one-letter codes in ``Group.counted``.
